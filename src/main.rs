@@ -1,0 +1,149 @@
+//! The `ocpp-gateway` binary: arguments, configuration, logging, the open-files limit, signals.
+//! The only place with exit codes: 0 after a clean shutdown, 1 when the gateway cannot start or
+//! did not stop cleanly, 2 for bad arguments or configuration.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use log::{error, info, warn};
+use ocpp_gateway::{Config, Server};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+const USAGE: &str = "\
+ocpp-gateway: OCPP 1.6J gateway for extreme connection counts
+
+Usage: ocpp-gateway [--config PATH]
+
+Options:
+  -c, --config PATH  configuration file (default: config.toml; when that default file
+                     does not exist the embedded defaults are used)
+  -h, --help         print this help
+  -V, --version      print the version
+
+Logging: RUST_LOG (default \"info\"), e.g. RUST_LOG=ocpp_gateway=debug.
+";
+
+const DEFAULT_CONFIG: &str = "config.toml";
+
+enum Command {
+    Run { config: Option<PathBuf> },
+    Help,
+    Version,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut config = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "-c" | "--config" => {
+                let path = args.next().ok_or_else(|| format!("{arg} needs a path"))?;
+                config = Some(PathBuf::from(path));
+            }
+            other => match other.strip_prefix("--config=") {
+                Some(path) => config = Some(PathBuf::from(path)),
+                None => return Err(format!("unknown argument {other:?}")),
+            },
+        }
+    }
+    Ok(Command::Run { config })
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config_path = match parse_args(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("ocpp-gateway {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Run { config }) => config,
+        Err(message) => {
+            eprintln!("ocpp-gateway: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, ocpp_gateway::config::ConfigError> {
+    match path {
+        Some(path) => Config::load(&path),
+        None if std::path::Path::new(DEFAULT_CONFIG).exists() => {
+            Config::load(std::path::Path::new(DEFAULT_CONFIG))
+        }
+        None => {
+            info!("no {DEFAULT_CONFIG} here: running on the embedded defaults");
+            Ok(Config::default())
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    raise_open_files_limit(config.server.max_connections);
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let server = Server::start(config).context("cannot start")?;
+    let shutdown = server.shutdown_handle();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    info!("signal {signal}: draining connections (again to exit at once)");
+                    shutdown.shutdown();
+                } else {
+                    warn!("signal {signal} again: exiting without draining");
+                    std::process::exit(1);
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    server.join().context("unclean shutdown")?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one, and warns when `max_connections` cannot fit.
+fn raise_open_files_limit(max_connections: usize) {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!("cannot raise the open-files limit: {e}");
+            return;
+        }
+    };
+    // Listeners, pollers, wakers, log and config files: a small fixed overhead.
+    let needed = max_connections as u64 + 64;
+    if needed > limit {
+        warn!(
+            "server.max_connections = {max_connections} but the open-files limit is {limit}: \
+             at most about {} charge points fit (raise the hard limit: LimitNOFILE= in systemd, nofile in limits.conf)",
+            limit.saturating_sub(64)
+        );
+    } else {
+        info!("open-files limit {limit}");
+    }
+}

@@ -1,0 +1,81 @@
+//! One charge point's connection as its event loop holds it in the slab: a state enum moved by
+//! value (handshaking, open, closing) plus the few fields every state shares.
+//!
+//! A connection has at most one timer in the loop's wheel at a time, and what it means follows
+//! from the state: the handshake deadline while handshaking, "ping when idle" or "pong deadline"
+//! while open (depending on whether a ping is outstanding), the close deadline while closing or lingering.
+//! Receiving a message touches no timer: it only stamps `last_rx_ms`, and the idle timer, when it
+//! fires, re-arms itself for the rest of the interval if the connection was not idle after all.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use mio::net::TcpStream;
+use tungstenite::WebSocket;
+use tungstenite::handshake::MidHandshake;
+use tungstenite::handshake::server::ServerHandshake;
+
+use crate::net::handshake::{ChargePointId, UpgradeCheck, VerdictSlot};
+use crate::net::socket::{HandshakeStream, Socket};
+use crate::net::timer::TimerId;
+use crate::processor::Inbound;
+
+/// A slab entry.
+pub struct Connection {
+    pub generation: u32,
+    pub peer: SocketAddr,
+    /// The one pending timer of this connection, if any.
+    pub timer: Option<TimerId>,
+    pub state: State,
+}
+
+/// Where a connection is in its life.
+pub enum State {
+    /// The HTTP upgrade is in progress (boxed: it is large and short-lived).
+    Handshaking(Box<Handshake>),
+    /// Upgraded; OCPP messages flow.
+    Open(Session),
+    /// We sent a close frame and wait (bounded) for the peer's, or for EOF.
+    Closing(Session),
+    /// The peer broke the WebSocket protocol: tungstenite's reader is not to be trusted again.
+    /// We sent our close frame and shut down our side; what still arrives is discarded until
+    /// EOF (so closing does not reset the connection before the peer reads our close frame).
+    Lingering(Socket),
+    /// Only while the loop has moved the real state out to transform it.
+    Detached,
+}
+
+pub struct Handshake {
+    pub mid: MidHandshake<ServerHandshake<HandshakeStream, UpgradeCheck>>,
+    /// The loop's own handle on the socket, to answer 400/408 when tungstenite gives up.
+    pub tcp: Rc<TcpStream>,
+    pub verdict: VerdictSlot,
+    /// Over `server.max_connections`: being answered 503, not counted as a connection.
+    pub over_capacity: bool,
+}
+
+pub struct Session {
+    pub ws: WebSocket<Socket>,
+    pub cp: ChargePointId,
+    pub processor: u16,
+    /// Loop clock (ms since the loop started) when anything last arrived.
+    pub last_rx_ms: u64,
+    /// Set while a ping is unanswered: when it was sent.
+    pub ping_sent_ms: Option<u64>,
+    /// A frame the processor queue had no room for; reading is paused until it is handed over.
+    pub pending: Option<Inbound>,
+}
+
+impl Connection {
+    /// The session, in any state that has one.
+    pub fn session_mut(&mut self) -> Option<&mut Session> {
+        match &mut self.state {
+            State::Open(session) | State::Closing(session) => Some(session),
+            State::Handshaking(_) | State::Lingering(_) | State::Detached => None,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+}

@@ -1,0 +1,1066 @@
+//! One event loop: a `mio::Poll` pinned to a core, its own `SO_REUSEPORT` listener, a slab of
+//! connections and a timing wheel. It never blocks on anything but `poll`: frames go to the
+//! processors with `try_send` (a full queue pauses that one connection), replies come back on
+//! the loop's channel with a coalesced wake.
+//!
+//! Sockets are registered once, readable and writable, edge-triggered: every read drains until
+//! `WouldBlock`, and a writable edge (which the kernel only reports after a write was refused)
+//! flushes what tungstenite kept. So the interest never changes and costs no syscall.
+//!
+//! One iteration: poll; handle socket events; drain the channel; hand paused frames over; fire
+//! due timers; on shutdown, close a paced share of connections. The loop ends when shutdown was
+//! asked and its slab is empty.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::mem;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use log::{debug, error, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::handshake::server::ServerHandshake;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use crate::config::Config;
+use crate::net::connection::{Connection, Handshake, Session, State};
+use crate::net::handshake::{self, ChargePointId, UpgradeCheck, Verdict};
+use crate::net::socket::{HandshakeStream, Socket, would_block};
+use crate::net::timer::TimerWheel;
+use crate::net::{ConnId, LoopShared, ToLoop};
+use crate::ocpp::rpc::{self, FrameError};
+use crate::processor::{Inbound, shard_of};
+use crate::stats::{LoopStats, Stats};
+
+pub const LISTENER: Token = Token(usize::MAX - 1);
+pub const WAKER: Token = Token(usize::MAX - 2);
+
+/// Wheel resolution: timers fire at most this late (plus poll latency).
+const TIMER_TICK: Duration = Duration::from_millis(10);
+/// 4096 slots of 10 ms: one revolution is 41 s, so a 60 s ping timer is visited twice.
+const TIMER_SLOTS: usize = 4096;
+/// How long a closing connection may take to answer our close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// After EMFILE and friends, accepting is retried after this long instead of spinning.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Accepts per iteration before the loop turns to its other work (a connect storm must not
+/// starve the connections already open).
+const ACCEPT_BATCH: usize = 512;
+/// Channel messages handled per iteration, for the same reason.
+const INBOX_BATCH: usize = 4096;
+/// Over-capacity handshakes answered 503 at once per loop; beyond this they are dropped unanswered.
+const MAX_REFUSING: usize = 256;
+/// `Retry-After` for 503s: this many seconds plus up to as many again of jitter.
+const RETRY_AFTER_SECS: u32 = 15;
+/// Warnings about peer input allowed per second per loop; the rest are counted only.
+const WARNINGS_PER_SECOND: u32 = 20;
+
+#[derive(Clone, Copy, Debug)]
+pub enum TimerEvent {
+    Connection { key: u32, generation: u32 },
+    AcceptRetry,
+}
+
+/// Everything a loop needs, built by the server before the thread starts.
+pub struct LoopParts {
+    pub index: u16,
+    pub poll: Poll,
+    pub listener: TcpListener,
+    pub inbox: Receiver<ToLoop>,
+    pub shared: Arc<LoopShared>,
+    pub processors: Vec<Sender<Inbound>>,
+    pub config: Arc<Config>,
+    pub stats: Arc<Stats>,
+}
+
+/// Frames and control messages on their way to the processors. Control messages (connected,
+/// disconnected) must never be lost, so when a queue is full they wait here, in order; a frame
+/// is only handed over when nothing waits ahead of it, which keeps each connection's messages
+/// in order.
+struct ProcessorLinks {
+    senders: Vec<Sender<Inbound>>,
+    outbox: Vec<VecDeque<Inbound>>,
+}
+
+impl ProcessorLinks {
+    fn send_control(&mut self, processor: u16, msg: Inbound) {
+        let p = usize::from(processor);
+        let Some(outbox) = self.outbox.get_mut(p) else {
+            return;
+        };
+        outbox.push_back(msg);
+        Self::flush_one(&self.senders[p], outbox);
+    }
+
+    fn try_send_frame(&mut self, processor: u16, msg: Inbound) -> Result<(), Inbound> {
+        let p = usize::from(processor);
+        match (self.outbox.get(p), self.senders.get(p)) {
+            (Some(outbox), Some(sender)) if outbox.is_empty() => match sender.try_send(msg) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => Ok(()),
+                Err(TrySendError::Full(msg)) => Err(msg),
+            },
+            _ => Err(msg),
+        }
+    }
+
+    fn flush(&mut self) {
+        for (sender, outbox) in self.senders.iter().zip(&mut self.outbox) {
+            Self::flush_one(sender, outbox);
+        }
+    }
+
+    fn flush_one(sender: &Sender<Inbound>, outbox: &mut VecDeque<Inbound>) {
+        while let Some(msg) = outbox.pop_front() {
+            match sender.try_send(msg) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(msg)) => {
+                    outbox.push_front(msg);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn is_backlogged(&self) -> bool {
+        self.outbox.iter().any(|o| !o.is_empty())
+    }
+}
+
+/// What a failed tungstenite call means for the connection.
+enum Failure {
+    /// Not ready: try again on the next event.
+    Blocked,
+    /// The peer closed or reset, or the socket failed: drop it.
+    Gone(String),
+    /// The peer broke the protocol: close with this code.
+    Violation { code: u16, reason: &'static str },
+    /// The write buffer is full: the peer does not read.
+    SlowConsumer,
+}
+
+fn classify(err: tungstenite::Error) -> Failure {
+    use tungstenite::error::{CapacityError, Error, ProtocolError};
+    match err {
+        Error::Io(e) if would_block(&e) => Failure::Blocked,
+        Error::Io(e) => Failure::Gone(format!("socket error: {e}")),
+        Error::ConnectionClosed | Error::AlreadyClosed => Failure::Gone("closed".into()),
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            Failure::Gone("reset without closing handshake".into())
+        }
+        Error::WriteBufferFull(_) => Failure::SlowConsumer,
+        Error::Capacity(CapacityError::MessageTooLong { .. }) => Failure::Violation {
+            code: 1009,
+            reason: "message too big",
+        },
+        Error::Utf8(_) => Failure::Violation {
+            code: 1007,
+            reason: "invalid UTF-8 in text message",
+        },
+        Error::Protocol(_) | Error::Capacity(_) => Failure::Violation {
+            code: 1002,
+            reason: "WebSocket protocol error",
+        },
+        other => Failure::Gone(format!("websocket error: {other}")),
+    }
+}
+
+/// Lets a few warnings a second through; peer input must not be able to flood the log.
+struct WarnBudget {
+    second: u64,
+    used: u32,
+}
+
+impl WarnBudget {
+    fn allow(&mut self, now_ms: u64) -> bool {
+        let second = now_ms / 1000;
+        if second != self.second {
+            self.second = second;
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= WARNINGS_PER_SECOND
+    }
+}
+
+struct Drain {
+    started: Instant,
+    /// Connections asked to close so far.
+    closed: u64,
+    /// Slab keys below this were already visited.
+    cursor: usize,
+    per_second: f64,
+}
+
+pub struct EventLoop {
+    index: u16,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Connection>,
+    wheel: TimerWheel<TimerEvent>,
+    inbox: Receiver<ToLoop>,
+    shared: Arc<LoopShared>,
+    processors: ProcessorLinks,
+    config: Arc<Config>,
+    ws_config: WebSocketConfig,
+    path_prefix: Arc<str>,
+    stats: Arc<Stats>,
+    origin: Instant,
+    now: Instant,
+    next_generation: u32,
+    /// Connections whose frame waits for room in a processor queue.
+    paused: Vec<(usize, u32)>,
+    refusing: usize,
+    accept_more: bool,
+    inbox_more: bool,
+    rng: u64,
+    warnings: WarnBudget,
+    drain: Option<Drain>,
+}
+
+impl EventLoop {
+    pub fn new(parts: LoopParts) -> std::io::Result<EventLoop> {
+        let LoopParts {
+            index,
+            poll,
+            mut listener,
+            inbox,
+            shared,
+            processors,
+            config,
+            stats,
+        } = parts;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let ws = &config.websocket;
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(ws.read_buffer_size)
+            .write_buffer_size(0)
+            .max_write_buffer_size(ws.max_write_buffer)
+            .max_message_size(Some(ws.max_message_size))
+            .max_frame_size(Some(ws.max_message_size));
+        let now = Instant::now();
+        let processor_count = processors.len();
+        Ok(EventLoop {
+            index,
+            poll,
+            listener: Some(listener),
+            conns: Slab::new(),
+            wheel: TimerWheel::new(now, TIMER_TICK, TIMER_SLOTS),
+            inbox,
+            shared,
+            processors: ProcessorLinks {
+                senders: processors,
+                outbox: (0..processor_count).map(|_| VecDeque::new()).collect(),
+            },
+            path_prefix: config.websocket.path_prefix.as_str().into(),
+            config,
+            ws_config,
+            stats,
+            origin: now,
+            now,
+            next_generation: 1,
+            paused: Vec::new(),
+            refusing: 0,
+            accept_more: false,
+            inbox_more: false,
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (u64::from(index) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+            warnings: WarnBudget { second: 0, used: 0 },
+            drain: None,
+        })
+    }
+
+    /// Runs until shutdown was requested and every connection is closed.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        info!("loop={} running", self.index);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                error!("loop={} poll failed, stopping: {e}", self.index);
+                return;
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(key) => self.on_socket_event(
+                        key,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable(),
+                    ),
+                }
+            }
+            if self.accept_more {
+                self.accept();
+            }
+            self.drain_inbox();
+            if !self.paused.is_empty() || self.processors.is_backlogged() {
+                self.resume_paused();
+            }
+            while let Some(timer) = self.wheel.poll_expired(self.now) {
+                self.on_timer(timer);
+            }
+            if self.shared.shutdown_requested() {
+                self.drain_step();
+                if self.conns.is_empty() {
+                    break;
+                }
+            }
+        }
+        info!("loop={} stopped", self.index);
+    }
+
+    fn stats(&self) -> &LoopStats {
+        &self.stats.loops[usize::from(self.index)]
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.now.duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: jitter only, no need for more.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn conn_id(&self, key: usize, generation: u32) -> ConnId {
+        ConnId {
+            loop_index: self.index,
+            key: key as u32,
+            generation,
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.accept_more || self.inbox_more {
+            return Some(Duration::ZERO);
+        }
+        let mut timeout = self.wheel.next_timeout(self.now);
+        let mut cap = |limit: Duration| {
+            timeout = Some(timeout.map_or(limit, |t| t.min(limit)));
+        };
+        if !self.paused.is_empty() || self.processors.is_backlogged() {
+            cap(Duration::from_millis(1));
+        }
+        if self.shared.shutdown_requested() {
+            cap(Duration::from_millis(10));
+        }
+        timeout
+    }
+
+    // ---- accepting ----
+
+    fn accept(&mut self) {
+        self.accept_more = false;
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((tcp, peer)) => self.admit(tcp, peer),
+                Err(e) if would_block(&e) => return,
+                Err(e) => {
+                    self.stats().accept_errors.inc();
+                    let out_of_resources = matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    );
+                    if out_of_resources {
+                        if self.warnings.allow(self.now_ms()) {
+                            warn!("loop={} cannot accept, retrying shortly: {e}", self.index);
+                        }
+                        self.wheel
+                            .arm(self.now, ACCEPT_RETRY, TimerEvent::AcceptRetry);
+                        return;
+                    }
+                    debug!("loop={} accept failed: {e}", self.index);
+                }
+            }
+        }
+        self.accept_more = true;
+    }
+
+    fn admit(&mut self, mut tcp: TcpStream, peer: SocketAddr) {
+        self.stats().accepted.inc();
+        let max = self.config.server.max_connections;
+        let over_capacity = self.stats.connections.fetch_add(1, Ordering::Relaxed) >= max;
+        if over_capacity {
+            self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            self.stats().over_capacity.inc();
+            if self.refusing >= MAX_REFUSING {
+                return; // dropping `tcp` closes it unanswered
+            }
+        }
+        let _ = tcp.set_nodelay(true);
+        if let Some(size) = self.config.server.socket_send_buffer {
+            let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size.get());
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let registered = u32::try_from(key).is_ok()
+            && self
+                .poll
+                .registry()
+                .register(
+                    &mut tcp,
+                    Token(key),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_ok();
+        if !registered {
+            error!(
+                "loop={} cannot register a connection from {peer}",
+                self.index
+            );
+            if !over_capacity {
+                self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        if over_capacity {
+            self.refusing += 1;
+        } else {
+            self.stats.loop_connections[usize::from(self.index)].fetch_add(1, Ordering::Relaxed);
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let tcp = Rc::new(tcp);
+        let verdict = Rc::new(Cell::new(Verdict::Pending));
+        let check = UpgradeCheck {
+            path_prefix: Arc::clone(&self.path_prefix),
+            over_capacity,
+            retry_after_secs: RETRY_AFTER_SECS + (self.rng % u64::from(RETRY_AFTER_SECS)) as u32,
+            verdict: Rc::clone(&verdict),
+        };
+        let mid = ServerHandshake::start(
+            HandshakeStream(Rc::clone(&tcp)),
+            check,
+            Some(self.ws_config),
+        );
+        let timer = self.wheel.arm(
+            self.now,
+            self.config.websocket.handshake_timeout,
+            TimerEvent::Connection {
+                key: key as u32,
+                generation,
+            },
+        );
+        entry.insert(Connection {
+            generation,
+            peer,
+            timer: Some(timer),
+            state: State::Handshaking(Box::new(Handshake {
+                mid,
+                tcp,
+                verdict,
+                over_capacity,
+            })),
+        });
+        self.random();
+    }
+
+    // ---- socket events ----
+
+    fn on_socket_event(&mut self, key: usize, readable: bool, writable: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        match &mut conn.state {
+            State::Handshaking(_) => self.drive_handshake(key),
+            State::Open(session) | State::Closing(session) => {
+                if writable && session.ws.get_ref().unsent() > 0 {
+                    let result = session.ws.flush();
+                    if let Err(e) = result {
+                        if !self.fail(key, e) {
+                            return;
+                        }
+                    }
+                }
+                if readable {
+                    self.read_messages(key);
+                }
+            }
+            State::Lingering(_) => self.discard_input(key),
+            State::Detached => {}
+        }
+    }
+
+    fn drive_handshake(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let State::Handshaking(handshake) = mem::replace(&mut conn.state, State::Detached) else {
+            return;
+        };
+        let Handshake {
+            mid,
+            tcp,
+            verdict,
+            over_capacity,
+        } = *handshake;
+        match mid.handshake() {
+            Err(HandshakeError::Interrupted(mid)) => {
+                conn.state = State::Handshaking(Box::new(Handshake {
+                    mid,
+                    tcp,
+                    verdict,
+                    over_capacity,
+                }));
+            }
+            Ok(ws) => {
+                drop(ws); // its stream is the second handle on `tcp`
+                match (verdict.take(), Rc::try_unwrap(tcp)) {
+                    (Verdict::Upgraded { id, ocpp16 }, Ok(tcp)) => self.open(key, tcp, id, ocpp16),
+                    _ => {
+                        error!(
+                            "loop={} bug: upgrade finished without a verdict",
+                            self.index
+                        );
+                        self.remove(key, "internal error");
+                    }
+                }
+            }
+            Err(HandshakeError::Failure(err)) => {
+                use tungstenite::error::{Error, ProtocolError};
+                let verdict = verdict.take();
+                let garbage = matches!(verdict, Verdict::Pending)
+                    && !matches!(
+                        err,
+                        Error::Io(_)
+                            | Error::ConnectionClosed
+                            | Error::AlreadyClosed
+                            | Error::Protocol(ProtocolError::HandshakeIncomplete)
+                    );
+                if garbage {
+                    let _ = (&*tcp).write(handshake::BAD_REQUEST);
+                }
+                let peer = conn.peer;
+                if !over_capacity {
+                    self.stats().handshakes_rejected.inc();
+                }
+                debug!(
+                    "loop={} handshake from {peer} ended: {err} ({verdict:?})",
+                    self.index
+                );
+                self.remove(key, "handshake refused");
+            }
+        }
+    }
+
+    fn open(&mut self, key: usize, tcp: TcpStream, cp: ChargePointId, ocpp16: bool) {
+        let now_ms = self.now_ms();
+        let processor = shard_of(&cp, self.processors.senders.len()) as u16;
+        let ws = WebSocket::from_raw_socket(Socket::new(tcp), Role::Server, Some(self.ws_config));
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(timer) = conn.timer.take() {
+            self.wheel.cancel(timer);
+        }
+        let (generation, peer) = (conn.generation, conn.peer);
+        conn.state = State::Open(Session {
+            ws,
+            cp: Arc::clone(&cp),
+            processor,
+            last_rx_ms: now_ms,
+            ping_sent_ms: None,
+            pending: None,
+        });
+        if !ocpp16 {
+            self.stats().handshakes_rejected.inc();
+            debug!(
+                "cp={cp} loop={} did not offer {}",
+                self.index,
+                handshake::OCPP16
+            );
+            self.fail_connection(key, 1002, "subprotocol ocpp1.6 required");
+            return;
+        }
+        self.stats().handshakes_ok.inc();
+        debug!("cp={cp} loop={} connected from {peer}", self.index);
+        let conn_id = self.conn_id(key, generation);
+        self.processors
+            .send_control(processor, Inbound::Connected { conn: conn_id, cp });
+        let delay = self.ping_delay(0);
+        self.arm(key, delay);
+        // Anything that arrived right behind the upgrade request came with no new edge.
+        self.read_messages(key);
+    }
+
+    /// Reads until `WouldBlock`, handing each text message on; stops early while paused.
+    fn read_messages(&mut self, key: usize) {
+        loop {
+            let now_ms = self.now_ms();
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let generation = conn.generation;
+            let open = conn.is_open();
+            let Some(session) = conn.session_mut() else {
+                return;
+            };
+            if session.pending.is_some() {
+                return;
+            }
+            let result = session.ws.read();
+            if result.is_ok() {
+                session.last_rx_ms = now_ms;
+            }
+            match result {
+                Ok(Message::Text(text)) if open => self.on_text(key, generation, &text),
+                Ok(Message::Binary(_)) if open => {
+                    self.stats().binary_frames.inc();
+                    self.close(key, 1003, "binary frames are not OCPP-J");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.fail(key, e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Acts on a failed read, write or flush. True when it only would have blocked: the
+    /// connection is still there and other directions may go on.
+    fn fail(&mut self, key: usize, err: tungstenite::Error) -> bool {
+        match classify(err) {
+            Failure::Blocked => true,
+            Failure::Gone(why) => {
+                self.remove(key, &why);
+                false
+            }
+            Failure::SlowConsumer => {
+                self.stats().slow_consumers.inc();
+                self.remove(key, "slow consumer: write buffer full");
+                false
+            }
+            Failure::Violation { code, reason } => {
+                let counter = match code {
+                    1009 => &self.stats().oversize_messages,
+                    _ => &self.stats().protocol_errors,
+                };
+                counter.inc();
+                self.fail_connection(key, code, reason);
+                false
+            }
+        }
+    }
+
+    /// "Fail the WebSocket connection" (RFC 6455 7.1.7): a close frame, our side shut down,
+    /// then [`State::Lingering`] until the peer's EOF or [`CLOSE_GRACE`].
+    fn fail_connection(&mut self, key: usize, code: u16, reason: &'static str) {
+        let index = self.index;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let conn_id = ConnId {
+            loop_index: index,
+            key: key as u32,
+            generation: conn.generation,
+        };
+        let (State::Open(session) | State::Closing(session)) =
+            mem::replace(&mut conn.state, State::Detached)
+        else {
+            return self.remove(key, reason);
+        };
+        let Session {
+            mut ws,
+            cp,
+            processor,
+            ..
+        } = session;
+        let was_open = ws.can_write();
+        if was_open {
+            let _ = ws.close(Some(CloseFrame {
+                code: code.into(),
+                reason: reason.into(),
+            }));
+        }
+        let socket = ws.into_inner();
+        debug!("cp={cp} loop={index} failed: {reason}");
+        self.processors
+            .send_control(processor, Inbound::Disconnected { conn: conn_id, cp });
+        if socket.unsent() > 0 || socket.tcp().shutdown(std::net::Shutdown::Write).is_err() {
+            return self.remove(key, reason);
+        }
+        conn.state = State::Lingering(socket);
+        self.arm(key, CLOSE_GRACE);
+    }
+
+    /// Reads and discards what a failed connection still sends, until EOF.
+    fn discard_input(&mut self, key: usize) {
+        let Some(Connection {
+            state: State::Lingering(socket),
+            ..
+        }) = self.conns.get_mut(key)
+        else {
+            return;
+        };
+        let mut scratch = [0u8; 1024];
+        loop {
+            match std::io::Read::read(socket, &mut scratch) {
+                Ok(0) => return self.remove(key, "closed after protocol error"),
+                Ok(_) => {}
+                Err(e) if would_block(&e) => return,
+                Err(_) => return self.remove(key, "reset after protocol error"),
+            }
+        }
+    }
+
+    fn on_text(&mut self, key: usize, generation: u32, text: &str) {
+        self.stats().messages_in.inc();
+        match rpc::parse_frame(text) {
+            Ok(frame) => {
+                let conn_id = self.conn_id(key, generation);
+                let Some(session) = self.conns.get_mut(key).and_then(Connection::session_mut)
+                else {
+                    return;
+                };
+                let msg = Inbound::Frame {
+                    conn: conn_id,
+                    cp: Arc::clone(&session.cp),
+                    frame,
+                };
+                if let Err(msg) = self.processors.try_send_frame(session.processor, msg) {
+                    session.pending = Some(msg);
+                    self.paused.push((key, generation));
+                    self.stats().backpressure_pauses.inc();
+                }
+            }
+            Err(FrameError::Answer {
+                unique_id,
+                code,
+                description,
+            }) => {
+                self.stats().malformed_calls.inc();
+                let mut out = String::with_capacity(96 + description.len());
+                rpc::write_call_error(&mut out, &unique_id, code, &description);
+                self.write_text(key, out);
+            }
+            Err(FrameError::Unanswerable { reason }) => {
+                self.stats().unanswerable_frames.inc();
+                if self.warnings.allow(self.now_ms()) {
+                    let cp = self.cp_of(key);
+                    warn!("cp={cp} loop={} unanswerable message: {reason}", self.index);
+                }
+            }
+            Err(FrameError::UnknownMessageType { message_type }) => {
+                self.stats().ignored_frames.inc();
+                debug!("loop={} ignored message type {message_type}", self.index);
+            }
+        }
+    }
+
+    fn cp_of(&mut self, key: usize) -> Arc<str> {
+        self.conns
+            .get_mut(key)
+            .and_then(Connection::session_mut)
+            .map_or_else(|| "-".into(), |s| Arc::clone(&s.cp))
+    }
+
+    fn write_text(&mut self, key: usize, text: String) {
+        let Some(Connection {
+            state: State::Open(session),
+            ..
+        }) = self.conns.get_mut(key)
+        else {
+            return;
+        };
+        let result = session.ws.write(Message::text(text));
+        self.stats().messages_out.inc();
+        if let Err(e) = result {
+            self.fail(key, e);
+        }
+    }
+
+    // ---- closing ----
+
+    /// Sends a close frame and waits (bounded by [`CLOSE_GRACE`]) for the peer's.
+    fn close(&mut self, key: usize, code: u16, reason: &'static str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        match mem::replace(&mut conn.state, State::Detached) {
+            State::Open(mut session) => {
+                session.pending = None;
+                let frame = CloseFrame {
+                    code: code.into(),
+                    reason: reason.into(),
+                };
+                let result = session.ws.close(Some(frame));
+                conn.state = State::Closing(session);
+                match result.map_err(classify) {
+                    Ok(()) | Err(Failure::Blocked) => self.arm(key, CLOSE_GRACE),
+                    Err(_) => self.remove(key, reason),
+                }
+            }
+            State::Handshaking(_) => self.remove(key, reason),
+            other => conn.state = other,
+        }
+    }
+
+    /// Forgets the connection and closes its socket.
+    fn remove(&mut self, key: usize, why: &str) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if let Some(timer) = conn.timer {
+            self.wheel.cancel(timer);
+        }
+        self.stats().closed.inc();
+        let counted = !matches!(&conn.state, State::Handshaking(h) if h.over_capacity);
+        if counted {
+            self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            self.stats.loop_connections[usize::from(self.index)].fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.refusing -= 1;
+        }
+        if let State::Open(session) | State::Closing(session) = conn.state {
+            debug!("cp={} loop={} disconnected: {why}", session.cp, self.index);
+            let conn_id = self.conn_id(key, conn.generation);
+            self.processors.send_control(
+                session.processor,
+                Inbound::Disconnected {
+                    conn: conn_id,
+                    cp: session.cp,
+                },
+            );
+        }
+    }
+
+    // ---- timers ----
+
+    fn arm(&mut self, key: usize, delay: Duration) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(old) = conn.timer.take() {
+            self.wheel.cancel(old);
+        }
+        let event = TimerEvent::Connection {
+            key: key as u32,
+            generation: conn.generation,
+        };
+        conn.timer = Some(self.wheel.arm(self.now, delay, event));
+    }
+
+    /// The rest of the ping interval after `idle_ms` of silence, plus up to 1/16 of it as
+    /// jitter so a fleet that reconnected together does not get pinged in waves.
+    fn ping_delay(&mut self, idle_ms: u64) -> Duration {
+        let interval_ms = self.config.websocket.ping_interval.as_millis() as u64;
+        let jitter = self.random() % (interval_ms / 16 + 1);
+        Duration::from_millis(interval_ms.saturating_sub(idle_ms) + jitter)
+    }
+
+    fn on_timer(&mut self, event: TimerEvent) {
+        let (key, generation) = match event {
+            TimerEvent::AcceptRetry => return self.accept(),
+            TimerEvent::Connection { key, generation } => (key as usize, generation),
+        };
+        let now_ms = self.now_ms();
+        let Some(conn) = self
+            .conns
+            .get_mut(key)
+            .filter(|c| c.generation == generation)
+        else {
+            return;
+        };
+        conn.timer = None;
+        match &mut conn.state {
+            State::Handshaking(handshake) => {
+                let _ = (&*handshake.tcp).write(handshake::REQUEST_TIMEOUT);
+                if !handshake.over_capacity {
+                    self.stats().handshake_timeouts.inc();
+                }
+                self.remove(key, "handshake timeout");
+            }
+            State::Closing(_) | State::Lingering(_) => self.remove(key, "no close from peer"),
+            State::Open(session) => match session.ping_sent_ms {
+                // A pong or anything else since the ping: alive.
+                Some(sent) if session.last_rx_ms >= sent => {
+                    session.ping_sent_ms = None;
+                    let idle = now_ms.saturating_sub(session.last_rx_ms);
+                    let delay = self.ping_delay(idle);
+                    self.arm(key, delay);
+                }
+                Some(_) => {
+                    self.stats.loops[usize::from(self.index)]
+                        .pong_timeouts
+                        .inc();
+                    debug!("cp={} loop={} pong timeout", session.cp, self.index);
+                    // Best effort: a peer that does not answer pings will not answer this.
+                    let frame = CloseFrame {
+                        code: 1001.into(),
+                        reason: "pong timeout".into(),
+                    };
+                    let _ = session.ws.close(Some(frame));
+                    self.remove(key, "pong timeout");
+                }
+                None => self.ping_if_idle(key, now_ms),
+            },
+            State::Detached => {}
+        }
+    }
+
+    fn ping_if_idle(&mut self, key: usize, now_ms: u64) {
+        let interval_ms = self.config.websocket.ping_interval.as_millis() as u64;
+        let threshold = self.config.websocket.ping_skip_threshold;
+        let Some(session) = self.conns.get_mut(key).and_then(Connection::session_mut) else {
+            return;
+        };
+        let idle = now_ms.saturating_sub(session.last_rx_ms);
+        if idle < interval_ms {
+            let delay = self.ping_delay(idle);
+            return self.arm(key, delay);
+        }
+        if session.ws.get_ref().unsent() > threshold {
+            self.stats().pings_skipped.inc();
+            let delay = self.ping_delay(0);
+            return self.arm(key, delay);
+        }
+        let result = session.ws.write(Message::Ping(Default::default()));
+        session.ping_sent_ms = Some(now_ms);
+        self.stats().pings_sent.inc();
+        match result.map_err(classify) {
+            Ok(()) | Err(Failure::Blocked) => {
+                let timeout = self.config.websocket.pong_timeout;
+                self.arm(key, timeout);
+            }
+            Err(Failure::SlowConsumer) => {
+                self.stats().slow_consumers.inc();
+                self.remove(key, "slow consumer: write buffer full");
+            }
+            Err(_) => self.remove(key, "ping failed"),
+        }
+    }
+
+    // ---- other threads ----
+
+    fn drain_inbox(&mut self) {
+        self.shared.clear_wake();
+        self.inbox_more = false;
+        for _ in 0..INBOX_BATCH {
+            let Ok(msg) = self.inbox.try_recv() else {
+                return;
+            };
+            match msg {
+                ToLoop::Text { conn, text } => {
+                    if let Some(key) = self.current(conn) {
+                        self.write_text(key, text);
+                    }
+                }
+                ToLoop::Close { conn, reason } => {
+                    if let Some(key) = self.current(conn) {
+                        if reason == crate::net::CloseReason::Takeover {
+                            self.stats().takeovers.inc();
+                        }
+                        let (code, text) = reason.frame();
+                        self.close(key, code, text);
+                    }
+                }
+            }
+        }
+        self.inbox_more = true;
+    }
+
+    /// The slab key of `conn` if it is still the connection that id named.
+    fn current(&self, conn: ConnId) -> Option<usize> {
+        let key = conn.key as usize;
+        self.conns
+            .get(key)
+            .filter(|c| c.generation == conn.generation)
+            .map(|_| key)
+    }
+
+    fn resume_paused(&mut self) {
+        self.processors.flush();
+        let mut resumed = Vec::new();
+        for (key, generation) in mem::take(&mut self.paused) {
+            let Some(conn) = self
+                .conns
+                .get_mut(key)
+                .filter(|c| c.generation == generation)
+            else {
+                continue;
+            };
+            let Some(session) = conn.session_mut() else {
+                continue;
+            };
+            let Some(msg) = session.pending.take() else {
+                continue;
+            };
+            match self.processors.try_send_frame(session.processor, msg) {
+                Ok(()) => resumed.push(key),
+                Err(msg) => {
+                    session.pending = Some(msg);
+                    self.paused.push((key, generation));
+                }
+            }
+        }
+        for key in resumed {
+            self.read_messages(key);
+        }
+    }
+
+    // ---- shutdown ----
+
+    /// Stops accepting, then asks a paced share of the connections to close each call.
+    fn drain_step(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+            let rate = self.config.server.drain_rate.get() as f64
+                / self.config.server.workers.get() as f64;
+            info!(
+                "loop={} draining {} connections",
+                self.index,
+                self.conns.len()
+            );
+            self.drain = Some(Drain {
+                started: self.now,
+                closed: 0,
+                cursor: 0,
+                per_second: rate.max(1.0),
+            });
+        }
+        let Some(drain) = &self.drain else { return };
+        let elapsed = self.now.duration_since(drain.started).as_secs_f64();
+        let allowed = (elapsed * drain.per_second) as u64 + 1;
+        let (mut closed, mut cursor) = (drain.closed, drain.cursor);
+        while closed < allowed {
+            let next = (cursor..self.conns.capacity()).find(|&k| {
+                self.conns
+                    .get(k)
+                    .is_some_and(|c| !matches!(c.state, State::Closing(_)))
+            });
+            let Some(key) = next else {
+                cursor = self.conns.capacity();
+                break;
+            };
+            cursor = key + 1;
+            closed += 1;
+            self.close(key, 1001, "server shutting down");
+        }
+        if let Some(drain) = &mut self.drain {
+            drain.closed = closed;
+            drain.cursor = cursor;
+        }
+    }
+}

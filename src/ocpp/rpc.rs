@@ -1,0 +1,715 @@
+//! The OCPP-J RPC envelope: turning one WebSocket text message into a [`Frame`], and writing
+//! CALL / CALLRESULT / CALLERROR text. Payloads stay raw JSON ([`RawValue`]); checking them
+//! against an action's schema is the next layer's job.
+//!
+//! - CALL       `[2, "<UniqueId>", "<Action>", {payload}]`
+//! - CALLRESULT `[3, "<UniqueId>", {payload}]`
+//! - CALLERROR  `[4, "<UniqueId>", "<errorCode>", "<errorDescription>", {errorDetails}]`
+//!
+//! A message that is not a usable frame is a [`FrameError`], split by what the receiver must do:
+//! - [`FrameError::Answer`]: a malformed CALL whose UniqueId could be read. Its sender waits for
+//!   a response to that id (sending no other CALL meanwhile): a CALLERROR now beats a timeout.
+//! - [`FrameError::Unanswerable`]: no id to answer with, or a malformed response. Responses are
+//!   never answered (two peers could bounce errors forever): log and count.
+//! - [`FrameError::UnknownMessageType`]: the specification says to ignore such a message.
+//!
+//! Every input is hostile: parsing never panics, walks the text once with the array's elements
+//! borrowed from it (five kept at most, the rest skipped), allocates only for the returned frame,
+//! and error descriptions quote at most 64 characters of input.
+//!
+//! Decisions where the specification is silent:
+//! - Lengths are counted in Unicode scalar values (`char`s).
+//! - MessageTypeNumber is digits only: `"2"`, `2.0`, `2e0`, `-1` and numbers past `u64::MAX` are
+//!   Unanswerable, not unknown types.
+//! - A CALL is checked in the order UniqueId, element count, Action, payload, and the first problem
+//!   is answered: too few elements is ProtocolError ("incomplete"), anything else is
+//!   FormationViolation.
+//! - Action is a non-empty string of at most 64 characters (the longest 1.6 name has 32): the cap
+//!   bounds memory; unknown names are the next layer's NotImplemented.
+//! - An empty or too long UniqueId of a CALL is echoed in the answer if it has at most 128
+//!   characters; a longer one is Unanswerable (a cut id is useless to the peer, a whole one would
+//!   let it make us send back any amount of junk).
+//! - A string with a lone surrogate escape (`"\ud800"`) is invalid: as UniqueId the message is
+//!   Unanswerable, as Action it is a FormationViolation.
+//! - A received CALLERROR's errorCode is any string of at most 64 characters (the peer may use
+//!   codes we don't know); errorDescription is kept whole (the WebSocket message limit bounds it).
+//! - Nesting inside a payload is not limited here (serde_json skips raw values without recursing);
+//!   the payload layer's serde_json recursion limit applies when it decodes one.
+
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde_json::error::Category;
+use serde_json::value::RawValue;
+
+/// Longest UniqueId the specification allows.
+pub const MAX_UNIQUE_ID_LEN: usize = 36;
+/// Longest Action accepted (the longest 1.6 action name has 32 characters).
+const MAX_ACTION_LEN: usize = 64;
+/// Longest invalid UniqueId still echoed in a CALLERROR.
+const MAX_ECHOED_ID_LEN: usize = 128;
+/// Longest errorCode accepted in a received CALLERROR.
+const MAX_ERROR_CODE_LEN: usize = 64;
+/// Most characters of input quoted in an error description.
+const ECHO_LIMIT: usize = 64;
+/// Most bytes one character takes in a JSON string (`\ud83d\ude80`).
+const MAX_JSON_BYTES_PER_CHAR: usize = 12;
+
+/// Defines [`CallErrorCode`] so that each wire spelling is its variant's name.
+macro_rules! call_error_codes {
+    ($($code:ident),* $(,)?) => {
+        /// The ten OCPP 1.6 CallError codes, 1.6 spellings (including
+        /// "OccurenceConstraintViolation").
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum CallErrorCode { $($code),* }
+
+        impl CallErrorCode {
+            /// Every code, in the specification's order.
+            pub const ALL: [CallErrorCode; 10] = [$(Self::$code),*];
+
+            /// The code as written on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$code => stringify!($code)),* }
+            }
+        }
+    };
+}
+
+call_error_codes!(
+    NotImplemented,
+    NotSupported,
+    InternalError,
+    ProtocolError,
+    SecurityError,
+    FormationViolation,
+    PropertyConstraintViolation,
+    OccurenceConstraintViolation,
+    TypeConstraintViolation,
+    GenericError,
+);
+
+impl CallErrorCode {
+    /// The code with exactly this 1.6 spelling (case-sensitive; 2.0.1 names are not codes here).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|code| code.as_str() == s)
+    }
+}
+
+impl fmt::Display for CallErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One decoded frame, owned so it can cross threads.
+#[derive(Debug)]
+pub enum Frame {
+    /// `unique_id` has 1 to 36 characters, `action` 1 to 64, `payload` is a JSON object.
+    Call {
+        unique_id: String,
+        action: String,
+        payload: Box<RawValue>,
+    },
+    /// `unique_id` has 1 to 36 characters, `payload` is a JSON object.
+    CallResult {
+        unique_id: String,
+        payload: Box<RawValue>,
+    },
+    /// `code` is the peer's string, known to us or not; `details` is a JSON object.
+    CallError {
+        unique_id: String,
+        code: String,
+        description: String,
+        details: Box<RawValue>,
+    },
+}
+
+/// Why a text message is not a usable frame, split by what the receiver must do.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// A CALL whose UniqueId could be read but which is malformed: answer with this CALLERROR.
+    #[error("malformed CALL {unique_id:?}, answer {code}: {description}")]
+    Answer {
+        unique_id: String,
+        code: CallErrorCode,
+        description: String,
+    },
+    /// Nothing can be answered (not JSON, not an array, no readable UniqueId, or a malformed
+    /// CALLRESULT/CALLERROR - responses are never answered): log and count.
+    #[error("unanswerable message: {reason}")]
+    Unanswerable { reason: String },
+    /// A well-formed array whose MessageTypeNumber is an integer other than 2, 3, 4: ignore (the
+    /// spec says so).
+    #[error("unknown MessageTypeNumber {message_type}, message ignored")]
+    UnknownMessageType { message_type: u64 },
+}
+
+/// Parses one text message into a frame; the module doc has the rules.
+pub fn parse_frame(text: &str) -> Result<Frame, FrameError> {
+    let elements: Elements<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
+        // A data error names the value found, possibly quoting it whole: say less.
+        Category::Data => unanswerable("message is not a JSON array"),
+        _ => {
+            let detail = e.to_string();
+            unanswerable(format!("message is not valid JSON: {}", capped(&detail)))
+        }
+    })?;
+    let [Some(first), ..] = elements.first else {
+        return Err(unanswerable("message is an empty array"));
+    };
+    let digits = first.get();
+    let number = capped(digits);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let problem = format!("MessageTypeNumber must be a non-negative integer, got {number}");
+        return Err(unanswerable(problem));
+    }
+    match digits.parse() {
+        Ok(2) => parse_call(&elements),
+        Ok(3) => parse_call_result(&elements),
+        Ok(4) => parse_call_error(&elements),
+        Ok(message_type) => Err(FrameError::UnknownMessageType { message_type }),
+        Err(_) => Err(unanswerable(format!(
+            "MessageTypeNumber {number} is too big"
+        ))),
+    }
+}
+
+/// Appends the CALL `[2,"<unique_id>","<action>",<payload>]`. The caller guarantees that
+/// `payload` is a JSON object (checked in debug builds); strings are escaped, so any is fine.
+pub fn write_call(out: &mut String, unique_id: &str, action: &str, payload: &RawValue) {
+    debug_assert!(payload.get().starts_with('{'));
+    out.push_str("[2,");
+    push_json_str(out, unique_id);
+    out.push(',');
+    push_json_str(out, action);
+    out.push(',');
+    out.push_str(payload.get());
+    out.push(']');
+}
+
+/// Appends the CALLRESULT `[3,"<unique_id>",<payload>]`; `payload` is a JSON object.
+pub fn write_call_result(out: &mut String, unique_id: &str, payload: &RawValue) {
+    debug_assert!(payload.get().starts_with('{'));
+    out.push_str("[3,");
+    push_json_str(out, unique_id);
+    out.push(',');
+    out.push_str(payload.get());
+    out.push(']');
+}
+
+/// Appends the CALLERROR `[4,"<unique_id>","<code>","<description>",{}]`: errorDetails is always
+/// `{}`; description "" allowed.
+pub fn write_call_error(out: &mut String, unique_id: &str, code: CallErrorCode, description: &str) {
+    out.push_str("[4,");
+    push_json_str(out, unique_id);
+    out.push_str(",\"");
+    out.push_str(code.as_str());
+    out.push_str("\",");
+    push_json_str(out, description);
+    out.push_str(",{}]");
+}
+
+/// Appends `s` as a JSON string escaped exactly as serde_json does it (the tests compare): `"`,
+/// `\` and control characters; everything else, non-ASCII included, as is.
+fn push_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len().saturating_add(2));
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c < ' ' => {
+                out.push_str("\\u00");
+                let n = u32::from(c);
+                out.push(char::from_digit(n >> 4, 16).unwrap_or('0'));
+                out.push(char::from_digit(n & 0xf, 16).unwrap_or('0'));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The top-level array: its first five elements, borrowed from the text, and its length. Later
+/// elements are skipped unstored, so a huge array costs no memory.
+struct Elements<'a> {
+    first: [Option<&'a RawValue>; 5],
+    len: usize,
+}
+
+impl<'de> Deserialize<'de> for Elements<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(ElementsVisitor)
+    }
+}
+
+struct ElementsVisitor;
+
+impl<'de> Visitor<'de> for ElementsVisitor {
+    type Value = Elements<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut first = [None; 5];
+        let mut len = 0usize;
+        loop {
+            let more = match first.get_mut(len) {
+                Some(slot) => {
+                    *slot = seq.next_element()?;
+                    slot.is_some()
+                }
+                None => seq.next_element::<IgnoredAny>()?.is_some(),
+            };
+            if !more {
+                return Ok(Elements { first, len });
+            }
+            len = len.saturating_add(1);
+        }
+    }
+}
+
+fn parse_call(elements: &Elements<'_>) -> Result<Frame, FrameError> {
+    use CallErrorCode::{FormationViolation, ProtocolError};
+    let unique_id = read_unique_id(elements)?;
+    let answer = |code, description| {
+        let unique_id = unique_id.clone();
+        FrameError::Answer {
+            unique_id,
+            code,
+            description,
+        }
+    };
+    let invalid = |description| answer(FormationViolation, description);
+    if let Some(problem) = unique_id_problem(&unique_id) {
+        return Err(invalid(problem));
+    }
+    let (action, payload) = match (elements.len, elements.first) {
+        (4, [_, _, Some(action), Some(payload), _]) => (action, payload),
+        (len @ ..4, _) => {
+            let problem = format!("CALL has {len} elements, expected 4 (incomplete)");
+            return Err(answer(ProtocolError, problem));
+        }
+        (len, _) => return Err(invalid(format!("CALL has {len} elements, expected 4"))),
+    };
+    let action = read_string(action, "Action", MAX_ACTION_LEN).map_err(invalid)?;
+    if action.is_empty() {
+        return Err(invalid("Action is empty".to_owned()));
+    }
+    let payload = read_object(payload, "payload").map_err(invalid)?;
+    Ok(Frame::Call {
+        unique_id,
+        action,
+        payload,
+    })
+}
+
+fn parse_call_result(elements: &Elements<'_>) -> Result<Frame, FrameError> {
+    let unique_id = read_response_id(elements, "CALLRESULT")?;
+    let bad = |problem: String| unanswerable(format!("CALLRESULT {unique_id:?}: {problem}"));
+    let (3, [_, _, Some(payload), ..]) = (elements.len, elements.first) else {
+        return Err(bad(format!("has {} elements, expected 3", elements.len)));
+    };
+    let payload = read_object(payload, "payload").map_err(bad)?;
+    Ok(Frame::CallResult { unique_id, payload })
+}
+
+fn parse_call_error(elements: &Elements<'_>) -> Result<Frame, FrameError> {
+    let unique_id = read_response_id(elements, "CALLERROR")?;
+    let bad = |problem: String| unanswerable(format!("CALLERROR {unique_id:?}: {problem}"));
+    let (5, [_, _, Some(code), Some(description), Some(details)]) = (elements.len, elements.first)
+    else {
+        return Err(bad(format!("has {} elements, expected 5", elements.len)));
+    };
+    let code = read_string(code, "errorCode", MAX_ERROR_CODE_LEN).map_err(bad)?;
+    let description = read_string(description, "errorDescription", usize::MAX).map_err(bad)?;
+    let details = read_object(details, "errorDetails").map_err(bad)?;
+    Ok(Frame::CallError {
+        unique_id,
+        code,
+        description,
+        details,
+    })
+}
+
+/// Element 1 as a string of at most 128 characters, which may still be an invalid UniqueId.
+fn read_unique_id(elements: &Elements<'_>) -> Result<String, FrameError> {
+    let [_, Some(raw), ..] = elements.first else {
+        return Err(unanswerable("message has no UniqueId"));
+    };
+    read_string(raw, "UniqueId", MAX_ECHOED_ID_LEN).map_err(unanswerable)
+}
+
+/// Element 1 of a response, which must be a valid UniqueId.
+fn read_response_id(elements: &Elements<'_>, kind: &str) -> Result<String, FrameError> {
+    let unique_id = read_unique_id(elements)?;
+    match unique_id_problem(&unique_id) {
+        Some(problem) => Err(unanswerable(format!("{kind}: {problem}"))),
+        None => Ok(unique_id),
+    }
+}
+
+fn unique_id_problem(unique_id: &str) -> Option<String> {
+    if unique_id.is_empty() {
+        Some("UniqueId is empty".to_owned())
+    } else if unique_id.chars().count() > MAX_UNIQUE_ID_LEN {
+        let max = MAX_UNIQUE_ID_LEN;
+        Some(format!("UniqueId is longer than {max} characters"))
+    } else {
+        None
+    }
+}
+
+/// Decodes a JSON string of at most `max_chars` characters; the error names `what` was wrong.
+fn read_string(raw: &RawValue, what: &str, max_chars: usize) -> Result<String, String> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return Err(format!("{what} must be a string, got {}", json_kind(raw)));
+    }
+    let too_long = || format!("{what} is longer than {max_chars} characters");
+    // Text that can only decode to too many characters is refused undecoded.
+    let max_bytes = max_chars.saturating_mul(MAX_JSON_BYTES_PER_CHAR);
+    if text.len() > max_bytes.saturating_add(2) {
+        return Err(too_long());
+    }
+    let decoded: String = serde_json::from_str(text)
+        .map_err(|_| format!("{what} is not a valid string (lone surrogate escape)"))?;
+    if decoded.chars().count() > max_chars {
+        return Err(too_long());
+    }
+    Ok(decoded)
+}
+
+fn read_object(raw: &RawValue, what: &str) -> Result<Box<RawValue>, String> {
+    if raw.get().starts_with('{') {
+        Ok(raw.to_owned())
+    } else {
+        let kind = json_kind(raw);
+        Err(format!("{what} must be a JSON object, got {kind}"))
+    }
+}
+
+/// The JSON type of a raw value, from its first byte (raw values carry no leading whitespace).
+fn json_kind(raw: &RawValue) -> &'static str {
+    match raw.get().bytes().next() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+fn unanswerable(reason: impl Into<String>) -> FrameError {
+    FrameError::Unanswerable {
+        reason: reason.into(),
+    }
+}
+
+/// At most the first 64 characters of `s`.
+fn capped(s: &str) -> &str {
+    s.char_indices()
+        .nth(ECHO_LIMIT)
+        .and_then(|(end, _)| s.get(..end))
+        .unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CallErrorCode::{FormationViolation as FV, ProtocolError as PE};
+    use serde_json::Value;
+
+    /// A frame as strings: its type number, then its fields (payloads as raw JSON).
+    fn fields(frame: Frame) -> Vec<String> {
+        let (number, fields, raw) = match frame {
+            Frame::Call {
+                unique_id,
+                action,
+                payload,
+            } => ("2", vec![unique_id, action], payload),
+            Frame::CallResult { unique_id, payload } => ("3", vec![unique_id], payload),
+            Frame::CallError {
+                unique_id,
+                code,
+                description,
+                details,
+            } => ("4", vec![unique_id, code, description], details),
+        };
+        let number = number.to_owned();
+        [vec![number], fields, vec![raw.get().to_owned()]].concat()
+    }
+
+    fn parts(text: &str) -> Vec<String> {
+        fields(parse_frame(text).unwrap_or_else(|e| panic!("{text}: {e:?}")))
+    }
+
+    fn expect_answer(text: &str, id: &str, code: CallErrorCode, why: &str) {
+        let Err(FrameError::Answer {
+            unique_id,
+            code: got,
+            description,
+        }) = parse_frame(text)
+        else {
+            panic!("{text}: expected Answer, got {:?}", parse_frame(text))
+        };
+        assert_eq!((unique_id.as_str(), got), (id, code), "{text}");
+        assert!(description.contains(why), "{text}: {description}");
+    }
+
+    fn expect_unanswerable(text: &str, why: &str) {
+        let Err(FrameError::Unanswerable { reason }) = parse_frame(text) else {
+            panic!("{text:.80}: got {:?}", parse_frame(text))
+        };
+        let fits = reason.chars().count() < 200;
+        assert!(reason.contains(why) && fits, "{text:.80}: {reason}");
+    }
+
+    /// Quotes, backslashes, control characters, non-ASCII, text that looks like JSON.
+    const HOSTILE: &[&str] = &[
+        "\"",
+        "\\",
+        "\u{0}\u{1}\u{8}\u{c}\n\r\t\u{1f}\u{7f}",
+        "é漢🚀\u{2028}\u{2029}\u{feff}",
+        "\"],[4,\"x\"",
+        "\\u0000",
+    ];
+
+    #[test]
+    fn writers_escape_like_serde_json_and_round_trip() {
+        let payload: &RawValue = serde_json::from_str(r#"{"a":[1]}"#).expect("JSON");
+        let ascii = (0..=0x80u32).filter_map(char::from_u32).map(String::from);
+        for s in ascii.chain(HOSTILE.iter().map(|s| (*s).to_owned())) {
+            let mut out = String::new();
+            push_json_str(&mut out, &s);
+            let expected = serde_json::to_string(&s).expect("a str serializes");
+            assert_eq!(out, expected, "{s:?}");
+            let start = out.len(); // the writers append
+            write_call(&mut out, &s, &s, payload);
+            assert_eq!(parts(&out[start..]), ["2", &s, &s, payload.get()]);
+            out.clear();
+            write_call_result(&mut out, &s, payload);
+            assert_eq!(parts(&out), ["3", &s, payload.get()]);
+            for code in CallErrorCode::ALL {
+                out.clear();
+                write_call_error(&mut out, &s, code, &s);
+                assert_eq!(parts(&out), ["4", &s, code.as_str(), &s, "{}"]);
+                let value: Value = serde_json::from_str(&out).expect("valid JSON");
+                assert_eq!(value, serde_json::json!([4, s, code.as_str(), s, {}]));
+            }
+        }
+    }
+
+    #[test]
+    fn accepted_shapes() {
+        let text = " \n[ 2 ,\t\"i\\\"d\\u00e9\" , \"Heart\\u0062eat\" , { } ] \r\n";
+        assert_eq!(parts(text), ["2", "i\"dé", "Heartbeat", "{ }"]);
+        let id36 = "é".repeat(36); // 36 characters, 72 bytes
+        assert_eq!(parts(&format!(r#"[3,"{id36}",{{}}]"#)), ["3", &id36, "{}"]);
+        let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let deep = format!(r#"[2,"id","A",{{"a":{nested}}}]"#);
+        assert_eq!(
+            parts(&deep).len(),
+            4,
+            "nesting inside a payload is not checked"
+        );
+        let huge = r#"[4,"id","","",{"n":1e999999,"m":-123456789012345678901234567890}]"#;
+        assert_eq!(parts(huge).len(), 5);
+        let max = format!("[{}]", u64::MAX);
+        let unknown = [
+            (r#"[7,"id"]"#, 7),
+            ("[0]", 0),
+            ("[1,{}]", 1),
+            (&max, u64::MAX),
+        ];
+        for (text, n) in unknown {
+            let ignored = FrameError::UnknownMessageType { message_type: n };
+            assert_eq!(parse_frame(text).err(), Some(ignored));
+        }
+    }
+
+    #[test]
+    fn malformed_calls_are_answered() {
+        let cases = [
+            (r#"[2,"id"]"#, PE, "CALL has 2 elements, expected 4"),
+            (r#"[2,"id","A"]"#, PE, "3 elements, expected 4 (incomplete)"),
+            (r#"[2,"id","A",{},1]"#, FV, "CALL has 5 elements"),
+            (r#"[2,"id","",{}]"#, FV, "Action is empty"),
+            (r#"[2,"id",null,{}]"#, FV, "Action must be a string"),
+            (r#"[2,"id",["A"],{}]"#, FV, "got an array"),
+            (r#"[2,"id","\ud800",{}]"#, FV, "Action is not a valid"),
+            (r#"[2,"id","A",null]"#, FV, "payload must be a JSON object"),
+            (r#"[2,"id","A",[]]"#, FV, "got an array"),
+            (r#"[2,"id","A","{}"]"#, FV, "got a string"),
+            (r#"[2,"id","A",true]"#, FV, "got a boolean"),
+            (r#"[2,"id","A",-0.5]"#, FV, "got a number"),
+        ];
+        for (text, code, why) in cases {
+            expect_answer(text, "id", code, why);
+        }
+        let action = "A".repeat(65);
+        let why = "Action is longer than 64 characters";
+        expect_answer(&format!(r#"[2,"id","{action}",{{}}]"#), "id", FV, why);
+        for id in ["x".repeat(37), "é".repeat(128)] {
+            let why = "UniqueId is longer than 36 characters";
+            expect_answer(&format!(r#"[2,"{id}","A",{{}}]"#), &id, FV, why);
+        }
+        expect_answer(r#"[2,"","A",{}]"#, "", FV, "UniqueId is empty");
+        expect_answer(r#"[2,"i\"d","A",1]"#, "i\"d", FV, "got a number");
+    }
+
+    #[test]
+    fn unanswerable_messages() {
+        let cases = [
+            ("", "not valid JSON"),
+            (" \n\t", "not valid JSON"),
+            ("[]", "empty array"),
+            ("{}", "not a JSON array"),
+            ("null", "not a JSON array"),
+            ("\"text\"", "not a JSON array"),
+            (r#"[2,"id","A",{}"#, "not valid JSON"),
+            (r#"[2,"id","A",{}] x"#, "not valid JSON"),
+            (r#"[2,"id","A",{"a":}]"#, "not valid JSON"),
+            ("[2,\"i\nd\",\"A\",{}]", "not valid JSON"),
+            ("[2]", "no UniqueId"),
+            (r#"[2,5,"A",{}]"#, "UniqueId must be a string, got a number"),
+            (r#"[2,"\ud800","A",{}]"#, "UniqueId is not a valid string"),
+            (r#"["2","id","A",{}]"#, r#"non-negative integer, got "2""#),
+            (r#"[2.0,"id","A",{}]"#, "got 2.0"),
+            (r#"[2e0,"id","A",{}]"#, "got 2e0"),
+            (r#"[-1,"id","A",{}]"#, "got -1"),
+            (r#"[null,"id","A",{}]"#, "got null"),
+            (r#"[99999999999999999999999,"id"]"#, "too big"),
+            (r#"[3,"id"]"#, r#"CALLRESULT "id": has 2 elements"#),
+            (r#"[3,"id",{},{}]"#, "has 4 elements, expected 3"),
+            (r#"[3,"id",[]]"#, "payload must be a JSON object"),
+            (r#"[3,"",{}]"#, "CALLRESULT: UniqueId is empty"),
+            (r#"[4,"id","X"]"#, r#"CALLERROR "id": has 3 elements"#),
+            (r#"[4,"id","X","d",null]"#, "errorDetails must be a JSON"),
+            (r#"[4,"id",1,"d",{}]"#, "errorCode must be a string"),
+            (r#"[4,"id","X",null,{}]"#, "errorDescription must be"),
+            (r#"[4,"id","X","d",{},{}]"#, "has 6 elements, expected 5"),
+        ];
+        for (text, why) in cases {
+            expect_unanswerable(text, why);
+        }
+        let (x37, x129, e65) = ("x".repeat(37), "x".repeat(129), "E".repeat(65));
+        expect_unanswerable(&format!(r#"[2,"{x129}","A",{{}}]"#), "longer than 128");
+        expect_unanswerable(&format!(r#"[3,"{x37}",{{}}]"#), "longer than 36");
+        expect_unanswerable(&format!(r#"[4,"id","{e65}","",{{}}]"#), "errorCode is");
+        // Deep nesting is an error or a skipped raw value, never a stack overflow.
+        expect_unanswerable(&"[".repeat(10_000), "not valid JSON");
+        let nested = format!("{}{}", "[".repeat(9_999), "]".repeat(9_999));
+        expect_unanswerable(&nested, "got [[[");
+        // Long input is never quoted whole (expect_unanswerable checks the length).
+        expect_unanswerable(&format!("[{}]", "9".repeat(10_000)), "too big");
+        expect_unanswerable(&format!("\"{}", "q".repeat(10_000)), "not valid JSON");
+    }
+
+    #[test]
+    fn call_error_codes() {
+        for code in CallErrorCode::ALL {
+            assert_eq!(CallErrorCode::parse(code.as_str()), Some(code));
+            assert_eq!(code.to_string(), code.as_str());
+        }
+        let names = CallErrorCode::ALL.map(CallErrorCode::as_str);
+        assert!(names.contains(&"OccurenceConstraintViolation"));
+        let v201 = "FormatViolation RpcFrameworkError MessageTypeNotSupported";
+        let typos = "OccurrenceConstraintViolation genericError GenericError. ";
+        for wrong in v201.split(' ').chain(typos.split(' ')) {
+            assert_eq!(CallErrorCode::parse(wrong), None, "{wrong}");
+        }
+    }
+
+    /// xorshift64: deterministic random numbers without another crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n.max(1) as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+
+        fn chance(&mut self) -> bool {
+            self.below(2) == 0
+        }
+    }
+
+    /// Pieces of JSON and of hostile strings, separated by `|`.
+    const PIECES: &str = r#"[|]|{|}|,|:|"|\|\u|d800|0|2|3|4|-|.|e| |null|"id"|"Heartbeat"|{}|é|🚀"#;
+    /// Array elements, separated by `|`.
+    const ELEMENTS: &str = r#"2|7|-1|2.0|"id"|""|"\ud800"|"A"|"é🚀\n\""|{}|{"a":[1]}|[]|null|true"#;
+    const VALID: &[&str] = &[
+        r#"[2,"19223201","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]"#,
+        r#"[3,"19223201",{"status":"Accepted","interval":300}]"#,
+        r#"[4,"162376037","NotSupported","Not \"here\"",{"a":[1,2.5e3,null]}]"#,
+    ];
+
+    /// Whatever comes out keeps its promises: a frame writes back to itself, an answer is valid.
+    fn check(text: &str) {
+        let mut out = String::new();
+        match parse_frame(text) {
+            Ok(frame) => {
+                let fields = fields(frame);
+                let raw = |json: &String| RawValue::from_string(json.clone()).expect("JSON");
+                match fields.as_slice() {
+                    [_, id, action, payload] => write_call(&mut out, id, action, &raw(payload)),
+                    [_, id, payload] => write_call_result(&mut out, id, &raw(payload)),
+                    _ => return, // a CALLERROR's code need not be one of ours
+                }
+                assert_eq!(parts(&out), fields);
+            }
+            Err(FrameError::Answer {
+                unique_id,
+                code,
+                description,
+            }) => {
+                write_call_error(&mut out, &unique_id, code, &description);
+                serde_json::from_str::<Value>(&out).expect("a CALLERROR is valid JSON");
+            }
+            Err(FrameError::Unanswerable { reason }) => assert!(reason.chars().count() < 200),
+            Err(FrameError::UnknownMessageType { message_type: n }) => {
+                assert!(!(2..=4).contains(&n))
+            }
+        }
+    }
+
+    #[test]
+    fn never_panics_on_random_input() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let pieces: Vec<&str> = PIECES.split('|').chain(["\0", "\n"]).collect();
+        let long = format!("\"{}\"", "x".repeat(40));
+        let elements: Vec<&str> = ELEMENTS.split('|').chain([long.as_str()]).collect();
+        for _ in 0..20_000 {
+            let soup: String = (0..rng.below(24)).map(|_| rng.pick(&pieces)).collect();
+            check(&soup);
+            let mut array = rng.pick(&["2", "3", "4"]).to_owned();
+            for _ in 0..rng.below(6) {
+                array = format!("{array},{}", rng.pick(&elements));
+            }
+            check(&format!("[{array}]"));
+            let mut chars: Vec<char> = rng.pick(VALID).chars().collect();
+            for _ in 0..=rng.below(3) {
+                let at = rng.below(chars.len() + 1);
+                let end = (at + rng.below(4)).min(chars.len());
+                let insert = if rng.chance() { rng.pick(&pieces) } else { "" };
+                chars.splice(at..end, insert.chars());
+            }
+            check(&chars.into_iter().collect::<String>());
+        }
+    }
+}

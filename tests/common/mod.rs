@@ -1,0 +1,228 @@
+//! Shared by the socket tests: an in-process gateway on a free loopback port, a blocking
+//! WebSocket charge point (tungstenite's client on a std socket), raw HTTP helpers, and bounded
+//! waits. Every socket has a read timeout, so a test fails instead of hanging.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::num::NonZeroUsize;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ocpp_gateway::config::Config;
+use ocpp_gateway::server::Server;
+use ocpp_gateway::stats::StatsSnapshot;
+use serde_json::{Value, json};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::http::HeaderValue;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WATCHDOG: Duration = Duration::from_secs(20);
+
+pub type Client = WebSocket<TcpStream>;
+
+/// A config for tests: loopback, any free port, two loops and two processors, no pinning.
+/// Tests change what they exercise on the returned value.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().expect("address");
+    config.server.workers = NonZeroUsize::new(2).expect("non-zero");
+    config.server.pin_cores = false;
+    config.processor.threads = NonZeroUsize::new(2).expect("non-zero");
+    config
+}
+
+/// A gateway running in this process; shut down and joined (under a watchdog) on drop.
+pub struct TestServer {
+    server: Option<Server>,
+    pub addr: SocketAddr,
+}
+
+impl TestServer {
+    pub fn start(config: Config) -> TestServer {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let _ = rlimit::increase_nofile_limit(u64::MAX);
+        let server = Server::start(config).expect("server starts");
+        let addr = server.local_addr();
+        TestServer {
+            server: Some(server),
+            addr,
+        }
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.server.as_ref().expect("running").stats()
+    }
+
+    /// Waits until `pred` holds for the counters, failing the test after [`WATCHDOG`].
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
+        let deadline = Instant::now() + WATCHDOG;
+        let mut pause = Duration::from_micros(100);
+        loop {
+            let stats = self.stats();
+            if pred(&stats) {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {stats:#?}"
+            );
+            // Counters have no event to wait on: back off between looks, bounded by the deadline.
+            std::thread::park_timeout(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, id: &str) -> String {
+        format!("ws://{}/ocpp/{id}", self.addr)
+    }
+
+    /// Stops the server and waits for every thread, failing after [`WATCHDOG`].
+    pub fn stop(&mut self) {
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        server.shutdown();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(server.join());
+        });
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(result) => result.expect("clean shutdown"),
+            Err(_) => panic!("server did not stop within {WATCHDOG:?}"),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.stop();
+        } else if let Some(server) = self.server.take() {
+            server.shutdown(); // don't wait: the test already failed
+        }
+    }
+}
+
+fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WATCHDOG)).expect("timeout");
+    stream.set_write_timeout(Some(WATCHDOG)).expect("timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// Opens a WebSocket to `url` offering `protocols` (none when empty).
+pub fn try_connect(
+    addr: SocketAddr,
+    url: &str,
+    protocols: &str,
+) -> Result<(Client, tungstenite::handshake::client::Response), tungstenite::Error> {
+    let mut request = url.into_client_request()?;
+    if !protocols.is_empty() {
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(protocols).expect("header"),
+        );
+    }
+    tungstenite::client(request, tcp(addr)).map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(e) => e,
+        tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
+    })
+}
+
+/// A charge point connected with `ocpp1.6`.
+pub fn connect(server: &TestServer, id: &str) -> Client {
+    let (client, response) =
+        try_connect(server.addr, &server.url(id), "ocpp1.6").expect("handshake succeeds");
+    assert_eq!(response.headers()["Sec-WebSocket-Protocol"], "ocpp1.6");
+    client
+}
+
+/// Sends a CALL and returns the next text message, parsed.
+pub fn call(client: &mut Client, unique_id: &str, action: &str, payload: Value) -> Value {
+    let text = json!([2, unique_id, action, payload]).to_string();
+    client.send(Message::text(text)).expect("send");
+    next_json(client)
+}
+
+/// The next text message, parsed (pings are answered by tungstenite on the way).
+pub fn next_json(client: &mut Client) -> Value {
+    loop {
+        match client.read().expect("a reply") {
+            Message::Text(text) => return serde_json::from_str(&text).expect("reply is JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+pub fn boot(client: &mut Client) -> Value {
+    let reply = call(
+        client,
+        "boot-1",
+        "BootNotification",
+        json!({"chargePointVendor": "Acme", "chargePointModel": "Fast-1"}),
+    );
+    assert_eq!(reply[0], 3, "{reply}");
+    assert_eq!(reply[1], "boot-1");
+    assert_eq!(reply[2]["status"], "Accepted");
+    reply
+}
+
+/// Reads until the server's close frame and returns it (None when the socket just ended).
+pub fn expect_close(client: &mut Client) -> Option<CloseFrame> {
+    loop {
+        match client.read() {
+            Ok(Message::Close(frame)) => {
+                let _ = client.flush(); // our close reply, so the server need not wait for it
+                return frame;
+            }
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                return None;
+            }
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("no close within {WATCHDOG:?}")
+            }
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                panic!("no close within {WATCHDOG:?}")
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Sends raw bytes and returns everything the server sends until it closes the socket.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = tcp(addr);
+    stream.write_all(request).expect("write");
+    read_to_close(&mut stream)
+}
+
+/// Reads until EOF or reset; a timeout fails the test.
+pub fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("socket not closed by the server: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A complete upgrade request for `path` with optional extra header lines.
+pub fn upgrade_request(path: &str, extra_headers: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         {extra_headers}\r\n"
+    )
+}

@@ -1,0 +1,60 @@
+//! Which URLs name a charge point: `{prefix}/{percent-encoded id}`, 1 to 48 printable
+//! characters. Anything else is 404; a request that is not HTTP is 400.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn wrong_path_gets_404() {
+    let server = TestServer::start(test_config());
+    for path in ["/", "/ocpp", "/ocpp/", "/other/CP1", "/ocpp/CP1/extra"] {
+        let answer = raw_exchange(server.addr, upgrade_request(path, "").as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+    }
+    let err = try_connect(
+        server.addr,
+        &format!("ws://{}/nowhere/CP1", server.addr),
+        "ocpp1.6",
+    );
+    match err {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 404),
+        other => panic!("expected HTTP 404, got {other:?}"),
+    }
+    assert_eq!(server.stats().handshakes_ok, 0);
+}
+
+#[test]
+fn id_longer_than_48_characters_gets_404() {
+    let server = TestServer::start(test_config());
+    let longest = "x".repeat(48);
+    let mut ok = connect(&server, &longest);
+    boot(&mut ok);
+    let too_long = "x".repeat(49);
+    match try_connect(server.addr, &server.url(&too_long), "ocpp1.6") {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 404),
+        other => panic!("expected HTTP 404, got {other:?}"),
+    }
+}
+
+#[test]
+fn percent_encoded_id_is_decoded() {
+    // "RDAM 123" spelled two ways is one identity: the second connection takes over the first.
+    let server = TestServer::start(test_config());
+    let mut first = connect(&server, "RDAM%20123");
+    boot(&mut first);
+    let mut second = connect(&server, "RDAM%2012%33");
+    let frame = expect_close(&mut first).expect("the first connection is closed");
+    assert_eq!(u16::from(frame.code), 1000);
+    boot(&mut second);
+}
+
+#[test]
+fn garbage_gets_400() {
+    let server = TestServer::start(test_config());
+    let answer = raw_exchange(server.addr, b"\x16\x03\x01garbage that is not HTTP\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    // Valid HTTP that is not an upgrade is a bad request too.
+    let answer = raw_exchange(server.addr, b"GET /ocpp/CP1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+}
