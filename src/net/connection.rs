@@ -26,6 +26,8 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// The one pending timer of this connection, if any.
     pub timer: Option<TimerId>,
+    /// Accepted over `server.max_connections` to be answered 503: not counted as a connection.
+    pub over_capacity: bool,
     pub state: State,
 }
 
@@ -50,8 +52,6 @@ pub struct Handshake {
     /// The loop's own handle on the socket, to answer 400/408 when tungstenite gives up.
     pub tcp: Rc<TcpStream>,
     pub verdict: VerdictSlot,
-    /// Over `server.max_connections`: being answered 503, not counted as a connection.
-    pub over_capacity: bool,
 }
 
 pub struct Session {

@@ -466,12 +466,8 @@ impl EventLoop {
             generation,
             peer,
             timer: Some(timer),
-            state: State::Handshaking(Box::new(Handshake {
-                mid,
-                tcp,
-                verdict,
-                over_capacity,
-            })),
+            over_capacity,
+            state: State::Handshaking(Box::new(Handshake { mid, tcp, verdict })),
         });
         self.random();
     }
@@ -509,20 +505,10 @@ impl EventLoop {
         let State::Handshaking(handshake) = mem::replace(&mut conn.state, State::Detached) else {
             return;
         };
-        let Handshake {
-            mid,
-            tcp,
-            verdict,
-            over_capacity,
-        } = *handshake;
+        let Handshake { mid, tcp, verdict } = *handshake;
         match mid.handshake() {
             Err(HandshakeError::Interrupted(mid)) => {
-                conn.state = State::Handshaking(Box::new(Handshake {
-                    mid,
-                    tcp,
-                    verdict,
-                    over_capacity,
-                }));
+                conn.state = State::Handshaking(Box::new(Handshake { mid, tcp, verdict }));
             }
             Ok(ws) => {
                 drop(ws); // its stream is the second handle on `tcp`
@@ -552,7 +538,7 @@ impl EventLoop {
                     let _ = (&*tcp).write(handshake::BAD_REQUEST);
                 }
                 let peer = conn.peer;
-                if !over_capacity {
+                if !conn.over_capacity {
                     self.stats().handshakes_rejected.inc();
                 }
                 debug!(
@@ -826,8 +812,7 @@ impl EventLoop {
             self.wheel.cancel(timer);
         }
         self.stats().closed.inc();
-        let counted = !matches!(&conn.state, State::Handshaking(h) if h.over_capacity);
-        if counted {
+        if !conn.over_capacity {
             self.stats.connections.fetch_sub(1, Ordering::Relaxed);
             self.stats.loop_connections[usize::from(self.index)].fetch_sub(1, Ordering::Relaxed);
         } else {
@@ -887,7 +872,7 @@ impl EventLoop {
         match &mut conn.state {
             State::Handshaking(handshake) => {
                 let _ = (&*handshake.tcp).write(handshake::REQUEST_TIMEOUT);
-                if !handshake.over_capacity {
+                if !conn.over_capacity {
                     self.stats().handshake_timeouts.inc();
                 }
                 self.remove(key, "handshake timeout");
