@@ -110,7 +110,8 @@ fn main() {
         });
     }
     drop(held_tx);
-    let held: usize = held_rx.iter().sum();
+    // One report per thread (the threads keep their sender until released).
+    let held: usize = held_rx.iter().take(args.threads).sum();
     let elapsed = started.elapsed();
     println!(
         "{held} charge points connected, booted and heartbeated in {:.2} s ({:.0}/s)",

@@ -139,9 +139,23 @@ impl Server {
                         Ok(event_loop) => event_loop.run(),
                         Err(e) => log::error!("loop={index} cannot start: {e}"),
                     }
-                })
-                .map_err(spawn_err("event loop thread"))?;
-            loop_threads.push(thread);
+                });
+            match thread {
+                Ok(thread) => loop_threads.push(thread),
+                Err(source) => {
+                    // Stop the loops already running: nothing else could ever stop them.
+                    for handle in &loops[..loop_threads.len()] {
+                        handle.request_shutdown();
+                    }
+                    for thread in loop_threads {
+                        let _ = thread.join();
+                    }
+                    return Err(ServerError::Spawn {
+                        what: "event loop thread",
+                        source,
+                    });
+                }
+            }
         }
         // The loops now hold the only senders to the processors: when the last loop exits, the
         // processors see their channels close and stop.

@@ -107,6 +107,8 @@ counters! {
 pub struct Stats {
     /// Connections currently held (handshaking, open or closing), across loops.
     pub connections: AtomicUsize,
+    /// Upgrades completed since start; each one's value orders takeovers.
+    pub sessions_opened: AtomicU64,
     pub loops: Vec<CachePadded<LoopStats>>,
     pub loop_connections: Vec<CachePadded<AtomicUsize>>,
     pub processors: Vec<CachePadded<ProcessorStats>>,
@@ -116,6 +118,7 @@ pub struct Stats {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub connections: usize,
+    pub sessions_opened: u64,
     pub loop_connections: Vec<usize>,
     pub accepted: u64,
     pub accept_errors: u64,
@@ -147,6 +150,7 @@ impl Stats {
     pub fn new(loops: usize, processors: usize) -> Stats {
         Stats {
             connections: AtomicUsize::new(0),
+            sessions_opened: AtomicU64::new(0),
             loops: (0..loops)
                 .map(|_| CachePadded::new(LoopStats::default()))
                 .collect(),
@@ -162,6 +166,7 @@ impl Stats {
     pub fn snapshot(&self) -> StatsSnapshot {
         let mut out = StatsSnapshot {
             connections: self.connections.load(Ordering::Relaxed),
+            sessions_opened: self.sessions_opened.load(Ordering::Relaxed),
             loop_connections: self
                 .loop_connections
                 .iter()

@@ -1,6 +1,7 @@
 //! A charge point that stops reading builds a write backlog. An idle ping is then skipped and
-//! counted instead of queued; when the backlog reaches `websocket.max_write_buffer` the
-//! connection is closed as a slow consumer and counted.
+//! counted instead of queued; a peer that makes no progress on its backlog within
+//! `websocket.pong_timeout`, or whose backlog reaches `websocket.max_write_buffer`, is closed
+//! as a slow consumer and counted. One that catches up is pinged again.
 
 mod common;
 
@@ -50,6 +51,7 @@ fn ping_is_skipped_while_the_write_buffer_is_over_threshold() {
     let mut config = test_config();
     config.server.socket_send_buffer = std::num::NonZeroUsize::new(4096);
     config.websocket.ping_interval = Duration::from_millis(100);
+    config.websocket.pong_timeout = Duration::from_secs(1);
     config.websocket.ping_skip_threshold = 8 * 1024;
     config.websocket.max_write_buffer = 4 * 1024 * 1024;
     let server = TestServer::start(config);
@@ -60,6 +62,46 @@ fn ping_is_skipped_while_the_write_buffer_is_over_threshold() {
     send_raw(&mut client, &heartbeats(3000));
     let stats = server.wait_for("a skipped ping", |s| s.pings_skipped >= 1);
     assert_eq!(stats.pings_sent, 0, "no ping was queued behind the backlog");
+    assert_eq!(stats.pong_timeouts, 0);
+
+    // It still does not read: after `pong_timeout` without progress on its backlog it is
+    // closed as a slow consumer, instead of holding its buffers forever.
+    let stats = server.wait_for("the stalled peer to be closed", |s| s.slow_consumers == 1);
+    assert_eq!(stats.connections, 0);
+    assert_eq!(stats.pings_sent, 0);
+}
+
+#[test]
+fn a_peer_that_reads_its_backlog_is_pinged_again() {
+    let mut config = test_config();
+    config.server.socket_send_buffer = std::num::NonZeroUsize::new(4096);
+    config.websocket.ping_interval = Duration::from_millis(100);
+    config.websocket.pong_timeout = Duration::from_secs(2);
+    config.websocket.ping_skip_threshold = 8 * 1024;
+    config.websocket.max_write_buffer = 4 * 1024 * 1024;
+    let server = TestServer::start(config);
+    let mut client = non_reading_client(&server, "CP-catch-up");
+    send_raw(&mut client, &heartbeats(3000));
+    server.wait_for("a skipped ping", |s| s.pings_skipped >= 1);
+
+    // Now read everything: all 3,000 replies, then the pings that follow (answered by
+    // tungstenite while reading).
+    // A receive buffer far below loopback's 64 KiB MSS makes TCP wait for zero-window probes;
+    // a normal one lets the backlog flow at once.
+    SockRef::from(client.get_ref())
+        .set_recv_buffer_size(1 << 20)
+        .unwrap();
+    for _ in 0..3000 {
+        assert_eq!(next_json(&mut client)[0], 3);
+    }
+    client
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let stats = server.wait_for("a ping after the backlog cleared", |s| {
+        let _ = client.read(); // keeps answering pings
+        s.pings_sent >= 1
+    });
     assert_eq!(stats.slow_consumers, 0);
     assert_eq!(stats.connections, 1);
 }

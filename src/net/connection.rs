@@ -60,10 +60,21 @@ pub struct Session {
     pub processor: u16,
     /// Loop clock (ms since the loop started) when anything last arrived.
     pub last_rx_ms: u64,
-    /// Set while a ping is unanswered: when it was sent.
-    pub ping_sent_ms: Option<u64>,
+    pub liveness: Liveness,
     /// A frame the processor queue had no room for; reading is paused until it is handed over.
     pub pending: Option<Inbound>,
+}
+
+/// What an open connection's timer is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// `ping_interval` of silence, then a ping.
+    Idle,
+    /// A ping went out at `sent_ms`; anything received before the deadline proves life.
+    AwaitingPong { sent_ms: u64 },
+    /// A ping was skipped at `since_ms` because `backlog` bytes were waiting. By the deadline
+    /// the peer must have read some of them or sent something, or it is a slow consumer.
+    Stalled { since_ms: u64, backlog: u32 },
 }
 
 impl Connection {
@@ -77,5 +88,18 @@ impl Connection {
 
     pub fn is_open(&self) -> bool {
         matches!(self.state, State::Open(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every held connection pays for one slab entry: keep it small (the per-connection budget
+    /// is about 1 KiB in all, buffers included; tungstenite's `WebSocket` alone is ~380 bytes).
+    #[test]
+    fn slab_entry_stays_small() {
+        let size = std::mem::size_of::<Connection>();
+        assert!(size <= 512, "Connection grew to {size} bytes");
     }
 }

@@ -33,7 +33,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use crate::config::Config;
-use crate::net::connection::{Connection, Handshake, Session, State};
+use crate::net::connection::{Connection, Handshake, Liveness, Session, State};
 use crate::net::handshake::{self, ChargePointId, UpgradeCheck, Verdict};
 use crate::net::socket::{HandshakeStream, Socket, would_block};
 use crate::net::timer::TimerWheel;
@@ -56,6 +56,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Accepts per iteration before the loop turns to its other work (a connect storm must not
 /// starve the connections already open).
 const ACCEPT_BATCH: usize = 512;
+/// Messages read from one connection per turn; a peer that keeps its socket full must not
+/// keep the loop from its other connections and its timers.
+const READS_PER_TURN: usize = 32;
 /// Channel messages handled per iteration, for the same reason.
 const INBOX_BATCH: usize = 4096;
 /// Over-capacity handshakes answered 503 at once per loop; beyond this they are dropped unanswered.
@@ -217,10 +220,16 @@ pub struct EventLoop {
     origin: Instant,
     now: Instant,
     next_generation: u32,
-    /// Connections whose frame waits for room in a processor queue.
-    paused: Vec<(usize, u32)>,
+    /// Per processor, in order: connections whose frame waits for room in its queue.
+    paused: Vec<VecDeque<(usize, u32)>>,
+    /// Connections that may have more input than one turn read (edge-triggered: no new event
+    /// will come for it), served on the next iteration; `ready_next` is its spare.
+    ready: Vec<(usize, u32)>,
+    ready_next: Vec<(usize, u32)>,
     refusing: usize,
     accept_more: bool,
+    /// Accepting failed for lack of descriptors; a retry timer is armed.
+    accept_paused: bool,
     inbox_more: bool,
     rng: u64,
     warnings: WarnBudget,
@@ -269,9 +278,12 @@ impl EventLoop {
             origin: now,
             now,
             next_generation: 1,
-            paused: Vec::new(),
+            paused: (0..processor_count).map(|_| VecDeque::new()).collect(),
+            ready: Vec::new(),
+            ready_next: Vec::new(),
             refusing: 0,
             accept_more: false,
+            accept_paused: false,
             inbox_more: false,
             rng: 0x9E37_79B9_7F4A_7C15 ^ (u64::from(index) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
             warnings: WarnBudget { second: 0, used: 0 },
@@ -281,6 +293,11 @@ impl EventLoop {
 
     /// Runs until shutdown was requested and every connection is closed.
     pub fn run(mut self) {
+        self.run_until_drained();
+        self.release_all();
+    }
+
+    fn run_until_drained(&mut self) {
         let mut events = Events::with_capacity(1024);
         info!("loop={} running", self.index);
         loop {
@@ -307,8 +324,9 @@ impl EventLoop {
             if self.accept_more {
                 self.accept();
             }
+            self.serve_ready();
             self.drain_inbox();
-            if !self.paused.is_empty() || self.processors.is_backlogged() {
+            if self.has_paused() || self.processors.is_backlogged() {
                 self.resume_paused();
             }
             while let Some(timer) = self.wheel.poll_expired(self.now) {
@@ -322,6 +340,35 @@ impl EventLoop {
             }
         }
         info!("loop={} stopped", self.index);
+    }
+
+    /// Whatever ended the loop, every connection is accounted for: gauges go down and the
+    /// processors hear of each disconnect.
+    fn release_all(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.remove(key, "event loop stopped");
+        }
+        self.processors.flush();
+    }
+
+    fn has_paused(&self) -> bool {
+        self.paused.iter().any(|p| !p.is_empty())
+    }
+
+    fn serve_ready(&mut self) {
+        mem::swap(&mut self.ready, &mut self.ready_next);
+        let mut batch = mem::take(&mut self.ready_next);
+        for (key, generation) in batch.drain(..) {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.generation == generation)
+            {
+                self.on_socket_event(key, true, false);
+            }
+        }
+        self.ready_next = batch;
     }
 
     fn stats(&self) -> &LoopStats {
@@ -349,14 +396,14 @@ impl EventLoop {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.accept_more || self.inbox_more {
+        if self.accept_more || self.inbox_more || !self.ready.is_empty() {
             return Some(Duration::ZERO);
         }
         let mut timeout = self.wheel.next_timeout(self.now);
         let mut cap = |limit: Duration| {
             timeout = Some(timeout.map_or(limit, |t| t.min(limit)));
         };
-        if !self.paused.is_empty() || self.processors.is_backlogged() {
+        if self.has_paused() || self.processors.is_backlogged() {
             cap(Duration::from_millis(1));
         }
         if self.shared.shutdown_requested() {
@@ -369,6 +416,9 @@ impl EventLoop {
 
     fn accept(&mut self) {
         self.accept_more = false;
+        if self.accept_paused {
+            return; // the retry timer will call again
+        }
         for _ in 0..ACCEPT_BATCH {
             let Some(listener) = &self.listener else {
                 return;
@@ -388,6 +438,7 @@ impl EventLoop {
                         }
                         self.wheel
                             .arm(self.now, ACCEPT_RETRY, TimerEvent::AcceptRetry);
+                        self.accept_paused = true;
                         return;
                     }
                     debug!("loop={} accept failed: {e}", self.index);
@@ -538,7 +589,8 @@ impl EventLoop {
                     let _ = (&*tcp).write(handshake::BAD_REQUEST);
                 }
                 let peer = conn.peer;
-                if !conn.over_capacity {
+                // Counted: what we refused. Not counted: peers that reset or gave up.
+                if garbage || (matches!(verdict, Verdict::Refused(_)) && !conn.over_capacity) {
                     self.stats().handshakes_rejected.inc();
                 }
                 debug!(
@@ -566,7 +618,7 @@ impl EventLoop {
             cp: Arc::clone(&cp),
             processor,
             last_rx_ms: now_ms,
-            ping_sent_ms: None,
+            liveness: Liveness::Idle,
             pending: None,
         });
         if !ocpp16 {
@@ -582,17 +634,25 @@ impl EventLoop {
         self.stats().handshakes_ok.inc();
         debug!("cp={cp} loop={} connected from {peer}", self.index);
         let conn_id = self.conn_id(key, generation);
-        self.processors
-            .send_control(processor, Inbound::Connected { conn: conn_id, cp });
+        let seq = self.stats.sessions_opened.fetch_add(1, Ordering::Relaxed);
+        self.processors.send_control(
+            processor,
+            Inbound::Connected {
+                conn: conn_id,
+                cp,
+                seq,
+            },
+        );
         let delay = self.ping_delay(0);
         self.arm(key, delay);
         // Anything that arrived right behind the upgrade request came with no new edge.
         self.read_messages(key);
     }
 
-    /// Reads until `WouldBlock`, handing each text message on; stops early while paused.
+    /// Reads until `WouldBlock`, handing each text message on. Stops early while paused, and
+    /// after [`READS_PER_TURN`] messages (the connection then waits on the ready list).
     fn read_messages(&mut self, key: usize) {
-        loop {
+        for _ in 0..READS_PER_TURN {
             let now_ms = self.now_ms();
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -615,12 +675,23 @@ impl EventLoop {
                     self.stats().binary_frames.inc();
                     self.close(key, 1003, "binary frames are not OCPP-J");
                 }
+                // The peer closes: tungstenite queued our answer; wait (bounded) for it to go
+                // out and for EOF, taking no more messages.
+                Ok(Message::Close(_)) if open => self.enter_closing(key),
                 Ok(_) => {}
                 Err(e) => {
                     self.fail(key, e);
                     return;
                 }
             }
+        }
+        self.defer(key);
+    }
+
+    /// Puts `key` on the ready list: it is read again on the next iteration.
+    fn defer(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get(key) {
+            self.ready.push((key, conn.generation));
         }
     }
 
@@ -689,6 +760,8 @@ impl EventLoop {
         }
         conn.state = State::Lingering(socket);
         self.arm(key, CLOSE_GRACE);
+        // The peer's EOF may already be in the socket, behind the edge we just consumed.
+        self.defer(key);
     }
 
     /// Reads and discards what a failed connection still sends, until EOF.
@@ -701,7 +774,7 @@ impl EventLoop {
             return;
         };
         let mut scratch = [0u8; 1024];
-        loop {
+        for _ in 0..READS_PER_TURN {
             match std::io::Read::read(socket, &mut scratch) {
                 Ok(0) => return self.remove(key, "closed after protocol error"),
                 Ok(_) => {}
@@ -709,6 +782,7 @@ impl EventLoop {
                 Err(_) => return self.remove(key, "reset after protocol error"),
             }
         }
+        self.defer(key);
     }
 
     fn on_text(&mut self, key: usize, generation: u32, text: &str) {
@@ -725,9 +799,10 @@ impl EventLoop {
                     cp: Arc::clone(&session.cp),
                     frame,
                 };
-                if let Err(msg) = self.processors.try_send_frame(session.processor, msg) {
+                let processor = session.processor;
+                if let Err(msg) = self.processors.try_send_frame(processor, msg) {
                     session.pending = Some(msg);
-                    self.paused.push((key, generation));
+                    self.paused[usize::from(processor)].push_back((key, generation));
                     self.stats().backpressure_pauses.inc();
                 }
             }
@@ -770,10 +845,13 @@ impl EventLoop {
         else {
             return;
         };
-        let result = session.ws.write(Message::text(text));
-        self.stats().messages_out.inc();
-        if let Err(e) = result {
-            self.fail(key, e);
+        match session.ws.write(Message::text(text)) {
+            Ok(()) => self.stats().messages_out.inc(),
+            Err(e) => {
+                if self.fail(key, e) {
+                    self.stats().messages_out.inc(); // queued; a writable edge flushes it
+                }
+            }
         }
     }
 
@@ -792,14 +870,28 @@ impl EventLoop {
                     reason: reason.into(),
                 };
                 let result = session.ws.close(Some(frame));
-                conn.state = State::Closing(session);
+                conn.state = State::Open(session);
                 match result.map_err(classify) {
-                    Ok(()) | Err(Failure::Blocked) => self.arm(key, CLOSE_GRACE),
+                    Ok(()) | Err(Failure::Blocked) => self.enter_closing(key),
                     Err(_) => self.remove(key, reason),
                 }
             }
             State::Handshaking(_) => self.remove(key, reason),
             other => conn.state = other,
+        }
+    }
+
+    /// Open -> Closing: no more messages either way; the peer has [`CLOSE_GRACE`] to finish
+    /// the closing handshake. Input that arrived while the connection was paused is read now.
+    fn enter_closing(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let State::Open(mut session) = mem::replace(&mut conn.state, State::Detached) {
+            session.pending = None;
+            conn.state = State::Closing(session);
+            self.arm(key, CLOSE_GRACE);
+            self.defer(key);
         }
     }
 
@@ -857,7 +949,10 @@ impl EventLoop {
 
     fn on_timer(&mut self, event: TimerEvent) {
         let (key, generation) = match event {
-            TimerEvent::AcceptRetry => return self.accept(),
+            TimerEvent::AcceptRetry => {
+                self.accept_paused = false;
+                return self.accept();
+            }
             TimerEvent::Connection { key, generation } => (key as usize, generation),
         };
         let now_ms = self.now_ms();
@@ -878,20 +973,19 @@ impl EventLoop {
                 self.remove(key, "handshake timeout");
             }
             State::Closing(_) | State::Lingering(_) => self.remove(key, "no close from peer"),
-            State::Open(session) => match session.ping_sent_ms {
+            State::Open(session) => match session.liveness {
+                Liveness::Idle => self.ping_if_idle(key, now_ms),
                 // A pong or anything else since the ping: alive.
-                Some(sent) if session.last_rx_ms >= sent => {
-                    session.ping_sent_ms = None;
-                    let idle = now_ms.saturating_sub(session.last_rx_ms);
-                    let delay = self.ping_delay(idle);
-                    self.arm(key, delay);
+                Liveness::AwaitingPong { sent_ms } if session.last_rx_ms >= sent_ms => {
+                    session.liveness = Liveness::Idle;
+                    self.ping_if_idle(key, now_ms);
                 }
-                Some(_) => {
+                Liveness::AwaitingPong { .. } => {
                     self.stats.loops[usize::from(self.index)]
                         .pong_timeouts
                         .inc();
                     debug!("cp={} loop={} pong timeout", session.cp, self.index);
-                    // Best effort: a peer that does not answer pings will not answer this.
+                    // Best effort: a peer that does not answer pings will not read this.
                     let frame = CloseFrame {
                         code: 1001.into(),
                         reason: "pong timeout".into(),
@@ -899,7 +993,24 @@ impl EventLoop {
                     let _ = session.ws.close(Some(frame));
                     self.remove(key, "pong timeout");
                 }
-                None => self.ping_if_idle(key, now_ms),
+                Liveness::Stalled { since_ms, backlog } => {
+                    // Flush first, so reading done by the peer shows even if an edge was missed.
+                    let flushed = match session.ws.flush() {
+                        Ok(()) => true,
+                        Err(e) => matches!(classify(e), Failure::Blocked),
+                    };
+                    let unsent = session.ws.get_ref().unsent();
+                    let progress = session.last_rx_ms >= since_ms || unsent < backlog as usize;
+                    if flushed && progress {
+                        session.liveness = Liveness::Idle;
+                        self.ping_if_idle(key, now_ms);
+                    } else {
+                        self.stats.loops[usize::from(self.index)]
+                            .slow_consumers
+                            .inc();
+                        self.remove(key, "slow consumer: no progress on its backlog");
+                    }
+                }
             },
             State::Detached => {}
         }
@@ -916,13 +1027,21 @@ impl EventLoop {
             let delay = self.ping_delay(idle);
             return self.arm(key, delay);
         }
-        if session.ws.get_ref().unsent() > threshold {
+        let backlog = session.ws.get_ref().unsent();
+        if backlog > threshold {
+            let backlog = u32::try_from(backlog).unwrap_or(u32::MAX);
+            // A ping would only queue behind what the peer is not reading. It gets
+            // `pong_timeout` to make progress on the backlog instead.
+            session.liveness = Liveness::Stalled {
+                since_ms: now_ms,
+                backlog,
+            };
             self.stats().pings_skipped.inc();
-            let delay = self.ping_delay(0);
-            return self.arm(key, delay);
+            let timeout = self.config.websocket.pong_timeout;
+            return self.arm(key, timeout);
         }
         let result = session.ws.write(Message::Ping(Default::default()));
-        session.ping_sent_ms = Some(now_ms);
+        session.liveness = Liveness::AwaitingPong { sent_ms: now_ms };
         self.stats().pings_sent.inc();
         match result.map_err(classify) {
             Ok(()) | Err(Failure::Blocked) => {
@@ -954,7 +1073,8 @@ impl EventLoop {
                 }
                 ToLoop::Close { conn, reason } => {
                     if let Some(key) = self.current(conn) {
-                        if reason == crate::net::CloseReason::Takeover {
+                        let open = self.conns.get(key).is_some_and(Connection::is_open);
+                        if open && reason == crate::net::CloseReason::Takeover {
                             self.stats().takeovers.inc();
                         }
                         let (code, text) = reason.frame();
@@ -975,33 +1095,38 @@ impl EventLoop {
             .map(|_| key)
     }
 
+    /// Hands waiting frames over, oldest first per processor, stopping at the first one that
+    /// still finds its queue full (so a long pause costs O(processors) per iteration).
     fn resume_paused(&mut self) {
         self.processors.flush();
-        let mut resumed = Vec::new();
-        for (key, generation) in mem::take(&mut self.paused) {
-            let Some(conn) = self
-                .conns
-                .get_mut(key)
-                .filter(|c| c.generation == generation)
-            else {
-                continue;
-            };
-            let Some(session) = conn.session_mut() else {
-                continue;
-            };
-            let Some(msg) = session.pending.take() else {
-                continue;
-            };
-            match self.processors.try_send_frame(session.processor, msg) {
-                Ok(()) => resumed.push(key),
-                Err(msg) => {
-                    session.pending = Some(msg);
-                    self.paused.push((key, generation));
+        for (p, waiting) in self.paused.iter_mut().enumerate() {
+            if self.processors.outbox[p].is_empty() {
+                while let Some(&(key, generation)) = waiting.front() {
+                    let session = self
+                        .conns
+                        .get_mut(key)
+                        .filter(|c| c.generation == generation)
+                        .and_then(Connection::session_mut);
+                    let Some(msg) = session.and_then(|s| s.pending.take()) else {
+                        waiting.pop_front(); // closed, or no longer paused
+                        continue;
+                    };
+                    match self.processors.try_send_frame(p as u16, msg) {
+                        Ok(()) => {
+                            waiting.pop_front();
+                            self.ready.push((key, generation));
+                        }
+                        Err(msg) => {
+                            if let Some(session) =
+                                self.conns.get_mut(key).and_then(Connection::session_mut)
+                            {
+                                session.pending = Some(msg);
+                            }
+                            break;
+                        }
+                    }
                 }
             }
-        }
-        for key in resumed {
-            self.read_messages(key);
         }
     }
 

@@ -18,9 +18,12 @@ use crate::ocpp::rpc::Frame;
 /// `Connected`, its frames, then `Disconnected`.
 #[derive(Debug)]
 pub enum Inbound {
+    /// `seq` orders connections across loops: of two connections with one identity, the one
+    /// with the higher `seq` connected later and wins, whichever message arrives first.
     Connected {
         conn: ConnId,
         cp: ChargePointId,
+        seq: u64,
     },
     Frame {
         conn: ConnId,

@@ -26,6 +26,8 @@ use crate::stats::{ProcessorStats, Stats};
 #[derive(Debug)]
 struct ChargePoint {
     conn: ConnId,
+    /// The connection's `Connected::seq`: the higher wins a takeover.
+    seq: u64,
     booted: bool,
 }
 
@@ -94,23 +96,33 @@ impl Processor {
 
     fn handle(&mut self, msg: Inbound) {
         match msg {
-            Inbound::Connected { conn, cp } => {
-                let previous = self.charge_points.insert(
-                    cp.clone(),
-                    ChargePoint {
-                        conn,
-                        booted: false,
-                    },
-                );
-                if let Some(old) = previous.filter(|old| old.conn != conn) {
+            Inbound::Connected { conn, cp, seq } => {
+                let newest = ChargePoint {
+                    conn,
+                    seq,
+                    booted: false,
+                };
+                let loser = match self.charge_points.get_mut(&cp) {
+                    // A connection older than the one we hold arrived late: it loses.
+                    Some(held) if held.seq > seq => Some(conn),
+                    Some(held) => {
+                        let old = std::mem::replace(held, newest).conn;
+                        (old != conn).then_some(old)
+                    }
+                    None => {
+                        self.charge_points.insert(cp.clone(), newest);
+                        None
+                    }
+                };
+                if let Some(loser) = loser {
                     info!(
-                        "cp={cp} loop={} replaced by a new connection",
-                        old.conn.loop_index
+                        "cp={cp} loop={} replaced by a newer connection",
+                        loser.loop_index
                     );
                     self.send(
-                        old.conn,
+                        loser,
                         ToLoop::Close {
-                            conn: old.conn,
+                            conn: loser,
                             reason: CloseReason::Takeover,
                         },
                     );

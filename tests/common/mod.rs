@@ -58,7 +58,11 @@ impl TestServer {
     }
 
     /// Waits until `pred` holds for the counters, failing the test after [`WATCHDOG`].
-    pub fn wait_for(&self, what: &str, pred: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        mut pred: impl FnMut(&StatsSnapshot) -> bool,
+    ) -> StatsSnapshot {
         let deadline = Instant::now() + WATCHDOG;
         let mut pause = Duration::from_micros(100);
         loop {
