@@ -32,6 +32,11 @@ pub const DEFAULT_PING_SKIP_THRESHOLD: usize = 16 * 1024;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
 
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_QUEUED_CALLS: usize = 16;
+pub const DEFAULT_BOOT_STATUS: BootStatus = BootStatus::Accepted;
+pub const DEFAULT_DATA_TRANSFER_STATUS: DataTransferAnswer = DataTransferAnswer::UnknownVendorId;
+pub const DEFAULT_TRANSACTION_ID_FILE: &str = "ocpp-gateway.transaction-id";
 
 /// The longest charge point identity accepted in the URL, in characters.
 pub const MAX_CHARGE_POINT_ID_LEN: usize = 48;
@@ -104,6 +109,39 @@ pub struct ProcessorConfig {
 pub struct OcppConfig {
     /// Sent as `interval` in BootNotification answers (whole seconds).
     pub heartbeat_interval: Duration,
+    /// How long a charge point has to answer a CALL of ours.
+    pub message_timeout: Duration,
+    /// Calls waiting per charge point behind the one in flight; more are rejected.
+    pub max_queued_calls: usize,
+    /// BootNotification answer for identities the allow-list (if any) admits.
+    pub boot_status: BootStatus,
+    /// File of identities allowed to boot; others are Rejected (None: everyone).
+    pub allowed_charge_points: Option<PathBuf>,
+    /// With an allow-list: refuse unknown identities at the handshake with HTTP 404.
+    pub refuse_unknown_at_handshake: bool,
+    /// TOML file of authorized idTags (None: every idTag is Accepted).
+    pub id_tags: Option<PathBuf>,
+    /// The status answered to a DataTransfer from a charge point.
+    pub data_transfer_status: DataTransferAnswer,
+    /// Where the transaction id counter survives restarts (None: memory only).
+    pub transaction_id_file: Option<PathBuf>,
+}
+
+/// The BootNotification answer a policy gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum BootStatus {
+    Accepted,
+    Pending,
+    Rejected,
+}
+
+/// The DataTransfer answer a policy gives (a gateway knows no vendor extensions by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DataTransferAnswer {
+    Accepted,
+    Rejected,
+    UnknownMessageId,
+    UnknownVendorId,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,6 +193,14 @@ struct RawProcessor {
 #[serde(deny_unknown_fields)]
 struct RawOcpp {
     heartbeat_interval: Option<String>,
+    message_timeout: Option<String>,
+    max_queued_calls: Option<usize>,
+    boot_status: Option<BootStatus>,
+    allowed_charge_points: Option<String>,
+    refuse_unknown_at_handshake: Option<bool>,
+    id_tags: Option<String>,
+    data_transfer_status: Option<DataTransferAnswer>,
+    transaction_id_file: Option<String>,
 }
 
 impl Default for Config {
@@ -332,11 +378,60 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         ));
     }
 
+    let message_timeout = duration(
+        "ocpp.message_timeout",
+        raw.ocpp.message_timeout,
+        DEFAULT_MESSAGE_TIMEOUT,
+    )?;
+    if message_timeout < Duration::from_millis(50) {
+        return Err(invalid(
+            "ocpp.message_timeout",
+            format!("{message_timeout:?} is shorter than 50ms"),
+        ));
+    }
+    let max_queued_calls = raw
+        .ocpp
+        .max_queued_calls
+        .unwrap_or(DEFAULT_MAX_QUEUED_CALLS);
+    if max_queued_calls > 1024 {
+        return Err(invalid(
+            "ocpp.max_queued_calls",
+            format!("{max_queued_calls} is more than 1024"),
+        ));
+    }
+    // "" means "none" for the optional files.
+    let file = |value: Option<String>| value.filter(|v| !v.is_empty()).map(PathBuf::from);
+    let allowed_charge_points = file(raw.ocpp.allowed_charge_points);
+    let refuse_unknown_at_handshake = raw.ocpp.refuse_unknown_at_handshake.unwrap_or(false);
+    if refuse_unknown_at_handshake && allowed_charge_points.is_none() {
+        return Err(invalid(
+            "ocpp.refuse_unknown_at_handshake",
+            "needs ocpp.allowed_charge_points (a file of identities)".into(),
+        ));
+    }
+    let ocpp = OcppConfig {
+        heartbeat_interval,
+        message_timeout,
+        max_queued_calls,
+        boot_status: raw.ocpp.boot_status.unwrap_or(DEFAULT_BOOT_STATUS),
+        allowed_charge_points,
+        refuse_unknown_at_handshake,
+        id_tags: file(raw.ocpp.id_tags),
+        data_transfer_status: raw
+            .ocpp
+            .data_transfer_status
+            .unwrap_or(DEFAULT_DATA_TRANSFER_STATUS),
+        transaction_id_file: file(
+            raw.ocpp
+                .transaction_id_file
+                .or_else(|| Some(DEFAULT_TRANSACTION_ID_FILE.into())),
+        ),
+    };
     Ok(Config {
         server,
         websocket,
         processor,
-        ocpp: OcppConfig { heartbeat_interval },
+        ocpp,
     })
 }
 

@@ -20,6 +20,7 @@
 //! - [`net`]: the loops, the WebSocket upgrade, connections and the timing wheel.
 //! - [`ocpp`]: the OCPP-J envelope and typed payloads.
 //! - [`processor`]: the processor pool and what it answers.
+//! - [`outbound`]: calls of the central system to charge points, and their outcomes.
 //! - [`server`]: start, shutdown, join. [`config`]: `config.toml`. [`stats`]: counters.
 //!
 //! Backpressure without deadlock: loops never wait on processors (a full queue pauses reading
@@ -33,6 +34,7 @@
 pub mod config;
 pub mod net;
 pub mod ocpp;
+pub mod outbound;
 pub mod processor;
 pub mod server;
 pub mod stats;

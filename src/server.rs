@@ -6,16 +6,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crossbeam_channel::{Sender, TrySendError};
 use log::{info, warn};
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
+use serde_json::value::RawValue;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::net::event_loop::{EventLoop, LoopParts, WAKER};
 use crate::net::{LoopHandle, LoopShared};
+use crate::ocpp::rpc::CallErrorCode;
+use crate::ocpp::v16::{self, Action, Invalid};
+use crate::outbound::{CallOutcome, OutboundCall, PendingCall};
 use crate::processor::handlers::Policy;
+use crate::processor::policy::{IdTags, Identities, PolicyError, TransactionIds};
 use crate::processor::pool::ProcessorPool;
+use crate::processor::{Inbound, shard_of};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Why the gateway could not start or stop cleanly.
@@ -33,6 +40,10 @@ pub enum ServerError {
         what: &'static str,
         source: std::io::Error,
     },
+    /// A policy file (`ocpp.allowed_charge_points`, `ocpp.id_tags`, the transaction counter)
+    /// cannot be used: the message names the file.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// A thread panicked; its panic message is in the log.
     #[error("{0} thread panicked")]
     Panicked(String),
@@ -43,6 +54,8 @@ pub struct Server {
     local_addr: SocketAddr,
     loops: Vec<LoopHandle>,
     loop_threads: Vec<JoinHandle<()>>,
+    /// For calls of the central system: routed to the charge point's processor.
+    processors: Vec<Sender<Inbound>>,
     processor_threads: Vec<JoinHandle<()>>,
     stats: Arc<Stats>,
 }
@@ -90,14 +103,15 @@ impl Server {
             inboxes.push(rx);
         }
 
-        let policy = Policy {
-            heartbeat_interval_secs: config.ocpp.heartbeat_interval.as_secs(),
-        };
+        let policy = Arc::new(load_policy(&config)?);
+        // Remember disconnected, accepted charge points up to about the fleet size.
+        let remember_limit = config.server.max_connections / config.processor.threads.get() + 1024;
         let pool = ProcessorPool::spawn(
             config.processor.threads.get(),
             config.processor.queue_capacity.get(),
             &loops,
             &policy,
+            remember_limit,
             &stats,
         )
         .map_err(spawn_err("processor thread"))?;
@@ -125,6 +139,10 @@ impl Server {
                 processors: pool.senders.clone(),
                 config: Arc::clone(&config),
                 stats: Arc::clone(&stats),
+                known_identities: policy
+                    .identities
+                    .clone()
+                    .filter(|_| config.ocpp.refuse_unknown_at_handshake),
             };
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
             let thread = std::thread::Builder::new()
@@ -157,9 +175,8 @@ impl Server {
                 }
             }
         }
-        // The loops now hold the only senders to the processors: when the last loop exits, the
-        // processors see their channels close and stop.
-        drop(pool.senders);
+        // The loops and this server hold the senders to the processors: when the last loop has
+        // exited and `join` drops ours, the processors see their channels close and stop.
         info!(
             "listening on {local_addr} with {workers} loops and {} processors{}",
             config.processor.threads,
@@ -173,6 +190,7 @@ impl Server {
             local_addr,
             loops,
             loop_threads,
+            processors: pool.senders,
             processor_threads: pool.threads,
             stats,
         })
@@ -193,6 +211,35 @@ impl Server {
         }
     }
 
+    /// Sends a call of the central system (`action` with `payload`) to charge point `cp`.
+    /// The payload is checked first (`Err`: the CallError a charge point would answer, never
+    /// sent). The returned [`PendingCall`] yields exactly one outcome.
+    pub fn call(
+        &self,
+        cp: &str,
+        action: Action,
+        payload: Box<RawValue>,
+    ) -> Result<PendingCall, Invalid> {
+        if !action.sent_by_central_system() {
+            return Err(Invalid {
+                code: CallErrorCode::NotSupported,
+                description: format!("{} is not sent by a central system", action.name()),
+            });
+        }
+        v16::validate_request(action, &payload)?;
+        let (call, pending) = OutboundCall::new(action, payload);
+        let processor = &self.processors[shard_of(cp, self.processors.len())];
+        if let Err(TrySendError::Full(Inbound::Call { call, .. })) =
+            processor.try_send(Inbound::Call {
+                cp: cp.into(),
+                call,
+            })
+        {
+            call.resolve(CallOutcome::Rejected);
+        }
+        Ok(pending)
+    }
+
     /// Stops accepting and closes every connection (paced by `server.drain_rate`).
     pub fn shutdown(&self) {
         self.shutdown_handle().shutdown();
@@ -204,6 +251,7 @@ impl Server {
         let Server {
             loops,
             loop_threads,
+            processors,
             processor_threads,
             ..
         } = self;
@@ -214,8 +262,10 @@ impl Server {
                 result = Err(ServerError::Panicked(name));
             }
         }
-        // Processors may still hold a sender to a loop; the loops are gone, so drop ours.
+        // Processors may still hold a sender to a loop; the loops are gone, so drop ours, and
+        // our senders to the processors, which then stop.
         drop(loops);
+        drop(processors);
         for thread in processor_threads {
             let name = thread.thread().name().unwrap_or("processor").to_owned();
             if thread.join().is_err() {
@@ -224,6 +274,31 @@ impl Server {
         }
         result
     }
+}
+
+/// The built-in policies, with their files loaded.
+fn load_policy(config: &Config) -> Result<Policy, PolicyError> {
+    let ocpp = &config.ocpp;
+    let identities = ocpp
+        .allowed_charge_points
+        .as_deref()
+        .map(Identities::load)
+        .transpose()?;
+    let id_tags = ocpp.id_tags.as_deref().map(IdTags::load).transpose()?;
+    if let Some(ids) = &identities {
+        info!("{} identities may boot", ids.len());
+    }
+    if let Some(tags) = &id_tags {
+        info!("{} idTags listed", tags.len());
+    }
+    Ok(Policy {
+        heartbeat_interval_secs: ocpp.heartbeat_interval.as_secs(),
+        boot_status: ocpp.boot_status,
+        identities: identities.map(Arc::new),
+        id_tags,
+        data_transfer_status: ocpp.data_transfer_status,
+        transactions: TransactionIds::open(ocpp.transaction_id_file.as_deref())?,
+    })
 }
 
 /// One listener per loop on the same address. With port 0, the first listener picks the port

@@ -87,6 +87,21 @@ counters! {
         takeovers,
         /// Connections closed, for any reason.
         closed,
+        /// CALLs of ours sent to charge points.
+        calls_sent,
+        /// Our CALLs answered with a valid CALLRESULT.
+        call_results,
+        /// Our CALLs answered with CALLERROR.
+        call_errors_received,
+        /// Our CALLs answered with a CALLRESULT that is not what the action returns.
+        invalid_results,
+        /// Our CALLs that got no answer within `ocpp.message_timeout`.
+        call_timeouts,
+        /// Our CALLs refused because too many already waited for the charge point.
+        calls_rejected,
+        /// CALLRESULT / CALLERROR frames from charge points that match no CALL of ours
+        /// (never sent, or already timed out): logged and dropped.
+        unexpected_responses,
     }
 }
 
@@ -97,8 +112,6 @@ counters! {
         calls_handled,
         /// CALLERRORs sent by a processor (validation, NotImplemented, ...).
         call_errors_sent,
-        /// CALLRESULT / CALLERROR frames from charge points that match no CALL of ours.
-        unexpected_responses,
     }
 }
 
@@ -141,6 +154,12 @@ pub struct StatsSnapshot {
     pub backpressure_pauses: u64,
     pub takeovers: u64,
     pub closed: u64,
+    pub calls_sent: u64,
+    pub call_results: u64,
+    pub call_errors_received: u64,
+    pub invalid_results: u64,
+    pub call_timeouts: u64,
+    pub calls_rejected: u64,
     pub calls_handled: u64,
     pub call_errors_sent: u64,
     pub unexpected_responses: u64,

@@ -15,7 +15,7 @@ fn oversize_message_closes_with_1009() {
     let mut client = connect(&server, "CP-big");
     boot(&mut client);
 
-    // Just under the limit: a valid frame shape, an action we do not implement yet.
+    // Just under the limit: handled as usual.
     let filler = "x".repeat(4000);
     let reply = call(
         &mut client,
@@ -23,7 +23,8 @@ fn oversize_message_closes_with_1009() {
         "DataTransfer",
         json!({"vendorId": "v", "data": filler}),
     );
-    assert_eq!(reply[0], 4, "{reply}");
+    assert_eq!(reply[0], 3, "{reply}");
+    assert_eq!(reply[2]["status"], "UnknownVendorId");
 
     client.send(Message::text("[".repeat(5000))).unwrap();
     let frame = expect_close(&mut client).expect("close frame");

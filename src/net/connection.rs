@@ -18,6 +18,7 @@ use tungstenite::handshake::server::ServerHandshake;
 use crate::net::handshake::{ChargePointId, UpgradeCheck, VerdictSlot};
 use crate::net::socket::{HandshakeStream, Socket};
 use crate::net::timer::TimerId;
+use crate::outbound::CallQueue;
 use crate::processor::Inbound;
 
 /// A slab entry.
@@ -62,7 +63,9 @@ pub struct Session {
     pub last_rx_ms: u64,
     pub liveness: Liveness,
     /// A frame the processor queue had no room for; reading is paused until it is handed over.
-    pub pending: Option<Inbound>,
+    pub pending: Option<Box<Inbound>>,
+    /// Calls of the central system to this charge point (allocated on first use).
+    pub calls: Option<Box<CallQueue>>,
 }
 
 /// What an open connection's timer is waiting for.
@@ -83,6 +86,14 @@ impl Connection {
         match &mut self.state {
             State::Open(session) | State::Closing(session) => Some(session),
             State::Handshaking(_) | State::Lingering(_) | State::Detached => None,
+        }
+    }
+
+    /// The timer of the outbound call in flight, if any.
+    pub fn call_timer(&self) -> Option<TimerId> {
+        match &self.state {
+            State::Open(s) | State::Closing(s) => s.calls.as_ref().and_then(|c| c.timer()),
+            _ => None,
         }
     }
 

@@ -38,7 +38,10 @@ use crate::net::handshake::{self, ChargePointId, UpgradeCheck, Verdict};
 use crate::net::socket::{HandshakeStream, Socket, would_block};
 use crate::net::timer::TimerWheel;
 use crate::net::{ConnId, LoopShared, ToLoop};
-use crate::ocpp::rpc::{self, FrameError};
+use crate::ocpp::rpc::{self, Frame, FrameError};
+use crate::ocpp::v16;
+use crate::outbound::{CallOutcome, InFlight, OutboundCall};
+use crate::processor::policy::Identities;
 use crate::processor::{Inbound, shard_of};
 use crate::stats::{LoopStats, Stats};
 
@@ -70,7 +73,16 @@ const WARNINGS_PER_SECOND: u32 = 20;
 
 #[derive(Clone, Copy, Debug)]
 pub enum TimerEvent {
-    Connection { key: u32, generation: u32 },
+    /// The connection's one liveness/handshake/close timer.
+    Connection {
+        key: u32,
+        generation: u32,
+    },
+    /// The deadline of the connection's CALL in flight.
+    CallTimeout {
+        key: u32,
+        generation: u32,
+    },
     AcceptRetry,
 }
 
@@ -84,6 +96,8 @@ pub struct LoopParts {
     pub processors: Vec<Sender<Inbound>>,
     pub config: Arc<Config>,
     pub stats: Arc<Stats>,
+    /// When set, identities outside it are refused at the handshake (HTTP 404).
+    pub known_identities: Option<Arc<Identities>>,
 }
 
 /// Frames and control messages on their way to the processors. Control messages (connected,
@@ -216,6 +230,7 @@ pub struct EventLoop {
     config: Arc<Config>,
     ws_config: WebSocketConfig,
     path_prefix: Arc<str>,
+    known_identities: Option<Arc<Identities>>,
     stats: Arc<Stats>,
     origin: Instant,
     now: Instant,
@@ -227,6 +242,8 @@ pub struct EventLoop {
     ready: Vec<(usize, u32)>,
     ready_next: Vec<(usize, u32)>,
     refusing: usize,
+    /// Numbers the UniqueIds of our CALLs (prefixed with the loop index, so unique per process).
+    next_call_id: u64,
     accept_more: bool,
     /// Accepting failed for lack of descriptors; a retry timer is armed.
     accept_paused: bool,
@@ -247,6 +264,7 @@ impl EventLoop {
             processors,
             config,
             stats,
+            known_identities,
         } = parts;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -274,6 +292,7 @@ impl EventLoop {
             path_prefix: config.websocket.path_prefix.as_str().into(),
             config,
             ws_config,
+            known_identities,
             stats,
             origin: now,
             now,
@@ -282,6 +301,7 @@ impl EventLoop {
             ready: Vec::new(),
             ready_next: Vec::new(),
             refusing: 0,
+            next_call_id: 0,
             accept_more: false,
             accept_paused: false,
             inbox_more: false,
@@ -496,6 +516,7 @@ impl EventLoop {
         let verdict = Rc::new(Cell::new(Verdict::Pending));
         let check = UpgradeCheck {
             path_prefix: Arc::clone(&self.path_prefix),
+            known: self.known_identities.clone(),
             over_capacity,
             retry_after_secs: RETRY_AFTER_SECS + (self.rng % u64::from(RETRY_AFTER_SECS)) as u32,
             verdict: Rc::clone(&verdict),
@@ -620,6 +641,7 @@ impl EventLoop {
             last_rx_ms: now_ms,
             liveness: Liveness::Idle,
             pending: None,
+            calls: None,
         });
         if !ocpp16 {
             self.stats().handshakes_rejected.inc();
@@ -788,6 +810,9 @@ impl EventLoop {
     fn on_text(&mut self, key: usize, generation: u32, text: &str) {
         self.stats().messages_in.inc();
         match rpc::parse_frame(text) {
+            Ok(frame @ (Frame::CallResult { .. } | Frame::CallError { .. })) => {
+                self.on_response(key, frame);
+            }
             Ok(frame) => {
                 let conn_id = self.conn_id(key, generation);
                 let Some(session) = self.conns.get_mut(key).and_then(Connection::session_mut)
@@ -801,7 +826,7 @@ impl EventLoop {
                 };
                 let processor = session.processor;
                 if let Err(msg) = self.processors.try_send_frame(processor, msg) {
-                    session.pending = Some(msg);
+                    session.pending = Some(Box::new(msg));
                     self.paused[usize::from(processor)].push_back((key, generation));
                     self.stats().backpressure_pauses.inc();
                 }
@@ -903,6 +928,10 @@ impl EventLoop {
         if let Some(timer) = conn.timer {
             self.wheel.cancel(timer);
         }
+        // Calls in flight or waiting resolve as NotConnected when the session is dropped.
+        if let Some(timer) = conn.call_timer() {
+            self.wheel.cancel(timer);
+        }
         self.stats().closed.inc();
         if !conn.over_capacity {
             self.stats.connections.fetch_sub(1, Ordering::Relaxed);
@@ -954,6 +983,9 @@ impl EventLoop {
                 return self.accept();
             }
             TimerEvent::Connection { key, generation } => (key as usize, generation),
+            TimerEvent::CallTimeout { key, generation } => {
+                return self.on_call_timeout(key as usize, generation);
+            }
         };
         let now_ms = self.now_ms();
         let Some(conn) = self
@@ -1056,6 +1088,157 @@ impl EventLoop {
         }
     }
 
+    // ---- calls of the central system ----
+
+    fn offer_call(&mut self, key: usize, call: OutboundCall) {
+        let max_waiting = self.config.ocpp.max_queued_calls;
+        let Some(Connection {
+            state: State::Open(session),
+            ..
+        }) = self.conns.get_mut(key)
+        else {
+            return call.resolve(CallOutcome::NotConnected);
+        };
+        match session
+            .calls
+            .get_or_insert_with(Box::default)
+            .offer(call, max_waiting)
+        {
+            Ok(Some(call)) => self.send_call(key, call),
+            Ok(None) => {}
+            Err(call) => {
+                self.stats().calls_rejected.inc();
+                call.resolve(CallOutcome::Rejected);
+            }
+        }
+    }
+
+    /// Sends `call` with a fresh UniqueId and arms its timeout.
+    fn send_call(&mut self, key: usize, call: OutboundCall) {
+        self.next_call_id = self.next_call_id.wrapping_add(1);
+        let unique_id = format!("{}-{}", self.index, self.next_call_id);
+        let mut text = String::with_capacity(64 + call.payload().get().len());
+        rpc::write_call(&mut text, &unique_id, call.action().name(), call.payload());
+        let Some(conn) = self.conns.get_mut(key) else {
+            return call.resolve(CallOutcome::NotConnected);
+        };
+        let event = TimerEvent::CallTimeout {
+            key: key as u32,
+            generation: conn.generation,
+        };
+        let Some(session) = conn.session_mut() else {
+            return call.resolve(CallOutcome::NotConnected);
+        };
+        let timer = self
+            .wheel
+            .arm(self.now, self.config.ocpp.message_timeout, event);
+        session
+            .calls
+            .get_or_insert_with(Box::default)
+            .start(InFlight {
+                unique_id,
+                call,
+                timer,
+            });
+        self.stats().calls_sent.inc();
+        self.write_text(key, text);
+    }
+
+    /// Sends the next waiting call, if nothing is in flight.
+    fn send_next_call(&mut self, key: usize) {
+        let next = self
+            .conns
+            .get_mut(key)
+            .filter(|c| c.is_open())
+            .and_then(Connection::session_mut)
+            .and_then(|s| s.calls.as_mut())
+            .and_then(|calls| calls.next_to_send());
+        if let Some(call) = next {
+            self.send_call(key, call);
+        }
+    }
+
+    /// A CALLRESULT or CALLERROR from the charge point: the answer to our call in flight, or
+    /// logged and dropped.
+    fn on_response(&mut self, key: usize, frame: Frame) {
+        let (unique_id, outcome) = match frame {
+            Frame::CallResult { unique_id, payload } => (unique_id, CallOutcome::Result(payload)),
+            Frame::CallError {
+                unique_id,
+                code,
+                description,
+                details,
+            } => (
+                unique_id,
+                CallOutcome::Error {
+                    code,
+                    description,
+                    details,
+                },
+            ),
+            Frame::Call { .. } => return,
+        };
+        let in_flight = self
+            .conns
+            .get_mut(key)
+            .and_then(Connection::session_mut)
+            .and_then(|s| s.calls.as_mut())
+            .and_then(|calls| calls.take_matching(&unique_id));
+        let Some(InFlight { call, timer, .. }) = in_flight else {
+            self.stats().unexpected_responses.inc();
+            if self.warnings.allow(self.now_ms()) {
+                let cp = self.cp_of(key);
+                warn!(
+                    "cp={cp} loop={} answer to unknown call {unique_id:?} dropped",
+                    self.index
+                );
+            }
+            return;
+        };
+        self.wheel.cancel(timer);
+        let outcome = match outcome {
+            CallOutcome::Result(payload) => match v16::validate_response(call.action(), &payload) {
+                Ok(()) => {
+                    self.stats().call_results.inc();
+                    CallOutcome::Result(payload)
+                }
+                Err(invalid) => {
+                    self.stats().invalid_results.inc();
+                    CallOutcome::InvalidResult(invalid)
+                }
+            },
+            other => {
+                self.stats().call_errors_received.inc();
+                other
+            }
+        };
+        call.resolve(outcome);
+        self.send_next_call(key);
+    }
+
+    fn on_call_timeout(&mut self, key: usize, generation: u32) {
+        let in_flight = self
+            .conns
+            .get_mut(key)
+            .filter(|c| c.generation == generation)
+            .and_then(Connection::session_mut)
+            .and_then(|s| s.calls.as_mut())
+            .and_then(|calls| calls.take_in_flight());
+        if let Some(InFlight {
+            call, unique_id, ..
+        }) = in_flight
+        {
+            self.stats().call_timeouts.inc();
+            debug!(
+                "loop={} call {unique_id} ({}) timed out",
+                self.index,
+                call.action().name()
+            );
+            call.resolve(CallOutcome::Timeout);
+            self.send_next_call(key);
+        }
+    }
+
     // ---- other threads ----
 
     fn drain_inbox(&mut self) {
@@ -1071,6 +1254,10 @@ impl EventLoop {
                         self.write_text(key, text);
                     }
                 }
+                ToLoop::Call { conn, call } => match self.current(conn) {
+                    Some(key) => self.offer_call(key, call),
+                    None => call.resolve(CallOutcome::NotConnected),
+                },
                 ToLoop::Close { conn, reason } => {
                     if let Some(key) = self.current(conn) {
                         let open = self.conns.get(key).is_some_and(Connection::is_open);
@@ -1111,7 +1298,7 @@ impl EventLoop {
                         waiting.pop_front(); // closed, or no longer paused
                         continue;
                     };
-                    match self.processors.try_send_frame(p as u16, msg) {
+                    match self.processors.try_send_frame(p as u16, *msg) {
                         Ok(()) => {
                             waiting.pop_front();
                             self.ready.push((key, generation));
@@ -1120,7 +1307,7 @@ impl EventLoop {
                             if let Some(session) =
                                 self.conns.get_mut(key).and_then(Connection::session_mut)
                             {
-                                session.pending = Some(msg);
+                                session.pending = Some(Box::new(msg));
                             }
                             break;
                         }

@@ -19,6 +19,7 @@ use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response}
 use tungstenite::http::{HeaderValue, StatusCode, header};
 
 use crate::config::MAX_CHARGE_POINT_ID_LEN;
+use crate::processor::policy::Identities;
 
 /// The subprotocol this gateway speaks.
 pub const OCPP16: &str = "ocpp1.6";
@@ -46,6 +47,8 @@ pub type VerdictSlot = Rc<Cell<Verdict>>;
 /// The callback tungstenite calls with the complete upgrade request.
 pub struct UpgradeCheck {
     pub path_prefix: Arc<str>,
+    /// When set, only these identities may connect (others: 404).
+    pub known: Option<Arc<Identities>>,
     /// Decided at accept time: this connection is over `server.max_connections`.
     pub over_capacity: bool,
     /// Seconds to put in `Retry-After` when over capacity.
@@ -68,7 +71,9 @@ impl Callback for UpgradeCheck {
                 .insert(header::RETRY_AFTER, self.retry_after_secs.into());
             return Err(refusal);
         }
-        let Some(id) = charge_point_id(&self.path_prefix, request.uri().path()) else {
+        let id = charge_point_id(&self.path_prefix, request.uri().path())
+            .filter(|id| self.known.as_ref().is_none_or(|known| known.contains(id)));
+        let Some(id) = id else {
             self.verdict.set(Verdict::Refused(StatusCode::NOT_FOUND));
             return Err(error_response(
                 StatusCode::NOT_FOUND,

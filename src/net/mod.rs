@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::Sender;
+
+use crate::outbound::OutboundCall;
 use mio::Waker;
 
 /// A connection's address from outside its loop.
@@ -51,6 +53,8 @@ pub enum ToLoop {
     Text { conn: ConnId, text: String },
     /// Close the connection with a WebSocket close frame.
     Close { conn: ConnId, reason: CloseReason },
+    /// Send a CALL of the central system to the connection (queued behind one in flight).
+    Call { conn: ConnId, call: OutboundCall },
 }
 
 /// The parts of a loop other threads may touch.

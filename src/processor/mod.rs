@@ -6,6 +6,7 @@
 //! [`LoopHandle`]: crate::net::LoopHandle
 
 pub mod handlers;
+pub mod policy;
 pub mod pool;
 
 use std::hash::{Hash, Hasher};
@@ -13,6 +14,7 @@ use std::hash::{Hash, Hasher};
 use crate::net::ConnId;
 use crate::net::handshake::ChargePointId;
 use crate::ocpp::rpc::Frame;
+use crate::outbound::OutboundCall;
 
 /// What a loop tells a processor. A connection's messages arrive in the order it sent them:
 /// `Connected`, its frames, then `Disconnected`.
@@ -33,6 +35,11 @@ pub enum Inbound {
     Disconnected {
         conn: ConnId,
         cp: ChargePointId,
+    },
+    /// A CALL of the central system for `cp`, wherever it is connected.
+    Call {
+        cp: ChargePointId,
+        call: OutboundCall,
     },
 }
 

@@ -1,15 +1,20 @@
 //! The processor threads. Each owns one shard of charge point state and one bounded inbound
-//! channel; it exits when every loop has dropped its sender (that is how shutdown reaches it).
+//! channel; it exits when every loop (and the server) has dropped its sender (that is how
+//! shutdown reaches it).
 //!
 //! Takeover lives here: the processor that owns an identity is the one place that sees both the
 //! old and the new connection of a charge point, in order, without a lock. When a second
 //! connection of the same identity arrives it asks the old one's loop to close it, and from then
 //! on ignores anything still in flight from the old connection.
+//!
+//! A charge point's registration outlives its connection: one that reconnects without booting
+//! again is still Accepted. Disconnected charge points are remembered up to a bound; past it the
+//! processor forgets them all (they simply boot again, which the spec always allows).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, info, warn};
@@ -17,28 +22,33 @@ use log::{debug, info, warn};
 use crate::net::handshake::ChargePointId;
 use crate::net::{CloseReason, ConnId, LoopHandle, ToLoop};
 use crate::ocpp::rpc::{self, Frame};
+use crate::outbound::CallOutcome;
 use crate::processor::Inbound;
-use crate::processor::handlers::{self, Policy, Reply};
+use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration, Reply};
 use crate::stats::{ProcessorStats, Stats};
 
-/// What a processor keeps per charge point (small: a booted charge point's whole userspace
-/// budget is about 1 KiB).
+/// What a processor keeps per charge point.
 #[derive(Debug)]
 struct ChargePoint {
-    conn: ConnId,
+    /// The live connection, if any.
+    conn: Option<ConnId>,
     /// The connection's `Connected::seq`: the higher wins a takeover.
     seq: u64,
-    booted: bool,
+    state: ChargePointState,
 }
 
 struct Processor {
     index: usize,
     inbox: Receiver<Inbound>,
     loops: Vec<LoopHandle>,
-    policy: Policy,
+    policy: Arc<Policy>,
     stats: Arc<Stats>,
     charge_points: HashMap<ChargePointId, ChargePoint>,
-    out: String,
+    /// Entries without a connection, and how many may stay.
+    remembered: usize,
+    remember_limit: usize,
+    /// The time answers carry, formatted once per millisecond.
+    now: (u128, Now),
 }
 
 /// The running pool: the senders loops use, and the threads to join.
@@ -48,11 +58,13 @@ pub struct ProcessorPool {
 }
 
 impl ProcessorPool {
+    /// `remember_limit`: disconnected-but-accepted charge points kept per processor.
     pub fn spawn(
         threads: usize,
         queue_capacity: usize,
         loops: &[LoopHandle],
-        policy: &Policy,
+        policy: &Arc<Policy>,
+        remember_limit: usize,
         stats: &Arc<Stats>,
     ) -> std::io::Result<ProcessorPool> {
         let mut senders = Vec::with_capacity(threads);
@@ -64,10 +76,12 @@ impl ProcessorPool {
                 index,
                 inbox: rx,
                 loops: loops.to_vec(),
-                policy: policy.clone(),
+                policy: Arc::clone(policy),
                 stats: Arc::clone(stats),
                 charge_points: HashMap::new(),
-                out: String::with_capacity(256),
+                remembered: 0,
+                remember_limit,
+                now: (0, Now::at(UNIX_EPOCH)),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("processor-{index}"))
@@ -96,114 +110,154 @@ impl Processor {
 
     fn handle(&mut self, msg: Inbound) {
         match msg {
-            Inbound::Connected { conn, cp, seq } => {
-                let newest = ChargePoint {
-                    conn,
-                    seq,
-                    booted: false,
-                };
-                let loser = match self.charge_points.get_mut(&cp) {
-                    // A connection older than the one we hold arrived late: it loses.
-                    Some(held) if held.seq > seq => Some(conn),
-                    Some(held) => {
-                        let old = std::mem::replace(held, newest).conn;
-                        (old != conn).then_some(old)
-                    }
-                    None => {
-                        self.charge_points.insert(cp.clone(), newest);
-                        None
-                    }
-                };
-                if let Some(loser) = loser {
-                    info!(
-                        "cp={cp} loop={} replaced by a newer connection",
-                        loser.loop_index
-                    );
-                    self.send(
-                        loser,
-                        ToLoop::Close {
-                            conn: loser,
-                            reason: CloseReason::Takeover,
-                        },
-                    );
+            Inbound::Connected { conn, cp, seq } => self.connected(conn, cp, seq),
+            Inbound::Disconnected { conn, cp } => self.disconnected(conn, &cp),
+            Inbound::Call { cp, call } => {
+                match self.charge_points.get(&cp).and_then(|entry| entry.conn) {
+                    Some(conn) => self.send(conn, ToLoop::Call { conn, call }),
+                    None => call.resolve(CallOutcome::NotConnected),
                 }
             }
-            Inbound::Disconnected { conn, cp } => {
-                if self
-                    .charge_points
-                    .get(&cp)
-                    .is_some_and(|state| state.conn == conn)
-                {
-                    self.charge_points.remove(&cp);
+            Inbound::Frame { conn, cp, frame } => match frame {
+                Frame::Call {
+                    unique_id,
+                    action,
+                    payload,
+                } => {
+                    self.call(conn, &cp, &unique_id, &action, &payload);
                 }
-            }
-            Inbound::Frame { conn, cp, frame } => {
-                if self
-                    .charge_points
-                    .get(&cp)
-                    .is_none_or(|state| state.conn != conn)
-                {
-                    debug!("cp={cp} dropping a frame of a replaced connection");
-                    return;
+                // Responses to our CALLs are matched by the loop that sent them.
+                Frame::CallResult { unique_id, .. } | Frame::CallError { unique_id, .. } => {
+                    warn!("cp={cp} response {unique_id:?} reached a processor; ignored");
                 }
-                self.handle_frame(conn, &cp, frame);
-            }
+            },
         }
     }
 
-    fn handle_frame(&mut self, conn: ConnId, cp: &ChargePointId, frame: Frame) {
-        match frame {
-            Frame::Call {
-                unique_id,
-                action,
-                payload,
-            } => {
-                self.stats().calls_handled.inc();
-                let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-                let reply = handlers::handle_call(&self.policy, &action, &payload, &now);
-                self.out.clear();
-                match reply {
-                    Reply::Booted(payload) => {
-                        if let Some(state) = self.charge_points.get_mut(cp) {
-                            state.booted = true;
-                        }
-                        write_result(&mut self.out, &unique_id, payload);
-                    }
-                    Reply::Result(payload) => write_result(&mut self.out, &unique_id, payload),
-                    Reply::Error { code, description } => {
-                        self.stats().call_errors_sent.inc();
-                        debug!(
-                            "cp={cp} {action} -> CALLERROR {}: {description}",
-                            code.as_str()
-                        );
-                        rpc::write_call_error(&mut self.out, &unique_id, code, &description);
-                    }
+    fn connected(&mut self, conn: ConnId, cp: ChargePointId, seq: u64) {
+        let loser = match self.charge_points.get_mut(&cp) {
+            // A connection older than the one we hold arrived late: it loses.
+            Some(held) if held.seq > seq => Some(conn),
+            Some(held) => {
+                let old = held.conn.replace(conn);
+                held.seq = seq;
+                if old.is_none() {
+                    self.remembered -= 1;
                 }
-                let text = std::mem::take(&mut self.out);
-                self.send(conn, ToLoop::Text { conn, text });
+                old.filter(|old| *old != conn)
             }
-            // The gateway sends no CALLs yet, so every response is for an id it never used.
-            Frame::CallResult { unique_id, .. } | Frame::CallError { unique_id, .. } => {
-                self.stats().unexpected_responses.inc();
-                warn!("cp={cp} response to unknown message id {unique_id:?} ignored");
+            None => {
+                let state = ChargePointState::default();
+                self.charge_points.insert(
+                    cp.clone(),
+                    ChargePoint {
+                        conn: Some(conn),
+                        seq,
+                        state,
+                    },
+                );
+                None
+            }
+        };
+        if let Some(loser) = loser {
+            info!(
+                "cp={cp} loop={} replaced by a newer connection",
+                loser.loop_index
+            );
+            self.send(
+                loser,
+                ToLoop::Close {
+                    conn: loser,
+                    reason: CloseReason::Takeover,
+                },
+            );
+        }
+    }
+
+    fn disconnected(&mut self, conn: ConnId, cp: &ChargePointId) {
+        let Some(entry) = self.charge_points.get_mut(cp) else {
+            return;
+        };
+        if entry.conn != Some(conn) {
+            return; // an older connection, already replaced
+        }
+        if entry.state.registration != Registration::Accepted {
+            self.charge_points.remove(cp);
+            return;
+        }
+        entry.conn = None;
+        self.remembered += 1;
+        if self.remembered > self.remember_limit {
+            warn!(
+                "processor={} forgets {} disconnected charge points (limit {}); they boot again",
+                self.index, self.remembered, self.remember_limit
+            );
+            self.charge_points.retain(|_, entry| entry.conn.is_some());
+            self.remembered = 0;
+        }
+    }
+
+    fn call(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        unique_id: &str,
+        action: &str,
+        payload: &serde_json::value::RawValue,
+    ) {
+        let Some(entry) = self
+            .charge_points
+            .get_mut(cp)
+            .filter(|e| e.conn == Some(conn))
+        else {
+            debug!("cp={cp} dropping a CALL of a replaced connection");
+            return;
+        };
+        self.stats.processors[self.index].calls_handled.inc();
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        if millis != self.now.0 {
+            self.now = (millis, Now::at(SystemTime::now()));
+        }
+        let reply = handlers::handle_call(
+            &self.policy,
+            cp,
+            &mut entry.state,
+            action,
+            payload,
+            &self.now.1,
+        );
+        let mut text = String::with_capacity(128);
+        match reply {
+            Reply::Result(result) => match serde_json::value::RawValue::from_string(result) {
+                Ok(raw) => rpc::write_call_result(&mut text, unique_id, &raw),
+                Err(e) => {
+                    log::error!("cp={cp} {action}: handler produced invalid JSON: {e}");
+                    rpc::write_call_error(
+                        &mut text,
+                        unique_id,
+                        rpc::CallErrorCode::InternalError,
+                        "",
+                    );
+                }
+            },
+            Reply::Error { code, description } => {
+                self.stats().call_errors_sent.inc();
+                debug!(
+                    "cp={cp} {action} -> CALLERROR {}: {description}",
+                    code.as_str()
+                );
+                rpc::write_call_error(&mut text, unique_id, code, &description);
             }
         }
+        self.send(conn, ToLoop::Text { conn, text });
     }
 
     fn send(&self, conn: ConnId, msg: ToLoop) {
         if let Some(handle) = self.loops.get(usize::from(conn.loop_index)) {
             // False only when the loop has exited (shutdown): nothing left to deliver to.
             let _ = handle.send(msg);
-        }
-    }
-}
-
-fn write_result(out: &mut String, unique_id: &str, payload: String) {
-    match serde_json::value::RawValue::from_string(payload) {
-        Ok(raw) => rpc::write_call_result(out, unique_id, &raw),
-        Err(e) => {
-            log::error!("handler produced invalid JSON: {e}");
-            rpc::write_call_error(out, unique_id, rpc::CallErrorCode::InternalError, "");
         }
     }
 }

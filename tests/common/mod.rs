@@ -32,6 +32,7 @@ pub fn test_config() -> Config {
     config.server.workers = NonZeroUsize::new(2).expect("non-zero");
     config.server.pin_cores = false;
     config.processor.threads = NonZeroUsize::new(2).expect("non-zero");
+    config.ocpp.transaction_id_file = None; // tests run in parallel: no shared counter file
     config
 }
 
@@ -78,6 +79,19 @@ impl TestServer {
             std::thread::park_timeout(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
         }
+    }
+
+    /// A call of the central system through the internal API.
+    pub fn call(
+        &self,
+        cp: &str,
+        action: ocpp_gateway::ocpp::v16::Action,
+        payload: Box<serde_json::value::RawValue>,
+    ) -> Result<ocpp_gateway::outbound::PendingCall, ocpp_gateway::ocpp::v16::Invalid> {
+        self.server
+            .as_ref()
+            .expect("running")
+            .call(cp, action, payload)
     }
 
     pub fn url(&self, id: &str) -> String {

@@ -1,0 +1,338 @@
+//! The built-in Core profile policies an operator sets in `config.toml`: who may boot, which
+//! idTags are authorized, and the transaction ids the gateway hands out. Loaded once at start,
+//! shared read-only by the processors (the transaction counter is the one shared, locked piece:
+//! it is touched once per StartTransaction and hits the disk once per block of ids).
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+/// Why a policy file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: cannot persist the transaction counter: {source}")]
+    Persist {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Identities allowed to connect and boot, from a file with one identity per line (blank lines
+/// and `#` comments ignored).
+#[derive(Debug, Default)]
+pub struct Identities(HashSet<Box<str>>);
+
+impl Identities {
+    pub fn load(path: &Path) -> Result<Identities, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Identities::parse(&text))
+    }
+
+    pub fn parse(text: &str) -> Identities {
+        Identities(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(Into::into)
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The status an idTag list may give a tag (ConcurrentTx is decided at run time, not listed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TagStatus {
+    Accepted,
+    Blocked,
+    Expired,
+    Invalid,
+}
+
+/// What the list says about one idTag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagVerdict {
+    pub status: TagStatus,
+    /// RFC 3339, as written in the file.
+    pub expiry: Option<String>,
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTagFile {
+    #[serde(default)]
+    tag: Vec<RawTag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTag {
+    id: String,
+    status: TagStatus,
+    expiry: Option<String>,
+    parent: Option<String>,
+}
+
+#[derive(Debug)]
+struct Tag {
+    status: TagStatus,
+    expiry: Option<(String, SystemTime)>,
+    parent: Option<String>,
+}
+
+/// The idTags the gateway authorizes, from a TOML file:
+///
+/// ```toml
+/// [[tag]]
+/// id = "04A2B3C4D5"
+/// status = "Accepted"             # Accepted, Blocked, Expired or Invalid
+/// expiry = "2027-12-31T23:59:59Z" # optional; after it the tag answers Expired
+/// parent = "FLEET-1"              # optional parentIdTag
+/// ```
+///
+/// A tag not in the list is `Invalid`.
+#[derive(Debug, Default)]
+pub struct IdTags(HashMap<String, Tag>);
+
+impl IdTags {
+    pub fn load(path: &Path) -> Result<IdTags, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        IdTags::parse(&text).map_err(|message| PolicyError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<IdTags, String> {
+        let raw: RawTagFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut tags = HashMap::with_capacity(raw.tag.len());
+        for t in raw.tag {
+            if t.id.is_empty() || t.id.chars().count() > 20 {
+                return Err(format!("idTag {:?} must be 1 to 20 characters", t.id));
+            }
+            let expiry = match t.expiry {
+                None => None,
+                Some(text) => {
+                    let at = humantime::parse_rfc3339_weak(text.trim_end_matches('Z'))
+                        .map_err(|e| format!("idTag {}: expiry {text:?}: {e}", t.id))?;
+                    Some((text, at))
+                }
+            };
+            tags.insert(
+                t.id,
+                Tag {
+                    status: t.status,
+                    expiry,
+                    parent: t.parent,
+                },
+            );
+        }
+        Ok(IdTags(tags))
+    }
+
+    /// The list's answer for `id_tag` at `now`.
+    pub fn check(&self, id_tag: &str, now: SystemTime) -> TagVerdict {
+        match self.0.get(id_tag) {
+            None => TagVerdict {
+                status: TagStatus::Invalid,
+                expiry: None,
+                parent: None,
+            },
+            Some(tag) => {
+                let expired = tag.expiry.as_ref().is_some_and(|(_, at)| *at <= now);
+                TagVerdict {
+                    status: if expired && tag.status == TagStatus::Accepted {
+                        TagStatus::Expired
+                    } else {
+                        tag.status
+                    },
+                    expiry: tag.expiry.as_ref().map(|(text, _)| text.clone()),
+                    parent: tag.parent.clone(),
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Transaction ids: unique, increasing, and never reused after a restart. The file holds the
+/// end of the block of ids handed out; a new block is written (and synced) before its first id
+/// is used, so a crash costs at most a gap, never a repeat.
+#[derive(Debug)]
+pub struct TransactionIds {
+    path: Option<PathBuf>,
+    state: Mutex<Counter>,
+}
+
+#[derive(Debug)]
+struct Counter {
+    next: i32,
+    reserved_until: i32,
+}
+
+/// Ids reserved per write of the counter file.
+const BLOCK: i32 = 1000;
+
+impl TransactionIds {
+    /// Continues after what `path` records (starting at 1 when it does not exist); `None`
+    /// keeps the counter in memory only.
+    pub fn open(path: Option<&Path>) -> Result<TransactionIds, PolicyError> {
+        let start = match path {
+            None => 1,
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => text
+                    .trim()
+                    .parse::<i32>()
+                    .map_err(|_| PolicyError::Invalid {
+                        path: path.to_owned(),
+                        message: format!("{:?} is not a transaction id", text.trim()),
+                    })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
+                Err(source) => {
+                    return Err(PolicyError::Read {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
+            },
+        };
+        Ok(TransactionIds {
+            path: path.map(Path::to_owned),
+            state: Mutex::new(Counter {
+                next: start.max(1),
+                reserved_until: start.max(1),
+            }),
+        })
+    }
+
+    /// The next id.
+    pub fn next(&self) -> Result<i32, PolicyError> {
+        let mut counter = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if counter.next >= counter.reserved_until {
+            let until = counter.next.saturating_add(BLOCK);
+            if let Some(path) = &self.path {
+                persist(path, until).map_err(|source| PolicyError::Persist {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            counter.reserved_until = until;
+        }
+        let id = counter.next;
+        counter.next = counter.next.saturating_add(1);
+        Ok(id)
+    }
+}
+
+/// Writes `value` to a temporary file, syncs it, and renames it over `path`.
+fn persist(path: &Path, value: i32) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    writeln!(file, "{value}")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn identities_ignore_comments_and_blanks() {
+        let ids = Identities::parse("# fleet\nCP1\n\n  CP 2  \n");
+        assert!(ids.contains("CP1") && ids.contains("CP 2"));
+        assert_eq!(ids.len(), 2);
+    }
+
+    #[test]
+    fn tags_answer_by_status_and_expiry() {
+        let tags = IdTags::parse(
+            r#"
+            [[tag]]
+            id = "OK"
+            status = "Accepted"
+            parent = "FLEET"
+            [[tag]]
+            id = "OLD"
+            status = "Accepted"
+            expiry = "2020-01-01T00:00:00Z"
+            [[tag]]
+            id = "BAD"
+            status = "Blocked"
+            "#,
+        )
+        .unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(tags.check("OK", now).status, TagStatus::Accepted);
+        assert_eq!(tags.check("OK", now).parent.as_deref(), Some("FLEET"));
+        assert_eq!(tags.check("OLD", now).status, TagStatus::Expired);
+        assert_eq!(tags.check("BAD", now).status, TagStatus::Blocked);
+        assert_eq!(tags.check("NOPE", now).status, TagStatus::Invalid);
+        assert!(IdTags::parse("[[tag]]\nid = \"X\"\nstatus = \"Maybe\"").is_err());
+        assert!(
+            IdTags::parse("[[tag]]\nid = \"X\"\nstatus = \"Accepted\"\nexpiry = \"soon\"").is_err()
+        );
+        assert!(
+            IdTags::parse("[[tag]]\nid = \"123456789012345678901\"\nstatus = \"Accepted\"")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn transaction_ids_increase_and_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("ocpp-tx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("transactions");
+        let _ = std::fs::remove_file(&path);
+        let first = TransactionIds::open(Some(&path)).unwrap();
+        let a: Vec<i32> = (0..5).map(|_| first.next().unwrap()).collect();
+        assert_eq!(a, vec![1, 2, 3, 4, 5]);
+        drop(first);
+        // A restart continues after the reserved block: no id is ever handed out twice.
+        let second = TransactionIds::open(Some(&path)).unwrap();
+        let b = second.next().unwrap();
+        assert!(b > 5, "{b}");
+        assert!(second.next().unwrap() > b);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
