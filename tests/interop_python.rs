@@ -1,0 +1,146 @@
+//! Interop with the most used OCPP library: the Python `ocpp` package (2.1.0, over
+//! `websockets`) runs a whole charging session against the gateway as a charge point, then
+//! answers a RemoteStartTransaction and a ChangeConfiguration sent through the outbound API.
+//! The library validates every message against the official schemas in both directions, so a
+//! payload of ours that is off by one field fails this test.
+//!
+//! Python: `$OCPP_INTEROP_PYTHON` (CI's `.ci/run` creates a virtualenv and sets it), else a
+//! virtualenv this test creates once under `target/interop-venv` with `pip`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use common::*;
+use ocpp_gateway::ocpp::v16::Action;
+use ocpp_gateway::outbound::CallOutcome;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("OCPP_INTEROP_PYTHON") {
+        return python.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let made = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status();
+        assert!(made.is_ok_and(|s| s.success()), "python3 -m venv failed");
+        let pip = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "ocpp==2.1.0",
+                "websockets>=12",
+            ])
+            .status();
+        assert!(
+            pip.is_ok_and(|s| s.success()),
+            "pip install ocpp==2.1.0 websockets failed"
+        );
+    }
+    python
+}
+
+#[test]
+fn python_ocpp_charge_point_runs_a_session_and_answers_commands() {
+    let server = TestServer::start(test_config());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/charge_point.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg(server.url("PY-CP-1"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    let (tx, events) = mpsc::channel::<Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
+        }
+    });
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let next = |expected: &str| -> Value {
+        let event = events
+            .recv_timeout(WATCHDOG)
+            .unwrap_or_else(|_| panic!("no {expected} from the Python charge point"));
+        assert_eq!(event["event"], expected, "{event}");
+        event
+    };
+
+    assert_eq!(next("BootNotification")["status"], "Accepted");
+    assert_eq!(next("Authorize")["status"], "Accepted");
+    next("StatusNotification");
+    let start = next("StartTransaction");
+    assert!(start["transactionId"].as_i64().unwrap() > 0, "{start}");
+    assert_eq!(start["status"], "Accepted");
+    next("MeterValues");
+    next("StopTransaction");
+    assert!(
+        next("Heartbeat")["currentTime"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    next("ready");
+
+    let raw = |v: &str| RawValue::from_string(v.to_owned()).unwrap();
+    let started = server
+        .call(
+            "PY-CP-1",
+            Action::RemoteStartTransaction,
+            raw(r#"{"idTag":"TAG-9","connectorId":1}"#),
+        )
+        .unwrap()
+        .wait();
+    assert_eq!(
+        started,
+        CallOutcome::Result(raw(r#"{"status":"Accepted"}"#))
+    );
+    assert_eq!(next("command")["idTag"], "TAG-9");
+    let changed = server
+        .call(
+            "PY-CP-1",
+            Action::ChangeConfiguration,
+            raw(r#"{"key":"HeartbeatInterval","value":"120"}"#),
+        )
+        .unwrap()
+        .wait();
+    assert_eq!(
+        changed,
+        CallOutcome::Result(raw(r#"{"status":"Accepted"}"#))
+    );
+    assert_eq!(next("command")["key"], "HeartbeatInterval");
+    next("done");
+
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait());
+    });
+    let status = done.recv_timeout(WATCHDOG).expect("python exits").unwrap();
+    let stderr = errors.join().unwrap();
+    assert!(status.success(), "python charge point failed: {stderr}");
+    let stats = server.stats();
+    assert_eq!(
+        stats.call_errors_sent, 0,
+        "the gateway refused one of the library's CALLs"
+    );
+    assert_eq!((stats.calls_sent, stats.call_results), (2, 2));
+}
