@@ -29,7 +29,9 @@ fn next_call(client: &mut Client) -> (String, String, Value) {
     assert_eq!(frame[0], 2, "expected a CALL, got {frame}");
     let id = frame[1].as_str().expect("UniqueId").to_owned();
     assert!(!id.is_empty() && id.chars().count() <= 36, "{id}");
-    (id, frame[2].as_str().unwrap().to_owned(), frame[3].clone())
+    let action = frame[2].as_str().unwrap().to_owned();
+    assert_valid(&action, &frame[3]); // what the gateway emits is valid OCPP
+    (id, action, frame[3].clone())
 }
 
 fn answer(client: &mut Client, reply: Value) {

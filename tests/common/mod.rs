@@ -160,11 +160,45 @@ pub fn connect(server: &TestServer, id: &str) -> Client {
     client
 }
 
-/// Sends a CALL and returns the next text message, parsed.
+/// Sends a CALL and returns the next text message, parsed. A CALLRESULT answering a known
+/// action is checked against the action's official response schema: every answer the tests
+/// see is valid OCPP.
 pub fn call(client: &mut Client, unique_id: &str, action: &str, payload: Value) -> Value {
     let text = json!([2, unique_id, action, payload]).to_string();
     client.send(Message::text(text)).expect("send");
-    next_json(client)
+    let reply = next_json(client);
+    if reply[0] == 3 && reply[1] == unique_id && schema_exists(action) {
+        assert_valid(&format!("{action}Response"), &reply[2]);
+    }
+    reply
+}
+
+/// The official OCPP 1.6 schemas (CI puts `shared/` beside the checkout).
+pub const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/ocpp16/schemas");
+
+fn schema_exists(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
+        && std::path::Path::new(&format!("{SCHEMAS}/{name}.json")).exists()
+}
+
+/// Fails the test unless `payload` is valid against schema `name` (e.g. "HeartbeatResponse").
+pub fn assert_valid(name: &str, payload: &Value) {
+    let path = format!("{SCHEMAS}/{name}.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(payload)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{name} payload {payload} is invalid: {errors:?}"
+    );
 }
 
 /// The next text message, parsed (pings are answered by tungstenite on the way).
