@@ -74,10 +74,10 @@ pub struct ChargePointState {
 }
 
 /// The answer to one CALL.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Reply {
-    /// A CALLRESULT with this payload (JSON object text).
-    Result(String),
+    /// A CALLRESULT with this payload (a JSON object).
+    Result(Box<RawValue>),
     /// A CALLERROR.
     Error {
         code: CallErrorCode,
@@ -100,13 +100,16 @@ pub struct Now {
     pub time: SystemTime,
     /// RFC 3339 UTC with milliseconds and `Z`.
     pub text: String,
+    date: Option<DateTime>,
 }
 
 impl Now {
     pub fn at(time: SystemTime) -> Now {
+        let text = humantime::format_rfc3339_millis(time).to_string();
         Now {
             time,
-            text: humantime::format_rfc3339_millis(time).to_string(),
+            date: DateTime::parse(text.clone()).ok(),
+            text,
         }
     }
 }
@@ -153,7 +156,7 @@ fn answer(
     now: &Now,
 ) -> Result<Reply, Invalid> {
     use v16::*;
-    let empty = || Ok(Reply::Result("{}".to_owned()));
+    let empty = || result(&serde_json::Map::new());
     match action {
         Action::BootNotification => {
             let _: BootNotificationRequest = decode(payload)?;
@@ -294,14 +297,15 @@ fn id_tag_info(policy: &Policy, id_tag: &IdToken, now: &Now) -> IdTagInfo {
 }
 
 fn time(now: &Now) -> Result<DateTime, Invalid> {
-    DateTime::parse(now.text.clone()).map_err(|e| Invalid {
+    now.date.clone().ok_or_else(|| Invalid {
         code: CallErrorCode::InternalError,
-        description: format!("clock: {e}"),
+        description: format!("the clock reads {:?}, not an RFC 3339 time", now.text),
     })
 }
 
 fn result(value: &impl Serialize) -> Result<Reply, Invalid> {
-    serde_json::to_string(value)
+    // Our own serializer's output: no need to parse it again.
+    serde_json::value::to_raw_value(value)
         .map(Reply::Result)
         .map_err(|e| Invalid {
             code: CallErrorCode::InternalError,
@@ -333,7 +337,7 @@ mod tests {
 
     fn ok(reply: Reply) -> Value {
         match reply {
-            Reply::Result(json) => serde_json::from_str(&json).unwrap(),
+            Reply::Result(json) => serde_json::from_str(json.get()).unwrap(),
             other => panic!("{other:?}"),
         }
     }

@@ -230,18 +230,7 @@ impl Processor {
         );
         let mut text = String::with_capacity(128);
         match reply {
-            Reply::Result(result) => match serde_json::value::RawValue::from_string(result) {
-                Ok(raw) => rpc::write_call_result(&mut text, unique_id, &raw),
-                Err(e) => {
-                    log::error!("cp={cp} {action}: handler produced invalid JSON: {e}");
-                    rpc::write_call_error(
-                        &mut text,
-                        unique_id,
-                        rpc::CallErrorCode::InternalError,
-                        "",
-                    );
-                }
-            },
+            Reply::Result(result) => rpc::write_call_result(&mut text, unique_id, &result),
             Reply::Error { code, description } => {
                 self.stats().call_errors_sent.inc();
                 debug!(
