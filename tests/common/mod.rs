@@ -176,7 +176,12 @@ pub fn call(client: &mut Client, unique_id: &str, action: &str, payload: Value) 
 /// The official OCPP 1.6 schemas (CI puts `shared/` beside the checkout).
 pub const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/ocpp16/schemas");
 
+/// True when `name` is an action with an official schema (false for made-up action names).
 fn schema_exists(name: &str) -> bool {
+    assert!(
+        std::path::Path::new(SCHEMAS).is_dir(),
+        "{SCHEMAS} is missing: the tests need shared/ beside the checkout"
+    );
     !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric())
         && std::path::Path::new(&format!("{SCHEMAS}/{name}.json")).exists()
