@@ -46,15 +46,21 @@ fn send_raw(client: &mut Client, bytes: &[u8]) {
     stream.write_all(bytes).unwrap();
 }
 
-#[test]
-fn ping_is_skipped_while_the_write_buffer_is_over_threshold() {
+/// Small kernel send buffers, quick pings, a low skip threshold and a write buffer far larger
+/// than 3,000 replies: the backlog builds in the gateway, not in the kernel.
+fn backlog_config(pong_timeout: Duration) -> ocpp_gateway::Config {
     let mut config = test_config();
     config.server.socket_send_buffer = std::num::NonZeroUsize::new(4096);
     config.websocket.ping_interval = Duration::from_millis(100);
-    config.websocket.pong_timeout = Duration::from_secs(1);
+    config.websocket.pong_timeout = pong_timeout;
     config.websocket.ping_skip_threshold = 8 * 1024;
     config.websocket.max_write_buffer = 4 * 1024 * 1024;
-    let server = TestServer::start(config);
+    config
+}
+
+#[test]
+fn ping_is_skipped_while_the_write_buffer_is_over_threshold() {
+    let server = TestServer::start(backlog_config(Duration::from_secs(1)));
     let mut client = non_reading_client(&server, "CP-skip");
 
     // ~3,000 replies of ~60 bytes: far more than the two small socket buffers hold, far less
@@ -73,13 +79,7 @@ fn ping_is_skipped_while_the_write_buffer_is_over_threshold() {
 
 #[test]
 fn a_peer_that_reads_its_backlog_is_pinged_again() {
-    let mut config = test_config();
-    config.server.socket_send_buffer = std::num::NonZeroUsize::new(4096);
-    config.websocket.ping_interval = Duration::from_millis(100);
-    config.websocket.pong_timeout = Duration::from_secs(2);
-    config.websocket.ping_skip_threshold = 8 * 1024;
-    config.websocket.max_write_buffer = 4 * 1024 * 1024;
-    let server = TestServer::start(config);
+    let server = TestServer::start(backlog_config(Duration::from_secs(2)));
     let mut client = non_reading_client(&server, "CP-catch-up");
     send_raw(&mut client, &heartbeats(3000));
     server.wait_for("a skipped ping", |s| s.pings_skipped >= 1);
