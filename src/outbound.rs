@@ -115,7 +115,9 @@ impl Drop for OutboundCall {
 }
 
 impl PendingCall {
-    /// Blocks until the outcome (always arrives: `ocpp.message_timeout` bounds it).
+    /// Blocks until the outcome. It always arrives, but a call queued behind others can wait
+    /// for each of them to be answered or time out first: callers with a deadline of their own
+    /// use [`PendingCall::wait_timeout`].
     pub fn wait(&self) -> CallOutcome {
         self.0.recv().unwrap_or(CallOutcome::NotConnected)
     }

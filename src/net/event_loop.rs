@@ -693,6 +693,14 @@ impl EventLoop {
             }
             match result {
                 Ok(Message::Text(text)) if open => self.on_text(key, generation, &text),
+                // While closing, an answer to our call in flight still counts.
+                Ok(Message::Text(text)) => {
+                    if let Ok(frame @ (Frame::CallResult { .. } | Frame::CallError { .. })) =
+                        rpc::parse_frame(&text)
+                    {
+                        self.on_response(key, frame);
+                    }
+                }
                 Ok(Message::Binary(_)) if open => {
                     self.stats().binary_frames.inc();
                     self.close(key, 1003, "binary frames are not OCPP-J");
@@ -755,6 +763,9 @@ impl EventLoop {
             key: key as u32,
             generation: conn.generation,
         };
+        if let Some(timer) = conn.call_timer() {
+            self.wheel.cancel(timer);
+        }
         let (State::Open(session) | State::Closing(session)) =
             mem::replace(&mut conn.state, State::Detached)
         else {

@@ -105,7 +105,16 @@ pub struct Now {
 
 impl Now {
     pub fn at(time: SystemTime) -> Now {
-        let text = humantime::format_rfc3339_millis(time).to_string();
+        // humantime panics before 1970 and fails after 9999: a broken clock must not kill the
+        // processor; answers that need the time then fail with InternalError.
+        let printable = time.duration_since(std::time::UNIX_EPOCH).is_ok_and(|d| {
+            d.as_secs() < 253_402_300_800 // 10000-01-01
+        });
+        let text = if printable {
+            humantime::format_rfc3339_millis(time).to_string()
+        } else {
+            String::new()
+        };
         Now {
             time,
             date: DateTime::parse(text.clone()).ok(),
@@ -490,5 +499,18 @@ mod tests {
         };
         assert_eq!(code, CallErrorCode::OccurenceConstraintViolation);
         assert!(description.contains("chargePointModel"), "{description}");
+    }
+
+    #[test]
+    fn a_broken_clock_is_an_internal_error_not_a_panic() {
+        let policy = Policy::accept_all(300);
+        let mut state = ChargePointState {
+            registration: Registration::Accepted,
+            ..Default::default()
+        };
+        let before_1970 = Now::at(SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1));
+        let raw = RawValue::from_string("{}".to_owned()).unwrap();
+        let reply = handle_call(&policy, "CP1", &mut state, "Heartbeat", &raw, &before_1970);
+        assert_eq!(code(reply), CallErrorCode::InternalError);
     }
 }

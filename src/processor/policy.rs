@@ -147,21 +147,28 @@ impl IdTags {
                     Some((text, at))
                 }
             };
-            tags.insert(
-                t.id,
-                Tag {
-                    status: t.status,
-                    expiry,
-                    parent: t.parent,
-                },
-            );
+            // idTags are CiString20: case-insensitive.
+            let key = t.id.to_ascii_lowercase();
+            if tags
+                .insert(
+                    key,
+                    Tag {
+                        status: t.status,
+                        expiry,
+                        parent: t.parent,
+                    },
+                )
+                .is_some()
+            {
+                return Err(format!("idTag {:?} is listed twice", t.id));
+            }
         }
         Ok(IdTags(tags))
     }
 
     /// The list's answer for `id_tag` at `now`.
     pub fn check(&self, id_tag: &str, now: SystemTime) -> TagVerdict {
-        match self.0.get(id_tag) {
+        match self.0.get(&id_tag.to_ascii_lowercase()) {
             None => TagVerdict {
                 status: TagStatus::Invalid,
                 expiry: None,
@@ -269,7 +276,13 @@ fn persist(path: &Path, value: i32) -> std::io::Result<()> {
     let mut file = std::fs::File::create(&tmp)?;
     writeln!(file, "{value}")?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename is only durable once the directory entry is.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -304,6 +317,12 @@ mod tests {
         .unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         assert_eq!(tags.check("OK", now).status, TagStatus::Accepted);
+        assert_eq!(
+            tags.check("ok", now).status,
+            TagStatus::Accepted,
+            "CiString: any case"
+        );
+        assert!(IdTags::parse("[[tag]]\nid = \"A\"\nstatus = \"Accepted\"\n[[tag]]\nid = \"a\"\nstatus = \"Blocked\"").is_err());
         assert_eq!(tags.check("OK", now).parent.as_deref(), Some("FLEET"));
         assert_eq!(tags.check("OLD", now).status, TagStatus::Expired);
         assert_eq!(tags.check("BAD", now).status, TagStatus::Blocked);

@@ -188,12 +188,26 @@ impl Processor {
         entry.conn = None;
         self.remembered += 1;
         if self.remembered > self.remember_limit {
+            // Forget an eighth of the disconnected charge points (whichever the map yields
+            // first; they boot again), so the cost stays O(1) per disconnect on average and
+            // no one can wipe the whole memory of a processor in one go.
+            let mut forget = (self.remember_limit / 8).max(1);
             warn!(
-                "processor={} forgets {} disconnected charge points (limit {}); they boot again",
+                "processor={} remembers {} disconnected charge points (limit {}): forgetting {forget}",
                 self.index, self.remembered, self.remember_limit
             );
-            self.charge_points.retain(|_, entry| entry.conn.is_some());
-            self.remembered = 0;
+            self.charge_points.retain(|_, entry| {
+                if entry.conn.is_none() && forget > 0 {
+                    forget -= 1;
+                    return false;
+                }
+                true
+            });
+            self.remembered = self
+                .charge_points
+                .values()
+                .filter(|e| e.conn.is_none())
+                .count();
         }
     }
 
