@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::ocpp::v16::{DataTransferStatus, RegistrationStatus};
+
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_PIN_CORES: bool = true;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
@@ -34,8 +36,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_QUEUED_CALLS: usize = 16;
-pub const DEFAULT_BOOT_STATUS: BootStatus = BootStatus::Accepted;
-pub const DEFAULT_DATA_TRANSFER_STATUS: DataTransferAnswer = DataTransferAnswer::UnknownVendorId;
+pub const DEFAULT_BOOT_STATUS: RegistrationStatus = RegistrationStatus::Accepted;
+pub const DEFAULT_DATA_TRANSFER_STATUS: DataTransferStatus = DataTransferStatus::UnknownVendorId;
 pub const DEFAULT_TRANSACTION_ID_FILE: &str = "ocpp-gateway.transaction-id";
 
 /// The longest charge point identity accepted in the URL, in characters.
@@ -114,7 +116,7 @@ pub struct OcppConfig {
     /// Calls waiting per charge point behind the one in flight; more are rejected.
     pub max_queued_calls: usize,
     /// BootNotification answer for identities the allow-list (if any) admits.
-    pub boot_status: BootStatus,
+    pub boot_status: RegistrationStatus,
     /// File of identities allowed to boot; others are Rejected (None: everyone).
     pub allowed_charge_points: Option<PathBuf>,
     /// With an allow-list: refuse unknown identities at the handshake with HTTP 404.
@@ -122,26 +124,9 @@ pub struct OcppConfig {
     /// TOML file of authorized idTags (None: every idTag is Accepted).
     pub id_tags: Option<PathBuf>,
     /// The status answered to a DataTransfer from a charge point.
-    pub data_transfer_status: DataTransferAnswer,
+    pub data_transfer_status: DataTransferStatus,
     /// Where the transaction id counter survives restarts (None: memory only).
     pub transaction_id_file: Option<PathBuf>,
-}
-
-/// The BootNotification answer a policy gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum BootStatus {
-    Accepted,
-    Pending,
-    Rejected,
-}
-
-/// The DataTransfer answer a policy gives (a gateway knows no vendor extensions by default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum DataTransferAnswer {
-    Accepted,
-    Rejected,
-    UnknownMessageId,
-    UnknownVendorId,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,11 +180,11 @@ struct RawOcpp {
     heartbeat_interval: Option<String>,
     message_timeout: Option<String>,
     max_queued_calls: Option<usize>,
-    boot_status: Option<BootStatus>,
+    boot_status: Option<RegistrationStatus>,
     allowed_charge_points: Option<String>,
     refuse_unknown_at_handshake: Option<bool>,
     id_tags: Option<String>,
-    data_transfer_status: Option<DataTransferAnswer>,
+    data_transfer_status: Option<DataTransferStatus>,
     transaction_id_file: Option<String>,
 }
 

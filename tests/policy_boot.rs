@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use ocpp_gateway::config::BootStatus;
+use ocpp_gateway::ocpp::v16::RegistrationStatus;
 use serde_json::json;
 
 fn code(reply: &serde_json::Value) -> &str {
@@ -16,7 +16,7 @@ fn code(reply: &serde_json::Value) -> &str {
 #[test]
 fn calls_before_acceptance_get_security_error() {
     let mut config = test_config();
-    config.ocpp.boot_status = BootStatus::Pending;
+    config.ocpp.boot_status = RegistrationStatus::Pending;
     let server = TestServer::start(config);
     let mut client = connect(&server, "CP-pending");
     assert_eq!(

@@ -13,36 +13,37 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::config::{BootStatus, DataTransferAnswer};
 use crate::ocpp::rpc::CallErrorCode;
 use crate::ocpp::v16::{
-    self, Action, AuthorizationStatus, ChargePointStatus, DateTime, IdTagInfo, IdToken, Invalid,
+    self, Action, AuthorizationStatus, ChargePointStatus, DataTransferStatus, DateTime, IdTagInfo,
+    IdToken, Invalid, RegistrationStatus,
 };
-use crate::processor::policy::{IdTags, Identities, TagStatus, TransactionIds};
+use crate::processor::policy::{IdTags, Identities, TransactionIds};
 
 /// The policies handlers answer by (shared by all processors).
 #[derive(Debug)]
 pub struct Policy {
     /// `interval` of an accepted BootNotification, in seconds.
     pub heartbeat_interval_secs: u64,
-    pub boot_status: BootStatus,
+    pub boot_status: RegistrationStatus,
     /// Identities allowed to boot (None: everyone).
     pub identities: Option<Arc<Identities>>,
     /// Authorized idTags (None: every idTag is Accepted).
     pub id_tags: Option<IdTags>,
-    pub data_transfer_status: DataTransferAnswer,
+    pub data_transfer_status: DataTransferStatus,
     pub transactions: TransactionIds,
 }
 
 impl Policy {
     /// A policy that accepts everything, with ids in memory: for tests.
+    #[cfg(test)]
     pub fn accept_all(heartbeat_interval_secs: u64) -> Policy {
         Policy {
             heartbeat_interval_secs,
-            boot_status: BootStatus::Accepted,
+            boot_status: RegistrationStatus::Accepted,
             identities: None,
             id_tags: None,
-            data_transfer_status: DataTransferAnswer::UnknownVendorId,
+            data_transfer_status: DataTransferStatus::UnknownVendorId,
             transactions: TransactionIds::open(None).expect("an in-memory counter opens"),
         }
     }
@@ -173,10 +174,10 @@ fn answer(
                 .identities
                 .as_ref()
                 .is_none_or(|ids| ids.contains(cp));
-            let status = match (allowed, policy.boot_status) {
-                (false, _) | (true, BootStatus::Rejected) => RegistrationStatus::Rejected,
-                (true, BootStatus::Pending) => RegistrationStatus::Pending,
-                (true, BootStatus::Accepted) => RegistrationStatus::Accepted,
+            let status = if allowed {
+                policy.boot_status
+            } else {
+                RegistrationStatus::Rejected
             };
             state.registration = match status {
                 RegistrationStatus::Accepted => Registration::Accepted,
@@ -245,13 +246,10 @@ fn answer(
         }
         Action::DataTransfer => {
             let _: DataTransferRequest = decode(payload)?;
-            let status = match policy.data_transfer_status {
-                DataTransferAnswer::Accepted => DataTransferStatus::Accepted,
-                DataTransferAnswer::Rejected => DataTransferStatus::Rejected,
-                DataTransferAnswer::UnknownMessageId => DataTransferStatus::UnknownMessageId,
-                DataTransferAnswer::UnknownVendorId => DataTransferStatus::UnknownVendorId,
-            };
-            result(&DataTransferResponse { status, data: None })
+            result(&DataTransferResponse {
+                status: policy.data_transfer_status,
+                data: None,
+            })
         }
         Action::MeterValues => decode::<MeterValuesRequest>(payload).and_then(|_| empty()),
         Action::DiagnosticsStatusNotification => {
@@ -294,12 +292,7 @@ fn id_tag_info(policy: &Policy, id_tag: &IdToken, now: &Now) -> IdTagInfo {
     };
     let verdict = tags.check(id_tag.as_str(), now.time);
     IdTagInfo {
-        status: match verdict.status {
-            TagStatus::Accepted => AuthorizationStatus::Accepted,
-            TagStatus::Blocked => AuthorizationStatus::Blocked,
-            TagStatus::Expired => AuthorizationStatus::Expired,
-            TagStatus::Invalid => AuthorizationStatus::Invalid,
-        },
+        status: verdict.status,
         expiry_date: verdict.expiry.and_then(|e| DateTime::parse(e).ok()),
         parent_id_tag: verdict.parent.and_then(|p| IdToken::new(p).ok()),
     }
@@ -380,7 +373,7 @@ mod tests {
     #[test]
     fn before_acceptance_only_boot_is_answered() {
         let mut policy = Policy::accept_all(300);
-        policy.boot_status = BootStatus::Pending;
+        policy.boot_status = RegistrationStatus::Pending;
         let mut state = ChargePointState::default();
         assert_eq!(
             code(call(&policy, &mut state, "Heartbeat", json!({}))),

@@ -11,6 +11,8 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
+use crate::ocpp::v16::AuthorizationStatus;
+
 /// Why a policy file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -65,19 +67,10 @@ impl Identities {
     }
 }
 
-/// The status an idTag list may give a tag (ConcurrentTx is decided at run time, not listed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum TagStatus {
-    Accepted,
-    Blocked,
-    Expired,
-    Invalid,
-}
-
 /// What the list says about one idTag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagVerdict {
-    pub status: TagStatus,
+    pub status: AuthorizationStatus,
     /// RFC 3339, as written in the file.
     pub expiry: Option<String>,
     pub parent: Option<String>,
@@ -94,14 +87,14 @@ struct RawTagFile {
 #[serde(deny_unknown_fields)]
 struct RawTag {
     id: String,
-    status: TagStatus,
+    status: AuthorizationStatus,
     expiry: Option<String>,
     parent: Option<String>,
 }
 
 #[derive(Debug)]
 struct Tag {
-    status: TagStatus,
+    status: AuthorizationStatus,
     expiry: Option<(String, SystemTime)>,
     parent: Option<String>,
 }
@@ -170,15 +163,15 @@ impl IdTags {
     pub fn check(&self, id_tag: &str, now: SystemTime) -> TagVerdict {
         match self.0.get(&id_tag.to_ascii_lowercase()) {
             None => TagVerdict {
-                status: TagStatus::Invalid,
+                status: AuthorizationStatus::Invalid,
                 expiry: None,
                 parent: None,
             },
             Some(tag) => {
                 let expired = tag.expiry.as_ref().is_some_and(|(_, at)| *at <= now);
                 TagVerdict {
-                    status: if expired && tag.status == TagStatus::Accepted {
-                        TagStatus::Expired
+                    status: if expired && tag.status == AuthorizationStatus::Accepted {
+                        AuthorizationStatus::Expired
                     } else {
                         tag.status
                     },
@@ -316,17 +309,17 @@ mod tests {
         )
         .unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        assert_eq!(tags.check("OK", now).status, TagStatus::Accepted);
+        assert_eq!(tags.check("OK", now).status, AuthorizationStatus::Accepted);
         assert_eq!(
             tags.check("ok", now).status,
-            TagStatus::Accepted,
+            AuthorizationStatus::Accepted,
             "CiString: any case"
         );
         assert!(IdTags::parse("[[tag]]\nid = \"A\"\nstatus = \"Accepted\"\n[[tag]]\nid = \"a\"\nstatus = \"Blocked\"").is_err());
         assert_eq!(tags.check("OK", now).parent.as_deref(), Some("FLEET"));
-        assert_eq!(tags.check("OLD", now).status, TagStatus::Expired);
-        assert_eq!(tags.check("BAD", now).status, TagStatus::Blocked);
-        assert_eq!(tags.check("NOPE", now).status, TagStatus::Invalid);
+        assert_eq!(tags.check("OLD", now).status, AuthorizationStatus::Expired);
+        assert_eq!(tags.check("BAD", now).status, AuthorizationStatus::Blocked);
+        assert_eq!(tags.check("NOPE", now).status, AuthorizationStatus::Invalid);
         assert!(IdTags::parse("[[tag]]\nid = \"X\"\nstatus = \"Maybe\"").is_err());
         assert!(
             IdTags::parse("[[tag]]\nid = \"X\"\nstatus = \"Accepted\"\nexpiry = \"soon\"").is_err()
