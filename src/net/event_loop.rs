@@ -735,8 +735,7 @@ impl EventLoop {
                 false
             }
             Failure::SlowConsumer => {
-                self.stats().slow_consumers.inc();
-                self.remove(key, "slow consumer: write buffer full");
+                self.close_slow_consumer(key, "slow consumer: write buffer full");
                 false
             }
             Failure::Violation { code, reason } => {
@@ -749,6 +748,12 @@ impl EventLoop {
                 false
             }
         }
+    }
+
+    /// The peer does not read what we send: drop it (a close frame could not get through).
+    fn close_slow_consumer(&mut self, key: usize, why: &str) {
+        self.stats().slow_consumers.inc();
+        self.remove(key, why);
     }
 
     /// "Fail the WebSocket connection" (RFC 6455 7.1.7): a close frame, our side shut down,
@@ -1048,10 +1053,7 @@ impl EventLoop {
                         session.liveness = Liveness::Idle;
                         self.ping_if_idle(key, now_ms);
                     } else {
-                        self.stats.loops[usize::from(self.index)]
-                            .slow_consumers
-                            .inc();
-                        self.remove(key, "slow consumer: no progress on its backlog");
+                        self.close_slow_consumer(key, "slow consumer: no progress on its backlog");
                     }
                 }
             },
@@ -1086,16 +1088,13 @@ impl EventLoop {
         let result = session.ws.write(Message::Ping(Default::default()));
         session.liveness = Liveness::AwaitingPong { sent_ms: now_ms };
         self.stats().pings_sent.inc();
-        match result.map_err(classify) {
-            Ok(()) | Err(Failure::Blocked) => {
-                let timeout = self.config.websocket.pong_timeout;
-                self.arm(key, timeout);
-            }
-            Err(Failure::SlowConsumer) => {
-                self.stats().slow_consumers.inc();
-                self.remove(key, "slow consumer: write buffer full");
-            }
-            Err(_) => self.remove(key, "ping failed"),
+        let still_there = match result {
+            Ok(()) => true,
+            Err(e) => self.fail(key, e),
+        };
+        if still_there {
+            let timeout = self.config.websocket.pong_timeout;
+            self.arm(key, timeout);
         }
     }
 
