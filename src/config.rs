@@ -40,6 +40,20 @@ pub const DEFAULT_BOOT_STATUS: RegistrationStatus = RegistrationStatus::Accepted
 pub const DEFAULT_DATA_TRANSFER_STATUS: DataTransferStatus = DataTransferStatus::UnknownVendorId;
 pub const DEFAULT_TRANSACTION_ID_FILE: &str = "ocpp-gateway.transaction-id";
 
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(10);
+/// Where `admin.token` may come from instead of the file.
+pub const ADMIN_TOKEN_ENV: &str = "OCPP_GATEWAY_ADMIN_TOKEN";
+
+pub const DEFAULT_EVENTS_SINK: Sink = Sink::Journal;
+pub const DEFAULT_EVENTS_PATH: &str = "ocpp-gateway.events.jsonl";
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_MAX_FILES: usize = 8;
+pub const DEFAULT_FSYNC: &str = "interval";
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_ACK_AFTER_WRITE: bool = true;
+pub const DEFAULT_EVENTS_QUEUE_CAPACITY: usize = 65_536;
+
 /// The longest charge point identity accepted in the URL, in characters.
 pub const MAX_CHARGE_POINT_ID_LEN: usize = 48;
 
@@ -71,6 +85,52 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     pub processor: ProcessorConfig,
     pub ocpp: OcppConfig,
+    pub admin: AdminConfig,
+    pub events: EventsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// None: no admin listener (`listen = ""`).
+    pub listen: Option<SocketAddr>,
+    /// Bearer token every endpoint but `/health` requires (None: open; keep it on loopback).
+    pub token: Option<String>,
+    /// A loop or processor that has not answered a liveness probe for this long is stuck.
+    pub stuck_after: Duration,
+}
+
+/// Where events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sink {
+    /// The JSON-lines journal at `events.path`.
+    Journal,
+    /// Nowhere.
+    None,
+}
+
+/// When the journal calls fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Never: the OS writes back when it likes (a host crash can lose recent lines).
+    Never,
+    /// At most once per this interval (a host crash loses at most about that much).
+    Interval(Duration),
+    /// After every batch, before the answers held for it go out.
+    Always,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsConfig {
+    pub sink: Sink,
+    pub path: PathBuf,
+    pub max_file_bytes: u64,
+    /// Files kept in all, the current one included.
+    pub max_files: usize,
+    pub fsync: Fsync,
+    /// StopTransaction and MeterValues are answered only once their line is written.
+    pub ack_after_write: bool,
+    pub queue_capacity: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +146,8 @@ pub struct ServerConfig {
     pub listen_backlog: u32,
     /// SO_SNDBUF for accepted sockets; `None` leaves the kernel's autotuning alone.
     pub socket_send_buffer: Option<NonZeroUsize>,
+    /// This gateway's name in journal lines (the host name unless set).
+    pub node_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,6 +202,31 @@ struct RawConfig {
     processor: RawProcessor,
     #[serde(default)]
     ocpp: RawOcpp,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token: Option<String>,
+    stuck_after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    sink: Option<Sink>,
+    path: Option<String>,
+    max_file_bytes: Option<u64>,
+    max_files: Option<usize>,
+    fsync: Option<String>,
+    fsync_interval: Option<String>,
+    ack_after_write: Option<bool>,
+    queue_capacity: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +239,7 @@ struct RawServer {
     drain_rate: Option<u32>,
     listen_backlog: Option<u32>,
     socket_send_buffer: Option<usize>,
+    node_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -258,6 +346,16 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         socket_send_buffer: NonZeroUsize::new(
             s.socket_send_buffer.unwrap_or(DEFAULT_SOCKET_SEND_BUFFER),
         ),
+        node_id: match s.node_id.filter(|n| !n.is_empty()) {
+            Some(id) if id.len() > 128 || id.chars().any(char::is_control) => {
+                return Err(invalid(
+                    "server.node_id",
+                    "must be at most 128 characters, none of them control characters".into(),
+                ));
+            }
+            Some(id) => id,
+            None => host_name(),
+        },
     };
 
     let w = raw.websocket;
@@ -412,12 +510,124 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
                 .or_else(|| Some(DEFAULT_TRANSACTION_ID_FILE.into())),
         ),
     };
+
+    let a = raw.admin;
+    let admin_listen = a.listen.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
+    let admin = AdminConfig {
+        listen: match admin_listen.as_str() {
+            "" => None,
+            text => Some(text.parse().map_err(|_| {
+                invalid(
+                    "admin.listen",
+                    format!(
+                        "{text:?} is not an address like \"127.0.0.1:9090\" (or \"\" for none)"
+                    ),
+                )
+            })?),
+        },
+        token: a.token.filter(|t| !t.is_empty()),
+        stuck_after: duration("admin.stuck_after", a.stuck_after, DEFAULT_STUCK_AFTER)?,
+    };
+    if admin.stuck_after < Duration::from_millis(200) {
+        return Err(invalid(
+            "admin.stuck_after",
+            format!("{:?} is shorter than 200ms", admin.stuck_after),
+        ));
+    }
+    if let Some(token) = &admin.token {
+        check_token(token).map_err(|reason| invalid("admin.token", reason))?;
+    }
+
+    let e = raw.events;
+    let fsync_interval = duration(
+        "events.fsync_interval",
+        e.fsync_interval,
+        DEFAULT_FSYNC_INTERVAL,
+    )?;
+    let fsync = match e.fsync.as_deref().unwrap_or(DEFAULT_FSYNC) {
+        "never" => Fsync::Never,
+        "interval" => Fsync::Interval(fsync_interval),
+        "always" => Fsync::Always,
+        other => {
+            return Err(invalid(
+                "events.fsync",
+                format!("{other:?} is not one of \"never\", \"interval\", \"always\""),
+            ));
+        }
+    };
+    let events = EventsConfig {
+        sink: e.sink.unwrap_or(DEFAULT_EVENTS_SINK),
+        path: PathBuf::from(e.path.unwrap_or_else(|| DEFAULT_EVENTS_PATH.to_owned())),
+        max_file_bytes: e.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
+        max_files: e.max_files.unwrap_or(DEFAULT_MAX_FILES),
+        fsync,
+        ack_after_write: e.ack_after_write.unwrap_or(DEFAULT_ACK_AFTER_WRITE),
+        queue_capacity: e.queue_capacity.unwrap_or(DEFAULT_EVENTS_QUEUE_CAPACITY),
+    };
+    if events.sink == Sink::Journal && events.path.as_os_str().is_empty() {
+        return Err(invalid("events.path", "must name a file".into()));
+    }
+    if events.max_file_bytes < 4096 {
+        return Err(invalid(
+            "events.max_file_bytes",
+            format!("{} is less than 4096 bytes", events.max_file_bytes),
+        ));
+    }
+    if !(1..=1000).contains(&events.max_files) {
+        return Err(invalid(
+            "events.max_files",
+            format!("{} is outside 1..=1000", events.max_files),
+        ));
+    }
+    // The channel allocates every slot up front.
+    if !(1..=1 << 20).contains(&events.queue_capacity) {
+        return Err(invalid(
+            "events.queue_capacity",
+            format!("{} is outside 1..=1048576", events.queue_capacity),
+        ));
+    }
     Ok(Config {
         server,
         websocket,
         processor,
         ocpp,
+        admin,
+        events,
     })
+}
+
+fn check_token(token: &str) -> Result<(), String> {
+    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be at least 16 printable ASCII characters without spaces".into());
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Takes the admin token from the environment ([`ADMIN_TOKEN_ENV`]) when the file sets
+    /// none, so it need not sit in a file.
+    pub fn with_admin_token(mut self, from_env: Option<String>) -> Result<Config, ConfigError> {
+        if self.admin.token.is_none()
+            && let Some(token) = from_env.filter(|t| !t.is_empty())
+        {
+            check_token(&token).map_err(|reason| ConfigError::Invalid {
+                path: PathBuf::from(ADMIN_TOKEN_ENV),
+                key: "admin.token",
+                reason,
+            })?;
+            self.admin.token = Some(token);
+        }
+        Ok(self)
+    }
+}
+
+/// The kernel's host name, for `server.node_id`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "ocpp-gateway".to_owned())
 }
 
 #[cfg(test)]
@@ -494,6 +704,13 @@ mod tests {
                 "[ocpp]\nheartbeat_interval = \"1500ms\"",
                 "ocpp.heartbeat_interval",
             ),
+            ("[admin]\nlisten = \"everywhere\"", "admin.listen"),
+            ("[admin]\ntoken = \"short\"", "admin.token"),
+            ("[admin]\nstuck_after = \"1ms\"", "admin.stuck_after"),
+            ("[events]\nfsync = \"sometimes\"", "events.fsync"),
+            ("[events]\nmax_file_bytes = 10", "events.max_file_bytes"),
+            ("[events]\nmax_files = 0", "events.max_files"),
+            ("[events]\nqueue_capacity = 0", "events.queue_capacity"),
         ] {
             let text = parse(toml).unwrap_err().to_string();
             assert!(text.contains(key), "{toml:?} gave {text}");

@@ -14,13 +14,20 @@
 //!                     ┌──────────────┴───┐   ┌──────────────┴───┐
 //!                     │ processor 0      │   │ processor P-1    │  own their shard of charge
 //!                     │ (bounded queue)  │   │ (bounded queue)  │  point state, no locks
-//!                     └──────────────────┘   └──────────────────┘
+//!                     └────────┬─────────┘   └────────┬─────────┘
+//!                              │ events (blocking send: backpressure)
+//!                              v
+//!                     ┌──────────────────┐   ┌──────────────────┐
+//!                     │ journal          │   │ admin            │  /health, /metrics, API;
+//!                     │ JSON lines, sync │   │ own mio poll     │  asks processors, never
+//!                     └──────────────────┘   └──────────────────┘  blocks on them
 //! ```
 //!
 //! - [`net`]: the loops, the WebSocket upgrade, connections and the timing wheel.
 //! - [`ocpp`]: the OCPP-J envelope and typed payloads.
 //! - [`processor`]: the processor pool and what it answers.
 //! - [`outbound`]: calls of the central system to charge points, and their outcomes.
+//! - [`events`]: the event sink and its JSON-lines journal. [`admin`]: the admin listener.
 //! - [`server`]: start, shutdown, join. [`config`]: `config.toml`. [`stats`]: counters.
 //!
 //! Backpressure without deadlock: loops never wait on processors (a full queue pauses reading
@@ -31,7 +38,9 @@
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms)]
 
+pub mod admin;
 pub mod config;
+pub mod events;
 pub mod net;
 pub mod ocpp;
 pub mod outbound;

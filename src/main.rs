@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use log::{error, info, warn};
+use ocpp_gateway::config::ADMIN_TOKEN_ENV;
+use ocpp_gateway::net::event_loop::TRACE_TARGET;
 use ocpp_gateway::{Config, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -55,7 +57,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // Frame traces are turned on per charge point through the operator API: they must show
+    // whatever RUST_LOG says, unless RUST_LOG names their target itself.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains(TRACE_TARGET)) {
+        logger.filter_module(TRACE_TARGET, log::LevelFilter::Info);
+    }
+    logger.init();
     let config_path = match parse_args(std::env::args().skip(1)) {
         Ok(Command::Help) => {
             print!("{USAGE}");
@@ -71,7 +80,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match load_config(config_path) {
+    let token = std::env::var(ADMIN_TOKEN_ENV).ok();
+    let config = match load_config(config_path).and_then(|c| c.with_admin_token(token)) {
         Ok(config) => config,
         Err(e) => {
             error!("{e}");

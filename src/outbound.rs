@@ -8,16 +8,24 @@
 //!
 //! Every call yields exactly one [`CallOutcome`]: each path resolves it, and an [`OutboundCall`]
 //! dropped unresolved (its connection closed, a loop stopped) resolves itself as
-//! [`CallOutcome::NotConnected`].
+//! [`CallOutcome::NotConnected`]. Resolving is also where the outcome is counted and journaled,
+//! so no path can forget to.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use mio::Waker;
 use serde_json::value::RawValue;
 
+use crate::events::{Event, EventKind, Events};
+use crate::net::handshake::ChargePointId;
 use crate::net::timer::TimerId;
-use crate::ocpp::v16::{Action, Invalid};
+use crate::ocpp::rpc::CallErrorCode;
+use crate::ocpp::v16::{self, Action, Invalid};
+use crate::processor::{Inbound, shard_of};
+use crate::stats::{OUTCOMES, Stats, outcome_slot};
 
 /// How a call ended.
 #[derive(Debug, Clone)]
@@ -71,6 +79,19 @@ pub struct OutboundCall {
     action: Action,
     payload: Box<RawValue>,
     reply: Option<Sender<CallOutcome>>,
+    /// Woken once the outcome is sent, for a caller waiting in a `mio::Poll` (the admin API).
+    waker: Option<Arc<Waker>>,
+    report: Option<Box<Report>>,
+}
+
+/// Where a call's outcome is counted and journaled.
+#[derive(Debug)]
+struct Report {
+    cp: ChargePointId,
+    stats: Arc<Stats>,
+    events: Events,
+    /// Set once the call is sent.
+    unique_id: Option<String>,
 }
 
 /// The caller's end: wait for the outcome.
@@ -86,9 +107,35 @@ impl OutboundCall {
                 action,
                 payload,
                 reply: Some(tx),
+                waker: None,
+                report: None,
             },
             PendingCall(rx),
         )
+    }
+
+    /// Wakes `waker` after the outcome is delivered.
+    pub fn wake(mut self, waker: Arc<Waker>) -> OutboundCall {
+        self.waker = Some(waker);
+        self
+    }
+
+    /// Counts the outcome in `stats` and journals it as a call to `cp`.
+    pub fn reported(mut self, cp: ChargePointId, stats: Arc<Stats>, events: Events) -> Self {
+        self.report = Some(Box::new(Report {
+            cp,
+            stats,
+            events,
+            unique_id: None,
+        }));
+        self
+    }
+
+    /// Records the UniqueId the call went out with.
+    pub fn sent_as(&mut self, unique_id: &str) {
+        if let Some(report) = &mut self.report {
+            report.unique_id = Some(unique_id.to_owned());
+        }
     }
 
     pub fn action(&self) -> Action {
@@ -100,17 +147,44 @@ impl OutboundCall {
     }
 
     pub fn resolve(mut self, outcome: CallOutcome) {
-        if let Some(reply) = self.reply.take() {
-            let _ = reply.send(outcome); // the caller may have stopped waiting
+        self.finish(outcome);
+    }
+
+    fn finish(&mut self, outcome: CallOutcome) {
+        let Some(reply) = self.reply.take() else {
+            return;
+        };
+        if let Some(report) = self.report.take() {
+            let slot = outcome_slot(&outcome);
+            report.stats.outbound[slot].inc();
+            let action = self.action;
+            let Report {
+                cp,
+                events,
+                unique_id,
+                ..
+            } = *report;
+            events.record_nowait(|| Event {
+                at: SystemTime::now(),
+                cp,
+                kind: EventKind::Outcome {
+                    unique_id,
+                    action,
+                    outcome: OUTCOMES[slot],
+                },
+                ack: None,
+            });
+        }
+        let _ = reply.send(outcome); // the caller may have stopped waiting
+        if let Some(waker) = self.waker.take() {
+            let _ = waker.wake();
         }
     }
 }
 
 impl Drop for OutboundCall {
     fn drop(&mut self) {
-        if let Some(reply) = self.reply.take() {
-            let _ = reply.send(CallOutcome::NotConnected);
-        }
+        self.finish(CallOutcome::NotConnected);
     }
 }
 
@@ -120,6 +194,15 @@ impl PendingCall {
     /// use [`PendingCall::wait_timeout`].
     pub fn wait(&self) -> CallOutcome {
         self.0.recv().unwrap_or(CallOutcome::NotConnected)
+    }
+
+    /// The outcome if it has arrived.
+    pub fn try_outcome(&self) -> Option<CallOutcome> {
+        match self.0.try_recv() {
+            Ok(outcome) => Some(outcome),
+            Err(crossbeam_channel::TryRecvError::Empty) => None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(CallOutcome::NotConnected),
+        }
     }
 
     /// As [`PendingCall::wait`], giving up after `limit` (None then).
@@ -132,12 +215,60 @@ impl PendingCall {
     }
 }
 
+/// The way in for calls of the central system (the operator API, tests, later Redis): checks
+/// the payload, then hands the call to the charge point's processor.
+#[derive(Clone)]
+pub struct Commands {
+    pub processors: Vec<Sender<Inbound>>,
+    pub stats: Arc<Stats>,
+    pub events: Events,
+}
+
+impl Commands {
+    /// Sends `action` with `payload` to `cp`. `Err`: the CallError a charge point would answer
+    /// (never sent). `waker` is woken when the outcome arrives.
+    pub fn call(
+        &self,
+        cp: &str,
+        action: Action,
+        payload: Box<RawValue>,
+        waker: Option<Arc<Waker>>,
+    ) -> Result<PendingCall, Invalid> {
+        if !action.sent_by_central_system() {
+            return Err(Invalid {
+                code: CallErrorCode::NotSupported,
+                description: format!("{} is not sent by a central system", action.name()),
+            });
+        }
+        v16::validate_request(action, &payload)?;
+        let cp: ChargePointId = cp.into();
+        let (call, pending) = OutboundCall::new(action, payload);
+        let mut call = call.reported(
+            Arc::clone(&cp),
+            Arc::clone(&self.stats),
+            self.events.clone(),
+        );
+        if let Some(waker) = waker {
+            call = call.wake(waker);
+        }
+        let processor = &self.processors[shard_of(&cp, self.processors.len())];
+        if let Err(TrySendError::Full(Inbound::Call { call, .. })) =
+            processor.try_send(Inbound::Call { cp, call })
+        {
+            call.resolve(CallOutcome::Rejected);
+        }
+        Ok(pending)
+    }
+}
+
 /// The call a connection has in flight.
 #[derive(Debug)]
 pub struct InFlight {
     pub unique_id: String,
     pub call: OutboundCall,
     pub timer: TimerId,
+    /// For the round-trip histogram.
+    pub sent_at: Instant,
 }
 
 /// One connection's outbound calls: at most one in flight, the rest waiting in order.
@@ -200,8 +331,6 @@ impl CallQueue {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
     use crate::net::timer::TimerWheel;
 
@@ -226,6 +355,7 @@ mod tests {
             unique_id: "1".into(),
             call: first,
             timer: timer(),
+            sent_at: Instant::now(),
         });
         let (second, _second_pending) = call();
         let (third, _third_pending) = call();
@@ -256,6 +386,7 @@ mod tests {
                 unique_id: "x".into(),
                 call: c,
                 timer: timer(),
+                sent_at: Instant::now(),
             });
         }
         drop(queue);

@@ -1,28 +1,31 @@
-//! Starting and stopping the gateway: bind one `SO_REUSEPORT` listener per loop, spawn the
-//! loops (pinned) and the processors, and on shutdown let the loops drain, then join everything.
-//! Tests start a [`Server`] in-process; `main` does the same and adds signals.
+//! Starting and stopping the gateway: bind one `SO_REUSEPORT` listener per loop, start the
+//! journal, spawn the loops (pinned), the processors and the admin listener, and on shutdown let
+//! the loops drain, then join everything in dependency order (loops, admin, processors,
+//! journal). Tests start a [`Server`] in-process; `main` does the same and adds signals.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 use log::{info, warn};
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use serde_json::value::RawValue;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Config;
+use crate::admin::{Admin, AdminParts};
+use crate::config::{Config, Sink};
+use crate::events::Events;
+use crate::events::journal::Journal;
 use crate::net::event_loop::{EventLoop, LoopParts, WAKER};
-use crate::net::{LoopHandle, LoopShared};
-use crate::ocpp::rpc::CallErrorCode;
-use crate::ocpp::v16::{self, Action, Invalid};
-use crate::outbound::{CallOutcome, OutboundCall, PendingCall};
+use crate::net::{LoopHandle, LoopShared, TraceList};
+use crate::ocpp::v16::{Action, Invalid};
+use crate::outbound::{Commands, PendingCall};
+use crate::processor::Inbound;
 use crate::processor::handlers::Policy;
 use crate::processor::policy::{IdTags, Identities, PolicyError, TransactionIds};
-use crate::processor::pool::ProcessorPool;
-use crate::processor::{Inbound, shard_of};
+use crate::processor::pool::{PoolParts, ProcessorPool};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Why the gateway could not start or stop cleanly.
@@ -44,6 +47,13 @@ pub enum ServerError {
     /// cannot be used: the message names the file.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The journal file (`events.path`) cannot be opened: fix the path or its permissions,
+    /// or set `events.sink = "none"`.
+    #[error("cannot open the journal {path}: {source}")]
+    Journal {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// A thread panicked; its panic message is in the log.
     #[error("{0} thread panicked")]
     Panicked(String),
@@ -55,8 +65,10 @@ pub struct Server {
     loops: Vec<LoopHandle>,
     loop_threads: Vec<JoinHandle<()>>,
     /// For calls of the central system: routed to the charge point's processor.
-    processors: Vec<Sender<Inbound>>,
+    commands: Commands,
     processor_threads: Vec<JoinHandle<()>>,
+    admin: Option<Admin>,
+    journal_thread: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
 }
 
@@ -104,17 +116,42 @@ impl Server {
         }
 
         let policy = Arc::new(load_policy(&config)?);
+        let (events, journal, journal_thread) = match config.events.sink {
+            Sink::None => (Events::none(), None, None),
+            Sink::Journal => {
+                let (journal, status, thread) = Journal::start(
+                    &config.events,
+                    &config.server.node_id,
+                    loops.clone(),
+                    Arc::clone(&stats),
+                )
+                .map_err(|source| ServerError::Journal {
+                    path: config.events.path.clone(),
+                    source,
+                })?;
+                let sink: Arc<dyn crate::events::EventSink> = journal.clone();
+                (Events::new(sink), Some((journal, status)), Some(thread))
+            }
+        };
+        let traces = Arc::new(TraceList::default());
         // Remember disconnected, accepted charge points up to about the fleet size.
         let remember_limit = config.server.max_connections / config.processor.threads.get() + 1024;
-        let pool = ProcessorPool::spawn(
-            config.processor.threads.get(),
-            config.processor.queue_capacity.get(),
-            &loops,
-            &policy,
+        let pool = ProcessorPool::spawn(PoolParts {
+            threads: config.processor.threads.get(),
+            queue_capacity: config.processor.queue_capacity.get(),
+            loops: loops.clone(),
+            policy: Arc::clone(&policy),
             remember_limit,
-            &stats,
-        )
+            stats: Arc::clone(&stats),
+            events: events.clone(),
+            traces: Arc::clone(&traces),
+        })
         .map_err(spawn_err("processor thread"))?;
+        let commands = Commands {
+            processors: pool.senders.clone(),
+            stats: Arc::clone(&stats),
+            events: events.clone(),
+        };
 
         let cores = if config.server.pin_cores {
             core_affinity::get_core_ids()
@@ -143,6 +180,8 @@ impl Server {
                     .identities
                     .clone()
                     .filter(|_| config.ocpp.refuse_unknown_at_handshake),
+                events: events.clone(),
+                traces: Arc::clone(&traces),
             };
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
             let thread = std::thread::Builder::new()
@@ -175,8 +214,33 @@ impl Server {
                 }
             }
         }
-        // The loops and this server hold the senders to the processors: when the last loop has
-        // exited and `join` drops ours, the processors see their channels close and stop.
+        let admin = match config.admin.listen {
+            None => None,
+            Some(_) => {
+                let started = Admin::start(AdminParts {
+                    config: Arc::clone(&config),
+                    stats: Arc::clone(&stats),
+                    loops: loops.clone(),
+                    commands: commands.clone(),
+                    traces: Arc::clone(&traces),
+                    journal,
+                });
+                match started {
+                    Ok(admin) => Some(admin),
+                    Err(e) => {
+                        for handle in &loops {
+                            handle.request_shutdown();
+                        }
+                        for thread in loop_threads {
+                            let _ = thread.join();
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        // The loops, the admin thread and this server hold the senders to the processors: when
+        // the last loop has exited and `join` drops the others, the processors stop.
         info!(
             "listening on {local_addr} with {workers} loops and {} processors{}",
             config.processor.threads,
@@ -186,12 +250,15 @@ impl Server {
                 ""
             }
         );
+        drop(pool.senders);
         Ok(Server {
             local_addr,
             loops,
             loop_threads,
-            processors: pool.senders,
+            commands,
             processor_threads: pool.threads,
+            admin,
+            journal_thread,
             stats,
         })
     }
@@ -199,6 +266,22 @@ impl Server {
     /// The address charge points connect to (the real port when `server.listen` used port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin listener's address (None when `admin.listen = ""`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::local_addr)
+    }
+
+    /// Test hook: blocks processor `index` until the returned sender is dropped, as a stuck
+    /// thread would be (for `/health`). Not for production use.
+    #[doc(hidden)]
+    pub fn stall_processor(&self, index: usize) -> Sender<()> {
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        if let Some(processor) = self.commands.processors.get(index) {
+            let _ = processor.send(Inbound::Stall(rx));
+        }
+        tx
     }
 
     pub fn stats(&self) -> StatsSnapshot {
@@ -220,24 +303,7 @@ impl Server {
         action: Action,
         payload: Box<RawValue>,
     ) -> Result<PendingCall, Invalid> {
-        if !action.sent_by_central_system() {
-            return Err(Invalid {
-                code: CallErrorCode::NotSupported,
-                description: format!("{} is not sent by a central system", action.name()),
-            });
-        }
-        v16::validate_request(action, &payload)?;
-        let (call, pending) = OutboundCall::new(action, payload);
-        let processor = &self.processors[shard_of(cp, self.processors.len())];
-        if let Err(TrySendError::Full(Inbound::Call { call, .. })) =
-            processor.try_send(Inbound::Call {
-                cp: cp.into(),
-                call,
-            })
-        {
-            call.resolve(CallOutcome::Rejected);
-        }
-        Ok(pending)
+        self.commands.call(cp, action, payload, None)
     }
 
     /// Stops accepting and closes every connection (paced by `server.drain_rate`).
@@ -251,8 +317,10 @@ impl Server {
         let Server {
             loops,
             loop_threads,
-            processors,
+            commands,
             processor_threads,
+            admin,
+            journal_thread,
             ..
         } = self;
         let mut result = Ok(());
@@ -262,15 +330,27 @@ impl Server {
                 result = Err(ServerError::Panicked(name));
             }
         }
+        // The admin thread holds senders to the processors and the loops: stop it first.
+        if let Some(admin) = admin
+            && admin.stop().is_err()
+        {
+            result = Err(ServerError::Panicked("admin".into()));
+        }
         // Processors may still hold a sender to a loop; the loops are gone, so drop ours, and
         // our senders to the processors, which then stop.
         drop(loops);
-        drop(processors);
+        drop(commands);
         for thread in processor_threads {
             let name = thread.thread().name().unwrap_or("processor").to_owned();
             if thread.join().is_err() {
                 result = Err(ServerError::Panicked(name));
             }
+        }
+        // Every handle on the journal went with the threads above: it writes what is left.
+        if let Some(thread) = journal_thread
+            && thread.join().is_err()
+        {
+            result = Err(ServerError::Panicked("journal".into()));
         }
         result
     }

@@ -2,10 +2,101 @@
 //! cache-padded block of relaxed atomics, so a counter bumped per message never bounces a cache
 //! line between cores; a reader sums the blocks into a [`StatsSnapshot`]. The one shared gauge is
 //! the global connection count, which `server.max_connections` is checked against at accept.
+//! `/metrics` and `/health` render snapshots; nothing here formats anything.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
+
+use crate::net::CloseCause;
+use crate::ocpp::rpc::CallErrorCode;
+use crate::ocpp::v16::Action;
+use crate::outbound::CallOutcome;
+
+/// Per-action counters: one slot per OCPP 1.6 action, and a last one for names 1.6 lacks.
+pub const ACTION_SLOTS: usize = Action::ALL.len() + 1;
+/// Per-code counters of CallErrors.
+pub const CODE_SLOTS: usize = CallErrorCode::ALL.len();
+
+/// Upper bounds (seconds) of the processing-latency histogram: from a loop reading a CALL to
+/// its answer being handed back (queueing included).
+pub const PROCESSING_BUCKETS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0,
+];
+/// Upper bounds (seconds) of the outbound-call round-trip histogram.
+pub const ROUND_TRIP_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A fixed-bucket histogram of durations, lock-free, for one thread to fill.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// One count per bound plus +Inf (not cumulative).
+    buckets: Box<[Counter]>,
+    sum_nanos: Counter,
+}
+
+/// A histogram summed over threads: cumulative-ready counts per bound.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    pub bounds: &'static [f64],
+    /// One count per bound plus +Inf (not cumulative).
+    pub buckets: Vec<u64>,
+    pub sum_seconds: f64,
+}
+
+impl HistogramSnapshot {
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| Counter::default()).collect(),
+            sum_nanos: Counter::default(),
+        }
+    }
+
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let slot = self
+            .bounds
+            .iter()
+            .position(|&b| seconds <= b)
+            .unwrap_or(self.bounds.len());
+        self.buckets[slot].inc();
+        self.sum_nanos
+            .add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    fn add_to(&self, out: &mut HistogramSnapshot) {
+        if out.buckets.len() != self.buckets.len() {
+            out.bounds = self.bounds;
+            out.buckets = vec![0; self.buckets.len()];
+        }
+        for (o, b) in out.buckets.iter_mut().zip(self.buckets.iter()) {
+            *o += b.get();
+        }
+        out.sum_seconds += self.sum_nanos.get() as f64 / 1e9;
+    }
+}
+
+fn counter_array<const N: usize>() -> [Counter; N] {
+    std::array::from_fn(|_| Counter::default())
+}
+
+fn add_array<const N: usize>(out: &mut Vec<u64>, counters: &[Counter; N]) {
+    out.resize(N, 0);
+    for (o, c) in out.iter_mut().zip(counters) {
+        *o += c.get();
+    }
+}
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -102,6 +193,10 @@ counters! {
         /// CALLRESULT / CALLERROR frames from charge points that match no CALL of ours
         /// (never sent, or already timed out): logged and dropped.
         unexpected_responses,
+        /// WebSocket pongs received.
+        pongs_received,
+        /// Journal events a loop had to put in the side queue because the journal was full.
+        journal_overflow,
     }
 }
 
@@ -112,6 +207,98 @@ counters! {
         calls_handled,
         /// CALLERRORs sent by a processor (validation, NotImplemented, ...).
         call_errors_sent,
+        /// Times a processor waited because the journal's queue was full (backpressure).
+        journal_backpressure,
+    }
+}
+
+counters! {
+    /// What the journal thread counts.
+    JournalStats {
+        /// Lines written to the journal file.
+        journal_lines,
+        /// Bytes written to the journal file.
+        journal_bytes,
+        /// fdatasync calls.
+        journal_syncs,
+        /// Files rotated away at `events.max_file_bytes`.
+        journal_rotations,
+        /// Failed opens, writes, syncs and renames.
+        journal_errors,
+        /// Lines lost to those failures.
+        journal_lines_lost,
+        /// Billing answers refused (CALLERROR InternalError) because their line was lost.
+        journal_refused,
+    }
+}
+
+/// What a loop counts by label.
+#[derive(Debug)]
+pub struct LoopLabelled {
+    /// Upgraded connections closed, by [`CloseCause::index`].
+    pub closes: [Counter; CloseCause::ALL.len()],
+    /// CALLs of ours sent, by [`Action::index`].
+    pub calls_sent_by_action: [Counter; ACTION_SLOTS],
+    /// CALLERRORs the loop answered itself, by [`CallErrorCode::index`].
+    pub call_errors_by_code: [Counter; CODE_SLOTS],
+    /// Our CALLs' round trips, sent to answered.
+    pub round_trip: Histogram,
+}
+
+/// What a processor counts by label.
+#[derive(Debug)]
+pub struct ProcessorLabelled {
+    /// CALLs received, by [`Action::index`] (the last slot: not a 1.6 action).
+    pub calls_by_action: [Counter; ACTION_SLOTS],
+    /// CALLERRORs sent, by [`CallErrorCode::index`].
+    pub call_errors_by_code: [Counter; CODE_SLOTS],
+    pub processing: Histogram,
+}
+
+impl Default for LoopLabelled {
+    fn default() -> Self {
+        LoopLabelled {
+            closes: counter_array(),
+            calls_sent_by_action: counter_array(),
+            call_errors_by_code: counter_array(),
+            round_trip: Histogram::new(&ROUND_TRIP_BUCKETS),
+        }
+    }
+}
+
+impl Default for ProcessorLabelled {
+    fn default() -> Self {
+        ProcessorLabelled {
+            calls_by_action: counter_array(),
+            call_errors_by_code: counter_array(),
+            processing: Histogram::new(&PROCESSING_BUCKETS),
+        }
+    }
+}
+
+/// The slot of `action` in per-action counters.
+pub fn action_slot(action: Option<Action>) -> usize {
+    action.map_or(Action::ALL.len(), Action::index)
+}
+
+/// Outcome labels of outbound calls, in [`outcome_slot`] order.
+pub const OUTCOMES: [&str; 6] = [
+    "result",
+    "error",
+    "invalid_result",
+    "timeout",
+    "not_connected",
+    "rejected",
+];
+
+pub fn outcome_slot(outcome: &CallOutcome) -> usize {
+    match outcome {
+        CallOutcome::Result(_) => 0,
+        CallOutcome::Error { .. } => 1,
+        CallOutcome::InvalidResult(_) => 2,
+        CallOutcome::Timeout => 3,
+        CallOutcome::NotConnected => 4,
+        CallOutcome::Rejected => 5,
     }
 }
 
@@ -123,12 +310,23 @@ pub struct Stats {
     /// Upgrades completed since start; each one's value orders takeovers.
     pub sessions_opened: AtomicU64,
     pub loops: Vec<CachePadded<LoopStats>>,
+    pub loop_labelled: Vec<CachePadded<LoopLabelled>>,
     pub loop_connections: Vec<CachePadded<AtomicUsize>>,
     pub processors: Vec<CachePadded<ProcessorStats>>,
+    pub processor_labelled: Vec<CachePadded<ProcessorLabelled>>,
+    /// The last liveness probe each loop / processor answered (see `admin::health`).
+    pub loop_alive: Vec<CachePadded<AtomicU64>>,
+    pub processor_alive: Vec<CachePadded<AtomicU64>>,
+    /// Bumped by each loop per turn and each processor per message: busy is not stuck.
+    pub loop_progress: Vec<CachePadded<AtomicU64>>,
+    pub processor_progress: Vec<CachePadded<AtomicU64>>,
+    pub journal: CachePadded<JournalStats>,
+    /// Outbound calls by outcome ([`OUTCOMES`]): rare enough for one shared block.
+    pub outbound: [Counter; OUTCOMES.len()],
 }
 
 /// A summed copy of every counter at one moment.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct StatsSnapshot {
     pub connections: usize,
     pub sessions_opened: u64,
@@ -163,6 +361,28 @@ pub struct StatsSnapshot {
     pub calls_handled: u64,
     pub call_errors_sent: u64,
     pub unexpected_responses: u64,
+    pub pongs_received: u64,
+    pub journal_overflow: u64,
+    pub journal_backpressure: u64,
+    pub journal_lines: u64,
+    pub journal_bytes: u64,
+    pub journal_syncs: u64,
+    pub journal_rotations: u64,
+    pub journal_errors: u64,
+    pub journal_lines_lost: u64,
+    pub journal_refused: u64,
+    /// By [`CloseCause::index`].
+    pub closes: Vec<u64>,
+    /// CALLs from charge points, by [`action_slot`].
+    pub calls_in_by_action: Vec<u64>,
+    /// CALLs to charge points, by [`action_slot`].
+    pub calls_out_by_action: Vec<u64>,
+    /// CALLERRORs sent (by loops and processors), by [`CallErrorCode::index`].
+    pub call_errors_by_code: Vec<u64>,
+    /// By [`OUTCOMES`] slot.
+    pub outbound: Vec<u64>,
+    pub processing: HistogramSnapshot,
+    pub round_trip: HistogramSnapshot,
 }
 
 impl Stats {
@@ -173,12 +393,20 @@ impl Stats {
             loops: (0..loops)
                 .map(|_| CachePadded::new(LoopStats::default()))
                 .collect(),
+            loop_labelled: (0..loops).map(|_| CachePadded::default()).collect(),
             loop_connections: (0..loops)
                 .map(|_| CachePadded::new(AtomicUsize::new(0)))
                 .collect(),
             processors: (0..processors)
                 .map(|_| CachePadded::new(ProcessorStats::default()))
                 .collect(),
+            processor_labelled: (0..processors).map(|_| CachePadded::default()).collect(),
+            loop_alive: (0..loops).map(|_| CachePadded::default()).collect(),
+            processor_alive: (0..processors).map(|_| CachePadded::default()).collect(),
+            loop_progress: (0..loops).map(|_| CachePadded::default()).collect(),
+            processor_progress: (0..processors).map(|_| CachePadded::default()).collect(),
+            journal: CachePadded::default(),
+            outbound: counter_array(),
         }
     }
 
@@ -198,6 +426,25 @@ impl Stats {
         }
         for p in &self.processors {
             p.add_to(&mut out);
+        }
+        self.journal.add_to(&mut out);
+        for l in &self.loop_labelled {
+            add_array(&mut out.closes, &l.closes);
+            add_array(&mut out.calls_out_by_action, &l.calls_sent_by_action);
+            add_array(&mut out.call_errors_by_code, &l.call_errors_by_code);
+            l.round_trip.add_to(&mut out.round_trip);
+        }
+        for p in &self.processor_labelled {
+            add_array(&mut out.calls_in_by_action, &p.calls_by_action);
+            add_array(&mut out.call_errors_by_code, &p.call_errors_by_code);
+            p.processing.add_to(&mut out.processing);
+        }
+        add_array(&mut out.outbound, &self.outbound);
+        if let Some(n) = out
+            .call_errors_by_code
+            .get_mut(CallErrorCode::InternalError.index())
+        {
+            *n += out.journal_refused;
         }
         out
     }

@@ -16,7 +16,8 @@ fn sigterm_closes_everyone_with_1001_and_exits_0() {
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
-        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\npin_cores = false\ndrain_rate = 200\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\npin_cores = false\ndrain_rate = 200\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n[events]\nsink = \"none\"\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ocpp-gateway"))

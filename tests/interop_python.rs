@@ -5,12 +5,11 @@
 //! payload of ours that is off by one field fails this test.
 //!
 //! Python: `$OCPP_INTEROP_PYTHON` (CI's `.ci/run` creates a virtualenv and sets it), else a
-//! virtualenv this test creates once under `target/interop-venv` with `pip`.
+//! virtualenv the tests create once under `target/interop-venv` (see `common::python`).
 
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
@@ -19,37 +18,6 @@ use ocpp_gateway::ocpp::v16::Action;
 use ocpp_gateway::outbound::CallOutcome;
 use serde_json::Value;
 use serde_json::value::RawValue;
-
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("OCPP_INTEROP_PYTHON") {
-        return python.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let made = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status();
-        assert!(made.is_ok_and(|s| s.success()), "python3 -m venv failed");
-        let pip = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "ocpp==2.1.0",
-                "websockets>=12",
-            ])
-            .status();
-        assert!(
-            pip.is_ok_and(|s| s.success()),
-            "pip install ocpp==2.1.0 websockets failed"
-        );
-    }
-    python
-}
 
 #[test]
 fn python_ocpp_charge_point_runs_a_session_and_answers_commands() {

@@ -15,6 +15,7 @@ use tungstenite::WebSocket;
 use tungstenite::handshake::MidHandshake;
 use tungstenite::handshake::server::ServerHandshake;
 
+use crate::net::CloseCause;
 use crate::net::handshake::{ChargePointId, UpgradeCheck, VerdictSlot};
 use crate::net::socket::{HandshakeStream, Socket};
 use crate::net::timer::TimerId;
@@ -66,6 +67,8 @@ pub struct Session {
     pub pending: Option<Box<Inbound>>,
     /// Calls of the central system to this charge point (allocated on first use).
     pub calls: Option<Box<CallQueue>>,
+    /// Why we started closing it, once we did: what its disconnect is reported as.
+    pub closing: Option<CloseCause>,
 }
 
 /// What an open connection's timer is waiting for.

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use log::{debug, error, info, warn};
@@ -33,13 +33,14 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use crate::config::Config;
+use crate::events::{Event as JournalEvent, EventKind, Events as EventSinkHandle};
 use crate::net::connection::{Connection, Handshake, Liveness, Session, State};
 use crate::net::handshake::{self, ChargePointId, UpgradeCheck, Verdict};
 use crate::net::socket::{HandshakeStream, Socket, would_block};
 use crate::net::timer::TimerWheel;
-use crate::net::{ConnId, LoopShared, ToLoop};
+use crate::net::{CloseCause, ConnId, LoopShared, ToLoop, TraceList};
 use crate::ocpp::rpc::{self, Frame, FrameError};
-use crate::ocpp::v16;
+use crate::ocpp::v16::{self, Action};
 use crate::outbound::{CallOutcome, InFlight, OutboundCall};
 use crate::processor::policy::Identities;
 use crate::processor::{Inbound, shard_of};
@@ -68,6 +69,8 @@ const INBOX_BATCH: usize = 4096;
 const MAX_REFUSING: usize = 256;
 /// `Retry-After` for 503s: this many seconds plus up to as many again of jitter.
 const RETRY_AFTER_SECS: u32 = 15;
+/// The log target of raw-frame traces (turned on per charge point through the operator API).
+pub const TRACE_TARGET: &str = "ocpp_gateway::trace";
 /// Warnings about peer input allowed per second per loop; the rest are counted only.
 const WARNINGS_PER_SECOND: u32 = 20;
 
@@ -98,6 +101,8 @@ pub struct LoopParts {
     pub stats: Arc<Stats>,
     /// When set, identities outside it are refused at the handshake (HTTP 404).
     pub known_identities: Option<Arc<Identities>>,
+    pub events: EventSinkHandle,
+    pub traces: Arc<TraceList>,
 }
 
 /// Frames and control messages on their way to the processors. Control messages (connected,
@@ -119,6 +124,8 @@ impl ProcessorLinks {
         Self::flush_one(&self.senders[p], outbox);
     }
 
+    // The frame (136 bytes) comes back by value so the caller can park it: no box on this path.
+    #[allow(clippy::result_large_err)]
     fn try_send_frame(&mut self, processor: u16, msg: Inbound) -> Result<(), Inbound> {
         let p = usize::from(processor);
         match (self.outbox.get(p), self.senders.get(p)) {
@@ -153,12 +160,21 @@ impl ProcessorLinks {
     }
 }
 
+/// A frame as one log line: JSON may carry raw newlines, which must not forge log lines.
+fn escape_newlines(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\n', '\r']) {
+        text.replace('\n', "\\n").replace('\r', "\\r").into()
+    } else {
+        text.into()
+    }
+}
+
 /// What a failed tungstenite call means for the connection.
 enum Failure {
     /// Not ready: try again on the next event.
     Blocked,
     /// The peer closed or reset, or the socket failed: drop it.
-    Gone(String),
+    Gone(CloseCause, String),
     /// The peer broke the protocol: close with this code.
     Violation { code: u16, reason: &'static str },
     /// The write buffer is full: the peer does not read.
@@ -169,11 +185,14 @@ fn classify(err: tungstenite::Error) -> Failure {
     use tungstenite::error::{CapacityError, Error, ProtocolError};
     match err {
         Error::Io(e) if would_block(&e) => Failure::Blocked,
-        Error::Io(e) => Failure::Gone(format!("socket error: {e}")),
-        Error::ConnectionClosed | Error::AlreadyClosed => Failure::Gone("closed".into()),
-        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            Failure::Gone("reset without closing handshake".into())
+        Error::Io(e) => Failure::Gone(CloseCause::ConnectionLost, format!("socket error: {e}")),
+        Error::ConnectionClosed | Error::AlreadyClosed => {
+            Failure::Gone(CloseCause::PeerClosed, "closed".into())
         }
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Failure::Gone(
+            CloseCause::ConnectionLost,
+            "reset without closing handshake".into(),
+        ),
         Error::WriteBufferFull(_) => Failure::SlowConsumer,
         Error::Capacity(CapacityError::MessageTooLong { .. }) => Failure::Violation {
             code: 1009,
@@ -187,7 +206,10 @@ fn classify(err: tungstenite::Error) -> Failure {
             code: 1002,
             reason: "WebSocket protocol error",
         },
-        other => Failure::Gone(format!("websocket error: {other}")),
+        other => Failure::Gone(
+            CloseCause::ConnectionLost,
+            format!("websocket error: {other}"),
+        ),
     }
 }
 
@@ -232,6 +254,8 @@ pub struct EventLoop {
     path_prefix: Arc<str>,
     known_identities: Option<Arc<Identities>>,
     stats: Arc<Stats>,
+    events: EventSinkHandle,
+    traces: Arc<TraceList>,
     origin: Instant,
     now: Instant,
     next_generation: u32,
@@ -265,6 +289,8 @@ impl EventLoop {
             config,
             stats,
             known_identities,
+            events,
+            traces,
         } = parts;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -294,6 +320,8 @@ impl EventLoop {
             ws_config,
             known_identities,
             stats,
+            events,
+            traces,
             origin: now,
             now,
             next_generation: 1,
@@ -330,6 +358,7 @@ impl EventLoop {
                 return;
             }
             self.now = Instant::now();
+            self.stats.loop_progress[usize::from(self.index)].fetch_add(1, Ordering::Relaxed);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -354,7 +383,9 @@ impl EventLoop {
             }
             if self.shared.shutdown_requested() {
                 self.drain_step();
-                if self.conns.is_empty() {
+                // Every disconnect must reach its processor (and the journal) before we go;
+                // meanwhile the inbox keeps draining, so a processor waiting on us can move.
+                if self.conns.is_empty() && !self.processors.is_backlogged() {
                     break;
                 }
             }
@@ -367,7 +398,7 @@ impl EventLoop {
     fn release_all(&mut self) {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.remove(key, "event loop stopped");
+            self.remove(key, CloseCause::Shutdown, "event loop stopped");
         }
         self.processors.flush();
     }
@@ -591,7 +622,7 @@ impl EventLoop {
                             "loop={} bug: upgrade finished without a verdict",
                             self.index
                         );
-                        self.remove(key, "internal error");
+                        self.remove(key, CloseCause::ConnectionLost, "internal error");
                     }
                 }
             }
@@ -618,7 +649,7 @@ impl EventLoop {
                     "loop={} handshake from {peer} ended: {err} ({verdict:?})",
                     self.index
                 );
-                self.remove(key, "handshake refused");
+                self.remove(key, CloseCause::ConnectionLost, "handshake refused");
             }
         }
     }
@@ -642,6 +673,7 @@ impl EventLoop {
             liveness: Liveness::Idle,
             pending: None,
             calls: None,
+            closing: None,
         });
         if !ocpp16 {
             self.stats().handshakes_rejected.inc();
@@ -650,7 +682,12 @@ impl EventLoop {
                 self.index,
                 handshake::OCPP16
             );
-            self.fail_connection(key, 1002, "subprotocol ocpp1.6 required");
+            self.fail_connection(
+                key,
+                1002,
+                "subprotocol ocpp1.6 required",
+                CloseCause::NoSubprotocol,
+            );
             return;
         }
         self.stats().handshakes_ok.inc();
@@ -663,6 +700,7 @@ impl EventLoop {
                 conn: conn_id,
                 cp,
                 seq,
+                peer,
             },
         );
         let delay = self.ping_delay(0);
@@ -703,11 +741,17 @@ impl EventLoop {
                 }
                 Ok(Message::Binary(_)) if open => {
                     self.stats().binary_frames.inc();
-                    self.close(key, 1003, "binary frames are not OCPP-J");
+                    self.close(
+                        key,
+                        1003,
+                        "binary frames are not OCPP-J",
+                        CloseCause::BinaryFrame,
+                    );
                 }
                 // The peer closes: tungstenite queued our answer; wait (bounded) for it to go
                 // out and for EOF, taking no more messages.
-                Ok(Message::Close(_)) if open => self.enter_closing(key),
+                Ok(Message::Close(_)) if open => self.enter_closing(key, CloseCause::PeerClosed),
+                Ok(Message::Pong(_)) => self.stats().pongs_received.inc(),
                 Ok(_) => {}
                 Err(e) => {
                     self.fail(key, e);
@@ -730,8 +774,8 @@ impl EventLoop {
     fn fail(&mut self, key: usize, err: tungstenite::Error) -> bool {
         match classify(err) {
             Failure::Blocked => true,
-            Failure::Gone(why) => {
-                self.remove(key, &why);
+            Failure::Gone(cause, why) => {
+                self.remove(key, cause, &why);
                 false
             }
             Failure::SlowConsumer => {
@@ -739,12 +783,12 @@ impl EventLoop {
                 false
             }
             Failure::Violation { code, reason } => {
-                let counter = match code {
-                    1009 => &self.stats().oversize_messages,
-                    _ => &self.stats().protocol_errors,
+                let (counter, cause) = match code {
+                    1009 => (&self.stats().oversize_messages, CloseCause::MessageTooBig),
+                    _ => (&self.stats().protocol_errors, CloseCause::ProtocolError),
                 };
                 counter.inc();
-                self.fail_connection(key, code, reason);
+                self.fail_connection(key, code, reason, cause);
                 false
             }
         }
@@ -753,12 +797,12 @@ impl EventLoop {
     /// The peer does not read what we send: drop it (a close frame could not get through).
     fn close_slow_consumer(&mut self, key: usize, why: &str) {
         self.stats().slow_consumers.inc();
-        self.remove(key, why);
+        self.remove(key, CloseCause::SlowConsumer, why);
     }
 
     /// "Fail the WebSocket connection" (RFC 6455 7.1.7): a close frame, our side shut down,
     /// then [`State::Lingering`] until the peer's EOF or [`CLOSE_GRACE`].
-    fn fail_connection(&mut self, key: usize, code: u16, reason: &'static str) {
+    fn fail_connection(&mut self, key: usize, code: u16, reason: &'static str, cause: CloseCause) {
         let index = self.index;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -774,12 +818,13 @@ impl EventLoop {
         let (State::Open(session) | State::Closing(session)) =
             mem::replace(&mut conn.state, State::Detached)
         else {
-            return self.remove(key, reason);
+            return self.remove(key, cause, reason);
         };
         let Session {
             mut ws,
             cp,
             processor,
+            closing,
             ..
         } = session;
         let was_open = ws.can_write();
@@ -790,13 +835,16 @@ impl EventLoop {
             }));
         }
         let socket = ws.into_inner();
-        debug!("cp={cp} loop={index} failed: {reason}");
-        self.processors
-            .send_control(processor, Inbound::Disconnected { conn: conn_id, cp });
-        if socket.unsent() > 0 || socket.tcp().shutdown(std::net::Shutdown::Write).is_err() {
-            return self.remove(key, reason);
+        let linger =
+            socket.unsent() == 0 && socket.tcp().shutdown(std::net::Shutdown::Write).is_ok();
+        if linger {
+            conn.state = State::Lingering(socket);
         }
-        conn.state = State::Lingering(socket);
+        debug!("cp={cp} loop={index} failed: {reason}");
+        self.session_ended(processor, conn_id, cp, closing.unwrap_or(cause));
+        if !linger {
+            return self.remove(key, cause, reason);
+        }
         self.arm(key, CLOSE_GRACE);
         // The peer's EOF may already be in the socket, behind the edge we just consumed.
         self.defer(key);
@@ -814,10 +862,18 @@ impl EventLoop {
         let mut scratch = [0u8; 1024];
         for _ in 0..READS_PER_TURN {
             match std::io::Read::read(socket, &mut scratch) {
-                Ok(0) => return self.remove(key, "closed after protocol error"),
+                Ok(0) => {
+                    return self.remove(key, CloseCause::PeerClosed, "closed after protocol error");
+                }
                 Ok(_) => {}
                 Err(e) if would_block(&e) => return,
-                Err(_) => return self.remove(key, "reset after protocol error"),
+                Err(_) => {
+                    return self.remove(
+                        key,
+                        CloseCause::ConnectionLost,
+                        "reset after protocol error",
+                    );
+                }
             }
         }
         self.defer(key);
@@ -825,6 +881,12 @@ impl EventLoop {
 
     fn on_text(&mut self, key: usize, generation: u32, text: &str) {
         self.stats().messages_in.inc();
+        if let Some(session) = self.conns.get_mut(key).and_then(Connection::session_mut)
+            && self.traces.contains(&session.cp)
+        {
+            let text = escape_newlines(text);
+            info!(target: TRACE_TARGET, "cp={} loop={} in: {text}", session.cp, self.index);
+        }
         match rpc::parse_frame(text) {
             Ok(frame @ (Frame::CallResult { .. } | Frame::CallError { .. })) => {
                 self.on_response(key, frame);
@@ -839,6 +901,7 @@ impl EventLoop {
                     conn: conn_id,
                     cp: Arc::clone(&session.cp),
                     frame,
+                    received: self.now,
                 };
                 let processor = session.processor;
                 if let Err(msg) = self.processors.try_send_frame(processor, msg) {
@@ -853,6 +916,8 @@ impl EventLoop {
                 description,
             }) => {
                 self.stats().malformed_calls.inc();
+                self.stats.loop_labelled[usize::from(self.index)].call_errors_by_code[code.index()]
+                    .inc();
                 let mut out = String::with_capacity(96 + description.len());
                 rpc::write_call_error(&mut out, &unique_id, code, &description);
                 self.write_text(key, out);
@@ -886,6 +951,10 @@ impl EventLoop {
         else {
             return;
         };
+        if self.traces.contains(&session.cp) {
+            let text = escape_newlines(&text);
+            info!(target: TRACE_TARGET, "cp={} loop={} out: {text}", session.cp, self.index);
+        }
         match session.ws.write(Message::text(text)) {
             Ok(()) => self.stats().messages_out.inc(),
             Err(e) => {
@@ -899,13 +968,14 @@ impl EventLoop {
     // ---- closing ----
 
     /// Sends a close frame and waits (bounded by [`CLOSE_GRACE`]) for the peer's.
-    fn close(&mut self, key: usize, code: u16, reason: &'static str) {
+    fn close(&mut self, key: usize, code: u16, reason: &'static str, cause: CloseCause) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         match mem::replace(&mut conn.state, State::Detached) {
             State::Open(mut session) => {
                 session.pending = None;
+                session.closing = Some(cause);
                 let frame = CloseFrame {
                     code: code.into(),
                     reason: reason.into(),
@@ -913,31 +983,33 @@ impl EventLoop {
                 let result = session.ws.close(Some(frame));
                 conn.state = State::Open(session);
                 match result.map_err(classify) {
-                    Ok(()) | Err(Failure::Blocked) => self.enter_closing(key),
-                    Err(_) => self.remove(key, reason),
+                    Ok(()) | Err(Failure::Blocked) => self.enter_closing(key, cause),
+                    Err(_) => self.remove(key, cause, reason),
                 }
             }
-            State::Handshaking(_) => self.remove(key, reason),
+            State::Handshaking(_) => self.remove(key, cause, reason),
             other => conn.state = other,
         }
     }
 
     /// Open -> Closing: no more messages either way; the peer has [`CLOSE_GRACE`] to finish
     /// the closing handshake. Input that arrived while the connection was paused is read now.
-    fn enter_closing(&mut self, key: usize) {
+    fn enter_closing(&mut self, key: usize, cause: CloseCause) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if let State::Open(mut session) = mem::replace(&mut conn.state, State::Detached) {
             session.pending = None;
+            session.closing.get_or_insert(cause);
             conn.state = State::Closing(session);
             self.arm(key, CLOSE_GRACE);
             self.defer(key);
         }
     }
 
-    /// Forgets the connection and closes its socket.
-    fn remove(&mut self, key: usize, why: &str) {
+    /// Forgets the connection and closes its socket. `cause` is what a session's end is
+    /// reported as, unless we had started closing it for a reason of our own.
+    fn remove(&mut self, key: usize, cause: CloseCause, why: &str) {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
@@ -958,14 +1030,22 @@ impl EventLoop {
         if let State::Open(session) | State::Closing(session) = conn.state {
             debug!("cp={} loop={} disconnected: {why}", session.cp, self.index);
             let conn_id = self.conn_id(key, conn.generation);
-            self.processors.send_control(
-                session.processor,
-                Inbound::Disconnected {
-                    conn: conn_id,
-                    cp: session.cp,
-                },
-            );
+            let cause = session.closing.unwrap_or(cause);
+            self.session_ended(session.processor, conn_id, session.cp, cause);
         }
+    }
+
+    /// Counts a session's end and tells its processor (exactly once per upgraded connection).
+    fn session_ended(
+        &mut self,
+        processor: u16,
+        conn: ConnId,
+        cp: ChargePointId,
+        cause: CloseCause,
+    ) {
+        self.stats.loop_labelled[usize::from(self.index)].closes[cause.index()].inc();
+        self.processors
+            .send_control(processor, Inbound::Disconnected { conn, cp, cause });
     }
 
     // ---- timers ----
@@ -1018,9 +1098,11 @@ impl EventLoop {
                 if !conn.over_capacity {
                     self.stats().handshake_timeouts.inc();
                 }
-                self.remove(key, "handshake timeout");
+                self.remove(key, CloseCause::ConnectionLost, "handshake timeout");
             }
-            State::Closing(_) | State::Lingering(_) => self.remove(key, "no close from peer"),
+            State::Closing(_) | State::Lingering(_) => {
+                self.remove(key, CloseCause::PeerClosed, "no close from peer");
+            }
             State::Open(session) => match session.liveness {
                 Liveness::Idle => self.ping_if_idle(key, now_ms),
                 // A pong or anything else since the ping: alive.
@@ -1039,7 +1121,7 @@ impl EventLoop {
                         reason: "pong timeout".into(),
                     };
                     let _ = session.ws.close(Some(frame));
-                    self.remove(key, "pong timeout");
+                    self.remove(key, CloseCause::PongTimeout, "pong timeout");
                 }
                 Liveness::Stalled { since_ms, backlog } => {
                     // Flush first, so reading done by the peer shows even if an edge was missed.
@@ -1124,9 +1206,10 @@ impl EventLoop {
     }
 
     /// Sends `call` with a fresh UniqueId and arms its timeout.
-    fn send_call(&mut self, key: usize, call: OutboundCall) {
+    fn send_call(&mut self, key: usize, mut call: OutboundCall) {
         self.next_call_id = self.next_call_id.wrapping_add(1);
         let unique_id = format!("{}-{}", self.index, self.next_call_id);
+        call.sent_as(&unique_id);
         let mut text = String::with_capacity(64 + call.payload().get().len());
         rpc::write_call(&mut text, &unique_id, call.action().name(), call.payload());
         let Some(conn) = self.conns.get_mut(key) else {
@@ -1139,6 +1222,24 @@ impl EventLoop {
         let Some(session) = conn.session_mut() else {
             return call.resolve(CallOutcome::NotConnected);
         };
+        let overflowed = self.events.record_nowait(|| JournalEvent {
+            at: SystemTime::now(),
+            cp: Arc::clone(&session.cp),
+            kind: EventKind::CallSent {
+                unique_id: unique_id.clone(),
+                action: call.action(),
+                payload: call.payload().to_owned(),
+            },
+            ack: None,
+        });
+        if overflowed {
+            self.stats.loops[usize::from(self.index)]
+                .journal_overflow
+                .inc();
+        }
+        self.stats.loop_labelled[usize::from(self.index)].calls_sent_by_action
+            [call.action().index()]
+        .inc();
         let timer = self
             .wheel
             .arm(self.now, self.config.ocpp.message_timeout, event);
@@ -1149,6 +1250,7 @@ impl EventLoop {
                 unique_id,
                 call,
                 timer,
+                sent_at: self.now,
             });
         self.stats().calls_sent.inc();
         self.write_text(key, text);
@@ -1194,7 +1296,13 @@ impl EventLoop {
             .and_then(Connection::session_mut)
             .and_then(|s| s.calls.as_mut())
             .and_then(|calls| calls.take_matching(&unique_id));
-        let Some(InFlight { call, timer, .. }) = in_flight else {
+        let Some(InFlight {
+            call,
+            timer,
+            sent_at,
+            ..
+        }) = in_flight
+        else {
             self.stats().unexpected_responses.inc();
             if self.warnings.allow(self.now_ms()) {
                 let cp = self.cp_of(key);
@@ -1206,6 +1314,10 @@ impl EventLoop {
             return;
         };
         self.wheel.cancel(timer);
+        self.stats.loop_labelled[usize::from(self.index)]
+            .round_trip
+            .observe(self.now.saturating_duration_since(sent_at));
+        self.journal_answer(key, &unique_id, call.action(), &outcome);
         let outcome = match outcome {
             CallOutcome::Result(payload) => match v16::validate_response(call.action(), &payload) {
                 Ok(()) => {
@@ -1224,6 +1336,48 @@ impl EventLoop {
         };
         call.resolve(outcome);
         self.send_next_call(key);
+    }
+
+    /// Journals the charge point's answer to our call (the outcome is journaled on resolving).
+    fn journal_answer(
+        &mut self,
+        key: usize,
+        unique_id: &str,
+        action: Action,
+        answer: &CallOutcome,
+    ) {
+        if !self.events.is_on() {
+            return;
+        }
+        let kind = match answer {
+            CallOutcome::Result(payload) => EventKind::ResultReceived {
+                unique_id: unique_id.to_owned(),
+                action,
+                payload: payload.clone(),
+            },
+            CallOutcome::Error {
+                code,
+                description,
+                details,
+            } => EventKind::ErrorReceived {
+                unique_id: unique_id.to_owned(),
+                action,
+                code: code.clone(),
+                description: description.clone(),
+                details: details.clone(),
+            },
+            _ => return,
+        };
+        let cp = self.cp_of(key);
+        let overflowed = self.events.record_nowait(|| JournalEvent {
+            at: SystemTime::now(),
+            cp,
+            kind,
+            ack: None,
+        });
+        if overflowed {
+            self.stats().journal_overflow.inc();
+        }
     }
 
     fn on_call_timeout(&mut self, key: usize, generation: u32) {
@@ -1275,8 +1429,11 @@ impl EventLoop {
                             self.stats().takeovers.inc();
                         }
                         let (code, text) = reason.frame();
-                        self.close(key, code, text);
+                        self.close(key, code, text, reason.cause());
                     }
+                }
+                ToLoop::Probe { seq } => {
+                    self.stats.loop_alive[usize::from(self.index)].store(seq, Ordering::Relaxed);
                 }
             }
         }
@@ -1363,7 +1520,7 @@ impl EventLoop {
             };
             cursor = key + 1;
             closed += 1;
-            self.close(key, 1001, "server shutting down");
+            self.close(key, 1001, "server shutting down", CloseCause::Shutdown);
         }
         if let Some(drain) = &mut self.drain {
             drain.closed = closed;

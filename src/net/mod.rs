@@ -11,8 +11,9 @@ pub mod handshake;
 pub mod socket;
 pub mod timer;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::Sender;
 
@@ -32,6 +33,8 @@ pub struct ConnId {
 pub enum CloseReason {
     /// The same identity connected again; the newer connection wins.
     Takeover,
+    /// An operator asked for it (`DELETE /api/v1/chargepoints/{id}/connection`).
+    Operator,
 }
 
 impl CloseReason {
@@ -42,6 +45,79 @@ impl CloseReason {
                 1000,
                 "replaced by a newer connection with the same identity",
             ),
+            CloseReason::Operator => (1000, "closed by the operator"),
+        }
+    }
+
+    pub fn cause(self) -> CloseCause {
+        match self {
+            CloseReason::Takeover => CloseCause::Takeover,
+            CloseReason::Operator => CloseCause::Operator,
+        }
+    }
+}
+
+/// Why an upgraded connection ended: the `reason` label of
+/// `ocpp_gateway_closes_total` and of the journal's `disconnected` lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The charge point closed (close frame or EOF).
+    PeerClosed,
+    /// The socket failed or was reset without a closing handshake.
+    ConnectionLost,
+    /// No pong (or anything else) within `websocket.pong_timeout` of a ping.
+    PongTimeout,
+    /// The charge point does not read what we send.
+    SlowConsumer,
+    /// WebSocket protocol error or invalid UTF-8 (1002, 1007).
+    ProtocolError,
+    /// A message over `websocket.max_message_size` (1009).
+    MessageTooBig,
+    /// A binary frame (1003).
+    BinaryFrame,
+    /// The upgrade did not select `ocpp1.6` (1002).
+    NoSubprotocol,
+    /// The same identity connected again.
+    Takeover,
+    /// Closed through the operator API.
+    Operator,
+    /// The gateway is shutting down (1001).
+    Shutdown,
+}
+
+impl CloseCause {
+    pub const ALL: [CloseCause; 11] = [
+        CloseCause::PeerClosed,
+        CloseCause::ConnectionLost,
+        CloseCause::PongTimeout,
+        CloseCause::SlowConsumer,
+        CloseCause::ProtocolError,
+        CloseCause::MessageTooBig,
+        CloseCause::BinaryFrame,
+        CloseCause::NoSubprotocol,
+        CloseCause::Takeover,
+        CloseCause::Operator,
+        CloseCause::Shutdown,
+    ];
+
+    /// The cause's position in [`CloseCause::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCause::PeerClosed => "peer_closed",
+            CloseCause::ConnectionLost => "connection_lost",
+            CloseCause::PongTimeout => "pong_timeout",
+            CloseCause::SlowConsumer => "slow_consumer",
+            CloseCause::ProtocolError => "protocol_error",
+            CloseCause::MessageTooBig => "message_too_big",
+            CloseCause::BinaryFrame => "binary_frame",
+            CloseCause::NoSubprotocol => "no_subprotocol",
+            CloseCause::Takeover => "takeover",
+            CloseCause::Operator => "operator",
+            CloseCause::Shutdown => "shutdown",
         }
     }
 }
@@ -55,6 +131,8 @@ pub enum ToLoop {
     Close { conn: ConnId, reason: CloseReason },
     /// Send a CALL of the central system to the connection (queued behind one in flight).
     Call { conn: ConnId, call: OutboundCall },
+    /// A liveness probe from the admin thread: store `seq` in the loop's `alive` slot.
+    Probe { seq: u64 },
 }
 
 /// The parts of a loop other threads may touch.
@@ -107,6 +185,17 @@ impl LoopHandle {
         true
     }
 
+    /// As [`LoopHandle::send`] without waiting: false when the channel is full or closed.
+    pub fn try_send(&self, msg: ToLoop) -> bool {
+        if self.tx.try_send(msg).is_err() {
+            return false;
+        }
+        if !self.shared.wake_pending.swap(true, Ordering::SeqCst) {
+            self.wake();
+        }
+        true
+    }
+
     /// Asks the loop to stop accepting and drain its connections.
     pub fn request_shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::Release);
@@ -117,5 +206,43 @@ impl LoopHandle {
         if let Err(e) = self.shared.waker.wake() {
             log::error!("cannot wake an event loop: {e}");
         }
+    }
+}
+
+/// Charge points whose raw frames are logged (target `ocpp_gateway::trace`), set through the
+/// operator API. Loops consult it for every frame, so a change applies to the very next one;
+/// empty (the usual case) it costs one relaxed atomic load per frame.
+#[derive(Debug, Default)]
+pub struct TraceList {
+    ids: RwLock<HashSet<Box<str>>>,
+    len: AtomicUsize,
+}
+
+/// How many charge points may be traced at once: tracing is for a few misbehaving units.
+pub const MAX_TRACED: usize = 1024;
+
+impl TraceList {
+    pub fn contains(&self, cp: &str) -> bool {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.ids.read().is_ok_and(|ids| ids.contains(cp))
+    }
+
+    /// Turns tracing of `cp` on or off; false when turning on would pass [`MAX_TRACED`].
+    pub fn set(&self, cp: &str, on: bool) -> bool {
+        let Ok(mut ids) = self.ids.write() else {
+            return false;
+        };
+        if on {
+            if !ids.contains(cp) && ids.len() >= MAX_TRACED {
+                return false;
+            }
+            ids.insert(cp.into());
+        } else {
+            ids.remove(cp);
+        }
+        self.len.store(ids.len(), Ordering::Relaxed);
+        true
     }
 }

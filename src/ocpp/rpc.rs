@@ -67,6 +67,11 @@ macro_rules! call_error_codes {
             /// Every code, in the specification's order.
             pub const ALL: [CallErrorCode; 10] = [$(Self::$code),*];
 
+            /// The code's position in [`CallErrorCode::ALL`] (for per-code counters).
+            pub fn index(self) -> usize {
+                self as usize
+            }
+
             /// The code as written on the wire.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$code => stringify!($code)),* }

@@ -8,13 +8,19 @@
 pub mod handlers;
 pub mod policy;
 pub mod pool;
+pub mod query;
 
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::Instant;
 
-use crate::net::ConnId;
+use crossbeam_channel::Receiver;
+
 use crate::net::handshake::ChargePointId;
+use crate::net::{CloseCause, ConnId};
 use crate::ocpp::rpc::Frame;
 use crate::outbound::OutboundCall;
+use crate::processor::query::Query;
 
 /// What a loop tells a processor. A connection's messages arrive in the order it sent them:
 /// `Connected`, its frames, then `Disconnected`.
@@ -26,21 +32,31 @@ pub enum Inbound {
         conn: ConnId,
         cp: ChargePointId,
         seq: u64,
+        peer: SocketAddr,
     },
     Frame {
         conn: ConnId,
         cp: ChargePointId,
         frame: Frame,
+        /// When the loop read it (for the processing-latency histogram).
+        received: Instant,
     },
     Disconnected {
         conn: ConnId,
         cp: ChargePointId,
+        cause: CloseCause,
     },
     /// A CALL of the central system for `cp`, wherever it is connected.
     Call {
         cp: ChargePointId,
         call: OutboundCall,
     },
+    /// The operator API asks about (or acts on) the charge points this processor owns.
+    Query(Query),
+    /// A liveness probe from the admin thread: store `seq` in the processor's `alive` slot.
+    Probe { seq: u64 },
+    /// Test hook: block until the sender side is dropped (a stuck processor, for `/health`).
+    Stall(Receiver<()>),
 }
 
 /// The processor that owns `cp`, stable for the life of the process (and across processes with

@@ -33,6 +33,8 @@ pub fn test_config() -> Config {
     config.server.pin_cores = false;
     config.processor.threads = NonZeroUsize::new(2).expect("non-zero");
     config.ocpp.transaction_id_file = None; // tests run in parallel: no shared counter file
+    config.admin.listen = Some("127.0.0.1:0".parse().expect("address"));
+    config.events.sink = ocpp_gateway::config::Sink::None; // journal tests turn it on
     config
 }
 
@@ -56,6 +58,15 @@ impl TestServer {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.server.as_ref().expect("running").stats()
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+
+    /// The admin listener's address.
+    pub fn admin(&self) -> SocketAddr {
+        self.server().admin_addr().expect("admin listener on")
     }
 
     /// Waits until `pred` holds for the counters, failing the test after [`WATCHDOG`].
@@ -282,4 +293,104 @@ pub fn upgrade_request(path: &str, extra_headers: &str) -> String {
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
          {extra_headers}\r\n"
     )
+}
+
+/// An HTTP response from the admin listener.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// One request to the admin listener (`Connection: close`), with an optional bearer token
+/// and JSON body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> HttpReply {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    parse_http(&raw_exchange(addr, request.as_bytes()))
+}
+
+pub fn parse_http(raw: &str) -> HttpReply {
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {raw:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {head:?}"));
+    HttpReply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// A Python with the `ocpp` package (2.1.0), `websockets` and `prometheus_client`:
+/// `$OCPP_INTEROP_PYTHON` (CI's `.ci/run` makes a virtualenv and sets it), else a virtualenv
+/// made once under `target/interop-venv`.
+pub fn python() -> std::path::PathBuf {
+    use std::process::Command;
+    if let Some(python) = std::env::var_os("OCPP_INTEROP_PYTHON") {
+        return python.into();
+    }
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv");
+    let python = venv.join("bin/python");
+    let ready = |python: &std::path::Path| {
+        Command::new(python)
+            .args(["-c", "import ocpp, websockets, prometheus_client"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready(&python) {
+        return python;
+    }
+    if !python.exists() {
+        let made = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status();
+        assert!(made.is_ok_and(|s| s.success()), "python3 -m venv failed");
+    }
+    let pip = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "ocpp==2.1.0",
+            "websockets>=12",
+            "prometheus-client>=0.20",
+        ])
+        .status();
+    assert!(pip.is_ok_and(|s| s.success()), "pip install failed");
+    python
 }

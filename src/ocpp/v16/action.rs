@@ -34,6 +34,11 @@ macro_rules! actions {
             /// Every action: the 28 core ones, then the 11 of the security whitepaper.
             pub const ALL: [Action; 39] = [$( Action::$action, )*];
 
+            /// The action's position in [`Action::ALL`] (for per-action counters).
+            pub fn index(self) -> usize {
+                self as usize
+            }
+
             /// The action's name as written in a CALL.
             pub fn name(self) -> &'static str {
                 match self {

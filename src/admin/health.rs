@@ -1,0 +1,217 @@
+//! `/health`: is every thread alive and answering? The admin thread sends each event loop and
+//! each processor a numbered probe every [`Probes::interval`]; a thread stores the number when
+//! it handles it. Each thread also bumps a progress counter as it works (a loop per turn, a
+//! processor per message), because under overload a probe may find a full queue and be lost.
+//! A thread that has left a probe unanswered *and* made no progress for `admin.stuck_after` is
+//! stuck (or dead), and the gateway is then `unhealthy` (HTTP 503), so a load balancer or
+//! orchestrator takes it out; a busy thread is not stuck. A failing journal makes it `degraded` (HTTP 200: charge points are still
+//! served; the operator must look at the disk).
+//!
+//! The JSON keeps every field of the Go gateway's health endpoint (`status`, `timestamp`,
+//! `uptime`, `connections`, `ping_service{...}`), so existing dashboards keep working.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use serde::Serialize;
+use std::sync::atomic::AtomicU64;
+
+/// Probes sent, oldest first.
+#[derive(Debug)]
+pub struct Probes {
+    sent: VecDeque<(u64, Instant)>,
+    /// Probes remembered: enough to cover `stuck_after` at the probe interval.
+    remembered: usize,
+    next_seq: u64,
+    pub interval: Duration,
+    stuck_after: Duration,
+}
+
+/// One thread's progress counter as last seen, and when it last moved.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    seen: u64,
+    moved_at: Instant,
+}
+
+impl Probes {
+    pub fn new(stuck_after: Duration) -> Probes {
+        let interval = (stuck_after / 8).clamp(Duration::from_millis(25), Duration::from_secs(1));
+        let remembered = (stuck_after.as_millis() / interval.as_millis().max(1)) as usize + 4;
+        Probes {
+            sent: VecDeque::with_capacity(remembered),
+            remembered,
+            next_seq: 1,
+            interval,
+            stuck_after,
+        }
+    }
+
+    /// Numbers a new probe sent `now`.
+    pub fn next(&mut self, now: Instant) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.sent.len() == self.remembered {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((seq, now));
+        seq
+    }
+
+    /// Fresh progress records for `n` threads.
+    pub fn progress(n: usize, now: Instant) -> Vec<Progress> {
+        vec![
+            Progress {
+                seen: 0,
+                moved_at: now
+            };
+            n
+        ]
+    }
+
+    /// Notes the threads' progress counters as of `now`.
+    pub fn observe(records: &mut [Progress], counters: &[CachePadded<AtomicU64>], now: Instant) {
+        for (record, counter) in records.iter_mut().zip(counters) {
+            let value = counter.load(Ordering::Relaxed);
+            if value != record.seen {
+                record.seen = value;
+                record.moved_at = now;
+            }
+        }
+    }
+
+    /// Whether a thread whose last answered probe is `answered` is stuck at `now`: some probe
+    /// after it was sent at least `stuck_after` ago.
+    pub fn is_stuck(&self, answered: u64, now: Instant) -> bool {
+        self.sent.iter().any(|&(seq, at)| {
+            seq > answered && now.saturating_duration_since(at) >= self.stuck_after
+        })
+    }
+
+    /// Stuck flags of a set of threads: a probe unanswered and no progress, both for
+    /// `stuck_after`.
+    pub fn stuck(
+        &self,
+        answers: &[CachePadded<AtomicU64>],
+        progress: &[Progress],
+        now: Instant,
+    ) -> Vec<bool> {
+        answers
+            .iter()
+            .zip(progress)
+            .map(|(slot, p)| {
+                self.is_stuck(slot.load(Ordering::Relaxed), now)
+                    && now.saturating_duration_since(p.moved_at) >= self.stuck_after
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// "healthy", "degraded" (journal failing) or "unhealthy" (a thread is stuck or dead).
+    pub status: &'static str,
+    pub timestamp: String,
+    /// Go duration syntax ("1h2m3.5s"), as the Go gateway printed it.
+    pub uptime: String,
+    pub uptime_seconds: f64,
+    pub connections: usize,
+    pub ping_service: PingService,
+    pub loops: Vec<LoopHealth>,
+    pub processors: Vec<ProcessorHealth>,
+    pub journal: JournalHealth,
+    pub open_files_limit: OpenFiles,
+    /// What is wrong, in words, when the status is not healthy.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PingService {
+    pub active_connections: usize,
+    pub ping_interval: String,
+    pub total_pings: u64,
+    pub skipped_pings: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoopHealth {
+    pub index: usize,
+    pub connections: usize,
+    pub queue_depth: usize,
+    pub alive: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProcessorHealth {
+    pub index: usize,
+    pub queue_depth: usize,
+    pub alive: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JournalHealth {
+    /// "ok", "failing", "stuck" or "off".
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub queue_depth: usize,
+    pub errors: u64,
+    pub lines_lost: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OpenFiles {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Go's `time.Duration.String()`: "0s", "1.5s", "2m3s", "1h0m0s".
+pub fn go_duration(d: Duration) -> String {
+    let total = d.as_secs_f64();
+    if total == 0.0 {
+        return "0s".into();
+    }
+    let hours = d.as_secs() / 3600;
+    let minutes = (d.as_secs() % 3600) / 60;
+    let seconds = (d.as_secs() % 60) as f64 + f64::from(d.subsec_nanos()) / 1e9;
+    let seconds = format!("{seconds:.3}");
+    let seconds = seconds.trim_end_matches('0').trim_end_matches('.');
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds}s"),
+        (0, m) => format!("{m}m{seconds}s"),
+        (h, m) => format!("{h}h{m}m{seconds}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+        assert_eq!(go_duration(Duration::from_secs(60)), "1m0s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
+        assert_eq!(go_duration(Duration::from_secs(7200)), "2h0m0s");
+    }
+
+    #[test]
+    fn a_probe_left_unanswered_for_stuck_after_means_stuck() {
+        let start = Instant::now();
+        let mut probes = Probes::new(Duration::from_secs(4));
+        assert!(!probes.is_stuck(0, start), "nothing sent yet");
+        let first = probes.next(start);
+        assert!(!probes.is_stuck(0, start + Duration::from_secs(3)));
+        assert!(probes.is_stuck(0, start + Duration::from_secs(4)));
+        assert!(!probes.is_stuck(first, start + Duration::from_secs(4)));
+        let second = probes.next(start + Duration::from_secs(1));
+        assert!(!probes.is_stuck(first, start + Duration::from_secs(4)));
+        assert!(probes.is_stuck(first, start + Duration::from_secs(5)));
+        assert!(!probes.is_stuck(second, start + Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,441 @@
+//! `/metrics`: the counters of [`crate::stats`] in the Prometheus text exposition format
+//! (version 0.0.4). Rendered from a snapshot at scrape time, so the hot paths keep bumping their
+//! own cache-padded relaxed atomics and pay nothing for the exposition. Names follow the
+//! Prometheus conventions: `ocpp_gateway_` prefix, `_total` for counters, base units (seconds,
+//! bytes).
+
+use std::fmt::{Display, Write as _};
+
+use crate::net::CloseCause;
+use crate::ocpp::rpc::CallErrorCode;
+use crate::ocpp::v16::Action;
+use crate::stats::{HistogramSnapshot, OUTCOMES, StatsSnapshot};
+
+/// Gauges read at scrape time that are not counters.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Frames queued for each processor.
+    pub processor_queue_depths: Vec<usize>,
+    /// Messages queued for each loop.
+    pub loop_queue_depths: Vec<usize>,
+    /// None without a journal.
+    pub journal_queue_depth: Option<usize>,
+    pub journal_failing: bool,
+    pub open_files_limit: u64,
+    pub uptime_seconds: f64,
+    pub healthy: bool,
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (key, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{key}=\"{}\"", escape(val));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, h: &HistogramSnapshot) {
+        self.family(name, "histogram", help);
+        let mut cumulative = 0;
+        for (i, bound) in h.bounds.iter().enumerate() {
+            cumulative += h.buckets.get(i).copied().unwrap_or(0);
+            self.sample(
+                &format!("{name}_bucket"),
+                &[("le", &bound.to_string())],
+                cumulative,
+            );
+        }
+        self.sample(&format!("{name}_bucket"), &[("le", "+Inf")], h.count());
+        self.sample(&format!("{name}_sum"), &[], h.sum_seconds);
+        self.sample(&format!("{name}_count"), &[], h.count());
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The whole exposition.
+pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
+    let mut out = Out(String::with_capacity(16 * 1024));
+    let o = &mut out;
+
+    o.family(
+        "ocpp_gateway_connections",
+        "gauge",
+        "Connections held (handshaking, open or closing), per event loop.",
+    );
+    for (i, n) in s.loop_connections.iter().enumerate() {
+        o.sample("ocpp_gateway_connections", &[("loop", &i.to_string())], n);
+    }
+    o.single(
+        "ocpp_gateway_connections_accepted_total",
+        "counter",
+        "TCP connections accepted.",
+        s.accepted,
+    );
+    o.single(
+        "ocpp_gateway_accept_errors_total",
+        "counter",
+        "Accept errors other than WouldBlock (EMFILE and friends).",
+        s.accept_errors,
+    );
+    o.family(
+        "ocpp_gateway_handshakes_total",
+        "counter",
+        "WebSocket upgrades by outcome.",
+    );
+    for (outcome, n) in [
+        ("accepted", s.handshakes_ok),
+        ("rejected", s.handshakes_rejected),
+        ("over_capacity", s.over_capacity),
+        ("timeout", s.handshake_timeouts),
+    ] {
+        o.sample("ocpp_gateway_handshakes_total", &[("outcome", outcome)], n);
+    }
+    o.family(
+        "ocpp_gateway_frames_total",
+        "counter",
+        "WebSocket text messages, by direction (in: from charge points).",
+    );
+    o.sample(
+        "ocpp_gateway_frames_total",
+        &[("direction", "in")],
+        s.messages_in,
+    );
+    o.sample(
+        "ocpp_gateway_frames_total",
+        &[("direction", "out")],
+        s.messages_out,
+    );
+    o.family(
+        "ocpp_gateway_messages_total",
+        "counter",
+        "OCPP CALLs by action and direction (in: from charge points, out: to them).",
+    );
+    for action in Action::ALL {
+        if action.sent_by_charge_point() {
+            let n = s
+                .calls_in_by_action
+                .get(action.index())
+                .copied()
+                .unwrap_or(0);
+            o.sample(
+                "ocpp_gateway_messages_total",
+                &[("direction", "in"), ("action", action.name())],
+                n,
+            );
+        }
+    }
+    let unknown = s
+        .calls_in_by_action
+        .get(Action::ALL.len())
+        .copied()
+        .unwrap_or(0);
+    o.sample(
+        "ocpp_gateway_messages_total",
+        &[("direction", "in"), ("action", "unknown")],
+        unknown,
+    );
+    for action in Action::ALL {
+        if action.sent_by_central_system() {
+            let n = s
+                .calls_out_by_action
+                .get(action.index())
+                .copied()
+                .unwrap_or(0);
+            o.sample(
+                "ocpp_gateway_messages_total",
+                &[("direction", "out"), ("action", action.name())],
+                n,
+            );
+        }
+    }
+    o.family(
+        "ocpp_gateway_call_errors_sent_total",
+        "counter",
+        "CALLERRORs sent to charge points, by code.",
+    );
+    for code in CallErrorCode::ALL {
+        let n = s
+            .call_errors_by_code
+            .get(code.index())
+            .copied()
+            .unwrap_or(0);
+        o.sample(
+            "ocpp_gateway_call_errors_sent_total",
+            &[("code", code.as_str())],
+            n,
+        );
+    }
+    o.family(
+        "ocpp_gateway_unusable_frames_total",
+        "counter",
+        "Messages that were not answerable OCPP-J: unanswerable, or of an unknown message type.",
+    );
+    o.sample(
+        "ocpp_gateway_unusable_frames_total",
+        &[("kind", "unanswerable")],
+        s.unanswerable_frames,
+    );
+    o.sample(
+        "ocpp_gateway_unusable_frames_total",
+        &[("kind", "unknown_type")],
+        s.ignored_frames,
+    );
+    o.single(
+        "ocpp_gateway_pings_sent_total",
+        "counter",
+        "WebSocket pings sent to idle connections.",
+        s.pings_sent,
+    );
+    o.single(
+        "ocpp_gateway_pings_skipped_total",
+        "counter",
+        "Pings skipped because the write buffer was over websocket.ping_skip_threshold.",
+        s.pings_skipped,
+    );
+    o.single(
+        "ocpp_gateway_pongs_received_total",
+        "counter",
+        "WebSocket pongs received.",
+        s.pongs_received,
+    );
+    o.single(
+        "ocpp_gateway_pong_timeouts_total",
+        "counter",
+        "Connections closed because nothing came back within websocket.pong_timeout.",
+        s.pong_timeouts,
+    );
+    o.family(
+        "ocpp_gateway_closes_total",
+        "counter",
+        "Upgraded connections closed, by reason.",
+    );
+    for cause in CloseCause::ALL {
+        let n = s.closes.get(cause.index()).copied().unwrap_or(0);
+        o.sample(
+            "ocpp_gateway_closes_total",
+            &[("reason", cause.as_str())],
+            n,
+        );
+    }
+    o.single(
+        "ocpp_gateway_backpressure_pauses_total",
+        "counter",
+        "Times a connection stopped being read because its processor queue was full.",
+        s.backpressure_pauses,
+    );
+    o.family(
+        "ocpp_gateway_processor_queue_depth",
+        "gauge",
+        "Messages waiting in each processor's queue.",
+    );
+    for (i, n) in g.processor_queue_depths.iter().enumerate() {
+        o.sample(
+            "ocpp_gateway_processor_queue_depth",
+            &[("processor", &i.to_string())],
+            n,
+        );
+    }
+    o.family(
+        "ocpp_gateway_loop_queue_depth",
+        "gauge",
+        "Messages waiting in each event loop's channel.",
+    );
+    for (i, n) in g.loop_queue_depths.iter().enumerate() {
+        o.sample(
+            "ocpp_gateway_loop_queue_depth",
+            &[("loop", &i.to_string())],
+            n,
+        );
+    }
+    o.single(
+        "ocpp_gateway_calls_handled_total",
+        "counter",
+        "CALLs from charge points handled by the processors.",
+        s.calls_handled,
+    );
+    o.family(
+        "ocpp_gateway_outbound_calls_total",
+        "counter",
+        "Calls of the central system to charge points, by outcome.",
+    );
+    for (i, outcome) in OUTCOMES.iter().enumerate() {
+        let n = s.outbound.get(i).copied().unwrap_or(0);
+        o.sample(
+            "ocpp_gateway_outbound_calls_total",
+            &[("outcome", outcome)],
+            n,
+        );
+    }
+    o.single(
+        "ocpp_gateway_unexpected_responses_total",
+        "counter",
+        "CALLRESULT/CALLERROR frames that matched no call of ours.",
+        s.unexpected_responses,
+    );
+    o.histogram(
+        "ocpp_gateway_processing_seconds",
+        "From reading a CALL to handing its answer back, queueing included.",
+        &s.processing,
+    );
+    o.histogram(
+        "ocpp_gateway_outbound_call_seconds",
+        "Round trip of calls to charge points, sent to answered.",
+        &s.round_trip,
+    );
+    o.single(
+        "ocpp_gateway_journal_lines_total",
+        "counter",
+        "Lines written to the event journal.",
+        s.journal_lines,
+    );
+    o.single(
+        "ocpp_gateway_journal_bytes_total",
+        "counter",
+        "Bytes written to the event journal.",
+        s.journal_bytes,
+    );
+    o.single(
+        "ocpp_gateway_journal_syncs_total",
+        "counter",
+        "fdatasync calls on the event journal.",
+        s.journal_syncs,
+    );
+    o.single(
+        "ocpp_gateway_journal_rotations_total",
+        "counter",
+        "Journal files rotated at events.max_file_bytes.",
+        s.journal_rotations,
+    );
+    o.single(
+        "ocpp_gateway_journal_errors_total",
+        "counter",
+        "Failed journal opens, writes, syncs and renames.",
+        s.journal_errors,
+    );
+    o.single(
+        "ocpp_gateway_journal_lines_lost_total",
+        "counter",
+        "Journal lines lost to write failures.",
+        s.journal_lines_lost,
+    );
+    o.single(
+        "ocpp_gateway_journal_backpressure_total",
+        "counter",
+        "Times a processor waited for room in the journal queue.",
+        s.journal_backpressure,
+    );
+    o.single(
+        "ocpp_gateway_journal_overflow_total",
+        "counter",
+        "Journal events of event loops parked in the side queue because the journal was full.",
+        s.journal_overflow,
+    );
+    if let Some(depth) = g.journal_queue_depth {
+        o.single(
+            "ocpp_gateway_journal_queue_depth",
+            "gauge",
+            "Events waiting to be written to the journal.",
+            depth,
+        );
+    }
+    o.single(
+        "ocpp_gateway_journal_failing",
+        "gauge",
+        "1 while the journal cannot write.",
+        u8::from(g.journal_failing),
+    );
+    o.single(
+        "ocpp_gateway_open_files_limit",
+        "gauge",
+        "The process's soft limit on open file descriptors.",
+        g.open_files_limit,
+    );
+    o.single(
+        "ocpp_gateway_uptime_seconds",
+        "gauge",
+        "Seconds since the gateway started.",
+        g.uptime_seconds,
+    );
+    o.single(
+        "ocpp_gateway_healthy",
+        "gauge",
+        "1 when every event loop and processor answers its liveness probe.",
+        u8::from(g.healthy),
+    );
+    out.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Stats;
+
+    #[test]
+    fn every_sample_line_belongs_to_a_declared_family() {
+        let stats = Stats::new(2, 2);
+        stats.loops[0].pings_sent.add(3);
+        stats.processor_labelled[1]
+            .processing
+            .observe(std::time::Duration::from_micros(70));
+        let text = render(
+            &stats.snapshot(),
+            &Gauges {
+                processor_queue_depths: vec![0, 1],
+                loop_queue_depths: vec![0, 0],
+                ..Gauges::default()
+            },
+        );
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(declared.insert(name.to_owned()), "{name} declared twice");
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    name.strip_suffix(suffix)
+                        .filter(|base| declared.contains(*base))
+                })
+                .unwrap_or(name);
+            assert!(declared.contains(family), "{line}: no # TYPE for {family}");
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+        assert!(text.contains("ocpp_gateway_pings_sent_total 3\n"), "{text}");
+        assert!(text.contains("ocpp_gateway_processing_seconds_bucket{le=\"0.0001\"} 1\n"));
+        assert!(text.contains("ocpp_gateway_processing_seconds_bucket{le=\"0.00005\"} 0\n"));
+        assert!(text.contains("ocpp_gateway_processing_seconds_count 1\n"));
+    }
+}

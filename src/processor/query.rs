@@ -1,0 +1,91 @@
+//! What the operator API may ask a processor about the charge points it owns, and the answers.
+//! Answers travel on a channel plus a `mio::Waker`, so the admin thread waits in its own poll
+//! and never blocks on a processor (a stuck one must not stop `/health` from answering).
+
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use mio::Waker;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::net::handshake::ChargePointId;
+
+/// A one-shot answer to a thread waiting in a `mio::Poll`.
+#[derive(Debug)]
+pub struct Answer<T> {
+    tx: Sender<T>,
+    waker: Arc<Waker>,
+}
+
+impl<T> Answer<T> {
+    pub fn new(tx: Sender<T>, waker: Arc<Waker>) -> Answer<T> {
+        Answer { tx, waker }
+    }
+
+    /// Never blocks: the asker sizes its channel for every answer it asked for.
+    pub fn send(self, value: T) {
+        if self.tx.try_send(value).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Which charge points a listing wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    Connected,
+    Disconnected,
+}
+
+#[derive(Debug)]
+pub enum Query {
+    /// Up to `limit` charge points with an identity after `after`, in identity order.
+    List {
+        filter: Filter,
+        after: Option<String>,
+        limit: usize,
+        reply: Answer<Vec<ChargePointView>>,
+    },
+    Detail {
+        cp: ChargePointId,
+        reply: Answer<Option<ChargePointView>>,
+    },
+    /// Close the charge point's connection (code 1000); answers whether it was connected.
+    Disconnect {
+        cp: ChargePointId,
+        reply: Answer<bool>,
+    },
+}
+
+/// One charge point as the operator API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChargePointView {
+    pub id: String,
+    pub connected: bool,
+    /// RFC 3339: when it connected (connected) or disconnected (otherwise).
+    pub since: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_address: Option<String>,
+    #[serde(rename = "loop", skip_serializing_if = "Option::is_none")]
+    pub loop_index: Option<u16>,
+    /// unknown, pending, rejected or accepted.
+    pub registration: &'static str,
+    /// The BootNotification payload it last booted with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<Box<RawValue>>,
+    pub connectors: Vec<ConnectorView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_transaction: Option<i32>,
+    /// RFC 3339: when its last CALL arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message_at: Option<String>,
+    pub trace: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectorView {
+    pub connector_id: u32,
+    pub status: &'static str,
+}
