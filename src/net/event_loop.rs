@@ -50,9 +50,9 @@ pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
 
 /// Wheel resolution: timers fire at most this late (plus poll latency).
-const TIMER_TICK: Duration = Duration::from_millis(10);
+pub const TIMER_TICK: Duration = Duration::from_millis(10);
 /// 4096 slots of 10 ms: one revolution is 41 s, so a 60 s ping timer is visited twice.
-const TIMER_SLOTS: usize = 4096;
+pub const TIMER_SLOTS: usize = 4096;
 /// How long a closing connection may take to answer our close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// After EMFILE and friends, accepting is retried after this long instead of spinning.
