@@ -1,0 +1,525 @@
+//! The command line (clap derive) and its validation into a [`RunConfig`]: every flag a run reads,
+//! typed (`Duration`, `SocketAddr`, a [`Scenario`] carrying its own parameters), with bad
+//! combinations refused before anything connects, naming the flag.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Longest identity the gateway accepts (`MAX_CHARGE_POINT_ID_LEN`).
+const MAX_IDENTITY_LEN: usize = ocpp_gateway::config::MAX_CHARGE_POINT_ID_LEN;
+/// Most source addresses a `--source-ips` list may expand to.
+const MAX_SOURCE_IPS: usize = 65_536;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ocpp-bench",
+    version,
+    about = "Simulated OCPP 1.6J charge points against ocpp-gateway: connect, boot, follow a \
+             scenario, check every reply, report.",
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Without a subcommand, the flags of `run`.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a load test (the default when no subcommand is given).
+    Run(Box<RunArgs>),
+    /// Draw SVG plots and a markdown scaling table from one or more --json reports.
+    Plot(PlotArgs),
+}
+
+/// What each simulated charge point does once booted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioName {
+    /// Nothing but answering the gateway's pings and calls.
+    Idle,
+    /// One Heartbeat every --interval (or --rate across the fleet).
+    Heartbeat,
+    /// Heartbeats, status changes and charging sessions at a real fleet's rates.
+    Realistic,
+    /// Closed loop: the next Heartbeat as soon as the last one is answered.
+    Saturate,
+    /// All connect and boot, then all drop and reconnect at once; then idle.
+    Storm,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Endpoint URL; charge point i connects to URL + PREFIX + i.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ocpp/")]
+    pub url: String,
+    /// Charge points to simulate, one connection each.
+    #[arg(long, default_value_t = 100)]
+    pub connections: u32,
+    /// Event-loop threads; each owns an equal share of the charge points.
+    #[arg(long, default_value_t = 1)]
+    pub threads: u16,
+    /// Identity prefix (letters, digits, `-`, `_`, `.`, `~`).
+    #[arg(long, default_value = "bench-")]
+    pub id_prefix: String,
+    /// What each charge point does once booted.
+    #[arg(long, value_enum, default_value_t = ScenarioName::Heartbeat)]
+    pub scenario: ScenarioName,
+    /// New connections per second across all threads; 0 = as fast as allowed.
+    #[arg(long, default_value_t = 0.0)]
+    pub connect_rate: f64,
+    /// Connections between TCP connect and WebSocket upgrade at once, across all threads.
+    #[arg(long, default_value_t = 1000)]
+    pub max_inflight_handshakes: u32,
+    /// Local addresses to connect from, round-robin, port chosen at connect:
+    /// `127.0.0.2-127.0.0.60`, `a,b,c` or both.
+    #[arg(long)]
+    pub source_ips: Option<String>,
+    /// heartbeat, realistic: time between two Heartbeats of one charge point.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub interval: Duration,
+    /// heartbeat: Heartbeats per second offered by the whole fleet, evenly spread (sets the
+    /// interval to connections / rate); latency counts from the planned send time.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// realistic: MeterValues period during a charging session.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub meter_interval: Duration,
+    /// realistic: charging sessions per charge point per hour (Poisson arrivals).
+    #[arg(long, default_value_t = 0.5)]
+    pub sessions_per_hour: f64,
+    /// realistic: mean length of a charging session.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
+    pub session_length: Duration,
+    /// Length of the measured phase, which starts once every charge point is booted.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Time allowed for all to connect and boot (again after a storm); past it the run fails.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub ramp_timeout: Duration,
+    /// Hard bound on the whole run [default: ramp timeout (twice for storm) + duration + 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Time from TCP connect to WebSocket upgrade before the attempt counts as failed.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub handshake_timeout: Duration,
+    /// Time the gateway has to answer a CALL before it counts as a timeout.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub call_timeout: Duration,
+    /// Reconnect back-off: first ceiling (full jitter below it), doubled per failure.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub backoff_min: Duration,
+    /// Reconnect back-off: largest ceiling.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub backoff_max: Duration,
+    /// WebSocket read buffer per connection, in bytes (grows for larger messages).
+    #[arg(long, default_value_t = 512)]
+    pub read_buffer: usize,
+    /// Write every figure of the run to this JSON file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// The gateway's process id: report its RSS (bytes per connection) and CPU per phase.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Allow a target outside 127.0.0.0/8 and ::1 (never point a load test at a host you do
+    /// not run).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Seed of the jitter (back-off, session arrivals).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// Directory for the SVG files and `scaling.md` (created if missing).
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+    /// Reports written by `--json`.
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+}
+
+/// A flag value that cannot be used: the message names the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--{flag}: {reason}")]
+    Invalid { flag: &'static str, reason: String },
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+/// What a booted charge point does, with the scenario's own parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scenario {
+    Idle,
+    Heartbeat {
+        interval: Duration,
+    },
+    Realistic(RealisticParams),
+    Saturate,
+    /// Idle once back; the drop and reconnect is the coordinator's phase.
+    Storm,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealisticParams {
+    pub heartbeat: Duration,
+    pub meter_interval: Duration,
+    pub sessions_per_hour: f64,
+    pub session_length: Duration,
+}
+
+impl Scenario {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Idle => "idle",
+            Scenario::Heartbeat { .. } => "heartbeat",
+            Scenario::Realistic(_) => "realistic",
+            Scenario::Saturate => "saturate",
+            Scenario::Storm => "storm",
+        }
+    }
+}
+
+/// Where the charge points connect: resolved once, before the run.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// `ws://host:port/path/`, to which an identity is appended.
+    pub url_prefix: String,
+    /// The `Host` header: `host:port` as written in the URL.
+    pub host: String,
+    /// `/path/`, to which an identity is appended.
+    pub path_prefix: String,
+}
+
+/// A validated run: everything the threads and the coordinator read.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub target: Target,
+    pub connections: u32,
+    pub threads: u16,
+    pub id_prefix: String,
+    pub scenario: Scenario,
+    /// Offered Heartbeats per second across the fleet, when fixed (`--rate`).
+    pub rate: Option<f64>,
+    /// Per second, across threads; None: unlimited.
+    pub connect_rate: Option<f64>,
+    pub max_inflight_handshakes: u32,
+    pub source_ips: Vec<IpAddr>,
+    pub duration: Duration,
+    pub ramp_timeout: Duration,
+    pub timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub call_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub read_buffer: usize,
+    pub json: Option<PathBuf>,
+    pub server_pid: Option<u32>,
+    pub quiet: bool,
+    pub seed: u64,
+}
+
+impl RunConfig {
+    pub fn identity(&self, index: u32) -> String {
+        format!("{}{index}", self.id_prefix)
+    }
+}
+
+impl RunArgs {
+    pub fn validate(self) -> Result<RunConfig, ConfigError> {
+        let target = parse_url(&self.url, self.allow_remote)?;
+        if self.connections == 0 {
+            return Err(invalid("connections", "must be at least 1"));
+        }
+        if self.threads == 0 || self.threads > 256 {
+            return Err(invalid("threads", "must be 1 to 256"));
+        }
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.~".contains(c);
+        if !self.id_prefix.chars().all(ok_char) {
+            return Err(invalid(
+                "id-prefix",
+                "only letters, digits, `-`, `_`, `.` and `~` (it goes into the URL as is)",
+            ));
+        }
+        let longest = self.id_prefix.len() + (self.connections - 1).to_string().len();
+        if longest > MAX_IDENTITY_LEN {
+            return Err(invalid(
+                "id-prefix",
+                format!(
+                    "identities would have {longest} characters, the gateway takes {MAX_IDENTITY_LEN}"
+                ),
+            ));
+        }
+        let positive = |flag, d: Duration| {
+            if d.is_zero() {
+                Err(invalid(flag, "must be more than 0"))
+            } else {
+                Ok(d)
+            }
+        };
+        positive("interval", self.interval)?;
+        positive("meter-interval", self.meter_interval)?;
+        positive("session-length", self.session_length)?;
+        positive("ramp-timeout", self.ramp_timeout)?;
+        positive("handshake-timeout", self.handshake_timeout)?;
+        positive("call-timeout", self.call_timeout)?;
+        positive("backoff-min", self.backoff_min)?;
+        if self.backoff_max < self.backoff_min {
+            return Err(invalid("backoff-max", "must be at least --backoff-min"));
+        }
+        if !(self.sessions_per_hour.is_finite() && self.sessions_per_hour >= 0.0) {
+            return Err(invalid("sessions-per-hour", "must be a number >= 0"));
+        }
+        if !(self.connect_rate.is_finite() && self.connect_rate >= 0.0) {
+            return Err(invalid(
+                "connect-rate",
+                "must be a number >= 0 (0: unlimited)",
+            ));
+        }
+        if self.max_inflight_handshakes == 0 {
+            return Err(invalid("max-inflight-handshakes", "must be at least 1"));
+        }
+        if !(64..=1 << 20).contains(&self.read_buffer) {
+            return Err(invalid("read-buffer", "must be 64 to 1048576 bytes"));
+        }
+        let scenario = match self.scenario {
+            ScenarioName::Idle => Scenario::Idle,
+            ScenarioName::Saturate => Scenario::Saturate,
+            ScenarioName::Storm => Scenario::Storm,
+            ScenarioName::Heartbeat => {
+                let interval = match self.rate {
+                    Some(rate) if rate.is_finite() && rate > 0.0 => {
+                        Duration::from_secs_f64(f64::from(self.connections) / rate)
+                    }
+                    Some(_) => return Err(invalid("rate", "must be a number > 0")),
+                    None => self.interval,
+                };
+                Scenario::Heartbeat { interval }
+            }
+            ScenarioName::Realistic => Scenario::Realistic(RealisticParams {
+                heartbeat: self.interval,
+                meter_interval: self.meter_interval,
+                sessions_per_hour: self.sessions_per_hour,
+                session_length: self.session_length,
+            }),
+        };
+        if self.rate.is_some() && self.scenario != ScenarioName::Heartbeat {
+            return Err(invalid("rate", "applies to --scenario heartbeat only"));
+        }
+        let source_ips = match &self.source_ips {
+            Some(spec) => parse_source_ips(spec)?,
+            None => Vec::new(),
+        };
+        if let Some(ip) = source_ips
+            .iter()
+            .find(|ip| ip.is_ipv4() != target.addr.is_ipv4())
+        {
+            return Err(invalid(
+                "source-ips",
+                format!("{ip} is not of the target's address family"),
+            ));
+        }
+        let ramps = if self.scenario == ScenarioName::Storm {
+            2
+        } else {
+            1
+        };
+        let timeout = self
+            .timeout
+            .unwrap_or(self.ramp_timeout * ramps + self.duration + Duration::from_secs(30));
+        positive("timeout", timeout)?;
+        Ok(RunConfig {
+            target,
+            connections: self.connections,
+            threads: self
+                .threads
+                .min(u16::try_from(self.connections).unwrap_or(u16::MAX)),
+            id_prefix: self.id_prefix,
+            scenario,
+            rate: self.rate,
+            connect_rate: (self.connect_rate > 0.0).then_some(self.connect_rate),
+            max_inflight_handshakes: self.max_inflight_handshakes,
+            source_ips,
+            duration: self.duration,
+            ramp_timeout: self.ramp_timeout,
+            timeout,
+            handshake_timeout: self.handshake_timeout,
+            call_timeout: self.call_timeout,
+            backoff_min: self.backoff_min,
+            backoff_max: self.backoff_max,
+            read_buffer: self.read_buffer,
+            json: self.json,
+            server_pid: self.server_pid,
+            quiet: self.quiet,
+            seed: self.seed,
+        })
+    }
+}
+
+/// `ws://host[:port]/path` -> the address to connect to and the URL prefix for identities.
+fn parse_url(url: &str, allow_remote: bool) -> Result<Target, ConfigError> {
+    let Some(rest) = url.strip_prefix("ws://") else {
+        return Err(invalid(
+            "url",
+            "must start with ws:// (TLS is not supported yet)",
+        ));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(invalid("url", "has no host"));
+    }
+    let with_port = if authority.ends_with(']') || !authority.contains(':') {
+        format!("{authority}:80")
+    } else {
+        authority.to_owned()
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| invalid("url", format!("cannot resolve {authority}: {e}")))?
+        .next()
+        .ok_or_else(|| invalid("url", format!("{authority} resolves to no address")))?;
+    if !allow_remote && !addr.ip().is_loopback() {
+        return Err(invalid(
+            "url",
+            format!("{addr} is not a loopback address; pass --allow-remote for a host you run"),
+        ));
+    }
+    let mut path_prefix = path.to_owned();
+    if !path_prefix.ends_with('/') {
+        path_prefix.push('/');
+    }
+    if !path_prefix.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(invalid(
+            "url",
+            "the path must be printable ASCII without spaces",
+        ));
+    }
+    Ok(Target {
+        addr,
+        url_prefix: format!("ws://{authority}{path_prefix}"),
+        host: authority.to_owned(),
+        path_prefix,
+    })
+}
+
+/// `127.0.0.2-127.0.0.60,127.0.1.1,::1` -> the addresses, in order.
+pub fn parse_source_ips(spec: &str) -> Result<Vec<IpAddr>, ConfigError> {
+    let mut ips = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = |what: &str| invalid("source-ips", format!("{part:?}: {what}"));
+        match part.split_once('-') {
+            None => ips.push(part.parse::<IpAddr>().map_err(|_| bad("not an address"))?),
+            Some((first, last)) => {
+                let first: Ipv4Addr = first.trim().parse().map_err(|_| bad("not an IPv4 range"))?;
+                let last: Ipv4Addr = last.trim().parse().map_err(|_| bad("not an IPv4 range"))?;
+                let (first, last) = (u32::from(first), u32::from(last));
+                if last < first {
+                    return Err(bad("range ends before it starts"));
+                }
+                if (last - first) as usize >= MAX_SOURCE_IPS {
+                    return Err(bad("range too large"));
+                }
+                ips.extend((first..=last).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))));
+            }
+        }
+        if ips.len() > MAX_SOURCE_IPS {
+            return Err(invalid("source-ips", "too many addresses"));
+        }
+    }
+    if ips.is_empty() {
+        return Err(invalid("source-ips", "no address given"));
+    }
+    Ok(ips)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Result<RunConfig, ConfigError> {
+        let mut argv = vec!["ocpp-bench"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).expect("parses").run.validate()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = args(&[]).unwrap();
+        assert_eq!(config.target.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.target.url_prefix, "ws://127.0.0.1:8080/ocpp/");
+        assert_eq!(
+            config.scenario,
+            Scenario::Heartbeat {
+                interval: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(config.identity(7), "bench-7");
+    }
+
+    #[test]
+    fn rate_sets_the_heartbeat_interval() {
+        let config = args(&["--connections", "1000", "--rate", "2000"]).unwrap();
+        assert_eq!(
+            config.scenario,
+            Scenario::Heartbeat {
+                interval: Duration::from_millis(500)
+            }
+        );
+        let err = args(&["--scenario", "idle", "--rate", "5"]).unwrap_err();
+        assert!(err.to_string().starts_with("--rate:"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        for (argv, flag) in [
+            (vec!["--url", "http://127.0.0.1/"], "--url"),
+            (vec!["--url", "ws://192.0.2.1:8080/ocpp"], "--url"),
+            (vec!["--connections", "0"], "--connections"),
+            (vec!["--id-prefix", "a b"], "--id-prefix"),
+            (vec!["--source-ips", "127.0.0.9-127.0.0.2"], "--source-ips"),
+            (vec!["--backoff-max", "1ms"], "--backoff-max"),
+        ] {
+            let err = args(&argv).unwrap_err().to_string();
+            assert!(err.starts_with(flag), "{argv:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn url_without_trailing_slash_or_port() {
+        let target = parse_url("ws://127.0.0.1/ocpp", false).unwrap();
+        assert_eq!(target.addr.port(), 80);
+        assert_eq!(target.url_prefix, "ws://127.0.0.1/ocpp/");
+        assert_eq!(
+            (target.host.as_str(), target.path_prefix.as_str()),
+            ("127.0.0.1", "/ocpp/")
+        );
+    }
+
+    #[test]
+    fn source_ip_ranges_and_lists() {
+        let ips = parse_source_ips("127.0.0.2-127.0.0.4, 127.0.1.1").unwrap();
+        let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        assert_eq!(ips, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.1.1"]);
+        assert!(parse_source_ips("").is_err());
+        assert!(parse_source_ips("127.0.0.1-10.0.0.1").is_err());
+    }
+}

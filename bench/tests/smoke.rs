@@ -1,0 +1,354 @@
+//! Smoke test so the load generator cannot rot: the real `ocpp-bench` binary against a gateway
+//! started in this process (loopback, any free port), a few hundred charge points for a few
+//! seconds, judged from its `--json` report: everyone connected and booted, replies counted,
+//! no mismatch, exit code 0. The second test also sends every central-system action to one of
+//! the simulated charge points through the gateway and checks each answer.
+//!
+//! Bounded: the tool's own `--duration` and `--timeout`, and a watchdog here that kills it.
+//! Synchronised on the tool's output (its progress line), never on sleeps.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ocpp_gateway::config::{Config, Sink};
+use ocpp_gateway::ocpp::v16::Action;
+use ocpp_gateway::outbound::CallOutcome;
+use ocpp_gateway::server::Server;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// Longest any single wait here may take before the test fails.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// A gateway in this process, stopped (under the watchdog) when dropped.
+struct Gateway {
+    server: Option<Server>,
+    addr: SocketAddr,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let _ = rlimit::increase_nofile_limit(u64::MAX);
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse().expect("address");
+        config.server.workers = NonZeroUsize::new(2).expect("non-zero");
+        config.server.pin_cores = false;
+        config.processor.threads = NonZeroUsize::new(2).expect("non-zero");
+        config.ocpp.transaction_id_file = None;
+        config.admin.listen = None;
+        config.events.sink = Sink::None;
+        let server = Server::start(config).expect("gateway starts");
+        let addr = server.local_addr();
+        Gateway {
+            server: Some(server),
+            addr,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/ocpp/", self.addr)
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        server.shutdown();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(server.join());
+        });
+        if !std::thread::panicking() {
+            let joined = rx.recv_timeout(WATCHDOG);
+            assert!(
+                matches!(joined, Ok(Ok(()))),
+                "gateway did not stop cleanly: {joined:?}"
+            );
+        }
+    }
+}
+
+/// A running `ocpp-bench`: its stderr lines arrive on `lines` as they are printed.
+struct Bench {
+    child: Option<Child>,
+    pid: u32,
+    json: PathBuf,
+    lines: mpsc::Receiver<String>,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Bench {
+    fn spawn(name: &str, args: &[&str]) -> Bench {
+        let json = std::env::temp_dir().join(format!(
+            "ocpp-bench-smoke-{}-{name}.json",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&json);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ocpp-bench"))
+            .args(args)
+            .arg("--json")
+            .arg(&json)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ocpp-bench starts");
+        let (line_tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("ocpp-bench: {line}");
+                let _ = line_tx.send(line);
+            }
+        });
+        let (out_tx, stdout) = mpsc::channel();
+        let mut out = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = out.read_to_string(&mut text);
+            let _ = out_tx.send(text);
+        });
+        Bench {
+            pid: child.id(),
+            child: Some(child),
+            json,
+            lines,
+            stdout,
+        }
+    }
+
+    /// Waits for a progress line containing `needle`.
+    fn wait_for_line(&self, needle: &str) {
+        loop {
+            match self.lines.recv_timeout(WATCHDOG) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(e) => panic!("no progress line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// Waits for the exit (killing the tool after the watchdog) and returns the report.
+    fn finish(mut self) -> Value {
+        let mut child = self.child.take().expect("running");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(WATCHDOG) {
+            Ok(status) => status.expect("wait for ocpp-bench"),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &self.pid.to_string()])
+                    .status();
+                panic!("ocpp-bench did not end within {WATCHDOG:?}");
+            }
+        };
+        let summary = self.stdout.recv_timeout(WATCHDOG).unwrap_or_default();
+        println!("{summary}");
+        assert!(status.success(), "ocpp-bench failed ({status}):\n{summary}");
+        let text = std::fs::read_to_string(&self.json).expect("--json file written");
+        let _ = std::fs::remove_file(&self.json);
+        serde_json::from_str(&text).expect("the report is JSON")
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What every passing run must show.
+fn assert_clean(report: &Value, connections: u64) {
+    assert_eq!(report["outcome"]["passed"], true, "{report:#}");
+    assert_eq!(report["connect"]["booted_at_end"], connections);
+    assert_eq!(report["connect"]["open_at_end"], connections);
+    assert!(report["connect"]["time_to_all_booted_s"].is_number());
+    // Every charge point booted at least once (a Reset adds a boot).
+    assert!(report["latency_us"]["handshake_boot"]["count"].as_u64() >= Some(connections));
+    assert!(report["throughput"]["round_trips"].as_u64() > Some(0));
+    assert!(report["latency_us"]["round_trip"]["count"].as_u64() > Some(0));
+    assert_eq!(report["errors"]["mismatches"], 0, "{:#}", report["errors"]);
+    assert_eq!(report["errors"]["total"], 0, "{:#}", report["errors"]);
+    assert!(report["series"].as_array().is_some_and(|s| !s.is_empty()));
+}
+
+#[test]
+fn heartbeat_fleet_boots_and_every_reply_matches() {
+    let gateway = Gateway::start();
+    let url = gateway.url();
+    let bench = Bench::spawn(
+        "heartbeat",
+        &[
+            "--url",
+            &url,
+            "--connections",
+            "300",
+            "--threads",
+            "2",
+            "--scenario",
+            "heartbeat",
+            "--rate",
+            "600",
+            "--duration",
+            "2s",
+            "--timeout",
+            "40s",
+        ],
+    );
+    let report = bench.finish();
+    assert_clean(&report, 300);
+    assert_eq!(report["config"]["scenario"], "heartbeat");
+    assert_eq!(report["config"]["interval_s"], 0.5);
+}
+
+/// A valid request for each of the 26 actions a central system sends; Reset last, since a
+/// realistic charge point reboots on it.
+const CALLS: [(&str, &str); 26] = [
+    ("CancelReservation", r#"{"reservationId":1}"#),
+    (
+        "ChangeAvailability",
+        r#"{"connectorId":0,"type":"Operative"}"#,
+    ),
+    (
+        "ChangeConfiguration",
+        r#"{"key":"HeartbeatInterval","value":"60"}"#,
+    ),
+    ("ClearCache", "{}"),
+    ("ClearChargingProfile", "{}"),
+    ("DataTransfer", r#"{"vendorId":"Acme","data":"x"}"#),
+    ("GetCompositeSchedule", r#"{"connectorId":1,"duration":60}"#),
+    (
+        "GetConfiguration",
+        r#"{"key":["HeartbeatInterval","NoSuchKey"]}"#,
+    ),
+    ("GetDiagnostics", r#"{"location":"ftp://example.com/diag"}"#),
+    ("GetLocalListVersion", "{}"),
+    ("RemoteStartTransaction", r#"{"idTag":"SMOKE1"}"#),
+    ("RemoteStopTransaction", r#"{"transactionId":123456}"#),
+    (
+        "ReserveNow",
+        r#"{"connectorId":1,"expiryDate":"2030-01-01T00:00:00Z","idTag":"T","reservationId":1}"#,
+    ),
+    ("SendLocalList", r#"{"listVersion":1,"updateType":"Full"}"#),
+    (
+        "SetChargingProfile",
+        r#"{"connectorId":1,"csChargingProfiles":{"chargingProfileId":1,"stackLevel":0,
+        "chargingProfilePurpose":"TxDefaultProfile","chargingProfileKind":"Absolute",
+        "chargingSchedule":{"chargingRateUnit":"A",
+        "chargingSchedulePeriod":[{"startPeriod":0,"limit":16.0}]}}}"#,
+    ),
+    (
+        "TriggerMessage",
+        r#"{"requestedMessage":"StatusNotification","connectorId":1}"#,
+    ),
+    ("UnlockConnector", r#"{"connectorId":1}"#),
+    (
+        "UpdateFirmware",
+        r#"{"location":"https://example.com/fw","retrieveDate":"2030-01-01T00:00:00Z"}"#,
+    ),
+    (
+        "CertificateSigned",
+        r#"{"certificateChain":"-----BEGIN CERTIFICATE-----"}"#,
+    ),
+    (
+        "DeleteCertificate",
+        r#"{"certificateHashData":{"hashAlgorithm":"SHA256","issuerNameHash":"a",
+        "issuerKeyHash":"b","serialNumber":"c"}}"#,
+    ),
+    (
+        "ExtendedTriggerMessage",
+        r#"{"requestedMessage":"Heartbeat"}"#,
+    ),
+    (
+        "GetInstalledCertificateIds",
+        r#"{"certificateType":"CentralSystemRootCertificate"}"#,
+    ),
+    (
+        "GetLog",
+        r#"{"logType":"DiagnosticsLog","requestId":1,"log":{"remoteLocation":"https://example.com/l"}}"#,
+    ),
+    (
+        "InstallCertificate",
+        r#"{"certificateType":"ManufacturerRootCertificate","certificate":"-----BEGIN"}"#,
+    ),
+    (
+        "SignedUpdateFirmware",
+        r#"{"requestId":1,"firmware":{"location":"https://example.com/fw",
+        "retrieveDateTime":"2030-01-01T00:00:00Z","signingCertificate":"c","signature":"s"}}"#,
+    ),
+    ("Reset", r#"{"type":"Soft"}"#),
+];
+
+#[test]
+fn realistic_fleet_answers_every_central_system_call() {
+    let gateway = Gateway::start();
+    let url = gateway.url();
+    let bench = Bench::spawn(
+        "realistic",
+        &[
+            "--url",
+            &url,
+            "--connections",
+            "200",
+            "--id-prefix",
+            "smoke-",
+            "--scenario",
+            "realistic",
+            "--interval",
+            "1s",
+            "--meter-interval",
+            "300ms",
+            "--sessions-per-hour",
+            "3600",
+            "--session-length",
+            "1s",
+            "--duration",
+            "4s",
+            "--timeout",
+            "40s",
+        ],
+    );
+    // The progress line once every charge point is booted.
+    bench.wait_for_line("booted 200 ");
+    let sent: Vec<Action> = Action::ALL
+        .into_iter()
+        .filter(|a| a.sent_by_central_system())
+        .collect();
+    assert_eq!(sent.len(), CALLS.len());
+    for (name, payload) in CALLS {
+        let action = Action::from_name(name).expect("an OCPP 1.6 action");
+        let payload = RawValue::from_string(payload.to_owned()).expect("JSON");
+        let pending = gateway
+            .server()
+            .call("smoke-7", action, payload)
+            .unwrap_or_else(|e| panic!("{name} payload refused by the gateway: {e:?}"));
+        match pending.wait_timeout(WATCHDOG) {
+            Some(CallOutcome::Result(result)) => println!("{name} -> {}", result.get()),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let report = bench.finish();
+    assert_clean(&report, 200);
+    let answered = report["throughput"]["central_system_calls_answered"].as_u64();
+    assert!(answered >= Some(26), "{answered:?}");
+    // Reset reboots a realistic charge point: it came back and booted again.
+    assert!(report["connect"]["reboots"].as_u64() >= Some(1));
+    // Sessions ran: Authorize, StartTransaction, MeterValues, StopTransaction all answered.
+    assert!(report["throughput"]["calls_sent"].as_u64() > Some(600));
+}

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# bench.sh: one benchmark run, or a sweep of them, of ocpp-gateway on this host.
+#
+# Builds everything in release mode, writes a bench config (the shipped config.toml with the
+# listen address on loopback, max_connections sized to the run, no transaction counter file),
+# starts the gateway on it, runs ocpp-bench against it with --server-pid (so the report has the
+# gateway's RSS per connection and CPU per phase), stops the gateway, and writes the JSON report,
+# the logs and the SVG plots into the output directory. Every process it starts is stopped on
+# exit, also on Ctrl-C. Load stays on 127.0.0.0/8.
+#
+#   scripts/bench.sh [run]  [options] [-- more ocpp-bench flags]   one run
+#   scripts/bench.sh sweep  [options] [-- more ocpp-bench flags]   1k, 5k, 10k, 19k: the scaling table
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: scripts/bench.sh [run|sweep] [options] [-- more ocpp-bench flags]
+
+  run (default)       one run of --connections charge points
+  sweep               one run per size in --sizes, a fresh gateway each, then scaling.md
+                      and plots over all of them
+
+Options:
+  --connections N     run: charge points (default 1000; at most ~19,900 per process here)
+  --sizes "A B ..."   sweep: sizes (default "1000 5000 10000 19000")
+  --scenario S        idle | heartbeat | realistic | saturate | storm (default heartbeat)
+  --per-cp-rate R     heartbeat: Heartbeats per charge point per second, spread evenly
+                      (passed as --rate N*R; default 1; 0 = use ocpp-bench's --interval)
+  --duration D        measured phase, e.g. 10s (default 10s)
+  --threads T         ocpp-bench threads (default 1)
+  --port P            gateway port on 127.0.0.1 (default 18080)
+  --source-ips RANGE  ocpp-bench --source-ips (default 127.0.0.2-127.0.0.9; "" for none)
+  --out DIR           output directory (default bench/results)
+  --name NAME         run: subdirectory name (default SCENARIO-N); sweep: sweep-SCENARIO
+  --no-build          use the binaries already in target/release
+  -h, --help          this help
+
+Output: run -> DIR/NAME/{report.json,summary.txt,gateway.log,*.svg,scaling.md};
+        sweep -> DIR/NAME/{N.json,N-summary.txt,N-gateway.log,*.svg,scaling.md}.
+Exit status: 0 when every run passed, 1 when one failed, 2 on bad arguments or set-up errors.
+EOF
+}
+
+die() {
+    echo "bench.sh: $*" >&2
+    exit 2
+}
+
+mode=run
+if [[ $# -gt 0 && ( "$1" == run || "$1" == sweep ) ]]; then
+    mode="$1"
+    shift
+fi
+connections=1000
+sizes="1000 5000 10000 19000"
+scenario=heartbeat
+per_cp_rate=1
+duration=10s
+threads=1
+port=18080
+source_ips="127.0.0.2-127.0.0.9"
+out=bench/results
+name=""
+build=1
+extra=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --connections) connections="${2:?}"; shift ;;
+        --sizes) sizes="${2:?}"; shift ;;
+        --scenario) scenario="${2:?}"; shift ;;
+        --per-cp-rate) per_cp_rate="${2:?}"; shift ;;
+        --duration) duration="${2:?}"; shift ;;
+        --threads) threads="${2:?}"; shift ;;
+        --port) port="${2:?}"; shift ;;
+        --source-ips) source_ips="${2?}"; shift ;;
+        --out) out="${2:?}"; shift ;;
+        --name) name="${2:?}"; shift ;;
+        --no-build) build=0 ;;
+        -h | --help) usage; exit 0 ;;
+        --) shift; extra=("$@"); break ;;
+        *) usage >&2; die "unknown argument $1" ;;
+    esac
+    shift
+done
+[[ "$connections" =~ ^[0-9]+$ ]] || die "--connections must be a number"
+[[ "$port" =~ ^[0-9]+$ ]] || die "--port must be a number"
+for n in $sizes; do [[ "$n" =~ ^[0-9]+$ ]] || die "--sizes must be numbers"; done
+case "$scenario" in idle | heartbeat | realistic | saturate | storm) ;; *) die "unknown scenario $scenario" ;; esac
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+gateway_bin="$repo/target/release/ocpp-gateway"
+bench_bin="$repo/target/release/ocpp-bench"
+
+if ((build)); then
+    echo "bench.sh: cargo build --release --workspace" >&2
+    cargo build --release --workspace
+fi
+[[ -x "$gateway_bin" && -x "$bench_bin" ]] || die "missing $gateway_bin or $bench_bin (build first)"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/ocpp-bench.XXXXXX")"
+gateway_pid=""
+
+stop_gateway() {
+    [[ -n "$gateway_pid" ]] || return 0
+    if kill -0 "$gateway_pid" 2>/dev/null; then
+        kill -TERM "$gateway_pid" 2>/dev/null || true
+        # The gateway drains its connections and exits; give it 20 s, then insist.
+        for _ in $(seq 200); do
+            kill -0 "$gateway_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$gateway_pid" 2>/dev/null || true
+    fi
+    wait "$gateway_pid" 2>/dev/null || true
+    gateway_pid=""
+}
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+    stop_gateway
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The shipped config.toml with the keys a bench run needs overridden; a key missing from its
+# section is added. Sections the shipped file does not have are only added for keys every
+# gateway version knows ([server], [ocpp]).
+write_config() {
+    local n="$1" file="$2"
+    local max=$((n + n / 10 + 1000))
+    awk -v listen="\"127.0.0.1:$port\"" -v max="$max" '
+        BEGIN {
+            want["server", "listen"] = listen
+            want["server", "max_connections"] = max
+            want["ocpp", "transaction_id_file"] = "\"\""
+            want["admin", "listen"] = "\"127.0.0.1:0\""
+        }
+        function flush(section,   key, k) {
+            for (key in want) {
+                split(key, k, SUBSEP)
+                if (k[1] == section && !((section, k[2]) in done)) {
+                    print k[2] " = " want[key]
+                    done[section, k[2]] = 1
+                }
+            }
+        }
+        /^[ \t]*\[[a-z_]+\][ \t]*$/ {
+            flush(section)
+            section = $0
+            gsub(/[][ \t]/, "", section)
+            seen[section] = 1
+            print
+            next
+        }
+        /^[ \t]*[a-z_]+[ \t]*=/ {
+            key = $0
+            sub(/^[ \t]*/, "", key)
+            sub(/[ \t]*=.*/, "", key)
+            if ((section, key) in want) {
+                print key " = " want[section, key]
+                done[section, key] = 1
+                next
+            }
+        }
+        { print }
+        END {
+            flush(section)
+            if (!("server" in seen)) { print "[server]"; flush("server") }
+            if (!("ocpp" in seen)) { print "[ocpp]"; flush("ocpp") }
+        }
+    ' "$repo/config.toml" >"$file"
+}
+
+# Starts the gateway on config $1 with its log in $2; sets gateway_pid. Waits (at most 15 s)
+# for its "listening on" line.
+start_gateway() {
+    local config="$1" log="$2"
+    # In the work directory: relative paths of the config (journal, ...) land there.
+    (cd "$work" && exec "$gateway_bin" --config "$config") >"$log" 2>&1 &
+    gateway_pid=$!
+    for _ in $(seq 150); do
+        if grep -q "listening on" "$log" 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$gateway_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "bench.sh: the gateway did not start; its log:" >&2
+    cat "$log" >&2
+    exit 2
+}
+
+# run_one N JSON SUMMARY LOG: one run of N charge points; returns ocpp-bench's exit status.
+run_one() {
+    local n="$1" json="$2" summary="$3" log="$4"
+    local config="$work/config-$n.toml"
+    write_config "$n" "$config"
+    start_gateway "$config" "$log"
+    local args=(--url "ws://127.0.0.1:$port/ocpp/" --connections "$n" --scenario "$scenario"
+        --duration "$duration" --threads "$threads" --server-pid "$gateway_pid" --json "$json")
+    if [[ -n "$source_ips" ]]; then
+        args+=(--source-ips "$source_ips")
+    fi
+    if [[ "$scenario" == heartbeat && "$per_cp_rate" != 0 ]]; then
+        args+=(--rate "$(awk -v n="$n" -v r="$per_cp_rate" 'BEGIN { print n * r }')")
+    fi
+    echo "bench.sh: ocpp-bench ${args[*]} ${extra[*]:-}" >&2
+    local status=0
+    "$bench_bin" "${args[@]}" "${extra[@]}" | tee "$summary" || status=$?
+    stop_gateway
+    return "$status"
+}
+
+failed=0
+case "$mode" in
+    run)
+        dir="$out/${name:-$scenario-$connections}"
+        mkdir -p "$dir"
+        run_one "$connections" "$dir/report.json" "$dir/summary.txt" "$dir/gateway.log" || failed=1
+        [[ -s "$dir/report.json" ]] && "$bench_bin" plot --out "$dir" "$dir/report.json" >/dev/null
+        ;;
+    sweep)
+        dir="$out/${name:-sweep-$scenario}"
+        mkdir -p "$dir"
+        reports=()
+        for n in $sizes; do
+            run_one "$n" "$dir/$n.json" "$dir/$n-summary.txt" "$dir/$n-gateway.log" || failed=1
+            [[ -s "$dir/$n.json" ]] && reports+=("$dir/$n.json")
+        done
+        if [[ ${#reports[@]} -gt 0 ]]; then
+            "$bench_bin" plot --out "$dir" "${reports[@]}" >/dev/null
+            echo
+            cat "$dir/scaling.md"
+        fi
+        ;;
+esac
+echo "bench.sh: results in $dir" >&2
+exit "$failed"
