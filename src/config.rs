@@ -52,7 +52,7 @@ pub const DEFAULT_MAX_FILES: usize = 8;
 pub const DEFAULT_FSYNC: &str = "interval";
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_ACK_AFTER_WRITE: bool = true;
-pub const DEFAULT_EVENTS_QUEUE_CAPACITY: usize = 65_536;
+pub const DEFAULT_EVENTS_QUEUE_CAPACITY: usize = 8192;
 
 /// The longest charge point identity accepted in the URL, in characters.
 pub const MAX_CHARGE_POINT_ID_LEN: usize = 48;

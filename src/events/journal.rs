@@ -41,6 +41,10 @@ use crate::stats::Stats;
 const BATCH: usize = 4096;
 /// The thread wakes at least this often (interval syncs, the side queue, liveness).
 const TICK: Duration = Duration::from_millis(100);
+/// Once an event has arrived, the thread lets this long pass before it takes the batch: the
+/// producers then hand over events without waking anyone, and one write (and one sync)
+/// covers them all. It is also the most a held billing answer waits beyond its write.
+const GATHER: Duration = Duration::from_millis(2);
 /// After a failure, the file is reopened at most this often.
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
@@ -161,6 +165,7 @@ impl Journal {
             last_failure: None,
             last_warning: None,
             line: Vec::with_capacity(512),
+            timestamps: Timestamps::default(),
             max_file_bytes: config.max_file_bytes,
             max_files: config.max_files,
         };
@@ -210,6 +215,7 @@ struct Writer {
     last_failure: Option<Instant>,
     last_warning: Option<Instant>,
     line: Vec<u8>,
+    timestamps: Timestamps,
     max_file_bytes: u64,
     max_files: usize,
 }
@@ -220,7 +226,13 @@ impl Writer {
         let mut open = true;
         while open {
             match self.rx.recv_timeout(TICK) {
-                Ok(event) => batch.push(event),
+                Ok(event) => {
+                    batch.push(event);
+                    // Not a synchronisation: batching. A busy journal never gets here idle.
+                    if self.rx.is_empty() {
+                        std::thread::sleep(GATHER);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
@@ -275,7 +287,8 @@ impl Writer {
             }
             for part in [LinePart::First, LinePart::Second] {
                 self.line.clear();
-                if !render(&mut self.line, &self.node, &event, part) {
+                let ts = self.timestamps.of(event.at);
+                if !render(&mut self.line, ts, &self.node, &event, part) {
                     continue;
                 }
                 if let Err(e) = self.write_line() {
@@ -501,6 +514,32 @@ pub fn rotated_name(path: &Path, n: usize) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// RFC 3339 timestamps, formatted once per millisecond (lines come in bursts).
+#[derive(Default)]
+struct Timestamps {
+    millis: u128,
+    text: String,
+}
+
+impl Timestamps {
+    fn of(&mut self, at: std::time::SystemTime) -> &str {
+        // humantime cannot print times before 1970 or after 9999: a broken clock must not
+        // take the journal thread down.
+        let Ok(since) = at.duration_since(UNIX_EPOCH) else {
+            return "";
+        };
+        if since.as_secs() >= 253_402_300_800 {
+            return "";
+        }
+        let millis = since.as_millis();
+        if millis != self.millis || self.text.is_empty() {
+            self.millis = millis;
+            self.text = humantime::format_rfc3339_millis(at).to_string();
+        }
+        &self.text
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum LinePart {
     First,
@@ -548,14 +587,9 @@ struct Line<'a> {
 
 /// Renders `part` of `event` as a line (with its newline) into `out`; false when the event has
 /// no such part.
-fn render(out: &mut Vec<u8>, node: &str, event: &Event, part: LinePart) -> bool {
-    let ts = if event.at >= UNIX_EPOCH {
-        humantime::format_rfc3339_millis(event.at).to_string()
-    } else {
-        String::new()
-    };
+fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event, part: LinePart) -> bool {
     let mut line = Line {
-        ts: &ts,
+        ts,
         node,
         cp: &event.cp,
         event: "",
@@ -697,7 +731,8 @@ mod tests {
 
     fn line(event: &Event, part: LinePart) -> Option<serde_json::Value> {
         let mut out = Vec::new();
-        render(&mut out, "node-a", event, part).then(|| {
+        let ts = Timestamps::default().of(event.at).to_owned();
+        render(&mut out, &ts, "node-a", event, part).then(|| {
             assert_eq!(out.last(), Some(&b'\n'));
             serde_json::from_slice(&out).expect("a line is JSON")
         })
