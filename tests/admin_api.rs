@@ -388,3 +388,32 @@ fn expect_100_continue_is_honoured() {
     let reply = parse_http(&read_to_close(&mut stream));
     assert_eq!(reply.status, 404, "{}", reply.body); // CP-X is not connected
 }
+
+#[test]
+fn a_padded_boot_notification_is_kept_compact() {
+    let server = TestServer::start(test_config());
+    let mut cp = connect(&server, "CP-PAD");
+    let padding = " ".repeat(30_000);
+    let text = format!(
+        r#"[2,"b1","BootNotification",{{"chargePointVendor":"Acme",{padding}"chargePointModel":"M"}}]"#
+    );
+    cp.send(tungstenite::Message::text(text)).unwrap();
+    let reply = next_json(&mut cp);
+    assert_eq!(reply[2]["status"], "Accepted", "{reply}");
+    let detail = http(
+        server.admin(),
+        "GET",
+        "/api/v1/chargepoints/CP-PAD",
+        None,
+        None,
+    );
+    assert!(
+        detail.body.len() < 1000,
+        "padding kept: {} bytes",
+        detail.body.len()
+    );
+    assert_eq!(
+        detail.json()["boot"],
+        json!({"chargePointVendor": "Acme", "chargePointModel": "M"})
+    );
+}

@@ -159,6 +159,6 @@ impl Events {
 }
 
 /// Actions whose answers can wait for the journal: the charge point's billing data.
-pub fn is_billing(action: &str) -> bool {
-    matches!(action, "StopTransaction" | "MeterValues")
+pub fn is_billing(action: Action) -> bool {
+    matches!(action, Action::StopTransaction | Action::MeterValues)
 }

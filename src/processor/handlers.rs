@@ -133,10 +133,32 @@ pub fn handle_call(
     payload: &RawValue,
     now: &Now,
 ) -> Reply {
-    let Some(action) = Action::from_name(action) else {
+    handle_named(
+        policy,
+        cp,
+        state,
+        action,
+        Action::from_name(action),
+        payload,
+        now,
+    )
+}
+
+/// [`handle_call`] for a caller that already looked the action's name up (`action`: what
+/// [`Action::from_name`] gave for `name`), so the hot path does it once.
+pub fn handle_named(
+    policy: &Policy,
+    cp: &str,
+    state: &mut ChargePointState,
+    name: &str,
+    action: Option<Action>,
+    payload: &RawValue,
+    now: &Now,
+) -> Reply {
+    let Some(action) = action else {
         return error(
             CallErrorCode::NotImplemented,
-            format!("{} is not an OCPP 1.6 action", truncate(action, 64)),
+            format!("{} is not an OCPP 1.6 action", truncate(name, 64)),
         );
     };
     if !action.sent_by_charge_point() {

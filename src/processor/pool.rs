@@ -51,6 +51,13 @@ struct ChargePoint {
     seen: Box<Seen>,
 }
 
+/// `payload` without its whitespace: what is kept per charge point must be bounded by the
+/// schema, not by how much padding a charge point sends (up to `max_message_size`).
+fn compact(payload: &RawValue) -> Option<Box<RawValue>> {
+    let value: serde_json::Value = serde_json::from_str(payload.get()).ok()?;
+    RawValue::from_string(value.to_string()).ok()
+}
+
 /// What the operator API shows about a charge point beyond its protocol state.
 #[derive(Debug)]
 struct Seen {
@@ -358,19 +365,25 @@ impl Processor {
             return;
         };
         let stats = &self.stats;
+        let known = Action::from_name(&action); // once per message: counters and handler
         stats.processors[self.index].calls_handled.inc();
-        stats.processor_labelled[self.index].calls_by_action
-            [action_slot(Action::from_name(&action))]
-        .inc();
+        stats.processor_labelled[self.index].calls_by_action[action_slot(known)].inc();
         entry.seen.last_message = Some(now.time);
-        let reply =
-            handlers::handle_call(&self.policy, cp, &mut entry.state, &action, &payload, &now);
+        let reply = handlers::handle_named(
+            &self.policy,
+            cp,
+            &mut entry.state,
+            &action,
+            known,
+            &payload,
+            &now,
+        );
         let mut text = String::with_capacity(128);
         let answer = match reply {
             Reply::Result(result) => {
                 rpc::write_call_result(&mut text, &unique_id, &result);
-                if action == "BootNotification" {
-                    entry.seen.boot = Some(payload.clone());
+                if known == Some(Action::BootNotification) {
+                    entry.seen.boot = compact(&payload);
                 }
                 Answered::Result(result)
             }
@@ -390,7 +403,7 @@ impl Processor {
         }
         // Billing answers wait for their line when asked to; errors never need to.
         let held = self.events.acks_after_write()
-            && is_billing(&action)
+            && known.is_some_and(is_billing)
             && matches!(answer, Answered::Result(_));
         let (ack, text) = if held {
             (Some(Ack { conn, text }), None)
