@@ -417,3 +417,17 @@ fn a_padded_boot_notification_is_kept_compact() {
         json!({"chargePointVendor": "Acme", "chargePointModel": "M"})
     );
 }
+
+#[test]
+fn idle_keep_alive_connections_do_not_lock_out_health() {
+    let server = TestServer::start(test_config());
+    // More idle connections than the listener holds, then a health check.
+    let idle: Vec<std::net::TcpStream> = (0..80)
+        .map(|_| std::net::TcpStream::connect(server.admin()).unwrap())
+        .collect();
+    assert_eq!(
+        http(server.admin(), "GET", "/health", None, None).status,
+        200
+    );
+    drop(idle);
+}

@@ -314,6 +314,21 @@ impl AdminLoop {
                 }
             };
             if self.clients.len() >= MAX_CLIENTS {
+                // Idle keep-alive connections must not lock out a health check: the one idle
+                // longest makes room.
+                let idle = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.waiting.is_none() && c.output.is_empty() && c.input.is_empty()
+                    })
+                    .min_by_key(|(_, c)| c.deadline)
+                    .map(|(key, _)| key);
+                if let Some(key) = idle {
+                    self.remove(key);
+                }
+            }
+            if self.clients.len() >= MAX_CLIENTS {
                 let busy = Response::error(503, "too many admin connections").write(false);
                 let _ = stream.write(&busy);
                 debug!("admin: refused {peer}, {MAX_CLIENTS} connections already");
