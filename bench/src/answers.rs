@@ -306,79 +306,17 @@ mod tests {
 
     use super::*;
 
-    /// A valid request for each of the 26 actions a central system sends.
-    pub(crate) const REQUESTS: [(&str, &str); 26] = [
-        ("CancelReservation", r#"{"reservationId":1}"#),
-        (
-            "ChangeAvailability",
-            r#"{"connectorId":0,"type":"Inoperative"}"#,
-        ),
-        (
-            "ChangeConfiguration",
-            r#"{"key":"HeartbeatInterval","value":"60"}"#,
-        ),
-        ("ClearCache", "{}"),
-        ("ClearChargingProfile", "{}"),
-        ("DataTransfer", r#"{"vendorId":"Acme"}"#),
-        ("GetCompositeSchedule", r#"{"connectorId":1,"duration":60}"#),
-        (
-            "GetConfiguration",
-            r#"{"key":["HeartbeatInterval","Nope"]}"#,
-        ),
-        ("GetDiagnostics", r#"{"location":"ftp://example.com/diag"}"#),
-        ("GetLocalListVersion", "{}"),
-        ("RemoteStartTransaction", r#"{"idTag":"TAG1"}"#),
-        ("RemoteStopTransaction", r#"{"transactionId":42}"#),
-        (
-            "ReserveNow",
-            r#"{"connectorId":1,"expiryDate":"2030-01-01T00:00:00Z","idTag":"T","reservationId":1}"#,
-        ),
-        ("Reset", r#"{"type":"Soft"}"#),
-        ("SendLocalList", r#"{"listVersion":1,"updateType":"Full"}"#),
-        (
-            "SetChargingProfile",
-            r#"{"connectorId":1,"csChargingProfiles":{"chargingProfileId":1,"stackLevel":0,
-            "chargingProfilePurpose":"TxDefaultProfile","chargingProfileKind":"Absolute",
-            "chargingSchedule":{"chargingRateUnit":"A",
-            "chargingSchedulePeriod":[{"startPeriod":0,"limit":16.0}]}}}"#,
-        ),
-        (
-            "TriggerMessage",
-            r#"{"requestedMessage":"StatusNotification"}"#,
-        ),
-        ("UnlockConnector", r#"{"connectorId":1}"#),
-        (
-            "UpdateFirmware",
-            r#"{"location":"https://example.com/fw","retrieveDate":"2030-01-01T00:00:00Z"}"#,
-        ),
-        ("CertificateSigned", r#"{"certificateChain":"-----BEGIN"}"#),
-        (
-            "DeleteCertificate",
-            r#"{"certificateHashData":{"hashAlgorithm":"SHA256","issuerNameHash":"a",
-            "issuerKeyHash":"b","serialNumber":"c"}}"#,
-        ),
-        (
-            "ExtendedTriggerMessage",
-            r#"{"requestedMessage":"Heartbeat"}"#,
-        ),
-        (
-            "GetInstalledCertificateIds",
-            r#"{"certificateType":"CentralSystemRootCertificate"}"#,
-        ),
-        (
-            "GetLog",
-            r#"{"logType":"DiagnosticsLog","requestId":1,"log":{"remoteLocation":"https://example.com/l"}}"#,
-        ),
-        (
-            "InstallCertificate",
-            r#"{"certificateType":"ManufacturerRootCertificate","certificate":"-----BEGIN"}"#,
-        ),
-        (
-            "SignedUpdateFirmware",
-            r#"{"requestId":1,"firmware":{"location":"https://example.com/fw",
-            "retrieveDateTime":"2030-01-01T00:00:00Z","signingCertificate":"c","signature":"s"}}"#,
-        ),
-    ];
+    /// A valid request for each of the 26 actions a central system sends (shared with the
+    /// smoke test, which sends them through a real gateway).
+    pub(crate) fn requests() -> Vec<(String, String)> {
+        let table: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(include_str!("../tests/central_system_calls.json"))
+                .expect("the request table is JSON");
+        table
+            .into_iter()
+            .map(|(name, payload)| (name, payload.to_string()))
+            .collect()
+    }
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap()
@@ -390,7 +328,8 @@ mod tests {
             .into_iter()
             .filter(|a| a.sent_by_central_system())
             .collect();
-        assert_eq!(sent.len(), REQUESTS.len());
+        let requests = requests();
+        assert_eq!(sent.len(), requests.len());
         for view in [
             ChargePointView::default(),
             ChargePointView {
@@ -398,7 +337,7 @@ mod tests {
                 transaction: Some(42),
             },
         ] {
-            for (name, request) in REQUESTS {
+            for (name, request) in &requests {
                 let action = Action::from_name(name).unwrap();
                 v16::validate_request(action, &raw(request))
                     .unwrap_or_else(|e| panic!("test request {name}: {e:?}"));
