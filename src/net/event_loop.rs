@@ -881,7 +881,8 @@ impl EventLoop {
 
     fn on_text(&mut self, key: usize, generation: u32, text: &str) {
         self.stats().messages_in.inc();
-        if let Some(session) = self.conns.get_mut(key).and_then(Connection::session_mut)
+        if !self.traces.is_empty()
+            && let Some(session) = self.conns.get_mut(key).and_then(Connection::session_mut)
             && self.traces.contains(&session.cp)
         {
             let text = escape_newlines(text);

@@ -222,8 +222,13 @@ pub struct TraceList {
 pub const MAX_TRACED: usize = 1024;
 
 impl TraceList {
+    /// True when nobody is traced: the check a loop makes before looking anything up.
+    pub fn is_empty(&self) -> bool {
+        self.len.load(Ordering::Relaxed) == 0
+    }
+
     pub fn contains(&self, cp: &str) -> bool {
-        if self.len.load(Ordering::Relaxed) == 0 {
+        if self.is_empty() {
             return false;
         }
         self.ids.read().is_ok_and(|ids| ids.contains(cp))

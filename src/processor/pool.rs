@@ -355,7 +355,9 @@ impl Processor {
         action: String,
         payload: Box<RawValue>,
     ) {
-        let now = self.now().clone();
+        self.now(); // refresh the cached time; borrowed below beside the map, not cloned
+        let now = &self.now.1;
+        let at = now.time;
         let Some(entry) = self
             .charge_points
             .get_mut(cp)
@@ -368,7 +370,7 @@ impl Processor {
         let known = Action::from_name(&action); // once per message: counters and handler
         stats.processors[self.index].calls_handled.inc();
         stats.processor_labelled[self.index].calls_by_action[action_slot(known)].inc();
-        entry.seen.last_message = Some(now.time);
+        entry.seen.last_message = Some(at);
         let reply = handlers::handle_named(
             &self.policy,
             cp,
@@ -376,7 +378,7 @@ impl Processor {
             &action,
             known,
             &payload,
-            &now,
+            now,
         );
         let mut text = String::with_capacity(128);
         let answer = match reply {
@@ -411,7 +413,7 @@ impl Processor {
             (None, Some(text))
         };
         self.record(|| Event {
-            at: now.time,
+            at,
             cp: cp.clone(),
             kind: EventKind::Exchange {
                 unique_id,
