@@ -98,13 +98,19 @@ impl ChargePoint {
         self.next_unique_id
     }
 
-    /// When this charge point next has something to do.
-    pub fn wake_at(&self) -> u64 {
+    /// When this charge point next has something to do, as of `now`.
+    pub fn wake_at(&self, now: u64) -> u64 {
         match self.link {
             Link::Down | Link::Connecting(_) | Link::Handshaking(_) => self.link_deadline,
             Link::Queued => NEVER,
             Link::Open(_) => match self.call {
-                Some(call) => call.deadline_us,
+                // An answer nearly always comes long before the deadline: wake for the next
+                // planned send when that is sooner, so the re-arm after the answer finds its
+                // entry already in place instead of leaving a stale deadline entry behind.
+                Some(call) => match (self.boot, self.plan.next_due()) {
+                    (Boot::Accepted, next) if next > now => next.min(call.deadline_us),
+                    _ => call.deadline_us,
+                },
                 None => match self.boot {
                     Boot::Accepted if self.triggered.is_some() => 0,
                     Boot::Accepted => self.plan.next_due(),
@@ -128,10 +134,10 @@ mod tests {
             interval: std::time::Duration::from_secs(1),
         });
         let mut cp = ChargePoint::new(3, timings.plan());
-        assert_eq!(cp.wake_at(), NEVER); // queued: the connect queue drives it
+        assert_eq!(cp.wake_at(0), NEVER); // queued: the connect queue drives it
         cp.link = Link::Down;
         cp.link_deadline = 500;
-        assert_eq!(cp.wake_at(), 500);
+        assert_eq!(cp.wake_at(0), 500);
         assert_eq!(cp.take_unique_id(), 1);
         assert_eq!(cp.take_unique_id(), 2);
         cp.next_unique_id = u32::MAX;

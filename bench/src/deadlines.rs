@@ -4,8 +4,10 @@
 //! A charge point remembers the time its live entry fires (`armed`). Asking for an earlier wake
 //! pushes a new entry and the old one goes stale (it is skipped when popped, because it no longer
 //! equals `armed`); asking for a later one pushes nothing: the early entry fires, the charge
-//! point finds nothing due and re-arms for the real time. A reply that moves the next send
-//! forward, the common case, therefore costs no heap operation at all.
+//! point finds nothing due and re-arms for the real time. While a CALL is outstanding a charge
+//! point asks to wake at its next planned send (or the CALL's deadline, if sooner), so the
+//! answer's re-arm usually finds its entry in place: one push and one pop per message, and no
+//! stale deadline entries piling up.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

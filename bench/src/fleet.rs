@@ -409,6 +409,9 @@ impl FleetLoop {
             return;
         }
         cp.link = Link::Down;
+        // A fresh reading: one pass opens many sockets, and a stale clock would charge the
+        // time we spent on the others to this one's connect latency.
+        self.now = micros_since(self.origin);
         cp.connect_started_us = self.now;
         ThreadCounters::inc(&self.counters.connect_attempts);
         let sources = &self.config.source_ips;
@@ -679,8 +682,9 @@ impl FleetLoop {
             }
         };
         if call.action != Action::BootNotification {
-            stats::record(&mut self.latencies.round_trip, latency);
-            stats::record(&mut self.window, latency);
+            let interval = self.timings.fixed_interval_us();
+            stats::record_with_skipped(&mut self.latencies.round_trip, latency, interval);
+            stats::record_with_skipped(&mut self.window, latency, interval);
         }
         match checked {
             Some(Checked::Boot {
@@ -837,6 +841,9 @@ impl FleetLoop {
     /// was awaited. A send that is late because of our own timer resolution or load counts from
     /// now, so the bench's lateness is not blamed on the gateway.
     fn pump(&mut self, key: u32, why: Pump) {
+        // A fresh reading: timers fire in batches, and a send stamped with the batch's start
+        // would charge our own batch time to the gateway's round trip.
+        self.now = micros_since(self.origin);
         let cp = &mut self.cps[key as usize];
         if matches!(cp.link, Link::Open(_)) && cp.call.is_none() {
             match cp.boot {
@@ -867,7 +874,7 @@ impl FleetLoop {
 
     fn rearm(&mut self, key: u32) {
         let cp = &mut self.cps[key as usize];
-        let at = cp.wake_at();
+        let at = cp.wake_at(self.now);
         self.deadlines.arm(key, &mut cp.armed, at);
     }
 

@@ -78,18 +78,19 @@ pub fn id_tag(index: u32) -> String {
     format!("TAG{index:08X}")
 }
 
-/// Writes the CALL `[2,"<unique_id>","<Action>",{...}]` for `msg` of charge point `index` with
-/// identity `identity` into `out` (cleared first).
-pub fn write_call(out: &mut String, unique_id: u32, msg: Outgoing, index: u32, identity: &str) {
+/// Writes the CALL `[2,"<unique_id>","<Action>",{...}]` for `msg` of charge point `index`,
+/// whose identity is `{id_prefix}{index}`, into `out` (cleared first).
+pub fn write_call(out: &mut String, unique_id: u32, msg: Outgoing, index: u32, id_prefix: &str) {
     out.clear();
     let action = msg.action().name();
     let _ = write!(out, "[2,\"{unique_id}\",\"{action}\",");
     match msg {
         Outgoing::BootNotification => {
             out.push_str(r#"{"chargePointVendor":"OcppBench","chargePointModel":"SimCP-1""#);
-            // CiString25: an identity too long for it is left out.
-            if identity.len() <= 25 {
-                let _ = write!(out, r#","chargePointSerialNumber":"{identity}""#);
+            // The identity is the serial number; CiString25: one too long for it is left out.
+            let digits = index.checked_ilog10().unwrap_or(0) as usize + 1;
+            if id_prefix.len() + digits <= 25 {
+                let _ = write!(out, r#","chargePointSerialNumber":"{id_prefix}{index}""#);
             }
             out.push_str(r#","firmwareVersion":"ocpp-bench-0.1"}"#);
         }
@@ -267,9 +268,15 @@ mod tests {
             Outgoing::FirmwareStatusNotification,
         ];
         let mut text = String::new();
-        for identity in ["bench-1", "a-very-long-identity-of-thirty-six-c"] {
+        for prefix in ["bench-", "a-very-long-prefix-of-twenty-nine"] {
             for (i, msg) in all.into_iter().enumerate() {
-                write_call(&mut text, i as u32 + 1, msg, 0xABCD, identity);
+                write_call(&mut text, i as u32 + 1, msg, 0xABCD, prefix);
+                if msg == Outgoing::BootNotification && prefix == "bench-" {
+                    assert!(
+                        text.contains(r#""chargePointSerialNumber":"bench-43981""#),
+                        "{text}"
+                    );
+                }
                 let Ok(Frame::Call {
                     unique_id,
                     action,

@@ -359,16 +359,28 @@ fn scaling_table(reports: &[Named]) -> String {
         |v: Option<f64>, digits: usize| v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"));
     let mut s = String::from(
         "| connections | scenario | all booted (s) | connect+boot/s | boot p99 (ms) | round trips/s \
-         | round trip p50 / p99 / p99.9 (ms) | gateway bytes/conn | gateway cores (steady) \
-         | bench cores (steady) | bench peak RSS (MiB) | errors | result |\n\
-         |---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|\n",
+         | round trip p50 / p99 / p99.9 (ms) | gateway bytes/conn | marginal bytes/conn \
+         | gateway cores (steady) | bench cores (steady) | bench peak RSS (MiB) | errors | result |\n\
+         |---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n",
     );
+    // RSS growth / N carries the fixed costs; the slope between sizes is the cost of one more.
+    let mut previous: Option<(f64, f64)> = None;
     for Named { report: r, .. } in reports {
+        let growth = r.server.as_ref().and_then(|s| {
+            s.rss_all_booted_bytes
+                .map(|booted| booted as f64 - s.rss_before_bytes as f64)
+        });
+        let n = r.config.connections as f64;
+        let marginal = match (previous, growth) {
+            (Some((n0, g0)), Some(g)) if n > n0 => Some((g - g0) / (n - n0)),
+            _ => None,
+        };
+        previous = growth.map(|g| (n, g));
         let rt = &r.latency_us.round_trip;
         let server = r.server.as_ref();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} | {} |",
             r.config.connections,
             r.config.scenario,
             opt(r.connect.time_to_all_booted_s, 2),
@@ -381,6 +393,7 @@ fn scaling_table(reports: &[Named]) -> String {
                 "-".into()
             },
             opt(server.and_then(|s| s.bytes_per_connection), 0),
+            opt(marginal, 0),
             opt(server.and_then(|s| s.cores_steady), 3),
             opt(r.bench.cores_steady, 3),
             r.bench.peak_rss_bytes as f64 / MIB,

@@ -565,14 +565,17 @@ impl Coordinator {
         let server = match (config.server_pid, self.before.server) {
             (Some(pid), Some(before)) => {
                 let end_rss = end_marks.server.map_or(0, |s| s.rss_bytes);
+                // Memory per connection is read when all are booted, before the measured phase
+                // grows buffers, and divided by the connections open then (the target).
+                let booted_rss = self.rss_all_booted;
                 Some(ServerFigures {
                     pid,
                     rss_before_bytes: before.rss_bytes,
                     rss_all_booted_bytes: self.rss_all_booted,
                     rss_end_bytes: end_rss,
-                    bytes_per_connection: end_marks
-                        .server
-                        .and_then(|_| per_connection(before.rss_bytes, end_rss, end.booted)),
+                    bytes_per_connection: booted_rss.and_then(|rss| {
+                        per_connection(before.rss_bytes, rss, config.connections as u64)
+                    }),
                     cores_steady: cores(&server_cpu),
                     cpu_s: server_cpu,
                 })

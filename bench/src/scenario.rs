@@ -84,6 +84,12 @@ impl Timings {
         (u128::from(self.interval_us) * u128::from(index) / u128::from(count.max(1))) as u64
     }
 
+    /// The fixed interval of the heartbeat scenario: sends a stall made a charge point skip
+    /// are recorded as the latencies they would have had (no coordinated omission).
+    pub fn fixed_interval_us(&self) -> Option<u64> {
+        (self.kind == Kind::Heartbeat).then_some(self.interval_us)
+    }
+
     /// The plan of a charge point that has not booted yet.
     pub fn plan(&self) -> Plan {
         match self.kind {

@@ -207,6 +207,19 @@ pub fn record(histogram: &mut Histogram<u64>, micros: u64) {
     histogram.saturating_record(micros.clamp(1, HISTOGRAM_MAX_US));
 }
 
+/// [`record`], plus the sends a sender on a fixed `interval` skipped while waiting this long
+/// (each with the latency it would have seen: `micros - interval`, `micros - 2 * interval`, ...
+/// down to one interval).
+pub fn record_with_skipped(histogram: &mut Histogram<u64>, micros: u64, interval: Option<u64>) {
+    let micros = micros.clamp(1, HISTOGRAM_MAX_US);
+    match interval {
+        Some(interval) if interval > 0 && micros > interval => {
+            let _ = histogram.record_correct(micros, interval);
+        }
+        _ => histogram.saturating_record(micros),
+    }
+}
+
 /// The latency histograms of one thread.
 #[derive(Debug, Clone)]
 pub struct Latencies {
@@ -279,6 +292,19 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stall_records_the_sends_it_skipped() {
+        let mut h = histogram();
+        // 3.5 ms at one send per ms: the skipped sends would have waited 2.5 and 1.5 ms (HDR's
+        // correction stops below one interval).
+        record_with_skipped(&mut h, 3_500, Some(1_000));
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.min(), h.lowest_equivalent(1_500));
+        record_with_skipped(&mut h, 500, Some(1_000)); // on time: itself only
+        record_with_skipped(&mut h, 3_500, None); // no fixed interval: itself only
+        assert_eq!(h.len(), 5);
+    }
 
     #[test]
     fn error_kinds_are_listed_once_in_order() {

@@ -251,7 +251,7 @@ fn realistic_fleet_answers_every_central_system_call() {
             "--session-length",
             "1s",
             "--duration",
-            "4s",
+            "8s",
             "--timeout",
             "40s",
         ],
