@@ -1,30 +1,34 @@
 //! Question: how many nanoseconds of pure logic does one Heartbeat cost the gateway, from the
-//! text of the charge point's message to the text of the reply? Sockets, WebSocket framing,
-//! channels and thread hand-offs are left out: this is the floor under them.
+//! text of the charge point's message to the framed reply? Sockets, channels and thread
+//! hand-offs are left out: this is the floor under them.
 //!
-//! - `heartbeat/text_to_reply`: the whole answer, with the calls the event loop and the
-//!   processor make, in their order: `parse_frame`, then `handle_call` (which looks up the
-//!   action, checks the payload against the Heartbeat schema and builds the response), then
-//!   `write_call_result` into a fresh 128-byte `String`, as the processor does. There is no
-//!   separate validation step in the gateway: `handle_call` decodes the payload into its
-//!   schema-checked type, so validating it apart would count that work twice.
-//! - `heartbeat/now_refresh`: building the `Now` a reply carries. The processor rebuilds it at
-//!   most once per millisecond and reuses it for every message in that millisecond, so
-//!   `text_to_reply` uses a cached one; add this figure once per message when traffic is
-//!   slower than one message per millisecond per processor.
-//! - `parse_frame/{heartbeat,boot_notification}`: the envelope alone, the event loop's share,
-//!   for the smallest CALL and for a typical larger one.
+//! - `heartbeat/text_to_reply`: what a processor does with one Heartbeat in a batch, through
+//!   the same calls it makes: `Shard::handle_batch` parses the envelope, looks the charge point
+//!   up, checks the payload against the Heartbeat schema, writes `[3,"<id>",{"currentTime":..}]`
+//!   into the loop's reply batch and puts the WebSocket frame header in front of it.
+//! - `heartbeat/with_journal`: the same with the journal on: two lines rendered into the
+//!   processor's chunk (the journal thread's write is not counted).
+//! - `heartbeat/clock_text`: the RFC 3339 time an answer carries, refreshed once per
+//!   millisecond per processor.
+//! - `parse_frame/{heartbeat,boot_notification}`: the envelope alone, for the smallest CALL and
+//!   for a typical larger one.
 
 use std::hint::black_box;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use ocpp_gateway::batch::{Entry, FrameBatch, Recycle, ReplyBatch};
+use ocpp_gateway::clock::WallClock;
 use ocpp_gateway::config;
-use ocpp_gateway::ocpp::rpc::{Frame, parse_frame, write_call_error, write_call_result};
-use ocpp_gateway::processor::handlers::{
-    ChargePointState, Now, Policy, Registration, Reply, handle_call,
-};
+use ocpp_gateway::events::journal::line;
+use ocpp_gateway::events::{Event, EventWriter};
+use ocpp_gateway::ocpp::rpc::{Frame, parse_frame};
+use ocpp_gateway::processor::handlers::Policy;
 use ocpp_gateway::processor::policy::TransactionIds;
+use ocpp_gateway::processor::shard::{Outputs, Shard};
+use ocpp_gateway::stats::Stats;
+use ocpp_gateway::types::{ChargePointId, ConnId};
 
 /// UniqueIds are UUIDs for most charge points: the longest id the specification allows.
 const HEARTBEAT: &str = r#"[2,"5f1c9a62-3d4e-4b7a-9c21-8e0f6d5b4a31","Heartbeat",{}]"#;
@@ -49,42 +53,92 @@ fn default_policy() -> Policy {
     }
 }
 
-/// One message in, its reply out; an unparsable message yields an empty reply.
-fn reply_to(text: &str, policy: &Policy, state: &mut ChargePointState, now: &Now) -> String {
-    let Ok(Frame::Call {
-        unique_id,
-        action,
-        payload,
-    }) = parse_frame(text)
-    else {
-        return String::new();
-    };
-    let mut out = String::with_capacity(128);
-    match handle_call(policy, "CP-0001", state, &action, &payload, now) {
-        Reply::Result(result) => write_call_result(&mut out, &unique_id, &result),
-        Reply::Error { code, description } => {
-            write_call_error(&mut out, &unique_id, code, &description);
-        }
+/// An event writer that renders lines as the journal's does and throws them away.
+#[derive(Default)]
+struct Rendering {
+    lines: Vec<u8>,
+    clock: WallClock,
+}
+
+impl EventWriter for Rendering {
+    fn record(&mut self, event: &Event<'_>) {
+        line::render(&mut self.lines, self.clock.text(event.at), "node-1", event);
     }
-    out
+    fn hold(&mut self, _: ConnId, _: &[u8]) {}
+    fn due(&self, _: Instant) -> bool {
+        false
+    }
+    fn due_at(&self) -> Option<Instant> {
+        None
+    }
+    fn flush(&mut self) -> bool {
+        self.lines.clear();
+        false
+    }
+}
+
+/// A shard with one booted charge point, and a batch holding one Heartbeat of it.
+fn booted() -> (Shard, FrameBatch) {
+    let stats = Arc::new(Stats::new(1, 1));
+    let mut shard = Shard::new(0, Arc::new(default_policy()), stats, 1024, false);
+    let conn = ConnId {
+        loop_index: 0,
+        key: 1,
+        generation: 1,
+    };
+    let cp: ChargePointId = "CP-0001".into();
+    let mut batch = FrameBatch::default();
+    batch.push(Entry::Connected {
+        conn,
+        cp: Arc::clone(&cp),
+        seq: 1,
+        peer: "127.0.0.1:40000".parse().expect("address"),
+    });
+    batch.push_message(conn, &cp, BOOT_NOTIFICATION, Instant::now());
+    let mut replies = vec![ReplyBatch::default()];
+    let mut closes = Vec::new();
+    let mut out = Outputs {
+        replies: &mut replies,
+        writer: None,
+        closes: &mut closes,
+    };
+    shard.handle_batch(&batch, &mut out);
+    assert_eq!(replies[0].replies().len(), 1, "the boot is answered");
+    let mut heartbeat = FrameBatch::default();
+    heartbeat.push_message(conn, &cp, HEARTBEAT, Instant::now());
+    (shard, heartbeat)
 }
 
 fn heartbeat(c: &mut Criterion) {
-    let policy = default_policy();
-    let mut state = ChargePointState {
-        registration: Registration::Accepted,
-        ..ChargePointState::default()
-    };
-    let now = Now::at(SystemTime::now());
-    let reply = reply_to(HEARTBEAT, &policy, &mut state, &now);
-    assert!(reply.starts_with("[3,"), "not a CALLRESULT: {reply}");
-
+    let (mut shard, batch) = booted();
+    let mut replies = vec![ReplyBatch::default()];
+    let mut closes = Vec::new();
+    let mut rendering = Rendering::default();
     let mut group = c.benchmark_group("heartbeat");
-    group.bench_function("text_to_reply", |b| {
-        b.iter(|| reply_to(black_box(HEARTBEAT), &policy, &mut state, &now));
-    });
-    group.bench_function("now_refresh", |b| {
-        b.iter(|| Now::at(black_box(SystemTime::now())));
+    for journal in [false, true] {
+        let name = if journal {
+            "with_journal"
+        } else {
+            "text_to_reply"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut out = Outputs {
+                    replies: &mut replies,
+                    writer: journal.then_some(&mut rendering as &mut dyn EventWriter),
+                    closes: &mut closes,
+                };
+                shard.handle_batch(black_box(&batch), &mut out);
+                let framed = replies[0].frame(&replies[0].replies()[0]).len();
+                replies[0].recycle();
+                rendering.flush();
+                framed
+            });
+        });
+    }
+    let mut clock = WallClock::default();
+    group.bench_function("clock_text", |b| {
+        b.iter(|| clock.text(black_box(SystemTime::now())).len());
     });
     group.finish();
 }
@@ -98,10 +152,10 @@ fn parse(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("parse_frame");
     group.bench_function("heartbeat", |b| {
-        b.iter(|| parse_frame(black_box(HEARTBEAT)))
+        b.iter(|| parse_frame(black_box(HEARTBEAT)).is_ok())
     });
     group.bench_function("boot_notification", |b| {
-        b.iter(|| parse_frame(black_box(BOOT_NOTIFICATION)));
+        b.iter(|| parse_frame(black_box(BOOT_NOTIFICATION)).is_ok());
     });
     group.finish();
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ocpp_gateway::config::DEFAULT_PING_INTERVAL;
-use ocpp_gateway::net::event_loop::TimerEvent;
+use ocpp_gateway::net::context::TimerEvent;
 use ocpp_gateway::net::timer::{TimerId, TimerWheel};
 
 /// The event loop's own wheel settings.

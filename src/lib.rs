@@ -7,15 +7,16 @@
 //!                     ┌──────────────────┐   ┌──────────────────┐
 //!                     │ event loop 0     │   │ event loop N-1   │  one per core, pinned;
 //!                     │ listener, slab,  │   │ listener, slab,  │  mio, edge-triggered,
-//!                     │ timing wheel     │   │ timing wheel     │  never blocks
+//!                     │ wheel, one read  │   │ wheel, one read  │  never blocks
+//!                     │ buffer per loop  │   │ buffer per loop  │
 //!                     └──┬───────────▲───┘   └──┬───────────▲───┘
-//!        try_send frames │           │ replies  │           │  (channel + coalesced Waker)
-//!       (hash of cp id)  v           │          v           │
-//!                     ┌──────────────┴───┐   ┌──────────────┴───┐
+//!   a batch per turn and │           │ answers, │           │  one channel send and at
+//!   processor (hash of   v           │ framed,  v           │  most one wake per batch
+//!   the identity)     ┌──────────────┴───┐   ┌──────────────┴───┐
 //!                     │ processor 0      │   │ processor P-1    │  own their shard of charge
 //!                     │ (bounded queue)  │   │ (bounded queue)  │  point state, no locks
 //!                     └────────┬─────────┘   └────────┬─────────┘
-//!                              │ events (blocking send: backpressure)
+//!                              │ rendered lines, in chunks (waits when full: backpressure)
 //!                              v
 //!                     ┌──────────────────┐   ┌──────────────────┐
 //!                     │ journal          │   │ admin            │  /health, /metrics, API;
@@ -23,30 +24,37 @@
 //!                     └──────────────────┘   └──────────────────┘  blocks on them
 //! ```
 //!
-//! - [`net`]: the loops, the WebSocket upgrade, connections and the timing wheel.
-//! - [`ocpp`]: the OCPP-J envelope and typed payloads.
-//! - [`processor`]: the processor pool and what it answers.
-//! - [`outbound`]: calls of the central system to charge points, and their outcomes.
-//! - [`events`]: the event sink and its JSON-lines journal. [`admin`]: the admin listener.
-//! - [`server`]: start, shutdown, join. [`config`]: `config.toml`. [`stats`]: counters.
+//! Dependencies point one way: [`types`] (identity, connection handle, close cause) and
+//! [`ocpp`] at the bottom; [`batch`], [`call`] and [`events`] above them; [`mailbox`] (both
+//! mailboxes); then [`net`] and [`processor`], which never import each other; [`commands`],
+//! [`admin`]; [`server`] on top. [`config`], [`stats`], [`clock`], [`rng`] and
+//! [`warn_budget`] are leaves used throughout.
 //!
 //! Backpressure without deadlock: loops never wait on processors (a full queue pauses reading
 //! that one connection, TCP pushes back on the charge point); processors may block on a loop's
 //! channel, which the loop always drains. A charge point that does not read its replies fills a
-//! bounded write buffer and is closed.
+//! bounded write backlog and is closed.
 
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms)]
 
 pub mod admin;
+pub mod batch;
+pub mod call;
+pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod events;
+pub mod mailbox;
 pub mod net;
 pub mod ocpp;
-pub mod outbound;
 pub mod processor;
+pub mod query;
+pub mod rng;
 pub mod server;
 pub mod stats;
+pub mod types;
+pub mod warn_budget;
 
 pub use config::Config;
 pub use server::{Server, ShutdownHandle};

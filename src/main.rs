@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use log::{error, info, warn};
 use ocpp_gateway::config::ADMIN_TOKEN_ENV;
-use ocpp_gateway::net::event_loop::TRACE_TARGET;
+use ocpp_gateway::net::TRACE_TARGET;
 use ocpp_gateway::{Config, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;

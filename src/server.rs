@@ -7,25 +7,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::Sender;
 use log::{info, warn};
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use serde_json::value::RawValue;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::admin::{Admin, AdminParts};
+use crate::admin::{Admin, AdminError, AdminParts};
+use crate::batch::Pool;
+use crate::call::PendingCall;
+use crate::commands::Commands;
 use crate::config::{Config, Sink};
-use crate::events::Events;
 use crate::events::journal::Journal;
+use crate::events::{EventSink, Events, ReplyRoute};
+use crate::mailbox::{LoopHandle, LoopShared, Loops, Processors, processor_channel};
+use crate::net::TraceList;
 use crate::net::event_loop::{EventLoop, LoopParts, WAKER};
-use crate::net::{LoopHandle, LoopShared, TraceList};
 use crate::ocpp::v16::{Action, Invalid};
-use crate::outbound::{Commands, PendingCall};
-use crate::processor::Inbound;
 use crate::processor::handlers::Policy;
 use crate::processor::policy::{IdTags, Identities, PolicyError, TransactionIds};
-use crate::processor::pool::{PoolParts, ProcessorPool};
+use crate::processor::pool::{self, PoolParts};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Why the gateway could not start or stop cleanly.
@@ -54,15 +55,23 @@ pub enum ServerError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// The admin listener could not start.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     /// A thread panicked; its panic message is in the log.
     #[error("{0} thread panicked")]
     Panicked(String),
 }
 
+/// Answer batches that may wait in a loop's mailbox; a processor sending to a full one waits.
+const LOOP_INBOX: usize = 1024;
+/// Buffers kept for reuse, per pool.
+const POOLED_BATCHES: usize = 256;
+
 /// A running gateway.
 pub struct Server {
     local_addr: SocketAddr,
-    loops: Vec<LoopHandle>,
+    loops: Loops,
     loop_threads: Vec<JoinHandle<()>>,
     /// For calls of the central system: routed to the charge point's processor.
     commands: Commands,
@@ -75,12 +84,12 @@ pub struct Server {
 /// A cloneable way to ask a running server to stop (for signal handlers).
 #[derive(Clone)]
 pub struct ShutdownHandle {
-    loops: Vec<LoopHandle>,
+    loops: Loops,
 }
 
 impl ShutdownHandle {
     pub fn shutdown(&self) {
-        for handle in &self.loops {
+        for handle in self.loops.handles.iter() {
             handle.request_shutdown();
         }
     }
@@ -90,55 +99,75 @@ impl Server {
     pub fn start(config: Config) -> Result<Server, ServerError> {
         let config = Arc::new(config);
         let workers = config.server.workers.get();
+        let threads = config.processor.threads.get();
         let listeners = bind_listeners(&config)?;
+        let admin_listener = config.admin.listen.map(bind_admin).transpose()?;
         let local_addr = listeners[0]
             .local_addr()
             .map_err(|source| ServerError::Bind {
                 addr: config.server.listen,
                 source,
             })?;
-        let stats = Arc::new(Stats::new(workers, config.processor.threads.get()));
+        let stats = Arc::new(Stats::new(workers, threads));
 
         let spawn_err = |what| move |source| ServerError::Spawn { what, source };
         let mut polls = Vec::with_capacity(workers);
-        let mut loops = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
         let mut inboxes = Vec::with_capacity(workers);
         for _ in 0..workers {
             let poll = Poll::new().map_err(spawn_err("event loop"))?;
             let waker = Waker::new(poll.registry(), WAKER).map_err(spawn_err("waker"))?;
-            let (tx, rx) = crossbeam_channel::bounded(config.processor.queue_capacity.get());
-            loops.push(LoopHandle {
+            let (tx, rx) = crossbeam_channel::bounded(LOOP_INBOX);
+            handles.push(LoopHandle {
                 tx,
                 shared: Arc::new(LoopShared::new(waker)),
             });
             polls.push(poll);
             inboxes.push(rx);
         }
+        let loops = Loops {
+            handles: handles.into(),
+            replies: Pool::new(POOLED_BATCHES),
+        };
+        let (processor_handles, processor_inboxes): (Vec<_>, Vec<_>) = (0..threads)
+            .map(|_| {
+                processor_channel(
+                    (workers * 16).max(256),
+                    config.processor.queue_capacity.get(),
+                    config.processor.queue_bytes,
+                )
+            })
+            .unzip();
+        let processors = Processors {
+            handles: processor_handles.into(),
+            batches: Pool::new(POOLED_BATCHES),
+        };
 
         let policy = Arc::new(load_policy(&config)?);
         let (events, journal, journal_thread) = match config.events.sink {
             Sink::None => (Events::none(), None, None),
             Sink::Journal => {
+                let route: Arc<dyn ReplyRoute> = Arc::new(loops.clone());
                 let (journal, status, thread) = Journal::start(
                     &config.events,
                     &config.server.node_id,
-                    loops.clone(),
+                    route,
                     Arc::clone(&stats),
                 )
                 .map_err(|source| ServerError::Journal {
                     path: config.events.path.clone(),
                     source,
                 })?;
-                let sink: Arc<dyn crate::events::EventSink> = journal.clone();
-                (Events::new(sink), Some((journal, status)), Some(thread))
+                let sink: Arc<dyn EventSink> = journal;
+                (Events::new(sink), Some(status), Some(thread))
             }
         };
         let traces = Arc::new(TraceList::default());
         // Remember disconnected, accepted charge points up to about the fleet size.
-        let remember_limit = config.server.max_connections / config.processor.threads.get() + 1024;
-        let pool = ProcessorPool::spawn(PoolParts {
-            threads: config.processor.threads.get(),
-            queue_capacity: config.processor.queue_capacity.get(),
+        let remember_limit = config.server.max_connections / threads + 1024;
+        let processor_threads = pool::spawn(PoolParts {
+            inboxes: processor_inboxes,
+            processors: processors.clone(),
             loops: loops.clone(),
             policy: Arc::clone(&policy),
             remember_limit,
@@ -148,7 +177,7 @@ impl Server {
         })
         .map_err(spawn_err("processor thread"))?;
         let commands = Commands {
-            processors: pool.senders.clone(),
+            processors: processors.clone(),
             stats: Arc::clone(&stats),
             events: events.clone(),
         };
@@ -160,20 +189,16 @@ impl Server {
         };
         let cores = cores.unwrap_or_default();
         let mut loop_threads = Vec::with_capacity(workers);
-        let parts = polls
-            .into_iter()
-            .zip(listeners)
-            .zip(inboxes)
-            .zip(&loops)
-            .enumerate();
-        for (index, (((poll, listener), inbox), handle)) in parts {
+        let parts = polls.into_iter().zip(listeners).zip(inboxes).enumerate();
+        for (index, ((poll, listener), inbox)) in parts {
             let parts = LoopParts {
                 index: index as u16,
                 poll,
                 listener,
                 inbox,
-                shared: Arc::clone(&handle.shared),
-                processors: pool.senders.clone(),
+                shared: Arc::clone(&loops.handles[index].shared),
+                processors: processors.clone(),
+                replies: loops.replies.clone(),
                 config: Arc::clone(&config),
                 stats: Arc::clone(&stats),
                 known_identities: policy
@@ -201,12 +226,7 @@ impl Server {
                 Ok(thread) => loop_threads.push(thread),
                 Err(source) => {
                     // Stop the loops already running: nothing else could ever stop them.
-                    for handle in &loops[..loop_threads.len()] {
-                        handle.request_shutdown();
-                    }
-                    for thread in loop_threads {
-                        let _ = thread.join();
-                    }
+                    stop_loops(&loops, loop_threads);
                     return Err(ServerError::Spawn {
                         what: "event loop thread",
                         source,
@@ -214,13 +234,15 @@ impl Server {
                 }
             }
         }
-        let admin = match config.admin.listen {
+        let admin = match admin_listener {
             None => None,
-            Some(_) => {
+            Some(listener) => {
                 let started = Admin::start(AdminParts {
+                    listener,
                     config: Arc::clone(&config),
                     stats: Arc::clone(&stats),
                     loops: loops.clone(),
+                    processors: processors.clone(),
                     commands: commands.clone(),
                     traces: Arc::clone(&traces),
                     journal,
@@ -228,13 +250,8 @@ impl Server {
                 match started {
                     Ok(admin) => Some(admin),
                     Err(e) => {
-                        for handle in &loops {
-                            handle.request_shutdown();
-                        }
-                        for thread in loop_threads {
-                            let _ = thread.join();
-                        }
-                        return Err(e);
+                        stop_loops(&loops, loop_threads);
+                        return Err(e.into());
                     }
                 }
             }
@@ -242,21 +259,20 @@ impl Server {
         // The loops, the admin thread and this server hold the senders to the processors: when
         // the last loop has exited and `join` drops the others, the processors stop.
         info!(
-            "listening on {local_addr} with {workers} loops and {} processors{}",
-            config.processor.threads,
+            "listening on {local_addr} with {workers} loops and {threads} processors{}",
             if config.server.pin_cores {
                 ", pinned"
             } else {
                 ""
             }
         );
-        drop(pool.senders);
+        drop(processors);
         Ok(Server {
             local_addr,
             loops,
             loop_threads,
             commands,
-            processor_threads: pool.threads,
+            processor_threads,
             admin,
             journal_thread,
             stats,
@@ -274,12 +290,12 @@ impl Server {
     }
 
     /// Test hook: blocks processor `index` until the returned sender is dropped, as a stuck
-    /// thread would be (for `/health`). Not for production use.
-    #[doc(hidden)]
-    pub fn stall_processor(&self, index: usize) -> Sender<()> {
+    /// thread would be (for `/health`).
+    #[cfg(feature = "test-hooks")]
+    pub fn stall_processor(&self, index: usize) -> crossbeam_channel::Sender<()> {
         let (tx, rx) = crossbeam_channel::bounded(0);
-        if let Some(processor) = self.commands.processors.get(index) {
-            let _ = processor.send(Inbound::Stall(rx));
+        if let Some(processor) = self.commands.processors.handles.get(index) {
+            let _ = processor.tx.send(crate::mailbox::ToProcessor::Stall(rx));
         }
         tx
     }
@@ -354,6 +370,28 @@ impl Server {
         }
         result
     }
+}
+
+/// Asks the loops to stop and waits for the threads started so far.
+fn stop_loops(loops: &Loops, threads: Vec<JoinHandle<()>>) {
+    for handle in loops.handles.iter() {
+        handle.request_shutdown();
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
+
+/// The admin listener's socket, bound here so a taken address stops the start like the
+/// charge point listener's.
+fn bind_admin(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+    let bind_err = |source| ServerError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(bind_err)?;
+    socket.set_reuse_address(true).map_err(bind_err)?;
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    socket.listen(128).map_err(bind_err)?;
+    Ok(socket.into())
 }
 
 /// The built-in policies, with their files loaded.

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::net::CloseCause;
 use crate::ocpp::rpc::CallErrorCode;
 use crate::ocpp::v16::Action;
-use crate::outbound::CallOutcome;
+use crate::types::CloseCause;
 
 /// Per-action counters: one slot per OCPP 1.6 action, and a last one for names 1.6 lacks.
 pub const ACTION_SLOTS: usize = Action::ALL.len() + 1;
@@ -29,6 +28,13 @@ pub const PROCESSING_BUCKETS: [f64; 14] = [
 pub const ROUND_TRIP_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// Bytes one loop's connections hold, published by the loop once per turn.
+#[derive(Debug, Default)]
+pub struct BufferGauges {
+    pub read: AtomicUsize,
+    pub write: AtomicUsize,
+}
 
 /// A fixed-bucket histogram of durations, lock-free, for one thread to fill.
 #[derive(Debug)]
@@ -160,12 +166,8 @@ counters! {
         messages_in,
         /// Text messages queued to charge points.
         messages_out,
-        /// CALLERRORs the loop answered itself for malformed CALLs.
-        malformed_calls,
-        /// Messages that could not be answered (not OCPP-J, no readable UniqueId).
+        /// Answers to our CALLs that could not be read (malformed CALLRESULT / CALLERROR).
         unanswerable_frames,
-        /// Messages with an unknown MessageTypeNumber, ignored as the spec says.
-        ignored_frames,
         /// Closed for sending binary frames (1003).
         binary_frames,
         /// Closed for oversize messages (1009).
@@ -174,6 +176,12 @@ counters! {
         protocol_errors,
         /// Times a connection stopped reading because its processor queue was full.
         backpressure_pauses,
+        /// Times a connection stopped reading because `ocpp.max_pipelined_calls` of its CALLs
+        /// waited for answers.
+        pipelining_pauses,
+        /// Times a connection stopped reading because the loop's partial-message budget was
+        /// spent.
+        budget_pauses,
         /// Connections closed because the same identity connected again.
         takeovers,
         /// Connections closed, for any reason.
@@ -205,6 +213,12 @@ counters! {
     ProcessorStats {
         /// CALLs handled.
         calls_handled,
+        /// CALLERRORs answered for malformed CALLs.
+        malformed_calls,
+        /// Messages that could not be answered (not OCPP-J, no readable UniqueId).
+        unanswerable_frames,
+        /// Messages with an unknown MessageTypeNumber, ignored as the spec says.
+        ignored_frames,
         /// CALLERRORs sent by a processor (validation, NotImplemented, ...).
         call_errors_sent,
         /// Times a processor waited because the journal's queue was full (backpressure).
@@ -281,7 +295,7 @@ pub fn action_slot(action: Option<Action>) -> usize {
     action.map_or(Action::ALL.len(), Action::index)
 }
 
-/// Outcome labels of outbound calls, in [`outcome_slot`] order.
+/// Outcome labels of outbound calls, in `CallOutcome::slot` order.
 pub const OUTCOMES: [&str; 6] = [
     "result",
     "error",
@@ -290,17 +304,6 @@ pub const OUTCOMES: [&str; 6] = [
     "not_connected",
     "rejected",
 ];
-
-pub fn outcome_slot(outcome: &CallOutcome) -> usize {
-    match outcome {
-        CallOutcome::Result(_) => 0,
-        CallOutcome::Error { .. } => 1,
-        CallOutcome::InvalidResult(_) => 2,
-        CallOutcome::Timeout => 3,
-        CallOutcome::NotConnected => 4,
-        CallOutcome::Rejected => 5,
-    }
-}
 
 /// Everything a loop or processor shares with readers.
 #[derive(Debug)]
@@ -317,7 +320,9 @@ pub struct Stats {
     /// The last liveness probe each loop / processor answered (see `admin::health`).
     pub loop_alive: Vec<CachePadded<AtomicU64>>,
     pub processor_alive: Vec<CachePadded<AtomicU64>>,
-    /// Bumped by each loop per turn and each processor per message: busy is not stuck.
+    /// Bytes each loop's connections hold (see `net::transport::Held`).
+    pub loop_buffered: Vec<CachePadded<BufferGauges>>,
+    /// Bumped by each loop per turn and each processor per round: busy is not stuck.
     pub loop_progress: Vec<CachePadded<AtomicU64>>,
     pub processor_progress: Vec<CachePadded<AtomicU64>>,
     pub journal: CachePadded<JournalStats>,
@@ -350,6 +355,12 @@ pub struct StatsSnapshot {
     pub oversize_messages: u64,
     pub protocol_errors: u64,
     pub backpressure_pauses: u64,
+    pub pipelining_pauses: u64,
+    pub budget_pauses: u64,
+    /// Bytes held for unfinished input, across loops.
+    pub buffered_read_bytes: usize,
+    /// Bytes held in write backlogs, across loops.
+    pub buffered_write_bytes: usize,
     pub takeovers: u64,
     pub closed: u64,
     pub calls_sent: u64,
@@ -402,6 +413,7 @@ impl Stats {
                 .collect(),
             processor_labelled: (0..processors).map(|_| CachePadded::default()).collect(),
             loop_alive: (0..loops).map(|_| CachePadded::default()).collect(),
+            loop_buffered: (0..loops).map(|_| CachePadded::default()).collect(),
             processor_alive: (0..processors).map(|_| CachePadded::default()).collect(),
             loop_progress: (0..loops).map(|_| CachePadded::default()).collect(),
             processor_progress: (0..processors).map(|_| CachePadded::default()).collect(),
@@ -423,6 +435,10 @@ impl Stats {
         };
         for l in &self.loops {
             l.add_to(&mut out);
+        }
+        for b in &self.loop_buffered {
+            out.buffered_read_bytes += b.read.load(Ordering::Relaxed);
+            out.buffered_write_bytes += b.write.load(Ordering::Relaxed);
         }
         for p in &self.processors {
             p.add_to(&mut out);

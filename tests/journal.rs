@@ -8,10 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use ocpp_gateway::call::CallOutcome;
 use ocpp_gateway::config::{Fsync, Sink};
 use ocpp_gateway::events::journal::rotated_name;
 use ocpp_gateway::ocpp::v16::Action;
-use ocpp_gateway::outbound::CallOutcome;
 use serde_json::{Value, json};
 use tungstenite::Message;
 

@@ -4,13 +4,14 @@
 //! ([`ChargePoint::wake_at`], the single place that decides it).
 //!
 //! A charge point keeps its slot for the whole run; only its connection comes and goes. The
-//! per-connection cost is this struct (192 bytes), tungstenite's boxed `WebSocket` (272 bytes),
-//! its read buffer (`--read-buffer`) and its write buffer (the largest frame sent).
+//! per-connection cost is this struct and its boxed [`ClientConn`] (socket, and buffers held
+//! only while a frame is unfinished or the gateway does not read); reads land in the thread's
+//! one buffer.
 
 use mio::net::TcpStream;
 use ocpp_gateway::ocpp::v16::Action;
-use tungstenite::WebSocket;
 
+use crate::fleet::ClientConn;
 use crate::messages::Outgoing;
 use crate::scenario::{NEVER, Plan};
 use crate::upgrade::Upgrade;
@@ -25,7 +26,7 @@ pub enum Link {
     Connecting(TcpStream),
     /// WebSocket upgrade in progress; gives up at `link_deadline`.
     Handshaking(Box<Upgrade>),
-    Open(Box<WebSocket<TcpStream>>),
+    Open(Box<ClientConn>),
 }
 
 impl Link {

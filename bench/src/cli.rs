@@ -117,9 +117,6 @@ pub struct RunArgs {
     /// Reconnect back-off: largest ceiling.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub backoff_max: Duration,
-    /// WebSocket read buffer per connection, in bytes (grows for larger messages).
-    #[arg(long, default_value_t = 512)]
-    pub read_buffer: usize,
     /// Write every figure of the run to this JSON file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -228,7 +225,6 @@ pub struct RunConfig {
     pub call_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    pub read_buffer: usize,
     pub json: Option<PathBuf>,
     pub server_pid: Option<u32>,
     pub quiet: bool,
@@ -295,9 +291,6 @@ impl RunArgs {
         if self.max_inflight_handshakes == 0 {
             return Err(invalid("max-inflight-handshakes", "must be at least 1"));
         }
-        if !(64..=1 << 20).contains(&self.read_buffer) {
-            return Err(invalid("read-buffer", "must be 64 to 1048576 bytes"));
-        }
         let scenario = match self.scenario {
             ScenarioName::Idle => Scenario::Idle,
             ScenarioName::Saturate => Scenario::Saturate,
@@ -363,7 +356,6 @@ impl RunArgs {
             call_timeout: self.call_timeout,
             backoff_min: self.backoff_min,
             backoff_max: self.backoff_max,
-            read_buffer: self.read_buffer,
             json: self.json,
             server_pid: self.server_pid,
             quiet: self.quiet,

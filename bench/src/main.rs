@@ -11,8 +11,8 @@
 //! - [`fleet`]: one thread's event loop; [`charge_point`]: one charge point's state;
 //!   [`scenario`]: what a booted charge point sends and when; [`messages`]: its CALLs;
 //!   [`answers`]: its answers to the gateway's CALLs.
-//! - [`dial`], [`upgrade`], [`pacer`], [`deadlines`], [`rng`]: connecting, the WebSocket
-//!   upgrade, pacing, timers, jitter.
+//! - [`dial`], [`upgrade`], [`pacer`], [`deadlines`]: connecting, the WebSocket upgrade, pacing,
+//!   timers (jitter comes from the gateway crate's `rng`, framing from its `net::websocket`).
 //! - [`stats`], [`process`], [`report`], [`plot`]: figures and their output.
 //!
 //! Exit codes: 0 the run passed; 1 it ran and failed (not all booted, mismatched replies,
@@ -33,7 +33,6 @@ mod pacer;
 mod plot;
 mod process;
 mod report;
-mod rng;
 mod run;
 mod scenario;
 mod stats;

@@ -1,6 +1,8 @@
-//! CPU time and memory of a process: the gateway's (`--server-pid`) from `/proc/PID/status`
-//! (VmRSS) and `/proc/PID/stat` (utime + stime), the bench's own from `getrusage(RUSAGE_SELF)`
-//! and `/proc/self/status`. Linux only; elsewhere these figures are absent, not wrong.
+//! CPU time, memory and context switches of a process: the gateway's (`--server-pid`) from
+//! `/proc/PID/status` (VmRSS), `/proc/PID/stat` (utime + stime) and every thread's
+//! `/proc/PID/task/*/status` (voluntary + involuntary context switches), the bench's own from
+//! `getrusage(RUSAGE_SELF)` and `/proc/self/status`. Linux only; elsewhere these figures are
+//! absent, not wrong.
 
 use std::path::PathBuf;
 
@@ -25,14 +27,48 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// User + system CPU seconds since it started.
     pub cpu_seconds: f64,
+    /// Context switches of all its live threads so far (voluntary and involuntary).
+    pub context_switches: u64,
 }
 
-/// Reads the gateway's (or any process's) RSS and CPU time.
+/// Reads the gateway's (or any process's) RSS, CPU time and context switches.
 pub fn sample(pid: u32) -> Result<Sample, ProcessError> {
     Ok(Sample {
         rss_bytes: rss_bytes(&format!("/proc/{pid}/status"))?,
         cpu_seconds: cpu_seconds(pid)?,
+        context_switches: context_switches(pid)?,
     })
+}
+
+/// The sum of `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` over the threads in
+/// `/proc/PID/task` (threads that ended are not counted: the gateway's do not end while it runs).
+fn context_switches(pid: u32) -> Result<u64, ProcessError> {
+    let dir = format!("/proc/{pid}/task");
+    let entries = std::fs::read_dir(&dir).map_err(|source| ProcessError::Read {
+        path: dir.clone().into(),
+        source,
+    })?;
+    let mut total = 0;
+    for entry in entries.flatten() {
+        // A thread may end between the listing and the read: skip it.
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        total += switches(&status);
+    }
+    Ok(total)
+}
+
+/// Both context-switch counts of one `status` file.
+fn switches(status: &str) -> u64 {
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+        })
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum()
 }
 
 /// The bench itself: RSS now, CPU time so far.
@@ -42,6 +78,7 @@ pub fn sample_self() -> Result<Sample, ProcessError> {
     Ok(Sample {
         rss_bytes: rss_bytes("/proc/self/status")?,
         cpu_seconds: seconds(usage.user_time()) + seconds(usage.system_time()),
+        context_switches: context_switches(std::process::id()).unwrap_or(0),
     })
 }
 
@@ -112,12 +149,15 @@ mod tests {
         let stat = "42 (a (weird) name) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 6 0";
         assert_eq!(parse_stat_ticks(stat), Some(325));
         assert_eq!(parse_stat_ticks("42 (x) S 1"), None);
+        let task = "Name:\tx\nvoluntary_ctxt_switches:\t7\nnonvoluntary_ctxt_switches:\t 5\n";
+        assert_eq!(switches(task), 12);
     }
 
     #[test]
     fn measures_itself() {
         let me = sample(std::process::id()).unwrap();
         assert!(me.rss_bytes > 0);
+        assert!(me.context_switches > 0);
         let own = sample_self().unwrap();
         assert!(own.rss_bytes > 0 && own.cpu_seconds >= 0.0);
         assert!(peak_rss_self().unwrap() >= 1024);

@@ -45,6 +45,8 @@ pub struct ConfigEcho {
     pub duration_s: f64,
     pub ramp_timeout_s: f64,
     pub timeout_s: f64,
+    /// Bytes of each fleet thread's read buffer (connections keep only unfinished frames).
+    #[serde(default)]
     pub read_buffer: usize,
 }
 
@@ -142,6 +144,14 @@ pub struct ServerFigures {
     pub cpu_s: PhaseCpu,
     /// CPU seconds per second during the measured phase (1.0 = one core busy).
     pub cores_steady: Option<f64>,
+    /// CPU microseconds per round trip answered during the measured phase.
+    #[serde(default)]
+    pub cpu_us_per_round_trip: Option<f64>,
+    /// Context switches of all the gateway's threads during the measured phase.
+    #[serde(default)]
+    pub context_switches_steady: Option<u64>,
+    #[serde(default)]
+    pub context_switches_per_round_trip: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -277,6 +287,15 @@ impl Report {
                     .cores_steady
                     .map_or("-".into(), |v| format!("{v:.3}")),
             );
+            if let Some(cpu) = server.cpu_us_per_round_trip {
+                let _ = writeln!(
+                    s,
+                    "  gateway   {cpu:.2} us CPU and {} context switches per round trip (steady)",
+                    server
+                        .context_switches_per_round_trip
+                        .map_or("-".into(), |v| format!("{v:.3}")),
+                );
+            }
         }
         let b = &self.bench;
         let _ = writeln!(

@@ -562,6 +562,22 @@ impl Coordinator {
             (count > 0).then(|| ((after as f64 - before as f64) / count as f64).round())
         };
 
+        // Context switches of the gateway during the measured phase (its threads' sum).
+        let switches_steady = self.steady_start.and(
+            match (
+                storm_mark.or(self.ramp_end).and_then(|m| m.server),
+                end_marks.server,
+            ) {
+                (Some(from), Some(to)) => {
+                    Some(to.context_switches.saturating_sub(from.context_switches))
+                }
+                _ => None,
+            },
+        );
+        let per_round_trip = |v: f64| {
+            (steady_round_trips > 0)
+                .then(|| ((v / steady_round_trips as f64) * 1000.0).round() / 1000.0)
+        };
         let server = match (config.server_pid, self.before.server) {
             (Some(pid), Some(before)) => {
                 let end_rss = end_marks.server.map_or(0, |s| s.rss_bytes);
@@ -577,6 +593,10 @@ impl Coordinator {
                         per_connection(before.rss_bytes, rss, config.connections as u64)
                     }),
                     cores_steady: cores(&server_cpu),
+                    cpu_us_per_round_trip: server_cpu.steady.and_then(|c| per_round_trip(c * 1e6)),
+                    context_switches_steady: switches_steady,
+                    context_switches_per_round_trip: switches_steady
+                        .and_then(|n| per_round_trip(n as f64)),
                     cpu_s: server_cpu,
                 })
             }
@@ -620,7 +640,7 @@ impl Coordinator {
                 duration_s: config.duration.as_secs_f64(),
                 ramp_timeout_s: config.ramp_timeout.as_secs_f64(),
                 timeout_s: config.timeout.as_secs_f64(),
-                read_buffer: config.read_buffer,
+                read_buffer: crate::fleet::READ_BUFFER,
             },
             outcome: Outcome {
                 passed: self.failures.is_empty(),

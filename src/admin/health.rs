@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use serde::Serialize;
 use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
+
+use super::http::Response;
+use super::server::AdminLoop;
 
 /// Probes sent, oldest first.
 #[derive(Debug)]
@@ -146,7 +150,13 @@ pub struct LoopHealth {
 #[derive(Debug, Serialize)]
 pub struct ProcessorHealth {
     pub index: usize,
+    /// Messages waiting.
     pub queue_depth: usize,
+    /// Bytes of messages waiting.
+    pub queue_bytes: usize,
+    /// The queue is at `processor.queue_capacity` or `processor.queue_bytes`: loops are
+    /// holding charge points back.
+    pub saturated: bool,
     pub alive: bool,
 }
 
@@ -156,7 +166,7 @@ pub struct JournalHealth {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    pub queue_depth: usize,
+    pub queue_depth: u64,
     pub errors: u64,
     pub lines_lost: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,6 +194,120 @@ pub fn go_duration(d: Duration) -> String {
         (0, 0) => format!("{seconds}s"),
         (0, m) => format!("{m}m{seconds}s"),
         (h, m) => format!("{h}h{m}m{seconds}s"),
+    }
+}
+
+impl AdminLoop {
+    pub(super) fn health(&mut self) -> Response {
+        let now = Instant::now();
+        let stats = &self.parts.stats;
+        let snapshot = stats.snapshot();
+        let (loops_stuck, processors_stuck) = self.stuck(now);
+        let mut problems = Vec::new();
+        let loops: Vec<LoopHealth> = self
+            .parts
+            .loops
+            .handles
+            .iter()
+            .enumerate()
+            .map(|(index, handle)| {
+                if loops_stuck[index] {
+                    problems.push(format!("event loop {index} does not answer"));
+                }
+                LoopHealth {
+                    index,
+                    connections: snapshot.loop_connections.get(index).copied().unwrap_or(0),
+                    queue_depth: handle.tx.len(),
+                    alive: !loops_stuck[index],
+                }
+            })
+            .collect();
+        let processors: Vec<ProcessorHealth> = self
+            .parts
+            .processors
+            .handles
+            .iter()
+            .enumerate()
+            .map(|(index, handle)| {
+                if processors_stuck[index] {
+                    problems.push(format!("processor {index} does not answer"));
+                }
+                ProcessorHealth {
+                    index,
+                    queue_depth: handle.queue.depth().0,
+                    queue_bytes: handle.queue.depth().1,
+                    saturated: handle.queue.is_saturated(),
+                    alive: !processors_stuck[index],
+                }
+            })
+            .collect();
+        let mut degraded = false;
+        let journal = match &self.parts.journal {
+            None => JournalHealth {
+                status: "off",
+                path: None,
+                queue_depth: 0,
+                errors: snapshot.journal_errors,
+                lines_lost: snapshot.journal_lines_lost,
+                last_error: None,
+            },
+            Some(status) => {
+                let stuck = status.silent_for() >= self.parts.config.admin.stuck_after;
+                let failing = status.failing();
+                if stuck {
+                    problems.push("the journal thread does not answer".into());
+                } else if failing {
+                    degraded = true;
+                    problems.push(format!(
+                        "the journal cannot write: {}",
+                        status.last_error().unwrap_or_default()
+                    ));
+                }
+                JournalHealth {
+                    status: if stuck {
+                        "stuck"
+                    } else if failing {
+                        "failing"
+                    } else {
+                        "ok"
+                    },
+                    path: Some(status.path.display().to_string()),
+                    queue_depth: status.queue_depth(),
+                    errors: snapshot.journal_errors,
+                    lines_lost: snapshot.journal_lines_lost,
+                    last_error: status.last_error(),
+                }
+            }
+        };
+        let unhealthy =
+            loops_stuck.iter().chain(&processors_stuck).any(|&s| s) || journal.status == "stuck";
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((0, 0));
+        let uptime = self.started.elapsed();
+        let health = Health {
+            status: if unhealthy {
+                "unhealthy"
+            } else if degraded {
+                "degraded"
+            } else {
+                "healthy"
+            },
+            timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            uptime: go_duration(uptime),
+            uptime_seconds: uptime.as_secs_f64(),
+            connections: snapshot.connections,
+            ping_service: PingService {
+                active_connections: snapshot.connections,
+                ping_interval: go_duration(self.parts.config.websocket.ping_interval),
+                total_pings: snapshot.pings_sent,
+                skipped_pings: snapshot.pings_skipped,
+            },
+            loops,
+            processors,
+            journal,
+            open_files_limit: OpenFiles { soft, hard },
+            problems,
+        };
+        Response::json(if unhealthy { 503 } else { 200 }, &health)
     }
 }
 

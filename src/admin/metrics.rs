@@ -6,20 +6,23 @@
 
 use std::fmt::{Display, Write as _};
 
-use crate::net::CloseCause;
+use super::http::Response;
+use super::server::AdminLoop;
 use crate::ocpp::rpc::CallErrorCode;
 use crate::ocpp::v16::Action;
 use crate::stats::{HistogramSnapshot, OUTCOMES, StatsSnapshot};
+use crate::types::CloseCause;
+use std::time::Instant;
 
 /// Gauges read at scrape time that are not counters.
 #[derive(Debug, Default)]
 pub struct Gauges {
-    /// Frames queued for each processor.
-    pub processor_queue_depths: Vec<usize>,
+    /// (messages, bytes) queued for each processor.
+    pub processor_queue_depths: Vec<(usize, usize)>,
     /// Messages queued for each loop.
     pub loop_queue_depths: Vec<usize>,
     /// None without a journal.
-    pub journal_queue_depth: Option<usize>,
+    pub journal_queue_depth: Option<u64>,
     pub journal_failing: bool,
     pub open_files_limit: u64,
     pub uptime_seconds: f64,
@@ -249,16 +252,55 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         "Times a connection stopped being read because its processor queue was full.",
         s.backpressure_pauses,
     );
+    o.single(
+        "ocpp_gateway_pipelining_pauses_total",
+        "counter",
+        "Times a connection stopped being read because ocpp.max_pipelined_calls of its CALLs waited for answers.",
+        s.pipelining_pauses,
+    );
+    o.single(
+        "ocpp_gateway_budget_pauses_total",
+        "counter",
+        "Times a connection stopped being read because the loop's partial-message budget was spent.",
+        s.budget_pauses,
+    );
+    o.family(
+        "ocpp_gateway_buffered_bytes",
+        "gauge",
+        "Bytes connections hold: unfinished input (read) and write backlogs (write).",
+    );
+    o.sample(
+        "ocpp_gateway_buffered_bytes",
+        &[("kind", "read")],
+        s.buffered_read_bytes,
+    );
+    o.sample(
+        "ocpp_gateway_buffered_bytes",
+        &[("kind", "write")],
+        s.buffered_write_bytes,
+    );
     o.family(
         "ocpp_gateway_processor_queue_depth",
         "gauge",
         "Messages waiting in each processor's queue.",
     );
-    for (i, n) in g.processor_queue_depths.iter().enumerate() {
+    for (i, (n, _)) in g.processor_queue_depths.iter().enumerate() {
         o.sample(
             "ocpp_gateway_processor_queue_depth",
             &[("processor", &i.to_string())],
             n,
+        );
+    }
+    o.family(
+        "ocpp_gateway_processor_queue_bytes",
+        "gauge",
+        "Bytes of messages waiting in each processor's queue.",
+    );
+    for (i, (_, bytes)) in g.processor_queue_depths.iter().enumerate() {
+        o.sample(
+            "ocpp_gateway_processor_queue_bytes",
+            &[("processor", &i.to_string())],
+            bytes,
         );
     }
     o.family(
@@ -391,6 +433,54 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
     out.0
 }
 
+impl AdminLoop {
+    pub(super) fn metrics(&mut self) -> Response {
+        let now = Instant::now();
+        let (loops_stuck, processors_stuck) = self.stuck(now);
+        let stats = &self.parts.stats;
+        let journal_stuck = self
+            .parts
+            .journal
+            .as_ref()
+            .is_some_and(|status| status.silent_for() >= self.parts.config.admin.stuck_after);
+        let healthy = !loops_stuck.iter().chain(&processors_stuck).any(|&s| s) && !journal_stuck;
+        let gauges = Gauges {
+            processor_queue_depths: self
+                .parts
+                .processors
+                .handles
+                .iter()
+                .map(|h| h.queue.depth())
+                .collect(),
+            loop_queue_depths: self
+                .parts
+                .loops
+                .handles
+                .iter()
+                .map(|l| l.tx.len())
+                .collect(),
+            journal_queue_depth: self
+                .parts
+                .journal
+                .as_ref()
+                .map(|status| status.queue_depth()),
+            journal_failing: self
+                .parts
+                .journal
+                .as_ref()
+                .is_some_and(|status| status.failing()),
+            open_files_limit: rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(s, _)| s),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            healthy,
+        };
+        Response::text(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(&stats.snapshot(), &gauges),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,7 +496,7 @@ mod tests {
         let text = render(
             &stats.snapshot(),
             &Gauges {
-                processor_queue_depths: vec![0, 1],
+                processor_queue_depths: vec![(0, 0), (1, 100)],
                 loop_queue_depths: vec![0, 0],
                 ..Gauges::default()
             },

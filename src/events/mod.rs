@@ -1,18 +1,20 @@
 //! The event sink: what passed through the gateway, for whoever needs it afterwards (billing,
-//! support, audits). Processors and loops describe each event as an [`Event`]; the sink decides
-//! where it goes. Today the one sink is the JSON-lines [`journal`]; the Redis stream of the
-//! scale-out step will be a second implementation of [`EventSink`].
+//! support, audits). Producers describe each event as a borrowed [`Event`] (its payloads are
+//! slices of the buffers the message already lies in, so describing costs no allocation); the
+//! sink renders it. Today the one sink is the JSON-lines [`journal`]; the Redis stream of the
+//! scale-out step and the Kafka producer will be further implementations of [`EventSink`].
 //!
-//! Who records what, so that one charge point's lines come out in the order things happened:
-//! - its processor: connect, disconnect, and each CALL it received together with our answer
-//!   (one [`EventKind::Exchange`], written as two lines);
-//! - its event loop: our CALLs to it and its answers to them;
-//! - whoever resolves an outbound call: the call's outcome.
+//! Two ways in, by who records:
+//! - a processor owns an [`EventWriter`]: it renders its charge points' events (connect,
+//!   disconnect, each CALL and our answer) into a buffer of its own and hands it over in
+//!   batches, waiting when the sink is full - backpressure: the processor's queue fills and the
+//!   loops stop reading the busiest charge points, nothing is dropped;
+//! - anyone else (loops for calls of ours and their answers, whoever resolves an outbound call)
+//!   uses [`Events::record_nowait`], which never waits: those events are few (bounded by the
+//!   calls in flight) and go to a bounded side buffer.
 //!
-//! Processors wait when the sink is full ([`EventSink::record`]): that stalls their queues, and
-//! the loops then stop reading the busiest charge points - backpressure, nothing dropped.
-//! Loops never wait ([`EventSink::record_nowait`]); their events (outbound calls only, bounded
-//! by the calls in flight) wait in a side queue instead.
+//! One charge point's lines come out in the order things happened to it within each way in;
+//! its processor is the only producer of the first kind.
 
 pub mod journal;
 
@@ -20,25 +22,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::value::RawValue;
-
-use crate::net::handshake::ChargePointId;
-use crate::net::{CloseCause, ConnId};
+use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
+use crate::call::OutcomeLog;
 use crate::ocpp::rpc::CallErrorCode;
 use crate::ocpp::v16::Action;
+use crate::types::ChargePointId;
+use crate::types::{CloseCause, ConnId};
 
-/// One thing that happened to one charge point.
-#[derive(Debug)]
-pub struct Event {
+/// One thing that happened to one charge point. Payloads are raw JSON text.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
     pub at: SystemTime,
-    pub cp: ChargePointId,
-    pub kind: EventKind,
-    /// With `events.ack_after_write`: the answer to deliver once the event is written.
-    pub ack: Option<Ack>,
+    pub cp: &'a str,
+    pub kind: EventKind<'a>,
 }
 
-#[derive(Debug)]
-pub enum EventKind {
+#[derive(Debug, Clone, Copy)]
+pub enum EventKind<'a> {
     Connected {
         peer: SocketAddr,
         loop_index: u16,
@@ -46,67 +46,92 @@ pub enum EventKind {
     Disconnected {
         cause: CloseCause,
     },
-    /// A CALL from the charge point and the answer we gave.
-    Exchange {
-        unique_id: String,
-        action: String,
-        request: Box<RawValue>,
-        answer: Answered,
+    /// A CALL from the charge point.
+    CallIn {
+        unique_id: &'a str,
+        action: &'a str,
+        payload: &'a str,
+    },
+    /// Our answer to a CALL from the charge point.
+    AnswerOut {
+        unique_id: &'a str,
+        action: &'a str,
+        answer: Answer<'a>,
     },
     /// A CALL of ours, as sent.
-    CallSent {
-        unique_id: String,
+    CallOut {
+        unique_id: &'a str,
         action: Action,
-        payload: Box<RawValue>,
+        payload: &'a str,
     },
     /// The charge point's CALLRESULT to a CALL of ours.
-    ResultReceived {
-        unique_id: String,
+    ResultIn {
+        unique_id: &'a str,
         action: Action,
-        payload: Box<RawValue>,
+        payload: &'a str,
     },
     /// The charge point's CALLERROR to a CALL of ours.
-    ErrorReceived {
-        unique_id: String,
+    ErrorIn {
+        unique_id: &'a str,
         action: Action,
-        code: String,
-        description: String,
-        details: Box<RawValue>,
+        code: &'a str,
+        description: &'a str,
+        details: &'a str,
     },
     /// How an outbound call ended (one per call, whatever happened to it).
     Outcome {
-        unique_id: Option<String>,
+        unique_id: Option<&'a str>,
         action: Action,
         outcome: &'static str,
     },
 }
 
 /// Our answer to a CALL from a charge point.
-#[derive(Debug)]
-pub enum Answered {
-    Result(Box<RawValue>),
+#[derive(Debug, Clone, Copy)]
+pub enum Answer<'a> {
+    Result(&'a str),
     Error {
         code: CallErrorCode,
-        description: String,
+        description: &'a str,
     },
 }
 
-/// An answer held back until its event is written.
-#[derive(Debug)]
-pub struct Ack {
-    pub conn: ConnId,
-    /// The CALLRESULT frame to send once the line is written.
-    pub text: String,
+/// Where held answers go once their events are durable: the owning loops.
+pub trait ReplyRoute: Send + Sync {
+    /// Sends `batch` to loop `loop_index` (waiting while its channel is full).
+    fn deliver(&self, loop_index: u16, batch: ReplyBatch);
+    /// An empty batch to fill.
+    fn take_batch(&self) -> ReplyBatch;
+    /// A batch no longer needed, for use again.
+    fn give_batch(&self, batch: ReplyBatch);
 }
 
-/// Where events go.
+/// A configured destination for events.
 pub trait EventSink: Send + Sync {
-    /// Records `event`, waiting while the sink is full. True when it had to wait.
-    fn record(&self, event: Event) -> bool;
-    /// Records `event` without ever waiting. True when it went to the overflow side queue.
-    fn record_nowait(&self, event: Event) -> bool;
-    /// Whether answers to billing messages should wait for their line ([`Event::ack`]).
+    /// A writer for one producer thread.
+    fn writer(&self) -> Box<dyn EventWriter>;
+    /// Records `event` from any thread without waiting; false when it was lost because the
+    /// side buffer was full (counted by the sink).
+    fn record_nowait(&self, event: &Event<'_>) -> bool;
+    /// Whether answers to billing messages wait until their events are written
+    /// ([`EventWriter::hold`]).
     fn acks_after_write(&self) -> bool;
+}
+
+/// One producer thread's way into a sink: it renders into a buffer of its own.
+pub trait EventWriter: Send {
+    fn record(&mut self, event: &Event<'_>);
+    /// Holds `frame` (a complete answer for `conn`) until every event recorded so far is
+    /// written; then it goes to the connection's loop (or, if writing failed, a CALLERROR
+    /// InternalError goes instead, so the charge point sends the message again).
+    fn hold(&mut self, conn: ConnId, frame: &[u8]);
+    /// True when what is buffered should be handed over now (enough of it, held answers, or
+    /// an event waiting longer than a few milliseconds).
+    fn due(&self, now: std::time::Instant) -> bool;
+    /// When a buffered event will be due, if any is buffered.
+    fn due_at(&self) -> Option<std::time::Instant>;
+    /// Hands over what is buffered, waiting while the sink is full. True when it had to wait.
+    fn flush(&mut self) -> bool;
 }
 
 /// A cloneable handle on the configured sink, or on none (`events.sink = "none"`).
@@ -136,29 +161,139 @@ impl Events {
         self.0.is_some()
     }
 
-    /// Whether StopTransaction and MeterValues answers wait for the journal.
+    /// Whether StopTransaction and MeterValues answers wait for the sink.
     pub fn acks_after_write(&self) -> bool {
         self.0.as_ref().is_some_and(|s| s.acks_after_write())
     }
 
-    /// See [`EventSink::record`]; `make` runs only when a sink is configured.
-    pub fn record(&self, make: impl FnOnce() -> Event) -> bool {
-        match &self.0 {
-            Some(sink) => sink.record(make()),
-            None => false,
-        }
+    /// A writer for one producer thread (None without a sink).
+    pub fn writer(&self) -> Option<Box<dyn EventWriter>> {
+        self.0.as_ref().map(|s| s.writer())
     }
 
-    /// See [`EventSink::record_nowait`].
-    pub fn record_nowait(&self, make: impl FnOnce() -> Event) -> bool {
-        match &self.0 {
-            Some(sink) => sink.record_nowait(make()),
-            None => false,
+    /// See [`EventSink::record_nowait`] (nothing happens without a sink).
+    pub fn record_nowait(&self, event: &Event<'_>) {
+        if let Some(sink) = &self.0 {
+            sink.record_nowait(event);
         }
     }
 }
 
-/// Actions whose answers can wait for the journal: the charge point's billing data.
+/// An [`EventWriter`] as the [`OutcomeLog`] of a call resolver.
+pub struct WriterLog<'a>(pub &'a mut dyn EventWriter);
+
+impl OutcomeLog for WriterLog<'_> {
+    fn record(&mut self, event: &Event<'_>) {
+        self.0.record(event);
+    }
+}
+
+/// Copies a loop's event into `batch` for the charge point's processor to render; events of
+/// other kinds are not a loop's and are ignored.
+pub fn stash(batch: &mut FrameBatch, cp: &ChargePointId, event: &Event<'_>) {
+    let stashed = match event.kind {
+        EventKind::CallOut {
+            unique_id,
+            action,
+            payload,
+        } => Stashed::CallOut {
+            unique_id: batch.push_text(unique_id),
+            action,
+            payload: batch.push_text(payload),
+        },
+        EventKind::ResultIn {
+            unique_id,
+            action,
+            payload,
+        } => Stashed::ResultIn {
+            unique_id: batch.push_text(unique_id),
+            action,
+            payload: batch.push_text(payload),
+        },
+        EventKind::ErrorIn {
+            unique_id,
+            action,
+            code,
+            description,
+            details,
+        } => Stashed::ErrorIn {
+            unique_id: batch.push_text(unique_id),
+            action,
+            code: batch.push_text(code),
+            description: batch.push_text(description),
+            details: batch.push_text(details),
+        },
+        EventKind::Outcome {
+            unique_id,
+            action,
+            outcome,
+        } => Stashed::Outcome {
+            unique_id: unique_id.map(|id| batch.push_text(id)),
+            action,
+            outcome,
+        },
+        _ => return,
+    };
+    batch.push(Entry::Stashed {
+        cp: ChargePointId::clone(cp),
+        at: event.at,
+        event: stashed,
+    });
+}
+
+/// The event a stashed entry describes, its texts borrowed from `batch`.
+pub fn unstash<'a>(
+    batch: &'a FrameBatch,
+    cp: &'a str,
+    at: SystemTime,
+    stashed: &'a Stashed,
+) -> Event<'a> {
+    let kind = match stashed {
+        Stashed::CallOut {
+            unique_id,
+            action,
+            payload,
+        } => EventKind::CallOut {
+            unique_id: batch.text(unique_id),
+            action: *action,
+            payload: batch.text(payload),
+        },
+        Stashed::ResultIn {
+            unique_id,
+            action,
+            payload,
+        } => EventKind::ResultIn {
+            unique_id: batch.text(unique_id),
+            action: *action,
+            payload: batch.text(payload),
+        },
+        Stashed::ErrorIn {
+            unique_id,
+            action,
+            code,
+            description,
+            details,
+        } => EventKind::ErrorIn {
+            unique_id: batch.text(unique_id),
+            action: *action,
+            code: batch.text(code),
+            description: batch.text(description),
+            details: batch.text(details),
+        },
+        Stashed::Outcome {
+            unique_id,
+            action,
+            outcome,
+        } => EventKind::Outcome {
+            unique_id: unique_id.as_ref().map(|id| batch.text(id)),
+            action: *action,
+            outcome,
+        },
+    };
+    Event { at, cp, kind }
+}
+
+/// Actions whose answers can wait for the sink: the charge point's billing data.
 pub fn is_billing(action: Action) -> bool {
     matches!(action, Action::StopTransaction | Action::MeterValues)
 }

@@ -3,3 +3,6 @@
 
 pub mod rpc;
 pub mod v16;
+
+/// The WebSocket subprotocol of OCPP-J 1.6, offered by charge points and selected by us.
+pub const SUBPROTOCOL: &str = "ocpp1.6";

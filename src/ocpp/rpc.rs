@@ -14,8 +14,9 @@
 //! - [`FrameError::UnknownMessageType`]: the specification says to ignore such a message.
 //!
 //! Every input is hostile: parsing never panics, walks the text once with the array's elements
-//! borrowed from it (five kept at most, the rest skipped), allocates only for the returned frame,
-//! and error descriptions quote at most 64 characters of input.
+//! borrowed from it (five kept at most, the rest skipped), and error descriptions quote at most
+//! 64 characters of input. A valid frame borrows everything from the text (a string with
+//! escapes is the one thing decoded into a new `String`), so the hot path allocates nothing.
 //!
 //! Decisions where the specification is silent:
 //! - Lengths are counted in Unicode scalar values (`char`s).
@@ -36,6 +37,7 @@
 //! - Nesting inside a payload is not limited here (serde_json skips raw values without recursing);
 //!   the payload layer's serde_json recursion limit applies when it decodes one.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
@@ -106,26 +108,26 @@ impl fmt::Display for CallErrorCode {
     }
 }
 
-/// One decoded frame, owned so it can cross threads.
+/// One decoded frame, borrowed from the message text.
 #[derive(Debug)]
-pub enum Frame {
+pub enum Frame<'a> {
     /// `unique_id` has 1 to 36 characters, `action` 1 to 64, `payload` is a JSON object.
     Call {
-        unique_id: String,
-        action: String,
-        payload: Box<RawValue>,
+        unique_id: Cow<'a, str>,
+        action: Cow<'a, str>,
+        payload: &'a RawValue,
     },
     /// `unique_id` has 1 to 36 characters, `payload` is a JSON object.
     CallResult {
-        unique_id: String,
-        payload: Box<RawValue>,
+        unique_id: Cow<'a, str>,
+        payload: &'a RawValue,
     },
     /// `code` is the peer's string, known to us or not; `details` is a JSON object.
     CallError {
-        unique_id: String,
-        code: String,
-        description: String,
-        details: Box<RawValue>,
+        unique_id: Cow<'a, str>,
+        code: Cow<'a, str>,
+        description: Cow<'a, str>,
+        details: &'a RawValue,
     },
 }
 
@@ -150,7 +152,7 @@ pub enum FrameError {
 }
 
 /// Parses one text message into a frame; the module doc has the rules.
-pub fn parse_frame(text: &str) -> Result<Frame, FrameError> {
+pub fn parse_frame(text: &str) -> Result<Frame<'_>, FrameError> {
     let elements: Elements<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
         // A data error names the value found, possibly quoting it whole: say less.
         Category::Data => unanswerable("message is not a JSON array"),
@@ -179,65 +181,102 @@ pub fn parse_frame(text: &str) -> Result<Frame, FrameError> {
     }
 }
 
-/// Appends the CALL `[2,"<unique_id>","<action>",<payload>]`. The caller guarantees that
-/// `payload` is a JSON object (checked in debug builds); strings are escaped, so any is fine.
-pub fn write_call(out: &mut String, unique_id: &str, action: &str, payload: &RawValue) {
-    debug_assert!(payload.get().starts_with('{'));
-    out.push_str("[2,");
-    push_json_str(out, unique_id);
-    out.push(',');
-    push_json_str(out, action);
-    out.push(',');
-    out.push_str(payload.get());
-    out.push(']');
+/// The MessageTypeNumber of a message, read from its first bytes without parsing the rest
+/// (None when the text does not start like an OCPP-J array). Loops use it to keep answers to
+/// their own CALLs and pass everything else on.
+pub fn message_type(text: &str) -> Option<u64> {
+    let rest = text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .strip_prefix('[')?;
+    let rest = rest.trim_start_matches([' ', '\t', '\n', '\r']);
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    rest[..digits].parse().ok()
 }
 
-/// Appends the CALLRESULT `[3,"<unique_id>",<payload>]`; `payload` is a JSON object.
-pub fn write_call_result(out: &mut String, unique_id: &str, payload: &RawValue) {
-    debug_assert!(payload.get().starts_with('{'));
-    out.push_str("[3,");
+/// Appends the CALL `[2,"<unique_id>","<action>",<payload>]`. The caller guarantees that
+/// `payload` is a JSON object (checked in debug builds); strings are escaped, so any is fine.
+pub fn write_call(out: &mut Vec<u8>, unique_id: &str, action: &str, payload: &str) {
+    debug_assert!(payload.starts_with('{'));
+    out.extend_from_slice(b"[2,");
     push_json_str(out, unique_id);
-    out.push(',');
-    out.push_str(payload.get());
-    out.push(']');
+    out.push(b',');
+    push_json_str(out, action);
+    out.push(b',');
+    out.extend_from_slice(payload.as_bytes());
+    out.push(b']');
+}
+
+/// Appends the start of a CALLRESULT, `[3,"<unique_id>",`: the payload (a JSON object) and
+/// [`CALL_RESULT_END`] follow.
+pub fn write_call_result_head(out: &mut Vec<u8>, unique_id: &str) {
+    out.extend_from_slice(b"[3,");
+    push_json_str(out, unique_id);
+    out.push(b',');
+}
+
+/// What closes a CALLRESULT after its payload.
+pub const CALL_RESULT_END: u8 = b']';
+
+/// Appends the CALLRESULT `[3,"<unique_id>",<payload>]`; `payload` is a JSON object.
+pub fn write_call_result(out: &mut Vec<u8>, unique_id: &str, payload: &str) {
+    debug_assert!(payload.starts_with('{'));
+    write_call_result_head(out, unique_id);
+    out.extend_from_slice(payload.as_bytes());
+    out.push(CALL_RESULT_END);
 }
 
 /// Appends the CALLERROR `[4,"<unique_id>","<code>","<description>",{}]`: errorDetails is always
 /// `{}`; description "" allowed.
-pub fn write_call_error(out: &mut String, unique_id: &str, code: CallErrorCode, description: &str) {
-    out.push_str("[4,");
+pub fn write_call_error(
+    out: &mut Vec<u8>,
+    unique_id: &str,
+    code: CallErrorCode,
+    description: &str,
+) {
+    out.extend_from_slice(b"[4,");
     push_json_str(out, unique_id);
-    out.push_str(",\"");
-    out.push_str(code.as_str());
-    out.push_str("\",");
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(code.as_str().as_bytes());
+    out.extend_from_slice(b"\",");
     push_json_str(out, description);
-    out.push_str(",{}]");
+    out.extend_from_slice(b",{}]");
 }
 
 /// Appends `s` as a JSON string escaped exactly as serde_json does it (the tests compare): `"`,
 /// `\` and control characters; everything else, non-ASCII included, as is.
-fn push_json_str(out: &mut String, s: &str) {
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len().saturating_add(2));
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c < ' ' => {
-                out.push_str("\\u00");
-                let n = u32::from(c);
-                out.push(char::from_digit(n >> 4, 16).unwrap_or('0'));
-                out.push(char::from_digit(n & 0xf, 16).unwrap_or('0'));
-            }
-            c => out.push(c),
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
         }
+        plain = i + 1;
     }
-    out.push('"');
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
 }
 
 /// The top-level array: its first five elements, borrowed from the text, and its length. Later
@@ -281,16 +320,13 @@ impl<'de> Visitor<'de> for ElementsVisitor {
     }
 }
 
-fn parse_call(elements: &Elements<'_>) -> Result<Frame, FrameError> {
+fn parse_call<'a>(elements: &Elements<'a>) -> Result<Frame<'a>, FrameError> {
     use CallErrorCode::{FormationViolation, ProtocolError};
     let unique_id = read_unique_id(elements)?;
-    let answer = |code, description| {
-        let unique_id = unique_id.clone();
-        FrameError::Answer {
-            unique_id,
-            code,
-            description,
-        }
+    let answer = |code, description| FrameError::Answer {
+        unique_id: unique_id.to_string(),
+        code,
+        description,
     };
     let invalid = |description| answer(FormationViolation, description);
     if let Some(problem) = unique_id_problem(&unique_id) {
@@ -316,7 +352,7 @@ fn parse_call(elements: &Elements<'_>) -> Result<Frame, FrameError> {
     })
 }
 
-fn parse_call_result(elements: &Elements<'_>) -> Result<Frame, FrameError> {
+fn parse_call_result<'a>(elements: &Elements<'a>) -> Result<Frame<'a>, FrameError> {
     let unique_id = read_response_id(elements, "CALLRESULT")?;
     let bad = |problem: String| unanswerable(format!("CALLRESULT {unique_id:?}: {problem}"));
     let (3, [_, _, Some(payload), ..]) = (elements.len, elements.first) else {
@@ -326,7 +362,7 @@ fn parse_call_result(elements: &Elements<'_>) -> Result<Frame, FrameError> {
     Ok(Frame::CallResult { unique_id, payload })
 }
 
-fn parse_call_error(elements: &Elements<'_>) -> Result<Frame, FrameError> {
+fn parse_call_error<'a>(elements: &Elements<'a>) -> Result<Frame<'a>, FrameError> {
     let unique_id = read_response_id(elements, "CALLERROR")?;
     let bad = |problem: String| unanswerable(format!("CALLERROR {unique_id:?}: {problem}"));
     let (5, [_, _, Some(code), Some(description), Some(details)]) = (elements.len, elements.first)
@@ -345,7 +381,7 @@ fn parse_call_error(elements: &Elements<'_>) -> Result<Frame, FrameError> {
 }
 
 /// Element 1 as a string of at most 128 characters, which may still be an invalid UniqueId.
-fn read_unique_id(elements: &Elements<'_>) -> Result<String, FrameError> {
+fn read_unique_id<'a>(elements: &Elements<'a>) -> Result<Cow<'a, str>, FrameError> {
     let [_, Some(raw), ..] = elements.first else {
         return Err(unanswerable("message has no UniqueId"));
     };
@@ -353,7 +389,7 @@ fn read_unique_id(elements: &Elements<'_>) -> Result<String, FrameError> {
 }
 
 /// Element 1 of a response, which must be a valid UniqueId.
-fn read_response_id(elements: &Elements<'_>, kind: &str) -> Result<String, FrameError> {
+fn read_response_id<'a>(elements: &Elements<'a>, kind: &str) -> Result<Cow<'a, str>, FrameError> {
     let unique_id = read_unique_id(elements)?;
     match unique_id_problem(&unique_id) {
         Some(problem) => Err(unanswerable(format!("{kind}: {problem}"))),
@@ -373,7 +409,11 @@ fn unique_id_problem(unique_id: &str) -> Option<String> {
 }
 
 /// Decodes a JSON string of at most `max_chars` characters; the error names `what` was wrong.
-fn read_string(raw: &RawValue, what: &str, max_chars: usize) -> Result<String, String> {
+fn read_string<'a>(
+    raw: &'a RawValue,
+    what: &str,
+    max_chars: usize,
+) -> Result<Cow<'a, str>, String> {
     let text = raw.get();
     if !text.starts_with('"') {
         return Err(format!("{what} must be a string, got {}", json_kind(raw)));
@@ -384,17 +424,23 @@ fn read_string(raw: &RawValue, what: &str, max_chars: usize) -> Result<String, S
     if text.len() > max_bytes.saturating_add(2) {
         return Err(too_long());
     }
-    let decoded: String = serde_json::from_str(text)
-        .map_err(|_| format!("{what} is not a valid string (lone surrogate escape)"))?;
+    // Without escapes the string is its own text; only escaped ones are decoded.
+    let decoded: Cow<'a, str> = match text.get(1..text.len() - 1) {
+        Some(inner) if !inner.contains('\\') => Cow::Borrowed(inner),
+        _ => Cow::Owned(
+            serde_json::from_str::<String>(text)
+                .map_err(|_| format!("{what} is not a valid string (lone surrogate escape)"))?,
+        ),
+    };
     if decoded.chars().count() > max_chars {
         return Err(too_long());
     }
     Ok(decoded)
 }
 
-fn read_object(raw: &RawValue, what: &str) -> Result<Box<RawValue>, String> {
+fn read_object<'a>(raw: &'a RawValue, what: &str) -> Result<&'a RawValue, String> {
     if raw.get().starts_with('{') {
-        Ok(raw.to_owned())
+        Ok(raw)
     } else {
         let kind = json_kind(raw);
         Err(format!("{what} must be a JSON object, got {kind}"))
@@ -434,7 +480,7 @@ mod tests {
     use serde_json::Value;
 
     /// A frame as strings: its type number, then its fields (payloads as raw JSON).
-    fn fields(frame: Frame) -> Vec<String> {
+    fn fields(frame: Frame<'_>) -> Vec<String> {
         let (number, fields, raw) = match frame {
             Frame::Call {
                 unique_id,
@@ -449,8 +495,8 @@ mod tests {
                 details,
             } => ("4", vec![unique_id, code, description], details),
         };
-        let number = number.to_owned();
-        [vec![number], fields, vec![raw.get().to_owned()]].concat()
+        let fields = fields.into_iter().map(String::from).collect();
+        [vec![number.to_owned()], fields, vec![raw.get().to_owned()]].concat()
     }
 
     fn parts(text: &str) -> Vec<String> {
@@ -492,22 +538,23 @@ mod tests {
     fn writers_escape_like_serde_json_and_round_trip() {
         let payload: &RawValue = serde_json::from_str(r#"{"a":[1]}"#).expect("JSON");
         let ascii = (0..=0x80u32).filter_map(char::from_u32).map(String::from);
+        let text = |out: &[u8]| String::from_utf8(out.to_vec()).expect("UTF-8");
         for s in ascii.chain(HOSTILE.iter().map(|s| (*s).to_owned())) {
-            let mut out = String::new();
+            let mut out = Vec::new();
             push_json_str(&mut out, &s);
             let expected = serde_json::to_string(&s).expect("a str serializes");
-            assert_eq!(out, expected, "{s:?}");
+            assert_eq!(text(&out), expected, "{s:?}");
             let start = out.len(); // the writers append
-            write_call(&mut out, &s, &s, payload);
-            assert_eq!(parts(&out[start..]), ["2", &s, &s, payload.get()]);
+            write_call(&mut out, &s, &s, payload.get());
+            assert_eq!(parts(&text(&out[start..])), ["2", &s, &s, payload.get()]);
             out.clear();
-            write_call_result(&mut out, &s, payload);
-            assert_eq!(parts(&out), ["3", &s, payload.get()]);
+            write_call_result(&mut out, &s, payload.get());
+            assert_eq!(parts(&text(&out)), ["3", &s, payload.get()]);
             for code in CallErrorCode::ALL {
                 out.clear();
                 write_call_error(&mut out, &s, code, &s);
-                assert_eq!(parts(&out), ["4", &s, code.as_str(), &s, "{}"]);
-                let value: Value = serde_json::from_str(&out).expect("valid JSON");
+                assert_eq!(parts(&text(&out)), ["4", &s, code.as_str(), &s, "{}"]);
+                let value: Value = serde_json::from_slice(&out).expect("valid JSON");
                 assert_eq!(value, serde_json::json!([4, s, code.as_str(), s, {}]));
             }
         }
@@ -620,6 +667,24 @@ mod tests {
     }
 
     #[test]
+    fn message_type_is_read_from_the_first_bytes() {
+        assert_eq!(message_type(" \n[ 3 ,\"x\",{}]"), Some(3));
+        assert_eq!(message_type("[4,"), Some(4));
+        assert_eq!(message_type("[2"), Some(2));
+        for text in [
+            "",
+            "{}",
+            "[",
+            "[\"2\"]",
+            "[-1]",
+            "x[2]",
+            "[99999999999999999999999]",
+        ] {
+            assert_eq!(message_type(text), None, "{text}");
+        }
+    }
+
+    #[test]
     fn call_error_codes() {
         for code in CallErrorCode::ALL {
             assert_eq!(CallErrorCode::parse(code.as_str()), Some(code));
@@ -666,17 +731,16 @@ mod tests {
 
     /// Whatever comes out keeps its promises: a frame writes back to itself, an answer is valid.
     fn check(text: &str) {
-        let mut out = String::new();
+        let mut out = Vec::new();
         match parse_frame(text) {
             Ok(frame) => {
                 let fields = fields(frame);
-                let raw = |json: &String| RawValue::from_string(json.clone()).expect("JSON");
                 match fields.as_slice() {
-                    [_, id, action, payload] => write_call(&mut out, id, action, &raw(payload)),
-                    [_, id, payload] => write_call_result(&mut out, id, &raw(payload)),
+                    [_, id, action, payload] => write_call(&mut out, id, action, payload),
+                    [_, id, payload] => write_call_result(&mut out, id, payload),
                     _ => return, // a CALLERROR's code need not be one of ours
                 }
-                assert_eq!(parts(&out), fields);
+                assert_eq!(parts(&String::from_utf8(out).expect("UTF-8")), fields);
             }
             Err(FrameError::Answer {
                 unique_id,
@@ -684,7 +748,7 @@ mod tests {
                 description,
             }) => {
                 write_call_error(&mut out, &unique_id, code, &description);
-                serde_json::from_str::<Value>(&out).expect("a CALLERROR is valid JSON");
+                serde_json::from_slice::<Value>(&out).expect("a CALLERROR is valid JSON");
             }
             Err(FrameError::Unanswerable { reason }) => assert!(reason.chars().count() < 200),
             Err(FrameError::UnknownMessageType { message_type: n }) => {

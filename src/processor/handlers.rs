@@ -1,6 +1,9 @@
 //! What the gateway answers to each CALL from a charge point: the built-in Core profile policies
 //! and the security extension's notifications. Pure: the time, the policies and the charge
 //! point's state are passed in, so every answer is unit-tested without sockets or threads.
+//! Answers are written straight into the caller's buffer (the reply batch, right behind the
+//! envelope's head): a Heartbeat's by hand, the others by `serde_json`, none through an
+//! intermediate value.
 //!
 //! Order of checks for a CALL: an action name OCPP 1.6 does not have is NotImplemented; one a
 //! charge point never sends is NotSupported; before the charge point is Accepted anything but
@@ -74,7 +77,7 @@ pub struct ChargePointState {
     pub open_transaction: Option<i32>,
 }
 
-/// The answer to one CALL.
+/// The answer to one CALL, as the unit tests look at it ([`handle_call`]).
 #[derive(Debug)]
 pub enum Reply {
     /// A CALLRESULT with this payload (a JSON object).
@@ -86,54 +89,26 @@ pub enum Reply {
     },
 }
 
-impl From<Invalid> for Reply {
-    fn from(invalid: Invalid) -> Reply {
-        Reply::Error {
-            code: invalid.code,
-            description: invalid.description,
-        }
-    }
-}
-
-/// The time a handler answers with, in the two forms it needs.
-#[derive(Debug, Clone)]
-pub struct Now {
+/// The time a handler answers with: the clock and its RFC 3339 text ("" when the clock cannot
+/// be written, and answers that need it then fail with InternalError).
+#[derive(Debug, Clone, Copy)]
+pub struct Now<'a> {
     pub time: SystemTime,
-    /// RFC 3339 UTC with milliseconds and `Z`.
-    pub text: String,
-    date: Option<DateTime>,
+    pub text: &'a str,
 }
 
-impl Now {
-    pub fn at(time: SystemTime) -> Now {
-        // humantime panics before 1970 and fails after 9999: a broken clock must not kill the
-        // processor; answers that need the time then fail with InternalError.
-        let printable = time.duration_since(std::time::UNIX_EPOCH).is_ok_and(|d| {
-            d.as_secs() < 253_402_300_800 // 10000-01-01
-        });
-        let text = if printable {
-            humantime::format_rfc3339_millis(time).to_string()
-        } else {
-            String::new()
-        };
-        Now {
-            time,
-            date: DateTime::parse(text.clone()).ok(),
-            text,
-        }
-    }
-}
-
-/// Answers `action` with `payload` for charge point `cp` in `state`.
+/// Answers `action` with `payload` for charge point `cp` in `state` (for tests and tools: the
+/// processor uses [`write_answer`]).
 pub fn handle_call(
     policy: &Policy,
     cp: &str,
     state: &mut ChargePointState,
     action: &str,
     payload: &RawValue,
-    now: &Now,
+    now: Now<'_>,
 ) -> Reply {
-    handle_named(
+    let mut out = Vec::new();
+    match write_answer(
         policy,
         cp,
         state,
@@ -141,42 +116,58 @@ pub fn handle_call(
         Action::from_name(action),
         payload,
         now,
-    )
+        &mut out,
+    ) {
+        Ok(()) => String::from_utf8(out)
+            .ok()
+            .and_then(|text| RawValue::from_string(text).ok())
+            .map_or_else(
+                || Reply::Error {
+                    code: CallErrorCode::InternalError,
+                    description: "the answer is not JSON".into(),
+                },
+                Reply::Result,
+            ),
+        Err(invalid) => Reply::Error {
+            code: invalid.code,
+            description: invalid.description,
+        },
+    }
 }
 
-/// [`handle_call`] for a caller that already looked the action's name up (`action`: what
-/// [`Action::from_name`] gave for `name`), so the hot path does it once.
-pub fn handle_named(
+/// Writes the CALLRESULT payload answering `name` (`action`: what [`Action::from_name`] gave
+/// for it, so the hot path looks it up once) into `out`, or returns the CALLERROR to send
+/// instead (`out` may then hold a partial answer: the caller cuts it off).
+#[allow(clippy::too_many_arguments)]
+pub fn write_answer(
     policy: &Policy,
     cp: &str,
     state: &mut ChargePointState,
     name: &str,
     action: Option<Action>,
     payload: &RawValue,
-    now: &Now,
-) -> Reply {
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Invalid> {
     let Some(action) = action else {
-        return error(
+        return Err(error(
             CallErrorCode::NotImplemented,
             format!("{} is not an OCPP 1.6 action", truncate(name, 64)),
-        );
+        ));
     };
     if !action.sent_by_charge_point() {
-        return error(
+        return Err(error(
             CallErrorCode::NotSupported,
             format!("{} is sent by a central system, not to it", action.name()),
-        );
+        ));
     }
     if action != Action::BootNotification && state.registration != Registration::Accepted {
-        return error(
+        return Err(error(
             CallErrorCode::SecurityError,
             format!("{} before the charge point was accepted", action.name()),
-        );
+        ));
     }
-    match answer(policy, cp, state, action, payload, now) {
-        Ok(reply) => reply,
-        Err(invalid) => invalid.into(),
-    }
+    answer(policy, cp, state, action, payload, now, out)
 }
 
 fn answer(
@@ -185,10 +176,14 @@ fn answer(
     state: &mut ChargePointState,
     action: Action,
     payload: &RawValue,
-    now: &Now,
-) -> Result<Reply, Invalid> {
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Invalid> {
     use v16::*;
-    let empty = || result(&serde_json::Map::new());
+    let mut empty = || {
+        out.extend_from_slice(b"{}");
+        Ok(())
+    };
     match action {
         Action::BootNotification => {
             let _: BootNotificationRequest = decode(payload)?;
@@ -207,23 +202,34 @@ fn answer(
                 RegistrationStatus::Rejected => Registration::Rejected,
             };
             let interval = policy.heartbeat_interval_secs as i64;
-            result(&BootNotificationResponse {
-                status,
-                current_time: time(now)?,
-                interval,
-            })
+            result(
+                out,
+                &BootNotificationResponse {
+                    status,
+                    current_time: time(now)?,
+                    interval,
+                },
+            )
         }
         Action::Heartbeat => {
             let _: HeartbeatRequest = decode(payload)?;
-            result(&HeartbeatResponse {
-                current_time: time(now)?,
-            })
+            if now.text.is_empty() {
+                return Err(no_clock(now));
+            }
+            // By hand: the one answer on the hot path, and the clock text is already RFC 3339.
+            out.extend_from_slice(b"{\"currentTime\":\"");
+            out.extend_from_slice(now.text.as_bytes());
+            out.extend_from_slice(b"\"}");
+            Ok(())
         }
         Action::Authorize => {
             let request: AuthorizeRequest = decode(payload)?;
-            result(&AuthorizeResponse {
-                id_tag_info: id_tag_info(policy, &request.id_tag, now),
-            })
+            result(
+                out,
+                &AuthorizeResponse {
+                    id_tag_info: id_tag_info(policy, &request.id_tag, now),
+                },
+            )
         }
         Action::StartTransaction => {
             let request: StartTransactionRequest = decode(payload)?;
@@ -235,10 +241,13 @@ fn answer(
                 description: format!("no transaction id: {e}"),
             })?;
             state.open_transaction = Some(transaction_id);
-            result(&StartTransactionResponse {
-                id_tag_info,
-                transaction_id: transaction_id.into(),
-            })
+            result(
+                out,
+                &StartTransactionResponse {
+                    id_tag_info,
+                    transaction_id: transaction_id.into(),
+                },
+            )
         }
         Action::StopTransaction => {
             let request: StopTransactionRequest = decode(payload)?;
@@ -251,7 +260,7 @@ fn answer(
                 .id_tag
                 .as_ref()
                 .map(|tag| id_tag_info(policy, tag, now));
-            result(&StopTransactionResponse { id_tag_info })
+            result(out, &StopTransactionResponse { id_tag_info })
         }
         Action::StatusNotification => {
             let request: StatusNotificationRequest = decode(payload)?;
@@ -268,10 +277,13 @@ fn answer(
         }
         Action::DataTransfer => {
             let _: DataTransferRequest = decode(payload)?;
-            result(&DataTransferResponse {
-                status: policy.data_transfer_status,
-                data: None,
-            })
+            result(
+                out,
+                &DataTransferResponse {
+                    status: policy.data_transfer_status,
+                    data: None,
+                },
+            )
         }
         Action::MeterValues => decode::<MeterValuesRequest>(payload).and_then(|_| empty()),
         Action::DiagnosticsStatusNotification => {
@@ -293,18 +305,21 @@ fn answer(
             // No certificate authority is configured in the embedded default: say so, rather
             // than accept a request that would never be followed by CertificateSigned.
             let _: SignCertificateRequest = decode(payload)?;
-            result(&SignCertificateResponse {
-                status: GenericStatus::Rejected,
-            })
+            result(
+                out,
+                &SignCertificateResponse {
+                    status: GenericStatus::Rejected,
+                },
+            )
         }
-        other => Ok(error(
+        other => Err(error(
             CallErrorCode::NotSupported,
             format!("{} is not handled by the gateway", other.name()),
         )),
     }
 }
 
-fn id_tag_info(policy: &Policy, id_tag: &IdToken, now: &Now) -> IdTagInfo {
+fn id_tag_info(policy: &Policy, id_tag: &IdToken, now: Now<'_>) -> IdTagInfo {
     let Some(tags) = &policy.id_tags else {
         return IdTagInfo {
             status: AuthorizationStatus::Accepted,
@@ -320,25 +335,26 @@ fn id_tag_info(policy: &Policy, id_tag: &IdToken, now: &Now) -> IdTagInfo {
     }
 }
 
-fn time(now: &Now) -> Result<DateTime, Invalid> {
-    now.date.clone().ok_or_else(|| Invalid {
+fn time(now: Now<'_>) -> Result<DateTime, Invalid> {
+    DateTime::parse(now.text.to_owned()).map_err(|_| no_clock(now))
+}
+
+fn no_clock(now: Now<'_>) -> Invalid {
+    error(
+        CallErrorCode::InternalError,
+        format!("the clock reads {:?}, not an RFC 3339 time", now.time),
+    )
+}
+
+fn result(out: &mut Vec<u8>, value: &impl Serialize) -> Result<(), Invalid> {
+    serde_json::to_writer(out, value).map_err(|e| Invalid {
         code: CallErrorCode::InternalError,
-        description: format!("the clock reads {:?}, not an RFC 3339 time", now.text),
+        description: format!("cannot write the answer: {e}"),
     })
 }
 
-fn result(value: &impl Serialize) -> Result<Reply, Invalid> {
-    // Our own serializer's output: no need to parse it again.
-    serde_json::value::to_raw_value(value)
-        .map(Reply::Result)
-        .map_err(|e| Invalid {
-            code: CallErrorCode::InternalError,
-            description: format!("cannot write the answer: {e}"),
-        })
-}
-
-fn error(code: CallErrorCode, description: String) -> Reply {
-    Reply::Error { code, description }
+fn error(code: CallErrorCode, description: String) -> Invalid {
+    Invalid { code, description }
 }
 
 fn truncate(s: &str, max_chars: usize) -> &str {
@@ -350,13 +366,16 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn now() -> Now {
-        Now::at(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000))
+    fn now() -> Now<'static> {
+        Now {
+            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
+            text: "2027-01-15T08:00:00.000Z",
+        }
     }
 
     fn call(policy: &Policy, state: &mut ChargePointState, action: &str, payload: Value) -> Reply {
         let raw = RawValue::from_string(payload.to_string()).unwrap();
-        handle_call(policy, "CP1", state, action, &raw, &now())
+        handle_call(policy, "CP1", state, action, &raw, now())
     }
 
     fn ok(reply: Reply) -> Value {
@@ -523,9 +542,12 @@ mod tests {
             registration: Registration::Accepted,
             ..Default::default()
         };
-        let before_1970 = Now::at(SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1));
+        let before_1970 = Now {
+            time: SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1),
+            text: "",
+        };
         let raw = RawValue::from_string("{}".to_owned()).unwrap();
-        let reply = handle_call(&policy, "CP1", &mut state, "Heartbeat", &raw, &before_1970);
+        let reply = handle_call(&policy, "CP1", &mut state, "Heartbeat", &raw, before_1970);
         assert_eq!(code(reply), CallErrorCode::InternalError);
     }
 }

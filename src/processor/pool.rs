@@ -1,102 +1,39 @@
-//! The processor threads. Each owns one shard of charge point state and one bounded inbound
-//! channel; it exits when every loop (and the server) has dropped its sender (that is how
-//! shutdown reaches it).
+//! The processor threads. Each owns one [`Shard`] and one bounded inbox; it exits when every
+//! loop (and the server) has dropped its sender (that is how shutdown reaches it).
 //!
-//! Takeover lives here: the processor that owns an identity is the one place that sees both the
-//! old and the new connection of a charge point, in order, without a lock. When a second
-//! connection of the same identity arrives it asks the old one's loop to close it, and from then
-//! on ignores anything still in flight from the old connection.
-//!
-//! A charge point's registration outlives its connection: one that reconnects without booting
-//! again is still Accepted. Disconnected charge points are remembered up to a bound; past it the
-//! processor forgets an eighth of them (they simply boot again, which the spec always allows).
-//!
-//! Each processor records its charge points' events (connect, disconnect, every CALL with our
-//! answer) in the event sink, waiting when it is full; with `events.ack_after_write` the answer
-//! to a StopTransaction or MeterValues goes to the journal with its line, which sends it on once
-//! the line is written.
+//! A thread takes what is ready, up to [`DRAIN_MAX`] messages, before it answers: the answers
+//! for one loop go out as one batch with at most one wake, and it sleeps only when its inbox is
+//! empty. Its event writer hands what it rendered to the sink when enough has gathered, when
+//! an answer is held for it, or a few milliseconds after the oldest event: never on the way
+//! of an answer that does not wait for it.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
-use log::{debug, info, warn};
-use serde_json::value::RawValue;
+use crossbeam_channel::RecvTimeoutError;
+use log::debug;
 
-use crate::events::{Ack, Answered, Event, EventKind, Events, is_billing};
-use crate::net::handshake::ChargePointId;
-use crate::net::{CloseCause, CloseReason, ConnId, LoopHandle, ToLoop, TraceList};
-use crate::ocpp::rpc::{self, Frame};
-use crate::ocpp::v16::Action;
-use crate::outbound::CallOutcome;
-use crate::processor::Inbound;
-use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration, Reply};
-use crate::processor::query::{ChargePointView, ConnectorView, Filter, Query};
-use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
+use crate::batch::{FrameBatch, Pool, ReplyBatch};
+use crate::call::CallOutcome;
+use crate::events::{EventWriter, Events, WriterLog};
+use crate::mailbox::{Loops, ProcessorInbox, Processors, ToLoop, ToProcessor};
+use crate::net::TraceList;
+use crate::processor::handlers::Policy;
+use crate::processor::shard::{Outputs, Shard};
+use crate::query::Query;
+use crate::stats::Stats;
+use crate::types::{CloseReason, ConnId};
 
-/// What a processor keeps per charge point.
-#[derive(Debug)]
-struct ChargePoint {
-    /// The live connection, if any.
-    conn: Option<ConnId>,
-    /// The connection's `Connected::seq`: the higher wins a takeover.
-    seq: u64,
-    state: ChargePointState,
-    /// What only the operator API reads: boxed, so the map entry every message touches stays
-    /// small (measured: inline, these fields cost ~200 bytes per charge point in map slack).
-    seen: Box<Seen>,
-}
-
-/// `payload` without its whitespace: what is kept per charge point must be bounded by the
-/// schema, not by how much padding a charge point sends (up to `max_message_size`).
-fn compact(payload: &RawValue) -> Option<Box<RawValue>> {
-    let value: serde_json::Value = serde_json::from_str(payload.get()).ok()?;
-    RawValue::from_string(value.to_string()).ok()
-}
-
-/// What the operator API shows about a charge point beyond its protocol state.
-#[derive(Debug)]
-struct Seen {
-    /// Where the live (or last) connection came from.
-    peer: Option<SocketAddr>,
-    /// When it connected (or, with no connection, disconnected).
-    since: SystemTime,
-    last_message: Option<SystemTime>,
-    /// The payload of its last accepted or pending BootNotification.
-    boot: Option<Box<RawValue>>,
-}
-
-struct Processor {
-    index: usize,
-    inbox: Receiver<Inbound>,
-    loops: Vec<LoopHandle>,
-    policy: Arc<Policy>,
-    stats: Arc<Stats>,
-    events: Events,
-    traces: Arc<TraceList>,
-    charge_points: HashMap<ChargePointId, ChargePoint>,
-    /// Entries without a connection, and how many may stay.
-    remembered: usize,
-    remember_limit: usize,
-    /// The time answers carry, formatted once per millisecond.
-    now: (u128, Now),
-}
-
-/// The running pool: the senders loops use, and the threads to join.
-pub struct ProcessorPool {
-    pub senders: Vec<Sender<Inbound>>,
-    pub threads: Vec<JoinHandle<()>>,
-}
+/// Messages a processor takes from its inbox before it sends the answers gathered so far.
+pub const DRAIN_MAX: usize = 64;
 
 /// What every processor shares.
 pub struct PoolParts {
-    pub threads: usize,
-    pub queue_capacity: usize,
-    pub loops: Vec<LoopHandle>,
+    pub inboxes: Vec<ProcessorInbox>,
+    pub processors: Processors,
+    pub loops: Loops,
     pub policy: Arc<Policy>,
     /// Disconnected-but-accepted charge points kept per processor.
     pub remember_limit: usize,
@@ -105,364 +42,173 @@ pub struct PoolParts {
     pub traces: Arc<TraceList>,
 }
 
-impl ProcessorPool {
-    pub fn spawn(parts: PoolParts) -> std::io::Result<ProcessorPool> {
-        let PoolParts {
-            threads,
-            queue_capacity,
-            loops,
-            policy,
-            remember_limit,
-            stats,
-            events,
-            traces,
-        } = parts;
-        let mut senders = Vec::with_capacity(threads);
-        let mut handles = Vec::with_capacity(threads);
-        for index in 0..threads {
-            let (tx, rx) = crossbeam_channel::bounded(queue_capacity);
-            senders.push(tx);
-            let mut processor = Processor {
+struct Processor {
+    index: usize,
+    inbox: ProcessorInbox,
+    /// Where emptied frame batches go (not the processors' handles: holding a sender to its
+    /// own inbox, a processor would never see it close).
+    batches: Pool<FrameBatch>,
+    loops: Loops,
+    shard: Shard,
+    stats: Arc<Stats>,
+    writer: Option<Box<dyn EventWriter>>,
+    traces: Arc<TraceList>,
+    /// One reply batch per loop, filled during a round.
+    replies: Vec<ReplyBatch>,
+    closes: Vec<(ConnId, CloseReason)>,
+}
+
+/// Starts one thread per inbox.
+pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let PoolParts {
+        inboxes,
+        processors,
+        loops,
+        policy,
+        remember_limit,
+        stats,
+        events,
+        traces,
+    } = parts;
+    let mut threads = Vec::with_capacity(inboxes.len());
+    for (index, inbox) in inboxes.into_iter().enumerate() {
+        let mut processor = Processor {
+            index,
+            inbox,
+            batches: processors.batches.clone(),
+            replies: (0..loops.len()).map(|_| loops.replies.take()).collect(),
+            loops: loops.clone(),
+            shard: Shard::new(
                 index,
-                inbox: rx,
-                loops: loops.clone(),
-                policy: Arc::clone(&policy),
-                stats: Arc::clone(&stats),
-                events: events.clone(),
-                traces: Arc::clone(&traces),
-                charge_points: HashMap::new(),
-                remembered: 0,
+                Arc::clone(&policy),
+                Arc::clone(&stats),
                 remember_limit,
-                now: (0, Now::at(UNIX_EPOCH)),
-            };
-            let handle = std::thread::Builder::new()
-                .name(format!("processor-{index}"))
-                .spawn(move || processor.run())?;
-            handles.push(handle);
-        }
-        Ok(ProcessorPool {
-            senders,
-            threads: handles,
-        })
+                events.acks_after_write(),
+            ),
+            stats: Arc::clone(&stats),
+            writer: events.writer(),
+            traces: Arc::clone(&traces),
+            closes: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("processor-{index}"))
+            .spawn(move || processor.run())?;
+        threads.push(thread);
     }
+    Ok(threads)
 }
 
 impl Processor {
     fn run(&mut self) {
         debug!("processor={} started", self.index);
-        while let Ok(msg) = self.inbox.recv() {
-            self.handle(msg);
+        loop {
+            let first = match self.writer.as_ref().and_then(|w| w.due_at()) {
+                Some(due) => match self.inbox.rx.recv_deadline(due) {
+                    Ok(msg) => Some(msg),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.inbox.rx.recv() {
+                    Ok(msg) => Some(msg),
+                    Err(_) => break,
+                },
+            };
+            if let Some(msg) = first {
+                self.handle(msg);
+                for _ in 1..DRAIN_MAX {
+                    match self.inbox.rx.try_recv() {
+                        Ok(msg) => self.handle(msg),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.send_answers();
+            self.flush_events(false);
             self.stats.processor_progress[self.index].fetch_add(1, Ordering::Relaxed);
         }
+        self.send_answers();
+        self.flush_events(true);
         debug!("processor={} stopped", self.index);
     }
 
-    fn stats(&self) -> &ProcessorStats {
-        &self.stats.processors[self.index]
-    }
-
-    fn labelled(&self) -> &ProcessorLabelled {
-        &self.stats.processor_labelled[self.index]
-    }
-
-    /// Records an event, counting the wait when the sink is full.
-    fn record(&self, make: impl FnOnce() -> Event) {
-        if self.events.record(make) {
-            self.stats().journal_backpressure.inc();
-        }
-    }
-
-    fn now(&mut self) -> &Now {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        if millis != self.now.0 {
-            self.now = (millis, Now::at(SystemTime::now()));
-        }
-        &self.now.1
-    }
-
-    fn handle(&mut self, msg: Inbound) {
+    fn handle(&mut self, msg: ToProcessor) {
         match msg {
-            Inbound::Connected {
-                conn,
-                cp,
-                seq,
-                peer,
-            } => self.connected(conn, cp, seq, peer),
-            Inbound::Disconnected { conn, cp, cause } => self.disconnected(conn, &cp, cause),
-            Inbound::Call { cp, call } => {
-                match self.charge_points.get(&cp).and_then(|entry| entry.conn) {
-                    Some(conn) => self.send(conn, ToLoop::Call { conn, call }),
-                    None => call.resolve(CallOutcome::NotConnected),
-                }
+            ToProcessor::Batch(batch) => {
+                let mut out = Outputs {
+                    replies: &mut self.replies,
+                    writer: self.writer.as_deref_mut(),
+                    closes: &mut self.closes,
+                };
+                self.shard.handle_batch(&batch, &mut out);
+                self.inbox.queue.sub(batch.messages(), batch.text_len());
+                self.batches.give(batch);
             }
-            Inbound::Query(query) => self.query(query),
-            Inbound::Probe { seq } => {
+            ToProcessor::Call { cp, call } => match self.shard.connection_of(&cp) {
+                Some(conn) => {
+                    self.loops.send(conn, ToLoop::Call { conn, call });
+                }
+                None => match self.writer.as_deref_mut() {
+                    Some(writer) => {
+                        call.resolve_in(CallOutcome::NotConnected, &mut WriterLog(writer))
+                    }
+                    None => call.resolve(CallOutcome::NotConnected),
+                },
+            },
+            ToProcessor::Query(query) => self.query(query),
+            ToProcessor::Probe { seq } => {
                 self.stats.processor_alive[self.index].store(seq, Ordering::Relaxed);
             }
-            Inbound::Stall(until) => {
-                warn!("processor={} stalled by a test hook", self.index);
+            #[cfg(feature = "test-hooks")]
+            ToProcessor::Stall(until) => {
+                log::warn!("processor={} stalled by a test hook", self.index);
                 let _ = until.recv();
             }
-            Inbound::Frame {
-                conn,
-                cp,
-                frame,
-                received,
-            } => match frame {
-                Frame::Call {
-                    unique_id,
-                    action,
-                    payload,
-                } => {
-                    self.call(conn, &cp, unique_id, action, payload);
-                    self.labelled().processing.observe(received.elapsed());
-                }
-                // Responses to our CALLs are matched by the loop that sent them.
-                Frame::CallResult { unique_id, .. } | Frame::CallError { unique_id, .. } => {
-                    warn!("cp={cp} response {unique_id:?} reached a processor; ignored");
-                }
-            },
         }
     }
 
-    fn connected(&mut self, conn: ConnId, cp: ChargePointId, seq: u64, peer: SocketAddr) {
-        let now = self.now().time;
-        let loser = match self.charge_points.get_mut(&cp) {
-            // A connection older than the one we hold arrived late: it loses.
-            Some(held) if held.seq > seq => Some(conn),
-            Some(held) => {
-                let old = held.conn.replace(conn);
-                held.seq = seq;
-                held.seen.peer = Some(peer);
-                held.seen.since = now;
-                if old.is_none() {
-                    self.remembered -= 1;
-                }
-                old.filter(|old| *old != conn)
+    /// Sends each loop its answers (one batch, one wake), and the closes for takeovers.
+    fn send_answers(&mut self) {
+        for (index, replies) in self.replies.iter_mut().enumerate() {
+            if replies.is_empty() {
+                continue;
             }
-            None => {
-                let state = ChargePointState::default();
-                self.charge_points.insert(
-                    cp.clone(),
-                    ChargePoint {
-                        conn: Some(conn),
-                        seq,
-                        state,
-                        seen: Box::new(Seen {
-                            peer: Some(peer),
-                            since: now,
-                            last_message: None,
-                            boot: None,
-                        }),
-                    },
-                );
-                None
+            let batch = std::mem::replace(replies, self.loops.replies.take());
+            if let Some(handle) = self.loops.get(index as u16) {
+                // False only when the loop has exited (shutdown): nothing left to deliver to.
+                handle.send(ToLoop::Replies(batch));
             }
-        };
-        // Journaled in the order a reader needs: the old connection ends, the new one starts.
-        // A late connection that loses at once was never journaled as connected.
-        if loser.is_some_and(|l| l != conn) {
-            self.record(|| Event {
-                at: now,
-                cp: cp.clone(),
-                kind: EventKind::Disconnected {
-                    cause: CloseCause::Takeover,
-                },
-                ack: None,
-            });
         }
-        if loser != Some(conn) {
-            self.record(|| Event {
-                at: now,
-                cp: cp.clone(),
-                kind: EventKind::Connected {
-                    peer,
-                    loop_index: conn.loop_index,
-                },
-                ack: None,
-            });
-        }
-        if let Some(loser) = loser {
-            info!(
-                "cp={cp} loop={} replaced by a newer connection",
-                loser.loop_index
-            );
-            self.send(
-                loser,
-                ToLoop::Close {
-                    conn: loser,
-                    reason: CloseReason::Takeover,
-                },
-            );
+        for (conn, reason) in self.closes.drain(..) {
+            self.loops.send(conn, ToLoop::Close { conn, reason });
         }
     }
 
-    fn disconnected(&mut self, conn: ConnId, cp: &ChargePointId, cause: CloseCause) {
-        let now = self.now().time;
-        let Some(entry) = self.charge_points.get_mut(cp) else {
+    /// Hands rendered events to the sink when they are due (or `always`).
+    fn flush_events(&mut self, always: bool) {
+        let Some(writer) = self.writer.as_mut() else {
             return;
         };
-        if entry.conn != Some(conn) {
-            return; // an older connection, already replaced (and journaled as such)
-        }
-        entry.seen.since = now;
-        self.record(|| Event {
-            at: now,
-            cp: cp.clone(),
-            kind: EventKind::Disconnected { cause },
-            ack: None,
-        });
-        let Some(entry) = self.charge_points.get_mut(cp) else {
-            return;
-        };
-        if entry.state.registration != Registration::Accepted {
-            self.charge_points.remove(cp);
-            return;
-        }
-        entry.conn = None;
-        self.remembered += 1;
-        if self.remembered > self.remember_limit {
-            // Forget an eighth of the disconnected charge points (whichever the map yields
-            // first; they boot again), so the cost stays O(1) per disconnect on average and
-            // no one can wipe the whole memory of a processor in one go.
-            let mut forget = (self.remember_limit / 8).max(1);
-            warn!(
-                "processor={} remembers {} disconnected charge points (limit {}): forgetting {forget}",
-                self.index, self.remembered, self.remember_limit
-            );
-            self.charge_points.retain(|_, entry| {
-                if entry.conn.is_none() && forget > 0 {
-                    forget -= 1;
-                    return false;
-                }
-                true
-            });
-            self.remembered = self
-                .charge_points
-                .values()
-                .filter(|e| e.conn.is_none())
-                .count();
-        }
-    }
-
-    fn call(
-        &mut self,
-        conn: ConnId,
-        cp: &ChargePointId,
-        unique_id: String,
-        action: String,
-        payload: Box<RawValue>,
-    ) {
-        self.now(); // refresh the cached time; borrowed below beside the map, not cloned
-        let now = &self.now.1;
-        let at = now.time;
-        let Some(entry) = self
-            .charge_points
-            .get_mut(cp)
-            .filter(|e| e.conn == Some(conn))
-        else {
-            debug!("cp={cp} dropping a CALL of a replaced connection");
-            return;
-        };
-        let stats = &self.stats;
-        let known = Action::from_name(&action); // once per message: counters and handler
-        stats.processors[self.index].calls_handled.inc();
-        stats.processor_labelled[self.index].calls_by_action[action_slot(known)].inc();
-        entry.seen.last_message = Some(at);
-        let reply = handlers::handle_named(
-            &self.policy,
-            cp,
-            &mut entry.state,
-            &action,
-            known,
-            &payload,
-            now,
-        );
-        let mut text = String::with_capacity(128);
-        let answer = match reply {
-            Reply::Result(result) => {
-                rpc::write_call_result(&mut text, &unique_id, &result);
-                if known == Some(Action::BootNotification) {
-                    entry.seen.boot = compact(&payload);
-                }
-                Answered::Result(result)
-            }
-            Reply::Error { code, description } => {
-                stats.processors[self.index].call_errors_sent.inc();
-                stats.processor_labelled[self.index].call_errors_by_code[code.index()].inc();
-                debug!(
-                    "cp={cp} {action} -> CALLERROR {}: {description}",
-                    code.as_str()
-                );
-                rpc::write_call_error(&mut text, &unique_id, code, &description);
-                Answered::Error { code, description }
-            }
-        };
-        if !self.events.is_on() {
-            return self.send(conn, ToLoop::Text { conn, text });
-        }
-        // Billing answers wait for their line when asked to; errors never need to.
-        let held = self.events.acks_after_write()
-            && known.is_some_and(is_billing)
-            && matches!(answer, Answered::Result(_));
-        let (ack, text) = if held {
-            (Some(Ack { conn, text }), None)
-        } else {
-            (None, Some(text))
-        };
-        self.record(|| Event {
-            at,
-            cp: cp.clone(),
-            kind: EventKind::Exchange {
-                unique_id,
-                action,
-                request: payload,
-                answer,
-            },
-            ack,
-        });
-        if let Some(text) = text {
-            self.send(conn, ToLoop::Text { conn, text });
+        if (always || writer.due(Instant::now())) && writer.flush() {
+            self.stats.processors[self.index].journal_backpressure.inc();
         }
     }
 
     fn query(&mut self, query: Query) {
+        let traces = Arc::clone(&self.traces);
+        let traced = |cp: &str| traces.contains(cp);
         match query {
             Query::List {
                 filter,
                 after,
                 limit,
                 reply,
-            } => {
-                let mut ids: Vec<&ChargePointId> = self
-                    .charge_points
-                    .iter()
-                    .filter(|(id, entry)| {
-                        let wanted = match filter {
-                            Filter::All => true,
-                            Filter::Connected => entry.conn.is_some(),
-                            Filter::Disconnected => entry.conn.is_none(),
-                        };
-                        wanted && after.as_deref().is_none_or(|after| &***id > after)
-                    })
-                    .map(|(id, _)| id)
-                    .collect();
-                if ids.len() > limit {
-                    ids.select_nth_unstable(limit);
-                    ids.truncate(limit);
-                }
-                ids.sort_unstable();
-                let views = ids.iter().filter_map(|id| self.view(id)).collect();
-                reply.send(views);
-            }
-            Query::Detail { cp, reply } => reply.send(self.view(&cp)),
+            } => reply.send(self.shard.list(filter, after.as_deref(), limit, &traced)),
+            Query::Detail { cp, reply } => reply.send(self.shard.view(&cp, traced(&cp))),
             Query::Disconnect { cp, reply } => {
-                let conn = self.charge_points.get(&cp).and_then(|e| e.conn);
+                let conn = self.shard.connection_of(&cp);
                 if let Some(conn) = conn {
-                    info!("cp={cp} closed by the operator");
-                    self.send(
+                    log::info!("cp={cp} closed by the operator");
+                    self.loops.send(
                         conn,
                         ToLoop::Close {
                             conn,
@@ -472,50 +218,6 @@ impl Processor {
                 }
                 reply.send(conn.is_some());
             }
-        }
-    }
-
-    fn view(&self, cp: &str) -> Option<ChargePointView> {
-        let (id, entry) = self.charge_points.get_key_value(cp)?;
-        let rfc3339 = |t: SystemTime| {
-            if t >= UNIX_EPOCH {
-                humantime::format_rfc3339_millis(t).to_string()
-            } else {
-                String::new()
-            }
-        };
-        Some(ChargePointView {
-            id: id.to_string(),
-            connected: entry.conn.is_some(),
-            since: rfc3339(entry.seen.since),
-            remote_address: entry.seen.peer.map(|p| p.to_string()),
-            loop_index: entry.conn.map(|c| c.loop_index),
-            registration: match entry.state.registration {
-                Registration::Unknown => "unknown",
-                Registration::Pending => "pending",
-                Registration::Rejected => "rejected",
-                Registration::Accepted => "accepted",
-            },
-            boot: entry.seen.boot.clone(),
-            connectors: entry
-                .state
-                .connectors
-                .iter()
-                .map(|&(connector_id, status)| ConnectorView {
-                    connector_id,
-                    status: status.as_str(),
-                })
-                .collect(),
-            open_transaction: entry.state.open_transaction,
-            last_message_at: entry.seen.last_message.map(rfc3339),
-            trace: self.traces.contains(cp),
-        })
-    }
-
-    fn send(&self, conn: ConnId, msg: ToLoop) {
-        if let Some(handle) = self.loops.get(usize::from(conn.loop_index)) {
-            // False only when the loop has exited (shutdown): nothing left to deliver to.
-            let _ = handle.send(msg);
         }
     }
 }

@@ -98,7 +98,7 @@ impl TestServer {
         cp: &str,
         action: ocpp_gateway::ocpp::v16::Action,
         payload: Box<serde_json::value::RawValue>,
-    ) -> Result<ocpp_gateway::outbound::PendingCall, ocpp_gateway::ocpp::v16::Invalid> {
+    ) -> Result<ocpp_gateway::call::PendingCall, ocpp_gateway::ocpp::v16::Invalid> {
         self.server
             .as_ref()
             .expect("running")

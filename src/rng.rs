@@ -1,5 +1,6 @@
-//! Jitter for back-off and session arrivals: xorshift64* per thread, seeded from `--seed`, so a
-//! run's randomness is reproducible and costs no syscall. Not for anything security-related.
+//! Jitter: xorshift64* per thread, seeded explicitly, so runs are reproducible and a draw costs
+//! no syscall. The gateway jitters pings and `Retry-After` with it, `ocpp-bench` its back-off
+//! and session arrivals. Not for anything security-related.
 
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

@@ -9,7 +9,7 @@ use mio::Waker;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::net::handshake::ChargePointId;
+use crate::types::ChargePointId;
 
 /// A one-shot answer to a thread waiting in a `mio::Poll`.
 #[derive(Debug)]

@@ -1,0 +1,394 @@
+//! Configuration: `config.toml` is read into raw serde structs ([`raw`], `deny_unknown_fields`,
+//! every key optional) and then validated ([`validate`], one validator per section) into
+//! [`Config`], whose fields are ready to use (`Duration`, `NonZero*`, resolved core counts).
+//! Every default is a named constant here, and the shipped `config.toml` documents the same
+//! values; a test keeps the two in step.
+//!
+//! Errors name the file and the key, because an operator reading a start-up failure on a host
+//! with a million charge points waiting should not have to guess.
+
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ocpp::v16::{DataTransferStatus, RegistrationStatus};
+use raw::RawConfig;
+use validate::{check_token, validate};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_PIN_CORES: bool = true;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+pub const DEFAULT_DRAIN_RATE: u32 = 10_000;
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 0;
+
+pub const DEFAULT_PATH_PREFIX: &str = "/ocpp";
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
+pub const DEFAULT_MAX_WRITE_BUFFER: usize = 256 * 1024;
+pub const DEFAULT_PING_SKIP_THRESHOLD: usize = 16 * 1024;
+pub const DEFAULT_PARTIAL_MESSAGE_BUDGET: usize = 32 * 1024 * 1024;
+pub const DEFAULT_PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+pub const DEFAULT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_QUEUED_CALLS: usize = 16;
+pub const DEFAULT_MAX_PIPELINED_CALLS: u16 = 4;
+pub const DEFAULT_BOOT_STATUS: RegistrationStatus = RegistrationStatus::Accepted;
+pub const DEFAULT_DATA_TRANSFER_STATUS: DataTransferStatus = DataTransferStatus::UnknownVendorId;
+pub const DEFAULT_TRANSACTION_ID_FILE: &str = "ocpp-gateway.transaction-id";
+
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(10);
+/// Where `admin.token` may come from instead of the file.
+pub const ADMIN_TOKEN_ENV: &str = "OCPP_GATEWAY_ADMIN_TOKEN";
+
+pub const DEFAULT_EVENTS_SINK: Sink = Sink::Journal;
+pub const DEFAULT_EVENTS_PATH: &str = "ocpp-gateway.events.jsonl";
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_MAX_FILES: usize = 8;
+pub const DEFAULT_FSYNC: &str = "interval";
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_ACK_AFTER_WRITE: bool = true;
+pub const DEFAULT_EVENTS_QUEUE_CAPACITY: usize = 8192;
+
+/// The longest charge point identity accepted in the URL, in characters.
+pub const MAX_CHARGE_POINT_ID_LEN: usize = 48;
+
+/// A configuration that cannot be used, with the file and key it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read: fix the path or its permissions.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not TOML, an unknown key, or a value of the wrong type: the message names the key.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// Well-formed but unusable: `key` says which setting to change.
+    #[error("{path}: `{key}`: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        reason: String,
+    },
+}
+
+/// The validated configuration every thread reads (shared behind an `Arc`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub websocket: WebSocketConfig,
+    pub processor: ProcessorConfig,
+    pub ocpp: OcppConfig,
+    pub admin: AdminConfig,
+    pub events: EventsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// None: no admin listener (`listen = ""`).
+    pub listen: Option<SocketAddr>,
+    /// Bearer token every endpoint but `/health` requires (None: open; keep it on loopback).
+    pub token: Option<String>,
+    /// A loop or processor that has not answered a liveness probe for this long is stuck.
+    pub stuck_after: Duration,
+}
+
+/// Where events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sink {
+    /// The JSON-lines journal at `events.path`.
+    Journal,
+    /// Nowhere.
+    None,
+}
+
+/// When the journal calls fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Never: the OS writes back when it likes (a host crash can lose recent lines).
+    Never,
+    /// At most once per this interval (a host crash loses at most about that much).
+    Interval(Duration),
+    /// After every batch, before the answers held for it go out.
+    Always,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsConfig {
+    pub sink: Sink,
+    pub path: PathBuf,
+    pub max_file_bytes: u64,
+    /// Files kept in all, the current one included.
+    pub max_files: usize,
+    pub fsync: Fsync,
+    /// StopTransaction and MeterValues are answered only once their line is written.
+    pub ack_after_write: bool,
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Event loops, one per core by default.
+    pub workers: NonZeroUsize,
+    pub pin_cores: bool,
+    /// Across all loops; over it a handshake gets HTTP 503.
+    pub max_connections: usize,
+    /// Connections closed per second during a graceful shutdown, across all loops.
+    pub drain_rate: NonZeroU32,
+    pub listen_backlog: u32,
+    /// SO_SNDBUF for accepted sockets; `None` leaves the kernel's autotuning alone.
+    pub socket_send_buffer: Option<NonZeroUsize>,
+    /// This gateway's name in journal lines (the host name unless set).
+    pub node_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSocketConfig {
+    /// `""` (root) or `/segment...` without a trailing slash.
+    pub path_prefix: String,
+    pub handshake_timeout: Duration,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub max_message_size: usize,
+    pub max_write_buffer: usize,
+    pub ping_skip_threshold: usize,
+    /// Bytes all of a loop's connections may hold for unfinished messages together.
+    pub partial_message_budget: usize,
+    /// The longest a connection may hold an unfinished message (or wait for the budget).
+    pub partial_message_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessorConfig {
+    pub threads: NonZeroUsize,
+    /// Messages waiting per processor before loops pause the connections that send them.
+    pub queue_capacity: NonZeroUsize,
+    /// Bytes of message text waiting per processor, likewise.
+    pub queue_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcppConfig {
+    /// Sent as `interval` in BootNotification answers (whole seconds).
+    pub heartbeat_interval: Duration,
+    /// How long a charge point has to answer a CALL of ours.
+    pub message_timeout: Duration,
+    /// Calls waiting per charge point behind the one in flight; more are rejected.
+    pub max_queued_calls: usize,
+    /// CALLs of one charge point waiting for their answers before its connection is not read
+    /// any further (OCPP-J allows one; a few more for charge points that pipeline).
+    pub max_pipelined_calls: u16,
+    /// BootNotification answer for identities the allow-list (if any) admits.
+    pub boot_status: RegistrationStatus,
+    /// File of identities allowed to boot; others are Rejected (None: everyone).
+    pub allowed_charge_points: Option<PathBuf>,
+    /// With an allow-list: refuse unknown identities at the handshake with HTTP 404.
+    pub refuse_unknown_at_handshake: bool,
+    /// TOML file of authorized idTags (None: every idTag is Accepted).
+    pub id_tags: Option<PathBuf>,
+    /// The status answered to a DataTransfer from a charge point.
+    pub data_transfer_status: DataTransferStatus,
+    /// Where the transaction id counter survives restarts (None: memory only).
+    pub transaction_id_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    /// The embedded defaults: what the gateway runs with when no file is given.
+    fn default() -> Self {
+        validate(RawConfig::default(), Path::new("<defaults>"))
+            .expect("the embedded defaults are valid")
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates TOML text; `origin` only names the source in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        validate(raw, origin)
+    }
+}
+
+impl Config {
+    /// Takes the admin token from the environment ([`ADMIN_TOKEN_ENV`]) when the file sets
+    /// none, so it need not sit in a file.
+    pub fn with_admin_token(mut self, from_env: Option<String>) -> Result<Config, ConfigError> {
+        if self.admin.token.is_none()
+            && let Some(token) = from_env.filter(|t| !t.is_empty())
+        {
+            check_token(&token).map_err(|reason| ConfigError::Invalid {
+                path: PathBuf::from(ADMIN_TOKEN_ENV),
+                key: "admin.token",
+                reason,
+            })?;
+            self.admin.token = Some(token);
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let config = parse("").expect("empty config is valid");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.websocket.ping_interval, DEFAULT_PING_INTERVAL);
+        assert_eq!(config.server.listen, DEFAULT_LISTEN.parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_file() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nbogus_key = 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("test.toml") && text.contains("bogus_key"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_section_is_rejected() {
+        let text = parse("[sever]\nlisten = \"x\"\n").unwrap_err().to_string();
+        assert!(text.contains("sever"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (toml, key) in [
+            ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            (
+                "[websocket]\nping_interval = \"often\"",
+                "websocket.ping_interval",
+            ),
+            (
+                "[websocket]\npong_timeout = \"1ms\"",
+                "websocket.pong_timeout",
+            ),
+            (
+                "[websocket]\npath_prefix = \"ocpp\"",
+                "websocket.path_prefix",
+            ),
+            (
+                "[websocket]\nmax_message_size = 10",
+                "websocket.max_message_size",
+            ),
+            (
+                "[websocket]\npartial_message_budget = 1000",
+                "websocket.partial_message_budget",
+            ),
+            ("[processor]\nqueue_bytes = 10", "processor.queue_bytes"),
+            (
+                "[ocpp]\nmax_pipelined_calls = 0",
+                "ocpp.max_pipelined_calls",
+            ),
+            (
+                "[websocket]\nmax_write_buffer = 2000",
+                "websocket.max_write_buffer",
+            ),
+            (
+                "[websocket]\nping_skip_threshold = 99999999",
+                "websocket.ping_skip_threshold",
+            ),
+            ("[server]\ndrain_rate = 0", "server.drain_rate"),
+            (
+                "[processor]\nqueue_capacity = 0",
+                "processor.queue_capacity",
+            ),
+            ("[processor]\nthreads = 100000", "processor.threads"),
+            (
+                "[ocpp]\nheartbeat_interval = \"1500ms\"",
+                "ocpp.heartbeat_interval",
+            ),
+            ("[admin]\nlisten = \"everywhere\"", "admin.listen"),
+            ("[admin]\ntoken = \"short\"", "admin.token"),
+            ("[admin]\nstuck_after = \"1ms\"", "admin.stuck_after"),
+            ("[events]\nfsync = \"sometimes\"", "events.fsync"),
+            ("[events]\nmax_file_bytes = 10", "events.max_file_bytes"),
+            ("[events]\nmax_files = 0", "events.max_files"),
+            ("[events]\nqueue_capacity = 0", "events.queue_capacity"),
+        ] {
+            let text = parse(toml).unwrap_err().to_string();
+            assert!(text.contains(key), "{toml:?} gave {text}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_is_a_parse_error_naming_the_key() {
+        let text = parse("[server]\nmax_connections = \"many\"")
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("max_connections"), "{text}");
+    }
+
+    #[test]
+    fn zero_workers_means_one_per_core() {
+        let config = parse("[server]\nworkers = 0\n[processor]\nthreads = 0").unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        assert_eq!(config.server.workers.get(), cores);
+        assert_eq!(config.processor.threads.get(), cores);
+    }
+
+    #[test]
+    fn prefix_trailing_slash_is_trimmed_and_root_is_allowed() {
+        assert_eq!(
+            parse("[websocket]\npath_prefix = \"/ocpp/\"")
+                .unwrap()
+                .websocket
+                .path_prefix,
+            "/ocpp"
+        );
+        assert_eq!(
+            parse("[websocket]\npath_prefix = \"/\"")
+                .unwrap()
+                .websocket
+                .path_prefix,
+            ""
+        );
+    }
+
+    #[test]
+    fn shipped_config_parses_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let shipped = Config::load(&path).expect("the shipped config.toml is valid");
+        assert_eq!(
+            shipped,
+            Config::default(),
+            "config.toml and the DEFAULT_ constants disagree"
+        );
+    }
+}

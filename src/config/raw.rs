@@ -1,0 +1,95 @@
+//! `config.toml` as serde reads it: every key optional, unknown keys refused. [`super::validate`]
+//! turns these into the runtime [`Config`](super::Config).
+
+use serde::Deserialize;
+
+use super::Sink;
+use crate::ocpp::v16::{DataTransferStatus, RegistrationStatus};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub websocket: RawWebSocket,
+    #[serde(default)]
+    pub processor: RawProcessor,
+    #[serde(default)]
+    pub ocpp: RawOcpp,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub events: RawEvents,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+    pub stuck_after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    pub sink: Option<Sink>,
+    pub path: Option<String>,
+    pub max_file_bytes: Option<u64>,
+    pub max_files: Option<usize>,
+    pub fsync: Option<String>,
+    pub fsync_interval: Option<String>,
+    pub ack_after_write: Option<bool>,
+    pub queue_capacity: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub workers: Option<usize>,
+    pub pin_cores: Option<bool>,
+    pub max_connections: Option<usize>,
+    pub drain_rate: Option<u32>,
+    pub listen_backlog: Option<u32>,
+    pub socket_send_buffer: Option<usize>,
+    pub node_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebSocket {
+    pub path_prefix: Option<String>,
+    pub handshake_timeout: Option<String>,
+    pub ping_interval: Option<String>,
+    pub pong_timeout: Option<String>,
+    pub max_message_size: Option<usize>,
+    pub partial_message_budget: Option<usize>,
+    pub partial_message_timeout: Option<String>,
+    pub max_write_buffer: Option<usize>,
+    pub ping_skip_threshold: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcessor {
+    pub threads: Option<usize>,
+    pub queue_capacity: Option<usize>,
+    pub queue_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOcpp {
+    pub heartbeat_interval: Option<String>,
+    pub message_timeout: Option<String>,
+    pub max_queued_calls: Option<usize>,
+    pub max_pipelined_calls: Option<u16>,
+    pub boot_status: Option<RegistrationStatus>,
+    pub allowed_charge_points: Option<String>,
+    pub refuse_unknown_at_handshake: Option<bool>,
+    pub id_tags: Option<String>,
+    pub data_transfer_status: Option<DataTransferStatus>,
+    pub transaction_id_file: Option<String>,
+}

@@ -1,0 +1,380 @@
+//! Raw sections -> validated ones, one validator per section. Each error names the file and
+//! the key; combinations that cannot work (a write buffer smaller than a message) fail here,
+//! at start, not under load.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::{RawAdmin, RawConfig, RawEvents, RawOcpp, RawProcessor, RawServer, RawWebSocket};
+use super::*;
+
+/// Reads keys of one file, naming it in every error.
+struct Check<'a> {
+    path: &'a Path,
+}
+
+impl Check<'_> {
+    fn invalid(&self, key: &'static str, reason: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key,
+            reason,
+        }
+    }
+
+    fn duration(
+        &self,
+        key: &'static str,
+        value: Option<String>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(text) => humantime::parse_duration(&text).map_err(|e| {
+                self.invalid(key, format!("{text:?} is not a duration like \"30s\": {e}"))
+            }),
+        }
+    }
+
+    /// A duration of at least `min`.
+    fn duration_min(
+        &self,
+        key: &'static str,
+        value: Option<String>,
+        default: Duration,
+        min: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let value = self.duration(key, value, default)?;
+        if value < min {
+            return Err(self.invalid(key, format!("{value:?} is shorter than {min:?}")));
+        }
+        Ok(value)
+    }
+
+    /// A thread count: 0 (or absent) means one per core; at most 4096.
+    fn threads(
+        &self,
+        key: &'static str,
+        value: Option<usize>,
+    ) -> Result<NonZeroUsize, ConfigError> {
+        match value {
+            None | Some(0) => {
+                NonZeroUsize::new(cores()).ok_or_else(|| self.invalid(key, "must be > 0".into()))
+            }
+            Some(n) if n > 4096 => Err(self.invalid(key, format!("{n} is more than 4096"))),
+            Some(n) => NonZeroUsize::new(n).ok_or_else(|| self.invalid(key, "must be > 0".into())),
+        }
+    }
+
+    /// A number within `range`.
+    fn within<T: PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        key: &'static str,
+        value: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError> {
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.invalid(
+                key,
+                format!("{value} is outside {}..={}", range.start(), range.end()),
+            ))
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+/// Validates every section of `raw`, read from `path`.
+pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
+    let check = Check { path };
+    let websocket = websocket(&check, raw.websocket)?;
+    Ok(Config {
+        server: server(&check, raw.server)?,
+        processor: processor(&check, raw.processor)?,
+        ocpp: ocpp(&check, raw.ocpp)?,
+        admin: admin(&check, raw.admin)?,
+        events: events(&check, raw.events)?,
+        websocket,
+    })
+}
+
+fn server(check: &Check<'_>, s: RawServer) -> Result<ServerConfig, ConfigError> {
+    let listen_text = s.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        check.invalid(
+            "server.listen",
+            format!("{listen_text:?} is not an address like \"0.0.0.0:8080\""),
+        )
+    })?;
+    Ok(ServerConfig {
+        listen,
+        workers: check.threads("server.workers", s.workers)?,
+        pin_cores: s.pin_cores.unwrap_or(DEFAULT_PIN_CORES),
+        max_connections: s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        drain_rate: NonZeroU32::new(s.drain_rate.unwrap_or(DEFAULT_DRAIN_RATE))
+            .ok_or_else(|| check.invalid("server.drain_rate", "must be > 0".into()))?,
+        listen_backlog: s.listen_backlog.unwrap_or(DEFAULT_LISTEN_BACKLOG).max(1),
+        socket_send_buffer: NonZeroUsize::new(
+            s.socket_send_buffer.unwrap_or(DEFAULT_SOCKET_SEND_BUFFER),
+        ),
+        node_id: match s.node_id.filter(|n| !n.is_empty()) {
+            Some(id) if id.len() > 128 || id.chars().any(char::is_control) => {
+                return Err(check.invalid(
+                    "server.node_id",
+                    "must be at most 128 characters, none of them control characters".into(),
+                ));
+            }
+            Some(id) => id,
+            None => host_name(),
+        },
+    })
+}
+
+fn websocket(check: &Check<'_>, w: RawWebSocket) -> Result<WebSocketConfig, ConfigError> {
+    let path_prefix = w
+        .path_prefix
+        .unwrap_or_else(|| DEFAULT_PATH_PREFIX.to_owned());
+    let path_prefix = path_prefix.trim_end_matches('/').to_owned();
+    if !(path_prefix.is_empty() || path_prefix.starts_with('/'))
+        || path_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?')
+    {
+        return Err(check.invalid(
+            "websocket.path_prefix",
+            format!("{path_prefix:?} must start with '/' and contain no spaces or '?'"),
+        ));
+    }
+    let min = Duration::from_millis(50);
+    let websocket = WebSocketConfig {
+        path_prefix,
+        handshake_timeout: check.duration_min(
+            "websocket.handshake_timeout",
+            w.handshake_timeout,
+            DEFAULT_HANDSHAKE_TIMEOUT,
+            min,
+        )?,
+        ping_interval: check.duration_min(
+            "websocket.ping_interval",
+            w.ping_interval,
+            DEFAULT_PING_INTERVAL,
+            min,
+        )?,
+        pong_timeout: check.duration_min(
+            "websocket.pong_timeout",
+            w.pong_timeout,
+            DEFAULT_PONG_TIMEOUT,
+            min,
+        )?,
+        max_message_size: check.within(
+            "websocket.max_message_size",
+            w.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+            1024..=16 * 1024 * 1024,
+        )?,
+        max_write_buffer: w.max_write_buffer.unwrap_or(DEFAULT_MAX_WRITE_BUFFER),
+        ping_skip_threshold: w.ping_skip_threshold.unwrap_or(DEFAULT_PING_SKIP_THRESHOLD),
+        partial_message_budget: w
+            .partial_message_budget
+            .unwrap_or(DEFAULT_PARTIAL_MESSAGE_BUDGET),
+        partial_message_timeout: check.duration_min(
+            "websocket.partial_message_timeout",
+            w.partial_message_timeout,
+            DEFAULT_PARTIAL_MESSAGE_TIMEOUT,
+            min,
+        )?,
+    };
+    // A write buffer smaller than one maximal message could never send a large command.
+    if websocket.max_write_buffer < websocket.max_message_size + 16 {
+        return Err(check.invalid(
+            "websocket.max_write_buffer",
+            format!(
+                "{} must be larger than websocket.max_message_size ({}) plus a frame header",
+                websocket.max_write_buffer, websocket.max_message_size
+            ),
+        ));
+    }
+    if websocket.ping_skip_threshold >= websocket.max_write_buffer {
+        return Err(check.invalid(
+            "websocket.ping_skip_threshold",
+            format!(
+                "{} must be below websocket.max_write_buffer ({})",
+                websocket.ping_skip_threshold, websocket.max_write_buffer
+            ),
+        ));
+    }
+    // One message of the largest size must be able to complete, or none ever could.
+    if websocket.partial_message_budget < websocket.max_message_size + 16 {
+        return Err(check.invalid(
+            "websocket.partial_message_budget",
+            format!(
+                "{} must be larger than websocket.max_message_size ({}) plus a frame header",
+                websocket.partial_message_budget, websocket.max_message_size
+            ),
+        ));
+    }
+    Ok(websocket)
+}
+
+fn processor(check: &Check<'_>, p: RawProcessor) -> Result<ProcessorConfig, ConfigError> {
+    Ok(ProcessorConfig {
+        threads: check.threads("processor.threads", p.threads)?,
+        queue_capacity: NonZeroUsize::new(p.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY))
+            .ok_or_else(|| check.invalid("processor.queue_capacity", "must be > 0".into()))?,
+        queue_bytes: check.within(
+            "processor.queue_bytes",
+            p.queue_bytes.unwrap_or(DEFAULT_QUEUE_BYTES),
+            64 * 1024..=1 << 34,
+        )?,
+    })
+}
+
+fn ocpp(check: &Check<'_>, o: RawOcpp) -> Result<OcppConfig, ConfigError> {
+    let heartbeat_interval = check.duration(
+        "ocpp.heartbeat_interval",
+        o.heartbeat_interval,
+        DEFAULT_HEARTBEAT_INTERVAL,
+    )?;
+    if heartbeat_interval.subsec_nanos() != 0 || heartbeat_interval.is_zero() {
+        return Err(check.invalid(
+            "ocpp.heartbeat_interval",
+            format!("{heartbeat_interval:?} must be a whole, non-zero number of seconds"),
+        ));
+    }
+    let message_timeout = check.duration_min(
+        "ocpp.message_timeout",
+        o.message_timeout,
+        DEFAULT_MESSAGE_TIMEOUT,
+        Duration::from_millis(50),
+    )?;
+    let max_queued_calls = check.within(
+        "ocpp.max_queued_calls",
+        o.max_queued_calls.unwrap_or(DEFAULT_MAX_QUEUED_CALLS),
+        0..=1024,
+    )?;
+    let max_pipelined_calls = check.within(
+        "ocpp.max_pipelined_calls",
+        o.max_pipelined_calls.unwrap_or(DEFAULT_MAX_PIPELINED_CALLS),
+        1..=256,
+    )?;
+    // "" means "none" for the optional files.
+    let file = |value: Option<String>| value.filter(|v| !v.is_empty()).map(PathBuf::from);
+    let allowed_charge_points = file(o.allowed_charge_points);
+    let refuse_unknown_at_handshake = o.refuse_unknown_at_handshake.unwrap_or(false);
+    if refuse_unknown_at_handshake && allowed_charge_points.is_none() {
+        return Err(check.invalid(
+            "ocpp.refuse_unknown_at_handshake",
+            "needs ocpp.allowed_charge_points (a file of identities)".into(),
+        ));
+    }
+    Ok(OcppConfig {
+        heartbeat_interval,
+        message_timeout,
+        max_queued_calls,
+        max_pipelined_calls,
+        boot_status: o.boot_status.unwrap_or(DEFAULT_BOOT_STATUS),
+        allowed_charge_points,
+        refuse_unknown_at_handshake,
+        id_tags: file(o.id_tags),
+        data_transfer_status: o
+            .data_transfer_status
+            .unwrap_or(DEFAULT_DATA_TRANSFER_STATUS),
+        transaction_id_file: file(
+            o.transaction_id_file
+                .or_else(|| Some(DEFAULT_TRANSACTION_ID_FILE.into())),
+        ),
+    })
+}
+
+fn admin(check: &Check<'_>, a: RawAdmin) -> Result<AdminConfig, ConfigError> {
+    let listen = a.listen.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
+    let admin = AdminConfig {
+        listen: match listen.as_str() {
+            "" => None,
+            text => Some(text.parse().map_err(|_| {
+                check.invalid(
+                    "admin.listen",
+                    format!(
+                        "{text:?} is not an address like \"127.0.0.1:9090\" (or \"\" for none)"
+                    ),
+                )
+            })?),
+        },
+        token: a.token.filter(|t| !t.is_empty()),
+        stuck_after: check.duration_min(
+            "admin.stuck_after",
+            a.stuck_after,
+            DEFAULT_STUCK_AFTER,
+            Duration::from_millis(200),
+        )?,
+    };
+    if let Some(token) = &admin.token {
+        check_token(token).map_err(|reason| check.invalid("admin.token", reason))?;
+    }
+    Ok(admin)
+}
+
+fn events(check: &Check<'_>, e: RawEvents) -> Result<EventsConfig, ConfigError> {
+    let fsync_interval = check.duration(
+        "events.fsync_interval",
+        e.fsync_interval,
+        DEFAULT_FSYNC_INTERVAL,
+    )?;
+    let fsync = match e.fsync.as_deref().unwrap_or(DEFAULT_FSYNC) {
+        "never" => Fsync::Never,
+        "interval" => Fsync::Interval(fsync_interval),
+        "always" => Fsync::Always,
+        other => {
+            return Err(check.invalid(
+                "events.fsync",
+                format!("{other:?} is not one of \"never\", \"interval\", \"always\""),
+            ));
+        }
+    };
+    let events = EventsConfig {
+        sink: e.sink.unwrap_or(DEFAULT_EVENTS_SINK),
+        path: PathBuf::from(e.path.unwrap_or_else(|| DEFAULT_EVENTS_PATH.to_owned())),
+        max_file_bytes: check.within(
+            "events.max_file_bytes",
+            e.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
+            4096..=u64::MAX,
+        )?,
+        max_files: check.within(
+            "events.max_files",
+            e.max_files.unwrap_or(DEFAULT_MAX_FILES),
+            1..=1000,
+        )?,
+        fsync,
+        ack_after_write: e.ack_after_write.unwrap_or(DEFAULT_ACK_AFTER_WRITE),
+        queue_capacity: check.within(
+            "events.queue_capacity",
+            e.queue_capacity.unwrap_or(DEFAULT_EVENTS_QUEUE_CAPACITY),
+            1..=1 << 20,
+        )?,
+    };
+    if events.sink == Sink::Journal && events.path.as_os_str().is_empty() {
+        return Err(check.invalid("events.path", "must name a file".into()));
+    }
+    Ok(events)
+}
+
+pub(super) fn check_token(token: &str) -> Result<(), String> {
+    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be at least 16 printable ASCII characters without spaces".into());
+    }
+    Ok(())
+}
+
+/// The kernel's host name, for `server.node_id`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "ocpp-gateway".to_owned())
+}

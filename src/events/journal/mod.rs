@@ -1,0 +1,321 @@
+//! The embedded event sink: one JSON line per event, appended by its own thread to
+//! `events.path`, rotated by size, synced as `events.fsync` says.
+//!
+//! - [`Journal`] (this file): the sink. Each processor gets a [`JournalWriter`] that renders
+//!   lines ([`line`]) into a chunk of its own and hands the chunk over when it has gathered
+//!   [`CHUNK_LINES`] lines, when it holds an answer, or [`FLUSH_AFTER`] after its first line;
+//!   other threads' few events go to a bounded side buffer. Rendering where the event happens
+//!   costs no allocation and no copy of the message into an intermediate value, and the
+//!   journal thread is woken per chunk, not per event.
+//! - [`writer`]: the thread: writes chunks in batches (one `write` for many lines), syncs when
+//!   the mode asks (one fdatasync per batch: group commit), then releases the answers held for
+//!   `ack_after_write`.
+//! - [`file`]: the file, its rotation and torn-line repair.
+//!
+//! A failing disk must not stop the gateway: errors are logged (at most once a second),
+//! counted, and shown by `/health`; the lines of a failed batch are counted as lost, held
+//! answers go out as CALLERROR InternalError (the charge point keeps the billing message and
+//! retries it, so nothing acknowledged is lost), and the file is reopened at most once a second.
+
+pub mod file;
+pub mod line;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+use log::{info, warn};
+
+use crate::batch::{Pool, Recycle, ReplyBatch};
+use crate::clock::WallClock;
+use crate::config::EventsConfig;
+use crate::events::{Event, EventSink, EventWriter, ReplyRoute};
+use crate::stats::Stats;
+use crate::types::ConnId;
+
+pub use file::rotated_name;
+
+/// A producer hands its chunk over once it holds this many lines ...
+pub const CHUNK_LINES: u64 = 256;
+/// ... or this many bytes ...
+const CHUNK_BYTES: usize = 64 * 1024;
+/// ... or once its first line is this old (so a quiet gateway's lines still reach the disk).
+pub const FLUSH_AFTER: Duration = Duration::from_millis(5);
+/// Chunks kept for reuse.
+const POOL: usize = 64;
+
+/// What `/health` reads about the journal.
+#[derive(Debug)]
+pub struct JournalStatus {
+    pub path: PathBuf,
+    failing: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    origin: Instant,
+    /// Milliseconds since `origin` when the thread last went round its loop.
+    alive_ms: AtomicU64,
+    /// Lines handed over and not yet written.
+    queued_lines: AtomicU64,
+}
+
+impl JournalStatus {
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// How long ago the thread was last seen working.
+    pub fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.alive_ms.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
+    }
+
+    /// Lines waiting to be written.
+    pub fn queue_depth(&self) -> u64 {
+        self.queued_lines.load(Ordering::Relaxed)
+    }
+
+    fn mark_alive(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.alive_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// Rendered lines on their way to the file, and the answers waiting for them.
+#[derive(Default)]
+struct Chunk {
+    lines: Vec<u8>,
+    count: u64,
+    /// Held answers, one batch per loop (indexed by loop; empty where none).
+    held: Vec<ReplyBatch>,
+}
+
+impl Recycle for Chunk {
+    fn recycle(&mut self) -> bool {
+        self.lines.clear();
+        self.count = 0;
+        debug_assert!(self.held.iter().all(ReplyBatch::is_empty));
+        self.held.clear();
+        self.lines.capacity() <= 4 * CHUNK_BYTES
+    }
+}
+
+/// Lines of threads that must never wait (loops, resolvers of outbound calls).
+#[derive(Default)]
+struct SideLines {
+    lines: Vec<u8>,
+    count: u64,
+    clock: WallClock,
+}
+
+/// What producers hold: the channel to the thread and what they share with it. (The thread
+/// holds only [`Common`]: it ends when the last producer drops its sender.)
+struct Shared {
+    tx: Sender<Chunk>,
+    common: Arc<Common>,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Common;
+
+    fn deref(&self) -> &Common {
+        &self.common
+    }
+}
+
+/// What producers and the thread share.
+struct Common {
+    chunks: Pool<Chunk>,
+    side: Mutex<SideLines>,
+    /// Lines the side buffer may hold before events are lost.
+    side_limit: u64,
+    node: Arc<str>,
+    route: Arc<dyn ReplyRoute>,
+    status: Arc<JournalStatus>,
+    stats: Arc<Stats>,
+    ack_after_write: bool,
+}
+
+/// The journal sink.
+pub struct Journal {
+    shared: Arc<Shared>,
+}
+
+impl Journal {
+    /// Opens the file (creating its directory) and starts the thread. The thread ends when
+    /// every handle (and every writer) is gone, after writing what was queued.
+    pub fn start(
+        config: &EventsConfig,
+        node: &str,
+        route: Arc<dyn ReplyRoute>,
+        stats: Arc<Stats>,
+    ) -> std::io::Result<(Arc<Journal>, Arc<JournalStatus>, JoinHandle<()>)> {
+        let file = file::JournalFile::open(config.path.clone(), config.max_files)?;
+        let status = Arc::new(JournalStatus {
+            path: config.path.clone(),
+            failing: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            origin: Instant::now(),
+            alive_ms: AtomicU64::new(0),
+            queued_lines: AtomicU64::new(0),
+        });
+        let slots = (config.queue_capacity as u64 / CHUNK_LINES).max(2) as usize;
+        let (tx, rx) = crossbeam_channel::bounded(slots);
+        let common = Arc::new(Common {
+            chunks: Pool::new(POOL),
+            side: Mutex::new(SideLines::default()),
+            side_limit: config.queue_capacity as u64,
+            node: node.into(),
+            route,
+            status: Arc::clone(&status),
+            stats,
+            ack_after_write: config.ack_after_write,
+        });
+        let thread = writer::spawn(writer::Parts {
+            rx,
+            file,
+            config: config.clone(),
+            common: Arc::clone(&common),
+        })?;
+        let shared = Arc::new(Shared { tx, common });
+        info!(
+            "journal: {} (rotate at {} bytes, keep {} files, fsync {:?}{})",
+            config.path.display(),
+            config.max_file_bytes,
+            config.max_files,
+            config.fsync,
+            if config.ack_after_write {
+                ", billing answers after write"
+            } else {
+                ""
+            }
+        );
+        Ok((Arc::new(Journal { shared }), status, thread))
+    }
+}
+
+impl EventSink for Journal {
+    fn writer(&self) -> Box<dyn EventWriter> {
+        Box::new(JournalWriter {
+            shared: Arc::clone(&self.shared),
+            chunk: self.shared.chunks.take(),
+            clock: WallClock::default(),
+            first_at: None,
+            holding: false,
+        })
+    }
+
+    fn record_nowait(&self, event: &Event<'_>) -> bool {
+        let shared = &self.shared;
+        let Ok(mut side) = shared.side.lock() else {
+            return false;
+        };
+        if side.count >= shared.side_limit {
+            drop(side);
+            shared.stats.journal.journal_lines_lost.inc();
+            warn!(
+                "journal: side buffer full, an event of cp={} is lost",
+                event.cp
+            );
+            return false;
+        }
+        let SideLines {
+            lines,
+            count,
+            clock,
+        } = &mut *side;
+        line::render(lines, clock.text(event.at), &shared.node, event);
+        *count += 1;
+        shared.status.queued_lines.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn acks_after_write(&self) -> bool {
+        self.shared.ack_after_write
+    }
+}
+
+/// One processor's way into the journal.
+pub struct JournalWriter {
+    shared: Arc<Shared>,
+    chunk: Chunk,
+    clock: WallClock,
+    /// When the chunk's first line was rendered.
+    first_at: Option<Instant>,
+    /// The chunk holds answers.
+    holding: bool,
+}
+
+impl EventWriter for JournalWriter {
+    fn record(&mut self, event: &Event<'_>) {
+        let ts = self.clock.text(event.at);
+        line::render(&mut self.chunk.lines, ts, &self.shared.node, event);
+        self.chunk.count += 1;
+        if self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+        }
+    }
+
+    fn hold(&mut self, conn: ConnId, frame: &[u8]) {
+        let index = usize::from(conn.loop_index);
+        while self.chunk.held.len() <= index {
+            self.chunk.held.push(self.shared.route.take_batch());
+        }
+        self.chunk.held[index].push_frame(conn, frame);
+        self.holding = true;
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.holding
+            || self.chunk.count >= CHUNK_LINES
+            || self.chunk.lines.len() >= CHUNK_BYTES
+            || self
+                .first_at
+                .is_some_and(|first| now >= first + FLUSH_AFTER)
+    }
+
+    fn due_at(&self) -> Option<Instant> {
+        self.first_at.map(|first| first + FLUSH_AFTER)
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.chunk.count == 0 && !self.holding {
+            return false;
+        }
+        let chunk = std::mem::replace(&mut self.chunk, self.shared.chunks.take());
+        self.first_at = None;
+        self.holding = false;
+        let count = chunk.count;
+        self.shared
+            .status
+            .queued_lines
+            .fetch_add(count, Ordering::Relaxed);
+        match self.shared.tx.try_send(chunk) {
+            Ok(()) => false,
+            Err(TrySendError::Full(chunk)) => {
+                // Backpressure: the processor waits, its queue fills, loops pause readers.
+                let _ = self.shared.tx.send(chunk);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared
+                    .status
+                    .queued_lines
+                    .fetch_sub(count, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+impl Drop for JournalWriter {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

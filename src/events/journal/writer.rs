@@ -1,0 +1,308 @@
+//! The journal thread: takes every chunk that is ready, writes them and the side buffer in one
+//! go, syncs as `events.fsync` says, and only then releases the answers held for
+//! `ack_after_write` (one fdatasync covers a whole batch: group commit).
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use log::{error, info};
+
+use super::file::JournalFile;
+use super::{Chunk, Common};
+use crate::batch::ReplyBatch;
+use crate::config::{EventsConfig, Fsync};
+use crate::net::websocket;
+use crate::ocpp::rpc::{self, CallErrorCode, Frame};
+
+/// Chunks taken per batch.
+const BATCH: usize = 64;
+/// The thread wakes at least this often (side lines, interval syncs, liveness).
+const TICK: Duration = Duration::from_millis(20);
+/// After a failure, the file is reopened at most this often.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+
+pub(super) struct Parts {
+    pub rx: Receiver<Chunk>,
+    pub file: JournalFile,
+    pub config: EventsConfig,
+    pub common: Arc<Common>,
+}
+
+pub(super) fn spawn(parts: Parts) -> io::Result<JoinHandle<()>> {
+    let Parts {
+        rx,
+        file,
+        config,
+        common,
+    } = parts;
+    let mut writer = Writer {
+        rx,
+        shared: common,
+        file: Some(file),
+        fsync: config.fsync,
+        last_sync: Instant::now(),
+        unsynced: false,
+        last_failure: None,
+        last_warning: None,
+        max_file_bytes: config.max_file_bytes,
+        max_files: config.max_files,
+        side: Vec::new(),
+    };
+    std::thread::Builder::new()
+        .name("journal".into())
+        .spawn(move || writer.run())
+}
+
+struct Writer {
+    rx: Receiver<Chunk>,
+    shared: Arc<Common>,
+    file: Option<JournalFile>,
+    fsync: Fsync,
+    last_sync: Instant,
+    /// Lines written since the last sync.
+    unsynced: bool,
+    last_failure: Option<Instant>,
+    last_warning: Option<Instant>,
+    max_file_bytes: u64,
+    max_files: usize,
+    /// The side buffer's lines, swapped out under its lock.
+    side: Vec<u8>,
+}
+
+impl Writer {
+    fn run(&mut self) {
+        let mut batch: Vec<Chunk> = Vec::with_capacity(BATCH);
+        let mut open = true;
+        while open {
+            match self.rx.recv_timeout(TICK) {
+                Ok(chunk) => batch.push(chunk),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+            while batch.len() < BATCH {
+                match self.rx.try_recv() {
+                    Ok(chunk) => batch.push(chunk),
+                    Err(_) => break,
+                }
+            }
+            let side_count = self.take_side();
+            self.write_batch(&mut batch, side_count);
+            self.shared.status.mark_alive();
+        }
+        if let Some(file) = &mut self.file {
+            let _ = file.flush();
+            if self.fsync != Fsync::Never {
+                let _ = file.sync();
+            }
+        }
+        info!("journal stopped");
+    }
+
+    /// Swaps the side buffer's lines out; returns how many there are.
+    fn take_side(&mut self) -> u64 {
+        self.side.clear();
+        let Ok(mut side) = self.shared.side.lock() else {
+            return 0;
+        };
+        std::mem::swap(&mut side.lines, &mut self.side);
+        std::mem::take(&mut side.count)
+    }
+
+    fn write_batch(&mut self, batch: &mut Vec<Chunk>, side_count: u64) {
+        let lines: u64 = batch.iter().map(|c| c.count).sum::<u64>() + side_count;
+        if lines == 0
+            && batch
+                .iter()
+                .all(|c| c.held.iter().all(ReplyBatch::is_empty))
+        {
+            self.shared.chunks_back(batch);
+            return;
+        }
+        // After a failure the file is left alone for a while: this batch is lost like the last.
+        let resting = self.file.is_none()
+            && self
+                .last_failure
+                .is_some_and(|at| at.elapsed() < REOPEN_AFTER);
+        let mut result = if resting {
+            Err(io::Error::other("journal file unavailable after an error"))
+        } else {
+            Ok(())
+        };
+        let side = std::mem::take(&mut self.side);
+        for bytes in batch
+            .iter()
+            .map(|c| c.lines.as_slice())
+            .chain([side.as_slice()])
+        {
+            if result.is_ok() && !bytes.is_empty() {
+                result = self.write(bytes);
+            }
+        }
+        self.side = side;
+        if result.is_ok() {
+            result = self.flush_and_sync();
+        }
+        self.shared
+            .status
+            .queued_lines
+            .fetch_sub(lines, Ordering::Relaxed);
+        let written = result.is_ok();
+        match result {
+            Ok(()) => {
+                let journal = &self.shared.stats.journal;
+                journal.journal_lines.add(lines);
+                if lines > 0 && self.shared.status.failing.swap(false, Ordering::Relaxed) {
+                    info!("journal: writing again");
+                }
+            }
+            Err(_) if resting => self.shared.stats.journal.journal_lines_lost.add(lines),
+            Err(e) => self.fail(&e, lines),
+        }
+        for chunk in batch.iter_mut() {
+            for (index, held) in chunk.held.iter_mut().enumerate() {
+                if held.is_empty() {
+                    continue;
+                }
+                let held = std::mem::take(held);
+                let batch = if written { held } else { self.refuse(held) };
+                self.shared.route.deliver(index as u16, batch);
+            }
+        }
+        self.shared.chunks_back(batch);
+    }
+
+    /// Answers held for lines that could not be written become CALLERROR InternalError, so the
+    /// charge point keeps the message and sends it again later.
+    fn refuse(&self, held: ReplyBatch) -> ReplyBatch {
+        let mut refused = self.shared.route.take_batch();
+        for reply in held.replies() {
+            self.shared.stats.journal.journal_refused.inc();
+            let text = std::str::from_utf8(websocket::payload_of(held.frame(reply))).unwrap_or("");
+            let unique_id = match rpc::parse_frame(text) {
+                Ok(Frame::CallResult { unique_id, .. }) => unique_id.into_owned(),
+                _ => String::new(),
+            };
+            let draft = refused.begin();
+            rpc::write_call_error(
+                refused.payload(),
+                &unique_id,
+                CallErrorCode::InternalError,
+                "the gateway could not record this message; send it again later",
+            );
+            refused.finish(draft, reply.conn);
+        }
+        self.shared.route.give_batch(held);
+        refused
+    }
+
+    /// Appends whole lines, rotating first whenever the next lines would carry the file past
+    /// `events.max_file_bytes` (a single line longer than that goes alone into a file).
+    fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        if self.file.is_none() {
+            let path = self.shared.status.path.clone();
+            self.file = Some(JournalFile::open(path, self.max_files)?);
+        }
+        while !bytes.is_empty() {
+            let Some(file) = &mut self.file else {
+                return Err(io::Error::other("journal file unavailable"));
+            };
+            let room = self.max_file_bytes.saturating_sub(file.size) as usize;
+            let fits = if bytes.len() <= room {
+                bytes.len()
+            } else {
+                bytes[..room]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+            };
+            let take = match fits {
+                0 if file.size > 0 => {
+                    self.rotate()?;
+                    continue;
+                }
+                0 => bytes
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |i| i + 1),
+                n => n,
+            };
+            file.write(&bytes[..take])?;
+            self.shared.stats.journal.journal_bytes.add(take as u64);
+            self.unsynced = true;
+            bytes = &bytes[take..];
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        file.flush()?;
+        if self.fsync != Fsync::Never {
+            file.sync()?;
+            self.shared.stats.journal.journal_syncs.inc();
+        }
+        file.rotate()?;
+        self.shared.stats.journal.journal_rotations.inc();
+        Ok(())
+    }
+
+    /// Hands the batch to the OS (all an ack needs, unless `fsync = "always"`), and syncs
+    /// when the mode says so.
+    fn flush_and_sync(&mut self) -> io::Result<()> {
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        file.flush()?;
+        let due = match self.fsync {
+            Fsync::Never => false,
+            Fsync::Always => true,
+            Fsync::Interval(every) => self.last_sync.elapsed() >= every,
+        };
+        if due && self.unsynced {
+            file.sync()?;
+            self.shared.stats.journal.journal_syncs.inc();
+            self.last_sync = Instant::now();
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: &io::Error, lost: u64) {
+        let stats = &self.shared.stats.journal;
+        stats.journal_errors.inc();
+        stats.journal_lines_lost.add(lost);
+        let status = &self.shared.status;
+        status.failing.store(true, Ordering::Relaxed);
+        if let Ok(mut last) = status.last_error.lock() {
+            *last = Some(e.to_string());
+        }
+        if self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            self.last_warning = Some(Instant::now());
+            error!(
+                "journal {}: {e} ({lost} lines lost; still serving charge points)",
+                status.path.display()
+            );
+        }
+        if let Some(file) = self.file.take() {
+            file.discard();
+        }
+        self.last_failure = Some(Instant::now());
+    }
+}
+
+impl Common {
+    fn chunks_back(&self, batch: &mut Vec<Chunk>) {
+        for chunk in batch.drain(..) {
+            self.chunks.give(chunk);
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Both mailboxes in one place: what other threads send an event loop ([`ToLoop`], through a
+//! [`LoopHandle`]) and what they send a processor ([`ToProcessor`], through a
+//! [`ProcessorHandle`]). `net` and `processor` both use this module and never each other.
+//!
+//! Backpressure without deadlock: a loop never blocks on a processor (it checks
+//! [`ProcessorQueue::has_room`] and pauses the connection instead); processors may block on a
+//! loop's channel, which the loop always drains. A processor's queue is bounded in messages and
+//! in bytes, counted here by the loops that fill it and the processor that empties it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::Waker;
+
+use crate::batch::{FrameBatch, Pool, ReplyBatch};
+use crate::call::OutboundCall;
+use crate::events::ReplyRoute;
+use crate::query::Query;
+use crate::types::{ChargePointId, CloseReason, ConnId};
+
+/// What other threads ask of an event loop.
+#[derive(Debug)]
+pub enum ToLoop {
+    /// Answers to write, each to its connection.
+    Replies(ReplyBatch),
+    /// Close the connection with a WebSocket close frame.
+    Close { conn: ConnId, reason: CloseReason },
+    /// Send a CALL of the central system to the connection (queued behind one in flight).
+    Call { conn: ConnId, call: OutboundCall },
+    /// A liveness probe from the admin thread: store `seq` in the loop's `alive` slot.
+    Probe { seq: u64 },
+}
+
+/// What other threads ask of a processor.
+#[derive(Debug)]
+pub enum ToProcessor {
+    /// What a loop read for this processor's charge points, in order.
+    Batch(FrameBatch),
+    /// A CALL of the central system for `cp`, wherever it is connected.
+    Call {
+        cp: ChargePointId,
+        call: OutboundCall,
+    },
+    /// The operator API asks about (or acts on) the charge points this processor owns.
+    Query(Query),
+    /// A liveness probe from the admin thread: store `seq` in the processor's `alive` slot.
+    Probe { seq: u64 },
+    /// Test hook: block until the sender side is dropped (a stuck processor, for `/health`).
+    #[cfg(feature = "test-hooks")]
+    Stall(Receiver<()>),
+}
+
+/// The parts of a loop other threads may touch.
+#[derive(Debug)]
+pub struct LoopShared {
+    pub waker: Waker,
+    /// Set by the first sender after the loop last drained its channel; later senders skip the
+    /// wake syscall (one wake per batch of messages, not per message).
+    wake_pending: AtomicBool,
+    shutdown: AtomicBool,
+}
+
+impl LoopShared {
+    pub fn new(waker: Waker) -> LoopShared {
+        LoopShared {
+            waker,
+            wake_pending: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    /// Called by the loop just before it drains its channel.
+    pub fn clear_wake(&self) {
+        self.wake_pending.store(false, Ordering::SeqCst);
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+}
+
+/// A sender's handle on one event loop: its channel plus its waker.
+#[derive(Debug, Clone)]
+pub struct LoopHandle {
+    pub tx: Sender<ToLoop>,
+    pub shared: Arc<LoopShared>,
+}
+
+impl LoopHandle {
+    /// Queues `msg` (blocking while the loop's channel is full: loops never wait on their
+    /// senders, so this always ends) and wakes the loop unless a wake is already pending.
+    /// False when the loop has exited.
+    pub fn send(&self, msg: ToLoop) -> bool {
+        if self.tx.send(msg).is_err() {
+            return false;
+        }
+        self.wake();
+        true
+    }
+
+    /// As [`LoopHandle::send`] without waiting: false when the channel is full or closed.
+    pub fn try_send(&self, msg: ToLoop) -> bool {
+        if self.tx.try_send(msg).is_err() {
+            return false;
+        }
+        self.wake();
+        true
+    }
+
+    /// Asks the loop to stop accepting and drain its connections.
+    pub fn request_shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.force_wake();
+    }
+
+    fn wake(&self) {
+        if !self.shared.wake_pending.swap(true, Ordering::SeqCst) {
+            self.force_wake();
+        }
+    }
+
+    fn force_wake(&self) {
+        if let Err(e) = self.shared.waker.wake() {
+            log::error!("cannot wake an event loop: {e}");
+        }
+    }
+}
+
+/// Every loop, and the pool their answer batches come from and go back to.
+#[derive(Debug, Clone)]
+pub struct Loops {
+    pub handles: Arc<[LoopHandle]>,
+    pub replies: Pool<ReplyBatch>,
+}
+
+impl Loops {
+    pub fn get(&self, index: u16) -> Option<&LoopHandle> {
+        self.handles.get(usize::from(index))
+    }
+
+    /// Sends `msg` to the loop of `conn` (false when that loop has exited).
+    pub fn send(&self, conn: ConnId, msg: ToLoop) -> bool {
+        self.get(conn.loop_index).is_some_and(|h| h.send(msg))
+    }
+
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+}
+
+impl ReplyRoute for Loops {
+    fn deliver(&self, loop_index: u16, batch: ReplyBatch) {
+        match self.get(loop_index) {
+            // False only when the loop has exited (shutdown): nothing left to deliver to.
+            Some(handle) => {
+                handle.send(ToLoop::Replies(batch));
+            }
+            None => log::error!("answers for unknown loop {loop_index} dropped"),
+        }
+    }
+
+    fn take_batch(&self) -> ReplyBatch {
+        self.replies.take()
+    }
+
+    fn give_batch(&self, batch: ReplyBatch) {
+        self.replies.give(batch);
+    }
+}
+
+/// How much waits for a processor, counted by the loops that fill its queue and the processor
+/// that empties it; bounded in messages (`processor.queue_capacity`) and in bytes
+/// (`processor.queue_bytes`).
+#[derive(Debug)]
+pub struct ProcessorQueue {
+    bytes: AtomicUsize,
+    messages: AtomicUsize,
+    max_bytes: usize,
+    max_messages: usize,
+}
+
+impl ProcessorQueue {
+    pub fn new(max_messages: usize, max_bytes: usize) -> ProcessorQueue {
+        ProcessorQueue {
+            bytes: AtomicUsize::new(0),
+            messages: AtomicUsize::new(0),
+            max_bytes,
+            max_messages,
+        }
+    }
+
+    /// Whether `messages` more messages of `bytes` in all fit (a single message always fits an
+    /// empty queue, whatever its size).
+    pub fn has_room(&self, messages: usize, bytes: usize) -> bool {
+        let (queued_messages, queued_bytes) = self.depth();
+        queued_messages + messages <= self.max_messages
+            && (queued_bytes + bytes <= self.max_bytes || queued_messages == 0)
+    }
+
+    pub fn add(&self, messages: usize, bytes: usize) {
+        self.messages.fetch_add(messages, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn sub(&self, messages: usize, bytes: usize) {
+        self.messages.fetch_sub(messages, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// (messages, bytes) waiting.
+    pub fn depth(&self) -> (usize, usize) {
+        (
+            self.messages.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// True when the queue is at either bound.
+    pub fn is_saturated(&self) -> bool {
+        let (messages, bytes) = self.depth();
+        messages >= self.max_messages || bytes >= self.max_bytes
+    }
+}
+
+/// A sender's handle on one processor.
+#[derive(Debug, Clone)]
+pub struct ProcessorHandle {
+    pub tx: Sender<ToProcessor>,
+    pub queue: Arc<ProcessorQueue>,
+}
+
+impl ProcessorHandle {
+    /// Sends `msg` unless the channel is full (or the processor is gone).
+    pub fn try_send(&self, msg: ToProcessor) -> Result<(), ToProcessor> {
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => Err(msg),
+        }
+    }
+}
+
+/// Every processor, and the pool of frame batches loops fill and processors empty.
+#[derive(Debug, Clone)]
+pub struct Processors {
+    pub handles: Arc<[ProcessorHandle]>,
+    pub batches: Pool<FrameBatch>,
+}
+
+impl Processors {
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// The handle of the processor that owns `cp`.
+    pub fn of(&self, cp: &str) -> &ProcessorHandle {
+        &self.handles[shard_of(cp, self.handles.len())]
+    }
+}
+
+/// The processor that owns `cp`, stable for the life of the process (and across processes with
+/// the same thread count, since the hash is unkeyed).
+pub fn shard_of(cp: &str, processors: usize) -> usize {
+    // FNV-1a: tiny, unkeyed, good enough spread for identities that differ in a few characters.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in cp.as_bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % processors.max(1) as u64) as usize
+}
+
+/// The receiving end of a processor's channel with its queue counters.
+pub struct ProcessorInbox {
+    pub rx: Receiver<ToProcessor>,
+    pub queue: Arc<ProcessorQueue>,
+}
+
+/// A processor's channel: the handle for senders and the inbox for the processor.
+pub fn processor_channel(
+    slots: usize,
+    max_messages: usize,
+    max_bytes: usize,
+) -> (ProcessorHandle, ProcessorInbox) {
+    let (tx, rx) = crossbeam_channel::bounded(slots.max(1));
+    let queue = Arc::new(ProcessorQueue::new(max_messages, max_bytes));
+    (
+        ProcessorHandle {
+            tx,
+            queue: Arc::clone(&queue),
+        },
+        ProcessorInbox { rx, queue },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of("CP1", 4), shard_of("CP1", 4));
+        let mut counts = [0usize; 4];
+        for i in 0..4000 {
+            counts[shard_of(&format!("CP{i}"), 4)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+        assert_eq!(shard_of("anything", 1), 0);
+    }
+
+    #[test]
+    fn a_queue_is_bounded_in_messages_and_bytes() {
+        let queue = ProcessorQueue::new(3, 100);
+        assert!(
+            queue.has_room(1, 1000),
+            "one message always fits an empty queue"
+        );
+        queue.add(1, 60);
+        assert!(queue.has_room(1, 40));
+        assert!(!queue.has_room(1, 41));
+        queue.add(2, 10);
+        assert!(!queue.has_room(1, 1) && queue.is_saturated());
+        queue.sub(3, 70);
+        assert_eq!(queue.depth(), (0, 0));
+    }
+}

@@ -1,0 +1,1350 @@
+//! One charge point's connection and everything it does: the upgrade, reading frames where the
+//! loop's shared buffer put them, handing messages to its processor, writing answers, pings,
+//! calls of the central system, closing. Each method takes the loop's [`LoopContext`] and
+//! returns a [`Transition`]; the loop owns the slab and does what the transition says (serve
+//! again, park the connection, forget it). As in sozu, the loop knows sessions only through
+//! these methods.
+//!
+//! Bytes flow socket -> [`Transport`] -> WebSocket frames ([`websocket`]) -> OCPP messages,
+//! through [`Connection::on_readable`] alone. A connection holds no read buffer: what a read
+//! brings is consumed where it lies, and only an unfinished request, frame or message (or input
+//! held back while the connection is paused) is kept, in a [`Held`] buffer sized to it and freed
+//! when it completes.
+//!
+//! A connection has at most one timer in the loop's wheel (besides its outbound call's), and
+//! what it means follows from the phase: the handshake deadline while upgrading; "ping when
+//! idle", "pong deadline" or "slow consumer deadline" while open (see [`Liveness`]), brought
+//! forward to the partial-message deadline while unfinished input is held; the close deadline
+//! while closing or lingering. Receiving a message touches no timer: it only stamps
+//! `last_rx_ms`, and the timer, when it fires, re-arms itself for the rest of the interval.
+//!
+//! Reading pauses ([`Pause`]) while the processor's queue is full, while the charge point has
+//! `ocpp.max_pipelined_calls` CALLs unanswered, or while the loop's partial-message budget is
+//! spent; TCP then pushes back on the charge point. A connection that holds unfinished input
+//! longer than `websocket.partial_message_timeout` is closed with 1009.
+
+use std::mem;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+
+use crate::batch::Entry;
+use crate::call::{CallOutcome, OutboundCall};
+use crate::events::{Event, EventKind};
+use crate::mailbox::shard_of;
+use crate::net::context::{LoopContext, TimerEvent};
+use crate::net::outbound::{CallQueue, InFlight};
+use crate::net::timer::TimerId;
+use crate::net::transport::{Held, Received, SendError, Transport};
+use crate::net::upgrade::{self, Parsed, Refusal};
+use crate::net::websocket::{self, OpCode, Role, Violation};
+use crate::net::{TRACE_TARGET, escape_newlines};
+use crate::ocpp::rpc::{self, Frame, FrameError};
+use crate::ocpp::v16;
+use crate::types::{ChargePointId, CloseCause, ConnId};
+
+/// How long a closing connection may take to finish the closing handshake.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Reads from one connection per turn; one that keeps its socket full waits for the next turn
+/// so the others and the timers get their share.
+const READS_PER_TURN: usize = 4;
+/// While the partial-message budget is spent, reads take at most this much, so a connection
+/// that must keep part of a message while paused holds no more than this.
+const TIGHT_READ: usize = 4096;
+
+/// What the loop must do after a connection acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing until the next event.
+    Continue,
+    /// More input may be waiting than one turn takes: serve it again next turn.
+    Again,
+    /// Reading stopped until the reason clears; the loop parks the connection.
+    Pause(Pause),
+    /// The connection is over: forget it, reporting `cause`.
+    Remove(CloseCause),
+}
+
+/// Why a connection stopped reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// The processor's queue has no room.
+    Processor(u16),
+    /// `ocpp.max_pipelined_calls` CALLs wait for their answers.
+    Calls,
+    /// The loop's partial-message budget is spent.
+    Budget,
+}
+
+/// A slab entry.
+pub struct Connection {
+    pub generation: u32,
+    /// Accepted over `server.max_connections`, to be answered 503: not counted as a connection.
+    pub over_capacity: bool,
+    /// An event reported the peer's FIN (or an error): read until EOF, since no further edge
+    /// will come. Otherwise a read shorter than the buffer means the socket is drained.
+    pub hangup: bool,
+    pub paused: Option<Pause>,
+    /// The one pending timer of this connection, if any.
+    pub timer: Option<TimerId>,
+    pub transport: Transport,
+    /// Bytes read and not yet consumed.
+    pub input: Held,
+    pub phase: Phase,
+}
+
+/// Where a connection is in its life.
+pub enum Phase {
+    /// The HTTP upgrade request is being read (boxed: short-lived).
+    Upgrading(Box<Upgrading>),
+    /// Upgraded; OCPP messages flow.
+    Open(Session),
+    /// A close frame went out (ours, or our answer to the peer's); waiting, bounded by
+    /// [`CLOSE_GRACE`], for the peer's close, its EOF or our backlog to drain.
+    Closing(Session),
+    /// We failed the connection (RFC 6455 7.1.7): our close frame is out and our side shut
+    /// down; what still arrives is discarded until EOF, so closing does not reset the
+    /// connection before the peer reads the close frame.
+    Lingering,
+}
+
+pub struct Upgrading {
+    pub peer: SocketAddr,
+}
+
+/// An upgraded connection's state.
+pub struct Session {
+    pub cp: ChargePointId,
+    pub processor: u16,
+    /// Loop clock (ms) when anything last arrived.
+    pub last_rx_ms: u64,
+    pub liveness: Liveness,
+    /// Messages handed to the processor and not answered yet.
+    pub in_flight: u16,
+    /// The payload so far of an unfinished fragmented text message.
+    pub message: Held,
+    /// A fragmented message has begun and not ended.
+    pub assembling: bool,
+    /// Loop clock (ms) since unfinished input has been held (None: nothing held).
+    pub partial_since_ms: Option<u64>,
+    /// Calls of the central system to this charge point (allocated on first use).
+    pub calls: Option<Box<CallQueue>>,
+    /// Why we started closing it, once we did: what its disconnect is reported as.
+    pub closing: Option<CloseCause>,
+}
+
+/// What an open connection's timer is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// `ping_interval` of silence, then a ping.
+    Idle,
+    /// A ping went out at `sent_ms`; anything received before the deadline proves life.
+    AwaitingPong { sent_ms: u64 },
+    /// A ping was skipped at `since_ms` because `backlog` bytes were waiting. By the deadline
+    /// the peer must have read some of them or sent something, or it is a slow consumer.
+    Stalled { since_ms: u64, backlog: u32 },
+}
+
+/// What consuming input stopped at.
+enum Consumed {
+    /// Everything complete was consumed; what is left (if anything) is unfinished.
+    All(usize),
+    /// Consuming stopped after this many bytes; the loop must act on the transition.
+    Stopped(usize, Transition),
+}
+
+impl Connection {
+    pub fn new(
+        generation: u32,
+        transport: Transport,
+        peer: SocketAddr,
+        over_capacity: bool,
+    ) -> Connection {
+        Connection {
+            generation,
+            over_capacity,
+            hangup: false,
+            paused: None,
+            timer: None,
+            transport,
+            input: Held::default(),
+            phase: Phase::Upgrading(Box::new(Upgrading { peer })),
+        }
+    }
+
+    pub fn session(&self) -> Option<&Session> {
+        match &self.phase {
+            Phase::Open(s) | Phase::Closing(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn session_mut(&mut self) -> Option<&mut Session> {
+        match &mut self.phase {
+            Phase::Open(s) | Phase::Closing(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open(_))
+    }
+
+    fn id(&self, cx: &LoopContext, key: usize) -> ConnId {
+        cx.conn_id(key, self.generation)
+    }
+
+    // ---- reading ----
+
+    /// Consumes what is held, then reads until the socket is drained, paused, or this turn's
+    /// share of reads is used.
+    pub fn on_readable(&mut self, cx: &mut LoopContext, key: usize) -> Transition {
+        if self.paused.is_some() {
+            return Transition::Continue;
+        }
+        if !self.input.is_empty() {
+            let mut held = self.input.take(&mut cx.buffered.read);
+            let outcome = self.consume(cx, key, &mut held);
+            let used = match outcome {
+                Consumed::All(n) | Consumed::Stopped(n, _) => n,
+            };
+            self.input.put(&mut cx.buffered.read, held);
+            self.input.consume(&mut cx.buffered.read, used);
+            if let Consumed::Stopped(_, transition) = outcome {
+                return transition;
+            }
+        }
+        for _ in 0..READS_PER_TURN {
+            let holding = !self.input.is_empty();
+            if holding && cx.over_budget() {
+                return Transition::Pause(Pause::Budget);
+            }
+            let window = if cx.over_budget() {
+                TIGHT_READ
+            } else {
+                cx.read_buf.len()
+            };
+            let mut buf = mem::take(&mut cx.read_buf);
+            let read = self.transport.read(&mut buf[..window]);
+            let transition = match read {
+                Ok(Received::Data(n)) => {
+                    let t = self.take_input(cx, key, &mut buf[..n]);
+                    match t {
+                        Transition::Continue if n < window && !self.hangup => {
+                            Some(Transition::Continue)
+                        }
+                        Transition::Continue => None,
+                        other => Some(other),
+                    }
+                }
+                Ok(Received::Blocked) => Some(Transition::Continue),
+                Ok(Received::Closed) => Some(self.peer_gone()),
+                Err(e) => {
+                    debug!("loop={} read failed: {e}", cx.index);
+                    Some(self.peer_gone())
+                }
+            };
+            cx.read_buf = buf;
+            if let Some(transition) = transition {
+                return transition;
+            }
+        }
+        Transition::Again
+    }
+
+    /// Consumes freshly read bytes (in the shared buffer), keeping what is unfinished.
+    fn take_input(&mut self, cx: &mut LoopContext, key: usize, data: &mut [u8]) -> Transition {
+        if let Some(session) = self.session_mut() {
+            session.last_rx_ms = cx.now_ms();
+        }
+        if self.input.is_empty() {
+            let outcome = self.consume(cx, key, data);
+            let (used, transition) = match outcome {
+                Consumed::All(n) => (n, Transition::Continue),
+                Consumed::Stopped(n, t) => (n, t),
+            };
+            if used < data.len() && !matches!(transition, Transition::Remove(_)) {
+                let expect = self.frame_len_hint(cx, &data[used..]);
+                self.input
+                    .extend(&mut cx.buffered.read, &data[used..], expect);
+                self.note_partial(cx, key);
+                if transition == Transition::Continue && cx.over_budget() {
+                    return Transition::Pause(Pause::Budget);
+                }
+            }
+            return transition;
+        }
+        let expect = self.frame_len_hint(cx, self.input.as_slice());
+        self.input.extend(&mut cx.buffered.read, data, expect);
+        let mut held = self.input.take(&mut cx.buffered.read);
+        let outcome = self.consume(cx, key, &mut held);
+        let (used, transition) = match outcome {
+            Consumed::All(n) => (n, Transition::Continue),
+            Consumed::Stopped(n, t) => (n, t),
+        };
+        self.input.put(&mut cx.buffered.read, held);
+        self.input.consume(&mut cx.buffered.read, used);
+        if self.input.is_empty() {
+            self.partial_done();
+        }
+        transition
+    }
+
+    /// The size of the frame that starts `data`, when its header is complete (so the held
+    /// buffer is allocated once, at its final size); 0 otherwise.
+    fn frame_len_hint(&self, cx: &LoopContext, data: &[u8]) -> usize {
+        if !matches!(self.phase, Phase::Open(_) | Phase::Closing(_)) {
+            return 0;
+        }
+        match websocket::parse_header(data, Role::Server, cx.limits.max_message) {
+            Ok(Some(header)) => header.frame_len(),
+            _ => 0,
+        }
+    }
+
+    /// Consumes complete units (the upgrade request, frames) at the start of `data`.
+    fn consume(&mut self, cx: &mut LoopContext, key: usize, data: &mut [u8]) -> Consumed {
+        let mut used = 0;
+        if matches!(self.phase, Phase::Upgrading(_)) {
+            match self.upgrade(cx, key, data) {
+                Consumed::All(n) if matches!(self.phase, Phase::Open(_)) => used = n,
+                other => return other,
+            }
+        }
+        match &self.phase {
+            Phase::Lingering => return Consumed::All(data.len()),
+            Phase::Upgrading(_) => return Consumed::All(used),
+            Phase::Open(_) | Phase::Closing(_) => {}
+        }
+        while used < data.len() {
+            let header =
+                match websocket::parse_header(&data[used..], Role::Server, cx.limits.max_message) {
+                    Ok(Some(header)) if header.frame_len() <= data.len() - used => header,
+                    Ok(_) => break,
+                    Err(violation) => {
+                        return Consumed::Stopped(data.len(), self.fail(cx, key, violation));
+                    }
+                };
+            // A message that completes here must have somewhere to go before it is touched.
+            if header.fin && matches!(header.opcode, OpCode::Text | OpCode::Continuation) {
+                let len = header.payload_len + self.session().map_or(0, |s| s.message.len());
+                if let Some(pause) = self.blocked(cx, len) {
+                    return Consumed::Stopped(used, Transition::Pause(pause));
+                }
+            }
+            let frame = &mut data[used..used + header.frame_len()];
+            let payload = &mut frame[header.payload()];
+            if let Some(mask) = header.mask {
+                websocket::apply_mask(payload, mask);
+            }
+            used += header.frame_len();
+            let transition = self.on_frame(cx, key, header.opcode, header.fin, payload);
+            if transition != Transition::Continue {
+                return Consumed::Stopped(used, transition);
+            }
+        }
+        Consumed::All(used)
+    }
+
+    /// Why a complete message of `len` bytes cannot be handed on now, if it cannot.
+    fn blocked(&self, cx: &LoopContext, len: usize) -> Option<Pause> {
+        let Phase::Open(session) = &self.phase else {
+            return None;
+        };
+        if session.in_flight >= cx.limits.max_pipelined {
+            return Some(Pause::Calls);
+        }
+        (!cx.links.has_room(session.processor, len)).then_some(Pause::Processor(session.processor))
+    }
+
+    fn on_frame(
+        &mut self,
+        cx: &mut LoopContext,
+        key: usize,
+        opcode: OpCode,
+        fin: bool,
+        payload: &mut [u8],
+    ) -> Transition {
+        let max = cx.limits.max_message;
+        let Some(session) = self.session_mut() else {
+            return Transition::Continue;
+        };
+        match opcode {
+            OpCode::Text | OpCode::Binary if session.assembling => self.fail(
+                cx,
+                key,
+                Violation::Protocol("new message inside a fragmented one"),
+            ),
+            OpCode::Continuation if !session.assembling => self.fail(
+                cx,
+                key,
+                Violation::Protocol("continuation without a message"),
+            ),
+            OpCode::Text if fin => match std::str::from_utf8(payload) {
+                Ok(text) => self.on_message(cx, key, text),
+                Err(_) => self.fail(cx, key, Violation::InvalidUtf8),
+            },
+            OpCode::Text => {
+                session.assembling = true;
+                session
+                    .message
+                    .extend(&mut cx.buffered.read, payload, payload.len());
+                self.note_partial(cx, key);
+                Transition::Continue
+            }
+            OpCode::Continuation => {
+                if session.message.len() + payload.len() > max {
+                    return self.fail(cx, key, Violation::TooBig);
+                }
+                session.message.extend(&mut cx.buffered.read, payload, 0);
+                if !fin {
+                    return Transition::Continue;
+                }
+                session.assembling = false;
+                let message = session.message.take(&mut cx.buffered.read);
+                let transition = match std::str::from_utf8(&message) {
+                    Ok(text) => self.on_message(cx, key, text),
+                    Err(_) => self.fail(cx, key, Violation::InvalidUtf8),
+                };
+                if self.input.is_empty() {
+                    self.partial_done();
+                }
+                transition
+            }
+            OpCode::Binary => {
+                cx.stats().binary_frames.inc();
+                self.close(
+                    cx,
+                    key,
+                    1003,
+                    "binary frames are not OCPP-J",
+                    CloseCause::BinaryFrame,
+                )
+            }
+            OpCode::Ping if self.is_open() => self.send_pong(cx, payload),
+            OpCode::Ping => Transition::Continue,
+            OpCode::Pong => {
+                cx.stats().pongs_received.inc();
+                Transition::Continue
+            }
+            OpCode::Close => self.on_close_frame(cx, key, payload),
+        }
+    }
+
+    /// The peer's close frame: answer it (unless we closed first) and end the connection once
+    /// our answer is out.
+    fn on_close_frame(&mut self, cx: &mut LoopContext, key: usize, payload: &[u8]) -> Transition {
+        if let Err(violation) = websocket::parse_close(payload) {
+            return self.fail(cx, key, violation);
+        }
+        match mem::replace(&mut self.phase, Phase::Lingering) {
+            Phase::Open(mut session) => {
+                session.closing.get_or_insert(CloseCause::PeerClosed);
+                cx.scratch.clear();
+                websocket::encode_close(&mut cx.scratch, 1000, "", None);
+                let sent = self.transport.send(
+                    &mut cx.buffered.write,
+                    &cx.scratch,
+                    cx.limits.max_write_buffer,
+                );
+                let cause = session.closing.unwrap_or(CloseCause::PeerClosed);
+                self.phase = Phase::Closing(session);
+                match sent {
+                    Ok(()) if self.transport.backlog() == 0 => Transition::Remove(cause),
+                    Ok(()) => {
+                        self.arm(cx, key, CLOSE_GRACE);
+                        Transition::Continue
+                    }
+                    Err(_) => Transition::Remove(cause),
+                }
+            }
+            Phase::Closing(session) => {
+                let cause = session.closing.unwrap_or(CloseCause::PeerClosed);
+                self.phase = Phase::Closing(session);
+                Transition::Remove(cause)
+            }
+            other => {
+                self.phase = other;
+                Transition::Continue
+            }
+        }
+    }
+
+    /// A complete text message.
+    fn on_message(&mut self, cx: &mut LoopContext, key: usize, text: &str) -> Transition {
+        let conn_id = self.id(cx, key);
+        let open = self.is_open();
+        let Some(session) = self.session_mut() else {
+            return Transition::Continue;
+        };
+        cx.stats().messages_in.inc();
+        if !cx.traces.is_empty() && cx.traces.contains(&session.cp) {
+            info!(target: TRACE_TARGET, "cp={} loop={} in: {}", session.cp, cx.index, escape_newlines(text));
+        }
+        match rpc::message_type(text) {
+            Some(3 | 4) => return self.on_response(cx, key, text),
+            // While closing only answers to our call in flight still count.
+            _ if !open => return Transition::Continue,
+            _ => {}
+        }
+        // Room was checked before the frame was touched (`blocked`).
+        cx.links
+            .push_message(session.processor, conn_id, &session.cp, text, cx.now);
+        session.in_flight += 1;
+        Transition::Continue
+    }
+
+    /// A CALLRESULT or CALLERROR: the answer to our call in flight, or logged and dropped.
+    fn on_response(&mut self, cx: &mut LoopContext, key: usize, text: &str) -> Transition {
+        let (unique_id, outcome) = match rpc::parse_frame(text) {
+            Ok(Frame::CallResult { unique_id, payload }) => {
+                (unique_id, CallOutcome::Result(payload.to_owned()))
+            }
+            Ok(Frame::CallError {
+                unique_id,
+                code,
+                description,
+                details,
+            }) => (
+                unique_id,
+                CallOutcome::Error {
+                    code: code.into_owned(),
+                    description: description.into_owned(),
+                    details: details.to_owned(),
+                },
+            ),
+            Ok(Frame::Call { .. }) | Err(FrameError::UnknownMessageType { .. }) => {
+                return Transition::Continue;
+            }
+            Err(FrameError::Unanswerable { reason })
+            | Err(FrameError::Answer {
+                description: reason,
+                ..
+            }) => {
+                cx.stats().unanswerable_frames.inc();
+                if cx.warnings.allow(cx.now_ms()) {
+                    let cp = self.session().map_or("-", |s| &*s.cp);
+                    warn!("cp={cp} loop={} unanswerable message: {reason}", cx.index);
+                }
+                return Transition::Continue;
+            }
+        };
+        let Some(session) = self.session_mut() else {
+            return Transition::Continue;
+        };
+        let in_flight = session
+            .calls
+            .as_mut()
+            .and_then(|calls| calls.take_matching(&unique_id));
+        let Some(InFlight {
+            call,
+            timer,
+            sent_at,
+            ..
+        }) = in_flight
+        else {
+            cx.stats().unexpected_responses.inc();
+            if cx.warnings.allow(cx.now_ms()) {
+                warn!(
+                    "cp={} loop={} answer to unknown call {unique_id:?} dropped",
+                    session.cp, cx.index
+                );
+            }
+            return Transition::Continue;
+        };
+        cx.wheel.cancel(timer);
+        cx.labelled()
+            .round_trip
+            .observe(cx.now.saturating_duration_since(sent_at));
+        journal_answer(cx, session, &unique_id, call.action(), &outcome);
+        let outcome = match outcome {
+            CallOutcome::Result(payload) => match v16::validate_response(call.action(), &payload) {
+                Ok(()) => {
+                    cx.stats().call_results.inc();
+                    CallOutcome::Result(payload)
+                }
+                Err(invalid) => {
+                    cx.stats().invalid_results.inc();
+                    CallOutcome::InvalidResult(invalid)
+                }
+            },
+            other => {
+                cx.stats().call_errors_received.inc();
+                other
+            }
+        };
+        call.resolve_in(outcome, &mut cx.links.log(session.processor, &session.cp));
+        self.send_next_call(cx, key)
+    }
+
+    /// Holds nothing unfinished any more.
+    fn partial_done(&mut self) {
+        if let Some(session) = self.session_mut()
+            && !session.assembling
+        {
+            session.partial_since_ms = None;
+        }
+    }
+
+    /// Unfinished input is held: start its clock and bring the timer forward to its deadline
+    /// ([`Connection::arm`] does that while anything is held).
+    fn note_partial(&mut self, cx: &mut LoopContext, key: usize) {
+        let now_ms = cx.now_ms();
+        let due = self.liveness_due_ms(cx);
+        if let Phase::Open(session) = &mut self.phase
+            && session.partial_since_ms.is_none()
+        {
+            session.partial_since_ms = Some(now_ms);
+            self.arm(cx, key, Duration::from_millis(due.saturating_sub(now_ms)));
+        }
+    }
+
+    /// When the liveness timer of an open connection is due, in loop ms.
+    fn liveness_due_ms(&self, cx: &LoopContext) -> u64 {
+        let Some(session) = self.session() else {
+            return u64::MAX;
+        };
+        let ping = cx.limits.ping_interval.as_millis() as u64;
+        let pong = cx.limits.pong_timeout.as_millis() as u64;
+        match session.liveness {
+            Liveness::Idle => session.last_rx_ms + ping,
+            Liveness::AwaitingPong { sent_ms } => sent_ms + pong,
+            Liveness::Stalled { since_ms, .. } => since_ms + pong,
+        }
+    }
+
+    /// EOF or a reset from the peer: without a closing handshake, the connection was lost
+    /// (RFC 6455's 1006); after we started closing, it ends as we meant it to.
+    fn peer_gone(&self) -> Transition {
+        Transition::Remove(match &self.phase {
+            Phase::Upgrading(_) | Phase::Open(_) => CloseCause::ConnectionLost,
+            Phase::Lingering => CloseCause::PeerClosed,
+            Phase::Closing(s) => s.closing.unwrap_or(CloseCause::PeerClosed),
+        })
+    }
+
+    // ---- the upgrade ----
+
+    fn upgrade(&mut self, cx: &mut LoopContext, key: usize, data: &mut [u8]) -> Consumed {
+        let (request, len) = match upgrade::parse(data) {
+            Parsed::Partial => return Consumed::All(0),
+            Parsed::Refused(refusal) => {
+                return Consumed::Stopped(data.len(), self.refuse(cx, refusal));
+            }
+            Parsed::Upgrade { request, len } => (request, len),
+        };
+        if self.over_capacity {
+            let refusal = Refusal::ServiceUnavailable {
+                retry_after_secs: cx.retry_after_secs(),
+            };
+            return Consumed::Stopped(data.len(), self.refuse(cx, refusal));
+        }
+        let id = upgrade::charge_point_id(&cx.limits.path_prefix, request.path).filter(|id| {
+            cx.known_identities
+                .as_ref()
+                .is_none_or(|known| known.contains(id))
+        });
+        let Some(id) = id else {
+            return Consumed::Stopped(data.len(), self.refuse(cx, Refusal::NotFound));
+        };
+        let ocpp16 = request.ocpp16;
+        cx.scratch.clear();
+        upgrade::write_switching(&mut cx.scratch, request.key, ocpp16);
+        if self
+            .transport
+            .send(
+                &mut cx.buffered.write,
+                &cx.scratch,
+                cx.limits.max_write_buffer,
+            )
+            .is_err()
+        {
+            return Consumed::Stopped(data.len(), Transition::Remove(CloseCause::ConnectionLost));
+        }
+        let Phase::Upgrading(upgrading) = mem::replace(&mut self.phase, Phase::Lingering) else {
+            return Consumed::Stopped(data.len(), Transition::Remove(CloseCause::ConnectionLost));
+        };
+        if let Some(timer) = self.timer.take() {
+            cx.wheel.cancel(timer);
+        }
+        let cp: ChargePointId = id.into();
+        if !ocpp16 {
+            cx.stats().handshakes_rejected.inc();
+            cx.labelled().closes[CloseCause::NoSubprotocol.index()].inc();
+            debug!(
+                "cp={cp} loop={} did not offer {}",
+                cx.index,
+                crate::ocpp::SUBPROTOCOL
+            );
+            self.phase = Phase::Open(Session::new(cp, 0, cx.now_ms()));
+            let t = self.fail_with(
+                cx,
+                key,
+                1002,
+                "subprotocol ocpp1.6 required",
+                CloseCause::NoSubprotocol,
+                false,
+            );
+            return Consumed::Stopped(data.len(), t);
+        }
+        cx.stats().handshakes_ok.inc();
+        let processor = shard_of(&cp, cx.links.count()) as u16;
+        debug!(
+            "cp={cp} loop={} connected from {}",
+            cx.index, upgrading.peer
+        );
+        let seq = cx
+            .stats
+            .sessions_opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        cx.links.push_control(
+            processor,
+            Entry::Connected {
+                conn: self.id(cx, key),
+                cp: ChargePointId::clone(&cp),
+                seq,
+                peer: upgrading.peer,
+            },
+        );
+        self.phase = Phase::Open(Session::new(cp, processor, cx.now_ms()));
+        let delay = cx.ping_delay(0);
+        self.arm(cx, key, delay);
+        Consumed::All(len)
+    }
+
+    /// Answers the upgrade request with an HTTP error and ends the connection.
+    fn refuse(&mut self, cx: &mut LoopContext, refusal: Refusal) -> Transition {
+        if !self.over_capacity {
+            cx.stats().handshakes_rejected.inc();
+        }
+        cx.scratch.clear();
+        refusal.write(&mut cx.scratch);
+        let _ = self.transport.send(
+            &mut cx.buffered.write,
+            &cx.scratch,
+            cx.limits.max_write_buffer,
+        );
+        debug!("loop={} upgrade refused: {}", cx.index, refusal.status());
+        Transition::Remove(CloseCause::ConnectionLost)
+    }
+
+    // ---- writing ----
+
+    /// A writable edge: the kernel has room for the backlog again.
+    pub fn on_writable(&mut self, cx: &mut LoopContext) -> Transition {
+        if self.transport.backlog() == 0 {
+            return Transition::Continue;
+        }
+        match self.transport.flush(&mut cx.buffered.write) {
+            Ok(true) => match &self.phase {
+                // Our answer to the peer's close is out: done.
+                Phase::Closing(s) if s.closing == Some(CloseCause::PeerClosed) => {
+                    Transition::Remove(CloseCause::PeerClosed)
+                }
+                _ => Transition::Continue,
+            },
+            Ok(false) => Transition::Continue,
+            Err(_) => Transition::Remove(self.lost_cause()),
+        }
+    }
+
+    fn lost_cause(&self) -> CloseCause {
+        self.session()
+            .and_then(|s| s.closing)
+            .unwrap_or(CloseCause::ConnectionLost)
+    }
+
+    /// Writes one complete frame (an answer from a processor, or one the loop built).
+    fn send_frame(&mut self, cx: &mut LoopContext, frame: &[u8]) -> Transition {
+        match self
+            .transport
+            .send(&mut cx.buffered.write, frame, cx.limits.max_write_buffer)
+        {
+            Ok(()) => Transition::Continue,
+            Err(SendError::Backlog) => {
+                cx.stats().slow_consumers.inc();
+                Transition::Remove(CloseCause::SlowConsumer)
+            }
+            Err(SendError::Io(e)) => {
+                debug!("loop={} write failed: {e}", cx.index);
+                Transition::Remove(self.lost_cause())
+            }
+        }
+    }
+
+    fn send_pong(&mut self, cx: &mut LoopContext, payload: &[u8]) -> Transition {
+        let mut scratch = mem::take(&mut cx.scratch);
+        scratch.clear();
+        websocket::encode(&mut scratch, OpCode::Pong, payload, None);
+        let transition = self.send_frame(cx, &scratch);
+        cx.scratch = scratch;
+        transition
+    }
+
+    /// An answer from the processor (empty: the message needed none). Returns `Again` when the
+    /// connection was waiting for it to read on.
+    pub fn deliver(&mut self, cx: &mut LoopContext, frame: &[u8]) -> Transition {
+        let Some(session) = self.session_mut() else {
+            return Transition::Continue;
+        };
+        session.in_flight = session.in_flight.saturating_sub(1);
+        if !self.is_open() || frame.is_empty() {
+            return self.resume_after_answer();
+        }
+        if let Some(session) = self.session()
+            && !cx.traces.is_empty()
+            && cx.traces.contains(&session.cp)
+        {
+            let text = String::from_utf8_lossy(websocket::payload_of(frame));
+            info!(target: TRACE_TARGET, "cp={} loop={} out: {}", session.cp, cx.index, escape_newlines(&text));
+        }
+        cx.stats().messages_out.inc();
+        match self.send_frame(cx, frame) {
+            Transition::Continue => self.resume_after_answer(),
+            other => other,
+        }
+    }
+
+    fn resume_after_answer(&mut self) -> Transition {
+        if self.paused == Some(Pause::Calls) {
+            self.paused = None;
+            return Transition::Again;
+        }
+        Transition::Continue
+    }
+
+    // ---- calls of the central system ----
+
+    pub fn offer_call(
+        &mut self,
+        cx: &mut LoopContext,
+        key: usize,
+        call: OutboundCall,
+    ) -> Transition {
+        let max_waiting = cx.limits.max_queued_calls;
+        let open = self.is_open();
+        let Some(session) = self.session_mut() else {
+            call.resolve(CallOutcome::NotConnected);
+            return Transition::Continue;
+        };
+        if !open {
+            call.resolve_in(
+                CallOutcome::NotConnected,
+                &mut cx.links.log(session.processor, &session.cp),
+            );
+            return Transition::Continue;
+        }
+        match session
+            .calls
+            .get_or_insert_with(Box::default)
+            .offer(call, max_waiting)
+        {
+            Ok(Some(call)) => self.send_call(cx, key, call),
+            Ok(None) => Transition::Continue,
+            Err(call) => {
+                cx.stats().calls_rejected.inc();
+                call.resolve_in(
+                    CallOutcome::Rejected,
+                    &mut cx.links.log(session.processor, &session.cp),
+                );
+                Transition::Continue
+            }
+        }
+    }
+
+    /// Sends `call` with a fresh UniqueId and arms its timeout.
+    fn send_call(
+        &mut self,
+        cx: &mut LoopContext,
+        key: usize,
+        mut call: OutboundCall,
+    ) -> Transition {
+        cx.next_call_id = cx.next_call_id.wrapping_add(1);
+        let unique_id = format!("{}-{}", cx.index, cx.next_call_id);
+        call.sent_as(&unique_id);
+        let mut text = Vec::with_capacity(64 + call.payload().get().len());
+        rpc::write_call(
+            &mut text,
+            &unique_id,
+            call.action().name(),
+            call.payload().get(),
+        );
+        let event = TimerEvent::CallTimeout {
+            key: key as u32,
+            generation: self.generation,
+        };
+        let Phase::Open(session) = &mut self.phase else {
+            call.resolve(CallOutcome::NotConnected);
+            return Transition::Continue;
+        };
+        if cx.journal {
+            let event = Event {
+                at: std::time::SystemTime::now(),
+                cp: &session.cp,
+                kind: EventKind::CallOut {
+                    unique_id: &unique_id,
+                    action: call.action(),
+                    payload: call.payload().get(),
+                },
+            };
+            cx.links.record(session.processor, &session.cp, &event);
+        }
+        if !cx.traces.is_empty() && cx.traces.contains(&session.cp) {
+            let shown = String::from_utf8_lossy(&text);
+            info!(target: TRACE_TARGET, "cp={} loop={} out: {}", session.cp, cx.index, escape_newlines(&shown));
+        }
+        cx.labelled().calls_sent_by_action[call.action().index()].inc();
+        let timer = cx.wheel.arm(cx.now, cx.limits.message_timeout, event);
+        session
+            .calls
+            .get_or_insert_with(Box::default)
+            .start(InFlight {
+                unique_id,
+                call,
+                timer,
+                sent_at: cx.now,
+            });
+        cx.stats().calls_sent.inc();
+        cx.stats().messages_out.inc();
+        let mut frame = mem::take(&mut cx.scratch);
+        frame.clear();
+        websocket::encode(&mut frame, OpCode::Text, &text, None);
+        let transition = self.send_frame(cx, &frame);
+        cx.scratch = frame;
+        transition
+    }
+
+    /// Sends the next waiting call, if nothing is in flight.
+    fn send_next_call(&mut self, cx: &mut LoopContext, key: usize) -> Transition {
+        let next = match &mut self.phase {
+            Phase::Open(session) => session
+                .calls
+                .as_mut()
+                .and_then(|calls| calls.next_to_send()),
+            _ => None,
+        };
+        match next {
+            Some(call) => self.send_call(cx, key, call),
+            None => Transition::Continue,
+        }
+    }
+
+    pub fn on_call_timeout(&mut self, cx: &mut LoopContext, key: usize) -> Transition {
+        let Some(session) = self.session_mut() else {
+            return Transition::Continue;
+        };
+        let Some(InFlight {
+            call, unique_id, ..
+        }) = session
+            .calls
+            .as_mut()
+            .and_then(|calls| calls.take_in_flight())
+        else {
+            return Transition::Continue;
+        };
+        cx.stats().call_timeouts.inc();
+        debug!(
+            "loop={} call {unique_id} ({}) timed out",
+            cx.index,
+            call.action().name()
+        );
+        call.resolve_in(
+            CallOutcome::Timeout,
+            &mut cx.links.log(session.processor, &session.cp),
+        );
+        self.send_next_call(cx, key)
+    }
+
+    /// The timer of the outbound call in flight, if any.
+    pub fn call_timer(&self) -> Option<TimerId> {
+        self.session()
+            .and_then(|s| s.calls.as_ref())
+            .and_then(|c| c.timer())
+    }
+
+    // ---- closing ----
+
+    /// Sends a close frame and waits (bounded by [`CLOSE_GRACE`]) for the peer's.
+    pub fn close(
+        &mut self,
+        cx: &mut LoopContext,
+        key: usize,
+        code: u16,
+        reason: &str,
+        cause: CloseCause,
+    ) -> Transition {
+        match mem::replace(&mut self.phase, Phase::Lingering) {
+            Phase::Open(mut session) => {
+                session.closing = Some(cause);
+                self.phase = Phase::Closing(session);
+                self.paused = None;
+                let mut frame = mem::take(&mut cx.scratch);
+                frame.clear();
+                websocket::encode_close(&mut frame, code, reason, None);
+                let sent = self.send_frame(cx, &frame);
+                cx.scratch = frame;
+                if let Transition::Remove(_) = sent {
+                    return Transition::Remove(cause);
+                }
+                self.arm(cx, key, CLOSE_GRACE);
+                // Input that arrived while the connection was paused is read now.
+                Transition::Again
+            }
+            Phase::Upgrading(_) => Transition::Remove(cause),
+            other => {
+                self.phase = other;
+                Transition::Continue
+            }
+        }
+    }
+
+    /// "Fail the WebSocket connection" for a protocol violation.
+    fn fail(&mut self, cx: &mut LoopContext, key: usize, violation: Violation) -> Transition {
+        let cause = match violation {
+            Violation::TooBig => {
+                cx.stats().oversize_messages.inc();
+                CloseCause::MessageTooBig
+            }
+            Violation::Protocol(_) | Violation::InvalidUtf8 => {
+                cx.stats().protocol_errors.inc();
+                CloseCause::ProtocolError
+            }
+        };
+        if let Some(session) = self.session() {
+            debug!("cp={} loop={} failed: {violation}", session.cp, cx.index);
+        }
+        self.fail_with(
+            cx,
+            key,
+            violation.close_code(),
+            violation.reason(),
+            cause,
+            true,
+        )
+    }
+
+    /// Sends a close frame, shuts our side down, reports the session's end and lingers until
+    /// the peer's EOF or [`CLOSE_GRACE`].
+    fn fail_with(
+        &mut self,
+        cx: &mut LoopContext,
+        key: usize,
+        code: u16,
+        reason: &str,
+        cause: CloseCause,
+        report: bool,
+    ) -> Transition {
+        let phase = mem::replace(&mut self.phase, Phase::Lingering);
+        let (Phase::Open(session) | Phase::Closing(session)) = phase else {
+            self.phase = phase;
+            return Transition::Remove(cause);
+        };
+        self.paused = None;
+        if let Some(timer) = self.call_timer_of(&session) {
+            cx.wheel.cancel(timer);
+        }
+        let already_closing = session.closing.is_some();
+        let cause = session.closing.unwrap_or(cause);
+        if !already_closing {
+            let mut frame = mem::take(&mut cx.scratch);
+            frame.clear();
+            websocket::encode_close(&mut frame, code, reason, None);
+            let _ = self
+                .transport
+                .send(&mut cx.buffered.write, &frame, cx.limits.max_write_buffer);
+            cx.scratch = frame;
+        }
+        if report {
+            self.end_session(cx, key, session, cause);
+        } else {
+            drop_session(cx, session);
+        }
+        self.input.clear(&mut cx.buffered.read);
+        if self.transport.backlog() != 0 || !self.transport.shutdown_write() {
+            return Transition::Remove(cause);
+        }
+        self.arm(cx, key, CLOSE_GRACE);
+        // The peer's EOF may already be waiting behind what was just read.
+        Transition::Again
+    }
+
+    fn call_timer_of(&self, session: &Session) -> Option<TimerId> {
+        session.calls.as_ref().and_then(|c| c.timer())
+    }
+
+    /// Counts a session's end and tells its processor (exactly once per upgraded connection).
+    fn end_session(
+        &mut self,
+        cx: &mut LoopContext,
+        key: usize,
+        session: Session,
+        cause: CloseCause,
+    ) {
+        cx.labelled().closes[cause.index()].inc();
+        debug!(
+            "cp={} loop={} disconnected: {}",
+            session.cp,
+            cx.index,
+            cause.as_str()
+        );
+        let conn = self.id(cx, key);
+        let processor = session.processor;
+        let cp = ChargePointId::clone(&session.cp);
+        drop_session(cx, session);
+        cx.links
+            .push_control(processor, Entry::Disconnected { conn, cp, cause });
+    }
+
+    /// The connection is being forgotten: reports its session's end, frees its buffers and
+    /// cancels its timers.
+    pub fn finish(&mut self, cx: &mut LoopContext, key: usize, cause: CloseCause) {
+        if let Some(timer) = self.timer.take() {
+            cx.wheel.cancel(timer);
+        }
+        if let Some(timer) = self.call_timer() {
+            cx.wheel.cancel(timer);
+        }
+        match mem::replace(&mut self.phase, Phase::Lingering) {
+            Phase::Open(session) | Phase::Closing(session) => {
+                let cause = session.closing.unwrap_or(cause);
+                self.end_session(cx, key, session, cause);
+            }
+            Phase::Upgrading(_) | Phase::Lingering => {}
+        }
+        self.input.clear(&mut cx.buffered.read);
+        self.transport.release(&mut cx.buffered.write);
+    }
+
+    // ---- timers ----
+
+    /// (Re)arms the connection's timer; while an open connection holds unfinished input, no
+    /// later than that input's deadline.
+    pub fn arm(&mut self, cx: &mut LoopContext, key: usize, mut delay: Duration) {
+        if let Phase::Open(session) = &self.phase
+            && let Some(since) = session.partial_since_ms
+        {
+            let due = since + cx.limits.partial_timeout.as_millis() as u64;
+            delay = delay.min(Duration::from_millis(due.saturating_sub(cx.now_ms())));
+        }
+        if let Some(old) = self.timer.take() {
+            cx.wheel.cancel(old);
+        }
+        let event = TimerEvent::Connection {
+            key: key as u32,
+            generation: self.generation,
+        };
+        self.timer = Some(cx.wheel.arm(cx.now, delay, event));
+    }
+
+    /// The connection's timer fired.
+    pub fn on_timer(&mut self, cx: &mut LoopContext, key: usize) -> Transition {
+        self.timer = None;
+        let now_ms = cx.now_ms();
+        match &mut self.phase {
+            Phase::Upgrading(_) => {
+                if !self.over_capacity {
+                    cx.stats().handshake_timeouts.inc();
+                }
+                cx.scratch.clear();
+                Refusal::RequestTimeout.write(&mut cx.scratch);
+                let _ = self.transport.send(
+                    &mut cx.buffered.write,
+                    &cx.scratch,
+                    cx.limits.max_write_buffer,
+                );
+                Transition::Remove(CloseCause::ConnectionLost)
+            }
+            Phase::Closing(session) => {
+                Transition::Remove(session.closing.unwrap_or(CloseCause::PeerClosed))
+            }
+            Phase::Lingering => Transition::Remove(CloseCause::PeerClosed),
+            Phase::Open(session) => {
+                let timeout_ms = cx.limits.partial_timeout.as_millis() as u64;
+                if let Some(since) = session.partial_since_ms
+                    && now_ms >= since + timeout_ms
+                {
+                    cx.stats().oversize_messages.inc();
+                    debug!(
+                        "cp={} loop={} message not completed in time",
+                        session.cp, cx.index
+                    );
+                    return self.fail_with(
+                        cx,
+                        key,
+                        1009,
+                        "message not completed in time",
+                        CloseCause::MessageTooBig,
+                        true,
+                    );
+                }
+                self.on_liveness_timer(cx, key, now_ms)
+            }
+        }
+    }
+
+    fn on_liveness_timer(&mut self, cx: &mut LoopContext, key: usize, now_ms: u64) -> Transition {
+        let Phase::Open(session) = &mut self.phase else {
+            return Transition::Continue;
+        };
+        match session.liveness {
+            Liveness::Idle => self.ping_if_idle(cx, key, now_ms),
+            // A pong or anything else since the ping: alive.
+            Liveness::AwaitingPong { sent_ms } if session.last_rx_ms >= sent_ms => {
+                session.liveness = Liveness::Idle;
+                self.ping_if_idle(cx, key, now_ms)
+            }
+            Liveness::AwaitingPong { sent_ms } => {
+                let due = sent_ms + cx.limits.pong_timeout.as_millis() as u64;
+                if now_ms < due {
+                    // Brought forward for a partial message that has completed since.
+                    self.arm(cx, key, Duration::from_millis(due - now_ms));
+                    return Transition::Continue;
+                }
+                cx.stats().pong_timeouts.inc();
+                debug!("cp={} loop={} pong timeout", session.cp, cx.index);
+                // Best effort: a peer that does not answer pings will not read this.
+                cx.scratch.clear();
+                websocket::encode_close(&mut cx.scratch, 1001, "pong timeout", None);
+                let _ = self.transport.send(
+                    &mut cx.buffered.write,
+                    &cx.scratch,
+                    cx.limits.max_write_buffer,
+                );
+                Transition::Remove(CloseCause::PongTimeout)
+            }
+            Liveness::Stalled { since_ms, backlog } => {
+                let due = since_ms + cx.limits.pong_timeout.as_millis() as u64;
+                if now_ms < due {
+                    self.arm(cx, key, Duration::from_millis(due - now_ms));
+                    return Transition::Continue;
+                }
+                // Flush first, so reading done by the peer shows even if an edge was missed.
+                let flushed = self.transport.flush(&mut cx.buffered.write).is_ok();
+                let unsent = self.transport.backlog();
+                let progress = self.session().is_some_and(|s| s.last_rx_ms >= since_ms)
+                    || unsent < backlog as usize;
+                if flushed && progress {
+                    if let Some(session) = self.session_mut() {
+                        session.liveness = Liveness::Idle;
+                    }
+                    self.ping_if_idle(cx, key, now_ms)
+                } else {
+                    cx.stats().slow_consumers.inc();
+                    Transition::Remove(CloseCause::SlowConsumer)
+                }
+            }
+        }
+    }
+
+    fn ping_if_idle(&mut self, cx: &mut LoopContext, key: usize, now_ms: u64) -> Transition {
+        let interval_ms = cx.limits.ping_interval.as_millis() as u64;
+        let threshold = cx.limits.ping_skip_threshold;
+        let backlog = self.transport.backlog();
+        let Phase::Open(session) = &mut self.phase else {
+            return Transition::Continue;
+        };
+        let idle = now_ms.saturating_sub(session.last_rx_ms);
+        if idle < interval_ms {
+            let delay = cx.ping_delay(idle);
+            self.arm(cx, key, delay);
+            return Transition::Continue;
+        }
+        if backlog > threshold {
+            // A ping would only queue behind what the peer is not reading. It gets
+            // `pong_timeout` to make progress on the backlog instead.
+            session.liveness = Liveness::Stalled {
+                since_ms: now_ms,
+                backlog: u32::try_from(backlog).unwrap_or(u32::MAX),
+            };
+            cx.stats().pings_skipped.inc();
+            let timeout = cx.limits.pong_timeout;
+            self.arm(cx, key, timeout);
+            return Transition::Continue;
+        }
+        session.liveness = Liveness::AwaitingPong { sent_ms: now_ms };
+        cx.stats().pings_sent.inc();
+        let mut frame = mem::take(&mut cx.scratch);
+        frame.clear();
+        websocket::encode(&mut frame, OpCode::Ping, &[], None);
+        let sent = self.send_frame(cx, &frame);
+        cx.scratch = frame;
+        if sent == Transition::Continue {
+            let timeout = cx.limits.pong_timeout;
+            self.arm(cx, key, timeout);
+        }
+        sent
+    }
+}
+
+impl Session {
+    fn new(cp: ChargePointId, processor: u16, now_ms: u64) -> Session {
+        Session {
+            cp,
+            processor,
+            last_rx_ms: now_ms,
+            liveness: Liveness::Idle,
+            in_flight: 0,
+            message: Held::default(),
+            assembling: false,
+            partial_since_ms: None,
+            calls: None,
+            closing: None,
+        }
+    }
+}
+
+/// Drops a session, freeing what it held; calls in flight or waiting resolve as NotConnected,
+/// their outcome lines ahead of the disconnect.
+fn drop_session(cx: &mut LoopContext, mut session: Session) {
+    session.message.clear(&mut cx.buffered.read);
+    if let Some(calls) = &mut session.calls {
+        if let Some(timer) = calls.timer() {
+            cx.wheel.cancel(timer);
+        }
+        for call in calls.drain() {
+            call.resolve_in(
+                CallOutcome::NotConnected,
+                &mut cx.links.log(session.processor, &session.cp),
+            );
+        }
+    }
+}
+
+/// Journals the charge point's answer to our call (the outcome is journaled on resolving).
+fn journal_answer(
+    cx: &mut LoopContext,
+    session: &Session,
+    unique_id: &str,
+    action: v16::Action,
+    answer: &CallOutcome,
+) {
+    if !cx.journal {
+        return;
+    }
+    let kind = match answer {
+        CallOutcome::Result(payload) => EventKind::ResultIn {
+            unique_id,
+            action,
+            payload: payload.get(),
+        },
+        CallOutcome::Error {
+            code,
+            description,
+            details,
+        } => EventKind::ErrorIn {
+            unique_id,
+            action,
+            code,
+            description,
+            details: details.get(),
+        },
+        _ => return,
+    };
+    let event = Event {
+        at: std::time::SystemTime::now(),
+        cp: &session.cp,
+        kind,
+    };
+    cx.links.record(session.processor, &session.cp, &event);
+}

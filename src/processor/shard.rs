@@ -1,0 +1,498 @@
+//! One processor's charge points and what it does with a batch, without threads or channels:
+//! the pool's thread feeds a [`Shard`] and sends what it produced, and tests drive it directly.
+//!
+//! Takeover lives here: the shard that owns an identity is the one place that sees both the
+//! old and the new connection of a charge point, in order, without a lock. When a second
+//! connection of the same identity arrives it asks the old one's loop to close it, and from then
+//! on ignores anything still in flight from the old connection.
+//!
+//! A charge point's registration outlives its connection: one that reconnects without booting
+//! again is still Accepted. Disconnected charge points are remembered up to a bound; past it the
+//! shard forgets an eighth of them (they simply boot again, which the spec always allows).
+//!
+//! Every message handed over gets exactly one answer in the loop's reply batch (an empty one
+//! when nothing is sent back), so the loop's count of messages in flight per connection stays
+//! exact. With `events.ack_after_write` the answer to a StopTransaction or MeterValues goes to
+//! the event writer instead, which releases it once its event is written.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use log::{debug, info, warn};
+use serde_json::value::RawValue;
+
+use crate::batch::{Entry, FrameBatch, ReplyBatch};
+use crate::clock::WallClock;
+use crate::events::{self, Answer, Event, EventKind, EventWriter, is_billing};
+use crate::ocpp::rpc::{self, Frame, FrameError};
+use crate::ocpp::v16::Action;
+use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration};
+use crate::query::{ChargePointView, ConnectorView, Filter};
+use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
+use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId};
+use crate::warn_budget::WarnBudget;
+
+/// Warnings about peer input a processor logs per second; the rest are counted only.
+const WARNINGS_PER_SECOND: u32 = 20;
+
+/// What a shard keeps per charge point.
+#[derive(Debug)]
+struct ChargePoint {
+    /// The live connection, if any.
+    conn: Option<ConnId>,
+    /// The connection's `Connected::seq`: the higher wins a takeover.
+    seq: u64,
+    state: ChargePointState,
+    /// What only the operator API reads: boxed, so the map entry every message touches stays
+    /// small (measured: inline, these fields cost ~200 bytes per charge point in map slack).
+    seen: Box<Seen>,
+}
+
+/// What the operator API shows about a charge point beyond its protocol state.
+#[derive(Debug)]
+struct Seen {
+    /// Where the live (or last) connection came from.
+    peer: Option<SocketAddr>,
+    /// When it connected (or, with no connection, disconnected).
+    since: SystemTime,
+    last_message: Option<SystemTime>,
+    /// The payload of its last accepted or pending BootNotification.
+    boot: Option<Box<RawValue>>,
+}
+
+/// `payload` without its whitespace: what is kept per charge point must be bounded by the
+/// schema, not by how much padding a charge point sends (up to `max_message_size`).
+fn compact(payload: &RawValue) -> Option<Box<RawValue>> {
+    let value: serde_json::Value = serde_json::from_str(payload.get()).ok()?;
+    RawValue::from_string(value.to_string()).ok()
+}
+
+/// Where handling a batch puts what it produced.
+pub struct Outputs<'a> {
+    /// Answers, one batch per loop (indexed by loop).
+    pub replies: &'a mut [ReplyBatch],
+    /// The event sink's writer, when a sink is configured.
+    pub writer: Option<&'a mut (dyn EventWriter + 'static)>,
+    /// Connections to close (takeovers), for the pool to post to their loops.
+    pub closes: &'a mut Vec<(ConnId, CloseReason)>,
+}
+
+/// One processor's charge points.
+pub struct Shard {
+    index: usize,
+    policy: Arc<Policy>,
+    stats: Arc<Stats>,
+    acks_after_write: bool,
+    charge_points: HashMap<ChargePointId, ChargePoint>,
+    /// Entries without a connection, and how many may stay.
+    remembered: usize,
+    remember_limit: usize,
+    clock: WallClock,
+    warnings: WarnBudget,
+    origin: Instant,
+}
+
+impl Shard {
+    pub fn new(
+        index: usize,
+        policy: Arc<Policy>,
+        stats: Arc<Stats>,
+        remember_limit: usize,
+        acks_after_write: bool,
+    ) -> Shard {
+        Shard {
+            index,
+            policy,
+            stats,
+            acks_after_write,
+            charge_points: HashMap::new(),
+            remembered: 0,
+            remember_limit,
+            clock: WallClock::default(),
+            warnings: WarnBudget::new(WARNINGS_PER_SECOND),
+            origin: Instant::now(),
+        }
+    }
+
+    fn stats(&self) -> &ProcessorStats {
+        &self.stats.processors[self.index]
+    }
+
+    fn labelled(&self) -> &ProcessorLabelled {
+        &self.stats.processor_labelled[self.index]
+    }
+
+    /// Handles every entry of `batch`, in order.
+    pub fn handle_batch(&mut self, batch: &FrameBatch, out: &mut Outputs<'_>) {
+        for entry in batch.entries() {
+            match entry {
+                Entry::Connected {
+                    conn,
+                    cp,
+                    seq,
+                    peer,
+                } => self.connected(*conn, cp, *seq, *peer, out),
+                Entry::Message {
+                    conn,
+                    cp,
+                    text,
+                    received,
+                } => {
+                    self.message(*conn, cp, batch.text(text), out);
+                    self.labelled().processing.observe(received.elapsed());
+                }
+                Entry::Disconnected { conn, cp, cause } => {
+                    self.disconnected(*conn, cp, *cause, out)
+                }
+                Entry::Stashed { cp, at, event } => {
+                    if let Some(writer) = out.writer.as_deref_mut() {
+                        writer.record(&events::unstash(batch, cp, *at, event));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where `cp` is connected now, if it is.
+    pub fn connection_of(&self, cp: &str) -> Option<ConnId> {
+        self.charge_points.get(cp).and_then(|entry| entry.conn)
+    }
+
+    fn connected(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        seq: u64,
+        peer: SocketAddr,
+        out: &mut Outputs<'_>,
+    ) {
+        let now = SystemTime::now();
+        let loser = match self.charge_points.get_mut(cp) {
+            // A connection older than the one we hold arrived late: it loses.
+            Some(held) if held.seq > seq => Some(conn),
+            Some(held) => {
+                let old = held.conn.replace(conn);
+                held.seq = seq;
+                held.seen.peer = Some(peer);
+                held.seen.since = now;
+                if old.is_none() {
+                    self.remembered -= 1;
+                }
+                old.filter(|old| *old != conn)
+            }
+            None => {
+                self.charge_points.insert(
+                    ChargePointId::clone(cp),
+                    ChargePoint {
+                        conn: Some(conn),
+                        seq,
+                        state: ChargePointState::default(),
+                        seen: Box::new(Seen {
+                            peer: Some(peer),
+                            since: now,
+                            last_message: None,
+                            boot: None,
+                        }),
+                    },
+                );
+                None
+            }
+        };
+        // Journaled in the order a reader needs: the old connection ends, the new one starts.
+        // A late connection that loses at once was never journaled as connected.
+        if let Some(writer) = out.writer.as_deref_mut() {
+            if loser.is_some_and(|l| l != conn) {
+                writer.record(&Event {
+                    at: now,
+                    cp,
+                    kind: EventKind::Disconnected {
+                        cause: CloseCause::Takeover,
+                    },
+                });
+            }
+            if loser != Some(conn) {
+                writer.record(&Event {
+                    at: now,
+                    cp,
+                    kind: EventKind::Connected {
+                        peer,
+                        loop_index: conn.loop_index,
+                    },
+                });
+            }
+        }
+        if let Some(loser) = loser {
+            info!(
+                "cp={cp} loop={} replaced by a newer connection",
+                loser.loop_index
+            );
+            out.closes.push((loser, CloseReason::Takeover));
+        }
+    }
+
+    fn disconnected(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        cause: CloseCause,
+        out: &mut Outputs<'_>,
+    ) {
+        let now = SystemTime::now();
+        let Some(entry) = self.charge_points.get_mut(cp) else {
+            return;
+        };
+        if entry.conn != Some(conn) {
+            return; // an older connection, already replaced (and journaled as such)
+        }
+        entry.seen.since = now;
+        if let Some(writer) = out.writer.as_deref_mut() {
+            writer.record(&Event {
+                at: now,
+                cp,
+                kind: EventKind::Disconnected { cause },
+            });
+        }
+        if entry.state.registration != Registration::Accepted {
+            self.charge_points.remove(cp);
+            return;
+        }
+        entry.conn = None;
+        self.remembered += 1;
+        if self.remembered > self.remember_limit {
+            // Forget an eighth of the disconnected charge points (whichever the map yields
+            // first; they boot again), so the cost stays O(1) per disconnect on average and
+            // no one can wipe the whole memory of a processor in one go.
+            let mut forget = (self.remember_limit / 8).max(1);
+            warn!(
+                "processor={} remembers {} disconnected charge points (limit {}): forgetting {forget}",
+                self.index, self.remembered, self.remember_limit
+            );
+            self.charge_points.retain(|_, entry| {
+                if entry.conn.is_none() && forget > 0 {
+                    forget -= 1;
+                    return false;
+                }
+                true
+            });
+            self.remembered = self
+                .charge_points
+                .values()
+                .filter(|e| e.conn.is_none())
+                .count();
+        }
+    }
+
+    /// One text message of a connection: answered into its loop's reply batch.
+    fn message(&mut self, conn: ConnId, cp: &ChargePointId, text: &str, out: &mut Outputs<'_>) {
+        let Some(replies) = out.replies.get_mut(usize::from(conn.loop_index)) else {
+            return;
+        };
+        let Some(entry) = self
+            .charge_points
+            .get_mut(cp)
+            .filter(|e| e.conn == Some(conn))
+        else {
+            debug!("cp={cp} dropping a message of a replaced connection");
+            return replies.none(conn);
+        };
+        let (unique_id, action, payload) = match rpc::parse_frame(text) {
+            Ok(Frame::Call {
+                unique_id,
+                action,
+                payload,
+            }) => (unique_id, action, payload),
+            // Answers to our CALLs are matched by the loop that sent them.
+            Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => return replies.none(conn),
+            Err(FrameError::Answer {
+                unique_id,
+                code,
+                description,
+            }) => {
+                self.stats().malformed_calls.inc();
+                self.stats.processor_labelled[self.index].call_errors_by_code[code.index()].inc();
+                let draft = replies.begin();
+                rpc::write_call_error(replies.payload(), &unique_id, code, &description);
+                return replies.finish(draft, conn);
+            }
+            Err(FrameError::Unanswerable { reason }) => {
+                self.stats().unanswerable_frames.inc();
+                let now_ms = self.origin.elapsed().as_millis() as u64;
+                if self.warnings.allow(now_ms) {
+                    warn!(
+                        "cp={cp} processor={} unanswerable message: {reason}",
+                        self.index
+                    );
+                }
+                return replies.none(conn);
+            }
+            Err(FrameError::UnknownMessageType { message_type }) => {
+                self.stats().ignored_frames.inc();
+                debug!("cp={cp} ignored message type {message_type}");
+                return replies.none(conn);
+            }
+        };
+        let at = SystemTime::now();
+        let now = Now {
+            time: at,
+            text: self.clock.text(at),
+        };
+        let known = Action::from_name(&action); // once per message: counters and handler
+        let stats = &self.stats;
+        stats.processors[self.index].calls_handled.inc();
+        stats.processor_labelled[self.index].calls_by_action[action_slot(known)].inc();
+        entry.seen.last_message = Some(at);
+
+        let draft = replies.begin();
+        rpc::write_call_result_head(replies.payload(), &unique_id);
+        let payload_start = replies.draft_text(&draft).len();
+        let answered = handlers::write_answer(
+            &self.policy,
+            cp,
+            &mut entry.state,
+            &action,
+            known,
+            payload,
+            now,
+            replies.payload(),
+        );
+        let error = match answered {
+            Ok(()) => {
+                replies.payload().push(rpc::CALL_RESULT_END);
+                if known == Some(Action::BootNotification) {
+                    entry.seen.boot = compact(payload);
+                }
+                None
+            }
+            Err(invalid) => {
+                stats.processors[self.index].call_errors_sent.inc();
+                stats.processor_labelled[self.index].call_errors_by_code[invalid.code.index()]
+                    .inc();
+                debug!(
+                    "cp={cp} {action} -> CALLERROR {}: {}",
+                    invalid.code, invalid.description
+                );
+                replies.rewind(&draft);
+                rpc::write_call_error(
+                    replies.payload(),
+                    &unique_id,
+                    invalid.code,
+                    &invalid.description,
+                );
+                Some(invalid)
+            }
+        };
+        let Some(writer) = out.writer.as_deref_mut() else {
+            return replies.finish(draft, conn);
+        };
+        writer.record(&Event {
+            at,
+            cp,
+            kind: EventKind::CallIn {
+                unique_id: &unique_id,
+                action: &action,
+                payload: payload.get(),
+            },
+        });
+        let answer = match &error {
+            None => {
+                let text = replies.draft_text(&draft);
+                let payload = &text[payload_start..text.len() - 1];
+                Answer::Result(std::str::from_utf8(payload).unwrap_or("{}"))
+            }
+            Some(invalid) => Answer::Error {
+                code: invalid.code,
+                description: &invalid.description,
+            },
+        };
+        writer.record(&Event {
+            at,
+            cp,
+            kind: EventKind::AnswerOut {
+                unique_id: &unique_id,
+                action: &action,
+                answer,
+            },
+        });
+        // Billing answers wait for their line when asked to; errors never need to.
+        let held = self.acks_after_write && known.is_some_and(is_billing) && error.is_none();
+        let sealed = replies.seal(draft);
+        if held {
+            writer.hold(conn, replies.sealed(&sealed));
+            replies.discard(sealed);
+        } else {
+            replies.commit(sealed, conn);
+        }
+    }
+
+    /// The charge points matching `filter` with an identity after `after`, at most `limit`,
+    /// in identity order.
+    pub fn list(
+        &self,
+        filter: Filter,
+        after: Option<&str>,
+        limit: usize,
+        traced: &dyn Fn(&str) -> bool,
+    ) -> Vec<ChargePointView> {
+        let mut ids: Vec<&ChargePointId> = self
+            .charge_points
+            .iter()
+            .filter(|(id, entry)| {
+                let wanted = match filter {
+                    Filter::All => true,
+                    Filter::Connected => entry.conn.is_some(),
+                    Filter::Disconnected => entry.conn.is_none(),
+                };
+                wanted && after.is_none_or(|after| &***id > after)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        if ids.len() > limit {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        ids.iter()
+            .filter_map(|id| self.view(id, traced(id)))
+            .collect()
+    }
+
+    /// One charge point as the operator API shows it.
+    pub fn view(&self, cp: &str, traced: bool) -> Option<ChargePointView> {
+        let (id, entry) = self.charge_points.get_key_value(cp)?;
+        let rfc3339 = |t: SystemTime| {
+            if t >= UNIX_EPOCH {
+                humantime::format_rfc3339_millis(t).to_string()
+            } else {
+                String::new()
+            }
+        };
+        Some(ChargePointView {
+            id: id.to_string(),
+            connected: entry.conn.is_some(),
+            since: rfc3339(entry.seen.since),
+            remote_address: entry.seen.peer.map(|p| p.to_string()),
+            loop_index: entry.conn.map(|c| c.loop_index),
+            registration: match entry.state.registration {
+                Registration::Unknown => "unknown",
+                Registration::Pending => "pending",
+                Registration::Rejected => "rejected",
+                Registration::Accepted => "accepted",
+            },
+            boot: entry.seen.boot.clone(),
+            connectors: entry
+                .state
+                .connectors
+                .iter()
+                .map(|&(connector_id, status)| ConnectorView {
+                    connector_id,
+                    status: status.as_str(),
+                })
+                .collect(),
+            open_transaction: entry.state.open_transaction,
+            last_message_at: entry.seen.last_message.map(rfc3339),
+            trace: traced,
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! The vocabulary every thread shares, in one leaf module: who a charge point is
+//! ([`ChargePointId`]), how another thread names its connection ([`ConnId`]), and why a
+//! connection ended ([`CloseCause`], [`CloseReason`]). Nothing here depends on the rest of the
+//! crate, so `net`, `processor`, `events` and `admin` can all use it without importing one
+//! another.
+
+use std::sync::Arc;
+
+/// A charge point identity, as decoded from the URL. Shared (`Arc`) because every frame that
+/// travels to a processor carries it.
+pub type ChargePointId = Arc<str>;
+
+/// A connection's address from outside its loop: `(loop, slab key, generation)`. The
+/// generation makes a message for a connection that closed, and whose slab slot was reused,
+/// miss instead of reaching the new occupant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub loop_index: u16,
+    pub key: u32,
+    pub generation: u32,
+}
+
+/// Why a connection is being closed on another thread's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The same identity connected again; the newer connection wins.
+    Takeover,
+    /// An operator asked for it (`DELETE /api/v1/chargepoints/{id}/connection`).
+    Operator,
+}
+
+impl CloseReason {
+    /// The WebSocket close code and reason text sent to the charge point.
+    pub fn frame(self) -> (u16, &'static str) {
+        match self {
+            CloseReason::Takeover => (
+                1000,
+                "replaced by a newer connection with the same identity",
+            ),
+            CloseReason::Operator => (1000, "closed by the operator"),
+        }
+    }
+
+    pub fn cause(self) -> CloseCause {
+        match self {
+            CloseReason::Takeover => CloseCause::Takeover,
+            CloseReason::Operator => CloseCause::Operator,
+        }
+    }
+}
+
+/// Why an upgraded connection ended: the `reason` label of `ocpp_gateway_closes_total` and of
+/// the journal's `disconnected` lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The charge point closed with a close frame (the closing handshake).
+    PeerClosed,
+    /// EOF, a reset or a socket error without a closing handshake.
+    ConnectionLost,
+    /// No pong (or anything else) within `websocket.pong_timeout` of a ping.
+    PongTimeout,
+    /// The charge point does not read what we send.
+    SlowConsumer,
+    /// WebSocket protocol error or invalid UTF-8 (1002, 1007).
+    ProtocolError,
+    /// A message over `websocket.max_message_size`, or one that could not be completed within
+    /// the partial-message budget and timeout (1009).
+    MessageTooBig,
+    /// A binary frame (1003).
+    BinaryFrame,
+    /// The upgrade did not select `ocpp1.6` (1002).
+    NoSubprotocol,
+    /// The same identity connected again.
+    Takeover,
+    /// Closed through the operator API.
+    Operator,
+    /// The gateway is shutting down (1001).
+    Shutdown,
+}
+
+impl CloseCause {
+    pub const ALL: [CloseCause; 11] = [
+        CloseCause::PeerClosed,
+        CloseCause::ConnectionLost,
+        CloseCause::PongTimeout,
+        CloseCause::SlowConsumer,
+        CloseCause::ProtocolError,
+        CloseCause::MessageTooBig,
+        CloseCause::BinaryFrame,
+        CloseCause::NoSubprotocol,
+        CloseCause::Takeover,
+        CloseCause::Operator,
+        CloseCause::Shutdown,
+    ];
+
+    /// The cause's position in [`CloseCause::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCause::PeerClosed => "peer_closed",
+            CloseCause::ConnectionLost => "connection_lost",
+            CloseCause::PongTimeout => "pong_timeout",
+            CloseCause::SlowConsumer => "slow_consumer",
+            CloseCause::ProtocolError => "protocol_error",
+            CloseCause::MessageTooBig => "message_too_big",
+            CloseCause::BinaryFrame => "binary_frame",
+            CloseCause::NoSubprotocol => "no_subprotocol",
+            CloseCause::Takeover => "takeover",
+            CloseCause::Operator => "operator",
+            CloseCause::Shutdown => "shutdown",
+        }
+    }
+}
