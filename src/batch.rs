@@ -9,17 +9,17 @@
 
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::net::websocket::{self, OpCode};
+use crate::net::websocket;
 use crate::ocpp::v16::Action;
 use crate::types::{ChargePointId, CloseCause, ConnId};
 
-/// Room left in front of each answer for its frame header (a server header is 2, 4 or 10
-/// bytes; it is written right-aligned into this space once the payload length is known).
-const HEADER_ROOM: usize = 10;
+/// Room left in front of each answer for its frame header (written once the payload length
+/// is known).
+use websocket::HEADER_ROOM;
 
 /// What one loop hands one processor, in the order it happened.
 #[derive(Debug, Default)]
@@ -54,6 +54,17 @@ pub enum Entry {
         conn: ConnId,
         cp: ChargePointId,
         cause: CloseCause,
+    },
+    /// A Heartbeat the loop answered itself: `call` is the message, `answer` the payload it
+    /// got; the processor counts and journals the exchange as if it had answered it.
+    Answered {
+        conn: ConnId,
+        cp: ChargePointId,
+        call: Range<u32>,
+        answer: Range<u32>,
+        at: SystemTime,
+        /// From the loop reading the message to the answer going out.
+        took: Duration,
     },
     /// A line the loop wants journaled (a call of ours, its answer, its outcome). The
     /// charge point's processor renders it, so one thread renders all of a charge point's
@@ -118,6 +129,28 @@ impl FrameBatch {
         self.entries.push(entry);
     }
 
+    /// A Heartbeat the loop answered itself, for the processor to count and journal.
+    pub fn push_answered(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        call: &str,
+        answer: &str,
+        at: SystemTime,
+        took: Duration,
+    ) {
+        let call = self.push_text(call);
+        let answer = self.push_text(answer);
+        self.entries.push(Entry::Answered {
+            conn,
+            cp: ChargePointId::clone(cp),
+            call,
+            answer,
+            at,
+            took,
+        });
+    }
+
     /// Copies `text` in (for a stashed event) and returns where it lies.
     pub fn push_text(&mut self, text: &str) -> Range<u32> {
         let start = self.text.len() as u32;
@@ -158,11 +191,14 @@ pub struct ReplyBatch {
 }
 
 /// One answer: the frame to write to `conn` (empty: the message needed no answer, but it is
-/// accounted for, so the connection's count of messages in flight goes down).
+/// accounted for, so the connection's count of messages in flight goes down), and whether the
+/// charge point is Accepted once its message was handled (the loop answers such a charge
+/// point's Heartbeats itself).
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub conn: ConnId,
     pub frame: Range<u32>,
+    pub accepted: bool,
 }
 
 /// An answer being written into a [`ReplyBatch`]: `payload()` is where its text goes.
@@ -202,11 +238,7 @@ impl ReplyBatch {
 
     /// Puts the frame header in front of the payload: the frame is complete.
     pub fn seal(&mut self, draft: Draft) -> Sealed {
-        let payload_start = draft.start + HEADER_ROOM;
-        let len = self.frames.len() - payload_start;
-        let header_len = websocket::header_len(len, false);
-        let at = payload_start - header_len;
-        websocket::write_header(&mut self.frames[at..payload_start], OpCode::Text, len, None);
+        let at = websocket::seal_text(&mut self.frames, draft.start);
         Sealed {
             start: draft.start,
             frame: at as u32..self.frames.len() as u32,
@@ -219,10 +251,11 @@ impl ReplyBatch {
     }
 
     /// Records a sealed frame as the answer for `conn`.
-    pub fn commit(&mut self, sealed: Sealed, conn: ConnId) {
+    pub fn commit(&mut self, sealed: Sealed, conn: ConnId, accepted: bool) {
         self.replies.push(Reply {
             conn,
             frame: sealed.frame,
+            accepted,
         });
     }
 
@@ -232,9 +265,9 @@ impl ReplyBatch {
     }
 
     /// Seals the draft and records it as the answer for `conn`.
-    pub fn finish(&mut self, draft: Draft, conn: ConnId) {
+    pub fn finish(&mut self, draft: Draft, conn: ConnId, accepted: bool) {
         let sealed = self.seal(draft);
-        self.commit(sealed, conn);
+        self.commit(sealed, conn, accepted);
     }
 
     /// Forgets a draft (its bytes are cut off).
@@ -243,21 +276,23 @@ impl ReplyBatch {
     }
 
     /// Records that a message of `conn` was consumed without an answer.
-    pub fn none(&mut self, conn: ConnId) {
+    pub fn none(&mut self, conn: ConnId, accepted: bool) {
         let at = self.frames.len() as u32;
         self.replies.push(Reply {
             conn,
             frame: at..at,
+            accepted,
         });
     }
 
     /// Copies a complete frame (written elsewhere) in as the answer for `conn`.
-    pub fn push_frame(&mut self, conn: ConnId, frame: &[u8]) {
+    pub fn push_frame(&mut self, conn: ConnId, frame: &[u8], accepted: bool) {
         let start = self.frames.len() as u32;
         self.frames.extend_from_slice(frame);
         self.replies.push(Reply {
             conn,
             frame: start..self.frames.len() as u32,
+            accepted,
         });
     }
 
@@ -365,9 +400,9 @@ mod tests {
             let draft = batch.begin();
             batch.payload().extend(std::iter::repeat_n(b'a', len));
             assert_eq!(batch.draft_text(&draft).len(), len);
-            batch.finish(draft, conn(len as u32));
+            batch.finish(draft, conn(len as u32), true);
         }
-        batch.none(conn(9));
+        batch.none(conn(9), false);
         let abandoned = batch.begin();
         batch.payload().extend_from_slice(b"gone");
         batch.abandon(abandoned);

@@ -166,6 +166,9 @@ counters! {
         messages_in,
         /// Text messages queued to charge points.
         messages_out,
+        /// Heartbeats of accepted charge points the loop answered itself (the exchange is
+        /// still counted and journaled by the processor).
+        heartbeats_answered,
         /// Answers to our CALLs that could not be read (malformed CALLRESULT / CALLERROR).
         unanswerable_frames,
         /// Closed for sending binary frames (1003).
@@ -348,6 +351,7 @@ pub struct StatsSnapshot {
     pub slow_consumers: u64,
     pub messages_in: u64,
     pub messages_out: u64,
+    pub heartbeats_answered: u64,
     pub malformed_calls: u64,
     pub unanswerable_frames: u64,
     pub ignored_frames: u64,

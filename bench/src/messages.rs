@@ -287,8 +287,7 @@ mod tests {
                 };
                 assert_eq!(unique_id, (i + 1).to_string());
                 assert_eq!(action, msg.action().name());
-                validate_request(msg.action(), payload)
-                    .unwrap_or_else(|e| panic!("{text}: {e:?}"));
+                validate_request(msg.action(), payload).unwrap_or_else(|e| panic!("{text}: {e:?}"));
             }
         }
     }

@@ -6,10 +6,11 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::batch::{Entry, FrameBatch};
 use crate::call::OutcomeLog;
+use crate::clock::WallClock;
 use crate::config::Config;
 use crate::events::{self, Event, Events};
 use crate::mailbox::{ProcessorHandle, Processors, ToProcessor};
@@ -29,6 +30,11 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 const MAX_BATCH_MESSAGES: usize = 4096;
 /// Warnings about peer input allowed per second per loop; the rest are counted only.
 const WARNINGS_PER_SECOND: u32 = 20;
+/// A batch holding only entries that wait for nobody (journal lines, Heartbeats answered by
+/// the loop) goes out this long after its first such entry, or when it holds this many: the
+/// processor is woken a few hundred times a second for them, not once per message.
+pub const LAZY_AFTER: Duration = Duration::from_millis(5);
+const LAZY_ENTRIES: usize = 1024;
 
 #[derive(Clone, Copy, Debug)]
 pub enum TimerEvent {
@@ -91,10 +97,16 @@ pub struct Buffered {
     pub write: usize,
 }
 
-/// The batches being filled for the processors, one per processor, sent once per loop turn.
+/// The batches being filled for the processors, one per processor. A batch holding a message
+/// (which waits for its answer) or a connect/disconnect goes out at the end of the loop's turn;
+/// one holding only entries that wait for nobody goes out [`LAZY_AFTER`] later.
 pub struct Links {
     processors: Processors,
     open: Vec<FrameBatch>,
+    /// Per processor: the open batch holds something that waits for the processor.
+    urgent: Vec<bool>,
+    /// Per processor: when the open batch got its first entry that waits for nobody.
+    lazy_since: Vec<Option<Instant>>,
     /// Per processor, in order: connections waiting for room in its queue.
     pub waiting: Vec<VecDeque<(usize, u32)>>,
 }
@@ -104,6 +116,8 @@ impl Links {
         let n = processors.len();
         Links {
             open: (0..n).map(|_| processors.batches.take()).collect(),
+            urgent: vec![false; n],
+            lazy_since: vec![None; n],
             waiting: (0..n).map(|_| VecDeque::new()).collect(),
             processors,
         }
@@ -140,6 +154,24 @@ impl Links {
     ) {
         if let Some(open) = self.open.get_mut(usize::from(processor)) {
             open.push_message(conn, cp, text, at);
+            self.urgent[usize::from(processor)] = true;
+        }
+    }
+
+    /// A Heartbeat the loop answered, for the processor to count and journal (it waits for
+    /// nobody).
+    pub fn push_answered(
+        &mut self,
+        processor: u16,
+        conn: ConnId,
+        cp: &ChargePointId,
+        exchange: (&str, &str),
+        at: (SystemTime, Duration),
+        now: Instant,
+    ) {
+        if let Some(open) = self.open.get_mut(usize::from(processor)) {
+            open.push_answered(conn, cp, exchange.0, exchange.1, at.0, at.1);
+            self.lazy_since[usize::from(processor)].get_or_insert(now);
         }
     }
 
@@ -148,6 +180,7 @@ impl Links {
     pub fn record(&mut self, processor: u16, cp: &ChargePointId, event: &Event<'_>) {
         if let Some(open) = self.open.get_mut(usize::from(processor)) {
             events::stash(open, cp, event);
+            self.lazy_since[usize::from(processor)].get_or_insert_with(Instant::now);
         }
     }
 
@@ -164,15 +197,21 @@ impl Links {
     pub fn push_control(&mut self, processor: u16, entry: Entry) {
         if let Some(open) = self.open.get_mut(usize::from(processor)) {
             open.push(entry);
+            self.urgent[usize::from(processor)] = true;
         }
     }
 
-    /// Hands every non-empty batch to its processor; one that does not fit its channel stays
-    /// open (and keeps filling, within its bounds). True when something is still held.
-    pub fn flush(&mut self) -> bool {
+    /// Hands every batch that is due to its processor (`all`: every non-empty one); one that
+    /// does not fit its channel stays open (and keeps filling, within its bounds). True when
+    /// something is still held that should have gone.
+    pub fn flush(&mut self, now: Instant, all: bool) -> bool {
         let mut held = false;
         for (index, open) in self.open.iter_mut().enumerate() {
-            if open.is_empty() {
+            let due = all
+                || self.urgent[index]
+                || open.entries().len() >= LAZY_ENTRIES
+                || self.lazy_since[index].is_some_and(|since| now >= since + LAZY_AFTER);
+            if open.is_empty() || !due {
                 continue;
             }
             let handle = &self.processors.handles[index];
@@ -184,9 +223,21 @@ impl Links {
                 let empty = std::mem::replace(open, batch);
                 self.processors.batches.give(empty);
                 held = true;
+            } else {
+                self.urgent[index] = false;
+                self.lazy_since[index] = None;
             }
         }
         held
+    }
+
+    /// When the earliest batch that waits for nobody is due.
+    pub fn lazy_due(&self) -> Option<Instant> {
+        self.lazy_since
+            .iter()
+            .flatten()
+            .min()
+            .map(|since| *since + LAZY_AFTER)
     }
 
     /// Whether anything waits for a processor (held batches or paused connections).
@@ -231,6 +282,8 @@ pub struct LoopContext {
     pub traces: Arc<TraceList>,
     pub warnings: WarnBudget,
     pub rng: Rng,
+    /// The time answers carry, formatted once per millisecond.
+    pub clock: WallClock,
     /// Numbers the UniqueIds of our CALLs (prefixed with the loop index: unique per process).
     pub next_call_id: u64,
 }
@@ -264,6 +317,7 @@ impl LoopContext {
             journal: events.is_on(),
             traces,
             warnings: WarnBudget::new(WARNINGS_PER_SECOND),
+            clock: WallClock::default(),
             rng: Rng::new(0x9E37_79B9_7F4A_7C15 ^ u64::from(index)),
             next_call_id: 0,
         }

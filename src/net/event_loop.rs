@@ -198,19 +198,21 @@ impl EventLoop {
             }
             self.serve_ready();
             // What this turn read goes to the processors before anything else is done.
-            self.batches_held = self.cx.links.flush();
+            self.batches_held = self.cx.links.flush(self.cx.now, false);
             self.drain_inbox();
             while let Some(timer) = self.cx.wheel.poll_expired(self.cx.now) {
                 self.on_timer(timer);
             }
             self.resume_waiting();
-            self.batches_held = self.cx.links.flush();
+            let draining = self.drain.is_some();
+            self.batches_held = self.cx.links.flush(self.cx.now, draining);
             self.publish_gauges();
             if self.shared.shutdown_requested() {
                 self.drain_step();
                 // Every disconnect must reach its processor before we go; meanwhile the mailbox
                 // keeps draining, so a processor waiting on us can move.
-                if self.conns.is_empty() && !self.batches_held {
+                if self.conns.is_empty() && !self.batches_held && self.cx.links.lazy_due().is_none()
+                {
                     break;
                 }
             }
@@ -226,7 +228,7 @@ impl EventLoop {
             self.remove(key, CloseCause::Shutdown);
         }
         for _ in 0..100 {
-            if !self.cx.links.flush() {
+            if !self.cx.links.flush(Instant::now(), true) {
                 break;
             }
             std::thread::yield_now();
@@ -242,6 +244,9 @@ impl EventLoop {
         let mut cap = |limit: Duration| {
             timeout = Some(timeout.map_or(limit, |t| t.min(limit)));
         };
+        if let Some(due) = self.cx.links.lazy_due() {
+            cap(due.saturating_duration_since(self.cx.now));
+        }
         // Room at a processor, or under the budget, shows only by looking.
         if self.batches_held || self.cx.links.is_backlogged() || !self.cx.budget_waiting.is_empty()
         {
@@ -518,7 +523,8 @@ impl EventLoop {
                             continue;
                         };
                         let conn = &mut self.conns[key];
-                        let transition = conn.deliver(&mut self.cx, batch.frame(reply));
+                        let transition =
+                            conn.deliver(&mut self.cx, batch.frame(reply), reply.accepted);
                         self.act(key, transition);
                     }
                     self.replies.give(batch);

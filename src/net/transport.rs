@@ -110,10 +110,43 @@ pub enum SendError {
     Io(io::Error),
 }
 
+/// The socket under a transport: TCP, or in unit tests a scripted stream (so a connection's
+/// behaviour is tested without sockets).
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(test)]
+    Memory(memory::MemoryStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(tcp) => tcp.read(buf),
+            #[cfg(test)]
+            Stream::Memory(m) => m.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(tcp) => tcp.write(buf),
+            #[cfg(test)]
+            Stream::Memory(m) => m.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A connection's byte stream.
 #[derive(Debug)]
 pub struct Transport {
-    tcp: TcpStream,
+    stream: Stream,
     /// What the kernel would not take yet, oldest first.
     backlog: Held,
 }
@@ -121,23 +154,33 @@ pub struct Transport {
 impl Transport {
     pub fn new(tcp: TcpStream) -> Transport {
         Transport {
-            tcp,
+            stream: Stream::Tcp(tcp),
             backlog: Held::default(),
         }
     }
 
-    pub fn tcp(&self) -> &TcpStream {
-        &self.tcp
+    /// A transport over a scripted stream, for unit tests.
+    #[cfg(test)]
+    pub fn memory(stream: memory::MemoryStream) -> Transport {
+        Transport {
+            stream: Stream::Memory(stream),
+            backlog: Held::default(),
+        }
     }
 
-    pub fn tcp_mut(&mut self) -> &mut TcpStream {
-        &mut self.tcp
+    /// The scripted stream of a test transport.
+    #[cfg(test)]
+    pub fn memory_mut(&mut self) -> &mut memory::MemoryStream {
+        match &mut self.stream {
+            Stream::Memory(m) => m,
+            Stream::Tcp(_) => panic!("not a test transport"),
+        }
     }
 
     /// Reads what is available into `buf`.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<Received> {
         loop {
-            return match self.tcp.read(buf) {
+            return match self.stream.read(buf) {
                 Ok(0) => Ok(Received::Closed),
                 Ok(n) => Ok(Received::Data(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Received::Blocked),
@@ -157,7 +200,7 @@ impl Transport {
     ) -> Result<(), SendError> {
         let mut rest = bytes;
         if self.backlog.is_empty() {
-            let written = write_some(&mut self.tcp, rest).map_err(SendError::Io)?;
+            let written = write_some(&mut self.stream, rest).map_err(SendError::Io)?;
             rest = &rest[written..];
             if rest.is_empty() {
                 return Ok(());
@@ -173,7 +216,7 @@ impl Transport {
     /// Writes as much of the backlog as the kernel takes; true when it is empty now.
     pub fn flush(&mut self, gauge: &mut usize) -> io::Result<bool> {
         while !self.backlog.is_empty() {
-            let written = write_some(&mut self.tcp, self.backlog.as_slice())?;
+            let written = write_some(&mut self.stream, self.backlog.as_slice())?;
             if written == 0 {
                 return Ok(false);
             }
@@ -193,16 +236,23 @@ impl Transport {
     }
 
     /// Shuts our sending side down (after a final close frame); false if it failed.
-    pub fn shutdown_write(&self) -> bool {
-        self.tcp.shutdown(std::net::Shutdown::Write).is_ok()
+    pub fn shutdown_write(&mut self) -> bool {
+        match &mut self.stream {
+            Stream::Tcp(tcp) => tcp.shutdown(std::net::Shutdown::Write).is_ok(),
+            #[cfg(test)]
+            Stream::Memory(m) => {
+                m.write_shut = true;
+                true
+            }
+        }
     }
 }
 
 /// Writes what the kernel takes of `bytes` now (0 when it takes nothing).
-fn write_some(tcp: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+fn write_some(stream: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < bytes.len() {
-        match tcp.write(&bytes[written..]) {
+        match stream.write(&bytes[written..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -211,6 +261,59 @@ fn write_some(tcp: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(written)
+}
+
+/// A scripted stream for unit tests: what the peer sent waits in `input`, what we write lands
+/// in `output` (up to `room` bytes, like a socket buffer).
+#[cfg(test)]
+pub mod memory {
+    use std::io::{self, Read, Write};
+
+    #[derive(Debug, Default)]
+    pub struct MemoryStream {
+        pub input: std::collections::VecDeque<u8>,
+        /// The peer closed its side: reads give EOF once `input` is empty.
+        pub eof: bool,
+        pub output: Vec<u8>,
+        /// Bytes `output` may still take (None: no limit).
+        pub room: Option<usize>,
+        pub write_shut: bool,
+    }
+
+    impl Read for MemoryStream {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.input.is_empty() {
+                return if self.eof {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
+            }
+            let n = buf.len().min(self.input.len());
+            for (slot, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+                *slot = byte;
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for MemoryStream {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = self.room.map_or(buf.len(), |room| room.min(buf.len()));
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.output.extend_from_slice(&buf[..n]);
+            if let Some(room) = &mut self.room {
+                *room -= n;
+            }
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

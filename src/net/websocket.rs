@@ -250,6 +250,21 @@ pub fn write_header(out: &mut [u8], opcode: OpCode, len: usize, mask: Option<[u8
     at
 }
 
+/// Room to leave in front of a payload whose (unmasked) header is written once its length is
+/// known: see [`seal_text`].
+pub const HEADER_ROOM: usize = 10;
+
+/// Makes `buf[start..]` a final text frame: `buf[start..start + HEADER_ROOM]` was left free
+/// and the payload follows it to the end. The header is written right-aligned into that room;
+/// returns where the frame begins. So an answer is written once, in place, with no copy.
+pub fn seal_text(buf: &mut [u8], start: usize) -> usize {
+    let payload_start = start + HEADER_ROOM;
+    let len = buf.len() - payload_start;
+    let at = payload_start - header_len(len, false);
+    write_header(&mut buf[at..payload_start], OpCode::Text, len, None);
+    at
+}
+
 /// Appends one final frame carrying `payload` (masked with `mask` when given).
 pub fn encode(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
     let mut header = [0u8; MAX_HEADER];

@@ -146,6 +146,18 @@ impl Shard {
                 Entry::Disconnected { conn, cp, cause } => {
                     self.disconnected(*conn, cp, *cause, out)
                 }
+                Entry::Answered {
+                    conn,
+                    cp,
+                    call,
+                    answer,
+                    at,
+                    took,
+                } => {
+                    self.labelled().processing.observe(*took);
+                    let writer = out.writer.as_deref_mut();
+                    self.answered(*conn, cp, batch.text(call), batch.text(answer), *at, writer);
+                }
                 Entry::Stashed { cp, at, event } => {
                     if let Some(writer) = out.writer.as_deref_mut() {
                         writer.record(&events::unstash(batch, cp, *at, event));
@@ -295,8 +307,9 @@ impl Shard {
             .filter(|e| e.conn == Some(conn))
         else {
             debug!("cp={cp} dropping a message of a replaced connection");
-            return replies.none(conn);
+            return replies.none(conn, false);
         };
+        let accepted = entry.state.registration == Registration::Accepted;
         let (unique_id, action, payload) = match rpc::parse_frame(text) {
             Ok(Frame::Call {
                 unique_id,
@@ -304,7 +317,9 @@ impl Shard {
                 payload,
             }) => (unique_id, action, payload),
             // Answers to our CALLs are matched by the loop that sent them.
-            Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => return replies.none(conn),
+            Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => {
+                return replies.none(conn, accepted);
+            }
             Err(FrameError::Answer {
                 unique_id,
                 code,
@@ -314,7 +329,7 @@ impl Shard {
                 self.stats.processor_labelled[self.index].call_errors_by_code[code.index()].inc();
                 let draft = replies.begin();
                 rpc::write_call_error(replies.payload(), &unique_id, code, &description);
-                return replies.finish(draft, conn);
+                return replies.finish(draft, conn, accepted);
             }
             Err(FrameError::Unanswerable { reason }) => {
                 self.stats().unanswerable_frames.inc();
@@ -325,12 +340,12 @@ impl Shard {
                         self.index
                     );
                 }
-                return replies.none(conn);
+                return replies.none(conn, accepted);
             }
             Err(FrameError::UnknownMessageType { message_type }) => {
                 self.stats().ignored_frames.inc();
                 debug!("cp={cp} ignored message type {message_type}");
-                return replies.none(conn);
+                return replies.none(conn, accepted);
             }
         };
         let at = SystemTime::now();
@@ -383,8 +398,9 @@ impl Shard {
                 Some(invalid)
             }
         };
+        let accepted = entry.state.registration == Registration::Accepted;
         let Some(writer) = out.writer.as_deref_mut() else {
-            return replies.finish(draft, conn);
+            return replies.finish(draft, conn, accepted);
         };
         writer.record(&Event {
             at,
@@ -422,8 +438,62 @@ impl Shard {
             writer.hold(conn, replies.sealed(&sealed));
             replies.discard(sealed);
         } else {
-            replies.commit(sealed, conn);
+            replies.commit(sealed, conn, accepted);
         }
+    }
+
+    /// A Heartbeat the loop answered itself (see `net::session`): counted and journaled here,
+    /// in order with everything else of the charge point, exactly as if answered here.
+    fn answered(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        call: &str,
+        answer: &str,
+        at: SystemTime,
+        writer: Option<&mut (dyn EventWriter + 'static)>,
+    ) {
+        let Some(entry) = self
+            .charge_points
+            .get_mut(cp)
+            .filter(|e| e.conn == Some(conn))
+        else {
+            return; // a replaced connection: its messages are not journaled
+        };
+        let Ok(Frame::Call {
+            unique_id,
+            action,
+            payload,
+        }) = rpc::parse_frame(call)
+        else {
+            return;
+        };
+        self.stats.processors[self.index].calls_handled.inc();
+        self.stats.processor_labelled[self.index].calls_by_action
+            [action_slot(Some(Action::Heartbeat))]
+        .inc();
+        entry.seen.last_message = Some(at);
+        let Some(writer) = writer else {
+            return;
+        };
+        writer.record(&Event {
+            at,
+            cp,
+            kind: EventKind::CallIn {
+                unique_id: &unique_id,
+                action: &action,
+                payload: payload.get(),
+            },
+        });
+        writer.record(&Event {
+            at,
+            cp,
+            kind: EventKind::AnswerOut {
+                unique_id: &unique_id,
+                action: &action,
+                answer: Answer::Result(answer),
+            },
+        });
     }
 
     /// The charge points matching `filter` with an identity after `after`, at most `limit`,

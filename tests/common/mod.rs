@@ -394,3 +394,113 @@ pub fn python() -> std::path::PathBuf {
     assert!(pip.is_ok_and(|s| s.success()), "pip install failed");
     python
 }
+
+/// A WebSocket client written by hand over a blocking socket, for tests that need control over
+/// frames (fragments, partial writes) that tungstenite's client does not give.
+pub struct RawClient {
+    pub stream: TcpStream,
+}
+
+/// WebSocket opcodes a raw client sends or reads.
+pub const TEXT: u8 = 0x1;
+pub const CONTINUATION: u8 = 0x0;
+pub const CLOSE: u8 = 0x8;
+
+impl RawClient {
+    /// Connects and upgrades as charge point `id` (offering `ocpp1.6`).
+    pub fn connect(server: &TestServer, id: &str) -> RawClient {
+        RawClient::upgrade(tcp(server.addr), id)
+    }
+
+    /// Upgrades an already connected socket.
+    pub fn upgrade(mut stream: TcpStream, id: &str) -> RawClient {
+        let request = upgrade_request(
+            &format!("/ocpp/{id}"),
+            "Sec-WebSocket-Protocol: ocpp1.6\r\n",
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).expect("an upgrade response");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        RawClient { stream }
+    }
+
+    /// The bytes of one masked client frame.
+    pub fn frame(opcode: u8, payload: &[u8], fin: bool) -> Vec<u8> {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n @ 126..=0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    pub fn send_frame(&mut self, opcode: u8, payload: &[u8], fin: bool) {
+        self.send_raw(&RawClient::frame(opcode, payload, fin));
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.send_frame(TEXT, text.as_bytes(), true);
+    }
+
+    /// The next frame from the server: (opcode, payload). Fails the test after [`WATCHDOG`].
+    pub fn read_frame(&mut self) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 2];
+        self.stream.read_exact(&mut head).expect("a frame");
+        let len = match head[1] & 0x7F {
+            126 => {
+                let mut n = [0u8; 2];
+                self.stream.read_exact(&mut n).expect("a length");
+                u16::from_be_bytes(n) as usize
+            }
+            127 => {
+                let mut n = [0u8; 8];
+                self.stream.read_exact(&mut n).expect("a length");
+                u64::from_be_bytes(n) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload).expect("a payload");
+        (head[0] & 0x0F, payload)
+    }
+
+    /// The next text message, parsed as JSON (pings are skipped).
+    pub fn read_json(&mut self) -> Value {
+        loop {
+            match self.read_frame() {
+                (TEXT, payload) => return serde_json::from_slice(&payload).expect("JSON"),
+                (0x9 | 0xA, _) => continue,
+                (opcode, payload) => panic!("expected text, got opcode {opcode}: {payload:?}"),
+            }
+        }
+    }
+
+    /// Reads until a close frame and returns its code.
+    pub fn read_close_code(&mut self) -> u16 {
+        loop {
+            if let (CLOSE, payload) = self.read_frame() {
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    }
+}

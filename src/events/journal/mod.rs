@@ -267,7 +267,8 @@ impl EventWriter for JournalWriter {
         while self.chunk.held.len() <= index {
             self.chunk.held.push(self.shared.route.take_batch());
         }
-        self.chunk.held[index].push_frame(conn, frame);
+        // Only answers of accepted charge points are held (billing data).
+        self.chunk.held[index].push_frame(conn, frame, true);
         self.holding = true;
     }
 

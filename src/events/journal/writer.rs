@@ -193,7 +193,7 @@ impl Writer {
                 CallErrorCode::InternalError,
                 "the gateway could not record this message; send it again later",
             );
-            refused.finish(draft, reply.conn);
+            refused.finish(draft, reply.conn, reply.accepted);
         }
         self.shared.route.give_batch(held);
         refused
