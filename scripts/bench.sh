@@ -10,6 +10,9 @@
 #
 #   scripts/bench.sh [run]  [options] [-- more ocpp-bench flags]   one run
 #   scripts/bench.sh sweep  [options] [-- more ocpp-bench flags]   1k, 5k, 10k, 19k: the scaling table
+#
+# With --server tokio the same run targets ../shared/peers/tokio-ws (the conventional peer,
+# small buffers) instead of the gateway, so both are measured with the same tool and flags.
 set -euo pipefail
 
 usage() {
@@ -32,7 +35,9 @@ Options:
   --source-ips RANGE  ocpp-bench --source-ips (default 127.0.0.2-127.0.0.9; "" for none)
   --out DIR           output directory (default bench/results)
   --name NAME         run: subdirectory name (default SCENARIO-N); sweep: sweep-SCENARIO
-  --no-build          use the binaries already in target/release
+  --server S          gateway (default) | tokio: the peer in ../shared/peers/tokio-ws
+  --peer-dir DIR      where the tokio-ws peer's sources are (default ../shared/peers/tokio-ws)
+  --no-build          use the binaries already built
   -h, --help          this help
 
 Output: run -> DIR/NAME/{report.json,summary.txt,gateway.log,*.svg,scaling.md};
@@ -62,6 +67,8 @@ source_ips="127.0.0.2-127.0.0.9"
 out=bench/results
 name=""
 build=1
+server=gateway
+peer_dir=""
 extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -75,6 +82,8 @@ while [[ $# -gt 0 ]]; do
         --source-ips) source_ips="${2?}"; shift ;;
         --out) out="${2:?}"; shift ;;
         --name) name="${2:?}"; shift ;;
+        --server) server="${2:?}"; shift ;;
+        --peer-dir) peer_dir="${2:?}"; shift ;;
         --no-build) build=0 ;;
         -h | --help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
@@ -86,17 +95,28 @@ done
 [[ "$port" =~ ^[0-9]+$ ]] || die "--port must be a number"
 for n in $sizes; do [[ "$n" =~ ^[0-9]+$ ]] || die "--sizes must be numbers"; done
 case "$scenario" in idle | heartbeat | realistic | saturate | storm) ;; *) die "unknown scenario $scenario" ;; esac
+case "$server" in gateway | tokio) ;; *) die "--server must be gateway or tokio" ;; esac
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 gateway_bin="$repo/target/release/ocpp-gateway"
 bench_bin="$repo/target/release/ocpp-bench"
+peer_dir="${peer_dir:-$repo/../shared/peers/tokio-ws}"
+# Outside the shared tree, which may be read-only (the same place its run.sh uses).
+peer_target="${TOKIO_WS_TARGET:-${TMPDIR:-/tmp}/tokio-ws-peer-target}"
+peer_bin="$peer_target/release/tokio-ws-peer"
 
 if ((build)); then
     echo "bench.sh: cargo build --release --workspace" >&2
     cargo build --release --workspace
+    if [[ "$server" == tokio ]]; then
+        [[ -f "$peer_dir/Cargo.toml" ]] || die "no tokio-ws peer in $peer_dir (--peer-dir)"
+        echo "bench.sh: building the tokio-ws peer" >&2
+        CARGO_TARGET_DIR="$peer_target" cargo build --release --quiet --manifest-path "$peer_dir/Cargo.toml"
+    fi
 fi
 [[ -x "$gateway_bin" && -x "$bench_bin" ]] || die "missing $gateway_bin or $bench_bin (build first)"
+[[ "$server" == gateway || -x "$peer_bin" ]] || die "missing $peer_bin (build first)"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/ocpp-bench.XXXXXX")"
 gateway_pid=""
@@ -178,7 +198,11 @@ write_config() {
 start_gateway() {
     local config="$1" log="$2"
     # In the work directory: relative paths of the config (journal, ...) land there.
-    (cd "$work" && exec "$gateway_bin" --config "$config") >"$log" 2>&1 &
+    if [[ "$server" == tokio ]]; then
+        (cd "$work" && exec "$peer_bin" "$port" --small-buffers) >"$log" 2>&1 &
+    else
+        (cd "$work" && exec "$gateway_bin" --config "$config") >"$log" 2>&1 &
+    fi
     gateway_pid=$!
     for _ in $(seq 150); do
         if grep -q "listening on" "$log" 2>/dev/null; then
@@ -187,7 +211,7 @@ start_gateway() {
         kill -0 "$gateway_pid" 2>/dev/null || break
         sleep 0.1
     done
-    echo "bench.sh: the gateway did not start; its log:" >&2
+    echo "bench.sh: the $server server did not start; its log:" >&2
     cat "$log" >&2
     exit 2
 }

@@ -323,9 +323,10 @@ pub trait Recycle: Default {
     fn recycle(&mut self) -> bool;
 }
 
-/// Capacity beyond which a batch buffer is freed instead of kept.
-const KEEP_BYTES: usize = 1 << 20;
-const KEEP_ENTRIES: usize = 16 * 1024;
+/// Capacity beyond which a batch buffer is freed instead of kept: a burst must not leave
+/// buffers of its peak size behind.
+const KEEP_BYTES: usize = 64 * 1024;
+const KEEP_ENTRIES: usize = 2048;
 
 impl Recycle for FrameBatch {
     fn recycle(&mut self) -> bool {

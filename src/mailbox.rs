@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_utils::sync::{Parker, Unparker};
 use mio::Waker;
 
 use crate::batch::{FrameBatch, Pool, ReplyBatch};
@@ -227,20 +228,42 @@ impl ProcessorQueue {
     }
 }
 
-/// A sender's handle on one processor.
+/// A sender's handle on one processor: its channel, its queue counters and its doorbell.
+///
+/// A processor sleeps on a parker rather than in the channel's blocking receive: that receive
+/// spins and yields the CPU several times before it sleeps, which on a busy host turns every
+/// hand-over into extra context switches. A sender rings the bell after each message; ringing
+/// a processor that is awake costs one atomic swap.
 #[derive(Debug, Clone)]
 pub struct ProcessorHandle {
     pub tx: Sender<ToProcessor>,
     pub queue: Arc<ProcessorQueue>,
+    bell: Unparker,
 }
 
 impl ProcessorHandle {
     /// Sends `msg` unless the channel is full (or the processor is gone).
     pub fn try_send(&self, msg: ToProcessor) -> Result<(), ToProcessor> {
         match self.tx.try_send(msg) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.bell.unpark();
+                Ok(())
+            }
             Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => Err(msg),
         }
+    }
+
+    /// Sends `msg`, waiting while the channel is full; false when the processor is gone.
+    pub fn send(&self, msg: ToProcessor) -> bool {
+        let sent = self.tx.send(msg).is_ok();
+        self.bell.unpark();
+        sent
+    }
+
+    /// The processor's doorbell alone (it holds no sender: ringing it after the last sender
+    /// is dropped lets the processor see at once that its channel closed).
+    pub fn bell(&self) -> Unparker {
+        self.bell.clone()
     }
 }
 
@@ -277,10 +300,11 @@ pub fn shard_of(cp: &str, processors: usize) -> usize {
     (hash % processors.max(1) as u64) as usize
 }
 
-/// The receiving end of a processor's channel with its queue counters.
+/// The receiving end of a processor's channel, its queue counters and where it sleeps.
 pub struct ProcessorInbox {
     pub rx: Receiver<ToProcessor>,
     pub queue: Arc<ProcessorQueue>,
+    pub parker: Parker,
 }
 
 /// A processor's channel: the handle for senders and the inbox for the processor.
@@ -291,12 +315,14 @@ pub fn processor_channel(
 ) -> (ProcessorHandle, ProcessorInbox) {
     let (tx, rx) = crossbeam_channel::bounded(slots.max(1));
     let queue = Arc::new(ProcessorQueue::new(max_messages, max_bytes));
+    let parker = Parker::new();
     (
         ProcessorHandle {
             tx,
             queue: Arc::clone(&queue),
+            bell: parker.unparker().clone(),
         },
-        ProcessorInbox { rx, queue },
+        ProcessorInbox { rx, queue, parker },
     )
 }
 

@@ -65,8 +65,9 @@ pub enum ServerError {
 
 /// Answer batches that may wait in a loop's mailbox; a processor sending to a full one waits.
 const LOOP_INBOX: usize = 1024;
-/// Buffers kept for reuse, per pool.
-const POOLED_BATCHES: usize = 256;
+/// Buffers kept for reuse per (loop, processor) pair: about what is in flight between them at
+/// once (one being filled, one in the channel).
+const POOLED_PER_PAIR: usize = 2;
 
 /// A running gateway.
 pub struct Server {
@@ -125,9 +126,10 @@ impl Server {
             polls.push(poll);
             inboxes.push(rx);
         }
+        let pooled = (POOLED_PER_PAIR * workers * threads).max(8);
         let loops = Loops {
             handles: handles.into(),
-            replies: Pool::new(POOLED_BATCHES),
+            replies: Pool::new(pooled),
         };
         let (processor_handles, processor_inboxes): (Vec<_>, Vec<_>) = (0..threads)
             .map(|_| {
@@ -140,7 +142,7 @@ impl Server {
             .unzip();
         let processors = Processors {
             handles: processor_handles.into(),
-            batches: Pool::new(POOLED_BATCHES),
+            batches: Pool::new(pooled),
         };
 
         let policy = Arc::new(load_policy(&config)?);
@@ -295,7 +297,7 @@ impl Server {
     pub fn stall_processor(&self, index: usize) -> crossbeam_channel::Sender<()> {
         let (tx, rx) = crossbeam_channel::bounded(0);
         if let Some(processor) = self.commands.processors.handles.get(index) {
-            let _ = processor.tx.send(crate::mailbox::ToProcessor::Stall(rx));
+            processor.send(crate::mailbox::ToProcessor::Stall(rx));
         }
         tx
     }
@@ -355,7 +357,17 @@ impl Server {
         // Processors may still hold a sender to a loop; the loops are gone, so drop ours, and
         // our senders to the processors, which then stop.
         drop(loops);
+        // With `commands` the last senders go: ring each processor so it sees that at once.
+        let bells: Vec<_> = commands
+            .processors
+            .handles
+            .iter()
+            .map(|h| h.bell())
+            .collect();
         drop(commands);
+        for bell in bells {
+            bell.unpark();
+        }
         for thread in processor_threads {
             let name = thread.thread().name().unwrap_or("processor").to_owned();
             if thread.join().is_err() {

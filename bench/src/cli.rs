@@ -117,6 +117,10 @@ pub struct RunArgs {
     /// Reconnect back-off: largest ceiling.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub backoff_max: Duration,
+    /// Once booted, each charge point sends one DataTransfer carrying this many bytes of
+    /// data, then follows its scenario (what a gateway keeps after a large message).
+    #[arg(long)]
+    pub large_message: Option<u32>,
     /// Write every figure of the run to this JSON file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -225,6 +229,7 @@ pub struct RunConfig {
     pub call_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    pub large_message: Option<u32>,
     pub json: Option<PathBuf>,
     pub server_pid: Option<u32>,
     pub quiet: bool,
@@ -287,6 +292,9 @@ impl RunArgs {
                 "connect-rate",
                 "must be a number >= 0 (0: unlimited)",
             ));
+        }
+        if self.large_message.is_some_and(|n| n > 16 << 20) {
+            return Err(invalid("large-message", "must be at most 16 MiB"));
         }
         if self.max_inflight_handshakes == 0 {
             return Err(invalid("max-inflight-handshakes", "must be at least 1"));
@@ -356,6 +364,7 @@ impl RunArgs {
             call_timeout: self.call_timeout,
             backoff_min: self.backoff_min,
             backoff_max: self.backoff_max,
+            large_message: self.large_message,
             json: self.json,
             server_pid: self.server_pid,
             quiet: self.quiet,

@@ -55,6 +55,10 @@ pub enum Outgoing {
     },
     DiagnosticsStatusNotification,
     FirmwareStatusNotification,
+    /// A DataTransfer carrying this many bytes of data (`--large-message`).
+    LargeDataTransfer {
+        bytes: u32,
+    },
 }
 
 impl Outgoing {
@@ -69,6 +73,7 @@ impl Outgoing {
             Outgoing::StopTransaction { .. } => Action::StopTransaction,
             Outgoing::DiagnosticsStatusNotification => Action::DiagnosticsStatusNotification,
             Outgoing::FirmwareStatusNotification => Action::FirmwareStatusNotification,
+            Outgoing::LargeDataTransfer { .. } => Action::DataTransfer,
         }
     }
 }
@@ -154,6 +159,11 @@ pub fn write_call(out: &mut String, unique_id: u32, msg: Outgoing, index: u32, i
         }
         Outgoing::DiagnosticsStatusNotification => out.push_str(r#"{"status":"Idle"}"#),
         Outgoing::FirmwareStatusNotification => out.push_str(r#"{"status":"Idle"}"#),
+        Outgoing::LargeDataTransfer { bytes } => {
+            out.push_str(r#"{"vendorId":"ocpp-bench","data":""#);
+            out.extend(std::iter::repeat_n('d', bytes as usize));
+            out.push_str("\"}");
+        }
     }
     out.push(']');
 }
@@ -266,6 +276,7 @@ mod tests {
             },
             Outgoing::DiagnosticsStatusNotification,
             Outgoing::FirmwareStatusNotification,
+            Outgoing::LargeDataTransfer { bytes: 300 },
         ];
         let mut text = String::new();
         for prefix in ["bench-", "a-very-long-prefix-of-twenty-nine"] {

@@ -139,8 +139,12 @@ pub struct ServerFigures {
     pub rss_before_bytes: u64,
     pub rss_all_booted_bytes: Option<u64>,
     pub rss_end_bytes: u64,
-    /// (RSS at the end - RSS before) / charge points booted at the end.
+    /// (RSS when all are booted - RSS before) / charge points.
     pub bytes_per_connection: Option<f64>,
+    /// (RSS at the end of the measured phase - RSS before) / charge points booted then: what
+    /// a connection costs once transient buffers of the ramp (and of the scenario) are gone.
+    #[serde(default)]
+    pub bytes_per_connection_end: Option<f64>,
     pub cpu_s: PhaseCpu,
     /// CPU seconds per second during the measured phase (1.0 = one core busy).
     pub cores_steady: Option<f64>,
@@ -272,12 +276,15 @@ impl Report {
         if let Some(server) = &self.server {
             let _ = writeln!(
                 s,
-                "  gateway   RSS {:.1} -> {:.1} MiB ({}), CPU s ramp {} / steady {} ({} cores)",
+                "  gateway   RSS {:.1} -> {:.1} MiB ({} booted, {} at the end), CPU s ramp {} / steady {} ({} cores)",
                 mib(server.rss_before_bytes),
                 mib(server.rss_end_bytes),
                 server
                     .bytes_per_connection
                     .map_or_else(|| "-".to_owned(), |b| format!("{b:.0} bytes/connection")),
+                server
+                    .bytes_per_connection_end
+                    .map_or_else(|| "-".to_owned(), |b| format!("{b:.0}")),
                 server.cpu_s.ramp.map_or("-".into(), |v| format!("{v:.2}")),
                 server
                     .cpu_s

@@ -592,6 +592,7 @@ impl Coordinator {
                     bytes_per_connection: booted_rss.and_then(|rss| {
                         per_connection(before.rss_bytes, rss, config.connections as u64)
                     }),
+                    bytes_per_connection_end: per_connection(before.rss_bytes, end_rss, end.booted),
                     cores_steady: cores(&server_cpu),
                     cpu_us_per_round_trip: server_cpu.steady.and_then(|c| per_round_trip(c * 1e6)),
                     context_switches_steady: switches_steady,

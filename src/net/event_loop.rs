@@ -353,22 +353,39 @@ impl EventLoop {
                 self.resume(entry, Pause::Processor(p as u16));
             }
         }
-        if !self.cx.budget_waiting.is_empty() && !self.cx.over_budget() {
-            let waiting = mem::take(&mut self.cx.budget_waiting);
-            for entry in waiting {
-                self.resume(entry, Pause::Budget);
+        // Connections waiting for room come back oldest first, one per largest message the
+        // room could take (at least one whenever there is any), not all at once.
+        if !self.cx.over_budget() {
+            let mut room = self
+                .cx
+                .limits
+                .partial_budget
+                .saturating_sub(self.cx.buffered.read);
+            let mut resumed = false;
+            while let Some(&entry) = self.cx.budget_waiting.front() {
+                if resumed && room < self.cx.limits.max_message {
+                    break;
+                }
+                self.cx.budget_waiting.pop_front();
+                if self.resume(entry, Pause::Budget) {
+                    resumed = true;
+                    room = room.saturating_sub(self.cx.limits.max_message);
+                }
             }
         }
     }
 
-    fn resume(&mut self, (key, generation): (usize, u32), pause: Pause) {
+    /// Serves a parked connection again if it still waits for `pause`; false if not.
+    fn resume(&mut self, (key, generation): (usize, u32), pause: Pause) -> bool {
         if let Some(conn) = self.conns.get_mut(key)
             && conn.generation == generation
             && conn.paused == Some(pause)
         {
             conn.paused = None;
             self.ready.push((key, generation));
+            return true;
         }
+        false
     }
 
     // ---- accepting ----

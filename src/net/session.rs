@@ -125,10 +125,8 @@ pub struct Session {
     /// The processor's last answer said the charge point is Accepted: with nothing in flight,
     /// its Heartbeats are answered here.
     pub accepted: bool,
-    /// The payload so far of an unfinished fragmented text message.
-    pub message: Held,
-    /// A fragmented message has begun and not ended.
-    pub assembling: bool,
+    /// A fragmented text message being assembled (its payload so far), boxed: rare.
+    pub message: Option<Box<Held>>,
     /// Loop clock (ms) since unfinished input has been held (None: nothing held).
     pub partial_since_ms: Option<u64>,
     /// Calls of the central system to this charge point (allocated on first use).
@@ -219,7 +217,7 @@ impl Connection {
             }
         }
         for _ in 0..READS_PER_TURN {
-            if self.holds_partial() && cx.over_budget() {
+            if cx.over_budget() && self.needs_room(cx) {
                 return Transition::Pause(Pause::Budget);
             }
             let window = if cx.over_budget() {
@@ -267,17 +265,19 @@ impl Connection {
                 Consumed::Stopped(n, t) => (n, t),
             };
             if used < data.len() && !matches!(transition, Transition::Remove(_)) {
-                let expect = self.frame_len_hint(cx, &data[used..]);
-                self.input
-                    .extend(&mut cx.buffered.read, &data[used..], expect);
+                let admitted = self.retain(cx, &data[used..]);
                 self.note_partial(cx, key);
-                if transition == Transition::Continue && cx.over_budget() {
+                if transition == Transition::Continue && !admitted {
                     return Transition::Pause(Pause::Budget);
                 }
             }
             return transition;
         }
-        let expect = self.frame_len_hint(cx, self.input.as_slice());
+        // Appended to what is held: a frame admitted earlier has its room already.
+        let frame = self.frame_len_hint(cx, self.input.as_slice());
+        let room =
+            cx.limits.partial_budget.saturating_sub(cx.buffered.read) + self.input.capacity();
+        let expect = if frame <= room { frame } else { 0 };
         self.input.extend(&mut cx.buffered.read, data, expect);
         let mut held = self.input.take(&mut cx.buffered.read);
         let outcome = self.consume(cx, key, &mut held);
@@ -291,6 +291,33 @@ impl Connection {
             self.partial_done();
         }
         transition
+    }
+
+    /// Keeps the start of an unfinished frame. When its header is complete and the budget has
+    /// room for the whole frame, room for all of it is taken at once (the frame is admitted:
+    /// reading the rest needs nothing more, so it can always complete); otherwise only these
+    /// bytes are kept and false says the connection must wait for room.
+    fn retain(&mut self, cx: &mut LoopContext, bytes: &[u8]) -> bool {
+        let frame = self.frame_len_hint(cx, bytes);
+        let room = cx.limits.partial_budget.saturating_sub(cx.buffered.read);
+        let admitted = frame > 0 && frame <= room;
+        let expect = if admitted { frame } else { 0 };
+        self.input.extend(&mut cx.buffered.read, bytes, expect);
+        admitted || !cx.over_budget()
+    }
+
+    /// Whether holding more of this connection's unfinished input needs room in the budget: a
+    /// fragmented message grows with each fragment, and a frame whose room was not taken (its
+    /// header incomplete, or no room then) needs it. An admitted frame needs none.
+    fn needs_room(&self, cx: &LoopContext) -> bool {
+        if self.session().is_some_and(|s| s.message.is_some()) {
+            return true;
+        }
+        if self.input.is_empty() {
+            return false;
+        }
+        let frame = self.frame_len_hint(cx, self.input.as_slice());
+        frame == 0 || self.input.capacity() < frame
     }
 
     /// The size of the frame that starts `data`, when its header is complete (so the held
@@ -330,7 +357,11 @@ impl Connection {
                 };
             // A message that completes here must have somewhere to go before it is touched.
             if header.fin && matches!(header.opcode, OpCode::Text | OpCode::Continuation) {
-                let len = header.payload_len + self.session().map_or(0, |s| s.message.len());
+                let len = header.payload_len
+                    + self
+                        .session()
+                        .and_then(|s| s.message.as_ref())
+                        .map_or(0, |m| m.len());
                 if let Some(pause) = self.blocked(cx, len) {
                     return Consumed::Stopped(used, Transition::Pause(pause));
                 }
@@ -373,12 +404,12 @@ impl Connection {
             return Transition::Continue;
         };
         match opcode {
-            OpCode::Text | OpCode::Binary if session.assembling => self.fail(
+            OpCode::Text | OpCode::Binary if session.message.is_some() => self.fail(
                 cx,
                 key,
                 Violation::Protocol("new message inside a fragmented one"),
             ),
-            OpCode::Continuation if !session.assembling => self.fail(
+            OpCode::Continuation if session.message.is_none() => self.fail(
                 cx,
                 key,
                 Violation::Protocol("continuation without a message"),
@@ -388,23 +419,28 @@ impl Connection {
                 Err(_) => self.fail(cx, key, Violation::InvalidUtf8),
             },
             OpCode::Text => {
-                session.assembling = true;
-                session
-                    .message
-                    .extend(&mut cx.buffered.read, payload, payload.len());
+                let mut message = Box::<Held>::default();
+                message.extend(&mut cx.buffered.read, payload, payload.len());
+                session.message = Some(message);
                 self.note_partial(cx, key);
                 Transition::Continue
             }
             OpCode::Continuation => {
-                if session.message.len() + payload.len() > max {
+                let Some(held) = &mut session.message else {
+                    return Transition::Continue; // not reached: checked above
+                };
+                if held.len() + payload.len() > max {
                     return self.fail(cx, key, Violation::TooBig);
                 }
-                session.message.extend(&mut cx.buffered.read, payload, 0);
+                held.extend(&mut cx.buffered.read, payload, 0);
                 if !fin {
                     return Transition::Continue;
                 }
-                session.assembling = false;
-                let message = session.message.take(&mut cx.buffered.read);
+                let message = session
+                    .message
+                    .take()
+                    .map(|mut held| held.take(&mut cx.buffered.read))
+                    .unwrap_or_default();
                 let transition = match std::str::from_utf8(&message) {
                     Ok(text) => self.on_message(cx, key, text),
                     Err(_) => self.fail(cx, key, Violation::InvalidUtf8),
@@ -650,15 +686,10 @@ impl Connection {
         self.send_next_call(cx, key)
     }
 
-    /// An unfinished frame or message is held.
-    fn holds_partial(&self) -> bool {
-        !self.input.is_empty() || self.session().is_some_and(|s| s.assembling)
-    }
-
     /// Holds nothing unfinished any more.
     fn partial_done(&mut self) {
         if let Some(session) = self.session_mut()
-            && !session.assembling
+            && session.message.is_none()
         {
             session.partial_since_ms = None;
         }
@@ -1364,8 +1395,7 @@ impl Session {
             liveness: Liveness::Idle,
             in_flight: 0,
             accepted: false,
-            message: Held::default(),
-            assembling: false,
+            message: None,
             partial_since_ms: None,
             calls: None,
             closing: None,
@@ -1376,7 +1406,9 @@ impl Session {
 /// Drops a session, freeing what it held; calls in flight or waiting resolve as NotConnected,
 /// their outcome lines ahead of the disconnect.
 fn drop_session(cx: &mut LoopContext, mut session: Session) {
-    session.message.clear(&mut cx.buffered.read);
+    if let Some(mut message) = session.message.take() {
+        message.clear(&mut cx.buffered.read);
+    }
     if let Some(calls) = &mut session.calls {
         if let Some(timer) = calls.timer() {
             cx.wheel.cancel(timer);
@@ -1631,7 +1663,7 @@ mod tests {
         let first = client_frame(OpCode::Text, br#"[2,"2","Heart"#, false);
         let second = client_frame(OpCode::Continuation, br#"beat",{}]"#, true);
         assert_eq!(h.receive(&first), Transition::Continue);
-        assert!(h.cx.buffered.read > 0 && h.session().assembling);
+        assert!(h.cx.buffered.read > 0 && h.session().message.is_some());
         assert_eq!(h.receive(&second), Transition::Continue);
         assert_eq!(h.cx.buffered.read, 0);
         assert!(h.session().partial_since_ms.is_none());

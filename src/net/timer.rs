@@ -29,6 +29,8 @@ use slab::Slab;
 const NIL: u32 = u32::MAX;
 /// Cap on the slot count so a silly argument cannot allocate unbounded memory.
 const MAX_SLOTS: usize = 1 << 24;
+/// Slots [`TimerWheel::next_timeout`] looks ahead at most.
+pub const MAX_SCAN: u64 = 64;
 
 /// Handle for cancelling a timer; safe to keep after the timer fired or was cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -151,9 +153,11 @@ impl<T> TimerWheel<T> {
     }
 
     /// How long the event loop may sleep: `None` when no timer is pending, `Duration::ZERO` if
-    /// something is due, else the time until the first tick whose slot holds any entry. That
-    /// slot may only hold later revolutions (an early, harmless wake-up), but the answer is
-    /// never later than the true earliest deadline. Looks at each slot head at most once.
+    /// something is due, else the time until the first tick whose slot holds any entry, looking
+    /// at most [`MAX_SCAN`] slots ahead (then the answer is that far). A slot may only hold later
+    /// revolutions (an early, harmless wake-up), but the answer is never later than the true
+    /// earliest deadline. The loop asks once per turn, so the scan is bounded: when the next
+    /// timer is seconds away, a few wake-ups more cost less than walking thousands of slots.
     pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
         if self.entries.is_empty() {
             return None;
@@ -161,10 +165,11 @@ impl<T> TimerWheel<T> {
         if self.heads[self.ready_list()] != NIL {
             return Some(Duration::ZERO);
         }
-        let first_busy_tick = (1..=self.mask.saturating_add(1))
+        let scan = self.mask.saturating_add(1).min(MAX_SCAN);
+        let first_busy_tick = (1..=scan)
             .map(|offset| self.current.saturating_add(offset))
             .find(|&tick| self.heads[self.slot_of(tick)] != NIL)
-            .unwrap_or(self.current.saturating_add(1));
+            .unwrap_or(self.current.saturating_add(scan));
         let boundary = u128::from(first_busy_tick) * u128::from(self.tick_nanos);
         let wait = boundary.saturating_sub(self.nanos_at(now));
         // Clamping at ~584 years only makes the answer earlier, which is allowed.
@@ -460,6 +465,17 @@ mod tests {
         assert!(wait > Duration::ZERO && wait <= ms(470), "{wait:?}");
         assert_eq!(drain(&mut wheel, t0 + ms(500)), [2]);
         assert_eq!(wheel.next_timeout(t0 + ms(500)), None);
+    }
+
+    #[test]
+    fn next_timeout_looks_a_bounded_distance_ahead() {
+        let (t0, mut wheel) = new_wheel(4096);
+        wheel.arm(t0, ms(10_000), 1);
+        // Ticks of 10 ms: at most MAX_SCAN ticks are looked at, so the loop wakes early.
+        let wait = wheel.next_timeout(t0).unwrap();
+        assert!(wait <= ms(10 * MAX_SCAN), "{wait:?}");
+        assert!(wheel.poll_expired(t0 + wait).is_none());
+        assert_eq!(drain(&mut wheel, t0 + ms(10_000)), [1]);
     }
 
     const TICK_NS: u64 = 1_000_000;

@@ -116,7 +116,7 @@ pub enum SendError {
 enum Stream {
     Tcp(TcpStream),
     #[cfg(test)]
-    Memory(memory::MemoryStream),
+    Memory(Box<memory::MemoryStream>),
 }
 
 impl Read for Stream {
@@ -163,7 +163,7 @@ impl Transport {
     #[cfg(test)]
     pub fn memory(stream: memory::MemoryStream) -> Transport {
         Transport {
-            stream: Stream::Memory(stream),
+            stream: Stream::Memory(Box::new(stream)),
             backlog: Held::default(),
         }
     }

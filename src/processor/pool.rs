@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::TryRecvError;
 use log::debug;
 
 use crate::batch::{FrameBatch, Pool, ReplyBatch};
@@ -28,6 +28,8 @@ use crate::types::{CloseReason, ConnId};
 
 /// Messages a processor takes from its inbox before it sends the answers gathered so far.
 pub const DRAIN_MAX: usize = 64;
+/// The longest an idle processor sleeps without being rung.
+const IDLE_WAKE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What every processor shares.
 pub struct PoolParts {
@@ -102,29 +104,36 @@ impl Processor {
     fn run(&mut self) {
         debug!("processor={} started", self.index);
         loop {
-            let first = match self.writer.as_ref().and_then(|w| w.due_at()) {
-                Some(due) => match self.inbox.rx.recv_deadline(due) {
-                    Ok(msg) => Some(msg),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.inbox.rx.recv() {
-                    Ok(msg) => Some(msg),
-                    Err(_) => break,
-                },
-            };
-            if let Some(msg) = first {
-                self.handle(msg);
-                for _ in 1..DRAIN_MAX {
-                    match self.inbox.rx.try_recv() {
-                        Ok(msg) => self.handle(msg),
-                        Err(_) => break,
+            let mut handled = 0;
+            let mut gone = false;
+            while handled < DRAIN_MAX {
+                match self.inbox.rx.try_recv() {
+                    Ok(msg) => {
+                        self.handle(msg);
+                        handled += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        gone = true;
+                        break;
                     }
                 }
             }
             self.send_answers();
             self.flush_events(false);
             self.stats.processor_progress[self.index].fetch_add(1, Ordering::Relaxed);
+            if gone {
+                break;
+            }
+            if handled == 0 {
+                // Nothing to do: sleep until a sender rings, the writer's events are due, or
+                // (a bound, so a lost ring cannot stall a processor) a second passes.
+                let until = Instant::now() + IDLE_WAKE;
+                let due = self.writer.as_ref().and_then(|w| w.due_at());
+                self.inbox
+                    .parker
+                    .park_deadline(due.map_or(until, |d| d.min(until)));
+            }
         }
         self.send_answers();
         self.flush_events(true);

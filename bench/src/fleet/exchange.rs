@@ -411,6 +411,9 @@ impl FleetLoop {
         cp.ever_booted = true;
         cp.failures = 0;
         cp.plan.on_booted(self.now, offset);
+        if let Some(bytes) = self.config.large_message {
+            cp.triggered = Some(Outgoing::LargeDataTransfer { bytes });
+        }
         self.report_if_all_booted();
     }
 

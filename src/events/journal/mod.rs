@@ -41,12 +41,12 @@ pub use file::rotated_name;
 
 /// A producer hands its chunk over once it holds this many lines ...
 pub const CHUNK_LINES: u64 = 256;
-/// ... or this many bytes ...
+/// ... or this many bytes (at once, even in the middle of a batch) ...
 const CHUNK_BYTES: usize = 64 * 1024;
 /// ... or once its first line is this old (so a quiet gateway's lines still reach the disk).
 pub const FLUSH_AFTER: Duration = Duration::from_millis(5);
 /// Chunks kept for reuse.
-const POOL: usize = 64;
+const POOL: usize = 16;
 
 /// What `/health` reads about the journal.
 #[derive(Debug)]
@@ -102,7 +102,7 @@ impl Recycle for Chunk {
         self.count = 0;
         debug_assert!(self.held.iter().all(ReplyBatch::is_empty));
         self.held.clear();
-        self.lines.capacity() <= 4 * CHUNK_BYTES
+        self.lines.capacity() <= 2 * CHUNK_BYTES
     }
 }
 
@@ -259,6 +259,11 @@ impl EventWriter for JournalWriter {
         self.chunk.count += 1;
         if self.first_at.is_none() {
             self.first_at = Some(Instant::now());
+        }
+        // A chunk never grows much past its size, whatever the lines: what waits for the
+        // journal is bounded in bytes by the channel's slots times this.
+        if self.chunk.lines.len() >= CHUNK_BYTES {
+            self.flush();
         }
     }
 

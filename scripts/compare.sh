@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# compare.sh: the gateway and the conventional peer (../shared/peers/tokio-ws, tokio +
+# tokio-tungstenite with small buffers) measured side by side, with the same ocpp-bench flags,
+# one after the other, alternating, --runs times. Absolute figures on a shared machine drift
+# by 20-50% between days; ratios taken in one series hold, so the targets are ratios.
+#
+#   scripts/compare.sh [--connections N] [--runs R] [--out DIR] [--no-build] [--only S]
+#
+# Per run and server, three scenarios (each a fresh server, via scripts/bench.sh run):
+#   idle       connect + boot rate, then memory per idle, booted connection
+#   saturate   closed loop, 2 bench threads: round trips/s, CPU us and context switches per
+#              round trip at saturation
+#   heartbeat  one Heartbeat per charge point per second (N/s offered): latency percentiles,
+#              CPU per round trip
+# Writes DIR/<server>-<scenario>-<run>.json (ocpp-bench reports) and DIR/compare.md (medians
+# per server, the gateway/peer ratio); prints the table. Load stays on 127.0.0.0/8.
+set -euo pipefail
+
+connections=19000
+runs=3
+out=bench/results/compare
+build=1
+only=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --connections) connections="${2:?}"; shift ;;
+        --runs) runs="${2:?}"; shift ;;
+        --out) out="${2:?}"; shift ;;
+        --no-build) build=0 ;;
+        --only) only="${2:?}"; shift ;;
+        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[[ "$connections" =~ ^[0-9]+$ && "$runs" =~ ^[0-9]+$ ]] || { echo "compare.sh: numbers, please" >&2; exit 2; }
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+mkdir -p "$out"
+if ((build)); then
+    # One build of everything (gateway, bench, peer); the runs below skip it.
+    scripts/bench.sh run --server tokio --connections 10 --duration 1s --out "$out/.warmup" >/dev/null
+    rm -rf "$out/.warmup"
+fi
+
+scenarios=(idle saturate heartbeat)
+[[ -n "$only" ]] && scenarios=("$only")
+failed=0
+for run in $(seq "$runs"); do
+    for scenario in "${scenarios[@]}"; do
+        for server in gateway tokio; do
+            args=(run --no-build --server "$server" --connections "$connections" --scenario "$scenario"
+                --out "$out" --name "$server-$scenario-$run" -- --quiet)
+            case "$scenario" in
+                idle) args+=(--duration 10s) ;;
+                saturate) args+=(--threads 2 --duration 15s) ;;
+                heartbeat) args+=(--per-cp-rate 1 --duration 30s) ;;
+            esac
+            echo "compare.sh: run $run/$runs, $scenario, $server" >&2
+            scripts/bench.sh "${args[@]}" >/dev/null || failed=1
+            if [[ -s "$out/$server-$scenario-$run/report.json" ]]; then
+                mv "$out/$server-$scenario-$run/report.json" "$out/$server-$scenario-$run.json"
+            fi
+            rm -rf "${out:?}/$server-$scenario-$run"
+        done
+    done
+done
+
+python3 - "$out" "$connections" <<'PY'
+import glob, json, os, statistics, sys
+
+out, n = sys.argv[1], int(sys.argv[2])
+def reports(server, scenario):
+    return [json.load(open(p)) for p in sorted(glob.glob(f"{out}/{server}-{scenario}-*.json"))]
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+rows = [
+    ("idle", "connect + boot per s", lambda r: r["connect"]["connect_boot_rate_per_s"], "{:,.0f}", "higher"),
+    ("idle", "bytes per idle, booted connection", lambda r: (r.get("server") or {}).get("bytes_per_connection"), "{:,.0f}", "lower"),
+    ("saturate", "round trips/s at saturation", lambda r: r["throughput"]["round_trips_per_s"], "{:,.0f}", "higher"),
+    ("saturate", "CPU us per round trip at saturation", lambda r: (r.get("server") or {}).get("cpu_us_per_round_trip"), "{:.2f}", "lower"),
+    ("saturate", "context switches per round trip at saturation", lambda r: (r.get("server") or {}).get("context_switches_per_round_trip"), "{:.3f}", "lower"),
+    ("heartbeat", f"round trip p50 at {n:,}/s (ms)", lambda r: r["latency_us"]["round_trip"]["p50"] / 1000, "{:.2f}", "lower"),
+    ("heartbeat", f"round trip p99 at {n:,}/s (ms)", lambda r: r["latency_us"]["round_trip"]["p99"] / 1000, "{:.2f}", "lower"),
+    ("heartbeat", f"round trip p99.9 at {n:,}/s (ms)", lambda r: r["latency_us"]["round_trip"]["p999"] / 1000, "{:.2f}", "lower"),
+    ("heartbeat", f"CPU us per round trip at {n:,}/s", lambda r: (r.get("server") or {}).get("cpu_us_per_round_trip"), "{:.2f}", "lower"),
+    ("heartbeat", f"context switches per round trip at {n:,}/s", lambda r: (r.get("server") or {}).get("context_switches_per_round_trip"), "{:.3f}", "lower"),
+]
+lines = [
+    f"| {n:,} charge points | ocpp-gateway | tokio-ws peer | gateway / peer |",
+    "|---|---:|---:|---:|",
+]
+for scenario, name, pick, fmt, _better in rows:
+    g = median(pick(r) for r in reports("gateway", scenario))
+    t = median(pick(r) for r in reports("tokio", scenario))
+    if g is None and t is None:
+        continue
+    show = lambda v: "-" if v is None else fmt.format(v)
+    ratio = f"{g / t:.2f}" if g is not None and t not in (None, 0) else "-"
+    lines.append(f"| {name} | {show(g)} | {show(t)} | {ratio} |")
+runs = max(len(reports("gateway", s)) for s in ("idle", "saturate", "heartbeat"))
+lines.append("")
+lines.append(f"Medians of {runs} run(s) each, gateway and peer alternating; reports in this directory.")
+text = "\n".join(lines) + "\n"
+open(os.path.join(out, "compare.md"), "w").write(text)
+print(text)
+PY
+exit "$failed"
