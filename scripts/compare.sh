@@ -6,8 +6,11 @@
 #
 #   scripts/compare.sh [--connections N] [--runs R] [--out DIR] [--no-build] [--only S]
 #
-# Per run and server, three scenarios (each a fresh server, via scripts/bench.sh run):
-#   idle       connect + boot rate, then memory per idle, booted connection
+# Per run and server, four scenarios (each a fresh server, via scripts/bench.sh run):
+#   idle       2 bench threads (one thread limits the rate): connect + boot rate, then RSS
+#              growth per idle, booted connection at the end of 20 s idle
+#   large      8,000 charge points each send one 60 KiB DataTransfer after booting, then idle
+#              20 s: RSS growth per connection at the end (what a burst leaves behind)
 #   saturate   closed loop, 2 bench threads: round trips/s, CPU us and context switches per
 #              round trip at saturation
 #   heartbeat  one Heartbeat per charge point per second (N/s offered): latency percentiles,
@@ -44,18 +47,18 @@ if ((build)); then
     rm -rf "$out/.warmup"
 fi
 
-scenarios=(idle saturate heartbeat)
+scenarios=(idle large saturate heartbeat)
 [[ -n "$only" ]] && scenarios=("$only")
 failed=0
 for run in $(seq "$runs"); do
     for scenario in "${scenarios[@]}"; do
         for server in gateway tokio; do
-            args=(run --no-build --server "$server" --connections "$connections" --scenario "$scenario"
-                --out "$out" --name "$server-$scenario-$run" -- --quiet)
+            args=(run --no-build --server "$server" --out "$out" --name "$server-$scenario-$run")
             case "$scenario" in
-                idle) args+=(--duration 10s) ;;
-                saturate) args+=(--threads 2 --duration 15s) ;;
-                heartbeat) args+=(--per-cp-rate 1 --duration 30s) ;;
+                idle) args+=(--connections "$connections" --scenario idle --threads 2 --duration 20s -- --quiet) ;;
+                large) args+=(--connections 8000 --scenario idle --threads 2 --duration 20s -- --quiet --large-message 61440) ;;
+                saturate) args+=(--connections "$connections" --scenario saturate --threads 2 --duration 15s -- --quiet) ;;
+                heartbeat) args+=(--connections "$connections" --scenario heartbeat --per-cp-rate 1 --duration 30s -- --quiet) ;;
             esac
             echo "compare.sh: run $run/$runs, $scenario, $server" >&2
             scripts/bench.sh "${args[@]}" >/dev/null || failed=1
@@ -80,7 +83,8 @@ def median(values):
 
 rows = [
     ("idle", "connect + boot per s", lambda r: r["connect"]["connect_boot_rate_per_s"], "{:,.0f}", "higher"),
-    ("idle", "bytes per idle, booted connection", lambda r: (r.get("server") or {}).get("bytes_per_connection"), "{:,.0f}", "lower"),
+    ("idle", "bytes per idle, booted connection (RSS growth / N after 20 s idle)", lambda r: (r.get("server") or {}).get("bytes_per_connection_end"), "{:,.0f}", "lower"),
+    ("large", "bytes per connection after one 60 KiB message each (8,000, after 20 s idle)", lambda r: (r.get("server") or {}).get("bytes_per_connection_end"), "{:,.0f}", "lower"),
     ("saturate", "round trips/s at saturation", lambda r: r["throughput"]["round_trips_per_s"], "{:,.0f}", "higher"),
     ("saturate", "CPU us per round trip at saturation", lambda r: (r.get("server") or {}).get("cpu_us_per_round_trip"), "{:.2f}", "lower"),
     ("saturate", "context switches per round trip at saturation", lambda r: (r.get("server") or {}).get("context_switches_per_round_trip"), "{:.3f}", "lower"),
@@ -102,7 +106,7 @@ for scenario, name, pick, fmt, _better in rows:
     show = lambda v: "-" if v is None else fmt.format(v)
     ratio = f"{g / t:.2f}" if g is not None and t not in (None, 0) else "-"
     lines.append(f"| {name} | {show(g)} | {show(t)} | {ratio} |")
-runs = max(len(reports("gateway", s)) for s in ("idle", "saturate", "heartbeat"))
+runs = max(len(reports("gateway", s)) for s in ("idle", "large", "saturate", "heartbeat"))
 lines.append("")
 lines.append(f"Medians of {runs} run(s) each, gateway and peer alternating; reports in this directory.")
 text = "\n".join(lines) + "\n"

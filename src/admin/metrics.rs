@@ -134,6 +134,12 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         &[("direction", "out")],
         s.messages_out,
     );
+    o.single(
+        "ocpp_gateway_heartbeats_answered_by_loop_total",
+        "counter",
+        "Heartbeats of accepted charge points answered by their event loop (still counted and journaled by the processor).",
+        s.heartbeats_answered,
+    );
     o.family(
         "ocpp_gateway_messages_total",
         "counter",

@@ -478,23 +478,17 @@ impl Connection {
         }
         match mem::replace(&mut self.phase, Phase::Lingering) {
             Phase::Open(mut session) => {
-                session.closing.get_or_insert(CloseCause::PeerClosed);
-                cx.scratch.clear();
-                websocket::encode_close(&mut cx.scratch, 1000, "", None);
-                let sent = self.transport.send(
-                    &mut cx.buffered.write,
-                    &cx.scratch,
-                    cx.limits.max_write_buffer,
-                );
-                let cause = session.closing.unwrap_or(CloseCause::PeerClosed);
+                let cause = *session.closing.get_or_insert(CloseCause::PeerClosed);
                 self.phase = Phase::Closing(session);
-                match sent {
-                    Ok(()) if self.transport.backlog() == 0 => Transition::Remove(cause),
-                    Ok(()) => {
+                match self.send_close(cx, 1000, "") {
+                    Transition::Continue if self.transport.backlog() == 0 => {
+                        Transition::Remove(cause)
+                    }
+                    Transition::Continue => {
                         self.arm(cx, key, CLOSE_GRACE);
                         Transition::Continue
                     }
-                    Err(_) => Transition::Remove(cause),
+                    _ => Transition::Remove(cause),
                 }
             }
             Phase::Closing(session) => {
@@ -881,6 +875,16 @@ impl Connection {
         }
     }
 
+    /// Writes a close frame with `code` and `reason`.
+    fn send_close(&mut self, cx: &mut LoopContext, code: u16, reason: &str) -> Transition {
+        let mut frame = mem::take(&mut cx.scratch);
+        frame.clear();
+        websocket::encode_close(&mut frame, code, reason, None);
+        let sent = self.send_frame(cx, &frame);
+        cx.scratch = frame;
+        sent
+    }
+
     fn send_pong(&mut self, cx: &mut LoopContext, payload: &[u8]) -> Transition {
         let mut scratch = mem::take(&mut cx.scratch);
         scratch.clear();
@@ -1088,12 +1092,7 @@ impl Connection {
                 session.closing = Some(cause);
                 self.phase = Phase::Closing(session);
                 self.paused = None;
-                let mut frame = mem::take(&mut cx.scratch);
-                frame.clear();
-                websocket::encode_close(&mut frame, code, reason, None);
-                let sent = self.send_frame(cx, &frame);
-                cx.scratch = frame;
-                if let Transition::Remove(_) = sent {
+                if let Transition::Remove(_) = self.send_close(cx, code, reason) {
                     return Transition::Remove(cause);
                 }
                 self.arm(cx, key, CLOSE_GRACE);
@@ -1156,13 +1155,8 @@ impl Connection {
         let already_closing = session.closing.is_some();
         let cause = session.closing.unwrap_or(cause);
         if !already_closing {
-            let mut frame = mem::take(&mut cx.scratch);
-            frame.clear();
-            websocket::encode_close(&mut frame, code, reason, None);
-            let _ = self
-                .transport
-                .send(&mut cx.buffered.write, &frame, cx.limits.max_write_buffer);
-            cx.scratch = frame;
+            // Best effort: the connection is failing whatever happens to this frame.
+            let _ = self.send_close(cx, code, reason);
         }
         if report {
             self.end_session(cx, key, session, cause);
@@ -1313,13 +1307,7 @@ impl Connection {
                 cx.stats().pong_timeouts.inc();
                 debug!("cp={} loop={} pong timeout", session.cp, cx.index);
                 // Best effort: a peer that does not answer pings will not read this.
-                cx.scratch.clear();
-                websocket::encode_close(&mut cx.scratch, 1001, "pong timeout", None);
-                let _ = self.transport.send(
-                    &mut cx.buffered.write,
-                    &cx.scratch,
-                    cx.limits.max_write_buffer,
-                );
+                let _ = self.send_close(cx, 1001, "pong timeout");
                 Transition::Remove(CloseCause::PongTimeout)
             }
             Liveness::Stalled { since_ms, backlog } => {

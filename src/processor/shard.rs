@@ -69,6 +69,35 @@ fn compact(payload: &RawValue) -> Option<Box<RawValue>> {
     RawValue::from_string(value.to_string()).ok()
 }
 
+/// Journals a CALL from a charge point (`call`: UniqueId, action, payload) and our answer.
+fn journal_exchange(
+    writer: &mut dyn EventWriter,
+    at: SystemTime,
+    cp: &str,
+    call: (&str, &str, &str),
+    answer: Answer<'_>,
+) {
+    let (unique_id, action, payload) = call;
+    writer.record(&Event {
+        at,
+        cp,
+        kind: EventKind::CallIn {
+            unique_id,
+            action,
+            payload,
+        },
+    });
+    writer.record(&Event {
+        at,
+        cp,
+        kind: EventKind::AnswerOut {
+            unique_id,
+            action,
+            answer,
+        },
+    });
+}
+
 /// Where handling a batch puts what it produced.
 pub struct Outputs<'a> {
     /// Answers, one batch per loop (indexed by loop).
@@ -402,15 +431,6 @@ impl Shard {
         let Some(writer) = out.writer.as_deref_mut() else {
             return replies.finish(draft, conn, accepted);
         };
-        writer.record(&Event {
-            at,
-            cp,
-            kind: EventKind::CallIn {
-                unique_id: &unique_id,
-                action: &action,
-                payload: payload.get(),
-            },
-        });
         let answer = match &error {
             None => {
                 let text = replies.draft_text(&draft);
@@ -422,15 +442,7 @@ impl Shard {
                 description: &invalid.description,
             },
         };
-        writer.record(&Event {
-            at,
-            cp,
-            kind: EventKind::AnswerOut {
-                unique_id: &unique_id,
-                action: &action,
-                answer,
-            },
-        });
+        journal_exchange(writer, at, cp, (&unique_id, &action, payload.get()), answer);
         // Billing answers wait for their line when asked to; errors never need to.
         let held = self.acks_after_write && known.is_some_and(is_billing) && error.is_none();
         let sealed = replies.seal(draft);
@@ -473,27 +485,10 @@ impl Shard {
             [action_slot(Some(Action::Heartbeat))]
         .inc();
         entry.seen.last_message = Some(at);
-        let Some(writer) = writer else {
-            return;
-        };
-        writer.record(&Event {
-            at,
-            cp,
-            kind: EventKind::CallIn {
-                unique_id: &unique_id,
-                action: &action,
-                payload: payload.get(),
-            },
-        });
-        writer.record(&Event {
-            at,
-            cp,
-            kind: EventKind::AnswerOut {
-                unique_id: &unique_id,
-                action: &action,
-                answer: Answer::Result(answer),
-            },
-        });
+        if let Some(writer) = writer {
+            let call = (&*unique_id, &*action, payload.get());
+            journal_exchange(writer, at, cp, call, Answer::Result(answer));
+        }
     }
 
     /// The charge points matching `filter` with an identity after `after`, at most `limit`,
