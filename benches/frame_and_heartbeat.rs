@@ -50,6 +50,7 @@ fn default_policy() -> Policy {
         id_tags: None,
         data_transfer_status: config::DEFAULT_DATA_TRANSFER_STATUS,
         transactions: TransactionIds::open(None).expect("an in-memory counter opens"),
+        check_serial_number: config::DEFAULT_CHECK_SERIAL_NUMBER,
     }
 }
 
@@ -93,6 +94,7 @@ fn booted() -> (Shard, FrameBatch) {
         cp: Arc::clone(&cp),
         seq: 1,
         peer: "127.0.0.1:40000".parse().expect("address"),
+        auth: ocpp_gateway::security::Auth::None,
     });
     batch.push_message(conn, &cp, BOOT_NOTIFICATION, Instant::now());
     let mut replies = vec![ReplyBatch::default()];

@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::net::websocket;
 use crate::ocpp::v16::Action;
+use crate::security::Auth;
 use crate::types::{ChargePointId, CloseCause, ConnId};
 
 /// Room left in front of each answer for its frame header (written once the payload length
@@ -40,6 +41,8 @@ pub enum Entry {
         cp: ChargePointId,
         seq: u64,
         peer: SocketAddr,
+        /// How the connection proved its identity.
+        auth: Auth,
     },
     /// A text message (an OCPP-J CALL, or something the processor must judge): its text is
     /// `text` in the batch. Every message gets exactly one [`Reply`], possibly empty.
@@ -100,6 +103,11 @@ pub enum Stashed {
         unique_id: Option<Range<u32>>,
         action: Action,
         outcome: &'static str,
+    },
+    Refused {
+        peer: SocketAddr,
+        status: u16,
+        reason: &'static str,
     },
 }
 

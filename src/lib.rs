@@ -51,6 +51,7 @@ pub mod ocpp;
 pub mod processor;
 pub mod query;
 pub mod rng;
+pub mod security;
 pub mod server;
 pub mod stats;
 pub mod types;

@@ -6,19 +6,24 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use log::{error, info, warn};
 use ocpp_gateway::config::ADMIN_TOKEN_ENV;
 use ocpp_gateway::net::TRACE_TARGET;
 use ocpp_gateway::{Config, Server};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 const USAGE: &str = "\
 ocpp-gateway: OCPP 1.6J gateway for extreme connection counts
 
 Usage: ocpp-gateway [--config PATH]
+       ocpp-gateway credential IDENTITY [--hex] < key
+
+The second form reads a charge point's AuthorizationKey from standard input (one line; with
+--hex, hex digits for the key's bytes) and prints its line for the security.credentials file.
 
 Options:
   -c, --config PATH  configuration file (default: config.toml; when that default file
@@ -39,11 +44,23 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 enum Command {
     Run { config: Option<PathBuf> },
+    Credential { identity: String, hex: bool },
     Help,
     Version,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut args = args.by_ref().peekable();
+    if args.peek().map(String::as_str) == Some("credential") {
+        args.next();
+        let identity = args.next().ok_or("credential needs an identity")?;
+        let hex = match args.next().as_deref() {
+            None => false,
+            Some("--hex") => true,
+            Some(other) => return Err(format!("unknown argument {other:?}")),
+        };
+        return Ok(Command::Credential { identity, hex });
+    }
     let mut config = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -81,6 +98,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Run { config }) => config,
+        Ok(Command::Credential { identity, hex }) => return credential(&identity, hex),
         Err(message) => {
             eprintln!("ocpp-gateway: {message}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -113,6 +131,46 @@ fn start_allocator_thread() {
     }
 }
 
+/// Prints the credentials-file line for `identity` and the key read from standard input.
+fn credential(identity: &str, hex: bool) -> ExitCode {
+    use ocpp_gateway::security::credentials::{Credential, MAX_KEY_LEN, MIN_KEY_LEN, decode_hex};
+    if !ocpp_gateway::types::is_valid_identity(identity) {
+        eprintln!("ocpp-gateway: {identity:?} is not a charge point identity");
+        return ExitCode::from(2);
+    }
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        eprintln!("ocpp-gateway: cannot read the key from standard input");
+        return ExitCode::from(2);
+    }
+    let text = line.trim_end_matches(['\r', '\n']);
+    let key = if hex {
+        match decode_hex(text.as_bytes()) {
+            Some(key) => key,
+            None => {
+                eprintln!("ocpp-gateway: the key is not hex digits");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        text.as_bytes().to_vec()
+    };
+    if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
+        eprintln!("ocpp-gateway: the key must be {MIN_KEY_LEN} to {MAX_KEY_LEN} bytes");
+        return ExitCode::from(2);
+    }
+    match Credential::new(&key) {
+        Ok(credential) => {
+            println!("{}", credential.line(identity));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ocpp-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn load_config(path: Option<PathBuf>) -> Result<Config, ocpp_gateway::config::ConfigError> {
     match path {
         Some(path) => Config::load(&path),
@@ -129,14 +187,21 @@ fn load_config(path: Option<PathBuf>) -> Result<Config, ocpp_gateway::config::Co
 fn run(config: Config) -> anyhow::Result<()> {
     start_allocator_thread();
     raise_open_files_limit(config.server.max_connections);
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
     let server = Server::start(config).context("cannot start")?;
     let shutdown = server.shutdown_handle();
+    let security = Arc::clone(server.security());
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut seen = 0;
             for signal in signals.forever() {
+                if signal == SIGHUP {
+                    info!("SIGHUP: reloading certificates and credentials");
+                    security.reload();
+                    continue;
+                }
                 seen += 1;
                 if seen == 1 {
                     info!("signal {signal}: draining connections (again to exit at once)");

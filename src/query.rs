@@ -70,6 +70,8 @@ pub struct ChargePointView {
     pub remote_address: Option<String>,
     #[serde(rename = "loop", skip_serializing_if = "Option::is_none")]
     pub loop_index: Option<u16>,
+    /// How its (last) connection proved the identity: none, password or certificate.
+    pub authenticated_by: &'static str,
     /// unknown, pending, rejected or accepted.
     pub registration: &'static str,
     /// The BootNotification payload it last booted with.

@@ -17,7 +17,7 @@ use crate::admin::{Admin, AdminError, AdminParts};
 use crate::batch::Pool;
 use crate::call::PendingCall;
 use crate::commands::Commands;
-use crate::config::{Config, Sink};
+use crate::config::{Config, ListenerConfig, Sink};
 use crate::events::journal::Journal;
 use crate::events::{EventSink, Events, ReplyRoute};
 use crate::mailbox::{LoopHandle, LoopShared, Loops, Processors, processor_channel};
@@ -27,6 +27,7 @@ use crate::ocpp::v16::{Action, Invalid};
 use crate::processor::handlers::Policy;
 use crate::processor::policy::{IdTags, Identities, PolicyError, TransactionIds};
 use crate::processor::pool::{self, PoolParts};
+use crate::security::{Security, SecurityError};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Why the gateway could not start or stop cleanly.
@@ -58,6 +59,10 @@ pub enum ServerError {
     /// The admin listener could not start.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// A certificate, key, CA or credentials file cannot be used: the message names the key
+    /// and the file.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
     /// A thread panicked; its panic message is in the log.
     #[error("{0} thread panicked")]
     Panicked(String),
@@ -71,7 +76,9 @@ const POOLED_PER_PAIR: usize = 2;
 
 /// A running gateway.
 pub struct Server {
-    local_addr: SocketAddr,
+    /// Per listener, in `Config::listeners` order.
+    local_addrs: Vec<SocketAddr>,
+    security: Arc<Security>,
     loops: Loops,
     loop_threads: Vec<JoinHandle<()>>,
     /// For calls of the central system: routed to the charge point's processor.
@@ -101,14 +108,9 @@ impl Server {
         let config = Arc::new(config);
         let workers = config.server.workers.get();
         let threads = config.processor.threads.get();
-        let listeners = bind_listeners(&config)?;
+        let security = Arc::new(Security::load(&config)?);
+        let (listeners, local_addrs) = bind_listeners(&config)?;
         let admin_listener = config.admin.listen.map(bind_admin).transpose()?;
-        let local_addr = listeners[0]
-            .local_addr()
-            .map_err(|source| ServerError::Bind {
-                addr: config.server.listen,
-                source,
-            })?;
         let stats = Arc::new(Stats::new(workers, threads));
 
         let spawn_err = |what| move |source| ServerError::Spawn { what, source };
@@ -196,7 +198,7 @@ impl Server {
             let parts = LoopParts {
                 index: index as u16,
                 poll,
-                listener,
+                listeners: listener,
                 inbox,
                 shared: Arc::clone(&loops.handles[index].shared),
                 processors: processors.clone(),
@@ -207,6 +209,7 @@ impl Server {
                     .identities
                     .clone()
                     .filter(|_| config.ocpp.refuse_unknown_at_handshake),
+                security: Arc::clone(&security),
                 events: events.clone(),
                 traces: Arc::clone(&traces),
             };
@@ -248,6 +251,7 @@ impl Server {
                     commands: commands.clone(),
                     traces: Arc::clone(&traces),
                     journal,
+                    security: Arc::clone(&security),
                 });
                 match started {
                     Ok(admin) => Some(admin),
@@ -260,8 +264,19 @@ impl Server {
         };
         // The loops, the admin thread and this server hold the senders to the processors: when
         // the last loop has exited and `join` drops the others, the processors stop.
+        for (addr, listener) in local_addrs.iter().zip(config.listeners()) {
+            info!(
+                "listening on {addr} (security profile {}{})",
+                listener.profile.number(),
+                if listener.proxy_protocol {
+                    ", PROXY protocol"
+                } else {
+                    ""
+                }
+            );
+        }
         info!(
-            "listening on {local_addr} with {workers} loops and {threads} processors{}",
+            "{workers} loops and {threads} processors{}",
             if config.server.pin_cores {
                 ", pinned"
             } else {
@@ -270,7 +285,8 @@ impl Server {
         );
         drop(processors);
         Ok(Server {
-            local_addr,
+            local_addrs,
+            security,
             loops,
             loop_threads,
             commands,
@@ -283,7 +299,22 @@ impl Server {
 
     /// The address charge points connect to (the real port when `server.listen` used port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
+    }
+
+    /// Every listener's address, in `Config::listeners` order (`server.listen` first).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Reads certificates and credentials again (what SIGHUP does); connections stay.
+    pub fn reload(&self) {
+        self.security.reload();
+    }
+
+    /// The credentials and certificates connections are checked against.
+    pub fn security(&self) -> &Arc<Security> {
+        &self.security
     }
 
     /// The admin listener's address (None when `admin.listen = ""`).
@@ -428,30 +459,42 @@ fn load_policy(config: &Config) -> Result<Policy, PolicyError> {
         id_tags,
         data_transfer_status: ocpp.data_transfer_status,
         transactions: TransactionIds::open(ocpp.transaction_id_file.as_deref())?,
+        check_serial_number: config.security.check_serial_number,
     })
 }
 
-/// One listener per loop on the same address. With port 0, the first listener picks the port
-/// and the others join it, so tests can ask for any free port.
-fn bind_listeners(config: &Config) -> Result<Vec<TcpListener>, ServerError> {
-    let mut addr = config.server.listen;
-    let mut listeners = Vec::with_capacity(config.server.workers.get());
-    for _ in 0..config.server.workers.get() {
-        let bind_err = |source| ServerError::Bind { addr, source };
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(bind_err)?;
-        socket.set_reuse_address(true).map_err(bind_err)?;
-        socket.set_reuse_port(true).map_err(bind_err)?;
-        socket.set_nonblocking(true).map_err(bind_err)?;
-        socket.bind(&addr.into()).map_err(bind_err)?;
-        socket
-            .listen(config.server.listen_backlog.min(i32::MAX as u32) as i32)
-            .map_err(bind_err)?;
-        let listener: std::net::TcpListener = socket.into();
-        if addr.port() == 0 {
-            addr = listener.local_addr().map_err(bind_err)?;
+/// One socket per loop for each listener, on the same address (`SO_REUSEPORT`: the kernel
+/// spreads connections over the loops). With port 0, the first socket picks the port and the
+/// others join it, so tests can ask for any free port. Returns each loop's sockets, with their
+/// listener's settings, and each listener's address.
+#[allow(clippy::type_complexity)]
+fn bind_listeners(
+    config: &Config,
+) -> Result<(Vec<Vec<(TcpListener, ListenerConfig)>>, Vec<SocketAddr>), ServerError> {
+    let workers = config.server.workers.get();
+    let mut per_loop: Vec<Vec<(TcpListener, ListenerConfig)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let mut addrs = Vec::new();
+    for listener_config in config.listeners() {
+        let mut addr = listener_config.listen;
+        for sockets in per_loop.iter_mut() {
+            let bind_err = |source| ServerError::Bind { addr, source };
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+                .map_err(bind_err)?;
+            socket.set_reuse_address(true).map_err(bind_err)?;
+            socket.set_reuse_port(true).map_err(bind_err)?;
+            socket.set_nonblocking(true).map_err(bind_err)?;
+            socket.bind(&addr.into()).map_err(bind_err)?;
+            socket
+                .listen(config.server.listen_backlog.min(i32::MAX as u32) as i32)
+                .map_err(bind_err)?;
+            let listener: std::net::TcpListener = socket.into();
+            if addr.port() == 0 {
+                addr = listener.local_addr().map_err(bind_err)?;
+            }
+            sockets.push((TcpListener::from_std(listener), listener_config.clone()));
         }
-        listeners.push(TcpListener::from_std(listener));
+        addrs.push(addr);
     }
-    Ok(listeners)
+    Ok((per_loop, addrs))
 }

@@ -208,6 +208,17 @@ counters! {
         pongs_received,
         /// Journal events a loop had to put in the side queue because the journal was full.
         journal_overflow,
+        /// TLS handshakes completed (profiles 2 and 3).
+        tls_handshakes,
+        /// TLS connections that failed: bad handshakes (plaintext on a TLS port, no or a
+        /// refused client certificate), bad records.
+        tls_failures,
+        /// Connections closed for a missing or malformed PROXY protocol header.
+        proxy_header_errors,
+        /// Upgrades refused with 401: Basic auth missing, malformed, or wrong (profiles 1, 2).
+        auth_failures,
+        /// Upgrades refused with 403: the client certificate's CN is not the identity (profile 3).
+        certificate_mismatches,
     }
 }
 
@@ -226,6 +237,12 @@ counters! {
         call_errors_sent,
         /// Times a processor waited because the journal's queue was full (backpressure).
         journal_backpressure,
+        /// BootNotifications answered Rejected, and their connections closed, because the
+        /// serial number is not the client certificate's CN (`security.check_serial_number`).
+        serial_mismatches,
+        /// Connections closed at once because they did not authenticate and an authenticated
+        /// connection holds the identity (it is never taken over by them).
+        takeovers_refused,
     }
 }
 
@@ -378,6 +395,13 @@ pub struct StatsSnapshot {
     pub unexpected_responses: u64,
     pub pongs_received: u64,
     pub journal_overflow: u64,
+    pub tls_handshakes: u64,
+    pub tls_failures: u64,
+    pub proxy_header_errors: u64,
+    pub auth_failures: u64,
+    pub certificate_mismatches: u64,
+    pub serial_mismatches: u64,
+    pub takeovers_refused: u64,
     pub journal_backpressure: u64,
     pub journal_lines: u64,
     pub journal_bytes: u64,

@@ -27,6 +27,10 @@ pub enum CloseReason {
     Takeover,
     /// An operator asked for it (`DELETE /api/v1/chargepoints/{id}/connection`).
     Operator,
+    /// It did not authenticate and an authenticated connection holds the identity.
+    IdentityInUse,
+    /// Its BootNotification's serial number is not its certificate's CN.
+    SerialMismatch,
 }
 
 impl CloseReason {
@@ -38,6 +42,10 @@ impl CloseReason {
                 "replaced by a newer connection with the same identity",
             ),
             CloseReason::Operator => (1000, "closed by the operator"),
+            CloseReason::IdentityInUse => (1008, "identity held by an authenticated connection"),
+            CloseReason::SerialMismatch => {
+                (1008, "serial number does not match the client certificate")
+            }
         }
     }
 
@@ -45,6 +53,8 @@ impl CloseReason {
         match self {
             CloseReason::Takeover => CloseCause::Takeover,
             CloseReason::Operator => CloseCause::Operator,
+            CloseReason::IdentityInUse => CloseCause::IdentityInUse,
+            CloseReason::SerialMismatch => CloseCause::SerialMismatch,
         }
     }
 }
@@ -76,10 +86,14 @@ pub enum CloseCause {
     Operator,
     /// The gateway is shutting down (1001).
     Shutdown,
+    /// Unauthenticated, while an authenticated connection holds the identity (1008).
+    IdentityInUse,
+    /// BootNotification serial number is not the certificate's CN (1008).
+    SerialMismatch,
 }
 
 impl CloseCause {
-    pub const ALL: [CloseCause; 11] = [
+    pub const ALL: [CloseCause; 13] = [
         CloseCause::PeerClosed,
         CloseCause::ConnectionLost,
         CloseCause::PongTimeout,
@@ -91,6 +105,8 @@ impl CloseCause {
         CloseCause::Takeover,
         CloseCause::Operator,
         CloseCause::Shutdown,
+        CloseCause::IdentityInUse,
+        CloseCause::SerialMismatch,
     ];
 
     /// The cause's position in [`CloseCause::ALL`].
@@ -111,6 +127,90 @@ impl CloseCause {
             CloseCause::Takeover => "takeover",
             CloseCause::Operator => "operator",
             CloseCause::Shutdown => "shutdown",
+            CloseCause::IdentityInUse => "identity_in_use",
+            CloseCause::SerialMismatch => "serial_mismatch",
         }
+    }
+}
+
+/// Whether `id` may be a charge point identity: 1 to [`MAX_CHARGE_POINT_ID_LEN`] characters,
+/// none of them `/`, a control character, an invisible format character (bidi overrides such
+/// as U+202E, zero-width characters, U+FEFF) or a line/paragraph separator; no white space at
+/// either end; not `.` or `..`. These are what make two identities look alike in a log or a
+/// dashboard, or make a path segment mean something else.
+///
+/// [`MAX_CHARGE_POINT_ID_LEN`]: crate::config::MAX_CHARGE_POINT_ID_LEN
+pub fn is_valid_identity(id: &str) -> bool {
+    let len = id.chars().count();
+    (1..=crate::config::MAX_CHARGE_POINT_ID_LEN).contains(&len)
+        && id != "."
+        && id != ".."
+        && !id.starts_with(char::is_whitespace)
+        && !id.ends_with(char::is_whitespace)
+        && id
+            .chars()
+            .all(|c| c != '/' && !c.is_control() && !is_invisible(c))
+}
+
+/// Unicode's format characters (general category Cf) and the line and paragraph separators.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'
+        | '\u{0600}'..='\u{0605}'
+        | '\u{061C}'
+        | '\u{06DD}'
+        | '\u{070F}'
+        | '\u{0890}'..='\u{0891}'
+        | '\u{08E2}'
+        | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}'
+        | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}'
+        | '\u{E0020}'..='\u{E007F}')
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::is_valid_identity;
+
+    #[test]
+    fn look_alike_and_path_like_identities_are_refused() {
+        for good in ["CP1", "RDAM 123", "été", "CP:1", "a.b", "...", "x\u{00A0}y"] {
+            assert!(is_valid_identity(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            " CP1",
+            "CP1 ",
+            "CP1\u{00A0}",
+            "\u{3000}CP1",
+            "CP\u{202E}1",
+            "CP\u{200B}1",
+            "\u{FEFF}CP1",
+            "CP\u{2028}1",
+            "CP\u{2029}1",
+            "CP\u{2066}1",
+            "CP\u{00AD}1",
+            "CP\u{E0041}1",
+            "CP\n1",
+            "CP\u{7F}1",
+            "CP\u{85}1",
+            "a/b",
+        ] {
+            assert!(!is_valid_identity(bad), "{bad:?}");
+        }
+        assert!(is_valid_identity(&"x".repeat(48)));
+        assert!(!is_valid_identity(&"x".repeat(49)));
     }
 }

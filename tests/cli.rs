@@ -56,3 +56,61 @@ fn bad_config_names_file_and_key() {
     assert_eq!(missing.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn credential_prints_a_line_the_gateway_verifies() {
+    use std::io::Write;
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ocpp-gateway"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&["credential", "CP 7"], "a-sixteen-byte-k\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    let dir = std::env::temp_dir().join(format!("ocpp-gateway-cred-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("credentials");
+    std::fs::write(&path, &line).unwrap();
+    let store = ocpp_gateway::security::credentials::Credentials::load(&path).unwrap();
+    assert!(store.verify("CP 7", b"a-sixteen-byte-k"));
+
+    let out = run(
+        &["credential", "CP8", "--hex"],
+        "00ff00ff00ff00ff00ff00ff00ff00ff\n",
+    );
+    assert!(out.status.success());
+    std::fs::write(&path, out.stdout).unwrap();
+    let store = ocpp_gateway::security::credentials::Credentials::load(&path).unwrap();
+    assert!(store.verify(
+        "CP8",
+        &[
+            0, 0xFF, 0, 0xFF, 0, 0xFF, 0, 0xFF, 0, 0xFF, 0, 0xFF, 0, 0xFF, 0, 0xFF
+        ]
+    ));
+
+    for (args, stdin) in [
+        (&["credential", "CP8", "--hex"][..], "zz\n"),
+        (&["credential", "CP8"][..], "short\n"),
+        (&["credential", " CP8"][..], "a-sixteen-byte-k\n"),
+        (&["credential"][..], ""),
+    ] {
+        assert_eq!(run(args, stdin).status.code(), Some(2), "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

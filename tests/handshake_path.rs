@@ -1,5 +1,6 @@
 //! Which URLs name a charge point: `{prefix}/{percent-encoded id}`, 1 to 48 printable
-//! characters. Anything else is 404; a request that is not HTTP is 400.
+//! characters, none invisible, no spaces at either end, not `.` or `..`. Anything else is
+//! 404; a request that is not HTTP is 400.
 
 mod common;
 
@@ -35,6 +36,33 @@ fn id_longer_than_48_characters_gets_404() {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 404),
         other => panic!("expected HTTP 404, got {other:?}"),
     }
+}
+
+#[test]
+fn look_alike_and_path_like_identities_get_404() {
+    let server = TestServer::start(test_config());
+    for encoded in [
+        "CP%E2%80%AE1", // U+202E right-to-left override
+        "CP%E2%80%8B1", // U+200B zero-width space
+        "%EF%BB%BFCP1", // U+FEFF byte order mark
+        "CP%E2%80%A81", // U+2028 line separator
+        "CP%E2%80%A91", // U+2029 paragraph separator
+        "CP%E2%81%A61", // U+2066 left-to-right isolate
+        "%20CP1",       // leading space
+        "CP1%20",       // trailing space
+        "CP1%C2%A0",    // trailing no-break space
+        "CP%091",       // tab
+        ".",
+        "..",
+        "%2E%2E",
+    ] {
+        let path = format!("/ocpp/{encoded}");
+        let answer = raw_exchange(server.addr, upgrade_request(&path, "").as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+    }
+    let mut fine = connect(&server, "a.b%20c%3A%C3%A9");
+    boot(&mut fine);
+    assert_eq!(server.stats().handshakes_ok, 1);
 }
 
 #[test]

@@ -22,10 +22,44 @@ use serde_json::value::RawValue;
 #[test]
 fn python_ocpp_charge_point_runs_a_session_and_answers_commands() {
     let server = TestServer::start(test_config());
+    let url = server.url("PY-CP-1");
+    run_session(&server, "PY-CP-1", &[&url]);
+}
+
+/// The same over wss with Basic auth (security profile 2): the library's client side of TLS
+/// (Python's ssl module, OpenSSL) against the gateway's rustls in the loop.
+#[test]
+fn python_ocpp_charge_point_over_wss_with_basic_auth() {
+    let pki = common::pki::Pki::new("interop-wss");
+    let (cert, key, _) = pki.server("server", false);
+    let credentials = pki.path("credentials");
+    let secret = [
+        0x5Au8, 0x00, 0xFF, 0x3A, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+    ];
+    common::pki::credentials_file(&credentials, &[("PY-CP-2", &secret)]);
+    let mut config = test_config();
+    config.security.profile = ocpp_gateway::security::Profile::TlsBasicAuth;
+    config.security.credentials = Some(credentials);
+    config.security.tls_certs = vec![ocpp_gateway::security::certificates::CertFiles { cert, key }];
+    let server = TestServer::start(config);
+    let url = format!("wss://localhost:{}/ocpp/PY-CP-2", server.addr.port());
+    let ca = pki.path("ca.pem");
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    run_session(
+        &server,
+        "PY-CP-2",
+        &[&url, "--ca", ca.to_str().unwrap(), "--key-hex", &hex],
+    );
+    assert_eq!(server.stats().tls_handshakes, 1);
+    pki.cleanup();
+}
+
+/// Runs the Python charge point with `args` and drives its session as `id`.
+fn run_session(server: &TestServer, id: &str, args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/charge_point.py");
     let mut child = Command::new(python())
         .arg(script)
-        .arg(server.url("PY-CP-1"))
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -72,7 +106,7 @@ fn python_ocpp_charge_point_runs_a_session_and_answers_commands() {
     let raw = |v: &str| RawValue::from_string(v.to_owned()).unwrap();
     let started = server
         .call(
-            "PY-CP-1",
+            id,
             Action::RemoteStartTransaction,
             raw(r#"{"idTag":"TAG-9","connectorId":1}"#),
         )
@@ -85,7 +119,7 @@ fn python_ocpp_charge_point_runs_a_session_and_answers_commands() {
     assert_eq!(next("command")["idTag"], "TAG-9");
     let changed = server
         .call(
-            "PY-CP-1",
+            id,
             Action::ChangeConfiguration,
             raw(r#"{"key":"HeartbeatInterval","value":"120"}"#),
         )

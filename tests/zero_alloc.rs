@@ -140,6 +140,7 @@ fn a_warm_heartbeat_round_trip_allocates_nothing() {
         id_tags: None,
         data_transfer_status: config::DEFAULT_DATA_TRANSFER_STATUS,
         transactions: TransactionIds::open(None).expect("in memory"),
+        check_serial_number: false,
     };
     let stats = Arc::new(Stats::new(1, 1));
     let mut shard = Shard::new(0, Arc::new(policy), stats, 1024, false);
@@ -162,6 +163,7 @@ fn a_warm_heartbeat_round_trip_allocates_nothing() {
         cp: Arc::clone(&cp),
         seq: 1,
         peer: "127.0.0.1:40000".parse().unwrap(),
+        auth: ocpp_gateway::security::Auth::None,
     });
     let boot = r#"[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]"#;
     batch.push_message(conn, &cp, boot, Instant::now());

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::info;
+use log::{info, warn};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -17,6 +17,7 @@ use crate::call::CallOutcome;
 use crate::mailbox::{ToProcessor, shard_of};
 use crate::ocpp::v16::Action;
 use crate::query::{Answer, Filter, Query};
+use crate::security::credentials::{CredentialsError, decode_hex};
 
 impl AdminLoop {
     fn processor_of(&self, cp: &str) -> usize {
@@ -157,6 +158,13 @@ impl AdminLoop {
                         "code": "NotImplemented"}),
             ));
         };
+        let rotation = (action == Action::ChangeConfiguration)
+            .then(|| authorization_key(&request.payload))
+            .flatten()
+            .map(|key| Rotation {
+                id: id.to_owned(),
+                key,
+            });
         let waker = Some(Arc::clone(&self.waker));
         match self.parts.commands.call(id, action, request.payload, waker) {
             Err(invalid) => Handled::Respond(Response::json(
@@ -171,10 +179,118 @@ impl AdminLoop {
                 let until = Instant::now()
                     + ocpp.message_timeout.saturating_mul(queued)
                     + Duration::from_secs(5);
-                Handled::Wait(Waiting::Call { pending, until })
+                Handled::Wait(Waiting::Call {
+                    pending,
+                    until,
+                    rotation,
+                })
             }
         }
     }
+}
+
+/// A new AuthorizationKey sent to a charge point, stored once the charge point accepts it.
+pub(super) struct Rotation {
+    pub id: String,
+    pub key: Vec<u8>,
+}
+
+impl AdminLoop {
+    /// `PUT /api/v1/chargepoints/{id}/password`: stores a new key for Basic auth (the charge
+    /// point must already use it; to change it on the charge point too, send ChangeConfiguration
+    /// of AuthorizationKey through `/calls`). Body: `{"password": "text"}` or
+    /// `{"password_hex": "hex of the key's bytes"}`.
+    pub(super) fn set_password(&self, id: &str, body: &[u8]) -> Response {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct PasswordRequest {
+            password: Option<String>,
+            password_hex: Option<String>,
+        }
+        let Some(credentials) = &self.parts.security.credentials else {
+            return Response::error(
+                409,
+                "no credentials file: set security.credentials (profiles 1 and 2)",
+            );
+        };
+        let key = match serde_json::from_slice::<PasswordRequest>(body) {
+            Ok(PasswordRequest {
+                password: Some(text),
+                password_hex: None,
+            }) => text.into_bytes(),
+            Ok(PasswordRequest {
+                password: None,
+                password_hex: Some(hex),
+            }) => match decode_hex(hex.as_bytes()) {
+                Some(bytes) => bytes,
+                None => return Response::error(400, "password_hex is not hex"),
+            },
+            _ => {
+                return Response::error(
+                    400,
+                    "body must be {\"password\": \"...\"} or {\"password_hex\": \"...\"}",
+                );
+            }
+        };
+        match credentials.set(id, &key) {
+            Ok(()) => {
+                info!("cp={id} Basic auth key set through the API");
+                Response::json(200, &json!({"id": id, "stored": true}))
+            }
+            Err(e @ CredentialsError::KeyLength) => Response::error(400, &e.to_string()),
+            Err(e) => {
+                warn!("cp={id} cannot store a key: {e}");
+                Response::error(500, &format!("cannot store the key: {e}"))
+            }
+        }
+    }
+
+    /// The answer to a ChangeConfiguration of AuthorizationKey: the key is stored only when
+    /// the charge point answered Accepted (it uses the new key from then on).
+    pub(super) fn rotated(&self, rotation: Rotation, outcome: CallOutcome) -> Response {
+        let accepted = matches!(&outcome, CallOutcome::Result(payload)
+            if serde_json::from_str::<serde_json::Value>(payload.get())
+                .is_ok_and(|v| v["status"] == "Accepted"));
+        let mut response = outcome_response(outcome);
+        if !accepted {
+            return response;
+        }
+        let Rotation { id, key } = rotation;
+        let stored = match &self.parts.security.credentials {
+            None => "not stored: no security.credentials".to_owned(),
+            Some(credentials) => match credentials.set(&id, &key) {
+                Ok(()) => {
+                    info!("cp={id} AuthorizationKey changed on the charge point and stored");
+                    "stored".to_owned()
+                }
+                Err(e) => {
+                    // The charge point now uses a key we could not store: it will be refused
+                    // until an operator sets it (PUT .../password) or fixes the file.
+                    log::error!(
+                        "cp={id} accepted a new AuthorizationKey that could not be stored: {e}"
+                    );
+                    format!("NOT stored: {e}")
+                }
+            },
+        };
+        response.merge_json(json!({"credentials": stored}));
+        response
+    }
+}
+
+/// The key of a ChangeConfiguration payload that sets AuthorizationKey: the value's bytes as
+/// hex-decoded (the whitepaper's form), else as text.
+fn authorization_key(payload: &RawValue) -> Option<Vec<u8>> {
+    #[derive(Deserialize)]
+    struct ChangeConfiguration {
+        key: String,
+        value: String,
+    }
+    let change: ChangeConfiguration = serde_json::from_str(payload.get()).ok()?;
+    if !change.key.eq_ignore_ascii_case("AuthorizationKey") {
+        return None;
+    }
+    Some(decode_hex(change.value.as_bytes()).unwrap_or_else(|| change.value.into_bytes()))
 }
 
 /// The HTTP answer for a call's outcome.

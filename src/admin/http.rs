@@ -133,6 +133,17 @@ impl Response {
         }
     }
 
+    /// Adds the fields of `extra` (an object) to a JSON object body.
+    pub fn merge_json(&mut self, extra: serde_json::Value) {
+        let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(&self.body) else {
+            return;
+        };
+        if let serde_json::Value::Object(extra) = extra {
+            body.extend(extra);
+        }
+        self.body = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    }
+
     /// `{"error": message}`.
     pub fn error(status: u16, message: &str) -> Response {
         Response::json(status, &serde_json::json!({ "error": message }))

@@ -73,6 +73,8 @@ pub struct AdminParts {
     pub commands: Commands,
     pub traces: Arc<TraceList>,
     pub journal: Option<Arc<JournalStatus>>,
+    /// Credentials the API sets (`PUT /api/v1/chargepoints/{id}/password`).
+    pub security: Arc<crate::security::Security>,
 }
 
 /// The running admin thread.

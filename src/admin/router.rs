@@ -38,13 +38,13 @@ impl AdminLoop {
             ("GET", ["api", "v1", "chargepoints"]) => self.list(&request.query),
             (_, ["api", "v1", "chargepoints"]) => allow("GET"),
             (method, ["api", "v1", "chargepoints", id, rest @ ..]) => {
-                if id.is_empty()
-                    || id.chars().count() > MAX_CHARGE_POINT_ID_LEN
-                    || id.chars().any(char::is_control)
-                {
+                if !crate::types::is_valid_identity(id) {
                     return Handled::Respond(Response::error(
                         400,
-                        &format!("a charge point id has 1 to {MAX_CHARGE_POINT_ID_LEN} characters"),
+                        &format!(
+                            "a charge point id has 1 to {MAX_CHARGE_POINT_ID_LEN} characters, \
+                             no control or invisible ones, no spaces at either end"
+                        ),
                     ));
                 }
                 match (method, rest) {
@@ -57,6 +57,8 @@ impl AdminLoop {
                     ("POST", ["trace"]) => Handled::Respond(self.trace(id, true)),
                     ("DELETE", ["trace"]) => Handled::Respond(self.trace(id, false)),
                     (_, ["trace"]) => allow("POST, DELETE"),
+                    ("PUT", ["password"]) => Handled::Respond(self.set_password(id, &request.body)),
+                    (_, ["password"]) => allow("PUT"),
                     _ => Handled::Respond(Response::error(404, "no such endpoint")),
                 }
             }

@@ -14,7 +14,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use serde_json::json;
 use slab::Slab;
 
-use super::api::outcome_response;
+use super::api::{Rotation, outcome_response};
 use super::health::{Probes, Progress};
 use super::http::{self, Parsed, Response};
 use super::{AdminParts, IDLE_TIMEOUT, LISTENER, MAX_CLIENTS, WAKER};
@@ -27,6 +27,8 @@ pub(super) enum Waiting {
     Call {
         pending: PendingCall,
         until: Instant,
+        /// A ChangeConfiguration of AuthorizationKey: the key to store once it is Accepted.
+        rotation: Option<Rotation>,
     },
     List {
         rx: Receiver<Vec<ChargePointView>>,
@@ -366,13 +368,24 @@ impl AdminLoop {
     /// The response, once the answer is in (or the deadline passed).
     fn poll_waiting(&self, waiting: Waiting, now: Instant) -> Result<Response, Waiting> {
         match waiting {
-            Waiting::Call { pending, until } => match pending.try_outcome() {
-                Some(outcome) => Ok(outcome_response(outcome)),
+            Waiting::Call {
+                pending,
+                until,
+                rotation,
+            } => match pending.try_outcome() {
+                Some(outcome) => Ok(match rotation {
+                    Some(rotation) => self.rotated(rotation, outcome),
+                    None => outcome_response(outcome),
+                }),
                 None if now >= until => Ok(Response::json(
                     504,
                     &json!({"outcome": "timeout", "error": "no outcome in time"}),
                 )),
-                None => Err(Waiting::Call { pending, until }),
+                None => Err(Waiting::Call {
+                    pending,
+                    until,
+                    rotation,
+                }),
             },
             Waiting::List {
                 rx,

@@ -18,6 +18,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::ocpp::v16::{DataTransferStatus, RegistrationStatus};
+use crate::security::Profile;
+use crate::security::certificates::CertFiles;
 use raw::RawConfig;
 use validate::{check_token, validate};
 
@@ -27,6 +29,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 pub const DEFAULT_DRAIN_RATE: u32 = 10_000;
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 0;
+pub const DEFAULT_PROXY_PROTOCOL: bool = false;
+
+pub const DEFAULT_SECURITY_PROFILE: Profile = Profile::Unsecured;
+pub const DEFAULT_CHECK_SERIAL_NUMBER: bool = false;
 
 pub const DEFAULT_PATH_PREFIX: &str = "/ocpp";
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,6 +102,32 @@ pub struct Config {
     pub ocpp: OcppConfig,
     pub admin: AdminConfig,
     pub events: EventsConfig,
+    pub security: SecurityConfig,
+    /// Listeners besides `server.listen` (`[[listeners]]`).
+    pub extra_listeners: Vec<ListenerConfig>,
+}
+
+/// One address charge points connect to, and how they must prove who they are there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+    pub profile: Profile,
+    /// A PROXY protocol header (v1 or v2) must precede everything else.
+    pub proxy_protocol: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityConfig {
+    /// The profile of `server.listen`.
+    pub profile: Profile,
+    /// Basic-auth credentials file (profiles 1 and 2).
+    pub credentials: Option<PathBuf>,
+    /// Certificate chains and keys, pairwise (profiles 2 and 3).
+    pub tls_certs: Vec<CertFiles>,
+    /// CA certificates for client certificates (profile 3).
+    pub client_ca: Option<PathBuf>,
+    /// Profile 3: a BootNotification whose serial number is not the certificate CN is Rejected.
+    pub check_serial_number: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +189,8 @@ pub struct ServerConfig {
     pub socket_send_buffer: Option<NonZeroUsize>,
     /// This gateway's name in journal lines (the host name unless set).
     pub node_id: String,
+    /// `server.listen` expects a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +272,19 @@ impl Config {
 }
 
 impl Config {
+    /// Every listener: `server.listen` (with `security.profile` and `server.proxy_protocol`)
+    /// first, then `[[listeners]]` in file order.
+    pub fn listeners(&self) -> Vec<ListenerConfig> {
+        let main = ListenerConfig {
+            listen: self.server.listen,
+            profile: self.security.profile,
+            proxy_protocol: self.server.proxy_protocol,
+        };
+        std::iter::once(main)
+            .chain(self.extra_listeners.iter().cloned())
+            .collect()
+    }
+
     /// Takes the admin token from the environment ([`ADMIN_TOKEN_ENV`]) when the file sets
     /// none, so it need not sit in a file.
     pub fn with_admin_token(mut self, from_env: Option<String>) -> Result<Config, ConfigError> {

@@ -21,6 +21,47 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub events: RawEvents,
+    #[serde(default)]
+    pub security: RawSecurity,
+    /// Listeners besides `server.listen` (`[[listeners]]`).
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurity {
+    pub profile: Option<u8>,
+    pub credentials: Option<String>,
+    pub tls_cert: Option<OneOrMany>,
+    pub tls_key: Option<OneOrMany>,
+    pub client_ca: Option<String>,
+    pub check_serial_number: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub listen: Option<String>,
+    pub profile: Option<u8>,
+    pub proxy_protocol: Option<bool>,
+}
+
+/// A key that takes one path or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +96,7 @@ pub struct RawServer {
     pub listen_backlog: Option<u32>,
     pub socket_send_buffer: Option<usize>,
     pub node_id: Option<String>,
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

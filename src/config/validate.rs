@@ -7,7 +7,10 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::raw::{RawAdmin, RawConfig, RawEvents, RawOcpp, RawProcessor, RawServer, RawWebSocket};
+use super::raw::{
+    RawAdmin, RawConfig, RawEvents, RawListener, RawOcpp, RawProcessor, RawSecurity, RawServer,
+    RawWebSocket,
+};
 use super::*;
 
 /// Reads keys of one file, naming it in every error.
@@ -94,24 +97,143 @@ fn cores() -> usize {
 pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let check = Check { path };
     let websocket = websocket(&check, raw.websocket)?;
+    let server = server(&check, raw.server)?;
+    let extra_listeners = raw
+        .listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| listener(&check, i, l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let security = security(&check, raw.security, &server, &extra_listeners)?;
     Ok(Config {
-        server: server(&check, raw.server)?,
+        server,
         processor: processor(&check, raw.processor)?,
         ocpp: ocpp(&check, raw.ocpp)?,
         admin: admin(&check, raw.admin)?,
         events: events(&check, raw.events)?,
         websocket,
+        security,
+        extra_listeners,
+    })
+}
+
+fn profile(
+    check: &Check<'_>,
+    key: &'static str,
+    value: Option<u8>,
+) -> Result<Profile, ConfigError> {
+    match value {
+        None => Ok(DEFAULT_SECURITY_PROFILE),
+        Some(n) => Profile::from_number(n).ok_or_else(|| {
+            check.invalid(
+                key,
+                format!("{n} is not a security profile (0 none, 1 Basic auth, 2 TLS + Basic auth, 3 mutual TLS)"),
+            )
+        }),
+    }
+}
+
+fn address(check: &Check<'_>, key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        check.invalid(
+            key,
+            format!("{text:?} is not an address like \"0.0.0.0:8080\""),
+        )
+    })
+}
+
+fn listener(
+    check: &Check<'_>,
+    index: usize,
+    l: RawListener,
+) -> Result<ListenerConfig, ConfigError> {
+    let text = l.listen.ok_or_else(|| {
+        check.invalid(
+            "listeners.listen",
+            format!("listener {} has no address", index + 1),
+        )
+    })?;
+    Ok(ListenerConfig {
+        listen: address(check, "listeners.listen", &text)?,
+        profile: profile(check, "listeners.profile", l.profile)?,
+        proxy_protocol: l.proxy_protocol.unwrap_or(DEFAULT_PROXY_PROTOCOL),
+    })
+}
+
+fn security(
+    check: &Check<'_>,
+    s: RawSecurity,
+    server: &ServerConfig,
+    extra: &[ListenerConfig],
+) -> Result<SecurityConfig, ConfigError> {
+    let file = |value: Option<String>| value.filter(|v| !v.is_empty()).map(PathBuf::from);
+    let main = profile(check, "security.profile", s.profile)?;
+    let profiles: Vec<Profile> = std::iter::once(main)
+        .chain(extra.iter().map(|l| l.profile))
+        .collect();
+    let mut seen = Vec::new();
+    for addr in std::iter::once(server.listen).chain(extra.iter().map(|l| l.listen)) {
+        if addr.port() != 0 && seen.contains(&addr) {
+            return Err(check.invalid(
+                "listeners.listen",
+                format!("{addr} is used by two listeners"),
+            ));
+        }
+        seen.push(addr);
+    }
+    let credentials = file(s.credentials);
+    if credentials.is_none() && profiles.iter().any(|p| p.basic_auth()) {
+        return Err(check.invalid(
+            "security.credentials",
+            "a profile 1 or 2 listener needs a credentials file".into(),
+        ));
+    }
+    let certs: Vec<String> = s.tls_cert.map(|c| c.into_vec()).unwrap_or_default();
+    let keys: Vec<String> = s.tls_key.map(|k| k.into_vec()).unwrap_or_default();
+    let certs: Vec<String> = certs.into_iter().filter(|c| !c.is_empty()).collect();
+    let keys: Vec<String> = keys.into_iter().filter(|k| !k.is_empty()).collect();
+    if certs.len() != keys.len() {
+        return Err(check.invalid(
+            "security.tls_key",
+            format!(
+                "{} keys for {} certificates (security.tls_cert): give them in pairs",
+                keys.len(),
+                certs.len()
+            ),
+        ));
+    }
+    if certs.is_empty() && profiles.iter().any(|p| p.tls()) {
+        return Err(check.invalid(
+            "security.tls_cert",
+            "a profile 2 or 3 listener needs a certificate and its key (security.tls_key)".into(),
+        ));
+    }
+    let client_ca = file(s.client_ca);
+    if client_ca.is_none() && profiles.contains(&Profile::MutualTls) {
+        return Err(check.invalid(
+            "security.client_ca",
+            "a profile 3 listener needs the CA client certificates must chain to".into(),
+        ));
+    }
+    Ok(SecurityConfig {
+        profile: main,
+        credentials,
+        tls_certs: certs
+            .into_iter()
+            .zip(keys)
+            .map(|(cert, key)| CertFiles {
+                cert: cert.into(),
+                key: key.into(),
+            })
+            .collect(),
+        client_ca,
+        check_serial_number: s.check_serial_number.unwrap_or(DEFAULT_CHECK_SERIAL_NUMBER),
     })
 }
 
 fn server(check: &Check<'_>, s: RawServer) -> Result<ServerConfig, ConfigError> {
     let listen_text = s.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-    let listen: SocketAddr = listen_text.parse().map_err(|_| {
-        check.invalid(
-            "server.listen",
-            format!("{listen_text:?} is not an address like \"0.0.0.0:8080\""),
-        )
-    })?;
+    let listen = address(check, "server.listen", &listen_text)?;
     Ok(ServerConfig {
         listen,
         workers: check.threads("server.workers", s.workers)?,
@@ -133,6 +255,7 @@ fn server(check: &Check<'_>, s: RawServer) -> Result<ServerConfig, ConfigError> 
             Some(id) => id,
             None => host_name(),
         },
+        proxy_protocol: s.proxy_protocol.unwrap_or(DEFAULT_PROXY_PROTOCOL),
     })
 }
 

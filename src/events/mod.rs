@@ -84,6 +84,13 @@ pub enum EventKind<'a> {
         action: Action,
         outcome: &'static str,
     },
+    /// A connection claiming the identity was refused at the upgrade (401, 403): never the
+    /// password, only why.
+    Refused {
+        peer: SocketAddr,
+        status: u16,
+        reason: &'static str,
+    },
 }
 
 /// Our answer to a CALL from a charge point.
@@ -232,6 +239,15 @@ pub fn stash(batch: &mut FrameBatch, cp: &ChargePointId, event: &Event<'_>) {
             action,
             outcome,
         },
+        EventKind::Refused {
+            peer,
+            status,
+            reason,
+        } => Stashed::Refused {
+            peer,
+            status,
+            reason,
+        },
         _ => return,
     };
     batch.push(Entry::Stashed {
@@ -288,6 +304,15 @@ pub fn unstash<'a>(
             unique_id: unique_id.as_ref().map(|id| batch.text(id)),
             action: *action,
             outcome,
+        },
+        Stashed::Refused {
+            peer,
+            status,
+            reason,
+        } => EventKind::Refused {
+            peer: *peer,
+            status: *status,
+            reason,
         },
     };
     Event { at, cp, kind }

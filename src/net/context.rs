@@ -16,8 +16,11 @@ use crate::events::{self, Event, Events};
 use crate::mailbox::{ProcessorHandle, Processors, ToProcessor};
 use crate::net::TraceList;
 use crate::net::timer::TimerWheel;
+use crate::net::transport::Wire;
 use crate::processor::policy::Identities;
 use crate::rng::Rng;
+use crate::security::certificates::ServerConfigs;
+use crate::security::{Profile, Security};
 use crate::stats::{LoopLabelled, LoopStats, Stats};
 use crate::types::{ChargePointId, ConnId};
 use crate::warn_budget::WarnBudget;
@@ -86,15 +89,6 @@ impl Limits {
             max_queued_calls: config.ocpp.max_queued_calls,
         }
     }
-}
-
-/// Bytes held by this loop's connections, by what holds them.
-#[derive(Debug, Default)]
-pub struct Buffered {
-    /// Unfinished requests, frames and messages, and input held back while paused.
-    pub read: usize,
-    /// Write backlogs.
-    pub write: usize,
 }
 
 /// The batches being filled for the processors, one per processor. A batch holding a message
@@ -272,7 +266,8 @@ pub struct LoopContext {
     /// Frames the loop writes itself (pongs, closes, our CALLs).
     pub scratch: Vec<u8>,
     pub links: Links,
-    pub buffered: Buffered,
+    /// The gauges of held bytes and the buffers transports borrow.
+    pub wire: Wire,
     /// Connections paused until buffered read bytes are under the budget again.
     pub budget_waiting: VecDeque<(usize, u32)>,
     pub known_identities: Option<Arc<Identities>>,
@@ -286,6 +281,10 @@ pub struct LoopContext {
     pub clock: WallClock,
     /// Numbers the UniqueIds of our CALLs (prefixed with the loop index: unique per process).
     pub next_call_id: u64,
+    /// Credentials and certificates connections are checked against.
+    pub security: Arc<Security>,
+    /// The TLS configurations of the generation last seen.
+    tls_configs: Option<(u64, Arc<ServerConfigs>)>,
 }
 
 impl LoopContext {
@@ -298,6 +297,7 @@ impl LoopContext {
         known_identities: Option<Arc<Identities>>,
         events: Events,
         traces: Arc<TraceList>,
+        security: Arc<Security>,
         wheel: TimerWheel<TimerEvent>,
     ) -> LoopContext {
         let now = Instant::now();
@@ -311,7 +311,7 @@ impl LoopContext {
             read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
             scratch: Vec::with_capacity(512),
             links: Links::new(processors),
-            buffered: Buffered::default(),
+            wire: Wire::new(config.websocket.max_write_buffer),
             budget_waiting: VecDeque::new(),
             known_identities,
             journal: events.is_on(),
@@ -320,6 +320,27 @@ impl LoopContext {
             clock: WallClock::default(),
             rng: Rng::new(0x9E37_79B9_7F4A_7C15 ^ u64::from(index)),
             next_call_id: 0,
+            security,
+            tls_configs: None,
+        }
+    }
+
+    /// The rustls configuration a new connection on a `profile` listener starts with: the
+    /// current generation's (re-read only after a reload changed it).
+    pub fn tls_config(&mut self, profile: Profile) -> Option<Arc<rustls::ServerConfig>> {
+        let tls = self.security.tls.as_ref()?;
+        let generation = tls.generation();
+        if self
+            .tls_configs
+            .as_ref()
+            .is_none_or(|(g, _)| *g != generation)
+        {
+            self.tls_configs = Some((generation, tls.current()));
+        }
+        let (_, configs) = self.tls_configs.as_ref()?;
+        match profile {
+            Profile::MutualTls => configs.mutual.clone(),
+            _ => Some(Arc::clone(&configs.server_auth)),
         }
     }
 
@@ -346,7 +367,7 @@ impl LoopContext {
 
     /// True when connections holding unfinished input must not take more.
     pub fn over_budget(&self) -> bool {
-        self.buffered.read >= self.limits.partial_budget
+        self.wire.buffered.read >= self.limits.partial_budget
     }
 
     /// The rest of the ping interval after `idle_ms` of silence, plus up to 1/16 of it as

@@ -28,20 +28,25 @@ use slab::Slab;
 
 use crate::batch::{Pool, ReplyBatch};
 use crate::call::CallOutcome;
-use crate::config::Config;
+use rustls::server::UnbufferedServerConnection;
+
+use crate::config::{Config, ListenerConfig};
 use crate::events::Events as EventSinkHandle;
 use crate::mailbox::{LoopShared, Processors, ToLoop};
 use crate::net::TraceList;
 use crate::net::context::{LoopContext, TimerEvent};
 use crate::net::session::{Connection, Pause, Transition};
 use crate::net::timer::TimerWheel;
+use crate::net::tls::TlsLayer;
 use crate::net::transport::Transport;
 use crate::processor::policy::Identities;
+use crate::security::{Profile, Security};
 use crate::stats::Stats;
 use crate::types::{CloseCause, CloseReason, ConnId};
 
-pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
+/// Listener `i` is `Token(LISTENER_BASE + i)`; connection keys stay below 2^32.
+const LISTENER_BASE: usize = 1 << 40;
 
 /// Wheel resolution: timers fire at most this late (plus poll latency).
 pub const TIMER_TICK: Duration = Duration::from_millis(10);
@@ -61,7 +66,8 @@ const MAX_REFUSING: usize = 256;
 pub struct LoopParts {
     pub index: u16,
     pub poll: Poll,
-    pub listener: TcpListener,
+    /// This loop's socket for each listener, with the listener's settings.
+    pub listeners: Vec<(TcpListener, ListenerConfig)>,
     pub inbox: Receiver<ToLoop>,
     pub shared: Arc<LoopShared>,
     pub processors: Processors,
@@ -72,6 +78,14 @@ pub struct LoopParts {
     pub known_identities: Option<Arc<Identities>>,
     pub events: EventSinkHandle,
     pub traces: Arc<TraceList>,
+    pub security: Arc<Security>,
+}
+
+/// One of the loop's listening sockets.
+struct Listening {
+    socket: TcpListener,
+    profile: Profile,
+    proxy_protocol: bool,
 }
 
 struct Drain {
@@ -85,7 +99,8 @@ struct Drain {
 
 pub struct EventLoop {
     poll: Poll,
-    listener: Option<TcpListener>,
+    /// Emptied when draining starts.
+    listeners: Vec<Listening>,
     conns: Slab<Connection>,
     cx: LoopContext,
     inbox: Receiver<ToLoop>,
@@ -112,7 +127,7 @@ impl EventLoop {
         let LoopParts {
             index,
             poll,
-            mut listener,
+            listeners,
             inbox,
             shared,
             processors,
@@ -122,9 +137,18 @@ impl EventLoop {
             known_identities,
             events,
             traces,
+            security,
         } = parts;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listening = Vec::with_capacity(listeners.len());
+        for (i, (mut socket, settings)) in listeners.into_iter().enumerate() {
+            poll.registry()
+                .register(&mut socket, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            listening.push(Listening {
+                socket,
+                profile: settings.profile,
+                proxy_protocol: settings.proxy_protocol,
+            });
+        }
         let wheel = TimerWheel::new(Instant::now(), TIMER_TICK, TIMER_SLOTS);
         let cx = LoopContext::new(
             index,
@@ -134,11 +158,12 @@ impl EventLoop {
             known_identities,
             events,
             traces,
+            security,
             wheel,
         );
         Ok(EventLoop {
             poll,
-            listener: Some(listener),
+            listeners: listening,
             conns: Slab::new(),
             cx,
             inbox,
@@ -183,8 +208,8 @@ impl EventLoop {
             self.cx.stats.loop_progress[usize::from(self.index())].fetch_add(1, Ordering::Relaxed);
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
                     WAKER => {}
+                    Token(token) if token >= LISTENER_BASE => self.accept(token - LISTENER_BASE),
                     Token(key) => self.on_socket_event(
                         key,
                         event.is_readable(),
@@ -194,7 +219,7 @@ impl EventLoop {
                 }
             }
             if self.accept_more {
-                self.accept();
+                self.accept_all();
             }
             self.serve_ready();
             // What this turn read goes to the processors before anything else is done.
@@ -260,10 +285,12 @@ impl EventLoop {
 
     fn publish_gauges(&self) {
         let gauges = &self.cx.stats.loop_buffered[usize::from(self.index())];
-        gauges.read.store(self.cx.buffered.read, Ordering::Relaxed);
+        gauges
+            .read
+            .store(self.cx.wire.buffered.read, Ordering::Relaxed);
         gauges
             .write
-            .store(self.cx.buffered.write, Ordering::Relaxed);
+            .store(self.cx.wire.buffered.write, Ordering::Relaxed);
     }
 
     /// Does what a connection's transition says.
@@ -360,7 +387,7 @@ impl EventLoop {
                 .cx
                 .limits
                 .partial_budget
-                .saturating_sub(self.cx.buffered.read);
+                .saturating_sub(self.cx.wire.buffered.read);
             let mut resumed = false;
             while let Some(&entry) = self.cx.budget_waiting.front() {
                 if resumed && room < self.cx.limits.max_message {
@@ -390,17 +417,23 @@ impl EventLoop {
 
     // ---- accepting ----
 
-    fn accept(&mut self) {
+    fn accept_all(&mut self) {
         self.accept_more = false;
+        for i in 0..self.listeners.len() {
+            self.accept(i);
+        }
+    }
+
+    fn accept(&mut self, listener: usize) {
         if self.accept_paused {
             return; // the retry timer will call again
         }
         for _ in 0..ACCEPT_BATCH {
-            let Some(listener) = &self.listener else {
+            let Some(listening) = self.listeners.get(listener) else {
                 return;
             };
-            match listener.accept() {
-                Ok((tcp, peer)) => self.admit(tcp, peer),
+            match listening.socket.accept() {
+                Ok((tcp, peer)) => self.admit(tcp, peer, listener),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     self.cx.stats().accept_errors.inc();
@@ -425,7 +458,29 @@ impl EventLoop {
         self.accept_more = true;
     }
 
-    fn admit(&mut self, mut tcp: TcpStream, peer: SocketAddr) {
+    /// The transport a connection accepted on `listener` runs over, or None when TLS cannot
+    /// start for it (logged; the socket is closed).
+    fn transport_for(&mut self, tcp: TcpStream, listener: usize) -> Option<Transport> {
+        let listening = &self.listeners[listener];
+        let (profile, proxy) = (listening.profile, listening.proxy_protocol);
+        let mut transport = Transport::new(tcp);
+        if profile.tls() {
+            let config = self.cx.tls_config(profile)?;
+            match UnbufferedServerConnection::new(config) {
+                Ok(conn) => transport = transport.with_tls(TlsLayer::server(conn)),
+                Err(e) => {
+                    error!("loop={} cannot start TLS: {e}", self.index());
+                    return None;
+                }
+            }
+        }
+        if proxy {
+            transport = transport.expecting_proxy_header();
+        }
+        Some(transport)
+    }
+
+    fn admit(&mut self, mut tcp: TcpStream, peer: SocketAddr, listener: usize) {
         let stats = Arc::clone(&self.cx.stats);
         let index = usize::from(self.index());
         self.cx.stats().accepted.inc();
@@ -442,8 +497,8 @@ impl EventLoop {
         if let Some(size) = self.config.server.socket_send_buffer {
             let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size.get());
         }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
+        let profile = self.listeners[listener].profile;
+        let key = self.conns.vacant_key();
         let registered = u32::try_from(key).is_ok()
             && self
                 .poll
@@ -454,13 +509,18 @@ impl EventLoop {
                     Interest::READABLE | Interest::WRITABLE,
                 )
                 .is_ok();
-        if !registered {
+        let transport = if registered {
+            self.transport_for(tcp, listener)
+        } else {
             error!("loop={index} cannot register a connection from {peer}");
+            None
+        };
+        let Some(transport) = transport else {
             if !over_capacity {
                 stats.connections.fetch_sub(1, Ordering::Relaxed);
             }
             return;
-        }
+        };
         if over_capacity {
             self.refusing += 1;
         } else {
@@ -468,12 +528,15 @@ impl EventLoop {
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let conn = entry.insert(Connection::new(
+        let inserted = self.conns.insert(Connection::new(
             generation,
-            Transport::new(tcp),
+            transport,
             peer,
+            profile,
             over_capacity,
         ));
+        debug_assert_eq!(inserted, key);
+        let conn = &mut self.conns[key];
         let timeout = self.cx.limits.handshake_timeout;
         conn.arm(&mut self.cx, key, timeout);
     }
@@ -504,7 +567,7 @@ impl EventLoop {
         let (key, generation, call) = match event {
             TimerEvent::AcceptRetry => {
                 self.accept_paused = false;
-                return self.accept();
+                return self.accept_all();
             }
             TimerEvent::Connection { key, generation } => (key as usize, generation, false),
             TimerEvent::CallTimeout { key, generation } => (key as usize, generation, true),
@@ -577,8 +640,10 @@ impl EventLoop {
 
     /// Stops accepting, then asks a paced share of the connections to close each call.
     fn drain_step(&mut self) {
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        if self.drain.is_none() {
+            for mut listening in self.listeners.drain(..) {
+                let _ = self.poll.registry().deregister(&mut listening.socket);
+            }
             let rate = f64::from(self.config.server.drain_rate.get())
                 / self.config.server.workers.get() as f64;
             info!(

@@ -15,8 +15,10 @@
 pub mod context;
 pub mod event_loop;
 pub mod outbound;
+pub mod proxy;
 pub mod session;
 pub mod timer;
+pub mod tls;
 pub mod transport;
 pub mod upgrade;
 pub mod websocket;

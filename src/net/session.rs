@@ -36,12 +36,13 @@ use crate::mailbox::shard_of;
 use crate::net::context::{LoopContext, TimerEvent};
 use crate::net::outbound::{CallQueue, InFlight};
 use crate::net::timer::TimerId;
-use crate::net::transport::{Held, Received, SendError, Transport};
+use crate::net::transport::{Held, ReadError, Received, SendError, Transport};
 use crate::net::upgrade::{self, Parsed, Refusal};
 use crate::net::websocket::{self, OpCode, Role, Violation};
 use crate::net::{TRACE_TARGET, escape_newlines};
 use crate::ocpp::rpc::{self, Frame, FrameError};
 use crate::ocpp::v16;
+use crate::security::{self, Auth, AuthFailure, Profile};
 use crate::types::{ChargePointId, CloseCause, ConnId};
 
 /// How long a closing connection may take to finish the closing handshake.
@@ -111,6 +112,8 @@ pub enum Phase {
 
 pub struct Upgrading {
     pub peer: SocketAddr,
+    /// The security profile of the listener it came in on.
+    pub profile: Profile,
 }
 
 /// An upgraded connection's state.
@@ -160,6 +163,7 @@ impl Connection {
         generation: u32,
         transport: Transport,
         peer: SocketAddr,
+        profile: Profile,
         over_capacity: bool,
     ) -> Connection {
         Connection {
@@ -170,7 +174,7 @@ impl Connection {
             timer: None,
             transport,
             input: Held::default(),
-            phase: Phase::Upgrading(Box::new(Upgrading { peer })),
+            phase: Phase::Upgrading(Box::new(Upgrading { peer, profile })),
         }
     }
 
@@ -205,13 +209,13 @@ impl Connection {
             return Transition::Continue;
         }
         if !self.input.is_empty() {
-            let mut held = self.input.take(&mut cx.buffered.read);
+            let mut held = self.input.take(&mut cx.wire.buffered.read);
             let outcome = self.consume(cx, key, &mut held);
             let used = match outcome {
                 Consumed::All(n) | Consumed::Stopped(n, _) => n,
             };
-            self.input.put(&mut cx.buffered.read, held);
-            self.input.consume(&mut cx.buffered.read, used);
+            self.input.put(&mut cx.wire.buffered.read, held);
+            self.input.consume(&mut cx.wire.buffered.read, used);
             if let Consumed::Stopped(_, transition) = outcome {
                 return transition;
             }
@@ -226,24 +230,28 @@ impl Connection {
                 cx.read_buf.len()
             };
             let mut buf = mem::take(&mut cx.read_buf);
-            let read = self.transport.read(&mut buf[..window]);
+            let read = self.transport.read(&mut cx.wire, &mut buf, window);
+            if let Some(peer) = self.transport.take_proxied_peer()
+                && let Phase::Upgrading(upgrading) = &mut self.phase
+            {
+                upgrading.peer = peer;
+            }
             let transition = match read {
-                Ok(Received::Data(n)) => {
-                    let t = self.take_input(cx, key, &mut buf[..n]);
+                Ok(Received::Data { len, more }) => {
+                    let t = if len > 0 {
+                        self.take_input(cx, key, &mut buf[..len])
+                    } else {
+                        Transition::Continue
+                    };
                     match t {
-                        Transition::Continue if n < window && !self.hangup => {
-                            Some(Transition::Continue)
-                        }
+                        Transition::Continue if !more && !self.hangup => Some(Transition::Continue),
                         Transition::Continue => None,
                         other => Some(other),
                     }
                 }
                 Ok(Received::Blocked) => Some(Transition::Continue),
                 Ok(Received::Closed) => Some(self.peer_gone()),
-                Err(e) => {
-                    debug!("loop={} read failed: {e}", cx.index);
-                    Some(self.peer_gone())
-                }
+                Err(e) => Some(self.read_failed(cx, e)),
             };
             cx.read_buf = buf;
             if let Some(transition) = transition {
@@ -275,18 +283,21 @@ impl Connection {
         }
         // Appended to what is held: a frame admitted earlier has its room already.
         let frame = self.frame_len_hint(cx, self.input.as_slice());
-        let room =
-            cx.limits.partial_budget.saturating_sub(cx.buffered.read) + self.input.capacity();
+        let room = cx
+            .limits
+            .partial_budget
+            .saturating_sub(cx.wire.buffered.read)
+            + self.input.capacity();
         let expect = if frame <= room { frame } else { 0 };
-        self.input.extend(&mut cx.buffered.read, data, expect);
-        let mut held = self.input.take(&mut cx.buffered.read);
+        self.input.extend(&mut cx.wire.buffered.read, data, expect);
+        let mut held = self.input.take(&mut cx.wire.buffered.read);
         let outcome = self.consume(cx, key, &mut held);
         let (used, transition) = match outcome {
             Consumed::All(n) => (n, Transition::Continue),
             Consumed::Stopped(n, t) => (n, t),
         };
-        self.input.put(&mut cx.buffered.read, held);
-        self.input.consume(&mut cx.buffered.read, used);
+        self.input.put(&mut cx.wire.buffered.read, held);
+        self.input.consume(&mut cx.wire.buffered.read, used);
         if self.input.is_empty() {
             self.partial_done();
         }
@@ -299,10 +310,13 @@ impl Connection {
     /// bytes are kept and false says the connection must wait for room.
     fn retain(&mut self, cx: &mut LoopContext, bytes: &[u8]) -> bool {
         let frame = self.frame_len_hint(cx, bytes);
-        let room = cx.limits.partial_budget.saturating_sub(cx.buffered.read);
+        let room = cx
+            .limits
+            .partial_budget
+            .saturating_sub(cx.wire.buffered.read);
         let admitted = frame > 0 && frame <= room;
         let expect = if admitted { frame } else { 0 };
-        self.input.extend(&mut cx.buffered.read, bytes, expect);
+        self.input.extend(&mut cx.wire.buffered.read, bytes, expect);
         admitted || !cx.over_budget()
     }
 
@@ -420,7 +434,7 @@ impl Connection {
             },
             OpCode::Text => {
                 let mut message = Box::<Held>::default();
-                message.extend(&mut cx.buffered.read, payload, payload.len());
+                message.extend(&mut cx.wire.buffered.read, payload, payload.len());
                 session.message = Some(message);
                 self.note_partial(cx, key);
                 Transition::Continue
@@ -432,14 +446,14 @@ impl Connection {
                 if held.len() + payload.len() > max {
                     return self.fail(cx, key, Violation::TooBig);
                 }
-                held.extend(&mut cx.buffered.read, payload, 0);
+                held.extend(&mut cx.wire.buffered.read, payload, 0);
                 if !fin {
                     return Transition::Continue;
                 }
                 let message = session
                     .message
                     .take()
-                    .map(|mut held| held.take(&mut cx.buffered.read))
+                    .map(|mut held| held.take(&mut cx.wire.buffered.read))
                     .unwrap_or_default();
                 let transition = match std::str::from_utf8(&message) {
                     Ok(text) => self.on_message(cx, key, text),
@@ -716,6 +730,36 @@ impl Connection {
         }
     }
 
+    /// A read failed: the connection is over. TLS and PROXY failures are the peer's doing and
+    /// counted; socket errors are a reset or a lost connection.
+    fn read_failed(&mut self, cx: &mut LoopContext, error: ReadError) -> Transition {
+        match &error {
+            ReadError::Io(e) => debug!("loop={} read failed: {e}", cx.index),
+            ReadError::Tls(e) => {
+                cx.stats().tls_failures.inc();
+                if cx.warnings.allow(cx.now_ms()) {
+                    warn!("{} loop={} {e}", self.who(), cx.index);
+                }
+            }
+            ReadError::Proxy(e) => {
+                cx.stats().proxy_header_errors.inc();
+                if cx.warnings.allow(cx.now_ms()) {
+                    warn!("{} loop={} {e}", self.who(), cx.index);
+                }
+            }
+        }
+        self.peer_gone()
+    }
+
+    /// Who the connection is, for log lines: the identity once known, else the peer address.
+    fn who(&self) -> String {
+        match &self.phase {
+            Phase::Upgrading(upgrading) => format!("peer={}", upgrading.peer),
+            Phase::Open(s) | Phase::Closing(s) => format!("cp={}", s.cp),
+            Phase::Lingering => "peer=-".into(),
+        }
+    }
+
     /// EOF or a reset from the peer: without a closing handshake, the connection was lost
     /// (RFC 6455's 1006); after we started closing, it ends as we meant it to.
     fn peer_gone(&self) -> Transition {
@@ -750,18 +794,17 @@ impl Connection {
         let Some(id) = id else {
             return Consumed::Stopped(data.len(), self.refuse(cx, Refusal::NotFound));
         };
+        if self.transport.tls().is_some() {
+            cx.stats().tls_handshakes.inc();
+        }
+        let auth = match self.authenticate(cx, &id, request.authorization) {
+            Ok(auth) => auth,
+            Err(refusal) => return Consumed::Stopped(data.len(), self.refuse(cx, refusal)),
+        };
         let ocpp16 = request.ocpp16;
         cx.scratch.clear();
         upgrade::write_switching(&mut cx.scratch, request.key, ocpp16);
-        if self
-            .transport
-            .send(
-                &mut cx.buffered.write,
-                &cx.scratch,
-                cx.limits.max_write_buffer,
-            )
-            .is_err()
-        {
+        if self.transport.send(&mut cx.wire, &cx.scratch).is_err() {
             return Consumed::Stopped(data.len(), Transition::Remove(CloseCause::ConnectionLost));
         }
         let Phase::Upgrading(upgrading) = mem::replace(&mut self.phase, Phase::Lingering) else {
@@ -807,12 +850,73 @@ impl Connection {
                 cp: ChargePointId::clone(&cp),
                 seq,
                 peer: upgrading.peer,
+                auth,
             },
         );
         self.phase = Phase::Open(Session::new(cp, processor, cx.now_ms()));
         let delay = cx.ping_delay(0);
         self.arm(cx, key, delay);
         Consumed::All(len)
+    }
+
+    /// Checks that the connection is `id`'s, as its listener's profile requires: Basic auth
+    /// (profiles 1 and 2) or the client certificate's CN (3). A refusal is counted, journaled
+    /// (why, never the password) and logged within the loop's warning budget.
+    fn authenticate(
+        &self,
+        cx: &mut LoopContext,
+        id: &str,
+        authorization: Option<&[u8]>,
+    ) -> Result<Auth, Refusal> {
+        let Phase::Upgrading(upgrading) = &self.phase else {
+            return Err(Refusal::BadRequest);
+        };
+        let checked = match upgrading.profile {
+            Profile::Unsecured => return Ok(Auth::None),
+            Profile::BasicAuth | Profile::TlsBasicAuth => match &cx.security.credentials {
+                Some(credentials) => {
+                    security::check_basic(credentials, id, authorization).map(|()| Auth::Password)
+                }
+                None => Err(AuthFailure::WrongPassword),
+            },
+            Profile::MutualTls => {
+                let chain = self.transport.tls().and_then(|t| t.peer_certificates());
+                security::check_certificate(id, chain).map(|()| Auth::Certificate)
+            }
+        };
+        let failure = match checked {
+            Ok(auth) => return Ok(auth),
+            Err(failure) => failure,
+        };
+        let (refusal, counter) = if failure.forbidden() {
+            (Refusal::Forbidden, &cx.stats().certificate_mismatches)
+        } else {
+            (Refusal::Unauthorized, &cx.stats().auth_failures)
+        };
+        counter.inc();
+        if cx.warnings.allow(cx.now_ms()) {
+            warn!(
+                "cp={id} loop={} peer={} refused ({}): {failure}",
+                cx.index,
+                upgrading.peer,
+                refusal.status()
+            );
+        }
+        if cx.journal {
+            let cp: ChargePointId = id.into();
+            let event = Event {
+                at: std::time::SystemTime::now(),
+                cp: &cp,
+                kind: EventKind::Refused {
+                    peer: upgrading.peer,
+                    status: refusal.status(),
+                    reason: failure.as_str(),
+                },
+            };
+            let processor = shard_of(&cp, cx.links.count()) as u16;
+            cx.links.record(processor, &cp, &event);
+        }
+        Err(refusal)
     }
 
     /// Answers the upgrade request with an HTTP error and ends the connection.
@@ -822,11 +926,7 @@ impl Connection {
         }
         cx.scratch.clear();
         refusal.write(&mut cx.scratch);
-        let _ = self.transport.send(
-            &mut cx.buffered.write,
-            &cx.scratch,
-            cx.limits.max_write_buffer,
-        );
+        let _ = self.transport.send(&mut cx.wire, &cx.scratch);
         debug!("loop={} upgrade refused: {}", cx.index, refusal.status());
         Transition::Remove(CloseCause::ConnectionLost)
     }
@@ -838,7 +938,7 @@ impl Connection {
         if self.transport.backlog() == 0 {
             return Transition::Continue;
         }
-        match self.transport.flush(&mut cx.buffered.write) {
+        match self.transport.flush(&mut cx.wire) {
             Ok(true) => match &self.phase {
                 // Our answer to the peer's close is out: done.
                 Phase::Closing(s) if s.closing == Some(CloseCause::PeerClosed) => {
@@ -859,10 +959,7 @@ impl Connection {
 
     /// Writes one complete frame (an answer from a processor, or one the loop built).
     fn send_frame(&mut self, cx: &mut LoopContext, frame: &[u8]) -> Transition {
-        match self
-            .transport
-            .send(&mut cx.buffered.write, frame, cx.limits.max_write_buffer)
-        {
+        match self.transport.send(&mut cx.wire, frame) {
             Ok(()) => Transition::Continue,
             Err(SendError::Backlog) => {
                 cx.stats().slow_consumers.inc();
@@ -870,6 +967,11 @@ impl Connection {
             }
             Err(SendError::Io(e)) => {
                 debug!("loop={} write failed: {e}", cx.index);
+                Transition::Remove(self.lost_cause())
+            }
+            Err(SendError::Tls(e)) => {
+                cx.stats().tls_failures.inc();
+                debug!("{} loop={} {e}", self.who(), cx.index);
                 Transition::Remove(self.lost_cause())
             }
         }
@@ -1163,8 +1265,8 @@ impl Connection {
         } else {
             drop_session(cx, session);
         }
-        self.input.clear(&mut cx.buffered.read);
-        if self.transport.backlog() != 0 || !self.transport.shutdown_write() {
+        self.input.clear(&mut cx.wire.buffered.read);
+        if self.transport.backlog() != 0 || !self.transport.shutdown_write(&mut cx.wire) {
             return Transition::Remove(cause);
         }
         self.arm(cx, key, CLOSE_GRACE);
@@ -1215,8 +1317,8 @@ impl Connection {
             }
             Phase::Upgrading(_) | Phase::Lingering => {}
         }
-        self.input.clear(&mut cx.buffered.read);
-        self.transport.release(&mut cx.buffered.write);
+        self.input.clear(&mut cx.wire.buffered.read);
+        self.transport.release(&mut cx.wire);
     }
 
     // ---- timers ----
@@ -1251,11 +1353,7 @@ impl Connection {
                 }
                 cx.scratch.clear();
                 Refusal::RequestTimeout.write(&mut cx.scratch);
-                let _ = self.transport.send(
-                    &mut cx.buffered.write,
-                    &cx.scratch,
-                    cx.limits.max_write_buffer,
-                );
+                let _ = self.transport.send(&mut cx.wire, &cx.scratch);
                 Transition::Remove(CloseCause::ConnectionLost)
             }
             Phase::Closing(session) => {
@@ -1317,7 +1415,7 @@ impl Connection {
                     return Transition::Continue;
                 }
                 // Flush first, so reading done by the peer shows even if an edge was missed.
-                let flushed = self.transport.flush(&mut cx.buffered.write).is_ok();
+                let flushed = self.transport.flush(&mut cx.wire).is_ok();
                 let unsent = self.transport.backlog();
                 let progress = self.session().is_some_and(|s| s.last_rx_ms >= since_ms)
                     || unsent < backlog as usize;
@@ -1395,7 +1493,7 @@ impl Session {
 /// their outcome lines ahead of the disconnect.
 fn drop_session(cx: &mut LoopContext, mut session: Session) {
     if let Some(mut message) = session.message.take() {
-        message.clear(&mut cx.buffered.read);
+        message.clear(&mut cx.wire.buffered.read);
     }
     if let Some(calls) = &mut session.calls {
         if let Some(timer) = calls.timer() {
@@ -1461,6 +1559,7 @@ mod tests {
     use crate::net::TraceList;
     use crate::net::timer::TimerWheel;
     use crate::net::transport::memory::MemoryStream;
+    use crate::security::Security;
     use crate::stats::Stats;
 
     const KEY: usize = 3;
@@ -1498,10 +1597,12 @@ mod tests {
             None,
             Events::none(),
             Arc::new(TraceList::default()),
+            Arc::new(Security::default()),
             TimerWheel::new(now, Duration::from_millis(10), 64),
         );
         let transport = Transport::memory(MemoryStream::default());
-        let conn = Connection::new(1, transport, "127.0.0.1:4000".parse().unwrap(), false);
+        let peer = "127.0.0.1:4000".parse().unwrap();
+        let conn = Connection::new(1, transport, peer, Profile::Unsecured, false);
         Harness { cx, inboxes, conn }
     }
 
@@ -1604,7 +1705,7 @@ mod tests {
         assert!(matches!(entries[0], Entry::Connected { cp, .. } if &**cp == "CP1"));
         assert!(matches!(entries[1], Entry::Message { .. }));
         assert_eq!(h.session().in_flight, 1);
-        assert_eq!(h.cx.buffered.read, 0, "nothing held");
+        assert_eq!(h.cx.wire.buffered.read, 0, "nothing held");
     }
 
     #[test]
@@ -1615,7 +1716,7 @@ mod tests {
         let half = &request.as_bytes()[..20];
         assert_eq!(h.receive(half), Transition::Continue);
         assert_eq!(
-            h.cx.buffered.read,
+            h.cx.wire.buffered.read,
             h.conn.input.capacity(),
             "the half request is held"
         );
@@ -1641,19 +1742,19 @@ mod tests {
             frame.len(),
             "held at the frame's size"
         );
-        assert_eq!(h.cx.buffered.read, frame.len());
+        assert_eq!(h.cx.wire.buffered.read, frame.len());
         assert!(h.session().partial_since_ms.is_some());
         assert_eq!(h.receive(&frame[100..]), Transition::Continue);
-        assert_eq!((h.cx.buffered.read, h.conn.input.capacity()), (0, 0));
+        assert_eq!((h.cx.wire.buffered.read, h.conn.input.capacity()), (0, 0));
         assert_eq!(h.messages().len(), 1);
 
         h.conn.session_mut().unwrap().in_flight = 0;
         let first = client_frame(OpCode::Text, br#"[2,"2","Heart"#, false);
         let second = client_frame(OpCode::Continuation, br#"beat",{}]"#, true);
         assert_eq!(h.receive(&first), Transition::Continue);
-        assert!(h.cx.buffered.read > 0 && h.session().message.is_some());
+        assert!(h.cx.wire.buffered.read > 0 && h.session().message.is_some());
         assert_eq!(h.receive(&second), Transition::Continue);
-        assert_eq!(h.cx.buffered.read, 0);
+        assert_eq!(h.cx.wire.buffered.read, 0);
         assert!(h.session().partial_since_ms.is_none());
         assert_eq!(h.messages(), [r#"[2,"2","Heartbeat",{}]"#]);
     }
@@ -1730,10 +1831,10 @@ mod tests {
         h.upgrade();
         let first = client_frame(OpCode::Text, &[b'a'; 1000], false);
         assert_eq!(h.receive(&first), Transition::Continue);
-        assert_eq!(h.cx.buffered.read, 1000, "the first fragment is held");
+        assert_eq!(h.cx.wire.buffered.read, 1000, "the first fragment is held");
         // Other connections hold the rest of the budget: a connection holding an unfinished
         // message is not read any further (its bytes stay in the socket).
-        h.cx.buffered.read += 5000;
+        h.cx.wire.buffered.read += 5000;
         let more = client_frame(OpCode::Continuation, &[b'a'; 10], false);
         assert_eq!(h.receive(&more), Transition::Pause(Pause::Budget));
         assert_eq!(h.stream().input.len(), more.len(), "nothing was read");
@@ -1746,7 +1847,7 @@ mod tests {
             (*opcode, &payload[..2]),
             (OpCode::Close, &1009u16.to_be_bytes()[..])
         );
-        assert_eq!(h.cx.buffered.read, 5000, "what it held is freed");
+        assert_eq!(h.cx.wire.buffered.read, 5000, "what it held is freed");
     }
 
     #[test]

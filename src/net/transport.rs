@@ -1,7 +1,9 @@
 //! Every byte of a charge point's connection passes through [`Transport`]: reads land in the
 //! loop's shared buffer, writes go straight to the socket and only what the kernel refuses is
-//! kept. Plain TCP today; TLS (the next step) wraps the same three calls (`read`, `send`,
-//! `flush`), so nothing above this module changes for it.
+//! kept. On TLS listeners the same calls go through a [`TlsLayer`] (ciphertext is read into the
+//! loop's [`Wire`] buffer and opened into the read buffer; plaintext is sealed into the wire's
+//! other buffer and written), and on listeners behind a load balancer the PROXY header is taken
+//! off first; nothing above this module knows which.
 //!
 //! [`Held`] is a byte buffer a connection keeps only while it must (an unfinished frame or
 //! message, a write backlog), released when it empties, its capacity counted in a loop-wide
@@ -9,8 +11,13 @@
 //! reports as `buffered_bytes`.
 
 use std::io::{self, Read, Write};
+use std::mem;
+use std::net::SocketAddr;
 
 use mio::net::TcpStream;
+
+use crate::net::proxy::{self, Header, ProxyError};
+use crate::net::tls::{Opened, TlsError, TlsLayer};
 
 /// A buffer held this much larger than its content is shrunk.
 const SHRINK_FACTOR: usize = 4;
@@ -90,24 +97,76 @@ impl Held {
     }
 }
 
+/// Bytes held by a loop's connections, by what holds them.
+#[derive(Debug, Default)]
+pub struct Buffered {
+    /// Unfinished requests, frames, messages and TLS records, and input held back while paused.
+    pub read: usize,
+    /// Write backlogs.
+    pub write: usize,
+}
+
+/// What a loop lends its transports: the gauges of what they hold, the bound on a write
+/// backlog, and the scratch buffers TLS and the PROXY header need (allocated at first use, so
+/// a loop without such listeners never has them).
+#[derive(Debug)]
+pub struct Wire {
+    pub buffered: Buffered,
+    /// A backlog may not grow past this many bytes (`websocket.max_write_buffer`).
+    pub max_backlog: usize,
+    /// Ciphertext (and PROXY headers) read from sockets.
+    cipher: Vec<u8>,
+    /// Records to send.
+    sealed: Vec<u8>,
+}
+
+impl Wire {
+    pub fn new(max_backlog: usize) -> Wire {
+        Wire {
+            buffered: Buffered::default(),
+            max_backlog,
+            cipher: Vec::new(),
+            sealed: Vec::new(),
+        }
+    }
+}
+
 /// What a read gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
-    /// This many bytes (at least one) are at the start of the buffer.
-    Data(usize),
-    /// The peer closed its side (EOF).
+    /// This many bytes (possibly none, on TLS) are at the start of the buffer; with `more` the
+    /// socket or the TLS layer may have more now (no new readiness event will say so).
+    Data { len: usize, more: bool },
+    /// The peer closed its side (EOF, or TLS close_notify).
     Closed,
     /// Nothing to read now.
     Blocked,
 }
 
+/// Why a read failed: in every case the connection is over.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("read failed: {0}")]
+    Io(#[from] io::Error),
+    /// A TLS handshake or record failed (plaintext on a TLS port, a refused certificate, ...).
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    /// The listener expects a PROXY header and this is none.
+    #[error("{0}")]
+    Proxy(#[from] ProxyError),
+}
+
 /// Why bytes could not be handed to the connection.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The backlog would pass its bound: the peer does not read what we send.
+    #[error("write backlog full")]
     Backlog,
     /// The socket failed.
-    Io(io::Error),
+    #[error("write failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 /// The socket under a transport: TCP, or in unit tests a scripted stream (so a connection's
@@ -143,29 +202,75 @@ impl Write for Stream {
     }
 }
 
-/// A connection's byte stream.
-#[derive(Debug)]
+/// A PROXY header still expected, and what arrived of it so far.
+#[derive(Debug, Default)]
+struct ProxyWait {
+    held: Held,
+}
+
+/// What a raw read gave (after the PROXY header, if one was expected).
+enum Raw {
+    /// This many bytes; `drained`: the socket had no more.
+    Bytes {
+        len: usize,
+        drained: bool,
+    },
+    Eof,
+    Blocked,
+}
+
+/// A connection's byte stream: plain TCP or TLS, optionally behind a PROXY header.
 pub struct Transport {
     stream: Stream,
-    /// What the kernel would not take yet, oldest first.
+    /// What the kernel would not take yet, oldest first (ciphertext on TLS).
     backlog: Held,
+    tls: Option<Box<TlsLayer>>,
+    proxy: Option<Box<ProxyWait>>,
+    /// The client address a PROXY header named, until taken.
+    proxied: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("stream", &self.stream)
+            .field("backlog", &self.backlog.len())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Transport {
     pub fn new(tcp: TcpStream) -> Transport {
+        Transport::over(Stream::Tcp(tcp))
+    }
+
+    fn over(stream: Stream) -> Transport {
         Transport {
-            stream: Stream::Tcp(tcp),
+            stream,
             backlog: Held::default(),
+            tls: None,
+            proxy: None,
+            proxied: None,
         }
+    }
+
+    /// Runs TLS over this transport (before any byte was exchanged).
+    pub fn with_tls(mut self, tls: TlsLayer) -> Transport {
+        self.tls = Some(Box::new(tls));
+        self
+    }
+
+    /// Expects a PROXY protocol header before anything else.
+    pub fn expecting_proxy_header(mut self) -> Transport {
+        self.proxy = Some(Box::default());
+        self
     }
 
     /// A transport over a scripted stream, for unit tests.
     #[cfg(test)]
     pub fn memory(stream: memory::MemoryStream) -> Transport {
-        Transport {
-            stream: Stream::Memory(Box::new(stream)),
-            backlog: Held::default(),
-        }
+        Transport::over(Stream::Memory(Box::new(stream)))
     }
 
     /// The scripted stream of a test transport.
@@ -177,50 +282,197 @@ impl Transport {
         }
     }
 
-    /// Reads what is available into `buf`.
-    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<Received> {
-        loop {
-            return match self.stream.read(buf) {
-                Ok(0) => Ok(Received::Closed),
-                Ok(n) => Ok(Received::Data(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Received::Blocked),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            };
+    /// The TLS layer, if this transport has one.
+    pub fn tls(&self) -> Option<&TlsLayer> {
+        self.tls.as_deref()
+    }
+
+    /// The client address a PROXY header named (once).
+    pub fn take_proxied_peer(&mut self) -> Option<SocketAddr> {
+        self.proxied.take()
+    }
+
+    /// Starts a TLS client's handshake (the load generator's side); nothing otherwise.
+    pub fn start(&mut self, wire: &mut Wire) -> Result<(), SendError> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(());
+        };
+        let mut out = mem::take(&mut wire.sealed);
+        out.clear();
+        let result = tls.start(&mut out).map_err(SendError::Tls);
+        let sent = result.and_then(|()| self.send_raw(wire, &out));
+        wire.sealed = out;
+        sent
+    }
+
+    /// Reads what is available: plaintext lands at the start of `buf`. At most `window` bytes
+    /// are taken from the socket (`buf` must be larger than one TLS record, which a read on TLS
+    /// may have to complete).
+    pub fn read(
+        &mut self,
+        wire: &mut Wire,
+        buf: &mut [u8],
+        window: usize,
+    ) -> Result<Received, ReadError> {
+        if self.tls.is_none() {
+            let window = window.min(buf.len());
+            return Ok(match self.read_raw(wire, &mut buf[..window])? {
+                Raw::Bytes { len, drained } => Received::Data {
+                    len,
+                    more: !drained,
+                },
+                Raw::Eof => Received::Closed,
+                Raw::Blocked => Received::Blocked,
+            });
+        }
+        let mut cipher = mem::take(&mut wire.cipher);
+        cipher.resize(buf.len(), 0);
+        let result = self.read_tls(wire, &mut cipher, buf, window);
+        wire.cipher = cipher;
+        result
+    }
+
+    fn read_tls(
+        &mut self,
+        wire: &mut Wire,
+        cipher: &mut [u8],
+        buf: &mut [u8],
+        window: usize,
+    ) -> Result<Received, ReadError> {
+        let held = match &mut self.tls {
+            Some(tls) => tls.restore(&mut wire.buffered.read, cipher),
+            None => 0,
+        };
+        // Plaintext is never longer than its ciphertext: reading no more than `buf` can take
+        // means every record read can be opened now.
+        let room = window.min(cipher.len() - held);
+        if room == 0 {
+            return Err(TlsError::Unexpected("handshake larger than the read buffer").into());
+        }
+        let (len, eof, drained) = match self.read_raw(wire, &mut cipher[held..held + room])? {
+            Raw::Bytes { len, drained } => (len, false, drained),
+            Raw::Eof => (0, true, true),
+            Raw::Blocked => (0, false, true),
+        };
+        let mut out = mem::take(&mut wire.sealed);
+        out.clear();
+        let opened = match &mut self.tls {
+            Some(tls) => tls.open(
+                &mut wire.buffered.read,
+                &mut cipher[..held + len],
+                buf,
+                &mut out,
+            ),
+            None => Ok(Opened::default()),
+        };
+        // Handshake messages and alerts go out even when opening failed.
+        let sent = self.send_raw(wire, &out);
+        wire.sealed = out;
+        let opened = opened?;
+        if let Err(e) = sent {
+            return Err(match e {
+                SendError::Io(e) => ReadError::Io(e),
+                SendError::Tls(e) => ReadError::Tls(e),
+                SendError::Backlog => ReadError::Io(io::ErrorKind::WriteZero.into()),
+            });
+        }
+        let more = !drained || opened.more;
+        Ok(if opened.plain > 0 {
+            Received::Data {
+                len: opened.plain,
+                more: more || eof || opened.closed,
+            }
+        } else if eof || opened.closed {
+            Received::Closed
+        } else if more {
+            Received::Data { len: 0, more }
+        } else {
+            Received::Blocked
+        })
+    }
+
+    /// Reads from the socket into `dst`, first taking the PROXY header off if one is expected.
+    fn read_raw(&mut self, wire: &mut Wire, dst: &mut [u8]) -> Result<Raw, ReadError> {
+        let Some(wait) = &mut self.proxy else {
+            return read_some(&mut self.stream, dst);
+        };
+        let held = wait.held.len();
+        if held >= dst.len() {
+            return Err(ProxyError::Missing.into());
+        }
+        dst[..held].copy_from_slice(wait.held.as_slice());
+        let (len, drained) = match read_some(&mut self.stream, &mut dst[held..])? {
+            Raw::Bytes { len, drained } => (held + len, drained),
+            Raw::Eof => return Ok(Raw::Eof),
+            Raw::Blocked => return Ok(Raw::Blocked),
+        };
+        match proxy::parse(&dst[..len])? {
+            Header::Partial if len > proxy::MAX_HEADER => Err(ProxyError::Missing.into()),
+            Header::Partial => {
+                wait.held.clear(&mut wire.buffered.read);
+                wait.held.extend(&mut wire.buffered.read, &dst[..len], 0);
+                Ok(Raw::Bytes { len: 0, drained })
+            }
+            Header::Done {
+                len: header,
+                source,
+            } => {
+                wait.held.clear(&mut wire.buffered.read);
+                self.proxy = None;
+                self.proxied = source;
+                dst.copy_within(header..len, 0);
+                Ok(Raw::Bytes {
+                    len: len - header,
+                    drained,
+                })
+            }
         }
     }
 
-    /// Sends `bytes`: straight to the socket when nothing waits, else behind the backlog.
-    /// Whatever the kernel refuses joins the backlog, which may not grow past `max_backlog`.
-    pub fn send(
-        &mut self,
-        gauge: &mut usize,
-        bytes: &[u8],
-        max_backlog: usize,
-    ) -> Result<(), SendError> {
+    /// Sends `bytes` (plaintext: sealed first on TLS): straight to the socket when nothing
+    /// waits, else behind the backlog. Whatever the kernel refuses joins the backlog, which may
+    /// not grow past the wire's `max_backlog`.
+    pub fn send(&mut self, wire: &mut Wire, bytes: &[u8]) -> Result<(), SendError> {
+        let Some(tls) = &mut self.tls else {
+            return self.send_raw(wire, bytes);
+        };
+        let mut out = mem::take(&mut wire.sealed);
+        out.clear();
+        let sealed = tls.seal(&mut wire.buffered.read, bytes, &mut out);
+        let sent = sealed
+            .map_err(SendError::Tls)
+            .and_then(|()| self.send_raw(wire, &out));
+        wire.sealed = out;
+        sent
+    }
+
+    fn send_raw(&mut self, wire: &mut Wire, bytes: &[u8]) -> Result<(), SendError> {
         let mut rest = bytes;
+        if rest.is_empty() {
+            return Ok(());
+        }
         if self.backlog.is_empty() {
-            let written = write_some(&mut self.stream, rest).map_err(SendError::Io)?;
+            let written = write_some(&mut self.stream, rest)?;
             rest = &rest[written..];
             if rest.is_empty() {
                 return Ok(());
             }
         }
-        if self.backlog.len() + rest.len() > max_backlog {
+        if self.backlog.len() + rest.len() > wire.max_backlog {
             return Err(SendError::Backlog);
         }
-        self.backlog.extend(gauge, rest, 0);
+        self.backlog.extend(&mut wire.buffered.write, rest, 0);
         Ok(())
     }
 
     /// Writes as much of the backlog as the kernel takes; true when it is empty now.
-    pub fn flush(&mut self, gauge: &mut usize) -> io::Result<bool> {
+    pub fn flush(&mut self, wire: &mut Wire) -> io::Result<bool> {
         while !self.backlog.is_empty() {
             let written = write_some(&mut self.stream, self.backlog.as_slice())?;
             if written == 0 {
                 return Ok(false);
             }
-            self.backlog.consume(gauge, written);
+            self.backlog.consume(&mut wire.buffered.write, written);
         }
         Ok(true)
     }
@@ -230,13 +482,30 @@ impl Transport {
         self.backlog.len()
     }
 
-    /// Frees the backlog (the connection is going away).
-    pub fn release(&mut self, gauge: &mut usize) {
-        self.backlog.clear(gauge);
+    /// Frees what the transport holds (the connection is going away).
+    pub fn release(&mut self, wire: &mut Wire) {
+        self.backlog.clear(&mut wire.buffered.write);
+        if let Some(tls) = &mut self.tls {
+            tls.release(&mut wire.buffered.read);
+        }
+        if let Some(wait) = &mut self.proxy {
+            wait.held.clear(&mut wire.buffered.read);
+        }
     }
 
-    /// Shuts our sending side down (after a final close frame); false if it failed.
-    pub fn shutdown_write(&mut self) -> bool {
+    /// Shuts our sending side down (after a final close frame; on TLS after close_notify);
+    /// false if it failed.
+    pub fn shutdown_write(&mut self, wire: &mut Wire) -> bool {
+        if let Some(tls) = &mut self.tls {
+            let mut out = mem::take(&mut wire.sealed);
+            out.clear();
+            let notified = tls.close_notify(&mut wire.buffered.read, &mut out).is_ok()
+                && self.send_raw(wire, &out).is_ok();
+            wire.sealed = out;
+            if !notified || self.backlog() != 0 {
+                return false;
+            }
+        }
         match &mut self.stream {
             Stream::Tcp(tcp) => tcp.shutdown(std::net::Shutdown::Write).is_ok(),
             #[cfg(test)]
@@ -245,6 +514,22 @@ impl Transport {
                 true
             }
         }
+    }
+}
+
+/// One read: `WouldBlock` and `EINTR` become values.
+fn read_some(stream: &mut Stream, dst: &mut [u8]) -> Result<Raw, ReadError> {
+    loop {
+        return match stream.read(dst) {
+            Ok(0) if !dst.is_empty() => Ok(Raw::Eof),
+            Ok(n) => Ok(Raw::Bytes {
+                len: n,
+                drained: n < dst.len(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Raw::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e.into()),
+        };
     }
 }
 
@@ -348,5 +633,58 @@ mod tests {
         assert_eq!(gauge, held.capacity());
         held.clear(&mut gauge);
         assert_eq!(gauge, 0);
+    }
+
+    #[test]
+    fn a_proxy_header_split_across_reads_is_taken_off() {
+        let mut transport =
+            Transport::memory(memory::MemoryStream::default()).expecting_proxy_header();
+        let mut wire = Wire::new(1 << 16);
+        let mut buf = vec![0u8; 4096];
+        let header = b"PROXY TCP4 192.0.2.1 192.0.2.2 1234 80\r\n";
+        transport.memory_mut().input.extend(&header[..10]);
+        assert_eq!(
+            transport.read(&mut wire, &mut buf, 4096).unwrap(),
+            Received::Data {
+                len: 0,
+                more: false
+            }
+        );
+        assert!(
+            wire.buffered.read > 0,
+            "the partial header is held and counted"
+        );
+        transport.memory_mut().input.extend(&header[10..]);
+        transport.memory_mut().input.extend(b"GET /");
+        assert_eq!(
+            transport.read(&mut wire, &mut buf, 4096).unwrap(),
+            Received::Data {
+                len: 5,
+                more: false
+            }
+        );
+        assert_eq!(&buf[..5], b"GET /");
+        assert_eq!(wire.buffered.read, 0);
+        assert_eq!(
+            transport.take_proxied_peer(),
+            Some("192.0.2.1:1234".parse().unwrap())
+        );
+        // Once taken off, nothing more is parsed.
+        transport.memory_mut().input.extend(b"PROXY ");
+        assert_eq!(
+            transport.read(&mut wire, &mut buf, 4096).unwrap(),
+            Received::Data {
+                len: 6,
+                more: false
+            }
+        );
+
+        let mut missing =
+            Transport::memory(memory::MemoryStream::default()).expecting_proxy_header();
+        missing.memory_mut().input.extend(b"GET / HTTP/1.1\r\n");
+        assert!(matches!(
+            missing.read(&mut wire, &mut buf, 4096),
+            Err(ReadError::Proxy(ProxyError::Missing))
+        ));
     }
 }

@@ -18,8 +18,8 @@
 
 use percent_encoding::percent_decode_str;
 
-use crate::config::MAX_CHARGE_POINT_ID_LEN;
 use crate::ocpp::SUBPROTOCOL;
+use crate::types::is_valid_identity;
 
 /// The largest request head accepted, in bytes.
 pub const MAX_REQUEST: usize = 8 * 1024;
@@ -46,6 +46,8 @@ pub struct Request<'a> {
     pub key: &'a [u8],
     /// The client offered `ocpp1.6`.
     pub ocpp16: bool,
+    /// The `Authorization` header's value, if any (profiles 1 and 2 check it).
+    pub authorization: Option<&'a [u8]>,
 }
 
 /// An HTTP error answer.
@@ -55,6 +57,10 @@ pub enum Refusal {
     NotFound,
     RequestTimeout,
     HeadersTooLarge,
+    /// Basic auth missing or wrong (profiles 1 and 2).
+    Unauthorized,
+    /// The client certificate is not the identity's (profile 3).
+    Forbidden,
     /// A WebSocket version other than 13.
     UpgradeRequired,
     /// Over `server.max_connections`; the client may retry after this many seconds.
@@ -70,6 +76,8 @@ impl Refusal {
             Refusal::NotFound => 404,
             Refusal::RequestTimeout => 408,
             Refusal::HeadersTooLarge => 431,
+            Refusal::Unauthorized => 401,
+            Refusal::Forbidden => 403,
             Refusal::UpgradeRequired => 426,
             Refusal::ServiceUnavailable { .. } => 503,
         }
@@ -89,6 +97,16 @@ impl Refusal {
                 "no such charge point endpoint\n",
             ),
             Refusal::RequestTimeout => ("408 Request Timeout", String::new(), ""),
+            Refusal::Unauthorized => (
+                "401 Unauthorized",
+                "WWW-Authenticate: Basic realm=\"OCPP\", charset=\"UTF-8\"\r\n".into(),
+                "identity and AuthorizationKey required\n",
+            ),
+            Refusal::Forbidden => (
+                "403 Forbidden",
+                String::new(),
+                "the client certificate is not this charge point's\n",
+            ),
             Refusal::HeadersTooLarge => (
                 "431 Request Header Fields Too Large",
                 String::new(),
@@ -178,7 +196,17 @@ fn check<'a>(request: &httparse::Request<'_, 'a>) -> Result<Request<'a>, Refusal
     let ocpp16 = values("Sec-WebSocket-Protocol")
         .flat_map(|v| v.split(|&b| b == b','))
         .any(|token| token.trim_ascii() == SUBPROTOCOL.as_bytes());
-    Ok(Request { path, key, ocpp16 })
+    let mut authorizations = values("Authorization");
+    let authorization = match (authorizations.next(), authorizations.next()) {
+        (_, Some(_)) => return Err(Refusal::BadRequest),
+        (one, None) => one,
+    };
+    Ok(Request {
+        path,
+        key,
+        ocpp16,
+        authorization,
+    })
 }
 
 /// A `Sec-WebSocket-Key`: base64 of 16 bytes, so 22 characters of the alphabet then `==`.
@@ -207,17 +235,15 @@ pub fn write_switching(out: &mut Vec<u8>, key: &[u8], ocpp16: bool) {
 }
 
 /// The identity in `path` (`{prefix}/{percent-encoded id}`), or None when the path is not a
-/// charge point URL: wrong prefix, empty, more than [`MAX_CHARGE_POINT_ID_LEN`] characters, a
-/// `/` or a control character in it, or not UTF-8 once decoded.
+/// charge point URL: wrong prefix, a `/` in the rest, not UTF-8 once decoded, or not an
+/// acceptable identity ([`is_valid_identity`]).
 pub fn charge_point_id(prefix: &str, path: &str) -> Option<String> {
     let encoded = path.strip_prefix(prefix)?.strip_prefix('/')?;
     if encoded.is_empty() || encoded.contains('/') || !well_formed_escapes(encoded) {
         return None;
     }
     let id = percent_decode_str(encoded).decode_utf8().ok()?;
-    let printable = id.chars().all(|c| !c.is_control() && c != '/');
-    let len = id.chars().count();
-    (printable && (1..=MAX_CHARGE_POINT_ID_LEN).contains(&len)).then(|| id.into_owned())
+    is_valid_identity(&id).then(|| id.into_owned())
 }
 
 /// Every `%` starts a two-hex-digit escape (percent-decoding alone would pass a stray `%`).
@@ -231,6 +257,7 @@ fn well_formed_escapes(encoded: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MAX_CHARGE_POINT_ID_LEN;
 
     fn upgrade_request(extra: &str) -> String {
         format!(
@@ -370,6 +397,15 @@ mod tests {
             "/ocpp/%",
             "/ocpp/a%2",
             "/ocpp/%zz",
+            "/ocpp/.",
+            "/ocpp/..",
+            "/ocpp/%2E%2E",
+            "/ocpp/%20CP1",
+            "/ocpp/CP1%20",
+            "/ocpp/CP%E2%80%AE1",
+            "/ocpp/CP%E2%80%8B1",
+            "/ocpp/%EF%BB%BFCP1",
+            "/ocpp/CP%E2%80%A81",
             too_long.as_str(),
         ] {
             assert_eq!(charge_point_id("/ocpp", path), None, "{path}");

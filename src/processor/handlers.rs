@@ -22,6 +22,8 @@ use crate::ocpp::v16::{
     IdToken, Invalid, RegistrationStatus,
 };
 use crate::processor::policy::{IdTags, Identities, TransactionIds};
+use crate::security::Auth;
+use crate::types::CloseReason;
 
 /// The policies handlers answer by (shared by all processors).
 #[derive(Debug)]
@@ -35,6 +37,9 @@ pub struct Policy {
     pub id_tags: Option<IdTags>,
     pub data_transfer_status: DataTransferStatus,
     pub transactions: TransactionIds,
+    /// A charge point that connected with a client certificate must boot with that
+    /// certificate's CN (its identity) as `chargePointSerialNumber`, or be Rejected and closed.
+    pub check_serial_number: bool,
 }
 
 impl Policy {
@@ -48,6 +53,7 @@ impl Policy {
             id_tags: None,
             data_transfer_status: DataTransferStatus::UnknownVendorId,
             transactions: TransactionIds::open(None).expect("an in-memory counter opens"),
+            check_serial_number: false,
         }
     }
 }
@@ -75,6 +81,11 @@ pub struct ChargePointState {
     pub connectors: Vec<(u32, ChargePointStatus)>,
     /// The transaction opened by the last StartTransaction, until its StopTransaction.
     pub open_transaction: Option<i32>,
+    /// How the live connection proved its identity.
+    pub auth: Auth,
+    /// Set by a handler that wants the connection closed once its answer is out (a
+    /// BootNotification whose serial number is not the certificate's); the shard clears it.
+    pub close_after_answer: Option<CloseReason>,
 }
 
 /// The answer to one CALL, as the unit tests look at it ([`handle_call`]).
@@ -186,12 +197,18 @@ fn answer(
     };
     match action {
         Action::BootNotification => {
-            let _: BootNotificationRequest = decode(payload)?;
+            let request: BootNotificationRequest = decode(payload)?;
             let allowed = policy
                 .identities
                 .as_ref()
                 .is_none_or(|ids| ids.contains(cp));
-            let status = if allowed {
+            // The certificate's CN is the identity (the loop checked it at the upgrade).
+            let serial_ok = !(policy.check_serial_number && state.auth == Auth::Certificate)
+                || request.charge_point_serial_number.as_deref() == Some(cp);
+            if !serial_ok {
+                state.close_after_answer = Some(CloseReason::SerialMismatch);
+            }
+            let status = if allowed && serial_ok {
                 policy.boot_status
             } else {
                 RegistrationStatus::Rejected

@@ -30,6 +30,7 @@ use crate::ocpp::rpc::{self, Frame, FrameError};
 use crate::ocpp::v16::Action;
 use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration};
 use crate::query::{ChargePointView, ConnectorView, Filter};
+use crate::security::Auth;
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
 use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId};
 use crate::warn_budget::WarnBudget;
@@ -162,7 +163,8 @@ impl Shard {
                     cp,
                     seq,
                     peer,
-                } => self.connected(*conn, cp, *seq, *peer, out),
+                    auth,
+                } => self.connected(*conn, cp, (*seq, *auth), *peer, out),
                 Entry::Message {
                     conn,
                     cp,
@@ -201,11 +203,12 @@ impl Shard {
         self.charge_points.get(cp).and_then(|entry| entry.conn)
     }
 
+    /// A connection of `cp` (`seq` orders it, `auth` says how it proved the identity).
     fn connected(
         &mut self,
         conn: ConnId,
         cp: &ChargePointId,
-        seq: u64,
+        (seq, auth): (u64, Auth),
         peer: SocketAddr,
         out: &mut Outputs<'_>,
     ) {
@@ -213,9 +216,21 @@ impl Shard {
         let loser = match self.charge_points.get_mut(cp) {
             // A connection older than the one we hold arrived late: it loses.
             Some(held) if held.seq > seq => Some(conn),
+            // Never taken over by a connection that did not authenticate.
+            Some(held)
+                if held.conn.is_some() && held.state.auth != Auth::None && auth == Auth::None =>
+            {
+                self.stats().takeovers_refused.inc();
+                warn!(
+                    "cp={cp} unauthenticated connection from {peer} refused: the identity is held by an authenticated one"
+                );
+                out.closes.push((conn, CloseReason::IdentityInUse));
+                return;
+            }
             Some(held) => {
                 let old = held.conn.replace(conn);
                 held.seq = seq;
+                held.state.auth = auth;
                 held.seen.peer = Some(peer);
                 held.seen.since = now;
                 if old.is_none() {
@@ -229,7 +244,10 @@ impl Shard {
                     ChargePoint {
                         conn: Some(conn),
                         seq,
-                        state: ChargePointState::default(),
+                        state: ChargePointState {
+                            auth,
+                            ..ChargePointState::default()
+                        },
                         seen: Box::new(Seen {
                             peer: Some(peer),
                             since: now,
@@ -428,6 +446,15 @@ impl Shard {
             }
         };
         let accepted = entry.state.registration == Registration::Accepted;
+        if let Some(reason) = entry.state.close_after_answer.take() {
+            if reason == CloseReason::SerialMismatch {
+                stats.processors[self.index].serial_mismatches.inc();
+                warn!(
+                    "cp={cp} BootNotification serial number is not the certificate's CN: Rejected, closing"
+                );
+            }
+            out.closes.push((conn, reason));
+        }
         let Some(writer) = out.writer.as_deref_mut() else {
             return replies.finish(draft, conn, accepted);
         };
@@ -539,6 +566,7 @@ impl Shard {
             since: rfc3339(entry.seen.since),
             remote_address: entry.seen.peer.map(|p| p.to_string()),
             loop_index: entry.conn.map(|c| c.loop_index),
+            authenticated_by: entry.state.auth.as_str(),
             registration: match entry.state.registration {
                 Registration::Unknown => "unknown",
                 Registration::Pending => "pending",

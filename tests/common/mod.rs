@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod pki;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::num::NonZeroUsize;
@@ -174,7 +176,12 @@ pub fn connect(server: &TestServer, id: &str) -> Client {
 /// Sends a CALL and returns the next text message, parsed. A CALLRESULT answering a known
 /// action is checked against the action's official response schema: every answer the tests
 /// see is valid OCPP.
-pub fn call(client: &mut Client, unique_id: &str, action: &str, payload: Value) -> Value {
+pub fn call<S: Read + Write>(
+    client: &mut WebSocket<S>,
+    unique_id: &str,
+    action: &str,
+    payload: Value,
+) -> Value {
     let text = json!([2, unique_id, action, payload]).to_string();
     client.send(Message::text(text)).expect("send");
     let reply = next_json(client);
@@ -218,7 +225,7 @@ pub fn assert_valid(name: &str, payload: &Value) {
 }
 
 /// The next text message, parsed (pings are answered by tungstenite on the way).
-pub fn next_json(client: &mut Client) -> Value {
+pub fn next_json<S: Read + Write>(client: &mut WebSocket<S>) -> Value {
     loop {
         match client.read().expect("a reply") {
             Message::Text(text) => return serde_json::from_str(&text).expect("reply is JSON"),
@@ -228,7 +235,7 @@ pub fn next_json(client: &mut Client) -> Value {
     }
 }
 
-pub fn boot(client: &mut Client) -> Value {
+pub fn boot<S: Read + Write>(client: &mut WebSocket<S>) -> Value {
     let reply = call(
         client,
         "boot-1",
@@ -242,7 +249,7 @@ pub fn boot(client: &mut Client) -> Value {
 }
 
 /// Reads until the server's close frame and returns it (None when the socket just ended).
-pub fn expect_close(client: &mut Client) -> Option<CloseFrame> {
+pub fn expect_close<S: Read + Write>(client: &mut WebSocket<S>) -> Option<CloseFrame> {
     loop {
         match client.read() {
             Ok(Message::Close(frame)) => {
@@ -502,5 +509,94 @@ impl RawClient {
                 return u16::from_be_bytes([payload[0], payload[1]]);
             }
         }
+    }
+}
+
+/// The gateway binary running on a config file, its log read line by line.
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub lines: mpsc::Receiver<String>,
+    /// The first listener's address, from the log.
+    pub addr: SocketAddr,
+    /// The log line that announced it.
+    pub listening: String,
+}
+
+impl GatewayProcess {
+    /// Starts the binary with `RUST_LOG=info` and waits for its "listening on" line.
+    pub fn start(config: &std::path::Path) -> GatewayProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ocpp-gateway"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("gateway starts");
+        // Keep draining its log so it never blocks on stderr.
+        let (lines_tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let mut process = GatewayProcess {
+            child,
+            lines,
+            addr: "0.0.0.0:0".parse().expect("address"),
+            listening: String::new(),
+        };
+        let line = process.wait_for_line("listening on ");
+        process.addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        process.listening = line;
+        process
+    }
+
+    /// The next log line containing `what` (failing after [`WATCHDOG`]).
+    pub fn wait_for_line(&self, what: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(WATCHDOG)
+                .unwrap_or_else(|_| panic!("no log line with {what:?}"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    }
+
+    /// Sends `signal` (`-TERM`, `-HUP`, ...) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits (under the watchdog) for the process to exit; returns its status and the log
+    /// lines not read yet.
+    pub fn wait_exit(self) -> (std::process::ExitStatus, Vec<String>) {
+        let GatewayProcess {
+            mut child, lines, ..
+        } = self;
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(child.wait());
+        });
+        let status = done
+            .recv_timeout(WATCHDOG)
+            .expect("the gateway exits")
+            .expect("wait");
+        (status, lines.try_iter().collect())
     }
 }

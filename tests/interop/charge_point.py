@@ -2,7 +2,11 @@
 test (tests/interop_python.rs). That library validates every message it sends and receives
 against the official OCPP 1.6 schemas, in both directions.
 
-Usage: charge_point.py WS_URL
+Usage: charge_point.py URL [--ca CA.pem] [--key-hex HEX]
+
+URL is ws:// or wss:// (then the server certificate must chain to --ca). With --key-hex the
+charge point authenticates with HTTP Basic auth (security profiles 1 and 2): username = its
+identity, password = the key's bytes.
 
 It runs a charging session (BootNotification, Authorize, StatusNotification, StartTransaction,
 MeterValues, StopTransaction, Heartbeat), printing one JSON line per answer, then prints
@@ -10,9 +14,11 @@ MeterValues, StopTransaction, Heartbeat), printing one JSON line per answer, the
 ChangeConfiguration, printing each, and exits 0 after both. Any failure exits non-zero.
 """
 
+import argparse
 import asyncio
+import base64
 import json
-import sys
+import ssl
 from datetime import datetime, timezone
 
 import websockets
@@ -118,9 +124,19 @@ async def session(cp):
         report("command", **command)
 
 
-async def main(url):
+async def main(url, ca, key_hex):
     identity = url.rstrip("/").rsplit("/", 1)[-1]
-    async with websockets.connect(url, subprotocols=["ocpp1.6"], open_timeout=TIMEOUT) as ws:
+    options = {}
+    if ca:
+        options["ssl"] = ssl.create_default_context(cafile=ca)
+    if key_hex:
+        user_pass = identity.encode() + b":" + bytes.fromhex(key_hex)
+        options["additional_headers"] = {
+            "Authorization": "Basic " + base64.b64encode(user_pass).decode()
+        }
+    async with websockets.connect(
+        url, subprotocols=["ocpp1.6"], open_timeout=TIMEOUT, **options
+    ) as ws:
         if ws.subprotocol != "ocpp1.6":
             raise SystemExit(f"subprotocol {ws.subprotocol!r} selected")
         cp = ChargePoint(identity, ws, response_timeout=TIMEOUT)
@@ -133,4 +149,9 @@ async def main(url):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--ca")
+    parser.add_argument("--key-hex")
+    args = parser.parse_args()
+    asyncio.run(main(args.url, args.ca, args.key_hex))

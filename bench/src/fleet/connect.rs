@@ -80,7 +80,7 @@ impl FleetLoop {
                 if hangup {
                     conn.hangup = true;
                 }
-                if writable && let Err(e) = conn.transport.flush(&mut self.held) {
+                if writable && let Err(e) = conn.transport.flush(&mut self.wire) {
                     return self.fail(key, ErrorKind::Disconnected, &e);
                 }
                 if readable || hangup {
@@ -112,7 +112,7 @@ impl FleetLoop {
         match upgrade.advance() {
             Ok(Step::Open(stream, rest)) => {
                 let mut conn = Box::new(ClientConn::new(Transport::new(stream)));
-                conn.input.extend(&mut self.held, &rest, 0);
+                conn.input.extend(&mut self.wire.buffered.read, &rest, 0);
                 self.opened(key, conn);
             }
             Ok(Step::Pending(upgrade)) => self.put_link(key, Link::Handshaking(upgrade)),
@@ -162,7 +162,7 @@ impl FleetLoop {
     /// Drops the connection and everything tied to it; the charge point is left `Down`.
     pub(super) fn disconnect(&mut self, key: u32) {
         if let Link::Open(mut conn) = self.take_link(key) {
-            conn.release(&mut self.held);
+            conn.release(&mut self.wire);
         }
         self.set_booted(key, false);
         let cp = &mut self.cps[key as usize];

@@ -3,7 +3,7 @@
 //! CALLs, and sending what the scenario has due.
 
 use log::debug;
-use ocpp_gateway::net::transport::{Held, Received, SendError, Transport};
+use ocpp_gateway::net::transport::{Held, Received, SendError, Transport, Wire};
 use ocpp_gateway::net::websocket::{self, OpCode, Role};
 use ocpp_gateway::ocpp::rpc::{self, Frame, FrameError};
 use ocpp_gateway::ocpp::v16::{
@@ -24,7 +24,7 @@ pub const READ_BUFFER: usize = 64 * 1024;
 /// Full reads from one connection per turn.
 const READS_PER_TURN: usize = 4;
 /// Unsent bytes per connection before the gateway counts as not reading.
-const MAX_WRITE_BUFFER: usize = 1 << 20;
+pub(super) const MAX_WRITE_BUFFER: usize = 1 << 20;
 /// Largest message accepted from the gateway.
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -51,10 +51,10 @@ impl ClientConn {
     }
 
     /// Frees what it holds (it is being dropped).
-    pub fn release(&mut self, held: &mut usize) {
-        self.input.clear(held);
-        self.message.clear(held);
-        self.transport.release(held);
+    pub fn release(&mut self, wire: &mut Wire) {
+        self.input.clear(&mut wire.buffered.read);
+        self.message.clear(&mut wire.buffered.read);
+        self.transport.release(wire);
     }
 }
 
@@ -127,11 +127,13 @@ impl FleetLoop {
             };
             let hangup = conn.hangup;
             let mut buf = std::mem::take(&mut self.read_buf);
-            let read = conn.transport.read(&mut buf);
+            let window = buf.len();
+            let read = conn.transport.read(&mut self.wire, &mut buf, window);
             let more = match read {
-                Ok(Received::Data(n)) => {
-                    conn.input.extend(&mut self.held, &buf[..n], 0);
-                    n == buf.len() || hangup
+                Ok(Received::Data { len, more }) => {
+                    conn.input
+                        .extend(&mut self.wire.buffered.read, &buf[..len], 0);
+                    more || hangup
                 }
                 Ok(Received::Blocked) => false,
                 Ok(Received::Closed) => {
@@ -163,7 +165,7 @@ impl FleetLoop {
         if conn.input.is_empty() {
             return true;
         }
-        let mut input = conn.input.take(&mut self.held);
+        let mut input = conn.input.take(&mut self.wire.buffered.read);
         let consumed = self.consume(key, &mut input);
         let Some(ChargePoint {
             link: Link::Open(conn),
@@ -172,10 +174,10 @@ impl FleetLoop {
         else {
             return false;
         };
-        conn.input.put(&mut self.held, input);
+        conn.input.put(&mut self.wire.buffered.read, input);
         match consumed {
             Some(used) => {
-                conn.input.consume(&mut self.held, used);
+                conn.input.consume(&mut self.wire.buffered.read, used);
                 true
             }
             None => false,
@@ -217,7 +219,8 @@ impl FleetLoop {
             OpCode::Text if fin && !conn.assembling => payload.to_vec(),
             OpCode::Text if !conn.assembling => {
                 conn.assembling = true;
-                conn.message.extend(&mut self.held, payload, 0);
+                conn.message
+                    .extend(&mut self.wire.buffered.read, payload, 0);
                 return true;
             }
             OpCode::Continuation if conn.assembling => {
@@ -225,12 +228,13 @@ impl FleetLoop {
                     self.fail(key, ErrorKind::WebSocketProtocol, &"message too big");
                     return false;
                 }
-                conn.message.extend(&mut self.held, payload, 0);
+                conn.message
+                    .extend(&mut self.wire.buffered.read, payload, 0);
                 if !fin {
                     return true;
                 }
                 conn.assembling = false;
-                conn.message.take(&mut self.held)
+                conn.message.take(&mut self.wire.buffered.read)
             }
             OpCode::Ping => {
                 ThreadCounters::inc(&self.counters.pings);
@@ -504,7 +508,7 @@ impl FleetLoop {
         else {
             return false;
         };
-        match conn.transport.send(&mut self.held, frame, MAX_WRITE_BUFFER) {
+        match conn.transport.send(&mut self.wire, frame) {
             Ok(()) => true,
             Err(SendError::Backlog) => {
                 self.fail(
@@ -514,7 +518,7 @@ impl FleetLoop {
                 );
                 false
             }
-            Err(SendError::Io(e)) => {
+            Err(e) => {
                 self.fail(key, ErrorKind::Disconnected, &e);
                 false
             }
@@ -537,9 +541,7 @@ impl FleetLoop {
             ..
         }) = self.cps.get_mut(key as usize)
         {
-            let _ = conn
-                .transport
-                .send(&mut self.held, &frame, MAX_WRITE_BUFFER);
+            let _ = conn.transport.send(&mut self.wire, &frame);
         }
         self.frame = frame;
     }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use log::{error, warn};
 use mio::{Events, Poll};
+use ocpp_gateway::net::transport::Wire;
 use ocpp_gateway::ocpp::v16::Action;
 use ocpp_gateway::rng::Rng;
 use ocpp_gateway::warn_budget::WarnBudget;
@@ -121,8 +122,8 @@ pub struct FleetLoop {
     frame: Vec<u8>,
     /// Where reads land (one per thread: a connection keeps only an unfinished frame).
     read_buf: Box<[u8]>,
-    /// Bytes connections hold (unfinished input, write backlogs).
-    held: usize,
+    /// Bytes connections hold (unfinished input, write backlogs), and the buffers TLS borrows.
+    wire: Wire,
     warnings: WarnBudget,
 }
 
@@ -174,7 +175,7 @@ impl FleetLoop {
             answer: Vec::with_capacity(512),
             frame: Vec::with_capacity(512),
             read_buf: vec![0; exchange::READ_BUFFER].into_boxed_slice(),
-            held: 0,
+            wire: Wire::new(exchange::MAX_WRITE_BUFFER),
             warnings: WarnBudget::new(WARNINGS_PER_SECOND),
         }
     }

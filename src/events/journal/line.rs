@@ -92,6 +92,16 @@ pub fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event<'_>) {
             text(out, "action", action.name());
             text(out, "outcome", outcome);
         }
+        EventKind::Refused {
+            peer,
+            status,
+            reason,
+        } => {
+            text(out, "event", "refused");
+            let _ = write!(out, ",\"code\":\"{status}\"");
+            text(out, "reason", reason);
+            let _ = write!(out, ",\"peer\":\"{peer}\"");
+        }
     }
     out.extend_from_slice(b"}\n");
 }

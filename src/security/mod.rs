@@ -1,0 +1,327 @@
+//! Who may connect as whom: the OCPP 1.6 security whitepaper's profiles, per listener.
+//!
+//! | profile | the charge point proves its identity by            | channel    |
+//! |---------|----------------------------------------------------|------------|
+//! | 0       | nothing (trusted networks, the embedded default)    | TCP        |
+//! | 1       | HTTP Basic auth: identity + AuthorizationKey        | TCP        |
+//! | 2       | HTTP Basic auth                                     | TLS        |
+//! | 3       | a client certificate whose subject CN is the identity | mutual TLS |
+//!
+//! The checks run in the event loop at the upgrade, before the connection counts as the charge
+//! point's: a connection that fails them is refused (401, 403) and never reaches a processor,
+//! so it can never take over a connection that authenticated. Nothing here does I/O on the
+//! loops' behalf; the files are read at start and on SIGHUP ([`Security::reload`]).
+
+pub mod certificates;
+pub mod credentials;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use log::{info, warn};
+
+use crate::config::Config;
+use certificates::{CertError, TlsConfigs, TlsFiles};
+use credentials::{Credentials, CredentialsError};
+
+/// A listener's security profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Profile {
+    /// 0: no authentication.
+    Unsecured,
+    /// 1: Basic auth over TCP.
+    BasicAuth,
+    /// 2: TLS with Basic auth.
+    TlsBasicAuth,
+    /// 3: mutual TLS.
+    MutualTls,
+}
+
+impl Profile {
+    pub fn from_number(n: u8) -> Option<Profile> {
+        Some(match n {
+            0 => Profile::Unsecured,
+            1 => Profile::BasicAuth,
+            2 => Profile::TlsBasicAuth,
+            3 => Profile::MutualTls,
+            _ => return None,
+        })
+    }
+
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, Profile::TlsBasicAuth | Profile::MutualTls)
+    }
+
+    pub fn basic_auth(self) -> bool {
+        matches!(self, Profile::BasicAuth | Profile::TlsBasicAuth)
+    }
+}
+
+/// Why the security setup cannot be used; the message names the key and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error(transparent)]
+    Certificates(#[from] CertError),
+    #[error("`security.credentials`: {0}")]
+    Credentials(#[from] CredentialsError),
+}
+
+/// What every loop checks connections against, and the admin API changes.
+#[derive(Debug, Default)]
+pub struct Security {
+    /// Basic-auth credentials (when a profile 1 or 2 listener exists).
+    pub credentials: Option<Arc<Credentials>>,
+    /// Server configurations (when a profile 2 or 3 listener exists).
+    pub tls: Option<TlsConfigs>,
+    /// A BootNotification's serial number must be the client certificate's CN (profile 3).
+    pub check_serial_number: bool,
+}
+
+impl Security {
+    /// Loads what the configured listeners need: a missing or bad file stops the start.
+    pub fn load(config: &Config) -> Result<Security, SecurityError> {
+        let profiles: Vec<Profile> = config.listeners().iter().map(|l| l.profile).collect();
+        let s = &config.security;
+        let credentials = match &s.credentials {
+            Some(path) if profiles.iter().any(|p| p.basic_auth()) => {
+                let store = Credentials::load(path)?;
+                info!(
+                    "credentials: {} charge points from {}",
+                    store.len(),
+                    path.display()
+                );
+                Some(Arc::new(store))
+            }
+            _ => None,
+        };
+        let tls = if profiles.iter().any(|p| p.tls()) {
+            let files = TlsFiles {
+                certs: s.tls_certs.clone(),
+                client_ca: s.client_ca.clone(),
+            };
+            let mutual = profiles.contains(&Profile::MutualTls);
+            Some(TlsConfigs::load(files, mutual)?)
+        } else {
+            None
+        };
+        Ok(Security {
+            credentials,
+            tls,
+            check_serial_number: s.check_serial_number,
+        })
+    }
+
+    /// Reads the certificates and credentials again (SIGHUP). What fails to load is logged and
+    /// its old version stays; existing connections are untouched either way.
+    pub fn reload(&self) {
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => info!("TLS certificates reloaded"),
+                Err(e) => warn!("TLS certificates not reloaded, the old ones stay: {e}"),
+            }
+        }
+        if let Some(credentials) = &self.credentials {
+            match credentials.reload() {
+                Ok(n) => info!("credentials reloaded: {n} charge points"),
+                Err(e) => warn!("credentials not reloaded, the old ones stay: {e}"),
+            }
+        }
+    }
+}
+
+/// How a connection proved its identity (what a processor needs to know of it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Auth {
+    /// It did not have to (profile 0).
+    #[default]
+    None,
+    /// Basic auth (profiles 1 and 2).
+    Password,
+    /// A client certificate with its identity as CN (profile 3).
+    Certificate,
+}
+
+impl Auth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Password => "password",
+            Auth::Certificate => "certificate",
+        }
+    }
+}
+
+/// Why a connection was refused at the upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("no Basic credentials")]
+    Missing,
+    #[error("malformed Basic credentials")]
+    Malformed,
+    #[error("Basic auth user is not the identity in the URL")]
+    WrongUser,
+    #[error("wrong password")]
+    WrongPassword,
+    #[error("no client certificate")]
+    NoCertificate,
+    #[error("client certificate CN is not the identity in the URL")]
+    WrongCommonName,
+}
+
+impl AuthFailure {
+    /// The reason in journal lines and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "no_credentials",
+            AuthFailure::Malformed => "malformed_credentials",
+            AuthFailure::WrongUser => "wrong_user",
+            AuthFailure::WrongPassword => "wrong_password",
+            AuthFailure::NoCertificate => "no_certificate",
+            AuthFailure::WrongCommonName => "certificate_not_for_identity",
+        }
+    }
+
+    /// Answered 403 (the certificate names someone else) rather than 401 (try credentials).
+    pub fn forbidden(self) -> bool {
+        matches!(
+            self,
+            AuthFailure::NoCertificate | AuthFailure::WrongCommonName
+        )
+    }
+}
+
+/// Checks an `Authorization` header for `identity`. The username must be the identity; since
+/// an identity may contain colons, the decoded text is split after the identity, not at its
+/// first colon. The password is bytes (the whitepaper recommends random binary keys).
+pub fn check_basic(
+    credentials: &Credentials,
+    identity: &str,
+    authorization: Option<&[u8]>,
+) -> Result<(), AuthFailure> {
+    let header = authorization.ok_or(AuthFailure::Missing)?.trim_ascii();
+    let (scheme, encoded) = match header.iter().position(|&b| b == b' ') {
+        Some(i) => (&header[..i], header[i + 1..].trim_ascii()),
+        None => return Err(AuthFailure::Malformed),
+    };
+    if !scheme.eq_ignore_ascii_case(b"Basic") {
+        return Err(AuthFailure::Missing);
+    }
+    let mut decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| AuthFailure::Malformed)?;
+    let result = match decoded
+        .strip_prefix(identity.as_bytes())
+        .and_then(|rest| rest.strip_prefix(b":"))
+    {
+        None => Err(AuthFailure::WrongUser),
+        Some(password) if credentials.verify(identity, password) => Ok(()),
+        Some(_) => Err(AuthFailure::WrongPassword),
+    };
+    decoded.fill(0);
+    result
+}
+
+/// Checks that the client certificate (leaf first) names `identity` as its CN. The chain was
+/// verified against `security.client_ca` during the handshake.
+pub fn check_certificate(
+    identity: &str,
+    chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Result<(), AuthFailure> {
+    let leaf = chain
+        .and_then(|c| c.first())
+        .ok_or(AuthFailure::NoCertificate)?;
+    match certificates::common_name(leaf) {
+        Some(cn) if cn == identity => Ok(()),
+        _ => Err(AuthFailure::WrongCommonName),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(user_pass: &[u8]) -> Vec<u8> {
+        let mut h = b"Basic ".to_vec();
+        h.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(user_pass)
+                .as_bytes(),
+        );
+        h
+    }
+
+    fn store(entries: &[(&str, &[u8])]) -> Credentials {
+        let dir = std::env::temp_dir().join(format!(
+            "basic-test-{}-{}",
+            std::process::id(),
+            entries.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("credentials");
+        std::fs::write(&path, "").unwrap();
+        let store = Credentials::load(&path).unwrap();
+        for (id, key) in entries {
+            store.set(id, key).unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        store
+    }
+
+    #[test]
+    fn basic_auth_splits_after_the_identity_and_takes_bytes() {
+        let key: &[u8] = &[0, 1, 0xFF, b':', 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+        let creds = store(&[("CP:1", key), ("CP", b"another-key-1234")]);
+        let mut right = b"CP:1:".to_vec();
+        right.extend_from_slice(key);
+        assert_eq!(check_basic(&creds, "CP:1", Some(&header(&right))), Ok(()));
+        // Split at the first colon, this would be user "CP": still not CP's key.
+        assert_eq!(
+            check_basic(&creds, "CP", Some(&header(&right))),
+            Err(AuthFailure::WrongPassword)
+        );
+        assert_eq!(
+            check_basic(&creds, "CP:1", Some(&header(b"CP:1:wrong-password"))),
+            Err(AuthFailure::WrongPassword)
+        );
+        assert_eq!(
+            check_basic(&creds, "CP:1", Some(&header(b"CP2:whatever"))),
+            Err(AuthFailure::WrongUser)
+        );
+        assert_eq!(check_basic(&creds, "CP:1", None), Err(AuthFailure::Missing));
+        assert_eq!(
+            check_basic(&creds, "CP:1", Some(b"Bearer abc")),
+            Err(AuthFailure::Missing)
+        );
+        assert_eq!(
+            check_basic(&creds, "CP:1", Some(b"Basic !!!")),
+            Err(AuthFailure::Malformed)
+        );
+        assert_eq!(
+            check_basic(&creds, "CP:1", Some(b"Basic")),
+            Err(AuthFailure::Malformed)
+        );
+        let mut lower = b"basic  ".to_vec();
+        lower.extend_from_slice(&header(&right)[6..]);
+        assert_eq!(check_basic(&creds, "CP:1", Some(&lower)), Ok(()));
+        assert_eq!(
+            check_basic(&creds, "NOPE", Some(&header(b"NOPE:another-key-1234"))),
+            Err(AuthFailure::WrongPassword)
+        );
+    }
+
+    #[test]
+    fn profiles() {
+        for n in 0..4 {
+            assert_eq!(Profile::from_number(n).unwrap().number(), n);
+        }
+        assert_eq!(Profile::from_number(4), None);
+        assert!(Profile::TlsBasicAuth.tls() && Profile::TlsBasicAuth.basic_auth());
+        assert!(Profile::MutualTls.tls() && !Profile::MutualTls.basic_auth());
+        assert!(!Profile::BasicAuth.tls() && Profile::BasicAuth.basic_auth());
+        assert!(AuthFailure::WrongCommonName.forbidden() && !AuthFailure::Missing.forbidden());
+    }
+}
