@@ -35,6 +35,9 @@ Options:
   --source-ips RANGE  ocpp-bench --source-ips (default 127.0.0.2-127.0.0.9; "" for none)
   --out DIR           output directory (default bench/results)
   --name NAME         run: subdirectory name (default SCENARIO-N); sweep: sweep-SCENARIO
+  --tls               wss with Basic auth (security profile 2): a test CA and server
+                      certificate and a credentials file are made for the run; the peer
+                      serves wss with --tls (it ignores the Authorization header)
   --server S          gateway (default) | tokio: the peer in ../shared/peers/tokio-ws
   --peer-dir DIR      where the tokio-ws peer's sources are (default ../shared/peers/tokio-ws)
   --no-build          use the binaries already built
@@ -69,6 +72,7 @@ name=""
 build=1
 server=gateway
 peer_dir=""
+tls=0
 extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -85,6 +89,7 @@ while [[ $# -gt 0 ]]; do
         --server) server="${2:?}"; shift ;;
         --peer-dir) peer_dir="${2:?}"; shift ;;
         --no-build) build=0 ;;
+        --tls) tls=1 ;;
         -h | --help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) usage >&2; die "unknown argument $1" ;;
@@ -150,12 +155,20 @@ trap 'exit 130' INT TERM
 write_config() {
     local n="$1" file="$2"
     local max=$((n + n / 10 + 1000))
-    awk -v listen="\"127.0.0.1:$port\"" -v max="$max" '
+    # A storm reconnects everyone while the old connections may still be closing.
+    [[ "$scenario" == storm ]] && max=$((2 * n + 1000))
+    awk -v listen="\"127.0.0.1:$port\"" -v max="$max" -v tls="$tls" -v work="$work" '
         BEGIN {
             want["server", "listen"] = listen
             want["server", "max_connections"] = max
             want["ocpp", "transaction_id_file"] = "\"\""
             want["admin", "listen"] = "\"127.0.0.1:0\""
+            if (tls) {
+                want["security", "profile"] = 2
+                want["security", "credentials"] = "\"" work "/credentials\""
+                want["security", "tls_cert"] = "\"" work "/certs/server.pem\""
+                want["security", "tls_key"] = "\"" work "/certs/server.key\""
+            }
         }
         function flush(section,   key, k) {
             for (key in want) {
@@ -199,7 +212,9 @@ start_gateway() {
     local config="$1" log="$2"
     # In the work directory: relative paths of the config (journal, ...) land there.
     if [[ "$server" == tokio ]]; then
-        (cd "$work" && exec "$peer_bin" "$port" --small-buffers) >"$log" 2>&1 &
+        local tls_args=()
+        ((tls)) && tls_args=(--tls "$work/certs/server.pem" "$work/certs/server.key")
+        (cd "$work" && exec "$peer_bin" "$port" --small-buffers "${tls_args[@]}") >"$log" 2>&1 &
     else
         (cd "$work" && exec "$gateway_bin" --config "$config") >"$log" 2>&1 &
     fi
@@ -221,8 +236,15 @@ run_one() {
     local n="$1" json="$2" summary="$3" log="$4"
     local config="$work/config-$n.toml"
     write_config "$n" "$config"
+    local url="ws://127.0.0.1:$port/ocpp/" tls_args=()
+    if ((tls)); then
+        "$bench_bin" certs --out "$work/certs" --connections 0 >/dev/null
+        "$bench_bin" credentials --seed bench-seed --connections "$n" --out "$work/credentials" >/dev/null
+        url="wss://127.0.0.1:$port/ocpp/"
+        tls_args=(--ca "$work/certs/ca.pem" --basic-auth bench-seed)
+    fi
     start_gateway "$config" "$log"
-    local args=(--url "ws://127.0.0.1:$port/ocpp/" --connections "$n" --scenario "$scenario"
+    local args=(--url "$url" "${tls_args[@]}" --connections "$n" --scenario "$scenario"
         --duration "$duration" --threads "$threads" --server-pid "$gateway_pid" --json "$json")
     if [[ -n "$source_ips" ]]; then
         args+=(--source-ips "$source_ips")

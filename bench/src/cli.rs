@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::security::TlsClient;
+
 /// Longest identity the gateway accepts (`MAX_CHARGE_POINT_ID_LEN`).
 const MAX_IDENTITY_LEN: usize = ocpp_gateway::config::MAX_CHARGE_POINT_ID_LEN;
 /// Most source addresses a `--source-ips` list may expand to.
@@ -36,6 +38,48 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Draw SVG plots and a markdown scaling table from one or more --json reports.
     Plot(PlotArgs),
+    /// Write the gateway's credentials file (security.credentials) for the charge points of a
+    /// run with --basic-auth SEED.
+    Credentials(CredentialsArgs),
+    /// Write a test CA, a server certificate for localhost/127.0.0.1 and a client certificate
+    /// per charge point (CN = identity) for --tls and --client-cert-dir.
+    Certs(CertsArgs),
+}
+
+/// The charge points a file is written for: `{id-prefix}0` .. `{id-prefix}{connections - 1}`.
+#[derive(Debug, Clone, Args)]
+pub struct Fleet {
+    #[arg(long, default_value_t = 100)]
+    pub connections: u32,
+    #[arg(long, default_value = "bench-")]
+    pub id_prefix: String,
+}
+
+impl Fleet {
+    pub fn identities(&self) -> impl Iterator<Item = String> + '_ {
+        (0..self.connections).map(|i| format!("{}{i}", self.id_prefix))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CredentialsArgs {
+    /// The seed the run's --basic-auth will be given.
+    #[arg(long)]
+    pub seed: String,
+    #[command(flatten)]
+    pub fleet: Fleet,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    #[command(flatten)]
+    pub fleet: Fleet,
+    /// Directory for ca.pem, server.pem/.key and {identity}.pem/.key (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// What each simulated charge point does once booted.
@@ -55,9 +99,23 @@ pub enum ScenarioName {
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Endpoint URL; charge point i connects to URL + PREFIX + i.
+    /// Endpoint URL (ws:// or wss://); charge point i connects to URL + PREFIX + i.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ocpp/")]
     pub url: String,
+    /// wss: TLS to the gateway (a ws:// URL is taken as wss://); needs --ca.
+    #[arg(long)]
+    pub tls: bool,
+    /// CA certificate (PEM) the gateway's certificate must chain to (wss).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// HTTP Basic auth (security profiles 1, 2): each charge point's key is derived from this
+    /// seed (`ocpp-bench credentials --seed` writes the gateway's file for it).
+    #[arg(long)]
+    pub basic_auth: Option<String>,
+    /// Client certificates (security profile 3): `{identity}.pem` and `{identity}.key` in this
+    /// directory (`ocpp-bench certs` writes them).
+    #[arg(long)]
+    pub client_cert_dir: Option<PathBuf>,
     /// Charge points to simulate, one connection each.
     #[arg(long, default_value_t = 100)]
     pub connections: u32,
@@ -200,8 +258,9 @@ impl Scenario {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
-    /// `ws://host:port/path/`, to which an identity is appended.
+    /// `ws://host:port/path/` (or wss), to which an identity is appended.
     pub url_prefix: String,
+    pub tls: bool,
     /// The `Host` header: `host:port` as written in the URL.
     pub host: String,
     /// `/path/`, to which an identity is appended.
@@ -234,6 +293,10 @@ pub struct RunConfig {
     pub server_pid: Option<u32>,
     pub quiet: bool,
     pub seed: u64,
+    /// wss settings.
+    pub tls: Option<TlsClient>,
+    /// Seed of the charge points' Basic-auth keys.
+    pub basic_auth: Option<String>,
 }
 
 impl RunConfig {
@@ -244,7 +307,41 @@ impl RunConfig {
 
 impl RunArgs {
     pub fn validate(self) -> Result<RunConfig, ConfigError> {
-        let target = parse_url(&self.url, self.allow_remote)?;
+        let mut target = parse_url(&self.url, self.allow_remote)?;
+        if self.tls && !target.tls {
+            target.tls = true;
+            target.url_prefix = target.url_prefix.replacen("ws://", "wss://", 1);
+        }
+        let tls = match (target.tls, &self.ca) {
+            (true, Some(ca)) => Some(
+                TlsClient::new(ca, &target.host, self.client_cert_dir.clone())
+                    .map_err(|e| invalid("ca", e.to_string()))?,
+            ),
+            (true, None) => {
+                return Err(invalid(
+                    "ca",
+                    "wss needs the CA the gateway's certificate chains to",
+                ));
+            }
+            (false, _) if self.client_cert_dir.is_some() => {
+                return Err(invalid(
+                    "client-cert-dir",
+                    "client certificates need wss (--tls)",
+                ));
+            }
+            (false, _) => None,
+        };
+        if let Some(dir) = &self.client_cert_dir
+            && !dir.is_dir()
+        {
+            return Err(invalid(
+                "client-cert-dir",
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        if self.basic_auth.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("basic-auth", "the seed must not be empty"));
+        }
         if self.connections == 0 {
             return Err(invalid("connections", "must be at least 1"));
         }
@@ -369,18 +466,20 @@ impl RunArgs {
             server_pid: self.server_pid,
             quiet: self.quiet,
             seed: self.seed,
+            tls,
+            basic_auth: self.basic_auth,
         })
     }
 }
 
-/// `ws://host[:port]/path` -> the address to connect to and the URL prefix for identities.
+/// `ws[s]://host[:port]/path` -> the address to connect to and the URL prefix for identities.
 fn parse_url(url: &str, allow_remote: bool) -> Result<Target, ConfigError> {
-    let Some(rest) = url.strip_prefix("ws://") else {
-        return Err(invalid(
-            "url",
-            "must start with ws:// (TLS is not supported yet)",
-        ));
+    let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err(invalid("url", "must start with ws:// or wss://")),
     };
+    let default_port = if tls { 443 } else { 80 };
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
@@ -389,7 +488,7 @@ fn parse_url(url: &str, allow_remote: bool) -> Result<Target, ConfigError> {
         return Err(invalid("url", "has no host"));
     }
     let with_port = if authority.ends_with(']') || !authority.contains(':') {
-        format!("{authority}:80")
+        format!("{authority}:{default_port}")
     } else {
         authority.to_owned()
     };
@@ -416,7 +515,11 @@ fn parse_url(url: &str, allow_remote: bool) -> Result<Target, ConfigError> {
     }
     Ok(Target {
         addr,
-        url_prefix: format!("ws://{authority}{path_prefix}"),
+        url_prefix: format!(
+            "{}://{authority}{path_prefix}",
+            if tls { "wss" } else { "ws" }
+        ),
+        tls,
         host: authority.to_owned(),
         path_prefix,
     })
@@ -493,6 +596,10 @@ mod tests {
     fn bad_values_name_their_flag() {
         for (argv, flag) in [
             (vec!["--url", "http://127.0.0.1/"], "--url"),
+            (vec!["--url", "wss://127.0.0.1/"], "--ca"),
+            (vec!["--tls"], "--ca"),
+            (vec!["--client-cert-dir", "/"], "--client-cert-dir"),
+            (vec!["--basic-auth", ""], "--basic-auth"),
             (vec!["--url", "ws://192.0.2.1:8080/ocpp"], "--url"),
             (vec!["--connections", "0"], "--connections"),
             (vec!["--id-prefix", "a b"], "--id-prefix"),

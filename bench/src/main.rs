@@ -35,6 +35,7 @@ mod process;
 mod report;
 mod run;
 mod scenario;
+mod security;
 mod stats;
 mod upgrade;
 
@@ -50,6 +51,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::Plot(args)) => plot(&args),
+        Some(Command::Credentials(args)) => {
+            security::write_credentials(&args.out, &args.seed, args.fleet.identities())
+                .map(|n| {
+                    println!("{n} charge points written to {}", args.out.display());
+                    true
+                })
+                .map_err(Into::into)
+        }
+        Some(Command::Certs(args)) => {
+            security::write_certificates(&args.out, args.fleet.identities())
+                .map(|n| {
+                    println!(
+                        "CA, server certificate and {n} client certificates written to {}",
+                        args.out.display()
+                    );
+                    true
+                })
+                .map_err(Into::into)
+        }
         Some(Command::Run(args)) => run(*args),
         None => run(cli.run),
     };

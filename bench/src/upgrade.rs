@@ -4,13 +4,13 @@
 //! Done here rather than by tungstenite's `ClientHandshake` for memory: tungstenite hands the
 //! 4 KiB buffer its handshake read into on to the WebSocket as its frame buffer, which then keeps
 //! that capacity for the life of the connection (measured: about 5.2 KiB per idle connection
-//! instead of 1.3 KiB). Here the request is one small string, the response is read into a buffer
-//! dropped once the upgrade is done, and the WebSocket starts with `--read-buffer` bytes. The key
-//! and the accept digest still come from tungstenite.
+//! instead of 1.3 KiB). Here the request goes out through the gateway crate's [`Transport`]
+//! (so wss uses the same TLS layer as the gateway), the response is read into a buffer dropped
+//! once the upgrade is done. The key and the accept digest still come from tungstenite.
 
-use std::io::{self, Read, Write};
+use std::io;
 
-use mio::net::TcpStream;
+use ocpp_gateway::net::transport::{ReadError, Received, SendError, Transport, Wire};
 use tungstenite::handshake::client::generate_key;
 use tungstenite::handshake::derive_accept_key;
 
@@ -23,7 +23,8 @@ use ocpp_gateway::ocpp::SUBPROTOCOL as OCPP16;
 /// Why an upgrade failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
-    /// The gateway answered with an HTTP error (503 when full, 404 for an unknown identity).
+    /// The gateway answered with an HTTP error (503 when full, 404 for an unknown identity,
+    /// 401/403 when refusing the credentials or certificate).
     #[error("HTTP {0} instead of 101")]
     Refused(u16),
     #[error("invalid upgrade response: {0}")]
@@ -35,14 +36,33 @@ pub enum UpgradeError {
     Closed,
     #[error("socket error during the upgrade: {0}")]
     Io(#[from] io::Error),
+    /// The TLS handshake failed (certificate refused either way, no common suite, ...).
+    #[error("{0}")]
+    Tls(String),
 }
 
-/// An upgrade in progress.
+impl From<ReadError> for UpgradeError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Io(e) => UpgradeError::Io(e),
+            other => UpgradeError::Tls(other.to_string()),
+        }
+    }
+}
+
+impl From<SendError> for UpgradeError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Io(e) => UpgradeError::Io(e),
+            other => UpgradeError::Tls(other.to_string()),
+        }
+    }
+}
+
+/// An upgrade in progress (over TLS: the TLS handshake first; the request waits for it).
 #[derive(Debug)]
 pub struct Upgrade {
-    stream: TcpStream,
-    request: String,
-    written: usize,
+    transport: Transport,
     /// The `Sec-WebSocket-Accept` the gateway must answer.
     accept: String,
     response: Vec<u8>,
@@ -51,60 +71,71 @@ pub struct Upgrade {
 /// Where an upgrade stands after [`Upgrade::advance`].
 #[derive(Debug)]
 pub enum Step {
-    /// Upgraded: the stream, and any bytes that came right behind the response.
-    Open(TcpStream, Vec<u8>),
+    /// Upgraded: the transport, and any bytes that came right behind the response.
+    Open(Transport, Vec<u8>),
     /// Waiting for the socket.
     Pending(Box<Upgrade>),
 }
 
 impl Upgrade {
-    /// Starts upgrading `stream` (connected) to `ws://{host}{path}`.
-    pub fn start(stream: TcpStream, host: &str, path: &str) -> Box<Upgrade> {
+    /// Starts upgrading over `transport` (connected) to `{host}{path}`, with an
+    /// `Authorization` header when given.
+    pub fn start(
+        mut transport: Transport,
+        wire: &mut Wire,
+        host: &str,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> Result<Box<Upgrade>, UpgradeError> {
         let key = generate_key();
+        let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: {OCPP16}\r\n\r\n"
+             Sec-WebSocket-Protocol: {OCPP16}\r\n{auth}\r\n"
         );
-        Box::new(Upgrade {
-            stream,
-            request,
-            written: 0,
+        transport.start(wire)?;
+        transport.send(wire, request.as_bytes())?;
+        Ok(Box::new(Upgrade {
+            transport,
             accept: derive_accept_key(key.as_bytes()),
             response: Vec::new(),
-        })
+        }))
     }
 
-    /// Writes the request and reads the response as far as the socket allows.
-    pub fn advance(mut self: Box<Self>) -> Result<Step, UpgradeError> {
-        while self.written < self.request.len() {
-            match self.stream.write(&self.request.as_bytes()[self.written..]) {
-                Ok(0) => return Err(UpgradeError::Closed),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Pending(self)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let mut chunk = [0u8; 1024];
+    /// Writes what waits and reads the response as far as the socket allows (`buf`: the
+    /// thread's read buffer).
+    pub fn advance(
+        mut self: Box<Self>,
+        wire: &mut Wire,
+        buf: &mut [u8],
+    ) -> Result<Step, UpgradeError> {
+        self.transport.flush(wire)?;
         loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(UpgradeError::Closed),
-                Ok(n) => {
-                    self.response.extend_from_slice(&chunk[..n]);
+            let window = buf.len();
+            match self.transport.read(wire, buf, window)? {
+                Received::Data { len, more } => {
+                    self.response.extend_from_slice(&buf[..len]);
                     if let Some(len) = parse_response(&self.response, &self.accept)? {
                         let rest = self.response[len..].to_vec();
-                        return Ok(Step::Open(self.stream, rest));
+                        return Ok(Step::Open(self.transport, rest));
                     }
                     if self.response.len() > MAX_RESPONSE {
                         return Err(UpgradeError::Invalid("response too long".into()));
                     }
+                    if !more {
+                        return Ok(Step::Pending(self));
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Pending(self)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+                Received::Blocked => return Ok(Step::Pending(self)),
+                Received::Closed => return Err(UpgradeError::Closed),
             }
         }
+    }
+
+    /// Frees what the transport holds (the attempt is abandoned).
+    pub fn release(&mut self, wire: &mut Wire) {
+        self.transport.release(wire);
     }
 }
 

@@ -33,6 +33,11 @@ struct Gateway {
 
 impl Gateway {
     fn start() -> Gateway {
+        Gateway::start_with(|_| {})
+    }
+
+    /// Starts with the test settings, changed by `adjust`.
+    fn start_with(adjust: impl FnOnce(&mut Config)) -> Gateway {
         let _ = rlimit::increase_nofile_limit(u64::MAX);
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().expect("address");
@@ -42,6 +47,7 @@ impl Gateway {
         config.ocpp.transaction_id_file = None;
         config.admin.listen = None;
         config.events.sink = Sink::None;
+        adjust(&mut config);
         let server = Server::start(config).expect("gateway starts");
         let addr = server.local_addr();
         Gateway {
@@ -284,4 +290,117 @@ fn realistic_fleet_answers_every_central_system_call() {
     assert!(report["connect"]["reboots"].as_u64() >= Some(1));
     // Sessions ran: Authorize, StartTransaction, MeterValues, StopTransaction all answered.
     assert!(report["throughput"]["calls_sent"].as_u64() > Some(600));
+}
+
+/// Runs `ocpp-bench` with `args` to completion (a subcommand writing files).
+fn bench_tool(args: &[&str]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_ocpp-bench"))
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("ocpp-bench runs");
+    assert!(status.success(), "ocpp-bench {args:?}: {status}");
+}
+
+#[test]
+fn wss_fleets_with_basic_auth_and_with_client_certificates() {
+    let dir = std::env::temp_dir().join(format!("ocpp-bench-smoke-wss-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let certs = dir.join("certs");
+    let credentials = dir.join("credentials");
+    let (certs_arg, credentials_arg) = (certs.to_str().unwrap(), credentials.to_str().unwrap());
+    bench_tool(&[
+        "certs",
+        "--out",
+        certs_arg,
+        "--connections",
+        "100",
+        "--id-prefix",
+        "mtls-",
+    ]);
+    bench_tool(&[
+        "credentials",
+        "--seed",
+        "smoke-seed",
+        "--connections",
+        "200",
+        "--out",
+        credentials_arg,
+    ]);
+    let gateway = Gateway::start_with(|config| {
+        use ocpp_gateway::security::Profile;
+        use ocpp_gateway::security::certificates::CertFiles;
+        config.security.profile = Profile::TlsBasicAuth;
+        config.security.credentials = Some(credentials.clone());
+        config.security.tls_certs = vec![CertFiles {
+            cert: certs.join("server.pem"),
+            key: certs.join("server.key"),
+        }];
+        config.security.client_ca = Some(certs.join("ca.pem"));
+        config
+            .extra_listeners
+            .push(ocpp_gateway::config::ListenerConfig {
+                listen: "127.0.0.1:0".parse().expect("address"),
+                profile: Profile::MutualTls,
+                proxy_protocol: false,
+            });
+    });
+    let ca = certs.join("ca.pem");
+    let url = format!("wss://{}/ocpp/", gateway.addr);
+    let report = Bench::spawn(
+        "wss-basic",
+        &[
+            "--url",
+            &url,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--basic-auth",
+            "smoke-seed",
+            "--connections",
+            "200",
+            "--threads",
+            "2",
+            "--scenario",
+            "heartbeat",
+            "--rate",
+            "400",
+            "--duration",
+            "2s",
+            "--timeout",
+            "40s",
+        ],
+    )
+    .finish();
+    assert_clean(&report, 200);
+
+    let mtls = gateway.server().local_addrs()[1];
+    let url = format!("ws://{mtls}/ocpp/");
+    let report = Bench::spawn(
+        "wss-mtls",
+        &[
+            "--url",
+            &url,
+            "--tls",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--client-cert-dir",
+            certs_arg,
+            "--id-prefix",
+            "mtls-",
+            "--connections",
+            "100",
+            "--scenario",
+            "saturate",
+            "--duration",
+            "1s",
+            "--timeout",
+            "40s",
+        ],
+    )
+    .finish();
+    assert_clean(&report, 100);
+    let stats = gateway.server().stats();
+    assert_eq!(stats.tls_handshakes, 300);
+    assert_eq!((stats.auth_failures, stats.certificate_mismatches), (0, 0));
+    let _ = std::fs::remove_dir_all(&dir);
 }

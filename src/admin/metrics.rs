@@ -119,6 +119,42 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
     ] {
         o.sample("ocpp_gateway_handshakes_total", &[("outcome", outcome)], n);
     }
+    o.single(
+        "ocpp_gateway_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed (security profiles 2 and 3).",
+        s.tls_handshakes,
+    );
+    o.single(
+        "ocpp_gateway_tls_failures_total",
+        "counter",
+        "TLS connections that failed: bad handshakes (plaintext on a TLS port, no or a refused client certificate, no common suite) and bad records.",
+        s.tls_failures,
+    );
+    o.single(
+        "ocpp_gateway_proxy_header_errors_total",
+        "counter",
+        "Connections closed for a missing or malformed PROXY protocol header.",
+        s.proxy_header_errors,
+    );
+    o.family(
+        "ocpp_gateway_auth_failures_total",
+        "counter",
+        "Upgrades refused because the charge point did not prove its identity, by how.",
+    );
+    for (kind, n) in [
+        ("basic_auth", s.auth_failures),
+        ("certificate", s.certificate_mismatches),
+        ("serial_number", s.serial_mismatches),
+    ] {
+        o.sample("ocpp_gateway_auth_failures_total", &[("kind", kind)], n);
+    }
+    o.single(
+        "ocpp_gateway_takeovers_refused_total",
+        "counter",
+        "Unauthenticated connections closed because an authenticated one holds the identity.",
+        s.takeovers_refused,
+    );
     o.family(
         "ocpp_gateway_frames_total",
         "counter",

@@ -16,6 +16,7 @@ pub mod context;
 pub mod event_loop;
 pub mod outbound;
 pub mod proxy;
+pub mod records;
 pub mod session;
 pub mod timer;
 pub mod tls;

@@ -880,8 +880,8 @@ impl Connection {
                 None => Err(AuthFailure::WrongPassword),
             },
             Profile::MutualTls => {
-                let chain = self.transport.tls().and_then(|t| t.peer_certificates());
-                security::check_certificate(id, chain).map(|()| Auth::Certificate)
+                let presented = self.transport.tls().map(|t| t.client_certificate());
+                security::check_certificate(id, presented).map(|()| Auth::Certificate)
             }
         };
         let failure = match checked {

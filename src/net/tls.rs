@@ -25,7 +25,9 @@ use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
 };
 
+use crate::net::records::Records;
 use crate::net::transport::Held;
+use crate::security::certificates::common_name;
 
 /// Most plaintext in one record.
 pub const MAX_PLAINTEXT: usize = 16 * 1024;
@@ -48,6 +50,10 @@ pub enum TlsError {
     /// Sealing failed (the connection's key is exhausted): close the connection.
     #[error("TLS: cannot encrypt: {0}")]
     Encrypt(String),
+    /// A record after the handshake was malformed, did not decrypt, or was not allowed:
+    /// close the connection.
+    #[error("TLS: {0}")]
+    Record(&'static str),
 }
 
 /// The rustls side of a connection: a server's (the gateway) or a client's (the load generator).
@@ -65,6 +71,27 @@ impl TlsConn {
     }
 }
 
+/// Where a connection's TLS stands.
+enum State {
+    /// rustls runs it: a server's handshake, or a client throughout.
+    Rustls(Box<TlsConn>),
+    /// A server connection after its handshake: only the record keys (see `net::records`).
+    Records(Box<Records>),
+    /// Between the two, or after a failed hand-over (every call fails).
+    Gone,
+}
+
+/// The certificate a client presented, as far as the gateway cares: its subject CN.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClientCertificate {
+    /// None presented (or not asked for).
+    #[default]
+    None,
+    CommonName(Box<str>),
+    /// Presented, but without a readable CN.
+    NoCommonName,
+}
+
 /// What [`TlsLayer::open`] gave.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Opened {
@@ -78,7 +105,9 @@ pub struct Opened {
 
 /// One connection's TLS state.
 pub struct TlsLayer {
-    conn: TlsConn,
+    state: State,
+    /// Captured when a server's handshake ends (rustls's chain goes with its state).
+    client_certificate: ClientCertificate,
     /// Ciphertext received and not consumed yet (an unfinished record, or handshake bytes
     /// rustls asked to see again), freed once consumed.
     incoming: Held,
@@ -113,6 +142,20 @@ struct Sink<'a> {
     closed: bool,
 }
 
+impl<'a> Sink<'a> {
+    /// A sink that only collects bytes to send (no plaintext expected, nothing to seal).
+    fn output_only(out: &'a mut Vec<u8>) -> Sink<'a> {
+        Sink {
+            plain: None,
+            out,
+            seal: &[],
+            sealed: false,
+            close_notify: false,
+            closed: false,
+        }
+    }
+}
+
 impl TlsLayer {
     pub fn server(conn: UnbufferedServerConnection) -> TlsLayer {
         TlsLayer::with(TlsConn::Server(conn))
@@ -124,7 +167,8 @@ impl TlsLayer {
 
     fn with(conn: TlsConn) -> TlsLayer {
         TlsLayer {
-            conn,
+            state: State::Rustls(Box::new(conn)),
+            client_certificate: ClientCertificate::None,
             incoming: Held::default(),
             waiting: Held::default(),
             close_wanted: false,
@@ -132,12 +176,52 @@ impl TlsLayer {
     }
 
     pub fn is_handshaking(&self) -> bool {
-        self.conn.common().is_handshaking()
+        match &self.state {
+            State::Rustls(conn) => conn.common().is_handshaking(),
+            State::Records(_) | State::Gone => false,
+        }
     }
 
-    /// The certificate chain the peer presented (mutual TLS), leaf first.
-    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
-        self.conn.common().peer_certificates()
+    /// Whether only the record keys are left of rustls's state (a server after its handshake).
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, State::Records(_))
+    }
+
+    /// The certificate the client presented (servers, once the handshake is done).
+    pub fn client_certificate(&self) -> &ClientCertificate {
+        &self.client_certificate
+    }
+
+    /// The certificate chain the server presented (clients), leaf first.
+    pub fn server_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        match &self.state {
+            State::Rustls(conn) => conn.common().peer_certificates(),
+            _ => None,
+        }
+    }
+
+    /// A server whose handshake is done keeps only the record keys from here on.
+    fn settle(&mut self) -> Result<(), TlsError> {
+        let State::Rustls(conn) = &self.state else {
+            return Ok(());
+        };
+        if !matches!(**conn, TlsConn::Server(_)) || conn.common().is_handshaking() {
+            return Ok(());
+        }
+        if let Some(chain) = conn.common().peer_certificates() {
+            self.client_certificate = match chain.first().and_then(common_name) {
+                Some(cn) => ClientCertificate::CommonName(cn.into()),
+                None => ClientCertificate::NoCommonName,
+            };
+        }
+        let State::Rustls(conn) = std::mem::replace(&mut self.state, State::Gone) else {
+            return Ok(());
+        };
+        let TlsConn::Server(conn) = *conn else {
+            return Ok(());
+        };
+        self.state = State::Records(Box::new(Records::from_rustls(conn)?));
+        Ok(())
     }
 
     /// Bytes held between reads (an unfinished record; plaintext waiting for the handshake).
@@ -169,18 +253,28 @@ impl TlsLayer {
         plain: &mut [u8],
         out: &mut Vec<u8>,
     ) -> Result<Opened, TlsError> {
-        let waiting = self.waiting.take(gauge);
-        let result = self.drive(cipher, Some(plain), out, &waiting, self.close_wanted);
-        let (consumed, opened, sealed) = match result {
-            Ok(done) => done,
-            Err(e) => {
-                self.waiting.put(gauge, waiting);
-                return Err(e);
+        let (consumed, opened) = match &mut self.state {
+            State::Records(records) => records.open(cipher, plain, out)?,
+            State::Gone => return Err(TlsError::Unexpected("connection lost its keys")),
+            State::Rustls(_) => {
+                let waiting = self.waiting.take(gauge);
+                let result = self.drive(cipher, Some(plain), out, &waiting, self.close_wanted);
+                let (consumed, opened, sealed) = match result {
+                    Ok(done) => done,
+                    Err(e) => {
+                        self.waiting.put(gauge, waiting);
+                        return Err(e);
+                    }
+                };
+                if !sealed {
+                    self.waiting.put(gauge, waiting);
+                }
+                if !opened.more && self.waiting.is_empty() {
+                    self.settle()?;
+                }
+                (consumed, opened)
             }
         };
-        if !sealed {
-            self.waiting.put(gauge, waiting);
-        }
         if consumed < cipher.len() {
             self.incoming.extend(gauge, &cipher[consumed..], 0);
         }
@@ -195,6 +289,9 @@ impl TlsLayer {
         plain: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), TlsError> {
+        if let State::Records(records) = &mut self.state {
+            return records.seal(plain, out);
+        }
         if !self.waiting.is_empty() || self.is_handshaking() {
             self.waiting.extend(gauge, plain, 0);
             return Ok(());
@@ -212,6 +309,9 @@ impl TlsLayer {
 
     /// Queues close_notify (sent now if the connection can write, else once it can).
     pub fn close_notify(&mut self, gauge: &mut usize, out: &mut Vec<u8>) -> Result<(), TlsError> {
+        if let State::Records(records) = &mut self.state {
+            return records.close_notify(out);
+        }
         self.close_wanted = true;
         if self.is_handshaking() {
             return Ok(());
@@ -240,6 +340,9 @@ impl TlsLayer {
         seal: &[u8],
         close_notify: bool,
     ) -> Result<(usize, Opened, bool), TlsError> {
+        let State::Rustls(conn) = &mut self.state else {
+            return Err(TlsError::Unexpected("rustls is gone"));
+        };
         let mut sink = Sink {
             plain: plain.map(|p| (p, 0)),
             out,
@@ -252,7 +355,7 @@ impl TlsLayer {
         let mut more = false;
         loop {
             let input = &mut cipher[start..];
-            let (discard, flow) = match &mut self.conn {
+            let (discard, flow) = match &mut **conn {
                 TlsConn::Server(c) => {
                     handle::<ServerConnectionData>(c.process_tls_records(input), &mut sink)
                 }
@@ -269,7 +372,7 @@ impl TlsLayer {
                     break;
                 }
                 Err(e) => {
-                    self.flush_alert(&mut cipher[start..], sink.out);
+                    flush_alert(conn, &mut cipher[start..], sink.out);
                     return Err(e);
                 }
             }
@@ -284,35 +387,28 @@ impl TlsLayer {
         };
         Ok((start, opened, sink.sealed))
     }
+}
 
-    /// After an error, rustls's fatal alert goes to `out` (best effort). rustls queues it with
-    /// the error, or (for some malformed input) on the next call, which parses the input again
-    /// and fails the same way; the call after that hands the alert over before parsing. So at
-    /// most two calls, stopping at the alert: a third would fail a second time, and rustls
-    /// refuses a second fatal alert. `rest` is what was left of the input (rustls may still
-    /// point into it; an empty slice would make it panic).
-    fn flush_alert(&mut self, rest: &mut [u8], out: &mut Vec<u8>) {
-        let mut sink = Sink {
-            plain: None,
-            out,
-            seal: &[],
-            sealed: false,
-            close_notify: false,
-            closed: false,
-        };
-        for _ in 0..2 {
-            let before = sink.out.len();
-            let (_, flow) = match &mut self.conn {
-                TlsConn::Server(c) => {
-                    handle::<ServerConnectionData>(c.process_tls_records(rest), &mut sink)
-                }
-                TlsConn::Client(c) => {
-                    handle::<ClientConnectionData>(c.process_tls_records(rest), &mut sink)
-                }
-            };
-            if sink.out.len() > before || flow.is_ok() {
-                return;
+/// After an error, rustls's fatal alert goes to `out` (best effort). rustls queues it with
+/// the error, or (for some malformed input) on the next call, which parses the input again
+/// and fails the same way; the call after that hands the alert over before parsing. So at
+/// most two calls, stopping at the alert: a third would fail a second time, and rustls
+/// refuses a second fatal alert. `rest` is what was left of the input (rustls may still point
+/// into it; an empty slice would make it panic).
+fn flush_alert(conn: &mut TlsConn, rest: &mut [u8], out: &mut Vec<u8>) {
+    let mut sink = Sink::output_only(out);
+    for _ in 0..2 {
+        let before = sink.out.len();
+        let (_, flow) = match conn {
+            TlsConn::Server(c) => {
+                handle::<ServerConnectionData>(c.process_tls_records(rest), &mut sink)
             }
+            TlsConn::Client(c) => {
+                handle::<ClientConnectionData>(c.process_tls_records(rest), &mut sink)
+            }
+        };
+        if sink.out.len() > before || flow.is_ok() {
+            return;
         }
     }
 }
@@ -440,6 +536,33 @@ fn grow_into(
 }
 
 #[cfg(test)]
+impl TlsLayer {
+    /// A client asks for new keys (rustls sends KeyUpdate with update_requested).
+    fn request_key_update(&mut self, out: &mut Vec<u8>) {
+        let State::Rustls(conn) = &mut self.state else {
+            panic!("not a rustls connection")
+        };
+        let TlsConn::Client(client) = &mut **conn else {
+            panic!("not a client")
+        };
+        let status = client.process_tls_records(&mut []);
+        let Ok(ConnectionState::WriteTraffic(traffic)) = status.state else {
+            panic!("client not ready to write")
+        };
+        traffic.refresh_traffic_keys().unwrap();
+        let mut sink = Sink::output_only(out);
+        // The KeyUpdate is encoded on the next pass.
+        for _ in 0..3 {
+            let (_, flow) =
+                handle::<ClientConnectionData>(client.process_tls_records(&mut []), &mut sink);
+            if matches!(flow, Ok(Flow::Stop)) {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
@@ -448,8 +571,9 @@ mod tests {
     use super::*;
     use crate::security::certificates::provider;
 
-    /// A server and a client layer for a certificate of `localhost` signed by a fresh CA.
-    fn pair() -> (TlsLayer, TlsLayer) {
+    /// A server and a client layer for a certificate of `localhost` signed by a fresh CA,
+    /// speaking only `version`.
+    fn pair(version: &'static rustls::SupportedProtocolVersion) -> (TlsLayer, TlsLayer) {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -459,8 +583,8 @@ mod tests {
             .unwrap()
             .signed_by(&key, &ca)
             .unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
+        let mut server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[version])
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(
@@ -468,10 +592,12 @@ mod tests {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             )
             .unwrap();
+        server.enable_secret_extraction = true;
+        server.send_tls13_tickets = 0;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.der().clone()).unwrap();
         let client = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&[version])
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
@@ -481,91 +607,160 @@ mod tests {
         (TlsLayer::server(server), TlsLayer::client(client))
     }
 
-    /// Feeds `wire` to `layer` `chunk` bytes at a time, as reads would; returns the plaintext
-    /// and what the layer wants to send back.
+    /// Feeds `wire` to `layer` `chunk` bytes at a time, as reads would; returns the plaintext,
+    /// what the layer wants to send back, and whether the peer closed.
     fn deliver(
         layer: &mut TlsLayer,
         gauge: &mut usize,
         wire: &[u8],
         chunk: usize,
-    ) -> (Vec<u8>, Vec<u8>) {
+    ) -> Result<(Vec<u8>, Vec<u8>, bool), TlsError> {
         let mut plain_out = Vec::new();
         let mut reply = Vec::new();
+        let mut closed = false;
         let mut cipher = vec![0u8; 64 * 1024];
         let mut plain = vec![0u8; 64 * 1024];
         for piece in wire.chunks(chunk.max(1)) {
             let held = layer.restore(gauge, &mut cipher);
             cipher[held..held + piece.len()].copy_from_slice(piece);
-            let opened = layer
-                .open(
-                    gauge,
-                    &mut cipher[..held + piece.len()],
-                    &mut plain,
-                    &mut reply,
-                )
-                .unwrap();
+            let opened = layer.open(
+                gauge,
+                &mut cipher[..held + piece.len()],
+                &mut plain,
+                &mut reply,
+            )?;
             assert!(!opened.more);
+            closed |= opened.closed;
             plain_out.extend_from_slice(&plain[..opened.plain]);
         }
-        (plain_out, reply)
+        Ok((plain_out, reply, closed))
+    }
+
+    /// Handshakes `client` with `server`, the client's first request riding behind it.
+    fn handshake(server: &mut TlsLayer, client: &mut TlsLayer, chunk: usize) -> (usize, usize) {
+        let (mut sg, mut cg) = (0, 0);
+        let mut to_server = Vec::new();
+        client.start(&mut to_server).unwrap();
+        // Sent before the handshake is done: held, then sealed once it can be.
+        client
+            .seal(&mut cg, b"GET / HTTP/1.1\r\n\r\n", &mut to_server)
+            .unwrap();
+        assert!(client.held() > 0);
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let (plain, to_client, _) = deliver(server, &mut sg, &to_server, chunk).unwrap();
+            got.extend(plain);
+            let (plain, back, _) = deliver(client, &mut cg, &to_client, chunk).unwrap();
+            assert!(plain.is_empty());
+            to_server = back;
+        }
+        assert!(!server.is_handshaking() && !client.is_handshaking());
+        assert!(
+            server.is_established(),
+            "the server kept only its record keys"
+        );
+        assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+        (sg, cg)
     }
 
     #[test]
-    fn a_handshake_then_records_both_ways_even_a_byte_at_a_time() {
-        for chunk in [usize::MAX, 1, 7] {
-            let (mut server, mut client) = pair();
-            let (mut sg, mut cg) = (0, 0);
-            let mut to_server = Vec::new();
-            client.start(&mut to_server).unwrap();
-            // Sent before the handshake is done: held, then sealed once it can be.
-            client
-                .seal(&mut cg, b"GET / HTTP/1.1\r\n\r\n", &mut to_server)
-                .unwrap();
-            assert!(client.held() > 0);
-            let mut got = Vec::new();
-            for _ in 0..4 {
-                let (plain, to_client) = deliver(&mut server, &mut sg, &to_server, chunk);
-                got.extend(plain);
-                let (plain, back) = deliver(&mut client, &mut cg, &to_client, chunk);
-                assert!(plain.is_empty());
-                to_server = back;
+    fn after_the_handshake_records_flow_both_ways_even_a_byte_at_a_time() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            for chunk in [usize::MAX, 1, 7] {
+                let (mut server, mut client) = pair(version);
+                let (mut sg, mut cg) = handshake(&mut server, &mut client, chunk);
+                assert_eq!(
+                    (server.held(), client.held()),
+                    (0, 0),
+                    "nothing held when idle"
+                );
+                assert_eq!((sg, cg), (0, 0), "the gauges agree");
+
+                for size in [0, 1, 100, 16_384, 16_385, 40_000] {
+                    let big: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+                    let mut records = Vec::new();
+                    server.seal(&mut sg, &big, &mut records).unwrap();
+                    assert!(records.len() >= big.len() && records.len() < big.len() + 200);
+                    let (plain, _, _) = deliver(&mut client, &mut cg, &records, chunk).unwrap();
+                    assert_eq!(plain, big, "{version:?} {size} server -> client");
+                    let mut records = Vec::new();
+                    client.seal(&mut cg, &big, &mut records).unwrap();
+                    let (plain, _, _) = deliver(&mut server, &mut sg, &records, chunk).unwrap();
+                    assert_eq!(plain, big, "{version:?} {size} client -> server");
+                }
+
+                // Each side's close_notify ends the other's stream.
+                let mut bye = Vec::new();
+                server.close_notify(&mut sg, &mut bye).unwrap();
+                assert!(deliver(&mut client, &mut cg, &bye, chunk).unwrap().2);
+                let mut bye = Vec::new();
+                client.close_notify(&mut cg, &mut bye).unwrap();
+                assert!(deliver(&mut server, &mut sg, &bye, chunk).unwrap().2);
+                server.release(&mut sg);
+                client.release(&mut cg);
+                assert_eq!((sg, cg), (0, 0));
             }
-            assert!(!server.is_handshaking() && !client.is_handshaking());
-            assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
-            assert_eq!(
-                (server.held(), client.held()),
-                (0, 0),
-                "nothing held when idle"
-            );
-            assert_eq!((sg, cg), (0, 0), "the gauges agree");
-
-            let big = vec![b'x'; 40_000];
-            let mut records = Vec::new();
-            server.seal(&mut sg, &big, &mut records).unwrap();
-            assert!(records.len() > big.len() && records.len() < big.len() + 200);
-            let (plain, _) = deliver(&mut client, &mut cg, &records, chunk);
-            assert_eq!(plain, big);
-
-            let mut bye = Vec::new();
-            client.close_notify(&mut cg, &mut bye).unwrap();
-            let mut cipher = bye.clone();
-            let mut plain = vec![0u8; 1024];
-            let mut out = Vec::new();
-            let opened = server
-                .open(&mut sg, &mut cipher, &mut plain, &mut out)
-                .unwrap();
-            assert!(opened.closed);
         }
     }
 
     #[test]
-    fn garbage_and_plaintext_fail() {
+    fn a_key_update_from_the_client_is_followed_and_answered() {
+        let (mut server, mut client) = pair(&rustls::version::TLS13);
+        let (mut sg, mut cg) = handshake(&mut server, &mut client, usize::MAX);
+        for round in 0..3 {
+            let mut update = Vec::new();
+            client.request_key_update(&mut update);
+            assert!(!update.is_empty());
+            client
+                .seal(&mut cg, b"under the new key", &mut update)
+                .unwrap();
+            let (plain, answer, _) = deliver(&mut server, &mut sg, &update, usize::MAX).unwrap();
+            assert_eq!(plain, b"under the new key", "round {round}");
+            assert!(
+                !answer.is_empty(),
+                "the server answers with its own KeyUpdate"
+            );
+            let mut reply = answer;
+            server.seal(&mut sg, b"ours too", &mut reply).unwrap();
+            let (plain, _, _) = deliver(&mut client, &mut cg, &reply, usize::MAX).unwrap();
+            assert_eq!(plain, b"ours too", "round {round}");
+        }
+    }
+
+    #[test]
+    fn tampered_or_unexpected_records_fail_the_connection() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (mut server, mut client) = pair(version);
+            let (mut sg, mut cg) = handshake(&mut server, &mut client, usize::MAX);
+            let mut record = Vec::new();
+            client.seal(&mut cg, b"hello", &mut record).unwrap();
+            let last = record.len() - 1;
+            record[last] ^= 1;
+            assert!(matches!(
+                deliver(&mut server, &mut sg, &record, usize::MAX),
+                Err(TlsError::Record(_))
+            ));
+
+            let (mut server, mut client) = pair(version);
+            let (mut sg, _) = handshake(&mut server, &mut client, usize::MAX);
+            // A plaintext handshake record (renegotiation, or garbage) after the handshake.
+            let stray = [22, 3, 3, 0, 4, 1, 0, 0, 0];
+            assert!(deliver(&mut server, &mut sg, &stray, usize::MAX).is_err());
+            // A record longer than TLS allows.
+            let (mut server, mut client) = pair(version);
+            let (mut sg, _) = handshake(&mut server, &mut client, usize::MAX);
+            assert!(deliver(&mut server, &mut sg, &[23, 3, 3, 0xFF, 0xFF], usize::MAX).is_err());
+        }
+    }
+
+    #[test]
+    fn garbage_and_plaintext_fail_the_handshake() {
         let inputs: [&[u8]; 2] = [
             b"GET /ocpp/CP1 HTTP/1.1\r\n\r\n",
             &[0x16, 3, 1, 0, 5, 1, 2, 3, 4, 5],
         ];
         for (i, input) in inputs.into_iter().enumerate() {
-            let (mut server, _) = pair();
+            let (mut server, _) = pair(&rustls::version::TLS13);
             let mut gauge = 0;
             let mut cipher = input.to_vec();
             let mut plain = vec![0u8; 1024];

@@ -202,10 +202,13 @@ impl Write for Stream {
     }
 }
 
-/// A PROXY header still expected, and what arrived of it so far.
-#[derive(Debug, Default)]
-struct ProxyWait {
-    held: Held,
+/// The PROXY header of a connection that expects one.
+#[derive(Debug)]
+enum ProxyHeader {
+    /// Expected; what arrived of it so far.
+    Waiting(Held),
+    /// Taken off; the client address it named, until the session takes it.
+    Read(Option<SocketAddr>),
 }
 
 /// What a raw read gave (after the PROXY header, if one was expected).
@@ -225,9 +228,8 @@ pub struct Transport {
     /// What the kernel would not take yet, oldest first (ciphertext on TLS).
     backlog: Held,
     tls: Option<Box<TlsLayer>>,
-    proxy: Option<Box<ProxyWait>>,
-    /// The client address a PROXY header named, until taken.
-    proxied: Option<SocketAddr>,
+    /// Boxed: most connections have none, and the slab entry stays small.
+    proxy: Option<Box<ProxyHeader>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -251,7 +253,6 @@ impl Transport {
             backlog: Held::default(),
             tls: None,
             proxy: None,
-            proxied: None,
         }
     }
 
@@ -263,7 +264,7 @@ impl Transport {
 
     /// Expects a PROXY protocol header before anything else.
     pub fn expecting_proxy_header(mut self) -> Transport {
-        self.proxy = Some(Box::default());
+        self.proxy = Some(Box::new(ProxyHeader::Waiting(Held::default())));
         self
     }
 
@@ -289,7 +290,13 @@ impl Transport {
 
     /// The client address a PROXY header named (once).
     pub fn take_proxied_peer(&mut self) -> Option<SocketAddr> {
-        self.proxied.take()
+        match self.proxy.as_deref() {
+            Some(ProxyHeader::Read(_)) => match self.proxy.take().map(|b| *b) {
+                Some(ProxyHeader::Read(peer)) => peer,
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Starts a TLS client's handshake (the load generator's side); nothing otherwise.
@@ -393,14 +400,14 @@ impl Transport {
 
     /// Reads from the socket into `dst`, first taking the PROXY header off if one is expected.
     fn read_raw(&mut self, wire: &mut Wire, dst: &mut [u8]) -> Result<Raw, ReadError> {
-        let Some(wait) = &mut self.proxy else {
+        let Some(ProxyHeader::Waiting(wait)) = self.proxy.as_deref_mut() else {
             return read_some(&mut self.stream, dst);
         };
-        let held = wait.held.len();
+        let held = wait.len();
         if held >= dst.len() {
             return Err(ProxyError::Missing.into());
         }
-        dst[..held].copy_from_slice(wait.held.as_slice());
+        dst[..held].copy_from_slice(wait.as_slice());
         let (len, drained) = match read_some(&mut self.stream, &mut dst[held..])? {
             Raw::Bytes { len, drained } => (held + len, drained),
             Raw::Eof => return Ok(Raw::Eof),
@@ -409,17 +416,16 @@ impl Transport {
         match proxy::parse(&dst[..len])? {
             Header::Partial if len > proxy::MAX_HEADER => Err(ProxyError::Missing.into()),
             Header::Partial => {
-                wait.held.clear(&mut wire.buffered.read);
-                wait.held.extend(&mut wire.buffered.read, &dst[..len], 0);
+                wait.clear(&mut wire.buffered.read);
+                wait.extend(&mut wire.buffered.read, &dst[..len], 0);
                 Ok(Raw::Bytes { len: 0, drained })
             }
             Header::Done {
                 len: header,
                 source,
             } => {
-                wait.held.clear(&mut wire.buffered.read);
-                self.proxy = None;
-                self.proxied = source;
+                wait.clear(&mut wire.buffered.read);
+                self.proxy = Some(Box::new(ProxyHeader::Read(source)));
                 dst.copy_within(header..len, 0);
                 Ok(Raw::Bytes {
                     len: len - header,
@@ -488,8 +494,8 @@ impl Transport {
         if let Some(tls) = &mut self.tls {
             tls.release(&mut wire.buffered.read);
         }
-        if let Some(wait) = &mut self.proxy {
-            wait.held.clear(&mut wire.buffered.read);
+        if let Some(ProxyHeader::Waiting(wait)) = self.proxy.as_deref_mut() {
+            wait.clear(&mut wire.buffered.read);
         }
     }
 

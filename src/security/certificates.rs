@@ -144,6 +144,8 @@ fn build(files: &TlsFiles, mutual: bool) -> Result<ServerConfigs, CertError> {
         let mut config = builder.with_cert_resolver(Arc::clone(&resolver) as _);
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
+        // After the handshake only the record keys are kept (see `net::records`).
+        config.enable_secret_extraction = true;
         Ok::<_, CertError>(Arc::new(config))
     };
     let server_auth = config(None)?;

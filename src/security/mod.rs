@@ -21,6 +21,7 @@ use base64::Engine as _;
 use log::{info, warn};
 
 use crate::config::Config;
+use crate::net::tls::ClientCertificate;
 use certificates::{CertError, TlsConfigs, TlsFiles};
 use credentials::{Credentials, CredentialsError};
 
@@ -225,18 +226,16 @@ pub fn check_basic(
     result
 }
 
-/// Checks that the client certificate (leaf first) names `identity` as its CN. The chain was
-/// verified against `security.client_ca` during the handshake.
+/// Checks that the client certificate names `identity` as its CN. Its chain was verified
+/// against `security.client_ca` during the handshake.
 pub fn check_certificate(
     identity: &str,
-    chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+    presented: Option<&ClientCertificate>,
 ) -> Result<(), AuthFailure> {
-    let leaf = chain
-        .and_then(|c| c.first())
-        .ok_or(AuthFailure::NoCertificate)?;
-    match certificates::common_name(leaf) {
-        Some(cn) if cn == identity => Ok(()),
-        _ => Err(AuthFailure::WrongCommonName),
+    match presented {
+        None | Some(ClientCertificate::None) => Err(AuthFailure::NoCertificate),
+        Some(ClientCertificate::CommonName(cn)) if &**cn == identity => Ok(()),
+        Some(_) => Err(AuthFailure::WrongCommonName),
     }
 }
 

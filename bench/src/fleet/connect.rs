@@ -12,7 +12,11 @@ use crate::messages::Outgoing;
 use crate::scenario::NEVER;
 use crate::stats::{self, ErrorKind, ThreadCounters};
 use crate::upgrade::{Step, Upgrade, UpgradeError};
+use ocpp_gateway::net::tls::TlsLayer;
 use ocpp_gateway::net::transport::Transport;
+use rustls::client::UnbufferedClientConnection;
+
+use crate::security;
 
 impl FleetLoop {
     pub(super) fn start_connects(&mut self) {
@@ -99,19 +103,53 @@ impl FleetLoop {
             &mut self.latencies.connect,
             self.now - self.cps[key as usize].connect_started_us,
         );
-        let path = format!("{}{}", self.config.target.path_prefix, self.identity(key));
-        let upgrade = Upgrade::start(stream, &self.config.target.host, &path);
-        self.put_link(key, Link::Handshaking(upgrade));
-        self.drive_upgrade(key);
+        let identity = self.identity(key);
+        let mut transport = Transport::new(stream);
+        if let Some(tls) = &self.config.tls {
+            let conn = tls
+                .config_for(&identity, &mut self.tls_configs)
+                .map_err(|e| e.to_string())
+                .and_then(|config| {
+                    UnbufferedClientConnection::new(config, tls.server_name.clone())
+                        .map_err(|e| e.to_string())
+                });
+            match conn {
+                Ok(conn) => transport = transport.with_tls(TlsLayer::client(conn)),
+                Err(e) => return self.fail(key, ErrorKind::HandshakeFailed, &e),
+            }
+        }
+        let authorization = self
+            .config
+            .basic_auth
+            .as_deref()
+            .map(|seed| security::basic_header(seed, &identity));
+        let path = format!("{}{identity}", self.config.target.path_prefix);
+        let started = Upgrade::start(
+            transport,
+            &mut self.wire,
+            &self.config.target.host,
+            &path,
+            authorization.as_deref(),
+        );
+        match started {
+            Ok(upgrade) => {
+                self.put_link(key, Link::Handshaking(upgrade));
+                self.drive_upgrade(key);
+            }
+            Err(e) => self.fail(key, ErrorKind::HandshakeFailed, &e),
+        }
     }
 
     fn drive_upgrade(&mut self, key: u32) {
         let Link::Handshaking(upgrade) = self.take_link(key) else {
             return;
         };
-        match upgrade.advance() {
-            Ok(Step::Open(stream, rest)) => {
-                let mut conn = Box::new(ClientConn::new(Transport::new(stream)));
+        let mut buf = std::mem::take(&mut self.read_buf);
+        let advanced = upgrade.advance(&mut self.wire, &mut buf);
+        self.read_buf = buf;
+        match advanced {
+            Ok(Step::Open(transport, rest)) => {
+                let mut conn = Box::new(ClientConn::new(transport));
                 conn.input.extend(&mut self.wire.buffered.read, &rest, 0);
                 self.opened(key, conn);
             }
@@ -161,8 +199,10 @@ impl FleetLoop {
 
     /// Drops the connection and everything tied to it; the charge point is left `Down`.
     pub(super) fn disconnect(&mut self, key: u32) {
-        if let Link::Open(mut conn) = self.take_link(key) {
-            conn.release(&mut self.wire);
+        match self.take_link(key) {
+            Link::Open(mut conn) => conn.release(&mut self.wire),
+            Link::Handshaking(mut upgrade) => upgrade.release(&mut self.wire),
+            _ => {}
         }
         self.set_booted(key, false);
         let cp = &mut self.cps[key as usize];

@@ -16,7 +16,7 @@
 mod connect;
 mod exchange;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::mem;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -124,6 +124,8 @@ pub struct FleetLoop {
     read_buf: Box<[u8]>,
     /// Bytes connections hold (unfinished input, write backlogs), and the buffers TLS borrows.
     wire: Wire,
+    /// Client-certificate configurations by identity (`--client-cert-dir`), loaded once.
+    tls_configs: HashMap<String, Arc<rustls::ClientConfig>>,
     warnings: WarnBudget,
 }
 
@@ -176,6 +178,7 @@ impl FleetLoop {
             frame: Vec::with_capacity(512),
             read_buf: vec![0; exchange::READ_BUFFER].into_boxed_slice(),
             wire: Wire::new(exchange::MAX_WRITE_BUFFER),
+            tls_configs: HashMap::new(),
             warnings: WarnBudget::new(WARNINGS_PER_SECOND),
         }
     }
