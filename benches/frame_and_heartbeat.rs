@@ -49,7 +49,9 @@ fn default_policy() -> Policy {
         identities: None,
         id_tags: None,
         data_transfer_status: config::DEFAULT_DATA_TRANSFER_STATUS,
-        transactions: TransactionIds::open(None).expect("an in-memory counter opens"),
+        transactions: std::sync::Arc::new(
+            TransactionIds::open(None).expect("an in-memory counter opens"),
+        ),
         check_serial_number: config::DEFAULT_CHECK_SERIAL_NUMBER,
     }
 }

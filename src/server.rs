@@ -252,6 +252,7 @@ impl Server {
                     traces: Arc::clone(&traces),
                     journal,
                     security: Arc::clone(&security),
+                    transactions: Arc::clone(&policy.transactions),
                 });
                 match started {
                     Ok(admin) => Some(admin),
@@ -458,7 +459,7 @@ fn load_policy(config: &Config) -> Result<Policy, PolicyError> {
         identities: identities.map(Arc::new),
         id_tags,
         data_transfer_status: ocpp.data_transfer_status,
-        transactions: TransactionIds::open(ocpp.transaction_id_file.as_deref())?,
+        transactions: Arc::new(TransactionIds::open(ocpp.transaction_id_file.as_deref())?),
         check_serial_number: config.security.check_serial_number,
     })
 }

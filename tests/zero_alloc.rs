@@ -139,7 +139,7 @@ fn a_warm_heartbeat_round_trip_allocates_nothing() {
         identities: None,
         id_tags: None,
         data_transfer_status: config::DEFAULT_DATA_TRANSFER_STATUS,
-        transactions: TransactionIds::open(None).expect("in memory"),
+        transactions: Arc::new(TransactionIds::open(None).expect("in memory")),
         check_serial_number: false,
     };
     let stats = Arc::new(Stats::new(1, 1));

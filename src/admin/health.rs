@@ -279,6 +279,14 @@ impl AdminLoop {
                 }
             }
         };
+        if self.parts.transactions.remaining() == 0 {
+            degraded = true;
+            problems.push(
+                "transaction ids exhausted: StartTransaction is refused; write a new start into \
+                 ocpp.transaction_id_file and restart"
+                    .into(),
+            );
+        }
         let unhealthy =
             loops_stuck.iter().chain(&processors_stuck).any(|&s| s) || journal.status == "stuck";
         let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((0, 0));

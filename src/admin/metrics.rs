@@ -25,6 +25,8 @@ pub struct Gauges {
     pub journal_queue_depth: Option<u64>,
     pub journal_failing: bool,
     pub open_files_limit: u64,
+    /// Transaction ids StartTransaction can still give out.
+    pub transaction_ids_remaining: u64,
     pub uptime_seconds: f64,
     pub healthy: bool,
 }
@@ -461,6 +463,12 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         g.open_files_limit,
     );
     o.single(
+        "ocpp_gateway_transaction_ids_remaining",
+        "gauge",
+        "Transaction ids StartTransaction can still give out (0: refused with InternalError).",
+        g.transaction_ids_remaining,
+    );
+    o.single(
         "ocpp_gateway_uptime_seconds",
         "gauge",
         "Seconds since the gateway started.",
@@ -512,6 +520,7 @@ impl AdminLoop {
                 .as_ref()
                 .is_some_and(|status| status.failing()),
             open_files_limit: rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(s, _)| s),
+            transaction_ids_remaining: self.parts.transactions.remaining(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             healthy,
         };

@@ -75,6 +75,8 @@ pub struct AdminParts {
     pub journal: Option<Arc<JournalStatus>>,
     /// Credentials the API sets (`PUT /api/v1/chargepoints/{id}/password`).
     pub security: Arc<crate::security::Security>,
+    /// The transaction id counter: `/health` is degraded once it is used up.
+    pub transactions: Arc<crate::processor::policy::TransactionIds>,
 }
 
 /// The running admin thread.

@@ -151,8 +151,92 @@ pub enum FrameError {
     UnknownMessageType { message_type: u64 },
 }
 
+/// How deeply a payload may nest arrays and objects. OCPP 1.6's deepest schema (a
+/// SetChargingProfile's schedule periods) needs 5; 32 leaves room for DataTransfer's free
+/// `data` and stops documents that break the journal's readers (jq stops at 10,000, Python's
+/// json near 1,000) long before that.
+pub const MAX_NESTING: usize = 32;
+
+/// Whether `text` nests arrays/objects more than `limit` deep (one pass, stops early).
+pub fn nests_deeper_than(text: &str, limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The UniqueId of a text that starts like a CALL (`[2, "<id>"`), read without parsing the
+/// rest: what a refusal of the whole message can still answer to.
+fn leading_call_id(text: &str) -> Option<String> {
+    if message_type(text) != Some(2) {
+        return None;
+    }
+    let rest = text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .strip_prefix('[')?;
+    let rest = rest.trim_start_matches([
+        ' ', '\t', '\n', '\r', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
+    ]);
+    let rest = rest
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .strip_prefix(',')?;
+    let rest = rest.trim_start_matches([' ', '\t', '\n', '\r']);
+    if !rest.starts_with('"') {
+        return None;
+    }
+    let mut escaped = false;
+    let end = rest.char_indices().skip(1).find_map(|(i, c)| match c {
+        _ if escaped => {
+            escaped = false;
+            None
+        }
+        '\\' => {
+            escaped = true;
+            None
+        }
+        '"' => Some(i),
+        _ => None,
+    })?;
+    let id: String = serde_json::from_str(&rest[..=end]).ok()?;
+    (1..=MAX_UNIQUE_ID_LEN)
+        .contains(&id.chars().count())
+        .then_some(id)
+}
+
 /// Parses one text message into a frame; the module doc has the rules.
 pub fn parse_frame(text: &str) -> Result<Frame<'_>, FrameError> {
+    // The envelope is one level; the payload may have MAX_NESTING more.
+    if nests_deeper_than(text, MAX_NESTING + 1) {
+        let description = format!("nested deeper than {MAX_NESTING} levels");
+        return Err(match leading_call_id(text) {
+            Some(unique_id) => FrameError::Answer {
+                unique_id,
+                code: CallErrorCode::FormationViolation,
+                description,
+            },
+            None => unanswerable(description),
+        });
+    }
     let elements: Elements<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
         // A data error names the value found, possibly quoting it whole: say less.
         Category::Data => unanswerable("message is not a JSON array"),
@@ -566,13 +650,9 @@ mod tests {
         assert_eq!(parts(text), ["2", "i\"dé", "Heartbeat", "{ }"]);
         let id36 = "é".repeat(36); // 36 characters, 72 bytes
         assert_eq!(parts(&format!(r#"[3,"{id36}",{{}}]"#)), ["3", &id36, "{}"]);
-        let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let nested = format!("{}{}", "[".repeat(31), "]".repeat(31));
         let deep = format!(r#"[2,"id","A",{{"a":{nested}}}]"#);
-        assert_eq!(
-            parts(&deep).len(),
-            4,
-            "nesting inside a payload is not checked"
-        );
+        assert_eq!(parts(&deep).len(), 4, "32 levels in a payload are fine");
         let huge = r#"[4,"id","","",{"n":1e999999,"m":-123456789012345678901234567890}]"#;
         assert_eq!(parts(huge).len(), 5);
         let max = format!("[{}]", u64::MAX);
@@ -619,6 +699,42 @@ mod tests {
     }
 
     #[test]
+    fn payloads_nested_deeper_than_the_limit_are_refused() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let ok = format!(
+            r#"[2,"id-1","DataTransfer",{{"vendorId":"V","data":{}}}]"#,
+            nested(30)
+        );
+        assert!(parse_frame(&ok).is_ok());
+        let deep = format!(
+            r#"[2, "id-\"2","DataTransfer",{{"vendorId":"V","data":{}}}]"#,
+            nested(40)
+        );
+        assert_eq!(
+            parse_frame(&deep).unwrap_err(),
+            FrameError::Answer {
+                unique_id: "id-\"2".into(),
+                code: CallErrorCode::FormationViolation,
+                description: "nested deeper than 32 levels".into(),
+            }
+        );
+        let huge = format!(r#"[2,"id-3","DataTransfer",{{"data":{}}}]"#, nested(30_000));
+        assert!(matches!(parse_frame(&huge), Err(FrameError::Answer { .. })));
+        let answer = format!(r#"[3,"id-4",{{"a":{}}}]"#, nested(40));
+        assert!(matches!(
+            parse_frame(&answer),
+            Err(FrameError::Unanswerable { .. })
+        ));
+        // Brackets inside strings do not count.
+        let text = format!(
+            r#"[2,"id-5","DataTransfer",{{"vendorId":"V","data":"{}"}}]"#,
+            "[".repeat(100)
+        );
+        assert!(parse_frame(&text).is_ok());
+        assert!(!nests_deeper_than(r#"["\"[[[["]"#, 1));
+    }
+
+    #[test]
     fn unanswerable_messages() {
         let cases = [
             ("", "not valid JSON"),
@@ -657,10 +773,10 @@ mod tests {
         expect_unanswerable(&format!(r#"[2,"{x129}","A",{{}}]"#), "longer than 128");
         expect_unanswerable(&format!(r#"[3,"{x37}",{{}}]"#), "longer than 36");
         expect_unanswerable(&format!(r#"[4,"id","{e65}","",{{}}]"#), "errorCode is");
-        // Deep nesting is an error or a skipped raw value, never a stack overflow.
-        expect_unanswerable(&"[".repeat(10_000), "not valid JSON");
+        // Deep nesting is refused before any parsing: never a stack overflow.
+        expect_unanswerable(&"[".repeat(10_000), "nested deeper than 32");
         let nested = format!("{}{}", "[".repeat(9_999), "]".repeat(9_999));
-        expect_unanswerable(&nested, "got [[[");
+        expect_unanswerable(&nested, "nested deeper than 32");
         // Long input is never quoted whole (expect_unanswerable checks the length).
         expect_unanswerable(&format!("[{}]", "9".repeat(10_000)), "too big");
         expect_unanswerable(&format!("\"{}", "q".repeat(10_000)), "not valid JSON");

@@ -36,7 +36,7 @@ pub struct Policy {
     /// Authorized idTags (None: every idTag is Accepted).
     pub id_tags: Option<IdTags>,
     pub data_transfer_status: DataTransferStatus,
-    pub transactions: TransactionIds,
+    pub transactions: Arc<TransactionIds>,
     /// A charge point that connected with a client certificate must boot with that
     /// certificate's CN (its identity) as `chargePointSerialNumber`, or be Rejected and closed.
     pub check_serial_number: bool,
@@ -52,7 +52,7 @@ impl Policy {
             identities: None,
             id_tags: None,
             data_transfer_status: DataTransferStatus::UnknownVendorId,
-            transactions: TransactionIds::open(None).expect("an in-memory counter opens"),
+            transactions: Arc::new(TransactionIds::open(None).expect("an in-memory counter opens")),
             check_serial_number: false,
         }
     }

@@ -28,6 +28,15 @@ pub enum PolicyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Every id up to 2147483647 was given out: a repeat would make two transactions one.
+    /// Stop the gateway, write a new start (a range the backend no longer uses) into
+    /// `ocpp.transaction_id_file`, start again.
+    #[error(
+        "transaction ids exhausted (the last one, {}, was given out): write a new start into \
+         ocpp.transaction_id_file and restart",
+        i32::MAX
+    )]
+    Exhausted,
 }
 
 /// Identities allowed to connect and boot, from a file with one identity per line (blank lines
@@ -200,14 +209,19 @@ pub struct TransactionIds {
     state: Mutex<Counter>,
 }
 
+/// Wide enough to hold "one past the last id" without saturating onto a real id.
 #[derive(Debug)]
 struct Counter {
-    next: i32,
-    reserved_until: i32,
+    next: i64,
+    reserved_until: i64,
+    exhaustion_logged: bool,
 }
 
+/// One past the largest transaction id (OCPP's `transactionId` is an integer, 32 bits signed).
+const END: i64 = i32::MAX as i64 + 1;
+
 /// Ids reserved per write of the counter file.
-const BLOCK: i32 = 1000;
+const BLOCK: i64 = 1000;
 
 impl TransactionIds {
     /// Continues after what `path` records (starting at 1 when it does not exist); `None`
@@ -218,10 +232,15 @@ impl TransactionIds {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => text
                     .trim()
-                    .parse::<i32>()
-                    .map_err(|_| PolicyError::Invalid {
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (0..=END).contains(n))
+                    .ok_or_else(|| PolicyError::Invalid {
                         path: path.to_owned(),
-                        message: format!("{:?} is not a transaction id", text.trim()),
+                        message: format!(
+                            "{:?} is not a transaction id (1 to {END}; {END}: all used)",
+                            text.trim()
+                        ),
                     })?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
                 Err(source) => {
@@ -237,18 +256,27 @@ impl TransactionIds {
             state: Mutex::new(Counter {
                 next: start.max(1),
                 reserved_until: start.max(1),
+                exhaustion_logged: false,
             }),
         })
     }
 
-    /// The next id.
+    /// The next id; never one given out before (ids reserved in the file are skipped after a
+    /// restart, never repeated), and [`PolicyError::Exhausted`] once all are used.
     pub fn next(&self) -> Result<i32, PolicyError> {
         let mut counter = self
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if counter.next >= END {
+            if !counter.exhaustion_logged {
+                counter.exhaustion_logged = true;
+                log::error!("{}", PolicyError::Exhausted);
+            }
+            return Err(PolicyError::Exhausted);
+        }
         if counter.next >= counter.reserved_until {
-            let until = counter.next.saturating_add(BLOCK);
+            let until = (counter.next + BLOCK).min(END);
             if let Some(path) = &self.path {
                 persist(path, until).map_err(|source| PolicyError::Persist {
                     path: path.clone(),
@@ -257,14 +285,23 @@ impl TransactionIds {
             }
             counter.reserved_until = until;
         }
-        let id = counter.next;
-        counter.next = counter.next.saturating_add(1);
+        let id = i32::try_from(counter.next).map_err(|_| PolicyError::Exhausted)?;
+        counter.next += 1;
         Ok(id)
+    }
+
+    /// Ids still available.
+    pub fn remaining(&self) -> u64 {
+        let counter = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        u64::try_from(END - counter.next).unwrap_or(0)
     }
 }
 
 /// Writes `value` to a temporary file, syncs it, and renames it over `path`.
-fn persist(path: &Path, value: i32) -> std::io::Result<()> {
+fn persist(path: &Path, value: i64) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::File::create(&tmp)?;
     writeln!(file, "{value}")?;
@@ -282,6 +319,34 @@ fn persist(path: &Path, value: i32) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn transaction_ids_never_repeat_and_end_loudly() {
+        let dir = std::env::temp_dir().join(format!("txid-end-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("counter");
+        std::fs::write(&path, "2147483645\n").unwrap();
+        let ids = TransactionIds::open(Some(&path)).unwrap();
+        assert_eq!(ids.remaining(), 3);
+        let given: Vec<i32> = (0..3).map(|_| ids.next().unwrap()).collect();
+        assert_eq!(given, [2147483645, 2147483646, 2147483647]);
+        for _ in 0..3 {
+            assert!(matches!(ids.next(), Err(PolicyError::Exhausted)));
+        }
+        assert_eq!(ids.remaining(), 0);
+        // The file says "all used": a restart does not start over.
+        let again = TransactionIds::open(Some(&path)).unwrap();
+        assert!(matches!(again.next(), Err(PolicyError::Exhausted)));
+        // The documented way on: a new start written into the file.
+        std::fs::write(&path, "1\n").unwrap();
+        assert_eq!(
+            TransactionIds::open(Some(&path)).unwrap().next().unwrap(),
+            1
+        );
+        std::fs::write(&path, "2147483649\n").unwrap();
+        assert!(TransactionIds::open(Some(&path)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn identities_ignore_comments_and_blanks() {

@@ -426,6 +426,11 @@ impl RawClient {
             "Sec-WebSocket-Protocol: ocpp1.6\r\n",
         );
         stream.write_all(request.as_bytes()).expect("write");
+        RawClient::after_upgrade(stream)
+    }
+
+    /// Reads the `101` of an upgrade request already sent on `stream`.
+    pub fn after_upgrade(mut stream: TcpStream) -> RawClient {
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {

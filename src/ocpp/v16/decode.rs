@@ -29,6 +29,9 @@ const CODES: &[(&str, CallErrorCode)] = {
         ("unknown variant", PropertyConstraintViolation),
         ("invalid value", PropertyConstraintViolation),
         ("invalid length", PropertyConstraintViolation),
+        // A number no JSON implementation represents (1e400, thousands of digits): a value out
+        // of range, like one too large for the field.
+        ("number out of range", PropertyConstraintViolation),
     ]
 };
 
