@@ -72,6 +72,8 @@ pub struct ChargePointView {
     pub loop_index: Option<u16>,
     /// How its (last) connection proved the identity: none, password or certificate.
     pub authenticated_by: &'static str,
+    /// Journal lines of its exchanges left out over its allowance (`events.charge_point_rate`).
+    pub journal_lines_suppressed: u64,
     /// unknown, pending, rejected or accepted.
     pub registration: &'static str,
     /// The BootNotification payload it last booted with.

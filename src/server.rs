@@ -25,6 +25,7 @@ use crate::net::TraceList;
 use crate::net::event_loop::{EventLoop, LoopParts, WAKER};
 use crate::ocpp::v16::{Action, Invalid};
 use crate::processor::handlers::Policy;
+use crate::processor::journal_budget::BudgetRule;
 use crate::processor::policy::{IdTags, Identities, PolicyError, TransactionIds};
 use crate::processor::pool::{self, PoolParts};
 use crate::security::{Security, SecurityError};
@@ -178,6 +179,10 @@ impl Server {
             stats: Arc::clone(&stats),
             events: events.clone(),
             traces: Arc::clone(&traces),
+            journal_rule: BudgetRule {
+                per_second: config.events.charge_point_rate,
+                burst: config.events.charge_point_burst,
+            },
         })
         .map_err(spawn_err("processor thread"))?;
         let commands = Commands {

@@ -237,6 +237,8 @@ counters! {
         call_errors_sent,
         /// Times a processor waited because the journal's queue was full (backpressure).
         journal_backpressure,
+        /// Journal lines left out because their charge point spent its journal allowance.
+        journal_lines_suppressed,
         /// BootNotifications answered Rejected, and their connections closed, because the
         /// serial number is not the client certificate's CN (`security.check_serial_number`).
         serial_mismatches,
@@ -403,6 +405,7 @@ pub struct StatsSnapshot {
     pub serial_mismatches: u64,
     pub takeovers_refused: u64,
     pub journal_backpressure: u64,
+    pub journal_lines_suppressed: u64,
     pub journal_lines: u64,
     pub journal_bytes: u64,
     pub journal_syncs: u64,

@@ -437,6 +437,12 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         s.journal_backpressure,
     );
     o.single(
+        "ocpp_gateway_journal_lines_suppressed_total",
+        "counter",
+        "Journal lines left out because their charge point spent its allowance (events.charge_point_rate).",
+        s.journal_lines_suppressed,
+    );
+    o.single(
         "ocpp_gateway_journal_overflow_total",
         "counter",
         "Journal events of event loops parked in the side queue because the journal was full.",

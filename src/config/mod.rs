@@ -68,6 +68,9 @@ pub const DEFAULT_FSYNC: &str = "interval";
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_ACK_AFTER_WRITE: bool = true;
 pub const DEFAULT_EVENTS_QUEUE_CAPACITY: usize = 8192;
+pub const DEFAULT_MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_CHARGE_POINT_RATE: u64 = 4096;
+pub const DEFAULT_CHARGE_POINT_BURST: u64 = 256 * 1024;
 
 /// The longest charge point identity accepted in the URL, in characters.
 pub const MAX_CHARGE_POINT_ID_LEN: usize = 48;
@@ -172,6 +175,13 @@ pub struct EventsConfig {
     /// StopTransaction and MeterValues are answered only once their line is written.
     pub ack_after_write: bool,
     pub queue_capacity: usize,
+    /// Rotation never deletes a journal file written to within this long (0: `max_files`
+    /// alone decides).
+    pub min_retention: Duration,
+    /// Journal bytes per second each charge point may produce (0: no limit) ...
+    pub charge_point_rate: u64,
+    /// ... and at once after a quiet period.
+    pub charge_point_burst: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -83,6 +83,9 @@ pub struct RawEvents {
     pub fsync_interval: Option<String>,
     pub ack_after_write: Option<bool>,
     pub queue_capacity: Option<usize>,
+    pub min_retention: Option<String>,
+    pub charge_point_rate: Option<u64>,
+    pub charge_point_burst: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

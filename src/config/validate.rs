@@ -479,7 +479,25 @@ fn events(check: &Check<'_>, e: RawEvents) -> Result<EventsConfig, ConfigError> 
             e.queue_capacity.unwrap_or(DEFAULT_EVENTS_QUEUE_CAPACITY),
             1..=1 << 20,
         )?,
+        min_retention: check.duration(
+            "events.min_retention",
+            e.min_retention,
+            DEFAULT_MIN_RETENTION,
+        )?,
+        charge_point_rate: e.charge_point_rate.unwrap_or(DEFAULT_CHARGE_POINT_RATE),
+        charge_point_burst: check.within(
+            "events.charge_point_burst",
+            e.charge_point_burst.unwrap_or(DEFAULT_CHARGE_POINT_BURST),
+            0..=1 << 30,
+        )?,
     };
+    if events.charge_point_rate > 0 && events.charge_point_burst < 64 * 1024 {
+        return Err(check.invalid(
+            "events.charge_point_burst",
+            "must be at least 65536 (a whole message and its answer) when charge_point_rate is set"
+                .into(),
+        ));
+    }
     if events.sink == Sink::Journal && events.path.as_os_str().is_empty() {
         return Err(check.invalid("events.path", "must name a file".into()));
     }

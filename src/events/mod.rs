@@ -50,7 +50,7 @@ pub enum EventKind<'a> {
     CallIn {
         unique_id: &'a str,
         action: &'a str,
-        payload: &'a str,
+        payload: Body<'a>,
     },
     /// Our answer to a CALL from the charge point.
     AnswerOut {
@@ -91,6 +91,56 @@ pub enum EventKind<'a> {
         status: u16,
         reason: &'static str,
     },
+    /// Lines of the charge point left out because it spent its journal allowance.
+    Suppressed {
+        lines: u32,
+        bytes: u64,
+    },
+}
+
+/// How much of a payload a line carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    /// All of it, as the JSON it is.
+    Whole(&'a str),
+    /// A refused or invalid payload: only its first [`PAYLOAD_PREFIX`] bytes (as a string) and
+    /// its size, so what an attacker sends cannot fill the journal or break its readers.
+    Prefix(&'a str),
+}
+
+/// Bytes of a refused payload a journal line keeps.
+pub const PAYLOAD_PREFIX: usize = 256;
+
+impl Event<'_> {
+    /// About how many bytes the event's line takes (for the per-charge-point allowance).
+    pub fn approx_len(&self) -> usize {
+        const LINE: usize = 120;
+        LINE + self.cp.len()
+            + match self.kind {
+                EventKind::CallIn {
+                    unique_id, payload, ..
+                } => {
+                    unique_id.len()
+                        + match payload {
+                            Body::Whole(text) => text.len(),
+                            Body::Prefix(text) => text.len().min(PAYLOAD_PREFIX) + 32,
+                        }
+                }
+                EventKind::AnswerOut { answer, .. } => match answer {
+                    Answer::Result(text) => text.len(),
+                    Answer::Error { description, .. } => description.len(),
+                },
+                EventKind::CallOut { payload, .. } | EventKind::ResultIn { payload, .. } => {
+                    payload.len()
+                }
+                EventKind::ErrorIn {
+                    description,
+                    details,
+                    ..
+                } => description.len() + details.len(),
+                _ => 0,
+            }
+    }
 }
 
 /// Our answer to a CALL from a charge point.

@@ -8,6 +8,7 @@
 //! - [`handlers`]: what each CALL is answered. [`policy`]: the files the answers follow.
 
 pub mod handlers;
+pub mod journal_budget;
 pub mod policy;
 pub mod pool;
 pub mod shard;

@@ -21,6 +21,7 @@ use crate::events::{EventWriter, Events, WriterLog};
 use crate::mailbox::{Loops, ProcessorInbox, Processors, ToLoop, ToProcessor};
 use crate::net::TraceList;
 use crate::processor::handlers::Policy;
+use crate::processor::journal_budget::BudgetRule;
 use crate::processor::shard::{Outputs, Shard};
 use crate::query::Query;
 use crate::stats::Stats;
@@ -42,6 +43,8 @@ pub struct PoolParts {
     pub stats: Arc<Stats>,
     pub events: Events,
     pub traces: Arc<TraceList>,
+    /// Each charge point's journal allowance.
+    pub journal_rule: BudgetRule,
 }
 
 struct Processor {
@@ -71,6 +74,7 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
         stats,
         events,
         traces,
+        journal_rule,
     } = parts;
     let mut threads = Vec::with_capacity(inboxes.len());
     for (index, inbox) in inboxes.into_iter().enumerate() {
@@ -86,7 +90,8 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
                 Arc::clone(&stats),
                 remember_limit,
                 events.acks_after_write(),
-            ),
+            )
+            .with_journal_rule(journal_rule),
             stats: Arc::clone(&stats),
             writer: events.writer(),
             traces: Arc::clone(&traces),

@@ -25,10 +25,11 @@ use serde_json::value::RawValue;
 
 use crate::batch::{Entry, FrameBatch, ReplyBatch};
 use crate::clock::WallClock;
-use crate::events::{self, Answer, Event, EventKind, EventWriter, is_billing};
+use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, is_billing};
 use crate::ocpp::rpc::{self, Frame, FrameError};
 use crate::ocpp::v16::Action;
 use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration};
+use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
 use crate::query::{ChargePointView, ConnectorView, Filter};
 use crate::security::Auth;
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
@@ -46,6 +47,8 @@ struct ChargePoint {
     /// The connection's `Connected::seq`: the higher wins a takeover.
     seq: u64,
     state: ChargePointState,
+    /// Its allowance of journal bytes.
+    journal: JournalBudget,
     /// What only the operator API reads: boxed, so the map entry every message touches stays
     /// small (measured: inline, these fields cost ~200 bytes per charge point in map slack).
     seen: Box<Seen>,
@@ -61,6 +64,8 @@ struct Seen {
     last_message: Option<SystemTime>,
     /// The payload of its last accepted or pending BootNotification.
     boot: Option<Box<RawValue>>,
+    /// Journal lines left out over its allowance since it connected.
+    journal_suppressed: u64,
 }
 
 /// `payload` without its whitespace: what is kept per charge point must be bounded by the
@@ -70,33 +75,70 @@ fn compact(payload: &RawValue) -> Option<Box<RawValue>> {
     RawValue::from_string(value.to_string()).ok()
 }
 
-/// Journals a CALL from a charge point (`call`: UniqueId, action, payload) and our answer.
-fn journal_exchange(
-    writer: &mut dyn EventWriter,
-    at: SystemTime,
-    cp: &str,
-    call: (&str, &str, &str),
-    answer: Answer<'_>,
-) {
-    let (unique_id, action, payload) = call;
-    writer.record(&Event {
-        at,
-        cp,
-        kind: EventKind::CallIn {
+/// Writes a charge point's journal lines within its allowance (see `journal_budget`).
+struct Journaling<'w, 's> {
+    writer: &'w mut dyn EventWriter,
+    rule: BudgetRule,
+    now_ms: u64,
+    stats: &'s ProcessorStats,
+}
+
+impl Journaling<'_, '_> {
+    /// Writes `event` unless the allowance is spent (`always`: billing lines, written anyway).
+    fn record(&mut self, budget: &mut JournalBudget, event: &Event<'_>, always: bool) {
+        match budget.admit(self.rule, self.now_ms, event.approx_len(), always) {
+            Admit::Write => self.writer.record(event),
+            Admit::WriteAfterSummary { lines, bytes } => {
+                self.summary(event.at, event.cp, lines, bytes);
+                self.writer.record(event);
+            }
+            Admit::Suppress => self.stats.journal_lines_suppressed.inc(),
+        }
+    }
+
+    fn summary(&mut self, at: SystemTime, cp: &str, lines: u32, bytes: u64) {
+        self.writer.record(&Event {
+            at,
+            cp,
+            kind: EventKind::Suppressed { lines, bytes },
+        });
+    }
+
+    /// Journals a CALL from a charge point (`call`: UniqueId, action, payload) and our answer.
+    /// A refused CALL keeps only the start of its payload.
+    fn exchange(
+        &mut self,
+        budget: &mut JournalBudget,
+        (at, cp): (SystemTime, &str),
+        (unique_id, action, payload): (&str, &str, &str),
+        answer: Answer<'_>,
+        billing: bool,
+    ) {
+        let payload = match answer {
+            Answer::Result(_) => Body::Whole(payload),
+            Answer::Error { .. } => Body::Prefix(payload),
+        };
+        let call = EventKind::CallIn {
             unique_id,
             action,
             payload,
-        },
-    });
-    writer.record(&Event {
-        at,
-        cp,
-        kind: EventKind::AnswerOut {
+        };
+        let reply = EventKind::AnswerOut {
             unique_id,
             action,
             answer,
-        },
-    });
+        };
+        self.record(budget, &Event { at, cp, kind: call }, billing);
+        self.record(
+            budget,
+            &Event {
+                at,
+                cp,
+                kind: reply,
+            },
+            billing,
+        );
+    }
 }
 
 /// Where handling a batch puts what it produced.
@@ -122,6 +164,10 @@ pub struct Shard {
     clock: WallClock,
     warnings: WarnBudget,
     origin: Instant,
+    /// Each charge point's journal allowance.
+    journal_rule: BudgetRule,
+    /// The allowance shared by identities without an entry (refused at the upgrade).
+    strangers: JournalBudget,
 }
 
 impl Shard {
@@ -143,7 +189,15 @@ impl Shard {
             clock: WallClock::default(),
             warnings: WarnBudget::new(WARNINGS_PER_SECOND),
             origin: Instant::now(),
+            journal_rule: BudgetRule::UNLIMITED,
+            strangers: JournalBudget::default(),
         }
+    }
+
+    /// Limits each charge point's journal lines (`events.charge_point_rate` / `_burst`).
+    pub fn with_journal_rule(mut self, rule: BudgetRule) -> Shard {
+        self.journal_rule = rule;
+        self
     }
 
     fn stats(&self) -> &ProcessorStats {
@@ -191,7 +245,19 @@ impl Shard {
                 }
                 Entry::Stashed { cp, at, event } => {
                     if let Some(writer) = out.writer.as_deref_mut() {
-                        writer.record(&events::unstash(batch, cp, *at, event));
+                        // The charge point's allowance, or (refusals of identities that never
+                        // connected) one shared by all of those.
+                        let budget = match self.charge_points.get_mut(cp) {
+                            Some(entry) => &mut entry.journal,
+                            None => &mut self.strangers,
+                        };
+                        let mut journaling = Journaling {
+                            writer,
+                            rule: self.journal_rule,
+                            now_ms: self.origin.elapsed().as_millis() as u64,
+                            stats: &self.stats.processors[self.index],
+                        };
+                        journaling.record(budget, &events::unstash(batch, cp, *at, event), false);
                     }
                 }
             }
@@ -248,11 +314,13 @@ impl Shard {
                             auth,
                             ..ChargePointState::default()
                         },
+                        journal: JournalBudget::default(),
                         seen: Box::new(Seen {
                             peer: Some(peer),
                             since: now,
                             last_message: None,
                             boot: None,
+                            journal_suppressed: 0,
                         }),
                     },
                 );
@@ -307,6 +375,13 @@ impl Shard {
         }
         entry.seen.since = now;
         if let Some(writer) = out.writer.as_deref_mut() {
+            if let Some((lines, bytes)) = entry.journal.take_summary() {
+                writer.record(&Event {
+                    at: now,
+                    cp,
+                    kind: EventKind::Suppressed { lines, bytes },
+                });
+            }
             writer.record(&Event {
                 at: now,
                 cp,
@@ -469,9 +544,29 @@ impl Shard {
                 description: &invalid.description,
             },
         };
-        journal_exchange(writer, at, cp, (&unique_id, &action, payload.get()), answer);
+        let billing = known.is_some_and(is_billing) && error.is_none();
+        let before = self.stats.processors[self.index]
+            .journal_lines_suppressed
+            .get();
+        let mut journaling = Journaling {
+            writer: &mut *writer,
+            rule: self.journal_rule,
+            now_ms: self.origin.elapsed().as_millis() as u64,
+            stats: &self.stats.processors[self.index],
+        };
+        journaling.exchange(
+            &mut entry.journal,
+            (at, cp),
+            (&unique_id, &action, payload.get()),
+            answer,
+            billing,
+        );
+        entry.seen.journal_suppressed += self.stats.processors[self.index]
+            .journal_lines_suppressed
+            .get()
+            - before;
         // Billing answers wait for their line when asked to; errors never need to.
-        let held = self.acks_after_write && known.is_some_and(is_billing) && error.is_none();
+        let held = self.acks_after_write && billing;
         let sealed = replies.seal(draft);
         if held {
             writer.hold(conn, replies.sealed(&sealed));
@@ -513,8 +608,20 @@ impl Shard {
         .inc();
         entry.seen.last_message = Some(at);
         if let Some(writer) = writer {
+            let mut journaling = Journaling {
+                writer,
+                rule: self.journal_rule,
+                now_ms: self.origin.elapsed().as_millis() as u64,
+                stats: &self.stats.processors[self.index],
+            };
             let call = (&*unique_id, &*action, payload.get());
-            journal_exchange(writer, at, cp, call, Answer::Result(answer));
+            journaling.exchange(
+                &mut entry.journal,
+                (at, cp),
+                call,
+                Answer::Result(answer),
+                false,
+            );
         }
     }
 
@@ -567,6 +674,7 @@ impl Shard {
             remote_address: entry.seen.peer.map(|p| p.to_string()),
             loop_index: entry.conn.map(|c| c.loop_index),
             authenticated_by: entry.state.auth.as_str(),
+            journal_lines_suppressed: entry.seen.journal_suppressed,
             registration: match entry.state.registration {
                 Registration::Unknown => "unknown",
                 Registration::Pending => "pending",

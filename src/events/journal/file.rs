@@ -1,21 +1,37 @@
 //! The journal file: appending, syncing, and rotation by size (`path` -> `path.1` -> ...,
 //! `events.max_files` files in all). A failure may tear the last line; a reopened file starts
 //! on a fresh line.
+//!
+//! Retention no one outside can drive: rotation never deletes a file written to within
+//! `events.min_retention` (its modification time is its newest line's). A flood that rotates
+//! fast then keeps more files than `max_files` instead of deleting recent billing lines (and,
+//! if the disk fills, the journal fails and billing answers are refused: nothing acknowledged
+//! is lost). What one charge point can write is bounded by its allowance (`journal_budget`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How many journal files are kept, and for how long at least.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Files in all, the current one included, once their lines are old enough.
+    pub max_files: usize,
+    /// A file written to within this long is never deleted.
+    pub min_age: Duration,
+}
 
 /// The open journal file and its size.
 pub struct JournalFile {
     path: PathBuf,
     out: BufWriter<File>,
     pub size: u64,
-    max_files: usize,
+    retention: Retention,
 }
 
 impl JournalFile {
-    pub fn open(path: PathBuf, max_files: usize) -> io::Result<JournalFile> {
+    pub fn open(path: PathBuf, retention: Retention) -> io::Result<JournalFile> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -39,7 +55,7 @@ impl JournalFile {
             path,
             out: BufWriter::with_capacity(64 * 1024, file),
             size,
-            max_files,
+            retention,
         })
     }
 
@@ -64,19 +80,41 @@ impl JournalFile {
         self.out.get_ref().sync_data()
     }
 
-    /// `path` becomes `path.1`, `path.1` becomes `path.2`, ...; the oldest beyond `max_files`
-    /// files in all is deleted; a new, empty `path` is opened.
+    /// `path` becomes `path.1`, `path.1` becomes `path.2`, ...; the oldest files beyond
+    /// `max_files` in all are deleted unless written to within `min_age` (then more are kept);
+    /// a new, empty `path` is opened.
     pub fn rotate(&mut self) -> io::Result<()> {
         let numbered = |n: usize| rotated_name(&self.path, n);
-        if self.max_files <= 1 {
-            std::fs::remove_file(&self.path)?;
-        } else {
-            match std::fs::remove_file(numbered(self.max_files - 1)) {
+        let mut highest = 0;
+        while numbered(highest + 1).exists() {
+            highest += 1;
+        }
+        // After the shift the chain is 1..=highest+1, plus the new current file.
+        let keep = self.retention.max_files.saturating_sub(1);
+        let mut protected = 0;
+        while highest + 1 > keep && highest >= 1 {
+            if self.young(&numbered(highest)) {
+                protected = highest + 1 - keep;
+                break;
+            }
+            match std::fs::remove_file(numbered(highest)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
-            for n in (1..self.max_files - 1).rev() {
+            highest -= 1;
+        }
+        if protected > 0 {
+            log::warn!(
+                "journal: keeping {protected} file(s) beyond events.max_files: written to within \
+                 events.min_retention ({:?})",
+                self.retention.min_age
+            );
+        }
+        if keep == 0 && !self.young(&self.path) {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..=highest).rev() {
                 match std::fs::rename(numbered(n), numbered(n + 1)) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -101,6 +139,22 @@ impl JournalFile {
     }
 }
 
+impl JournalFile {
+    /// Whether `path` was modified within the minimum retention.
+    fn young(&self, path: &Path) -> bool {
+        if self.retention.min_age.is_zero() {
+            return false;
+        }
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| {
+                SystemTime::now()
+                    .duration_since(modified)
+                    .map_or(true, |age| age < self.retention.min_age)
+            })
+    }
+}
+
 /// `events.jsonl` -> `events.jsonl.3`.
 pub fn rotated_name(path: &Path, n: usize) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -117,7 +171,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("journal-rotate-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("events.jsonl");
-        let mut file = JournalFile::open(path.clone(), 3).unwrap();
+        let retention = Retention {
+            max_files: 3,
+            min_age: Duration::ZERO,
+        };
+        let mut file = JournalFile::open(path.clone(), retention).unwrap();
         for round in 0..5 {
             file.write(format!("line {round}\n").as_bytes()).unwrap();
             file.flush().unwrap();
@@ -135,6 +193,49 @@ mod tests {
             "line 3\n"
         );
         assert!(!rotated_name(&path, 3).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rotation_never_deletes_a_file_younger_than_the_retention() {
+        let dir = std::env::temp_dir().join(format!("journal-retain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("events.jsonl");
+        let retention = Retention {
+            max_files: 3,
+            min_age: Duration::from_secs(3600),
+        };
+        let mut file = JournalFile::open(path.clone(), retention).unwrap();
+        file.write(b"billing line\n").unwrap();
+        file.flush().unwrap();
+        for round in 0..5 {
+            file.rotate().unwrap();
+            file.write(format!("flood {round}\n").as_bytes()).unwrap();
+            file.flush().unwrap();
+        }
+        // Everything is younger than an hour: nothing was deleted, the chain grew.
+        assert_eq!(
+            std::fs::read_to_string(rotated_name(&path, 5)).unwrap(),
+            "billing line\n"
+        );
+        // Once old enough, the files beyond max_files go at the next rotation.
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        for n in 3..=5 {
+            File::options()
+                .write(true)
+                .open(rotated_name(&path, n))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        file.rotate().unwrap();
+        assert!(rotated_name(&path, 2).exists());
+        assert!(
+            rotated_name(&path, 3).exists(),
+            "a young file shifted into .3 stays"
+        );
+        assert!(!rotated_name(&path, 4).exists());
+        assert!(!rotated_name(&path, 5).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -9,7 +9,7 @@
 
 use std::io::Write as _;
 
-use crate::events::{Answer, Event, EventKind};
+use crate::events::{Answer, Body, Event, EventKind, PAYLOAD_PREFIX};
 use crate::ocpp::rpc::push_json_str;
 
 /// Appends the line for `event` (with its newline) to `out`.
@@ -35,7 +35,17 @@ pub fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event<'_>) {
             payload,
         } => {
             head(out, "call", "in", Some(unique_id), action);
-            raw(out, "payload", payload);
+            match payload {
+                Body::Whole(json) => raw(out, "payload", json),
+                Body::Prefix(json) => {
+                    let mut end = json.len().min(PAYLOAD_PREFIX);
+                    while !json.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text(out, "payload_prefix", &json[..end]);
+                    let _ = write!(out, ",\"payload_bytes\":{}", json.len());
+                }
+            }
         }
         EventKind::AnswerOut {
             unique_id,
@@ -102,6 +112,11 @@ pub fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event<'_>) {
             text(out, "reason", reason);
             let _ = write!(out, ",\"peer\":\"{peer}\"");
         }
+        EventKind::Suppressed { lines, bytes } => {
+            text(out, "event", "suppressed");
+            text(out, "reason", "journal allowance spent");
+            let _ = write!(out, ",\"lines\":{lines},\"bytes\":{bytes}");
+        }
     }
     out.extend_from_slice(b"}\n");
 }
@@ -167,7 +182,7 @@ mod tests {
         let call = line(EventKind::CallIn {
             unique_id: "42",
             action: "Heartbeat",
-            payload: "{\n\r}",
+            payload: Body::Whole("{\n\r}"),
         });
         assert_eq!(
             call,

@@ -147,6 +147,14 @@ pub struct Journal {
     shared: Arc<Shared>,
 }
 
+/// How long journal files stay, from the configuration.
+pub fn retention(config: &EventsConfig) -> file::Retention {
+    file::Retention {
+        max_files: config.max_files,
+        min_age: config.min_retention,
+    }
+}
+
 impl Journal {
     /// Opens the file (creating its directory) and starts the thread. The thread ends when
     /// every handle (and every writer) is gone, after writing what was queued.
@@ -156,7 +164,7 @@ impl Journal {
         route: Arc<dyn ReplyRoute>,
         stats: Arc<Stats>,
     ) -> std::io::Result<(Arc<Journal>, Arc<JournalStatus>, JoinHandle<()>)> {
-        let file = file::JournalFile::open(config.path.clone(), config.max_files)?;
+        let file = file::JournalFile::open(config.path.clone(), retention(config))?;
         let status = Arc::new(JournalStatus {
             path: config.path.clone(),
             failing: AtomicBool::new(false),

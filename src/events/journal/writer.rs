@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{error, info};
 
-use super::file::JournalFile;
+use super::file::{JournalFile, Retention};
 use super::{Chunk, Common};
 use crate::batch::ReplyBatch;
 use crate::config::{EventsConfig, Fsync};
@@ -49,7 +49,7 @@ pub(super) fn spawn(parts: Parts) -> io::Result<JoinHandle<()>> {
         last_failure: None,
         last_warning: None,
         max_file_bytes: config.max_file_bytes,
-        max_files: config.max_files,
+        retention: super::retention(&config),
         side: Vec::new(),
     };
     std::thread::Builder::new()
@@ -68,7 +68,7 @@ struct Writer {
     last_failure: Option<Instant>,
     last_warning: Option<Instant>,
     max_file_bytes: u64,
-    max_files: usize,
+    retention: Retention,
     /// The side buffer's lines, swapped out under its lock.
     side: Vec<u8>,
 }
@@ -204,7 +204,7 @@ impl Writer {
     fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         if self.file.is_none() {
             let path = self.shared.status.path.clone();
-            self.file = Some(JournalFile::open(path, self.max_files)?);
+            self.file = Some(JournalFile::open(path, self.retention)?);
         }
         while !bytes.is_empty() {
             let Some(file) = &mut self.file else {
