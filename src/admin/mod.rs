@@ -7,8 +7,11 @@
 //! client as [`Waiting`] with a deadline, and goes on serving others; so `/health` answers even
 //! while a processor is stuck, which is exactly when it matters.
 //!
-//! Bounds: at most [`MAX_CLIENTS`] connections (more get 503 and are closed), a request head of
-//! [`http::MAX_HEAD`] and a body of [`http::MAX_BODY`] bytes, [`IDLE_TIMEOUT`] to send a request.
+//! Bounds: at most [`MAX_CLIENTS`] connections, a request head of [`http::MAX_HEAD`] and a body
+//! of [`http::MAX_BODY`] bytes, [`REQUEST_TIMEOUT`] from a request's first byte to its last
+//! (408 after; bytes that trickle in do not extend it), [`IDLE_TIMEOUT`] between requests. A
+//! new connection to a full table evicts the longest-idle client, else the slowest request
+//! (408), else the longest-parked one (503): no set of clients can keep `/health` out.
 //! With `admin.token` (or `OCPP_GATEWAY_ADMIN_TOKEN`) every endpoint but `/health` needs
 //! `Authorization: Bearer <token>`.
 
@@ -46,6 +49,9 @@ const WAKER: Token = Token(usize::MAX - 2);
 pub const MAX_CLIENTS: usize = 64;
 /// Time a client has to send a (next) request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request must be complete this long after its first byte (trickling bytes do not extend
+/// it), or it gets 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a query may wait for the processors.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Charge points per page of a listing.

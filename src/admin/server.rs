@@ -17,7 +17,7 @@ use slab::Slab;
 use super::api::{Rotation, outcome_response};
 use super::health::{Probes, Progress};
 use super::http::{self, Parsed, Response};
-use super::{AdminParts, IDLE_TIMEOUT, LISTENER, MAX_CLIENTS, WAKER};
+use super::{AdminParts, IDLE_TIMEOUT, LISTENER, MAX_CLIENTS, REQUEST_TIMEOUT, WAKER};
 use crate::call::PendingCall;
 use crate::mailbox::{ToLoop, ToProcessor};
 use crate::query::ChargePointView;
@@ -74,8 +74,12 @@ pub(super) struct Client {
     keep_alive: bool,
     /// A request parked until another thread answers.
     waiting: Option<Waiting>,
-    /// Reading or writing must make progress by then, or the client is dropped.
+    /// Reading or writing must make progress by then, or the client is dropped; while a
+    /// request is arriving, no later than [`REQUEST_TIMEOUT`] after its first byte (bytes
+    /// that trickle in do not move it).
     deadline: Instant,
+    /// When the first byte of the request being received arrived.
+    request_started: Option<Instant>,
     /// The client sent EOF: answer what it sent, then close.
     peer_done: bool,
     /// Close once the output is written.
@@ -187,19 +191,7 @@ impl AdminLoop {
                 }
             };
             if self.clients.len() >= MAX_CLIENTS {
-                // Idle keep-alive connections must not lock out a health check: the one idle
-                // longest makes room.
-                let idle = self
-                    .clients
-                    .iter()
-                    .filter(|(_, c)| {
-                        c.waiting.is_none() && c.output.is_empty() && c.input.is_empty()
-                    })
-                    .min_by_key(|(_, c)| c.deadline)
-                    .map(|(key, _)| key);
-                if let Some(key) = idle {
-                    self.remove(key);
-                }
+                self.make_room();
             }
             if self.clients.len() >= MAX_CLIENTS {
                 let busy = Response::error(503, "too many admin connections").write(false);
@@ -229,12 +221,49 @@ impl AdminLoop {
                 keep_alive: true,
                 waiting: None,
                 deadline: Instant::now() + IDLE_TIMEOUT,
+                request_started: None,
                 peer_done: false,
                 close_after_output: false,
                 continued: false,
             });
             self.drive(key);
         }
+    }
+
+    /// A full table must not lock out a health check (a load balancer acts on it): the
+    /// client idle longest makes room, else the one whose request has been arriving longest
+    /// (a slowloris), which gets 408.
+    fn make_room(&mut self) {
+        let idle = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.waiting.is_none() && c.output.is_empty() && c.input.is_empty())
+            .min_by_key(|(_, c)| c.deadline)
+            .map(|(key, _)| key);
+        if let Some(key) = idle {
+            return self.remove(key);
+        }
+        let slowest = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.waiting.is_none() && c.output.is_empty())
+            .filter_map(|(key, c)| c.request_started.map(|started| (key, started)))
+            .min_by_key(|&(_, started)| started)
+            .map(|(key, _)| key);
+        let (key, answer) = match slowest {
+            Some(key) => (key, Response::error(408, "request not completed in time")),
+            None => {
+                let Some(key) = self.clients.iter().map(|(key, _)| key).min() else {
+                    return;
+                };
+                (key, Response::error(503, "too many admin connections"))
+            }
+        };
+        if let Some(client) = self.clients.get_mut(key) {
+            // Best effort: the socket is dropped right after.
+            let _ = client.stream.write(&answer.write(false));
+        }
+        self.remove(key);
     }
 
     fn remove(&mut self, key: usize) {
@@ -278,6 +307,7 @@ impl AdminLoop {
                 Parsed::Complete(request, used) => {
                     client.input.drain(..used);
                     client.continued = false;
+                    client.request_started = None;
                     client.keep_alive = request.keep_alive && !client.peer_done;
                     let keep_alive = client.keep_alive;
                     match self.handle(request) {
@@ -314,8 +344,10 @@ impl AdminLoop {
             match client.stream.read(&mut chunk[..want]) {
                 Ok(0) => client.peer_done = true,
                 Ok(n) => {
+                    let now = Instant::now();
                     client.input.extend_from_slice(&chunk[..n]);
-                    client.deadline = Instant::now() + IDLE_TIMEOUT;
+                    let started = *client.request_started.get_or_insert(now);
+                    client.deadline = started + REQUEST_TIMEOUT;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
