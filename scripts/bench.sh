@@ -163,6 +163,8 @@ write_config() {
             want["server", "max_connections"] = max
             want["ocpp", "transaction_id_file"] = "\"\""
             want["admin", "listen"] = "\"127.0.0.1:0\""
+            # The engine is measured, not the per-charge-point rate limit.
+            want["ocpp", "max_calls_per_second"] = 0
             if (tls) {
                 want["security", "profile"] = 2
                 want["security", "credentials"] = "\"" work "/credentials\""

@@ -69,6 +69,9 @@ pub enum Entry {
         /// From the loop reading the message to the answer going out.
         took: Duration,
     },
+    /// The connection went over `ocpp.max_calls_per_second` and was paused (for the API's
+    /// per-charge-point count).
+    Throttled { conn: ConnId, cp: ChargePointId },
     /// A line the loop wants journaled (a call of ours, its answer, its outcome). The
     /// charge point's processor renders it, so one thread renders all of a charge point's
     /// lines, in the order things happened.

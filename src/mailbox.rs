@@ -183,6 +183,8 @@ pub struct ProcessorQueue {
     messages: AtomicUsize,
     max_bytes: usize,
     max_messages: usize,
+    /// Connections the loops stopped reading until this queue has room for their message.
+    waiters: AtomicUsize,
 }
 
 impl ProcessorQueue {
@@ -192,7 +194,23 @@ impl ProcessorQueue {
             messages: AtomicUsize::new(0),
             max_bytes,
             max_messages,
+            waiters: AtomicUsize::new(0),
         }
+    }
+
+    /// A loop stopped reading a connection until there is room here ...
+    pub fn wait(&self) {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// ... and took it off its waiting list.
+    pub fn unwait(&self) {
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Connections waiting for room here.
+    pub fn waiters(&self) -> usize {
+        self.waiters.load(Ordering::Relaxed)
     }
 
     /// Whether `messages` more messages of `bytes` in all fit (a single message always fits an
@@ -221,10 +239,10 @@ impl ProcessorQueue {
         )
     }
 
-    /// True when the queue is at either bound.
+    /// True when the queue is at either bound, or connections wait for room in it.
     pub fn is_saturated(&self) -> bool {
         let (messages, bytes) = self.depth();
-        messages >= self.max_messages || bytes >= self.max_bytes
+        messages >= self.max_messages || bytes >= self.max_bytes || self.waiters() > 0
     }
 }
 

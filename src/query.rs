@@ -74,6 +74,8 @@ pub struct ChargePointView {
     pub authenticated_by: &'static str,
     /// Journal lines of its exchanges left out over its allowance (`events.charge_point_rate`).
     pub journal_lines_suppressed: u64,
+    /// Times its connection was paused for going over `ocpp.max_calls_per_second`.
+    pub rate_limited: u64,
     /// unknown, pending, rejected or accepted.
     pub registration: &'static str,
     /// The BootNotification payload it last booted with.

@@ -185,6 +185,9 @@ counters! {
         /// Times a connection stopped reading because the loop's partial-message budget was
         /// spent.
         budget_pauses,
+        /// Times a connection stopped reading because its charge point went over
+        /// `ocpp.max_calls_per_second`.
+        rate_limited,
         /// Connections closed because the same identity connected again.
         takeovers,
         /// Connections closed, for any reason.
@@ -380,6 +383,7 @@ pub struct StatsSnapshot {
     pub backpressure_pauses: u64,
     pub pipelining_pauses: u64,
     pub budget_pauses: u64,
+    pub rate_limited: u64,
     /// Bytes held for unfinished input, across loops.
     pub buffered_read_bytes: usize,
     /// Bytes held in write backlogs, across loops.

@@ -229,19 +229,25 @@ impl AdminLoop {
             .iter()
             .enumerate()
             .map(|(index, handle)| {
+                let saturated = handle.queue.is_saturated();
                 if processors_stuck[index] {
                     problems.push(format!("processor {index} does not answer"));
+                } else if saturated {
+                    problems.push(format!(
+                        "processor {index} is saturated (its queue is full): its charge points \
+                         are read more slowly"
+                    ));
                 }
                 ProcessorHealth {
                     index,
                     queue_depth: handle.queue.depth().0,
                     queue_bytes: handle.queue.depth().1,
-                    saturated: handle.queue.is_saturated(),
+                    saturated,
                     alive: !processors_stuck[index],
                 }
             })
             .collect();
-        let mut degraded = false;
+        let mut degraded = processors.iter().any(|p| p.saturated);
         let journal = match &self.parts.journal {
             None => JournalHealth {
                 status: "off",

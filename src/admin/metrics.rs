@@ -303,6 +303,12 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         s.pipelining_pauses,
     );
     o.single(
+        "ocpp_gateway_rate_limited_total",
+        "counter",
+        "Times a connection stopped being read because its charge point went over ocpp.max_calls_per_second (per charge point: rate_limited in the API).",
+        s.rate_limited,
+    );
+    o.single(
         "ocpp_gateway_budget_pauses_total",
         "counter",
         "Times a connection stopped being read because the loop's partial-message budget was spent.",

@@ -51,6 +51,8 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_QUEUED_CALLS: usize = 16;
 pub const DEFAULT_MAX_PIPELINED_CALLS: u16 = 4;
+pub const DEFAULT_MAX_CALLS_PER_SECOND: u32 = 20;
+pub const DEFAULT_CALL_BURST: u32 = 40;
 pub const DEFAULT_BOOT_STATUS: RegistrationStatus = RegistrationStatus::Accepted;
 pub const DEFAULT_DATA_TRANSFER_STATUS: DataTransferStatus = DataTransferStatus::UnknownVendorId;
 pub const DEFAULT_TRANSACTION_ID_FILE: &str = "ocpp-gateway.transaction-id";
@@ -239,6 +241,11 @@ pub struct OcppConfig {
     /// CALLs of one charge point waiting for their answers before its connection is not read
     /// any further (OCPP-J allows one; a few more for charge points that pipeline).
     pub max_pipelined_calls: u16,
+    /// CALLs per second a charge point may send (0: no limit); over it, its connection is
+    /// read more slowly.
+    pub max_calls_per_second: u32,
+    /// CALLs a charge point may send at once after a quiet period.
+    pub call_burst: u32,
     /// BootNotification answer for identities the allow-list (if any) admits.
     pub boot_status: RegistrationStatus,
     /// File of identities allowed to boot; others are Rejected (None: everyone).
@@ -398,6 +405,35 @@ mod tests {
             ("[events]\nmax_file_bytes = 10", "events.max_file_bytes"),
             ("[events]\nmax_files = 0", "events.max_files"),
             ("[events]\nqueue_capacity = 0", "events.queue_capacity"),
+            ("[events]\nmin_retention = \"soon\"", "events.min_retention"),
+            (
+                "[events]\ncharge_point_burst = 10",
+                "events.charge_point_burst",
+            ),
+            (
+                "[ocpp]\nmax_calls_per_second = 5000",
+                "ocpp.max_calls_per_second",
+            ),
+            ("[ocpp]\ncall_burst = 0", "ocpp.call_burst"),
+            ("[security]\nprofile = 7", "security.profile"),
+            ("[security]\nprofile = 1", "security.credentials"),
+            (
+                "[security]\nprofile = 2\ncredentials = \"c\"",
+                "security.tls_cert",
+            ),
+            (
+                "[security]\nprofile = 3\ntls_cert = \"a\"\ntls_key = \"b\"",
+                "security.client_ca",
+            ),
+            (
+                "[security]\ntls_cert = [\"a\", \"b\"]\ntls_key = \"k\"",
+                "security.tls_key",
+            ),
+            (
+                "[server]\nlisten = \"127.0.0.1:9000\"\n[[listeners]]\nlisten = \"127.0.0.1:9000\"",
+                "listeners.listen",
+            ),
+            ("[[listeners]]\nprofile = 1", "listeners.listen"),
         ] {
             let text = parse(toml).unwrap_err().to_string();
             assert!(text.contains(key), "{toml:?} gave {text}");

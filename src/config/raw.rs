@@ -131,6 +131,8 @@ pub struct RawOcpp {
     pub message_timeout: Option<String>,
     pub max_queued_calls: Option<usize>,
     pub max_pipelined_calls: Option<u16>,
+    pub max_calls_per_second: Option<u32>,
+    pub call_burst: Option<u32>,
     pub boot_status: Option<RegistrationStatus>,
     pub allowed_charge_points: Option<String>,
     pub refuse_unknown_at_handshake: Option<bool>,

@@ -385,6 +385,17 @@ fn ocpp(check: &Check<'_>, o: RawOcpp) -> Result<OcppConfig, ConfigError> {
         o.max_pipelined_calls.unwrap_or(DEFAULT_MAX_PIPELINED_CALLS),
         1..=256,
     )?;
+    let max_calls_per_second = check.within(
+        "ocpp.max_calls_per_second",
+        o.max_calls_per_second
+            .unwrap_or(DEFAULT_MAX_CALLS_PER_SECOND),
+        0..=1000,
+    )?;
+    let call_burst = check.within(
+        "ocpp.call_burst",
+        o.call_burst.unwrap_or(DEFAULT_CALL_BURST),
+        1..=100_000,
+    )?;
     // "" means "none" for the optional files.
     let file = |value: Option<String>| value.filter(|v| !v.is_empty()).map(PathBuf::from);
     let allowed_charge_points = file(o.allowed_charge_points);
@@ -400,6 +411,8 @@ fn ocpp(check: &Check<'_>, o: RawOcpp) -> Result<OcppConfig, ConfigError> {
         message_timeout,
         max_queued_calls,
         max_pipelined_calls,
+        max_calls_per_second,
+        call_burst,
         boot_status: o.boot_status.unwrap_or(DEFAULT_BOOT_STATUS),
         allowed_charge_points,
         refuse_unknown_at_handshake,

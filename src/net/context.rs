@@ -4,7 +4,8 @@
 //! returns a [`Transition`](crate::net::session::Transition); the loop owns the slab and acts on
 //! the transition. Nothing here touches a socket.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -69,6 +70,10 @@ pub struct Limits {
     pub max_pipelined: u16,
     pub message_timeout: Duration,
     pub max_queued_calls: usize,
+    /// `ocpp.max_calls_per_second` as milliseconds between CALLs (0: no limit) ...
+    pub call_interval_ms: u64,
+    /// ... and how far a burst (`ocpp.call_burst`) may run ahead of that.
+    pub call_tolerance_ms: u64,
 }
 
 impl Limits {
@@ -87,6 +92,17 @@ impl Limits {
             max_pipelined: config.ocpp.max_pipelined_calls,
             message_timeout: config.ocpp.message_timeout,
             max_queued_calls: config.ocpp.max_queued_calls,
+            call_interval_ms: match config.ocpp.max_calls_per_second {
+                0 => 0,
+                rate => (1000 / u64::from(rate)).max(1),
+            },
+            call_tolerance_ms: match config.ocpp.max_calls_per_second {
+                0 => 0,
+                rate => {
+                    (1000 / u64::from(rate)).max(1)
+                        * u64::from(config.ocpp.call_burst.saturating_sub(1))
+                }
+            },
         }
     }
 }
@@ -102,7 +118,8 @@ pub struct Links {
     /// Per processor: when the open batch got its first entry that waits for nobody.
     lazy_since: Vec<Option<Instant>>,
     /// Per processor, in order: connections waiting for room in its queue.
-    pub waiting: Vec<VecDeque<(usize, u32)>>,
+    /// (key, generation, bytes of the message it waits to hand on).
+    pub waiting: Vec<VecDeque<(usize, u32, u32)>>,
 }
 
 impl Links {
@@ -121,7 +138,7 @@ impl Links {
         self.open.len()
     }
 
-    fn handle(&self, processor: u16) -> &ProcessorHandle {
+    pub fn handle(&self, processor: u16) -> &ProcessorHandle {
         &self.processors.handles[usize::from(processor)]
     }
 
@@ -149,6 +166,14 @@ impl Links {
         if let Some(open) = self.open.get_mut(usize::from(processor)) {
             open.push_message(conn, cp, text, at);
             self.urgent[usize::from(processor)] = true;
+        }
+    }
+
+    /// An entry that waits for nobody: it goes with the next batch, or [`LAZY_AFTER`] later.
+    pub fn push_lazy(&mut self, processor: u16, entry: Entry, at: Instant) {
+        if let Some(open) = self.open.get_mut(usize::from(processor)) {
+            open.push(entry);
+            self.lazy_since[usize::from(processor)].get_or_insert(at);
         }
     }
 
@@ -270,6 +295,8 @@ pub struct LoopContext {
     pub wire: Wire,
     /// Connections paused until buffered read bytes are under the budget again.
     pub budget_waiting: VecDeque<(usize, u32)>,
+    /// Connections paused by the rate limit, by when (loop ms) their next CALL fits.
+    pub rate_waiting: BinaryHeap<Reverse<(u64, usize, u32)>>,
     pub known_identities: Option<Arc<Identities>>,
     /// An event sink is configured: the loop's own events (our calls, their answers and
     /// outcomes) are stashed for the processors to record.
@@ -313,6 +340,7 @@ impl LoopContext {
             links: Links::new(processors),
             wire: Wire::new(config.websocket.max_write_buffer),
             budget_waiting: VecDeque::new(),
+            rate_waiting: BinaryHeap::new(),
             known_identities,
             journal: events.is_on(),
             traces,

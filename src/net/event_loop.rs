@@ -272,6 +272,11 @@ impl EventLoop {
         if let Some(due) = self.cx.links.lazy_due() {
             cap(due.saturating_duration_since(self.cx.now));
         }
+        if let Some(std::cmp::Reverse((due_ms, _, _))) = self.cx.rate_waiting.peek() {
+            cap(Duration::from_millis(
+                due_ms.saturating_sub(self.cx.now_ms()),
+            ));
+        }
         // Room at a processor, or under the budget, shows only by looking.
         if self.batches_held || self.cx.links.is_backlogged() || !self.cx.budget_waiting.is_empty()
         {
@@ -309,10 +314,11 @@ impl EventLoop {
                 conn.paused = Some(pause);
                 let entry = (key, conn.generation);
                 match pause {
-                    Pause::Processor(p) => {
+                    Pause::Processor(p, bytes) => {
                         self.cx.stats().backpressure_pauses.inc();
                         if let Some(waiting) = self.cx.links.waiting.get_mut(usize::from(p)) {
-                            waiting.push_back(entry);
+                            waiting.push_back((entry.0, entry.1, bytes));
+                            self.cx.links.handle(p).queue.wait();
                         }
                     }
                     Pause::Budget => {
@@ -321,6 +327,8 @@ impl EventLoop {
                     }
                     // Resumed by the answer that brings it under the limit.
                     Pause::Calls => self.cx.stats().pipelining_pauses.inc(),
+                    // Resumed when its next CALL fits (counted where it was decided).
+                    Pause::Rate => {}
                 }
             }
             Transition::Remove(cause) => self.remove(key, cause),
@@ -371,13 +379,28 @@ impl EventLoop {
 
     /// Moves connections whose pause reason cleared back to the ready list.
     fn resume_waiting(&mut self) {
-        for p in 0..self.cx.links.count() {
-            if self.cx.links.waiting[p].is_empty() || !self.cx.links.has_room(p as u16, 0) {
-                continue;
+        let now_ms = self.cx.now_ms();
+        while let Some(&std::cmp::Reverse((due, key, generation))) = self.cx.rate_waiting.peek() {
+            if due > now_ms {
+                break;
             }
-            let waiting = mem::take(&mut self.cx.links.waiting[p]);
-            for entry in waiting {
-                self.resume(entry, Pause::Processor(p as u16));
+            self.cx.rate_waiting.pop();
+            self.resume((key, generation), Pause::Rate);
+        }
+        // Connections waiting for a processor come back oldest first, as many as its queue
+        // has room for the messages they wait to hand on (resuming one without room would
+        // only pause it again).
+        for p in 0..self.cx.links.count() {
+            let mut reserved = 0;
+            while let Some(&(key, generation, bytes)) = self.cx.links.waiting[p].front() {
+                if !self.cx.links.has_room(p as u16, reserved + bytes as usize) {
+                    break;
+                }
+                self.cx.links.waiting[p].pop_front();
+                self.cx.links.handle(p as u16).queue.unwait();
+                if self.resume((key, generation), Pause::Processor(p as u16, bytes)) {
+                    reserved += bytes as usize;
+                }
             }
         }
         // Connections waiting for room come back oldest first, one per largest message the

@@ -70,12 +70,14 @@ pub enum Transition {
 /// Why a connection stopped reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pause {
-    /// The processor's queue has no room.
-    Processor(u16),
+    /// The processor's queue has no room for a message of this many bytes.
+    Processor(u16, u32),
     /// `ocpp.max_pipelined_calls` CALLs wait for their answers.
     Calls,
     /// The loop's partial-message budget is spent.
     Budget,
+    /// `ocpp.max_calls_per_second`: until the next CALL fits.
+    Rate,
 }
 
 /// A slab entry.
@@ -136,6 +138,8 @@ pub struct Session {
     pub calls: Option<Box<CallQueue>>,
     /// Why we started closing it, once we did: what its disconnect is reported as.
     pub closing: Option<CloseCause>,
+    /// The rate limiter's theoretical arrival time of the next CALL (loop ms).
+    pub call_tat_ms: u64,
 }
 
 /// What an open connection's timer is waiting for.
@@ -379,6 +383,12 @@ impl Connection {
                 if let Some(pause) = self.blocked(cx, len) {
                     return Consumed::Stopped(used, Transition::Pause(pause));
                 }
+                if cx.limits.call_interval_ms > 0
+                    && self.is_call(&header, &data[used..used + header.frame_len()])
+                    && let Some(pause) = self.over_rate(cx, key)
+                {
+                    return Consumed::Stopped(used, Transition::Pause(pause));
+                }
             }
             let frame = &mut data[used..used + header.frame_len()];
             let payload = &mut frame[header.payload()];
@@ -394,6 +404,64 @@ impl Connection {
         Consumed::All(used)
     }
 
+    /// Whether the message this final frame completes is a CALL (a peek at its first bytes,
+    /// unmasked on the side; for a fragmented message, at the part already held).
+    fn is_call(&self, header: &websocket::Header, frame: &[u8]) -> bool {
+        if let Some(held) = self.session().and_then(|s| s.message.as_ref()) {
+            return std::str::from_utf8(&held.as_slice()[..held.len().min(16)])
+                .is_ok_and(|start| rpc::message_type(start) == Some(2));
+        }
+        let payload = &frame[header.payload()];
+        let mut start = [0u8; 16];
+        let n = payload.len().min(start.len());
+        start[..n].copy_from_slice(&payload[..n]);
+        if let Some(mask) = header.mask {
+            websocket::apply_mask(&mut start[..n], mask);
+        }
+        let text = match std::str::from_utf8(&start[..n]) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(&start[..e.valid_up_to()]).unwrap_or(""),
+        };
+        rpc::message_type(text) == Some(2)
+    }
+
+    /// `ocpp.max_calls_per_second` (GCRA: each CALL moves the session's theoretical arrival
+    /// time on by one interval; a burst may run that far ahead of the clock). Over it, the
+    /// connection is not read until the CALL fits (TCP pushes back on the charge point); each
+    /// such pause is counted, and told to the processor for the API.
+    fn over_rate(&mut self, cx: &mut LoopContext, key: usize) -> Option<Pause> {
+        let now_ms = cx.now_ms();
+        let (interval, tolerance) = (cx.limits.call_interval_ms, cx.limits.call_tolerance_ms);
+        let generation = self.generation;
+        let Phase::Open(session) = &mut self.phase else {
+            return None;
+        };
+        let earliest = session.call_tat_ms.saturating_sub(tolerance);
+        if now_ms >= earliest {
+            session.call_tat_ms = session.call_tat_ms.max(now_ms) + interval;
+            return None;
+        }
+        cx.stats().rate_limited.inc();
+        if cx.warnings.allow(now_ms) {
+            warn!(
+                "cp={} loop={} over ocpp.max_calls_per_second: reading slowed",
+                session.cp, cx.index
+            );
+        }
+        let conn = cx.conn_id(key, generation);
+        cx.links.push_lazy(
+            session.processor,
+            Entry::Throttled {
+                conn,
+                cp: ChargePointId::clone(&session.cp),
+            },
+            cx.now,
+        );
+        cx.rate_waiting
+            .push(std::cmp::Reverse((earliest, key, generation)));
+        Some(Pause::Rate)
+    }
+
     /// Why a complete message of `len` bytes cannot be handed on now, if it cannot.
     fn blocked(&self, cx: &LoopContext, len: usize) -> Option<Pause> {
         let Phase::Open(session) = &self.phase else {
@@ -402,7 +470,8 @@ impl Connection {
         if session.in_flight >= cx.limits.max_pipelined {
             return Some(Pause::Calls);
         }
-        (!cx.links.has_room(session.processor, len)).then_some(Pause::Processor(session.processor))
+        (!cx.links.has_room(session.processor, len))
+            .then_some(Pause::Processor(session.processor, len as u32))
     }
 
     fn on_frame(
@@ -1485,6 +1554,7 @@ impl Session {
             partial_since_ms: None,
             calls: None,
             closing: None,
+            call_tat_ms: 0,
         }
     }
 }
@@ -1818,7 +1888,11 @@ mod tests {
         bytes.extend(text(r#"[2,"2","Heartbeat",{}]"#));
         let transition = h.receive(&bytes);
         let processor = h.session().processor;
-        assert_eq!(transition, Transition::Pause(Pause::Processor(processor)));
+        let heartbeat_len = r#"[2,"1","Heartbeat",{}]"#.len() as u32;
+        assert_eq!(
+            transition,
+            Transition::Pause(Pause::Processor(processor, heartbeat_len))
+        );
     }
 
     #[test]

@@ -66,6 +66,8 @@ struct Seen {
     boot: Option<Box<RawValue>>,
     /// Journal lines left out over its allowance since it connected.
     journal_suppressed: u64,
+    /// Times its connection was paused for going over `ocpp.max_calls_per_second`.
+    rate_limited: u64,
 }
 
 /// `payload` without its whitespace: what is kept per charge point must be bounded by the
@@ -243,6 +245,13 @@ impl Shard {
                     let writer = out.writer.as_deref_mut();
                     self.answered(*conn, cp, batch.text(call), batch.text(answer), *at, writer);
                 }
+                Entry::Throttled { conn, cp } => {
+                    if let Some(entry) = self.charge_points.get_mut(cp)
+                        && entry.conn == Some(*conn)
+                    {
+                        entry.seen.rate_limited += 1;
+                    }
+                }
                 Entry::Stashed { cp, at, event } => {
                     if let Some(writer) = out.writer.as_deref_mut() {
                         // The charge point's allowance, or (refusals of identities that never
@@ -321,6 +330,7 @@ impl Shard {
                             last_message: None,
                             boot: None,
                             journal_suppressed: 0,
+                            rate_limited: 0,
                         }),
                     },
                 );
@@ -675,6 +685,7 @@ impl Shard {
             loop_index: entry.conn.map(|c| c.loop_index),
             authenticated_by: entry.state.auth.as_str(),
             journal_lines_suppressed: entry.seen.journal_suppressed,
+            rate_limited: entry.seen.rate_limited,
             registration: match entry.state.registration {
                 Registration::Unknown => "unknown",
                 Registration::Pending => "pending",

@@ -37,6 +37,8 @@ pub fn test_config() -> Config {
     config.ocpp.transaction_id_file = None; // tests run in parallel: no shared counter file
     config.admin.listen = Some("127.0.0.1:0".parse().expect("address"));
     config.events.sink = ocpp_gateway::config::Sink::None; // journal tests turn it on
+    // Tests send as fast as they can; the rate limit is tested on its own.
+    config.ocpp.max_calls_per_second = 0;
     config
 }
 
