@@ -32,6 +32,8 @@ Options:
   --duration D        measured phase, e.g. 10s (default 10s)
   --threads T         ocpp-bench threads (default 1)
   --port P            gateway port on 127.0.0.1 (default 18080)
+  --admin-port P      admin listener on 127.0.0.1:P, sampled by ocpp-bench (--admin) for
+                      queue depths and status (default: an ephemeral port, not sampled)
   --source-ips RANGE  ocpp-bench --source-ips (default 127.0.0.2-127.0.0.9; "" for none)
   --out DIR           output directory (default bench/results)
   --name NAME         run: subdirectory name (default SCENARIO-N); sweep: sweep-SCENARIO
@@ -66,6 +68,7 @@ per_cp_rate=1
 duration=10s
 threads=1
 port=18080
+admin_port=0
 source_ips="127.0.0.2-127.0.0.9"
 out=bench/results
 name=""
@@ -83,6 +86,7 @@ while [[ $# -gt 0 ]]; do
         --duration) duration="${2:?}"; shift ;;
         --threads) threads="${2:?}"; shift ;;
         --port) port="${2:?}"; shift ;;
+        --admin-port) admin_port="${2:?}"; shift ;;
         --source-ips) source_ips="${2?}"; shift ;;
         --out) out="${2:?}"; shift ;;
         --name) name="${2:?}"; shift ;;
@@ -98,12 +102,15 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$connections" =~ ^[0-9]+$ ]] || die "--connections must be a number"
 [[ "$port" =~ ^[0-9]+$ ]] || die "--port must be a number"
+[[ "$admin_port" =~ ^[0-9]+$ ]] || die "--admin-port must be a number"
 for n in $sizes; do [[ "$n" =~ ^[0-9]+$ ]] || die "--sizes must be numbers"; done
 case "$scenario" in idle | heartbeat | realistic | saturate | storm) ;; *) die "unknown scenario $scenario" ;; esac
 case "$server" in gateway | tokio) ;; *) die "--server must be gateway or tokio" ;; esac
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+# shellcheck source=scripts/lib/config.sh
+source "$repo/scripts/lib/config.sh"
 gateway_bin="$repo/target/release/ocpp-gateway"
 bench_bin="$repo/target/release/ocpp-bench"
 peer_dir="${peer_dir:-$repo/../shared/peers/tokio-ws}"
@@ -149,63 +156,29 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The shipped config.toml with the keys a bench run needs overridden; a key missing from its
-# section is added. Sections the shipped file does not have are only added for keys every
-# gateway version knows ([server], [ocpp]).
+# The shipped config.toml with the keys a bench run needs overridden (scripts/lib/config.sh).
 write_config() {
     local n="$1" file="$2"
     local max=$((n + n / 10 + 1000))
     # A storm reconnects everyone while the old connections may still be closing.
     [[ "$scenario" == storm ]] && max=$((2 * n + 1000))
-    awk -v listen="\"127.0.0.1:$port\"" -v max="$max" -v tls="$tls" -v work="$work" '
-        BEGIN {
-            want["server", "listen"] = listen
-            want["server", "max_connections"] = max
-            want["ocpp", "transaction_id_file"] = "\"\""
-            want["admin", "listen"] = "\"127.0.0.1:0\""
-            # The engine is measured, not the per-charge-point rate limit.
-            want["ocpp", "max_calls_per_second"] = 0
-            if (tls) {
-                want["security", "profile"] = 2
-                want["security", "credentials"] = "\"" work "/credentials\""
-                want["security", "tls_cert"] = "\"" work "/certs/server.pem\""
-                want["security", "tls_key"] = "\"" work "/certs/server.key\""
-            }
-        }
-        function flush(section,   key, k) {
-            for (key in want) {
-                split(key, k, SUBSEP)
-                if (k[1] == section && !((section, k[2]) in done)) {
-                    print k[2] " = " want[key]
-                    done[section, k[2]] = 1
-                }
-            }
-        }
-        /^[ \t]*\[[a-z_]+\][ \t]*$/ {
-            flush(section)
-            section = $0
-            gsub(/[][ \t]/, "", section)
-            seen[section] = 1
-            print
-            next
-        }
-        /^[ \t]*[a-z_]+[ \t]*=/ {
-            key = $0
-            sub(/^[ \t]*/, "", key)
-            sub(/[ \t]*=.*/, "", key)
-            if ((section, key) in want) {
-                print key " = " want[section, key]
-                done[section, key] = 1
-                next
-            }
-        }
-        { print }
-        END {
-            flush(section)
-            if (!("server" in seen)) { print "[server]"; flush("server") }
-            if (!("ocpp" in seen)) { print "[ocpp]"; flush("ocpp") }
-        }
-    ' "$repo/config.toml" >"$file"
+    local keys=(
+        "server.listen=\"127.0.0.1:$port\""
+        "server.max_connections=$max"
+        'ocpp.transaction_id_file=""'
+        "admin.listen=\"127.0.0.1:$admin_port\""
+        # The engine is measured, not the per-charge-point rate limit.
+        "ocpp.max_calls_per_second=0"
+    )
+    if ((tls)); then
+        keys+=(
+            "security.profile=2"
+            "security.credentials=\"$work/credentials\""
+            "security.tls_cert=\"$work/certs/server.pem\""
+            "security.tls_key=\"$work/certs/server.key\""
+        )
+    fi
+    config_with "$repo/config.toml" "${keys[@]}" >"$file"
 }
 
 # Starts the gateway on config $1 with its log in $2; sets gateway_pid. Waits (at most 15 s)
@@ -248,6 +221,9 @@ run_one() {
     start_gateway "$config" "$log"
     local args=(--url "$url" "${tls_args[@]}" --connections "$n" --scenario "$scenario"
         --duration "$duration" --threads "$threads" --server-pid "$gateway_pid" --json "$json")
+    if [[ "$admin_port" != 0 && "$server" == gateway ]]; then
+        args+=(--admin "127.0.0.1:$admin_port")
+    fi
     if [[ -n "$source_ips" ]]; then
         args+=(--source-ips "$source_ips")
     fi

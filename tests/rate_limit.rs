@@ -48,3 +48,29 @@ fn a_charge_point_over_its_rate_is_read_more_slowly_and_counted() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_large_call_counts_once_per_started_4_kib() {
+    let mut config = test_config();
+    config.ocpp.max_calls_per_second = 20;
+    config.ocpp.call_burst = 5;
+    let server = TestServer::start(config);
+    let mut small = connect(&server, "CP-SMALL");
+    boot(&mut small);
+    // Five small CALLs (the boot and four Heartbeats) fit the burst of five: never paused.
+    for i in 0..4 {
+        let reply = call(&mut small, &format!("hb{i}"), "Heartbeat", json!({}));
+        assert_eq!(reply[0], 3, "{reply}");
+    }
+    assert_eq!(server.stats().rate_limited, 0);
+    // Five DataTransfers of 20 KiB count five times each: all but the first wait.
+    let mut large = connect(&server, "CP-LARGE");
+    boot(&mut large);
+    let data = "x".repeat(20 * 1024 - 100);
+    for i in 0..5 {
+        let payload = json!({"vendorId": "v", "data": data});
+        let reply = call(&mut large, &format!("dt{i}"), "DataTransfer", payload);
+        assert_eq!(reply[0], 3, "every CALL is answered: {reply}");
+    }
+    server.wait_for("large CALLs paused", |s| s.rate_limited >= 4);
+}

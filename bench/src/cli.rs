@@ -44,6 +44,9 @@ pub enum Command {
     /// Write a test CA, a server certificate for localhost/127.0.0.1 and a client certificate
     /// per charge point (CN = identity) for --tls and --client-cert-dir.
     Certs(CertsArgs),
+    /// One hostile client of scripts/abuse.sh (a flood or an admin slowloris), printing one
+    /// JSON line of what it saw.
+    Abuse(crate::abuse::AbuseArgs),
 }
 
 /// The charge points a file is written for: `{id-prefix}0` .. `{id-prefix}{connections - 1}`.
@@ -185,6 +188,21 @@ pub struct RunArgs {
     /// The gateway's process id: report its RSS (bytes per connection) and CPU per phase.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// The gateway's admin listener (host:port): its `/health` queue depths and status go into
+    /// every `--sample-every` sample.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// With --server-pid: sample the gateway's RSS, CPU, open files, threads (and /health with
+    /// --admin) this often into the report's `samples` (long runs, soak).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub sample_every: Duration,
+    /// The first part of the measured phase left out of the report's RSS drift (`drift`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub warmup: Duration,
+    /// Fail the run when the gateway's RSS after the warm-up moves by more than this many
+    /// percent (max - min over min; needs --server-pid and a measured phase past --warmup).
+    #[arg(long)]
+    pub max_rss_spread: Option<f64>,
     /// Allow a target outside 127.0.0.0/8 and ::1 (never point a load test at a host you do
     /// not run).
     #[arg(long)]
@@ -291,6 +309,10 @@ pub struct RunConfig {
     pub large_message: Option<u32>,
     pub json: Option<PathBuf>,
     pub server_pid: Option<u32>,
+    pub admin: Option<SocketAddr>,
+    pub sample_every: Duration,
+    pub warmup: Duration,
+    pub max_rss_spread: Option<f64>,
     pub quiet: bool,
     pub seed: u64,
     /// wss settings.
@@ -375,6 +397,15 @@ impl RunArgs {
         positive("meter-interval", self.meter_interval)?;
         positive("session-length", self.session_length)?;
         positive("ramp-timeout", self.ramp_timeout)?;
+        if self.max_rss_spread.is_some() && self.server_pid.is_none() {
+            return Err(invalid("max-rss-spread", "needs --server-pid"));
+        }
+        if let Some(admin) = self.admin
+            && !self.allow_remote
+            && !admin.ip().is_loopback()
+        {
+            return Err(invalid("admin", "not on loopback (add --allow-remote)"));
+        }
         positive("handshake-timeout", self.handshake_timeout)?;
         positive("call-timeout", self.call_timeout)?;
         positive("backoff-min", self.backoff_min)?;
@@ -464,6 +495,10 @@ impl RunArgs {
             large_message: self.large_message,
             json: self.json,
             server_pid: self.server_pid,
+            admin: self.admin,
+            sample_every: positive("sample-every", self.sample_every)?,
+            warmup: self.warmup,
+            max_rss_spread: self.max_rss_spread,
             quiet: self.quiet,
             seed: self.seed,
             tls,

@@ -13,7 +13,8 @@
 //!   [`answers`]: its answers to the gateway's CALLs.
 //! - [`dial`], [`upgrade`], [`pacer`], [`deadlines`]: connecting, the WebSocket upgrade, pacing,
 //!   timers (jitter comes from the gateway crate's `rng`, framing from its `net::websocket`).
-//! - [`stats`], [`process`], [`report`], [`plot`]: figures and their output.
+//! - [`stats`], [`process`], [`sampler`], [`report`], [`plot`]: figures and their output.
+//! - [`abuse`]: the hostile clients of `scripts/abuse.sh`.
 //!
 //! Exit codes: 0 the run passed; 1 it ran and failed (not all booted, mismatched replies,
 //! timeouts); 2 it could not run (bad flags, open-files limit, unreadable --server-pid, I/O).
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms)]
 
+mod abuse;
 mod answers;
 mod charge_point;
 mod cli;
@@ -34,6 +36,7 @@ mod plot;
 mod process;
 mod report;
 mod run;
+mod sampler;
 mod scenario;
 mod security;
 mod stats;
@@ -70,6 +73,12 @@ fn main() -> ExitCode {
                 })
                 .map_err(Into::into)
         }
+        Some(Command::Abuse(args)) => abuse::run(&args)
+            .map(|line| {
+                println!("{line}");
+                true
+            })
+            .map_err(Into::into),
         Some(Command::Run(args)) => run(*args),
         None => run(cli.run),
     };

@@ -7,6 +7,8 @@
 //! - `bytes-per-connection.svg`: the gateway's (and the bench's) RSS growth per connection
 //!   against the number of connections, over all reports.
 //! - `scaling.md`: one table row per report, sorted by connection count.
+//! - `<report>-soak.svg` for each report with gateway samples (`--sample-every`): RSS and open
+//!   files, CPU and round-trip p99, queue depths, one point per sample.
 //!
 //! Only plotters' SVG backend is used: no font files, no bitmaps.
 
@@ -17,6 +19,7 @@ use plotters::prelude::*;
 
 use crate::cli::PlotArgs;
 use crate::report::{Report, SeriesPoint};
+use crate::sampler::ServerSample;
 use crate::stats::Summary;
 
 const SIZE: (u32, u32) = (960, 540);
@@ -87,6 +90,11 @@ pub fn plot(args: &PlotArgs) -> Result<Vec<PathBuf>, PlotError> {
         draw(&path, |root| ramp(root, named))?;
         written.push(path);
     }
+    for named in reports.iter().filter(|n| !n.report.samples.is_empty()) {
+        let path = args.out.join(format!("{}-soak.svg", named.name));
+        draw_sized(&path, SOAK_SIZE, |root| soak(root, named))?;
+        written.push(path);
+    }
     let path = args.out.join("latency.svg");
     draw(&path, |root| {
         percentiles(root, &reports, "round-trip latency", |r| {
@@ -122,7 +130,15 @@ type Line<T> = (&'static str, RGBColor, fn(&SeriesPoint) -> T);
 type DrawResult = Result<(), Box<dyn std::error::Error + 'static>>;
 
 fn draw(path: &Path, f: impl FnOnce(&Area<'_>) -> DrawResult) -> Result<(), PlotError> {
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    draw_sized(path, SIZE, f)
+}
+
+fn draw_sized(
+    path: &Path,
+    size: (u32, u32),
+    f: impl FnOnce(&Area<'_>) -> DrawResult,
+) -> Result<(), PlotError> {
+    let root = SVGBackend::new(path, size).into_drawing_area();
     let result = root
         .fill(&WHITE)
         .map_err(|e| e.to_string())
@@ -208,6 +224,116 @@ fn ramp(root: &Area<'_>, named: &Named) -> DrawResult {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+const SOAK_SIZE: (u32, u32) = (960, 960);
+/// A line of a soak panel: its label, colour and value in one sample (None: not measured).
+type SoakLine = (&'static str, RGBColor, fn(&ServerSample) -> Option<f64>);
+
+/// Three panels over the run: memory and descriptors, CPU and latency, queue depths.
+fn soak(root: &Area<'_>, named: &Named) -> DrawResult {
+    let r = &named.report;
+    let panels = root.split_evenly((3, 1));
+    let caption = format!(
+        "{}: {} charge points, {} ({}), gateway every {:.0} s",
+        named.name,
+        r.config.connections,
+        r.config.scenario,
+        if r.outcome.passed { "passed" } else { "failed" },
+        r.samples
+            .get(1)
+            .zip(r.samples.first())
+            .map_or(0.0, |(b, a)| b.t_s - a.t_s)
+    );
+    let memory: [SoakLine; 2] = [
+        ("gateway RSS (MiB)", COLORS[1], |s| {
+            s.rss_bytes.map(|b| b as f64 / MIB)
+        }),
+        ("open files / 100", COLORS[0], |s| {
+            s.open_files.map(|n| n as f64 / 100.0)
+        }),
+    ];
+    soak_panel(
+        &panels[0],
+        Some(caption),
+        "MiB, files/100",
+        &r.samples,
+        &memory,
+    )?;
+    let cpu: [SoakLine; 2] = [
+        ("gateway CPU (cores x 100)", COLORS[2], |s| {
+            s.cpu_cores.map(|c| c * 100.0)
+        }),
+        ("round-trip p99 (ms)", COLORS[3], |s| {
+            Some(s.round_trip_p99_us as f64 / 1000.0)
+        }),
+    ];
+    soak_panel(&panels[1], None, "cores x 100, ms", &r.samples, &cpu)?;
+    let queues: [SoakLine; 3] = [
+        ("loop queues", COLORS[4], |s| {
+            s.health
+                .as_ref()
+                .map(|h| h.loop_queue.iter().sum::<u64>() as f64)
+        }),
+        ("processor queues", COLORS[5], |s| {
+            s.health
+                .as_ref()
+                .map(|h| h.processor_queue.iter().sum::<u64>() as f64)
+        }),
+        ("journal queue", COLORS[6], |s| {
+            s.health.as_ref().map(|h| h.journal_queue as f64)
+        }),
+    ];
+    soak_panel(&panels[2], None, "frames waiting", &r.samples, &queues)
+}
+
+fn soak_panel(
+    area: &Area<'_>,
+    caption: Option<String>,
+    unit: &str,
+    samples: &[ServerSample],
+    lines: &[SoakLine],
+) -> DrawResult {
+    let t_max = samples.last().map_or(1.0, |s| s.t_s).max(1.0);
+    let y_max = samples
+        .iter()
+        .flat_map(|s| lines.iter().filter_map(|(_, _, value)| value(s)))
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let mut builder = ChartBuilder::on(area);
+    if let Some(caption) = caption {
+        builder.caption(caption, ("sans-serif", 18));
+    }
+    let mut chart = builder
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since start")
+        .y_desc(unit)
+        .draw()?;
+    for &(label, color, value) in lines {
+        let points: Vec<(f64, f64)> = samples
+            .iter()
+            .filter_map(|s| value(s).map(|v| (s.t_s, v)))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(label)
+            .legend(legend_line(color));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;

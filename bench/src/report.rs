@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sampler::{Drift, ServerSample};
 use crate::stats::Summary;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +27,12 @@ pub struct Report {
     pub bench: BenchFigures,
     /// One point per second from the start.
     pub series: Vec<SeriesPoint>,
+    /// The gateway every `--sample-every` (with `--server-pid`; `/health` with `--admin`).
+    #[serde(default)]
+    pub samples: Vec<ServerSample>,
+    /// Its RSS from `--warmup` into the measured phase on.
+    #[serde(default)]
+    pub drift: Option<Drift>,
 }
 
 /// The flags that shaped the run.
@@ -303,6 +310,23 @@ impl Report {
                         .map_or("-".into(), |v| format!("{v:.3}")),
                 );
             }
+        }
+        if let Some(d) = &self.drift {
+            let _ = writeln!(
+                s,
+                "  drift     after {:.0} s: RSS {:.1} .. {:.1} MiB ({:.1}%, first {:.1}, last {:.1}) over {} samples; \
+                 open files {}..{}; {} samples not healthy",
+                d.warmup_s,
+                mib(d.rss_min_bytes),
+                mib(d.rss_max_bytes),
+                d.rss_spread_percent,
+                mib(d.rss_first_bytes),
+                mib(d.rss_last_bytes),
+                d.samples,
+                d.open_files_min.map_or("-".into(), |v| v.to_string()),
+                d.open_files_max.map_or("-".into(), |v| v.to_string()),
+                d.unhealthy_samples,
+            );
         }
         let b = &self.bench;
         let _ = writeln!(

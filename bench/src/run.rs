@@ -24,6 +24,7 @@ use crate::report::{
     BenchFigures, ConfigEcho, ConnectFigures, ErrorFigures, LatencyFigures, Outcome, PhaseCpu,
     Report, SeriesPoint, ServerFigures, StormFigures, Throughput,
 };
+use crate::sampler::{self, ServerSample};
 use crate::stats::{self, Counts, ErrorKind, Latencies, Summary, ThreadCounters};
 
 /// Open files a run needs besides one per connection: per thread an epoll instance and its
@@ -146,6 +147,11 @@ struct Coordinator {
     boot_failed: bool,
     window: Histogram<u64>,
     series: Vec<SeriesPoint>,
+    /// Round trips since the last gateway sample, the samples, and when the last one was
+    /// taken with the counts and the gateway's CPU seconds then.
+    sample_window: Histogram<u64>,
+    samples: Vec<ServerSample>,
+    last_server_sample: Option<(Instant, Counts, Option<f64>)>,
     last_sample: (Instant, Counts),
     server_warned: bool,
     before: Marks,
@@ -190,6 +196,9 @@ pub fn run(config: RunConfig) -> Result<Report, RunError> {
         boot_failed: false,
         window: stats::histogram(),
         series: Vec::new(),
+        sample_window: stats::histogram(),
+        samples: Vec::new(),
+        last_server_sample: None,
         server_warned: false,
         before,
         ramp_end: None,
@@ -296,6 +305,7 @@ impl Coordinator {
                 Ok(FromFleet::AllBooted { .. }) => {}
                 Ok(FromFleet::Window { round_trip }) => {
                     let _ = self.window.add(&*round_trip);
+                    let _ = self.sample_window.add(&*round_trip);
                 }
                 Ok(FromFleet::Finished(result)) => {
                     self.failures
@@ -403,7 +413,9 @@ impl Coordinator {
         }
         let counts = self.fleet.counts();
         let marks = self.marks();
-        self.steady_end = Some((Instant::now(), counts, marks));
+        let now = Instant::now();
+        self.sample_server(now, counts);
+        self.steady_end = Some((now, counts, marks));
         self.phase = Phase::Done;
     }
 
@@ -490,6 +502,56 @@ impl Coordinator {
         }
         self.series.push(point);
         self.last_sample = (now, counts);
+        let due = self
+            .last_server_sample
+            .is_none_or(|(at, ..)| now.duration_since(at) >= self.config.sample_every);
+        if due {
+            self.sample_server(now, counts);
+        }
+    }
+
+    /// One [`ServerSample`] of the gateway (with `--server-pid`).
+    fn sample_server(&mut self, now: Instant, counts: Counts) {
+        let Some(pid) = self.config.server_pid else {
+            return;
+        };
+        let (proc, open_files, threads) = sampler::proc_figures(pid);
+        let cpu = proc.map(|p| p.cpu_seconds);
+        let (round_trips, cpu_cores) = match self.last_server_sample {
+            Some((at, last, last_cpu)) => (
+                counts.round_trips() - last.round_trips(),
+                cpu.zip(last_cpu)
+                    .map(|(c, l)| (c - l) / now.duration_since(at).as_secs_f64().max(1e-3)),
+            ),
+            None => (0, None),
+        };
+        let health = self.config.admin.and_then(|admin| {
+            sampler::fetch_health(admin)
+                .inspect_err(|e| warn!("--admin {admin}: /health: {e}"))
+                .ok()
+        });
+        let p99 = if self.sample_window.is_empty() {
+            0
+        } else {
+            self.sample_window.value_at_quantile(0.99)
+        };
+        self.sample_window.reset();
+        let t_s = now.duration_since(self.origin).as_secs_f64();
+        self.samples.push(ServerSample {
+            t_s: (t_s * 1000.0).round() / 1000.0,
+            phase: self.phase.name().into(),
+            open: counts.open,
+            booted: counts.booted,
+            rss_bytes: proc.map(|p| p.rss_bytes),
+            cpu_cores: cpu_cores.map(|c| (c * 1000.0).round() / 1000.0),
+            open_files,
+            threads,
+            round_trips,
+            round_trip_p99_us: p99,
+            errors: counts.errors_total(),
+            health,
+        });
+        self.last_server_sample = Some((now, counts, cpu));
     }
 
     fn report(&mut self, started_unix_s: u64, latencies: &Latencies) -> Report {
@@ -619,6 +681,22 @@ impl Coordinator {
             .into_iter()
             .map(|k| (k.name().to_owned(), total.errors[k as usize]))
             .collect();
+        let drift = self.steady_start.and_then(|(at, _)| {
+            let from = at.duration_since(self.origin) + config.warmup;
+            sampler::drift(&self.samples, from.as_secs_f64())
+        });
+        if let Some(limit) = config.max_rss_spread {
+            match &drift {
+                Some(d) if d.rss_spread_percent > limit => self.failures.push(format!(
+                    "gateway RSS moved {:.1}% after the warm-up (--max-rss-spread {limit})",
+                    d.rss_spread_percent
+                )),
+                Some(_) => {}
+                None => self.failures.push(
+                    "no gateway sample after the warm-up to check --max-rss-spread against".into(),
+                ),
+            }
+        }
         let time_to_all_booted = self.time_to_all_booted;
         Report {
             tool: "ocpp-bench".into(),
@@ -690,6 +768,8 @@ impl Coordinator {
             server,
             bench,
             series: std::mem::take(&mut self.series),
+            drift,
+            samples: std::mem::take(&mut self.samples),
         }
     }
 }

@@ -47,6 +47,9 @@ use crate::types::{ChargePointId, CloseCause, ConnId};
 
 /// How long a closing connection may take to finish the closing handshake.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// For `ocpp.max_calls_per_second`, a CALL counts once per started 4 KiB: a real charge
+/// point's CALLs are well under it, a 49 KB MeterValues counts 12 times.
+pub const CALL_UNIT_BYTES: usize = 4096;
 /// Reads from one connection per turn; one that keeps its socket full waits for the next turn
 /// so the others and the timers get their share.
 const READS_PER_TURN: usize = 4;
@@ -385,7 +388,7 @@ impl Connection {
                 }
                 if cx.limits.call_interval_ms > 0
                     && self.is_call(&header, &data[used..used + header.frame_len()])
-                    && let Some(pause) = self.over_rate(cx, key)
+                    && let Some(pause) = self.over_rate(cx, key, len)
                 {
                     return Consumed::Stopped(used, Transition::Pause(pause));
                 }
@@ -426,10 +429,12 @@ impl Connection {
     }
 
     /// `ocpp.max_calls_per_second` (GCRA: each CALL moves the session's theoretical arrival
-    /// time on by one interval; a burst may run that far ahead of the clock). Over it, the
-    /// connection is not read until the CALL fits (TCP pushes back on the charge point); each
-    /// such pause is counted, and told to the processor for the API.
-    fn over_rate(&mut self, cx: &mut LoopContext, key: usize) -> Option<Pause> {
+    /// time on by one interval per started [`CALL_UNIT_BYTES`] of its `len`; a burst may run
+    /// that far ahead of the clock). Over it, the connection is not read until the CALL fits
+    /// (TCP pushes back on the charge point); each such pause is counted, and told to the
+    /// processor for the API. Weighing by size bounds the bytes a charge point can make the
+    /// gateway parse and journal, not only the CALLs.
+    fn over_rate(&mut self, cx: &mut LoopContext, key: usize, len: usize) -> Option<Pause> {
         let now_ms = cx.now_ms();
         let (interval, tolerance) = (cx.limits.call_interval_ms, cx.limits.call_tolerance_ms);
         let generation = self.generation;
@@ -438,7 +443,8 @@ impl Connection {
         };
         let earliest = session.call_tat_ms.saturating_sub(tolerance);
         if now_ms >= earliest {
-            session.call_tat_ms = session.call_tat_ms.max(now_ms) + interval;
+            let units = 1 + len.saturating_sub(1) / CALL_UNIT_BYTES;
+            session.call_tat_ms = session.call_tat_ms.max(now_ms) + interval * units as u64;
             return None;
         }
         cx.stats().rate_limited.inc();

@@ -49,7 +49,7 @@ pub const MAX_UNIQUE_ID_LEN: usize = 36;
 /// Longest Action accepted (the longest 1.6 action name has 32 characters).
 const MAX_ACTION_LEN: usize = 64;
 /// Longest invalid UniqueId still echoed in a CALLERROR.
-const MAX_ECHOED_ID_LEN: usize = 128;
+pub const MAX_ECHOED_ID_LEN: usize = 128;
 /// Longest errorCode accepted in a received CALLERROR.
 const MAX_ERROR_CODE_LEN: usize = 64;
 /// Most characters of input quoted in an error description.
