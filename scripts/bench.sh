@@ -32,6 +32,8 @@ Options:
   --duration D        measured phase, e.g. 10s (default 10s)
   --threads T         ocpp-bench threads (default 1)
   --port P            gateway port on 127.0.0.1 (default 18080)
+  --set S.KEY=VALUE   a config.toml key for the gateway, TOML as written (repeatable), e.g.
+                      --set 'ocpp.state_file=""'
   --admin-port P      admin listener on 127.0.0.1:P, sampled by ocpp-bench (--admin) for
                       queue depths and status (default: an ephemeral port, not sampled)
   --source-ips RANGE  ocpp-bench --source-ips (default 127.0.0.2-127.0.0.9; "" for none)
@@ -69,6 +71,7 @@ duration=10s
 threads=1
 port=18080
 admin_port=0
+sets=()
 source_ips="127.0.0.2-127.0.0.9"
 out=bench/results
 name=""
@@ -87,6 +90,7 @@ while [[ $# -gt 0 ]]; do
         --threads) threads="${2:?}"; shift ;;
         --port) port="${2:?}"; shift ;;
         --admin-port) admin_port="${2:?}"; shift ;;
+        --set) sets+=("${2:?}"); shift ;;
         --source-ips) source_ips="${2?}"; shift ;;
         --out) out="${2:?}"; shift ;;
         --name) name="${2:?}"; shift ;;
@@ -178,7 +182,7 @@ write_config() {
             "security.tls_key=\"$work/certs/server.key\""
         )
     fi
-    config_with "$repo/config.toml" "${keys[@]}" >"$file"
+    config_with "$repo/config.toml" "${keys[@]}" "${sets[@]}" >"$file"
 }
 
 # Starts the gateway on config $1 with its log in $2; sets gateway_pid. Waits (at most 15 s)

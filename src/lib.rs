@@ -27,7 +27,8 @@
 //! Dependencies point one way: [`types`] (identity, connection handle, close cause) and
 //! [`ocpp`] at the bottom; [`batch`], [`call`] and [`events`] above them; [`mailbox`] (both
 //! mailboxes); then [`net`] and [`processor`], which never import each other; [`commands`],
-//! [`admin`]; [`server`] on top. [`config`], [`stats`], [`clock`], [`rng`] and
+//! [`admin`]; [`server`] on top. [`state`] (what one node keeps across restarts) sits beside
+//! [`events`]: processors hand it changes, it never calls them. [`config`], [`stats`], [`clock`], [`rng`] and
 //! [`warn_budget`] are leaves used throughout.
 //!
 //! Backpressure without deadlock: loops never wait on processors (a full queue pauses reading
@@ -53,6 +54,7 @@ pub mod query;
 pub mod rng;
 pub mod security;
 pub mod server;
+pub mod state;
 pub mod stats;
 pub mod types;
 pub mod warn_budget;

@@ -29,6 +29,7 @@ use crate::processor::journal_budget::BudgetRule;
 use crate::processor::policy::{IdTags, Identities, PolicyError, TransactionIds};
 use crate::processor::pool::{self, PoolParts};
 use crate::security::{Security, SecurityError};
+use crate::state::{self, StateError};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Why the gateway could not start or stop cleanly.
@@ -57,6 +58,10 @@ pub enum ServerError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// The state file (`ocpp.state_file`) cannot be opened: fix the path or its permissions,
+    /// or set it to "" (nothing survives a restart then).
+    #[error(transparent)]
+    State(#[from] StateError),
     /// The admin listener could not start.
     #[error(transparent)]
     Admin(#[from] AdminError),
@@ -87,6 +92,7 @@ pub struct Server {
     processor_threads: Vec<JoinHandle<()>>,
     admin: Option<Admin>,
     journal_thread: Option<JoinHandle<()>>,
+    state_thread: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
 }
 
@@ -167,6 +173,14 @@ impl Server {
                 (Events::new(sink), Some(status), Some(thread))
             }
         };
+        // What the last run left: each processor gets its own charge points back.
+        let (state, state_thread) = match config.ocpp.state_file.as_deref() {
+            Some(path) => {
+                let store = state::open(path, Arc::clone(&stats))?;
+                (Some((store.sender, store.loaded)), Some(store.thread))
+            }
+            None => (None, None),
+        };
         let traces = Arc::new(TraceList::default());
         // Remember disconnected, accepted charge points up to about the fleet size.
         let remember_limit = config.server.max_connections / threads + 1024;
@@ -183,6 +197,7 @@ impl Server {
                 per_second: config.events.charge_point_rate,
                 burst: config.events.charge_point_burst,
             },
+            state,
         })
         .map_err(spawn_err("processor thread"))?;
         let commands = Commands {
@@ -299,6 +314,7 @@ impl Server {
             processor_threads,
             admin,
             journal_thread,
+            state_thread,
             stats,
         })
     }
@@ -376,6 +392,7 @@ impl Server {
             processor_threads,
             admin,
             journal_thread,
+            state_thread,
             ..
         } = self;
         let mut result = Ok(());
@@ -416,6 +433,12 @@ impl Server {
             && thread.join().is_err()
         {
             result = Err(ServerError::Panicked("journal".into()));
+        }
+        // Likewise the state file's senders: it commits what is left.
+        if let Some(thread) = state_thread
+            && thread.join().is_err()
+        {
+            result = Err(ServerError::Panicked("state".into()));
         }
         result
     }

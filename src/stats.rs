@@ -271,6 +271,21 @@ counters! {
     }
 }
 
+counters! {
+    /// What the state file's thread (`ocpp.state_file`) and its senders count.
+    StateStats {
+        /// Transactions committed to the state file.
+        state_commits,
+        /// Charge point records written (or removed) by them.
+        state_records_written,
+        /// Commits that failed (the records are tried again with the next one).
+        state_errors,
+        /// Times a processor kept its changed charge points for later because the state
+        /// thread's channel was full.
+        state_deferred,
+    }
+}
+
 /// What a loop counts by label.
 #[derive(Debug)]
 pub struct LoopLabelled {
@@ -351,6 +366,7 @@ pub struct Stats {
     pub loop_progress: Vec<CachePadded<AtomicU64>>,
     pub processor_progress: Vec<CachePadded<AtomicU64>>,
     pub journal: CachePadded<JournalStats>,
+    pub state: CachePadded<StateStats>,
     /// Outbound calls by outcome ([`OUTCOMES`]): rare enough for one shared block.
     pub outbound: [Counter; OUTCOMES.len()],
 }
@@ -410,6 +426,10 @@ pub struct StatsSnapshot {
     pub takeovers_refused: u64,
     pub journal_backpressure: u64,
     pub journal_lines_suppressed: u64,
+    pub state_commits: u64,
+    pub state_records_written: u64,
+    pub state_errors: u64,
+    pub state_deferred: u64,
     pub journal_lines: u64,
     pub journal_bytes: u64,
     pub journal_syncs: u64,
@@ -453,6 +473,7 @@ impl Stats {
             loop_progress: (0..loops).map(|_| CachePadded::default()).collect(),
             processor_progress: (0..processors).map(|_| CachePadded::default()).collect(),
             journal: CachePadded::default(),
+            state: CachePadded::default(),
             outbound: counter_array(),
         }
     }
@@ -479,6 +500,7 @@ impl Stats {
             p.add_to(&mut out);
         }
         self.journal.add_to(&mut out);
+        self.state.add_to(&mut out);
         for l in &self.loop_labelled {
             add_array(&mut out.closes, &l.closes);
             add_array(&mut out.calls_out_by_action, &l.calls_sent_by_action);

@@ -45,6 +45,7 @@ impl Gateway {
         config.server.pin_cores = false;
         config.processor.threads = NonZeroUsize::new(2).expect("non-zero");
         config.ocpp.transaction_id_file = None;
+        config.ocpp.state_file = None;
         config.admin.listen = None;
         config.events.sink = Sink::None;
         config.ocpp.max_calls_per_second = 0; // the engine is measured, not the limiter

@@ -449,6 +449,30 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         s.journal_lines_suppressed,
     );
     o.single(
+        "ocpp_gateway_state_commits_total",
+        "counter",
+        "Transactions committed to the state file (ocpp.state_file).",
+        s.state_commits,
+    );
+    o.single(
+        "ocpp_gateway_state_records_written_total",
+        "counter",
+        "Charge point records written to or removed from the state file.",
+        s.state_records_written,
+    );
+    o.single(
+        "ocpp_gateway_state_errors_total",
+        "counter",
+        "Failed state file commits (their records are tried again).",
+        s.state_errors,
+    );
+    o.single(
+        "ocpp_gateway_state_deferred_total",
+        "counter",
+        "Times a processor kept changed charge points for later because the state thread was behind.",
+        s.state_deferred,
+    );
+    o.single(
         "ocpp_gateway_journal_overflow_total",
         "counter",
         "Journal events of event loops parked in the side queue because the journal was full.",

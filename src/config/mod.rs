@@ -56,6 +56,7 @@ pub const DEFAULT_CALL_BURST: u32 = 40;
 pub const DEFAULT_BOOT_STATUS: RegistrationStatus = RegistrationStatus::Accepted;
 pub const DEFAULT_DATA_TRANSFER_STATUS: DataTransferStatus = DataTransferStatus::UnknownVendorId;
 pub const DEFAULT_TRANSACTION_ID_FILE: &str = "ocpp-gateway.transaction-id";
+pub const DEFAULT_STATE_FILE: &str = "ocpp-gateway.state";
 
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(10);
@@ -258,6 +259,9 @@ pub struct OcppConfig {
     pub data_transfer_status: DataTransferStatus,
     /// Where the transaction id counter survives restarts (None: memory only).
     pub transaction_id_file: Option<PathBuf>,
+    /// Where registrations, connector statuses and open transactions survive restarts
+    /// (None: memory only).
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for Config {

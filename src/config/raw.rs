@@ -139,4 +139,5 @@ pub struct RawOcpp {
     pub id_tags: Option<String>,
     pub data_transfer_status: Option<DataTransferStatus>,
     pub transaction_id_file: Option<String>,
+    pub state_file: Option<String>,
 }

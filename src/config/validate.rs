@@ -424,6 +424,7 @@ fn ocpp(check: &Check<'_>, o: RawOcpp) -> Result<OcppConfig, ConfigError> {
             o.transaction_id_file
                 .or_else(|| Some(DEFAULT_TRANSACTION_ID_FILE.into())),
         ),
+        state_file: file(o.state_file.or_else(|| Some(DEFAULT_STATE_FILE.into()))),
     })
 }
 

@@ -18,12 +18,13 @@ use log::debug;
 use crate::batch::{FrameBatch, Pool, ReplyBatch};
 use crate::call::CallOutcome;
 use crate::events::{EventWriter, Events, WriterLog};
-use crate::mailbox::{Loops, ProcessorInbox, Processors, ToLoop, ToProcessor};
+use crate::mailbox::{Loops, ProcessorInbox, Processors, ToLoop, ToProcessor, shard_of};
 use crate::net::TraceList;
 use crate::processor::handlers::Policy;
 use crate::processor::journal_budget::BudgetRule;
 use crate::processor::shard::{Outputs, Shard};
 use crate::query::Query;
+use crate::state::{Restored, StateSender};
 use crate::stats::Stats;
 use crate::types::{CloseReason, ConnId};
 
@@ -45,6 +46,8 @@ pub struct PoolParts {
     pub traces: Arc<TraceList>,
     /// Each charge point's journal allowance.
     pub journal_rule: BudgetRule,
+    /// `ocpp.state_file`: where changed charge points go, and what the last run left.
+    pub state: Option<(StateSender, Restored)>,
 }
 
 struct Processor {
@@ -75,9 +78,16 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
         events,
         traces,
         journal_rule,
+        state,
     } = parts;
-    let mut threads = Vec::with_capacity(inboxes.len());
-    for (index, inbox) in inboxes.into_iter().enumerate() {
+    let shards = inboxes.len();
+    let (sender, loaded) = state.map_or((None, Vec::new()), |(s, l)| (Some(s), l));
+    let mut restored: Vec<Restored> = (0..shards).map(|_| Vec::new()).collect();
+    for (cp, saved) in loaded {
+        restored[shard_of(&cp, shards)].push((cp, saved));
+    }
+    let mut threads = Vec::with_capacity(shards);
+    for ((index, inbox), restored) in inboxes.into_iter().enumerate().zip(restored) {
         let mut processor = Processor {
             index,
             inbox,
@@ -91,7 +101,8 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
                 remember_limit,
                 events.acks_after_write(),
             )
-            .with_journal_rule(journal_rule),
+            .with_journal_rule(journal_rule)
+            .with_state(sender.clone(), restored),
             stats: Arc::clone(&stats),
             writer: events.writer(),
             traces: Arc::clone(&traces),
@@ -126,6 +137,7 @@ impl Processor {
             }
             self.send_answers();
             self.flush_events(false);
+            self.shard.offer_state(false);
             self.stats.processor_progress[self.index].fetch_add(1, Ordering::Relaxed);
             if gone {
                 break;
@@ -142,6 +154,7 @@ impl Processor {
         }
         self.send_answers();
         self.flush_events(true);
+        self.shard.offer_state(true);
         debug!("processor={} stopped", self.index);
     }
 

@@ -32,6 +32,7 @@ use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registrati
 use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
 use crate::query::{ChargePointView, ConnectorView, Filter};
 use crate::security::Auth;
+use crate::state::{Change, Restored, Saved, SavedRegistration, StateSender};
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
 use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId};
 use crate::warn_budget::WarnBudget;
@@ -52,6 +53,10 @@ struct ChargePoint {
     /// What only the operator API reads: boxed, so the map entry every message touches stays
     /// small (measured: inline, these fields cost ~200 bytes per charge point in map slack).
     seen: Box<Seen>,
+    /// Changed since it was last offered to the state file (and listed in `Shard::dirty`).
+    dirty: bool,
+    /// The state file has (or was offered) a record of it.
+    saved: bool,
 }
 
 /// What the operator API shows about a charge point beyond its protocol state.
@@ -75,6 +80,28 @@ struct Seen {
 fn compact(payload: &RawValue) -> Option<Box<RawValue>> {
     let value: serde_json::Value = serde_json::from_str(payload.get()).ok()?;
     RawValue::from_string(value.to_string()).ok()
+}
+
+/// The actions whose answer may change what the state file keeps of a charge point.
+fn changes_state(action: Action) -> bool {
+    matches!(
+        action,
+        Action::BootNotification
+            | Action::StatusNotification
+            | Action::StartTransaction
+            | Action::StopTransaction
+    )
+}
+
+/// What the state file keeps of a charge point: its record while it is Accepted, nothing
+/// otherwise (it boots again after a restart).
+fn saved_record(entry: &ChargePoint) -> Option<Saved> {
+    (entry.state.registration == Registration::Accepted).then(|| Saved {
+        registration: SavedRegistration::Accepted,
+        boot: entry.seen.boot.clone(),
+        connectors: entry.state.connectors.clone(),
+        open_transaction: entry.state.open_transaction,
+    })
 }
 
 /// Writes a charge point's journal lines within its allowance (see `journal_budget`).
@@ -170,6 +197,11 @@ pub struct Shard {
     journal_rule: BudgetRule,
     /// The allowance shared by identities without an entry (refused at the upgrade).
     strangers: JournalBudget,
+    /// `ocpp.state_file`: where changed charge points are offered, those changed since, and
+    /// those forgotten since that the file may hold.
+    state: Option<StateSender>,
+    dirty: Vec<ChargePointId>,
+    forgotten: Vec<ChargePointId>,
 }
 
 impl Shard {
@@ -193,6 +225,9 @@ impl Shard {
             origin: Instant::now(),
             journal_rule: BudgetRule::UNLIMITED,
             strangers: JournalBudget::default(),
+            state: None,
+            dirty: Vec::new(),
+            forgotten: Vec::new(),
         }
     }
 
@@ -200,6 +235,84 @@ impl Shard {
     pub fn with_journal_rule(mut self, rule: BudgetRule) -> Shard {
         self.journal_rule = rule;
         self
+    }
+
+    /// Keeps changed charge points in the state file, starting from what it held: accepted
+    /// charge points come back disconnected, with their boot payload, connectors and open
+    /// transaction, so one that reconnects without booting again is still Accepted.
+    pub fn with_state(mut self, sender: Option<StateSender>, restored: Restored) -> Shard {
+        let now = SystemTime::now();
+        for (cp, saved) in restored {
+            if saved.registration != SavedRegistration::Accepted {
+                continue;
+            }
+            let mut connectors = saved.connectors;
+            connectors.truncate(handlers::MAX_CONNECTORS);
+            self.charge_points.insert(
+                ChargePointId::from(cp),
+                ChargePoint {
+                    conn: None,
+                    seq: 0,
+                    state: ChargePointState {
+                        registration: saved.registration.into(),
+                        connectors,
+                        open_transaction: saved.open_transaction,
+                        ..ChargePointState::default()
+                    },
+                    journal: JournalBudget::default(),
+                    seen: Box::new(Seen {
+                        peer: None,
+                        since: now,
+                        last_message: None,
+                        boot: saved.boot,
+                        journal_suppressed: 0,
+                        rate_limited: 0,
+                    }),
+                    dirty: false,
+                    saved: true,
+                },
+            );
+            self.remembered += 1;
+        }
+        self.state = sender;
+        self
+    }
+
+    /// Offers the state file the newest record of every charge point changed (and forgotten)
+    /// since the last offer; never waits unless `last` (the processor is stopping). When the
+    /// state thread is behind, they stay listed and are offered with the next round.
+    pub fn offer_state(&mut self, last: bool) {
+        let Some(sender) = &self.state else {
+            return;
+        };
+        if self.dirty.is_empty() && self.forgotten.is_empty() {
+            return;
+        }
+        let mut changes: Vec<Change> = Vec::with_capacity(self.dirty.len() + self.forgotten.len());
+        for cp in &self.forgotten {
+            changes.push((Box::from(&**cp), None));
+        }
+        for cp in &self.dirty {
+            if let Some(entry) = self.charge_points.get(cp) {
+                changes.push((Box::from(&**cp), saved_record(entry)));
+            }
+        }
+        let offered = if last {
+            sender.send(changes)
+        } else {
+            sender.offer(changes)
+        };
+        if offered.is_err() {
+            self.stats.state.state_deferred.inc();
+            return;
+        }
+        self.forgotten.clear();
+        for cp in self.dirty.drain(..) {
+            if let Some(entry) = self.charge_points.get_mut(&cp) {
+                entry.dirty = false;
+                entry.saved = true;
+            }
+        }
     }
 
     fn stats(&self) -> &ProcessorStats {
@@ -273,6 +386,14 @@ impl Shard {
         }
     }
 
+    /// Lists a removed charge point for removal from the state file, if it may be there.
+    fn forget(&mut self, cp: &ChargePointId, gone: &ChargePoint) {
+        if self.state.is_some() && (gone.saved || gone.dirty) {
+            self.forgotten.push(ChargePointId::clone(cp));
+            self.dirty.retain(|d| d != cp);
+        }
+    }
+
     /// Where `cp` is connected now, if it is.
     pub fn connection_of(&self, cp: &str) -> Option<ConnId> {
         self.charge_points.get(cp).and_then(|entry| entry.conn)
@@ -332,6 +453,8 @@ impl Shard {
                             journal_suppressed: 0,
                             rate_limited: 0,
                         }),
+                        dirty: false,
+                        saved: false,
                     },
                 );
                 None
@@ -399,7 +522,9 @@ impl Shard {
             });
         }
         if entry.state.registration != Registration::Accepted {
-            self.charge_points.remove(cp);
+            if let Some(gone) = self.charge_points.remove(cp) {
+                self.forget(cp, &gone);
+            }
             return;
         }
         entry.conn = None;
@@ -413,13 +538,19 @@ impl Shard {
                 "processor={} remembers {} disconnected charge points (limit {}): forgetting {forget}",
                 self.index, self.remembered, self.remember_limit
             );
-            self.charge_points.retain(|_, entry| {
+            let keep_state = self.state.is_some();
+            let forgotten = &mut self.forgotten;
+            self.charge_points.retain(|cp, entry| {
                 if entry.conn.is_none() && forget > 0 {
                     forget -= 1;
+                    if keep_state && (entry.saved || entry.dirty) {
+                        forgotten.push(ChargePointId::clone(cp));
+                    }
                     return false;
                 }
                 true
             });
+            self.dirty.retain(|cp| self.charge_points.contains_key(cp));
             self.remembered = self
                 .charge_points
                 .values()
@@ -509,6 +640,10 @@ impl Shard {
                 replies.payload().push(rpc::CALL_RESULT_END);
                 if known == Some(Action::BootNotification) {
                     entry.seen.boot = compact(payload);
+                }
+                if self.state.is_some() && known.is_some_and(changes_state) && !entry.dirty {
+                    entry.dirty = true;
+                    self.dirty.push(ChargePointId::clone(cp));
                 }
                 None
             }

@@ -287,7 +287,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Decodes hex text of any even length (either case).
 pub fn decode_hex(text: &[u8]) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 {
+    if text.is_empty() || !text.len().is_multiple_of(2) {
         return None;
     }
     text.chunks(2)

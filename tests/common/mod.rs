@@ -35,6 +35,7 @@ pub fn test_config() -> Config {
     config.server.pin_cores = false;
     config.processor.threads = NonZeroUsize::new(2).expect("non-zero");
     config.ocpp.transaction_id_file = None; // tests run in parallel: no shared counter file
+    config.ocpp.state_file = None; // nor a shared state file
     config.admin.listen = Some("127.0.0.1:0".parse().expect("address"));
     config.events.sink = ocpp_gateway::config::Sink::None; // journal tests turn it on
     // Tests send as fast as they can; the rate limit is tested on its own.
@@ -532,11 +533,16 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts the binary with `RUST_LOG=info` and waits for its "listening on" line.
     pub fn start(config: &std::path::Path) -> GatewayProcess {
+        GatewayProcess::start_logging(config, "info")
+    }
+
+    /// [`GatewayProcess::start`] with `RUST_LOG=filter`.
+    pub fn start_logging(config: &std::path::Path, filter: &str) -> GatewayProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ocpp-gateway"))
             .arg("--config")
             .arg(config)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("gateway starts");

@@ -1,0 +1,332 @@
+//! What one node keeps across a restart (`ocpp.state_file`): per charge point its
+//! registration and boot payload, its connectors' last statuses and its open transaction, in an
+//! embedded redb file, so a charge point that reconnects after a restart without booting again
+//! (as the spec says it should) is still Accepted and its transaction still known.
+//!
+//! ```text
+//!   processor (shard) --changed charge points--> [bounded channel] --> state thread --> redb
+//! ```
+//!
+//! Processors never wait for the disk: a shard marks a charge point dirty when a
+//! BootNotification, StatusNotification, StartTransaction or StopTransaction changed it, and at
+//! the end of each batch offers the latest record of every dirty charge point to the state
+//! thread without blocking. When the channel is full the charge points stay dirty and are
+//! offered again with the next batch (or within a second, idle): the newest state wins, nothing
+//! is queued twice. The state thread commits what it has gathered in one transaction
+//! (fsync'd), at most every [`COMMIT_EVERY`], and everything left when the processors stop.
+//!
+//! What a crash can lose: changes of the last [`COMMIT_EVERY`] or so. A charge point whose
+//! BootNotification was lost that way gets SecurityError until it boots again (which it does
+//! after a few refused messages); a clean stop loses nothing.
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use log::{debug, info, warn};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::ocpp::v16::ChargePointStatus;
+use crate::processor::handlers::Registration;
+use crate::stats::Stats;
+use std::sync::Arc;
+
+/// identity -> [`Saved`] as JSON.
+const CHARGE_POINTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("charge_points");
+/// The longest the state thread gathers changes before it commits them.
+pub const COMMIT_EVERY: Duration = Duration::from_millis(100);
+/// redb's page cache (its default, 1 GiB, would grow with the fleet: writes touch random
+/// pages of the tree). Commits are batched, so a small cache costs little.
+const CACHE_BYTES: usize = 1024 * 1024;
+/// Batches of changes in flight between the processors and the state thread.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// Why the state file cannot be used at start.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("ocpp.state_file {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("ocpp.state_file {path}: cannot start its thread: {source}")]
+    Thread {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What is kept of one charge point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    pub registration: SavedRegistration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connectors: Vec<(u32, ChargePointStatus)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_transaction: Option<i32>,
+}
+
+/// [`Registration`] as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SavedRegistration {
+    Unknown,
+    Pending,
+    Rejected,
+    Accepted,
+}
+
+impl From<Registration> for SavedRegistration {
+    fn from(r: Registration) -> Self {
+        match r {
+            Registration::Unknown => SavedRegistration::Unknown,
+            Registration::Pending => SavedRegistration::Pending,
+            Registration::Rejected => SavedRegistration::Rejected,
+            Registration::Accepted => SavedRegistration::Accepted,
+        }
+    }
+}
+
+impl From<SavedRegistration> for Registration {
+    fn from(r: SavedRegistration) -> Self {
+        match r {
+            SavedRegistration::Unknown => Registration::Unknown,
+            SavedRegistration::Pending => Registration::Pending,
+            SavedRegistration::Rejected => Registration::Rejected,
+            SavedRegistration::Accepted => Registration::Accepted,
+        }
+    }
+}
+
+/// Records read at start, by identity.
+pub type Restored = Vec<(Box<str>, Saved)>;
+
+/// One change: the charge point's record now, or None when it is forgotten.
+pub type Change = (Box<str>, Option<Saved>);
+
+/// A processor's end of the state thread's channel.
+#[derive(Debug, Clone)]
+pub struct StateSender {
+    tx: Sender<Vec<Change>>,
+}
+
+impl StateSender {
+    /// Hands `changes` over, waiting for room (a processor that is stopping).
+    pub fn send(&self, changes: Vec<Change>) -> Result<(), Vec<Change>> {
+        self.tx.send(changes).map_err(|e| e.0)
+    }
+
+    /// Offers `changes` without waiting; gives them back when the channel is full.
+    pub fn offer(&self, changes: Vec<Change>) -> Result<(), Vec<Change>> {
+        match self.tx.try_send(changes) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(changes) | TrySendError::Disconnected(changes)) => Err(changes),
+        }
+    }
+}
+
+/// The open state file: what it held at start, and the thread that keeps it.
+pub struct StateStore {
+    pub loaded: Restored,
+    pub sender: StateSender,
+    pub thread: JoinHandle<()>,
+}
+
+/// Opens (or creates) the state file, reads every record and starts the state thread.
+pub fn open(path: &Path, stats: Arc<Stats>) -> Result<StateStore, StateError> {
+    let fail = |message: String| StateError::Open {
+        path: path.to_owned(),
+        message,
+    };
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|e| fail(e.to_string()))?;
+    let loaded = read_all(&db).map_err(fail)?;
+    info!(
+        "state: {} charge points read from {}",
+        loaded.len(),
+        path.display()
+    );
+    let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
+    let path_buf = path.to_owned();
+    let thread = std::thread::Builder::new()
+        .name("state".into())
+        .spawn(move || write_loop(&db, &path_buf, &rx, &stats))
+        .map_err(|source| StateError::Thread {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(StateStore {
+        loaded,
+        sender: StateSender { tx },
+        thread,
+    })
+}
+
+/// Every record; one that does not decode is skipped with a warning (the charge point boots
+/// again), never a reason not to start.
+fn read_all(db: &Database) -> Result<Restored, String> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let table = match txn.open_table(CHARGE_POINTS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut loaded = Vec::new();
+    for item in table.iter().map_err(|e| e.to_string())? {
+        let (key, value) = item.map_err(|e| e.to_string())?;
+        match serde_json::from_slice::<Saved>(value.value()) {
+            Ok(saved) => loaded.push((Box::from(key.value()), saved)),
+            Err(e) => warn!("state: record of {:?} skipped: {e}", key.value()),
+        }
+    }
+    Ok(loaded)
+}
+
+/// The state thread: gathers changes for up to [`COMMIT_EVERY`], commits them, until every
+/// processor has dropped its sender; then commits the rest and returns.
+fn write_loop(db: &Database, path: &Path, rx: &Receiver<Vec<Change>>, stats: &Stats) {
+    let mut pending: std::collections::HashMap<Box<str>, Option<Saved>> =
+        std::collections::HashMap::new();
+    let mut open = true;
+    while open {
+        let deadline = Instant::now() + COMMIT_EVERY;
+        loop {
+            match rx.recv_deadline(deadline) {
+                Ok(changes) => pending.extend(changes),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        match commit(db, &pending) {
+            Ok(()) => {
+                stats.state.state_commits.inc();
+                stats.state.state_records_written.add(pending.len() as u64);
+                if log::log_enabled!(log::Level::Debug) {
+                    let names: Vec<&str> = pending.keys().take(8).map(|k| &**k).collect();
+                    debug!(
+                        "state: committed {} records ({}{})",
+                        pending.len(),
+                        names.join(", "),
+                        if pending.len() > 8 { ", ..." } else { "" }
+                    );
+                }
+                pending.clear();
+                if pending.capacity() > 4096 {
+                    pending.shrink_to(4096); // a burst's table is not kept for life
+                }
+            }
+            Err(e) => {
+                // Kept and tried again with the next commit; the newest state wins meanwhile.
+                stats.state.state_errors.inc();
+                warn!("state: cannot write {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+fn commit(
+    db: &Database,
+    pending: &std::collections::HashMap<Box<str>, Option<Saved>>,
+) -> Result<(), String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut table = txn.open_table(CHARGE_POINTS).map_err(|e| e.to_string())?;
+        for (cp, saved) in pending {
+            match saved {
+                Some(saved) => {
+                    let bytes = serde_json::to_vec(saved).map_err(|e| e.to_string())?;
+                    table
+                        .insert(&**cp, bytes.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                None => {
+                    table.remove(&**cp).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(tx: Option<i32>) -> Saved {
+        Saved {
+            registration: SavedRegistration::Accepted,
+            boot: RawValue::from_string(r#"{"chargePointVendor":"V"}"#.into()).ok(),
+            connectors: vec![(1, ChargePointStatus::Charging)],
+            open_transaction: tx,
+        }
+    }
+
+    /// Writes `changes` through a state thread and stops it; returns what a new open reads.
+    fn round_trip(path: &Path, changes: Vec<Vec<Change>>) -> Restored {
+        let stats = Arc::new(Stats::new(1, 1));
+        let store = open(path, Arc::clone(&stats)).expect("opens");
+        for batch in changes {
+            store.sender.send(batch).expect("sent");
+        }
+        let StateStore { sender, thread, .. } = store;
+        drop(sender);
+        thread.join().expect("state thread");
+        let StateStore {
+            mut loaded,
+            sender,
+            thread,
+        } = open(path, stats).expect("opens again");
+        drop(sender);
+        thread.join().expect("state thread");
+        loaded.sort_by(|a, b| a.0.cmp(&b.0));
+        loaded
+    }
+
+    #[test]
+    fn the_newest_record_wins_and_forgotten_ones_are_removed() {
+        let dir = std::env::temp_dir().join(format!("ocpp-state-unit-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("state");
+        let _ = std::fs::remove_file(&path);
+        let loaded = round_trip(
+            &path,
+            vec![
+                vec![
+                    ("A".into(), Some(saved(Some(1)))),
+                    ("B".into(), Some(saved(None))),
+                ],
+                vec![("A".into(), Some(saved(Some(2)))), ("B".into(), None)],
+            ],
+        );
+        assert_eq!(loaded.len(), 1, "{loaded:?}");
+        assert_eq!(&*loaded[0].0, "A");
+        assert_eq!(loaded[0].1.open_transaction, Some(2));
+        assert_eq!(loaded[0].1.connectors, [(1, ChargePointStatus::Charging)]);
+        assert_eq!(
+            loaded[0].1.boot.as_ref().map(|b| b.get()),
+            Some(r#"{"chargePointVendor":"V"}"#)
+        );
+        // A record that does not decode is skipped, the rest still load.
+        {
+            let db = Database::create(&path).expect("opens");
+            let txn = db.begin_write().expect("write");
+            txn.open_table(CHARGE_POINTS)
+                .expect("table")
+                .insert("C", b"not json".as_slice())
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let loaded = round_trip(&path, Vec::new());
+        assert_eq!(loaded.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
