@@ -75,6 +75,7 @@ fn trace_logs_one_charge_points_frames_whatever_rust_log_says() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ocpp-gateway"))
         .arg("--config")
         .arg(&config)
+        .current_dir(&dir) // its default state and counter files go there
         // Warnings only, but the two start-up lines that name the ports.
         .env(
             "RUST_LOG",

@@ -539,9 +539,12 @@ impl GatewayProcess {
     /// [`GatewayProcess::start`] with `RUST_LOG=filter`.
     pub fn start_logging(config: &std::path::Path, filter: &str) -> GatewayProcess {
         use std::io::BufRead;
+        // In the config's directory: the default relative files (state, transaction counter,
+        // journal) land there, one directory per test, never in the source tree.
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ocpp-gateway"))
             .arg("--config")
             .arg(config)
+            .current_dir(config.parent().expect("a config file in a directory"))
             .env("RUST_LOG", filter)
             .stderr(std::process::Stdio::piped())
             .spawn()
