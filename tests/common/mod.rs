@@ -155,6 +155,15 @@ pub fn try_connect(
     url: &str,
     protocols: &str,
 ) -> Result<(Client, tungstenite::handshake::client::Response), tungstenite::Error> {
+    upgrade_over(tcp(addr), url, protocols)
+}
+
+/// [`try_connect`] over a socket the caller connected (from a chosen source address, ...).
+pub fn upgrade_over(
+    stream: TcpStream,
+    url: &str,
+    protocols: &str,
+) -> Result<(Client, tungstenite::handshake::client::Response), tungstenite::Error> {
     let mut request = url.into_client_request()?;
     if !protocols.is_empty() {
         request.headers_mut().insert(
@@ -162,7 +171,7 @@ pub fn try_connect(
             HeaderValue::from_str(protocols).expect("header"),
         );
     }
-    tungstenite::client(request, tcp(addr)).map_err(|e| match e {
+    tungstenite::client(request, stream).map_err(|e| match e {
         tungstenite::HandshakeError::Failure(e) => e,
         tungstenite::HandshakeError::Interrupted(_) => unreachable!("blocking socket"),
     })
