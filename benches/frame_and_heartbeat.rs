@@ -12,6 +12,11 @@
 //!   millisecond per processor.
 //! - `parse_frame/{heartbeat,boot_notification}`: the envelope alone, for the smallest CALL and
 //!   for a typical larger one.
+//! - `status_notification/{without_state,with_state}`: a StatusNotification through
+//!   `Shard::handle_batch`, without and with `ocpp.state_file`: with it, the charge point is
+//!   marked and its record (boot payload included) built and offered to the state thread's
+//!   channel (drained here, so freeing the record is counted too; the commit is not: it runs
+//!   on the state thread).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -113,6 +118,61 @@ fn booted() -> (Shard, FrameBatch) {
     (shard, heartbeat)
 }
 
+const STATUS_NOTIFICATION: &str = concat!(
+    r#"[2,"2c9e4b7a-1d3f-4a6b-8e5c-7f0a9d2b1c34","StatusNotification","#,
+    r#"{"connectorId":1,"errorCode":"NoError","status":"Charging"}]"#,
+);
+
+fn status_notification(c: &mut Criterion) {
+    let mut group = c.benchmark_group("status_notification");
+    for with_state in [false, true] {
+        let (shard, _) = booted();
+        let (sender, drained) = ocpp_gateway::state::StateSender::channel(16);
+        let mut shard = if with_state {
+            shard.with_state(Some(sender), Vec::new())
+        } else {
+            shard
+        };
+        let conn = ConnId {
+            loop_index: 0,
+            key: 1,
+            generation: 1,
+        };
+        let mut batch = FrameBatch::default();
+        batch.push_message(
+            conn,
+            &ChargePointId::from("CP-0001"),
+            STATUS_NOTIFICATION,
+            Instant::now(),
+        );
+        let mut replies = vec![ReplyBatch::default()];
+        let mut closes = Vec::new();
+        let name = if with_state {
+            "with_state"
+        } else {
+            "without_state"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut out = Outputs {
+                    replies: &mut replies,
+                    writer: None,
+                    closes: &mut closes,
+                };
+                shard.handle_batch(black_box(&batch), &mut out);
+                shard.offer_state(false);
+                let framed = replies[0].frame(&replies[0].replies()[0]).len();
+                replies[0].recycle();
+                while let Ok(changes) = drained.try_recv() {
+                    black_box(changes);
+                }
+                framed
+            });
+        });
+    }
+    group.finish();
+}
+
 fn heartbeat(c: &mut Criterion) {
     let (mut shard, batch) = booted();
     let mut replies = vec![ReplyBatch::default()];
@@ -164,5 +224,5 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, heartbeat, parse);
+criterion_group!(benches, heartbeat, parse, status_notification);
 criterion_main!(benches);

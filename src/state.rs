@@ -112,6 +112,12 @@ pub struct StateSender {
 }
 
 impl StateSender {
+    /// A sender and the receiving end the state thread would hold (benchmarks, tests).
+    pub fn channel(capacity: usize) -> (StateSender, Receiver<Vec<Change>>) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        (StateSender { tx }, rx)
+    }
+
     /// Hands `changes` over, waiting for room (a processor that is stopping).
     pub fn send(&self, changes: Vec<Change>) -> Result<(), Vec<Change>> {
         self.tx.send(changes).map_err(|e| e.0)
@@ -149,7 +155,7 @@ pub fn open(path: &Path, stats: Arc<Stats>) -> Result<StateStore, StateError> {
         loaded.len(),
         path.display()
     );
-    let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
+    let (sender, rx) = StateSender::channel(CHANNEL_CAPACITY);
     let path_buf = path.to_owned();
     let thread = std::thread::Builder::new()
         .name("state".into())
@@ -160,7 +166,7 @@ pub fn open(path: &Path, stats: Arc<Stats>) -> Result<StateStore, StateError> {
         })?;
     Ok(StateStore {
         loaded,
-        sender: StateSender { tx },
+        sender,
         thread,
     })
 }
