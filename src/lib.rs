@@ -28,7 +28,7 @@
 //! [`ocpp`] at the bottom; [`batch`], [`call`] and [`events`] above them; [`mailbox`] (both
 //! mailboxes); then [`net`] and [`processor`], which never import each other; [`commands`],
 //! [`admin`]; [`server`] on top. [`state`] (what one node keeps across restarts) sits beside
-//! [`events`]: processors hand it changes, it never calls them. [`config`], [`stats`], [`clock`], [`rng`] and
+//! [`events`]: processors hand it changes, it never calls them; so does [`cluster`] (Redis). [`config`], [`stats`], [`clock`], [`rng`] and
 //! [`warn_budget`] are leaves used throughout.
 //!
 //! Backpressure without deadlock: loops never wait on processors (a full queue pauses reading
@@ -43,6 +43,7 @@ pub mod admin;
 pub mod batch;
 pub mod call;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod events;

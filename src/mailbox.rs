@@ -47,6 +47,9 @@ pub enum ToProcessor {
     Query(Query),
     /// A liveness probe from the admin thread: store `seq` in the processor's `alive` slot.
     Probe { seq: u64 },
+    /// Another node holds `cp` since `at_ms` (cluster mode): close our connection of it if
+    /// it is older.
+    TakenOver { cp: ChargePointId, at_ms: u64 },
     /// Test hook: block until the sender side is dropped (a stuck processor, for `/health`).
     #[cfg(feature = "test-hooks")]
     Stall(Receiver<()>),

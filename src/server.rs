@@ -16,6 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::admin::{Admin, AdminError, AdminParts};
 use crate::batch::Pool;
 use crate::call::PendingCall;
+use crate::cluster::{self, Cluster};
 use crate::commands::Commands;
 use crate::config::{Config, ListenerConfig, Sink};
 use crate::events::journal::Journal;
@@ -93,6 +94,7 @@ pub struct Server {
     admin: Option<Admin>,
     journal_thread: Option<JoinHandle<()>>,
     state_thread: Option<JoinHandle<()>>,
+    cluster: Option<Cluster>,
     stats: Arc<Stats>,
 }
 
@@ -181,6 +183,19 @@ impl Server {
             }
             None => (None, None),
         };
+        // Cluster mode: the Redis registry's threads (they never block a loop or a processor).
+        let cluster = match &config.cluster {
+            Some(cluster_config) => Some(
+                cluster::start(
+                    cluster_config,
+                    &config.server.node_id,
+                    processors.clone(),
+                    Arc::clone(&stats),
+                )
+                .map_err(spawn_err("cluster thread"))?,
+            ),
+            None => None,
+        };
         let traces = Arc::new(TraceList::default());
         // Remember disconnected, accepted charge points up to about the fleet size.
         let remember_limit = config.server.max_connections / threads + 1024;
@@ -198,6 +213,7 @@ impl Server {
                 burst: config.events.charge_point_burst,
             },
             state,
+            cluster: cluster.as_ref().map(|c| c.sender.clone()),
         })
         .map_err(spawn_err("processor thread"))?;
         let commands = Commands {
@@ -273,6 +289,7 @@ impl Server {
                     journal,
                     security: Arc::clone(&security),
                     transactions: Arc::clone(&policy.transactions),
+                    redis_reachable: cluster.as_ref().map(|c| Arc::clone(&c.reachable)),
                 });
                 match started {
                     Ok(admin) => Some(admin),
@@ -315,6 +332,7 @@ impl Server {
             admin,
             journal_thread,
             state_thread,
+            cluster,
             stats,
         })
     }
@@ -393,6 +411,7 @@ impl Server {
             admin,
             journal_thread,
             state_thread,
+            cluster,
             ..
         } = self;
         let mut result = Ok(());
@@ -408,6 +427,15 @@ impl Server {
         {
             result = Err(ServerError::Panicked("admin".into()));
         }
+        // The cluster's subscriber holds senders to the processors: stop it, keep the writer
+        // (it ends once the processors have dropped theirs) and our sender to it out of the way.
+        let cluster_writer = cluster.map(|c| {
+            c.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if c.subscriber.join().is_err() {
+                result = Err(ServerError::Panicked("cluster-sub".into()));
+            }
+            c.writer
+        });
         // Processors may still hold a sender to a loop; the loops are gone, so drop ours, and
         // our senders to the processors, which then stop.
         drop(loops);
@@ -439,6 +467,11 @@ impl Server {
             && thread.join().is_err()
         {
             result = Err(ServerError::Panicked("state".into()));
+        }
+        if let Some(thread) = cluster_writer
+            && thread.join().is_err()
+        {
+            result = Err(ServerError::Panicked("cluster".into()));
         }
         result
     }

@@ -272,6 +272,20 @@ counters! {
 }
 
 counters! {
+    /// What the cluster threads (`[cluster]`, Redis) count.
+    ClusterStats {
+        /// Registry operations Redis answered.
+        cluster_ops,
+        /// Registry operations dropped: the channel or the buffer (`cluster.buffer`) was full.
+        cluster_ops_dropped,
+        /// Failed connects to Redis and failed pipelines.
+        cluster_errors,
+        /// Charge points another node took over from this one.
+        cluster_takeovers,
+    }
+}
+
+counters! {
     /// What the state file's thread (`ocpp.state_file`) and its senders count.
     StateStats {
         /// Transactions committed to the state file.
@@ -367,6 +381,7 @@ pub struct Stats {
     pub processor_progress: Vec<CachePadded<AtomicU64>>,
     pub journal: CachePadded<JournalStats>,
     pub state: CachePadded<StateStats>,
+    pub cluster: CachePadded<ClusterStats>,
     /// Outbound calls by outcome ([`OUTCOMES`]): rare enough for one shared block.
     pub outbound: [Counter; OUTCOMES.len()],
 }
@@ -430,6 +445,10 @@ pub struct StatsSnapshot {
     pub state_records_written: u64,
     pub state_errors: u64,
     pub state_deferred: u64,
+    pub cluster_ops: u64,
+    pub cluster_ops_dropped: u64,
+    pub cluster_errors: u64,
+    pub cluster_takeovers: u64,
     pub journal_lines: u64,
     pub journal_bytes: u64,
     pub journal_syncs: u64,
@@ -474,6 +493,7 @@ impl Stats {
             processor_progress: (0..processors).map(|_| CachePadded::default()).collect(),
             journal: CachePadded::default(),
             state: CachePadded::default(),
+            cluster: CachePadded::default(),
             outbound: counter_array(),
         }
     }
@@ -501,6 +521,7 @@ impl Stats {
         }
         self.journal.add_to(&mut out);
         self.state.add_to(&mut out);
+        self.cluster.add_to(&mut out);
         for l in &self.loop_labelled {
             add_array(&mut out.closes, &l.closes);
             add_array(&mut out.calls_out_by_action, &l.calls_sent_by_action);

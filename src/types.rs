@@ -27,6 +27,8 @@ pub enum CloseReason {
     Takeover,
     /// An operator asked for it (`DELETE /api/v1/chargepoints/{id}/connection`).
     Operator,
+    /// The charge point connected to another node of the cluster, later.
+    TakenOverElsewhere,
     /// It did not authenticate and an authenticated connection holds the identity.
     IdentityInUse,
     /// Its BootNotification's serial number is not its certificate's CN.
@@ -42,6 +44,7 @@ impl CloseReason {
                 "replaced by a newer connection with the same identity",
             ),
             CloseReason::Operator => (1000, "closed by the operator"),
+            CloseReason::TakenOverElsewhere => (1000, "taken over"),
             CloseReason::IdentityInUse => (1008, "identity held by an authenticated connection"),
             CloseReason::SerialMismatch => {
                 (1008, "serial number does not match the client certificate")
@@ -51,7 +54,7 @@ impl CloseReason {
 
     pub fn cause(self) -> CloseCause {
         match self {
-            CloseReason::Takeover => CloseCause::Takeover,
+            CloseReason::Takeover | CloseReason::TakenOverElsewhere => CloseCause::Takeover,
             CloseReason::Operator => CloseCause::Operator,
             CloseReason::IdentityInUse => CloseCause::IdentityInUse,
             CloseReason::SerialMismatch => CloseCause::SerialMismatch,

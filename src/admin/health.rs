@@ -285,6 +285,16 @@ impl AdminLoop {
                 }
             }
         };
+        if let Some(reachable) = &self.parts.redis_reachable
+            && !reachable.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            degraded = true;
+            problems.push(
+                "Redis is unreachable (cluster mode): charge points are served, registry \
+                 updates wait in a bounded buffer"
+                    .into(),
+            );
+        }
         if self.parts.transactions.remaining() == 0 {
             degraded = true;
             problems.push(

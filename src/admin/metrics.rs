@@ -467,6 +467,30 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         s.state_errors,
     );
     o.single(
+        "ocpp_gateway_cluster_ops_total",
+        "counter",
+        "Registry operations Redis answered (cluster mode).",
+        s.cluster_ops,
+    );
+    o.single(
+        "ocpp_gateway_cluster_ops_dropped_total",
+        "counter",
+        "Registry operations dropped because the buffer for an unreachable Redis was full.",
+        s.cluster_ops_dropped,
+    );
+    o.single(
+        "ocpp_gateway_cluster_errors_total",
+        "counter",
+        "Failed connects to Redis and failed pipelines.",
+        s.cluster_errors,
+    );
+    o.single(
+        "ocpp_gateway_cluster_takeovers_total",
+        "counter",
+        "Charge points another node took over from this one.",
+        s.cluster_takeovers,
+    );
+    o.single(
         "ocpp_gateway_state_deferred_total",
         "counter",
         "Times a processor kept changed charge points for later because the state thread was behind.",

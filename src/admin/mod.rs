@@ -83,6 +83,8 @@ pub struct AdminParts {
     pub security: Arc<crate::security::Security>,
     /// The transaction id counter: `/health` is degraded once it is used up.
     pub transactions: Arc<crate::processor::policy::TransactionIds>,
+    /// Cluster mode: whether Redis answers (`/health` is degraded while it does not).
+    pub redis_reachable: Option<Arc<AtomicBool>>,
 }
 
 /// The running admin thread.

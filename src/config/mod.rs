@@ -57,6 +57,9 @@ pub const DEFAULT_BOOT_STATUS: RegistrationStatus = RegistrationStatus::Accepted
 pub const DEFAULT_DATA_TRANSFER_STATUS: DataTransferStatus = DataTransferStatus::UnknownVendorId;
 pub const DEFAULT_TRANSACTION_ID_FILE: &str = "ocpp-gateway.transaction-id";
 pub const DEFAULT_STATE_FILE: &str = "ocpp-gateway.state";
+pub const DEFAULT_CLUSTER_PREFIX: &str = "ocpp:";
+pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(10);
+pub const DEFAULT_CLUSTER_BUFFER: usize = 100_000;
 
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(10);
@@ -111,6 +114,21 @@ pub struct Config {
     pub security: SecurityConfig,
     /// Listeners besides `server.listen` (`[[listeners]]`).
     pub extra_listeners: Vec<ListenerConfig>,
+    /// `[cluster]` with a `redis_url`: many nodes sharing Redis (None: one island).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: the Redis the nodes share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
+    pub redis_url: String,
+    /// Put before every key and channel name.
+    pub prefix: String,
+    /// A node's liveness key lives this long; it is refreshed every third of it.
+    pub node_ttl: Duration,
+    /// Registry operations kept while Redis is unreachable.
+    pub buffer: usize,
 }
 
 /// One address charge points connect to, and how they must prove who they are there.

@@ -26,6 +26,17 @@ pub struct RawConfig {
     /// Listeners besides `server.listen` (`[[listeners]]`).
     #[serde(default)]
     pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub cluster: RawCluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis_url: Option<String>,
+    pub prefix: Option<String>,
+    pub node_ttl: Option<String>,
+    pub buffer: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

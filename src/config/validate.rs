@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{
-    RawAdmin, RawConfig, RawEvents, RawListener, RawOcpp, RawProcessor, RawSecurity, RawServer,
-    RawWebSocket,
+    RawAdmin, RawCluster, RawConfig, RawEvents, RawListener, RawOcpp, RawProcessor, RawSecurity,
+    RawServer, RawWebSocket,
 };
 use super::*;
 
@@ -114,7 +114,34 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
         websocket,
         security,
         extra_listeners,
+        cluster: cluster(&check, raw.cluster)?,
     })
+}
+
+fn cluster(check: &Check<'_>, c: RawCluster) -> Result<Option<ClusterConfig>, ConfigError> {
+    let Some(redis_url) = c.redis_url.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    if !["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|scheme| redis_url.starts_with(scheme))
+    {
+        return Err(check.invalid(
+            "cluster.redis_url",
+            "must start with redis://, rediss://, redis+unix:// or unix://".into(),
+        ));
+    }
+    Ok(Some(ClusterConfig {
+        redis_url,
+        prefix: c.prefix.unwrap_or_else(|| DEFAULT_CLUSTER_PREFIX.into()),
+        node_ttl: check.duration_min(
+            "cluster.node_ttl",
+            c.node_ttl,
+            DEFAULT_NODE_TTL,
+            Duration::from_secs(1),
+        )?,
+        buffer: c.buffer.unwrap_or(DEFAULT_CLUSTER_BUFFER).max(1),
+    }))
 }
 
 fn profile(

@@ -17,6 +17,7 @@ use log::debug;
 
 use crate::batch::{FrameBatch, Pool, ReplyBatch};
 use crate::call::CallOutcome;
+use crate::cluster::{ClusterSender, epoch_ms};
 use crate::events::{EventWriter, Events, WriterLog};
 use crate::mailbox::{Loops, ProcessorInbox, Processors, ToLoop, ToProcessor, shard_of};
 use crate::net::TraceList;
@@ -48,6 +49,8 @@ pub struct PoolParts {
     pub journal_rule: BudgetRule,
     /// `ocpp.state_file`: where changed charge points go, and what the last run left.
     pub state: Option<(StateSender, Restored)>,
+    /// `[cluster]`: where connects and disconnects go.
+    pub cluster: Option<ClusterSender>,
 }
 
 struct Processor {
@@ -79,6 +82,7 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
         traces,
         journal_rule,
         state,
+        cluster,
     } = parts;
     let shards = inboxes.len();
     let (sender, loaded) = state.map_or((None, Vec::new()), |(s, l)| (Some(s), l));
@@ -102,7 +106,8 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
                 events.acks_after_write(),
             )
             .with_journal_rule(journal_rule)
-            .with_state(sender.clone(), restored),
+            .with_state(sender.clone(), restored)
+            .with_cluster(cluster.clone()),
             stats: Arc::clone(&stats),
             writer: events.writer(),
             traces: Arc::clone(&traces),
@@ -182,6 +187,20 @@ impl Processor {
                 },
             },
             ToProcessor::Query(query) => self.query(query),
+            ToProcessor::TakenOver { cp, at_ms } => {
+                if let Some((conn, since)) = self.shard.connection_since(&cp)
+                    && epoch_ms(since) < at_ms
+                {
+                    log::info!("cp={cp} taken over by another node");
+                    self.loops.send(
+                        conn,
+                        ToLoop::Close {
+                            conn,
+                            reason: CloseReason::TakenOverElsewhere,
+                        },
+                    );
+                }
+            }
             ToProcessor::Probe { seq } => {
                 self.stats.processor_alive[self.index].store(seq, Ordering::Relaxed);
             }

@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::batch::{Entry, FrameBatch, ReplyBatch};
 use crate::clock::WallClock;
+use crate::cluster::{ClusterSender, Op as ClusterOp, epoch_ms};
 use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, is_billing};
 use crate::ocpp::rpc::{self, Frame, FrameError};
 use crate::ocpp::v16::Action;
@@ -202,6 +203,8 @@ pub struct Shard {
     state: Option<StateSender>,
     dirty: Vec<ChargePointId>,
     forgotten: Vec<ChargePointId>,
+    /// `[cluster]`: where connects and disconnects go (the Redis registry).
+    cluster: Option<ClusterSender>,
 }
 
 impl Shard {
@@ -228,7 +231,20 @@ impl Shard {
             state: None,
             dirty: Vec::new(),
             forgotten: Vec::new(),
+            cluster: None,
         }
+    }
+
+    /// Tells the cluster registry (Redis) every connect and disconnect.
+    pub fn with_cluster(mut self, cluster: Option<ClusterSender>) -> Shard {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Where `cp` is connected now, and since when.
+    pub fn connection_since(&self, cp: &str) -> Option<(ConnId, SystemTime)> {
+        let entry = self.charge_points.get(cp)?;
+        entry.conn.map(|conn| (conn, entry.seen.since))
     }
 
     /// Limits each charge point's journal lines (`events.charge_point_rate` / `_burst`).
@@ -483,6 +499,15 @@ impl Shard {
                 });
             }
         }
+        if loser != Some(conn)
+            && let Some(cluster) = &self.cluster
+        {
+            cluster.send(ClusterOp::Connected {
+                cp: ChargePointId::clone(cp),
+                session: seq,
+                at_ms: epoch_ms(now),
+            });
+        }
         if let Some(loser) = loser {
             info!(
                 "cp={cp} loop={} replaced by a newer connection",
@@ -505,6 +530,12 @@ impl Shard {
         };
         if entry.conn != Some(conn) {
             return; // an older connection, already replaced (and journaled as such)
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.send(ClusterOp::Disconnected {
+                cp: ChargePointId::clone(cp),
+                at_ms: epoch_ms(entry.seen.since),
+            });
         }
         entry.seen.since = now;
         if let Some(writer) = out.writer.as_deref_mut() {

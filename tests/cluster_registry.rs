@@ -1,0 +1,194 @@
+//! `[cluster]` on a real `redis-server` started by the test: the registry says which node holds
+//! a charge point, the newest connection wins across nodes (the older node closes its
+//! connection with 1000 "taken over"), an entry is removed on disconnect only by its owner,
+//! live nodes keep a key with a TTL, and with Redis stopped the gateway keeps serving, says
+//! "degraded", and replays the registry once Redis is back.
+//!
+//! Needs `redis-server` (Debian's package). Without it the tests say so loudly and pass, except
+//! when `OCPP_REQUIRE_SERVERS` is set (as `.ci/run` does), where they fail.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ocpp_gateway::config::{ClusterConfig, Config};
+
+/// A redis-server on loopback, killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let redis = Redis { child, port };
+        wait_until("redis-server answers PING", || {
+            redis
+                .connection()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).ok())
+                .is_some()
+        });
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn connection(&self) -> Option<redis::Connection> {
+        redis::Client::open(self.url())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()
+    }
+
+    fn owner(&self, key: &str) -> Option<String> {
+        let mut con = self.connection()?;
+        redis::cmd("HGET")
+            .arg(key)
+            .arg("node")
+            .query::<Option<String>>(&mut con)
+            .ok()
+            .flatten()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_available() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("OCPP_REQUIRE_SERVERS").is_none(),
+            "redis-server is not installed and OCPP_REQUIRE_SERVERS is set"
+        );
+        eprintln!(
+            "\n*** SKIPPED: redis-server is not installed (apt-get install redis-server) ***\n"
+        );
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits (bounded) until `check` holds: Redis and the nodes' threads have no event to wait on.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WATCHDOG;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
+fn node(redis: &Redis, name: &str, prefix: &str) -> Config {
+    let mut config = test_config();
+    config.server.node_id = name.into();
+    config.cluster = Some(ClusterConfig {
+        redis_url: redis.url(),
+        prefix: prefix.into(),
+        node_ttl: Duration::from_secs(3),
+        buffer: 1000,
+    });
+    config
+}
+
+#[test]
+fn the_newest_connection_wins_across_nodes_and_the_registry_follows() {
+    if !redis_available() {
+        return;
+    }
+    let redis = Redis::start(free_port());
+    let a = TestServer::start(node(&redis, "node-a", "t1:"));
+    let b = TestServer::start(node(&redis, "node-b", "t1:"));
+    let key = "t1:cp:CP-X";
+
+    let mut on_a = connect(&a, "CP-X");
+    boot(&mut on_a);
+    wait_until("CP-X registered on node-a", || {
+        redis.owner(key).as_deref() == Some("node-a")
+    });
+    let mut con = redis.connection().expect("redis");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("t1:node:node-a")
+        .query(&mut con)
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 3000, "node key TTL {ttl} ms");
+
+    // The same identity connects to node B later: B holds it, A closes its connection.
+    let mut on_b = connect(&b, "CP-X");
+    boot(&mut on_b);
+    let close = expect_close(&mut on_a).expect("a close frame from node A");
+    assert_eq!(u16::from(close.code), 1000);
+    assert_eq!(close.reason, "taken over");
+    wait_until("CP-X registered on node-b", || {
+        redis.owner(key).as_deref() == Some("node-b")
+    });
+    // A's disconnect reached Redis and did not remove B's entry.
+    a.wait_for("A's connect and disconnect written", |s| s.cluster_ops >= 2);
+    assert_eq!(redis.owner(key).as_deref(), Some("node-b"));
+    assert_eq!(a.stats().cluster_takeovers, 1);
+
+    // B's own disconnect removes it.
+    drop(on_b);
+    wait_until("CP-X removed", || redis.owner(key).is_none());
+}
+
+#[test]
+fn with_redis_stopped_charge_points_are_served_and_the_registry_is_replayed_after() {
+    if !redis_available() {
+        return;
+    }
+    let port = free_port();
+    let redis = Redis::start(port);
+    let a = TestServer::start(node(&redis, "node-a", "t2:"));
+    wait_until("node-a's key", || {
+        redis.connection().and_then(|mut c| {
+            redis::cmd("EXISTS")
+                .arg("t2:node:node-a")
+                .query::<i64>(&mut c)
+                .ok()
+        }) == Some(1)
+    });
+    drop(redis);
+
+    let mut client = connect(&a, "CP-R");
+    boot(&mut client);
+    let reply = call(&mut client, "hb", "Heartbeat", serde_json::json!({}));
+    assert_eq!(reply[0], 3, "served while Redis is away: {reply}");
+    wait_until("/health degraded", || {
+        let health = http(a.admin(), "GET", "/health", None, None).json();
+        health["status"] == "degraded" && health["problems"].to_string().contains("Redis")
+    });
+
+    let redis = Redis::start(port);
+    wait_until("CP-R replayed into the registry", || {
+        redis.owner("t2:cp:CP-R").as_deref() == Some("node-a")
+    });
+    wait_until("/health healthy again", || {
+        http(a.admin(), "GET", "/health", None, None).json()["status"] == "healthy"
+    });
+}
