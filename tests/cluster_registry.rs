@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -70,31 +69,6 @@ impl Drop for Redis {
     }
 }
 
-fn redis_available() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("OCPP_REQUIRE_SERVERS").is_none(),
-            "redis-server is not installed and OCPP_REQUIRE_SERVERS is set"
-        );
-        eprintln!(
-            "\n*** SKIPPED: redis-server is not installed (apt-get install redis-server) ***\n"
-        );
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Waits (bounded) until `check` holds: Redis and the nodes' threads have no event to wait on.
 fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + WATCHDOG;
@@ -118,7 +92,7 @@ fn node(redis: &Redis, name: &str, prefix: &str) -> Config {
 
 #[test]
 fn the_newest_connection_wins_across_nodes_and_the_registry_follows() {
-    if !redis_available() {
+    if !server_available("redis-server", "redis-server") {
         return;
     }
     let redis = Redis::start(free_port());
@@ -159,7 +133,7 @@ fn the_newest_connection_wins_across_nodes_and_the_registry_follows() {
 
 #[test]
 fn with_redis_stopped_charge_points_are_served_and_the_registry_is_replayed_after() {
-    if !redis_available() {
+    if !server_available("redis-server", "redis-server") {
         return;
     }
     let port = free_port();

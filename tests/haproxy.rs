@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,30 +22,6 @@ impl Drop for Haproxy {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn haproxy_available() -> bool {
-    let found = Command::new("haproxy")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("OCPP_REQUIRE_SERVERS").is_none(),
-            "haproxy is not installed and OCPP_REQUIRE_SERVERS is set"
-        );
-        eprintln!("\n*** SKIPPED: haproxy is not installed (apt-get install haproxy) ***\n");
-    }
-    found
 }
 
 /// Waits (bounded) until `check` holds, polling an external process's state.
@@ -69,7 +45,7 @@ fn server_status(stats: SocketAddr, server: &str) -> Option<String> {
 
 #[test]
 fn a_charge_point_behind_haproxy_is_seen_with_its_own_address_and_health_checks_work() {
-    if !haproxy_available() {
+    if !server_available("haproxy", "haproxy") {
         return;
     }
     let mut config = test_config();

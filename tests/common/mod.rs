@@ -625,3 +625,31 @@ impl GatewayProcess {
         (status, lines.try_iter().collect())
     }
 }
+
+/// Whether the server binary `name` (Debian package `package`) can run here. Without it a test
+/// says so loudly and passes, unless `OCPP_REQUIRE_SERVERS` is set (as `.ci/run` does), where
+/// it fails.
+pub fn server_available(name: &str, package: &str) -> bool {
+    let found = std::process::Command::new(name)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("OCPP_REQUIRE_SERVERS").is_none(),
+            "{name} is not installed and OCPP_REQUIRE_SERVERS is set"
+        );
+        eprintln!("\n*** SKIPPED: {name} is not installed (apt-get install {package}) ***\n");
+    }
+    found
+}
+
+/// A loopback port nothing listens on right now (for servers the tests start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
