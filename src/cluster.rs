@@ -34,6 +34,7 @@ use log::{info, warn};
 
 use crate::config::ClusterConfig;
 use crate::mailbox::{Processors, ToProcessor};
+use crate::processor::policy::BLOCK;
 use crate::stats::Stats;
 use crate::types::ChargePointId;
 
@@ -121,6 +122,7 @@ pub fn start(
     config: &ClusterConfig,
     node: &str,
     processors: Processors,
+    id_blocks: Sender<(i64, i64)>,
     stats: Arc<Stats>,
 ) -> std::io::Result<Cluster> {
     let client = redis::Client::open(config.redis_url.as_str())
@@ -139,6 +141,7 @@ pub fn start(
         started_ms: epoch_ms(SystemTime::now()),
         stats: Arc::clone(&stats),
         reachable: Arc::clone(&reachable),
+        id_blocks,
     };
     let writer = std::thread::Builder::new()
         .name("cluster".into())
@@ -175,6 +178,8 @@ struct Writer {
     started_ms: u64,
     stats: Arc<Stats>,
     reachable: Arc<AtomicBool>,
+    /// Where the next block of transaction ids goes (one kept ready).
+    id_blocks: Sender<(i64, i64)>,
 }
 
 impl Writer {
@@ -216,7 +221,8 @@ impl Writer {
             } else {
                 Ok(())
             }
-            .and_then(|()| self.flush(con, &mut buffer));
+            .and_then(|()| self.flush(con, &mut buffer))
+            .and_then(|()| self.reserve_ids(con));
             if let Err(e) = result {
                 warn!(
                     "cluster: Redis failed ({e}); keeping {} operations",
@@ -261,6 +267,20 @@ impl Writer {
                 None
             }
         }
+    }
+
+    /// Keeps a block of transaction ids ready for the processors: `INCRBY
+    /// {prefix}transaction-id BLOCK` gives the end of a block no other node will get.
+    fn reserve_ids(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        if !self.id_blocks.is_empty() {
+            return Ok(());
+        }
+        let end: i64 = redis::cmd("INCRBY")
+            .arg(format!("{}transaction-id", self.prefix))
+            .arg(BLOCK)
+            .query(con)?;
+        let _ = self.id_blocks.try_send((end - BLOCK + 1, end + 1));
+        Ok(())
     }
 
     /// `{prefix}node:{node}` with its TTL.

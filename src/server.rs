@@ -156,7 +156,8 @@ impl Server {
             batches: Pool::new(pooled),
         };
 
-        let policy = Arc::new(load_policy(&config)?);
+        let (policy, id_blocks) = load_policy(&config)?;
+        let policy = Arc::new(policy);
         let (events, journal, journal_thread) = match config.events.sink {
             Sink::None => (Events::none(), None, None),
             Sink::Journal => {
@@ -190,6 +191,7 @@ impl Server {
                     cluster_config,
                     &config.server.node_id,
                     processors.clone(),
+                    id_blocks.unwrap_or_else(|| crossbeam_channel::bounded(1).0),
                     Arc::clone(&stats),
                 )
                 .map_err(spawn_err("cluster thread"))?,
@@ -500,7 +502,7 @@ fn bind_admin(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
 }
 
 /// The built-in policies, with their files loaded.
-fn load_policy(config: &Config) -> Result<Policy, PolicyError> {
+fn load_policy(config: &Config) -> Result<(Policy, Option<IdBlocks>), PolicyError> {
     let ocpp = &config.ocpp;
     let identities = ocpp
         .allowed_charge_points
@@ -514,16 +516,31 @@ fn load_policy(config: &Config) -> Result<Policy, PolicyError> {
     if let Some(tags) = &id_tags {
         info!("{} idTags listed", tags.len());
     }
-    Ok(Policy {
+    // In cluster mode transaction ids come in blocks from Redis, unique across the nodes.
+    let (transactions, id_blocks) = match &config.cluster {
+        Some(_) => {
+            let (ids, blocks) = TransactionIds::from_cluster();
+            (ids, Some(blocks))
+        }
+        None => (
+            TransactionIds::open(ocpp.transaction_id_file.as_deref())?,
+            None,
+        ),
+    };
+    let policy = Policy {
         heartbeat_interval_secs: ocpp.heartbeat_interval.as_secs(),
         boot_status: ocpp.boot_status,
         identities: identities.map(Arc::new),
         id_tags,
         data_transfer_status: ocpp.data_transfer_status,
-        transactions: Arc::new(TransactionIds::open(ocpp.transaction_id_file.as_deref())?),
+        transactions: Arc::new(transactions),
         check_serial_number: config.security.check_serial_number,
-    })
+    };
+    Ok((policy, id_blocks))
 }
+
+/// Where the cluster thread puts each block of transaction ids it reserved.
+type IdBlocks = crossbeam_channel::Sender<(i64, i64)>;
 
 /// One socket per loop for each listener, on the same address (`SO_REUSEPORT`: the kernel
 /// spreads connections over the loops). With port 0, the first socket picks the port and the

@@ -166,3 +166,42 @@ fn with_redis_stopped_charge_points_are_served_and_the_registry_is_replayed_afte
         http(a.admin(), "GET", "/health", None, None).json()["status"] == "healthy"
     });
 }
+
+#[test]
+fn transaction_ids_come_in_blocks_no_two_nodes_share() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let redis = Redis::start(free_port());
+    let a = TestServer::start(node(&redis, "node-a", "t3:"));
+    let b = TestServer::start(node(&redis, "node-b", "t3:"));
+    // Each node keeps one block of 1,000 ready.
+    wait_until("both nodes reserved a block", || {
+        redis
+            .connection()
+            .and_then(|mut c| {
+                redis::cmd("GET")
+                    .arg("t3:transaction-id")
+                    .query::<Option<i64>>(&mut c)
+                    .ok()
+                    .flatten()
+            })
+            .is_some_and(|end| end >= 2000)
+    });
+    let start = serde_json::json!({"connectorId": 1, "idTag": "TAG", "meterStart": 0,
+                                   "timestamp": "2026-11-28T10:00:00Z"});
+    let mut ids = Vec::new();
+    for (server, cp) in [(&a, "CP-TA"), (&b, "CP-TB"), (&a, "CP-TC"), (&b, "CP-TD")] {
+        let mut client = connect(server, cp);
+        boot(&mut client);
+        let reply = call(&mut client, "t", "StartTransaction", start.clone());
+        ids.push(reply[2]["transactionId"].as_i64().expect("an id"));
+    }
+    let blocks: Vec<i64> = ids.iter().map(|id| (id - 1) / 1000).collect();
+    assert_ne!(blocks[0], blocks[1], "nodes share a block: {ids:?}");
+    assert_eq!((blocks[0], blocks[1]), (blocks[2], blocks[3]), "{ids:?}");
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 4, "{ids:?}");
+}

@@ -37,6 +37,11 @@ pub enum PolicyError {
         i32::MAX
     )]
     Exhausted,
+    /// Cluster mode: this node has used its block of ids and Redis has not given it the next
+    /// one yet (it is unreachable). The StartTransaction is refused; the charge point sends it
+    /// again.
+    #[error("no block of transaction ids from Redis yet (cluster mode)")]
+    Unavailable,
 }
 
 /// Identities allowed to connect and boot, from a file with one identity per line (blank lines
@@ -207,6 +212,9 @@ impl IdTags {
 pub struct TransactionIds {
     path: Option<PathBuf>,
     state: Mutex<Counter>,
+    /// Cluster mode: blocks `[start, end)` reserved in Redis (`INCRBY`) by the cluster thread,
+    /// which keeps the next one ready here. No file then.
+    blocks: Option<crossbeam_channel::Receiver<(i64, i64)>>,
 }
 
 /// Wide enough to hold "one past the last id" without saturating onto a real id.
@@ -220,8 +228,8 @@ struct Counter {
 /// One past the largest transaction id (OCPP's `transactionId` is an integer, 32 bits signed).
 const END: i64 = i32::MAX as i64 + 1;
 
-/// Ids reserved per write of the counter file.
-const BLOCK: i64 = 1000;
+/// Ids reserved per write of the counter file (or per `INCRBY` in cluster mode).
+pub const BLOCK: i64 = 1000;
 
 impl TransactionIds {
     /// Continues after what `path` records (starting at 1 when it does not exist); `None`
@@ -258,7 +266,26 @@ impl TransactionIds {
                 reserved_until: start.max(1),
                 exhaustion_logged: false,
             }),
+            blocks: None,
         })
+    }
+
+    /// Cluster mode: ids come in blocks reserved in Redis, unique across every node sharing
+    /// it. The cluster thread sends each block `[start, end)` into the returned sender, keeping
+    /// one ready; a node whose block runs out while Redis is away refuses StartTransaction
+    /// ([`PolicyError::Unavailable`]) rather than risk a repeat.
+    pub fn from_cluster() -> (TransactionIds, crossbeam_channel::Sender<(i64, i64)>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let ids = TransactionIds {
+            path: None,
+            state: Mutex::new(Counter {
+                next: 1,
+                reserved_until: 1,
+                exhaustion_logged: false,
+            }),
+            blocks: Some(rx),
+        };
+        (ids, tx)
     }
 
     /// The next id; never one given out before (ids reserved in the file are skipped after a
@@ -274,6 +301,19 @@ impl TransactionIds {
                 log::error!("{}", PolicyError::Exhausted);
             }
             return Err(PolicyError::Exhausted);
+        }
+        if counter.next >= counter.reserved_until
+            && let Some(blocks) = &self.blocks
+        {
+            let (start, end) = blocks.try_recv().map_err(|_| PolicyError::Unavailable)?;
+            if start >= END {
+                counter.next = END;
+                counter.exhaustion_logged = true;
+                log::error!("{}", PolicyError::Exhausted);
+                return Err(PolicyError::Exhausted);
+            }
+            counter.next = start;
+            counter.reserved_until = end.min(END);
         }
         if counter.next >= counter.reserved_until {
             let until = (counter.next + BLOCK).min(END);
@@ -319,6 +359,21 @@ fn persist(path: &Path, value: i64) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn cluster_blocks_are_used_in_turn_and_their_absence_refuses() {
+        let (ids, blocks) = TransactionIds::from_cluster();
+        assert!(matches!(ids.next(), Err(PolicyError::Unavailable)));
+        blocks.send((1001, 1003)).unwrap();
+        assert_eq!(ids.next().unwrap(), 1001);
+        assert_eq!(ids.next().unwrap(), 1002);
+        assert!(matches!(ids.next(), Err(PolicyError::Unavailable)));
+        blocks.send((5001, 5002)).unwrap();
+        assert_eq!(ids.next().unwrap(), 5001);
+        blocks.send((END, END + 1000)).unwrap();
+        assert!(matches!(ids.next(), Err(PolicyError::Exhausted)));
+        assert_eq!(ids.remaining(), 0);
+    }
 
     #[test]
     fn transaction_ids_never_repeat_and_end_loudly() {
