@@ -42,6 +42,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source=scripts/lib/config.sh
 source "$repo/scripts/lib/config.sh"
+# shellcheck source=scripts/lib/wait.sh
+source "$repo/scripts/lib/wait.sh"
 gateway_bin="$repo/target/release/ocpp-gateway"
 bench_bin="$repo/target/release/ocpp-bench"
 if ((build)); then
@@ -67,16 +69,6 @@ die() {
     exit 2
 }
 
-# Waits (at most $2 tenths of a second) until command $1 succeeds.
-wait_until() {
-    local check="$1" tenths="$2"
-    for _ in $(seq "$tenths"); do
-        if eval "$check"; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
-
 health() { curl -s --max-time 2 "http://127.0.0.1:$admin_port/health"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$gateway_pid/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$gateway_pid/status"; }
@@ -93,7 +85,7 @@ config_with "$repo/config.toml" \
     >"$work/config.toml"
 (cd "$work" && exec "$gateway_bin" --config "$work/config.toml") >"$out/gateway.log" 2>&1 &
 gateway_pid=$!
-wait_until 'grep -q "listening on" "$out/gateway.log" 2>/dev/null' 150 || die "the gateway did not start: $(cat "$out/gateway.log")"
+wait_until 150 grep -qs "listening on" "$out/gateway.log" || die "the gateway did not start: $(cat "$out/gateway.log")"
 
 failed=0
 verdict() { # verdict NAME FIGURE OK(0/1)
@@ -108,8 +100,8 @@ echo "== 1. three charge points pipeline 49 KB MeterValues for 20 s; $neighbours
     --rate "$neighbours" --duration 25s --id-prefix neighbour- --server-pid "$gateway_pid" \
     --json "$out/neighbours.json" --quiet >"$out/neighbours.txt" 2>&1 &
 bench_pid=$!
-wait_until '[[ "$(health | jq -r .connections 2>/dev/null)" -ge "$neighbours" ]]' 600 \
-    || die "the neighbours did not connect"
+neighbours_connected() { [[ "$(health | jq -r .connections 2>/dev/null)" -ge "$neighbours" ]]; }
+wait_until 600 neighbours_connected || die "the neighbours did not connect"
 idle_kib=$(rss_kib)
 journal_start=$(journal_bytes)
 "$bench_bin" abuse meter-flood --target "127.0.0.1:$port" --connections 3 --duration 20s \
@@ -139,7 +131,8 @@ journal_inodes >"$work/inodes-before"
 "$bench_bin" abuse data-transfer-flood --target "127.0.0.1:$port" --connections 1 --duration 10s \
     --size 65536 >"$out/journal-flood.json"
 # The journal thread writes what it was handed; its queue is empty when /health says so.
-wait_until '[[ "$(health | jq -r .journal.queue_depth 2>/dev/null)" == 0 ]]' 100 || true
+journal_drained() { [[ "$(health | jq -r .journal.queue_depth 2>/dev/null)" == 0 ]]; }
+wait_until 100 journal_drained || true
 after_bytes=$(journal_bytes)
 journal_inodes >"$work/inodes-after"
 gone=$(comm -23 "$work/inodes-before" "$work/inodes-after" | wc -l)

@@ -31,6 +31,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source=scripts/lib/config.sh
 source "$repo/scripts/lib/config.sh"
+# shellcheck source=scripts/lib/wait.sh
+source "$repo/scripts/lib/wait.sh"
 for tool in redis-server redis-cli haproxy curl jq; do
     command -v "$tool" >/dev/null || { echo "failover.sh: $tool is needed" >&2; exit 2; }
 done
@@ -52,15 +54,6 @@ trap 'exit 130' INT TERM
 redis_port=16390
 front=18190
 prefix="failover:"
-wait_until() { # wait_until TENTHS COMMAND...
-    local tenths="$1"
-    shift
-    for _ in $(seq "$tenths"); do
-        if "$@"; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
 connections_of() { # the number of connections node $1 reports (0 when it does not answer)
     local n
     n=$(curl -s --max-time 1 "http://127.0.0.1:$((19190 + $1))/health" | jq -r '.connections // 0' 2>/dev/null)
@@ -123,7 +116,7 @@ dead_entries() {
     redis-cli -p "$redis_port" --scan --pattern "${prefix}cp:*" |
         while read -r key; do redis-cli -p "$redis_port" hget "$key" node; done | grep -c '^node2$' || true
 }
-wait_until 100 bash -c "[[ \$(redis-cli -p $redis_port --scan --pattern '${prefix}cp:*' | wc -l) -ge $connections ]]" || true
+wait_until 100 registered || true
 left=$(dead_entries)
 wait "$bench_pid" || true
 booted=$(jq '.connect.booted_at_end' "$out/bench.json")

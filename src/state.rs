@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ocpp::v16::ChargePointStatus;
-use crate::processor::handlers::Registration;
 use crate::stats::Stats;
 use std::sync::Arc;
 
@@ -56,47 +55,16 @@ pub enum StateError {
     },
 }
 
-/// What is kept of one charge point.
+/// What is kept of one accepted charge point (only accepted ones have a record: one that is
+/// no longer accepted is removed, so a record's presence is the registration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Saved {
-    pub registration: SavedRegistration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connectors: Vec<(u32, ChargePointStatus)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_transaction: Option<i32>,
-}
-
-/// [`Registration`] as written in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SavedRegistration {
-    Unknown,
-    Pending,
-    Rejected,
-    Accepted,
-}
-
-impl From<Registration> for SavedRegistration {
-    fn from(r: Registration) -> Self {
-        match r {
-            Registration::Unknown => SavedRegistration::Unknown,
-            Registration::Pending => SavedRegistration::Pending,
-            Registration::Rejected => SavedRegistration::Rejected,
-            Registration::Accepted => SavedRegistration::Accepted,
-        }
-    }
-}
-
-impl From<SavedRegistration> for Registration {
-    fn from(r: SavedRegistration) -> Self {
-        match r {
-            SavedRegistration::Unknown => Registration::Unknown,
-            SavedRegistration::Pending => Registration::Pending,
-            SavedRegistration::Rejected => Registration::Rejected,
-            SavedRegistration::Accepted => Registration::Accepted,
-        }
-    }
 }
 
 /// Records read at start, by identity.
@@ -269,7 +237,6 @@ mod tests {
 
     fn saved(tx: Option<i32>) -> Saved {
         Saved {
-            registration: SavedRegistration::Accepted,
             boot: RawValue::from_string(r#"{"chargePointVendor":"V"}"#.into()).ok(),
             connectors: vec![(1, ChargePointStatus::Charging)],
             open_transaction: tx,

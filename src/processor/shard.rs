@@ -33,7 +33,7 @@ use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registrati
 use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
 use crate::query::{ChargePointView, ConnectorView, Filter};
 use crate::security::Auth;
-use crate::state::{Change, Restored, Saved, SavedRegistration, StateSender};
+use crate::state::{Change, Restored, Saved, StateSender};
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
 use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId};
 use crate::warn_budget::WarnBudget;
@@ -98,7 +98,6 @@ fn changes_state(action: Action) -> bool {
 /// otherwise (it boots again after a restart).
 fn saved_record(entry: &ChargePoint) -> Option<Saved> {
     (entry.state.registration == Registration::Accepted).then(|| Saved {
-        registration: SavedRegistration::Accepted,
         boot: entry.seen.boot.clone(),
         connectors: entry.state.connectors.clone(),
         open_transaction: entry.state.open_transaction,
@@ -259,9 +258,6 @@ impl Shard {
     pub fn with_state(mut self, sender: Option<StateSender>, restored: Restored) -> Shard {
         let now = SystemTime::now();
         for (cp, saved) in restored {
-            if saved.registration != SavedRegistration::Accepted {
-                continue;
-            }
             let mut connectors = saved.connectors;
             connectors.truncate(handlers::MAX_CONNECTORS);
             self.charge_points.insert(
@@ -270,7 +266,7 @@ impl Shard {
                     conn: None,
                     seq: 0,
                     state: ChargePointState {
-                        registration: saved.registration.into(),
+                        registration: Registration::Accepted,
                         connectors,
                         open_transaction: saved.open_transaction,
                         ..ChargePointState::default()

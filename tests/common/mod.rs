@@ -653,3 +653,15 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// Waits (under [`WATCHDOG`]) until `check` holds, for state outside this process (a server
+/// the test started, Redis, HAProxy) that has no event to wait on: backs off between looks.
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WATCHDOG;
+    let mut pause = Duration::from_millis(1);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::park_timeout(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
