@@ -17,6 +17,8 @@
 #      100 ms. Target: every /health answered 200 within 1 s, every slow client 408 within the
 #      10 s request deadline (counted from its first byte).
 # Prints one line per bound with the figure and PASS or FAIL; the raw figures are in DIR.
+# Disk: with the rate limit off, attack 1 journals its MeterValues whole (billing data): about
+# 4 GB in TMPDIR, removed when the script ends. Keep 6 GB free there.
 # Exit status: 0 all bounds held, 1 one did not, 2 set-up error. Everything stays on loopback.
 set -euo pipefail
 
