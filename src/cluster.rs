@@ -35,6 +35,7 @@ use log::{info, warn};
 use crate::config::ClusterConfig;
 use crate::mailbox::{Processors, ToProcessor};
 use crate::processor::policy::BLOCK;
+use crate::state::Saved;
 use crate::stats::Stats;
 use crate::types::ChargePointId;
 
@@ -47,19 +48,36 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two attempts to reach Redis.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Compare-and-set of the registry entry: KEYS[1] = the entry, ARGV = node, session,
-/// connected_at. Returns the node that held it before (or "") and 1 when written, 0 when a
-/// newer connection was already recorded.
+/// Compare-and-set of the registry entry: KEYS[1] = the entry, KEYS[2] = the charge point's
+/// state record, KEYS[3] = the set of identities; ARGV = node, session, connected_at. Returns
+/// the node that held it before (or ""), 1 when written (0 when a newer connection was already
+/// recorded), and the state record (or false).
 const REGISTER: &str = r"
 local held = redis.call('HMGET', KEYS[1], 'node', 'connected_at')
 if held[2] and tonumber(held[2]) > tonumber(ARGV[3]) then
-  return {held[1] or '', 0}
+  return {held[1] or '', 0, false}
 end
 redis.call('HSET', KEYS[1], 'node', ARGV[1], 'session', ARGV[2], 'connected_at', ARGV[3])
-return {held[1] or '', 1}
+redis.call('ZADD', KEYS[3], 0, ARGV[4])
+return {held[1] or '', 1, redis.call('GET', KEYS[2])}
+";
+
+/// Writes (ARGV[2] not empty) or deletes a state record, KEYS[2], unless another node holds the
+/// charge point (KEYS[1]): a node that lost it must not overwrite what the new owner wrote.
+const SAVE: &str = r"
+local owner = redis.call('HGET', KEYS[1], 'node')
+if owner and owner ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] == '' then
+  return redis.call('DEL', KEYS[2])
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
 ";
 
 /// Removes the entry if it is still this connection's: KEYS[1], ARGV = node, connected_at.
+/// (The identity stays in the set of identities: it is listed as disconnected.)
 const UNREGISTER: &str = r"
 local held = redis.call('HMGET', KEYS[1], 'node', 'connected_at')
 if held[1] == ARGV[1] and held[2] == ARGV[2] then
@@ -69,7 +87,7 @@ return 0
 ";
 
 /// What a processor tells the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Op {
     /// This node now holds `cp` with a connection made at `at_ms`.
     Connected {
@@ -79,6 +97,22 @@ pub enum Op {
     },
     /// The connection made at `at_ms` is gone.
     Disconnected { cp: ChargePointId, at_ms: u64 },
+    /// What is kept of `cp` now (None: it is no longer accepted): shared with the other nodes.
+    Saved { cp: Box<str>, record: Option<Saved> },
+    /// The gateway is stopping: let go of the processors (they cannot stop while we hold a
+    /// sender to them).
+    Release,
+}
+
+/// What Redis knows of a charge point that just connected, for its processor.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Its shared state (accepted on some node before).
+    Found(Saved),
+    /// Redis has no record of it.
+    Absent,
+    /// Redis could not be asked: go on with what this node knows.
+    Unavailable,
 }
 
 /// Milliseconds since the epoch (0 for a clock before 1970).
@@ -97,10 +131,18 @@ pub struct ClusterSender {
 impl ClusterSender {
     /// Hands `op` over without waiting; when the channel is full it is dropped and counted
     /// (the channel holds a minute of a storm of connects; the buffer behind it holds more).
-    pub fn send(&self, op: Op) {
+    /// False when it was dropped.
+    pub fn send(&self, op: Op) -> bool {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(op) {
             self.stats.cluster.cluster_ops_dropped.inc();
+            return false;
         }
+        true
+    }
+
+    /// Tells the cluster thread to let go of the processors (waits for room).
+    pub fn release(&self) {
+        let _ = self.tx.send(Op::Release);
     }
 }
 
@@ -143,9 +185,10 @@ pub fn start(
         reachable: Arc::clone(&reachable),
         id_blocks,
     };
+    let writer_processors = processors.clone();
     let writer = std::thread::Builder::new()
         .name("cluster".into())
-        .spawn(move || writer.run(&rx))?;
+        .spawn(move || writer.run(&rx, writer_processors))?;
     let channel = format!("{}takeover:{node}", config.prefix);
     let subscriber_stats = Arc::clone(&stats);
     let subscriber_stop = Arc::clone(&stop);
@@ -182,27 +225,61 @@ struct Writer {
     id_blocks: Sender<(i64, i64)>,
 }
 
+/// The writer's working set: what waits for Redis, and where lookups are answered.
+struct Pending {
+    buffer: VecDeque<Op>,
+    /// Let go (None) when the gateway stops.
+    processors: Option<Processors>,
+}
+
+impl Pending {
+    /// Tells the processor of `cp` what Redis knows of it. Waits for room: processors never
+    /// wait for this thread, and a charge point's first messages are held until it is told.
+    fn answer(&self, cp: &ChargePointId, session: u64, lookup: Lookup) {
+        if let Some(processors) = &self.processors {
+            processors.of(cp).send(ToProcessor::Loaded {
+                cp: ChargePointId::clone(cp),
+                session,
+                lookup,
+            });
+        }
+    }
+
+    /// Redis cannot be asked now: every connect waiting in the buffer goes on with local state
+    /// (the registry write itself stays buffered).
+    fn unavailable(&self) {
+        for op in &self.buffer {
+            if let Op::Connected { cp, session, .. } = op {
+                self.answer(cp, *session, Lookup::Unavailable);
+            }
+        }
+    }
+}
+
 impl Writer {
-    fn run(&self, rx: &Receiver<Op>) {
-        let mut buffer: VecDeque<Op> = VecDeque::new();
+    fn run(&self, rx: &Receiver<Op>, processors: Processors) {
+        let mut pending = Pending {
+            buffer: VecDeque::new(),
+            processors: Some(processors),
+        };
         let mut connection: Option<redis::Connection> = None;
         let mut next_try = Instant::now();
         let mut next_beat = Instant::now();
         let beat = (self.node_ttl / 3).max(Duration::from_millis(100));
         let mut open = true;
-        while open || !buffer.is_empty() {
-            let wake = next_beat.min(if buffer.is_empty() {
+        while open || !pending.buffer.is_empty() {
+            let wake = next_beat.min(if pending.buffer.is_empty() {
                 next_beat
             } else {
                 next_try
             });
             match rx.recv_deadline(wake) {
-                Ok(op) => self.keep(&mut buffer, op),
+                Ok(op) => self.keep(&mut pending, op, connection.is_some()),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
             while let Ok(op) = rx.try_recv() {
-                self.keep(&mut buffer, op);
+                self.keep(&mut pending, op, connection.is_some());
             }
             let now = Instant::now();
             if connection.is_none() && (now >= next_try || !open) {
@@ -221,15 +298,16 @@ impl Writer {
             } else {
                 Ok(())
             }
-            .and_then(|()| self.flush(con, &mut buffer))
+            .and_then(|()| self.flush(con, &mut pending))
             .and_then(|()| self.reserve_ids(con));
             if let Err(e) = result {
                 warn!(
                     "cluster: Redis failed ({e}); keeping {} operations",
-                    buffer.len()
+                    pending.buffer.len()
                 );
                 self.stats.cluster.cluster_errors.inc();
                 self.reachable.store(false, Ordering::Relaxed);
+                pending.unavailable();
                 connection = None;
                 next_try = now + RETRY;
             }
@@ -240,13 +318,21 @@ impl Writer {
         }
     }
 
-    /// Buffers `op`; past the limit the oldest is dropped (and counted).
-    fn keep(&self, buffer: &mut VecDeque<Op>, op: Op) {
-        if buffer.len() >= self.buffer_limit {
-            buffer.pop_front();
+    /// Buffers `op`; past the limit the oldest is dropped (and counted). A connect that arrives
+    /// while Redis is away is answered at once from local state.
+    fn keep(&self, pending: &mut Pending, op: Op, connected: bool) {
+        if matches!(op, Op::Release) {
+            pending.processors = None;
+            return;
+        }
+        if !connected && let Op::Connected { cp, session, .. } = &op {
+            pending.answer(cp, *session, Lookup::Unavailable);
+        }
+        if pending.buffer.len() >= self.buffer_limit {
+            pending.buffer.pop_front();
             self.stats.cluster.cluster_ops_dropped.inc();
         }
-        buffer.push_back(op);
+        pending.buffer.push_back(op);
     }
 
     fn connect(&self) -> Option<redis::Connection> {
@@ -295,45 +381,68 @@ impl Writer {
 
     /// Sends the buffer in order, a pipeline at a time; an operation leaves the buffer only
     /// once Redis has answered it.
-    fn flush(
-        &self,
-        con: &mut redis::Connection,
-        buffer: &mut VecDeque<Op>,
-    ) -> redis::RedisResult<()> {
-        while !buffer.is_empty() {
-            let n = buffer.len().min(PIPELINE);
+    fn flush(&self, con: &mut redis::Connection, pending: &mut Pending) -> redis::RedisResult<()> {
+        let prefix = &self.prefix;
+        while !pending.buffer.is_empty() {
+            let n = pending.buffer.len().min(PIPELINE);
             let mut pipe = redis::pipe();
-            for op in buffer.iter().take(n) {
+            for op in pending.buffer.iter().take(n) {
                 match op {
                     Op::Connected { cp, session, at_ms } => pipe
                         .cmd("EVAL")
                         .arg(REGISTER)
-                        .arg(1)
-                        .arg(format!("{}cp:{cp}", self.prefix))
+                        .arg(3)
+                        .arg(format!("{prefix}cp:{cp}"))
+                        .arg(format!("{prefix}state:{cp}"))
+                        .arg(format!("{prefix}chargepoints"))
                         .arg(&self.node)
                         .arg(*session)
-                        .arg(*at_ms),
+                        .arg(*at_ms)
+                        .arg(&**cp),
                     Op::Disconnected { cp, at_ms } => pipe
                         .cmd("EVAL")
                         .arg(UNREGISTER)
                         .arg(1)
-                        .arg(format!("{}cp:{cp}", self.prefix))
+                        .arg(format!("{prefix}cp:{cp}"))
                         .arg(&self.node)
                         .arg(*at_ms),
+                    Op::Saved { cp, record } => pipe
+                        .cmd("EVAL")
+                        .arg(SAVE)
+                        .arg(2)
+                        .arg(format!("{prefix}cp:{cp}"))
+                        .arg(format!("{prefix}state:{cp}"))
+                        .arg(&self.node)
+                        .arg(record.as_ref().map_or_else(String::new, |r| {
+                            serde_json::to_string(r).unwrap_or_default()
+                        })),
+                    Op::Release => continue,
                 };
             }
             let answers: Vec<redis::Value> = pipe.query(con)?;
             let mut takeovers = redis::pipe();
             let mut any = false;
-            for (op, answer) in buffer.drain(..n).zip(answers) {
-                if let Op::Connected { cp, at_ms, .. } = op
-                    && let Some(previous) = previous_owner(&answer)
+            let ops: Vec<Op> = pending.buffer.drain(..n).collect();
+            for (op, answer) in ops
+                .into_iter()
+                .filter(|op| !matches!(op, Op::Release))
+                .zip(answers)
+            {
+                let Op::Connected {
+                    cp, at_ms, session, ..
+                } = op
+                else {
+                    continue;
+                };
+                let registered = parse_register(&answer);
+                pending.answer(&cp, session, registered.lookup);
+                if let Some(previous) = registered.previous
                     && !previous.is_empty()
                     && previous != self.node
                 {
                     takeovers
                         .cmd("PUBLISH")
-                        .arg(format!("{}takeover:{previous}", self.prefix))
+                        .arg(format!("{prefix}takeover:{previous}"))
                         .arg(format!("{cp}\t{at_ms}"))
                         .ignore();
                     any = true;
@@ -348,18 +457,43 @@ impl Writer {
     }
 }
 
-/// The previous owner in a REGISTER answer (`{node, written}`), if the entry was written.
-fn previous_owner(answer: &redis::Value) -> Option<String> {
+/// What a REGISTER answer says.
+struct Registered {
+    /// The node that held the charge point before, if the entry was written ("" for none).
+    previous: Option<String>,
+    lookup: Lookup,
+}
+
+fn text_of(value: Option<&redis::Value>) -> Option<String> {
+    match value {
+        Some(redis::Value::BulkString(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Some(redis::Value::SimpleString(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Reads a REGISTER answer (`{node, written, record}`). A record that does not parse is
+/// treated as absent (and logged): the charge point boots again, which repairs it.
+fn parse_register(answer: &redis::Value) -> Registered {
     let redis::Value::Array(items) = answer else {
-        return None;
+        return Registered {
+            previous: None,
+            lookup: Lookup::Unavailable,
+        };
     };
     let written = matches!(items.get(1), Some(redis::Value::Int(1)));
-    let node = match items.first() {
-        Some(redis::Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-        Some(redis::Value::SimpleString(s)) => s.clone(),
-        _ => String::new(),
+    let previous = written.then(|| text_of(items.first()).unwrap_or_default());
+    let lookup = match text_of(items.get(2)) {
+        None => Lookup::Absent,
+        Some(text) => match serde_json::from_str::<Saved>(&text) {
+            Ok(saved) => Lookup::Found(saved),
+            Err(e) => {
+                warn!("cluster: a state record in Redis does not parse ({e}); ignored");
+                Lookup::Absent
+            }
+        },
     };
-    written.then_some(node)
+    Registered { previous, lookup }
 }
 
 /// Listens on `{prefix}takeover:{node}` and hands each takeover to the charge point's
@@ -422,15 +556,44 @@ mod tests {
             redis::Value::Array(vec![
                 redis::Value::BulkString(node.to_vec()),
                 redis::Value::Int(written),
+                redis::Value::Nil,
             ])
         };
-        assert_eq!(
-            previous_owner(&answer(b"node-a", 1)).as_deref(),
-            Some("node-a")
-        );
-        assert_eq!(previous_owner(&answer(b"", 1)).as_deref(), Some(""));
-        assert_eq!(previous_owner(&answer(b"node-a", 0)), None);
-        assert_eq!(previous_owner(&redis::Value::Nil), None);
+        let previous = |answer: &redis::Value| parse_register(answer).previous;
+        assert_eq!(previous(&answer(b"node-a", 1)).as_deref(), Some("node-a"));
+        assert_eq!(previous(&answer(b"", 1)).as_deref(), Some(""));
+        assert_eq!(previous(&answer(b"node-a", 0)), None);
+        assert_eq!(previous(&redis::Value::Nil), None);
+    }
+
+    #[test]
+    fn a_register_answer_carries_the_shared_state() {
+        let answer = |record: redis::Value| {
+            redis::Value::Array(vec![
+                redis::Value::BulkString(b"node-a".to_vec()),
+                redis::Value::Int(1),
+                record,
+            ])
+        };
+        let found = parse_register(&answer(redis::Value::BulkString(
+            br#"{"connectors":[[1,"Charging"]],"open_transaction":7}"#.to_vec(),
+        )));
+        let Lookup::Found(saved) = found.lookup else {
+            panic!("expected a record");
+        };
+        assert_eq!(saved.open_transaction, Some(7));
+        assert!(matches!(
+            parse_register(&answer(redis::Value::Nil)).lookup,
+            Lookup::Absent
+        ));
+        assert!(matches!(
+            parse_register(&answer(redis::Value::BulkString(b"{not json".to_vec()))).lookup,
+            Lookup::Absent
+        ));
+        assert!(matches!(
+            parse_register(&redis::Value::Nil).lookup,
+            Lookup::Unavailable
+        ));
     }
 
     #[test]

@@ -50,6 +50,13 @@ pub enum ToProcessor {
     /// Another node holds `cp` since `at_ms` (cluster mode): close our connection of it if
     /// it is older.
     TakenOver { cp: ChargePointId, at_ms: u64 },
+    /// What Redis knows of `cp`, which connected with `session` (cluster mode): its messages
+    /// are held until this arrives.
+    Loaded {
+        cp: ChargePointId,
+        session: u64,
+        lookup: crate::cluster::Lookup,
+    },
     /// Test hook: block until the sender side is dropped (a stuck processor, for `/health`).
     #[cfg(feature = "test-hooks")]
     Stall(Receiver<()>),

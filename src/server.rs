@@ -429,13 +429,15 @@ impl Server {
         {
             result = Err(ServerError::Panicked("admin".into()));
         }
-        // The cluster's subscriber holds senders to the processors: stop it, keep the writer
+        // The cluster's threads hold senders to the processors: stop them, keep the writer
         // (it ends once the processors have dropped theirs) and our sender to it out of the way.
         let cluster_writer = cluster.map(|c| {
             c.stop.store(true, std::sync::atomic::Ordering::Relaxed);
             if c.subscriber.join().is_err() {
                 result = Err(ServerError::Panicked("cluster-sub".into()));
             }
+            // The writer answers connects with what Redis knows: it lets go of the processors.
+            c.sender.release();
             c.writer
         });
         // Processors may still hold a sender to a loop; the loops are gone, so drop ours, and

@@ -9,65 +9,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::redis_server::Redis;
 use common::*;
 use ocpp_gateway::config::{ClusterConfig, Config};
-
-/// A redis-server on loopback, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let redis = Redis { child, port };
-        wait_until("redis-server answers PING", || {
-            redis
-                .connection()
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).ok())
-                .is_some()
-        });
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn connection(&self) -> Option<redis::Connection> {
-        redis::Client::open(self.url())
-            .ok()?
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .ok()
-    }
-
-    fn owner(&self, key: &str) -> Option<String> {
-        let mut con = self.connection()?;
-        redis::cmd("HGET")
-            .arg(key)
-            .arg("node")
-            .query::<Option<String>>(&mut con)
-            .ok()
-            .flatten()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn node(redis: &Redis, name: &str, prefix: &str) -> Config {
     let mut config = test_config();
@@ -195,4 +141,46 @@ fn transaction_ids_come_in_blocks_no_two_nodes_share() {
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), 4, "{ids:?}");
+}
+
+#[test]
+fn a_charge_point_accepted_on_one_node_is_accepted_on_another_without_booting() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let redis = Redis::start(free_port());
+    let a = TestServer::start(node(&redis, "node-a", "t4:"));
+    let b = TestServer::start(node(&redis, "node-b", "t4:"));
+
+    let mut on_a = connect(&a, "CP-F");
+    let transaction = boot_and_start_transaction(&mut on_a);
+    wait_until("CP-F's state shared with its open transaction", || {
+        redis
+            .connection()
+            .and_then(|mut c| {
+                redis::cmd("GET")
+                    .arg("t4:state:CP-F")
+                    .query::<Option<String>>(&mut c)
+                    .ok()
+                    .flatten()
+            })
+            .is_some_and(|record| record.contains(&format!("\"open_transaction\":{transaction}")))
+    });
+    drop(on_a);
+
+    // Node B never saw it boot: its first message (sent at once, before Redis answered B) is
+    // held until B knows, then answered like every later one.
+    let mut on_b = connect(&b, "CP-F");
+    resume_without_boot(&mut on_b, transaction);
+    let view = http(b.admin(), "GET", "/api/v1/chargepoints/CP-F", None, None).json();
+    assert_eq!(view["registration"], "accepted", "{view}");
+    assert_eq!(view["boot"]["chargePointVendor"], "Acme", "{view}");
+    assert_eq!(view["open_transaction"], serde_json::Value::Null, "{view}");
+
+    // A charge point nobody accepted is still refused on B (held, then SecurityError).
+    let mut stranger = connect(&b, "CP-NEVER-BOOTED");
+    let status =
+        serde_json::json!({"connectorId": 1, "errorCode": "NoError", "status": "Available"});
+    let reply = call(&mut stranger, "s", "StatusNotification", status);
+    assert_eq!(reply[2], "SecurityError", "{reply}");
 }

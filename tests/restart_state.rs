@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const CP: &str = "CP-RESTART";
 
@@ -17,40 +17,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch directory");
     dir
-}
-
-/// Boots, reports connector 1 and starts a transaction on it: returns the transaction id.
-fn first_life<S: std::io::Read + std::io::Write>(client: &mut tungstenite::WebSocket<S>) -> i64 {
-    boot(client);
-    let status = json!({"connectorId": 1, "errorCode": "NoError", "status": "Preparing"});
-    assert_eq!(call(client, "s1", "StatusNotification", status)[0], 3);
-    let start = json!({"connectorId": 1, "idTag": "TAG1", "meterStart": 1000,
-                       "timestamp": "2026-11-28T10:00:00Z"});
-    let reply = call(client, "t1", "StartTransaction", start);
-    assert_eq!(reply[2]["idTagInfo"]["status"], "Accepted", "{reply}");
-    let charging = json!({"connectorId": 1, "errorCode": "NoError", "status": "Charging"});
-    assert_eq!(call(client, "s2", "StatusNotification", charging)[0], 3);
-    reply[2]["transactionId"]
-        .as_i64()
-        .expect("a transaction id")
-}
-
-/// Without booting: every message is answered with a CALLRESULT, none with SecurityError.
-fn second_life<S: std::io::Read + std::io::Write>(
-    client: &mut tungstenite::WebSocket<S>,
-    transaction: i64,
-) {
-    let status = json!({"connectorId": 1, "errorCode": "NoError", "status": "Charging"});
-    let reply = call(client, "s3", "StatusNotification", status);
-    assert_eq!(reply[0], 3, "accepted without a new boot: {reply}");
-    let meter = json!({"connectorId": 1, "transactionId": transaction, "meterValue": [
-        {"timestamp": "2026-11-28T10:30:00Z", "sampledValue": [{"value": "4700"}]}]});
-    let reply = call(client, "m1", "MeterValues", meter);
-    assert_eq!(reply[0], 3, "{reply}");
-    let stop = json!({"transactionId": transaction, "meterStop": 9000,
-                      "timestamp": "2026-11-28T11:00:00Z", "reason": "Local"});
-    let reply = call(client, "t2", "StopTransaction", stop);
-    assert_eq!(reply[0], 3, "{reply}");
 }
 
 fn detail(admin: std::net::SocketAddr) -> Value {
@@ -73,7 +39,7 @@ fn a_clean_restart_keeps_registrations_connectors_and_open_transactions() {
 
     let mut first = TestServer::start(config.clone());
     let mut client = connect(&first, CP);
-    let transaction = first_life(&mut client);
+    let transaction = boot_and_start_transaction(&mut client);
     drop(client);
     first.stop();
 
@@ -87,7 +53,7 @@ fn a_clean_restart_keeps_registrations_connectors_and_open_transactions() {
     assert!(connectors.contains("Charging"), "{view}");
 
     let mut client = connect(&second, CP);
-    second_life(&mut client, transaction);
+    resume_without_boot(&mut client, transaction);
     let view = detail(second.admin());
     assert_eq!(view["open_transaction"], Value::Null, "stopped: {view}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -116,7 +82,7 @@ fn after_sigkill_a_committed_registration_survives() {
     let mut client = try_connect(addr, &format!("ws://{addr}/ocpp/{CP}"), "ocpp1.6")
         .unwrap()
         .0;
-    let transaction = first_life(&mut client);
+    let transaction = boot_and_start_transaction(&mut client);
     // One processor hands changes over in order and the state thread commits them in order:
     // once a later charge point's boot is committed, everything of CP is.
     let mut marker = try_connect(addr, &format!("ws://{addr}/ocpp/CP-MARKER"), "ocpp1.6")
@@ -133,7 +99,7 @@ fn after_sigkill_a_committed_registration_survives() {
     let mut client = try_connect(addr, &format!("ws://{addr}/ocpp/{CP}"), "ocpp1.6")
         .unwrap()
         .0;
-    second_life(&mut client, transaction);
+    resume_without_boot(&mut client, transaction);
     drop(client);
     gateway.signal("-TERM");
     let (status, _) = gateway.wait_exit();

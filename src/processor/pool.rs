@@ -201,6 +201,18 @@ impl Processor {
                     );
                 }
             }
+            ToProcessor::Loaded {
+                cp,
+                session,
+                lookup,
+            } => {
+                let mut out = Outputs {
+                    replies: &mut self.replies,
+                    writer: self.writer.as_deref_mut(),
+                    closes: &mut self.closes,
+                };
+                self.shard.loaded(&cp, session, lookup, &mut out);
+            }
             ToProcessor::Probe { seq } => {
                 self.stats.processor_alive[self.index].store(seq, Ordering::Relaxed);
             }

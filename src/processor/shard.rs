@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::batch::{Entry, FrameBatch, ReplyBatch};
 use crate::clock::WallClock;
-use crate::cluster::{ClusterSender, Op as ClusterOp, epoch_ms};
+use crate::cluster::{ClusterSender, Lookup, Op as ClusterOp, epoch_ms};
 use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, is_billing};
 use crate::ocpp::rpc::{self, Frame, FrameError};
 use crate::ocpp::v16::Action;
@@ -58,7 +58,14 @@ struct ChargePoint {
     dirty: bool,
     /// The state file has (or was offered) a record of it.
     saved: bool,
+    /// Cluster mode: its connection's messages, held (in order) until Redis said what it knows
+    /// of the charge point. At most `ocpp.max_pipelined_calls` of them: the loop reads no more
+    /// of a connection while that many CALLs wait for an answer.
+    held: Option<Box<Held>>,
 }
+
+/// Messages of a connection waiting for what Redis knows of its charge point, in order.
+type Held = Vec<(ConnId, Box<str>)>;
 
 /// What the operator API shows about a charge point beyond its protocol state.
 #[derive(Debug)]
@@ -282,6 +289,7 @@ impl Shard {
                     }),
                     dirty: false,
                     saved: true,
+                    held: None,
                 },
             );
             self.remembered += 1;
@@ -294,29 +302,38 @@ impl Shard {
     /// since the last offer; never waits unless `last` (the processor is stopping). When the
     /// state thread is behind, they stay listed and are offered with the next round.
     pub fn offer_state(&mut self, last: bool) {
-        let Some(sender) = &self.state else {
-            return;
-        };
-        if self.dirty.is_empty() && self.forgotten.is_empty() {
+        if !self.keeps_state() || (self.dirty.is_empty() && self.forgotten.is_empty()) {
             return;
         }
         let mut changes: Vec<Change> = Vec::with_capacity(self.dirty.len() + self.forgotten.len());
-        for cp in &self.forgotten {
-            changes.push((Box::from(&**cp), None));
-        }
         for cp in &self.dirty {
             if let Some(entry) = self.charge_points.get(cp) {
                 changes.push((Box::from(&**cp), saved_record(entry)));
             }
         }
-        let offered = if last {
-            sender.send(changes)
-        } else {
-            sender.offer(changes)
-        };
-        if offered.is_err() {
-            self.stats.state.state_deferred.inc();
-            return;
+        // Redis gets what changed; what this node forgets to bound its memory stays there.
+        if let Some(cluster) = &self.cluster {
+            for (cp, record) in &changes {
+                cluster.send(ClusterOp::Saved {
+                    cp: cp.clone(),
+                    record: record.clone(),
+                });
+            }
+        }
+        if let Some(sender) = &self.state {
+            for cp in &self.forgotten {
+                changes.push((Box::from(&**cp), None));
+            }
+            let offered = if last {
+                sender.send(changes)
+            } else {
+                sender.offer(changes)
+            };
+            if offered.is_err() {
+                // Offered again with the next round (Redis then gets it twice: harmless).
+                self.stats.state.state_deferred.inc();
+                return;
+            }
         }
         self.forgotten.clear();
         for cp in self.dirty.drain(..) {
@@ -327,6 +344,46 @@ impl Shard {
         }
     }
 
+    /// Whether changes of registrations, statuses and transactions are kept anywhere (the
+    /// state file, Redis).
+    fn keeps_state(&self) -> bool {
+        self.state.is_some() || self.cluster.is_some()
+    }
+
+    /// What Redis knows of `cp`, which connected with `session`: a record there is the newest
+    /// (the node that held the charge point before wrote it) unless this node changed the charge
+    /// point since its last offer. Then the held messages are handled, in order.
+    pub fn loaded(
+        &mut self,
+        cp: &ChargePointId,
+        session: u64,
+        lookup: Lookup,
+        out: &mut Outputs<'_>,
+    ) {
+        let Some(entry) = self.charge_points.get_mut(cp) else {
+            return;
+        };
+        if entry.seq != session {
+            return; // an older connection's answer: the newer one waits for its own
+        }
+        let Some(held) = entry.held.take() else {
+            return;
+        };
+        if let Lookup::Found(saved) = lookup
+            && !entry.dirty
+        {
+            let mut connectors = saved.connectors;
+            connectors.truncate(handlers::MAX_CONNECTORS);
+            entry.state.registration = Registration::Accepted;
+            entry.state.connectors = connectors;
+            entry.state.open_transaction = saved.open_transaction;
+            entry.seen.boot = saved.boot;
+            entry.saved = true;
+        }
+        for (conn, text) in held.into_iter() {
+            self.message(conn, cp, &text, out);
+        }
+    }
     fn stats(&self) -> &ProcessorStats {
         &self.stats.processors[self.index]
     }
@@ -400,7 +457,7 @@ impl Shard {
 
     /// Lists a removed charge point for removal from the state file, if it may be there.
     fn forget(&mut self, cp: &ChargePointId, gone: &ChargePoint) {
-        if self.state.is_some() && (gone.saved || gone.dirty) {
+        if self.keeps_state() && (gone.saved || gone.dirty) {
             self.forgotten.push(ChargePointId::clone(cp));
             self.dirty.retain(|d| d != cp);
         }
@@ -437,6 +494,7 @@ impl Shard {
             }
             Some(held) => {
                 let old = held.conn.replace(conn);
+                held.held = None; // the old connection's messages: nobody left to answer
                 held.seq = seq;
                 held.state.auth = auth;
                 held.seen.peer = Some(peer);
@@ -467,6 +525,7 @@ impl Shard {
                         }),
                         dirty: false,
                         saved: false,
+                        held: None,
                     },
                 );
                 None
@@ -498,11 +557,16 @@ impl Shard {
         if loser != Some(conn)
             && let Some(cluster) = &self.cluster
         {
-            cluster.send(ClusterOp::Connected {
+            let asked = cluster.send(ClusterOp::Connected {
                 cp: ChargePointId::clone(cp),
                 session: seq,
                 at_ms: epoch_ms(now),
             });
+            // Until Redis says what it knows (another node may have accepted it), the
+            // connection's messages wait; when it cannot be asked, they go on at once.
+            if asked && let Some(entry) = self.charge_points.get_mut(cp) {
+                entry.held = Some(Box::default());
+            }
         }
         if let Some(loser) = loser {
             info!(
@@ -527,6 +591,8 @@ impl Shard {
         if entry.conn != Some(conn) {
             return; // an older connection, already replaced (and journaled as such)
         }
+        entry.held = None; // messages of a closed connection: nobody to answer
+
         if let Some(cluster) = &self.cluster {
             cluster.send(ClusterOp::Disconnected {
                 cp: ChargePointId::clone(cp),
@@ -565,7 +631,7 @@ impl Shard {
                 "processor={} remembers {} disconnected charge points (limit {}): forgetting {forget}",
                 self.index, self.remembered, self.remember_limit
             );
-            let keep_state = self.state.is_some();
+            let keep_state = self.keeps_state();
             let forgotten = &mut self.forgotten;
             self.charge_points.retain(|cp, entry| {
                 if entry.conn.is_none() && forget > 0 {
@@ -591,6 +657,7 @@ impl Shard {
         let Some(replies) = out.replies.get_mut(usize::from(conn.loop_index)) else {
             return;
         };
+        let keeps_state = self.keeps_state();
         let Some(entry) = self
             .charge_points
             .get_mut(cp)
@@ -599,6 +666,10 @@ impl Shard {
             debug!("cp={cp} dropping a message of a replaced connection");
             return replies.none(conn, false);
         };
+        if let Some(held) = &mut entry.held {
+            held.push((conn, Box::from(text)));
+            return;
+        }
         let accepted = entry.state.registration == Registration::Accepted;
         let (unique_id, action, payload) = match rpc::parse_frame(text) {
             Ok(Frame::Call {
@@ -668,7 +739,7 @@ impl Shard {
                 if known == Some(Action::BootNotification) {
                     entry.seen.boot = compact(payload);
                 }
-                if self.state.is_some() && known.is_some_and(changes_state) && !entry.dirty {
+                if keeps_state && known.is_some_and(changes_state) && !entry.dirty {
                     entry.dirty = true;
                     self.dirty.push(ChargePointId::clone(cp));
                 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod pki;
+pub mod redis_server;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -664,4 +665,40 @@ pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
         std::thread::park_timeout(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
+}
+
+/// Boots, reports connector 1 and starts a transaction on it: returns the transaction id.
+pub fn boot_and_start_transaction<S: std::io::Read + std::io::Write>(
+    client: &mut tungstenite::WebSocket<S>,
+) -> i64 {
+    boot(client);
+    let status = json!({"connectorId": 1, "errorCode": "NoError", "status": "Preparing"});
+    assert_eq!(call(client, "s1", "StatusNotification", status)[0], 3);
+    let start = json!({"connectorId": 1, "idTag": "TAG1", "meterStart": 1000,
+                       "timestamp": "2026-11-28T10:00:00Z"});
+    let reply = call(client, "t1", "StartTransaction", start);
+    assert_eq!(reply[2]["idTagInfo"]["status"], "Accepted", "{reply}");
+    let charging = json!({"connectorId": 1, "errorCode": "NoError", "status": "Charging"});
+    assert_eq!(call(client, "s2", "StatusNotification", charging)[0], 3);
+    reply[2]["transactionId"]
+        .as_i64()
+        .expect("a transaction id")
+}
+
+/// Without booting: every message is answered with a CALLRESULT, none with SecurityError.
+pub fn resume_without_boot<S: std::io::Read + std::io::Write>(
+    client: &mut tungstenite::WebSocket<S>,
+    transaction: i64,
+) {
+    let status = json!({"connectorId": 1, "errorCode": "NoError", "status": "Charging"});
+    let reply = call(client, "s3", "StatusNotification", status);
+    assert_eq!(reply[0], 3, "accepted without a new boot: {reply}");
+    let meter = json!({"connectorId": 1, "transactionId": transaction, "meterValue": [
+        {"timestamp": "2026-11-28T10:30:00Z", "sampledValue": [{"value": "4700"}]}]});
+    let reply = call(client, "m1", "MeterValues", meter);
+    assert_eq!(reply[0], 3, "{reply}");
+    let stop = json!({"transactionId": transaction, "meterStop": 9000,
+                      "timestamp": "2026-11-28T11:00:00Z", "reason": "Local"});
+    let reply = call(client, "t2", "StopTransaction", stop);
+    assert_eq!(reply[0], 3, "{reply}");
 }
