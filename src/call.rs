@@ -55,6 +55,42 @@ impl CallOutcome {
             CallOutcome::Rejected => 5,
         }
     }
+
+    /// The HTTP status and JSON body this outcome is answered with, by the operator API and on
+    /// the cluster's `command-results` stream alike.
+    pub fn http(&self) -> (u16, serde_json::Value) {
+        use serde_json::json;
+        match self {
+            CallOutcome::Result(payload) => (200, json!({"outcome": "result", "payload": payload})),
+            CallOutcome::Error {
+                code,
+                description,
+                details,
+            } => (
+                200,
+                json!({"outcome": "error", "code": code, "description": description,
+                        "details": details}),
+            ),
+            CallOutcome::InvalidResult(invalid) => (
+                502,
+                json!({"outcome": "invalid_result", "code": invalid.code.as_str(),
+                        "error": invalid.description}),
+            ),
+            CallOutcome::Timeout => (
+                504,
+                json!({"outcome": "timeout", "error": "the charge point did not answer in time"}),
+            ),
+            CallOutcome::NotConnected => (
+                404,
+                json!({"outcome": "not_connected", "error": "the charge point is not connected"}),
+            ),
+            CallOutcome::Rejected => (
+                429,
+                json!({"outcome": "rejected",
+                        "error": "too many calls wait for this charge point; try again later"}),
+            ),
+        }
+    }
 }
 
 impl PartialEq for CallOutcome {

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use log::{info, warn};
 use mio::net::TcpListener;
@@ -223,6 +224,23 @@ impl Server {
             stats: Arc::clone(&stats),
             events: events.clone(),
         };
+        // Cluster mode: calls for charge points other nodes hold, and the cluster listing.
+        let mut cluster = cluster;
+        if let (Some(cluster), Some(cluster_config)) = (cluster.as_mut(), &config.cluster) {
+            let client = redis::Client::open(cluster_config.redis_url.as_str())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+                .map_err(spawn_err("cluster api thread"))?;
+            let remote = cluster::remote::start(
+                client,
+                cluster_config.prefix.clone(),
+                config.server.node_id.clone(),
+                commands.clone(),
+                config.ocpp.longest_call() + Duration::from_secs(5),
+                Arc::clone(&cluster.stop),
+            )
+            .map_err(spawn_err("cluster api thread"))?;
+            cluster.remote = Some(remote);
+        }
 
         let cores = if config.server.pin_cores {
             core_affinity::get_core_ids()
@@ -292,6 +310,10 @@ impl Server {
                     security: Arc::clone(&security),
                     transactions: Arc::clone(&policy.transactions),
                     redis_reachable: cluster.as_ref().map(|c| Arc::clone(&c.reachable)),
+                    cluster_api: cluster
+                        .as_ref()
+                        .and_then(|c| c.remote.as_ref())
+                        .map(|r| r.requests.clone()),
                 });
                 match started {
                     Ok(admin) => Some(admin),
@@ -435,6 +457,11 @@ impl Server {
             c.stop.store(true, std::sync::atomic::Ordering::Relaxed);
             if c.subscriber.join().is_err() {
                 result = Err(ServerError::Panicked("cluster-sub".into()));
+            }
+            if let Some(remote) = c.remote
+                && remote.thread.join().is_err()
+            {
+                result = Err(ServerError::Panicked("cluster-api".into()));
             }
             // The writer answers connects with what Redis knows: it lets go of the processors.
             c.sender.release();

@@ -282,6 +282,10 @@ counters! {
         cluster_errors,
         /// Charge points another node took over from this one.
         cluster_takeovers,
+        /// Operator calls sent to the node holding the charge point.
+        cluster_calls_sent,
+        /// Calls of other nodes (or backends) run here from `{prefix}commands:{node}`.
+        cluster_calls_run,
     }
 }
 
@@ -449,6 +453,8 @@ pub struct StatsSnapshot {
     pub cluster_ops_dropped: u64,
     pub cluster_errors: u64,
     pub cluster_takeovers: u64,
+    pub cluster_calls_sent: u64,
+    pub cluster_calls_run: u64,
     pub journal_lines: u64,
     pub journal_bytes: u64,
     pub journal_syncs: u64,

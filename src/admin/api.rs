@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use log::{info, warn};
 use serde::Deserialize;
 use serde_json::json;
@@ -14,6 +15,7 @@ use super::http::{self, Response};
 use super::server::{AdminLoop, Handled, Waiting};
 use super::{DEFAULT_PAGE, MAX_PAGE, QUERY_TIMEOUT};
 use crate::call::CallOutcome;
+use crate::cluster::remote::{Reply, Request};
 use crate::mailbox::{ToProcessor, shard_of};
 use crate::ocpp::v16::Action;
 use crate::query::{Answer, Filter, Query};
@@ -165,6 +167,15 @@ impl AdminLoop {
                 id: id.to_owned(),
                 key,
             });
+        // Cluster mode: a charge point this node does not hold may be on another one (a key
+        // rotation is not forwarded: the key is stored where the call was made).
+        let forward = (self.parts.cluster_api.is_some() && rotation.is_none()).then(|| {
+            Box::new(Forward {
+                cp: id.to_owned(),
+                action,
+                payload: request.payload.clone(),
+            })
+        });
         let waker = Some(Arc::clone(&self.waker));
         match self.parts.commands.call(id, action, request.payload, waker) {
             Err(invalid) => Handled::Respond(Response::json(
@@ -174,18 +185,95 @@ impl AdminLoop {
             Ok(pending) => {
                 // The outcome always arrives (each queued call ahead is answered or times
                 // out); this bound only guards against a bug leaving the client hanging.
-                let ocpp = &self.parts.config.ocpp;
-                let queued = u32::try_from(ocpp.max_queued_calls + 1).unwrap_or(u32::MAX);
-                let until = Instant::now()
-                    + ocpp.message_timeout.saturating_mul(queued)
-                    + Duration::from_secs(5);
+                let until =
+                    Instant::now() + self.parts.config.ocpp.longest_call() + Duration::from_secs(5);
                 Handled::Wait(Waiting::Call {
                     pending,
                     until,
                     rotation,
+                    forward,
                 })
             }
         }
+    }
+}
+
+/// A call to send to the node that holds the charge point if this one does not.
+pub(super) struct Forward {
+    pub cp: String,
+    pub action: Action,
+    pub payload: Box<RawValue>,
+}
+
+impl AdminLoop {
+    /// Sends a call the processors could not deliver to the node that holds the charge point
+    /// (`Err`: its answer comes there); without a cluster it was simply not connected.
+    pub(super) fn forward(
+        &self,
+        forward: Option<Box<Forward>>,
+    ) -> Result<Response, Receiver<Reply>> {
+        let (Some(forward), Some(api)) = (forward, &self.parts.cluster_api) else {
+            return Ok(outcome_response(CallOutcome::NotConnected));
+        };
+        let Forward {
+            cp,
+            action,
+            payload,
+        } = *forward;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let reply = Answer::new(tx, Arc::clone(&self.waker));
+        match api.try_send(Request::Call {
+            cp,
+            action,
+            payload,
+            reply,
+        }) {
+            Ok(()) => Err(rx),
+            Err(_) => Ok(
+                Response::error(503, "the cluster thread is too busy; try again")
+                    .with_header("Retry-After: 1".into()),
+            ),
+        }
+    }
+
+    /// `GET /api/v1/cluster/chargepoints`: every charge point in the registry, in identity
+    /// order, with the node that holds it (`?after=` and `?limit=` page it).
+    pub(super) fn cluster_list(&self, query: &str) -> Handled {
+        let Some(api) = &self.parts.cluster_api else {
+            return Handled::Respond(Response::error(
+                404,
+                "not in cluster mode: set [cluster] redis_url",
+            ));
+        };
+        let limit = match http::query_param(query, "limit") {
+            None => DEFAULT_PAGE,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => {
+                    return Handled::Respond(Response::error(
+                        400,
+                        &format!("limit must be a number from 1 to {MAX_PAGE}"),
+                    ));
+                }
+            },
+        };
+        let after = http::query_param(query, "after").filter(|a| !a.is_empty());
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let reply = Answer::new(tx, Arc::clone(&self.waker));
+        if api
+            .try_send(Request::List {
+                after,
+                limit,
+                reply,
+            })
+            .is_err()
+        {
+            return Self::busy();
+        }
+        Handled::Wait(Waiting::Remote {
+            rx,
+            until: Instant::now() + QUERY_TIMEOUT,
+        })
     }
 }
 
@@ -295,37 +383,14 @@ fn authorization_key(payload: &RawValue) -> Option<Vec<u8>> {
 
 /// The HTTP answer for a call's outcome.
 pub(super) fn outcome_response(outcome: CallOutcome) -> Response {
-    match outcome {
-        CallOutcome::Result(payload) => {
-            Response::json(200, &json!({"outcome": "result", "payload": payload}))
-        }
-        CallOutcome::Error {
-            code,
-            description,
-            details,
-        } => Response::json(
-            200,
-            &json!({"outcome": "error", "code": code, "description": description,
-                    "details": details}),
-        ),
-        CallOutcome::InvalidResult(invalid) => Response::json(
-            502,
-            &json!({"outcome": "invalid_result", "code": invalid.code.as_str(),
-                    "error": invalid.description}),
-        ),
-        CallOutcome::Timeout => Response::json(
-            504,
-            &json!({"outcome": "timeout", "error": "the charge point did not answer in time"}),
-        ),
-        CallOutcome::NotConnected => Response::json(
-            404,
-            &json!({"outcome": "not_connected", "error": "the charge point is not connected"}),
-        ),
-        CallOutcome::Rejected => Response::json(
-            429,
-            &json!({"outcome": "rejected",
-                    "error": "too many calls wait for this charge point; try again later"}),
-        )
-        .with_header("Retry-After: 1".into()),
+    reply_response(outcome.http())
+}
+
+/// An HTTP answer from a status and a JSON body (a 429 says when to try again).
+pub(super) fn reply_response((status, body): (u16, serde_json::Value)) -> Response {
+    let response = Response::json(status, &body);
+    if status == 429 {
+        return response.with_header("Retry-After: 1".into());
     }
+    response
 }

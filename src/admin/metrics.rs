@@ -491,6 +491,18 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         s.cluster_takeovers,
     );
     o.single(
+        "ocpp_gateway_cluster_calls_sent_total",
+        "counter",
+        "Operator calls sent to the node that holds the charge point.",
+        s.cluster_calls_sent,
+    );
+    o.single(
+        "ocpp_gateway_cluster_calls_run_total",
+        "counter",
+        "Calls from this node's command stream run here (other nodes, backends).",
+        s.cluster_calls_run,
+    );
+    o.single(
         "ocpp_gateway_state_deferred_total",
         "counter",
         "Times a processor kept changed charge points for later because the state thread was behind.",

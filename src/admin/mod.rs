@@ -85,6 +85,8 @@ pub struct AdminParts {
     pub transactions: Arc<crate::processor::policy::TransactionIds>,
     /// Cluster mode: whether Redis answers (`/health` is degraded while it does not).
     pub redis_reachable: Option<Arc<AtomicBool>>,
+    /// Cluster mode: calls for charge points other nodes hold, the cluster listing.
+    pub cluster_api: Option<crossbeam_channel::Sender<crate::cluster::remote::Request>>,
 }
 
 /// The running admin thread.

@@ -14,13 +14,18 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use serde_json::json;
 use slab::Slab;
 
-use super::api::{Rotation, outcome_response};
+use super::api::{Forward, Rotation, outcome_response, reply_response};
 use super::health::{Probes, Progress};
 use super::http::{self, Parsed, Response};
 use super::{AdminParts, IDLE_TIMEOUT, LISTENER, MAX_CLIENTS, REQUEST_TIMEOUT, WAKER};
-use crate::call::PendingCall;
+use crate::call::{CallOutcome, PendingCall};
+use crate::cluster::remote::Reply;
 use crate::mailbox::{ToLoop, ToProcessor};
 use crate::query::ChargePointView;
+
+/// How much longer than a local call a forwarded one may take (two trips through Redis, and
+/// the remote thread's own deadline, which answers 504 first).
+const FORWARD_MARGIN: Duration = Duration::from_secs(10);
 
 /// A request parked until another thread answers.
 pub(super) enum Waiting {
@@ -29,6 +34,14 @@ pub(super) enum Waiting {
         until: Instant,
         /// A ChangeConfiguration of AuthorizationKey: the key to store once it is Accepted.
         rotation: Option<Rotation>,
+        /// Cluster mode: the call, for the node that holds the charge point if this one
+        /// does not.
+        forward: Option<Box<Forward>>,
+    },
+    /// A call sent to another node, or a cluster listing.
+    Remote {
+        rx: Receiver<Reply>,
+        until: Instant,
     },
     List {
         rx: Receiver<Vec<ChargePointView>>,
@@ -51,6 +64,7 @@ impl Waiting {
     fn until(&self) -> Instant {
         match self {
             Waiting::Call { until, .. }
+            | Waiting::Remote { until, .. }
             | Waiting::List { until, .. }
             | Waiting::Detail { until, .. }
             | Waiting::Disconnect { until, .. } => *until,
@@ -404,7 +418,13 @@ impl AdminLoop {
                 pending,
                 until,
                 rotation,
+                forward,
             } => match pending.try_outcome() {
+                Some(CallOutcome::NotConnected) if forward.is_some() => {
+                    let until = now + self.parts.config.ocpp.longest_call() + FORWARD_MARGIN;
+                    self.forward(forward)
+                        .map_err(|rx| Waiting::Remote { rx, until })
+                }
                 Some(outcome) => Ok(match rotation {
                     Some(rotation) => self.rotated(rotation, outcome),
                     None => outcome_response(outcome),
@@ -417,7 +437,16 @@ impl AdminLoop {
                     pending,
                     until,
                     rotation,
+                    forward,
                 }),
+            },
+            Waiting::Remote { rx, until } => match rx.try_recv() {
+                Ok(reply) => Ok(reply_response((reply.status, reply.body))),
+                Err(_) if now >= until => Ok(Response::json(
+                    504,
+                    &json!({"outcome": "timeout", "error": "no outcome in time"}),
+                )),
+                Err(_) => Err(Waiting::Remote { rx, until }),
             },
             Waiting::List {
                 rx,

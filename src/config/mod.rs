@@ -282,6 +282,15 @@ pub struct OcppConfig {
     pub state_file: Option<PathBuf>,
 }
 
+impl OcppConfig {
+    /// The longest a call of the central system can take: its own timeout behind a full queue
+    /// of calls ahead of it, each timing out.
+    pub fn longest_call(&self) -> Duration {
+        let queued = u32::try_from(self.max_queued_calls + 1).unwrap_or(u32::MAX);
+        self.message_timeout.saturating_mul(queued)
+    }
+}
+
 impl Default for Config {
     /// The embedded defaults: what the gateway runs with when no file is given.
     fn default() -> Self {

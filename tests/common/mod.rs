@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod haproxy;
 pub mod pki;
 pub mod redis_server;
 

@@ -23,6 +23,8 @@
 //! oldest are dropped and counted) and are replayed in order once a connection is back; the
 //! thread retries every second, `/health` says "degraded", nothing else waits.
 
+pub mod remote;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,9 +46,9 @@ const CHANNEL_CAPACITY: usize = 65_536;
 /// Operations sent to Redis in one pipeline.
 const PIPELINE: usize = 512;
 /// Connect, read and write timeout of a Redis connection.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two attempts to reach Redis.
-const RETRY: Duration = Duration::from_secs(1);
+pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
 /// Compare-and-set of the registry entry: KEYS[1] = the entry, KEYS[2] = the charge point's
 /// state record, KEYS[3] = the set of identities; ARGV = node, session, connected_at. Returns
@@ -156,6 +158,9 @@ pub struct Cluster {
     pub subscriber: JoinHandle<()>,
     /// Ends once every processor has dropped its sender.
     pub writer: JoinHandle<()>,
+    /// The operator API across nodes (started once the way in for calls exists); it ends
+    /// with `stop`, like `subscriber`.
+    pub remote: Option<remote::Remote>,
 }
 
 /// Starts the cluster thread (registry writes, node liveness) and the subscriber thread
@@ -209,6 +214,7 @@ pub fn start(
         stop,
         subscriber,
         writer,
+        remote: None,
     })
 }
 
@@ -268,11 +274,13 @@ impl Writer {
         let beat = (self.node_ttl / 3).max(Duration::from_millis(100));
         let mut open = true;
         while open || !pending.buffer.is_empty() {
-            let wake = next_beat.min(if pending.buffer.is_empty() {
+            // Connected, the buffer is flushed every round: wait for work or the next beat.
+            // Away, wait for work (answered at once) or the next attempt.
+            let wake = if connection.is_some() {
                 next_beat
             } else {
                 next_try
-            });
+            };
             match rx.recv_deadline(wake) {
                 Ok(op) => self.keep(&mut pending, op, connection.is_some()),
                 Err(RecvTimeoutError::Timeout) => {}

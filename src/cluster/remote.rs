@@ -1,0 +1,528 @@
+//! The operator API across nodes: a call for a charge point another node holds, and the
+//! listing of every charge point in the registry. One thread with a Redis connection of its
+//! own; the admin thread hands it a request and parks the client, as it does for processors.
+//!
+//! ```text
+//!   admin (node A) --Request--> remote thread A --XADD {prefix}commands:{C}--> Redis
+//!   remote thread C --XREAD--> Commands::call (exactly as a local API call) --outcome-->
+//!     --XADD {prefix}command-results, RPUSH {prefix}command-result:{command_id}--> Redis
+//!   remote thread A --XREAD {prefix}command-results--> admin (matched by command_id)
+//! ```
+//!
+//! A record of `{prefix}commands:{node}` has the fields `command_id` (unique; echoed back),
+//! `charge_point`, `action`, `payload` (JSON text) and, optionally, `origin` (the asking node).
+//! Its outcome goes to `{prefix}command-results` with the fields `command_id`, `node` (which
+//! ran it), `status` (the HTTP status the API answers: 200, 400, 404, 429, 502, 504) and
+//! `body` (the API's JSON answer), and to the list `{prefix}command-result:{command_id}`
+//! (expires after [`RESULT_TTL`]) for a backend that waits with BLPOP. Both streams are capped
+//! near [`STREAM_LENGTH`] entries (`MAXLEN ~`). A node reads its stream from where it was when
+//! it connected: commands written while it was down are not run (their senders have given up).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use log::{info, warn};
+use redis::streams::StreamReadReply;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::{REDIS_TIMEOUT, RETRY, epoch_ms};
+use crate::call::PendingCall;
+use crate::commands::Commands;
+use crate::ocpp::v16::Action;
+use crate::query::Answer;
+use crate::stats::Stats;
+
+/// Entries a command stream keeps (approximately: `MAXLEN ~`).
+pub const STREAM_LENGTH: u64 = 10_000;
+/// How long a `{prefix}command-result:{command_id}` list lives.
+pub const RESULT_TTL: Duration = Duration::from_secs(60);
+/// The longest one XREAD waits for entries: the latency a request or an outcome may add.
+const BLOCK: Duration = Duration::from_millis(50);
+/// Requests waiting for this thread at once (more: the API answers 503).
+const REQUESTS: usize = 1024;
+
+/// What the admin thread asks.
+#[derive(Debug)]
+pub enum Request {
+    /// Run `action` on `cp` at the node that holds it.
+    Call {
+        cp: String,
+        action: Action,
+        payload: Box<RawValue>,
+        reply: Answer<Reply>,
+    },
+    /// Up to `limit` identities of the registry after `after`, with their owning node.
+    List {
+        after: Option<String>,
+        limit: usize,
+        reply: Answer<Reply>,
+    },
+}
+
+/// An answer for the API: HTTP status and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    fn error(status: u16, message: &str) -> Reply {
+        Reply {
+            status,
+            body: json!({ "error": message }),
+        }
+    }
+}
+
+/// The running thread and the admin's way to it.
+pub struct Remote {
+    pub requests: Sender<Request>,
+    pub thread: JoinHandle<()>,
+}
+
+/// Starts the thread; it ends once `stop` is set.
+pub fn start(
+    client: redis::Client,
+    prefix: String,
+    node: String,
+    commands: Commands,
+    wait: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Remote> {
+    let (requests, rx) = crossbeam_channel::bounded(REQUESTS);
+    let stats = Arc::clone(&commands.stats);
+    let mut exchange = Exchange {
+        client,
+        keys: Keys::new(&prefix, &node),
+        node,
+        commands,
+        stats,
+        wait,
+        next_id: 0,
+        started_ms: epoch_ms(SystemTime::now()),
+        waiting: HashMap::new(),
+        running: Vec::new(),
+        finished: Vec::new(),
+        cursors: None,
+    };
+    let thread = std::thread::Builder::new()
+        .name("cluster-api".into())
+        .spawn(move || exchange.run(&rx, &stop))?;
+    Ok(Remote { requests, thread })
+}
+
+/// Key names.
+struct Keys {
+    prefix: String,
+    /// `{prefix}commands:{node}`: this node's commands.
+    inbox: String,
+    /// `{prefix}command-results`.
+    results: String,
+}
+
+impl Keys {
+    fn new(prefix: &str, node: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+            inbox: format!("{prefix}commands:{node}"),
+            results: format!("{prefix}command-results"),
+        }
+    }
+}
+
+struct Exchange {
+    client: redis::Client,
+    keys: Keys,
+    node: String,
+    commands: Commands,
+    stats: Arc<Stats>,
+    /// How long the API waits for a remote outcome.
+    wait: Duration,
+    next_id: u64,
+    started_ms: u64,
+    /// Calls sent to other nodes, by command id: who waits, until when.
+    waiting: HashMap<String, (Answer<Reply>, Instant)>,
+    /// Commands of other nodes running here: command id, the call.
+    running: Vec<(String, PendingCall)>,
+    /// Outcomes not yet published (kept while Redis is away).
+    finished: Vec<(String, Reply)>,
+    /// The last ids read of this node's commands and of the results.
+    cursors: Option<(String, String)>,
+}
+
+impl Exchange {
+    fn run(&mut self, rx: &Receiver<Request>, stop: &AtomicBool) {
+        let mut connection: Option<redis::Connection> = None;
+        let mut next_try = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if connection.is_none() && now >= next_try {
+                next_try = now + RETRY;
+                connection = self.connect();
+            }
+            let requests: Vec<Request> = rx.try_iter().take(REQUESTS).collect();
+            self.collect_outcomes();
+            match connection.as_mut() {
+                Some(con) => {
+                    if let Err(e) = self.round(con, requests) {
+                        warn!("cluster api: Redis failed ({e})");
+                        self.stats.cluster.cluster_errors.inc();
+                        connection = None;
+                        self.cursors = None;
+                    }
+                }
+                None => {
+                    requests.into_iter().for_each(unreachable);
+                    // Nothing to read: wait for a request, or the next attempt.
+                    match rx.recv_timeout(BLOCK) {
+                        Ok(request) => unreachable(request),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+                    }
+                }
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    fn connect(&mut self) -> Option<redis::Connection> {
+        let mut con = self
+            .client
+            .get_connection_with_timeout(REDIS_TIMEOUT)
+            .ok()?;
+        let _ = con.set_read_timeout(Some(REDIS_TIMEOUT + BLOCK));
+        let _ = con.set_write_timeout(Some(REDIS_TIMEOUT));
+        // Start from the streams' ends as they are now.
+        let inbox = last_id(&mut con, &self.keys.inbox).ok()?;
+        let results = last_id(&mut con, &self.keys.results).ok()?;
+        self.cursors = Some((inbox, results));
+        info!("cluster api: reading {}", self.keys.inbox);
+        Some(con)
+    }
+
+    /// One exchange with Redis: the new requests, the finished outcomes, then a short blocking
+    /// read of this node's commands and of the results.
+    fn round(
+        &mut self,
+        con: &mut redis::Connection,
+        requests: Vec<Request>,
+    ) -> redis::RedisResult<()> {
+        for request in requests {
+            match request {
+                Request::Call {
+                    cp,
+                    action,
+                    payload,
+                    reply,
+                } => self.send_call(con, &cp, action, &payload, reply)?,
+                Request::List {
+                    after,
+                    limit,
+                    reply,
+                } => reply.send(self.list(con, after.as_deref(), limit)?),
+            }
+        }
+        self.publish(con)?;
+        let Some((inbox, results)) = self.cursors.clone() else {
+            return Ok(());
+        };
+        let block = if self.running.is_empty() && self.finished.is_empty() {
+            BLOCK
+        } else {
+            Duration::from_millis(1)
+        };
+        let read: Option<StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(256)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.keys.inbox)
+            .arg(&self.keys.results)
+            .arg(&inbox)
+            .arg(&results)
+            .query(con)?;
+        let (mut inbox, mut results) = (inbox, results);
+        for stream in read.map(|r| r.keys).unwrap_or_default() {
+            for entry in stream.ids {
+                let field = |name: &str| entry.get::<String>(name).unwrap_or_default();
+                if stream.key == self.keys.inbox {
+                    inbox = entry.id.clone();
+                    self.run_command(
+                        field("command_id"),
+                        &field("charge_point"),
+                        &field("action"),
+                        &field("payload"),
+                    );
+                } else {
+                    results = entry.id.clone();
+                    if let Some((reply, _)) = self.waiting.remove(&field("command_id")) {
+                        let body = serde_json::from_str(&field("body"))
+                            .unwrap_or_else(|_| json!({"error": "an unreadable result"}));
+                        let status = field("status").parse().unwrap_or(502);
+                        reply.send(Reply { status, body });
+                    }
+                }
+            }
+        }
+        self.cursors = Some((inbox, results));
+        Ok(())
+    }
+
+    /// Sends a call to the node that holds `cp`: 404 when none (or a dead one) does.
+    fn send_call(
+        &mut self,
+        con: &mut redis::Connection,
+        cp: &str,
+        action: Action,
+        payload: &RawValue,
+        reply: Answer<Reply>,
+    ) -> redis::RedisResult<()> {
+        let prefix = &self.keys.prefix;
+        let owner: Option<String> = redis::cmd("HGET")
+            .arg(format!("{prefix}cp:{cp}"))
+            .arg("node")
+            .query(con)?;
+        let alive = match &owner {
+            Some(node) if *node != self.node => {
+                redis::cmd("EXISTS")
+                    .arg(format!("{prefix}node:{node}"))
+                    .query::<i64>(con)?
+                    == 1
+            }
+            _ => false,
+        };
+        let Some(node) = owner.filter(|_| alive) else {
+            let (status, body) = crate::call::CallOutcome::NotConnected.http();
+            reply.send(Reply { status, body });
+            return Ok(());
+        };
+        self.next_id += 1;
+        let command_id = format!("{}-{}-{}", self.node, self.started_ms, self.next_id);
+        redis::cmd("XADD")
+            .arg(format!("{prefix}commands:{node}"))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_LENGTH)
+            .arg("*")
+            .arg("command_id")
+            .arg(&command_id)
+            .arg("charge_point")
+            .arg(cp)
+            .arg("action")
+            .arg(action.name())
+            .arg("payload")
+            .arg(payload.get())
+            .arg("origin")
+            .arg(&self.node)
+            .exec(con)?;
+        self.stats.cluster.cluster_calls_sent.inc();
+        self.waiting
+            .insert(command_id, (reply, Instant::now() + self.wait));
+        Ok(())
+    }
+
+    /// A command from the stream, run exactly as a local API call.
+    fn run_command(&mut self, command_id: String, cp: &str, action: &str, payload: &str) {
+        if command_id.is_empty() {
+            warn!(
+                "cluster api: a command without command_id in {} ignored",
+                self.keys.inbox
+            );
+            return;
+        }
+        self.stats.cluster.cluster_calls_run.inc();
+        let invalid = |message: String, code: &str| Reply {
+            status: 400,
+            body: json!({"error": message, "code": code}),
+        };
+        let Some(action) = Action::from_name(action) else {
+            let reply = invalid(
+                format!("{action:?} is not an OCPP 1.6 action"),
+                "NotImplemented",
+            );
+            return self.finished.push((command_id, reply));
+        };
+        if !crate::types::is_valid_identity(cp) {
+            let reply = invalid(
+                format!("{cp:?} is not a charge point id"),
+                "PropertyConstraintViolation",
+            );
+            return self.finished.push((command_id, reply));
+        }
+        let Ok(payload) = RawValue::from_string(payload.to_owned()) else {
+            let reply = invalid("payload is not JSON".into(), "FormationViolation");
+            return self.finished.push((command_id, reply));
+        };
+        match self.commands.call(cp, action, payload, None) {
+            Ok(pending) => self.running.push((command_id, pending)),
+            Err(e) => {
+                let reply = invalid(e.description, e.code.as_str());
+                self.finished.push((command_id, reply));
+            }
+        }
+    }
+
+    /// Moves the outcomes of finished calls to `finished`.
+    fn collect_outcomes(&mut self) {
+        let mut index = 0;
+        while index < self.running.len() {
+            match self.running[index].1.try_outcome() {
+                Some(outcome) => {
+                    let (command_id, _) = self.running.swap_remove(index);
+                    let (status, body) = outcome.http();
+                    self.finished.push((command_id, Reply { status, body }));
+                }
+                None => index += 1,
+            }
+        }
+    }
+
+    /// Publishes the finished outcomes (they stay while Redis fails).
+    fn publish(&mut self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        if self.finished.is_empty() {
+            return Ok(());
+        }
+        let prefix = &self.keys.prefix;
+        let mut pipe = redis::pipe();
+        for (command_id, reply) in &self.finished {
+            let body = reply.body.to_string();
+            pipe.cmd("XADD")
+                .arg(&self.keys.results)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(STREAM_LENGTH)
+                .arg("*")
+                .arg("command_id")
+                .arg(command_id)
+                .arg("node")
+                .arg(&self.node)
+                .arg("status")
+                .arg(reply.status)
+                .arg("body")
+                .arg(&body)
+                .ignore();
+            let list = format!("{prefix}command-result:{command_id}");
+            pipe.cmd("RPUSH")
+                .arg(&list)
+                .arg(json!({"status": reply.status, "body": reply.body}).to_string())
+                .ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&list)
+                .arg(RESULT_TTL.as_millis() as u64)
+                .ignore();
+        }
+        pipe.exec(con)?;
+        self.finished.clear();
+        Ok(())
+    }
+
+    /// A page of the registry: identities in order, with the owning node and whether that node
+    /// (and so the connection) is alive.
+    fn list(
+        &self,
+        con: &mut redis::Connection,
+        after: Option<&str>,
+        limit: usize,
+    ) -> redis::RedisResult<Reply> {
+        let prefix = &self.keys.prefix;
+        let start = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        let ids: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(format!("{prefix}chargepoints"))
+            .arg(start)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit + 1)
+            .query(con)?;
+        let more = ids.len() > limit;
+        let ids = &ids[..ids.len().min(limit)];
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET")
+                .arg(format!("{prefix}cp:{id}"))
+                .arg("node")
+                .arg("connected_at");
+        }
+        let entries: Vec<(Option<String>, Option<u64>)> = pipe.query(con)?;
+        let mut nodes: Vec<&str> = entries.iter().filter_map(|(n, _)| n.as_deref()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let mut pipe = redis::pipe();
+        for node in &nodes {
+            pipe.cmd("EXISTS").arg(format!("{prefix}node:{node}"));
+        }
+        let alive: Vec<i64> = if nodes.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query(con)?
+        };
+        let live = |node: &str| {
+            nodes
+                .iter()
+                .position(|n| *n == node)
+                .is_some_and(|i| alive.get(i) == Some(&1))
+        };
+        let listed: Vec<serde_json::Value> = ids
+            .iter()
+            .zip(&entries)
+            .map(|(id, (node, connected_at))| {
+                let alive = node.as_deref().is_some_and(live);
+                json!({"id": id, "node": node, "node_alive": alive,
+                       "connected": alive, "connected_at_ms": connected_at})
+            })
+            .collect();
+        let next = if more { ids.last().cloned() } else { None };
+        Ok(Reply {
+            status: 200,
+            body: json!({"chargepoints": listed, "count": listed.len(), "next": next}),
+        })
+    }
+
+    /// Calls whose outcome did not come in time: 504.
+    fn expire(&mut self, now: Instant) {
+        let late: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in late {
+            if let Some((reply, _)) = self.waiting.remove(&id) {
+                reply.send(Reply {
+                    status: 504,
+                    body: json!({"outcome": "timeout",
+                                 "error": "the node holding the charge point did not answer in time"}),
+                });
+            }
+        }
+    }
+}
+
+/// Answers a request that arrived while Redis is away.
+fn unreachable(request: Request) {
+    let reply = Reply::error(503, "Redis is unreachable; try again");
+    match request {
+        Request::Call { reply: to, .. } | Request::List { reply: to, .. } => to.send(reply),
+    }
+}
+
+/// The id of a stream's last entry ("0-0" for an empty or missing stream).
+fn last_id(con: &mut redis::Connection, key: &str) -> redis::RedisResult<String> {
+    let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query(con)?;
+    Ok(last
+        .ids
+        .first()
+        .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
+}
