@@ -52,19 +52,10 @@ impl AdminLoop {
                 ));
             }
         };
-        let limit = match http::query_param(query, "limit") {
-            None => DEFAULT_PAGE,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-                _ => {
-                    return Handled::Respond(Response::error(
-                        400,
-                        &format!("limit must be a number from 1 to {MAX_PAGE}"),
-                    ));
-                }
-            },
+        let (limit, after) = match page(query) {
+            Ok(page) => page,
+            Err(response) => return Handled::Respond(response),
         };
-        let after = http::query_param(query, "after").filter(|a| !a.is_empty());
         let processors = self.parts.processors.len();
         let (tx, rx) = crossbeam_channel::bounded(processors);
         let mut asked = 0;
@@ -198,6 +189,26 @@ impl AdminLoop {
     }
 }
 
+/// A listing's page: `?limit=` (1 to [`MAX_PAGE`]) and `?after=` (an identity).
+fn page(query: &str) -> Result<(usize, Option<String>), Response> {
+    let limit = match http::query_param(query, "limit") {
+        None => DEFAULT_PAGE,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(Response::error(
+                    400,
+                    &format!("limit must be a number from 1 to {MAX_PAGE}"),
+                ));
+            }
+        },
+    };
+    Ok((
+        limit,
+        http::query_param(query, "after").filter(|a| !a.is_empty()),
+    ))
+}
+
 /// A call to send to the node that holds the charge point if this one does not.
 pub(super) struct Forward {
     pub cp: String,
@@ -245,19 +256,10 @@ impl AdminLoop {
                 "not in cluster mode: set [cluster] redis_url",
             ));
         };
-        let limit = match http::query_param(query, "limit") {
-            None => DEFAULT_PAGE,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-                _ => {
-                    return Handled::Respond(Response::error(
-                        400,
-                        &format!("limit must be a number from 1 to {MAX_PAGE}"),
-                    ));
-                }
-            },
+        let (limit, after) = match page(query) {
+            Ok(page) => page,
+            Err(response) => return Handled::Respond(response),
         };
-        let after = http::query_param(query, "after").filter(|a| !a.is_empty());
         let (tx, rx) = crossbeam_channel::bounded(1);
         let reply = Answer::new(tx, Arc::clone(&self.waker));
         if api
