@@ -193,6 +193,8 @@ impl Server {
                     &config.server.node_id,
                     processors.clone(),
                     id_blocks.unwrap_or_else(|| crossbeam_channel::bounded(1).0),
+                    (config.events.sink == crate::config::Sink::Journal)
+                        .then_some(config.events.path.as_path()),
                     Arc::clone(&stats),
                 )
                 .map_err(spawn_err("cluster thread"))?,
@@ -462,6 +464,11 @@ impl Server {
                 && remote.thread.join().is_err()
             {
                 result = Err(ServerError::Panicked("cluster-api".into()));
+            }
+            if let Some(events) = c.events
+                && events.join().is_err()
+            {
+                result = Err(ServerError::Panicked("cluster-events".into()));
             }
             // The writer answers connects with what Redis knows: it lets go of the processors.
             c.sender.release();

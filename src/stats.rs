@@ -286,6 +286,10 @@ counters! {
         cluster_calls_sent,
         /// Calls of other nodes (or backends) run here from `{prefix}commands:{node}`.
         cluster_calls_run,
+        /// Journal lines appended to `{prefix}events` (`cluster.events`).
+        cluster_events_published,
+        /// Journal files deleted before all their lines were on `{prefix}events`.
+        cluster_events_lost_files,
     }
 }
 
@@ -455,6 +459,8 @@ pub struct StatsSnapshot {
     pub cluster_takeovers: u64,
     pub cluster_calls_sent: u64,
     pub cluster_calls_run: u64,
+    pub cluster_events_published: u64,
+    pub cluster_events_lost_files: u64,
     pub journal_lines: u64,
     pub journal_bytes: u64,
     pub journal_syncs: u64,

@@ -23,6 +23,8 @@ fn node(redis: &Redis, name: &str, prefix: &str) -> Config {
         prefix: prefix.into(),
         node_ttl: Duration::from_secs(3),
         buffer: 1000,
+        events: false,
+        events_maxlen: 10_000,
     });
     config
 }
@@ -156,14 +158,7 @@ fn a_charge_point_accepted_on_one_node_is_accepted_on_another_without_booting() 
     let transaction = boot_and_start_transaction(&mut on_a);
     wait_until("CP-F's state shared with its open transaction", || {
         redis
-            .connection()
-            .and_then(|mut c| {
-                redis::cmd("GET")
-                    .arg("t4:state:CP-F")
-                    .query::<Option<String>>(&mut c)
-                    .ok()
-                    .flatten()
-            })
+            .get("t4:state:CP-F")
             .is_some_and(|record| record.contains(&format!("\"open_transaction\":{transaction}")))
     });
     drop(on_a);
@@ -183,4 +178,102 @@ fn a_charge_point_accepted_on_one_node_is_accepted_on_another_without_booting() 
         serde_json::json!({"connectorId": 1, "errorCode": "NoError", "status": "Available"});
     let reply = call(&mut stranger, "s", "StatusNotification", status);
     assert_eq!(reply[2], "SecurityError", "{reply}");
+}
+
+#[test]
+fn redis_frozen_for_ten_seconds_under_traffic_loses_nothing_acknowledged() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let redis = Redis::start(free_port());
+    let dir = std::env::temp_dir().join(format!("ocpp-cluster-events-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("journal directory");
+    let journal = dir.join("events.jsonl");
+    let mut config = node(&redis, "node-a", "t5:");
+    config.events.sink = ocpp_gateway::config::Sink::Journal;
+    config.events.path = journal.clone();
+    config.events.ack_after_write = true;
+    if let Some(cluster) = config.cluster.as_mut() {
+        cluster.events = true;
+    }
+    let a = TestServer::start(config);
+    let stream = |redis: &Redis| -> Vec<String> {
+        let mut con = redis.connection().expect("redis");
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg("t5:events")
+            .arg("-")
+            .arg("+")
+            .query(&mut con)
+            .expect("XRANGE");
+        entries
+            .ids
+            .iter()
+            .map(|e| e.get::<String>("line").unwrap_or_default())
+            .collect()
+    };
+    let journal_lines = || -> Vec<String> {
+        std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+
+    let mut first = connect(&a, "CP-E1");
+    boot(&mut first);
+    wait_until("the boot on the stream", || {
+        stream(&redis)
+            .iter()
+            .any(|l| l.contains("BootNotification"))
+    });
+
+    // Redis stops answering (SIGSTOP) for 10 s while charge points keep talking.
+    redis.freeze(true);
+    let frozen = std::time::Instant::now();
+    let mut second = connect(&a, "CP-E2");
+    boot(&mut second);
+    let transaction = boot_and_start_transaction(&mut first);
+    resume_without_boot(&mut first, transaction); // MeterValues, StopTransaction: acknowledged
+    let mut heartbeats = 0;
+    let mut degraded = false;
+    while frozen.elapsed() < Duration::from_secs(10) {
+        let reply = call(&mut second, "hb", "Heartbeat", serde_json::json!({}));
+        assert_eq!(reply[0], 3, "served while Redis is frozen: {reply}");
+        heartbeats += 1;
+        if !degraded && heartbeats % 50 == 0 {
+            degraded = http(a.admin(), "GET", "/health", None, None).json()["status"] == "degraded";
+        }
+    }
+    assert!(degraded, "/health said degraded while Redis was frozen");
+    redis.freeze(false);
+
+    // Everything the journal holds reaches the stream, once, in the journal's order; the
+    // registry and the shared state catch up (the transaction stopped during the outage).
+    wait_until("the stream has every journal line", || {
+        let lines = stream(&redis);
+        !lines.is_empty() && lines == journal_lines()
+    });
+    let lines = stream(&redis);
+    assert!(
+        lines.iter().any(|l| l.contains("StopTransaction")),
+        "the acknowledged StopTransaction is on the stream"
+    );
+    eprintln!(
+        "{} journal lines on the stream after the outage ({heartbeats} Heartbeats)",
+        lines.len()
+    );
+    wait_until("CP-E2 replayed into the registry", || {
+        redis.owner("t5:cp:CP-E2").as_deref() == Some("node-a")
+    });
+    wait_until("CP-E1's shared state without an open transaction", || {
+        redis
+            .get("t5:state:CP-E1")
+            .is_some_and(|record| !record.contains("open_transaction"))
+    });
+    wait_until("/health healthy again", || {
+        http(a.admin(), "GET", "/health", None, None).json()["status"] == "healthy"
+    });
+    drop((first, second));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -503,6 +503,18 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         s.cluster_calls_run,
     );
     o.single(
+        "ocpp_gateway_cluster_events_published_total",
+        "counter",
+        "Journal lines appended to the Redis stream {prefix}events (cluster.events).",
+        s.cluster_events_published,
+    );
+    o.single(
+        "ocpp_gateway_cluster_events_lost_files_total",
+        "counter",
+        "Journal files deleted by rotation before all their lines were on {prefix}events.",
+        s.cluster_events_lost_files,
+    );
+    o.single(
         "ocpp_gateway_state_deferred_total",
         "counter",
         "Times a processor kept changed charge points for later because the state thread was behind.",

@@ -23,6 +23,7 @@
 //! oldest are dropped and counted) and are replayed in order once a connection is back; the
 //! thread retries every second, `/health` says "degraded", nothing else waits.
 
+pub mod events;
 pub mod remote;
 
 use std::collections::VecDeque;
@@ -161,6 +162,8 @@ pub struct Cluster {
     /// The operator API across nodes (started once the way in for calls exists); it ends
     /// with `stop`, like `subscriber`.
     pub remote: Option<remote::Remote>,
+    /// `cluster.events`: the journal's lines to `{prefix}events`; ends with `stop`.
+    pub events: Option<JoinHandle<()>>,
 }
 
 /// Starts the cluster thread (registry writes, node liveness) and the subscriber thread
@@ -170,6 +173,7 @@ pub fn start(
     node: &str,
     processors: Processors,
     id_blocks: Sender<(i64, i64)>,
+    journal: Option<&std::path::Path>,
     stats: Arc<Stats>,
 ) -> std::io::Result<Cluster> {
     let client = redis::Client::open(config.redis_url.as_str())
@@ -194,6 +198,7 @@ pub fn start(
     let writer = std::thread::Builder::new()
         .name("cluster".into())
         .spawn(move || writer.run(&rx, writer_processors))?;
+    let events_client = client.clone();
     let channel = format!("{}takeover:{node}", config.prefix);
     let subscriber_stats = Arc::clone(&stats);
     let subscriber_stop = Arc::clone(&stop);
@@ -208,6 +213,20 @@ pub fn start(
                 &subscriber_stop,
             )
         })?;
+    let events = match journal.filter(|_| config.events) {
+        Some(journal) => Some(events::start(
+            events::Follower {
+                client: events_client,
+                prefix: config.prefix.clone(),
+                node: node.to_owned(),
+                journal: journal.to_owned(),
+                maxlen: config.events_maxlen,
+                stats: Arc::clone(&stats),
+            },
+            Arc::clone(&stop),
+        )?),
+        None => None,
+    };
     Ok(Cluster {
         sender: ClusterSender { tx, stats },
         reachable,
@@ -215,6 +234,7 @@ pub fn start(
         subscriber,
         writer,
         remote: None,
+        events,
     })
 }
 

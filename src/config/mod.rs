@@ -60,6 +60,8 @@ pub const DEFAULT_STATE_FILE: &str = "ocpp-gateway.state";
 pub const DEFAULT_CLUSTER_PREFIX: &str = "ocpp:";
 pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_CLUSTER_BUFFER: usize = 100_000;
+/// Entries `{prefix}events` keeps (approximately).
+pub const DEFAULT_EVENTS_MAXLEN: u64 = 1_000_000;
 
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(10);
@@ -129,6 +131,10 @@ pub struct ClusterConfig {
     pub node_ttl: Duration,
     /// Registry operations kept while Redis is unreachable.
     pub buffer: usize,
+    /// Every journal line also on the stream `{prefix}events` (needs the journal).
+    pub events: bool,
+    /// `MAXLEN ~` of that stream.
+    pub events_maxlen: u64,
 }
 
 /// One address charge points connect to, and how they must prove who they are there.

@@ -37,6 +37,8 @@ pub struct RawCluster {
     pub prefix: Option<String>,
     pub node_ttl: Option<String>,
     pub buffer: Option<usize>,
+    pub events: Option<bool>,
+    pub events_maxlen: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -105,16 +105,24 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
         .map(|(i, l)| listener(&check, i, l))
         .collect::<Result<Vec<_>, _>>()?;
     let security = security(&check, raw.security, &server, &extra_listeners)?;
+    let events = events(&check, raw.events)?;
+    let cluster = cluster(&check, raw.cluster)?;
+    if cluster.as_ref().is_some_and(|c| c.events) && events.sink != Sink::Journal {
+        return Err(check.invalid(
+            "cluster.events",
+            "the Redis stream follows the journal: it needs events.sink = \"journal\"".into(),
+        ));
+    }
     Ok(Config {
         server,
         processor: processor(&check, raw.processor)?,
         ocpp: ocpp(&check, raw.ocpp)?,
         admin: admin(&check, raw.admin)?,
-        events: events(&check, raw.events)?,
+        events,
         websocket,
         security,
         extra_listeners,
-        cluster: cluster(&check, raw.cluster)?,
+        cluster,
     })
 }
 
@@ -141,6 +149,8 @@ fn cluster(check: &Check<'_>, c: RawCluster) -> Result<Option<ClusterConfig>, Co
             Duration::from_secs(1),
         )?,
         buffer: c.buffer.unwrap_or(DEFAULT_CLUSTER_BUFFER).max(1),
+        events: c.events.unwrap_or(false),
+        events_maxlen: c.events_maxlen.unwrap_or(DEFAULT_EVENTS_MAXLEN).max(1),
     }))
 }
 

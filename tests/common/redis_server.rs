@@ -30,6 +30,16 @@ impl Redis {
         redis
     }
 
+    /// SIGSTOP (`true`) or SIGCONT: a Redis that stops answering without closing anything.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
@@ -39,6 +49,16 @@ impl Redis {
             .ok()?
             .get_connection_with_timeout(Duration::from_secs(1))
             .ok()
+    }
+
+    /// GET `key`.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let mut con = self.connection()?;
+        redis::cmd("GET")
+            .arg(key)
+            .query::<Option<String>>(&mut con)
+            .ok()
+            .flatten()
     }
 
     pub fn owner(&self, key: &str) -> Option<String> {
