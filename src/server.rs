@@ -195,6 +195,7 @@ impl Server {
                     id_blocks.unwrap_or_else(|| crossbeam_channel::bounded(1).0),
                     (config.events.sink == crate::config::Sink::Journal)
                         .then_some(config.events.path.as_path()),
+                    security.credentials.clone(),
                     Arc::clone(&stats),
                 )
                 .map_err(spawn_err("cluster thread"))?,
@@ -454,7 +455,7 @@ impl Server {
             result = Err(ServerError::Panicked("admin".into()));
         }
         // The cluster's threads hold senders to the processors: stop them, keep the writer
-        // (it ends once the processors have dropped theirs) and our sender to it out of the way.
+        // (it ends once the processors have handed it their last operations) and our sender.
         let cluster_writer = cluster.map(|c| {
             c.stop.store(true, std::sync::atomic::Ordering::Relaxed);
             if c.subscriber.join().is_err() {
@@ -472,7 +473,7 @@ impl Server {
             }
             // The writer answers connects with what Redis knows: it lets go of the processors.
             c.sender.release();
-            c.writer
+            (c.writer, c.sender)
         });
         // Processors may still hold a sender to a loop; the loops are gone, so drop ours, and
         // our senders to the processors, which then stop.
@@ -506,10 +507,12 @@ impl Server {
         {
             result = Err(ServerError::Panicked("state".into()));
         }
-        if let Some(thread) = cluster_writer
-            && thread.join().is_err()
-        {
-            result = Err(ServerError::Panicked("cluster".into()));
+        if let Some((thread, sender)) = cluster_writer {
+            // Behind every operation of the processors (all joined above): the last one.
+            sender.finish();
+            if thread.join().is_err() {
+                result = Err(ServerError::Panicked("cluster".into()));
+            }
         }
         result
     }

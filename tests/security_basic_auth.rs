@@ -6,17 +6,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use common::pki::{basic, credentials_file};
+use common::pki::{basic, connect_as, credentials_file};
 use common::*;
 use ocpp_gateway::config::{Config, ListenerConfig};
 use ocpp_gateway::security::Profile;
 use serde_json::{Value, json};
 use tungstenite::Message;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
 
 /// A key with bytes that are neither UTF-8 nor free of colons.
 const KEY: &[u8] = &[
@@ -38,31 +35,6 @@ fn config(dir: &std::path::Path) -> Config {
     config.security.profile = Profile::BasicAuth;
     config.security.credentials = Some(credentials);
     config
-}
-
-fn connect_as(
-    addr: SocketAddr,
-    id: &str,
-    authorization: Option<&str>,
-) -> Result<Client, tungstenite::Error> {
-    let url = format!("ws://{addr}/ocpp/{}", id.replace(':', "%3A"));
-    let mut request = url.into_client_request()?;
-    let headers = request.headers_mut();
-    headers.insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("ocpp1.6"),
-    );
-    if let Some(value) = authorization {
-        headers.insert("Authorization", HeaderValue::from_str(value).unwrap());
-    }
-    let stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
-    tungstenite::client(request, stream)
-        .map(|(client, _)| client)
-        .map_err(|e| match e {
-            tungstenite::HandshakeError::Failure(e) => e,
-            tungstenite::HandshakeError::Interrupted(_) => unreachable!(),
-        })
 }
 
 fn heartbeat_works(client: &mut Client) {

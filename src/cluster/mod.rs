@@ -38,6 +38,7 @@ use log::{info, warn};
 use crate::config::ClusterConfig;
 use crate::mailbox::{Processors, ToProcessor};
 use crate::processor::policy::BLOCK;
+use crate::security::credentials::Credentials;
 use crate::state::Saved;
 use crate::stats::Stats;
 use crate::types::ChargePointId;
@@ -102,9 +103,14 @@ pub enum Op {
     Disconnected { cp: ChargePointId, at_ms: u64 },
     /// What is kept of `cp` now (None: it is no longer accepted): shared with the other nodes.
     Saved { cp: Box<str>, record: Option<Saved> },
+    /// A Basic-auth credential set on this node (its credentials-file line): for every node.
+    Credential { line: String },
     /// The gateway is stopping: let go of the processors (they cannot stop while we hold a
     /// sender to them).
     Release,
+    /// The processors have stopped: write what is left and end (other holders of senders,
+    /// such as the credentials, may outlive the thread).
+    Finish,
 }
 
 /// What Redis knows of a charge point that just connected, for its processor.
@@ -147,6 +153,11 @@ impl ClusterSender {
     pub fn release(&self) {
         let _ = self.tx.send(Op::Release);
     }
+
+    /// Tells the cluster thread that nothing more will come (waits for room).
+    pub fn finish(&self) {
+        let _ = self.tx.send(Op::Finish);
+    }
 }
 
 /// The cluster's threads and the flag `/health` reads.
@@ -174,6 +185,7 @@ pub fn start(
     processors: Processors,
     id_blocks: Sender<(i64, i64)>,
     journal: Option<&std::path::Path>,
+    credentials: Option<Arc<Credentials>>,
     stats: Arc<Stats>,
 ) -> std::io::Result<Cluster> {
     let client = redis::Client::open(config.redis_url.as_str())
@@ -194,25 +206,29 @@ pub fn start(
         reachable: Arc::clone(&reachable),
         id_blocks,
     };
+    if let Some(credentials) = &credentials {
+        credentials.share(ClusterSender {
+            tx: tx.clone(),
+            stats: Arc::clone(&stats),
+        });
+    }
     let writer_processors = processors.clone();
     let writer = std::thread::Builder::new()
         .name("cluster".into())
         .spawn(move || writer.run(&rx, writer_processors))?;
     let events_client = client.clone();
-    let channel = format!("{}takeover:{node}", config.prefix);
-    let subscriber_stats = Arc::clone(&stats);
+    let subscriber = Subscriber {
+        client,
+        takeovers: format!("{}takeover:{node}", config.prefix),
+        credentials_key: format!("{}credentials", config.prefix),
+        credentials,
+        processors,
+        stats: Arc::clone(&stats),
+    };
     let subscriber_stop = Arc::clone(&stop);
     let subscriber = std::thread::Builder::new()
         .name("cluster-sub".into())
-        .spawn(move || {
-            subscribe(
-                &client,
-                &channel,
-                processors,
-                &subscriber_stats,
-                &subscriber_stop,
-            )
-        })?;
+        .spawn(move || subscriber.run(&subscriber_stop))?;
     let events = match journal.filter(|_| config.events) {
         Some(journal) => Some(events::start(
             events::Follower {
@@ -301,13 +317,20 @@ impl Writer {
             } else {
                 next_try
             };
-            match rx.recv_deadline(wake) {
-                Ok(op) => self.keep(&mut pending, op, connection.is_some()),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => open = false,
+            if open {
+                match rx.recv_deadline(wake) {
+                    Ok(Op::Finish) => open = false,
+                    Ok(op) => self.keep(&mut pending, op, connection.is_some()),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => open = false,
+                }
             }
-            while let Ok(op) = rx.try_recv() {
-                self.keep(&mut pending, op, connection.is_some());
+            while open && let Ok(op) = rx.try_recv() {
+                if matches!(op, Op::Finish) {
+                    open = false;
+                } else {
+                    self.keep(&mut pending, op, connection.is_some());
+                }
             }
             let now = Instant::now();
             if connection.is_none() && (now >= next_try || !open) {
@@ -349,7 +372,7 @@ impl Writer {
     /// Buffers `op`; past the limit the oldest is dropped (and counted). A connect that arrives
     /// while Redis is away is answered at once from local state.
     fn keep(&self, pending: &mut Pending, op: Op, connected: bool) {
-        if matches!(op, Op::Release) {
+        if matches!(op, Op::Release | Op::Finish) {
             pending.processors = None;
             return;
         }
@@ -444,7 +467,18 @@ impl Writer {
                         .arg(record.as_ref().map_or_else(String::new, |r| {
                             serde_json::to_string(r).unwrap_or_default()
                         })),
-                    Op::Release => continue,
+                    Op::Credential { line } => {
+                        let identity = line.split('\t').next().unwrap_or_default();
+                        pipe.cmd("HSET")
+                            .arg(format!("{prefix}credentials"))
+                            .arg(identity)
+                            .arg(line)
+                            .ignore()
+                            .cmd("PUBLISH")
+                            .arg(format!("{prefix}credentials"))
+                            .arg(line)
+                    }
+                    Op::Release | Op::Finish => continue,
                 };
             }
             let answers: Vec<redis::Value> = pipe.query(con)?;
@@ -453,7 +487,7 @@ impl Writer {
             let ops: Vec<Op> = pending.buffer.drain(..n).collect();
             for (op, answer) in ops
                 .into_iter()
-                .filter(|op| !matches!(op, Op::Release))
+                .filter(|op| !matches!(op, Op::Release | Op::Finish))
                 .zip(answers)
             {
                 let Op::Connected {
@@ -524,52 +558,113 @@ fn parse_register(answer: &redis::Value) -> Registered {
     Registered { previous, lookup }
 }
 
-/// Listens on `{prefix}takeover:{node}` and hands each takeover to the charge point's
-/// processor; reconnects every second while Redis is away; ends when the gateway stops.
-fn subscribe(
-    client: &redis::Client,
-    channel: &str,
+/// What the subscriber thread listens for, and where it hands it.
+struct Subscriber {
+    client: redis::Client,
+    /// `{prefix}takeover:{node}`.
+    takeovers: String,
+    /// `{prefix}credentials` (a channel and a hash of the same name).
+    credentials_key: String,
+    credentials: Option<Arc<Credentials>>,
     processors: Processors,
-    stats: &Stats,
-    stop: &AtomicBool,
-) {
-    let stopping = || stop.load(Ordering::Relaxed);
-    while !stopping() {
-        let Ok(mut con) = client.get_connection_with_timeout(REDIS_TIMEOUT) else {
-            std::thread::park_timeout(RETRY);
-            continue;
-        };
-        let _ = con.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut pubsub = con.as_pubsub();
-        if pubsub.subscribe(channel).is_err() {
-            std::thread::park_timeout(RETRY);
-            continue;
-        }
-        loop {
-            if stopping() {
-                return;
+    stats: Arc<Stats>,
+}
+
+impl Subscriber {
+    /// Listens on `{prefix}takeover:{node}` (handing each takeover to the charge point's
+    /// processor) and `{prefix}credentials` (adopting each key another node set); after each
+    /// (re)connect, adopts every credential of the hash it does not hold yet. Reconnects every
+    /// second while Redis is away; ends when the gateway stops.
+    fn run(&self, stop: &AtomicBool) {
+        let stopping = || stop.load(Ordering::Relaxed);
+        while !stopping() {
+            let Ok(mut con) = self.client.get_connection_with_timeout(REDIS_TIMEOUT) else {
+                std::thread::park_timeout(RETRY);
+                continue;
+            };
+            let _ = con.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut pubsub = con.as_pubsub();
+            let channels = [self.takeovers.as_str(), self.credentials_key.as_str()];
+            // Subscribed first, then the hash read: a key set in between is in both.
+            if pubsub.subscribe(&channels[..]).is_err() || self.sync_credentials().is_err() {
+                std::thread::park_timeout(RETRY);
+                continue;
             }
-            match pubsub.get_message() {
-                Ok(msg) => {
-                    let Ok(text) = msg.get_payload::<String>() else {
-                        continue;
-                    };
-                    let Some((cp, at)) = text.split_once('\t') else {
-                        continue;
-                    };
-                    let Ok(at_ms) = at.parse::<u64>() else {
-                        continue;
-                    };
-                    stats.cluster.cluster_takeovers.inc();
-                    let cp: ChargePointId = cp.into();
-                    processors.of(&cp).send(ToProcessor::TakenOver {
-                        cp: ChargePointId::clone(&cp),
-                        at_ms,
-                    });
+            loop {
+                if stopping() {
+                    return;
                 }
-                Err(e) if e.is_timeout() => {}
-                Err(_) => break,
+                match pubsub.get_message() {
+                    Ok(msg) => {
+                        let Ok(text) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        if msg.get_channel_name() == self.credentials_key {
+                            self.adopt(&text);
+                        } else {
+                            self.taken_over(&text);
+                        }
+                    }
+                    Err(e) if e.is_timeout() => {}
+                    Err(_) => break,
+                }
             }
+        }
+    }
+
+    /// `{id}\t{connected_at}`: the charge point's processor closes an older connection.
+    fn taken_over(&self, text: &str) {
+        let Some((cp, at)) = text.split_once('\t') else {
+            return;
+        };
+        let Ok(at_ms) = at.parse::<u64>() else {
+            return;
+        };
+        self.stats.cluster.cluster_takeovers.inc();
+        let cp: ChargePointId = cp.into();
+        self.processors.of(&cp).send(ToProcessor::TakenOver {
+            cp: ChargePointId::clone(&cp),
+            at_ms,
+        });
+    }
+
+    /// A credentials-file line another node (or this one) set.
+    fn adopt(&self, line: &str) {
+        let Some(credentials) = &self.credentials else {
+            return;
+        };
+        match credentials.adopt(line) {
+            Ok(true) => info!(
+                "cp={} Basic auth key set by another node",
+                line.split('\t').next().unwrap_or_default()
+            ),
+            Ok(false) => {}
+            Err(e) => warn!("cluster: a credential from Redis not adopted: {e}"),
+        }
+    }
+
+    /// Adopts every credential in the hash (HSCAN, a page at a time).
+    fn sync_credentials(&self) -> redis::RedisResult<()> {
+        if self.credentials.is_none() {
+            return Ok(());
+        }
+        let mut con = self.client.get_connection_with_timeout(REDIS_TIMEOUT)?;
+        con.set_read_timeout(Some(REDIS_TIMEOUT))?;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(&self.credentials_key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut con)?;
+            for (_, line) in page {
+                self.adopt(&line);
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
         }
     }
 }

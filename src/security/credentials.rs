@@ -94,7 +94,8 @@ impl Credential {
         format!("{identity}\t{}\t{}", hex(&self.salt), hex(&self.hash))
     }
 
-    fn parse(line: &str) -> Result<(&str, Credential), &'static str> {
+    /// Reads a file line (`identity<TAB>salt-hex<TAB>hmac-hex`).
+    pub fn parse(line: &str) -> Result<(&str, Credential), &'static str> {
         let mut fields = line.split('\t');
         let (Some(id), Some(salt), Some(hash), None) =
             (fields.next(), fields.next(), fields.next(), fields.next())
@@ -138,6 +139,8 @@ pub struct Credentials {
     entries: RwLock<HashMap<Box<str>, Credential>>,
     /// Serialises appends and reloads.
     file: Mutex<()>,
+    /// Cluster mode: where a key set here goes, for the other nodes (`{prefix}credentials`).
+    shared: std::sync::OnceLock<crate::cluster::ClusterSender>,
 }
 
 impl Credentials {
@@ -147,6 +150,7 @@ impl Credentials {
             path: path.to_owned(),
             entries: RwLock::new(HashMap::new()),
             file: Mutex::new(()),
+            shared: std::sync::OnceLock::new(),
         };
         credentials.reload()?;
         Ok(credentials)
@@ -201,12 +205,51 @@ impl Credentials {
         self.len() == 0
     }
 
-    /// Makes `key` `identity`'s key: appended to the file and synced, then in effect.
+    /// Makes `key` `identity`'s key: appended to the file and synced, then in effect (and, in
+    /// cluster mode, handed to Redis for the other nodes).
     pub fn set(&self, identity: &str, key: &[u8]) -> Result<(), CredentialsError> {
         if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
             return Err(CredentialsError::KeyLength);
         }
         let credential = Credential::new(key)?;
+        self.store(identity, credential)?;
+        if let Some(cluster) = self.shared.get() {
+            cluster.send(crate::cluster::Op::Credential {
+                line: credential.line(identity),
+            });
+        }
+        Ok(())
+    }
+
+    /// Cluster mode: keys set here also go to `cluster`.
+    pub fn share(&self, cluster: crate::cluster::ClusterSender) {
+        let _ = self.shared.set(cluster);
+    }
+
+    /// A credential another node set (a line of `{prefix}credentials`): stored like one set
+    /// here, unless it is already the one held. Whether it changed anything.
+    pub fn adopt(&self, line: &str) -> Result<bool, CredentialsError> {
+        let (identity, credential) =
+            Credential::parse(line).map_err(|reason| CredentialsError::Malformed {
+                path: PathBuf::from("{prefix}credentials"),
+                line: 0,
+                reason,
+            })?;
+        let held = self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(identity)
+            .copied();
+        if held == Some(credential) {
+            return Ok(false);
+        }
+        self.store(identity, credential)?;
+        Ok(true)
+    }
+
+    /// Appends `identity`'s credential to the file, syncs it, then puts it in effect.
+    fn store(&self, identity: &str, credential: Credential) -> Result<(), CredentialsError> {
         let _guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let io = |source| CredentialsError::Io {
             path: self.path.clone(),

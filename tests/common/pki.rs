@@ -238,3 +238,29 @@ pub fn credentials_file(path: &Path, entries: &[(&str, &[u8])]) {
         .collect();
     std::fs::write(path, lines).expect("write credentials");
 }
+
+/// A WebSocket to `addr` as `id`, with `authorization` as the Authorization header.
+pub fn connect_as(
+    addr: SocketAddr,
+    id: &str,
+    authorization: Option<&str>,
+) -> Result<super::Client, tungstenite::Error> {
+    let url = format!("ws://{addr}/ocpp/{}", id.replace(':', "%3A"));
+    let mut request = url.into_client_request()?;
+    let headers = request.headers_mut();
+    headers.insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("ocpp1.6"),
+    );
+    if let Some(value) = authorization {
+        headers.insert("Authorization", HeaderValue::from_str(value).unwrap());
+    }
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(super::WATCHDOG)).unwrap();
+    tungstenite::client(request, stream)
+        .map(|(client, _)| client)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => unreachable!(),
+        })
+}
