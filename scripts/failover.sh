@@ -7,7 +7,8 @@
 #
 # Default 6,000 charge points (HAProxy holds two descriptors per connection, and this machine
 # allows 20,000 per process). ocpp-bench's charge points reconnect with its back-off (full
-# jitter under 1 s, doubling) and boot again, as real ones do after losing their connection.
+# jitter under 1 s, doubling) and, as the spec says, do not boot again (--resume): their first
+# message is a StatusNotification, which the new node must accept from the shared state.
 # Needs redis-server and haproxy. Loopback only; every process it starts is stopped on exit.
 # Prints the figures; writes the bench report and the logs to DIR (default
 # bench/results/failover).
@@ -29,27 +30,12 @@ done
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-# shellcheck source=scripts/lib/config.sh
-source "$repo/scripts/lib/config.sh"
-# shellcheck source=scripts/lib/wait.sh
-source "$repo/scripts/lib/wait.sh"
 for tool in redis-server redis-cli haproxy curl jq; do
     command -v "$tool" >/dev/null || { echo "failover.sh: $tool is needed" >&2; exit 2; }
 done
-((build)) && cargo build --release --workspace
-gateway_bin="$repo/target/release/ocpp-gateway"
-bench_bin="$repo/target/release/ocpp-bench"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
-work="$(mktemp -d "${TMPDIR:-/tmp}/ocpp-failover.XXXXXX")"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/lib/run.sh
+source scripts/lib/run.sh
+start_run failover "$out" "$build"
 
 redis_port=16390
 front=18190
@@ -94,7 +80,7 @@ wait_until 50 bash -c "exec 3<>/dev/tcp/127.0.0.1/$front" 2>/dev/null
 
 echo "failover.sh: $connections charge points through HAProxy to three nodes" >&2
 "$bench_bin" run --url "ws://127.0.0.1:$front/ocpp/" --connections "$connections" --scenario idle \
-    --duration 60s --source-ips 127.0.0.2-127.0.0.9 --ramp-timeout 60s --json "$out/bench.json" \
+    --duration 60s --source-ips 127.0.0.2-127.0.0.9 --ramp-timeout 60s --json "$out/bench.json" --resume \
     --quiet >"$out/bench.txt" 2>&1 &
 bench_pid=$!
 pids+=("$bench_pid")
@@ -120,6 +106,8 @@ wait_until 100 registered || true
 left=$(dead_entries)
 wait "$bench_pid" || true
 booted=$(jq '.connect.booted_at_end' "$out/bench.json")
+resumed=$(jq '.connect.resumes' "$out/bench.json")
+refused=$(jq '.connect.resumes_refused' "$out/bench.json")
 errors=$(jq '.errors.total' "$out/bench.json")
 seconds=$(awk -v a="$killed" -v b="$back" 'BEGIN { printf "%.2f", b - a }')
 
@@ -127,5 +115,6 @@ seconds=$(awk -v a="$killed" -v b="$back" 'BEGIN { printf "%.2f", b - a }')
     echo "node2 held $held of $connections charge points; SIGKILL at t=0"
     echo "all $connections connected again through HAProxy (to node1 and node3) after $seconds s"
     echo "registry entries still naming node2 afterwards: $left"
-    echo "charge points booted at the end of the bench: $booted (bench errors: $errors)"
+    echo "reconnected without booting again, accepted: $resumed; refused (booted instead): $refused"
+    echo "charge points accepted at the end of the bench: $booted (bench errors: $errors)"
 } | tee "$out/summary.txt"

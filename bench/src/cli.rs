@@ -175,6 +175,12 @@ pub struct RunArgs {
     /// Reconnect back-off: first ceiling (full jitter below it), doubled per failure.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     pub backoff_min: Duration,
+    /// After a reconnect, a charge point that was accepted before does not boot again (as the
+    /// spec says): its first message is a StatusNotification, and it counts as back once that
+    /// is answered with a CALLRESULT. A CALLERROR (the gateway did not know it) is counted as
+    /// a refused resume and it boots.
+    #[arg(long)]
+    pub resume: bool,
     /// Reconnect back-off: largest ceiling.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub backoff_max: Duration,
@@ -306,6 +312,7 @@ pub struct RunConfig {
     pub call_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    pub resume: bool,
     pub large_message: Option<u32>,
     pub json: Option<PathBuf>,
     pub server_pid: Option<u32>,
@@ -492,6 +499,7 @@ impl RunArgs {
             call_timeout: self.call_timeout,
             backoff_min: self.backoff_min,
             backoff_max: self.backoff_max,
+            resume: self.resume,
             large_message: self.large_message,
             json: self.json,
             server_pid: self.server_pid,

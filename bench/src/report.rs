@@ -81,6 +81,11 @@ pub struct ConnectFigures {
     pub boots: u64,
     /// Boots of charge points that had booted before.
     pub reboots: u64,
+    /// `--resume`: back without booting again / refused (booted instead).
+    #[serde(default)]
+    pub resumes: u64,
+    #[serde(default)]
+    pub resumes_refused: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,14 +227,22 @@ impl Report {
         let k = &self.connect;
         let _ = writeln!(
             s,
-            "  connect   all booted in {}{}; {} open, {} booted at the end; {} attempts, {} reboots",
+            "  connect   all booted in {}{}; {} open, {} booted at the end; {} attempts, {} reboots{}",
             opt_s(k.time_to_all_booted_s),
             k.connect_boot_rate_per_s
                 .map_or_else(String::new, |r| format!(" ({r:.0}/s)")),
             k.open_at_end,
             k.booted_at_end,
             k.connect_attempts,
-            k.reboots
+            k.reboots,
+            if k.resumes + k.resumes_refused > 0 {
+                format!(
+                    ", {} back without booting, {} refused",
+                    k.resumes, k.resumes_refused
+                )
+            } else {
+                String::new()
+            }
         );
         let line = |name: &str, l: &Summary| {
             format!(

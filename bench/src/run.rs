@@ -738,6 +738,8 @@ impl Coordinator {
                 handshakes: total.handshakes,
                 boots: total.boots,
                 reboots: total.reboots,
+                resumes: total.resumes,
+                resumes_refused: total.resumes_refused,
             },
             latency_us: LatencyFigures {
                 connect: Summary::of(&latencies.connect),

@@ -148,6 +148,10 @@ counters! {
     boots,
     /// Boots of charge points that had been booted before (after a drop, storm or Reset).
     reboots,
+    /// `--resume`: reconnected charge points accepted without booting again.
+    resumes,
+    /// `--resume`: reconnected charge points the gateway did not know (they booted).
+    resumes_refused,
     /// Connections we dropped on purpose (storm, Reset).
     dropped_on_purpose,
     /// CALLs sent by the charge points.

@@ -8,7 +8,7 @@ use super::exchange::ClientConn;
 use super::{FleetLoop, micros, micros_since};
 use crate::charge_point::{Boot, Link};
 use crate::dial::{self, Connect};
-use crate::messages::Outgoing;
+use crate::messages::{ConnectorStatus, Outgoing};
 use crate::scenario::NEVER;
 use crate::stats::{self, ErrorKind, ThreadCounters};
 use crate::upgrade::{Step, Upgrade, UpgradeError};
@@ -172,7 +172,15 @@ impl FleetLoop {
         let cp = &mut self.cps[key as usize];
         cp.link_deadline = NEVER;
         cp.boot = Boot::Sent;
-        self.send_call(key, Outgoing::BootNotification, self.now);
+        let first = if self.config.resume && cp.ever_booted {
+            Outgoing::StatusNotification {
+                connector: 0,
+                status: ConnectorStatus::Available,
+            }
+        } else {
+            Outgoing::BootNotification
+        };
+        self.send_call(key, first, self.now);
         // Bytes that came right behind the 101 arrived with no edge of their own.
         self.read_messages(key);
     }

@@ -373,6 +373,9 @@ impl FleetLoop {
             stats::record_with_skipped(&mut self.latencies.round_trip, latency, interval);
             stats::record_with_skipped(&mut self.window, latency, interval);
         }
+        if self.cps[key as usize].boot == Boot::Sent && call.action == Action::StatusNotification {
+            return self.on_resume_answer(key, checked.is_some());
+        }
         match checked {
             Some(Checked::Boot {
                 accepted,
@@ -419,6 +422,25 @@ impl FleetLoop {
             cp.triggered = Some(Outgoing::LargeDataTransfer { bytes });
         }
         self.report_if_all_booted();
+    }
+
+    /// `--resume`: the answer to a reconnected charge point's first StatusNotification.
+    fn on_resume_answer(&mut self, key: u32, accepted: bool) {
+        if !accepted {
+            ThreadCounters::inc(&self.counters.resumes_refused);
+            self.send_call(key, Outgoing::BootNotification, self.now);
+            return self.pump(key, Pump::AfterAnswer);
+        }
+        ThreadCounters::inc(&self.counters.resumes);
+        let offset = self
+            .timings
+            .slot_offset(self.cps[key as usize].index, self.config.connections);
+        self.set_booted(key, true);
+        let cp = &mut self.cps[key as usize];
+        cp.failures = 0;
+        cp.plan.on_booted(self.now, offset);
+        self.report_if_all_booted();
+        self.pump(key, Pump::AfterAnswer);
     }
 
     pub(super) fn retry_boot(&mut self, key: u32, after_us: u64) {
