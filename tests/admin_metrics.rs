@@ -61,6 +61,10 @@ fn metrics_parse_and_match_the_traffic() {
     let closing = clients.pop().unwrap();
     drop(closing); // a TCP close without a close frame
     server.wait_for("one connection gone", |s| s.connections == 2);
+    // The loops answer Heartbeats themselves; their processors count them a moment later.
+    server.wait_for("every CALL counted by the processors", |s| {
+        s.calls_handled >= 3 + 12 + 2
+    });
 
     let reply = http(server.admin(), "GET", "/metrics", None, None);
     assert_eq!(reply.status, 200);
