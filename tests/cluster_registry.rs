@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::pki::{basic, connect_as, credentials_file};
@@ -181,38 +182,31 @@ fn a_charge_point_accepted_on_one_node_is_accepted_on_another_without_booting() 
     assert_eq!(reply[2], "SecurityError", "{reply}");
 }
 
+/// A node with the journal in a directory of its own and `cluster.events` on: the directory,
+/// the journal's path, the config.
+fn with_events_stream(redis: &Redis, test: &str, prefix: &str) -> (PathBuf, PathBuf, Config) {
+    let dir = std::env::temp_dir().join(format!("ocpp-cluster-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("journal directory");
+    let journal = dir.join("events.jsonl");
+    let mut config = node(redis, "node-a", prefix);
+    config.events.sink = ocpp_gateway::config::Sink::Journal;
+    config.events.path = journal.clone();
+    if let Some(cluster) = config.cluster.as_mut() {
+        cluster.events = true;
+    }
+    (dir, journal, config)
+}
+
 #[test]
 fn redis_frozen_for_ten_seconds_under_traffic_loses_nothing_acknowledged() {
     if !server_available("redis-server", "redis-server") {
         return;
     }
     let redis = Redis::start(free_port());
-    let dir = std::env::temp_dir().join(format!("ocpp-cluster-events-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("journal directory");
-    let journal = dir.join("events.jsonl");
-    let mut config = node(&redis, "node-a", "t5:");
-    config.events.sink = ocpp_gateway::config::Sink::Journal;
-    config.events.path = journal.clone();
+    let (dir, journal, mut config) = with_events_stream(&redis, "events", "t5:");
     config.events.ack_after_write = true;
-    if let Some(cluster) = config.cluster.as_mut() {
-        cluster.events = true;
-    }
     let a = TestServer::start(config);
-    let stream = |redis: &Redis| -> Vec<String> {
-        let mut con = redis.connection().expect("redis");
-        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg("t5:events")
-            .arg("-")
-            .arg("+")
-            .query(&mut con)
-            .expect("XRANGE");
-        entries
-            .ids
-            .iter()
-            .map(|e| e.get::<String>("line").unwrap_or_default())
-            .collect()
-    };
     let journal_lines = || -> Vec<String> {
         std::fs::read_to_string(&journal)
             .unwrap_or_default()
@@ -224,7 +218,8 @@ fn redis_frozen_for_ten_seconds_under_traffic_loses_nothing_acknowledged() {
     let mut first = connect(&a, "CP-E1");
     boot(&mut first);
     wait_until("the boot on the stream", || {
-        stream(&redis)
+        redis
+            .stream_lines("t5:events")
             .iter()
             .any(|l| l.contains("BootNotification"))
     });
@@ -252,10 +247,10 @@ fn redis_frozen_for_ten_seconds_under_traffic_loses_nothing_acknowledged() {
     // Everything the journal holds reaches the stream, once, in the journal's order; the
     // registry and the shared state catch up (the transaction stopped during the outage).
     wait_until("the stream has every journal line", || {
-        let lines = stream(&redis);
+        let lines = redis.stream_lines("t5:events");
         !lines.is_empty() && lines == journal_lines()
     });
-    let lines = stream(&redis);
+    let lines = redis.stream_lines("t5:events");
     assert!(
         lines.iter().any(|l| l.contains("StopTransaction")),
         "the acknowledged StopTransaction is on the stream"
@@ -322,5 +317,58 @@ fn a_key_set_on_one_node_opens_every_node() {
     let file = std::fs::read_to_string(dir.join("credentials-node-c")).unwrap_or_default();
     assert!(file.contains("CP-K\t"), "{file}");
     assert!(connect_as(c.addr, "CP-K", Some(&basic("CP-K", b"a wrong key here"))).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_events_stream_follows_the_journal_across_rotations() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let redis = Redis::start(free_port());
+    let (dir, journal, mut config) = with_events_stream(&redis, "rotate", "t7:");
+    config.events.max_file_bytes = 4096;
+    config.events.max_files = 50;
+    config.events.min_retention = Duration::ZERO;
+    let a = TestServer::start(config);
+    let mut client = connect(&a, "CP-ROT");
+    boot(&mut client);
+    for n in 0..60 {
+        let status = serde_json::json!({"connectorId": 1, "errorCode": "NoError",
+                                        "status": if n % 2 == 0 { "Available" } else { "Preparing" }});
+        assert_eq!(
+            call(&mut client, &format!("s{n}"), "StatusNotification", status)[0],
+            3
+        );
+    }
+    // Every file, oldest first: the stream must hold exactly their lines, in that order.
+    let journal_lines = || -> Vec<String> {
+        let mut files = vec![journal.clone()];
+        let mut n = 1;
+        while ocpp_gateway::events::journal::rotated_name(&journal, n).exists() {
+            files.push(ocpp_gateway::events::journal::rotated_name(&journal, n));
+            n += 1;
+        }
+        files
+            .iter()
+            .rev()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    wait_until("the stream equals the rotated journal", || {
+        let lines = journal_lines();
+        lines.len() > 120 && redis.stream_lines("t7:events") == lines
+    });
+    assert!(
+        ocpp_gateway::events::journal::rotated_name(&journal, 2).exists(),
+        "the journal rotated at least twice"
+    );
+    drop(client);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -222,6 +222,10 @@ impl Follower {
     /// At the end of `at`'s file: the next newer journal file once the journal has moved on
     /// from this one (rotated), None while it may still grow.
     fn next_file(&self, at: &Position) -> Option<Position> {
+        // The common case, cheaply: still the current file.
+        if std::fs::metadata(&self.journal).is_ok_and(|m| m.ino() == at.inode) {
+            return None;
+        }
         let files = journal_files(&self.journal);
         let index = files.iter().position(|(_, _, inode)| *inode == at.inode);
         let newer = match index {

@@ -379,9 +379,14 @@ impl Writer {
         if !connected && let Op::Connected { cp, session, .. } = &op {
             pending.answer(cp, *session, Lookup::Unavailable);
         }
-        if pending.buffer.len() >= self.buffer_limit {
-            pending.buffer.pop_front();
+        if pending.buffer.len() >= self.buffer_limit
+            && let Some(dropped) = pending.buffer.pop_front()
+        {
             self.stats.cluster.cluster_ops_dropped.inc();
+            // Its charge point's messages must not wait for an answer that will not come.
+            if let Op::Connected { cp, session, .. } = &dropped {
+                pending.answer(cp, *session, Lookup::Unavailable);
+            }
         }
         pending.buffer.push_back(op);
     }

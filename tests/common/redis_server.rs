@@ -51,6 +51,22 @@ impl Redis {
             .ok()
     }
 
+    /// The `line` field of every entry of the stream `key`, in order.
+    pub fn stream_lines(&self, key: &str) -> Vec<String> {
+        let mut con = self.connection().expect("redis");
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query(&mut con)
+            .expect("XRANGE");
+        entries
+            .ids
+            .iter()
+            .map(|e| e.get::<String>("line").unwrap_or_default())
+            .collect()
+    }
+
     /// GET `key`.
     pub fn get(&self, key: &str) -> Option<String> {
         let mut con = self.connection()?;
