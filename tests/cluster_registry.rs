@@ -39,6 +39,7 @@ fn the_newest_connection_wins_across_nodes_and_the_registry_follows() {
     let redis = Redis::start(free_port());
     let a = TestServer::start(node(&redis, "node-a", "t1:"));
     let b = TestServer::start(node(&redis, "node-b", "t1:"));
+    redis.wait_for_nodes("t1:", &["node-a", "node-b"]);
     let key = "t1:cp:CP-X";
 
     let mut on_a = connect(&a, "CP-X");
@@ -117,18 +118,7 @@ fn transaction_ids_come_in_blocks_no_two_nodes_share() {
     let a = TestServer::start(node(&redis, "node-a", "t3:"));
     let b = TestServer::start(node(&redis, "node-b", "t3:"));
     // Each node keeps one block of 1,000 ready.
-    wait_until("both nodes reserved a block", || {
-        redis
-            .connection()
-            .and_then(|mut c| {
-                redis::cmd("GET")
-                    .arg("t3:transaction-id")
-                    .query::<Option<i64>>(&mut c)
-                    .ok()
-                    .flatten()
-            })
-            .is_some_and(|end| end >= 2000)
-    });
+    redis.wait_for_nodes("t3:", &["node-a", "node-b"]);
     let start = serde_json::json!({"connectorId": 1, "idTag": "TAG", "meterStart": 0,
                                    "timestamp": "2026-11-28T10:00:00Z"});
     let mut ids = Vec::new();
@@ -155,6 +145,7 @@ fn a_charge_point_accepted_on_one_node_is_accepted_on_another_without_booting() 
     let redis = Redis::start(free_port());
     let a = TestServer::start(node(&redis, "node-a", "t4:"));
     let b = TestServer::start(node(&redis, "node-b", "t4:"));
+    redis.wait_for_nodes("t4:", &["node-a", "node-b"]);
 
     let mut on_a = connect(&a, "CP-F");
     let transaction = boot_and_start_transaction(&mut on_a);
@@ -207,6 +198,7 @@ fn redis_frozen_for_ten_seconds_under_traffic_loses_nothing_acknowledged() {
     let (dir, journal, mut config) = with_events_stream(&redis, "events", "t5:");
     config.events.ack_after_write = true;
     let a = TestServer::start(config);
+    redis.wait_for_nodes("t5:", &["node-a"]);
     let journal_lines = || -> Vec<String> {
         std::fs::read_to_string(&journal)
             .unwrap_or_default()
@@ -294,6 +286,7 @@ fn a_key_set_on_one_node_opens_every_node() {
     };
     let a = TestServer::start(with_basic_auth("node-a"));
     let b = TestServer::start(with_basic_auth("node-b"));
+    redis.wait_for_nodes("t6:", &["node-a", "node-b"]);
     let key = b"0123456789abcdef";
     let authorization = basic("CP-K", key);
     assert!(connect_as(b.addr, "CP-K", Some(&authorization)).is_err());
@@ -371,4 +364,110 @@ fn the_events_stream_follows_the_journal_across_rotations() {
     );
     drop(client);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_backend_runs_a_call_through_the_command_stream() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let redis = Redis::start(free_port());
+    let a = TestServer::start(node(&redis, "node-a", "t8:"));
+    redis.wait_for_nodes("t8:", &["node-a"]);
+    let mut client = connect(&a, "CP-S");
+    boot(&mut client);
+    let mut con = redis.connection().expect("redis");
+    let command = |con: &mut redis::Connection, id: &str, cp: &str, action: &str, payload: &str| {
+        redis::cmd("XADD")
+            .arg("t8:commands:node-a")
+            .arg("*")
+            .arg("command_id")
+            .arg(id)
+            .arg("charge_point")
+            .arg(cp)
+            .arg("action")
+            .arg(action)
+            .arg("payload")
+            .arg(payload)
+            .exec(con)
+            .expect("XADD");
+    };
+    let result = |con: &mut redis::Connection, id: &str| -> serde_json::Value {
+        let (_, value): (String, String) = redis::cmd("BLPOP")
+            .arg(format!("t8:command-result:{id}"))
+            .arg(WATCHDOG.as_secs())
+            .query(con)
+            .expect("a result within the watchdog");
+        serde_json::from_str(&value).expect("JSON")
+    };
+    // The stream's reader starts at the end it found: wait until a first record is answered.
+    wait_until("a probe command answered", || {
+        command(
+            &mut con,
+            "probe",
+            "CP-NOBODY",
+            "Reset",
+            r#"{"type":"Soft"}"#,
+        );
+        redis::cmd("LLEN")
+            .arg("t8:command-result:probe")
+            .query::<i64>(&mut con)
+            .is_ok_and(|n| n > 0)
+    });
+
+    command(&mut con, "c-1", "CP-S", "Reset", r#"{"type":"Hard"}"#);
+    let call = next_json(&mut client);
+    assert_eq!(
+        (call[0].as_i64(), call[2].as_str()),
+        (Some(2), Some("Reset")),
+        "{call}"
+    );
+    let answer = serde_json::json!([3, call[1], {"status": "Accepted"}]).to_string();
+    client
+        .send(tungstenite::Message::text(answer))
+        .expect("answer");
+    let outcome = result(&mut con, "c-1");
+    assert_eq!(outcome["status"], 200, "{outcome}");
+    assert_eq!(
+        outcome["body"]["payload"]["status"], "Accepted",
+        "{outcome}"
+    );
+
+    // Never dropped silently: a charge point not held here, an unknown action, a payload that
+    // is not the action's, a key rotation (the API of the holding node stores keys).
+    command(
+        &mut con,
+        "c-2",
+        "CP-ELSEWHERE",
+        "Reset",
+        r#"{"type":"Soft"}"#,
+    );
+    assert_eq!(result(&mut con, "c-2")["status"], 404);
+    command(&mut con, "c-3", "CP-S", "Teleport", "{}");
+    assert_eq!(result(&mut con, "c-3")["status"], 400);
+    command(&mut con, "c-4", "CP-S", "Reset", r#"{"type":"Sideways"}"#);
+    assert_eq!(result(&mut con, "c-4")["status"], 400);
+    command(
+        &mut con,
+        "c-5",
+        "CP-S",
+        "ChangeConfiguration",
+        r#"{"key":"AuthorizationKey","value":"00112233445566778899"}"#,
+    );
+    let refused = result(&mut con, "c-5");
+    assert_eq!(refused["status"], 400, "{refused}");
+    // The same outcomes on the results stream, by command id.
+    let results: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("t8:command-results")
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .expect("XRANGE");
+    let ids: Vec<String> = results
+        .ids
+        .iter()
+        .filter_map(|e| e.get::<String>("command_id"))
+        .filter(|id| id.starts_with("c-"))
+        .collect();
+    assert_eq!(ids, ["c-1", "c-2", "c-3", "c-4", "c-5"]);
 }

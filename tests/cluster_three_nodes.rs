@@ -149,6 +149,7 @@ fn three_nodes_behind_haproxy_act_as_one() {
     let haproxy = Haproxy::start(std::array::from_fn(|i| {
         (nodes[i].process.addr, nodes[i].admin.port())
     }));
+    redis.wait_for_nodes("t3:", &["node1", "node2", "node3"]);
     wait_until("all three nodes up in HAProxy", || {
         (1..=3).all(|i| haproxy.status(&format!("node{i}")).as_deref() == Some("UP"))
     });

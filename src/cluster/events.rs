@@ -109,9 +109,12 @@ impl Follower {
         }
     }
 
+    /// Logs and counts a failure, then pauses before the next attempt (a Redis that refuses
+    /// the lines, out of memory say, must not make this thread spin).
     fn failed(&self, e: &redis::RedisError) {
         warn!("cluster events: Redis failed ({e}); the journal keeps the lines");
         self.stats.cluster.cluster_errors.inc();
+        std::thread::park_timeout(RETRY);
     }
 
     fn connect(&self) -> Option<redis::Connection> {

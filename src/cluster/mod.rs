@@ -53,17 +53,21 @@ pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
 /// Compare-and-set of the registry entry: KEYS[1] = the entry, KEYS[2] = the charge point's
-/// state record, KEYS[3] = the set of identities; ARGV = node, session, connected_at. Returns
-/// the node that held it before (or ""), 1 when written (0 when a newer connection was already
-/// recorded), and the state record (or false).
+/// state record, KEYS[3] = the set of identities; ARGV = node, session, connected_at,
+/// identity. Returns the node that held it before (or ""), 1 when written (0 when a newer
+/// connection was already recorded), the state record (or false), and the newer connection's
+/// connected_at when not written.
 const REGISTER: &str = r"
 local held = redis.call('HMGET', KEYS[1], 'node', 'connected_at')
-if held[2] and tonumber(held[2]) > tonumber(ARGV[3]) then
-  return {held[1] or '', 0, false}
+local newer = tonumber(held[2] or '') or 0
+if newer > tonumber(ARGV[3]) then
+  return {held[1] or '', 0, false, newer}
 end
 redis.call('HSET', KEYS[1], 'node', ARGV[1], 'session', ARGV[2], 'connected_at', ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[4])
-return {held[1] or '', 1, redis.call('GET', KEYS[2])}
+local record = redis.pcall('GET', KEYS[2])
+if type(record) ~= 'string' then record = false end
+return {held[1] or '', 1, record, 0}
 ";
 
 /// Writes (ARGV[2] not empty) or deletes a state record, KEYS[2], unless another node holds the
@@ -80,12 +84,18 @@ redis.call('SET', KEYS[2], ARGV[2])
 return 1
 ";
 
-/// Removes the entry if it is still this connection's: KEYS[1], ARGV = node, connected_at.
-/// (The identity stays in the set of identities: it is listed as disconnected.)
+/// Removes the entry if it is still this connection's: KEYS[1], KEYS[2] = the state record,
+/// KEYS[3] = the set of identities; ARGV = node, connected_at, identity. An identity that was
+/// accepted stays in the set (listed as disconnected); one that never was leaves it, so
+/// made-up identities cannot grow it.
 const UNREGISTER: &str = r"
 local held = redis.call('HMGET', KEYS[1], 'node', 'connected_at')
 if held[1] == ARGV[1] and held[2] == ARGV[2] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('ZREM', KEYS[3], ARGV[3])
+  end
+  return 1
 end
 return 0
 ";
@@ -270,6 +280,9 @@ struct Writer {
 /// The writer's working set: what waits for Redis, and where lookups are answered.
 struct Pending {
     buffer: VecDeque<Op>,
+    /// The first this many operations of `buffer` had their connect answered already (Redis
+    /// was away): each charge point is told once.
+    answered: usize,
     /// Let go (None) when the gateway stops.
     processors: Option<Processors>,
 }
@@ -289,12 +302,24 @@ impl Pending {
 
     /// Redis cannot be asked now: every connect waiting in the buffer goes on with local state
     /// (the registry write itself stays buffered).
-    fn unavailable(&self) {
-        for op in &self.buffer {
+    fn unavailable(&mut self) {
+        for op in self.buffer.iter().skip(self.answered) {
             if let Op::Connected { cp, session, .. } = op {
                 self.answer(cp, *session, Lookup::Unavailable);
             }
         }
+        self.answered = self.buffer.len();
+    }
+
+    /// Takes the first `n` operations out, with whether each was answered already.
+    fn take(&mut self, n: usize) -> Vec<(Op, bool)> {
+        let answered = self.answered.min(n);
+        self.answered -= answered;
+        self.buffer
+            .drain(..n)
+            .enumerate()
+            .map(|(i, op)| (op, i < answered))
+            .collect()
     }
 }
 
@@ -302,6 +327,7 @@ impl Writer {
     fn run(&self, rx: &Receiver<Op>, processors: Processors) {
         let mut pending = Pending {
             buffer: VecDeque::new(),
+            answered: 0,
             processors: Some(processors),
         };
         let mut connection: Option<redis::Connection> = None;
@@ -337,7 +363,10 @@ impl Writer {
                 connection = self.connect();
                 next_try = now + RETRY;
                 if connection.is_none() && !open {
-                    break; // stopping with Redis away: what is left cannot be written
+                    // Stopping with Redis away: what is left cannot be written.
+                    let lost = pending.buffer.len() as u64;
+                    self.stats.cluster.cluster_ops_dropped.add(lost);
+                    break;
                 }
             }
             let Some(con) = connection.as_mut() else {
@@ -361,6 +390,12 @@ impl Writer {
                 pending.unavailable();
                 connection = None;
                 next_try = now + RETRY;
+                if !open {
+                    // Stopping: one last attempt was made; what is left is counted as lost.
+                    let lost = pending.buffer.len() as u64;
+                    self.stats.cluster.cluster_ops_dropped.add(lost);
+                    break;
+                }
             }
         }
         if let Some(con) = connection.as_mut() {
@@ -376,19 +411,19 @@ impl Writer {
             pending.processors = None;
             return;
         }
-        if !connected && let Op::Connected { cp, session, .. } = &op {
-            pending.answer(cp, *session, Lookup::Unavailable);
-        }
         if pending.buffer.len() >= self.buffer_limit
-            && let Some(dropped) = pending.buffer.pop_front()
+            && let Some((dropped, answered)) = pending.take(1).pop()
         {
             self.stats.cluster.cluster_ops_dropped.inc();
             // Its charge point's messages must not wait for an answer that will not come.
-            if let Op::Connected { cp, session, .. } = &dropped {
+            if let (Op::Connected { cp, session, .. }, false) = (&dropped, answered) {
                 pending.answer(cp, *session, Lookup::Unavailable);
             }
         }
         pending.buffer.push_back(op);
+        if !connected {
+            pending.unavailable(); // answers this one (the others were when Redis went away)
+        }
     }
 
     fn connect(&self) -> Option<redis::Connection> {
@@ -458,10 +493,13 @@ impl Writer {
                     Op::Disconnected { cp, at_ms } => pipe
                         .cmd("EVAL")
                         .arg(UNREGISTER)
-                        .arg(1)
+                        .arg(3)
                         .arg(format!("{prefix}cp:{cp}"))
+                        .arg(format!("{prefix}state:{cp}"))
+                        .arg(format!("{prefix}chargepoints"))
                         .arg(&self.node)
-                        .arg(*at_ms),
+                        .arg(*at_ms)
+                        .arg(&**cp),
                     Op::Saved { cp, record } => pipe
                         .cmd("EVAL")
                         .arg(SAVE)
@@ -486,13 +524,30 @@ impl Writer {
                     Op::Release | Op::Finish => continue,
                 };
             }
-            let answers: Vec<redis::Value> = pipe.query(con)?;
+            let answers: Vec<redis::Value> = match pipe.query(con) {
+                Ok(answers) => answers,
+                Err(e) if transient(&e) => return Err(e),
+                Err(e) => {
+                    // Redis refuses these (out of memory, a key of another type, a read-only
+                    // replica...): trying them again cannot help, and they must not hold up
+                    // the others. Dropped, counted, logged.
+                    warn!("cluster: Redis refused {n} operations ({e}); dropped");
+                    self.stats.cluster.cluster_ops_dropped.add(n as u64);
+                    self.stats.cluster.cluster_errors.inc();
+                    for (op, answered) in pending.take(n) {
+                        if let (Op::Connected { cp, session, .. }, false) = (&op, answered) {
+                            pending.answer(cp, *session, Lookup::Unavailable);
+                        }
+                    }
+                    continue;
+                }
+            };
             let mut takeovers = redis::pipe();
             let mut any = false;
-            let ops: Vec<Op> = pending.buffer.drain(..n).collect();
-            for (op, answer) in ops
+            for ((op, answered), answer) in pending
+                .take(n)
                 .into_iter()
-                .filter(|op| !matches!(op, Op::Release | Op::Finish))
+                .filter(|(op, _)| !matches!(op, Op::Release | Op::Finish))
                 .zip(answers)
             {
                 let Op::Connected {
@@ -502,7 +557,18 @@ impl Writer {
                     continue;
                 };
                 let registered = parse_register(&answer);
-                pending.answer(&cp, session, registered.lookup);
+                if let Some(newer) = registered.newer {
+                    // Another node holds a newer connection: ours is the stale one.
+                    if let Some(processors) = &pending.processors {
+                        processors.of(&cp).send(ToProcessor::TakenOver {
+                            cp: ChargePointId::clone(&cp),
+                            at_ms: newer,
+                        });
+                    }
+                }
+                if !answered {
+                    pending.answer(&cp, session, registered.lookup);
+                }
                 if let Some(previous) = registered.previous
                     && !previous.is_empty()
                     && previous != self.node
@@ -529,6 +595,14 @@ struct Registered {
     /// The node that held the charge point before, if the entry was written ("" for none).
     previous: Option<String>,
     lookup: Lookup,
+    /// Not written: the connect time of the newer connection another node holds.
+    newer: Option<u64>,
+}
+
+/// Whether a failed exchange with Redis may succeed on another connection (as opposed to
+/// Redis refusing the commands themselves).
+fn transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 fn text_of(value: Option<&redis::Value>) -> Option<String> {
@@ -546,9 +620,14 @@ fn parse_register(answer: &redis::Value) -> Registered {
         return Registered {
             previous: None,
             lookup: Lookup::Unavailable,
+            newer: None,
         };
     };
     let written = matches!(items.get(1), Some(redis::Value::Int(1)));
+    let newer = match items.get(3) {
+        Some(redis::Value::Int(at)) if !written && *at > 0 => u64::try_from(*at).ok(),
+        _ => None,
+    };
     let previous = written.then(|| text_of(items.first()).unwrap_or_default());
     let lookup = match text_of(items.get(2)) {
         None => Lookup::Absent,
@@ -560,7 +639,11 @@ fn parse_register(answer: &redis::Value) -> Registered {
             }
         },
     };
-    Registered { previous, lookup }
+    Registered {
+        previous,
+        lookup,
+        newer,
+    }
 }
 
 /// What the subscriber thread listens for, and where it hands it.

@@ -171,10 +171,11 @@ impl Exchange {
             match connection.as_mut() {
                 Some(con) => {
                     if let Err(e) = self.round(con, requests) {
+                        // The read positions stay: once back, nothing written meanwhile is
+                        // skipped.
                         warn!("cluster api: Redis failed ({e})");
                         self.stats.cluster.cluster_errors.inc();
                         connection = None;
-                        self.cursors = None;
                     }
                 }
                 None => {
@@ -197,10 +198,13 @@ impl Exchange {
             .ok()?;
         let _ = con.set_read_timeout(Some(REDIS_TIMEOUT + BLOCK));
         let _ = con.set_write_timeout(Some(REDIS_TIMEOUT));
-        // Start from the streams' ends as they are now.
-        let inbox = last_id(&mut con, &self.keys.inbox).ok()?;
-        let results = last_id(&mut con, &self.keys.results).ok()?;
-        self.cursors = Some((inbox, results));
+        // The first time, start from the streams' ends as they are now; after a failure, go on
+        // from where reading stopped.
+        if self.cursors.is_none() {
+            let inbox = last_id(&mut con, &self.keys.inbox).ok()?;
+            let results = last_id(&mut con, &self.keys.results).ok()?;
+            self.cursors = Some((inbox, results));
+        }
         info!("cluster api: reading {}", self.keys.inbox);
         Some(con)
     }
@@ -212,19 +216,33 @@ impl Exchange {
         con: &mut redis::Connection,
         requests: Vec<Request>,
     ) -> redis::RedisResult<()> {
-        for request in requests {
-            match request {
+        let mut requests = requests.into_iter();
+        while let Some(request) = requests.next() {
+            let done = match request {
                 Request::Call {
                     cp,
                     action,
                     payload,
                     reply,
-                } => self.send_call(con, &cp, action, &payload, reply)?,
+                } => self.send_call(con, &cp, action, &payload, reply),
                 Request::List {
                     after,
                     limit,
                     reply,
-                } => reply.send(self.list(con, after.as_deref(), limit)?),
+                } => match self.list(con, after.as_deref(), limit) {
+                    Ok(page) => {
+                        reply.send(page);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        reply.send(Reply::error(503, "Redis is unreachable; try again"));
+                        Err(e)
+                    }
+                },
+            };
+            if let Err(e) = done {
+                requests.for_each(unreachable); // answered now, not at their deadline
+                return Err(e);
             }
         }
         self.publish(con)?;
@@ -283,28 +301,22 @@ impl Exchange {
         payload: &RawValue,
         reply: Answer<Reply>,
     ) -> redis::RedisResult<()> {
-        let prefix = &self.keys.prefix;
-        let owner: Option<String> = redis::cmd("HGET")
-            .arg(format!("{prefix}cp:{cp}"))
-            .arg("node")
-            .query(con)?;
-        let alive = match &owner {
-            Some(node) if *node != self.node => {
-                redis::cmd("EXISTS")
-                    .arg(format!("{prefix}node:{node}"))
-                    .query::<i64>(con)?
-                    == 1
+        let owner = match self.owner(con, cp) {
+            Ok(owner) => owner,
+            Err(e) => {
+                reply.send(Reply::error(503, "Redis is unreachable; try again"));
+                return Err(e);
             }
-            _ => false,
         };
-        let Some(node) = owner.filter(|_| alive) else {
+        let Some(node) = owner.filter(|node| *node != self.node) else {
             let (status, body) = crate::call::CallOutcome::NotConnected.http();
             reply.send(Reply { status, body });
             return Ok(());
         };
         self.next_id += 1;
         let command_id = format!("{}-{}-{}", self.node, self.started_ms, self.next_id);
-        redis::cmd("XADD")
+        let prefix = &self.keys.prefix;
+        let sent = redis::cmd("XADD")
             .arg(format!("{prefix}commands:{node}"))
             .arg("MAXLEN")
             .arg("~")
@@ -320,11 +332,34 @@ impl Exchange {
             .arg(payload.get())
             .arg("origin")
             .arg(&self.node)
-            .exec(con)?;
+            .exec(con);
+        if let Err(e) = sent {
+            reply.send(Reply::error(503, "Redis is unreachable; try again"));
+            return Err(e);
+        }
         self.stats.cluster.cluster_calls_sent.inc();
         self.waiting
             .insert(command_id, (reply, Instant::now() + self.wait));
         Ok(())
+    }
+
+    /// The live node holding `cp`: its registry entry, if the node's liveness key exists and
+    /// the node started before that connection (a node restarted under the same id does not
+    /// hold what its previous run held).
+    fn owner(&self, con: &mut redis::Connection, cp: &str) -> redis::RedisResult<Option<String>> {
+        let prefix = &self.keys.prefix;
+        let (node, connected_at): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(format!("{prefix}cp:{cp}"))
+            .arg("node")
+            .arg("connected_at")
+            .query(con)?;
+        let Some(node) = node else {
+            return Ok(None);
+        };
+        let started: Option<String> = redis::cmd("GET")
+            .arg(format!("{prefix}node:{node}"))
+            .query(con)?;
+        Ok(holds(started.as_deref(), connected_at.as_deref()).then_some(node))
     }
 
     /// A command from the stream, run exactly as a local API call.
@@ -359,6 +394,17 @@ impl Exchange {
             let reply = invalid("payload is not JSON".into(), "FormationViolation");
             return self.finished.push((command_id, reply));
         };
+        if action == Action::ChangeConfiguration && sets_authorization_key(&payload) {
+            // The new key must be stored once the charge point accepts it, which the API of
+            // the node holding it does; run from a stream, the charge point would be locked out.
+            let reply = invalid(
+                "a ChangeConfiguration of AuthorizationKey goes through the API of the node \
+                 that holds the charge point (POST .../calls there), which stores the key"
+                    .into(),
+                "NotSupported",
+            );
+            return self.finished.push((command_id, reply));
+        }
         match self.commands.call(cp, action, payload, None) {
             Ok(pending) => self.running.push((command_id, pending)),
             Err(e) => {
@@ -449,32 +495,34 @@ impl Exchange {
                 .arg("node")
                 .arg("connected_at");
         }
-        let entries: Vec<(Option<String>, Option<u64>)> = pipe.query(con)?;
+        let entries: Vec<(Option<String>, Option<String>)> = pipe.query(con)?;
         let mut nodes: Vec<&str> = entries.iter().filter_map(|(n, _)| n.as_deref()).collect();
         nodes.sort_unstable();
         nodes.dedup();
         let mut pipe = redis::pipe();
         for node in &nodes {
-            pipe.cmd("EXISTS").arg(format!("{prefix}node:{node}"));
+            pipe.cmd("GET").arg(format!("{prefix}node:{node}"));
         }
-        let alive: Vec<i64> = if nodes.is_empty() {
+        let started: Vec<Option<String>> = if nodes.is_empty() {
             Vec::new()
         } else {
             pipe.query(con)?
         };
-        let live = |node: &str| {
+        let started_of = |node: &str| {
             nodes
                 .iter()
                 .position(|n| *n == node)
-                .is_some_and(|i| alive.get(i) == Some(&1))
+                .and_then(|i| started.get(i).cloned().flatten())
         };
         let listed: Vec<serde_json::Value> = ids
             .iter()
             .zip(&entries)
             .map(|(id, (node, connected_at))| {
-                let alive = node.as_deref().is_some_and(live);
-                json!({"id": id, "node": node, "node_alive": alive,
-                       "connected": alive, "connected_at_ms": connected_at})
+                let node_started = node.as_deref().and_then(started_of);
+                let connected = holds(node_started.as_deref(), connected_at.as_deref());
+                let at: Option<u64> = connected_at.as_deref().and_then(|a| a.parse().ok());
+                json!({"id": id, "node": node, "node_alive": node_started.is_some(),
+                       "connected": connected, "connected_at_ms": at})
             })
             .collect();
         let next = if more { ids.last().cloned() } else { None };
@@ -504,6 +552,25 @@ impl Exchange {
     }
 }
 
+/// Whether a registry entry made at `connected_at` still stands: its node is alive (`started`,
+/// its liveness key's value) and was already running then.
+fn holds(started: Option<&str>, connected_at: Option<&str>) -> bool {
+    let parse = |v: Option<&str>| v.and_then(|v| v.parse::<u64>().ok());
+    match (parse(started), parse(connected_at)) {
+        (Some(started), Some(at)) => started <= at,
+        _ => false,
+    }
+}
+
+/// Whether a ChangeConfiguration payload sets AuthorizationKey.
+fn sets_authorization_key(payload: &RawValue) -> bool {
+    serde_json::from_str::<serde_json::Value>(payload.get()).is_ok_and(|v| {
+        v["key"]
+            .as_str()
+            .is_some_and(|k| k.eq_ignore_ascii_case("AuthorizationKey"))
+    })
+}
+
 /// Answers a request that arrived while Redis is away.
 fn unreachable(request: Request) {
     let reply = Reply::error(503, "Redis is unreachable; try again");
@@ -525,4 +592,31 @@ fn last_id(con: &mut redis::Connection, key: &str) -> redis::RedisResult<String>
         .ids
         .first()
         .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_stands_only_while_its_node_runs_the_run_that_made_it() {
+        assert!(holds(Some("1000"), Some("1500")));
+        assert!(
+            !holds(Some("2000"), Some("1500")),
+            "the node restarted since"
+        );
+        assert!(!holds(None, Some("1500")), "the node is dead");
+        assert!(!holds(Some("1000"), Some("soon")), "garbage in Redis");
+    }
+
+    #[test]
+    fn key_rotations_are_recognised() {
+        let payload = |text: &str| RawValue::from_string(text.to_owned()).unwrap();
+        assert!(sets_authorization_key(&payload(
+            r#"{"key":"authorizationkey","value":"00"}"#
+        )));
+        assert!(!sets_authorization_key(&payload(
+            r#"{"key":"HeartbeatInterval","value":"60"}"#
+        )));
+    }
 }

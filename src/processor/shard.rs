@@ -369,6 +369,15 @@ impl Shard {
         let Some(held) = entry.held.take() else {
             return;
         };
+        debug!(
+            "cp={cp} Redis answered the connect: {}, {} message(s) held",
+            match &lookup {
+                Lookup::Found(_) => "accepted on some node before",
+                Lookup::Absent => "unknown",
+                Lookup::Unavailable => "unavailable",
+            },
+            held.len()
+        );
         if let Lookup::Found(saved) = lookup
             && !entry.dirty
         {

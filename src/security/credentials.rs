@@ -229,12 +229,17 @@ impl Credentials {
     /// A credential another node set (a line of `{prefix}credentials`): stored like one set
     /// here, unless it is already the one held. Whether it changed anything.
     pub fn adopt(&self, line: &str) -> Result<bool, CredentialsError> {
-        let (identity, credential) =
-            Credential::parse(line).map_err(|reason| CredentialsError::Malformed {
-                path: PathBuf::from("{prefix}credentials"),
-                line: 0,
-                reason,
-            })?;
+        let malformed = |reason| CredentialsError::Malformed {
+            path: PathBuf::from("{prefix}credentials"),
+            line: 0,
+            reason,
+        };
+        let (identity, credential) = Credential::parse(line).map_err(malformed)?;
+        // From Redis, so from anyone who can write there: it goes into our file, where a
+        // newline or control character would break every line after it.
+        if !crate::types::is_valid_identity(identity) {
+            return Err(malformed("not a charge point identity"));
+        }
         let held = self
             .entries
             .read()

@@ -67,6 +67,22 @@ impl Redis {
             .collect()
     }
 
+    /// Waits until each of `nodes` is connected: its liveness key is set and it has reserved
+    /// its first block of transaction ids (before that, a node answers from local state and
+    /// refuses StartTransaction, as it should while Redis is away).
+    pub fn wait_for_nodes(&self, prefix: &str, nodes: &[&str]) {
+        wait_until("the nodes connected to Redis", || {
+            let blocks = self
+                .get(&format!("{prefix}transaction-id"))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            blocks >= 1000 * nodes.len()
+                && nodes
+                    .iter()
+                    .all(|n| self.get(&format!("{prefix}node:{n}")).is_some())
+        });
+    }
+
     /// GET `key`.
     pub fn get(&self, key: &str) -> Option<String> {
         let mut con = self.connection()?;
