@@ -460,6 +460,17 @@ impl Writer {
         Ok(())
     }
 
+    /// The keys REGISTER and UNREGISTER touch for `cp`: its registry entry, its state record,
+    /// the set of identities.
+    fn registry_keys(&self, cp: &str) -> Vec<String> {
+        let prefix = &self.prefix;
+        vec![
+            format!("{prefix}cp:{cp}"),
+            format!("{prefix}state:{cp}"),
+            format!("{prefix}chargepoints"),
+        ]
+    }
+
     /// `{prefix}node:{node}` with its TTL.
     fn heartbeat(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
         redis::cmd("SET")
@@ -483,9 +494,7 @@ impl Writer {
                         .cmd("EVAL")
                         .arg(REGISTER)
                         .arg(3)
-                        .arg(format!("{prefix}cp:{cp}"))
-                        .arg(format!("{prefix}state:{cp}"))
-                        .arg(format!("{prefix}chargepoints"))
+                        .arg(self.registry_keys(cp))
                         .arg(&self.node)
                         .arg(*session)
                         .arg(*at_ms)
@@ -494,9 +503,7 @@ impl Writer {
                         .cmd("EVAL")
                         .arg(UNREGISTER)
                         .arg(3)
-                        .arg(format!("{prefix}cp:{cp}"))
-                        .arg(format!("{prefix}state:{cp}"))
-                        .arg(format!("{prefix}chargepoints"))
+                        .arg(self.registry_keys(cp))
                         .arg(&self.node)
                         .arg(*at_ms)
                         .arg(&**cp),

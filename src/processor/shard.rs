@@ -305,22 +305,14 @@ impl Shard {
         if !self.keeps_state() || (self.dirty.is_empty() && self.forgotten.is_empty()) {
             return;
         }
-        let mut changes: Vec<Change> = Vec::with_capacity(self.dirty.len() + self.forgotten.len());
-        for cp in &self.dirty {
-            if let Some(entry) = self.charge_points.get(cp) {
-                changes.push((Box::from(&**cp), saved_record(entry)));
-            }
-        }
-        // Redis gets what changed; what this node forgets to bound its memory stays there.
-        if let Some(cluster) = &self.cluster {
-            for (cp, record) in &changes {
-                cluster.send(ClusterOp::Saved {
-                    cp: cp.clone(),
-                    record: record.clone(),
-                });
-            }
-        }
         if let Some(sender) = &self.state {
+            let mut changes: Vec<Change> =
+                Vec::with_capacity(self.dirty.len() + self.forgotten.len());
+            for cp in &self.dirty {
+                if let Some(entry) = self.charge_points.get(cp) {
+                    changes.push((Box::from(&**cp), saved_record(entry)));
+                }
+            }
             for cp in &self.forgotten {
                 changes.push((Box::from(&**cp), None));
             }
@@ -330,9 +322,21 @@ impl Shard {
                 sender.offer(changes)
             };
             if offered.is_err() {
-                // Offered again with the next round (Redis then gets it twice: harmless).
                 self.stats.state.state_deferred.inc();
                 return;
+            }
+        }
+        // Redis gets what changed once the state file (if any) took it: a deferred round is
+        // offered again and must not write Redis again each time. What this node forgets to
+        // bound its memory stays in Redis.
+        if let Some(cluster) = &self.cluster {
+            for cp in &self.dirty {
+                if let Some(entry) = self.charge_points.get(cp) {
+                    cluster.send(ClusterOp::Saved {
+                        cp: Box::from(&**cp),
+                        record: saved_record(entry),
+                    });
+                }
             }
         }
         self.forgotten.clear();
