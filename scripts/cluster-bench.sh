@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# cluster-bench.sh: what cluster mode costs. The same fleet twice on this host:
+# cluster-bench.sh: what cluster mode costs. The same fleet three times on this host:
+#   0. the conventional peer, ../shared/peers/tokio-ws (the reference every ratio is taken to);
 #   1. one gateway on its embedded defaults (no Redis), N charge points;
 #   2. three gateways in cluster mode sharing one Redis, N/3 charge points each, three
 #      ocpp-bench processes at once (HAProxy is left out: it holds two descriptors per
@@ -9,6 +10,8 @@
 # gateway CPU of each, writes the reports to DIR (default bench/results/cluster).
 #
 #   scripts/cluster-bench.sh [--connections N] [--interval 10s] [--duration 30s] [--no-build] [--out DIR]
+#
+# Builds the peer into ${TOKIO_WS_TARGET:-$TMPDIR/tokio-ws-peer-target} (as bench.sh does).
 #
 # Needs redis-server. Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
@@ -25,7 +28,7 @@ while [[ $# -gt 0 ]]; do
         --duration) duration="${2:?}"; shift ;;
         --no-build) build=0 ;;
         --out) out="${2:?}"; shift ;;
-        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "cluster-bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -39,6 +42,12 @@ done
 # shellcheck source=scripts/lib/run.sh
 source scripts/lib/run.sh
 start_run cluster-bench "$out" "$build"
+peer_dir="$repo/../shared/peers/tokio-ws"
+peer_target="${TOKIO_WS_TARGET:-${TMPDIR:-/tmp}/tokio-ws-peer-target}"
+peer_bin="$peer_target/release/tokio-ws-peer"
+if ((build)) || [[ ! -x "$peer_bin" ]]; then
+    CARGO_TARGET_DIR="$peer_target" cargo build --release --quiet --manifest-path "$peer_dir/Cargo.toml"
+fi
 
 redis_port=16391
 # Starts gateway $1 (a name) on port $2 with extra config settings; sets $gateway_pid.
@@ -73,6 +82,15 @@ figures() { # rate/s, p99 ms, gateway CPU for the ramp and the steady phase
             .server.cpu_s.ramp // 0, .server.cores_steady // 0] | @tsv' "$1"
 }
 
+echo "cluster-bench.sh: the tokio-ws peer, $connections charge points" >&2
+(cd "$work" && exec "$peer_bin" 18309 --small-buffers) >"$out/peer.log" 2>&1 &
+peer_pid=$!
+pids+=("$peer_pid")
+wait_until 150 grep -q "listening on" "$out/peer.log" || { echo "the peer did not start" >&2; exit 2; }
+start_bench peer 18309 "$connections" CP "$peer_pid" 127.0.0.2-127.0.0.60
+wait "$bench_pid"
+kill -TERM "$peer_pid"; wait "$peer_pid" 2>/dev/null || true
+
 echo "cluster-bench.sh: 1 node, no Redis, $connections charge points" >&2
 start_gateway single 18310
 start_bench single 18310 "$connections" CP "$gateway_pid" 127.0.0.2-127.0.0.60
@@ -99,6 +117,9 @@ shared=$(redis-cli -p "$redis_port" --scan --pattern 'bench:state:*' | wc -l)
 
 {
     echo "heartbeat scenario, one Heartbeat per charge point every $interval, $duration measured"
+    read -r rate p99 ramp cores < <(figures "$out/peer.json")
+    printf "tokio-ws peer:     %d charge points, connect+boot %.0f/s, Heartbeat p99 %.2f ms, server CPU ramp %.2f s, steady %.3f cores\n" \
+        "$connections" "$rate" "$p99" "$ramp" "$cores"
     read -r rate p99 ramp cores < <(figures "$out/single.json")
     printf "1 node, no Redis:  %d charge points, connect+boot %.0f/s, Heartbeat p99 %.2f ms, gateway CPU ramp %.2f s, steady %.3f cores\n" \
         "$connections" "$rate" "$p99" "$ramp" "$cores"
