@@ -126,6 +126,8 @@ pub struct OutboundCall {
     /// Woken once the outcome is sent, for a caller waiting in a `mio::Poll` (the admin API).
     waker: Option<Arc<Waker>>,
     report: Option<Box<Report>>,
+    /// How long the charge point has to answer, if not `ocpp.message_timeout`.
+    timeout: Option<Duration>,
 }
 
 /// Where a call's outcome is counted and journaled.
@@ -153,6 +155,7 @@ impl OutboundCall {
                 reply: Some(tx),
                 waker: None,
                 report: None,
+                timeout: None,
             },
             PendingCall(rx),
         )
@@ -173,6 +176,17 @@ impl OutboundCall {
             unique_id: None,
         }));
         self
+    }
+
+    /// Gives the charge point `timeout` to answer instead of `ocpp.message_timeout`.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> OutboundCall {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long the charge point has to answer, if the caller chose.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// Records the UniqueId the call went out with.

@@ -47,6 +47,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod events;
+pub mod kafka;
 pub mod mailbox;
 pub mod net;
 pub mod ocpp;

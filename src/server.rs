@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -19,9 +20,11 @@ use crate::batch::Pool;
 use crate::call::PendingCall;
 use crate::cluster::{self, Cluster};
 use crate::commands::Commands;
-use crate::config::{Config, ListenerConfig, Sink};
+use crate::config::{Config, ListenerConfig};
+use crate::events::join::Join;
 use crate::events::journal::Journal;
-use crate::events::{EventSink, Events, ReplyRoute};
+use crate::events::{EventSink, Events, ReplyRoute, Tee};
+use crate::kafka::{self, KafkaSink, KafkaStatus};
 use crate::mailbox::{LoopHandle, LoopShared, Loops, Processors, processor_channel};
 use crate::net::TraceList;
 use crate::net::event_loop::{EventLoop, LoopParts, WAKER};
@@ -71,6 +74,9 @@ pub enum ServerError {
     /// and the file.
     #[error(transparent)]
     Security(#[from] SecurityError),
+    /// librdkafka refused the `[kafka]` settings (a property it does not know, a bad value).
+    #[error("kafka: {0}")]
+    Kafka(String),
     /// A thread panicked; its panic message is in the log.
     #[error("{0} thread panicked")]
     Panicked(String),
@@ -94,6 +100,9 @@ pub struct Server {
     processor_threads: Vec<JoinHandle<()>>,
     admin: Option<Admin>,
     journal_thread: Option<JoinHandle<()>>,
+    /// The Kafka sink's thread, and the commands consumer (with its stop flag).
+    kafka_thread: Option<JoinHandle<()>>,
+    kafka_commands: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     state_thread: Option<JoinHandle<()>>,
     cluster: Option<Cluster>,
     stats: Arc<Stats>,
@@ -159,23 +168,47 @@ impl Server {
 
         let (policy, id_blocks) = load_policy(&config)?;
         let policy = Arc::new(policy);
-        let (events, journal, journal_thread) = match config.events.sink {
-            Sink::None => (Events::none(), None, None),
-            Sink::Journal => {
-                let route: Arc<dyn ReplyRoute> = Arc::new(loops.clone());
-                let (journal, status, thread) = Journal::start(
-                    &config.events,
-                    &config.server.node_id,
-                    route,
-                    Arc::clone(&stats),
-                )
-                .map_err(|source| ServerError::Journal {
-                    path: config.events.path.clone(),
-                    source,
-                })?;
-                let sink: Arc<dyn EventSink> = journal;
-                (Events::new(sink), Some(status), Some(thread))
-            }
+        // Held answers go to the loops once every sink that holds them released them.
+        let loops_route: Arc<dyn ReplyRoute> = Arc::new(loops.clone());
+        let sinks = config.events.sinks;
+        let mut routes = if sinks.journal && sinks.kafka {
+            Join::ports(2, loops_route)
+        } else {
+            vec![loops_route]
+        };
+        let mut chosen: Vec<Arc<dyn EventSink>> = Vec::new();
+        let (mut journal, mut journal_thread) = (None, None);
+        if sinks.journal {
+            let (sink, status, thread) = Journal::start(
+                &config.events,
+                &config.server.node_id,
+                routes.remove(0),
+                Arc::clone(&stats),
+            )
+            .map_err(|source| ServerError::Journal {
+                path: config.events.path.clone(),
+                source,
+            })?;
+            chosen.push(sink);
+            (journal, journal_thread) = (Some(status), Some(thread));
+        }
+        let (mut kafka_status, mut kafka_thread): (Option<Arc<KafkaStatus>>, _) = (None, None);
+        if let Some(kafka_config) = config.kafka.as_ref().filter(|_| sinks.kafka) {
+            let (sink, status, thread) = KafkaSink::start(
+                kafka_config,
+                &config.server.node_id,
+                (config.events.ack_after_write, config.events.queue_capacity),
+                routes.remove(0),
+                Arc::clone(&stats),
+            )
+            .map_err(|e| ServerError::Kafka(e.to_string()))?;
+            chosen.push(sink);
+            (kafka_status, kafka_thread) = (Some(status), Some(thread));
+        }
+        let events = match chosen.len() {
+            0 => Events::none(),
+            1 => Events::new(chosen.remove(0)),
+            _ => Events::new(Arc::new(Tee(chosen))),
         };
         // What the last run left: each processor gets its own charge points back.
         let (state, state_thread) = match config.ocpp.state_file.as_deref() {
@@ -193,8 +226,7 @@ impl Server {
                     &config.server.node_id,
                     processors.clone(),
                     id_blocks.unwrap_or_else(|| crossbeam_channel::bounded(1).0),
-                    (config.events.sink == crate::config::Sink::Journal)
-                        .then_some(config.events.path.as_path()),
+                    sinks.journal.then_some(config.events.path.as_path()),
                     security.credentials.clone(),
                     Arc::clone(&stats),
                 )
@@ -226,6 +258,22 @@ impl Server {
             processors: processors.clone(),
             stats: Arc::clone(&stats),
             events: events.clone(),
+        };
+        // Commands from Kafka, run like API calls.
+        let kafka_commands = match config.kafka.as_ref().filter(|k| k.consume_commands) {
+            Some(kafka_config) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let thread = kafka::consumer::start(
+                    kafka_config,
+                    &config.server.node_id,
+                    commands.clone(),
+                    Arc::clone(&stats),
+                    Arc::clone(&stop),
+                )
+                .map_err(|e| ServerError::Kafka(e.to_string()))?;
+                Some((stop, thread))
+            }
+            None => None,
         };
         // Cluster mode: calls for charge points other nodes hold, and the cluster listing.
         let mut cluster = cluster;
@@ -310,6 +358,7 @@ impl Server {
                     commands: commands.clone(),
                     traces: Arc::clone(&traces),
                     journal,
+                    kafka: kafka_status,
                     security: Arc::clone(&security),
                     transactions: Arc::clone(&policy.transactions),
                     redis_reachable: cluster.as_ref().map(|c| Arc::clone(&c.reachable)),
@@ -358,6 +407,8 @@ impl Server {
             processor_threads,
             admin,
             journal_thread,
+            kafka_thread,
+            kafka_commands,
             state_thread,
             cluster,
             stats,
@@ -419,7 +470,7 @@ impl Server {
         action: Action,
         payload: Box<RawValue>,
     ) -> Result<PendingCall, Invalid> {
-        self.commands.call(cp, action, payload, None)
+        self.commands.call(cp, action, payload, None, None)
     }
 
     /// Stops accepting and closes every connection (paced by `server.drain_rate`).
@@ -437,6 +488,8 @@ impl Server {
             processor_threads,
             admin,
             journal_thread,
+            kafka_thread,
+            kafka_commands,
             state_thread,
             cluster,
             ..
@@ -453,6 +506,13 @@ impl Server {
             && admin.stop().is_err()
         {
             result = Err(ServerError::Panicked("admin".into()));
+        }
+        // The Kafka consumer holds senders to the processors too.
+        if let Some((stop, thread)) = kafka_commands {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if thread.join().is_err() {
+                result = Err(ServerError::Panicked("kafka-commands".into()));
+            }
         }
         // The cluster's threads hold senders to the processors: stop them, keep the writer
         // (it ends once the processors have handed it their last operations) and our sender.
@@ -500,6 +560,11 @@ impl Server {
             && thread.join().is_err()
         {
             result = Err(ServerError::Panicked("journal".into()));
+        }
+        if let Some(thread) = kafka_thread
+            && thread.join().is_err()
+        {
+            result = Err(ServerError::Panicked("kafka-events".into()));
         }
         // Likewise the state file's senders: it commits what is left.
         if let Some(thread) = state_thread

@@ -294,6 +294,36 @@ counters! {
 }
 
 counters! {
+    /// What the Kafka threads (`[kafka]`) count.
+    KafkaStats {
+        /// Integration events given to librdkafka.
+        kafka_events_produced,
+        /// Events the broker confirmed.
+        kafka_events_confirmed,
+        /// Events the broker refused for good (too large, unknown topic, a fatal error).
+        kafka_events_failed,
+        /// Events lost: the side buffer was full, or unconfirmed at shutdown.
+        kafka_events_lost,
+        /// Times librdkafka's buffer was full and the sink waited (backpressure).
+        kafka_backpressure,
+        /// Billing answers refused (CALLERROR InternalError): their events were not confirmed
+        /// within `kafka.ack_timeout`, or failed.
+        kafka_refused,
+        /// Errors librdkafka reported (broker unreachable, ...).
+        kafka_errors,
+        /// Records read from `kafka.commands_topic`.
+        kafka_commands_received,
+        /// Records that could not run (malformed, invalid payload): answered `Invalid` when
+        /// they had a commandId.
+        kafka_commands_invalid,
+        /// Commands for a charge point not connected here (answered `NotConnected`).
+        kafka_commands_not_connected,
+        /// `command.response` events the broker confirmed.
+        kafka_command_responses,
+    }
+}
+
+counters! {
     /// What the state file's thread (`ocpp.state_file`) and its senders count.
     StateStats {
         /// Transactions committed to the state file.
@@ -390,6 +420,7 @@ pub struct Stats {
     pub journal: CachePadded<JournalStats>,
     pub state: CachePadded<StateStats>,
     pub cluster: CachePadded<ClusterStats>,
+    pub kafka: CachePadded<KafkaStats>,
     /// Outbound calls by outcome ([`OUTCOMES`]): rare enough for one shared block.
     pub outbound: [Counter; OUTCOMES.len()],
 }
@@ -461,6 +492,17 @@ pub struct StatsSnapshot {
     pub cluster_calls_run: u64,
     pub cluster_events_published: u64,
     pub cluster_events_lost_files: u64,
+    pub kafka_events_produced: u64,
+    pub kafka_events_confirmed: u64,
+    pub kafka_events_failed: u64,
+    pub kafka_events_lost: u64,
+    pub kafka_backpressure: u64,
+    pub kafka_refused: u64,
+    pub kafka_errors: u64,
+    pub kafka_commands_received: u64,
+    pub kafka_commands_invalid: u64,
+    pub kafka_commands_not_connected: u64,
+    pub kafka_command_responses: u64,
     pub journal_lines: u64,
     pub journal_bytes: u64,
     pub journal_syncs: u64,
@@ -506,6 +548,7 @@ impl Stats {
             journal: CachePadded::default(),
             state: CachePadded::default(),
             cluster: CachePadded::default(),
+            kafka: CachePadded::default(),
             outbound: counter_array(),
         }
     }
@@ -534,6 +577,7 @@ impl Stats {
         self.journal.add_to(&mut out);
         self.state.add_to(&mut out);
         self.cluster.add_to(&mut out);
+        self.kafka.add_to(&mut out);
         for l in &self.loop_labelled {
             add_array(&mut out.closes, &l.closes);
             add_array(&mut out.calls_out_by_action, &l.calls_sent_by_action);
@@ -550,7 +594,7 @@ impl Stats {
             .call_errors_by_code
             .get_mut(CallErrorCode::InternalError.index())
         {
-            *n += out.journal_refused;
+            *n += out.journal_refused + out.kafka_refused;
         }
         out
     }

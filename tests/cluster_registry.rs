@@ -181,7 +181,7 @@ fn with_events_stream(redis: &Redis, test: &str, prefix: &str) -> (PathBuf, Path
     std::fs::create_dir_all(&dir).expect("journal directory");
     let journal = dir.join("events.jsonl");
     let mut config = node(redis, "node-a", prefix);
-    config.events.sink = ocpp_gateway::config::Sink::Journal;
+    config.events.sinks = ocpp_gateway::config::Sinks::JOURNAL;
     config.events.path = journal.clone();
     if let Some(cluster) = config.cluster.as_mut() {
         cluster.events = true;

@@ -48,7 +48,7 @@ fn the_dashboard_queries_only_what_the_gateway_exports() {
     let dir = std::env::temp_dir().join(format!("ocpp-dashboard-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut config = test_config();
-    config.events.sink = ocpp_gateway::config::Sink::Journal;
+    config.events.sinks = ocpp_gateway::config::Sinks::JOURNAL;
     config.events.path = dir.join("events.jsonl");
     let server = TestServer::start(config);
     let mut client = connect(&server, "CP-DASH");

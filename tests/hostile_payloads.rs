@@ -35,7 +35,7 @@ fn deep_payloads_are_refused_and_never_journaled() {
     let dir = std::env::temp_dir().join(format!("ocpp-deep-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut config = test_config();
-    config.events.sink = ocpp_gateway::config::Sink::Journal;
+    config.events.sinks = ocpp_gateway::config::Sinks::JOURNAL;
     config.events.path = dir.join("journal.jsonl");
     config.websocket.max_message_size = 256 * 1024;
     let mut server = TestServer::start(config);

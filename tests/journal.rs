@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use ocpp_gateway::call::CallOutcome;
-use ocpp_gateway::config::{Fsync, Sink};
+use ocpp_gateway::config::{Fsync, Sinks};
 use ocpp_gateway::events::journal::rotated_name;
 use ocpp_gateway::ocpp::v16::Action;
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ fn journal_dir(name: &str) -> PathBuf {
 
 fn journal_config(path: &Path) -> ocpp_gateway::Config {
     let mut config = test_config();
-    config.events.sink = Sink::Journal;
+    config.events.sinks = Sinks::JOURNAL;
     config.events.path = path.to_owned();
     config.server.node_id = "node-test".into();
     config

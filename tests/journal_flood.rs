@@ -16,7 +16,7 @@ fn a_flood_of_refused_messages_cannot_push_billing_lines_out() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("journal.jsonl");
     let mut config = test_config();
-    config.events.sink = ocpp_gateway::config::Sink::Journal;
+    config.events.sinks = ocpp_gateway::config::Sinks::JOURNAL;
     config.events.path = path.clone();
     config.events.max_file_bytes = 64 * 1024;
     config.events.max_files = 2;

@@ -44,7 +44,7 @@ fn the_header_names_the_peer_and_is_required_where_configured() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut config = test_config();
     config.server.proxy_protocol = true;
-    config.events.sink = ocpp_gateway::config::Sink::Journal;
+    config.events.sinks = ocpp_gateway::config::Sinks::JOURNAL;
     config.events.path = dir.join("journal.jsonl");
     config.extra_listeners.push(ListenerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -46,7 +46,7 @@ fn heartbeat_works(client: &mut Client) {
 fn the_right_key_boots_and_anything_else_gets_401() {
     let dir = dir("refusals");
     let mut config = config(&dir);
-    config.events.sink = ocpp_gateway::config::Sink::Journal;
+    config.events.sinks = ocpp_gateway::config::Sinks::JOURNAL;
     config.events.path = dir.join("journal.jsonl");
     let mut server = TestServer::start(config);
 

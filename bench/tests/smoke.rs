@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use ocpp_gateway::call::CallOutcome;
-use ocpp_gateway::config::{Config, Sink};
+use ocpp_gateway::config::{Config, Sinks};
 use ocpp_gateway::ocpp::v16::Action;
 use ocpp_gateway::server::Server;
 use serde_json::Value;
@@ -47,7 +47,7 @@ impl Gateway {
         config.ocpp.transaction_id_file = None;
         config.ocpp.state_file = None;
         config.admin.listen = None;
-        config.events.sink = Sink::None;
+        config.events.sinks = Sinks::NONE;
         config.ocpp.max_calls_per_second = 0; // the engine is measured, not the limiter
         adjust(&mut config);
         let server = Server::start(config).expect("gateway starts");

@@ -168,7 +168,11 @@ impl AdminLoop {
             })
         });
         let waker = Some(Arc::clone(&self.waker));
-        match self.parts.commands.call(id, action, request.payload, waker) {
+        match self
+            .parts
+            .commands
+            .call(id, action, request.payload, waker, None)
+        {
             Err(invalid) => Handled::Respond(Response::json(
                 400,
                 &json!({"error": invalid.description, "code": invalid.code.as_str()}),

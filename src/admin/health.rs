@@ -126,6 +126,9 @@ pub struct Health {
     pub loops: Vec<LoopHealth>,
     pub processors: Vec<ProcessorHealth>,
     pub journal: JournalHealth,
+    /// Present when events go to Kafka.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaHealth>,
     pub open_files_limit: OpenFiles,
     /// What is wrong, in words, when the status is not healthy.
     pub problems: Vec<String>,
@@ -158,6 +161,42 @@ pub struct ProcessorHealth {
     /// holding charge points back.
     pub saturated: bool,
     pub alive: bool,
+}
+
+/// A sink's state for `/health`: "stuck" (its thread does not answer: `stuck_problem`),
+/// "failing" (`failing` says why; the gateway is degraded) or "ok".
+fn sink_state(
+    stuck: bool,
+    failing: Option<String>,
+    stuck_problem: &str,
+    (problems, degraded): (&mut Vec<String>, &mut bool),
+) -> &'static str {
+    if stuck {
+        problems.push(stuck_problem.into());
+        return "stuck";
+    }
+    match failing {
+        Some(problem) => {
+            *degraded = true;
+            problems.push(problem);
+            "failing"
+        }
+        None => "ok",
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct KafkaHealth {
+    /// "ok", "failing" (the broker is unreachable or did not confirm within
+    /// kafka.ack_timeout) or "stuck" (the sink's thread does not answer).
+    pub status: &'static str,
+    pub topic: String,
+    /// Events given to librdkafka and not yet confirmed.
+    pub waiting: u64,
+    pub confirmed: u64,
+    pub refused_answers: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -258,25 +297,19 @@ impl AdminLoop {
                 last_error: None,
             },
             Some(status) => {
-                let stuck = status.silent_for() >= self.parts.config.admin.stuck_after;
-                let failing = status.failing();
-                if stuck {
-                    problems.push("the journal thread does not answer".into());
-                } else if failing {
-                    degraded = true;
-                    problems.push(format!(
-                        "the journal cannot write: {}",
-                        status.last_error().unwrap_or_default()
-                    ));
-                }
+                let state = sink_state(
+                    status.silent_for() >= self.parts.config.admin.stuck_after,
+                    status.failing().then(|| {
+                        format!(
+                            "the journal cannot write: {}",
+                            status.last_error().unwrap_or_default()
+                        )
+                    }),
+                    "the journal thread does not answer",
+                    (&mut problems, &mut degraded),
+                );
                 JournalHealth {
-                    status: if stuck {
-                        "stuck"
-                    } else if failing {
-                        "failing"
-                    } else {
-                        "ok"
-                    },
+                    status: state,
                     path: Some(status.path.display().to_string()),
                     queue_depth: status.queue_depth(),
                     errors: snapshot.journal_errors,
@@ -285,6 +318,28 @@ impl AdminLoop {
                 }
             }
         };
+        let kafka = self.parts.kafka.as_ref().map(|status| {
+            let state = sink_state(
+                status.silent_for() >= self.parts.config.admin.stuck_after,
+                status.failing().then(|| {
+                    format!(
+                        "Kafka does not confirm events (held billing answers become \
+                         InternalError after kafka.ack_timeout): {}",
+                        status.last_error().unwrap_or_default()
+                    )
+                }),
+                "the Kafka sink's thread does not answer",
+                (&mut problems, &mut degraded),
+            );
+            KafkaHealth {
+                status: state,
+                topic: status.topic.clone(),
+                waiting: status.waiting(),
+                confirmed: snapshot.kafka_events_confirmed,
+                refused_answers: snapshot.kafka_refused,
+                last_error: status.last_error(),
+            }
+        });
         if let Some(reachable) = &self.parts.redis_reachable
             && !reachable.load(std::sync::atomic::Ordering::Relaxed)
         {
@@ -303,8 +358,9 @@ impl AdminLoop {
                     .into(),
             );
         }
-        let unhealthy =
-            loops_stuck.iter().chain(&processors_stuck).any(|&s| s) || journal.status == "stuck";
+        let unhealthy = loops_stuck.iter().chain(&processors_stuck).any(|&s| s)
+            || journal.status == "stuck"
+            || kafka.as_ref().is_some_and(|k| k.status == "stuck");
         let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((0, 0));
         let uptime = self.started.elapsed();
         let health = Health {
@@ -328,6 +384,7 @@ impl AdminLoop {
             loops,
             processors,
             journal,
+            kafka,
             open_files_limit: OpenFiles { soft, hard },
             problems,
         };

@@ -24,6 +24,9 @@ pub struct Gauges {
     /// None without a journal.
     pub journal_queue_depth: Option<u64>,
     pub journal_failing: bool,
+    /// None without the Kafka sink: events not yet confirmed, and whether it is failing.
+    pub kafka_waiting: Option<u64>,
+    pub kafka_failing: bool,
     pub open_files_limit: u64,
     /// Transaction ids StartTransaction can still give out.
     pub transaction_ids_remaining: u64,
@@ -514,6 +517,80 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         "Journal files deleted by rotation before all their lines were on {prefix}events.",
         s.cluster_events_lost_files,
     );
+    let kafka = [
+        (
+            "ocpp_gateway_kafka_events_produced_total",
+            "Integration events given to librdkafka (kafka.events_topic).",
+            s.kafka_events_produced,
+        ),
+        (
+            "ocpp_gateway_kafka_events_confirmed_total",
+            "Integration events the Kafka broker confirmed (acks=all).",
+            s.kafka_events_confirmed,
+        ),
+        (
+            "ocpp_gateway_kafka_events_failed_total",
+            "Integration events the Kafka broker refused for good.",
+            s.kafka_events_failed,
+        ),
+        (
+            "ocpp_gateway_kafka_events_lost_total",
+            "Integration events lost (side buffer full, unconfirmed at shutdown).",
+            s.kafka_events_lost,
+        ),
+        (
+            "ocpp_gateway_kafka_backpressure_total",
+            "Times librdkafka's buffer was full and the Kafka sink waited.",
+            s.kafka_backpressure,
+        ),
+        (
+            "ocpp_gateway_kafka_refused_total",
+            "Billing answers refused with InternalError: their events were not confirmed in kafka.ack_timeout.",
+            s.kafka_refused,
+        ),
+        (
+            "ocpp_gateway_kafka_errors_total",
+            "Errors librdkafka reported (broker unreachable, ...).",
+            s.kafka_errors,
+        ),
+        (
+            "ocpp_gateway_kafka_commands_received_total",
+            "Records read from kafka.commands_topic.",
+            s.kafka_commands_received,
+        ),
+        (
+            "ocpp_gateway_kafka_commands_invalid_total",
+            "Command records that could not run (answered Invalid when they had a commandId).",
+            s.kafka_commands_invalid,
+        ),
+        (
+            "ocpp_gateway_kafka_commands_not_connected_total",
+            "Commands for charge points not connected here (answered NotConnected).",
+            s.kafka_commands_not_connected,
+        ),
+        (
+            "ocpp_gateway_kafka_command_responses_total",
+            "command.response events the Kafka broker confirmed.",
+            s.kafka_command_responses,
+        ),
+    ];
+    for (name, help, value) in kafka {
+        o.single(name, "counter", help, value);
+    }
+    if let Some(waiting) = g.kafka_waiting {
+        o.single(
+            "ocpp_gateway_kafka_events_waiting",
+            "gauge",
+            "Integration events given to librdkafka and not yet confirmed or failed.",
+            waiting,
+        );
+    }
+    o.single(
+        "ocpp_gateway_kafka_failing",
+        "gauge",
+        "1 while the Kafka broker is unreachable or does not confirm within kafka.ack_timeout.",
+        u8::from(g.kafka_failing),
+    );
     o.single(
         "ocpp_gateway_state_deferred_total",
         "counter",
@@ -603,6 +680,8 @@ impl AdminLoop {
                 .journal
                 .as_ref()
                 .is_some_and(|status| status.failing()),
+            kafka_waiting: self.parts.kafka.as_ref().map(|k| k.waiting()),
+            kafka_failing: self.parts.kafka.as_ref().is_some_and(|k| k.failing()),
             open_files_limit: rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(s, _)| s),
             transaction_ids_remaining: self.parts.transactions.remaining(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),

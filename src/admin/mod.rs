@@ -79,6 +79,8 @@ pub struct AdminParts {
     pub commands: Commands,
     pub traces: Arc<TraceList>,
     pub journal: Option<Arc<JournalStatus>>,
+    /// The Kafka sink (`events.sink` names "kafka").
+    pub kafka: Option<Arc<crate::kafka::KafkaStatus>>,
     /// Credentials the API sets (`PUT /api/v1/chargepoints/{id}/password`).
     pub security: Arc<crate::security::Security>,
     /// The transaction id counter: `/health` is degraded once it is used up.

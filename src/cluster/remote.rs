@@ -394,7 +394,9 @@ impl Exchange {
             let reply = invalid("payload is not JSON".into(), "FormationViolation");
             return self.finished.push((command_id, reply));
         };
-        if action == Action::ChangeConfiguration && sets_authorization_key(&payload) {
+        if action == Action::ChangeConfiguration
+            && crate::commands::sets_authorization_key(&payload)
+        {
             // The new key must be stored once the charge point accepts it, which the API of
             // the node holding it does; run from a stream, the charge point would be locked out.
             let reply = invalid(
@@ -405,7 +407,7 @@ impl Exchange {
             );
             return self.finished.push((command_id, reply));
         }
-        match self.commands.call(cp, action, payload, None) {
+        match self.commands.call(cp, action, payload, None, None) {
             Ok(pending) => self.running.push((command_id, pending)),
             Err(e) => {
                 let reply = invalid(e.description, e.code.as_str());
@@ -562,15 +564,6 @@ fn holds(started: Option<&str>, connected_at: Option<&str>) -> bool {
     }
 }
 
-/// Whether a ChangeConfiguration payload sets AuthorizationKey.
-fn sets_authorization_key(payload: &RawValue) -> bool {
-    serde_json::from_str::<serde_json::Value>(payload.get()).is_ok_and(|v| {
-        v["key"]
-            .as_str()
-            .is_some_and(|k| k.eq_ignore_ascii_case("AuthorizationKey"))
-    })
-}
-
 /// Answers a request that arrived while Redis is away.
 fn unreachable(request: Request) {
     let reply = Reply::error(503, "Redis is unreachable; try again");
@@ -597,6 +590,7 @@ fn last_id(con: &mut redis::Connection, key: &str) -> redis::RedisResult<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::sets_authorization_key;
 
     #[test]
     fn an_entry_stands_only_while_its_node_runs_the_run_that_made_it() {

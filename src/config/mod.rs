@@ -63,12 +63,19 @@ pub const DEFAULT_CLUSTER_BUFFER: usize = 100_000;
 /// Entries `{prefix}events` keeps (approximately).
 pub const DEFAULT_EVENTS_MAXLEN: u64 = 1_000_000;
 
+pub const DEFAULT_KAFKA_EVENTS_TOPIC: &str = "ocpp-events-up";
+pub const DEFAULT_KAFKA_COMMANDS_TOPIC: &str = "commands-down";
+pub const DEFAULT_KAFKA_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_KAFKA_BUFFER_MESSAGES: u32 = 100_000;
+pub const DEFAULT_KAFKA_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_KAFKA_LINGER: Duration = Duration::from_millis(5);
+
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(10);
 /// Where `admin.token` may come from instead of the file.
 pub const ADMIN_TOKEN_ENV: &str = "OCPP_GATEWAY_ADMIN_TOKEN";
 
-pub const DEFAULT_EVENTS_SINK: Sink = Sink::Journal;
+pub const DEFAULT_EVENTS_SINKS: Sinks = Sinks::JOURNAL;
 pub const DEFAULT_EVENTS_PATH: &str = "ocpp-gateway.events.jsonl";
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_FILES: usize = 8;
@@ -118,6 +125,8 @@ pub struct Config {
     pub extra_listeners: Vec<ListenerConfig>,
     /// `[cluster]` with a `redis_url`: many nodes sharing Redis (None: one island).
     pub cluster: Option<ClusterConfig>,
+    /// `[kafka]` with `brokers` (None: no Kafka).
+    pub kafka: Option<KafkaConfig>,
 }
 
 /// `[cluster]`: the Redis the nodes share.
@@ -170,14 +179,65 @@ pub struct AdminConfig {
     pub stuck_after: Duration,
 }
 
-/// Where events go.
+/// A name `events.sink` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sink {
     /// The JSON-lines journal at `events.path`.
     Journal,
+    /// Integration events on `kafka.events_topic`.
+    Kafka,
     /// Nowhere.
     None,
+}
+
+/// Where events go (`events.sink`: one name or a list of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sinks {
+    pub journal: bool,
+    pub kafka: bool,
+}
+
+impl Sinks {
+    pub const NONE: Sinks = Sinks {
+        journal: false,
+        kafka: false,
+    };
+    pub const JOURNAL: Sinks = Sinks {
+        journal: true,
+        kafka: false,
+    };
+
+    pub fn any(self) -> bool {
+        self.journal || self.kafka
+    }
+}
+
+/// `[kafka]` with `brokers`: integration events to a topic, commands from another.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    /// librdkafka's `bootstrap.servers`.
+    pub brokers: String,
+    pub events_topic: String,
+    pub commands_topic: String,
+    /// Run the consumer of `commands_topic`.
+    pub consume_commands: bool,
+    /// The partitions of `commands_topic` this gateway consumes (empty: derived from
+    /// `server.node_id`, see `kafka::routing`).
+    pub command_partitions: Vec<i32>,
+    /// The consumer group offsets are committed under.
+    pub group_id: String,
+    /// A billing answer held for its event becomes CALLERROR InternalError after this long.
+    pub ack_timeout: Duration,
+    /// Every OCPP frame both ways as an `ocpp.frame` event too.
+    pub raw_frames: bool,
+    /// librdkafka's buffer: messages and bytes waiting for the broker, before the sink waits.
+    pub buffer_messages: u32,
+    pub buffer_bytes: u64,
+    /// librdkafka's `linger.ms`.
+    pub linger: Duration,
+    /// Further librdkafka properties, passed as they are (`[kafka.properties]`).
+    pub properties: Vec<(String, String)>,
 }
 
 /// When the journal calls fdatasync.
@@ -193,7 +253,7 @@ pub enum Fsync {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventsConfig {
-    pub sink: Sink,
+    pub sinks: Sinks,
     pub path: PathBuf,
     pub max_file_bytes: u64,
     /// Files kept in all, the current one included.

@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::Sink;
 use crate::ocpp::v16::{DataTransferStatus, RegistrationStatus};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +29,33 @@ pub struct RawConfig {
     pub listeners: Vec<RawListener>,
     #[serde(default)]
     pub cluster: RawCluster,
+    #[serde(default)]
+    pub kafka: RawKafka,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    pub brokers: Option<String>,
+    pub events_topic: Option<String>,
+    pub commands_topic: Option<String>,
+    pub consume_commands: Option<bool>,
+    pub command_partitions: Option<Vec<i32>>,
+    pub group_id: Option<String>,
+    pub ack_timeout: Option<String>,
+    pub raw_frames: Option<bool>,
+    pub buffer_messages: Option<u32>,
+    pub buffer_bytes: Option<u64>,
+    pub linger: Option<String>,
+    pub properties: Option<BTreeMap<String, String>>,
+}
+
+/// `events.sink`: one name or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrManySinks {
+    One(Sink),
+    Many(Vec<Sink>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,7 +116,7 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEvents {
-    pub sink: Option<Sink>,
+    pub sink: Option<OneOrManySinks>,
     pub path: Option<String>,
     pub max_file_bytes: Option<u64>,
     pub max_files: Option<usize>,

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{
-    RawAdmin, RawCluster, RawConfig, RawEvents, RawListener, RawOcpp, RawProcessor, RawSecurity,
-    RawServer, RawWebSocket,
+    OneOrManySinks, RawAdmin, RawCluster, RawConfig, RawEvents, RawKafka, RawListener, RawOcpp,
+    RawProcessor, RawSecurity, RawServer, RawWebSocket,
 };
 use super::*;
 
@@ -107,10 +107,17 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
     let security = security(&check, raw.security, &server, &extra_listeners)?;
     let events = events(&check, raw.events)?;
     let cluster = cluster(&check, raw.cluster)?;
-    if cluster.as_ref().is_some_and(|c| c.events) && events.sink != Sink::Journal {
+    if cluster.as_ref().is_some_and(|c| c.events) && !events.sinks.journal {
         return Err(check.invalid(
             "cluster.events",
-            "the Redis stream follows the journal: it needs events.sink = \"journal\"".into(),
+            "the Redis stream follows the journal: events.sink must name \"journal\"".into(),
+        ));
+    }
+    let kafka = kafka(&check, raw.kafka, &server.node_id)?;
+    if events.sinks.kafka && kafka.is_none() {
+        return Err(check.invalid(
+            "events.sink",
+            "\"kafka\" needs kafka.brokers (\"host:port,...\")".into(),
         ));
     }
     Ok(Config {
@@ -123,7 +130,105 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
         security,
         extra_listeners,
         cluster,
+        kafka,
     })
+}
+
+/// A Kafka topic name as the broker accepts it.
+fn topic(check: &Check<'_>, key: &'static str, name: String) -> Result<String, ConfigError> {
+    let fine = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !fine {
+        return Err(check.invalid(
+            key,
+            format!("{name:?} is not a topic name (1-249 of a-z A-Z 0-9 . _ -)"),
+        ));
+    }
+    Ok(name)
+}
+
+fn kafka(
+    check: &Check<'_>,
+    k: RawKafka,
+    node_id: &str,
+) -> Result<Option<KafkaConfig>, ConfigError> {
+    let Some(brokers) = k.brokers.filter(|b| !b.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let command_partitions = k.command_partitions.unwrap_or_default();
+    if let Some(bad) = command_partitions.iter().find(|p| **p < 0) {
+        return Err(check.invalid(
+            "kafka.command_partitions",
+            format!("{bad} is not a partition"),
+        ));
+    }
+    let properties: Vec<(String, String)> = k.properties.unwrap_or_default().into_iter().collect();
+    // What the gateway's guarantees rest on cannot be changed through the pass-through table.
+    const OURS: [&str; 9] = [
+        "bootstrap.servers",
+        "acks",
+        "enable.idempotence",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes",
+        "message.timeout.ms",
+    ];
+    if let Some((key, _)) = properties
+        .iter()
+        .find(|(key, _)| OURS.contains(&key.as_str()))
+    {
+        return Err(check.invalid(
+            "kafka.properties",
+            format!("{key:?} is set by the gateway (see the kafka keys of config.toml)"),
+        ));
+    }
+    Ok(Some(KafkaConfig {
+        brokers,
+        events_topic: topic(
+            check,
+            "kafka.events_topic",
+            k.events_topic
+                .unwrap_or_else(|| DEFAULT_KAFKA_EVENTS_TOPIC.into()),
+        )?,
+        commands_topic: topic(
+            check,
+            "kafka.commands_topic",
+            k.commands_topic
+                .unwrap_or_else(|| DEFAULT_KAFKA_COMMANDS_TOPIC.into()),
+        )?,
+        consume_commands: k.consume_commands.unwrap_or(true),
+        command_partitions,
+        group_id: k
+            .group_id
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| format!("ocpp-gateway-{node_id}")),
+        ack_timeout: check.duration_min(
+            "kafka.ack_timeout",
+            k.ack_timeout,
+            DEFAULT_KAFKA_ACK_TIMEOUT,
+            Duration::from_millis(100),
+        )?,
+        raw_frames: k.raw_frames.unwrap_or(false),
+        buffer_messages: check.within(
+            "kafka.buffer_messages",
+            k.buffer_messages.unwrap_or(DEFAULT_KAFKA_BUFFER_MESSAGES),
+            1000..=10_000_000,
+        )?,
+        buffer_bytes: check.within(
+            "kafka.buffer_bytes",
+            k.buffer_bytes.unwrap_or(DEFAULT_KAFKA_BUFFER_BYTES),
+            1 << 20..=1 << 40,
+        )?,
+        linger: check.duration("kafka.linger", k.linger, DEFAULT_KAFKA_LINGER)?,
+        properties,
+    }))
 }
 
 fn cluster(check: &Check<'_>, c: RawCluster) -> Result<Option<ClusterConfig>, ConfigError> {
@@ -511,7 +616,7 @@ fn events(check: &Check<'_>, e: RawEvents) -> Result<EventsConfig, ConfigError> 
         }
     };
     let events = EventsConfig {
-        sink: e.sink.unwrap_or(DEFAULT_EVENTS_SINK),
+        sinks: sinks(e.sink),
         path: PathBuf::from(e.path.unwrap_or_else(|| DEFAULT_EVENTS_PATH.to_owned())),
         max_file_bytes: check.within(
             "events.max_file_bytes",
@@ -549,10 +654,23 @@ fn events(check: &Check<'_>, e: RawEvents) -> Result<EventsConfig, ConfigError> 
                 .into(),
         ));
     }
-    if events.sink == Sink::Journal && events.path.as_os_str().is_empty() {
+    if events.sinks.journal && events.path.as_os_str().is_empty() {
         return Err(check.invalid("events.path", "must name a file".into()));
     }
     Ok(events)
+}
+
+/// `events.sink`'s names as a set ("none" beside others adds nothing).
+fn sinks(raw: Option<OneOrManySinks>) -> Sinks {
+    let names = match raw {
+        None => return DEFAULT_EVENTS_SINKS,
+        Some(OneOrManySinks::One(one)) => vec![one],
+        Some(OneOrManySinks::Many(many)) => many,
+    };
+    Sinks {
+        journal: names.contains(&Sink::Journal),
+        kafka: names.contains(&Sink::Kafka),
+    }
 }
 
 pub(super) fn check_token(token: &str) -> Result<(), String> {

@@ -16,6 +16,7 @@
 //! One charge point's lines come out in the order things happened to it within each way in;
 //! its processor is the only producer of the first kind.
 
+pub mod join;
 pub mod journal;
 
 use std::net::SocketAddr;
@@ -24,8 +25,11 @@ use std::time::SystemTime;
 
 use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
 use crate::call::OutcomeLog;
-use crate::ocpp::rpc::CallErrorCode;
+use crate::net::websocket;
+use crate::ocpp::rpc::{self, CallErrorCode, Frame};
 use crate::ocpp::v16::Action;
+use crate::ocpp::v16::ChargePointStatus;
+use crate::stats::Counter;
 use crate::types::ChargePointId;
 use crate::types::{CloseCause, ConnId};
 
@@ -42,6 +46,8 @@ pub enum EventKind<'a> {
     Connected {
         peer: SocketAddr,
         loop_index: u16,
+        /// The charge point's last accepted BootNotification payload, when known.
+        boot: Option<&'a str>,
     },
     Disconnected {
         cause: CloseCause,
@@ -96,6 +102,36 @@ pub enum EventKind<'a> {
         lines: u32,
         bytes: u64,
     },
+    /// A CALL of the charge point answered with a CALLRESULT, for sinks that turn what it
+    /// means into integration events (Kafka); the journal has it as `CallIn` and `AnswerOut`.
+    /// Recorded for the actions of [`is_integrated`], whatever the journal allowance.
+    Accepted {
+        unique_id: &'a str,
+        action: Action,
+        request: &'a str,
+        answer: &'a str,
+        /// The charge point's connector statuses before this message was handled.
+        connectors_before: &'a [(u32, ChargePointStatus)],
+    },
+}
+
+impl EventKind<'_> {
+    /// Whether the journal writes a line for it.
+    pub fn journaled(&self) -> bool {
+        !matches!(self, EventKind::Accepted { .. })
+    }
+}
+
+/// Actions whose accepted CALLs are recorded as [`EventKind::Accepted`] too.
+pub fn is_integrated(action: Action) -> bool {
+    matches!(
+        action,
+        Action::BootNotification
+            | Action::StatusNotification
+            | Action::StartTransaction
+            | Action::MeterValues
+            | Action::StopTransaction
+    )
 }
 
 /// How much of a payload a line carries.
@@ -189,6 +225,62 @@ pub trait EventWriter: Send {
     fn due_at(&self) -> Option<std::time::Instant>;
     /// Hands over what is buffered, waiting while the sink is full. True when it had to wait.
     fn flush(&mut self) -> bool;
+}
+
+/// Several sinks as one (`events.sink = ["journal", "kafka"]`): every event goes to each, and
+/// held answers are held by each (their routes meet in a [`join::Join`]).
+pub struct Tee(pub Vec<Arc<dyn EventSink>>);
+
+impl EventSink for Tee {
+    fn writer(&self) -> Box<dyn EventWriter> {
+        Box::new(TeeWriter(self.0.iter().map(|s| s.writer()).collect()))
+    }
+
+    fn record_nowait(&self, event: &Event<'_>) -> bool {
+        // Every sink gets it, whatever the others did.
+        let mut all = true;
+        for sink in &self.0 {
+            all &= sink.record_nowait(event);
+        }
+        all
+    }
+
+    fn acks_after_write(&self) -> bool {
+        self.0.iter().any(|s| s.acks_after_write())
+    }
+}
+
+struct TeeWriter(Vec<Box<dyn EventWriter>>);
+
+impl EventWriter for TeeWriter {
+    fn record(&mut self, event: &Event<'_>) {
+        for writer in &mut self.0 {
+            writer.record(event);
+        }
+    }
+
+    fn hold(&mut self, conn: ConnId, frame: &[u8]) {
+        for writer in &mut self.0 {
+            writer.hold(conn, frame);
+        }
+    }
+
+    fn due(&self, now: std::time::Instant) -> bool {
+        self.0.iter().any(|w| w.due(now))
+    }
+
+    fn due_at(&self) -> Option<std::time::Instant> {
+        self.0.iter().filter_map(|w| w.due_at()).min()
+    }
+
+    fn flush(&mut self) -> bool {
+        // Every writer hands over, whether or not another had to wait.
+        let mut waited = false;
+        for writer in &mut self.0 {
+            waited |= writer.flush();
+        }
+        waited
+    }
 }
 
 /// A cloneable handle on the configured sink, or on none (`events.sink = "none"`).
@@ -371,4 +463,72 @@ pub fn unstash<'a>(
 /// Actions whose answers can wait for the sink: the charge point's billing data.
 pub fn is_billing(action: Action) -> bool {
     matches!(action, Action::StopTransaction | Action::MeterValues)
+}
+
+/// Answers a writer holds until its events are durable: one batch per loop (indexed by loop;
+/// empty where none).
+#[derive(Default)]
+pub struct HeldAnswers(Vec<ReplyBatch>);
+
+impl HeldAnswers {
+    /// Holds `frame`, the answer for `conn` (only answers of accepted charge points are held:
+    /// billing data).
+    pub fn push(&mut self, route: &dyn ReplyRoute, conn: ConnId, frame: &[u8]) {
+        let index = usize::from(conn.loop_index);
+        while self.0.len() <= index {
+            self.0.push(route.take_batch());
+        }
+        self.0[index].push_frame(conn, frame, true);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(ReplyBatch::is_empty)
+    }
+
+    /// Sends every held answer to its loop: as it is when `durable`, else as CALLERROR
+    /// InternalError (counted in `refused`).
+    pub fn release(&mut self, route: &dyn ReplyRoute, durable: bool, refused: &Counter) {
+        for (index, held) in self.0.drain(..).enumerate() {
+            if held.is_empty() {
+                route.give_batch(held);
+                continue;
+            }
+            let batch = if durable {
+                held
+            } else {
+                refuse(route, held, refused)
+            };
+            route.deliver(index as u16, batch);
+        }
+    }
+
+    /// Empties it for use again (nothing may be held).
+    pub fn clear(&mut self) {
+        debug_assert!(self.is_empty());
+        self.0.clear();
+    }
+}
+
+/// Held answers whose events a sink could not make durable, as CALLERROR InternalError (each
+/// counted in `refused`): the charge point keeps the message and sends it again later.
+pub fn refuse(route: &dyn ReplyRoute, held: ReplyBatch, refused: &Counter) -> ReplyBatch {
+    let mut errors = route.take_batch();
+    for reply in held.replies() {
+        refused.inc();
+        let text = std::str::from_utf8(websocket::payload_of(held.frame(reply))).unwrap_or("");
+        let unique_id = match rpc::parse_frame(text) {
+            Ok(Frame::CallResult { unique_id, .. }) => unique_id.into_owned(),
+            _ => String::new(),
+        };
+        let draft = errors.begin();
+        rpc::write_call_error(
+            errors.payload(),
+            &unique_id,
+            CallErrorCode::InternalError,
+            "the gateway could not record this message; send it again later",
+        );
+        errors.finish(draft, reply.conn, reply.accepted);
+    }
+    route.give_batch(held);
+    errors
 }

@@ -1185,7 +1185,8 @@ impl Connection {
             info!(target: TRACE_TARGET, "cp={} loop={} out: {}", session.cp, cx.index, escape_newlines(&shown));
         }
         cx.labelled().calls_sent_by_action[call.action().index()].inc();
-        let timer = cx.wheel.arm(cx.now, cx.limits.message_timeout, event);
+        let timeout = call.timeout().unwrap_or(cx.limits.message_timeout);
+        let timer = cx.wheel.arm(cx.now, timeout, event);
         session
             .calls
             .get_or_insert_with(Box::default)

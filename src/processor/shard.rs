@@ -557,12 +557,17 @@ impl Shard {
                 });
             }
             if loser != Some(conn) {
+                let boot = self
+                    .charge_points
+                    .get(cp)
+                    .and_then(|e| e.seen.boot.as_deref());
                 writer.record(&Event {
                     at: now,
                     cp,
                     kind: EventKind::Connected {
                         peer,
                         loop_index: conn.loop_index,
+                        boot: boot.map(RawValue::get),
                     },
                 });
             }
@@ -733,6 +738,13 @@ impl Shard {
         stats.processor_labelled[self.index].calls_by_action[action_slot(known)].inc();
         entry.seen.last_message = Some(at);
 
+        // A connector's status before a StatusNotification, for its integration event.
+        let connectors_before = match known {
+            Some(Action::StatusNotification) if out.writer.is_some() => {
+                entry.state.connectors.clone()
+            }
+            _ => Vec::new(),
+        };
         let draft = replies.begin();
         rpc::write_call_result_head(replies.payload(), &unique_id);
         let payload_start = replies.draft_text(&draft).len();
@@ -821,6 +833,22 @@ impl Shard {
             .journal_lines_suppressed
             .get()
             - before;
+        // What the message means, for integration sinks: never left out by the allowance.
+        if let (Some(action), Answer::Result(answer)) = (known, answer)
+            && events::is_integrated(action)
+        {
+            writer.record(&Event {
+                at,
+                cp,
+                kind: EventKind::Accepted {
+                    unique_id: &unique_id,
+                    action,
+                    request: payload.get(),
+                    answer,
+                    connectors_before: &connectors_before,
+                },
+            });
+        }
         // Billing answers wait for their line when asked to; errors never need to.
         let held = self.acks_after_write && billing;
         let sealed = replies.seal(draft);

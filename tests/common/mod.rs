@@ -7,6 +7,7 @@
 pub mod haproxy;
 pub mod pki;
 pub mod redis_server;
+pub mod tansu;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -39,7 +40,7 @@ pub fn test_config() -> Config {
     config.ocpp.transaction_id_file = None; // tests run in parallel: no shared counter file
     config.ocpp.state_file = None; // nor a shared state file
     config.admin.listen = Some("127.0.0.1:0".parse().expect("address"));
-    config.events.sink = ocpp_gateway::config::Sink::None; // journal tests turn it on
+    config.events.sinks = ocpp_gateway::config::Sinks::NONE; // journal tests turn it on
     // Tests send as fast as they can; the rate limit is tested on its own.
     config.ocpp.max_calls_per_second = 0;
     config
@@ -646,6 +647,17 @@ pub fn server_available(name: &str, package: &str) -> bool {
         eprintln!("\n*** SKIPPED: {name} is not installed (apt-get install {package}) ***\n");
     }
     found
+}
+
+/// SIGSTOP (`true`) or SIGCONT to process `pid`: a server that stops answering without
+/// closing anything.
+pub fn freeze_process(pid: u32, frozen: bool) {
+    let signal = if frozen { "-STOP" } else { "-CONT" };
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
 }
 
 /// A loopback port nothing listens on right now (for servers the tests start).

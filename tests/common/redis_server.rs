@@ -32,12 +32,7 @@ impl Redis {
 
     /// SIGSTOP (`true`) or SIGCONT: a Redis that stops answering without closing anything.
     pub fn freeze(&self, frozen: bool) {
-        let signal = if frozen { "-STOP" } else { "-CONT" };
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        super::freeze_process(self.child.id(), frozen);
     }
 
     pub fn url(&self) -> String {

@@ -19,7 +19,9 @@ pub fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event<'_>) {
     text(out, "node", node);
     text(out, "cp", event.cp);
     match event.kind {
-        EventKind::Connected { peer, loop_index } => {
+        EventKind::Connected {
+            peer, loop_index, ..
+        } => {
             text(out, "event", "connected");
             out.extend_from_slice(b",\"peer\":\"");
             let _ = write!(out, "{peer}");
@@ -117,6 +119,9 @@ pub fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event<'_>) {
             text(out, "reason", "journal allowance spent");
             let _ = write!(out, ",\"lines\":{lines},\"bytes\":{bytes}");
         }
+        // Not a journal line (the journal writer never renders it): the CALL and its answer
+        // are journaled as they are.
+        EventKind::Accepted { .. } => text(out, "event", "accepted"),
     }
     out.extend_from_slice(b"}\n");
 }
@@ -215,6 +220,7 @@ mod tests {
         let connected = line(EventKind::Connected {
             peer,
             loop_index: 1,
+            boot: None,
         });
         assert_eq!(
             (connected["peer"].as_str(), connected["loop"].as_u64()),

@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError};
 use log::{info, warn};
 
-use crate::batch::{Pool, Recycle, ReplyBatch};
+use crate::batch::{Pool, Recycle};
 use crate::clock::WallClock;
 use crate::config::EventsConfig;
-use crate::events::{Event, EventSink, EventWriter, ReplyRoute};
+use crate::events::{Event, EventSink, EventWriter, HeldAnswers, ReplyRoute};
 use crate::stats::Stats;
 use crate::types::ConnId;
 
@@ -93,14 +93,13 @@ struct Chunk {
     lines: Vec<u8>,
     count: u64,
     /// Held answers, one batch per loop (indexed by loop; empty where none).
-    held: Vec<ReplyBatch>,
+    held: HeldAnswers,
 }
 
 impl Recycle for Chunk {
     fn recycle(&mut self) -> bool {
         self.lines.clear();
         self.count = 0;
-        debug_assert!(self.held.iter().all(ReplyBatch::is_empty));
         self.held.clear();
         self.lines.capacity() <= 2 * CHUNK_BYTES
     }
@@ -220,6 +219,9 @@ impl EventSink for Journal {
     }
 
     fn record_nowait(&self, event: &Event<'_>) -> bool {
+        if !event.kind.journaled() {
+            return true;
+        }
         let shared = &self.shared;
         let Ok(mut side) = shared.side.lock() else {
             return false;
@@ -262,6 +264,9 @@ pub struct JournalWriter {
 
 impl EventWriter for JournalWriter {
     fn record(&mut self, event: &Event<'_>) {
+        if !event.kind.journaled() {
+            return;
+        }
         let ts = self.clock.text(event.at);
         line::render(&mut self.chunk.lines, ts, &self.shared.node, event);
         self.chunk.count += 1;
@@ -276,12 +281,7 @@ impl EventWriter for JournalWriter {
     }
 
     fn hold(&mut self, conn: ConnId, frame: &[u8]) {
-        let index = usize::from(conn.loop_index);
-        while self.chunk.held.len() <= index {
-            self.chunk.held.push(self.shared.route.take_batch());
-        }
-        // Only answers of accepted charge points are held (billing data).
-        self.chunk.held[index].push_frame(conn, frame, true);
+        self.chunk.held.push(&*self.shared.route, conn, frame);
         self.holding = true;
     }
 

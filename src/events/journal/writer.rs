@@ -13,10 +13,7 @@ use log::{error, info};
 
 use super::file::{JournalFile, Retention};
 use super::{Chunk, Common};
-use crate::batch::ReplyBatch;
 use crate::config::{EventsConfig, Fsync};
-use crate::net::websocket;
-use crate::ocpp::rpc::{self, CallErrorCode, Frame};
 
 /// Chunks taken per batch.
 const BATCH: usize = 64;
@@ -114,11 +111,7 @@ impl Writer {
 
     fn write_batch(&mut self, batch: &mut Vec<Chunk>, side_count: u64) {
         let lines: u64 = batch.iter().map(|c| c.count).sum::<u64>() + side_count;
-        if lines == 0
-            && batch
-                .iter()
-                .all(|c| c.held.iter().all(ReplyBatch::is_empty))
-        {
+        if lines == 0 && batch.iter().all(|c| c.held.is_empty()) {
             self.shared.chunks_back(batch);
             return;
         }
@@ -162,41 +155,12 @@ impl Writer {
             Err(_) if resting => self.shared.stats.journal.journal_lines_lost.add(lines),
             Err(e) => self.fail(&e, lines),
         }
+        let common = &self.shared;
         for chunk in batch.iter_mut() {
-            for (index, held) in chunk.held.iter_mut().enumerate() {
-                if held.is_empty() {
-                    continue;
-                }
-                let held = std::mem::take(held);
-                let batch = if written { held } else { self.refuse(held) };
-                self.shared.route.deliver(index as u16, batch);
-            }
+            let refused = &common.stats.journal.journal_refused;
+            chunk.held.release(&*common.route, written, refused);
         }
         self.shared.chunks_back(batch);
-    }
-
-    /// Answers held for lines that could not be written become CALLERROR InternalError, so the
-    /// charge point keeps the message and sends it again later.
-    fn refuse(&self, held: ReplyBatch) -> ReplyBatch {
-        let mut refused = self.shared.route.take_batch();
-        for reply in held.replies() {
-            self.shared.stats.journal.journal_refused.inc();
-            let text = std::str::from_utf8(websocket::payload_of(held.frame(reply))).unwrap_or("");
-            let unique_id = match rpc::parse_frame(text) {
-                Ok(Frame::CallResult { unique_id, .. }) => unique_id.into_owned(),
-                _ => String::new(),
-            };
-            let draft = refused.begin();
-            rpc::write_call_error(
-                refused.payload(),
-                &unique_id,
-                CallErrorCode::InternalError,
-                "the gateway could not record this message; send it again later",
-            );
-            refused.finish(draft, reply.conn, reply.accepted);
-        }
-        self.shared.route.give_batch(held);
-        refused
     }
 
     /// Appends whole lines, rotating first whenever the next lines would carry the file past

@@ -1,0 +1,768 @@
+//! The Kafka event sink: integration events on `kafka.events_topic`, keyed by charge point.
+//!
+//! Shaped like the journal: each processor gets a [`KafkaWriter`] that renders its charge
+//! points' events ([`integration`]) into a chunk of its own and hands chunks to one thread,
+//! which gives them to librdkafka (an idempotent producer, `acks=all`) and polls it for
+//! delivery reports. Answers held for `events.ack_after_write` ride in the chunk after their
+//! events; the thread releases them once the broker confirmed every message their writer
+//! recorded before them ([`Flight`]), or refuses them (CALLERROR InternalError) when one of
+//! those failed or `kafka.ack_timeout` passed first.
+//!
+//! A broker that is away or slow: librdkafka buffers up to `kafka.buffer_messages` /
+//! `kafka.buffer_bytes` (and never gives up on a message by itself); beyond that the thread
+//! stops taking chunks, the channel fills and processors wait, exactly as for a slow journal.
+//! Loops never wait for this thread.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use log::{error, info, warn};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+
+use super::flight::{Flight, Verdict};
+use super::integration::{self, Envelope};
+use crate::batch::{Pool, Recycle};
+use crate::clock::WallClock;
+use crate::config::KafkaConfig;
+use crate::events::{Event, EventSink, EventWriter, HeldAnswers, ReplyRoute};
+use crate::stats::Stats;
+use crate::types::ConnId;
+
+/// A writer hands its chunk over once it holds this many events ...
+const CHUNK_EVENTS: usize = 256;
+/// ... or this many bytes ...
+const CHUNK_BYTES: usize = 64 * 1024;
+/// ... or once its first event is this old.
+const FLUSH_AFTER: Duration = Duration::from_millis(5);
+/// The thread wakes at least this often; while answers wait, every millisecond.
+const TICK: Duration = Duration::from_millis(20);
+const HOLD_TICK: Duration = Duration::from_millis(1);
+/// While the broker seems away, it is asked for metadata this often (a delivery clears it too).
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// At shutdown, what is buffered gets this long to reach the broker.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
+/// Writer number of the side buffer (events of threads that never wait).
+const SIDE: u16 = 0;
+
+/// What `/health` and `/metrics` read about the sink.
+#[derive(Debug)]
+pub struct KafkaStatus {
+    pub topic: String,
+    /// The broker cannot be reached or held answers timed out; cleared by a delivery.
+    failing: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    origin: Instant,
+    alive_ms: AtomicU64,
+    /// Messages given to librdkafka and not yet confirmed or failed.
+    waiting: AtomicU64,
+}
+
+impl KafkaStatus {
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// How long ago the thread was last seen working.
+    pub fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.alive_ms.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
+    }
+
+    fn fail(&self, error: String) {
+        self.failing.store(true, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(error);
+        }
+    }
+}
+
+/// One message: its key and value in the chunk's bytes.
+#[derive(Debug, Clone)]
+struct Record {
+    key: Range<u32>,
+    value: Range<u32>,
+}
+
+/// Rendered events on their way to librdkafka, and the answers held after them.
+#[derive(Default)]
+struct Chunk {
+    writer: u16,
+    bytes: Vec<u8>,
+    records: Vec<Record>,
+    held: HeldAnswers,
+}
+
+impl Recycle for Chunk {
+    fn recycle(&mut self) -> bool {
+        self.bytes.clear();
+        self.records.clear();
+        self.held.clear();
+        self.bytes.capacity() <= 2 * CHUNK_BYTES
+    }
+}
+
+impl Chunk {
+    /// Renders `event` as the next record (nothing if it makes no integration event).
+    fn render(&mut self, envelope: &Envelope<'_>, event: &Event<'_>, raw_frames: bool) -> bool {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(event.cp.as_bytes());
+        let key = start as u32..self.bytes.len() as u32;
+        if !integration::render(&mut self.bytes, envelope, event, raw_frames) {
+            self.bytes.truncate(start);
+            return false;
+        }
+        self.records.push(Record {
+            key: key.clone(),
+            value: key.end..self.bytes.len() as u32,
+        });
+        true
+    }
+}
+
+/// What writers and the thread share.
+struct Common {
+    chunks: Pool<Chunk>,
+    side: Mutex<Side>,
+    side_limit: usize,
+    node: String,
+    /// `eventId`s start with `{node}-{start in ms, hex}-{writer}-`.
+    id_base: String,
+    side_prefix: String,
+    writers: AtomicU16,
+    raw_frames: bool,
+    route: Arc<dyn ReplyRoute>,
+    status: Arc<KafkaStatus>,
+    stats: Arc<Stats>,
+    ack_after_write: bool,
+}
+
+/// Events of threads that must never wait.
+#[derive(Default)]
+struct Side {
+    chunk: Chunk,
+    clock: WallClock,
+    n: u64,
+}
+
+/// The sink the processors and others record into.
+pub struct KafkaSink {
+    tx: Sender<Chunk>,
+    common: Arc<Common>,
+}
+
+/// librdkafka's callbacks (run inside `poll`, on the sink's thread).
+struct Reports {
+    /// (writer << 48 | number, delivered)
+    deliveries: Mutex<Vec<(usize, bool)>>,
+    status: Arc<KafkaStatus>,
+    stats: Arc<Stats>,
+    fatal: AtomicBool,
+}
+
+impl Reports {
+    fn on_error(&self, error: KafkaError, reason: &str) {
+        self.stats.kafka.kafka_errors.inc();
+        let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::Fatal) {
+            self.fatal.store(true, Ordering::Relaxed);
+        }
+        if matches!(
+            code,
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+                | Some(RDKafkaErrorCode::Fatal)
+        ) {
+            self.status.fail(format!("{error}: {reason}"));
+        }
+        warn!("kafka: {error}: {reason}");
+    }
+
+    fn on_delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        if let Err((e, _)) = result {
+            warn!("kafka: an event was not delivered: {e}");
+        }
+        if let Ok(mut deliveries) = self.deliveries.lock() {
+            deliveries.push((opaque, result.is_ok()));
+        }
+    }
+}
+
+const NUMBER_BITS: u32 = 48;
+
+fn opaque(writer: u16, n: u64) -> usize {
+    ((writer as usize) << NUMBER_BITS) | (n as usize & ((1 << NUMBER_BITS) - 1))
+}
+
+fn unpack(opaque: usize) -> (u16, u64) {
+    (
+        (opaque >> NUMBER_BITS) as u16,
+        (opaque & ((1 << NUMBER_BITS) - 1)) as u64,
+    )
+}
+
+/// librdkafka settings for the gateway's producers: nothing acknowledged may be lost.
+pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        // Never dropped by librdkafka: while the broker is away, events wait in the buffer
+        // and, once it is full, the processors wait (held answers time out on our side).
+        .set("message.timeout.ms", "0")
+        .set(
+            "queue.buffering.max.messages",
+            config.buffer_messages.to_string(),
+        )
+        .set(
+            "queue.buffering.max.kbytes",
+            (config.buffer_bytes / 1024).max(1).to_string(),
+        )
+        .set("linger.ms", config.linger.as_millis().to_string());
+    for (key, value) in &config.properties {
+        c.set(key, value);
+    }
+    c
+}
+
+fn create_producer(
+    config: &KafkaConfig,
+    reports: &Arc<Reports>,
+) -> Result<BaseProducer<ArcReports>, KafkaError> {
+    producer_config(config).create_with_context(ArcReports(Arc::clone(reports)))
+}
+
+/// The callbacks, shared with the producer that replaces one a fatal error ended.
+struct ArcReports(Arc<Reports>);
+
+impl ClientContext for ArcReports {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.on_error(error, reason);
+    }
+}
+
+impl ProducerContext for ArcReports {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        self.0.on_delivery(result, opaque);
+    }
+}
+
+/// A started sink: its handle, what `/health` reads, its thread.
+pub type Started = (Arc<KafkaSink>, Arc<KafkaStatus>, JoinHandle<()>);
+
+impl KafkaSink {
+    /// Creates the producer and starts the thread. It ends when the sink and every writer are
+    /// gone, after giving what was buffered [`FINAL_FLUSH`] to reach the broker.
+    pub fn start(
+        config: &KafkaConfig,
+        node: &str,
+        (ack_after_write, queue_capacity): (bool, usize),
+        route: Arc<dyn ReplyRoute>,
+        stats: Arc<Stats>,
+    ) -> Result<Started, KafkaError> {
+        let status = Arc::new(KafkaStatus {
+            topic: config.events_topic.clone(),
+            failing: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            origin: Instant::now(),
+            alive_ms: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+        });
+        let reports = Arc::new(Reports {
+            deliveries: Mutex::new(Vec::new()),
+            status: Arc::clone(&status),
+            stats: Arc::clone(&stats),
+            fatal: AtomicBool::new(false),
+        });
+        let producer = create_producer(config, &reports)?;
+        let started_ms = crate::clock::epoch_millis(std::time::SystemTime::now()).unwrap_or(0);
+        let common = Arc::new(Common {
+            chunks: Pool::new(16),
+            side: Mutex::new(Side::default()),
+            side_limit: queue_capacity,
+            node: node.to_owned(),
+            id_base: format!("{node}-{started_ms:x}-"),
+            side_prefix: format!("{node}-{started_ms:x}-{SIDE}-"),
+            writers: AtomicU16::new(SIDE + 1),
+            raw_frames: config.raw_frames,
+            route,
+            status: Arc::clone(&status),
+            stats,
+            ack_after_write,
+        });
+        let slots = (queue_capacity / CHUNK_EVENTS).max(2);
+        let (tx, rx) = crossbeam_channel::bounded(slots);
+        let mut thread = Thread {
+            rx,
+            producer,
+            reports,
+            config: config.clone(),
+            common: Arc::clone(&common),
+            flights: Vec::new(),
+            barriers: VecDeque::new(),
+            pending: None,
+            last_probe: Instant::now(),
+            last_warning: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("kafka-events".into())
+            .spawn(move || thread.run())
+            .map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
+        info!(
+            "kafka: events to {} on {} (acks=all, idempotent{})",
+            config.events_topic,
+            config.brokers,
+            if ack_after_write {
+                ", billing answers after the broker confirmed"
+            } else {
+                ""
+            }
+        );
+        Ok((Arc::new(KafkaSink { tx, common }), status, handle))
+    }
+}
+
+impl EventSink for KafkaSink {
+    fn writer(&self) -> Box<dyn EventWriter> {
+        let index = self.common.writers.fetch_add(1, Ordering::Relaxed);
+        let mut chunk = self.common.chunks.take();
+        chunk.writer = index;
+        Box::new(KafkaWriter {
+            tx: self.tx.clone(),
+            common: Arc::clone(&self.common),
+            id_prefix: format!("{}{index}-", self.common.id_base),
+            index,
+            chunk,
+            clock: WallClock::default(),
+            first_at: None,
+            holding: false,
+            n: 0,
+        })
+    }
+
+    fn record_nowait(&self, event: &Event<'_>) -> bool {
+        let common = &self.common;
+        let Ok(mut side) = common.side.lock() else {
+            return false;
+        };
+        if side.chunk.records.len() >= common.side_limit {
+            drop(side);
+            common.stats.kafka.kafka_events_lost.inc();
+            warn!(
+                "kafka: side buffer full, an event of cp={} is lost",
+                event.cp
+            );
+            return false;
+        }
+        let Side { chunk, clock, n } = &mut *side;
+        let envelope = Envelope {
+            id_prefix: &common.side_prefix,
+            n: *n,
+            gateway: &common.node,
+            timestamp: clock.text(event.at),
+        };
+        if chunk.render(&envelope, event, common.raw_frames) {
+            *n += 1;
+        }
+        true
+    }
+
+    fn acks_after_write(&self) -> bool {
+        self.common.ack_after_write
+    }
+}
+
+/// One processor's way into the sink.
+pub struct KafkaWriter {
+    tx: Sender<Chunk>,
+    common: Arc<Common>,
+    id_prefix: String,
+    index: u16,
+    chunk: Chunk,
+    clock: WallClock,
+    first_at: Option<Instant>,
+    holding: bool,
+    /// Events rendered so far (the next `eventId` number).
+    n: u64,
+}
+
+impl EventWriter for KafkaWriter {
+    fn record(&mut self, event: &Event<'_>) {
+        let envelope = Envelope {
+            id_prefix: &self.id_prefix,
+            n: self.n,
+            gateway: &self.common.node,
+            timestamp: self.clock.text(event.at),
+        };
+        if !self.chunk.render(&envelope, event, self.common.raw_frames) {
+            return;
+        }
+        self.n += 1;
+        if self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+        }
+        if self.chunk.bytes.len() >= CHUNK_BYTES {
+            self.flush();
+        }
+    }
+
+    fn hold(&mut self, conn: ConnId, frame: &[u8]) {
+        self.chunk.held.push(&*self.common.route, conn, frame);
+        self.holding = true;
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.holding
+            || self.chunk.records.len() >= CHUNK_EVENTS
+            || self
+                .first_at
+                .is_some_and(|first| now >= first + FLUSH_AFTER)
+    }
+
+    fn due_at(&self) -> Option<Instant> {
+        self.first_at.map(|first| first + FLUSH_AFTER)
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.chunk.records.is_empty() && !self.holding {
+            return false;
+        }
+        let mut next = self.common.chunks.take();
+        next.writer = self.index;
+        let chunk = std::mem::replace(&mut self.chunk, next);
+        self.first_at = None;
+        self.holding = false;
+        match self.tx.try_send(chunk) {
+            Ok(()) => false,
+            Err(TrySendError::Full(chunk)) => {
+                // Backpressure: the processor waits, its queue fills, loops pause readers.
+                let _ = self.tx.send(chunk);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+impl Drop for KafkaWriter {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Answers held until their writer's first `count` messages are settled.
+struct Barrier {
+    writer: u16,
+    count: u64,
+    deadline: Instant,
+    held: HeldAnswers,
+}
+
+struct Thread {
+    rx: Receiver<Chunk>,
+    producer: BaseProducer<ArcReports>,
+    reports: Arc<Reports>,
+    config: KafkaConfig,
+    common: Arc<Common>,
+    /// Per writer (by index).
+    flights: Vec<Flight>,
+    /// In the order their chunks came.
+    barriers: VecDeque<Barrier>,
+    /// A chunk librdkafka had no room for, and the first record it has not taken yet.
+    pending: Option<(Chunk, usize)>,
+    last_probe: Instant,
+    last_warning: Option<Instant>,
+}
+
+impl Thread {
+    fn run(&mut self) {
+        let mut open = true;
+        while open || self.pending.is_some() {
+            if self.pending.is_none() {
+                let wait = if self.barriers.is_empty() {
+                    TICK
+                } else {
+                    HOLD_TICK
+                };
+                match self.rx.recv_timeout(wait) {
+                    Ok(chunk) => self.pending = Some((chunk, 0)),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => open = false,
+                }
+            } else {
+                // librdkafka is full: wait for room (delivery reports free it).
+                self.producer.poll(HOLD_TICK);
+            }
+            self.produce_pending();
+            self.produce_side();
+            self.round();
+        }
+        self.finish();
+    }
+
+    /// One turn's bookkeeping: reports, releases, timeouts, liveness.
+    fn round(&mut self) {
+        self.producer.poll(Duration::ZERO);
+        self.settle();
+        self.release(Instant::now());
+        self.recover();
+        self.probe();
+        let status = &self.common.status;
+        let ms = u64::try_from(status.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        status.alive_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn flight(&mut self, writer: u16) -> &mut Flight {
+        let index = usize::from(writer);
+        if self.flights.len() <= index {
+            self.flights.resize_with(index + 1, Flight::default);
+        }
+        &mut self.flights[index]
+    }
+
+    /// Gives the pending chunk's records to librdkafka; the chunk's held answers become a
+    /// barrier once all of them are in.
+    fn produce_pending(&mut self) {
+        let Some((chunk, mut next)) = self.pending.take() else {
+            return;
+        };
+        while next < chunk.records.len() {
+            if !self.send(&chunk, next) {
+                self.pending = Some((chunk, next));
+                return;
+            }
+            next += 1;
+        }
+        self.hold(chunk);
+    }
+
+    /// Gives one record to librdkafka: false when its buffer is full (try again later).
+    fn send(&mut self, chunk: &Chunk, index: usize) -> bool {
+        let record = &chunk.records[index];
+        let key = &chunk.bytes[record.key.start as usize..record.key.end as usize];
+        let value = &chunk.bytes[record.value.start as usize..record.value.end as usize];
+        // Numbered only once taken, so numbers follow the order librdkafka got them in.
+        let flight = self.flight(chunk.writer);
+        let n = flight.push();
+        let sent = self.producer.send(
+            BaseRecord::with_opaque_to(&self.config.events_topic, opaque(chunk.writer, n))
+                .key(key)
+                .payload(value),
+        );
+        let common = Arc::clone(&self.common);
+        let stats = &common.stats.kafka;
+        match sent {
+            Ok(()) => {
+                stats.kafka_events_produced.inc();
+                self.common.status.waiting.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                self.flight(chunk.writer).unpush();
+                stats.kafka_backpressure.inc();
+                false
+            }
+            Err((e, _)) => {
+                // Refused for good (too large, unknown topic, ...): failed, not retried.
+                self.flight(chunk.writer).settle(n, false);
+                stats.kafka_events_failed.inc();
+                self.warn(&format!(
+                    "an event of {} bytes was refused: {e}",
+                    value.len()
+                ));
+                true
+            }
+        }
+    }
+
+    fn hold(&mut self, mut chunk: Chunk) {
+        if !chunk.held.is_empty() {
+            let count = self.flight(chunk.writer).pushed();
+            self.barriers.push_back(Barrier {
+                writer: chunk.writer,
+                count,
+                deadline: Instant::now() + self.config.ack_timeout,
+                held: std::mem::take(&mut chunk.held),
+            });
+        }
+        self.common.chunks.give(chunk);
+    }
+
+    /// The side buffer's events, as one chunk of writer [`SIDE`].
+    fn produce_side(&mut self) {
+        if self.pending.is_some() {
+            return;
+        }
+        let mut fresh = self.common.chunks.take();
+        fresh.writer = SIDE;
+        let chunk = match self.common.side.lock() {
+            Ok(mut side) if !side.chunk.records.is_empty() => {
+                std::mem::replace(&mut side.chunk, fresh)
+            }
+            _ => {
+                self.common.chunks.give(fresh);
+                return;
+            }
+        };
+        self.pending = Some((chunk, 0));
+        self.produce_pending();
+    }
+
+    /// Applies the delivery reports `poll` gathered.
+    fn settle(&mut self) {
+        let reports = match self.reports.deliveries.lock() {
+            Ok(mut d) if !d.is_empty() => std::mem::take(&mut *d),
+            _ => return,
+        };
+        let common = Arc::clone(&self.common);
+        let stats = &common.stats.kafka;
+        let mut delivered = false;
+        for &(opaque, ok) in &reports {
+            let (writer, n) = unpack(opaque);
+            if ok {
+                stats.kafka_events_confirmed.inc();
+                delivered = true;
+            } else {
+                stats.kafka_events_failed.inc();
+            }
+            self.common.status.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.flight(writer).settle(n, ok);
+        }
+        if delivered && self.common.status.failing.swap(false, Ordering::Relaxed) {
+            info!("kafka: the broker confirms events again");
+        }
+    }
+
+    /// Sends on the answers whose events are settled; refuses those past their deadline.
+    /// One writer's answers go in order: a waiting one keeps the later ones waiting.
+    fn release(&mut self, now: Instant) {
+        if self.barriers.is_empty() {
+            return;
+        }
+        let mut blocked: Vec<u16> = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.barriers.len());
+        let mut timed_out = 0u64;
+        while let Some(barrier) = self.barriers.pop_front() {
+            let verdict = if blocked.contains(&barrier.writer) {
+                Verdict::Waiting
+            } else {
+                self.flight(barrier.writer).verdict(barrier.count)
+            };
+            let ok = match verdict {
+                Verdict::Confirmed => true,
+                Verdict::Failed => false,
+                Verdict::Waiting if now >= barrier.deadline => {
+                    timed_out += 1;
+                    false
+                }
+                Verdict::Waiting => {
+                    blocked.push(barrier.writer);
+                    kept.push_back(barrier);
+                    continue;
+                }
+            };
+            let mut held = barrier.held;
+            let refused = &self.common.stats.kafka.kafka_refused;
+            held.release(&*self.common.route, ok, refused);
+        }
+        self.barriers = kept;
+        if timed_out > 0 {
+            self.common.status.fail(format!(
+                "the broker did not confirm events within kafka.ack_timeout ({:?})",
+                self.config.ack_timeout
+            ));
+            self.warn(&format!(
+                "{timed_out} held answer batch(es) refused: the broker did not confirm within {:?} (the charge points send again)",
+                self.config.ack_timeout
+            ));
+        }
+    }
+
+    /// A fatal error (the idempotent producer lost its state, e.g. the broker lost its log)
+    /// ends a producer: its messages fail, and a new one takes over.
+    fn recover(&mut self) {
+        if !self.reports.fatal.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let reason = self.producer.client().fatal_error().map_or_else(
+            || "fatal error".to_owned(),
+            |(code, text)| format!("{code}: {text}"),
+        );
+        error!(
+            "kafka: the producer stopped ({reason}); its unconfirmed events fail, a new producer starts"
+        );
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        self.producer.poll(Duration::from_millis(100));
+        self.settle();
+        match create_producer(&self.config, &self.reports) {
+            Ok(producer) => self.producer = producer,
+            Err(e) => self
+                .common
+                .status
+                .fail(format!("cannot create a producer: {e}")),
+        }
+    }
+
+    /// While failing with nothing to deliver, asks the broker for metadata now and then, so
+    /// `/health` clears once it is back.
+    fn probe(&mut self) {
+        let status = &self.common.status;
+        if !status.failing() || status.waiting() > 0 || self.last_probe.elapsed() < PROBE_EVERY {
+            return;
+        }
+        self.last_probe = Instant::now();
+        let topic = self.config.events_topic.as_str();
+        if self
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_millis(500))
+            .is_ok()
+        {
+            status.failing.store(false, Ordering::Relaxed);
+            info!("kafka: the broker answers again");
+        }
+    }
+
+    fn warn(&mut self, message: &str) {
+        if self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            self.last_warning = Some(Instant::now());
+            warn!("kafka: {message}");
+        }
+    }
+
+    /// Every writer is gone: what is buffered gets a last chance, then held answers are
+    /// settled either way.
+    fn finish(&mut self) {
+        let _ = self.producer.flush(FINAL_FLUSH);
+        self.producer.poll(Duration::ZERO);
+        self.settle();
+        let far = Instant::now() + self.config.ack_timeout + Duration::from_secs(3600);
+        self.release(far);
+        let lost = self.common.status.waiting();
+        if lost > 0 {
+            self.common.stats.kafka.kafka_events_lost.add(lost);
+            error!("kafka: {lost} events were not confirmed before shutdown");
+        }
+        info!("kafka: events sink stopped");
+    }
+}

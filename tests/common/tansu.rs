@@ -1,0 +1,187 @@
+//! A Kafka-protocol broker on loopback for the Kafka tests: `tansu` (crates.io; `.ci/run`
+//! installs it into its cache), in-memory storage, killed when dropped. The backend side of the
+//! tests is a real Kafka client: librdkafka through the `rdkafka` crate.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::Value;
+
+use super::{WATCHDOG, free_port, server_available, wait_until};
+
+/// True when `tansu` can be run (see [`server_available`]).
+pub fn available() -> bool {
+    server_available("tansu", "cargo install tansu --features dynostore")
+}
+
+pub struct Tansu {
+    pub port: u16,
+    child: Child,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new("tansu")
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let tansu = Tansu { port, child };
+        wait_until("tansu listens", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        tansu
+    }
+
+    /// `host:port` for `kafka.brokers` and clients.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = Command::new("tansu")
+            .args(["topic", "create", name])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args(["--partitions", &partitions.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("tansu topic create runs");
+        assert!(status.success(), "topic {name} created");
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT: a broker that stops answering without closing anything.
+    pub fn freeze(&self, frozen: bool) {
+        super::freeze_process(self.child.id(), frozen);
+    }
+
+    /// A producer as a backend would use it.
+    pub fn producer(&self) -> BaseProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("acks", "all")
+            .create()
+            .expect("producer")
+    }
+
+    /// Writes one record to `partition` of `topic` and waits until the broker has it.
+    pub fn produce(&self, producer: &BaseProducer, topic: &str, partition: i32, value: &[u8]) {
+        producer
+            .send(
+                BaseRecord::<[u8], [u8]>::to(topic)
+                    .partition(partition)
+                    .payload(value),
+            )
+            .map_err(|(e, _)| e)
+            .expect("record queued");
+        producer.flush(WATCHDOG).expect("record delivered");
+    }
+
+    /// Records on `topic` (every partition) from its start.
+    pub fn reader(&self, topic: &str, partitions: i32) -> Reader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", format!("test-reader-{}", free_port()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&list).expect("assign");
+        Reader {
+            consumer,
+            topic: topic.to_owned(),
+            partitions,
+            seen: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.freeze(false);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One record read back: its partition, key and JSON value.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub key: Option<String>,
+    pub value: Value,
+}
+
+/// Reads a topic from the start and keeps what it read.
+pub struct Reader {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: i32,
+    pub seen: Vec<Record>,
+}
+
+impl Reader {
+    /// Reads until `done` holds for what was read so far (failing after [`WATCHDOG`]).
+    pub fn until(&mut self, what: &str, mut done: impl FnMut(&[Record]) -> bool) -> &[Record] {
+        let deadline = Instant::now() + WATCHDOG;
+        while !done(&self.seen) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; read: {:#?}",
+                self.seen
+            );
+            self.poll(Duration::from_millis(100));
+        }
+        &self.seen
+    }
+
+    /// Takes what arrives within `wait`.
+    pub fn poll(&mut self, wait: Duration) {
+        if let Some(result) = self.consumer.poll(wait) {
+            let message = result.expect("a record");
+            let value = serde_json::from_slice(message.payload().unwrap_or_default())
+                .expect("every record is JSON");
+            self.seen.push(Record {
+                partition: message.partition(),
+                key: message
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                value,
+            });
+        }
+    }
+
+    /// Records on the topic now (the sum of the partitions' high watermarks), asked of the
+    /// broker directly.
+    pub fn high_watermarks(&self) -> i64 {
+        (0..self.partitions)
+            .map(|p| {
+                self.consumer
+                    .fetch_watermarks(&self.topic, p, WATCHDOG)
+                    .expect("watermarks")
+                    .1
+            })
+            .sum()
+    }
+
+    /// The events of charge point `cp` read so far, by eventType (payload, in order).
+    pub fn of(&self, cp: &str) -> Vec<&Value> {
+        self.seen
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(cp))
+            .map(|r| &r.value)
+            .collect()
+    }
+}
