@@ -508,3 +508,79 @@ fn commands_from_the_topic_reach_charge_points_and_every_record_is_answered() {
     server.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_full_kafka_buffer_holds_the_processors_back_and_loses_nothing() {
+    if !tansu::available() {
+        return;
+    }
+    let tansu = broker();
+    let dir = scratch("backpressure");
+    let mut config = gateway(&tansu, "gw-full", &dir);
+    if let Some(kafka) = config.kafka.as_mut() {
+        kafka.buffer_messages = 1000; // the smallest librdkafka buffer the gateway allows
+        kafka.ack_timeout = Duration::from_secs(60); // nothing held times out here
+    }
+    config.events.queue_capacity = 512; // two chunks between the processors and the sink
+    let mut server = TestServer::start(config);
+    const CHARGE_POINTS: usize = 8;
+    const EACH: usize = 250; // 2,000 events in all: twice what librdkafka may buffer
+    let mut clients: Vec<Client> = (0..CHARGE_POINTS)
+        .map(|i| {
+            let mut cp = connect(&server, &format!("CP-FULL-{i}"));
+            boot(&mut cp);
+            cp
+        })
+        .collect();
+    tansu.freeze(true);
+    let senders: Vec<_> = clients
+        .drain(..)
+        .map(|mut cp| {
+            std::thread::spawn(move || {
+                for n in 0..EACH {
+                    let status = if n % 2 == 0 { "Available" } else { "Preparing" };
+                    let payload =
+                        json!({"connectorId": 1, "errorCode": "NoError", "status": status});
+                    let reply = call(&mut cp, &format!("s{n}"), "StatusNotification", payload);
+                    assert_eq!(reply[0], 3, "{reply}");
+                }
+                cp
+            })
+        })
+        .collect();
+    // librdkafka's buffer fills, then the sink stops taking chunks and the processors wait.
+    server.wait_for("the sink to push back", |s| s.kafka_backpressure > 0);
+    let stuck = server.stats();
+    assert!(stuck.kafka_events_produced <= 1000 + 256, "{stuck:#?}");
+    tansu.freeze(false);
+    let clients: Vec<Client> = senders
+        .into_iter()
+        .map(|t| t.join().expect("every StatusNotification answered"))
+        .collect();
+    let mut reader = tansu.reader(EVENTS, EVENT_PARTITIONS);
+    reader.until("every status change", |seen| {
+        seen.iter()
+            .filter(|r| r.value["eventType"] == "connector.status_changed")
+            .count()
+            >= CHARGE_POINTS * EACH
+    });
+    for i in 0..CHARGE_POINTS {
+        let statuses = reader
+            .of(&format!("CP-FULL-{i}"))
+            .into_iter()
+            .filter(|e| e["eventType"] == "connector.status_changed")
+            .count();
+        assert_eq!(statuses, EACH, "CP-FULL-{i}: each exactly once, none lost");
+    }
+    let stats = server.wait_for("every event confirmed", |s| {
+        s.kafka_events_confirmed == s.kafka_events_produced
+    });
+    assert_eq!(
+        stats.kafka_events_failed + stats.kafka_events_lost,
+        0,
+        "{stats:#?}"
+    );
+    drop(clients);
+    server.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -98,6 +98,9 @@ pub struct LatencyFigures {
     pub handshake_boot: Summary,
     /// CALL planned -> answered, during the measured phase (BootNotification excluded).
     pub round_trip: Summary,
+    /// StopTransaction alone, during the measured phase (absent in older reports).
+    #[serde(default)]
+    pub stop_transaction: Summary,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -257,6 +260,9 @@ impl Report {
         };
         s.push_str(&line("boot", &self.latency_us.handshake_boot));
         s.push_str(&line("round trip", &self.latency_us.round_trip));
+        if self.latency_us.stop_transaction.count > 0 {
+            s.push_str(&line("StopTx", &self.latency_us.stop_transaction));
+        }
         let t = &self.throughput;
         let _ = writeln!(
             s,

@@ -235,6 +235,9 @@ pub struct Latencies {
     pub boot: Histogram<u64>,
     /// CALL planned -> its answer (BootNotification excluded); reset when measuring starts.
     pub round_trip: Histogram<u64>,
+    /// The same for StopTransaction alone (answered only once its event is durable when the
+    /// gateway acks after write); reset when measuring starts.
+    pub stop_transaction: Histogram<u64>,
 }
 
 impl Latencies {
@@ -244,6 +247,7 @@ impl Latencies {
             handshake: histogram(),
             boot: histogram(),
             round_trip: histogram(),
+            stop_transaction: histogram(),
         }
     }
 
@@ -253,6 +257,7 @@ impl Latencies {
         let _ = self.handshake.add(&other.handshake);
         let _ = self.boot.add(&other.boot);
         let _ = self.round_trip.add(&other.round_trip);
+        let _ = self.stop_transaction.add(&other.stop_transaction);
     }
 }
 

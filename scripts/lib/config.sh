@@ -21,7 +21,7 @@ config_with() {
                 }
             }
         }
-        /^[ \t]*\[[a-z_]+\][ \t]*$/ {
+        /^[ \t]*\[[a-z_.]+\][ \t]*$/ {
             flush(section)
             section = $0
             gsub(/[][ \t]/, "", section)

@@ -373,6 +373,9 @@ impl FleetLoop {
             stats::record_with_skipped(&mut self.latencies.round_trip, latency, interval);
             stats::record_with_skipped(&mut self.window, latency, interval);
         }
+        if call.action == Action::StopTransaction {
+            let _ = self.latencies.stop_transaction.record(latency);
+        }
         if self.cps[key as usize].boot == Boot::Sent && call.action == Action::StatusNotification {
             return self.on_resume_answer(key, checked.is_some());
         }

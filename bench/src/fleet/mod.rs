@@ -365,7 +365,10 @@ impl FleetLoop {
     fn handle_commands(&mut self) {
         loop {
             match self.commands.try_recv() {
-                Ok(ToFleet::Measure) => self.latencies.round_trip.reset(),
+                Ok(ToFleet::Measure) => {
+                    self.latencies.round_trip.reset();
+                    self.latencies.stop_transaction.reset();
+                }
                 Ok(ToFleet::Storm) => self.storm(),
                 Ok(ToFleet::Stop) | Err(TryRecvError::Disconnected) => {
                     self.stopping = true;
