@@ -291,6 +291,13 @@ fn billing_answers_wait_for_the_broker_and_are_refused_while_it_is_stopped() {
     // The broker stops answering: the next billing message is refused after ack_timeout (the
     // charge point keeps it), other charge points' Heartbeats are still answered.
     tansu.freeze(true);
+    // Events that hold no answer are answered at once; /health notices the broker confirms
+    // nothing within ack_timeout even so.
+    let status = json!({"connectorId": 1, "errorCode": "NoError", "status": "Available"});
+    assert_eq!(call(&mut other, "st1", "StatusNotification", status)[0], 3);
+    wait_until("/health degraded: nothing confirmed", || {
+        health(&server) == ("degraded".into(), true)
+    });
     let second = call(
         &mut cp,
         "t3",

@@ -318,6 +318,7 @@ impl KafkaSink {
             barriers: VecDeque::new(),
             pending: None,
             last_probe: Instant::now(),
+            last_progress: Instant::now(),
             last_warning: None,
         };
         let handle = std::thread::Builder::new()
@@ -455,7 +456,13 @@ impl EventWriter for KafkaWriter {
                 let _ = self.tx.send(chunk);
                 true
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Disconnected(mut chunk)) => {
+                // The sink's thread is gone: its answers are refused, not left waiting.
+                let common = &self.common;
+                let refused = &common.stats.kafka.kafka_refused;
+                chunk.held.release(&*common.route, false, refused);
+                false
+            }
         }
     }
 }
@@ -487,6 +494,8 @@ struct Thread {
     /// A chunk librdkafka had no room for, and the first record it has not taken yet.
     pending: Option<(Chunk, usize)>,
     last_probe: Instant,
+    /// When a delivery report last came, or nothing was waiting for one.
+    last_progress: Instant,
     last_warning: Option<Instant>,
 }
 
@@ -519,7 +528,8 @@ impl Thread {
     /// One turn's bookkeeping: reports, releases, timeouts, liveness.
     fn round(&mut self) {
         self.producer.poll(Duration::ZERO);
-        self.settle();
+        let reported = self.settle();
+        self.watch(reported);
         self.release(Instant::now());
         self.recover();
         self.probe();
@@ -624,11 +634,11 @@ impl Thread {
         self.produce_pending();
     }
 
-    /// Applies the delivery reports `poll` gathered.
-    fn settle(&mut self) {
+    /// Applies the delivery reports `poll` gathered; true if there were any.
+    fn settle(&mut self) -> bool {
         let reports = match self.reports.deliveries.lock() {
             Ok(mut d) if !d.is_empty() => std::mem::take(&mut *d),
-            _ => return,
+            _ => return false,
         };
         let common = Arc::clone(&self.common);
         let stats = &common.stats.kafka;
@@ -647,6 +657,7 @@ impl Thread {
         if delivered && self.common.status.failing.swap(false, Ordering::Relaxed) {
             info!("kafka: the broker confirms events again");
         }
+        true
     }
 
     /// Sends on the answers whose events are settled; refuses those past their deadline.
@@ -717,6 +728,22 @@ impl Thread {
                 .common
                 .status
                 .fail(format!("cannot create a producer: {e}")),
+        }
+    }
+
+    /// Events waiting longer than `kafka.ack_timeout` with no report at all: the broker hangs
+    /// (no answer is held to time out, but `/health` must say so).
+    fn watch(&mut self, reported: bool) {
+        let status = &self.common.status;
+        let waiting = status.waiting();
+        if reported || waiting == 0 {
+            self.last_progress = Instant::now();
+        } else if self.last_progress.elapsed() >= self.config.ack_timeout && !status.failing() {
+            status.fail(format!(
+                "no delivery report for {:?}; {waiting} events wait",
+                self.config.ack_timeout
+            ));
+            self.warn("the broker confirms nothing; events wait in librdkafka's buffer");
         }
     }
 
