@@ -102,6 +102,7 @@ pub struct Server {
     journal_thread: Option<JoinHandle<()>>,
     /// The Kafka sink's thread, and the commands consumer (with its stop flag).
     kafka_thread: Option<JoinHandle<()>>,
+    kafka_status: Option<Arc<KafkaStatus>>,
     kafka_commands: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     state_thread: Option<JoinHandle<()>>,
     cluster: Option<Cluster>,
@@ -358,7 +359,7 @@ impl Server {
                     commands: commands.clone(),
                     traces: Arc::clone(&traces),
                     journal,
-                    kafka: kafka_status,
+                    kafka: kafka_status.clone(),
                     security: Arc::clone(&security),
                     transactions: Arc::clone(&policy.transactions),
                     redis_reachable: cluster.as_ref().map(|c| Arc::clone(&c.reachable)),
@@ -408,6 +409,7 @@ impl Server {
             admin,
             journal_thread,
             kafka_thread,
+            kafka_status,
             kafka_commands,
             state_thread,
             cluster,
@@ -489,6 +491,7 @@ impl Server {
             admin,
             journal_thread,
             kafka_thread,
+            kafka_status,
             kafka_commands,
             state_thread,
             cluster,
@@ -506,6 +509,10 @@ impl Server {
             && admin.stop().is_err()
         {
             result = Err(ServerError::Panicked("admin".into()));
+        }
+        // A broker that is away must not keep the processors from stopping.
+        if let Some(status) = &kafka_status {
+            status.stop();
         }
         // The Kafka consumer holds senders to the processors too.
         if let Some((stop, thread)) = kafka_commands {

@@ -318,6 +318,8 @@ counters! {
         kafka_commands_invalid,
         /// Commands for a charge point not connected here (answered `NotConnected`).
         kafka_commands_not_connected,
+        /// Commands older than `kafka.command_max_age` (answered `Expired`, not run).
+        kafka_commands_expired,
         /// `command.response` events the broker confirmed.
         kafka_command_responses,
     }
@@ -502,6 +504,7 @@ pub struct StatsSnapshot {
     pub kafka_commands_received: u64,
     pub kafka_commands_invalid: u64,
     pub kafka_commands_not_connected: u64,
+    pub kafka_commands_expired: u64,
     pub kafka_command_responses: u64,
     pub journal_lines: u64,
     pub journal_bytes: u64,

@@ -59,6 +59,7 @@ fn gateway(tansu: &Tansu, node: &str, dir: &std::path::Path) -> Config {
         command_partitions: Vec::new(),
         group_id: format!("ocpp-gateway-{node}"),
         ack_timeout: Duration::from_millis(1500),
+        command_max_age: Duration::from_secs(300),
         raw_frames: false,
         buffer_messages: 100_000,
         buffer_bytes: 64 << 20,
@@ -337,8 +338,23 @@ fn billing_answers_wait_for_the_broker_and_are_refused_while_it_is_stopped() {
     tansu.freeze(false);
     let meter = json!({"connectorId": 1, "transactionId": next, "meterValue": [
         {"timestamp": "2026-11-28T12:10:00Z", "sampledValue": [{"value": "9100"}]}]});
-    let again = call(&mut cp, "m-again", "MeterValues", meter);
-    assert_eq!(again[0], 3, "accepted once the broker is back: {again}");
+    // As a charge point does: sent again until accepted (a broker just back may still need
+    // longer than ack_timeout for the first confirmations; each try is bounded by it).
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let again = call(
+            &mut cp,
+            &format!("m-again-{tries}"),
+            "MeterValues",
+            meter.clone(),
+        );
+        if again[0] == 3 {
+            break;
+        }
+        assert_eq!(again[2], "InternalError", "{again}");
+        assert!(tries < 10, "never accepted after the broker came back");
+    }
     wait_until("/health healthy again", || health(&server).0 == "healthy");
     reader.until("the meter values, after the broker came back", |seen| {
         seen.iter().any(|r| {
@@ -460,10 +476,25 @@ fn commands_from_the_topic_reach_charge_points_and_every_record_is_answered() {
     // c6 reaches the charge point, which does not answer: Timeout after timeoutMs.
     let unanswered = next_json(&mut cp);
     assert_eq!(unanswered[2], "GetConfiguration", "{unanswered}");
+    // Written an hour ago (a gateway that was down): answered Expired, never sent.
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        - 3_600_000;
+    let stale = json!({"commandId": "c7", "chargePointId": "CP-CMD",
+                       "action": "Reset", "payload": {"type": "Hard"}});
+    tansu.produce_at(
+        &producer,
+        COMMANDS,
+        ours,
+        stale.to_string().as_bytes(),
+        Some(hour_ago),
+    );
 
     let mut reader = tansu.reader(EVENTS, EVENT_PARTITIONS);
     reader.until("a response to every command with an id", |seen| {
-        ["c1", "c2", "c3", "c5", "c6"]
+        ["c1", "c2", "c3", "c5", "c6", "c7"]
             .iter()
             .all(|id| response(seen, id).is_some())
     });
@@ -485,7 +516,8 @@ fn commands_from_the_topic_reach_charge_points_and_every_record_is_answered() {
     );
     assert_eq!(status("c5"), "Invalid", "payload refused by the schema");
     assert_eq!(status("c6"), "Timeout");
-    for id in ["c1", "c2", "c3", "c5", "c6"] {
+    assert_eq!(status("c7"), "Expired");
+    for id in ["c1", "c2", "c3", "c5", "c6", "c7"] {
         assert_schema(response(seen, id).expect("a response"));
     }
     let keyed = seen
@@ -498,19 +530,25 @@ fn commands_from_the_topic_reach_charge_points_and_every_record_is_answered() {
         "responses are keyed by charge point"
     );
 
-    // Six records on our partition, each finished: the committed offset passes all of them.
+    // Seven records on our partition, each finished: the committed offset passes all of them.
     wait_until("offsets committed after the responses", || {
-        committed(&tansu, &format!("ocpp-gateway-{node}"), ours) == Some(6)
+        committed(&tansu, &format!("ocpp-gateway-{node}"), ours) == Some(7)
     });
     assert!(
         response(&reader.seen, "c-other").is_none(),
         "another gateway's partition"
     );
     let stats = server.stats();
-    assert_eq!(stats.kafka_commands_received, 6, "{stats:#?}");
+    assert_eq!(stats.kafka_commands_received, 7, "{stats:#?}");
+    assert_eq!(stats.kafka_commands_expired, 1);
     assert_eq!(stats.kafka_commands_invalid, 3, "c3, the garbage and c5");
     assert_eq!(stats.kafka_commands_not_connected, 1);
-    assert!(stats.kafka_command_responses >= 5);
+    assert!(stats.kafka_command_responses >= 6);
+    // The stale Reset never reached the charge point: nothing more arrives for it.
+    cp.send(Message::text(json!([2, "hb", "Heartbeat", {}]).to_string()))
+        .expect("send");
+    let next = next_json(&mut cp);
+    assert_eq!((&next[0], &next[1]), (&json!(3), &json!("hb")), "{next}");
     drop(cp);
     server.stop();
     let _ = std::fs::remove_dir_all(dir);
@@ -588,6 +626,138 @@ fn a_full_kafka_buffer_holds_the_processors_back_and_loses_nothing() {
         "{stats:#?}"
     );
     drop(clients);
+    server.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_gateway_stops_while_the_broker_hangs() {
+    if !tansu::available() {
+        return;
+    }
+    let tansu = broker();
+    let dir = scratch("stop");
+    let mut config = gateway(&tansu, "gw-stop", &dir);
+    if let Some(kafka) = config.kafka.as_mut() {
+        kafka.buffer_messages = 1000;
+    }
+    config.events.queue_capacity = 512;
+    let mut server = TestServer::start(config);
+    let clients: Vec<Client> = (0..8)
+        .map(|i| {
+            let mut cp = connect(&server, &format!("CP-STOP-{i}"));
+            boot(&mut cp);
+            cp
+        })
+        .collect();
+    tansu.freeze(true);
+    // Each charge point reports until its answers stop coming (the processors wait for the
+    // sink) or the gateway closes it.
+    let senders: Vec<_> = clients
+        .into_iter()
+        .map(|mut cp| {
+            std::thread::spawn(move || {
+                for n in 0..1000 {
+                    let payload = json!({"connectorId": 1, "errorCode": "NoError",
+                                         "status": if n % 2 == 0 { "Available" } else { "Preparing" }});
+                    let text = json!([2, format!("s{n}"), "StatusNotification", payload]);
+                    if cp.send(Message::text(text.to_string())).is_err() || cp.read().is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    server.wait_for("the processors to wait for the sink", |s| {
+        s.kafka_backpressure > 0
+    });
+    // Stopping must not wait for the broker: the watchdog of `stop` fails the test if it does.
+    server.stop();
+    for sender in senders {
+        let _ = sender.join();
+    }
+    tansu.freeze(false);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn raw_frames_publish_every_frame_both_ways() {
+    if !tansu::available() {
+        return;
+    }
+    let tansu = broker();
+    let dir = scratch("frames");
+    let mut config = gateway(&tansu, "gw-frames", &dir);
+    if let Some(kafka) = config.kafka.as_mut() {
+        kafka.raw_frames = true;
+    }
+    let mut server = TestServer::start(config);
+    let mut cp = connect(&server, "CP-RAW");
+    boot(&mut cp);
+    assert_eq!(call(&mut cp, "h1", "Heartbeat", json!({}))[0], 3);
+    let refused = call(&mut cp, "bad", "Heartbeat", json!({"unexpected": true}));
+    assert_eq!(refused[0], 4, "{refused}");
+    let pending = server
+        .call("CP-RAW", ocpp_gateway::ocpp::v16::Action::Reset, {
+            serde_json::value::RawValue::from_string(r#"{"type":"Soft"}"#.into()).expect("json")
+        })
+        .expect("a valid call");
+    let reset = next_json(&mut cp);
+    cp.send(Message::text(
+        json!([3, reset[1], {"status": "Accepted"}]).to_string(),
+    ))
+    .expect("send");
+    assert!(pending.wait_timeout(WATCHDOG).is_some());
+
+    let mut reader = tansu.reader(EVENTS, EVENT_PARTITIONS);
+    let frames = |seen: &[Record]| -> Vec<Value> {
+        seen.iter()
+            .filter(|r| r.key.as_deref() == Some("CP-RAW") && r.value["eventType"] == "ocpp.frame")
+            .map(|r| r.value["payload"].clone())
+            .collect()
+    };
+    reader.until("the frames of the session", |seen| frames(seen).len() >= 8);
+    let seen = frames(&reader.seen);
+    let shape: Vec<(String, String, String)> = seen
+        .iter()
+        .map(|f| {
+            let text = |k: &str| f[k].as_str().unwrap_or("").to_owned();
+            (text("direction"), text("messageType"), text("action"))
+        })
+        .collect();
+    let has = |d: &str, t: &str, a: &str| shape.contains(&(d.into(), t.into(), a.into()));
+    assert!(
+        has("in", "CALL", "BootNotification") && has("out", "CALLRESULT", "BootNotification"),
+        "{shape:?}"
+    );
+    assert!(
+        has("in", "CALL", "Heartbeat") && has("out", "CALLRESULT", "Heartbeat"),
+        "{shape:?}"
+    );
+    assert!(
+        has("out", "CALLERROR", "Heartbeat"),
+        "the refused Heartbeat: {shape:?}"
+    );
+    assert!(
+        has("out", "CALL", "Reset") && has("in", "CALLRESULT", "Reset"),
+        "{shape:?}"
+    );
+    let refused_call = seen
+        .iter()
+        .find(|f| f["uniqueId"] == "bad" && f["messageType"] == "CALL")
+        .expect("the refused CALL");
+    assert!(
+        refused_call["payloadPrefix"].as_str().is_some(),
+        "{refused_call}"
+    );
+    for record in reader
+        .seen
+        .iter()
+        .filter(|r| r.value["eventType"] == "ocpp.frame")
+    {
+        assert_schema(&record.value);
+    }
+    drop(cp);
     server.stop();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -569,6 +569,11 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
             s.kafka_commands_not_connected,
         ),
         (
+            "ocpp_gateway_kafka_commands_expired_total",
+            "Commands older than kafka.command_max_age (answered Expired, not run).",
+            s.kafka_commands_expired,
+        ),
+        (
             "ocpp_gateway_kafka_command_responses_total",
             "command.response events the Kafka broker confirmed.",
             s.kafka_command_responses,
@@ -577,14 +582,12 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
     for (name, help, value) in kafka {
         o.single(name, "counter", help, value);
     }
-    if let Some(waiting) = g.kafka_waiting {
-        o.single(
-            "ocpp_gateway_kafka_events_waiting",
-            "gauge",
-            "Integration events given to librdkafka and not yet confirmed or failed.",
-            waiting,
-        );
-    }
+    o.single(
+        "ocpp_gateway_kafka_events_waiting",
+        "gauge",
+        "Integration events given to librdkafka and not yet confirmed or failed (0 without Kafka).",
+        g.kafka_waiting.unwrap_or(0),
+    );
     o.single(
         "ocpp_gateway_kafka_failing",
         "gauge",

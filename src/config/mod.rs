@@ -66,6 +66,7 @@ pub const DEFAULT_EVENTS_MAXLEN: u64 = 1_000_000;
 pub const DEFAULT_KAFKA_EVENTS_TOPIC: &str = "ocpp-events-up";
 pub const DEFAULT_KAFKA_COMMANDS_TOPIC: &str = "commands-down";
 pub const DEFAULT_KAFKA_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_KAFKA_COMMAND_MAX_AGE: Duration = Duration::from_secs(300);
 pub const DEFAULT_KAFKA_BUFFER_MESSAGES: u32 = 100_000;
 pub const DEFAULT_KAFKA_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_KAFKA_LINGER: Duration = Duration::from_millis(5);
@@ -229,6 +230,9 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// A billing answer held for its event becomes CALLERROR InternalError after this long.
     pub ack_timeout: Duration,
+    /// A command record written longer ago than this is answered `Expired`, not run (0: any
+    /// age runs).
+    pub command_max_age: Duration,
     /// Every OCPP frame both ways as an `ocpp.frame` event too.
     pub raw_frames: bool,
     /// librdkafka's buffer: messages and bytes waiting for the broker, before the sink waits.

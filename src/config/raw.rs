@@ -43,6 +43,7 @@ pub struct RawKafka {
     pub command_partitions: Option<Vec<i32>>,
     pub group_id: Option<String>,
     pub ack_timeout: Option<String>,
+    pub command_max_age: Option<String>,
     pub raw_frames: Option<bool>,
     pub buffer_messages: Option<u32>,
     pub buffer_bytes: Option<u64>,

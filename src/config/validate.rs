@@ -169,16 +169,24 @@ fn kafka(
     }
     let properties: Vec<(String, String)> = k.properties.unwrap_or_default().into_iter().collect();
     // What the gateway's guarantees rest on cannot be changed through the pass-through table.
-    const OURS: [&str; 9] = [
+    // (librdkafka's aliases included: request.required.acks is acks, delivery.timeout.ms is
+    // message.timeout.ms, queue.buffering.max.ms is linger.ms.)
+    const OURS: [&str; 15] = [
         "bootstrap.servers",
+        "metadata.broker.list",
         "acks",
+        "request.required.acks",
         "enable.idempotence",
         "group.id",
         "enable.auto.commit",
+        "auto.commit.enable",
         "enable.auto.offset.store",
         "queue.buffering.max.messages",
         "queue.buffering.max.kbytes",
         "message.timeout.ms",
+        "delivery.timeout.ms",
+        "linger.ms",
+        "queue.buffering.max.ms",
     ];
     if let Some((key, _)) = properties
         .iter()
@@ -214,6 +222,11 @@ fn kafka(
             k.ack_timeout,
             DEFAULT_KAFKA_ACK_TIMEOUT,
             Duration::from_millis(100),
+        )?,
+        command_max_age: check.duration(
+            "kafka.command_max_age",
+            k.command_max_age,
+            DEFAULT_KAFKA_COMMAND_MAX_AGE,
         )?,
         raw_frames: k.raw_frames.unwrap_or(false),
         buffer_messages: check.within(

@@ -44,12 +44,15 @@ const MAX_TIMEOUT_MS: u64 = 3_600_000;
 const TICK: Duration = Duration::from_millis(10);
 
 /// Delivery reports of the responses' producer: (slab key, delivered).
-#[derive(Default)]
-struct Reports(std::sync::Mutex<Vec<(usize, bool)>>);
+struct Reports {
+    deliveries: std::sync::Mutex<Vec<(usize, bool)>>,
+    stats: Arc<Stats>,
+}
 
 impl ClientContext for Reports {
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!("kafka commands: {error}: {reason}");
+        self.stats.kafka.kafka_errors.inc();
+        log::debug!("kafka commands: {error}: {reason}");
     }
 }
 
@@ -57,13 +60,18 @@ impl ProducerContext for Reports {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, key: usize) {
-        if let Err((e, _)) = result {
-            warn!("kafka commands: a command.response was not delivered: {e}");
-        }
-        if let Ok(mut d) = self.0.lock() {
+        if let Ok(mut d) = self.deliveries.lock() {
             d.push((key, result.is_ok()));
         }
     }
+}
+
+/// A `command.response` on its way: the record it answers, its key and value (kept until the
+/// broker confirmed it, to send it again).
+struct Response {
+    at: Position,
+    key: String,
+    value: String,
 }
 
 /// A record's place in its partition.
@@ -79,6 +87,16 @@ struct Running {
     cp: String,
     action: Action,
     pending: PendingCall,
+}
+
+fn response_producer(
+    config: &KafkaConfig,
+    stats: &Arc<Stats>,
+) -> Result<BaseProducer<Reports>, KafkaError> {
+    producer_config(config).create_with_context(Reports {
+        deliveries: std::sync::Mutex::new(Vec::new()),
+        stats: Arc::clone(stats),
+    })
 }
 
 /// Starts the consumer thread; it stops once `stop` is set.
@@ -109,8 +127,7 @@ pub fn start(
         consumer_config.set("auto.offset.reset", "earliest");
     }
     let consumer: BaseConsumer = consumer_config.create()?;
-    let producer: BaseProducer<Reports> =
-        producer_config(config).create_with_context(Reports::default())?;
+    let producer = response_producer(config, &stats)?;
     let started_ms = crate::clock::epoch_millis(SystemTime::now()).unwrap_or(0);
     let mut thread = Thread {
         consumer,
@@ -125,6 +142,8 @@ pub fn start(
         stop,
         running: Vec::new(),
         publishing: Slab::new(),
+        unsent: Vec::new(),
+        last_warning: None,
         open: BTreeMap::new(),
         assigned: false,
         last_assign_try: None,
@@ -147,8 +166,11 @@ struct Thread {
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     running: Vec<Running>,
-    /// Responses given to the producer, by delivery key: the record each answers.
-    publishing: Slab<Position>,
+    /// Responses given to the producer, by delivery key.
+    publishing: Slab<Response>,
+    /// Keys of responses to send (again): refused by librdkafka, or not delivered.
+    unsent: Vec<usize>,
+    last_warning: Option<Instant>,
     /// Per partition, the records taken and not yet committed, in offset order, and whether
     /// each is finished.
     open: BTreeMap<i32, VecDeque<(i64, bool)>>,
@@ -166,7 +188,10 @@ impl Thread {
                     continue;
                 }
             }
-            if self.running.len() + self.publishing.len() < MAX_IN_FLIGHT {
+            // Records taken and not yet committed (running, publishing, or finished behind an
+            // older one) are bounded: beyond, nothing more is read.
+            let open: usize = self.open.values().map(VecDeque::len).sum();
+            if open < MAX_IN_FLIGHT {
                 self.take(TICK);
             } else {
                 self.producer.poll(TICK);
@@ -174,6 +199,7 @@ impl Thread {
             self.collect();
             self.producer.poll(Duration::ZERO);
             self.settle();
+            self.send_unsent();
             self.commit(CommitMode::Async);
         }
         // Commands still running are not committed: they run again after a restart.
@@ -256,17 +282,22 @@ impl Thread {
                 offset: message.offset(),
             };
             let payload = message.payload().unwrap_or_default().to_vec();
+            // How long ago the record was written (the producer's or the broker's time).
+            let age_ms = message.timestamp().to_millis().map(|written| {
+                let now = crate::clock::epoch_millis(SystemTime::now()).unwrap_or(0);
+                (now as i64).saturating_sub(written)
+            });
             self.open
                 .entry(at.partition)
                 .or_default()
                 .push_back((at.offset, false));
             self.stats.kafka.kafka_commands_received.inc();
-            self.start_command(at, &payload);
+            self.start_command(at, &payload, age_ms);
         }
     }
 
     /// Runs one record, or answers it at once when it cannot run.
-    fn start_command(&mut self, at: Position, payload: &[u8]) {
+    fn start_command(&mut self, at: Position, payload: &[u8], age_ms: Option<i64>) {
         let command = match parse(payload) {
             Ok(command) => command,
             Err(Unusable {
@@ -275,10 +306,10 @@ impl Thread {
                 reason,
             }) => {
                 self.stats.kafka.kafka_commands_invalid.inc();
-                warn!(
-                    "kafka commands: record {}@{} refused: {reason}",
+                self.warn(format_args!(
+                    "record {}@{} refused: {reason}",
                     at.partition, at.offset
-                );
+                ));
                 return match command_id {
                     Some(id) => {
                         let details = json!({"reason": reason});
@@ -295,6 +326,20 @@ impl Thread {
             payload,
             timeout,
         } = command;
+        // A command older than kafka.command_max_age (a gateway that was down, a new consumer
+        // group reading a partition from its start) is answered, not run.
+        let max_age = self.config.command_max_age;
+        if !max_age.is_zero()
+            && let Some(age) = age_ms.filter(|&age| age > max_age.as_millis() as i64)
+        {
+            self.stats.kafka.kafka_commands_expired.inc();
+            let reason = format!(
+                "written {:.1} s ago, more than kafka.command_max_age ({max_age:?}): not run",
+                age as f64 / 1000.0
+            );
+            let details = json!({"reason": reason});
+            return self.respond(at, &command_id, &cp, Some(action), "Expired", details);
+        }
         match self.commands.call(&cp, action, payload, None, timeout) {
             Ok(pending) => self.running.push(Running {
                 at,
@@ -368,48 +413,87 @@ impl Thread {
             .to_string()
         };
         self.n += 1;
-        let topic = self.config.events_topic.clone();
-        let key = self.publishing.insert(at);
-        let mut record = BaseRecord::with_opaque_to(&topic, key).payload(&value);
-        if !cp.is_empty() {
-            record = record.key(cp);
+        let key = self.publishing.insert(Response {
+            at,
+            key: cp.to_owned(),
+            value,
+        });
+        self.send(key);
+    }
+
+    /// Gives response `key` to the producer; if it is refused, it waits in `unsent`.
+    fn send(&mut self, key: usize) {
+        let Some(response) = self.publishing.get(key) else {
+            return;
+        };
+        let mut record =
+            BaseRecord::with_opaque_to(&self.config.events_topic, key).payload(&response.value);
+        if !response.key.is_empty() {
+            record = record.key(&response.key);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    record = r;
-                    self.producer.poll(TICK);
-                    self.settle();
-                }
-                Err((e, _)) => {
-                    warn!("kafka commands: response to {command_id} refused: {e}");
-                    self.publishing.try_remove(key);
-                    return self.finish(at);
+        if let Err((e, _)) = self.producer.send(record) {
+            // Full, or refused: sent again next turn (the offset waits for it).
+            if !matches!(
+                e,
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
+            ) {
+                self.warn(format_args!(
+                    "a command.response was refused: {e}; sending it again"
+                ));
+            }
+            self.unsent.push(key);
+        }
+    }
+
+    fn send_unsent(&mut self) {
+        for key in std::mem::take(&mut self.unsent) {
+            self.send(key);
+        }
+    }
+
+    /// Applies the responses' delivery reports: a confirmed one finishes its record; one that
+    /// was not delivered is sent again (after a fatal error, by a new producer).
+    fn settle(&mut self) {
+        let reports = match self.producer.context().deliveries.lock() {
+            Ok(mut d) if !d.is_empty() => std::mem::take(&mut *d),
+            _ => return,
+        };
+        let mut failed = false;
+        for (key, ok) in reports {
+            if !ok {
+                failed = true;
+                self.unsent.push(key);
+                continue;
+            }
+            let Some(response) = self.publishing.try_remove(key) else {
+                continue;
+            };
+            self.stats.kafka.kafka_command_responses.inc();
+            self.finish(response.at);
+        }
+        if failed {
+            self.warn(format_args!(
+                "a command.response was not delivered; sending it again"
+            ));
+            if let Some((code, reason)) = self.producer.client().fatal_error() {
+                warn!(
+                    "kafka commands: the producer stopped ({code}: {reason}); a new one takes over"
+                );
+                match response_producer(&self.config, &self.stats) {
+                    Ok(producer) => self.producer = producer,
+                    Err(e) => warn!("kafka commands: cannot create a producer: {e}"),
                 }
             }
         }
     }
 
-    /// Applies the responses' delivery reports.
-    fn settle(&mut self) {
-        let reports = match self.producer.context().0.lock() {
-            Ok(mut d) if !d.is_empty() => std::mem::take(&mut *d),
-            _ => return,
-        };
-        for (key, ok) in reports {
-            let Some(at) = self.publishing.try_remove(key) else {
-                continue;
-            };
-            if ok {
-                self.stats.kafka.kafka_command_responses.inc();
-            }
-            // A response the broker refused for good is not retried: it is logged and counted
-            // (kafka_errors), and the record counts as handled.
-            self.finish(at);
+    fn warn(&mut self, message: std::fmt::Arguments<'_>) {
+        if self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            self.last_warning = Some(Instant::now());
+            warn!("kafka commands: {message}");
         }
     }
 

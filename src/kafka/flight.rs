@@ -20,6 +20,9 @@ pub struct Flight {
     /// Failed messages not yet covered by a held answer's verdict, in order.
     failed: VecDeque<u64>,
     unsettled: usize,
+    /// Whether failures are kept for verdicts (a writer that never holds answers asks for
+    /// none, so they would pile up).
+    keeps_failures: bool,
 }
 
 /// What became of the messages a held answer waits for.
@@ -34,6 +37,13 @@ pub enum Verdict {
 }
 
 impl Flight {
+    pub fn new(keeps_failures: bool) -> Flight {
+        Flight {
+            keeps_failures,
+            ..Flight::default()
+        }
+    }
+
     /// Numbers the next message (messages must be numbered in order, from 0).
     pub fn push(&mut self) -> u64 {
         self.states.push_back(State::Waiting);
@@ -67,7 +77,7 @@ impl Flight {
         }
         *state = State::Settled;
         self.unsettled -= 1;
-        if !ok {
+        if !ok && self.keeps_failures {
             let at = self.failed.partition_point(|&f| f < n);
             self.failed.insert(at, n);
         }
@@ -106,7 +116,7 @@ mod tests {
 
     #[test]
     fn an_answer_waits_for_every_message_before_it() {
-        let mut flight = Flight::default();
+        let mut flight = Flight::new(true);
         let (a, b, c) = (flight.push(), flight.push(), flight.push());
         assert_eq!((a, b, c), (0, 1, 2));
         flight.settle(1, true);
@@ -122,7 +132,7 @@ mod tests {
 
     #[test]
     fn a_failure_fails_the_next_verdict_only() {
-        let mut flight = Flight::default();
+        let mut flight = Flight::new(true);
         for _ in 0..4 {
             flight.push();
         }
@@ -141,7 +151,7 @@ mod tests {
 
     #[test]
     fn reports_twice_or_out_of_range_change_nothing() {
-        let mut flight = Flight::default();
+        let mut flight = Flight::new(true);
         flight.push();
         flight.settle(0, true);
         flight.settle(0, false);

@@ -26,17 +26,29 @@ pub struct Envelope<'a> {
     pub timestamp: &'a str,
 }
 
-/// Appends the integration event for `event` to `out`; false (nothing appended) when the event
-/// makes none (`raw_frames`: OCPP frames make `ocpp.frame` events).
+/// What [`render`] made of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rendered {
+    /// An integration event, appended.
+    Event,
+    /// The event makes none (nothing appended).
+    Nothing,
+    /// It should have made one, but its payload is not what this gateway reads (nothing
+    /// appended).
+    Failed,
+}
+
+/// Appends the integration event for `event` to `out` (`raw_frames`: OCPP frames make
+/// `ocpp.frame` events).
 pub fn render(
     out: &mut Vec<u8>,
     envelope: &Envelope<'_>,
     event: &Event<'_>,
     raw_frames: bool,
-) -> bool {
+) -> Rendered {
     let start = out.len();
     let Some(kind) = event_type(event, raw_frames) else {
-        return false;
+        return Rendered::Nothing;
     };
     out.extend_from_slice(b"{\"eventId\":\"");
     let _ = write!(out, "{}{}", envelope.id_prefix, envelope.n);
@@ -50,12 +62,12 @@ pub fn render(
     push_json_str(out, envelope.timestamp);
     out.extend_from_slice(b",\"payload\":");
     if payload(out, event).is_err() {
-        // A request the handler accepted always parses; if not, no half event goes out.
+        // No half event goes out.
         out.truncate(start);
-        return false;
+        return Rendered::Failed;
     }
     out.push(b'}');
-    true
+    Rendered::Event
 }
 
 /// The `eventType` of `event`, if it makes one.
@@ -123,7 +135,7 @@ fn payload(out: &mut Vec<u8>, event: &Event<'_>) -> Result {
                 let r: StatusRequest<'_> = serde_json::from_str(request)?;
                 let previous = connectors_before
                     .iter()
-                    .find(|(id, _)| *id == r.connector_id)
+                    .find(|(id, _)| i64::from(*id) == r.connector_id)
                     .map(|(_, status)| status.as_str());
                 write(
                     out,
@@ -339,7 +351,7 @@ struct Disconnected<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StatusRequest<'a> {
-    connector_id: u32,
+    connector_id: i64,
     #[serde(borrow)]
     status: Cow<'a, str>,
     #[serde(borrow)]
@@ -355,7 +367,7 @@ struct StatusRequest<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct StatusChanged<'a> {
-    connector_id: u32,
+    connector_id: i64,
     status: Cow<'a, str>,
     /// The connector's status before (null: none known).
     previous_status: Option<&'a str>,
@@ -372,7 +384,7 @@ struct StatusChanged<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StartRequest<'a> {
-    connector_id: u32,
+    connector_id: i64,
     #[serde(borrow)]
     id_tag: Cow<'a, str>,
     meter_start: i64,
@@ -399,7 +411,7 @@ struct IdTagInfo<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Started<'a> {
-    connector_id: u32,
+    connector_id: i64,
     transaction_id: i64,
     id_tag: Cow<'a, str>,
     /// What the gateway answered for the idTag (Accepted, Invalid, ...).
@@ -413,7 +425,7 @@ struct Started<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MeterRequest<'a> {
-    connector_id: u32,
+    connector_id: i64,
     #[serde(default)]
     transaction_id: Option<i64>,
     #[serde(borrow)]
@@ -423,7 +435,7 @@ struct MeterRequest<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MeterValues<'a> {
-    connector_id: u32,
+    connector_id: i64,
     /// Null for readings outside a transaction.
     transaction_id: Option<i64>,
     /// The charge point's `meterValue` array as it sent it.
@@ -499,7 +511,7 @@ mod tests {
             cp: "CP-1",
             kind,
         };
-        render(&mut out, &envelope, &event, raw_frames)
+        (render(&mut out, &envelope, &event, raw_frames) == Rendered::Event)
             .then(|| serde_json::from_slice(&out).expect("an event is JSON"))
     }
 

@@ -3,15 +3,19 @@
 //! Shaped like the journal: each processor gets a [`KafkaWriter`] that renders its charge
 //! points' events ([`integration`]) into a chunk of its own and hands chunks to one thread,
 //! which gives them to librdkafka (an idempotent producer, `acks=all`) and polls it for
-//! delivery reports. Answers held for `events.ack_after_write` ride in the chunk after their
-//! events; the thread releases them once the broker confirmed every message their writer
-//! recorded before them ([`Flight`]), or refuses them (CALLERROR InternalError) when one of
-//! those failed or `kafka.ack_timeout` passed first.
+//! delivery reports. Answers held for `events.ack_after_write` go to the thread on a channel of
+//! their own, with the number of events their writer had recorded: they reach it even while
+//! the chunks wait, and it releases them once the broker confirmed every one of those events
+//! ([`Flight`]), or refuses them (CALLERROR InternalError) when one failed or
+//! `kafka.ack_timeout` passed since they were held. That channel needs no bound of its own: a
+//! held answer is an unanswered CALL, and each connection has at most
+//! `ocpp.max_pipelined_calls` of those.
 //!
 //! A broker that is away or slow: librdkafka buffers up to `kafka.buffer_messages` /
 //! `kafka.buffer_bytes` (and never gives up on a message by itself); beyond that the thread
 //! stops taking chunks, the channel fills and processors wait, exactly as for a slow journal.
-//! Loops never wait for this thread.
+//! Loops never wait for this thread. At shutdown ([`KafkaStatus::stop`]) a broker that takes
+//! nothing for [`FINAL_FLUSH`] loses what is still waiting (counted), so the gateway stops.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -20,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use log::{error, info, warn};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -28,7 +32,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::flight::{Flight, Verdict};
-use super::integration::{self, Envelope};
+use super::integration::{self, Envelope, Rendered};
 use crate::batch::{Pool, Recycle};
 use crate::clock::WallClock;
 use crate::config::KafkaConfig;
@@ -51,6 +55,8 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
 /// Writer number of the side buffer (events of threads that never wait).
 const SIDE: u16 = 0;
+/// Bytes the side buffer may hold.
+const SIDE_BYTES: usize = 4 << 20;
 
 /// What `/health` and `/metrics` read about the sink.
 #[derive(Debug)]
@@ -63,9 +69,23 @@ pub struct KafkaStatus {
     alive_ms: AtomicU64,
     /// Messages given to librdkafka and not yet confirmed or failed.
     waiting: AtomicU64,
+    /// The gateway is stopping: a broker that takes nothing must not hold the processors.
+    stopping: AtomicBool,
 }
 
 impl KafkaStatus {
+    fn new(topic: &str) -> KafkaStatus {
+        KafkaStatus {
+            topic: topic.to_owned(),
+            failing: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            origin: Instant::now(),
+            alive_ms: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
     pub fn failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)
     }
@@ -84,6 +104,11 @@ impl KafkaStatus {
         self.origin.elapsed().saturating_sub(last)
     }
 
+    /// Tells the sink the gateway is stopping (before the processors are joined).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
     fn fail(&self, error: String) {
         self.failing.store(true, Ordering::Relaxed);
         if let Ok(mut last) = self.last_error.lock() {
@@ -99,39 +124,47 @@ struct Record {
     value: Range<u32>,
 }
 
-/// Rendered events on their way to librdkafka, and the answers held after them.
+/// Rendered events on their way to librdkafka.
 #[derive(Default)]
 struct Chunk {
     writer: u16,
     bytes: Vec<u8>,
     records: Vec<Record>,
-    held: HeldAnswers,
 }
 
 impl Recycle for Chunk {
     fn recycle(&mut self) -> bool {
         self.bytes.clear();
         self.records.clear();
-        self.held.clear();
         self.bytes.capacity() <= 2 * CHUNK_BYTES
     }
 }
 
+/// Answers held until their writer's first `count` events are settled.
+struct Barrier {
+    writer: u16,
+    count: u64,
+    /// When the first of them was held (`kafka.ack_timeout` counts from here).
+    held_at: Instant,
+    held: HeldAnswers,
+}
+
 impl Chunk {
     /// Renders `event` as the next record (nothing if it makes no integration event).
-    fn render(&mut self, envelope: &Envelope<'_>, event: &Event<'_>, raw_frames: bool) -> bool {
+    fn render(&mut self, envelope: &Envelope<'_>, event: &Event<'_>, raw_frames: bool) -> Rendered {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(event.cp.as_bytes());
         let key = start as u32..self.bytes.len() as u32;
-        if !integration::render(&mut self.bytes, envelope, event, raw_frames) {
+        let rendered = integration::render(&mut self.bytes, envelope, event, raw_frames);
+        if rendered != Rendered::Event {
             self.bytes.truncate(start);
-            return false;
+            return rendered;
         }
         self.records.push(Record {
             key: key.clone(),
             value: key.end..self.bytes.len() as u32,
         });
-        true
+        rendered
     }
 }
 
@@ -139,7 +172,10 @@ impl Chunk {
 struct Common {
     chunks: Pool<Chunk>,
     side: Mutex<Side>,
+    /// Events the side buffer may hold (and bytes: [`SIDE_BYTES`]) before events are lost.
     side_limit: usize,
+    /// Milliseconds since `status.origin` of the last warning of the side buffer or a writer.
+    warned_ms: AtomicU64,
     node: String,
     /// `eventId`s start with `{node}-{start in ms, hex}-{writer}-`.
     id_base: String,
@@ -160,9 +196,36 @@ struct Side {
     n: u64,
 }
 
+impl Common {
+    /// Logs at most once a second (from any thread, loops included).
+    fn warn(&self, message: std::fmt::Arguments<'_>) {
+        let now = u64::try_from(self.status.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.warned_ms.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 1000)
+            && self
+                .warned_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!("kafka: {message}");
+        }
+    }
+
+    /// An event the handler accepted that does not render (a payload this gateway does not
+    /// expect): counted as failed and logged; the journal still has the message.
+    fn render_failed(&self, event: &Event<'_>) {
+        self.stats.kafka.kafka_events_failed.inc();
+        self.warn(format_args!(
+            "an event of cp={} could not be rendered and is not published",
+            event.cp
+        ));
+    }
+}
+
 /// The sink the processors and others record into.
 pub struct KafkaSink {
     tx: Sender<Chunk>,
+    held_tx: Sender<Barrier>,
     common: Arc<Common>,
 }
 
@@ -276,14 +339,7 @@ impl KafkaSink {
         route: Arc<dyn ReplyRoute>,
         stats: Arc<Stats>,
     ) -> Result<Started, KafkaError> {
-        let status = Arc::new(KafkaStatus {
-            topic: config.events_topic.clone(),
-            failing: AtomicBool::new(false),
-            last_error: Mutex::new(None),
-            origin: Instant::now(),
-            alive_ms: AtomicU64::new(0),
-            waiting: AtomicU64::new(0),
-        });
+        let status = Arc::new(KafkaStatus::new(&config.events_topic));
         let reports = Arc::new(Reports {
             deliveries: Mutex::new(Vec::new()),
             status: Arc::clone(&status),
@@ -296,6 +352,7 @@ impl KafkaSink {
             chunks: Pool::new(16),
             side: Mutex::new(Side::default()),
             side_limit: queue_capacity,
+            warned_ms: AtomicU64::new(0),
             node: node.to_owned(),
             id_base: format!("{node}-{started_ms:x}-"),
             side_prefix: format!("{node}-{started_ms:x}-{SIDE}-"),
@@ -308,8 +365,12 @@ impl KafkaSink {
         });
         let slots = (queue_capacity / CHUNK_EVENTS).max(2);
         let (tx, rx) = crossbeam_channel::bounded(slots);
+        let (held_tx, held_rx) = crossbeam_channel::unbounded();
         let mut thread = Thread {
             rx,
+            held_rx,
+            stopping_since: None,
+            discarding: false,
             producer,
             reports,
             config: config.clone(),
@@ -335,7 +396,12 @@ impl KafkaSink {
                 ""
             }
         );
-        Ok((Arc::new(KafkaSink { tx, common }), status, handle))
+        let sink = KafkaSink {
+            tx,
+            held_tx,
+            common,
+        };
+        Ok((Arc::new(sink), status, handle))
     }
 }
 
@@ -346,13 +412,15 @@ impl EventSink for KafkaSink {
         chunk.writer = index;
         Box::new(KafkaWriter {
             tx: self.tx.clone(),
+            held_tx: self.held_tx.clone(),
             common: Arc::clone(&self.common),
             id_prefix: format!("{}{index}-", self.common.id_base),
             index,
             chunk,
+            held: HeldAnswers::default(),
+            held_at: None,
             clock: WallClock::default(),
             first_at: None,
-            holding: false,
             n: 0,
         })
     }
@@ -362,13 +430,13 @@ impl EventSink for KafkaSink {
         let Ok(mut side) = common.side.lock() else {
             return false;
         };
-        if side.chunk.records.len() >= common.side_limit {
+        if side.chunk.records.len() >= common.side_limit || side.chunk.bytes.len() >= SIDE_BYTES {
             drop(side);
             common.stats.kafka.kafka_events_lost.inc();
-            warn!(
-                "kafka: side buffer full, an event of cp={} is lost",
+            common.warn(format_args!(
+                "side buffer full, an event of cp={} is lost",
                 event.cp
-            );
+            ));
             return false;
         }
         let Side { chunk, clock, n } = &mut *side;
@@ -378,8 +446,10 @@ impl EventSink for KafkaSink {
             gateway: &common.node,
             timestamp: clock.text(event.at),
         };
-        if chunk.render(&envelope, event, common.raw_frames) {
-            *n += 1;
+        match chunk.render(&envelope, event, common.raw_frames) {
+            Rendered::Event => *n += 1,
+            Rendered::Nothing => {}
+            Rendered::Failed => common.render_failed(event),
         }
         true
     }
@@ -392,14 +462,18 @@ impl EventSink for KafkaSink {
 /// One processor's way into the sink.
 pub struct KafkaWriter {
     tx: Sender<Chunk>,
+    held_tx: Sender<Barrier>,
     common: Arc<Common>,
     id_prefix: String,
     index: u16,
     chunk: Chunk,
+    /// Answers held since the last hand-over, and when the first of them was.
+    held: HeldAnswers,
+    held_at: Option<Instant>,
     clock: WallClock,
     first_at: Option<Instant>,
-    holding: bool,
-    /// Events rendered so far (the next `eventId` number).
+    /// Events rendered so far: the next `eventId` number, and the number the thread gives
+    /// this writer's next record (it numbers each writer's records in order, from 0).
     n: u64,
 }
 
@@ -411,8 +485,10 @@ impl EventWriter for KafkaWriter {
             gateway: &self.common.node,
             timestamp: self.clock.text(event.at),
         };
-        if !self.chunk.render(&envelope, event, self.common.raw_frames) {
-            return;
+        match self.chunk.render(&envelope, event, self.common.raw_frames) {
+            Rendered::Event => {}
+            Rendered::Nothing => return,
+            Rendered::Failed => return self.common.render_failed(event),
         }
         self.n += 1;
         if self.first_at.is_none() {
@@ -424,12 +500,12 @@ impl EventWriter for KafkaWriter {
     }
 
     fn hold(&mut self, conn: ConnId, frame: &[u8]) {
-        self.chunk.held.push(&*self.common.route, conn, frame);
-        self.holding = true;
+        self.held.push(&*self.common.route, conn, frame);
+        self.held_at.get_or_insert_with(Instant::now);
     }
 
     fn due(&self, now: Instant) -> bool {
-        self.holding
+        self.held_at.is_some()
             || self.chunk.records.len() >= CHUNK_EVENTS
             || self
                 .first_at
@@ -441,14 +517,30 @@ impl EventWriter for KafkaWriter {
     }
 
     fn flush(&mut self) -> bool {
-        if self.chunk.records.is_empty() && !self.holding {
+        // Held answers first, on their own channel (it never waits): they reach the thread,
+        // and time out there, even while the chunks wait.
+        if let Some(held_at) = self.held_at.take() {
+            let barrier = Barrier {
+                writer: self.index,
+                count: self.n,
+                held_at,
+                held: std::mem::take(&mut self.held),
+            };
+            if let Err(gone) = self.held_tx.send(barrier) {
+                // The sink's thread is gone: the answers are refused, not left waiting.
+                let mut barrier = gone.0;
+                let common = &self.common;
+                let refused = &common.stats.kafka.kafka_refused;
+                barrier.held.release(&*common.route, false, refused);
+            }
+        }
+        if self.chunk.records.is_empty() {
             return false;
         }
         let mut next = self.common.chunks.take();
         next.writer = self.index;
         let chunk = std::mem::replace(&mut self.chunk, next);
         self.first_at = None;
-        self.holding = false;
         match self.tx.try_send(chunk) {
             Ok(()) => false,
             Err(TrySendError::Full(chunk)) => {
@@ -456,13 +548,7 @@ impl EventWriter for KafkaWriter {
                 let _ = self.tx.send(chunk);
                 true
             }
-            Err(TrySendError::Disconnected(mut chunk)) => {
-                // The sink's thread is gone: its answers are refused, not left waiting.
-                let common = &self.common;
-                let refused = &common.stats.kafka.kafka_refused;
-                chunk.held.release(&*common.route, false, refused);
-                false
-            }
+            Err(TrySendError::Disconnected(_)) => false,
         }
     }
 }
@@ -473,23 +559,16 @@ impl Drop for KafkaWriter {
     }
 }
 
-/// Answers held until their writer's first `count` messages are settled.
-struct Barrier {
-    writer: u16,
-    count: u64,
-    deadline: Instant,
-    held: HeldAnswers,
-}
-
 struct Thread {
     rx: Receiver<Chunk>,
+    held_rx: Receiver<Barrier>,
     producer: BaseProducer<ArcReports>,
     reports: Arc<Reports>,
     config: KafkaConfig,
     common: Arc<Common>,
     /// Per writer (by index).
     flights: Vec<Flight>,
-    /// In the order their chunks came.
+    /// In the order they came (per writer, the order they were held in).
     barriers: VecDeque<Barrier>,
     /// A chunk librdkafka had no room for, and the first record it has not taken yet.
     pending: Option<(Chunk, usize)>,
@@ -497,32 +576,66 @@ struct Thread {
     /// When a delivery report last came, or nothing was waiting for one.
     last_progress: Instant,
     last_warning: Option<Instant>,
+    /// When the gateway began to stop, as this thread saw it.
+    stopping_since: Option<Instant>,
+    /// Stopping, and the broker took nothing for [`FINAL_FLUSH`]: what comes is dropped.
+    discarding: bool,
 }
 
 impl Thread {
     fn run(&mut self) {
+        let (rx, held_rx) = (self.rx.clone(), self.held_rx.clone());
         let mut open = true;
         while open || self.pending.is_some() {
-            if self.pending.is_none() {
-                let wait = if self.barriers.is_empty() {
-                    TICK
-                } else {
-                    HOLD_TICK
-                };
-                match self.rx.recv_timeout(wait) {
-                    Ok(chunk) => self.pending = Some((chunk, 0)),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => open = false,
-                }
+            let wait = if self.barriers.is_empty() {
+                TICK
             } else {
-                // librdkafka is full: wait for room (delivery reports free it).
-                self.producer.poll(HOLD_TICK);
+                HOLD_TICK
+            };
+            // A chunk is taken only when librdkafka took the last one; held answers always.
+            let chunks = if self.pending.is_none() {
+                &rx
+            } else {
+                &crossbeam_channel::never()
+            };
+            crossbeam_channel::select! {
+                recv(chunks) -> chunk => match chunk {
+                    Ok(chunk) => self.pending = Some((chunk, 0)),
+                    Err(_) => open = false,
+                },
+                recv(held_rx) -> barrier => {
+                    if let Ok(barrier) = barrier {
+                        self.barriers.push_back(barrier);
+                    }
+                }
+                default(wait) => {}
             }
+            while let Ok(barrier) = held_rx.try_recv() {
+                self.barriers.push_back(barrier);
+            }
+            self.check_stopping();
             self.produce_pending();
             self.produce_side();
             self.round();
         }
+        while let Ok(barrier) = held_rx.try_recv() {
+            self.barriers.push_back(barrier);
+        }
         self.finish();
+    }
+
+    /// Once the gateway stops and the broker has taken nothing for [`FINAL_FLUSH`], what is
+    /// pending and whatever comes is dropped (counted as lost), so no processor waits for a
+    /// broker that is away.
+    fn check_stopping(&mut self) {
+        if self.discarding || !self.common.status.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let since = *self.stopping_since.get_or_insert_with(Instant::now);
+        if self.pending.is_some() && since.elapsed() >= FINAL_FLUSH {
+            self.discarding = true;
+            error!("kafka: stopping while the broker takes nothing: events still to send are lost");
+        }
     }
 
     /// One turn's bookkeeping: reports, releases, timeouts, liveness.
@@ -540,26 +653,38 @@ impl Thread {
 
     fn flight(&mut self, writer: u16) -> &mut Flight {
         let index = usize::from(writer);
-        if self.flights.len() <= index {
-            self.flights.resize_with(index + 1, Flight::default);
+        // Only writers that hold answers need their failures remembered.
+        let holds = self.common.ack_after_write;
+        while self.flights.len() <= index {
+            let keeps_failures = holds && self.flights.len() != usize::from(SIDE);
+            self.flights.push(Flight::new(keeps_failures));
         }
         &mut self.flights[index]
     }
 
-    /// Gives the pending chunk's records to librdkafka; the chunk's held answers become a
-    /// barrier once all of them are in.
+    /// Gives the pending chunk's records to librdkafka.
     fn produce_pending(&mut self) {
         let Some((chunk, mut next)) = self.pending.take() else {
             return;
         };
+        if self.discarding {
+            let lost = (chunk.records.len() - next) as u64;
+            self.common.stats.kafka.kafka_events_lost.add(lost);
+            return self.common.chunks.give(chunk);
+        }
+        let was_waiting = next > 0;
         while next < chunk.records.len() {
             if !self.send(&chunk, next) {
+                if !was_waiting {
+                    // Counted once per chunk that had to wait, not per retry.
+                    self.common.stats.kafka.kafka_backpressure.inc();
+                }
                 self.pending = Some((chunk, next));
                 return;
             }
             next += 1;
         }
-        self.hold(chunk);
+        self.common.chunks.give(chunk);
     }
 
     /// Gives one record to librdkafka: false when its buffer is full (try again later).
@@ -585,7 +710,6 @@ impl Thread {
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 self.flight(chunk.writer).unpush();
-                stats.kafka_backpressure.inc();
                 false
             }
             Err((e, _)) => {
@@ -599,19 +723,6 @@ impl Thread {
                 true
             }
         }
-    }
-
-    fn hold(&mut self, mut chunk: Chunk) {
-        if !chunk.held.is_empty() {
-            let count = self.flight(chunk.writer).pushed();
-            self.barriers.push_back(Barrier {
-                writer: chunk.writer,
-                count,
-                deadline: Instant::now() + self.config.ack_timeout,
-                held: std::mem::take(&mut chunk.held),
-            });
-        }
-        self.common.chunks.give(chunk);
     }
 
     /// The side buffer's events, as one chunk of writer [`SIDE`].
@@ -678,7 +789,7 @@ impl Thread {
             let ok = match verdict {
                 Verdict::Confirmed => true,
                 Verdict::Failed => false,
-                Verdict::Waiting if now >= barrier.deadline => {
+                Verdict::Waiting if now >= barrier.held_at + self.config.ack_timeout => {
                     timed_out += 1;
                     false
                 }
@@ -780,7 +891,12 @@ impl Thread {
     /// Every writer is gone: what is buffered gets a last chance, then held answers are
     /// settled either way.
     fn finish(&mut self) {
-        let _ = self.producer.flush(FINAL_FLUSH);
+        let last_chance = if self.discarding {
+            Duration::ZERO
+        } else {
+            FINAL_FLUSH
+        };
+        let _ = self.producer.flush(last_chance);
         self.producer.poll(Duration::ZERO);
         self.settle();
         let far = Instant::now() + self.config.ack_timeout + Duration::from_secs(3600);
@@ -791,5 +907,98 @@ impl Thread {
             error!("kafka: {lost} events were not confirmed before shutdown");
         }
         info!("kafka: events sink stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::ReplyBatch;
+    use crate::types::CloseCause;
+
+    /// A route that only hands out batches.
+    struct Nowhere;
+
+    impl ReplyRoute for Nowhere {
+        fn deliver(&self, _loop_index: u16, _batch: ReplyBatch) {}
+        fn take_batch(&self) -> ReplyBatch {
+            ReplyBatch::default()
+        }
+        fn give_batch(&self, _batch: ReplyBatch) {}
+    }
+
+    fn common() -> Arc<Common> {
+        Arc::new(Common {
+            chunks: Pool::new(4),
+            side: Mutex::new(Side::default()),
+            side_limit: 16,
+            warned_ms: AtomicU64::new(0),
+            node: "gw".into(),
+            id_base: "gw-0-".into(),
+            side_prefix: "gw-0-0-".into(),
+            writers: AtomicU16::new(SIDE + 1),
+            raw_frames: false,
+            route: Arc::new(Nowhere),
+            status: Arc::new(KafkaStatus::new("t")),
+            stats: Arc::new(Stats::new(1, 1)),
+            ack_after_write: true,
+        })
+    }
+
+    #[test]
+    fn held_answers_reach_the_thread_while_the_chunks_wait() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (held_tx, held_rx) = crossbeam_channel::unbounded();
+        tx.send(Chunk::default()).expect("the channel is full now");
+        let common = common();
+        let mut writer = KafkaWriter {
+            tx,
+            held_tx,
+            common: Arc::clone(&common),
+            id_prefix: "gw-0-1-".into(),
+            index: 1,
+            chunk: Chunk {
+                writer: 1,
+                ..Chunk::default()
+            },
+            held: HeldAnswers::default(),
+            held_at: None,
+            clock: WallClock::default(),
+            first_at: None,
+            n: 0,
+        };
+        let event = Event {
+            at: std::time::SystemTime::now(),
+            cp: "CP-1",
+            kind: crate::events::EventKind::Disconnected {
+                cause: CloseCause::PongTimeout,
+            },
+        };
+        writer.record(&event);
+        writer.record(&event);
+        let conn = ConnId {
+            loop_index: 0,
+            key: 1,
+            generation: 1,
+        };
+        writer.hold(conn, b"frame");
+        assert!(writer.due(Instant::now()), "a held answer is due at once");
+        // The chunk cannot go (the channel is full): the flush waits ...
+        let flushing = std::thread::spawn(move || {
+            writer.flush();
+            writer
+        });
+        // ... but the held answer is already with the thread, after the writer's two events.
+        let barrier = held_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the held answer did not wait for the chunk");
+        assert_eq!((barrier.writer, barrier.count), (1, 2));
+        assert!(!barrier.held.is_empty());
+        let _full = rx.recv().expect("the old chunk");
+        let chunk = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("then the chunk");
+        assert_eq!(chunk.records.len(), 2);
+        drop(flushing.join().expect("the flush ended"));
     }
 }

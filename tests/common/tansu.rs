@@ -74,12 +74,26 @@ impl Tansu {
 
     /// Writes one record to `partition` of `topic` and waits until the broker has it.
     pub fn produce(&self, producer: &BaseProducer, topic: &str, partition: i32, value: &[u8]) {
+        self.produce_at(producer, topic, partition, value, None);
+    }
+
+    /// The same, with the record's timestamp (ms since the epoch) set.
+    pub fn produce_at(
+        &self,
+        producer: &BaseProducer,
+        topic: &str,
+        partition: i32,
+        value: &[u8],
+        timestamp_ms: Option<i64>,
+    ) {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(partition)
+            .payload(value);
+        if let Some(ms) = timestamp_ms {
+            record = record.timestamp(ms);
+        }
         producer
-            .send(
-                BaseRecord::<[u8], [u8]>::to(topic)
-                    .partition(partition)
-                    .payload(value),
-            )
+            .send(record)
             .map_err(|(e, _)| e)
             .expect("record queued");
         producer.flush(WATCHDOG).expect("record delivered");
