@@ -205,7 +205,8 @@ impl Thread {
         // Commands still running are not committed: they run again after a restart.
         let _ = self.producer.flush(Duration::from_secs(5));
         self.settle();
-        self.commit(CommitMode::Sync);
+        // Async: a broker that hangs must not hold the stop (what is not committed runs again).
+        self.commit(CommitMode::Async);
         info!("kafka commands: stopped");
     }
 
