@@ -103,7 +103,11 @@ pub struct Server {
     /// The Kafka sink's thread, and the commands consumer (with its stop flag).
     kafka_thread: Option<JoinHandle<()>>,
     kafka_status: Option<Arc<KafkaStatus>>,
-    kafka_commands: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    kafka_commands: Option<(
+        Arc<AtomicBool>,
+        JoinHandle<()>,
+        Arc<kafka::consumer::CommandsStatus>,
+    )>,
     state_thread: Option<JoinHandle<()>>,
     cluster: Option<Cluster>,
     stats: Arc<Stats>,
@@ -264,7 +268,7 @@ impl Server {
         let kafka_commands = match config.kafka.as_ref().filter(|k| k.consume_commands) {
             Some(kafka_config) => {
                 let stop = Arc::new(AtomicBool::new(false));
-                let thread = kafka::consumer::start(
+                let (thread, status) = kafka::consumer::start(
                     kafka_config,
                     &config.server.node_id,
                     commands.clone(),
@@ -272,7 +276,7 @@ impl Server {
                     Arc::clone(&stop),
                 )
                 .map_err(|e| ServerError::Kafka(e.to_string()))?;
-                Some((stop, thread))
+                Some((stop, thread, status))
             }
             None => None,
         };
@@ -360,6 +364,7 @@ impl Server {
                     traces: Arc::clone(&traces),
                     journal,
                     kafka: kafka_status.clone(),
+                    kafka_commands: kafka_commands.as_ref().map(|(_, _, s)| Arc::clone(s)),
                     security: Arc::clone(&security),
                     transactions: Arc::clone(&policy.transactions),
                     redis_reachable: cluster.as_ref().map(|c| Arc::clone(&c.reachable)),
@@ -515,7 +520,7 @@ impl Server {
             status.stop();
         }
         // The Kafka consumer holds senders to the processors too.
-        if let Some((stop, thread)) = kafka_commands {
+        if let Some((stop, thread, _)) = kafka_commands {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             if thread.join().is_err() {
                 result = Err(ServerError::Panicked("kafka-commands".into()));

@@ -242,12 +242,14 @@ fn a_session_publishes_its_integration_events_in_order() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Health's status and whether its problems mention Kafka.
+/// Health's status and whether its problems say Kafka does not confirm events.
 fn health(server: &TestServer) -> (String, bool) {
     let health = http(server.admin(), "GET", "/health", None, None).json();
     (
         health["status"].as_str().unwrap_or("").to_owned(),
-        health["problems"].to_string().contains("Kafka"),
+        health["problems"]
+            .to_string()
+            .contains("Kafka does not confirm events"),
     )
 }
 
@@ -538,6 +540,13 @@ fn commands_from_the_topic_reach_charge_points_and_every_record_is_answered() {
         response(&reader.seen, "c-other").is_none(),
         "another gateway's partition"
     );
+    let health = http(server.admin(), "GET", "/health", None, None).json();
+    assert_eq!(health["kafka_commands"]["status"], "reading", "{health}");
+    assert_eq!(
+        health["kafka_commands"]["partitions"],
+        json!([ours]),
+        "{health}"
+    );
     let stats = server.stats();
     assert_eq!(stats.kafka_commands_received, 7, "{stats:#?}");
     assert_eq!(stats.kafka_commands_expired, 1);
@@ -759,5 +768,27 @@ fn raw_frames_publish_every_frame_both_ways() {
     }
     drop(cp);
     server.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn health_says_when_there_is_no_commands_topic_to_read() {
+    if !tansu::available() {
+        return;
+    }
+    let tansu = Tansu::start();
+    tansu.create_topic(EVENTS, EVENT_PARTITIONS as u32); // no commands topic yet
+    let dir = scratch("no-commands");
+    let server = TestServer::start(gateway(&tansu, "gw-nocmd", &dir));
+    let health = http(server.admin(), "GET", "/health", None, None).json();
+    assert_eq!(health["kafka_commands"]["status"], "waiting", "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    // The topic appears: the gateway finds it and reads its partition.
+    tansu.create_topic(COMMANDS, COMMAND_PARTITIONS as u32);
+    wait_until("the commands consumer reading", || {
+        let health = http(server.admin(), "GET", "/health", None, None).json();
+        health["kafka_commands"]["status"] == "reading" && health["status"] == "healthy"
+    });
+    drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }

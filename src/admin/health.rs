@@ -129,6 +129,9 @@ pub struct Health {
     /// Present when events go to Kafka.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaHealth>,
+    /// Present when commands are read from Kafka.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_commands: Option<CommandsHealth>,
     pub open_files_limit: OpenFiles,
     /// What is wrong, in words, when the status is not healthy.
     pub problems: Vec<String>,
@@ -183,6 +186,16 @@ fn sink_state(
         }
         None => "ok",
     }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CommandsHealth {
+    /// "reading" or "waiting" (not assigned its partitions: no topic, no broker).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Vec<i32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -340,6 +353,23 @@ impl AdminLoop {
                 last_error: status.last_error(),
             }
         });
+        let kafka_commands = self.parts.kafka_commands.as_ref().map(|status| {
+            let partitions = status.partitions();
+            let problem = status.problem();
+            if let Some(problem) = problem.as_ref().filter(|_| partitions.is_none()) {
+                degraded = true;
+                problems.push(format!("Kafka commands are not read: {problem}"));
+            }
+            CommandsHealth {
+                status: if partitions.is_some() {
+                    "reading"
+                } else {
+                    "waiting"
+                },
+                partitions,
+                problem,
+            }
+        });
         if let Some(reachable) = &self.parts.redis_reachable
             && !reachable.load(std::sync::atomic::Ordering::Relaxed)
         {
@@ -385,6 +415,7 @@ impl AdminLoop {
             processors,
             journal,
             kafka,
+            kafka_commands,
             open_files_limit: OpenFiles { soft, hard },
             problems,
         };

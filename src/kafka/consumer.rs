@@ -99,6 +99,40 @@ fn response_producer(
     })
 }
 
+/// What `/health` reads about the consumer.
+#[derive(Debug, Default)]
+pub struct CommandsStatus {
+    /// The partitions read, once assigned.
+    partitions: std::sync::Mutex<Option<Vec<i32>>>,
+    /// Why it is not reading yet (no topic, no broker).
+    problem: std::sync::Mutex<Option<String>>,
+}
+
+impl CommandsStatus {
+    pub fn partitions(&self) -> Option<Vec<i32>> {
+        self.partitions.lock().ok().and_then(|p| p.clone())
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn set_problem(&self, problem: String) {
+        if let Ok(mut p) = self.problem.lock() {
+            *p = Some(problem);
+        }
+    }
+
+    fn assigned(&self, partitions: Vec<i32>) {
+        if let Ok(mut p) = self.partitions.lock() {
+            *p = Some(partitions);
+        }
+        if let Ok(mut p) = self.problem.lock() {
+            *p = None;
+        }
+    }
+}
+
 /// Starts the consumer thread; it stops once `stop` is set.
 pub fn start(
     config: &KafkaConfig,
@@ -106,7 +140,7 @@ pub fn start(
     commands: Commands,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, KafkaError> {
+) -> Result<(JoinHandle<()>, Arc<CommandsStatus>), KafkaError> {
     let mut consumer_config = producer_config(config);
     // The producer's settings do not apply to a consumer; librdkafka only warns about them.
     for key in [
@@ -129,7 +163,10 @@ pub fn start(
     let consumer: BaseConsumer = consumer_config.create()?;
     let producer = response_producer(config, &stats)?;
     let started_ms = crate::clock::epoch_millis(SystemTime::now()).unwrap_or(0);
+    let status = Arc::new(CommandsStatus::default());
+    status.set_problem("not assigned its partitions yet".into());
     let mut thread = Thread {
+        status: Arc::clone(&status),
         consumer,
         producer,
         config: config.clone(),
@@ -148,13 +185,15 @@ pub fn start(
         assigned: false,
         last_assign_try: None,
     };
-    std::thread::Builder::new()
+    let handle = std::thread::Builder::new()
         .name("kafka-commands".into())
         .spawn(move || thread.run())
-        .map_err(|e| KafkaError::ClientCreation(e.to_string()))
+        .map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
+    Ok((handle, status))
 }
 
 struct Thread {
+    status: Arc<CommandsStatus>,
     consumer: BaseConsumer,
     producer: BaseProducer<Reports>,
     config: KafkaConfig,
@@ -232,13 +271,15 @@ impl Thread {
                     .find(|t| t.name() == topic && t.error().is_none())
                     .map_or(0, |t| t.partitions().len()),
                 Err(e) => {
-                    warn!("kafka commands: no metadata for {topic}: {e}");
-                    return;
+                    let problem = format!("no metadata for {topic}: {e}");
+                    self.warn(format_args!("{problem}"));
+                    return self.status.set_problem(problem);
                 }
             };
             if count == 0 {
-                warn!("kafka commands: topic {topic} has no partitions yet; trying again");
-                return;
+                let problem = format!("topic {topic} does not exist (or has no partitions) yet");
+                self.warn(format_args!("{problem}; trying again"));
+                return self.status.set_problem(problem);
             }
             vec![routing::partition_of(&self.node, count as i32)]
         } else {
@@ -254,6 +295,7 @@ impl Thread {
         match self.consumer.assign(&list) {
             Ok(()) => {
                 self.assigned = true;
+                self.status.assigned(partitions.clone());
                 info!(
                     "kafka commands: consuming {topic} partition(s) {partitions:?} as {} (group {})",
                     self.node, self.config.group_id
