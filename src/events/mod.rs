@@ -225,6 +225,11 @@ pub trait EventWriter: Send {
     fn due_at(&self) -> Option<std::time::Instant>;
     /// Hands over what is buffered, waiting while the sink is full. True when it had to wait.
     fn flush(&mut self) -> bool;
+    /// Whether it makes integration events of [`EventKind::Accepted`] (the journal does not:
+    /// producers need not describe them for it).
+    fn integrates(&self) -> bool {
+        false
+    }
 }
 
 /// Several sinks as one (`events.sink = ["journal", "kafka"]`): every event goes to each, and
@@ -271,6 +276,10 @@ impl EventWriter for TeeWriter {
 
     fn due_at(&self) -> Option<std::time::Instant> {
         self.0.iter().filter_map(|w| w.due_at()).min()
+    }
+
+    fn integrates(&self) -> bool {
+        self.0.iter().any(|w| w.integrates())
     }
 
     fn flush(&mut self) -> bool {

@@ -34,6 +34,7 @@ use crate::commands::{Commands, sets_authorization_key};
 use crate::config::KafkaConfig;
 use crate::ocpp::v16::Action;
 use crate::stats::Stats;
+use crate::warn_budget::WarnBudget;
 
 /// Commands running or waiting for their response's confirmation; beyond, no more are read.
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -180,7 +181,8 @@ pub fn start(
         running: Vec::new(),
         publishing: Slab::new(),
         unsent: Vec::new(),
-        last_warning: None,
+        warnings: WarnBudget::new(1),
+        origin: Instant::now(),
         open: BTreeMap::new(),
         assigned: false,
         last_assign_try: None,
@@ -209,7 +211,9 @@ struct Thread {
     publishing: Slab<Response>,
     /// Keys of responses to send (again): refused by librdkafka, or not delivered.
     unsent: Vec<usize>,
-    last_warning: Option<Instant>,
+    /// Log lines of records and responses: at most one a second.
+    warnings: WarnBudget,
+    origin: Instant,
     /// Per partition, the records taken and not yet committed, in offset order, and whether
     /// each is finished.
     open: BTreeMap<i32, VecDeque<(i64, bool)>>,
@@ -532,10 +536,9 @@ impl Thread {
 
     fn warn(&mut self, message: std::fmt::Arguments<'_>) {
         if self
-            .last_warning
-            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+            .warnings
+            .allow(self.origin.elapsed().as_millis() as u64)
         {
-            self.last_warning = Some(Instant::now());
             warn!("kafka commands: {message}");
         }
     }

@@ -380,7 +380,6 @@ impl KafkaSink {
             pending: None,
             last_probe: Instant::now(),
             last_progress: Instant::now(),
-            last_warning: None,
         };
         let handle = std::thread::Builder::new()
             .name("kafka-events".into())
@@ -504,6 +503,10 @@ impl EventWriter for KafkaWriter {
         self.held_at.get_or_insert_with(Instant::now);
     }
 
+    fn integrates(&self) -> bool {
+        true
+    }
+
     fn due(&self, now: Instant) -> bool {
         self.held_at.is_some()
             || self.chunk.records.len() >= CHUNK_EVENTS
@@ -575,7 +578,6 @@ struct Thread {
     last_probe: Instant,
     /// When a delivery report last came, or nothing was waiting for one.
     last_progress: Instant,
-    last_warning: Option<Instant>,
     /// When the gateway began to stop, as this thread saw it.
     stopping_since: Option<Instant>,
     /// Stopping, and the broker took nothing for [`FINAL_FLUSH`]: what comes is dropped.
@@ -716,7 +718,7 @@ impl Thread {
                 // Refused for good (too large, unknown topic, ...): failed, not retried.
                 self.flight(chunk.writer).settle(n, false);
                 stats.kafka_events_failed.inc();
-                self.warn(&format!(
+                self.common.warn(format_args!(
                     "an event of {} bytes was refused: {e}",
                     value.len()
                 ));
@@ -809,7 +811,7 @@ impl Thread {
                 "the broker did not confirm events within kafka.ack_timeout ({:?})",
                 self.config.ack_timeout
             ));
-            self.warn(&format!(
+            self.common.warn(format_args!(
                 "{timed_out} held answer batch(es) refused: the broker did not confirm within {:?} (the charge points send again)",
                 self.config.ack_timeout
             ));
@@ -854,7 +856,9 @@ impl Thread {
                 "no delivery report for {:?}; {waiting} events wait",
                 self.config.ack_timeout
             ));
-            self.warn("the broker confirms nothing; events wait in librdkafka's buffer");
+            self.common.warn(format_args!(
+                "the broker confirms nothing; events wait in librdkafka's buffer"
+            ));
         }
     }
 
@@ -875,16 +879,6 @@ impl Thread {
         {
             status.failing.store(false, Ordering::Relaxed);
             info!("kafka: the broker answers again");
-        }
-    }
-
-    fn warn(&mut self, message: &str) {
-        if self
-            .last_warning
-            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
-        {
-            self.last_warning = Some(Instant::now());
-            warn!("kafka: {message}");
         }
     }
 

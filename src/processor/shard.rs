@@ -738,11 +738,12 @@ impl Shard {
         stats.processor_labelled[self.index].calls_by_action[action_slot(known)].inc();
         entry.seen.last_message = Some(at);
 
-        // A connector's status before a StatusNotification, for its integration event.
+        // What the message means goes to sinks that make integration events (Kafka) only;
+        // a StatusNotification's event names the connector's status before it.
+        let integrates = out.writer.as_deref().is_some_and(|w| w.integrates())
+            && known.is_some_and(events::is_integrated);
         let connectors_before = match known {
-            Some(Action::StatusNotification) if out.writer.is_some() => {
-                entry.state.connectors.clone()
-            }
+            Some(Action::StatusNotification) if integrates => entry.state.connectors.clone(),
             _ => Vec::new(),
         };
         let draft = replies.begin();
@@ -834,9 +835,7 @@ impl Shard {
             .get()
             - before;
         // What the message means, for integration sinks: never left out by the allowance.
-        if let (Some(action), Answer::Result(answer)) = (known, answer)
-            && events::is_integrated(action)
-        {
+        if let (true, Some(action), Answer::Result(answer)) = (integrates, known, answer) {
             writer.record(&Event {
                 at,
                 cp,
