@@ -42,32 +42,9 @@ done
 # shellcheck source=scripts/lib/run.sh
 source scripts/lib/run.sh
 start_run cluster-bench "$out" "$build"
-peer_dir="$repo/../shared/peers/tokio-ws"
-peer_target="${TOKIO_WS_TARGET:-${TMPDIR:-/tmp}/tokio-ws-peer-target}"
-peer_bin="$peer_target/release/tokio-ws-peer"
-if ((build)) || [[ ! -x "$peer_bin" ]]; then
-    CARGO_TARGET_DIR="$peer_target" cargo build --release --quiet --manifest-path "$peer_dir/Cargo.toml"
-fi
+build_peer "$build"
 
 redis_port=16391
-# Starts gateway $1 (a name) on port $2 with extra config settings; sets $gateway_pid.
-start_gateway() {
-    local name="$1" port="$2"
-    shift 2
-    mkdir -p "$work/$name"
-    config_with "$repo/config.toml" \
-        "server.listen=\"127.0.0.1:$port\"" \
-        "server.node_id=\"$name\"" \
-        "server.pin_cores=false" \
-        "server.max_connections=$((connections + 1000))" \
-        "admin.listen=\"\"" \
-        "ocpp.max_calls_per_second=0" \
-        "$@" >"$work/$name/config.toml"
-    (cd "$work/$name" && exec "$gateway_bin" --config config.toml) >"$out/$name.log" 2>&1 &
-    gateway_pid=$!
-    pids+=("$gateway_pid")
-    wait_until 150 grep -q "listening on" "$out/$name.log" || { echo "$name did not start" >&2; exit 2; }
-}
 # Runs ocpp-bench: $1 report name, $2 port, $3 charge points, $4 identity prefix, $5 gateway
 # pid, $6 source addresses; in the background, sets $bench_pid.
 start_bench() {
@@ -83,10 +60,7 @@ figures() { # rate/s, p99 ms, gateway CPU for the ramp and the steady phase
 }
 
 echo "cluster-bench.sh: the tokio-ws peer, $connections charge points" >&2
-(cd "$work" && exec "$peer_bin" 18309 --small-buffers) >"$out/peer.log" 2>&1 &
-peer_pid=$!
-pids+=("$peer_pid")
-wait_until 150 grep -q "listening on" "$out/peer.log" || { echo "the peer did not start" >&2; exit 2; }
+start_peer 18309
 start_bench peer 18309 "$connections" CP "$peer_pid" 127.0.0.2-127.0.0.60
 wait "$bench_pid"
 kill -TERM "$peer_pid"; wait "$peer_pid" 2>/dev/null || true

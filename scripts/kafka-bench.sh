@@ -42,37 +42,13 @@ done
 # shellcheck source=scripts/lib/run.sh
 source scripts/lib/run.sh
 start_run kafka-bench "$out" "$build"
-peer_dir="$repo/../shared/peers/tokio-ws"
-peer_target="${TOKIO_WS_TARGET:-${TMPDIR:-/tmp}/tokio-ws-peer-target}"
-peer_bin="$peer_target/release/tokio-ws-peer"
-if ((build)) || [[ ! -x "$peer_bin" ]]; then
-    CARGO_TARGET_DIR="$peer_target" cargo build --release --quiet --manifest-path "$peer_dir/Cargo.toml"
-fi
+build_peer "$build"
 
 scenario=(--scenario realistic --interval 60s --meter-interval 15s --sessions-per-hour 30
           --session-length 40s)
 kafka_port=19092
 admin_port=19190
 
-# Starts gateway $1 (a name) on port $2 with extra config settings; sets $gateway_pid.
-start_gateway() {
-    local name="$1" port="$2"
-    shift 2
-    mkdir -p "$work/$name"
-    config_with "$repo/config.toml" \
-        "server.listen=\"127.0.0.1:$port\"" \
-        "server.node_id=\"$name\"" \
-        "server.pin_cores=false" \
-        "server.max_connections=$((connections + 1000))" \
-        "admin.listen=\"127.0.0.1:$admin_port\"" \
-        "ocpp.max_calls_per_second=0" \
-        "ocpp.transaction_id_file=\"\"" \
-        "$@" >"$work/$name/config.toml"
-    (cd "$work/$name" && exec "$gateway_bin" --config config.toml) >"$out/$name.log" 2>&1 &
-    gateway_pid=$!
-    pids+=("$gateway_pid")
-    wait_until 150 grep -q "listening on" "$out/$name.log" || { echo "$name did not start" >&2; exit 2; }
-}
 # Runs ocpp-bench against port $2 for server pid $3, report name $1 (waits for it).
 run_bench() {
     "$bench_bin" run --url "ws://127.0.0.1:$2/ocpp/" --connections "$connections" --id-prefix CP \
@@ -107,15 +83,14 @@ figures() { # StopTransaction p99 ms, round trip p99 ms, CPU ramp s, steady core
 }
 
 echo "kafka-bench.sh: the tokio-ws peer, $connections charge points" >&2
-(cd "$work" && exec "$peer_bin" 18309 --small-buffers) >"$out/peer.log" 2>&1 &
-peer_pid=$!
-pids+=("$peer_pid")
-wait_until 150 grep -q "listening on" "$out/peer.log" || { echo "the peer did not start" >&2; exit 2; }
+start_peer 18309
 run_bench peer 18309 "$peer_pid"
 kill -TERM "$peer_pid"; wait "$peer_pid" 2>/dev/null || true
 
 echo "kafka-bench.sh: journal only, $connections charge points" >&2
-start_gateway journal 18310 'events.sink="journal"'
+# The admin listener for the Kafka counters; no transaction-id file (two gateways in a row).
+gateway_settings=("admin.listen=\"127.0.0.1:$admin_port\"" 'ocpp.transaction_id_file=""')
+start_gateway journal 18310 "${gateway_settings[@]}" 'events.sink="journal"'
 run_bench journal 18310 "$gateway_pid"
 kill -TERM "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true
 
@@ -128,7 +103,7 @@ pids+=("$tansu_pid")
 wait_until 100 bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafka_port" 2>/dev/null
 tansu topic create ocpp-events-up --broker "$url" --partitions 6 >/dev/null
 tansu topic create commands-down --broker "$url" --partitions 1 >/dev/null
-start_gateway kafka 18311 'events.sink=["journal", "kafka"]' \
+start_gateway kafka 18311 "${gateway_settings[@]}" 'events.sink=["journal", "kafka"]' \
     "kafka.brokers=\"127.0.0.1:$kafka_port\""
 start_sampler kafka
 run_bench kafka 18311 "$gateway_pid"
