@@ -176,8 +176,14 @@ impl Server {
         // Held answers go to the loops once every sink that holds them released them.
         let loops_route: Arc<dyn ReplyRoute> = Arc::new(loops.clone());
         let sinks = config.events.sinks;
-        let mut routes = if sinks.journal && sinks.kafka {
-            Join::ports(2, loops_route)
+        // Who holds billing answers (`events.ack_after_write`): each sink, and the state file,
+        // which sends them on once their changes are committed.
+        let kafka_sink = sinks.kafka && config.kafka.is_some();
+        let state_holds = config.events.ack_after_write && config.ocpp.state_file.is_some();
+        let holders =
+            usize::from(sinks.journal) + usize::from(kafka_sink) + usize::from(state_holds);
+        let mut routes = if holders > 1 {
+            Join::ports(holders, loops_route)
         } else {
             vec![loops_route]
         };
@@ -218,7 +224,8 @@ impl Server {
         // What the last run left: each processor gets its own charge points back.
         let (state, state_thread) = match config.ocpp.state_file.as_deref() {
             Some(path) => {
-                let store = state::open(path, Arc::clone(&stats))?;
+                let route = (state_holds && !routes.is_empty()).then(|| routes.remove(0));
+                let store = state::open(path, route, Arc::clone(&stats))?;
                 (Some((store.sender, store.loaded)), Some(store.thread))
             }
             None => (None, None),

@@ -4,18 +4,27 @@
 //! (as the spec says it should) is still Accepted and its transaction still known.
 //!
 //! ```text
-//!   processor (shard) --changed charge points--> [bounded channel] --> state thread --> redb
+//!   processor (shard) --changed charge points, held answers--> [bounded channel]
+//!       --> state thread --> redb (commit, fsync) --> held answers to their loops
 //! ```
 //!
-//! Processors never wait for the disk: a shard marks a charge point dirty when a
-//! BootNotification, StatusNotification, StartTransaction or StopTransaction changed it, and at
-//! the end of each batch offers the latest record of every dirty charge point to the state
-//! thread without blocking. When the channel is full the charge points stay dirty and are
-//! offered again with the next batch (or within a second, idle): the newest state wins, nothing
-//! is queued twice. The state thread commits what it has gathered in one transaction
-//! (fsync'd), at most every [`COMMIT_EVERY`], and everything left when the processors stop.
+//! Processors never wait for the disk for what is not billing: a shard marks a charge point
+//! dirty when a BootNotification, StatusNotification, StartTransaction or StopTransaction
+//! changed it, and at the end of each batch offers the latest record of every dirty charge
+//! point to the state thread without blocking. When the channel is full the charge points stay
+//! dirty and are offered again with the next batch: the newest state wins, nothing is queued
+//! twice. The state thread commits what it has gathered in one transaction (fsync'd) at most
+//! [`COMMIT_EVERY`] after the first change, and everything left when the processors stop.
 //!
-//! What a crash can lose: changes of the last [`COMMIT_EVERY`] or so. A charge point whose
+//! Billing answers (`events.ack_after_write`: StartTransaction, StopTransaction, MeterValues)
+//! travel with the changes they depend on: the processor hands them over in the same message
+//! (waiting for room, as for a full journal), and the state thread commits as soon as it has
+//! drained what is ready (group commit), then sends them on ([`StateSender::holds`]). So a
+//! StartTransaction is answered only once its open transaction is on disk; an answer whose
+//! commit failed becomes CALLERROR InternalError and the charge point sends it again.
+//!
+//! What a crash can lose: changes of the last [`COMMIT_EVERY`] or so that nothing answered
+//! waited for (a StatusNotification, a BootNotification). A charge point whose
 //! BootNotification was lost that way gets SecurityError until it boots again (which it does
 //! after a few refused messages); a clean stop loses nothing.
 
@@ -23,14 +32,16 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use log::{debug, info, warn};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::events::{HeldAnswers, ReplyRoute};
 use crate::ocpp::v16::ChargePointStatus;
 use crate::stats::Stats;
+use crate::types::ConnId;
 use std::sync::Arc;
 
 /// identity -> [`Saved`] as JSON.
@@ -73,29 +84,61 @@ pub type Restored = Vec<(Box<str>, Saved)>;
 /// One change: the charge point's record now, or None when it is forgotten.
 pub type Change = (Box<str>, Option<Saved>);
 
+/// What a processor hands the state thread at once: the changed records, and the answers that
+/// may go out only once those are committed.
+pub struct StateBatch {
+    pub changes: Vec<Change>,
+    pub held: HeldAnswers,
+}
+
 /// A processor's end of the state thread's channel.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StateSender {
-    tx: Sender<Vec<Change>>,
+    tx: Sender<StateBatch>,
+    /// Where held answers go after the commit; `None`: answers never wait for the state file.
+    route: Option<Arc<dyn ReplyRoute>>,
+}
+
+impl std::fmt::Debug for StateSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSender")
+            .field("holds", &self.route.is_some())
+            .finish()
+    }
 }
 
 impl StateSender {
-    /// A sender and the receiving end the state thread would hold (benchmarks, tests).
-    pub fn channel(capacity: usize) -> (StateSender, Receiver<Vec<Change>>) {
+    /// A sender and the receiving end the state thread would hold (benchmarks, tests); answers
+    /// are never held.
+    pub fn channel(capacity: usize) -> (StateSender, Receiver<StateBatch>) {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
-        (StateSender { tx }, rx)
+        (StateSender { tx, route: None }, rx)
     }
 
-    /// Hands `changes` over, waiting for room (a processor that is stopping).
-    pub fn send(&self, changes: Vec<Change>) -> Result<(), Vec<Change>> {
-        self.tx.send(changes).map_err(|e| e.0)
+    /// Whether billing answers wait for the commit of their changes.
+    pub fn holds(&self) -> bool {
+        self.route.is_some()
     }
 
-    /// Offers `changes` without waiting; gives them back when the channel is full.
-    pub fn offer(&self, changes: Vec<Change>) -> Result<(), Vec<Change>> {
-        match self.tx.try_send(changes) {
+    /// Holds `frame`, the answer for `conn`, in `held` until the next batch handed over is
+    /// committed (only when [`StateSender::holds`]).
+    pub fn hold(&self, held: &mut HeldAnswers, conn: ConnId, frame: &[u8]) {
+        if let Some(route) = &self.route {
+            held.push(&**route, conn, frame);
+        }
+    }
+
+    /// Hands `batch` over, waiting for room (a processor that is stopping, or one with held
+    /// answers: backpressure, as for a full journal).
+    pub fn send(&self, batch: StateBatch) -> Result<(), StateBatch> {
+        self.tx.send(batch).map_err(|e| e.0)
+    }
+
+    /// Offers `batch` without waiting; gives it back when the channel is full.
+    pub fn offer(&self, batch: StateBatch) -> Result<(), StateBatch> {
+        match self.tx.try_send(batch) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(changes) | TrySendError::Disconnected(changes)) => Err(changes),
+            Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => Err(batch),
         }
     }
 }
@@ -107,8 +150,13 @@ pub struct StateStore {
     pub thread: JoinHandle<()>,
 }
 
-/// Opens (or creates) the state file, reads every record and starts the state thread.
-pub fn open(path: &Path, stats: Arc<Stats>) -> Result<StateStore, StateError> {
+/// Opens (or creates) the state file, reads every record and starts the state thread. With a
+/// `route`, billing answers wait for the commit of their changes and then go there.
+pub fn open(
+    path: &Path,
+    route: Option<Arc<dyn ReplyRoute>>,
+    stats: Arc<Stats>,
+) -> Result<StateStore, StateError> {
     let fail = |message: String| StateError::Open {
         path: path.to_owned(),
         message,
@@ -123,11 +171,12 @@ pub fn open(path: &Path, stats: Arc<Stats>) -> Result<StateStore, StateError> {
         loaded.len(),
         path.display()
     );
-    let (sender, rx) = StateSender::channel(CHANNEL_CAPACITY);
+    let (mut sender, rx) = StateSender::channel(CHANNEL_CAPACITY);
+    sender.route = route.clone();
     let path_buf = path.to_owned();
     let thread = std::thread::Builder::new()
         .name("state".into())
-        .spawn(move || write_loop(&db, &path_buf, &rx, &stats))
+        .spawn(move || write_loop(&db, &path_buf, &rx, route.as_deref(), &stats))
         .map_err(|source| StateError::Thread {
             path: path.to_owned(),
             source,
@@ -159,50 +208,92 @@ fn read_all(db: &Database) -> Result<Restored, String> {
     Ok(loaded)
 }
 
-/// The state thread: gathers changes for up to [`COMMIT_EVERY`], commits them, until every
-/// processor has dropped its sender; then commits the rest and returns.
-fn write_loop(db: &Database, path: &Path, rx: &Receiver<Vec<Change>>, stats: &Stats) {
+/// The state thread: gathers changes and commits them, until every processor has dropped its
+/// sender; then commits the rest and returns. Without held answers it waits for the first
+/// change, then gathers for up to [`COMMIT_EVERY`]; with held answers it commits as soon as
+/// the channel has nothing more ready (one fsync for everything that arrived meanwhile).
+fn write_loop(
+    db: &Database,
+    path: &Path,
+    rx: &Receiver<StateBatch>,
+    route: Option<&dyn ReplyRoute>,
+    stats: &Stats,
+) {
     let mut pending: std::collections::HashMap<Box<str>, Option<Saved>> =
         std::collections::HashMap::new();
+    let mut held: Vec<HeldAnswers> = Vec::new();
+    let mut first_change: Option<Instant> = None;
     let mut open = true;
     while open {
-        let deadline = Instant::now() + COMMIT_EVERY;
-        loop {
-            match rx.recv_deadline(deadline) {
-                Ok(changes) => pending.extend(changes),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    break;
+        let received = if !held.is_empty() {
+            rx.try_recv().map_err(|e| match e {
+                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
+        } else if let Some(first) = first_change {
+            rx.recv_deadline(first + COMMIT_EVERY)
+        } else {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        match received {
+            Ok(batch) => {
+                if !batch.changes.is_empty() {
+                    first_change.get_or_insert_with(Instant::now);
+                    pending.extend(batch.changes);
                 }
+                if !batch.held.is_empty() {
+                    held.push(batch.held);
+                }
+                continue;
             }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => open = false,
         }
+        let durable = pending.is_empty() || write(db, path, &mut pending, stats);
         if pending.is_empty() {
-            continue;
+            first_change = None;
+        } else {
+            // Tried again with the next commit; the newest state wins meanwhile.
+            first_change = Some(Instant::now());
         }
-        match commit(db, &pending) {
-            Ok(()) => {
-                stats.state.state_commits.inc();
-                stats.state.state_records_written.add(pending.len() as u64);
-                if log::log_enabled!(log::Level::Debug) {
-                    let names: Vec<&str> = pending.keys().take(8).map(|k| &**k).collect();
-                    debug!(
-                        "state: committed {} records ({}{})",
-                        pending.len(),
-                        names.join(", "),
-                        if pending.len() > 8 { ", ..." } else { "" }
-                    );
-                }
-                pending.clear();
-                if pending.capacity() > 4096 {
-                    pending.shrink_to(4096); // a burst's table is not kept for life
-                }
+        if let Some(route) = route {
+            for mut answers in held.drain(..) {
+                answers.release(route, durable, &stats.state.state_refused_answers);
             }
-            Err(e) => {
-                // Kept and tried again with the next commit; the newest state wins meanwhile.
-                stats.state.state_errors.inc();
-                warn!("state: cannot write {}: {e}", path.display());
+        }
+    }
+}
+
+/// Commits `pending` (cleared when it succeeded); whether it did.
+fn write(
+    db: &Database,
+    path: &Path,
+    pending: &mut std::collections::HashMap<Box<str>, Option<Saved>>,
+    stats: &Stats,
+) -> bool {
+    match commit(db, pending) {
+        Ok(()) => {
+            stats.state.state_commits.inc();
+            stats.state.state_records_written.add(pending.len() as u64);
+            if log::log_enabled!(log::Level::Debug) {
+                let names: Vec<&str> = pending.keys().take(8).map(|k| &**k).collect();
+                debug!(
+                    "state: committed {} records ({}{})",
+                    pending.len(),
+                    names.join(", "),
+                    if pending.len() > 8 { ", ..." } else { "" }
+                );
             }
+            pending.clear();
+            if pending.capacity() > 4096 {
+                pending.shrink_to(4096); // a burst's table is not kept for life
+            }
+            true
+        }
+        Err(e) => {
+            stats.state.state_errors.inc();
+            warn!("state: cannot write {}: {e}", path.display());
+            false
         }
     }
 }
@@ -246,9 +337,14 @@ mod tests {
     /// Writes `changes` through a state thread and stops it; returns what a new open reads.
     fn round_trip(path: &Path, changes: Vec<Vec<Change>>) -> Restored {
         let stats = Arc::new(Stats::new(1, 1));
-        let store = open(path, Arc::clone(&stats)).expect("opens");
-        for batch in changes {
-            store.sender.send(batch).expect("sent");
+        let store = open(path, None, Arc::clone(&stats)).expect("opens");
+        for changes in changes {
+            let held = HeldAnswers::default();
+            store
+                .sender
+                .send(StateBatch { changes, held })
+                .map_err(|_| "state thread gone")
+                .expect("sent");
         }
         let StateStore { sender, thread, .. } = store;
         drop(sender);
@@ -257,7 +353,7 @@ mod tests {
             mut loaded,
             sender,
             thread,
-        } = open(path, stats).expect("opens again");
+        } = open(path, None, stats).expect("opens again");
         drop(sender);
         thread.join().expect("state thread");
         loaded.sort_by(|a, b| a.0.cmp(&b.0));

@@ -337,6 +337,9 @@ counters! {
         /// Times a processor kept its changed charge points for later because the state
         /// thread's channel was full.
         state_deferred,
+        /// Billing answers refused (CALLERROR InternalError) because the commit of their
+        /// changes failed: the charge points send them again.
+        state_refused_answers,
     }
 }
 
@@ -486,6 +489,7 @@ pub struct StatsSnapshot {
     pub state_records_written: u64,
     pub state_errors: u64,
     pub state_deferred: u64,
+    pub state_refused_answers: u64,
     pub cluster_ops: u64,
     pub cluster_ops_dropped: u64,
     pub cluster_errors: u64,

@@ -470,6 +470,12 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         s.state_errors,
     );
     o.single(
+        "ocpp_gateway_state_refused_answers_total",
+        "counter",
+        "Billing answers refused (CALLERROR InternalError) because the state file could not commit their changes.",
+        s.state_refused_answers,
+    );
+    o.single(
         "ocpp_gateway_cluster_ops_total",
         "counter",
         "Registry operations Redis answered (cluster mode).",

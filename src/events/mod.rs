@@ -469,9 +469,14 @@ pub fn unstash<'a>(
     Event { at, cp, kind }
 }
 
-/// Actions whose answers can wait for the sink: the charge point's billing data.
+/// Actions whose answers can wait for the sinks and the state file (`events.ack_after_write`):
+/// the charge point's billing data, which it never sends again once answered. Their journal
+/// lines are never left out by a charge point's allowance.
 pub fn is_billing(action: Action) -> bool {
-    matches!(action, Action::StopTransaction | Action::MeterValues)
+    matches!(
+        action,
+        Action::StartTransaction | Action::StopTransaction | Action::MeterValues
+    )
 }
 
 /// Answers a writer holds until its events are durable: one batch per loop (indexed by loop;

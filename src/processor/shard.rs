@@ -26,14 +26,14 @@ use serde_json::value::RawValue;
 use crate::batch::{Entry, FrameBatch, ReplyBatch};
 use crate::clock::WallClock;
 use crate::cluster::{ClusterSender, Lookup, Op as ClusterOp, epoch_ms};
-use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, is_billing};
+use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, HeldAnswers, is_billing};
 use crate::ocpp::rpc::{self, Frame, FrameError};
 use crate::ocpp::v16::Action;
 use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration};
 use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
 use crate::query::{ChargePointView, ConnectorView, Filter};
 use crate::security::Auth;
-use crate::state::{Change, Restored, Saved, StateSender};
+use crate::state::{Change, Restored, Saved, StateBatch, StateSender};
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
 use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId};
 use crate::warn_budget::WarnBudget;
@@ -207,6 +207,8 @@ pub struct Shard {
     /// `ocpp.state_file`: where changed charge points are offered, those changed since, and
     /// those forgotten since that the file may hold.
     state: Option<StateSender>,
+    /// Billing answers waiting to be handed to the state thread with the changes they follow.
+    state_held: HeldAnswers,
     dirty: Vec<ChargePointId>,
     forgotten: Vec<ChargePointId>,
     /// `[cluster]`: where connects and disconnects go (the Redis registry).
@@ -235,6 +237,7 @@ impl Shard {
             journal_rule: BudgetRule::UNLIMITED,
             strangers: JournalBudget::default(),
             state: None,
+            state_held: HeldAnswers::default(),
             dirty: Vec::new(),
             forgotten: Vec::new(),
             cluster: None,
@@ -299,10 +302,14 @@ impl Shard {
     }
 
     /// Offers the state file the newest record of every charge point changed (and forgotten)
-    /// since the last offer; never waits unless `last` (the processor is stopping). When the
-    /// state thread is behind, they stay listed and are offered with the next round.
+    /// since the last offer, with the billing answers that wait for them; never waits unless
+    /// `last` (the processor is stopping) or answers are held (backpressure, as for a full
+    /// journal). When the state thread is behind, they stay listed and are offered with the
+    /// next round.
     pub fn offer_state(&mut self, last: bool) {
-        if !self.keeps_state() || (self.dirty.is_empty() && self.forgotten.is_empty()) {
+        if !self.keeps_state()
+            || (self.dirty.is_empty() && self.forgotten.is_empty() && self.state_held.is_empty())
+        {
             return;
         }
         if let Some(sender) = &self.state {
@@ -316,12 +323,19 @@ impl Shard {
             for cp in &self.forgotten {
                 changes.push((Box::from(&**cp), None));
             }
-            let offered = if last {
-                sender.send(changes)
+            let held = std::mem::take(&mut self.state_held);
+            let wait = last || !held.is_empty();
+            let batch = StateBatch { changes, held };
+            let offered = if wait {
+                sender.send(batch)
             } else {
-                sender.offer(changes)
+                sender.offer(batch)
             };
-            if offered.is_err() {
+            if let Err(batch) = offered {
+                // Only a full channel gives a batch back without waiting; a state thread that
+                // is gone (the gateway is stopping) cannot take held answers either: they are
+                // dropped with their connection's loop.
+                self.state_held = batch.held;
                 self.stats.state.state_deferred.inc();
                 return;
             }
@@ -799,7 +813,16 @@ impl Shard {
             }
             out.closes.push((conn, reason));
         }
+        let billing = known.is_some_and(is_billing) && error.is_none();
+        // Billing answers wait until every place that keeps them has them (the sinks, the
+        // state file) when asked to; errors never need to.
+        let holds_state = billing && self.state.as_ref().is_some_and(StateSender::holds);
         let Some(writer) = out.writer.as_deref_mut() else {
+            if holds_state && let Some(state) = &self.state {
+                let sealed = replies.seal(draft);
+                state.hold(&mut self.state_held, conn, replies.sealed(&sealed));
+                return replies.discard(sealed);
+            }
             return replies.finish(draft, conn, accepted);
         };
         let answer = match &error {
@@ -813,7 +836,6 @@ impl Shard {
                 description: &invalid.description,
             },
         };
-        let billing = known.is_some_and(is_billing) && error.is_none();
         let before = self.stats.processors[self.index]
             .journal_lines_suppressed
             .get();
@@ -848,11 +870,15 @@ impl Shard {
                 },
             });
         }
-        // Billing answers wait for their line when asked to; errors never need to.
         let held = self.acks_after_write && billing;
         let sealed = replies.seal(draft);
-        if held {
-            writer.hold(conn, replies.sealed(&sealed));
+        if held || holds_state {
+            if held {
+                writer.hold(conn, replies.sealed(&sealed));
+            }
+            if holds_state && let Some(state) = &self.state {
+                state.hold(&mut self.state_held, conn, replies.sealed(&sealed));
+            }
             replies.discard(sealed);
         } else {
             replies.commit(sealed, conn, accepted);
