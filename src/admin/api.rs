@@ -19,7 +19,8 @@ use crate::cluster::remote::{Reply, Request};
 use crate::mailbox::{ToProcessor, shard_of};
 use crate::ocpp::v16::Action;
 use crate::query::{Answer, Filter, Query};
-use crate::security::credentials::{CredentialsError, decode_hex};
+use crate::security::Security;
+use crate::security::credentials::{CredentialsError, MAX_KEY_LEN, MIN_KEY_LEN, decode_hex};
 
 impl AdminLoop {
     fn processor_of(&self, cp: &str) -> usize {
@@ -158,6 +159,16 @@ impl AdminLoop {
                 id: id.to_owned(),
                 key,
             });
+        // A key the credentials store would refuse is never sent: the charge point would take
+        // it and be locked out at its next connect.
+        if let Some(rotation) = &rotation
+            && let Err(refusal) = storable_key(&self.parts.security, &rotation.key)
+        {
+            return Handled::Respond(Response::json(
+                400,
+                &json!({"error": refusal, "code": "PropertyConstraintViolation"}),
+            ));
+        }
         // Cluster mode: a charge point this node does not hold may be on another one (a key
         // rotation is not forwarded: the key is stored where the call was made).
         let forward = (self.parts.cluster_api.is_some() && rotation.is_none()).then(|| {
@@ -370,6 +381,26 @@ impl AdminLoop {
         response.merge_json(json!({"credentials": stored}));
         response
     }
+}
+
+/// Whether `key` (a new AuthorizationKey) can be stored once the charge point accepts it: a
+/// credentials file is configured and the key's length is one it takes.
+fn storable_key(security: &Security, key: &[u8]) -> Result<(), String> {
+    if security.credentials.is_none() {
+        return Err(
+            "no credentials file (security.credentials): the new AuthorizationKey \
+                    could not be stored, so it is not sent"
+                .into(),
+        );
+    }
+    if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
+        return Err(format!(
+            "the new AuthorizationKey is {} bytes; the gateway stores keys of {MIN_KEY_LEN} to \
+             {MAX_KEY_LEN} bytes (the value as hex, or as text), so it is not sent",
+            key.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The key of a ChangeConfiguration payload that sets AuthorizationKey: the value's bytes as
