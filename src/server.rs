@@ -247,8 +247,12 @@ impl Server {
             None => None,
         };
         let traces = Arc::new(TraceList::default());
-        // Remember disconnected, accepted charge points up to about the fleet size.
-        let remember_limit = config.server.max_connections / threads + 1024;
+        // Remember disconnected, accepted charge points up to ocpp.max_disconnected.
+        let remember_limit = config
+            .ocpp
+            .max_disconnected(config.server.max_connections)
+            .div_ceil(threads)
+            .max(1);
         let processor_threads = pool::spawn(PoolParts {
             inboxes: processor_inboxes,
             processors: processors.clone(),

@@ -76,6 +76,14 @@ pub struct Saved {
     pub connectors: Vec<(u32, ChargePointStatus)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_transaction: Option<i32>,
+    /// When its connection last opened or closed (ms since the epoch; 0 in records of older
+    /// versions): past `ocpp.max_disconnected`, those seen longest ago are forgotten first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seen_ms: u64,
+}
+
+fn is_zero(ms: &u64) -> bool {
+    *ms == 0
 }
 
 /// Records read at start, by identity.
@@ -331,6 +339,7 @@ mod tests {
             boot: RawValue::from_string(r#"{"chargePointVendor":"V"}"#.into()).ok(),
             connectors: vec![(1, ChargePointStatus::Charging)],
             open_transaction: tx,
+            seen_ms: 0,
         }
     }
 

@@ -242,6 +242,9 @@ counters! {
         journal_backpressure,
         /// Journal lines left out because their charge point spent its journal allowance.
         journal_lines_suppressed,
+        /// Disconnected charge points forgotten (past `ocpp.max_disconnected`, the ones seen
+        /// longest ago): they boot again.
+        registrations_forgotten,
         /// BootNotifications answered Rejected, and their connections closed, because the
         /// serial number is not the client certificate's CN (`security.check_serial_number`).
         serial_mismatches,
@@ -485,6 +488,7 @@ pub struct StatsSnapshot {
     pub takeovers_refused: u64,
     pub journal_backpressure: u64,
     pub journal_lines_suppressed: u64,
+    pub registrations_forgotten: u64,
     pub state_commits: u64,
     pub state_records_written: u64,
     pub state_errors: u64,

@@ -1,6 +1,6 @@
 //! The event journal: every message of a scripted session in order, size-based rotation, and
-//! `ack_after_write` (a StopTransaction is answered only once its line is in the file; with a
-//! failing disk it is answered with CALLERROR InternalError, so the charge point keeps it, while
+//! `ack_after_write` (a Start/StopTransaction is answered only once its line is in the file; with
+//! a failing disk it is answered with CALLERROR InternalError, so the charge point keeps it, while
 //! the gateway keeps serving and `/health` says so).
 
 mod common;
@@ -231,8 +231,15 @@ fn a_failing_disk_is_counted_reported_and_billing_answers_are_refused() {
     let server = TestServer::start(config);
     let mut cp = connect(&server, "CP-FULL");
     boot(&mut cp); // answered: only billing answers wait for the journal
-    let transaction = start_tx(&mut cp);
-    let reply = call(&mut cp, "stop-1", "StopTransaction", stop_tx(transaction));
+    let start = json!({"connectorId": 1, "idTag": "TAG1", "meterStart": 0,
+                       "timestamp": "2026-11-24T10:00:00Z"});
+    let reply = call(&mut cp, "start-1", "StartTransaction", start);
+    assert_eq!(
+        (&reply[0], &reply[2]),
+        (&json!(4), &json!("InternalError")),
+        "{reply}"
+    );
+    let reply = call(&mut cp, "stop-1", "StopTransaction", stop_tx(7));
     assert_eq!(reply[0], 4, "{reply}");
     assert_eq!(reply[2], "InternalError");
     assert_eq!(call(&mut cp, "hb-1", "Heartbeat", json!({}))[0], 3);

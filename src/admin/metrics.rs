@@ -452,6 +452,12 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         s.journal_lines_suppressed,
     );
     o.single(
+        "ocpp_gateway_registrations_forgotten_total",
+        "counter",
+        "Disconnected charge points forgotten past ocpp.max_disconnected (those seen longest ago; they boot again).",
+        s.registrations_forgotten,
+    );
+    o.single(
         "ocpp_gateway_state_commits_total",
         "counter",
         "Transactions committed to the state file (ocpp.state_file).",

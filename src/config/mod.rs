@@ -66,6 +66,7 @@ pub const DEFAULT_EVENTS_MAXLEN: u64 = 1_000_000;
 pub const DEFAULT_KAFKA_EVENTS_TOPIC: &str = "ocpp-events-up";
 pub const DEFAULT_KAFKA_COMMANDS_TOPIC: &str = "commands-down";
 pub const DEFAULT_KAFKA_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_KAFKA_DEGRADED_AFTER: Duration = Duration::from_secs(2);
 pub const DEFAULT_KAFKA_COMMAND_MAX_AGE: Duration = Duration::from_secs(300);
 pub const DEFAULT_KAFKA_BUFFER_MESSAGES: u32 = 100_000;
 pub const DEFAULT_KAFKA_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
@@ -230,6 +231,8 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// A billing answer held for its event becomes CALLERROR InternalError after this long.
     pub ack_timeout: Duration,
+    /// `/health` is degraded while a billing answer has waited this long for the broker.
+    pub degraded_after: Duration,
     /// A command record written longer ago than this is answered `Expired`, not run (0: any
     /// age runs).
     pub command_max_age: Duration,
@@ -350,6 +353,19 @@ pub struct OcppConfig {
     /// Where registrations, connector statuses and open transactions survive restarts
     /// (None: memory only).
     pub state_file: Option<PathBuf>,
+    /// Disconnected, accepted charge points remembered (in memory and the state file) before
+    /// those seen longest ago are forgotten; 0: `server.max_connections`.
+    pub max_disconnected: usize,
+}
+
+impl OcppConfig {
+    /// [`OcppConfig::max_disconnected`] with its default resolved.
+    pub fn max_disconnected(&self, max_connections: usize) -> usize {
+        match self.max_disconnected {
+            0 => max_connections,
+            n => n,
+        }
+    }
 }
 
 impl OcppConfig {

@@ -43,6 +43,7 @@ pub struct RawKafka {
     pub command_partitions: Option<Vec<i32>>,
     pub group_id: Option<String>,
     pub ack_timeout: Option<String>,
+    pub degraded_after: Option<String>,
     pub command_max_age: Option<String>,
     pub raw_frames: Option<bool>,
     pub buffer_messages: Option<u32>,
@@ -182,4 +183,5 @@ pub struct RawOcpp {
     pub data_transfer_status: Option<DataTransferStatus>,
     pub transaction_id_file: Option<String>,
     pub state_file: Option<String>,
+    pub max_disconnected: Option<usize>,
 }

@@ -223,6 +223,12 @@ fn kafka(
             DEFAULT_KAFKA_ACK_TIMEOUT,
             Duration::from_millis(100),
         )?,
+        degraded_after: check.duration_min(
+            "kafka.degraded_after",
+            k.degraded_after,
+            DEFAULT_KAFKA_DEGRADED_AFTER,
+            Duration::from_millis(100),
+        )?,
         command_max_age: check.duration(
             "kafka.command_max_age",
             k.command_max_age,
@@ -580,6 +586,11 @@ fn ocpp(check: &Check<'_>, o: RawOcpp) -> Result<OcppConfig, ConfigError> {
                 .or_else(|| Some(DEFAULT_TRANSACTION_ID_FILE.into())),
         ),
         state_file: file(o.state_file.or_else(|| Some(DEFAULT_STATE_FILE.into()))),
+        max_disconnected: check.within(
+            "ocpp.max_disconnected",
+            o.max_disconnected.unwrap_or(0),
+            0..=100_000_000,
+        )?,
     })
 }
 

@@ -108,6 +108,7 @@ fn saved_record(entry: &ChargePoint) -> Option<Saved> {
         boot: entry.seen.boot.clone(),
         connectors: entry.state.connectors.clone(),
         open_transaction: entry.state.open_transaction,
+        seen_ms: epoch_ms(entry.seen.since),
     })
 }
 
@@ -265,9 +266,14 @@ impl Shard {
     /// Keeps changed charge points in the state file, starting from what it held: accepted
     /// charge points come back disconnected, with their boot payload, connectors and open
     /// transaction, so one that reconnects without booting again is still Accepted.
+    /// Past `ocpp.max_disconnected`, the oldest records are forgotten here and in the file.
     pub fn with_state(mut self, sender: Option<StateSender>, restored: Restored) -> Shard {
         let now = SystemTime::now();
         for (cp, saved) in restored {
+            let since = match saved.seen_ms {
+                0 => now, // a record of an older version
+                ms => UNIX_EPOCH + std::time::Duration::from_millis(ms),
+            };
             let mut connectors = saved.connectors;
             connectors.truncate(handlers::MAX_CONNECTORS);
             self.charge_points.insert(
@@ -284,7 +290,7 @@ impl Shard {
                     journal: JournalBudget::default(),
                     seen: Box::new(Seen {
                         peer: None,
-                        since: now,
+                        since,
                         last_message: None,
                         boot: saved.boot,
                         journal_suppressed: 0,
@@ -298,6 +304,9 @@ impl Shard {
             self.remembered += 1;
         }
         self.state = sender;
+        if self.remembered > self.remember_limit {
+            self.forget_oldest(self.remembered - self.remember_limit);
+        }
         self
     }
 
@@ -617,6 +626,7 @@ impl Shard {
         out: &mut Outputs<'_>,
     ) {
         let now = SystemTime::now();
+        let keeps_state = self.keeps_state();
         let Some(entry) = self.charge_points.get_mut(cp) else {
             return;
         };
@@ -653,35 +663,61 @@ impl Shard {
             return;
         }
         entry.conn = None;
+        // When it was last seen is part of its record: the oldest are forgotten first, also
+        // across a restart.
+        if keeps_state && !entry.dirty {
+            entry.dirty = true;
+            self.dirty.push(ChargePointId::clone(cp));
+        }
         self.remembered += 1;
         if self.remembered > self.remember_limit {
-            // Forget an eighth of the disconnected charge points (whichever the map yields
-            // first; they boot again), so the cost stays O(1) per disconnect on average and
-            // no one can wipe the whole memory of a processor in one go.
-            let mut forget = (self.remember_limit / 8).max(1);
+            // Forget the oldest eighth of the disconnected charge points (they boot again), so
+            // the cost stays O(1) per disconnect on average and no one can wipe the whole
+            // memory of a processor in one go.
+            let forget = (self.remember_limit / 8).max(1);
             warn!(
-                "processor={} remembers {} disconnected charge points (limit {}): forgetting {forget}",
+                "processor={} remembers {} disconnected charge points (ocpp.max_disconnected: {} here): forgetting the {forget} seen longest ago",
                 self.index, self.remembered, self.remember_limit
             );
-            let keep_state = self.keeps_state();
-            let forgotten = &mut self.forgotten;
-            self.charge_points.retain(|cp, entry| {
-                if entry.conn.is_none() && forget > 0 {
-                    forget -= 1;
-                    if keep_state && (entry.saved || entry.dirty) {
-                        forgotten.push(ChargePointId::clone(cp));
-                    }
-                    return false;
-                }
-                true
-            });
-            self.dirty.retain(|cp| self.charge_points.contains_key(cp));
-            self.remembered = self
-                .charge_points
-                .values()
-                .filter(|e| e.conn.is_none())
-                .count();
+            self.forget_oldest(forget);
         }
+    }
+
+    /// Forgets the `count` disconnected charge points seen longest ago (in memory, the state
+    /// file and, in cluster mode, nowhere else: Redis keeps the fleet).
+    fn forget_oldest(&mut self, count: usize) {
+        let mut oldest: Vec<(SystemTime, ChargePointId)> = self
+            .charge_points
+            .iter()
+            .filter(|(_, e)| e.conn.is_none())
+            .map(|(cp, e)| (e.seen.since, ChargePointId::clone(cp)))
+            .collect();
+        let count = count.min(oldest.len());
+        if count == 0 {
+            return;
+        }
+        if count < oldest.len() {
+            oldest.select_nth_unstable_by_key(count - 1, |(since, _)| *since);
+            oldest.truncate(count);
+        }
+        let keep_state = self.state.is_some();
+        for (_, cp) in oldest {
+            if let Some(entry) = self.charge_points.remove(&cp)
+                && keep_state
+                && (entry.saved || entry.dirty)
+            {
+                self.forgotten.push(cp);
+            }
+        }
+        self.stats.processors[self.index]
+            .registrations_forgotten
+            .add(count as u64);
+        self.dirty.retain(|cp| self.charge_points.contains_key(cp));
+        self.remembered = self
+            .charge_points
+            .values()
+            .filter(|e| e.conn.is_none())
+            .count();
     }
 
     /// One text message of a connection: answered into its loop's reply batch.
