@@ -1,6 +1,7 @@
 //! Kafka against a real Kafka-protocol broker (`tansu`, started here) with librdkafka as the
 //! backend: a scripted session's integration events in order and valid against
-//! `schemas/kafka/`; a StopTransaction answered only once its event is on the topic, refused
+//! `schemas/kafka/`; a StopTransaction answered only once its event is on the topic, a held
+//! answer making `/health` degraded after `kafka.degraded_after`, StartTransaction refused
 //! with InternalError after `kafka.ack_timeout` while the broker is stopped (Heartbeats still
 //! served, `/health` degraded) and flowing again once it is back; commands from the commands
 //! topic reaching the charge point, with a `command.response` for each, unknown charge points
@@ -59,6 +60,7 @@ fn gateway(tansu: &Tansu, node: &str, dir: &std::path::Path) -> Config {
         command_partitions: Vec::new(),
         group_id: format!("ocpp-gateway-{node}"),
         ack_timeout: Duration::from_millis(1500),
+        degraded_after: Duration::from_secs(2),
         command_max_age: Duration::from_secs(300),
         raw_frames: false,
         buffer_messages: 100_000,
@@ -301,18 +303,16 @@ fn billing_answers_wait_for_the_broker_and_are_refused_while_it_is_stopped() {
     wait_until("/health degraded: nothing confirmed", || {
         health(&server) == ("degraded".into(), true)
     });
-    let second = call(
-        &mut cp,
-        "t3",
-        "StartTransaction",
-        json!({"connectorId": 1, "idTag": "TAG1",
-        "meterStart": 9000, "timestamp": "2026-11-28T12:00:00Z"}),
+    // A StartTransaction is billing too: held, and refused while the broker is away.
+    let start = json!({"connectorId": 1, "idTag": "TAG1",
+                       "meterStart": 9000, "timestamp": "2026-11-28T12:00:00Z"});
+    let second = call(&mut cp, "t3", "StartTransaction", start.clone());
+    assert_eq!(
+        (&second[0], &second[2]),
+        (&json!(4), &json!("InternalError")),
+        "StartTransaction is held like StopTransaction: {second}"
     );
-    assert_eq!(second[0], 3, "StartTransaction is not held: {second}");
-    let next = second[2]["transactionId"]
-        .as_i64()
-        .expect("a transaction id");
-    let meter = json!({"connectorId": 1, "transactionId": next, "meterValue": [
+    let meter = json!({"connectorId": 1, "transactionId": transaction, "meterValue": [
         {"timestamp": "2026-11-28T12:10:00Z", "sampledValue": [{"value": "9100"}]}]});
     cp.send(Message::text(
         json!([2, "m-held", "MeterValues", meter]).to_string(),
@@ -336,12 +336,29 @@ fn billing_answers_wait_for_the_broker_and_are_refused_while_it_is_stopped() {
         health(&server) == ("degraded".into(), true)
     });
 
-    // Back: the refused message, sent again, goes through; /health recovers.
+    // Back: the refused messages, sent again, go through; /health recovers.
     tansu.freeze(false);
-    let meter = json!({"connectorId": 1, "transactionId": next, "meterValue": [
-        {"timestamp": "2026-11-28T12:10:00Z", "sampledValue": [{"value": "9100"}]}]});
     // As a charge point does: sent again until accepted (a broker just back may still need
     // longer than ack_timeout for the first confirmations; each try is bounded by it).
+    let mut tries = 0;
+    let next = loop {
+        tries += 1;
+        let again = call(
+            &mut cp,
+            &format!("t-again-{tries}"),
+            "StartTransaction",
+            start.clone(),
+        );
+        if again[0] == 3 {
+            break again[2]["transactionId"]
+                .as_i64()
+                .expect("a transaction id");
+        }
+        assert_eq!(again[2], "InternalError", "{again}");
+        assert!(tries < 10, "never accepted after the broker came back");
+    };
+    let meter = json!({"connectorId": 1, "transactionId": next, "meterValue": [
+        {"timestamp": "2026-11-28T12:10:00Z", "sampledValue": [{"value": "9100"}]}]});
     let mut tries = 0;
     loop {
         tries += 1;
@@ -790,5 +807,55 @@ fn health_says_when_there_is_no_commands_topic_to_read() {
         health["kafka_commands"]["status"] == "reading" && health["status"] == "healthy"
     });
     drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn health_is_degraded_while_billing_answers_wait_for_the_broker() {
+    if !tansu::available() {
+        return;
+    }
+    let tansu = broker();
+    let dir = scratch("held-health");
+    let mut config = gateway(&tansu, "gw-held", &dir);
+    if let Some(kafka) = config.kafka.as_mut() {
+        kafka.ack_timeout = Duration::from_secs(60); // nothing is refused in this test
+        kafka.degraded_after = Duration::from_millis(500);
+    }
+    let mut server = TestServer::start(config);
+    let mut cp = connect(&server, "CP-HELD");
+    let transaction = boot_and_start_transaction(&mut cp);
+    wait_until("/health healthy", || health(&server).0 == "healthy");
+
+    // The broker stops answering: the StopTransaction's answer is held, and /health says so
+    // long before kafka.ack_timeout would refuse it.
+    tansu.freeze(true);
+    let stop = json!({"transactionId": transaction, "meterStop": 9000,
+                      "timestamp": "2026-11-28T11:00:00Z"});
+    cp.send(Message::text(
+        json!([2, "t-held", "StopTransaction", stop]).to_string(),
+    ))
+    .expect("send");
+    wait_until("/health degraded by held answers", || {
+        let health = http(server.admin(), "GET", "/health", None, None).json();
+        health["status"] == "degraded"
+            && health["problems"]
+                .to_string()
+                .contains("billing answers have waited")
+            && health["kafka"]["oldest_held_ms"].as_u64() >= Some(500)
+    });
+    assert_eq!(server.stats().kafka_refused, 0, "held, not refused yet");
+
+    // Back: the held answer goes out as a CALLRESULT and /health recovers.
+    tansu.freeze(false);
+    let answer = next_json(&mut cp);
+    assert_eq!(
+        (&answer[0], &answer[1]),
+        (&json!(3), &json!("t-held")),
+        "{answer}"
+    );
+    wait_until("/health healthy again", || health(&server).0 == "healthy");
+    drop(cp);
+    server.stop();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -208,6 +208,9 @@ pub struct KafkaHealth {
     pub waiting: u64,
     pub confirmed: u64,
     pub refused_answers: u64,
+    /// How long the oldest billing answer still held for the broker has waited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_held_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
@@ -332,15 +335,32 @@ impl AdminLoop {
             }
         };
         let kafka = self.parts.kafka.as_ref().map(|status| {
+            let oldest_held = status.oldest_held();
+            let degraded_after = self
+                .parts
+                .config
+                .kafka
+                .as_ref()
+                .map_or(Duration::MAX, |k| k.degraded_after);
+            let failing = if status.failing() {
+                Some(format!(
+                    "Kafka does not confirm events (held billing answers become \
+                     InternalError after kafka.ack_timeout): {}",
+                    status.last_error().unwrap_or_default()
+                ))
+            } else {
+                oldest_held.filter(|age| *age >= degraded_after).map(|age| {
+                    format!(
+                        "billing answers have waited {} for Kafka's confirmation \
+                         (kafka.degraded_after {})",
+                        go_duration(age),
+                        go_duration(degraded_after)
+                    )
+                })
+            };
             let state = sink_state(
                 status.silent_for() >= self.parts.config.admin.stuck_after,
-                status.failing().then(|| {
-                    format!(
-                        "Kafka does not confirm events (held billing answers become \
-                         InternalError after kafka.ack_timeout): {}",
-                        status.last_error().unwrap_or_default()
-                    )
-                }),
+                failing,
                 "the Kafka sink's thread does not answer",
                 (&mut problems, &mut degraded),
             );
@@ -350,6 +370,7 @@ impl AdminLoop {
                 waiting: status.waiting(),
                 confirmed: snapshot.kafka_events_confirmed,
                 refused_answers: snapshot.kafka_refused,
+                oldest_held_ms: oldest_held.map(|age| age.as_millis() as u64),
                 last_error: status.last_error(),
             }
         });

@@ -71,6 +71,9 @@ pub struct KafkaStatus {
     waiting: AtomicU64,
     /// The gateway is stopping: a broker that takes nothing must not hold the processors.
     stopping: AtomicBool,
+    /// When the oldest answer still held for the broker was held: ms since `origin`, plus one
+    /// (0: none held).
+    oldest_held_ms: AtomicU64,
 }
 
 impl KafkaStatus {
@@ -83,6 +86,20 @@ impl KafkaStatus {
             alive_ms: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            oldest_held_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// How long the oldest billing answer still held for the broker has waited (None: none
+    /// is held).
+    pub fn oldest_held(&self) -> Option<Duration> {
+        match self.oldest_held_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(
+                self.origin
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(at - 1)),
+            ),
         }
     }
 
@@ -649,6 +666,12 @@ impl Thread {
         self.recover();
         self.probe();
         let status = &self.common.status;
+        // Barriers are kept in the order they were held: the first is the oldest.
+        let oldest = self.barriers.front().map_or(0, |b| {
+            let since = b.held_at.saturating_duration_since(status.origin);
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX - 1) + 1
+        });
+        status.oldest_held_ms.store(oldest, Ordering::Relaxed);
         let ms = u64::try_from(status.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         status.alive_ms.store(ms, Ordering::Relaxed);
     }
