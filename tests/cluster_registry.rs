@@ -17,9 +17,13 @@ use common::redis_server::Redis;
 use common::*;
 use ocpp_gateway::config::{ClusterConfig, Config};
 
+/// A node of the cluster `prefix`, with its own transaction id file (cluster mode needs one).
 fn node(redis: &Redis, name: &str, prefix: &str) -> Config {
+    let dir = std::env::temp_dir().join(format!("ocpp-cluster-ids-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("counter directory");
     let mut config = test_config();
     config.server.node_id = name.into();
+    config.ocpp.transaction_id_file = Some(dir.join(format!("{prefix}{name}")));
     config.cluster = Some(ClusterConfig {
         redis_url: redis.url(),
         prefix: prefix.into(),
@@ -27,6 +31,8 @@ fn node(redis: &Redis, name: &str, prefix: &str) -> Config {
         buffer: 1000,
         events: false,
         events_maxlen: 10_000,
+        id_slot: None,
+        id_slots: 16,
     });
     config
 }
@@ -117,7 +123,7 @@ fn transaction_ids_come_in_blocks_no_two_nodes_share() {
     let redis = Redis::start(free_port());
     let a = TestServer::start(node(&redis, "node-a", "t3:"));
     let b = TestServer::start(node(&redis, "node-b", "t3:"));
-    // Each node keeps one block of 1,000 ready.
+    // Each node has its share: slot 0 and slot 1, blocks of 1,000 dealt out in turn.
     redis.wait_for_nodes("t3:", &["node-a", "node-b"]);
     let start = serde_json::json!({"connectorId": 1, "idTag": "TAG", "meterStart": 0,
                                    "timestamp": "2026-11-28T10:00:00Z"});

@@ -19,6 +19,10 @@
 //!   refreshed every third of it: a node whose key expired is dead, and its entries in the
 //!   registry are stale.
 //!
+//! - `{prefix}id-slots`: slot -> node, each node's share of the transaction ids (claimed on a
+//!   node's first start, confirmed every beat; ids never depend on Redis after that), and
+//!   `{prefix}transaction-id`, only ever raised to the highest id a node reserved.
+//!
 //! Redis down or slow: operations wait in a bounded buffer (`cluster.buffer`; beyond it the
 //! oldest are dropped and counted) and are replayed in order once a connection is back; the
 //! thread retries every second, `/health` says "degraded", nothing else waits.
@@ -33,11 +37,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use log::{info, warn};
+use log::{error, info, warn};
 
 use crate::config::ClusterConfig;
 use crate::mailbox::{Processors, ToProcessor};
-use crate::processor::policy::BLOCK;
+use crate::processor::policy::{Share, TransactionIds};
 use crate::security::credentials::Credentials;
 use crate::state::Saved;
 use crate::stats::Stats;
@@ -98,6 +102,39 @@ if held[1] == ARGV[1] and held[2] == ARGV[2] then
   return 1
 end
 return 0
+";
+
+/// This node's share of the transaction ids: KEYS[1] = `{prefix}id-slots` (slot -> node),
+/// KEYS[2] = `{prefix}transaction-id`; ARGV = node, slots, the slot it holds (-1: none yet,
+/// take the one recorded for this node or the lowest free), the highest id it reserved.
+/// Raises KEYS[2] to that id. Returns {slot, the highest id any node reserved (KEYS[2])}, or
+/// {-1, ''} when every slot is taken, or {-2, the other node} when another node claims the
+/// slot.
+const SHARE: &str = r"
+local slots = tonumber(ARGV[2])
+local slot = tonumber(ARGV[3])
+if slot < 0 then
+  for s = 0, slots - 1 do
+    if redis.call('HGET', KEYS[1], s) == ARGV[1] then slot = s break end
+  end
+end
+if slot < 0 then
+  for s = 0, slots - 1 do
+    if redis.call('HSETNX', KEYS[1], s, ARGV[1]) == 1 then slot = s break end
+  end
+  if slot < 0 then return {-1, ''} end
+else
+  redis.call('HSETNX', KEYS[1], slot, ARGV[1])
+  local owner = redis.call('HGET', KEYS[1], slot)
+  if owner ~= ARGV[1] then return {-2, owner} end
+end
+local floor = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local mark = tonumber(ARGV[4])
+if mark > floor then
+  redis.call('SET', KEYS[2], mark)
+  floor = mark
+end
+return {slot, tostring(floor)}
 ";
 
 /// What a processor tells the cluster.
@@ -193,7 +230,7 @@ pub fn start(
     config: &ClusterConfig,
     node: &str,
     processors: Processors,
-    id_blocks: Sender<(i64, i64)>,
+    transactions: Arc<TransactionIds>,
     journal: Option<&std::path::Path>,
     credentials: Option<Arc<Credentials>>,
     stats: Arc<Stats>,
@@ -214,7 +251,9 @@ pub fn start(
         started_ms: epoch_ms(SystemTime::now()),
         stats: Arc::clone(&stats),
         reachable: Arc::clone(&reachable),
-        id_blocks,
+        transactions,
+        id_slot: config.id_slot,
+        id_slots: config.id_slots,
     };
     if let Some(credentials) = &credentials {
         credentials.share(ClusterSender {
@@ -273,8 +312,11 @@ struct Writer {
     started_ms: u64,
     stats: Arc<Stats>,
     reachable: Arc<AtomicBool>,
-    /// Where the next block of transaction ids goes (one kept ready).
-    id_blocks: Sender<(i64, i64)>,
+    /// The node's transaction ids: their share is claimed (and re-claimed) here.
+    transactions: Arc<TransactionIds>,
+    /// `cluster.id_slot`, `cluster.id_slots`.
+    id_slot: Option<u32>,
+    id_slots: u32,
 }
 
 /// The writer's working set: what waits for Redis, and where lookups are answered.
@@ -372,14 +414,14 @@ impl Writer {
             let Some(con) = connection.as_mut() else {
                 continue;
             };
+            // The share first: a node whose liveness key is set knows its transaction ids.
             let result = if now >= next_beat {
                 next_beat = now + beat;
-                self.heartbeat(con)
+                self.claim_share(con).and_then(|()| self.heartbeat(con))
             } else {
                 Ok(())
             }
-            .and_then(|()| self.flush(con, &mut pending))
-            .and_then(|()| self.reserve_ids(con));
+            .and_then(|()| self.flush(con, &mut pending));
             if let Err(e) = result {
                 warn!(
                     "cluster: Redis failed ({e}); keeping {} operations",
@@ -446,17 +488,57 @@ impl Writer {
         }
     }
 
-    /// Keeps a block of transaction ids ready for the processors: `INCRBY
-    /// {prefix}transaction-id BLOCK` gives the end of a block no other node will get.
-    fn reserve_ids(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
-        if !self.id_blocks.is_empty() {
-            return Ok(());
-        }
-        let end: i64 = redis::cmd("INCRBY")
+    /// Claims (on the first start) or confirms this node's share of the transaction ids, and
+    /// raises `{prefix}transaction-id` to the highest id it reserved. Every beat: after Redis
+    /// lost its data the claim is back within one, and a second live node claiming the same
+    /// slot is refused ids until one of them goes.
+    fn claim_share(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        let held = match self.transactions.share() {
+            Share::Slot { slot, .. } => Some(slot),
+            Share::All | Share::Pending => self.id_slot,
+        };
+        let (slot, answer): (i64, String) = redis::cmd("EVAL")
+            .arg(SHARE)
+            .arg(2)
+            .arg(format!("{}id-slots", self.prefix))
             .arg(format!("{}transaction-id", self.prefix))
-            .arg(BLOCK)
+            .arg(&self.node)
+            .arg(self.id_slots)
+            .arg(held.map_or(-1, i64::from))
+            .arg(self.transactions.high_water())
             .query(con)?;
-        let _ = self.id_blocks.try_send((end - BLOCK + 1, end + 1));
+        match u32::try_from(slot) {
+            Ok(slot) => {
+                let floor = answer.parse::<i64>().unwrap_or(0);
+                match self.transactions.adopt(slot, self.id_slots, floor) {
+                    Ok(true) => info!(
+                        "cluster: transaction ids of slot {slot} of {}, above {floor}",
+                        self.id_slots
+                    ),
+                    Ok(false) => {}
+                    Err(e) => error!("cluster: {e}"),
+                }
+                if self.transactions.set_conflict(false) {
+                    info!("cluster: transaction id slot {slot} is this node's alone again");
+                }
+            }
+            Err(_) if slot == -1 => {
+                error!(
+                    "cluster: every one of the {} transaction id slots is claimed \
+                     ({}id-slots): StartTransaction is refused on this node",
+                    self.id_slots, self.prefix
+                );
+            }
+            Err(_) => {
+                if !self.transactions.set_conflict(true) {
+                    error!(
+                        "cluster: node {answer} claims this node's transaction id slot {}: \
+                         StartTransaction is refused here until one of them goes",
+                        held.unwrap_or_default()
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
@@ -608,7 +690,7 @@ struct Registered {
 
 /// Whether a failed exchange with Redis may succeed on another connection (as opposed to
 /// Redis refusing the commands themselves).
-fn transient(e: &redis::RedisError) -> bool {
+pub(crate) fn transient(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 

@@ -60,6 +60,10 @@ pub const DEFAULT_STATE_FILE: &str = "ocpp-gateway.state";
 pub const DEFAULT_CLUSTER_PREFIX: &str = "ocpp:";
 pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_CLUSTER_BUFFER: usize = 100_000;
+/// Shares of the transaction id range (each node owns one): 134 million ids per node.
+pub const DEFAULT_ID_SLOTS: u32 = 16;
+/// The most shares `cluster.id_slots` may ask for (2 million ids per node).
+pub const MAX_ID_SLOTS: u32 = 1024;
 /// Entries `{prefix}events` keeps (approximately).
 pub const DEFAULT_EVENTS_MAXLEN: u64 = 1_000_000;
 
@@ -145,6 +149,11 @@ pub struct ClusterConfig {
     pub events: bool,
     /// `MAXLEN ~` of that stream.
     pub events_maxlen: u64,
+    /// This node's share of the transaction ids (`cluster.id_slot`); None: claimed through
+    /// Redis on the first start, then kept in `ocpp.transaction_id_file`.
+    pub id_slot: Option<u32>,
+    /// Shares the id range is cut into (`cluster.id_slots`): at most this many nodes.
+    pub id_slots: u32,
 }
 
 /// One address charge points connect to, and how they must prove who they are there.
