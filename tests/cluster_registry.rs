@@ -477,3 +477,61 @@ fn a_backend_runs_a_call_through_the_command_stream() {
         .collect();
     assert_eq!(ids, ["c-1", "c-2", "c-3", "c-4", "c-5"]);
 }
+
+#[test]
+fn an_empty_registry_page_is_an_empty_list_and_calls_go_on() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let redis = Redis::start(free_port());
+    let a = TestServer::start(node(&redis, "node-a", "t9:"));
+    let b = TestServer::start(node(&redis, "node-b", "t9:"));
+    redis.wait_for_nodes("t9:", &["node-a", "node-b"]);
+    let page = |after: &str| {
+        let reply = http(
+            b.admin(),
+            "GET",
+            &format!("/api/v1/cluster/chargepoints{after}"),
+            None,
+            None,
+        );
+        assert_eq!(reply.status, 200, "{after}: {}", reply.body);
+        reply.json()
+    };
+    // No charge point yet: an empty page, not 503.
+    let empty = page("");
+    assert_eq!(empty["chargepoints"], serde_json::json!([]), "{empty}");
+    assert_eq!(empty["count"], 0, "{empty}");
+
+    let mut client = connect(&a, "CP-P");
+    boot(&mut client);
+    wait_until("CP-P registered", || {
+        redis.owner("t9:cp:CP-P").as_deref() == Some("node-a")
+    });
+    assert_eq!(page("")["count"], 1);
+    // Past the last one: empty too, and a call through node B right after still goes through.
+    for _ in 0..2 {
+        let past = page("?after=CP-P");
+        assert_eq!(past["chargepoints"], serde_json::json!([]), "{past}");
+        let api = std::thread::spawn({
+            let admin = b.admin();
+            move || {
+                http(
+                    admin,
+                    "POST",
+                    "/api/v1/chargepoints/CP-P/calls",
+                    None,
+                    Some(r#"{"action": "Reset", "payload": {"type": "Soft"}}"#),
+                )
+            }
+        });
+        let reset = next_json(&mut client);
+        assert_eq!(reset[2], "Reset", "{reset}");
+        let answer = serde_json::json!([3, reset[1], {"status": "Accepted"}]).to_string();
+        client
+            .send(tungstenite::Message::text(answer))
+            .expect("answer");
+        let reply = api.join().expect("API thread");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+}
