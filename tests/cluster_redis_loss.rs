@@ -172,3 +172,107 @@ fn transaction_ids_never_repeat_whatever_redis_loses() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Charge points connected to node A in the registry test.
+const CHARGE_POINTS: usize = 30;
+
+/// A Reset through `admin`'s API to `id`, answered by `client`: the HTTP status.
+fn operator_reset(admin: std::net::SocketAddr, id: &str, client: &mut Client) -> u16 {
+    let path = format!("/api/v1/chargepoints/{id}/calls");
+    let api = std::thread::spawn(move || {
+        let body = json!({"action": "Reset", "payload": {"type": "Soft"}}).to_string();
+        http(admin, "POST", &path, None, Some(&body))
+    });
+    let call = next_json(client);
+    assert_eq!(
+        (call[0].as_i64(), call[2].as_str()),
+        (Some(2), Some("Reset")),
+        "{call}"
+    );
+    let answer = json!([3, call[1], {"status": "Accepted"}]).to_string();
+    client
+        .send(tungstenite::Message::text(answer))
+        .expect("answer sent");
+    let reply = api.join().expect("API thread");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.status
+}
+
+/// Whether every one of `ids` is back in the registry, held by `owner(id)`, in the set of
+/// identities, with its state record (accepted).
+fn all_back(redis: &Redis, ids: &[String], owner: impl Fn(&str) -> &'static str) -> bool {
+    let Some(mut con) = redis.connection() else {
+        return false;
+    };
+    let listed: usize = redis::cmd("ZCARD")
+        .arg("l2:chargepoints")
+        .query(&mut con)
+        .unwrap_or(0);
+    listed == ids.len()
+        && ids.iter().all(|id| {
+            redis.owner(&format!("l2:cp:{id}")).as_deref() == Some(owner(id))
+                && redis.get(&format!("l2:state:{id}")).is_some()
+        })
+}
+
+#[test]
+fn the_registry_is_written_again_after_redis_lost_it() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let dir = scratch("registry");
+    let port = free_port();
+    let mut redis = Redis::start(port);
+    let a = TestServer::start(node(&redis, "node-a", "l2:", &dir));
+    let b = TestServer::start(node(&redis, "node-b", "l2:", &dir));
+    redis.wait_for_nodes("l2:", &["node-a", "node-b"]);
+    let ids: Vec<String> = (0..CHARGE_POINTS).map(|i| format!("CP-R{i:03}")).collect();
+    let mut clients: Vec<Client> = ids
+        .iter()
+        .map(|id| {
+            let mut client = connect(&a, id);
+            boot(&mut client);
+            client
+        })
+        .collect();
+    wait_until("all registered on node A", || {
+        all_back(&redis, &ids, |_| "node-a")
+    });
+    assert_eq!(operator_reset(b.admin(), &ids[0], &mut clients[0]), 200);
+
+    // Killed and started again empty (no persistence): a new run id.
+    drop(redis);
+    redis = Redis::start(port);
+    wait_until("all back after an empty restart", || {
+        all_back(&redis, &ids, |_| "node-a")
+    });
+    redis.wait_for_nodes("l2:", &["node-a", "node-b"]);
+    assert_eq!(operator_reset(b.admin(), &ids[1], &mut clients[1]), 200);
+
+    // FLUSHALL: the same server (same run id), the node's key gone.
+    redis.flush_all();
+    wait_until("all back after FLUSHALL", || {
+        all_back(&redis, &ids, |_| "node-a")
+    });
+    redis.wait_for_nodes("l2:", &["node-a", "node-b"]);
+    assert_eq!(operator_reset(b.admin(), &ids[2], &mut clients[2]), 200);
+
+    // A newer connection of one identity on node B is not overwritten by A's rewrite.
+    let moved = &ids[3];
+    let mut on_b = connect(&b, moved);
+    boot(&mut on_b);
+    let close = expect_close(&mut clients[3]).expect("node A closes the older connection");
+    assert_eq!(close.reason, "taken over");
+    wait_until("the moved one is node B's", || {
+        redis.owner(&format!("l2:cp:{moved}")).as_deref() == Some("node-b")
+    });
+    redis.flush_all();
+    let owner = |id: &str| if id == moved { "node-b" } else { "node-a" };
+    wait_until(
+        "all back after a second FLUSHALL, the moved one as node B's",
+        || all_back(&redis, &ids, owner),
+    );
+    assert_eq!(operator_reset(b.admin(), &ids[4], &mut clients[4]), 200);
+    drop((clients, on_b, a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}

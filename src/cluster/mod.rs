@@ -23,6 +23,9 @@
 //!   node's first start, confirmed every beat; ids never depend on Redis after that), and
 //!   `{prefix}transaction-id`, only ever raised to the highest id a node reserved.
 //!
+//! Redis without its data (the node's key found gone, or another `run_id` after a reconnect):
+//! every charge point this node holds is written again, with the same compare-and-set.
+//!
 //! Redis down or slow: operations wait in a bounded buffer (`cluster.buffer`; beyond it the
 //! oldest are dropped and counted) and are replayed in order once a connection is back; the
 //! thread retries every second, `/health` says "degraded", nothing else waits.
@@ -30,7 +33,7 @@
 pub mod events;
 pub mod remote;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -102,6 +105,31 @@ if held[1] == ARGV[1] and held[2] == ARGV[2] then
   return 1
 end
 return 0
+";
+
+/// Writes the registry entry of a charge point this node holds again, after Redis lost it:
+/// REGISTER's compare-and-set (a newer connection on another node wins), then the state record
+/// (ARGV[5], unless empty). KEYS and the answer as REGISTER's (no record returned).
+const RESTORE: &str = r"
+local held = redis.call('HMGET', KEYS[1], 'node', 'connected_at')
+local newer = tonumber(held[2] or '') or 0
+if newer > tonumber(ARGV[3]) then
+  return {held[1] or '', 0, false, newer}
+end
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'session', ARGV[2], 'connected_at', ARGV[3])
+redis.call('ZADD', KEYS[3], 0, ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[5])
+end
+return {held[1] or '', 1, false, 0}
+";
+
+/// Refreshes the node's liveness key, KEYS[1] (ARGV = its value, its TTL in ms): 1 when the
+/// key was there, 0 when Redis lost it (or it expired) and the registry must be written again.
+const HEARTBEAT: &str = r"
+local had = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return had
 ";
 
 /// This node's share of the transaction ids: KEYS[1] = `{prefix}id-slots` (slot -> node),
@@ -319,8 +347,22 @@ struct Writer {
     id_slots: u32,
 }
 
+/// A connection this node holds, as the registry must show it.
+struct Held {
+    session: u64,
+    at_ms: u64,
+    /// The charge point's state record as last shared (None: not accepted, or not known).
+    record: Option<Saved>,
+}
+
 /// The writer's working set: what waits for Redis, and where lookups are answered.
 struct Pending {
+    /// Every charge point connected here, to write again when Redis lost the registry.
+    held: HashMap<ChargePointId, Held>,
+    /// `run_id` of the Redis server last connected to: another one means a restarted server.
+    run_id: Option<String>,
+    /// The registry must be written again (Redis lost it): set until that succeeded.
+    restore: bool,
     buffer: VecDeque<Op>,
     /// The first this many operations of `buffer` had their connect answered already (Redis
     /// was away): each charge point is told once.
@@ -368,6 +410,9 @@ impl Pending {
 impl Writer {
     fn run(&self, rx: &Receiver<Op>, processors: Processors) {
         let mut pending = Pending {
+            held: HashMap::new(),
+            run_id: None,
+            restore: false,
             buffer: VecDeque::new(),
             answered: 0,
             processors: Some(processors),
@@ -404,6 +449,9 @@ impl Writer {
             if connection.is_none() && (now >= next_try || !open) {
                 connection = self.connect();
                 next_try = now + RETRY;
+                if let Some(con) = connection.as_mut() {
+                    self.check_server(con, &mut pending);
+                }
                 if connection.is_none() && !open {
                     // Stopping with Redis away: what is left cannot be written.
                     let lost = pending.buffer.len() as u64;
@@ -417,11 +465,13 @@ impl Writer {
             // The share first: a node whose liveness key is set knows its transaction ids.
             let result = if now >= next_beat {
                 next_beat = now + beat;
-                self.claim_share(con).and_then(|()| self.heartbeat(con))
+                self.claim_share(con)
+                    .and_then(|()| self.heartbeat(con, &mut pending))
             } else {
                 Ok(())
             }
-            .and_then(|()| self.flush(con, &mut pending));
+            .and_then(|()| self.flush(con, &mut pending))
+            .and_then(|()| self.restore(con, &mut pending));
             if let Err(e) = result {
                 warn!(
                     "cluster: Redis failed ({e}); keeping {} operations",
@@ -449,9 +499,33 @@ impl Writer {
     /// Buffers `op`; past the limit the oldest is dropped (and counted). A connect that arrives
     /// while Redis is away is answered at once from local state.
     fn keep(&self, pending: &mut Pending, op: Op, connected: bool) {
-        if matches!(op, Op::Release | Op::Finish) {
-            pending.processors = None;
-            return;
+        match &op {
+            Op::Release | Op::Finish => {
+                pending.processors = None;
+                return;
+            }
+            Op::Connected { cp, session, at_ms } => {
+                let record = pending.held.remove(cp).and_then(|h| h.record);
+                pending.held.insert(
+                    ChargePointId::clone(cp),
+                    Held {
+                        session: *session,
+                        at_ms: *at_ms,
+                        record,
+                    },
+                );
+            }
+            Op::Disconnected { cp, at_ms } => {
+                if pending.held.get(cp).is_some_and(|h| h.at_ms == *at_ms) {
+                    pending.held.remove(cp);
+                }
+            }
+            Op::Saved { cp, record } => {
+                if let Some(held) = pending.held.get_mut(&**cp) {
+                    held.record.clone_from(record);
+                }
+            }
+            Op::Credential { .. } => {}
         }
         if pending.buffer.len() >= self.buffer_limit
             && let Some((dropped, answered)) = pending.take(1).pop()
@@ -553,14 +627,142 @@ impl Writer {
         ]
     }
 
-    /// `{prefix}node:{node}` with its TTL.
-    fn heartbeat(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
-        redis::cmd("SET")
+    /// `{prefix}node:{node}` with its TTL. A key that was gone (Redis lost its data, or the
+    /// node was away longer than the TTL) means the registry is written again.
+    fn heartbeat(
+        &self,
+        con: &mut redis::Connection,
+        pending: &mut Pending,
+    ) -> redis::RedisResult<()> {
+        let had: i64 = redis::cmd("EVAL")
+            .arg(HEARTBEAT)
+            .arg(1)
             .arg(format!("{}node:{}", self.prefix, self.node))
             .arg(self.started_ms)
-            .arg("PX")
             .arg(u64::try_from(self.node_ttl.as_millis()).unwrap_or(u64::MAX))
-            .query(con)
+            .query(con)?;
+        if had == 0 && !pending.held.is_empty() && !pending.restore {
+            warn!(
+                "cluster: this node's key was gone from Redis: writing its {} charge points again",
+                pending.held.len()
+            );
+            pending.restore = true;
+        }
+        Ok(())
+    }
+
+    /// After a (re)connect: a Redis server with another run id than the last one (restarted,
+    /// or failed over) may have lost the registry: it is written again.
+    fn check_server(&self, con: &mut redis::Connection, pending: &mut Pending) {
+        let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(con) else {
+            return;
+        };
+        let run_id = info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned());
+        if run_id.is_some() && pending.run_id.is_some() && run_id != pending.run_id {
+            if !pending.held.is_empty() {
+                warn!(
+                    "cluster: Redis is another server now (run id changed): writing this \
+                     node's {} charge points again",
+                    pending.held.len()
+                );
+            }
+            pending.restore = true;
+        }
+        if run_id.is_some() {
+            pending.run_id = run_id;
+        }
+    }
+
+    /// Writes every charge point this node holds into the registry again (entry, the set of
+    /// identities, state record), a pipeline at a time, without overwriting a newer
+    /// connection of the identity on another node (which then takes it over from this one).
+    fn restore(
+        &self,
+        con: &mut redis::Connection,
+        pending: &mut Pending,
+    ) -> redis::RedisResult<()> {
+        if !pending.restore {
+            return Ok(());
+        }
+        let held: Vec<(ChargePointId, u64, u64, String)> = pending
+            .held
+            .iter()
+            .map(|(cp, h)| {
+                let record = h.record.as_ref().map_or_else(String::new, |r| {
+                    serde_json::to_string(r).unwrap_or_default()
+                });
+                (ChargePointId::clone(cp), h.session, h.at_ms, record)
+            })
+            .collect();
+        for chunk in held.chunks(PIPELINE) {
+            let mut pipe = redis::pipe();
+            for (cp, session, at_ms, record) in chunk {
+                pipe.cmd("EVAL")
+                    .arg(RESTORE)
+                    .arg(3)
+                    .arg(self.registry_keys(cp))
+                    .arg(&self.node)
+                    .arg(*session)
+                    .arg(*at_ms)
+                    .arg(&**cp)
+                    .arg(record);
+            }
+            let answers: Vec<redis::Value> = pipe.query(con)?;
+            let mut takeovers = redis::pipe();
+            let mut any = false;
+            for ((cp, _, at_ms, _), answer) in chunk.iter().zip(answers) {
+                let registered = parse_register(&answer);
+                any |= self.settle(pending, cp, *at_ms, &registered, &mut takeovers);
+            }
+            if any {
+                takeovers.query::<()>(con)?;
+            }
+            self.stats.cluster.cluster_ops.add(chunk.len() as u64);
+        }
+        if !held.is_empty() {
+            info!(
+                "cluster: {} charge points written into the registry again",
+                held.len()
+            );
+        }
+        pending.restore = false;
+        Ok(())
+    }
+
+    /// What follows a registry write of `cp` (connected at `at_ms`): a newer connection on
+    /// another node closes ours; ours replacing another node's has that node told (a PUBLISH
+    /// added to `takeovers`: true when one was).
+    fn settle(
+        &self,
+        pending: &Pending,
+        cp: &ChargePointId,
+        at_ms: u64,
+        registered: &Registered,
+        takeovers: &mut redis::Pipeline,
+    ) -> bool {
+        if let Some(newer) = registered.newer
+            && let Some(processors) = &pending.processors
+        {
+            // Another node holds a newer connection: ours is the stale one.
+            processors.of(cp).send(ToProcessor::TakenOver {
+                cp: ChargePointId::clone(cp),
+                at_ms: newer,
+            });
+        }
+        match &registered.previous {
+            Some(previous) if !previous.is_empty() && *previous != self.node => {
+                takeovers
+                    .cmd("PUBLISH")
+                    .arg(format!("{}takeover:{previous}", self.prefix))
+                    .arg(format!("{cp}\t{at_ms}"))
+                    .ignore();
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Sends the buffer in order, a pipeline at a time; an operation leaves the buffer only
@@ -646,28 +848,17 @@ impl Writer {
                     continue;
                 };
                 let registered = parse_register(&answer);
-                if let Some(newer) = registered.newer {
-                    // Another node holds a newer connection: ours is the stale one.
-                    if let Some(processors) = &pending.processors {
-                        processors.of(&cp).send(ToProcessor::TakenOver {
-                            cp: ChargePointId::clone(&cp),
-                            at_ms: newer,
-                        });
-                    }
+                any |= self.settle(pending, &cp, at_ms, &registered, &mut takeovers);
+                if let Lookup::Found(saved) = &registered.lookup
+                    && let Some(held) = pending.held.get_mut(&cp)
+                    && held.at_ms == at_ms
+                    && held.record.is_none()
+                {
+                    // What Redis knew of it, to write back should Redis lose it.
+                    held.record = Some(saved.clone());
                 }
                 if !answered {
                     pending.answer(&cp, session, registered.lookup);
-                }
-                if let Some(previous) = registered.previous
-                    && !previous.is_empty()
-                    && previous != self.node
-                {
-                    takeovers
-                        .cmd("PUBLISH")
-                        .arg(format!("{prefix}takeover:{previous}"))
-                        .arg(format!("{cp}\t{at_ms}"))
-                        .ignore();
-                    any = true;
                 }
             }
             if any {
