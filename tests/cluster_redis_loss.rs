@@ -276,3 +276,50 @@ fn the_registry_is_written_again_after_redis_lost_it() {
     drop((clients, on_b, a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn two_nodes_configured_with_one_slot_give_out_no_id_twice() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let dir = scratch("conflict");
+    let redis = Redis::start(free_port());
+    let with_slot = |name: &str| {
+        let mut config = node(&redis, name, "l3:", &dir);
+        if let Some(cluster) = config.cluster.as_mut() {
+            cluster.id_slot = Some(5);
+        }
+        config
+    };
+    let a = TestServer::start(with_slot("node-a"));
+    redis.wait_for_nodes("l3:", &["node-a"]);
+    let b = TestServer::start(with_slot("node-b"));
+    redis.wait_for_nodes("l3:", &["node-b"]);
+    assert_eq!(
+        redis.owner_of_field("l3:id-slots", "5").as_deref(),
+        Some("node-a")
+    );
+    let start = json!({"connectorId": 1, "idTag": "TAG", "meterStart": 0,
+                       "timestamp": "2026-12-06T12:00:00Z"});
+    let mut on_a = connect(&a, "CP-SA");
+    boot(&mut on_a);
+    let reply = call(&mut on_a, "t", "StartTransaction", start.clone());
+    let id = reply[2]["transactionId"]
+        .as_i64()
+        .expect("node A gives an id");
+    assert_eq!((id - 1) / 1000 % 16, 5, "{id}");
+    // Node B's claim is refused: no id, /health says why.
+    let mut on_b = connect(&b, "CP-SB");
+    boot(&mut on_b);
+    let reply = call(&mut on_b, "t", "StartTransaction", start);
+    assert_eq!(
+        (reply[0].as_i64(), reply[2].as_str()),
+        (Some(4), Some("InternalError")),
+        "{reply}"
+    );
+    let health = http(b.admin(), "GET", "/health", None, None).json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["problems"].to_string().contains("slot"), "{health}");
+    drop((on_a, on_b, a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}

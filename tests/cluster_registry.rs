@@ -121,6 +121,13 @@ fn transaction_ids_come_in_blocks_no_two_nodes_share() {
         return;
     }
     let redis = Redis::start(free_port());
+    // An earlier version's shared counter had given out ids up to 123,456: continued above.
+    let mut con = redis.connection().expect("redis");
+    redis::cmd("SET")
+        .arg("t3:transaction-id")
+        .arg(123_456)
+        .exec(&mut con)
+        .expect("SET");
     let a = TestServer::start(node(&redis, "node-a", "t3:"));
     let b = TestServer::start(node(&redis, "node-b", "t3:"));
     // Each node has its share: slot 0 and slot 1, blocks of 1,000 dealt out in turn.
@@ -141,6 +148,14 @@ fn transaction_ids_come_in_blocks_no_two_nodes_share() {
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), 4, "{ids:?}");
+    assert!(ids.iter().all(|id| *id > 123_456), "{ids:?}");
+    // The shared counter is only raised: to the highest id a node reserved.
+    wait_until("the counter raised", || {
+        redis
+            .get("t3:transaction-id")
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|v| v >= ids.iter().copied().max().unwrap_or(0))
+    });
 }
 
 #[test]

@@ -565,7 +565,7 @@ impl Writer {
     /// Claims (on the first start) or confirms this node's share of the transaction ids, and
     /// raises `{prefix}transaction-id` to the highest id it reserved. Every beat: after Redis
     /// lost its data the claim is back within one, and a second live node claiming the same
-    /// slot is refused ids until one of them goes.
+    /// slot is refused ids (claims are for ever: an operator sorts it out).
     fn claim_share(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
         let held = match self.transactions.share() {
             Share::Slot { slot, .. } => Some(slot),
@@ -607,7 +607,9 @@ impl Writer {
                 if !self.transactions.set_conflict(true) {
                     error!(
                         "cluster: node {answer} claims this node's transaction id slot {}: \
-                         StartTransaction is refused here until one of them goes",
+                         StartTransaction is refused here (give this node another \
+                         cluster.id_slot and a new transaction_id_file, or HDEL the claim of \
+                         a node gone for good)",
                         held.unwrap_or_default()
                     );
                 }
@@ -657,10 +659,7 @@ impl Writer {
         let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(con) else {
             return;
         };
-        let run_id = info
-            .lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .map(|id| id.trim().to_owned());
+        let run_id = run_id_of(&info).map(str::to_owned);
         if run_id.is_some() && pending.run_id.is_some() && run_id != pending.run_id {
             if !pending.held.is_empty() {
                 warn!(
@@ -879,6 +878,14 @@ struct Registered {
     newer: Option<u64>,
 }
 
+/// The `run_id` of an `INFO server` answer: another one means another server process.
+fn run_id_of(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+}
+
 /// Whether a failed exchange with Redis may succeed on another connection (as opposed to
 /// Redis refusing the commands themselves).
 pub(crate) fn transient(e: &redis::RedisError) -> bool {
@@ -1085,6 +1092,14 @@ mod tests {
             parse_register(&redis::Value::Nil).lookup,
             Lookup::Unavailable
         ));
+    }
+
+    #[test]
+    fn the_run_id_is_read_from_info_server() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:4f1c0e2a9b\r\ntcp_port:6379\r\n";
+        assert_eq!(run_id_of(info), Some("4f1c0e2a9b"));
+        assert_eq!(run_id_of("# Server\r\nrun_id:\r\n"), None);
+        assert_eq!(run_id_of(""), None);
     }
 
     #[test]

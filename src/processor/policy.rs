@@ -241,7 +241,7 @@ struct Counter {
     reserved_until: i64,
     exhaustion_logged: bool,
     share: Share,
-    /// Another live node claims this node's slot: no ids until one of them goes.
+    /// Another node claims this node's slot: no ids until the claim is this node's again.
     conflict: bool,
 }
 
@@ -346,10 +346,22 @@ impl TransactionIds {
         Ok(true)
     }
 
-    /// Another live node claims this node's slot (true): refuse ids until it no longer does.
+    /// Another node claims this node's slot (true): refuse ids until it no longer does.
     /// Returns what it was.
     pub fn set_conflict(&self, conflict: bool) -> bool {
         std::mem::replace(&mut self.counter().conflict, conflict)
+    }
+
+    /// Why StartTransaction is refused now (cluster mode), if it is.
+    pub fn refusal(&self) -> Option<&'static str> {
+        let counter = self.counter();
+        if counter.conflict {
+            Some("another node claims this node's transaction id slot ({prefix}id-slots)")
+        } else if counter.share == Share::Pending {
+            Some("no share of the transaction ids yet: the first start needs Redis once")
+        } else {
+            None
+        }
     }
 
     /// The highest id reserved so far (0 for none).

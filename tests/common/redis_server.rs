@@ -89,6 +89,17 @@ impl Redis {
             .flatten()
     }
 
+    /// HGET `key` `field`.
+    pub fn owner_of_field(&self, key: &str, field: &str) -> Option<String> {
+        let mut con = self.connection()?;
+        redis::cmd("HGET")
+            .arg(key)
+            .arg(field)
+            .query::<Option<String>>(&mut con)
+            .ok()
+            .flatten()
+    }
+
     pub fn owner(&self, key: &str) -> Option<String> {
         let mut con = self.connection()?;
         redis::cmd("HGET")
