@@ -456,6 +456,28 @@ mod tests {
     }
 
     #[test]
+    fn cluster_id_shares_are_checked() {
+        let cluster = "[cluster]\nredis_url = \"redis://127.0.0.1/\"\n";
+        let config = parse(cluster).expect("a cluster config");
+        let shares = config.cluster.expect("cluster mode");
+        assert_eq!((shares.id_slot, shares.id_slots), (None, DEFAULT_ID_SLOTS));
+        let config = parse(&format!("{cluster}id_slot = 3\nid_slots = 4\n")).unwrap();
+        assert_eq!(config.cluster.map(|c| c.id_slot), Some(Some(3)));
+        for (extra, key) in [
+            ("id_slot = 4\nid_slots = 4\n", "cluster.id_slot"),
+            ("id_slot = -2\n", "cluster.id_slot"),
+            ("id_slots = 0\n", "cluster.id_slots"),
+            ("id_slots = 1025\n", "cluster.id_slots"),
+        ] {
+            let text = parse(&format!("{cluster}{extra}")).unwrap_err().to_string();
+            assert!(text.contains(key), "{extra}: {text}");
+        }
+        let memory_only = format!("[ocpp]\ntransaction_id_file = \"\"\n{cluster}");
+        let text = parse(&memory_only).unwrap_err().to_string();
+        assert!(text.contains("ocpp.transaction_id_file"), "{text}");
+    }
+
+    #[test]
     fn unknown_section_is_rejected() {
         let text = parse("[sever]\nlisten = \"x\"\n").unwrap_err().to_string();
         assert!(text.contains("sever"), "{text}");

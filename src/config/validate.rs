@@ -120,10 +120,19 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
             "\"kafka\" needs kafka.brokers (\"host:port,...\")".into(),
         ));
     }
+    let ocpp = ocpp(&check, raw.ocpp)?;
+    if cluster.is_some() && ocpp.transaction_id_file.is_none() {
+        return Err(check.invalid(
+            "ocpp.transaction_id_file",
+            "cluster mode needs it (\"\" is memory only): each node counts its own share of \
+             the transaction ids there, so none repeats after a restart"
+                .into(),
+        ));
+    }
     Ok(Config {
         server,
         processor: processor(&check, raw.processor)?,
-        ocpp: ocpp(&check, raw.ocpp)?,
+        ocpp,
         admin: admin(&check, raw.admin)?,
         events,
         websocket,
