@@ -273,7 +273,19 @@ fn the_registry_is_written_again_after_redis_lost_it() {
         || all_back(&redis, &ids, owner),
     );
     assert_eq!(operator_reset(b.admin(), &ids[4], &mut clients[4]), 200);
-    drop((clients, on_b, a, b));
+
+    // SCRIPT FLUSH: the registry scripts are gone (NOSCRIPT); loaded again, nothing lost.
+    let mut con = redis.connection().expect("redis");
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .exec(&mut con)
+        .expect("SCRIPT FLUSH");
+    let mut late = connect(&a, "CP-LATE");
+    boot(&mut late);
+    wait_until("a connect after SCRIPT FLUSH registered", || {
+        redis.owner("l2:cp:CP-LATE").as_deref() == Some("node-a")
+    });
+    drop((clients, on_b, late, a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -4,7 +4,7 @@
 //! happened without waiting.
 //!
 //! ```text
-//!   processors --Op (try_send)--> cluster thread --EVAL/SET, pipelined--> Redis
+//!   processors --Op (try_send)--> cluster thread --EVALSHA, pipelined--> Redis
 //!   Redis --PUBLISH {prefix}takeover:{node}--> subscriber thread --TakenOver--> processor
 //! ```
 //!
@@ -165,6 +165,41 @@ end
 return {slot, tostring(floor)}
 ";
 
+/// The writer's Lua scripts, loaded (`SCRIPT LOAD`) on every connect and run with `EVALSHA`:
+/// a registry write sends a hash instead of the script. A server that lost them (`NOSCRIPT`,
+/// after `SCRIPT FLUSH`) is treated like a dropped connection: reconnect, load, replay.
+#[derive(Debug, Clone, Copy)]
+enum Lua {
+    Register,
+    Save,
+    Unregister,
+    Restore,
+    Heartbeat,
+    Share,
+}
+
+impl Lua {
+    const ALL: [Lua; 6] = [
+        Lua::Register,
+        Lua::Save,
+        Lua::Unregister,
+        Lua::Restore,
+        Lua::Heartbeat,
+        Lua::Share,
+    ];
+
+    fn source(self) -> &'static str {
+        match self {
+            Lua::Register => REGISTER,
+            Lua::Save => SAVE,
+            Lua::Unregister => UNREGISTER,
+            Lua::Restore => RESTORE,
+            Lua::Heartbeat => HEARTBEAT,
+            Lua::Share => SHARE,
+        }
+    }
+}
+
 /// What a processor tells the cluster.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -280,6 +315,7 @@ pub fn start(
         stats: Arc::clone(&stats),
         reachable: Arc::clone(&reachable),
         transactions,
+        shas: std::sync::OnceLock::new(),
         id_slot: config.id_slot,
         id_slots: config.id_slots,
     };
@@ -342,6 +378,8 @@ struct Writer {
     reachable: Arc<AtomicBool>,
     /// The node's transaction ids: their share is claimed (and re-claimed) here.
     transactions: Arc<TransactionIds>,
+    /// The SHA1 of each script of [`Lua::ALL`], as Redis named them at the first load.
+    shas: std::sync::OnceLock<Vec<String>>,
     /// `cluster.id_slot`, `cluster.id_slots`.
     id_slot: Option<u32>,
     id_slots: u32,
@@ -544,9 +582,15 @@ impl Writer {
 
     fn connect(&self) -> Option<redis::Connection> {
         match self.client.get_connection_with_timeout(REDIS_TIMEOUT) {
-            Ok(con) => {
+            Ok(mut con) => {
                 let _ = con.set_read_timeout(Some(REDIS_TIMEOUT));
                 let _ = con.set_write_timeout(Some(REDIS_TIMEOUT));
+                if let Err(e) = self.load_scripts(&mut con) {
+                    warn!("cluster: cannot load the scripts into Redis: {e}");
+                    self.reachable.store(false, Ordering::Relaxed);
+                    self.stats.cluster.cluster_errors.inc();
+                    return None;
+                }
                 if !self.reachable.swap(true, Ordering::Relaxed) {
                     info!("cluster: connected to Redis as node {}", self.node);
                 }
@@ -562,6 +606,25 @@ impl Writer {
         }
     }
 
+    /// `SCRIPT LOAD` of every script (a restarted server has none).
+    fn load_scripts(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for lua in Lua::ALL {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(lua.source());
+        }
+        let shas: Vec<String> = pipe.query(con)?;
+        let _ = self.shas.set(shas);
+        Ok(())
+    }
+
+    /// The SHA1 `EVALSHA` runs `lua` by ("" before the first load: Redis answers NOSCRIPT).
+    fn sha(&self, lua: Lua) -> &str {
+        self.shas
+            .get()
+            .and_then(|shas| shas.get(lua as usize))
+            .map_or("", String::as_str)
+    }
+
     /// Claims (on the first start) or confirms this node's share of the transaction ids, and
     /// raises `{prefix}transaction-id` to the highest id it reserved. Every beat: after Redis
     /// lost its data the claim is back within one, and a second live node claiming the same
@@ -571,8 +634,8 @@ impl Writer {
             Share::Slot { slot, .. } => Some(slot),
             Share::All | Share::Pending => self.id_slot,
         };
-        let (slot, answer): (i64, String) = redis::cmd("EVAL")
-            .arg(SHARE)
+        let (slot, answer): (i64, String) = redis::cmd("EVALSHA")
+            .arg(self.sha(Lua::Share))
             .arg(2)
             .arg(format!("{}id-slots", self.prefix))
             .arg(format!("{}transaction-id", self.prefix))
@@ -636,8 +699,8 @@ impl Writer {
         con: &mut redis::Connection,
         pending: &mut Pending,
     ) -> redis::RedisResult<()> {
-        let had: i64 = redis::cmd("EVAL")
-            .arg(HEARTBEAT)
+        let had: i64 = redis::cmd("EVALSHA")
+            .arg(self.sha(Lua::Heartbeat))
             .arg(1)
             .arg(format!("{}node:{}", self.prefix, self.node))
             .arg(self.started_ms)
@@ -699,8 +762,8 @@ impl Writer {
         for chunk in held.chunks(PIPELINE) {
             let mut pipe = redis::pipe();
             for (cp, session, at_ms, record) in chunk {
-                pipe.cmd("EVAL")
-                    .arg(RESTORE)
+                pipe.cmd("EVALSHA")
+                    .arg(self.sha(Lua::Restore))
                     .arg(3)
                     .arg(self.registry_keys(cp))
                     .arg(&self.node)
@@ -774,8 +837,8 @@ impl Writer {
             for op in pending.buffer.iter().take(n) {
                 match op {
                     Op::Connected { cp, session, at_ms } => pipe
-                        .cmd("EVAL")
-                        .arg(REGISTER)
+                        .cmd("EVALSHA")
+                        .arg(self.sha(Lua::Register))
                         .arg(3)
                         .arg(self.registry_keys(cp))
                         .arg(&self.node)
@@ -783,16 +846,16 @@ impl Writer {
                         .arg(*at_ms)
                         .arg(&**cp),
                     Op::Disconnected { cp, at_ms } => pipe
-                        .cmd("EVAL")
-                        .arg(UNREGISTER)
+                        .cmd("EVALSHA")
+                        .arg(self.sha(Lua::Unregister))
                         .arg(3)
                         .arg(self.registry_keys(cp))
                         .arg(&self.node)
                         .arg(*at_ms)
                         .arg(&**cp),
                     Op::Saved { cp, record } => pipe
-                        .cmd("EVAL")
-                        .arg(SAVE)
+                        .cmd("EVALSHA")
+                        .arg(self.sha(Lua::Save))
                         .arg(2)
                         .arg(format!("{prefix}cp:{cp}"))
                         .arg(format!("{prefix}state:{cp}"))
@@ -889,7 +952,12 @@ fn run_id_of(info: &str) -> Option<&str> {
 /// Whether a failed exchange with Redis may succeed on another connection (as opposed to
 /// Redis refusing the commands themselves).
 pub(crate) fn transient(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        // The server lost our scripts: a reconnect loads them again.
+        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 fn text_of(value: Option<&redis::Value>) -> Option<String> {
