@@ -335,3 +335,36 @@ fn two_nodes_configured_with_one_slot_give_out_no_id_twice() {
     drop((on_a, on_b, a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_node_that_lost_its_counter_file_skips_far_ahead_in_its_slot() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let dir = scratch("lost-file");
+    let redis = Redis::start(free_port());
+    let start = json!({"connectorId": 1, "idTag": "TAG", "meterStart": 0,
+                       "timestamp": "2026-12-06T12:00:00Z"});
+    let first_id = |server: &TestServer, cp: &str| {
+        let mut client = connect(server, cp);
+        boot(&mut client);
+        let reply = call(&mut client, "t", "StartTransaction", start.clone());
+        reply[2]["transactionId"].as_i64().expect("an id")
+    };
+    let a = TestServer::start(node(&redis, "node-a", "l4:", &dir));
+    redis.wait_for_nodes("l4:", &["node-a"]);
+    let before = first_id(&a, "CP-L1");
+    drop(a);
+    std::fs::remove_file(dir.join("node-a.transaction-id")).expect("the file existed");
+    let a = TestServer::start(node(&redis, "node-a", "l4:", &dir));
+    redis.wait_for_nodes("l4:", &["node-a"]);
+    let after = first_id(&a, "CP-L2");
+    assert!(after >= before + 100 * 16 * 1000, "{before} then {after}");
+    assert_eq!(
+        (after - 1) / 1000 % 16,
+        (before - 1) / 1000 % 16,
+        "the same slot"
+    );
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -135,26 +135,27 @@ return had
 /// This node's share of the transaction ids: KEYS[1] = `{prefix}id-slots` (slot -> node),
 /// KEYS[2] = `{prefix}transaction-id`; ARGV = node, slots, the slot it holds (-1: none yet,
 /// take the one recorded for this node or the lowest free), the highest id it reserved.
-/// Raises KEYS[2] to that id. Returns {slot, the highest id any node reserved (KEYS[2])}, or
-/// {-1, ''} when every slot is taken, or {-2, the other node} when another node claims the
-/// slot.
+/// Raises KEYS[2] to that id. Returns {slot, the highest id any node reserved (KEYS[2]),
+/// 1 when the slot was this node's in Redis already}, or {-1, '', 0} when every slot is taken,
+/// or {-2, the other node, 0} when another node claims the slot.
 const SHARE: &str = r"
 local slots = tonumber(ARGV[2])
 local slot = tonumber(ARGV[3])
+local before = 0
 if slot < 0 then
   for s = 0, slots - 1 do
-    if redis.call('HGET', KEYS[1], s) == ARGV[1] then slot = s break end
+    if redis.call('HGET', KEYS[1], s) == ARGV[1] then slot = s before = 1 break end
   end
 end
 if slot < 0 then
   for s = 0, slots - 1 do
     if redis.call('HSETNX', KEYS[1], s, ARGV[1]) == 1 then slot = s break end
   end
-  if slot < 0 then return {-1, ''} end
+  if slot < 0 then return {-1, '', 0} end
 else
-  redis.call('HSETNX', KEYS[1], slot, ARGV[1])
+  if redis.call('HSETNX', KEYS[1], slot, ARGV[1]) == 0 then before = 1 end
   local owner = redis.call('HGET', KEYS[1], slot)
-  if owner ~= ARGV[1] then return {-2, owner} end
+  if owner ~= ARGV[1] then return {-2, owner, 0} end
 end
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 local mark = tonumber(ARGV[4])
@@ -162,7 +163,7 @@ if mark > floor then
   redis.call('SET', KEYS[2], mark)
   floor = mark
 end
-return {slot, tostring(floor)}
+return {slot, tostring(floor), before}
 ";
 
 /// The writer's Lua scripts, loaded (`SCRIPT LOAD`) on every connect and run with `EVALSHA`:
@@ -634,7 +635,7 @@ impl Writer {
             Share::Slot { slot, .. } => Some(slot),
             Share::All | Share::Pending => self.id_slot,
         };
-        let (slot, answer): (i64, String) = redis::cmd("EVALSHA")
+        let (slot, answer, before): (i64, String, i64) = redis::cmd("EVALSHA")
             .arg(self.sha(Lua::Share))
             .arg(2)
             .arg(format!("{}id-slots", self.prefix))
@@ -647,7 +648,16 @@ impl Writer {
         match u32::try_from(slot) {
             Ok(slot) => {
                 let floor = answer.parse::<i64>().unwrap_or(0);
-                match self.transactions.adopt(slot, self.id_slots, floor) {
+                // Known in Redis but not in the file: the file was lost, and the ids the node
+                // reserved after its last raise of the counter must be skipped too.
+                let resumed = before == 1;
+                match self.transactions.adopt(slot, self.id_slots, floor, resumed) {
+                    Ok(true) if resumed => warn!(
+                        "cluster: transaction id slot {slot} of {} was this node's, but its \
+                         ocpp.transaction_id_file did not say so (lost?): continuing well above \
+                         {floor}",
+                        self.id_slots
+                    ),
                     Ok(true) => info!(
                         "cluster: transaction ids of slot {slot} of {}, above {floor}",
                         self.id_slots

@@ -251,6 +251,11 @@ const END: i64 = i32::MAX as i64 + 1;
 /// Ids reserved per write of the counter file.
 pub const BLOCK: i64 = 1000;
 
+/// Blocks of its own a cluster node skips when its file was lost (Redis knew its slot, the
+/// file did not): more than it can reserve between two reports of its highest id to Redis
+/// (a third of `cluster.node_ttl`), at 0.07% of a slot of 16.
+const RESUME_BLOCKS: i64 = 100;
+
 /// What a counter file says: one past the last id reserved, and the node's slot (cluster
 /// mode) as `slot S of N` on a second line.
 type FileContent = (i64, Option<(u32, u32)>);
@@ -327,13 +332,26 @@ impl TransactionIds {
 
     /// Cluster mode, first start: takes `slot` of `slots` and continues above `floor` (the
     /// highest id Redis says any node reserved, the old shared counter included), written to
-    /// the file (synced) before any id is used. False when the share was known already.
-    pub fn adopt(&self, slot: u32, slots: u32, floor: i64) -> Result<bool, PolicyError> {
+    /// the file (synced) before any id is used. `resumed`: Redis knew the slot as this
+    /// node's, so its file was lost and ids it reserved after its last report to Redis are
+    /// unknown: [`RESUME_BLOCKS`] of its blocks are skipped as well. False when the share was
+    /// known already.
+    pub fn adopt(
+        &self,
+        slot: u32,
+        slots: u32,
+        floor: i64,
+        resumed: bool,
+    ) -> Result<bool, PolicyError> {
         let mut counter = self.counter();
         if counter.share != Share::Pending {
             return Ok(false);
         }
-        let from = counter.reserved_until.max(floor.saturating_add(1)).min(END);
+        let mut from = counter.reserved_until.max(floor.saturating_add(1)).min(END);
+        if resumed {
+            let skip = RESUME_BLOCKS * i64::from(slots.max(1)) * BLOCK;
+            from = own_block(from, slot, slots).0.saturating_add(skip).min(END);
+        }
         if let Some(path) = &self.path {
             persist(path, from, Some((slot, slots))).map_err(|source| PolicyError::Persist {
                 path: path.clone(),
@@ -562,9 +580,12 @@ mod tests {
         assert!(matches!(a.next(), Err(PolicyError::Unavailable)));
         assert_eq!(a.share(), Share::Pending);
         // The old shared counter had reached 2,500: both continue above it.
-        assert!(a.adopt(0, 4, 2500).unwrap());
-        assert!(b.adopt(1, 4, 2500).unwrap());
-        assert!(!a.adopt(2, 4, 9999).unwrap(), "a share is adopted once");
+        assert!(a.adopt(0, 4, 2500, false).unwrap());
+        assert!(b.adopt(1, 4, 2500, false).unwrap());
+        assert!(
+            !a.adopt(2, 4, 9999, false).unwrap(),
+            "a share is adopted once"
+        );
         let from_a: Vec<i32> = (0..3).map(|_| a.next().unwrap()).collect();
         let from_b: Vec<i32> = (0..3).map(|_| b.next().unwrap()).collect();
         assert_eq!(from_a, [4001, 4002, 4003]);
@@ -592,6 +613,10 @@ mod tests {
             TransactionIds::open(Some(&a_file)).unwrap().next().unwrap(),
             9001
         );
+        // A lost file, the slot known in Redis: far above the last reported id.
+        let lost = TransactionIds::open_cluster(Some(&dir.join("lost")), None, 4).unwrap();
+        assert!(lost.adopt(0, 4, 8000, true).unwrap());
+        assert_eq!(lost.next().unwrap(), 8001 + 100 * 4 * 1000);
         std::fs::write(&a_file, "5\nslot 4 of 4\n").unwrap();
         assert!(TransactionIds::open_cluster(Some(&a_file), None, 4).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
