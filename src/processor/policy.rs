@@ -334,7 +334,7 @@ impl TransactionIds {
     /// highest id Redis says any node reserved, the old shared counter included), written to
     /// the file (synced) before any id is used. `resumed`: Redis knew the slot as this
     /// node's, so its file was lost and ids it reserved after its last report to Redis are
-    /// unknown: [`RESUME_BLOCKS`] of its blocks are skipped as well. False when the share was
+    /// unknown: `RESUME_BLOCKS` of its blocks are skipped as well. False when the share was
     /// known already.
     pub fn adopt(
         &self,
