@@ -171,7 +171,7 @@ impl Server {
             batches: Pool::new(pooled),
         };
 
-        let (policy, id_blocks) = load_policy(&config)?;
+        let policy = load_policy(&config)?;
         let policy = Arc::new(policy);
         // Held answers go to the loops once every sink that holds them released them.
         let loops_route: Arc<dyn ReplyRoute> = Arc::new(loops.clone());
@@ -237,7 +237,7 @@ impl Server {
                     cluster_config,
                     &config.server.node_id,
                     processors.clone(),
-                    id_blocks.unwrap_or_else(|| crossbeam_channel::bounded(1).0),
+                    Arc::clone(&policy.transactions),
                     sinks.journal.then_some(config.events.path.as_path()),
                     security.credentials.clone(),
                     Arc::clone(&stats),
@@ -629,7 +629,7 @@ fn bind_admin(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
 }
 
 /// The built-in policies, with their files loaded.
-fn load_policy(config: &Config) -> Result<(Policy, Option<IdBlocks>), PolicyError> {
+fn load_policy(config: &Config) -> Result<Policy, PolicyError> {
     let ocpp = &config.ocpp;
     let identities = ocpp
         .allowed_charge_points
@@ -643,16 +643,15 @@ fn load_policy(config: &Config) -> Result<(Policy, Option<IdBlocks>), PolicyErro
     if let Some(tags) = &id_tags {
         info!("{} idTags listed", tags.len());
     }
-    // In cluster mode transaction ids come in blocks from Redis, unique across the nodes.
-    let (transactions, id_blocks) = match &config.cluster {
-        Some(_) => {
-            let (ids, blocks) = TransactionIds::from_cluster();
-            (ids, Some(blocks))
-        }
-        None => (
-            TransactionIds::open(ocpp.transaction_id_file.as_deref())?,
-            None,
-        ),
+    // In cluster mode each node gives out ids only from its own share of the range, counted
+    // in its own file: unique across the nodes whatever Redis keeps.
+    let transactions = match &config.cluster {
+        Some(cluster) => TransactionIds::open_cluster(
+            ocpp.transaction_id_file.as_deref(),
+            cluster.id_slot,
+            cluster.id_slots,
+        )?,
+        None => TransactionIds::open(ocpp.transaction_id_file.as_deref())?,
     };
     let policy = Policy {
         heartbeat_interval_secs: ocpp.heartbeat_interval.as_secs(),
@@ -663,11 +662,8 @@ fn load_policy(config: &Config) -> Result<(Policy, Option<IdBlocks>), PolicyErro
         transactions: Arc::new(transactions),
         check_serial_number: config.security.check_serial_number,
     };
-    Ok((policy, id_blocks))
+    Ok(policy)
 }
-
-/// Where the cluster thread puts each block of transaction ids it reserved.
-type IdBlocks = crossbeam_channel::Sender<(i64, i64)>;
 
 /// One socket per loop for each listener, on the same address (`SO_REUSEPORT`: the kernel
 /// spreads connections over the loops). With port 0, the first socket picks the port and the

@@ -17,9 +17,13 @@ use common::redis_server::Redis;
 use common::*;
 use ocpp_gateway::config::{ClusterConfig, Config};
 
+/// A node of the cluster `prefix`, with its own transaction id file (cluster mode needs one).
 fn node(redis: &Redis, name: &str, prefix: &str) -> Config {
+    let dir = std::env::temp_dir().join(format!("ocpp-cluster-ids-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("counter directory");
     let mut config = test_config();
     config.server.node_id = name.into();
+    config.ocpp.transaction_id_file = Some(dir.join(format!("{prefix}{name}")));
     config.cluster = Some(ClusterConfig {
         redis_url: redis.url(),
         prefix: prefix.into(),
@@ -27,6 +31,8 @@ fn node(redis: &Redis, name: &str, prefix: &str) -> Config {
         buffer: 1000,
         events: false,
         events_maxlen: 10_000,
+        id_slot: None,
+        id_slots: 16,
     });
     config
 }
@@ -115,9 +121,16 @@ fn transaction_ids_come_in_blocks_no_two_nodes_share() {
         return;
     }
     let redis = Redis::start(free_port());
+    // An earlier version's shared counter had given out ids up to 123,456: continued above.
+    let mut con = redis.connection().expect("redis");
+    redis::cmd("SET")
+        .arg("t3:transaction-id")
+        .arg(123_456)
+        .exec(&mut con)
+        .expect("SET");
     let a = TestServer::start(node(&redis, "node-a", "t3:"));
     let b = TestServer::start(node(&redis, "node-b", "t3:"));
-    // Each node keeps one block of 1,000 ready.
+    // Each node has its share: slot 0 and slot 1, blocks of 1,000 dealt out in turn.
     redis.wait_for_nodes("t3:", &["node-a", "node-b"]);
     let start = serde_json::json!({"connectorId": 1, "idTag": "TAG", "meterStart": 0,
                                    "timestamp": "2026-11-28T10:00:00Z"});
@@ -135,6 +148,14 @@ fn transaction_ids_come_in_blocks_no_two_nodes_share() {
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), 4, "{ids:?}");
+    assert!(ids.iter().all(|id| *id > 123_456), "{ids:?}");
+    // The shared counter is only raised: to the highest id a node reserved.
+    wait_until("the counter raised", || {
+        redis
+            .get("t3:transaction-id")
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|v| v >= ids.iter().copied().max().unwrap_or(0))
+    });
 }
 
 #[test]
@@ -470,4 +491,62 @@ fn a_backend_runs_a_call_through_the_command_stream() {
         .filter(|id| id.starts_with("c-"))
         .collect();
     assert_eq!(ids, ["c-1", "c-2", "c-3", "c-4", "c-5"]);
+}
+
+#[test]
+fn an_empty_registry_page_is_an_empty_list_and_calls_go_on() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let redis = Redis::start(free_port());
+    let a = TestServer::start(node(&redis, "node-a", "t9:"));
+    let b = TestServer::start(node(&redis, "node-b", "t9:"));
+    redis.wait_for_nodes("t9:", &["node-a", "node-b"]);
+    let page = |after: &str| {
+        let reply = http(
+            b.admin(),
+            "GET",
+            &format!("/api/v1/cluster/chargepoints{after}"),
+            None,
+            None,
+        );
+        assert_eq!(reply.status, 200, "{after}: {}", reply.body);
+        reply.json()
+    };
+    // No charge point yet: an empty page, not 503.
+    let empty = page("");
+    assert_eq!(empty["chargepoints"], serde_json::json!([]), "{empty}");
+    assert_eq!(empty["count"], 0, "{empty}");
+
+    let mut client = connect(&a, "CP-P");
+    boot(&mut client);
+    wait_until("CP-P registered", || {
+        redis.owner("t9:cp:CP-P").as_deref() == Some("node-a")
+    });
+    assert_eq!(page("")["count"], 1);
+    // Past the last one: empty too, and a call through node B right after still goes through.
+    for _ in 0..2 {
+        let past = page("?after=CP-P");
+        assert_eq!(past["chargepoints"], serde_json::json!([]), "{past}");
+        let api = std::thread::spawn({
+            let admin = b.admin();
+            move || {
+                http(
+                    admin,
+                    "POST",
+                    "/api/v1/chargepoints/CP-P/calls",
+                    None,
+                    Some(r#"{"action": "Reset", "payload": {"type": "Soft"}}"#),
+                )
+            }
+        });
+        let reset = next_json(&mut client);
+        assert_eq!(reset[2], "Reset", "{reset}");
+        let answer = serde_json::json!([3, reset[1], {"status": "Accepted"}]).to_string();
+        client
+            .send(tungstenite::Message::text(answer))
+            .expect("answer");
+        let reply = api.join().expect("API thread");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
 }

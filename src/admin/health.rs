@@ -401,6 +401,10 @@ impl AdminLoop {
                     .into(),
             );
         }
+        if let Some(refusal) = self.parts.transactions.refusal() {
+            degraded = true;
+            problems.push(format!("StartTransaction is refused: {refusal}"));
+        }
         if self.parts.transactions.remaining() == 0 {
             degraded = true;
             problems.push(

@@ -4,7 +4,7 @@
 //! happened without waiting.
 //!
 //! ```text
-//!   processors --Op (try_send)--> cluster thread --EVAL/SET, pipelined--> Redis
+//!   processors --Op (try_send)--> cluster thread --EVALSHA, pipelined--> Redis
 //!   Redis --PUBLISH {prefix}takeover:{node}--> subscriber thread --TakenOver--> processor
 //! ```
 //!
@@ -19,6 +19,13 @@
 //!   refreshed every third of it: a node whose key expired is dead, and its entries in the
 //!   registry are stale.
 //!
+//! - `{prefix}id-slots`: slot -> node, each node's share of the transaction ids (claimed on a
+//!   node's first start, confirmed every beat; ids never depend on Redis after that), and
+//!   `{prefix}transaction-id`, only ever raised to the highest id a node reserved.
+//!
+//! Redis without its data (the node's key found gone, or another `run_id` after a reconnect):
+//! every charge point this node holds is written again, with the same compare-and-set.
+//!
 //! Redis down or slow: operations wait in a bounded buffer (`cluster.buffer`; beyond it the
 //! oldest are dropped and counted) and are replayed in order once a connection is back; the
 //! thread retries every second, `/health` says "degraded", nothing else waits.
@@ -26,18 +33,18 @@
 pub mod events;
 pub mod remote;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use log::{info, warn};
+use log::{error, info, warn};
 
 use crate::config::ClusterConfig;
 use crate::mailbox::{Processors, ToProcessor};
-use crate::processor::policy::BLOCK;
+use crate::processor::policy::{Share, TransactionIds};
 use crate::security::credentials::Credentials;
 use crate::state::Saved;
 use crate::stats::Stats;
@@ -99,6 +106,100 @@ if held[1] == ARGV[1] and held[2] == ARGV[2] then
 end
 return 0
 ";
+
+/// Writes the registry entry of a charge point this node holds again, after Redis lost it:
+/// REGISTER's compare-and-set (a newer connection on another node wins), then the state record
+/// (ARGV[5], unless empty). KEYS and the answer as REGISTER's (no record returned).
+const RESTORE: &str = r"
+local held = redis.call('HMGET', KEYS[1], 'node', 'connected_at')
+local newer = tonumber(held[2] or '') or 0
+if newer > tonumber(ARGV[3]) then
+  return {held[1] or '', 0, false, newer}
+end
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'session', ARGV[2], 'connected_at', ARGV[3])
+redis.call('ZADD', KEYS[3], 0, ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[5])
+end
+return {held[1] or '', 1, false, 0}
+";
+
+/// Refreshes the node's liveness key, KEYS[1] (ARGV = its value, its TTL in ms): 1 when the
+/// key was there, 0 when Redis lost it (or it expired) and the registry must be written again.
+const HEARTBEAT: &str = r"
+local had = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return had
+";
+
+/// This node's share of the transaction ids: KEYS[1] = `{prefix}id-slots` (slot -> node),
+/// KEYS[2] = `{prefix}transaction-id`; ARGV = node, slots, the slot it holds (-1: none yet,
+/// take the one recorded for this node or the lowest free), the highest id it reserved.
+/// Raises KEYS[2] to that id. Returns {slot, the highest id any node reserved (KEYS[2]),
+/// 1 when the slot was this node's in Redis already}, or {-1, '', 0} when every slot is taken,
+/// or {-2, the other node, 0} when another node claims the slot.
+const SHARE: &str = r"
+local slots = tonumber(ARGV[2])
+local slot = tonumber(ARGV[3])
+local before = 0
+if slot < 0 then
+  for s = 0, slots - 1 do
+    if redis.call('HGET', KEYS[1], s) == ARGV[1] then slot = s before = 1 break end
+  end
+end
+if slot < 0 then
+  for s = 0, slots - 1 do
+    if redis.call('HSETNX', KEYS[1], s, ARGV[1]) == 1 then slot = s break end
+  end
+  if slot < 0 then return {-1, '', 0} end
+else
+  if redis.call('HSETNX', KEYS[1], slot, ARGV[1]) == 0 then before = 1 end
+  local owner = redis.call('HGET', KEYS[1], slot)
+  if owner ~= ARGV[1] then return {-2, owner, 0} end
+end
+local floor = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local mark = tonumber(ARGV[4])
+if mark > floor then
+  redis.call('SET', KEYS[2], mark)
+  floor = mark
+end
+return {slot, tostring(floor), before}
+";
+
+/// The writer's Lua scripts, loaded (`SCRIPT LOAD`) on every connect and run with `EVALSHA`:
+/// a registry write sends a hash instead of the script. A server that lost them (`NOSCRIPT`,
+/// after `SCRIPT FLUSH`) is treated like a dropped connection: reconnect, load, replay.
+#[derive(Debug, Clone, Copy)]
+enum Lua {
+    Register,
+    Save,
+    Unregister,
+    Restore,
+    Heartbeat,
+    Share,
+}
+
+impl Lua {
+    const ALL: [Lua; 6] = [
+        Lua::Register,
+        Lua::Save,
+        Lua::Unregister,
+        Lua::Restore,
+        Lua::Heartbeat,
+        Lua::Share,
+    ];
+
+    fn source(self) -> &'static str {
+        match self {
+            Lua::Register => REGISTER,
+            Lua::Save => SAVE,
+            Lua::Unregister => UNREGISTER,
+            Lua::Restore => RESTORE,
+            Lua::Heartbeat => HEARTBEAT,
+            Lua::Share => SHARE,
+        }
+    }
+}
 
 /// What a processor tells the cluster.
 #[derive(Debug, Clone)]
@@ -193,7 +294,7 @@ pub fn start(
     config: &ClusterConfig,
     node: &str,
     processors: Processors,
-    id_blocks: Sender<(i64, i64)>,
+    transactions: Arc<TransactionIds>,
     journal: Option<&std::path::Path>,
     credentials: Option<Arc<Credentials>>,
     stats: Arc<Stats>,
@@ -214,7 +315,10 @@ pub fn start(
         started_ms: epoch_ms(SystemTime::now()),
         stats: Arc::clone(&stats),
         reachable: Arc::clone(&reachable),
-        id_blocks,
+        transactions,
+        shas: std::sync::OnceLock::new(),
+        id_slot: config.id_slot,
+        id_slots: config.id_slots,
     };
     if let Some(credentials) = &credentials {
         credentials.share(ClusterSender {
@@ -273,12 +377,31 @@ struct Writer {
     started_ms: u64,
     stats: Arc<Stats>,
     reachable: Arc<AtomicBool>,
-    /// Where the next block of transaction ids goes (one kept ready).
-    id_blocks: Sender<(i64, i64)>,
+    /// The node's transaction ids: their share is claimed (and re-claimed) here.
+    transactions: Arc<TransactionIds>,
+    /// The SHA1 of each script of [`Lua::ALL`], as Redis named them at the first load.
+    shas: std::sync::OnceLock<Vec<String>>,
+    /// `cluster.id_slot`, `cluster.id_slots`.
+    id_slot: Option<u32>,
+    id_slots: u32,
+}
+
+/// A connection this node holds, as the registry must show it.
+struct Held {
+    session: u64,
+    at_ms: u64,
+    /// The charge point's state record as last shared (None: not accepted, or not known).
+    record: Option<Saved>,
 }
 
 /// The writer's working set: what waits for Redis, and where lookups are answered.
 struct Pending {
+    /// Every charge point connected here, to write again when Redis lost the registry.
+    held: HashMap<ChargePointId, Held>,
+    /// `run_id` of the Redis server last connected to: another one means a restarted server.
+    run_id: Option<String>,
+    /// The registry must be written again (Redis lost it): set until that succeeded.
+    restore: bool,
     buffer: VecDeque<Op>,
     /// The first this many operations of `buffer` had their connect answered already (Redis
     /// was away): each charge point is told once.
@@ -326,6 +449,9 @@ impl Pending {
 impl Writer {
     fn run(&self, rx: &Receiver<Op>, processors: Processors) {
         let mut pending = Pending {
+            held: HashMap::new(),
+            run_id: None,
+            restore: false,
             buffer: VecDeque::new(),
             answered: 0,
             processors: Some(processors),
@@ -362,6 +488,9 @@ impl Writer {
             if connection.is_none() && (now >= next_try || !open) {
                 connection = self.connect();
                 next_try = now + RETRY;
+                if let Some(con) = connection.as_mut() {
+                    self.check_server(con, &mut pending);
+                }
                 if connection.is_none() && !open {
                     // Stopping with Redis away: what is left cannot be written.
                     let lost = pending.buffer.len() as u64;
@@ -372,14 +501,16 @@ impl Writer {
             let Some(con) = connection.as_mut() else {
                 continue;
             };
+            // The share first: a node whose liveness key is set knows its transaction ids.
             let result = if now >= next_beat {
                 next_beat = now + beat;
-                self.heartbeat(con)
+                self.claim_share(con)
+                    .and_then(|()| self.heartbeat(con, &mut pending))
             } else {
                 Ok(())
             }
             .and_then(|()| self.flush(con, &mut pending))
-            .and_then(|()| self.reserve_ids(con));
+            .and_then(|()| self.restore(con, &mut pending));
             if let Err(e) = result {
                 warn!(
                     "cluster: Redis failed ({e}); keeping {} operations",
@@ -407,9 +538,33 @@ impl Writer {
     /// Buffers `op`; past the limit the oldest is dropped (and counted). A connect that arrives
     /// while Redis is away is answered at once from local state.
     fn keep(&self, pending: &mut Pending, op: Op, connected: bool) {
-        if matches!(op, Op::Release | Op::Finish) {
-            pending.processors = None;
-            return;
+        match &op {
+            Op::Release | Op::Finish => {
+                pending.processors = None;
+                return;
+            }
+            Op::Connected { cp, session, at_ms } => {
+                let record = pending.held.remove(cp).and_then(|h| h.record);
+                pending.held.insert(
+                    ChargePointId::clone(cp),
+                    Held {
+                        session: *session,
+                        at_ms: *at_ms,
+                        record,
+                    },
+                );
+            }
+            Op::Disconnected { cp, at_ms } => {
+                if pending.held.get(cp).is_some_and(|h| h.at_ms == *at_ms) {
+                    pending.held.remove(cp);
+                }
+            }
+            Op::Saved { cp, record } => {
+                if let Some(held) = pending.held.get_mut(&**cp) {
+                    held.record.clone_from(record);
+                }
+            }
+            Op::Credential { .. } => {}
         }
         if pending.buffer.len() >= self.buffer_limit
             && let Some((dropped, answered)) = pending.take(1).pop()
@@ -428,9 +583,15 @@ impl Writer {
 
     fn connect(&self) -> Option<redis::Connection> {
         match self.client.get_connection_with_timeout(REDIS_TIMEOUT) {
-            Ok(con) => {
+            Ok(mut con) => {
                 let _ = con.set_read_timeout(Some(REDIS_TIMEOUT));
                 let _ = con.set_write_timeout(Some(REDIS_TIMEOUT));
+                if let Err(e) = self.load_scripts(&mut con) {
+                    warn!("cluster: cannot load the scripts into Redis: {e}");
+                    self.reachable.store(false, Ordering::Relaxed);
+                    self.stats.cluster.cluster_errors.inc();
+                    return None;
+                }
                 if !self.reachable.swap(true, Ordering::Relaxed) {
                     info!("cluster: connected to Redis as node {}", self.node);
                 }
@@ -446,17 +607,87 @@ impl Writer {
         }
     }
 
-    /// Keeps a block of transaction ids ready for the processors: `INCRBY
-    /// {prefix}transaction-id BLOCK` gives the end of a block no other node will get.
-    fn reserve_ids(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
-        if !self.id_blocks.is_empty() {
-            return Ok(());
+    /// `SCRIPT LOAD` of every script (a restarted server has none).
+    fn load_scripts(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for lua in Lua::ALL {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(lua.source());
         }
-        let end: i64 = redis::cmd("INCRBY")
+        let shas: Vec<String> = pipe.query(con)?;
+        let _ = self.shas.set(shas);
+        Ok(())
+    }
+
+    /// The SHA1 `EVALSHA` runs `lua` by ("" before the first load: Redis answers NOSCRIPT).
+    fn sha(&self, lua: Lua) -> &str {
+        self.shas
+            .get()
+            .and_then(|shas| shas.get(lua as usize))
+            .map_or("", String::as_str)
+    }
+
+    /// Claims (on the first start) or confirms this node's share of the transaction ids, and
+    /// raises `{prefix}transaction-id` to the highest id it reserved. Every beat: after Redis
+    /// lost its data the claim is back within one, and a second live node claiming the same
+    /// slot is refused ids (claims are for ever: an operator sorts it out).
+    fn claim_share(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        let held = match self.transactions.share() {
+            Share::Slot { slot, .. } => Some(slot),
+            Share::All | Share::Pending => self.id_slot,
+        };
+        let (slot, answer, before): (i64, String, i64) = redis::cmd("EVALSHA")
+            .arg(self.sha(Lua::Share))
+            .arg(2)
+            .arg(format!("{}id-slots", self.prefix))
             .arg(format!("{}transaction-id", self.prefix))
-            .arg(BLOCK)
+            .arg(&self.node)
+            .arg(self.id_slots)
+            .arg(held.map_or(-1, i64::from))
+            .arg(self.transactions.high_water())
             .query(con)?;
-        let _ = self.id_blocks.try_send((end - BLOCK + 1, end + 1));
+        match u32::try_from(slot) {
+            Ok(slot) => {
+                let floor = answer.parse::<i64>().unwrap_or(0);
+                // Known in Redis but not in the file: the file was lost, and the ids the node
+                // reserved after its last raise of the counter must be skipped too.
+                let resumed = before == 1;
+                match self.transactions.adopt(slot, self.id_slots, floor, resumed) {
+                    Ok(true) if resumed => warn!(
+                        "cluster: transaction id slot {slot} of {} was this node's, but its \
+                         ocpp.transaction_id_file did not say so (lost?): continuing well above \
+                         {floor}",
+                        self.id_slots
+                    ),
+                    Ok(true) => info!(
+                        "cluster: transaction ids of slot {slot} of {}, above {floor}",
+                        self.id_slots
+                    ),
+                    Ok(false) => {}
+                    Err(e) => error!("cluster: {e}"),
+                }
+                if self.transactions.set_conflict(false) {
+                    info!("cluster: transaction id slot {slot} is this node's alone again");
+                }
+            }
+            Err(_) if slot == -1 => {
+                error!(
+                    "cluster: every one of the {} transaction id slots is claimed \
+                     ({}id-slots): StartTransaction is refused on this node",
+                    self.id_slots, self.prefix
+                );
+            }
+            Err(_) => {
+                if !self.transactions.set_conflict(true) {
+                    error!(
+                        "cluster: node {answer} claims this node's transaction id slot {}: \
+                         StartTransaction is refused here (give this node another \
+                         cluster.id_slot and a new transaction_id_file, or HDEL the claim of \
+                         a node gone for good)",
+                        held.unwrap_or_default()
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
@@ -471,14 +702,139 @@ impl Writer {
         ]
     }
 
-    /// `{prefix}node:{node}` with its TTL.
-    fn heartbeat(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
-        redis::cmd("SET")
+    /// `{prefix}node:{node}` with its TTL. A key that was gone (Redis lost its data, or the
+    /// node was away longer than the TTL) means the registry is written again.
+    fn heartbeat(
+        &self,
+        con: &mut redis::Connection,
+        pending: &mut Pending,
+    ) -> redis::RedisResult<()> {
+        let had: i64 = redis::cmd("EVALSHA")
+            .arg(self.sha(Lua::Heartbeat))
+            .arg(1)
             .arg(format!("{}node:{}", self.prefix, self.node))
             .arg(self.started_ms)
-            .arg("PX")
             .arg(u64::try_from(self.node_ttl.as_millis()).unwrap_or(u64::MAX))
-            .query(con)
+            .query(con)?;
+        if had == 0 && !pending.held.is_empty() && !pending.restore {
+            warn!(
+                "cluster: this node's key was gone from Redis: writing its {} charge points again",
+                pending.held.len()
+            );
+            pending.restore = true;
+        }
+        Ok(())
+    }
+
+    /// After a (re)connect: a Redis server with another run id than the last one (restarted,
+    /// or failed over) may have lost the registry: it is written again.
+    fn check_server(&self, con: &mut redis::Connection, pending: &mut Pending) {
+        let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(con) else {
+            return;
+        };
+        let run_id = run_id_of(&info).map(str::to_owned);
+        if run_id.is_some() && pending.run_id.is_some() && run_id != pending.run_id {
+            if !pending.held.is_empty() {
+                warn!(
+                    "cluster: Redis is another server now (run id changed): writing this \
+                     node's {} charge points again",
+                    pending.held.len()
+                );
+            }
+            pending.restore = true;
+        }
+        if run_id.is_some() {
+            pending.run_id = run_id;
+        }
+    }
+
+    /// Writes every charge point this node holds into the registry again (entry, the set of
+    /// identities, state record), a pipeline at a time, without overwriting a newer
+    /// connection of the identity on another node (which then takes it over from this one).
+    fn restore(
+        &self,
+        con: &mut redis::Connection,
+        pending: &mut Pending,
+    ) -> redis::RedisResult<()> {
+        if !pending.restore {
+            return Ok(());
+        }
+        let held: Vec<(ChargePointId, u64, u64, String)> = pending
+            .held
+            .iter()
+            .map(|(cp, h)| {
+                let record = h.record.as_ref().map_or_else(String::new, |r| {
+                    serde_json::to_string(r).unwrap_or_default()
+                });
+                (ChargePointId::clone(cp), h.session, h.at_ms, record)
+            })
+            .collect();
+        for chunk in held.chunks(PIPELINE) {
+            let mut pipe = redis::pipe();
+            for (cp, session, at_ms, record) in chunk {
+                pipe.cmd("EVALSHA")
+                    .arg(self.sha(Lua::Restore))
+                    .arg(3)
+                    .arg(self.registry_keys(cp))
+                    .arg(&self.node)
+                    .arg(*session)
+                    .arg(*at_ms)
+                    .arg(&**cp)
+                    .arg(record);
+            }
+            let answers: Vec<redis::Value> = pipe.query(con)?;
+            let mut takeovers = redis::pipe();
+            let mut any = false;
+            for ((cp, _, at_ms, _), answer) in chunk.iter().zip(answers) {
+                let registered = parse_register(&answer);
+                any |= self.settle(pending, cp, *at_ms, &registered, &mut takeovers);
+            }
+            if any {
+                takeovers.query::<()>(con)?;
+            }
+            self.stats.cluster.cluster_ops.add(chunk.len() as u64);
+        }
+        if !held.is_empty() {
+            info!(
+                "cluster: {} charge points written into the registry again",
+                held.len()
+            );
+        }
+        pending.restore = false;
+        Ok(())
+    }
+
+    /// What follows a registry write of `cp` (connected at `at_ms`): a newer connection on
+    /// another node closes ours; ours replacing another node's has that node told (a PUBLISH
+    /// added to `takeovers`: true when one was).
+    fn settle(
+        &self,
+        pending: &Pending,
+        cp: &ChargePointId,
+        at_ms: u64,
+        registered: &Registered,
+        takeovers: &mut redis::Pipeline,
+    ) -> bool {
+        if let Some(newer) = registered.newer
+            && let Some(processors) = &pending.processors
+        {
+            // Another node holds a newer connection: ours is the stale one.
+            processors.of(cp).send(ToProcessor::TakenOver {
+                cp: ChargePointId::clone(cp),
+                at_ms: newer,
+            });
+        }
+        match &registered.previous {
+            Some(previous) if !previous.is_empty() && *previous != self.node => {
+                takeovers
+                    .cmd("PUBLISH")
+                    .arg(format!("{}takeover:{previous}", self.prefix))
+                    .arg(format!("{cp}\t{at_ms}"))
+                    .ignore();
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Sends the buffer in order, a pipeline at a time; an operation leaves the buffer only
@@ -491,8 +847,8 @@ impl Writer {
             for op in pending.buffer.iter().take(n) {
                 match op {
                     Op::Connected { cp, session, at_ms } => pipe
-                        .cmd("EVAL")
-                        .arg(REGISTER)
+                        .cmd("EVALSHA")
+                        .arg(self.sha(Lua::Register))
                         .arg(3)
                         .arg(self.registry_keys(cp))
                         .arg(&self.node)
@@ -500,16 +856,16 @@ impl Writer {
                         .arg(*at_ms)
                         .arg(&**cp),
                     Op::Disconnected { cp, at_ms } => pipe
-                        .cmd("EVAL")
-                        .arg(UNREGISTER)
+                        .cmd("EVALSHA")
+                        .arg(self.sha(Lua::Unregister))
                         .arg(3)
                         .arg(self.registry_keys(cp))
                         .arg(&self.node)
                         .arg(*at_ms)
                         .arg(&**cp),
                     Op::Saved { cp, record } => pipe
-                        .cmd("EVAL")
-                        .arg(SAVE)
+                        .cmd("EVALSHA")
+                        .arg(self.sha(Lua::Save))
                         .arg(2)
                         .arg(format!("{prefix}cp:{cp}"))
                         .arg(format!("{prefix}state:{cp}"))
@@ -564,28 +920,17 @@ impl Writer {
                     continue;
                 };
                 let registered = parse_register(&answer);
-                if let Some(newer) = registered.newer {
-                    // Another node holds a newer connection: ours is the stale one.
-                    if let Some(processors) = &pending.processors {
-                        processors.of(&cp).send(ToProcessor::TakenOver {
-                            cp: ChargePointId::clone(&cp),
-                            at_ms: newer,
-                        });
-                    }
+                any |= self.settle(pending, &cp, at_ms, &registered, &mut takeovers);
+                if let Lookup::Found(saved) = &registered.lookup
+                    && let Some(held) = pending.held.get_mut(&cp)
+                    && held.at_ms == at_ms
+                    && held.record.is_none()
+                {
+                    // What Redis knew of it, to write back should Redis lose it.
+                    held.record = Some(saved.clone());
                 }
                 if !answered {
                     pending.answer(&cp, session, registered.lookup);
-                }
-                if let Some(previous) = registered.previous
-                    && !previous.is_empty()
-                    && previous != self.node
-                {
-                    takeovers
-                        .cmd("PUBLISH")
-                        .arg(format!("{prefix}takeover:{previous}"))
-                        .arg(format!("{cp}\t{at_ms}"))
-                        .ignore();
-                    any = true;
                 }
             }
             if any {
@@ -606,10 +951,23 @@ struct Registered {
     newer: Option<u64>,
 }
 
+/// The `run_id` of an `INFO server` answer: another one means another server process.
+fn run_id_of(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+}
+
 /// Whether a failed exchange with Redis may succeed on another connection (as opposed to
 /// Redis refusing the commands themselves).
-fn transient(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+pub(crate) fn transient(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        // The server lost our scripts: a reconnect loads them again.
+        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 fn text_of(value: Option<&redis::Value>) -> Option<String> {
@@ -812,6 +1170,14 @@ mod tests {
             parse_register(&redis::Value::Nil).lookup,
             Lookup::Unavailable
         ));
+    }
+
+    #[test]
+    fn the_run_id_is_read_from_info_server() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:4f1c0e2a9b\r\ntcp_port:6379\r\n";
+        assert_eq!(run_id_of(info), Some("4f1c0e2a9b"));
+        assert_eq!(run_id_of("# Server\r\nrun_id:\r\n"), None);
+        assert_eq!(run_id_of(""), None);
     }
 
     #[test]

@@ -234,9 +234,16 @@ impl Exchange {
                         reply.send(page);
                         Ok(())
                     }
-                    Err(e) => {
+                    Err(e) if super::transient(&e) => {
                         reply.send(Reply::error(503, "Redis is unreachable; try again"));
                         Err(e)
+                    }
+                    Err(e) => {
+                        // Redis answered, with a refusal: the connection is fine and stays
+                        // (dropping it would fail the calls of the next second too).
+                        warn!("cluster api: Redis refused a registry page ({e})");
+                        reply.send(Reply::error(502, "Redis refused the lookup"));
+                        Ok(())
                     }
                 },
             };
@@ -490,6 +497,14 @@ impl Exchange {
             .query(con)?;
         let more = ids.len() > limit;
         let ids = &ids[..ids.len().min(limit)];
+        if ids.is_empty() {
+            // Nothing to look up: an empty pipeline is not sent (Redis would be asked nothing
+            // and the answer read as a failure).
+            return Ok(Reply {
+                status: 200,
+                body: json!({"chargepoints": [], "count": 0, "next": null}),
+            });
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("HMGET")

@@ -60,6 +60,10 @@ pub const DEFAULT_STATE_FILE: &str = "ocpp-gateway.state";
 pub const DEFAULT_CLUSTER_PREFIX: &str = "ocpp:";
 pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_CLUSTER_BUFFER: usize = 100_000;
+/// Shares of the transaction id range (each node owns one): 134 million ids per node.
+pub const DEFAULT_ID_SLOTS: u32 = 16;
+/// The most shares `cluster.id_slots` may ask for (2 million ids per node).
+pub const MAX_ID_SLOTS: u32 = 1024;
 /// Entries `{prefix}events` keeps (approximately).
 pub const DEFAULT_EVENTS_MAXLEN: u64 = 1_000_000;
 
@@ -146,6 +150,11 @@ pub struct ClusterConfig {
     pub events: bool,
     /// `MAXLEN ~` of that stream.
     pub events_maxlen: u64,
+    /// This node's share of the transaction ids (`cluster.id_slot`); None: claimed through
+    /// Redis on the first start, then kept in `ocpp.transaction_id_file`.
+    pub id_slot: Option<u32>,
+    /// Shares the id range is cut into (`cluster.id_slots`): at most this many nodes.
+    pub id_slots: u32,
 }
 
 /// One address charge points connect to, and how they must prove who they are there.
@@ -460,6 +469,28 @@ mod tests {
             text.contains("test.toml") && text.contains("bogus_key"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn cluster_id_shares_are_checked() {
+        let cluster = "[cluster]\nredis_url = \"redis://127.0.0.1/\"\n";
+        let config = parse(cluster).expect("a cluster config");
+        let shares = config.cluster.expect("cluster mode");
+        assert_eq!((shares.id_slot, shares.id_slots), (None, DEFAULT_ID_SLOTS));
+        let config = parse(&format!("{cluster}id_slot = 3\nid_slots = 4\n")).unwrap();
+        assert_eq!(config.cluster.map(|c| c.id_slot), Some(Some(3)));
+        for (extra, key) in [
+            ("id_slot = 4\nid_slots = 4\n", "cluster.id_slot"),
+            ("id_slot = -2\n", "cluster.id_slot"),
+            ("id_slots = 0\n", "cluster.id_slots"),
+            ("id_slots = 1025\n", "cluster.id_slots"),
+        ] {
+            let text = parse(&format!("{cluster}{extra}")).unwrap_err().to_string();
+            assert!(text.contains(key), "{extra}: {text}");
+        }
+        let memory_only = format!("[ocpp]\ntransaction_id_file = \"\"\n{cluster}");
+        let text = parse(&memory_only).unwrap_err().to_string();
+        assert!(text.contains("ocpp.transaction_id_file"), "{text}");
     }
 
     #[test]

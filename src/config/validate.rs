@@ -120,10 +120,19 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
             "\"kafka\" needs kafka.brokers (\"host:port,...\")".into(),
         ));
     }
+    let ocpp = ocpp(&check, raw.ocpp)?;
+    if cluster.is_some() && ocpp.transaction_id_file.is_none() {
+        return Err(check.invalid(
+            "ocpp.transaction_id_file",
+            "cluster mode needs it (\"\" is memory only): each node counts its own share of \
+             the transaction ids there, so none repeats after a restart"
+                .into(),
+        ));
+    }
     Ok(Config {
         server,
         processor: processor(&check, raw.processor)?,
-        ocpp: ocpp(&check, raw.ocpp)?,
+        ocpp,
         admin: admin(&check, raw.admin)?,
         events,
         websocket,
@@ -263,6 +272,31 @@ fn cluster(check: &Check<'_>, c: RawCluster) -> Result<Option<ClusterConfig>, Co
             "must start with redis://, rediss://, redis+unix:// or unix://".into(),
         ));
     }
+    let id_slots = c.id_slots.unwrap_or(DEFAULT_ID_SLOTS);
+    if !(1..=MAX_ID_SLOTS).contains(&id_slots) {
+        return Err(check.invalid(
+            "cluster.id_slots",
+            format!("{id_slots}: must be 1 to {MAX_ID_SLOTS}"),
+        ));
+    }
+    let id_slot = match c.id_slot.unwrap_or(-1) {
+        -1 => None,
+        slot => Some(
+            u32::try_from(slot)
+                .ok()
+                .filter(|s| *s < id_slots)
+                .ok_or_else(|| {
+                    check.invalid(
+                        "cluster.id_slot",
+                        format!(
+                            "{slot}: must be 0 to {} (cluster.id_slots - 1), or -1: claimed \
+                             through Redis",
+                            id_slots - 1
+                        ),
+                    )
+                })?,
+        ),
+    };
     Ok(Some(ClusterConfig {
         redis_url,
         prefix: c.prefix.unwrap_or_else(|| DEFAULT_CLUSTER_PREFIX.into()),
@@ -275,6 +309,8 @@ fn cluster(check: &Check<'_>, c: RawCluster) -> Result<Option<ClusterConfig>, Co
         buffer: c.buffer.unwrap_or(DEFAULT_CLUSTER_BUFFER).max(1),
         events: c.events.unwrap_or(false),
         events_maxlen: c.events_maxlen.unwrap_or(DEFAULT_EVENTS_MAXLEN).max(1),
+        id_slot,
+        id_slots,
     }))
 }
 

@@ -62,20 +62,21 @@ impl Redis {
             .collect()
     }
 
-    /// Waits until each of `nodes` is connected: its liveness key is set and it has reserved
-    /// its first block of transaction ids (before that, a node answers from local state and
-    /// refuses StartTransaction, as it should while Redis is away).
+    /// Waits until each of `nodes` is connected: its liveness key is set, which a node does
+    /// only once it knows its share of the transaction ids (before that, on its first start,
+    /// a node answers from local state and refuses StartTransaction).
     pub fn wait_for_nodes(&self, prefix: &str, nodes: &[&str]) {
         wait_until("the nodes connected to Redis", || {
-            let blocks = self
-                .get(&format!("{prefix}transaction-id"))
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            blocks >= 1000 * nodes.len()
-                && nodes
-                    .iter()
-                    .all(|n| self.get(&format!("{prefix}node:{n}")).is_some())
+            nodes
+                .iter()
+                .all(|n| self.get(&format!("{prefix}node:{n}")).is_some())
         });
+    }
+
+    /// FLUSHALL: every key gone, the server still running (same run id).
+    pub fn flush_all(&self) {
+        let mut con = self.connection().expect("redis");
+        redis::cmd("FLUSHALL").exec(&mut con).expect("FLUSHALL");
     }
 
     /// GET `key`.
@@ -83,6 +84,17 @@ impl Redis {
         let mut con = self.connection()?;
         redis::cmd("GET")
             .arg(key)
+            .query::<Option<String>>(&mut con)
+            .ok()
+            .flatten()
+    }
+
+    /// HGET `key` `field`.
+    pub fn owner_of_field(&self, key: &str, field: &str) -> Option<String> {
+        let mut con = self.connection()?;
+        redis::cmd("HGET")
+            .arg(key)
+            .arg(field)
             .query::<Option<String>>(&mut con)
             .ok()
             .flatten()
