@@ -101,6 +101,9 @@ pub struct LatencyFigures {
     /// StopTransaction alone, during the measured phase (absent in older reports).
     #[serde(default)]
     pub stop_transaction: Summary,
+    /// StartTransaction alone, during the measured phase (absent in older reports).
+    #[serde(default)]
+    pub start_transaction: Summary,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -260,6 +263,9 @@ impl Report {
         };
         s.push_str(&line("boot", &self.latency_us.handshake_boot));
         s.push_str(&line("round trip", &self.latency_us.round_trip));
+        if self.latency_us.start_transaction.count > 0 {
+            s.push_str(&line("StartTx", &self.latency_us.start_transaction));
+        }
         if self.latency_us.stop_transaction.count > 0 {
             s.push_str(&line("StopTx", &self.latency_us.stop_transaction));
         }

@@ -747,6 +747,7 @@ impl Coordinator {
                 handshake_boot: Summary::of(&latencies.boot),
                 round_trip: Summary::of(&latencies.round_trip),
                 stop_transaction: Summary::of(&latencies.stop_transaction),
+                start_transaction: Summary::of(&latencies.start_transaction),
             },
             throughput: Throughput {
                 measured_s: (steady_s * 1000.0).round() / 1000.0,

@@ -238,6 +238,8 @@ pub struct Latencies {
     /// The same for StopTransaction alone (answered only once its event is durable when the
     /// gateway acks after write); reset when measuring starts.
     pub stop_transaction: Histogram<u64>,
+    /// The same for StartTransaction alone (held like StopTransaction).
+    pub start_transaction: Histogram<u64>,
 }
 
 impl Latencies {
@@ -248,6 +250,7 @@ impl Latencies {
             boot: histogram(),
             round_trip: histogram(),
             stop_transaction: histogram(),
+            start_transaction: histogram(),
         }
     }
 
@@ -258,6 +261,7 @@ impl Latencies {
         let _ = self.boot.add(&other.boot);
         let _ = self.round_trip.add(&other.round_trip);
         let _ = self.stop_transaction.add(&other.stop_transaction);
+        let _ = self.start_transaction.add(&other.start_transaction);
     }
 }
 

@@ -373,8 +373,14 @@ impl FleetLoop {
             stats::record_with_skipped(&mut self.latencies.round_trip, latency, interval);
             stats::record_with_skipped(&mut self.window, latency, interval);
         }
-        if call.action == Action::StopTransaction {
-            let _ = self.latencies.stop_transaction.record(latency);
+        match call.action {
+            Action::StopTransaction => {
+                let _ = self.latencies.stop_transaction.record(latency);
+            }
+            Action::StartTransaction => {
+                let _ = self.latencies.start_transaction.record(latency);
+            }
+            _ => {}
         }
         if self.cps[key as usize].boot == Boot::Sent && call.action == Action::StatusNotification {
             return self.on_resume_answer(key, checked.is_some());

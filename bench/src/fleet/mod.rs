@@ -368,6 +368,7 @@ impl FleetLoop {
                 Ok(ToFleet::Measure) => {
                     self.latencies.round_trip.reset();
                     self.latencies.stop_transaction.reset();
+                    self.latencies.start_transaction.reset();
                 }
                 Ok(ToFleet::Storm) => self.storm(),
                 Ok(ToFleet::Stop) | Err(TryRecvError::Disconnected) => {
