@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::ocpp::v16::{DataTransferStatus, RegistrationStatus};
 use crate::security::Profile;
 use crate::security::certificates::CertFiles;
+use crate::types::IdentityRule;
 use raw::RawConfig;
 use validate::{check_token, validate};
 
@@ -54,6 +55,7 @@ pub const DEFAULT_MAX_PIPELINED_CALLS: u16 = 4;
 pub const DEFAULT_MAX_CALLS_PER_SECOND: u32 = 20;
 pub const DEFAULT_CALL_BURST: u32 = 40;
 pub const DEFAULT_BOOT_STATUS: RegistrationStatus = RegistrationStatus::Accepted;
+pub const DEFAULT_IDENTITY_CHARSET: IdentityRule = IdentityRule::IdentifierString;
 pub const DEFAULT_DATA_TRANSFER_STATUS: DataTransferStatus = DataTransferStatus::UnknownVendorId;
 pub const DEFAULT_TRANSACTION_ID_FILE: &str = "ocpp-gateway.transaction-id";
 pub const DEFAULT_STATE_FILE: &str = "ocpp-gateway.state";
@@ -341,6 +343,9 @@ pub struct OcppConfig {
     pub allowed_charge_points: Option<PathBuf>,
     /// With an allow-list: refuse unknown identities at the handshake with HTTP 404.
     pub refuse_unknown_at_handshake: bool,
+    /// Which characters an identity may have: checked at the upgrade (404 otherwise), by the
+    /// operator API (400) and in the credentials file.
+    pub identity_charset: IdentityRule,
     /// TOML file of authorized idTags (None: every idTag is Accepted).
     pub id_tags: Option<PathBuf>,
     /// The status answered to a DataTransfer from a charge point.

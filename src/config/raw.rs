@@ -178,6 +178,7 @@ pub struct RawOcpp {
     pub boot_status: Option<RegistrationStatus>,
     pub allowed_charge_points: Option<String>,
     pub refuse_unknown_at_handshake: Option<bool>,
+    pub identity_charset: Option<String>,
     pub id_tags: Option<String>,
     pub data_transfer_status: Option<DataTransferStatus>,
     pub transaction_id_file: Option<String>,

@@ -561,6 +561,15 @@ fn ocpp(check: &Check<'_>, o: RawOcpp) -> Result<OcppConfig, ConfigError> {
             "needs ocpp.allowed_charge_points (a file of identities)".into(),
         ));
     }
+    let identity_charset = match o.identity_charset.as_deref() {
+        None => DEFAULT_IDENTITY_CHARSET,
+        Some(name) => IdentityRule::from_name(name).ok_or_else(|| {
+            check.invalid(
+                "ocpp.identity_charset",
+                format!("{name:?} is neither \"identifier_string\" nor \"unicode\""),
+            )
+        })?,
+    };
     Ok(OcppConfig {
         heartbeat_interval,
         message_timeout,
@@ -571,6 +580,7 @@ fn ocpp(check: &Check<'_>, o: RawOcpp) -> Result<OcppConfig, ConfigError> {
         boot_status: o.boot_status.unwrap_or(DEFAULT_BOOT_STATUS),
         allowed_charge_points,
         refuse_unknown_at_handshake,
+        identity_charset,
         id_tags: file(o.id_tags),
         data_transfer_status: o
             .data_transfer_status

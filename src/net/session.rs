@@ -861,11 +861,13 @@ impl Connection {
             };
             return Consumed::Stopped(data.len(), self.refuse(cx, refusal));
         }
-        let id = upgrade::charge_point_id(&cx.limits.path_prefix, request.path).filter(|id| {
-            cx.known_identities
-                .as_ref()
-                .is_none_or(|known| known.contains(id))
-        });
+        let id =
+            upgrade::charge_point_id(&cx.limits.path_prefix, request.path, cx.limits.identities)
+                .filter(|id| {
+                    cx.known_identities
+                        .as_ref()
+                        .is_none_or(|known| known.contains(id))
+                });
         let Some(id) = id else {
             return Consumed::Stopped(data.len(), self.refuse(cx, Refusal::NotFound));
         };

@@ -23,6 +23,8 @@ use std::sync::{Mutex, RwLock};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::types::IdentityRule;
+
 /// Bytes of salt per charge point.
 const SALT_LEN: usize = 16;
 /// Bytes of an HMAC-SHA256 tag.
@@ -136,6 +138,8 @@ fn decoy() -> &'static Credential {
 #[derive(Debug)]
 pub struct Credentials {
     path: PathBuf,
+    /// Which identities the file (and other nodes) may name (`ocpp.identity_charset`).
+    rule: IdentityRule,
     entries: RwLock<HashMap<Box<str>, Credential>>,
     /// Serialises appends and reloads.
     file: Mutex<()>,
@@ -144,10 +148,17 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Loads `path` (which must exist; an empty file is fine).
+    /// Loads `path` (which must exist; an empty file is fine), its identities checked against
+    /// the default rule ([`IdentityRule::IdentifierString`]).
     pub fn load(path: &Path) -> Result<Credentials, CredentialsError> {
+        Credentials::load_with(path, IdentityRule::default())
+    }
+
+    /// Loads `path`; a line naming an identity `rule` does not allow stops the load.
+    pub fn load_with(path: &Path, rule: IdentityRule) -> Result<Credentials, CredentialsError> {
         let credentials = Credentials {
             path: path.to_owned(),
+            rule,
             entries: RwLock::new(HashMap::new()),
             file: Mutex::new(()),
             shared: std::sync::OnceLock::new(),
@@ -160,7 +171,7 @@ impl Credentials {
     /// returns the number of charge points with credentials.
     pub fn reload(&self) -> Result<usize, CredentialsError> {
         let _guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let (entries, lines) = read_file(&self.path)?;
+        let (entries, lines) = read_file(&self.path, self.rule)?;
         let count = entries.len();
         if lines > COMPACT_MIN_LINES && lines > 2 * count {
             // Best effort: a failure leaves the longer file, which still reads the same.
@@ -237,8 +248,8 @@ impl Credentials {
         let (identity, credential) = Credential::parse(line).map_err(malformed)?;
         // From Redis, so from anyone who can write there: it goes into our file, where a
         // newline or control character would break every line after it.
-        if !crate::types::is_valid_identity(identity) {
-            return Err(malformed("not a charge point identity"));
+        if !self.rule.allows(identity) {
+            return Err(malformed("not an identity ocpp.identity_charset allows"));
         }
         let held = self
             .entries
@@ -277,7 +288,10 @@ impl Credentials {
 }
 
 /// Reads a credentials file: the entries, and how many lines held one.
-fn read_file(path: &Path) -> Result<(HashMap<Box<str>, Credential>, usize), CredentialsError> {
+fn read_file(
+    path: &Path,
+    rule: IdentityRule,
+) -> Result<(HashMap<Box<str>, Credential>, usize), CredentialsError> {
     let io = |source| CredentialsError::Io {
         path: path.to_owned(),
         source,
@@ -297,6 +311,13 @@ fn read_file(path: &Path) -> Result<(HashMap<Box<str>, Credential>, usize), Cred
                 line: number + 1,
                 reason,
             })?;
+        if !rule.allows(id) {
+            return Err(CredentialsError::Malformed {
+                path: path.to_owned(),
+                line: number + 1,
+                reason: "an identity ocpp.identity_charset does not allow (see the README)",
+            });
+        }
         lines += 1;
         entries.insert(Box::from(id), credential);
     }

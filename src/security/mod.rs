@@ -89,7 +89,7 @@ impl Security {
         let s = &config.security;
         let credentials = match &s.credentials {
             Some(path) if profiles.iter().any(|p| p.basic_auth()) => {
-                let store = Credentials::load(path)?;
+                let store = Credentials::load_with(path, config.ocpp.identity_charset)?;
                 info!(
                     "credentials: {} charge points from {}",
                     store.len(),
