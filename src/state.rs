@@ -59,12 +59,20 @@ pub enum StateError {
 /// no longer accepted is removed, so a record's presence is the registration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Saved {
+    /// The highest security profile the charge point authenticated at (0: none); it is never
+    /// served below it again. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub profile: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connectors: Vec<(u32, ChargePointStatus)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_transaction: Option<i32>,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// Records read at start, by identity.
@@ -237,6 +245,7 @@ mod tests {
 
     fn saved(tx: Option<i32>) -> Saved {
         Saved {
+            profile: 0,
             boot: RawValue::from_string(r#"{"chargePointVendor":"V"}"#.into()).ok(),
             connectors: vec![(1, ChargePointStatus::Charging)],
             open_transaction: tx,

@@ -33,6 +33,8 @@ pub enum CloseReason {
     IdentityInUse,
     /// Its BootNotification's serial number is not its certificate's CN.
     SerialMismatch,
+    /// The identity authenticated at a higher security profile before than this listener's.
+    ProfileTooLow,
 }
 
 impl CloseReason {
@@ -49,6 +51,9 @@ impl CloseReason {
             CloseReason::SerialMismatch => {
                 (1008, "serial number does not match the client certificate")
             }
+            CloseReason::ProfileTooLow => {
+                (1008, "this charge point must use a higher security profile")
+            }
         }
     }
 
@@ -58,6 +63,7 @@ impl CloseReason {
             CloseReason::Operator => CloseCause::Operator,
             CloseReason::IdentityInUse => CloseCause::IdentityInUse,
             CloseReason::SerialMismatch => CloseCause::SerialMismatch,
+            CloseReason::ProfileTooLow => CloseCause::ProfileTooLow,
         }
     }
 }
@@ -93,10 +99,12 @@ pub enum CloseCause {
     IdentityInUse,
     /// BootNotification serial number is not the certificate's CN (1008).
     SerialMismatch,
+    /// On a listener below the security profile the identity authenticated at before (1008).
+    ProfileTooLow,
 }
 
 impl CloseCause {
-    pub const ALL: [CloseCause; 13] = [
+    pub const ALL: [CloseCause; 14] = [
         CloseCause::PeerClosed,
         CloseCause::ConnectionLost,
         CloseCause::PongTimeout,
@@ -110,6 +118,7 @@ impl CloseCause {
         CloseCause::Shutdown,
         CloseCause::IdentityInUse,
         CloseCause::SerialMismatch,
+        CloseCause::ProfileTooLow,
     ];
 
     /// The cause's position in [`CloseCause::ALL`].
@@ -132,6 +141,7 @@ impl CloseCause {
             CloseCause::Shutdown => "shutdown",
             CloseCause::IdentityInUse => "identity_in_use",
             CloseCause::SerialMismatch => "serial_mismatch",
+            CloseCause::ProfileTooLow => "profile_too_low",
         }
     }
 }

@@ -37,6 +37,8 @@ impl AdminLoop {
             (_, ["metrics"]) => allow("GET"),
             ("GET", ["api", "v1", "chargepoints"]) => self.list(&request.query),
             (_, ["api", "v1", "chargepoints"]) => allow("GET"),
+            ("GET", ["api", "v1", "security", "lockouts"]) => Handled::Respond(self.lockouts()),
+            (_, ["api", "v1", "security", "lockouts"]) => allow("GET"),
             ("GET", ["api", "v1", "cluster", "chargepoints"]) => self.cluster_list(&request.query),
             (_, ["api", "v1", "cluster", "chargepoints"]) => allow("GET"),
             (method, ["api", "v1", "chargepoints", id, rest @ ..]) => {

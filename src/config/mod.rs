@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::ocpp::v16::{DataTransferStatus, RegistrationStatus};
 use crate::security::Profile;
 use crate::security::certificates::CertFiles;
+use crate::security::lockout::LockoutRule;
 use crate::types::IdentityRule;
 use raw::RawConfig;
 use validate::{check_token, validate};
@@ -34,6 +35,13 @@ pub const DEFAULT_PROXY_PROTOCOL: bool = false;
 
 pub const DEFAULT_SECURITY_PROFILE: Profile = Profile::Unsecured;
 pub const DEFAULT_CHECK_SERIAL_NUMBER: bool = false;
+pub const DEFAULT_MIN_PROFILE: Profile = Profile::Unsecured;
+pub const DEFAULT_LOCKOUT_FAILURES: u32 = 10;
+pub const DEFAULT_LOCKOUT_WINDOW: Duration = Duration::from_secs(60);
+pub const DEFAULT_LOCKOUT_TIME: Duration = Duration::from_secs(10);
+pub const DEFAULT_LOCKOUT_MAX_TIME: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_LOCKOUT_TABLE: usize = 65_536;
+pub const DEFAULT_JOURNALED_REFUSALS: u32 = 20;
 
 pub const DEFAULT_PATH_PREFIX: &str = "/ocpp";
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -170,6 +178,11 @@ pub struct SecurityConfig {
     pub client_ca: Option<PathBuf>,
     /// Profile 3: a BootNotification whose serial number is not the certificate CN is Rejected.
     pub check_serial_number: bool,
+    /// No identity is served on a listener below this profile (unless its credentials line
+    /// says otherwise).
+    pub min_profile: Profile,
+    /// The brake on guessing, and how many refusals per address are journaled.
+    pub lockout: LockoutRule,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -79,6 +79,13 @@ pub struct RawSecurity {
     pub tls_key: Option<OneOrMany>,
     pub client_ca: Option<String>,
     pub check_serial_number: Option<bool>,
+    pub min_profile: Option<u8>,
+    pub lockout_failures: Option<u32>,
+    pub lockout_window: Option<String>,
+    pub lockout_time: Option<String>,
+    pub lockout_max_time: Option<String>,
+    pub lockout_table: Option<usize>,
+    pub journaled_refusals: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

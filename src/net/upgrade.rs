@@ -67,6 +67,12 @@ pub enum Refusal {
     ServiceUnavailable {
         retry_after_secs: u32,
     },
+    /// Too many failed authentications from the client's address (`security.lockout_*`).
+    TooManyFailures {
+        retry_after_secs: u32,
+    },
+    /// The identity must connect with a higher security profile than this listener's.
+    ProfileTooLow,
 }
 
 impl Refusal {
@@ -80,6 +86,8 @@ impl Refusal {
             Refusal::Forbidden => 403,
             Refusal::UpgradeRequired => 426,
             Refusal::ServiceUnavailable { .. } => 503,
+            Refusal::TooManyFailures { .. } => 429,
+            Refusal::ProfileTooLow => 403,
         }
     }
 
@@ -121,6 +129,16 @@ impl Refusal {
                 "503 Service Unavailable",
                 format!("Retry-After: {retry_after_secs}\r\n"),
                 "server is full\n",
+            ),
+            Refusal::TooManyFailures { retry_after_secs } => (
+                "429 Too Many Requests",
+                format!("Retry-After: {retry_after_secs}\r\n"),
+                "too many failed authentications from this address\n",
+            ),
+            Refusal::ProfileTooLow => (
+                "403 Forbidden",
+                String::new(),
+                "this charge point must use a higher security profile\n",
             ),
         };
         let head = format!(
@@ -345,6 +363,10 @@ mod tests {
             Refusal::ServiceUnavailable {
                 retry_after_secs: 17,
             },
+            Refusal::TooManyFailures {
+                retry_after_secs: 9,
+            },
+            Refusal::ProfileTooLow,
         ] {
             let mut out = Vec::new();
             refusal.write(&mut out);

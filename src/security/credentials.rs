@@ -9,7 +9,10 @@
 //! showing as equal hashes; `ring::hmac::verify` compares in constant time.
 //!
 //! The file (`security.credentials`) has one line per charge point, later lines replacing
-//! earlier ones: `identity<TAB>salt-hex<TAB>hmac-hex`, `#` comments and blank lines ignored.
+//! earlier ones: `identity<TAB>salt-hex<TAB>hmac-hex`, optionally followed by
+//! `<TAB>min_profile=N` (the lowest security profile the charge point is served on, whatever
+//! `security.min_profile` says and whatever it authenticated at before); `#` comments and blank
+//! lines ignored.
 //! Setting a key through the operator API appends a line and syncs it before answering, so an
 //! acknowledged change survives a crash; loading (at start and on SIGHUP) compacts a file whose
 //! replaced lines outnumber the live ones.
@@ -23,6 +26,7 @@ use std::sync::{Mutex, RwLock};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::security::Profile;
 use crate::types::IdentityRule;
 
 /// Bytes of salt per charge point.
@@ -66,6 +70,8 @@ pub enum CredentialsError {
 pub struct Credential {
     salt: [u8; SALT_LEN],
     hash: [u8; HASH_LEN],
+    /// `min_profile=N`: the identity's own lowest profile.
+    pub min_profile: Option<Profile>,
 }
 
 impl Credential {
@@ -82,7 +88,11 @@ impl Credential {
         let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &salt), key);
         let mut hash = [0u8; HASH_LEN];
         hash.copy_from_slice(tag.as_ref());
-        Credential { salt, hash }
+        Credential {
+            salt,
+            hash,
+            min_profile: None,
+        }
     }
 
     /// Whether `password` is the key, in constant time.
@@ -93,23 +103,48 @@ impl Credential {
 
     /// The file line for `identity` (without the newline).
     pub fn line(&self, identity: &str) -> String {
-        format!("{identity}\t{}\t{}", hex(&self.salt), hex(&self.hash))
+        let mut line = format!("{identity}\t{}\t{}", hex(&self.salt), hex(&self.hash));
+        if let Some(profile) = self.min_profile {
+            line.push_str(&format!("\tmin_profile={}", profile.number()));
+        }
+        line
     }
 
-    /// Reads a file line (`identity<TAB>salt-hex<TAB>hmac-hex`).
+    /// Reads a file line (`identity<TAB>salt-hex<TAB>hmac-hex[<TAB>min_profile=N]`).
     pub fn parse(line: &str) -> Result<(&str, Credential), &'static str> {
         let mut fields = line.split('\t');
-        let (Some(id), Some(salt), Some(hash), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(id), Some(salt), Some(hash), extra, None) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
             return Err("expected identity, salt and hash separated by tabs");
+        };
+        let min_profile = match extra {
+            None => None,
+            Some(field) => Some(
+                field
+                    .strip_prefix("min_profile=")
+                    .and_then(|n| n.parse::<u8>().ok())
+                    .and_then(Profile::from_number)
+                    .ok_or("the fourth field is not min_profile=0..3")?,
+            ),
         };
         if id.is_empty() || id.trim() != id {
             return Err("empty identity, or spaces around it");
         }
         let salt = unhex::<SALT_LEN>(salt).ok_or("the salt is not 32 hex digits")?;
         let hash = unhex::<HASH_LEN>(hash).ok_or("the hash is not 64 hex digits")?;
-        Ok((id, Credential { salt, hash }))
+        Ok((
+            id,
+            Credential {
+                salt,
+                hash,
+                min_profile,
+            },
+        ))
     }
 }
 
@@ -201,6 +236,19 @@ impl Credentials {
         }
     }
 
+    /// Whether `identity` has a credential, and the lowest profile its line pins, if any.
+    pub fn profile_rule(&self, identity: &str) -> (bool, Option<Profile>) {
+        match self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(identity)
+        {
+            Some(credential) => (true, credential.min_profile),
+            None => (false, None),
+        }
+    }
+
     pub fn contains(&self, identity: &str) -> bool {
         self.entries
             .read()
@@ -222,7 +270,9 @@ impl Credentials {
         if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
             return Err(CredentialsError::KeyLength);
         }
-        let credential = Credential::new(key)?;
+        let mut credential = Credential::new(key)?;
+        // A new key keeps the identity's pinned profile.
+        credential.min_profile = self.profile_rule(identity).1;
         self.store(identity, credential)?;
         if let Some(cluster) = self.shared.get() {
             cluster.send(crate::cluster::Op::Credential {
@@ -398,9 +448,18 @@ mod tests {
     #[test]
     fn lines_round_trip_and_bad_lines_are_named() {
         let credential = Credential::new(b"0123456789abcdef").unwrap();
-        let line = credential.line("RDAM 123:x");
-        assert_eq!(Credential::parse(&line), Ok(("RDAM 123:x", credential)));
+        let line = credential.line("RDAM-123:x");
+        assert_eq!(Credential::parse(&line), Ok(("RDAM-123:x", credential)));
+        let pinned = Credential {
+            min_profile: Some(Profile::MutualTls),
+            ..credential
+        };
+        let pinned_line = pinned.line("CP2");
+        assert!(pinned_line.ends_with("\tmin_profile=3"), "{pinned_line}");
+        assert_eq!(Credential::parse(&pinned_line), Ok(("CP2", pinned)));
         for bad in [
+            &format!("{line}\tmin_profile=4"),
+            &format!("{line}\tmin_profile=1\tmore"),
             "CP1",
             "CP1\tzz\tzz",
             " CP1\t00\t00",
