@@ -351,4 +351,58 @@ mod tests {
         assert!(!Profile::BasicAuth.tls() && Profile::BasicAuth.basic_auth());
         assert!(AuthFailure::WrongCommonName.forbidden() && !AuthFailure::Missing.forbidden());
     }
+
+    #[test]
+    fn the_lowest_profile_an_identity_is_served_on() {
+        let dir = std::env::temp_dir().join(format!("floor-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("credentials");
+        let key = credentials::Credential::new(b"0123456789abcdef").unwrap();
+        let mut pinned = key;
+        pinned.min_profile = Some(Profile::Unsecured);
+        std::fs::write(
+            &path,
+            format!("{}\n{}\n", key.line("CP1"), pinned.line("CP2")),
+        )
+        .unwrap();
+        let credentials = Arc::new(Credentials::load(&path).unwrap());
+        let mut security = Security {
+            credentials: Some(Arc::clone(&credentials)),
+            ..Security::default()
+        };
+        assert_eq!(
+            required_profile(&security, "CP1"),
+            (Profile::BasicAuth, false)
+        );
+        assert_eq!(
+            required_profile(&security, "CP2"),
+            (Profile::Unsecured, true)
+        );
+        assert_eq!(
+            required_profile(&security, "CP3"),
+            (Profile::Unsecured, false)
+        );
+        security.min_profile = Profile::TlsBasicAuth;
+        assert_eq!(
+            required_profile(&security, "CP1"),
+            (Profile::TlsBasicAuth, false)
+        );
+        assert_eq!(
+            required_profile(&security, "CP2"),
+            (Profile::Unsecured, true)
+        );
+        assert_eq!(
+            required_profile(&security, "CP3"),
+            (Profile::TlsBasicAuth, false)
+        );
+        // A new key keeps the pin.
+        credentials
+            .set("CP2", b"another-key-0123")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            required_profile(&security, "CP2"),
+            (Profile::Unsecured, true)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
