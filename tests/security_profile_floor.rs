@@ -95,11 +95,10 @@ fn authenticated_at_profile_1_never_served_on_profile_0_even_after_a_restart() {
     let mut intruder = connect_as(server.addr, "CP1", None).expect("the upgrade completes");
     let close = expect_close(&mut intruder).expect("a close frame");
     assert_eq!(u16::from(close.code), 1008, "{close:?}");
-    let stats = server.wait_for("the close counted", |s| s.profile_refusals == 1);
-    assert_eq!(
-        stats.closes[ocpp_gateway::types::CloseCause::ProfileTooLow.index()],
-        1
-    );
+    let profile_too_low = ocpp_gateway::types::CloseCause::ProfileTooLow.index();
+    server.wait_for("the close counted", |s| {
+        s.profile_refusals == 1 && s.closes[profile_too_low] == 1
+    });
     let detail = http(
         server.admin(),
         "GET",
@@ -109,6 +108,7 @@ fn authenticated_at_profile_1_never_served_on_profile_0_even_after_a_restart() {
     )
     .json();
     assert_eq!(detail["connected"], false, "{detail}");
+    assert_eq!(detail["authenticated_profile"], 1, "{detail}");
     let mut other = connect_as(server.addr, "CP9", None).unwrap();
     boot(&mut other);
     let _ = std::fs::remove_dir_all(&dir);

@@ -1034,6 +1034,7 @@ impl Shard {
             remote_address: entry.seen.peer.map(|p| p.to_string()),
             loop_index: entry.conn.map(|c| c.loop_index),
             authenticated_by: entry.state.auth.as_str(),
+            authenticated_profile: entry.profile.number(),
             journal_lines_suppressed: entry.seen.journal_suppressed,
             rate_limited: entry.seen.rate_limited,
             registration: match entry.state.registration {
