@@ -553,6 +553,20 @@ mod tests {
                 "listeners.listen",
             ),
             ("[[listeners]]\nprofile = 1", "listeners.listen"),
+            ("[security]\nmin_profile = 4", "security.min_profile"),
+            (
+                "[security]\nlockout_window = \"0s\"",
+                "security.lockout_window",
+            ),
+            (
+                "[security]\nlockout_time = \"1h\"",
+                "security.lockout_max_time",
+            ),
+            ("[security]\nlockout_table = 1", "security.lockout_table"),
+            (
+                "[ocpp]\nidentity_charset = \"ascii\"",
+                "ocpp.identity_charset",
+            ),
         ] {
             let text = parse(toml).unwrap_err().to_string();
             assert!(text.contains(key), "{toml:?} gave {text}");
