@@ -397,15 +397,11 @@ impl Shard {
             entry.profile = remembered;
             let (listener, pinned) = entry.listener;
             if !pinned && listener < remembered {
-                // Authenticated at a higher profile on some node before: not served here.
-                if let Some(conn) = entry.conn {
-                    self.stats.processors[self.index].profile_refusals.inc();
-                    warn!(
-                        "cp={cp} connected on a profile {} listener, authenticated at profile {} before: closed",
-                        listener.number(),
-                        remembered.number()
-                    );
-                    out.closes.push((conn, CloseReason::ProfileTooLow));
+                // Authenticated at a higher profile on some node before: not served here (its
+                // held messages go unanswered with it).
+                let refused = entry.conn.zip(entry.seen.peer);
+                if let Some((conn, peer)) = refused {
+                    self.refuse_below_profile(cp, conn, peer, (listener, remembered), out);
                 }
                 return;
             }
@@ -515,6 +511,39 @@ impl Shard {
         self.charge_points.get(cp).and_then(|entry| entry.conn)
     }
 
+    /// Closes `conn` of `cp` (1008), which connected on a `listener` profile below the one it
+    /// authenticated at before (`remembered`): counted, journaled, logged within the budget.
+    fn refuse_below_profile(
+        &mut self,
+        cp: &ChargePointId,
+        conn: ConnId,
+        peer: SocketAddr,
+        (listener, remembered): (Profile, Profile),
+        out: &mut Outputs<'_>,
+    ) {
+        self.stats().profile_refusals.inc();
+        let now_ms = self.origin.elapsed().as_millis() as u64;
+        if self.warnings.allow(now_ms) {
+            warn!(
+                "cp={cp} connection from {peer} on a profile {} listener closed: it authenticated at profile {} before",
+                listener.number(),
+                remembered.number()
+            );
+        }
+        if let Some(writer) = out.writer.as_deref_mut() {
+            writer.record(&Event {
+                at: SystemTime::now(),
+                cp,
+                kind: EventKind::Refused {
+                    peer,
+                    status: 1008,
+                    reason: "profile_too_low",
+                },
+            });
+        }
+        out.closes.push((conn, CloseReason::ProfileTooLow));
+    }
+
     /// A connection of `cp` (`seq` orders it, `auth` says how it proved the identity, `listener`
     /// is its listener's profile and whether the identity's credentials pin its floor).
     fn connected(
@@ -534,24 +563,8 @@ impl Shard {
             // Never served below the profile it authenticated at (the whitepaper forbids going
             // down a profile), unless its credentials line says so.
             Some(held) if !pinned && profile < held.profile => {
-                self.stats.processors[self.index].profile_refusals.inc();
-                warn!(
-                    "cp={cp} connection from {peer} on a profile {} listener refused: it authenticated at profile {} before",
-                    profile.number(),
-                    held.profile.number()
-                );
-                if let Some(writer) = out.writer.as_deref_mut() {
-                    writer.record(&Event {
-                        at: now,
-                        cp,
-                        kind: EventKind::Refused {
-                            peer,
-                            status: 1008,
-                            reason: "profile_too_low",
-                        },
-                    });
-                }
-                out.closes.push((conn, CloseReason::ProfileTooLow));
+                let remembered = held.profile;
+                self.refuse_below_profile(cp, conn, peer, (profile, remembered), out);
                 return;
             }
             // Never taken over by a connection that did not authenticate.
