@@ -102,6 +102,8 @@ fn booted() -> (Shard, FrameBatch) {
         seq: 1,
         peer: "127.0.0.1:40000".parse().expect("address"),
         auth: ocpp_gateway::security::Auth::None,
+        profile: ocpp_gateway::security::Profile::Unsecured,
+        pinned: false,
     });
     batch.push_message(conn, &cp, BOOT_NOTIFICATION, Instant::now());
     let mut replies = vec![ReplyBatch::default()];

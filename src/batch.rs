@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::net::websocket;
 use crate::ocpp::v16::Action;
-use crate::security::Auth;
+use crate::security::{Auth, Profile};
 use crate::types::{ChargePointId, CloseCause, ConnId};
 
 /// Room left in front of each answer for its frame header (written once the payload length
@@ -43,6 +43,11 @@ pub enum Entry {
         peer: SocketAddr,
         /// How the connection proved its identity.
         auth: Auth,
+        /// The listener's security profile.
+        profile: Profile,
+        /// The identity's credentials line pins its lowest profile: the one it authenticated
+        /// at before does not apply.
+        pinned: bool,
     },
     /// A text message (an OCPP-J CALL, or something the processor must judge): its text is
     /// `text` in the batch. Every message gets exactly one [`Reply`], possibly empty.

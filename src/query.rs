@@ -72,6 +72,8 @@ pub struct ChargePointView {
     pub loop_index: Option<u16>,
     /// How its (last) connection proved the identity: none, password or certificate.
     pub authenticated_by: &'static str,
+    /// The highest security profile it authenticated at: it is not served below it again.
+    pub authenticated_profile: u8,
     /// Journal lines of its exchanges left out over its allowance (`events.charge_point_rate`).
     pub journal_lines_suppressed: u64,
     /// Times its connection was paused for going over `ocpp.max_calls_per_second`.

@@ -70,6 +70,10 @@ pub enum StateError {
 /// no longer accepted is removed, so a record's presence is the registration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Saved {
+    /// The highest security profile the charge point authenticated at (0: none); it is never
+    /// served below it again. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub profile: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -82,8 +86,8 @@ pub struct Saved {
     pub seen_ms: u64,
 }
 
-fn is_zero(ms: &u64) -> bool {
-    *ms == 0
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 /// Records read at start, by identity.
@@ -336,6 +340,7 @@ mod tests {
 
     fn saved(tx: Option<i32>) -> Saved {
         Saved {
+            profile: 0,
             boot: RawValue::from_string(r#"{"chargePointVendor":"V"}"#.into()).ok(),
             connectors: vec![(1, ChargePointStatus::Charging)],
             open_transaction: tx,

@@ -222,6 +222,15 @@ counters! {
         auth_failures,
         /// Upgrades refused with 403: the client certificate's CN is not the identity (profile 3).
         certificate_mismatches,
+        /// Times an address was locked out for too many failed authentications.
+        auth_lockouts,
+        /// Upgrades refused with 429 because their address was locked out.
+        locked_out_refusals,
+        /// Refusals over their address's journal allowance: counted, not journaled.
+        refusals_unjournaled,
+        /// Upgrades refused (403) or connections closed (1008) because the listener's profile is
+        /// below what the identity must use (loops and processors both count here).
+        profile_refusals,
     }
 }
 
@@ -251,6 +260,9 @@ counters! {
         /// Connections closed at once because they did not authenticate and an authenticated
         /// connection holds the identity (it is never taken over by them).
         takeovers_refused,
+        /// Connections closed (1008) because the identity authenticated at a higher profile
+        /// before (the loop could not know).
+        profile_refusals,
     }
 }
 
@@ -484,6 +496,10 @@ pub struct StatsSnapshot {
     pub proxy_header_errors: u64,
     pub auth_failures: u64,
     pub certificate_mismatches: u64,
+    pub auth_lockouts: u64,
+    pub locked_out_refusals: u64,
+    pub refusals_unjournaled: u64,
+    pub profile_refusals: u64,
     pub serial_mismatches: u64,
     pub takeovers_refused: u64,
     pub journal_backpressure: u64,

@@ -33,6 +33,8 @@ pub enum CloseReason {
     IdentityInUse,
     /// Its BootNotification's serial number is not its certificate's CN.
     SerialMismatch,
+    /// The identity authenticated at a higher security profile before than this listener's.
+    ProfileTooLow,
 }
 
 impl CloseReason {
@@ -49,6 +51,9 @@ impl CloseReason {
             CloseReason::SerialMismatch => {
                 (1008, "serial number does not match the client certificate")
             }
+            CloseReason::ProfileTooLow => {
+                (1008, "this charge point must use a higher security profile")
+            }
         }
     }
 
@@ -58,6 +63,7 @@ impl CloseReason {
             CloseReason::Operator => CloseCause::Operator,
             CloseReason::IdentityInUse => CloseCause::IdentityInUse,
             CloseReason::SerialMismatch => CloseCause::SerialMismatch,
+            CloseReason::ProfileTooLow => CloseCause::ProfileTooLow,
         }
     }
 }
@@ -93,10 +99,12 @@ pub enum CloseCause {
     IdentityInUse,
     /// BootNotification serial number is not the certificate's CN (1008).
     SerialMismatch,
+    /// On a listener below the security profile the identity authenticated at before (1008).
+    ProfileTooLow,
 }
 
 impl CloseCause {
-    pub const ALL: [CloseCause; 13] = [
+    pub const ALL: [CloseCause; 14] = [
         CloseCause::PeerClosed,
         CloseCause::ConnectionLost,
         CloseCause::PongTimeout,
@@ -110,6 +118,7 @@ impl CloseCause {
         CloseCause::Shutdown,
         CloseCause::IdentityInUse,
         CloseCause::SerialMismatch,
+        CloseCause::ProfileTooLow,
     ];
 
     /// The cause's position in [`CloseCause::ALL`].
@@ -132,88 +141,204 @@ impl CloseCause {
             CloseCause::Shutdown => "shutdown",
             CloseCause::IdentityInUse => "identity_in_use",
             CloseCause::SerialMismatch => "serial_mismatch",
+            CloseCause::ProfileTooLow => "profile_too_low",
         }
     }
 }
 
-/// Whether `id` may be a charge point identity: 1 to [`MAX_CHARGE_POINT_ID_LEN`] characters,
-/// none of them `/`, a control character, an invisible format character (bidi overrides such
-/// as U+202E, zero-width characters, U+FEFF) or a line/paragraph separator; no white space at
-/// either end; not `.` or `..`. These are what make two identities look alike in a log or a
-/// dashboard, or make a path segment mean something else.
-///
-/// [`MAX_CHARGE_POINT_ID_LEN`]: crate::config::MAX_CHARGE_POINT_ID_LEN
-pub fn is_valid_identity(id: &str) -> bool {
-    let len = id.chars().count();
-    (1..=crate::config::MAX_CHARGE_POINT_ID_LEN).contains(&len)
-        && id != "."
-        && id != ".."
-        && !id.starts_with(char::is_whitespace)
-        && !id.ends_with(char::is_whitespace)
-        && id
-            .chars()
-            .all(|c| c != '/' && !c.is_control() && !is_invisible(c))
+/// Which characters a charge point identity may have (`ocpp.identity_charset`). The rule is
+/// a value handed to whoever checks an identity (the upgrade, the admin API, the credentials
+/// file), not a process-wide setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdentityRule {
+    /// OCPP 2.0.1's identifierString: `a-z A-Z 0-9 * - _ = : + | @ .`, at most 48 characters.
+    #[default]
+    IdentifierString,
+    /// For fleets whose identities need more: identifierString's punctuation plus letters,
+    /// combining marks and decimal digits of assigned code points, without the invisible
+    /// fillers that pass for letters or marks (U+3164, U+034F, variation selectors, ...).
+    Unicode,
 }
 
-/// Unicode's format characters (general category Cf) and the line and paragraph separators.
-fn is_invisible(c: char) -> bool {
+impl IdentityRule {
+    /// The name `ocpp.identity_charset` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityRule::IdentifierString => "identifier_string",
+            IdentityRule::Unicode => "unicode",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<IdentityRule> {
+        match name {
+            "identifier_string" => Some(IdentityRule::IdentifierString),
+            "unicode" => Some(IdentityRule::Unicode),
+            _ => None,
+        }
+    }
+
+    /// Whether `id` may be a charge point identity under this rule: 1 to
+    /// [`MAX_CHARGE_POINT_ID_LEN`] allowed characters, and not `.` or `..` (which would make a
+    /// path segment mean something else).
+    ///
+    /// [`MAX_CHARGE_POINT_ID_LEN`]: crate::config::MAX_CHARGE_POINT_ID_LEN
+    pub fn allows(self, id: &str) -> bool {
+        let len = id.chars().count();
+        (1..=crate::config::MAX_CHARGE_POINT_ID_LEN).contains(&len)
+            && id != "."
+            && id != ".."
+            && match self {
+                IdentityRule::IdentifierString => id.chars().all(is_identifier_char),
+                IdentityRule::Unicode => id
+                    .chars()
+                    .all(|c| is_identifier_char(c) || is_visible_letter_mark_or_digit(c)),
+            }
+    }
+}
+
+/// Whether `id` may be an identity under the widest rule ([`IdentityRule::Unicode`]): for the
+/// paths that only look an identity up (commands from Kafka or other nodes), where a stricter
+/// rule in force simply means nobody by that name is connected. Never passes a control, white
+/// space, format or invisible character.
+pub fn is_valid_identity(id: &str) -> bool {
+    IdentityRule::Unicode.allows(id)
+}
+
+/// A character of OCPP 2.0.1's identifierString.
+fn is_identifier_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '*' | '-' | '_' | '=' | ':' | '+' | '|' | '@' | '.')
+}
+
+/// A letter, combining mark or decimal digit of an assigned code point, except the fillers and
+/// selectors that Unicode classes as letters or marks but that show as nothing.
+fn is_visible_letter_mark_or_digit(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    let shown = matches!(
+        get_general_category(c),
+        G::UppercaseLetter
+            | G::LowercaseLetter
+            | G::TitlecaseLetter
+            | G::ModifierLetter
+            | G::OtherLetter
+            | G::NonspacingMark
+            | G::SpacingMark
+            | G::EnclosingMark
+            | G::DecimalNumber
+    );
+    shown && !is_invisible_filler(c)
+}
+
+/// Letters and marks that render as blank: the Hangul fillers, the combining grapheme joiner,
+/// the Mongolian free variation selectors and vowel separator, the Khmer inherent vowels, the
+/// variation selectors and the blank Braille pattern.
+fn is_invisible_filler(c: char) -> bool {
     matches!(c,
-        '\u{00AD}'
-        | '\u{0600}'..='\u{0605}'
-        | '\u{061C}'
-        | '\u{06DD}'
-        | '\u{070F}'
-        | '\u{0890}'..='\u{0891}'
-        | '\u{08E2}'
-        | '\u{180E}'
-        | '\u{200B}'..='\u{200F}'
-        | '\u{2028}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{206F}'
-        | '\u{FEFF}'
-        | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{110BD}'
-        | '\u{110CD}'
-        | '\u{13430}'..='\u{1343F}'
-        | '\u{1BCA0}'..='\u{1BCA3}'
-        | '\u{1D173}'..='\u{1D17A}'
-        | '\u{E0001}'
-        | '\u{E0020}'..='\u{E007F}')
+        '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}'
+        | '\u{034F}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{17B4}' | '\u{17B5}'
+        | '\u{FE00}'..='\u{FE0F}'
+        | '\u{E0100}'..='\u{E01EF}'
+        | '\u{2800}')
 }
 
 #[cfg(test)]
 mod identity_tests {
-    use super::is_valid_identity;
+    use super::{IdentityRule, is_valid_identity};
+
+    /// Identities neither rule accepts: empty, path-like, white space, controls, format and
+    /// invisible characters, unassigned code points.
+    const NEVER: &[&str] = &[
+        "",
+        ".",
+        "..",
+        " CP1",
+        "CP1 ",
+        "RDAM 123",
+        "CP1\u{00A0}",
+        "\u{3000}CP1",
+        "CP\u{202E}1",
+        "CP\u{200B}1",
+        "\u{FEFF}CP1",
+        "CP\u{2028}1",
+        "CP\u{2029}1",
+        "CP\u{2066}1",
+        "CP\u{00AD}1",
+        "CP\u{E0041}1",
+        "CP\n1",
+        "CP\u{7F}1",
+        "CP\u{85}1",
+        "a/b",
+        "a%b",
+        "CP\u{3164}X",
+        "CP\u{115F}X",
+        "CP\u{1160}X",
+        "CP\u{FFA0}X",
+        "CP\u{034F}X",
+        "CP\u{180B}X",
+        "CP\u{180E}X",
+        "CP\u{180F}X",
+        "CP\u{17B4}X",
+        "CP\u{17B5}X",
+        "CP\u{FE00}X",
+        "CP\u{FE0F}X",
+        "CP\u{E0100}X",
+        "CP\u{E01EF}X",
+        "CP\u{2800}X",
+        // Unassigned (as of Unicode 16), and a private-use one.
+        "CP\u{0378}X",
+        "CP\u{E000}X",
+    ];
 
     #[test]
-    fn look_alike_and_path_like_identities_are_refused() {
-        for good in ["CP1", "RDAM 123", "été", "CP:1", "a.b", "...", "x\u{00A0}y"] {
-            assert!(is_valid_identity(good), "{good:?}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            " CP1",
-            "CP1 ",
-            "CP1\u{00A0}",
-            "\u{3000}CP1",
-            "CP\u{202E}1",
-            "CP\u{200B}1",
-            "\u{FEFF}CP1",
-            "CP\u{2028}1",
-            "CP\u{2029}1",
-            "CP\u{2066}1",
-            "CP\u{00AD}1",
-            "CP\u{E0041}1",
-            "CP\n1",
-            "CP\u{7F}1",
-            "CP\u{85}1",
-            "a/b",
+    fn identifier_string_by_default() {
+        let rule = IdentityRule::default();
+        assert_eq!(rule, IdentityRule::IdentifierString);
+        for good in [
+            "CP1",
+            "CP:1",
+            "a.b",
+            "...",
+            "*-_=:+|@.",
+            "RDAM-123",
+            "x@y|z",
         ] {
-            assert!(!is_valid_identity(bad), "{bad:?}");
+            assert!(rule.allows(good), "{good:?}");
         }
-        assert!(is_valid_identity(&"x".repeat(48)));
-        assert!(!is_valid_identity(&"x".repeat(49)));
+        for bad in ["été", "CP#1", "CP~1", "CP(1)", "ÖKO1", "充电桩1"] {
+            assert!(!rule.allows(bad), "{bad:?}");
+        }
+        for bad in NEVER {
+            assert!(!rule.allows(bad), "{bad:?}");
+        }
+        assert!(rule.allows(&"x".repeat(48)));
+        assert!(!rule.allows(&"x".repeat(49)));
+    }
+
+    #[test]
+    fn unicode_letters_marks_and_digits_but_no_fillers() {
+        let rule = IdentityRule::Unicode;
+        for good in [
+            "CP1",
+            "été",
+            "e\u{0301}te",
+            "ÖKO-1",
+            "充电桩1",
+            "ポイント",
+            "٣٤",
+            "CP:1",
+        ] {
+            assert!(rule.allows(good), "{good:?}");
+        }
+        for bad in NEVER {
+            assert!(!rule.allows(bad), "{bad:?}");
+        }
+        assert!(rule.allows(&"é".repeat(48)));
+        assert!(!rule.allows(&"é".repeat(49)));
+        assert!(is_valid_identity("été") && !is_valid_identity("CP\u{3164}X"));
+        for rule in [IdentityRule::IdentifierString, IdentityRule::Unicode] {
+            assert_eq!(IdentityRule::from_name(rule.as_str()), Some(rule));
+        }
+        assert_eq!(IdentityRule::from_name("ascii"), None);
     }
 }

@@ -76,7 +76,7 @@ fn credential_prints_a_line_the_gateway_verifies() {
             .unwrap();
         child.wait_with_output().unwrap()
     };
-    let out = run(&["credential", "CP 7"], "a-sixteen-byte-k\n");
+    let out = run(&["credential", "CP:7"], "a-sixteen-byte-k\n");
     assert!(
         out.status.success(),
         "{}",
@@ -88,7 +88,7 @@ fn credential_prints_a_line_the_gateway_verifies() {
     let path = dir.join("credentials");
     std::fs::write(&path, &line).unwrap();
     let store = ocpp_gateway::security::credentials::Credentials::load(&path).unwrap();
-    assert!(store.verify("CP 7", b"a-sixteen-byte-k"));
+    assert!(store.verify("CP:7", b"a-sixteen-byte-k"));
 
     let out = run(
         &["credential", "CP8", "--hex"],
@@ -108,6 +108,8 @@ fn credential_prints_a_line_the_gateway_verifies() {
         (&["credential", "CP8", "--hex"][..], "zz\n"),
         (&["credential", "CP8"][..], "short\n"),
         (&["credential", " CP8"][..], "a-sixteen-byte-k\n"),
+        (&["credential", "CP 8"][..], "a-sixteen-byte-k\n"),
+        (&["credential", "CP\u{3164}8"][..], "a-sixteen-byte-k\n"),
         (&["credential"][..], ""),
     ] {
         assert_eq!(run(args, stdin).status.code(), Some(2), "{args:?}");

@@ -164,6 +164,8 @@ fn a_warm_heartbeat_round_trip_allocates_nothing() {
         seq: 1,
         peer: "127.0.0.1:40000".parse().unwrap(),
         auth: ocpp_gateway::security::Auth::None,
+        profile: ocpp_gateway::security::Profile::Unsecured,
+        pinned: false,
     });
     let boot = r#"[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]"#;
     batch.push_message(conn, &cp, boot, Instant::now());

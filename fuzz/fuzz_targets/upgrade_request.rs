@@ -8,8 +8,9 @@ use ocpp_gateway::net::upgrade::{self, Parsed};
 fuzz_target!(|data: &[u8]| {
     if let Parsed::Upgrade { request, len } = upgrade::parse(data) {
         assert!(len <= data.len());
-        let _ = upgrade::charge_point_id("/ocpp", request.path);
-        let _ = upgrade::charge_point_id("", request.path);
+        let strict = ocpp_gateway::types::IdentityRule::IdentifierString;
+        let _ = upgrade::charge_point_id("/ocpp", request.path, strict);
+        let _ = upgrade::charge_point_id("", request.path, ocpp_gateway::types::IdentityRule::Unicode);
         let mut out = Vec::new();
         upgrade::write_switching(&mut out, request.key, request.ocpp16);
     }

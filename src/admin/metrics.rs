@@ -155,6 +155,30 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         o.sample("ocpp_gateway_auth_failures_total", &[("kind", kind)], n);
     }
     o.single(
+        "ocpp_gateway_auth_lockouts_total",
+        "counter",
+        "Times an address was locked out for too many failed authentications (security.lockout_*).",
+        s.auth_lockouts,
+    );
+    o.single(
+        "ocpp_gateway_locked_out_refusals_total",
+        "counter",
+        "Upgrades refused with 429 because their address was locked out.",
+        s.locked_out_refusals,
+    );
+    o.single(
+        "ocpp_gateway_refusals_unjournaled_total",
+        "counter",
+        "Refused upgrades over their address's journal allowance (security.journaled_refusals): counted, not journaled.",
+        s.refusals_unjournaled,
+    );
+    o.single(
+        "ocpp_gateway_profile_refusals_total",
+        "counter",
+        "Identities refused (403) or closed (1008) on a listener below the security profile they must use.",
+        s.profile_refusals,
+    );
+    o.single(
         "ocpp_gateway_takeovers_refused_total",
         "counter",
         "Unauthenticated connections closed because an authenticated one holds the identity.",

@@ -18,6 +18,7 @@
 mod api;
 pub mod health;
 pub mod http;
+mod lockouts;
 pub mod metrics;
 mod router;
 mod server;

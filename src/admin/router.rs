@@ -37,15 +37,19 @@ impl AdminLoop {
             (_, ["metrics"]) => allow("GET"),
             ("GET", ["api", "v1", "chargepoints"]) => self.list(&request.query),
             (_, ["api", "v1", "chargepoints"]) => allow("GET"),
+            ("GET", ["api", "v1", "security", "lockouts"]) => Handled::Respond(self.lockouts()),
+            (_, ["api", "v1", "security", "lockouts"]) => allow("GET"),
             ("GET", ["api", "v1", "cluster", "chargepoints"]) => self.cluster_list(&request.query),
             (_, ["api", "v1", "cluster", "chargepoints"]) => allow("GET"),
             (method, ["api", "v1", "chargepoints", id, rest @ ..]) => {
-                if !crate::types::is_valid_identity(id) {
+                let rule = self.parts.config.ocpp.identity_charset;
+                if !rule.allows(id) {
                     return Handled::Respond(Response::error(
                         400,
                         &format!(
-                            "a charge point id has 1 to {MAX_CHARGE_POINT_ID_LEN} characters, \
-                             no control or invisible ones, no spaces at either end"
+                            "a charge point id has 1 to {MAX_CHARGE_POINT_ID_LEN} characters \
+                             that ocpp.identity_charset ({}) allows",
+                            rule.as_str()
                         ),
                     ));
                 }

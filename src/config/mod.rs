@@ -20,6 +20,8 @@ use serde::Deserialize;
 use crate::ocpp::v16::{DataTransferStatus, RegistrationStatus};
 use crate::security::Profile;
 use crate::security::certificates::CertFiles;
+use crate::security::lockout::LockoutRule;
+use crate::types::IdentityRule;
 use raw::RawConfig;
 use validate::{check_token, validate};
 
@@ -33,6 +35,13 @@ pub const DEFAULT_PROXY_PROTOCOL: bool = false;
 
 pub const DEFAULT_SECURITY_PROFILE: Profile = Profile::Unsecured;
 pub const DEFAULT_CHECK_SERIAL_NUMBER: bool = false;
+pub const DEFAULT_MIN_PROFILE: Profile = Profile::Unsecured;
+pub const DEFAULT_LOCKOUT_FAILURES: u32 = 10;
+pub const DEFAULT_LOCKOUT_WINDOW: Duration = Duration::from_secs(60);
+pub const DEFAULT_LOCKOUT_TIME: Duration = Duration::from_secs(10);
+pub const DEFAULT_LOCKOUT_MAX_TIME: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_LOCKOUT_TABLE: usize = 65_536;
+pub const DEFAULT_JOURNALED_REFUSALS: u32 = 20;
 
 pub const DEFAULT_PATH_PREFIX: &str = "/ocpp";
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +63,7 @@ pub const DEFAULT_MAX_PIPELINED_CALLS: u16 = 4;
 pub const DEFAULT_MAX_CALLS_PER_SECOND: u32 = 20;
 pub const DEFAULT_CALL_BURST: u32 = 40;
 pub const DEFAULT_BOOT_STATUS: RegistrationStatus = RegistrationStatus::Accepted;
+pub const DEFAULT_IDENTITY_CHARSET: IdentityRule = IdentityRule::IdentifierString;
 pub const DEFAULT_DATA_TRANSFER_STATUS: DataTransferStatus = DataTransferStatus::UnknownVendorId;
 pub const DEFAULT_TRANSACTION_ID_FILE: &str = "ocpp-gateway.transaction-id";
 pub const DEFAULT_STATE_FILE: &str = "ocpp-gateway.state";
@@ -178,6 +188,11 @@ pub struct SecurityConfig {
     pub client_ca: Option<PathBuf>,
     /// Profile 3: a BootNotification whose serial number is not the certificate CN is Rejected.
     pub check_serial_number: bool,
+    /// No identity is served on a listener below this profile (unless its credentials line
+    /// says otherwise).
+    pub min_profile: Profile,
+    /// The brake on guessing, and how many refusals per address are journaled.
+    pub lockout: LockoutRule,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -353,6 +368,9 @@ pub struct OcppConfig {
     pub allowed_charge_points: Option<PathBuf>,
     /// With an allow-list: refuse unknown identities at the handshake with HTTP 404.
     pub refuse_unknown_at_handshake: bool,
+    /// Which characters an identity may have: checked at the upgrade (404 otherwise), by the
+    /// operator API (400) and in the credentials file.
+    pub identity_charset: IdentityRule,
     /// TOML file of authorized idTags (None: every idTag is Accepted).
     pub id_tags: Option<PathBuf>,
     /// The status answered to a DataTransfer from a charge point.
@@ -582,6 +600,20 @@ mod tests {
                 "listeners.listen",
             ),
             ("[[listeners]]\nprofile = 1", "listeners.listen"),
+            ("[security]\nmin_profile = 4", "security.min_profile"),
+            (
+                "[security]\nlockout_window = \"0s\"",
+                "security.lockout_window",
+            ),
+            (
+                "[security]\nlockout_time = \"1h\"",
+                "security.lockout_max_time",
+            ),
+            ("[security]\nlockout_table = 1", "security.lockout_table"),
+            (
+                "[ocpp]\nidentity_charset = \"ascii\"",
+                "ocpp.identity_charset",
+            ),
         ] {
             let text = parse(toml).unwrap_err().to_string();
             assert!(text.contains(key), "{toml:?} gave {text}");

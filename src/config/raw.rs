@@ -82,6 +82,13 @@ pub struct RawSecurity {
     pub tls_key: Option<OneOrMany>,
     pub client_ca: Option<String>,
     pub check_serial_number: Option<bool>,
+    pub min_profile: Option<u8>,
+    pub lockout_failures: Option<u32>,
+    pub lockout_window: Option<String>,
+    pub lockout_time: Option<String>,
+    pub lockout_max_time: Option<String>,
+    pub lockout_table: Option<usize>,
+    pub journaled_refusals: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +188,7 @@ pub struct RawOcpp {
     pub boot_status: Option<RegistrationStatus>,
     pub allowed_charge_points: Option<String>,
     pub refuse_unknown_at_handshake: Option<bool>,
+    pub identity_charset: Option<String>,
     pub id_tags: Option<String>,
     pub data_transfer_status: Option<DataTransferStatus>,
     pub transaction_id_file: Option<String>,

@@ -405,6 +405,23 @@ fn security(
             "a profile 2 or 3 listener needs a certificate and its key (security.tls_key)".into(),
         ));
     }
+    let lockout_first = check.duration_min(
+        "security.lockout_time",
+        s.lockout_time,
+        DEFAULT_LOCKOUT_TIME,
+        Duration::from_secs(1),
+    )?;
+    let lockout_max = check.duration(
+        "security.lockout_max_time",
+        s.lockout_max_time,
+        DEFAULT_LOCKOUT_MAX_TIME,
+    )?;
+    if lockout_max < lockout_first {
+        return Err(check.invalid(
+            "security.lockout_max_time",
+            format!("{lockout_max:?} is shorter than security.lockout_time ({lockout_first:?})"),
+        ));
+    }
     let client_ca = file(s.client_ca);
     if client_ca.is_none() && profiles.contains(&Profile::MutualTls) {
         return Err(check.invalid(
@@ -425,6 +442,27 @@ fn security(
             .collect(),
         client_ca,
         check_serial_number: s.check_serial_number.unwrap_or(DEFAULT_CHECK_SERIAL_NUMBER),
+        min_profile: match s.min_profile {
+            None => DEFAULT_MIN_PROFILE,
+            Some(_) => profile(check, "security.min_profile", s.min_profile)?,
+        },
+        lockout: LockoutRule {
+            failures: s.lockout_failures.unwrap_or(DEFAULT_LOCKOUT_FAILURES),
+            window: check.duration_min(
+                "security.lockout_window",
+                s.lockout_window,
+                DEFAULT_LOCKOUT_WINDOW,
+                Duration::from_secs(1),
+            )?,
+            first: lockout_first,
+            max: lockout_max,
+            table: check.within(
+                "security.lockout_table",
+                s.lockout_table.unwrap_or(DEFAULT_LOCKOUT_TABLE),
+                16..=16_777_216,
+            )?,
+            journaled: s.journaled_refusals.unwrap_or(DEFAULT_JOURNALED_REFUSALS),
+        },
     })
 }
 
@@ -603,6 +641,15 @@ fn ocpp(check: &Check<'_>, o: RawOcpp) -> Result<OcppConfig, ConfigError> {
             "needs ocpp.allowed_charge_points (a file of identities)".into(),
         ));
     }
+    let identity_charset = match o.identity_charset.as_deref() {
+        None => DEFAULT_IDENTITY_CHARSET,
+        Some(name) => IdentityRule::from_name(name).ok_or_else(|| {
+            check.invalid(
+                "ocpp.identity_charset",
+                format!("{name:?} is neither \"identifier_string\" nor \"unicode\""),
+            )
+        })?,
+    };
     Ok(OcppConfig {
         heartbeat_interval,
         message_timeout,
@@ -613,6 +660,7 @@ fn ocpp(check: &Check<'_>, o: RawOcpp) -> Result<OcppConfig, ConfigError> {
         boot_status: o.boot_status.unwrap_or(DEFAULT_BOOT_STATUS),
         allowed_charge_points,
         refuse_unknown_at_handshake,
+        identity_charset,
         id_tags: file(o.id_tags),
         data_transfer_status: o
             .data_transfer_status

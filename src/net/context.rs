@@ -23,7 +23,7 @@ use crate::rng::Rng;
 use crate::security::certificates::ServerConfigs;
 use crate::security::{Profile, Security};
 use crate::stats::{LoopLabelled, LoopStats, Stats};
-use crate::types::{ChargePointId, ConnId};
+use crate::types::{ChargePointId, ConnId, IdentityRule};
 use crate::warn_budget::WarnBudget;
 
 /// Bytes of the per-loop read buffer: one read takes at most this much.
@@ -59,6 +59,8 @@ pub enum TimerEvent {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub path_prefix: Arc<str>,
+    /// Which identities the URL may name (`ocpp.identity_charset`).
+    pub identities: IdentityRule,
     pub max_message: usize,
     pub handshake_timeout: Duration,
     pub ping_interval: Duration,
@@ -81,6 +83,7 @@ impl Limits {
         let ws = &config.websocket;
         Limits {
             path_prefix: ws.path_prefix.as_str().into(),
+            identities: config.ocpp.identity_charset,
             max_message: ws.max_message_size,
             handshake_timeout: ws.handshake_timeout,
             ping_interval: ws.ping_interval,

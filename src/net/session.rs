@@ -861,19 +861,21 @@ impl Connection {
             };
             return Consumed::Stopped(data.len(), self.refuse(cx, refusal));
         }
-        let id = upgrade::charge_point_id(&cx.limits.path_prefix, request.path).filter(|id| {
-            cx.known_identities
-                .as_ref()
-                .is_none_or(|known| known.contains(id))
-        });
+        let id =
+            upgrade::charge_point_id(&cx.limits.path_prefix, request.path, cx.limits.identities)
+                .filter(|id| {
+                    cx.known_identities
+                        .as_ref()
+                        .is_none_or(|known| known.contains(id))
+                });
         let Some(id) = id else {
             return Consumed::Stopped(data.len(), self.refuse(cx, Refusal::NotFound));
         };
         if self.transport.tls().is_some() {
             cx.stats().tls_handshakes.inc();
         }
-        let auth = match self.authenticate(cx, &id, request.authorization) {
-            Ok(auth) => auth,
+        let (auth, pinned) = match self.authenticate(cx, &id, request.authorization) {
+            Ok(proof) => proof,
             Err(refusal) => return Consumed::Stopped(data.len(), self.refuse(cx, refusal)),
         };
         let ocpp16 = request.ocpp16;
@@ -926,6 +928,8 @@ impl Connection {
                 seq,
                 peer: upgrading.peer,
                 auth,
+                profile: upgrading.profile,
+                pinned,
             },
         );
         self.phase = Phase::Open(Session::new(cp, processor, cx.now_ms()));
@@ -935,55 +939,84 @@ impl Connection {
     }
 
     /// Checks that the connection is `id`'s, as its listener's profile requires: Basic auth
-    /// (profiles 1 and 2) or the client certificate's CN (3). A refusal is counted, journaled
-    /// (why, never the password) and logged within the loop's warning budget.
+    /// (profiles 1 and 2) or the client certificate's CN (3), on a listener no lower than the
+    /// identity must use ([`security::required_profile`]). An address locked out for its
+    /// failures is refused first, before any hashing. A refusal is counted, journaled (why,
+    /// never the password) within its address's allowance, and logged within the loop's
+    /// warning budget. On success: how the connection proved the identity, and whether its
+    /// credentials line pins its profile (then the processor does not apply the one remembered).
     fn authenticate(
         &self,
         cx: &mut LoopContext,
         id: &str,
         authorization: Option<&[u8]>,
-    ) -> Result<Auth, Refusal> {
+    ) -> Result<(Auth, bool), Refusal> {
         let Phase::Upgrading(upgrading) = &self.phase else {
             return Err(Refusal::BadRequest);
         };
-        let checked = match upgrading.profile {
-            Profile::Unsecured => return Ok(Auth::None),
-            Profile::BasicAuth | Profile::TlsBasicAuth => match &cx.security.credentials {
-                Some(credentials) => {
-                    security::check_basic(credentials, id, authorization).map(|()| Auth::Password)
+        let (peer, profile) = (upgrading.peer, upgrading.profile);
+        if profile != Profile::Unsecured
+            && let Some(retry_after_secs) = cx.security.lockouts.locked(peer.ip(), cx.now)
+        {
+            cx.stats().locked_out_refusals.inc();
+            return Err(Refusal::TooManyFailures { retry_after_secs });
+        }
+        let (required, pinned) = security::required_profile(&cx.security, id);
+        let checked = if profile < required {
+            Err(AuthFailure::ProfileTooLow)
+        } else {
+            match profile {
+                Profile::Unsecured => Ok(Auth::None),
+                Profile::BasicAuth | Profile::TlsBasicAuth => match &cx.security.credentials {
+                    Some(credentials) => security::check_basic(credentials, id, authorization)
+                        .map(|()| Auth::Password),
+                    None => Err(AuthFailure::WrongPassword),
+                },
+                Profile::MutualTls => {
+                    let presented = self.transport.tls().map(|t| t.client_certificate());
+                    security::check_certificate(id, presented).map(|()| Auth::Certificate)
                 }
-                None => Err(AuthFailure::WrongPassword),
-            },
-            Profile::MutualTls => {
-                let presented = self.transport.tls().map(|t| t.client_certificate());
-                security::check_certificate(id, presented).map(|()| Auth::Certificate)
             }
         };
         let failure = match checked {
-            Ok(auth) => return Ok(auth),
+            Ok(auth) => return Ok((auth, pinned)),
             Err(failure) => failure,
         };
-        let (refusal, counter) = if failure.forbidden() {
+        let (refusal, counter) = if failure == AuthFailure::ProfileTooLow {
+            (Refusal::ProfileTooLow, &cx.stats().profile_refusals)
+        } else if failure.forbidden() {
             (Refusal::Forbidden, &cx.stats().certificate_mismatches)
         } else {
             (Refusal::Unauthorized, &cx.stats().auth_failures)
         };
         counter.inc();
+        // Accounted to the address, never to the identity it names.
+        let refused = cx.security.lockouts.refused(peer.ip(), cx.now);
+        if let Some(seconds) = refused.locked_for {
+            cx.stats().auth_lockouts.inc();
+            if cx.warnings.allow(cx.now_ms()) {
+                warn!(
+                    "loop={} peer={peer} locked out for {seconds} s: too many failed authentications",
+                    cx.index
+                );
+            }
+        }
         if cx.warnings.allow(cx.now_ms()) {
             warn!(
-                "cp={id} loop={} peer={} refused ({}): {failure}",
+                "cp={id} loop={} peer={peer} refused ({}): {failure}",
                 cx.index,
-                upgrading.peer,
                 refusal.status()
             );
         }
-        if cx.journal {
+        if !refused.journal {
+            cx.stats().refusals_unjournaled.inc();
+        } else if cx.journal {
             let cp: ChargePointId = id.into();
             let event = Event {
                 at: std::time::SystemTime::now(),
                 cp: &cp,
                 kind: EventKind::Refused {
-                    peer: upgrading.peer,
+                    peer,
                     status: refusal.status(),
                     reason: failure.as_str(),
                 },

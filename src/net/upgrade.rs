@@ -19,7 +19,7 @@
 use percent_encoding::percent_decode_str;
 
 use crate::ocpp::SUBPROTOCOL;
-use crate::types::is_valid_identity;
+use crate::types::IdentityRule;
 
 /// The largest request head accepted, in bytes.
 pub const MAX_REQUEST: usize = 8 * 1024;
@@ -67,6 +67,12 @@ pub enum Refusal {
     ServiceUnavailable {
         retry_after_secs: u32,
     },
+    /// Too many failed authentications from the client's address (`security.lockout_*`).
+    TooManyFailures {
+        retry_after_secs: u32,
+    },
+    /// The identity must connect with a higher security profile than this listener's.
+    ProfileTooLow,
 }
 
 impl Refusal {
@@ -80,6 +86,8 @@ impl Refusal {
             Refusal::Forbidden => 403,
             Refusal::UpgradeRequired => 426,
             Refusal::ServiceUnavailable { .. } => 503,
+            Refusal::TooManyFailures { .. } => 429,
+            Refusal::ProfileTooLow => 403,
         }
     }
 
@@ -121,6 +129,16 @@ impl Refusal {
                 "503 Service Unavailable",
                 format!("Retry-After: {retry_after_secs}\r\n"),
                 "server is full\n",
+            ),
+            Refusal::TooManyFailures { retry_after_secs } => (
+                "429 Too Many Requests",
+                format!("Retry-After: {retry_after_secs}\r\n"),
+                "too many failed authentications from this address\n",
+            ),
+            Refusal::ProfileTooLow => (
+                "403 Forbidden",
+                String::new(),
+                "this charge point must use a higher security profile\n",
             ),
         };
         let head = format!(
@@ -236,14 +254,14 @@ pub fn write_switching(out: &mut Vec<u8>, key: &[u8], ocpp16: bool) {
 
 /// The identity in `path` (`{prefix}/{percent-encoded id}`), or None when the path is not a
 /// charge point URL: wrong prefix, a `/` in the rest, not UTF-8 once decoded, or not an
-/// acceptable identity ([`is_valid_identity`]).
-pub fn charge_point_id(prefix: &str, path: &str) -> Option<String> {
+/// identity `rule` allows.
+pub fn charge_point_id(prefix: &str, path: &str, rule: IdentityRule) -> Option<String> {
     let encoded = path.strip_prefix(prefix)?.strip_prefix('/')?;
     if encoded.is_empty() || encoded.contains('/') || !well_formed_escapes(encoded) {
         return None;
     }
     let id = percent_decode_str(encoded).decode_utf8().ok()?;
-    is_valid_identity(&id).then(|| id.into_owned())
+    rule.allows(&id).then(|| id.into_owned())
 }
 
 /// Every `%` starts a two-hex-digit escape (percent-decoding alone would pass a stray `%`).
@@ -345,6 +363,10 @@ mod tests {
             Refusal::ServiceUnavailable {
                 retry_after_secs: 17,
             },
+            Refusal::TooManyFailures {
+                retry_after_secs: 9,
+            },
+            Refusal::ProfileTooLow,
         ] {
             let mut out = Vec::new();
             refusal.write(&mut out);
@@ -361,19 +383,26 @@ mod tests {
         }
     }
 
+    const STRICT: IdentityRule = IdentityRule::IdentifierString;
+    const WIDE: IdentityRule = IdentityRule::Unicode;
+
     #[test]
     fn plain_and_percent_encoded_ids() {
         assert_eq!(
-            charge_point_id("/ocpp", "/ocpp/CP1").as_deref(),
+            charge_point_id("/ocpp", "/ocpp/CP1", STRICT).as_deref(),
             Some("CP1")
         );
         assert_eq!(
-            charge_point_id("/ocpp", "/ocpp/RDAM%20123").as_deref(),
-            Some("RDAM 123")
+            charge_point_id("/ocpp", "/ocpp/RDAM%2D123", STRICT).as_deref(),
+            Some("RDAM-123")
         );
-        assert_eq!(charge_point_id("", "/CP-7").as_deref(), Some("CP-7"));
         assert_eq!(
-            charge_point_id("/a/b", "/a/b/%C3%A9t%C3%A9").as_deref(),
+            charge_point_id("", "/CP-7", STRICT).as_deref(),
+            Some("CP-7")
+        );
+        assert_eq!(charge_point_id("/a/b", "/a/b/%C3%A9t%C3%A9", STRICT), None);
+        assert_eq!(
+            charge_point_id("/a/b", "/a/b/%C3%A9t%C3%A9", WIDE).as_deref(),
             Some("été")
         );
     }
@@ -382,7 +411,7 @@ mod tests {
     fn rejects_what_is_not_a_charge_point_path() {
         let too_long = format!("/ocpp/{}", "x".repeat(MAX_CHARGE_POINT_ID_LEN + 1));
         let longest = format!("/ocpp/{}", "x".repeat(MAX_CHARGE_POINT_ID_LEN));
-        assert!(charge_point_id("/ocpp", &longest).is_some());
+        assert!(charge_point_id("/ocpp", &longest, STRICT).is_some());
         for path in [
             "/",
             "/ocpp",
@@ -402,13 +431,18 @@ mod tests {
             "/ocpp/%2E%2E",
             "/ocpp/%20CP1",
             "/ocpp/CP1%20",
+            "/ocpp/RDAM%20123",
             "/ocpp/CP%E2%80%AE1",
             "/ocpp/CP%E2%80%8B1",
             "/ocpp/%EF%BB%BFCP1",
             "/ocpp/CP%E2%80%A81",
+            "/ocpp/CP%E3%85%A4X",
+            "/ocpp/CP%CD%8FX",
+            "/ocpp/CP%EF%B8%8FX",
             too_long.as_str(),
         ] {
-            assert_eq!(charge_point_id("/ocpp", path), None, "{path}");
+            assert_eq!(charge_point_id("/ocpp", path, STRICT), None, "{path}");
+            assert_eq!(charge_point_id("/ocpp", path, WIDE), None, "{path}");
         }
     }
 }

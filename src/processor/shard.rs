@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use log::{debug, info, warn};
 use serde_json::value::RawValue;
 
-use crate::batch::{Entry, FrameBatch, ReplyBatch};
+use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
 use crate::clock::WallClock;
 use crate::cluster::{ClusterSender, Lookup, Op as ClusterOp, epoch_ms};
 use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, HeldAnswers, is_billing};
@@ -32,7 +32,7 @@ use crate::ocpp::v16::Action;
 use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration};
 use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
 use crate::query::{ChargePointView, ConnectorView, Filter};
-use crate::security::Auth;
+use crate::security::{Auth, Profile};
 use crate::state::{Change, Restored, Saved, StateBatch, StateSender};
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
 use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId};
@@ -51,6 +51,11 @@ struct ChargePoint {
     state: ChargePointState,
     /// Its allowance of journal bytes.
     journal: JournalBudget,
+    /// The highest security profile it authenticated at (remembered across restarts): it is
+    /// never served below it again, unless its credentials line pins a lower one.
+    profile: Profile,
+    /// The live connection's listener profile, and whether its credentials pin the floor.
+    listener: (Profile, bool),
     /// What only the operator API reads: boxed, so the map entry every message touches stays
     /// small (measured: inline, these fields cost ~200 bytes per charge point in map slack).
     seen: Box<Seen>,
@@ -105,6 +110,7 @@ fn changes_state(action: Action) -> bool {
 /// otherwise (it boots again after a restart).
 fn saved_record(entry: &ChargePoint) -> Option<Saved> {
     (entry.state.registration == Registration::Accepted).then(|| Saved {
+        profile: entry.profile.number(),
         boot: entry.seen.boot.clone(),
         connectors: entry.state.connectors.clone(),
         open_transaction: entry.state.open_transaction,
@@ -288,6 +294,8 @@ impl Shard {
                         ..ChargePointState::default()
                     },
                     journal: JournalBudget::default(),
+                    profile: Profile::from_number(saved.profile).unwrap_or_default(),
+                    listener: (Profile::Unsecured, false),
                     seen: Box::new(Seen {
                         peer: None,
                         since,
@@ -405,6 +413,22 @@ impl Shard {
             },
             held.len()
         );
+        if let Lookup::Found(saved) = &lookup
+            && let Some(remembered) = Profile::from_number(saved.profile)
+            && remembered > entry.profile
+        {
+            entry.profile = remembered;
+            let (listener, pinned) = entry.listener;
+            if !pinned && listener < remembered {
+                // Authenticated at a higher profile on some node before: not served here (its
+                // held messages go unanswered with it).
+                let refused = entry.conn.zip(entry.seen.peer);
+                if let Some((conn, peer)) = refused {
+                    self.refuse_below_profile(cp, conn, peer, (listener, remembered), out);
+                }
+                return;
+            }
+        }
         if let Lookup::Found(saved) = lookup
             && !entry.dirty
         {
@@ -438,7 +462,9 @@ impl Shard {
                     seq,
                     peer,
                     auth,
-                } => self.connected(*conn, cp, (*seq, *auth), *peer, out),
+                    profile,
+                    pinned,
+                } => self.connected(*conn, cp, (*seq, *auth, (*profile, *pinned)), *peer, out),
                 Entry::Message {
                     conn,
                     cp,
@@ -472,11 +498,15 @@ impl Shard {
                 }
                 Entry::Stashed { cp, at, event } => {
                     if let Some(writer) = out.writer.as_deref_mut() {
-                        // The charge point's allowance, or (refusals of identities that never
-                        // connected) one shared by all of those.
+                        // The charge point's allowance for its own lines. Refusals at the
+                        // upgrade were already limited per source address by the loop; what
+                        // gets here shares one allowance, never the identity's they name (or
+                        // anyone who knows an identity could silence it).
                         let budget = match self.charge_points.get_mut(cp) {
-                            Some(entry) => &mut entry.journal,
-                            None => &mut self.strangers,
+                            Some(entry) if !matches!(event, Stashed::Refused { .. }) => {
+                                &mut entry.journal
+                            }
+                            _ => &mut self.strangers,
                         };
                         let mut journaling = Journaling {
                             writer,
@@ -504,19 +534,62 @@ impl Shard {
         self.charge_points.get(cp).and_then(|entry| entry.conn)
     }
 
-    /// A connection of `cp` (`seq` orders it, `auth` says how it proved the identity).
+    /// Closes `conn` of `cp` (1008), which connected on a `listener` profile below the one it
+    /// authenticated at before (`remembered`): counted, journaled, logged within the budget.
+    fn refuse_below_profile(
+        &mut self,
+        cp: &ChargePointId,
+        conn: ConnId,
+        peer: SocketAddr,
+        (listener, remembered): (Profile, Profile),
+        out: &mut Outputs<'_>,
+    ) {
+        self.stats().profile_refusals.inc();
+        let now_ms = self.origin.elapsed().as_millis() as u64;
+        if self.warnings.allow(now_ms) {
+            warn!(
+                "cp={cp} connection from {peer} on a profile {} listener closed: it authenticated at profile {} before",
+                listener.number(),
+                remembered.number()
+            );
+        }
+        if let Some(writer) = out.writer.as_deref_mut() {
+            writer.record(&Event {
+                at: SystemTime::now(),
+                cp,
+                kind: EventKind::Refused {
+                    peer,
+                    status: 1008,
+                    reason: "profile_too_low",
+                },
+            });
+        }
+        out.closes.push((conn, CloseReason::ProfileTooLow));
+    }
+
+    /// A connection of `cp` (`seq` orders it, `auth` says how it proved the identity, `listener`
+    /// is its listener's profile and whether the identity's credentials pin its floor).
     fn connected(
         &mut self,
         conn: ConnId,
         cp: &ChargePointId,
-        (seq, auth): (u64, Auth),
+        (seq, auth, listener): (u64, Auth, (Profile, bool)),
         peer: SocketAddr,
         out: &mut Outputs<'_>,
     ) {
         let now = SystemTime::now();
+        let (profile, pinned) = listener;
+        let keeps_state = self.keeps_state();
         let loser = match self.charge_points.get_mut(cp) {
             // A connection older than the one we hold arrived late: it loses.
             Some(held) if held.seq > seq => Some(conn),
+            // Never served below the profile it authenticated at (the whitepaper forbids going
+            // down a profile), unless its credentials line says so.
+            Some(held) if !pinned && profile < held.profile => {
+                let remembered = held.profile;
+                self.refuse_below_profile(cp, conn, peer, (profile, remembered), out);
+                return;
+            }
             // Never taken over by a connection that did not authenticate.
             Some(held)
                 if held.conn.is_some() && held.state.auth != Auth::None && auth == Auth::None =>
@@ -533,6 +606,17 @@ impl Shard {
                 held.held = None; // the old connection's messages: nobody left to answer
                 held.seq = seq;
                 held.state.auth = auth;
+                held.listener = listener;
+                if auth != Auth::None && profile > held.profile {
+                    held.profile = profile;
+                    if keeps_state
+                        && held.state.registration == Registration::Accepted
+                        && !held.dirty
+                    {
+                        held.dirty = true;
+                        self.dirty.push(ChargePointId::clone(cp));
+                    }
+                }
                 held.seen.peer = Some(peer);
                 held.seen.since = now;
                 if old.is_none() {
@@ -551,6 +635,12 @@ impl Shard {
                             ..ChargePointState::default()
                         },
                         journal: JournalBudget::default(),
+                        profile: if auth == Auth::None {
+                            Profile::Unsecured
+                        } else {
+                            profile
+                        },
+                        listener,
                         seen: Box::new(Seen {
                             peer: Some(peer),
                             since: now,
@@ -1019,6 +1109,7 @@ impl Shard {
             remote_address: entry.seen.peer.map(|p| p.to_string()),
             loop_index: entry.conn.map(|c| c.loop_index),
             authenticated_by: entry.state.auth.as_str(),
+            authenticated_profile: entry.profile.number(),
             journal_lines_suppressed: entry.seen.journal_suppressed,
             rate_limited: entry.seen.rate_limited,
             registration: match entry.state.registration {

@@ -9,7 +9,10 @@
 //! showing as equal hashes; `ring::hmac::verify` compares in constant time.
 //!
 //! The file (`security.credentials`) has one line per charge point, later lines replacing
-//! earlier ones: `identity<TAB>salt-hex<TAB>hmac-hex`, `#` comments and blank lines ignored.
+//! earlier ones: `identity<TAB>salt-hex<TAB>hmac-hex`, optionally followed by
+//! `<TAB>min_profile=N` (the lowest security profile the charge point is served on, whatever
+//! `security.min_profile` says and whatever it authenticated at before); `#` comments and blank
+//! lines ignored.
 //! Setting a key through the operator API appends a line and syncs it before answering, so an
 //! acknowledged change survives a crash; loading (at start and on SIGHUP) compacts a file whose
 //! replaced lines outnumber the live ones.
@@ -22,6 +25,9 @@ use std::sync::{Mutex, RwLock};
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::security::Profile;
+use crate::types::IdentityRule;
 
 /// Bytes of salt per charge point.
 const SALT_LEN: usize = 16;
@@ -64,6 +70,8 @@ pub enum CredentialsError {
 pub struct Credential {
     salt: [u8; SALT_LEN],
     hash: [u8; HASH_LEN],
+    /// `min_profile=N`: the identity's own lowest profile.
+    pub min_profile: Option<Profile>,
 }
 
 impl Credential {
@@ -80,7 +88,11 @@ impl Credential {
         let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &salt), key);
         let mut hash = [0u8; HASH_LEN];
         hash.copy_from_slice(tag.as_ref());
-        Credential { salt, hash }
+        Credential {
+            salt,
+            hash,
+            min_profile: None,
+        }
     }
 
     /// Whether `password` is the key, in constant time.
@@ -91,23 +103,48 @@ impl Credential {
 
     /// The file line for `identity` (without the newline).
     pub fn line(&self, identity: &str) -> String {
-        format!("{identity}\t{}\t{}", hex(&self.salt), hex(&self.hash))
+        let mut line = format!("{identity}\t{}\t{}", hex(&self.salt), hex(&self.hash));
+        if let Some(profile) = self.min_profile {
+            line.push_str(&format!("\tmin_profile={}", profile.number()));
+        }
+        line
     }
 
-    /// Reads a file line (`identity<TAB>salt-hex<TAB>hmac-hex`).
+    /// Reads a file line (`identity<TAB>salt-hex<TAB>hmac-hex[<TAB>min_profile=N]`).
     pub fn parse(line: &str) -> Result<(&str, Credential), &'static str> {
         let mut fields = line.split('\t');
-        let (Some(id), Some(salt), Some(hash), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(id), Some(salt), Some(hash), extra, None) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
             return Err("expected identity, salt and hash separated by tabs");
+        };
+        let min_profile = match extra {
+            None => None,
+            Some(field) => Some(
+                field
+                    .strip_prefix("min_profile=")
+                    .and_then(|n| n.parse::<u8>().ok())
+                    .and_then(Profile::from_number)
+                    .ok_or("the fourth field is not min_profile=0..3")?,
+            ),
         };
         if id.is_empty() || id.trim() != id {
             return Err("empty identity, or spaces around it");
         }
         let salt = unhex::<SALT_LEN>(salt).ok_or("the salt is not 32 hex digits")?;
         let hash = unhex::<HASH_LEN>(hash).ok_or("the hash is not 64 hex digits")?;
-        Ok((id, Credential { salt, hash }))
+        Ok((
+            id,
+            Credential {
+                salt,
+                hash,
+                min_profile,
+            },
+        ))
     }
 }
 
@@ -136,6 +173,8 @@ fn decoy() -> &'static Credential {
 #[derive(Debug)]
 pub struct Credentials {
     path: PathBuf,
+    /// Which identities the file (and other nodes) may name (`ocpp.identity_charset`).
+    rule: IdentityRule,
     entries: RwLock<HashMap<Box<str>, Credential>>,
     /// Serialises appends and reloads.
     file: Mutex<()>,
@@ -144,10 +183,17 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Loads `path` (which must exist; an empty file is fine).
+    /// Loads `path` (which must exist; an empty file is fine), its identities checked against
+    /// the default rule ([`IdentityRule::IdentifierString`]).
     pub fn load(path: &Path) -> Result<Credentials, CredentialsError> {
+        Credentials::load_with(path, IdentityRule::default())
+    }
+
+    /// Loads `path`; a line naming an identity `rule` does not allow stops the load.
+    pub fn load_with(path: &Path, rule: IdentityRule) -> Result<Credentials, CredentialsError> {
         let credentials = Credentials {
             path: path.to_owned(),
+            rule,
             entries: RwLock::new(HashMap::new()),
             file: Mutex::new(()),
             shared: std::sync::OnceLock::new(),
@@ -160,7 +206,7 @@ impl Credentials {
     /// returns the number of charge points with credentials.
     pub fn reload(&self) -> Result<usize, CredentialsError> {
         let _guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let (entries, lines) = read_file(&self.path)?;
+        let (entries, lines) = read_file(&self.path, self.rule)?;
         let count = entries.len();
         if lines > COMPACT_MIN_LINES && lines > 2 * count {
             // Best effort: a failure leaves the longer file, which still reads the same.
@@ -190,6 +236,19 @@ impl Credentials {
         }
     }
 
+    /// Whether `identity` has a credential, and the lowest profile its line pins, if any.
+    pub fn profile_rule(&self, identity: &str) -> (bool, Option<Profile>) {
+        match self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(identity)
+        {
+            Some(credential) => (true, credential.min_profile),
+            None => (false, None),
+        }
+    }
+
     pub fn contains(&self, identity: &str) -> bool {
         self.entries
             .read()
@@ -211,7 +270,9 @@ impl Credentials {
         if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
             return Err(CredentialsError::KeyLength);
         }
-        let credential = Credential::new(key)?;
+        let mut credential = Credential::new(key)?;
+        // A new key keeps the identity's pinned profile.
+        credential.min_profile = self.profile_rule(identity).1;
         self.store(identity, credential)?;
         if let Some(cluster) = self.shared.get() {
             cluster.send(crate::cluster::Op::Credential {
@@ -237,8 +298,8 @@ impl Credentials {
         let (identity, credential) = Credential::parse(line).map_err(malformed)?;
         // From Redis, so from anyone who can write there: it goes into our file, where a
         // newline or control character would break every line after it.
-        if !crate::types::is_valid_identity(identity) {
-            return Err(malformed("not a charge point identity"));
+        if !self.rule.allows(identity) {
+            return Err(malformed("not an identity ocpp.identity_charset allows"));
         }
         let held = self
             .entries
@@ -277,7 +338,10 @@ impl Credentials {
 }
 
 /// Reads a credentials file: the entries, and how many lines held one.
-fn read_file(path: &Path) -> Result<(HashMap<Box<str>, Credential>, usize), CredentialsError> {
+fn read_file(
+    path: &Path,
+    rule: IdentityRule,
+) -> Result<(HashMap<Box<str>, Credential>, usize), CredentialsError> {
     let io = |source| CredentialsError::Io {
         path: path.to_owned(),
         source,
@@ -297,6 +361,13 @@ fn read_file(path: &Path) -> Result<(HashMap<Box<str>, Credential>, usize), Cred
                 line: number + 1,
                 reason,
             })?;
+        if !rule.allows(id) {
+            return Err(CredentialsError::Malformed {
+                path: path.to_owned(),
+                line: number + 1,
+                reason: "an identity ocpp.identity_charset does not allow (see the README)",
+            });
+        }
         lines += 1;
         entries.insert(Box::from(id), credential);
     }
@@ -377,9 +448,18 @@ mod tests {
     #[test]
     fn lines_round_trip_and_bad_lines_are_named() {
         let credential = Credential::new(b"0123456789abcdef").unwrap();
-        let line = credential.line("RDAM 123:x");
-        assert_eq!(Credential::parse(&line), Ok(("RDAM 123:x", credential)));
+        let line = credential.line("RDAM-123:x");
+        assert_eq!(Credential::parse(&line), Ok(("RDAM-123:x", credential)));
+        let pinned = Credential {
+            min_profile: Some(Profile::MutualTls),
+            ..credential
+        };
+        let pinned_line = pinned.line("CP2");
+        assert!(pinned_line.ends_with("\tmin_profile=3"), "{pinned_line}");
+        assert_eq!(Credential::parse(&pinned_line), Ok(("CP2", pinned)));
         for bad in [
+            &format!("{line}\tmin_profile=4"),
+            &format!("{line}\tmin_profile=1\tmore"),
             "CP1",
             "CP1\tzz\tzz",
             " CP1\t00\t00",

@@ -14,6 +14,7 @@
 
 pub mod certificates;
 pub mod credentials;
+pub mod lockout;
 
 use std::sync::Arc;
 
@@ -26,9 +27,10 @@ use certificates::{CertError, TlsConfigs, TlsFiles};
 use credentials::{Credentials, CredentialsError};
 
 /// A listener's security profile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Profile {
     /// 0: no authentication.
+    #[default]
     Unsecured,
     /// 1: Basic auth over TCP.
     BasicAuth,
@@ -80,6 +82,10 @@ pub struct Security {
     pub tls: Option<TlsConfigs>,
     /// A BootNotification's serial number must be the client certificate's CN (profile 3).
     pub check_serial_number: bool,
+    /// Failed authentications per address: the lockout and the refusals' journal allowance.
+    pub lockouts: lockout::Lockouts,
+    /// `security.min_profile`: no identity is served below it unless its credentials say so.
+    pub min_profile: Profile,
 }
 
 impl Security {
@@ -89,7 +95,7 @@ impl Security {
         let s = &config.security;
         let credentials = match &s.credentials {
             Some(path) if profiles.iter().any(|p| p.basic_auth()) => {
-                let store = Credentials::load(path)?;
+                let store = Credentials::load_with(path, config.ocpp.identity_charset)?;
                 info!(
                     "credentials: {} charge points from {}",
                     store.len(),
@@ -113,6 +119,8 @@ impl Security {
             credentials,
             tls,
             check_serial_number: s.check_serial_number,
+            lockouts: lockout::Lockouts::new(s.lockout),
+            min_profile: s.min_profile,
         })
     }
 
@@ -171,6 +179,8 @@ pub enum AuthFailure {
     NoCertificate,
     #[error("client certificate CN is not the identity in the URL")]
     WrongCommonName,
+    #[error("the identity must use a higher security profile than this listener's")]
+    ProfileTooLow,
 }
 
 impl AuthFailure {
@@ -183,6 +193,7 @@ impl AuthFailure {
             AuthFailure::WrongPassword => "wrong_password",
             AuthFailure::NoCertificate => "no_certificate",
             AuthFailure::WrongCommonName => "certificate_not_for_identity",
+            AuthFailure::ProfileTooLow => "profile_too_low",
         }
     }
 
@@ -192,6 +203,23 @@ impl AuthFailure {
             self,
             AuthFailure::NoCertificate | AuthFailure::WrongCommonName
         )
+    }
+}
+
+/// The lowest profile `identity` may be served on as far as a loop can tell, and whether its
+/// credentials line pins it (`min_profile=N`: then exactly that floor applies, whatever the
+/// identity did before). Otherwise: `security.min_profile`, and at least profile 1 for an
+/// identity with a credential. What the identity authenticated at before is the processor's to
+/// check (it remembers it).
+pub fn required_profile(security: &Security, identity: &str) -> (Profile, bool) {
+    let (has_credential, pinned) = match &security.credentials {
+        Some(credentials) => credentials.profile_rule(identity),
+        None => (false, None),
+    };
+    match pinned {
+        Some(floor) => (floor, true),
+        None if has_credential => (security.min_profile.max(Profile::BasicAuth), false),
+        None => (security.min_profile, false),
     }
 }
 
@@ -322,5 +350,59 @@ mod tests {
         assert!(Profile::MutualTls.tls() && !Profile::MutualTls.basic_auth());
         assert!(!Profile::BasicAuth.tls() && Profile::BasicAuth.basic_auth());
         assert!(AuthFailure::WrongCommonName.forbidden() && !AuthFailure::Missing.forbidden());
+    }
+
+    #[test]
+    fn the_lowest_profile_an_identity_is_served_on() {
+        let dir = std::env::temp_dir().join(format!("floor-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("credentials");
+        let key = credentials::Credential::new(b"0123456789abcdef").unwrap();
+        let mut pinned = key;
+        pinned.min_profile = Some(Profile::Unsecured);
+        std::fs::write(
+            &path,
+            format!("{}\n{}\n", key.line("CP1"), pinned.line("CP2")),
+        )
+        .unwrap();
+        let credentials = Arc::new(Credentials::load(&path).unwrap());
+        let mut security = Security {
+            credentials: Some(Arc::clone(&credentials)),
+            ..Security::default()
+        };
+        assert_eq!(
+            required_profile(&security, "CP1"),
+            (Profile::BasicAuth, false)
+        );
+        assert_eq!(
+            required_profile(&security, "CP2"),
+            (Profile::Unsecured, true)
+        );
+        assert_eq!(
+            required_profile(&security, "CP3"),
+            (Profile::Unsecured, false)
+        );
+        security.min_profile = Profile::TlsBasicAuth;
+        assert_eq!(
+            required_profile(&security, "CP1"),
+            (Profile::TlsBasicAuth, false)
+        );
+        assert_eq!(
+            required_profile(&security, "CP2"),
+            (Profile::Unsecured, true)
+        );
+        assert_eq!(
+            required_profile(&security, "CP3"),
+            (Profile::TlsBasicAuth, false)
+        );
+        // A new key keeps the pin.
+        credentials
+            .set("CP2", b"another-key-0123")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            required_profile(&security, "CP2"),
+            (Profile::Unsecured, true)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
