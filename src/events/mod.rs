@@ -1,8 +1,10 @@
 //! The event sink: what passed through the gateway, for whoever needs it afterwards (billing,
 //! support, audits). Producers describe each event as a borrowed [`Event`] (its payloads are
 //! slices of the buffers the message already lies in, so describing costs no allocation); the
-//! sink renders it. Today the one sink is the JSON-lines [`journal`]; the Redis stream of the
-//! scale-out step and the Kafka producer will be further implementations of [`EventSink`].
+//! sink renders it. The sinks are the JSON-lines [`journal`] and the Kafka producer
+//! (`crate::kafka`), one or both ([`Tee`]); their held answers meet in a [`join::Join`], with
+//! the state file's (`crate::state`). The Redis stream (`cluster.events`) follows the journal
+//! file.
 //!
 //! Two ways in, by who records:
 //! - a processor owns an [`EventWriter`]: it renders its charge points' events (connect,
