@@ -51,6 +51,8 @@ pub const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// redb's page cache (its default, 1 GiB, would grow with the fleet: writes touch random
 /// pages of the tree). Commits are batched, so a small cache costs little.
 const CACHE_BYTES: usize = 1024 * 1024;
+/// The longest held answers wait for more to share their commit while batches keep coming.
+const HOLD_GATHER: Duration = Duration::from_millis(2);
 /// Batches of changes in flight between the processors and the state thread.
 const CHANNEL_CAPACITY: usize = 1024;
 
@@ -137,6 +139,14 @@ impl StateSender {
     pub fn hold(&self, held: &mut HeldAnswers, conn: ConnId, frame: &[u8]) {
         if let Some(route) = &self.route {
             held.push(&**route, conn, frame);
+        }
+    }
+
+    /// Sends held answers the state file can no longer take as CALLERROR InternalError (each
+    /// counted in `refused`).
+    pub fn refuse(&self, mut held: HeldAnswers, refused: &crate::stats::Counter) {
+        if let Some(route) = &self.route {
+            held.release(&**route, false, refused);
         }
     }
 
@@ -235,9 +245,15 @@ fn write_loop(
         std::collections::HashMap::new();
     let mut held: Vec<HeldAnswers> = Vec::new();
     let mut first_change: Option<Instant> = None;
+    let mut first_held: Option<Instant> = None;
     let mut open = true;
     while open {
-        let received = if !held.is_empty() {
+        // Held answers wait at most HOLD_GATHER for others to share their fsync, even while
+        // batches keep coming.
+        let gathered = first_held.is_some_and(|t| t.elapsed() >= HOLD_GATHER);
+        let received = if gathered {
+            Err(RecvTimeoutError::Timeout)
+        } else if !held.is_empty() {
             rx.try_recv().map_err(|e| match e {
                 TryRecvError::Empty => RecvTimeoutError::Timeout,
                 TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
@@ -248,12 +264,24 @@ fn write_loop(
             rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
         };
         match received {
-            Ok(batch) => {
+            Ok(mut batch) => {
+                if batch.changes.is_empty()
+                    && pending.is_empty()
+                    && held.is_empty()
+                    && let Some(route) = route
+                {
+                    // Answers that wait for nothing unwritten (MeterValues): on at once.
+                    batch
+                        .held
+                        .release(route, true, &stats.state.state_refused_answers);
+                    continue;
+                }
                 if !batch.changes.is_empty() {
                     first_change.get_or_insert_with(Instant::now);
                     pending.extend(batch.changes);
                 }
                 if !batch.held.is_empty() {
+                    first_held.get_or_insert_with(Instant::now);
                     held.push(batch.held);
                 }
                 continue;
@@ -273,6 +301,7 @@ fn write_loop(
                 answers.release(route, durable, &stats.state.state_refused_answers);
             }
         }
+        first_held = None;
     }
 }
 

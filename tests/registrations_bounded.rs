@@ -1,7 +1,8 @@
 //! Nobody can grow the state file (or a processor's memory) without bound by booting made-up
 //! identities: past `ocpp.max_disconnected`, the disconnected charge points seen longest ago are
 //! forgotten, in memory and in the state file, counted; a restart with a lower bound loads only
-//! the newest.
+//! the newest; a charge point that authenticated at a profile above 0 is never forgotten (its
+//! floor must survive a flood of made-up identities).
 
 mod common;
 
@@ -81,6 +82,58 @@ fn the_oldest_disconnected_registrations_are_forgotten_past_the_bound() {
         ids(50..60),
         "the forgotten are gone from the file"
     );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_flood_of_made_up_identities_never_erases_a_profile_floor() {
+    use common::pki::{basic, connect_as, credentials_file};
+    use ocpp_gateway::config::ListenerConfig;
+    use ocpp_gateway::security::Profile;
+
+    let dir = std::env::temp_dir().join(format!("ocpp-bounded-floor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let key: &[u8] = b"the-key-of-CP-FLOOR";
+    credentials_file(&dir.join("credentials"), &[("CP-FLOOR", key)]);
+    let mut first = config(&dir, 8);
+    first.security.profile = Profile::BasicAuth;
+    first.security.credentials = Some(dir.join("credentials"));
+    first.extra_listeners.push(ListenerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        profile: Profile::Unsecured,
+        proxy_protocol: false,
+    });
+    let mut server = TestServer::start(first);
+    let open_port = server.server().local_addrs()[1];
+    // CP-FLOOR authenticates at profile 1 and leaves first: the oldest of all.
+    let mut floor = connect_as(server.addr, "CP-FLOOR", Some(&basic("CP-FLOOR", key))).unwrap();
+    boot(&mut floor);
+    drop(floor);
+    server.wait_for("CP-FLOOR gone", |s| s.connections == 0);
+    // Made-up identities boot on the open port and leave, four times the bound.
+    for n in 0..32 {
+        let id = format!("CP-F{n:02}");
+        let url = format!("ws://{open_port}/ocpp/{id}");
+        let (mut client, _) = try_connect(open_port, &url, "ocpp1.6").expect("connects");
+        boot(&mut client);
+        drop(client);
+        server.wait_for("the disconnect", |s| s.connections == 0);
+    }
+    let stats = server.wait_for("made-up identities forgotten", |s| {
+        s.registrations_forgotten >= 24
+    });
+    assert!(stats.registrations_forgotten >= 24, "{stats:?}");
+    assert!(known(&server).contains("CP-FLOOR"), "the floor is kept");
+    server.stop();
+
+    // Restarted on the state file alone (no credentials, only an open port): CP-FLOOR is
+    // still known to have authenticated at profile 1, and closed on the open port.
+    let server = TestServer::start(config(&dir, 8));
+    let mut intruder = connect_as(server.addr, "CP-FLOOR", None).expect("the upgrade");
+    let close = expect_close(&mut intruder).expect("a close frame");
+    assert_eq!(u16::from(close.code), 1008, "{close:?}");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

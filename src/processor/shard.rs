@@ -217,6 +217,9 @@ pub struct Shard {
     /// Billing answers waiting to be handed to the state thread with the changes they follow.
     state_held: HeldAnswers,
     dirty: Vec<ChargePointId>,
+    /// Disconnected since the last offer without another change: their record (its `seen_ms`)
+    /// goes to the state file only.
+    touched: Vec<ChargePointId>,
     forgotten: Vec<ChargePointId>,
     /// `[cluster]`: where connects and disconnects go (the Redis registry).
     cluster: Option<ClusterSender>,
@@ -246,6 +249,7 @@ impl Shard {
             state: None,
             state_held: HeldAnswers::default(),
             dirty: Vec::new(),
+            touched: Vec::new(),
             forgotten: Vec::new(),
             cluster: None,
         }
@@ -325,14 +329,17 @@ impl Shard {
     /// next round.
     pub fn offer_state(&mut self, last: bool) {
         if !self.keeps_state()
-            || (self.dirty.is_empty() && self.forgotten.is_empty() && self.state_held.is_empty())
+            || (self.dirty.is_empty()
+                && self.touched.is_empty()
+                && self.forgotten.is_empty()
+                && self.state_held.is_empty())
         {
             return;
         }
         if let Some(sender) = &self.state {
             let mut changes: Vec<Change> =
-                Vec::with_capacity(self.dirty.len() + self.forgotten.len());
-            for cp in &self.dirty {
+                Vec::with_capacity(self.dirty.len() + self.touched.len() + self.forgotten.len());
+            for cp in self.dirty.iter().chain(&self.touched) {
                 if let Some(entry) = self.charge_points.get(cp) {
                     changes.push((Box::from(&**cp), saved_record(entry)));
                 }
@@ -349,12 +356,16 @@ impl Shard {
                 sender.offer(batch)
             };
             if let Err(batch) = offered {
-                // Only a full channel gives a batch back without waiting; a state thread that
-                // is gone (the gateway is stopping) cannot take held answers either: they are
-                // dropped with their connection's loop.
-                self.state_held = batch.held;
-                self.stats.state.state_deferred.inc();
-                return;
+                if wait {
+                    // Only a state thread that is gone refuses a waiting send: the answers it
+                    // held can never be made durable, so they go out as CALLERROR now.
+                    sender.refuse(batch.held, &self.stats.state.state_refused_answers);
+                } else {
+                    // A full channel: offered again with the next round.
+                    self.state_held = batch.held;
+                    self.stats.state.state_deferred.inc();
+                    return;
+                }
             }
         }
         // Redis gets what changed once the state file (if any) took it: a deferred round is
@@ -371,6 +382,11 @@ impl Shard {
             }
         }
         self.forgotten.clear();
+        for cp in self.touched.drain(..) {
+            if let Some(entry) = self.charge_points.get_mut(&cp) {
+                entry.saved = true;
+            }
+        }
         for cp in self.dirty.drain(..) {
             if let Some(entry) = self.charge_points.get_mut(&cp) {
                 entry.dirty = false;
@@ -526,6 +542,7 @@ impl Shard {
         if self.keeps_state() && (gone.saved || gone.dirty) {
             self.forgotten.push(ChargePointId::clone(cp));
             self.dirty.retain(|d| d != cp);
+            self.touched.retain(|d| d != cp);
         }
     }
 
@@ -554,7 +571,15 @@ impl Shard {
             );
         }
         if let Some(writer) = out.writer.as_deref_mut() {
-            writer.record(&Event {
+            // Within the allowance refusals share (a client reconnecting in a loop must not
+            // fill the disk, nor spend the identity's own allowance).
+            let mut journaling = Journaling {
+                writer,
+                rule: self.journal_rule,
+                now_ms,
+                stats: &self.stats.processors[self.index],
+            };
+            let refused = Event {
                 at: SystemTime::now(),
                 cp,
                 kind: EventKind::Refused {
@@ -562,7 +587,8 @@ impl Shard {
                     status: 1008,
                     reason: "profile_too_low",
                 },
-            });
+            };
+            journaling.record(&mut self.strangers, &refused, false);
         }
         out.closes.push((conn, CloseReason::ProfileTooLow));
     }
@@ -716,7 +742,6 @@ impl Shard {
         out: &mut Outputs<'_>,
     ) {
         let now = SystemTime::now();
-        let keeps_state = self.keeps_state();
         let Some(entry) = self.charge_points.get_mut(cp) else {
             return;
         };
@@ -753,11 +778,11 @@ impl Shard {
             return;
         }
         entry.conn = None;
-        // When it was last seen is part of its record: the oldest are forgotten first, also
-        // across a restart.
-        if keeps_state && !entry.dirty {
-            entry.dirty = true;
-            self.dirty.push(ChargePointId::clone(cp));
+        // When it was last seen is part of its record in the state file (the oldest are
+        // forgotten first, also across a restart); Redis, which keeps the fleet, is not
+        // written for it.
+        if self.state.is_some() && !entry.dirty {
+            self.touched.push(ChargePointId::clone(cp));
         }
         self.remembered += 1;
         if self.remembered > self.remember_limit {
@@ -765,29 +790,38 @@ impl Shard {
             // the cost stays O(1) per disconnect on average and no one can wipe the whole
             // memory of a processor in one go.
             let forget = (self.remember_limit / 8).max(1);
-            warn!(
-                "processor={} remembers {} disconnected charge points (ocpp.max_disconnected: {} here): forgetting the {forget} seen longest ago",
-                self.index, self.remembered, self.remember_limit
-            );
+            let now_ms = self.origin.elapsed().as_millis() as u64;
+            if self.warnings.allow(now_ms) {
+                warn!(
+                    "processor={} remembers {} disconnected charge points (ocpp.max_disconnected: {} here): forgetting the {forget} seen longest ago",
+                    self.index, self.remembered, self.remember_limit
+                );
+            }
             self.forget_oldest(forget);
         }
     }
 
     /// Forgets the `count` disconnected charge points seen longest ago (in memory, the state
-    /// file and, in cluster mode, nowhere else: Redis keeps the fleet).
+    /// file and, in cluster mode, nowhere else: Redis keeps the fleet). Never one that
+    /// authenticated at a profile above 0 (its floor must not be erased by someone booting
+    /// made-up identities; only real credentials make such entries, so they are bounded by
+    /// the fleet), and those with an open transaction only after all others.
     fn forget_oldest(&mut self, count: usize) {
-        let mut oldest: Vec<(SystemTime, ChargePointId)> = self
+        let mut oldest: Vec<((bool, SystemTime), ChargePointId)> = self
             .charge_points
             .iter()
-            .filter(|(_, e)| e.conn.is_none())
-            .map(|(cp, e)| (e.seen.since, ChargePointId::clone(cp)))
+            .filter(|(_, e)| e.conn.is_none() && e.profile == Profile::Unsecured)
+            .map(|(cp, e)| {
+                let key = (e.state.open_transaction.is_some(), e.seen.since);
+                (key, ChargePointId::clone(cp))
+            })
             .collect();
         let count = count.min(oldest.len());
         if count == 0 {
             return;
         }
         if count < oldest.len() {
-            oldest.select_nth_unstable_by_key(count - 1, |(since, _)| *since);
+            oldest.select_nth_unstable_by_key(count - 1, |(key, _)| *key);
             oldest.truncate(count);
         }
         let keep_state = self.state.is_some();
@@ -803,6 +837,8 @@ impl Shard {
             .registrations_forgotten
             .add(count as u64);
         self.dirty.retain(|cp| self.charge_points.contains_key(cp));
+        self.touched
+            .retain(|cp| self.charge_points.contains_key(cp));
         self.remembered = self
             .charge_points
             .values()
