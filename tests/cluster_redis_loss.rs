@@ -12,11 +12,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
 
-use common::redis_server::Redis;
+use common::redis_server::{Redis, cluster_node};
 use common::*;
-use ocpp_gateway::config::{ClusterConfig, Config};
+use ocpp_gateway::config::Config;
 use serde_json::json;
 
 /// StartTransactions each client sends at most (the test stops them sooner).
@@ -33,20 +32,7 @@ fn scratch(test: &str) -> PathBuf {
 
 /// A node of the cluster `prefix` with its transaction id file in `dir`.
 fn node(redis: &Redis, name: &str, prefix: &str, dir: &Path) -> Config {
-    let mut config = test_config();
-    config.server.node_id = name.into();
-    config.ocpp.transaction_id_file = Some(dir.join(format!("{name}.transaction-id")));
-    config.cluster = Some(ClusterConfig {
-        redis_url: redis.url(),
-        prefix: prefix.into(),
-        node_ttl: Duration::from_secs(3),
-        buffer: 1000,
-        events: false,
-        events_maxlen: 10_000,
-        id_slot: None,
-        id_slots: 16,
-    });
-    config
+    cluster_node(redis, (name, prefix), dir, test_config())
 }
 
 /// A charge point that boots, then starts (and stops) transactions until `stop` is set,

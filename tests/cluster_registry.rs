@@ -13,28 +13,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::pki::{basic, connect_as, credentials_file};
-use common::redis_server::Redis;
+use common::redis_server::{Redis, cluster_node};
 use common::*;
-use ocpp_gateway::config::{ClusterConfig, Config};
+use ocpp_gateway::config::Config;
 
 /// A node of the cluster `prefix`, with its own transaction id file (cluster mode needs one).
 fn node(redis: &Redis, name: &str, prefix: &str) -> Config {
     let dir = std::env::temp_dir().join(format!("ocpp-cluster-ids-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("counter directory");
-    let mut config = test_config();
-    config.server.node_id = name.into();
-    config.ocpp.transaction_id_file = Some(dir.join(format!("{prefix}{name}")));
-    config.cluster = Some(ClusterConfig {
-        redis_url: redis.url(),
-        prefix: prefix.into(),
-        node_ttl: Duration::from_secs(3),
-        buffer: 1000,
-        events: false,
-        events_maxlen: 10_000,
-        id_slot: None,
-        id_slots: 16,
-    });
-    config
+    cluster_node(redis, (name, prefix), &dir, test_config())
 }
 
 #[test]

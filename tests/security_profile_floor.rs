@@ -10,12 +10,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::pki::{basic, connect_as, credentials_file};
-use common::redis_server::Redis;
+use common::redis_server::{Redis, cluster_node};
 use common::*;
-use ocpp_gateway::config::{ClusterConfig, Config, ListenerConfig, Sinks};
+use ocpp_gateway::config::{Config, ListenerConfig, Sinks};
 use ocpp_gateway::security::Profile;
 use serde_json::{Value, json};
 
@@ -165,22 +164,7 @@ fn in_cluster_mode_the_profile_travels_through_redis() {
     }
     let redis = Redis::start(free_port());
     let dir = dir("cluster");
-    let node = |name: &str, mut config: Config| {
-        config.server.node_id = name.into();
-        // Cluster mode keeps each node's share of the transaction ids in a file of its own.
-        config.ocpp.transaction_id_file = Some(dir.join(format!("transaction-id-{name}")));
-        config.cluster = Some(ClusterConfig {
-            redis_url: redis.url(),
-            prefix: "pf:".into(),
-            node_ttl: Duration::from_secs(3),
-            buffer: 1000,
-            events: false,
-            events_maxlen: 10_000,
-            id_slot: None,
-            id_slots: 16,
-        });
-        config
-    };
+    let node = |name: &str, config: Config| cluster_node(&redis, (name, "pf:"), &dir, config);
     // Node A: profile 1 with CP-P's credential. Node B: an open port, no credentials at all.
     let mut secured = two_ports(&dir, &["CP-P"]);
     secured.extra_listeners.clear();

@@ -5,6 +5,29 @@ use std::time::Duration;
 
 use super::wait_until;
 
+/// `config` as node `name` of the cluster `prefix` on `redis` (3 s node TTL, no events), its
+/// share of the transaction ids counted in `dir` (cluster mode needs a file of its own per node).
+pub fn cluster_node(
+    redis: &Redis,
+    (name, prefix): (&str, &str),
+    dir: &std::path::Path,
+    mut config: ocpp_gateway::Config,
+) -> ocpp_gateway::Config {
+    config.server.node_id = name.into();
+    config.ocpp.transaction_id_file = Some(dir.join(format!("{prefix}{name}.transaction-id")));
+    config.cluster = Some(ocpp_gateway::config::ClusterConfig {
+        redis_url: redis.url(),
+        prefix: prefix.into(),
+        node_ttl: Duration::from_secs(3),
+        buffer: 1000,
+        events: false,
+        events_maxlen: 10_000,
+        id_slot: None,
+        id_slots: 16,
+    });
+    config
+}
+
 /// A redis-server on loopback, killed when dropped.
 pub struct Redis {
     pub port: u16,
