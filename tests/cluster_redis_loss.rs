@@ -341,7 +341,7 @@ fn a_node_that_lost_its_counter_file_skips_far_ahead_in_its_slot() {
     redis.wait_for_nodes("l4:", &["node-a"]);
     let before = first_id(&a, "CP-L1");
     drop(a);
-    std::fs::remove_file(dir.join("node-a.transaction-id")).expect("the file existed");
+    std::fs::remove_file(dir.join("l4:node-a.transaction-id")).expect("the file existed");
     let a = TestServer::start(node(&redis, "node-a", "l4:", &dir));
     redis.wait_for_nodes("l4:", &["node-a"]);
     let after = first_id(&a, "CP-L2");
