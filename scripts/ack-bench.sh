@@ -63,25 +63,6 @@ run_bench() { # NAME PORT PID
     pids+=("$bench_pid")
     wait "$bench_pid" || true
 }
-# A gateway binary BIN on the config.toml BASE (each revision reads its own keys) with the
-# journal and state file on: start_with NAME PORT BIN BASE.
-start_with() {
-    local name="$1" port="$2" bin="$3" base="$4"
-    mkdir -p "$work/$name"
-    config_with "$base" \
-        "server.listen=\"127.0.0.1:$port\"" \
-        "server.node_id=\"$name\"" \
-        "server.pin_cores=false" \
-        "server.max_connections=$((connections + 1000))" \
-        "admin.listen=\"\"" \
-        "ocpp.max_calls_per_second=0" \
-        'events.sink="journal"' \
-        "events.ack_after_write=true" >"$work/$name/config.toml"
-    (cd "$work/$name" && exec "$bin" --config config.toml) >"$out/$name.log" 2>&1 &
-    gateway_pid=$!
-    pids+=("$gateway_pid")
-    wait_until 150 grep -q "listening on" "$out/$name.log" || { echo "$name did not start" >&2; exit 2; }
-}
 figures() { # StartTx p50 p99 n, StopTx p50 p99 n, round trip p50 p99, CPU steady, errors
     jq -r '[(.latency_us.start_transaction.p50 // 0) / 1000, (.latency_us.start_transaction.p99 // 0) / 1000,
             .latency_us.start_transaction.count // 0,
@@ -97,12 +78,14 @@ run_bench peer 18409 "$peer_pid"
 kill -TERM "$peer_pid"; wait "$peer_pid" 2>/dev/null || true
 
 echo "ack-bench.sh: the gateway at $rev" >&2
-start_with before 18410 "$before_dir/target/release/ocpp-gateway" "$before_dir/config.toml"
+journal=('events.sink="journal"' "events.ack_after_write=true")
+start_bin="$before_dir/target/release/ocpp-gateway" start_config="$before_dir/config.toml" \
+    start_gateway before 18410 "${journal[@]}"
 run_bench before 18410 "$gateway_pid"
 kill -TERM "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true
 
 echo "ack-bench.sh: the gateway of this checkout" >&2
-start_with after 18411 "$gateway_bin" "$PWD/config.toml"
+start_gateway after 18411 "${journal[@]}"
 run_bench after 18411 "$gateway_pid"
 kill -TERM "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true
 

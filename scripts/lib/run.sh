@@ -47,12 +47,14 @@ start_peer() {
 # start_gateway NAME PORT [SECTION.KEY=VALUE ...]: a gateway on the shipped config.toml for
 # $connections charge points (loopback, not pinned, no admin listener, no rate limit; the
 # settings given override those), run in $work/NAME, logging to $out/NAME.log; sets
-# $gateway_pid once it listens.
+# $gateway_pid once it listens. $start_bin and $start_config, when set, replace the binary and
+# the config.toml it starts from (an earlier revision reads only its own keys).
 start_gateway() {
     local name="$1" port="$2"
+    local bin="${start_bin:-$gateway_bin}" base="${start_config:-$PWD/config.toml}"
     shift 2
     mkdir -p "$work/$name"
-    config_with "$PWD/config.toml" \
+    config_with "$base" \
         "server.listen=\"127.0.0.1:$port\"" \
         "server.node_id=\"$name\"" \
         "server.pin_cores=false" \
@@ -60,7 +62,7 @@ start_gateway() {
         "admin.listen=\"\"" \
         "ocpp.max_calls_per_second=0" \
         "$@" >"$work/$name/config.toml"
-    (cd "$work/$name" && exec "$gateway_bin" --config config.toml) >"$out/$name.log" 2>&1 &
+    (cd "$work/$name" && exec "$bin" --config config.toml) >"$out/$name.log" 2>&1 &
     gateway_pid=$!
     pids+=("$gateway_pid")
     wait_until 150 grep -q "listening on" "$out/$name.log" || { echo "$name did not start" >&2; exit 2; }
