@@ -248,11 +248,12 @@ impl Server {
         };
         let traces = Arc::new(TraceList::default());
         // Remember disconnected, accepted charge points up to ocpp.max_disconnected.
-        let remember_limit = config
-            .ocpp
-            .max_disconnected(config.server.max_connections)
-            .div_ceil(threads)
-            .max(1);
+        // An explicit bound is split evenly; the default (the fleet size) keeps a slack per
+        // processor, since identities do not hash evenly over them.
+        let remember_limit = match config.ocpp.max_disconnected {
+            0 => config.server.max_connections / threads + 1024,
+            n => n.div_ceil(threads),
+        };
         let processor_threads = pool::spawn(PoolParts {
             inboxes: processor_inboxes,
             processors: processors.clone(),

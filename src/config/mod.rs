@@ -381,18 +381,9 @@ pub struct OcppConfig {
     /// (None: memory only).
     pub state_file: Option<PathBuf>,
     /// Disconnected, accepted charge points remembered (in memory and the state file) before
-    /// those seen longest ago are forgotten; 0: `server.max_connections`.
+    /// those seen longest ago are forgotten; 0: `server.max_connections` (with a slack per
+    /// processor, as identities do not hash evenly).
     pub max_disconnected: usize,
-}
-
-impl OcppConfig {
-    /// [`OcppConfig::max_disconnected`] with its default resolved.
-    pub fn max_disconnected(&self, max_connections: usize) -> usize {
-        match self.max_disconnected {
-            0 => max_connections,
-            n => n,
-        }
-    }
 }
 
 impl OcppConfig {
