@@ -172,7 +172,7 @@ pub fn parse_header(
         }
     } else if len >> 63 != 0 {
         // RFC 6455 5.2: the most significant bit of a 64-bit length MUST be 0, whatever the
-        // limit (with no limit, `usize::MAX`, such a length used to pass).
+        // limit (even none, `usize::MAX`).
         return Err(Violation::Protocol("length with the high bit set"));
     } else if len > max_payload as u64 {
         return Err(Violation::TooBig);
