@@ -170,12 +170,12 @@ pub fn parse_header(
         if len > MAX_CONTROL_PAYLOAD as u64 {
             return Err(Violation::Protocol("control frame over 125 bytes"));
         }
+    } else if len >> 63 != 0 {
+        // RFC 6455 5.2: the most significant bit of a 64-bit length MUST be 0, whatever the
+        // limit (even none, `usize::MAX`).
+        return Err(Violation::Protocol("length with the high bit set"));
     } else if len > max_payload as u64 {
-        return Err(if len >> 63 == 0 {
-            Violation::TooBig
-        } else {
-            Violation::Protocol("length with the high bit set")
-        });
+        return Err(Violation::TooBig);
     }
     let mask = if masked {
         let Some(bytes) = buf.get(at..at + 4) else {
@@ -410,6 +410,14 @@ mod tests {
         for (bytes, code) in cases {
             let err = parse_header(bytes, Role::Server, 1024).unwrap_err();
             assert_eq!(err.close_code(), *code, "{bytes:?}");
+        }
+        let high_bit = [0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+        for limit in [0, 1024, usize::MAX] {
+            assert_eq!(
+                parse_header(&high_bit, Role::Server, limit),
+                Err(Violation::Protocol("length with the high bit set")),
+                "limit {limit}"
+            );
         }
         let from_server = frame(OpCode::Text, b"x", Some(MASK));
         assert!(parse_header(&from_server, Role::Client, 10).is_err());
