@@ -146,6 +146,10 @@ impl CloseCause {
     }
 }
 
+/// The longest charge point identity accepted, in characters (OCPP 2.0.1's identifierString
+/// allows 48).
+pub const MAX_CHARGE_POINT_ID_LEN: usize = 48;
+
 /// Which characters a charge point identity may have (`ocpp.identity_charset`). The rule is
 /// a value handed to whoever checks an identity (the upgrade, the admin API, the credentials
 /// file), not a process-wide setting.
@@ -181,10 +185,9 @@ impl IdentityRule {
     /// [`MAX_CHARGE_POINT_ID_LEN`] allowed characters, and not `.` or `..` (which would make a
     /// path segment mean something else).
     ///
-    /// [`MAX_CHARGE_POINT_ID_LEN`]: crate::config::MAX_CHARGE_POINT_ID_LEN
     pub fn allows(self, id: &str) -> bool {
         let len = id.chars().count();
-        (1..=crate::config::MAX_CHARGE_POINT_ID_LEN).contains(&len)
+        (1..=MAX_CHARGE_POINT_ID_LEN).contains(&len)
             && id != "."
             && id != ".."
             && match self {

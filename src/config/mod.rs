@@ -103,8 +103,9 @@ pub const DEFAULT_MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_CHARGE_POINT_RATE: u64 = 4096;
 pub const DEFAULT_CHARGE_POINT_BURST: u64 = 256 * 1024;
 
-/// The longest charge point identity accepted in the URL, in characters.
-pub const MAX_CHARGE_POINT_ID_LEN: usize = 48;
+/// The longest charge point identity accepted in the URL, in characters (its rule lives with
+/// the identity, in `types`).
+pub use crate::types::MAX_CHARGE_POINT_ID_LEN;
 
 /// A configuration that cannot be used, with the file and key it came from.
 #[derive(Debug, thiserror::Error)]
