@@ -7,30 +7,14 @@
 
 #[path = "oracle/frame.rs"]
 mod oracle;
+#[path = "oracle/rng.rs"]
+mod rng;
+
+use rng::Rng;
 
 use ocpp_gateway::net::websocket::{self, Role};
 
 const INPUTS: usize = 300_000;
-
-/// xorshift64: the same inputs on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-}
 
 const LENGTHS: &[u64] = &[
     0,

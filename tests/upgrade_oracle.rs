@@ -6,34 +6,14 @@
 
 #[path = "oracle/upgrade.rs"]
 mod oracle;
+#[path = "oracle/rng.rs"]
+mod rng;
+
+use rng::Rng;
 
 use ocpp_gateway::net::upgrade::{self, Parsed};
 
 const INPUTS: usize = 50_000;
-
-/// xorshift64: the same inputs on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len() as u64) as usize]
-    }
-}
 
 fn input(rng: &mut Rng) -> Vec<u8> {
     let method = if rng.chance(8) {

@@ -56,7 +56,8 @@ impl OpCode {
         })
     }
 
-    fn bits(self) -> u8 {
+    /// The opcode's four bits on the wire.
+    pub fn bits(self) -> u8 {
         match self {
             OpCode::Continuation => 0x0,
             OpCode::Text => 0x1,

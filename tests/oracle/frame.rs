@@ -10,7 +10,7 @@
 
 use std::io::Cursor;
 
-use ocpp_gateway::net::websocket::{self, MAX_HEADER, OpCode, Role, Violation};
+use ocpp_gateway::net::websocket::{self, MAX_HEADER, Role, Violation};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::OpCode as TOpCode;
 
@@ -24,17 +24,6 @@ fn theirs(buf: &[u8]) -> Theirs {
         Ok(Some((header, len))) => Ok(Some((header, len, cursor.position() as usize))),
         Ok(None) => Ok(None),
         Err(err) => Err(err.to_string()),
-    }
-}
-
-fn opcode_bits(opcode: OpCode) -> u8 {
-    match opcode {
-        OpCode::Continuation => 0x0,
-        OpCode::Text => 0x1,
-        OpCode::Binary => 0x2,
-        OpCode::Close => 0x8,
-        OpCode::Ping => 0x9,
-        OpCode::Pong => 0xA,
     }
 }
 
@@ -86,7 +75,7 @@ pub fn check(buf: &[u8], role: Role, limit: usize) -> Result<(), String> {
         (Ok(None), Ok(None)) => Ok(()),
         (Ok(Some(mine)), Ok(Some((header, len, header_len)))) => {
             let same = mine.fin == header.is_final
-                && opcode_bits(mine.opcode) == u8::from(header.opcode)
+                && mine.opcode.bits() == u8::from(header.opcode)
                 && mine.mask == header.mask
                 && mine.payload_len as u64 == *len
                 && mine.header_len == *header_len;
