@@ -59,12 +59,12 @@ pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two attempts to reach Redis.
 pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
-/// Compare-and-set of the registry entry: KEYS[1] = the entry, KEYS[2] = the charge point's
-/// state record, KEYS[3] = the set of identities; ARGV = node, session, connected_at,
-/// identity. Returns the node that held it before (or ""), 1 when written (0 when a newer
-/// connection was already recorded), the state record (or false), and the newer connection's
-/// connected_at when not written.
-const REGISTER: &str = r"
+/// The compare-and-set REGISTER and RESTORE share: unless a newer connection of the identity
+/// is recorded (then it answers as REGISTER does), the entry KEYS[1] becomes this connection's
+/// and the identity joins the set KEYS[3].
+macro_rules! registry_cas {
+    () => {
+        r"
 local held = redis.call('HMGET', KEYS[1], 'node', 'connected_at')
 local newer = tonumber(held[2] or '') or 0
 if newer > tonumber(ARGV[3]) then
@@ -72,10 +72,22 @@ if newer > tonumber(ARGV[3]) then
 end
 redis.call('HSET', KEYS[1], 'node', ARGV[1], 'session', ARGV[2], 'connected_at', ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[4])
-local record = redis.pcall('GET', KEYS[2])
+"
+    };
+}
+
+/// Compare-and-set of the registry entry: KEYS[1] = the entry, KEYS[2] = the charge point's
+/// state record, KEYS[3] = the set of identities; ARGV = node, session, connected_at,
+/// identity. Returns the node that held it before (or ""), 1 when written (0 when a newer
+/// connection was already recorded), the state record (or false), and the newer connection's
+/// connected_at when not written.
+const REGISTER: &str = concat!(
+    registry_cas!(),
+    r"local record = redis.pcall('GET', KEYS[2])
 if type(record) ~= 'string' then record = false end
 return {held[1] or '', 1, record, 0}
-";
+"
+);
 
 /// Writes (ARGV[2] not empty) or deletes a state record, KEYS[2], unless another node holds the
 /// charge point (KEYS[1]): a node that lost it must not overwrite what the new owner wrote.
@@ -110,19 +122,14 @@ return 0
 /// Writes the registry entry of a charge point this node holds again, after Redis lost it:
 /// REGISTER's compare-and-set (a newer connection on another node wins), then the state record
 /// (ARGV[5], unless empty). KEYS and the answer as REGISTER's (no record returned).
-const RESTORE: &str = r"
-local held = redis.call('HMGET', KEYS[1], 'node', 'connected_at')
-local newer = tonumber(held[2] or '') or 0
-if newer > tonumber(ARGV[3]) then
-  return {held[1] or '', 0, false, newer}
-end
-redis.call('HSET', KEYS[1], 'node', ARGV[1], 'session', ARGV[2], 'connected_at', ARGV[3])
-redis.call('ZADD', KEYS[3], 0, ARGV[4])
-if ARGV[5] ~= '' then
+const RESTORE: &str = concat!(
+    registry_cas!(),
+    r"if ARGV[5] ~= '' then
   redis.call('SET', KEYS[2], ARGV[5])
 end
 return {held[1] or '', 1, false, 0}
-";
+"
+);
 
 /// Refreshes the node's liveness key, KEYS[1] (ARGV = its value, its TTL in ms): 1 when the
 /// key was there, 0 when Redis lost it (or it expired) and the registry must be written again.
