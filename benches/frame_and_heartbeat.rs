@@ -28,7 +28,7 @@ use ocpp_gateway::clock::WallClock;
 use ocpp_gateway::config;
 use ocpp_gateway::events::journal::line;
 use ocpp_gateway::events::{Event, EventWriter};
-use ocpp_gateway::ocpp::rpc::{Frame, parse_frame};
+use ocpp::rpc::{Frame, parse_frame};
 use ocpp_gateway::processor::handlers::Policy;
 use ocpp_gateway::processor::policy::TransactionIds;
 use ocpp_gateway::processor::shard::{Outputs, Shard};

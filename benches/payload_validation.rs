@@ -18,7 +18,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ocpp_gateway::ocpp::v16::{Action, validate_request};
+use ocpp::v16::{Action, validate_request};
 use serde_json::value::RawValue;
 
 const BOOT_NOTIFICATION: &str = r#"{"chargePointVendor":"VendorX","chargePointModel":"ModelY",

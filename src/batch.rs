@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::net::websocket;
-use crate::ocpp::v16::Action;
+use wire::websocket;
+use ocpp::v16::Action;
 use crate::security::{Auth, Profile};
 use crate::types::{ChargePointId, CloseCause, ConnId};
 
@@ -400,7 +400,7 @@ impl<T: Recycle> Pool<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::websocket::{Role, parse_header};
+    use wire::websocket::{Role, parse_header};
 
     fn conn(key: u32) -> ConnId {
         ConnId {

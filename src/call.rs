@@ -17,7 +17,7 @@ use mio::Waker;
 use serde_json::value::RawValue;
 
 use crate::events::{Event, EventKind, Events};
-use crate::ocpp::v16::{Action, Invalid};
+use ocpp::v16::{Action, Invalid};
 use crate::stats::{OUTCOMES, Stats};
 use crate::types::ChargePointId;
 

@@ -11,8 +11,8 @@ use serde_json::value::RawValue;
 use crate::call::{CallOutcome, OutboundCall, PendingCall};
 use crate::events::Events;
 use crate::mailbox::{Processors, ToProcessor};
-use crate::ocpp::rpc::CallErrorCode;
-use crate::ocpp::v16::{self, Action, Invalid};
+use ocpp::rpc::CallErrorCode;
+use ocpp::v16::{self, Action, Invalid};
 use crate::stats::Stats;
 use crate::types::ChargePointId;
 

@@ -54,7 +54,6 @@ pub mod events;
 pub mod kafka;
 pub mod mailbox;
 pub mod net;
-pub mod ocpp;
 pub mod processor;
 pub mod query;
 pub mod rng;

@@ -28,7 +28,7 @@ use crate::kafka::{self, KafkaSink, KafkaStatus};
 use crate::mailbox::{LoopHandle, LoopShared, Loops, Processors, processor_channel};
 use crate::net::TraceList;
 use crate::net::event_loop::{EventLoop, LoopParts, WAKER};
-use crate::ocpp::v16::{Action, Invalid};
+use ocpp::v16::{Action, Invalid};
 use crate::processor::handlers::Policy;
 use crate::processor::journal_budget::BudgetRule;
 use crate::processor::policy::{IdTags, Identities, PolicyError, TransactionIds};

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::events::{HeldAnswers, ReplyRoute};
-use crate::ocpp::v16::ChargePointStatus;
+use ocpp::v16::ChargePointStatus;
 use crate::stats::Stats;
 use crate::types::ConnId;
 use std::sync::Arc;

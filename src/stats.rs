@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::ocpp::rpc::CallErrorCode;
-use crate::ocpp::v16::Action;
+use ocpp::rpc::CallErrorCode;
+use ocpp::v16::Action;
 use crate::types::CloseCause;
 
 /// Per-action counters: one slot per OCPP 1.6 action, and a last one for names 1.6 lacks.

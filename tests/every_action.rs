@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use ocpp_gateway::ocpp::v16::Action;
+use ocpp::v16::Action;
 use serde_json::{Value, json};
 
 fn sample(action: Action) -> Value {

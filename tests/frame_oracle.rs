@@ -12,7 +12,7 @@ mod rng;
 
 use rng::Rng;
 
-use ocpp_gateway::net::websocket::{self, Role};
+use wire::websocket::{self, Role};
 
 const INPUTS: usize = 300_000;
 

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 
 use common::*;
 use ocpp_gateway::call::CallOutcome;
-use ocpp_gateway::ocpp::v16::Action;
+use ocpp::v16::Action;
 use serde_json::Value;
 use serde_json::value::RawValue;
 

@@ -724,7 +724,7 @@ fn raw_frames_publish_every_frame_both_ways() {
     let refused = call(&mut cp, "bad", "Heartbeat", json!({"unexpected": true}));
     assert_eq!(refused[0], 4, "{refused}");
     let pending = server
-        .call("CP-RAW", ocpp_gateway::ocpp::v16::Action::Reset, {
+        .call("CP-RAW", ocpp::v16::Action::Reset, {
             serde_json::value::RawValue::from_string(r#"{"type":"Soft"}"#.into()).expect("json")
         })
         .expect("a valid call");

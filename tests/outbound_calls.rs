@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use ocpp_gateway::call::CallOutcome;
-use ocpp_gateway::ocpp::rpc::CallErrorCode;
-use ocpp_gateway::ocpp::v16::Action;
+use ocpp::rpc::CallErrorCode;
+use ocpp::v16::Action;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tungstenite::Message;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use ocpp_gateway::ocpp::v16::RegistrationStatus;
+use ocpp::v16::RegistrationStatus;
 use serde_json::json;
 
 fn code(reply: &serde_json::Value) -> &str {

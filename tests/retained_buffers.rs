@@ -70,7 +70,7 @@ fn a_write_backlog_is_freed_once_read() {
     let pending = server
         .call(
             "CP-big-out",
-            ocpp_gateway::ocpp::v16::Action::DataTransfer,
+            ocpp::v16::Action::DataTransfer,
             payload,
         )
         .expect("valid");

@@ -1,4 +1,4 @@
-//! Holds every typed OCPP 1.6 payload (`ocpp_gateway::ocpp::v16`) against the official JSON
+//! Holds every typed OCPP 1.6 payload (`ocpp::v16`) against the official JSON
 //! schemas, the oracle: `shared/ocpp16/schemas/` beside the checkout, read at test time and
 //! checked with the `jsonschema` crate (format validation on).
 //!
@@ -18,8 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
-use ocpp_gateway::ocpp::rpc::CallErrorCode;
-use ocpp_gateway::ocpp::v16::{self, Action, Invalid, Payload};
+use ocpp::rpc::CallErrorCode;
+use ocpp::v16::{self, Action, Invalid, Payload};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 

@@ -11,7 +11,7 @@ mod rng;
 
 use rng::Rng;
 
-use ocpp_gateway::net::upgrade::{self, Parsed};
+use wire::upgrade::{self, Parsed};
 
 const INPUTS: usize = 50_000;
 
@@ -96,7 +96,7 @@ fn upgrade_requests_agree_with_httparse() {
         if let Err(disagreement) = oracle::check(&bytes) {
             panic!("{disagreement}");
         }
-        match upgrade::parse(&bytes) {
+        match upgrade::parse(&bytes, &["ocpp1.6"]) {
             Parsed::Upgrade { .. } => upgrades += 1,
             Parsed::Refused(_) => refused += 1,
             Parsed::Partial => partial += 1,

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use ocpp_gateway::net::websocket::{self, OpCode, Role};
+use wire::websocket::{self, OpCode, Role};
 use serde::Serialize;
 use serde_json::json;
 

@@ -5,8 +5,8 @@
 //! since the gateway should never send one). Pure: the caller passes the charge point's state in
 //! and applies the returned [`Effect`].
 
-use ocpp_gateway::ocpp::rpc::CallErrorCode;
-use ocpp_gateway::ocpp::v16::{
+use ocpp::rpc::CallErrorCode;
+use ocpp::v16::{
     self, Action, ExtendedMessageTrigger, ExtendedTriggerMessageRequest, GetConfigurationRequest,
     MessageTrigger, RemoteStartTransactionRequest, RemoteStopTransactionRequest,
     TriggerMessageRequest,
@@ -302,7 +302,7 @@ fn status_notification(connector: Option<u8>) -> Outgoing {
 
 #[cfg(test)]
 mod tests {
-    use ocpp_gateway::ocpp::v16::validate_response;
+    use ocpp::v16::validate_response;
 
     use super::*;
 

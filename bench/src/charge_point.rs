@@ -9,7 +9,7 @@
 //! one buffer.
 
 use mio::net::TcpStream;
-use ocpp_gateway::ocpp::v16::Action;
+use ocpp::v16::Action;
 
 use crate::fleet::ClientConn;
 use crate::messages::Outgoing;

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::security::TlsClient;
 
 /// Longest identity the gateway accepts (`MAX_CHARGE_POINT_ID_LEN`).
-const MAX_IDENTITY_LEN: usize = ocpp_gateway::config::MAX_CHARGE_POINT_ID_LEN;
+const MAX_IDENTITY_LEN: usize = ocpp::MAX_CHARGE_POINT_ID_LEN;
 /// Most source addresses a `--source-ips` list may expand to.
 const MAX_SOURCE_IPS: usize = 65_536;
 

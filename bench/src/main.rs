@@ -12,7 +12,7 @@
 //!   [`scenario`]: what a booted charge point sends and when; [`messages`]: its CALLs;
 //!   [`answers`]: its answers to the gateway's CALLs.
 //! - [`dial`], [`upgrade`], [`pacer`], [`deadlines`]: connecting, the WebSocket upgrade, pacing,
-//!   timers (jitter comes from the gateway crate's `rng`, framing from its `net::websocket`).
+//!   timers (jitter comes from the gateway crate's `rng`, framing from the `wire` crate).
 //! - [`stats`], [`process`], [`sampler`], [`report`], [`plot`]: figures and their output.
 //! - [`abuse`]: the hostile clients of `scripts/abuse.sh`.
 //!

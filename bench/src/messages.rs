@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ocpp_gateway::ocpp::v16::Action;
+use ocpp::v16::Action;
 
 /// Connector states a simulated charge point reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,8 +212,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use ocpp_gateway::ocpp::rpc::{Frame, parse_frame};
-    use ocpp_gateway::ocpp::v16::validate_request;
+    use ocpp::rpc::{Frame, parse_frame};
+    use ocpp::v16::validate_request;
 
     use super::*;
 

@@ -18,7 +18,7 @@ use tungstenite::handshake::derive_accept_key;
 const MAX_RESPONSE: usize = 8192;
 /// Response headers looked at.
 const MAX_HEADERS: usize = 32;
-use ocpp_gateway::ocpp::SUBPROTOCOL as OCPP16;
+use ocpp::SUBPROTOCOL as OCPP16;
 
 /// Why an upgrade failed.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ocpp_gateway::call::CallOutcome;
 use ocpp_gateway::config::{Config, Sinks};
-use ocpp_gateway::ocpp::v16::Action;
+use ocpp::v16::Action;
 use ocpp_gateway::server::Server;
 use serde_json::Value;
 use serde_json::value::RawValue;

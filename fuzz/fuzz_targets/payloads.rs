@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocpp_gateway::ocpp::v16::{self, Action};
+use ocpp::v16::{self, Action};
 use serde_json::value::RawValue;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocpp_gateway::net::proxy::{self, Header};
+use wire::proxy::{self, Header};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Header::Done { len, .. }) = proxy::parse(data) {

@@ -1,17 +1,20 @@
-//! The charge point's upgrade request: `net::upgrade::parse`, then the identity in its path
+//! The charge point's upgrade request: `wire::upgrade::parse`, then the identity in its path
 //! (percent-decoding and the identity rules). Must never panic, whatever the bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocpp_gateway::net::upgrade::{self, Parsed};
+use ocpp::IdentityRule;
+use wire::upgrade::{self, Parsed};
 
 fuzz_target!(|data: &[u8]| {
-    if let Parsed::Upgrade { request, len } = upgrade::parse(data) {
+    if let Parsed::Upgrade { request, len } = upgrade::parse(data, &["ocpp2.0.1", "ocpp1.6"]) {
         assert!(len <= data.len());
-        let strict = ocpp_gateway::types::IdentityRule::IdentifierString;
-        let _ = upgrade::charge_point_id("/ocpp", request.path, strict);
-        let _ = upgrade::charge_point_id("", request.path, ocpp_gateway::types::IdentityRule::Unicode);
+        for rule in [IdentityRule::IdentifierString, IdentityRule::Unicode] {
+            let _ = upgrade::charge_point_id("/ocpp", request.path, |id| rule.allows(id));
+            let _ = upgrade::charge_point_id("", request.path, |id| rule.allows(id));
+        }
+        let protocol = request.protocol.map(|i| ["ocpp2.0.1", "ocpp1.6"][i]);
         let mut out = Vec::new();
-        upgrade::write_switching(&mut out, request.key, request.ocpp16);
+        upgrade::write_switching(&mut out, request.key, protocol);
     }
 });

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocpp_gateway::net::websocket::{self, OpCode, Role};
+use wire::websocket::{self, OpCode, Role};
 
 fuzz_target!(|data: &[u8]| {
     let mut buf = data.to_vec();

@@ -17,7 +17,7 @@ use super::{DEFAULT_PAGE, MAX_PAGE, QUERY_TIMEOUT};
 use crate::call::CallOutcome;
 use crate::cluster::remote::{Reply, Request};
 use crate::mailbox::{ToProcessor, shard_of};
-use crate::ocpp::v16::Action;
+use ocpp::v16::Action;
 use crate::query::{Answer, Filter, Query};
 use crate::security::Security;
 use crate::security::credentials::{CredentialsError, MAX_KEY_LEN, MIN_KEY_LEN, decode_hex};

@@ -8,8 +8,8 @@ use std::fmt::{Display, Write as _};
 
 use super::http::Response;
 use super::server::AdminLoop;
-use crate::ocpp::rpc::CallErrorCode;
-use crate::ocpp::v16::Action;
+use ocpp::rpc::CallErrorCode;
+use ocpp::v16::Action;
 use crate::stats::{HistogramSnapshot, OUTCOMES, StatsSnapshot};
 use crate::types::CloseCause;
 use std::time::Instant;

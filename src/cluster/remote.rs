@@ -33,7 +33,7 @@ use serde_json::value::RawValue;
 use super::{REDIS_TIMEOUT, RETRY, epoch_ms};
 use crate::call::PendingCall;
 use crate::commands::Commands;
-use crate::ocpp::v16::Action;
+use ocpp::v16::Action;
 use crate::query::Answer;
 use crate::stats::Stats;
 

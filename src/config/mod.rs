@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ocpp::v16::{DataTransferStatus, RegistrationStatus};
+use ocpp::v16::{DataTransferStatus, RegistrationStatus};
 use crate::security::Profile;
 use crate::security::certificates::CertFiles;
 use crate::security::lockout::LockoutRule;

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::Sink;
-use crate::ocpp::v16::{DataTransferStatus, RegistrationStatus};
+use ocpp::v16::{DataTransferStatus, RegistrationStatus};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::batch::ReplyBatch;
 use crate::events::ReplyRoute;
-use crate::net::websocket;
+use wire::websocket;
 use crate::types::ConnId;
 
 /// Where every sink of a [`Join`] releases its held answers: one [`JoinPort`] each.

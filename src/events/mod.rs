@@ -27,10 +27,10 @@ use std::time::SystemTime;
 
 use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
 use crate::call::OutcomeLog;
-use crate::net::websocket;
-use crate::ocpp::rpc::{self, CallErrorCode, Frame};
-use crate::ocpp::v16::Action;
-use crate::ocpp::v16::ChargePointStatus;
+use wire::websocket;
+use ocpp::rpc::{self, CallErrorCode, Frame};
+use ocpp::v16::Action;
+use ocpp::v16::ChargePointStatus;
 use crate::stats::Counter;
 use crate::types::ChargePointId;
 use crate::types::{CloseCause, ConnId};

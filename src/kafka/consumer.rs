@@ -32,7 +32,7 @@ use crate::call::{CallOutcome, PendingCall};
 use crate::clock::WallClock;
 use crate::commands::{Commands, sets_authorization_key};
 use crate::config::KafkaConfig;
-use crate::ocpp::v16::Action;
+use ocpp::v16::Action;
 use crate::stats::Stats;
 use crate::warn_budget::WarnBudget;
 

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::events::{Answer, Body, Event, EventKind, PAYLOAD_PREFIX};
-use crate::ocpp::rpc::push_json_str;
-use crate::ocpp::v16::Action;
+use ocpp::rpc::push_json_str;
+use ocpp::v16::Action;
 
 /// Where the envelope's fields come from besides the event.
 pub struct Envelope<'a> {
@@ -493,7 +493,7 @@ struct Frame<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ocpp::v16::ChargePointStatus;
+    use ocpp::v16::ChargePointStatus;
     use crate::types::CloseCause;
     use serde_json::{Value, json};
     use std::time::SystemTime;

@@ -3,7 +3,8 @@
 //! - [`event_loop`]: accept, poll, the slab, timer dispatch, the mailbox, the batches.
 //! - [`session`]: one connection's behaviour, driven by the loop through transitions.
 //! - [`transport`]: the byte stream (plain TCP; TLS slots in here) and held buffers.
-//! - [`upgrade`]: the HTTP upgrade request. [`websocket`]: RFC 6455 framing.
+//! - the codecs of the bytes (PROXY header, upgrade request, RFC 6455 frames) are the `wire`
+//!   crate's, sans-I/O.
 //! - [`context`]: what a loop lends a connection. [`timer`]: the hashed timing wheel.
 //! - [`outbound`]: a connection's queue of calls of the central system.
 //!
@@ -15,14 +16,11 @@
 pub mod context;
 pub mod event_loop;
 pub mod outbound;
-pub mod proxy;
 pub mod records;
 pub mod session;
 pub mod timer;
 pub mod tls;
 pub mod transport;
-pub mod upgrade;
-pub mod websocket;
 
 use std::borrow::Cow;
 use std::collections::HashSet;

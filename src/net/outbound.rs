@@ -87,7 +87,7 @@ mod tests {
     use super::*;
     use crate::call::{CallOutcome, PendingCall};
     use crate::net::timer::TimerWheel;
-    use crate::ocpp::v16::Action;
+    use ocpp::v16::Action;
     use serde_json::value::RawValue;
     use std::time::Duration;
 

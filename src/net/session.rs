@@ -37,11 +37,11 @@ use crate::net::context::{LoopContext, TimerEvent};
 use crate::net::outbound::{CallQueue, InFlight};
 use crate::net::timer::TimerId;
 use crate::net::transport::{Held, ReadError, Received, SendError, Transport};
-use crate::net::upgrade::{self, Parsed, Refusal};
-use crate::net::websocket::{self, OpCode, Role, Violation};
+use wire::upgrade::{self, Parsed, Refusal};
+use wire::websocket::{self, OpCode, Role, Violation};
 use crate::net::{TRACE_TARGET, escape_newlines};
-use crate::ocpp::rpc::{self, Frame, FrameError};
-use crate::ocpp::v16;
+use ocpp::rpc::{self, Frame, FrameError};
+use ocpp::v16;
 use crate::security::{self, Auth, AuthFailure, Profile};
 use crate::types::{ChargePointId, CloseCause, ConnId};
 
@@ -848,7 +848,7 @@ impl Connection {
     // ---- the upgrade ----
 
     fn upgrade(&mut self, cx: &mut LoopContext, key: usize, data: &mut [u8]) -> Consumed {
-        let (request, len) = match upgrade::parse(data) {
+        let (request, len) = match upgrade::parse(data, &[ocpp::SUBPROTOCOL]) {
             Parsed::Partial => return Consumed::All(0),
             Parsed::Refused(refusal) => {
                 return Consumed::Stopped(data.len(), self.refuse(cx, refusal));
@@ -861,8 +861,8 @@ impl Connection {
             };
             return Consumed::Stopped(data.len(), self.refuse(cx, refusal));
         }
-        let id =
-            upgrade::charge_point_id(&cx.limits.path_prefix, request.path, cx.limits.identities)
+        let rule = cx.limits.identities;
+        let id = upgrade::charge_point_id(&cx.limits.path_prefix, request.path, |id| rule.allows(id))
                 .filter(|id| {
                     cx.known_identities
                         .as_ref()
@@ -878,9 +878,9 @@ impl Connection {
             Ok(proof) => proof,
             Err(refusal) => return Consumed::Stopped(data.len(), self.refuse(cx, refusal)),
         };
-        let ocpp16 = request.ocpp16;
+        let ocpp16 = request.protocol.is_some();
         cx.scratch.clear();
-        upgrade::write_switching(&mut cx.scratch, request.key, ocpp16);
+        upgrade::write_switching(&mut cx.scratch, request.key, ocpp16.then_some(ocpp::SUBPROTOCOL));
         if self.transport.send(&mut cx.wire, &cx.scratch).is_err() {
             return Consumed::Stopped(data.len(), Transition::Remove(CloseCause::ConnectionLost));
         }
@@ -897,7 +897,7 @@ impl Connection {
             debug!(
                 "cp={cp} loop={} did not offer {}",
                 cx.index,
-                crate::ocpp::SUBPROTOCOL
+                ocpp::SUBPROTOCOL
             );
             self.phase = Phase::Open(Session::new(cp, 0, cx.now_ms()));
             let t = self.fail_with(

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 
-use crate::net::proxy::{self, Header, ProxyError};
+use wire::proxy::{self, Header, ProxyError};
 use crate::net::tls::{Opened, TlsError, TlsLayer};
 
 /// A buffer held this much larger than its content is shrunk.

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::ocpp::rpc::CallErrorCode;
-use crate::ocpp::v16::{
+use ocpp::rpc::CallErrorCode;
+use ocpp::v16::{
     self, Action, AuthorizationStatus, ChargePointStatus, DataTransferStatus, DateTime, IdTagInfo,
     IdToken, Invalid, RegistrationStatus,
 };

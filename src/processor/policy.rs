@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use crate::ocpp::v16::AuthorizationStatus;
+use ocpp::v16::AuthorizationStatus;
 
 /// Why a policy file could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,6 @@ pub mod lockout;
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use log::{info, warn};
 
 use crate::config::Config;
@@ -223,35 +222,22 @@ pub fn required_profile(security: &Security, identity: &str) -> (Profile, bool) 
     }
 }
 
-/// Checks an `Authorization` header for `identity`. The username must be the identity; since
-/// an identity may contain colons, the decoded text is split after the identity, not at its
-/// first colon. The password is bytes (the whitepaper recommends random binary keys).
+/// Checks an `Authorization` header for `identity` (decoding: `wire::basic`).
 pub fn check_basic(
     credentials: &Credentials,
     identity: &str,
     authorization: Option<&[u8]>,
 ) -> Result<(), AuthFailure> {
-    let header = authorization.ok_or(AuthFailure::Missing)?.trim_ascii();
-    let (scheme, encoded) = match header.iter().position(|&b| b == b' ') {
-        Some(i) => (&header[..i], header[i + 1..].trim_ascii()),
-        None => return Err(AuthFailure::Malformed),
-    };
-    if !scheme.eq_ignore_ascii_case(b"Basic") {
-        return Err(AuthFailure::Missing);
+    use wire::basic::{BasicError, with_password};
+    match with_password(authorization, identity, |password| {
+        credentials.verify(identity, password)
+    }) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AuthFailure::WrongPassword),
+        Err(BasicError::Missing) => Err(AuthFailure::Missing),
+        Err(BasicError::Malformed) => Err(AuthFailure::Malformed),
+        Err(BasicError::WrongUser) => Err(AuthFailure::WrongUser),
     }
-    let mut decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|_| AuthFailure::Malformed)?;
-    let result = match decoded
-        .strip_prefix(identity.as_bytes())
-        .and_then(|rest| rest.strip_prefix(b":"))
-    {
-        None => Err(AuthFailure::WrongUser),
-        Some(password) if credentials.verify(identity, password) => Ok(()),
-        Some(_) => Err(AuthFailure::WrongPassword),
-    };
-    decoded.fill(0);
-    result
 }
 
 /// Checks that the client certificate names `identity` as its CN. Its chain was verified
@@ -270,6 +256,7 @@ pub fn check_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn header(user_pass: &[u8]) -> Vec<u8> {
         let mut h = b"Basic ".to_vec();

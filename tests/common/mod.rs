@@ -104,9 +104,9 @@ impl TestServer {
     pub fn call(
         &self,
         cp: &str,
-        action: ocpp_gateway::ocpp::v16::Action,
+        action: ocpp::v16::Action,
         payload: Box<serde_json::value::RawValue>,
-    ) -> Result<ocpp_gateway::call::PendingCall, ocpp_gateway::ocpp::v16::Invalid> {
+    ) -> Result<ocpp_gateway::call::PendingCall, ocpp::v16::Invalid> {
         self.server
             .as_ref()
             .expect("running")

@@ -1,4 +1,4 @@
-//! The agreement rule between the gateway's frame-header decoder (`net::websocket::parse_header`)
+//! The agreement rule between the gateway's frame-header decoder (`wire::websocket::parse_header`)
 //! and tungstenite's `FrameHeader::parse`, shared by the `websocket_diff` fuzz target and the
 //! `frame_oracle` test (one copy of the rule, included by path from both).
 //!
@@ -10,7 +10,7 @@
 
 use std::io::Cursor;
 
-use ocpp_gateway::net::websocket::{self, MAX_HEADER, Role, Violation};
+use wire::websocket::{self, MAX_HEADER, Role, Violation};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::OpCode as TOpCode;
 

@@ -1,18 +1,18 @@
-//! The agreement rule between the gateway's upgrade-request parser (`net::upgrade::parse`) and
+//! The agreement rule between the gateway's upgrade-request parser (`wire::upgrade::parse`) and
 //! httparse called directly with the same header limit, shared by the `upgrade_diff` fuzz target
 //! and the `upgrade_oracle` test (one copy of the rule, included by path from both).
 //!
 //! httparse decides where a request ends and whether it is HTTP at all; the gateway must follow
-//! it there, and may refuse a well-formed request only for a reason `net::upgrade` documents.
+//! it there, and may refuse a well-formed request only for a reason `wire::upgrade` documents.
 
-use ocpp_gateway::net::upgrade::{self, MAX_HEADERS, MAX_REQUEST, Parsed, Refusal};
+use wire::upgrade::{self, MAX_HEADERS, MAX_REQUEST, Parsed, Refusal};
 
 /// Checks one input; `Err` describes a disagreement with both answers.
 pub fn check(buf: &[u8]) -> Result<(), String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let theirs = request.parse(buf);
-    let ours = upgrade::parse(buf);
+    let ours = upgrade::parse(buf, &["ocpp2.0.1", "ocpp1.6"]);
     let disagree = |why: &str| {
         Err(format!(
             "{why}: {:?}: gateway {ours:?}, httparse {theirs:?}",

@@ -4,9 +4,9 @@
 
 use log::debug;
 use ocpp_gateway::net::transport::{Held, Received, SendError, Transport, Wire};
-use ocpp_gateway::net::websocket::{self, OpCode, Role};
-use ocpp_gateway::ocpp::rpc::{self, Frame, FrameError};
-use ocpp_gateway::ocpp::v16::{
+use wire::websocket::{self, OpCode, Role};
+use ocpp::rpc::{self, Frame, FrameError};
+use ocpp::v16::{
     self, Action, AuthorizationStatus, AuthorizeResponse, BootNotificationResponse, Invalid,
     RegistrationStatus, StartTransactionResponse,
 };

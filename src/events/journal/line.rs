@@ -10,7 +10,7 @@
 use std::io::Write as _;
 
 use crate::events::{Answer, Body, Event, EventKind, PAYLOAD_PREFIX};
-use crate::ocpp::rpc::push_json_str;
+use ocpp::rpc::push_json_str;
 
 /// Appends the line for `event` (with its newline) to `out`.
 pub fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event<'_>) {
@@ -165,8 +165,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::ocpp::rpc::CallErrorCode;
-    use crate::ocpp::v16::Action;
+    use ocpp::rpc::CallErrorCode;
+    use ocpp::v16::Action;
     use crate::types::CloseCause;
 
     fn line(kind: EventKind<'_>) -> Value {

@@ -11,15 +11,13 @@
 //!   `Sec-WebSocket-Key`) is 400; so is a repeated `Upgrade`, `Sec-WebSocket-Key` or
 //!   `Sec-WebSocket-Version` header (which one was meant is unknowable); another WebSocket
 //!   version is 426 naming version 13;
-//! - `ocpp1.6` is selected when offered among others; when it is not offered at all the upgrade
-//!   completes *without* the header and the connection is closed right after (the spec's rule);
+//! - the subprotocol selected is the first of the caller's list (its preference order) that the
+//!   client offered; when none is offered the upgrade completes *without* the header and the
+//!   caller closes the connection right after (OCPP-J's rule);
 //! - a request head over [`MAX_REQUEST`] bytes or [`MAX_HEADERS`] headers is 431;
 //! - over `server.max_connections` the answer is 503 with a jittered `Retry-After`.
 
 use percent_encoding::percent_decode_str;
-
-use crate::ocpp::SUBPROTOCOL;
-use crate::types::IdentityRule;
 
 /// The largest request head accepted, in bytes.
 pub const MAX_REQUEST: usize = 8 * 1024;
@@ -44,8 +42,9 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// `Sec-WebSocket-Key`, to derive the accept key from.
     pub key: &'a [u8],
-    /// The client offered `ocpp1.6`.
-    pub ocpp16: bool,
+    /// The subprotocol selected: an index into the list given to [`parse`], or None when the
+    /// client offered none of them.
+    pub protocol: Option<usize>,
     /// The `Authorization` header's value, if any (profiles 1 and 2 check it).
     pub authorization: Option<&'a [u8]>,
 }
@@ -150,8 +149,9 @@ impl Refusal {
     }
 }
 
-/// Reads an upgrade request from the start of `buf`.
-pub fn parse(buf: &[u8]) -> Parsed<'_> {
+/// Reads an upgrade request from the start of `buf`; `protocols` are the subprotocols the server
+/// speaks, most preferred first.
+pub fn parse<'a>(buf: &'a [u8], protocols: &[&str]) -> Parsed<'a> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let len = match request.parse(buf) {
@@ -166,7 +166,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     if len > MAX_REQUEST {
         return Parsed::Refused(Refusal::HeadersTooLarge);
     }
-    match check(&request) {
+    match check(&request, protocols) {
         Ok(checked) => Parsed::Upgrade {
             request: checked,
             len,
@@ -175,7 +175,10 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     }
 }
 
-fn check<'a>(request: &httparse::Request<'_, 'a>) -> Result<Request<'a>, Refusal> {
+fn check<'a>(
+    request: &httparse::Request<'_, 'a>,
+    protocols: &[&str],
+) -> Result<Request<'a>, Refusal> {
     if request.method != Some("GET") || request.version != Some(1) {
         return Err(Refusal::BadRequest);
     }
@@ -211,9 +214,12 @@ fn check<'a>(request: &httparse::Request<'_, 'a>) -> Result<Request<'a>, Refusal
     }
     let target = request.path.ok_or(Refusal::BadRequest)?;
     let path = target.split_once('?').map_or(target, |(path, _)| path);
-    let ocpp16 = values("Sec-WebSocket-Protocol")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .any(|token| token.trim_ascii() == SUBPROTOCOL.as_bytes());
+    let offered = |name: &str| {
+        values("Sec-WebSocket-Protocol")
+            .flat_map(|v| v.split(|&b| b == b','))
+            .any(|token| token.trim_ascii() == name.as_bytes())
+    };
+    let protocol = protocols.iter().position(|name| offered(name));
     let mut authorizations = values("Authorization");
     let authorization = match (authorizations.next(), authorizations.next()) {
         (_, Some(_)) => return Err(Refusal::BadRequest),
@@ -222,7 +228,7 @@ fn check<'a>(request: &httparse::Request<'_, 'a>) -> Result<Request<'a>, Refusal
     Ok(Request {
         path,
         key,
-        ocpp16,
+        protocol,
         authorization,
     })
 }
@@ -237,31 +243,31 @@ fn is_websocket_key(key: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
-/// Appends the `101 Switching Protocols` answer; with `ocpp16` it selects `ocpp1.6`.
-pub fn write_switching(out: &mut Vec<u8>, key: &[u8], ocpp16: bool) {
+/// Appends the `101 Switching Protocols` answer, selecting `protocol` when there is one.
+pub fn write_switching(out: &mut Vec<u8>, key: &[u8], protocol: Option<&str>) {
     let accept = tungstenite::handshake::derive_accept_key(key.trim_ascii());
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Accept: ",
     );
     out.extend_from_slice(accept.as_bytes());
-    if ocpp16 {
+    if let Some(protocol) = protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
-        out.extend_from_slice(SUBPROTOCOL.as_bytes());
+        out.extend_from_slice(protocol.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// The identity in `path` (`{prefix}/{percent-encoded id}`), or None when the path is not a
 /// charge point URL: wrong prefix, a `/` in the rest, not UTF-8 once decoded, or not an
-/// identity `rule` allows.
-pub fn charge_point_id(prefix: &str, path: &str, rule: IdentityRule) -> Option<String> {
+/// identity `allows` accepts (the caller's identity rule).
+pub fn charge_point_id(prefix: &str, path: &str, allows: impl FnOnce(&str) -> bool) -> Option<String> {
     let encoded = path.strip_prefix(prefix)?.strip_prefix('/')?;
     if encoded.is_empty() || encoded.contains('/') || !well_formed_escapes(encoded) {
         return None;
     }
     let id = percent_decode_str(encoded).decode_utf8().ok()?;
-    rule.allows(&id).then(|| id.into_owned())
+    allows(&id).then(|| id.into_owned())
 }
 
 /// Every `%` starts a two-hex-digit escape (percent-decoding alone would pass a stray `%`).
@@ -275,7 +281,21 @@ fn well_formed_escapes(encoded: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MAX_CHARGE_POINT_ID_LEN;
+
+    const OCPP: &[&str] = &["ocpp2.0.1", "ocpp1.6"];
+
+    /// A stand-in for the caller's identity rule: ASCII letters, digits and `-`, 1 to 48.
+    fn simple(id: &str) -> bool {
+        (1..=48).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    }
+
+    fn any(_: &str) -> bool {
+        true
+    }
+
+    fn parse(buf: &[u8]) -> Parsed<'_> {
+        super::parse(buf, OCPP)
+    }
 
     fn upgrade_request(extra: &str) -> String {
         format!(
@@ -294,12 +314,12 @@ mod tests {
         };
         assert_eq!(len, text.len());
         assert_eq!(request.path, "/ocpp/CP1");
-        assert!(request.ocpp16);
+        assert_eq!(request.protocol, Some(1));
         for cut in [0, 10, text.len() - 1] {
             assert_eq!(parse(&bytes[..cut]), Parsed::Partial, "{cut}");
         }
         let mut out = Vec::new();
-        write_switching(&mut out, request.key, true);
+        write_switching(&mut out, request.key, Some("ocpp1.6"));
         let out = String::from_utf8(out).unwrap();
         assert!(out.starts_with("HTTP/1.1 101 "), "{out}");
         assert!(
@@ -312,7 +332,29 @@ mod tests {
             panic!()
         };
         assert_eq!(request.path, "/ocpp/CP1");
-        assert!(!request.ocpp16);
+        assert_eq!(request.protocol, None);
+    }
+
+    #[test]
+    fn the_servers_preference_wins() {
+        let both = upgrade_request("Sec-WebSocket-Protocol: ocpp1.6\r\nSec-WebSocket-Protocol: ocpp2.0.1\r\n");
+        let Parsed::Upgrade { request, .. } = parse(both.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(request.protocol, Some(0));
+        let Parsed::Upgrade { request, .. } = super::parse(both.as_bytes(), &["ocpp1.6"]) else {
+            panic!()
+        };
+        assert_eq!(request.protocol, Some(0));
+        let Parsed::Upgrade { request, .. } = super::parse(both.as_bytes(), &["ocpp2.1"]) else {
+            panic!()
+        };
+        assert_eq!(request.protocol, None);
+        let near = upgrade_request("Sec-WebSocket-Protocol: ocpp1.6x, OCPP1.6\r\n");
+        let Parsed::Upgrade { request, .. } = parse(near.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(request.protocol, None, "names match exactly");
     }
 
     #[test]
@@ -383,35 +425,32 @@ mod tests {
         }
     }
 
-    const STRICT: IdentityRule = IdentityRule::IdentifierString;
-    const WIDE: IdentityRule = IdentityRule::Unicode;
-
     #[test]
     fn plain_and_percent_encoded_ids() {
         assert_eq!(
-            charge_point_id("/ocpp", "/ocpp/CP1", STRICT).as_deref(),
+            charge_point_id("/ocpp", "/ocpp/CP1", simple).as_deref(),
             Some("CP1")
         );
         assert_eq!(
-            charge_point_id("/ocpp", "/ocpp/RDAM%2D123", STRICT).as_deref(),
+            charge_point_id("/ocpp", "/ocpp/RDAM%2D123", simple).as_deref(),
             Some("RDAM-123")
         );
         assert_eq!(
-            charge_point_id("", "/CP-7", STRICT).as_deref(),
+            charge_point_id("", "/CP-7", simple).as_deref(),
             Some("CP-7")
         );
-        assert_eq!(charge_point_id("/a/b", "/a/b/%C3%A9t%C3%A9", STRICT), None);
+        assert_eq!(charge_point_id("/a/b", "/a/b/%C3%A9t%C3%A9", simple), None);
         assert_eq!(
-            charge_point_id("/a/b", "/a/b/%C3%A9t%C3%A9", WIDE).as_deref(),
+            charge_point_id("/a/b", "/a/b/%C3%A9t%C3%A9", any).as_deref(),
             Some("été")
         );
     }
 
     #[test]
     fn rejects_what_is_not_a_charge_point_path() {
-        let too_long = format!("/ocpp/{}", "x".repeat(MAX_CHARGE_POINT_ID_LEN + 1));
-        let longest = format!("/ocpp/{}", "x".repeat(MAX_CHARGE_POINT_ID_LEN));
-        assert!(charge_point_id("/ocpp", &longest, STRICT).is_some());
+        let too_long = format!("/ocpp/{}", "x".repeat(49));
+        let longest = format!("/ocpp/{}", "x".repeat(48));
+        assert!(charge_point_id("/ocpp", &longest, simple).is_some());
         for path in [
             "/",
             "/ocpp",
@@ -441,8 +480,7 @@ mod tests {
             "/ocpp/CP%EF%B8%8FX",
             too_long.as_str(),
         ] {
-            assert_eq!(charge_point_id("/ocpp", path, STRICT), None, "{path}");
-            assert_eq!(charge_point_id("/ocpp", path, WIDE), None, "{path}");
+            assert_eq!(charge_point_id("/ocpp", path, simple), None, "{path}");
         }
     }
 }

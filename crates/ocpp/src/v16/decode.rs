@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use super::primitives::capped;
 use super::{Invalid, Payload};
-use crate::ocpp::rpc::CallErrorCode;
+use crate::rpc::CallErrorCode;
 
 /// serde message prefix -> 1.6 CallError code. Anything else (a JSON syntax error, which a
 /// `RawValue` cannot hold, or serde_json's recursion limit) is a FormationViolation.

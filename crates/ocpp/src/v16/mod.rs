@@ -46,7 +46,7 @@ pub use self::datatypes::*;
 pub use self::decode::decode;
 pub use self::primitives::{CiString, DateTime, Decimal, IdToken, NonEmpty, Uri, ValueError};
 pub use self::security_messages::*;
-use crate::ocpp::rpc::CallErrorCode;
+use crate::rpc::CallErrorCode;
 
 /// A payload the peer got wrong: the CALLERROR to answer with.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -142,12 +142,12 @@ macro_rules! object {
                         const FIELDS: &[&str] = &[$($json),*];
                         $( let mut $field: Option<$ty> = None; )*
                         while let Some(key) =
-                            map.next_key_seed($crate::ocpp::v16::macros::FieldName(FIELDS))?
+                            map.next_key_seed($crate::v16::macros::FieldName(FIELDS))?
                         {
                             #[allow(clippy::match_single_binding)] // objects without properties
                             match key {
                                 $(
-                                    $json => $crate::ocpp::v16::macros::fill(
+                                    $json => $crate::v16::macros::fill(
                                         &mut $field, $json, &mut map,
                                     )?,
                                 )*
