@@ -23,14 +23,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use ocpp::rpc::{Frame, parse_frame};
 use ocpp_gateway::batch::{Entry, FrameBatch, Recycle, ReplyBatch};
 use ocpp_gateway::clock::WallClock;
 use ocpp_gateway::config;
 use ocpp_gateway::events::journal::line;
 use ocpp_gateway::events::{Event, EventWriter};
-use ocpp::rpc::{Frame, parse_frame};
+use ocpp_gateway::policy::TransactionIds;
 use ocpp_gateway::processor::handlers::Policy;
-use ocpp_gateway::processor::policy::TransactionIds;
 use ocpp_gateway::processor::shard::{Outputs, Shard};
 use ocpp_gateway::stats::Stats;
 use ocpp_gateway::types::{ChargePointId, ConnId};

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use wire::websocket;
-use ocpp::v16::Action;
 use crate::security::{Auth, Profile};
 use crate::types::{ChargePointId, CloseCause, ConnId};
+use ocpp::v16::Action;
+use wire::websocket;
 
 /// Room left in front of each answer for its frame header (written once the payload length
 /// is known).

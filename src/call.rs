@@ -16,10 +16,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::Waker;
 use serde_json::value::RawValue;
 
-use crate::events::{Event, EventKind, Events};
-use ocpp::v16::{Action, Invalid};
+use crate::events::{Event, EventKind, EventWriter, Events};
 use crate::stats::{OUTCOMES, Stats};
 use crate::types::ChargePointId;
+use ocpp::v16::{Action, Invalid};
 
 /// How a call ended.
 #[derive(Debug, Clone)]
@@ -253,6 +253,15 @@ impl Drop for OutboundCall {
 /// Where a resolver records an outcome line.
 pub trait OutcomeLog {
     fn record(&mut self, event: &Event<'_>);
+}
+
+/// An [`EventWriter`] as the [`OutcomeLog`] of a call resolver.
+pub struct WriterLog<'a>(pub &'a mut dyn EventWriter);
+
+impl OutcomeLog for WriterLog<'_> {
+    fn record(&mut self, event: &Event<'_>) {
+        self.0.record(event);
+    }
 }
 
 impl PendingCall {

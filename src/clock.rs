@@ -9,6 +9,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Milliseconds since the epoch (0 for a clock before 1970).
+pub fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub const RFC3339_MILLIS_LEN: usize = 24;
 
@@ -105,6 +111,15 @@ impl WallClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_milliseconds() {
+        assert_eq!(
+            epoch_ms(UNIX_EPOCH + std::time::Duration::from_millis(1234)),
+            1234
+        );
+        assert_eq!(epoch_ms(UNIX_EPOCH - std::time::Duration::from_secs(1)), 0);
+    }
     use std::time::Duration;
 
     fn text(millis: u64) -> String {

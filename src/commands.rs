@@ -11,10 +11,10 @@ use serde_json::value::RawValue;
 use crate::call::{CallOutcome, OutboundCall, PendingCall};
 use crate::events::Events;
 use crate::mailbox::{Processors, ToProcessor};
-use ocpp::rpc::CallErrorCode;
-use ocpp::v16::{self, Action, Invalid};
 use crate::stats::Stats;
 use crate::types::ChargePointId;
+use ocpp::rpc::CallErrorCode;
+use ocpp::v16::{self, Action, Invalid};
 
 #[derive(Clone)]
 pub struct Commands {

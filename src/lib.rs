@@ -26,14 +26,29 @@
 //!                     └──────────────────┘   └──────────────────┘  blocks on them
 //! ```
 //!
-//! Dependencies are meant to point one way (not yet true: `net` and `processor` still import a
-//! type of each other, and most top-level modules form one import cycle, which the "Layers"
-//! step removes): [`types`] (identity, connection handle, close cause) and
-//! [`ocpp`] at the bottom; [`batch`], [`call`] and [`events`] above them; [`mailbox`] (both
-//! mailboxes); then [`net`] and [`processor`]; [`commands`],
-//! [`admin`]; [`server`] on top. [`state`] (what one node keeps across restarts) sits beside
-//! [`events`]: processors hand it changes, it never calls them; so does [`cluster`] (Redis). [`config`], [`stats`], [`clock`], [`rng`] and
-//! [`warn_budget`] are leaves used throughout.
+//! ## Layers
+//!
+//! Below the gateway crate are two crates of its workspace with no I/O at all, neither using the
+//! other: `wire` (PROXY header, upgrade request, Basic credentials, WebSocket frames) and `ocpp`
+//! (RPC envelope, CallErrors, typed and validated payloads, identity rules). Inside this crate, a
+//! module may use only modules of a lower row of this table; modules of one row never use each
+//! other (net, processor, cluster and the Kafka sink meet only through the seam's messages).
+//! `tests/layers.rs` reads every `crate::` path of the sources against this table and fails on a
+//! path that goes up or sideways, so a cycle cannot form.
+//!
+//! | row | modules                                   | what they are                               |
+//! |-----|-------------------------------------------|---------------------------------------------|
+//! | 10  | server                                    | wires everything; nothing imports it        |
+//! | 9   | admin                                     | HTTP API, /health, /metrics: a command source |
+//! | 8   | net, processor, cluster, kafka            | loops, processors, Redis, Kafka: side by side |
+//! | 7   | commands                                  | a command's way to its charge point         |
+//! | 6   | mailbox                                   | every thread's inbox (loop, processor, cluster) |
+//! | 5   | call, state                               | outbound calls; the state file and its record |
+//! | 4   | events                                    | event types, the sink interface, the journal |
+//! | 3   | batch, query                              | frames and answers in bulk; API questions   |
+//! | 2   | security                                  | credentials, certificates, lockouts         |
+//! | 1   | config, stats                             | validated configuration; counters           |
+//! | 0   | types, clock, rng, warn_budget, trace, policy | leaves                                  |
 //!
 //! Backpressure without deadlock: loops never wait on processors (a full queue pauses reading
 //! that one connection, TCP pushes back on the charge point); processors may block on a loop's
@@ -54,6 +69,7 @@ pub mod events;
 pub mod kafka;
 pub mod mailbox;
 pub mod net;
+pub mod policy;
 pub mod processor;
 pub mod query;
 pub mod rng;
@@ -61,6 +77,7 @@ pub mod security;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod trace;
 pub mod types;
 pub mod warn_budget;
 

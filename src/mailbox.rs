@@ -1,6 +1,7 @@
-//! Both mailboxes in one place: what other threads send an event loop ([`ToLoop`], through a
-//! [`LoopHandle`]) and what they send a processor ([`ToProcessor`], through a
-//! [`ProcessorHandle`]). `net` and `processor` both use this module and never each other.
+//! Every thread's inbox in one place: what other threads send an event loop ([`ToLoop`], through
+//! a [`LoopHandle`]), what they send a processor ([`ToProcessor`], through a [`ProcessorHandle`])
+//! and what processors send the cluster thread ([`Op`], through a [`ClusterSender`]). `net`,
+//! `processor` and `cluster` all use this module and never each other.
 //!
 //! Backpressure without deadlock: a loop never blocks on a processor (it checks
 //! [`ProcessorQueue::has_room`] and pauses the connection instead); processors may block on a
@@ -18,6 +19,8 @@ use crate::batch::{FrameBatch, Pool, ReplyBatch};
 use crate::call::OutboundCall;
 use crate::events::ReplyRoute;
 use crate::query::Query;
+use crate::state::Saved;
+use crate::stats::Stats;
 use crate::types::{ChargePointId, CloseReason, ConnId};
 
 /// What other threads ask of an event loop.
@@ -55,7 +58,7 @@ pub enum ToProcessor {
     Loaded {
         cp: ChargePointId,
         session: u64,
-        lookup: crate::cluster::Lookup,
+        lookup: Lookup,
     },
     /// Test hook: block until the sender side is dropped (a stuck processor, for `/health`).
     #[cfg(feature = "test-hooks")]
@@ -383,5 +386,76 @@ mod tests {
         assert!(!queue.has_room(1, 1) && queue.is_saturated());
         queue.sub(3, 70);
         assert_eq!(queue.depth(), (0, 0));
+    }
+}
+
+// ---- the cluster thread's inbox ----
+
+/// What a processor tells the cluster.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// This node now holds `cp` with a connection made at `at_ms`.
+    Connected {
+        cp: ChargePointId,
+        session: u64,
+        at_ms: u64,
+    },
+    /// The connection made at `at_ms` is gone.
+    Disconnected { cp: ChargePointId, at_ms: u64 },
+    /// What is kept of `cp` now (None: it is no longer accepted): shared with the other nodes.
+    Saved { cp: Box<str>, record: Option<Saved> },
+    /// A Basic-auth credential set on this node (its credentials-file line): for every node.
+    Credential { line: String },
+    /// The gateway is stopping: let go of the processors (they cannot stop while we hold a
+    /// sender to them).
+    Release,
+    /// The processors have stopped: write what is left and end (other holders of senders,
+    /// such as the credentials, may outlive the thread).
+    Finish,
+}
+
+/// What Redis knows of a charge point that just connected, for its processor.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Its shared state (accepted on some node before).
+    Found(Saved),
+    /// Redis has no record of it.
+    Absent,
+    /// Redis could not be asked: go on with what this node knows.
+    Unavailable,
+}
+
+/// A processor's end of the cluster thread's channel.
+#[derive(Debug, Clone)]
+pub struct ClusterSender {
+    tx: Sender<Op>,
+    stats: Arc<Stats>,
+}
+
+impl ClusterSender {
+    /// The sending end of the cluster thread's channel; drops are counted in `stats`.
+    pub fn new(tx: Sender<Op>, stats: Arc<Stats>) -> ClusterSender {
+        ClusterSender { tx, stats }
+    }
+
+    /// Hands `op` over without waiting; when the channel is full it is dropped and counted
+    /// (the channel holds a minute of a storm of connects; the buffer behind it holds more).
+    /// False when it was dropped.
+    pub fn send(&self, op: Op) -> bool {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(op) {
+            self.stats.cluster.cluster_ops_dropped.inc();
+            return false;
+        }
+        true
+    }
+
+    /// Tells the cluster thread to let go of the processors (waits for room).
+    pub fn release(&self) {
+        let _ = self.tx.send(Op::Release);
+    }
+
+    /// Tells the cluster thread that nothing more will come (waits for room).
+    pub fn finish(&self) {
+        let _ = self.tx.send(Op::Finish);
     }
 }

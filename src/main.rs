@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use log::{error, info, warn};
 use ocpp_gateway::config::ADMIN_TOKEN_ENV;
-use ocpp_gateway::net::TRACE_TARGET;
+use ocpp_gateway::trace::TRACE_TARGET;
 use ocpp_gateway::{Config, Server};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;

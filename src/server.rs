@@ -26,16 +26,16 @@ use crate::events::journal::Journal;
 use crate::events::{EventSink, Events, ReplyRoute, Tee};
 use crate::kafka::{self, KafkaSink, KafkaStatus};
 use crate::mailbox::{LoopHandle, LoopShared, Loops, Processors, processor_channel};
-use crate::net::TraceList;
 use crate::net::event_loop::{EventLoop, LoopParts, WAKER};
-use ocpp::v16::{Action, Invalid};
+use crate::policy::{IdTags, Identities, PolicyError, TransactionIds};
 use crate::processor::handlers::Policy;
 use crate::processor::journal_budget::BudgetRule;
-use crate::processor::policy::{IdTags, Identities, PolicyError, TransactionIds};
 use crate::processor::pool::{self, PoolParts};
 use crate::security::{Security, SecurityError};
 use crate::state::{self, StateError};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::trace::TraceList;
+use ocpp::v16::{Action, Invalid};
 
 /// Why the gateway could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -384,6 +384,7 @@ impl Server {
                         .as_ref()
                         .and_then(|c| c.remote.as_ref())
                         .map(|r| r.requests.clone()),
+                    cluster: cluster.as_ref().map(|c| c.sender.clone()),
                 });
                 match started {
                     Ok(admin) => Some(admin),

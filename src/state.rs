@@ -39,9 +39,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::events::{HeldAnswers, ReplyRoute};
-use ocpp::v16::ChargePointStatus;
 use crate::stats::Stats;
 use crate::types::ConnId;
+use ocpp::v16::ChargePointStatus;
 use std::sync::Arc;
 
 /// identity -> [`Saved`] as JSON.

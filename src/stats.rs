@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use crate::types::CloseCause;
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::Action;
-use crate::types::CloseCause;
 
 /// Per-action counters: one slot per OCPP 1.6 action, and a last one for names 1.6 lacks.
 pub const ACTION_SLOTS: usize = Action::ALL.len() + 1;

@@ -149,3 +149,41 @@ impl CloseCause {
     }
 }
 
+/// A listener's security profile (OCPP security whitepaper): what a charge point proves and
+/// over what.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Profile {
+    /// 0: no authentication.
+    #[default]
+    Unsecured,
+    /// 1: Basic auth over TCP.
+    BasicAuth,
+    /// 2: TLS with Basic auth.
+    TlsBasicAuth,
+    /// 3: mutual TLS.
+    MutualTls,
+}
+
+impl Profile {
+    pub fn from_number(n: u8) -> Option<Profile> {
+        Some(match n {
+            0 => Profile::Unsecured,
+            1 => Profile::BasicAuth,
+            2 => Profile::TlsBasicAuth,
+            3 => Profile::MutualTls,
+            _ => return None,
+        })
+    }
+
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, Profile::TlsBasicAuth | Profile::MutualTls)
+    }
+
+    pub fn basic_auth(self) -> bool {
+        matches!(self, Profile::BasicAuth | Profile::TlsBasicAuth)
+    }
+}

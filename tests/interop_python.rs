@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
 use common::*;
-use ocpp_gateway::call::CallOutcome;
 use ocpp::v16::Action;
+use ocpp_gateway::call::CallOutcome;
 use serde_json::Value;
 use serde_json::value::RawValue;
 

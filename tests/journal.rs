@@ -8,10 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use ocpp::v16::Action;
 use ocpp_gateway::call::CallOutcome;
 use ocpp_gateway::config::{Fsync, Sinks};
 use ocpp_gateway::events::journal::rotated_name;
-use ocpp::v16::Action;
 use serde_json::{Value, json};
 use tungstenite::Message;
 

@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ocpp_gateway::call::CallOutcome;
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::Action;
+use ocpp_gateway::call::CallOutcome;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tungstenite::Message;

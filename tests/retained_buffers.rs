@@ -68,11 +68,7 @@ fn a_write_backlog_is_freed_once_read() {
     )
     .unwrap();
     let pending = server
-        .call(
-            "CP-big-out",
-            ocpp::v16::Action::DataTransfer,
-            payload,
-        )
+        .call("CP-big-out", ocpp::v16::Action::DataTransfer, payload)
         .expect("valid");
     server.wait_for("a backlog", |s| s.buffered_write_bytes > 0);
     let call = client.read_json();

@@ -14,12 +14,12 @@ use ocpp_gateway::clock::WallClock;
 use ocpp_gateway::config;
 use ocpp_gateway::events::journal::line;
 use ocpp_gateway::events::{Event, EventWriter};
-use wire::websocket::{self, OpCode, Role};
+use ocpp_gateway::policy::TransactionIds;
 use ocpp_gateway::processor::handlers::Policy;
-use ocpp_gateway::processor::policy::TransactionIds;
 use ocpp_gateway::processor::shard::{Outputs, Shard};
 use ocpp_gateway::stats::Stats;
 use ocpp_gateway::types::{ChargePointId, ConnId};
+use wire::websocket::{self, OpCode, Role};
 
 /// Counts allocations made by the current thread (the test harness's other threads do not
 /// disturb the count).

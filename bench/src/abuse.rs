@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use wire::websocket::{self, OpCode, Role};
 use serde::Serialize;
 use serde_json::json;
+use wire::websocket::{self, OpCode, Role};
 
 /// Time any single read or write may block before the attack gives up on that socket.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);

@@ -15,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use ocpp::v16::Action;
 use ocpp_gateway::call::CallOutcome;
 use ocpp_gateway::config::{Config, Sinks};
-use ocpp::v16::Action;
 use ocpp_gateway::server::Server;
 use serde_json::Value;
 use serde_json::value::RawValue;

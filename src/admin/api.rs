@@ -17,10 +17,10 @@ use super::{DEFAULT_PAGE, MAX_PAGE, QUERY_TIMEOUT};
 use crate::call::CallOutcome;
 use crate::cluster::remote::{Reply, Request};
 use crate::mailbox::{ToProcessor, shard_of};
-use ocpp::v16::Action;
 use crate::query::{Answer, Filter, Query};
 use crate::security::Security;
 use crate::security::credentials::{CredentialsError, MAX_KEY_LEN, MIN_KEY_LEN, decode_hex};
+use ocpp::v16::Action;
 
 impl AdminLoop {
     fn processor_of(&self, cp: &str) -> usize {
@@ -118,7 +118,7 @@ impl AdminLoop {
                 429,
                 &format!(
                     "at most {} charge points can be traced at once",
-                    crate::net::MAX_TRACED
+                    crate::trace::MAX_TRACED
                 ),
             );
         }
@@ -338,7 +338,8 @@ impl AdminLoop {
             }
         };
         match credentials.set(id, &key) {
-            Ok(()) => {
+            Ok(line) => {
+                self.share_credential(line);
                 info!("cp={id} Basic auth key set through the API");
                 Response::json(200, &json!({"id": id, "stored": true}))
             }
@@ -347,6 +348,13 @@ impl AdminLoop {
                 warn!("cp={id} cannot store a key: {e}");
                 Response::error(500, &format!("cannot store the key: {e}"))
             }
+        }
+    }
+
+    /// Cluster mode: a key stored here goes to the other nodes (`{prefix}credentials`).
+    fn share_credential(&self, line: String) {
+        if let Some(cluster) = &self.parts.cluster {
+            cluster.send(crate::mailbox::Op::Credential { line });
         }
     }
 
@@ -364,7 +372,8 @@ impl AdminLoop {
         let stored = match &self.parts.security.credentials {
             None => "not stored: no security.credentials".to_owned(),
             Some(credentials) => match credentials.set(&id, &key) {
-                Ok(()) => {
+                Ok(line) => {
+                    self.share_credential(line);
                     info!("cp={id} AuthorizationKey changed on the charge point and stored");
                     "stored".to_owned()
                 }

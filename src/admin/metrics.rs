@@ -8,10 +8,10 @@ use std::fmt::{Display, Write as _};
 
 use super::http::Response;
 use super::server::AdminLoop;
-use ocpp::rpc::CallErrorCode;
-use ocpp::v16::Action;
 use crate::stats::{HistogramSnapshot, OUTCOMES, StatsSnapshot};
 use crate::types::CloseCause;
+use ocpp::rpc::CallErrorCode;
+use ocpp::v16::Action;
 use std::time::Instant;
 
 /// Gauges read at scrape time that are not counters.

@@ -39,8 +39,8 @@ use crate::commands::Commands;
 use crate::config::Config;
 use crate::events::journal::JournalStatus;
 use crate::mailbox::{Loops, Processors};
-use crate::net::TraceList;
 use crate::stats::Stats;
+use crate::trace::TraceList;
 use health::Probes;
 use server::AdminLoop;
 
@@ -87,11 +87,13 @@ pub struct AdminParts {
     /// Credentials the API sets (`PUT /api/v1/chargepoints/{id}/password`).
     pub security: Arc<crate::security::Security>,
     /// The transaction id counter: `/health` is degraded once it is used up.
-    pub transactions: Arc<crate::processor::policy::TransactionIds>,
+    pub transactions: Arc<crate::policy::TransactionIds>,
     /// Cluster mode: whether Redis answers (`/health` is degraded while it does not).
     pub redis_reachable: Option<Arc<AtomicBool>>,
     /// Cluster mode: calls for charge points other nodes hold, the cluster listing.
     pub cluster_api: Option<crossbeam_channel::Sender<crate::cluster::remote::Request>>,
+    /// Cluster mode: where a key set through the API goes for the other nodes.
+    pub cluster: Option<crate::mailbox::ClusterSender>,
 }
 
 /// The running admin thread.

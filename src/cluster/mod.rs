@@ -37,14 +37,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{error, info, warn};
 
+use crate::clock::epoch_ms;
 use crate::config::ClusterConfig;
-use crate::mailbox::{Processors, ToProcessor};
-use crate::processor::policy::{Share, TransactionIds};
+use crate::mailbox::{ClusterSender, Lookup, Op, Processors, ToProcessor};
+use crate::policy::{Share, TransactionIds};
 use crate::security::credentials::Credentials;
 use crate::state::Saved;
 use crate::stats::Stats;
@@ -208,76 +209,6 @@ impl Lua {
     }
 }
 
-/// What a processor tells the cluster.
-#[derive(Debug, Clone)]
-pub enum Op {
-    /// This node now holds `cp` with a connection made at `at_ms`.
-    Connected {
-        cp: ChargePointId,
-        session: u64,
-        at_ms: u64,
-    },
-    /// The connection made at `at_ms` is gone.
-    Disconnected { cp: ChargePointId, at_ms: u64 },
-    /// What is kept of `cp` now (None: it is no longer accepted): shared with the other nodes.
-    Saved { cp: Box<str>, record: Option<Saved> },
-    /// A Basic-auth credential set on this node (its credentials-file line): for every node.
-    Credential { line: String },
-    /// The gateway is stopping: let go of the processors (they cannot stop while we hold a
-    /// sender to them).
-    Release,
-    /// The processors have stopped: write what is left and end (other holders of senders,
-    /// such as the credentials, may outlive the thread).
-    Finish,
-}
-
-/// What Redis knows of a charge point that just connected, for its processor.
-#[derive(Debug)]
-pub enum Lookup {
-    /// Its shared state (accepted on some node before).
-    Found(Saved),
-    /// Redis has no record of it.
-    Absent,
-    /// Redis could not be asked: go on with what this node knows.
-    Unavailable,
-}
-
-/// Milliseconds since the epoch (0 for a clock before 1970).
-pub fn epoch_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// A processor's end of the cluster thread's channel.
-#[derive(Debug, Clone)]
-pub struct ClusterSender {
-    tx: Sender<Op>,
-    stats: Arc<Stats>,
-}
-
-impl ClusterSender {
-    /// Hands `op` over without waiting; when the channel is full it is dropped and counted
-    /// (the channel holds a minute of a storm of connects; the buffer behind it holds more).
-    /// False when it was dropped.
-    pub fn send(&self, op: Op) -> bool {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(op) {
-            self.stats.cluster.cluster_ops_dropped.inc();
-            return false;
-        }
-        true
-    }
-
-    /// Tells the cluster thread to let go of the processors (waits for room).
-    pub fn release(&self) {
-        let _ = self.tx.send(Op::Release);
-    }
-
-    /// Tells the cluster thread that nothing more will come (waits for room).
-    pub fn finish(&self) {
-        let _ = self.tx.send(Op::Finish);
-    }
-}
-
 /// The cluster's threads and the flag `/health` reads.
 pub struct Cluster {
     pub sender: ClusterSender,
@@ -327,12 +258,6 @@ pub fn start(
         id_slot: config.id_slot,
         id_slots: config.id_slots,
     };
-    if let Some(credentials) = &credentials {
-        credentials.share(ClusterSender {
-            tx: tx.clone(),
-            stats: Arc::clone(&stats),
-        });
-    }
     let writer_processors = processors.clone();
     let writer = std::thread::Builder::new()
         .name("cluster".into())
@@ -365,7 +290,7 @@ pub fn start(
         None => None,
     };
     Ok(Cluster {
-        sender: ClusterSender { tx, stats },
+        sender: ClusterSender::new(tx, stats),
         reachable,
         stop,
         subscriber,
@@ -1185,11 +1110,5 @@ mod tests {
         assert_eq!(run_id_of(info), Some("4f1c0e2a9b"));
         assert_eq!(run_id_of("# Server\r\nrun_id:\r\n"), None);
         assert_eq!(run_id_of(""), None);
-    }
-
-    #[test]
-    fn epoch_milliseconds() {
-        assert_eq!(epoch_ms(UNIX_EPOCH + Duration::from_millis(1234)), 1234);
-        assert_eq!(epoch_ms(UNIX_EPOCH - Duration::from_secs(1)), 0);
     }
 }

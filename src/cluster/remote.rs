@@ -30,12 +30,13 @@ use redis::streams::StreamReadReply;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::{REDIS_TIMEOUT, RETRY, epoch_ms};
+use super::{REDIS_TIMEOUT, RETRY};
 use crate::call::PendingCall;
+use crate::clock::epoch_ms;
 use crate::commands::Commands;
-use ocpp::v16::Action;
 use crate::query::Answer;
 use crate::stats::Stats;
+use ocpp::v16::Action;
 
 /// Entries a command stream keeps (approximately: `MAXLEN ~`).
 pub const STREAM_LENGTH: u64 = 10_000;

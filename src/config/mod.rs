@@ -17,11 +17,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use ocpp::v16::{DataTransferStatus, RegistrationStatus};
-use crate::security::Profile;
-use crate::security::certificates::CertFiles;
-use crate::security::lockout::LockoutRule;
 use crate::types::IdentityRule;
+use crate::types::Profile;
+use ocpp::v16::{DataTransferStatus, RegistrationStatus};
 use raw::RawConfig;
 use validate::{check_token, validate};
 
@@ -453,6 +451,29 @@ impl Config {
         }
         Ok(self)
     }
+}
+
+/// A certificate chain and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How the brake is set (`security.lockout_*`, `security.journaled_refusals`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockoutRule {
+    /// Refusals within `window` that lock the address out (0: never locked).
+    pub failures: u32,
+    pub window: Duration,
+    /// The first lockout; each further one is twice as long ...
+    pub first: Duration,
+    /// ... up to this.
+    pub max: Duration,
+    /// Addresses remembered at most.
+    pub table: usize,
+    /// Refusals journaled per address and window (the rest are counted only).
+    pub journaled: u32,
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::batch::ReplyBatch;
 use crate::events::ReplyRoute;
-use wire::websocket;
 use crate::types::ConnId;
+use wire::websocket;
 
 /// Where every sink of a [`Join`] releases its held answers: one [`JoinPort`] each.
 pub struct Join {

@@ -26,14 +26,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
-use crate::call::OutcomeLog;
-use wire::websocket;
-use ocpp::rpc::{self, CallErrorCode, Frame};
-use ocpp::v16::Action;
-use ocpp::v16::ChargePointStatus;
 use crate::stats::Counter;
 use crate::types::ChargePointId;
 use crate::types::{CloseCause, ConnId};
+use ocpp::rpc::{self, CallErrorCode, Frame};
+use ocpp::v16::Action;
+use ocpp::v16::ChargePointStatus;
+use wire::websocket;
 
 /// One thing that happened to one charge point. Payloads are raw JSON text.
 #[derive(Debug, Clone, Copy)]
@@ -336,15 +335,6 @@ impl Events {
         if let Some(sink) = &self.0 {
             sink.record_nowait(event);
         }
-    }
-}
-
-/// An [`EventWriter`] as the [`OutcomeLog`] of a call resolver.
-pub struct WriterLog<'a>(pub &'a mut dyn EventWriter);
-
-impl OutcomeLog for WriterLog<'_> {
-    fn record(&mut self, event: &Event<'_>) {
-        self.0.record(event);
     }
 }
 

@@ -32,9 +32,9 @@ use crate::call::{CallOutcome, PendingCall};
 use crate::clock::WallClock;
 use crate::commands::{Commands, sets_authorization_key};
 use crate::config::KafkaConfig;
-use ocpp::v16::Action;
 use crate::stats::Stats;
 use crate::warn_budget::WarnBudget;
+use ocpp::v16::Action;
 
 /// Commands running or waiting for their response's confirmation; beyond, no more are read.
 const MAX_IN_FLIGHT: usize = 10_000;

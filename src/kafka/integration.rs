@@ -493,8 +493,8 @@ struct Frame<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ocpp::v16::ChargePointStatus;
     use crate::types::CloseCause;
+    use ocpp::v16::ChargePointStatus;
     use serde_json::{Value, json};
     use std::time::SystemTime;
 

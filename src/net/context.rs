@@ -15,14 +15,14 @@ use crate::clock::WallClock;
 use crate::config::Config;
 use crate::events::{self, Event, Events};
 use crate::mailbox::{ProcessorHandle, Processors, ToProcessor};
-use crate::net::TraceList;
 use crate::net::timer::TimerWheel;
 use crate::net::transport::Wire;
-use crate::processor::policy::Identities;
+use crate::policy::Identities;
 use crate::rng::Rng;
 use crate::security::certificates::ServerConfigs;
 use crate::security::{Profile, Security};
 use crate::stats::{LoopLabelled, LoopStats, Stats};
+use crate::trace::TraceList;
 use crate::types::{ChargePointId, ConnId, IdentityRule};
 use crate::warn_budget::WarnBudget;
 

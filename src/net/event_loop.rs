@@ -33,15 +33,15 @@ use rustls::server::UnbufferedServerConnection;
 use crate::config::{Config, ListenerConfig};
 use crate::events::Events as EventSinkHandle;
 use crate::mailbox::{LoopShared, Processors, ToLoop};
-use crate::net::TraceList;
 use crate::net::context::{LoopContext, TimerEvent};
 use crate::net::session::{Connection, Pause, Transition};
 use crate::net::timer::TimerWheel;
 use crate::net::tls::TlsLayer;
 use crate::net::transport::Transport;
-use crate::processor::policy::Identities;
+use crate::policy::Identities;
 use crate::security::{Profile, Security};
 use crate::stats::Stats;
+use crate::trace::TraceList;
 use crate::types::{CloseCause, CloseReason, ConnId};
 
 pub const WAKER: Token = Token(usize::MAX - 2);

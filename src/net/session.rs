@@ -37,13 +37,13 @@ use crate::net::context::{LoopContext, TimerEvent};
 use crate::net::outbound::{CallQueue, InFlight};
 use crate::net::timer::TimerId;
 use crate::net::transport::{Held, ReadError, Received, SendError, Transport};
-use wire::upgrade::{self, Parsed, Refusal};
-use wire::websocket::{self, OpCode, Role, Violation};
-use crate::net::{TRACE_TARGET, escape_newlines};
+use crate::security::{self, Auth, AuthFailure, Profile};
+use crate::trace::{TRACE_TARGET, escape_newlines};
+use crate::types::{ChargePointId, CloseCause, ConnId};
 use ocpp::rpc::{self, Frame, FrameError};
 use ocpp::v16;
-use crate::security::{self, Auth, AuthFailure, Profile};
-use crate::types::{ChargePointId, CloseCause, ConnId};
+use wire::upgrade::{self, Parsed, Refusal};
+use wire::websocket::{self, OpCode, Role, Violation};
 
 /// How long a closing connection may take to finish the closing handshake.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -862,7 +862,8 @@ impl Connection {
             return Consumed::Stopped(data.len(), self.refuse(cx, refusal));
         }
         let rule = cx.limits.identities;
-        let id = upgrade::charge_point_id(&cx.limits.path_prefix, request.path, |id| rule.allows(id))
+        let id =
+            upgrade::charge_point_id(&cx.limits.path_prefix, request.path, |id| rule.allows(id))
                 .filter(|id| {
                     cx.known_identities
                         .as_ref()
@@ -880,7 +881,11 @@ impl Connection {
         };
         let ocpp16 = request.protocol.is_some();
         cx.scratch.clear();
-        upgrade::write_switching(&mut cx.scratch, request.key, ocpp16.then_some(ocpp::SUBPROTOCOL));
+        upgrade::write_switching(
+            &mut cx.scratch,
+            request.key,
+            ocpp16.then_some(ocpp::SUBPROTOCOL),
+        );
         if self.transport.send(&mut cx.wire, &cx.scratch).is_err() {
             return Consumed::Stopped(data.len(), Transition::Remove(CloseCause::ConnectionLost));
         }
@@ -1666,11 +1671,11 @@ mod tests {
     use crate::config::Config;
     use crate::events::Events;
     use crate::mailbox::{ProcessorInbox, Processors, ToProcessor, processor_channel};
-    use crate::net::TraceList;
     use crate::net::timer::TimerWheel;
     use crate::net::transport::memory::MemoryStream;
     use crate::security::Security;
     use crate::stats::Stats;
+    use crate::trace::TraceList;
 
     const KEY: usize = 3;
     const MASK: [u8; 4] = [1, 2, 3, 4];

@@ -27,6 +27,7 @@ use rustls::unbuffered::{
 
 use crate::net::records::Records;
 use crate::net::transport::Held;
+use crate::security::ClientCertificate;
 use crate::security::certificates::common_name;
 
 /// Most plaintext in one record.
@@ -79,17 +80,6 @@ enum State {
     Records(Box<Records>),
     /// Between the two, or after a failed hand-over (every call fails).
     Gone,
-}
-
-/// The certificate a client presented, as far as the gateway cares: its subject CN.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ClientCertificate {
-    /// None presented (or not asked for).
-    #[default]
-    None,
-    CommonName(Box<str>),
-    /// Presented, but without a readable CN.
-    NoCommonName,
 }
 
 /// What [`TlsLayer::open`] gave.

@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 
-use wire::proxy::{self, Header, ProxyError};
 use crate::net::tls::{Opened, TlsError, TlsLayer};
+use wire::proxy::{self, Header, ProxyError};
 
 /// A buffer held this much larger than its content is shrunk.
 const SHRINK_FACTOR: usize = 4;

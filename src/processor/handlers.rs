@@ -16,14 +16,14 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::policy::{IdTags, Identities, TransactionIds};
+use crate::security::Auth;
+use crate::types::CloseReason;
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::{
     self, Action, AuthorizationStatus, ChargePointStatus, DataTransferStatus, DateTime, IdTagInfo,
     IdToken, Invalid, RegistrationStatus,
 };
-use crate::processor::policy::{IdTags, Identities, TransactionIds};
-use crate::security::Auth;
-use crate::types::CloseReason;
 
 /// The policies handlers answer by (shared by all processors).
 #[derive(Debug)]

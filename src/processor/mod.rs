@@ -5,10 +5,9 @@
 //!
 //! - [`shard`]: one processor's charge points and what it does with a batch (pure).
 //! - [`pool`]: the threads around the shards.
-//! - [`handlers`]: what each CALL is answered. [`policy`]: the files the answers follow.
+//! - [`handlers`]: what each CALL is answered, following the files of `crate::policy`.
 
 pub mod handlers;
 pub mod journal_budget;
-pub mod policy;
 pub mod pool;
 pub mod shard;

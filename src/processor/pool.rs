@@ -17,16 +17,18 @@ use log::debug;
 
 use crate::batch::{FrameBatch, Pool, ReplyBatch};
 use crate::call::CallOutcome;
-use crate::cluster::{ClusterSender, epoch_ms};
-use crate::events::{EventWriter, Events, WriterLog};
+use crate::call::WriterLog;
+use crate::clock::epoch_ms;
+use crate::events::{EventWriter, Events};
+use crate::mailbox::ClusterSender;
 use crate::mailbox::{Loops, ProcessorInbox, Processors, ToLoop, ToProcessor, shard_of};
-use crate::net::TraceList;
 use crate::processor::handlers::Policy;
 use crate::processor::journal_budget::BudgetRule;
 use crate::processor::shard::{Outputs, Shard};
 use crate::query::Query;
 use crate::state::{Restored, StateSender};
 use crate::stats::Stats;
+use crate::trace::TraceList;
 use crate::types::{CloseReason, ConnId};
 
 /// Messages a processor takes from its inbox before it sends the answers gathered so far.

@@ -25,10 +25,9 @@ use serde_json::value::RawValue;
 
 use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
 use crate::clock::WallClock;
-use crate::cluster::{ClusterSender, Lookup, Op as ClusterOp, epoch_ms};
+use crate::clock::epoch_ms;
 use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, HeldAnswers, is_billing};
-use ocpp::rpc::{self, Frame, FrameError};
-use ocpp::v16::Action;
+use crate::mailbox::{ClusterSender, Lookup, Op as ClusterOp};
 use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration};
 use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
 use crate::query::{ChargePointView, ConnectorView, Filter};
@@ -37,6 +36,8 @@ use crate::state::{Change, Restored, Saved, StateBatch, StateSender};
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
 use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId};
 use crate::warn_budget::WarnBudget;
+use ocpp::rpc::{self, Frame, FrameError};
+use ocpp::v16::Action;
 
 /// Warnings about peer input a processor logs per second; the rest are counted only.
 const WARNINGS_PER_SECOND: u32 = 20;

@@ -28,12 +28,7 @@ use rustls::server::{
 use rustls::sign::CertifiedKey;
 use rustls::{CipherSuite, RootCertStore, SignatureAlgorithm};
 
-/// A certificate chain and its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use crate::config::CertFiles;
 
 /// The files TLS listeners use.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -178,8 +178,6 @@ pub struct Credentials {
     entries: RwLock<HashMap<Box<str>, Credential>>,
     /// Serialises appends and reloads.
     file: Mutex<()>,
-    /// Cluster mode: where a key set here goes, for the other nodes (`{prefix}credentials`).
-    shared: std::sync::OnceLock<crate::cluster::ClusterSender>,
 }
 
 impl Credentials {
@@ -196,7 +194,6 @@ impl Credentials {
             rule,
             entries: RwLock::new(HashMap::new()),
             file: Mutex::new(()),
-            shared: std::sync::OnceLock::new(),
         };
         credentials.reload()?;
         Ok(credentials)
@@ -264,9 +261,10 @@ impl Credentials {
         self.len() == 0
     }
 
-    /// Makes `key` `identity`'s key: appended to the file and synced, then in effect (and, in
-    /// cluster mode, handed to Redis for the other nodes).
-    pub fn set(&self, identity: &str, key: &[u8]) -> Result<(), CredentialsError> {
+    /// Makes `key` `identity`'s key: appended to the file and synced, then in effect. Returns
+    /// the stored line, which in cluster mode the caller hands to the other nodes
+    /// (`{prefix}credentials`, where [`Credentials::adopt`] takes it).
+    pub fn set(&self, identity: &str, key: &[u8]) -> Result<String, CredentialsError> {
         if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
             return Err(CredentialsError::KeyLength);
         }
@@ -274,17 +272,7 @@ impl Credentials {
         // A new key keeps the identity's pinned profile.
         credential.min_profile = self.profile_rule(identity).1;
         self.store(identity, credential)?;
-        if let Some(cluster) = self.shared.get() {
-            cluster.send(crate::cluster::Op::Credential {
-                line: credential.line(identity),
-            });
-        }
-        Ok(())
-    }
-
-    /// Cluster mode: keys set here also go to `cluster`.
-    pub fn share(&self, cluster: crate::cluster::ClusterSender) {
-        let _ = self.shared.set(cluster);
+        Ok(credential.line(identity))
     }
 
     /// A credential another node set (a line of `{prefix}credentials`): stored like one set

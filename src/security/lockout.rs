@@ -27,21 +27,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How the brake is set (`security.lockout_*`, `security.journaled_refusals`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LockoutRule {
-    /// Refusals within `window` that lock the address out (0: never locked).
-    pub failures: u32,
-    pub window: Duration,
-    /// The first lockout; each further one is twice as long ...
-    pub first: Duration,
-    /// ... up to this.
-    pub max: Duration,
-    /// Addresses remembered at most.
-    pub table: usize,
-    /// Refusals journaled per address and window (the rest are counted only).
-    pub journaled: u32,
-}
+pub use crate::config::LockoutRule;
 
 /// What a refusal did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

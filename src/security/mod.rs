@@ -21,47 +21,10 @@ use std::sync::Arc;
 use log::{info, warn};
 
 use crate::config::Config;
-use crate::net::tls::ClientCertificate;
 use certificates::{CertError, TlsConfigs, TlsFiles};
 use credentials::{Credentials, CredentialsError};
 
-/// A listener's security profile.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Profile {
-    /// 0: no authentication.
-    #[default]
-    Unsecured,
-    /// 1: Basic auth over TCP.
-    BasicAuth,
-    /// 2: TLS with Basic auth.
-    TlsBasicAuth,
-    /// 3: mutual TLS.
-    MutualTls,
-}
-
-impl Profile {
-    pub fn from_number(n: u8) -> Option<Profile> {
-        Some(match n {
-            0 => Profile::Unsecured,
-            1 => Profile::BasicAuth,
-            2 => Profile::TlsBasicAuth,
-            3 => Profile::MutualTls,
-            _ => return None,
-        })
-    }
-
-    pub fn number(self) -> u8 {
-        self as u8
-    }
-
-    pub fn tls(self) -> bool {
-        matches!(self, Profile::TlsBasicAuth | Profile::MutualTls)
-    }
-
-    pub fn basic_auth(self) -> bool {
-        matches!(self, Profile::BasicAuth | Profile::TlsBasicAuth)
-    }
-}
+pub use crate::types::Profile;
 
 /// Why the security setup cannot be used; the message names the key and the file.
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +201,17 @@ pub fn check_basic(
         Err(BasicError::Malformed) => Err(AuthFailure::Malformed),
         Err(BasicError::WrongUser) => Err(AuthFailure::WrongUser),
     }
+}
+
+/// The certificate a client presented, as far as the gateway cares: its subject CN.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClientCertificate {
+    /// None presented (or not asked for).
+    #[default]
+    None,
+    CommonName(Box<str>),
+    /// Presented, but without a readable CN.
+    NoCommonName,
 }
 
 /// Checks that the client certificate names `identity` as its CN. Its chain was verified

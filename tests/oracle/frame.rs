@@ -10,9 +10,9 @@
 
 use std::io::Cursor;
 
-use wire::websocket::{self, MAX_HEADER, Role, Violation};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::OpCode as TOpCode;
+use wire::websocket::{self, MAX_HEADER, Role, Violation};
 
 /// What tungstenite says about `buf`: the header, its payload length and its header length;
 /// `Ok(None)` when incomplete; `Err` with its message when refused.

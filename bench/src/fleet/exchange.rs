@@ -3,14 +3,14 @@
 //! CALLs, and sending what the scenario has due.
 
 use log::debug;
-use ocpp_gateway::net::transport::{Held, Received, SendError, Transport, Wire};
-use wire::websocket::{self, OpCode, Role};
 use ocpp::rpc::{self, Frame, FrameError};
 use ocpp::v16::{
     self, Action, AuthorizationStatus, AuthorizeResponse, BootNotificationResponse, Invalid,
     RegistrationStatus, StartTransactionResponse,
 };
+use ocpp_gateway::net::transport::{Held, Received, SendError, Transport, Wire};
 use serde_json::value::RawValue;
+use wire::websocket::{self, OpCode, Role};
 
 use super::{FleetLoop, micros, micros_since};
 use crate::answers::{self, Answer, ChargePointView, Effect};

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use log::{error, warn};
 use mio::{Events, Poll};
-use ocpp_gateway::net::transport::Wire;
 use ocpp::v16::Action;
+use ocpp_gateway::net::transport::Wire;
 use ocpp_gateway::rng::Rng;
 use ocpp_gateway::warn_budget::WarnBudget;
 

@@ -65,9 +65,18 @@ mod tests {
 
     #[test]
     fn the_password_after_the_identity() {
-        assert_eq!(password(Some(&header(b"CP1:secret")), "CP1"), Ok(b"secret".to_vec()));
-        assert_eq!(password(Some(&header(b"a:b:c:d")), "a:b"), Ok(b"c:d".to_vec()));
-        assert_eq!(password(Some(&header(b"CP1:\x00\xff")), "CP1"), Ok(vec![0, 0xff]));
+        assert_eq!(
+            password(Some(&header(b"CP1:secret")), "CP1"),
+            Ok(b"secret".to_vec())
+        );
+        assert_eq!(
+            password(Some(&header(b"a:b:c:d")), "a:b"),
+            Ok(b"c:d".to_vec())
+        );
+        assert_eq!(
+            password(Some(&header(b"CP1:\x00\xff")), "CP1"),
+            Ok(vec![0, 0xff])
+        );
         let mut spaced = b"  bAsIc   ".to_vec();
         spaced.extend_from_slice(&header(b"CP1:k")[6..]);
         assert_eq!(password(Some(&spaced), "CP1"), Ok(b"k".to_vec()));
@@ -76,11 +85,26 @@ mod tests {
     #[test]
     fn what_gives_no_password() {
         assert_eq!(password(None, "CP1"), Err(BasicError::Missing));
-        assert_eq!(password(Some(b"Bearer abc"), "CP1"), Err(BasicError::Missing));
+        assert_eq!(
+            password(Some(b"Bearer abc"), "CP1"),
+            Err(BasicError::Missing)
+        );
         assert_eq!(password(Some(b"Basic"), "CP1"), Err(BasicError::Malformed));
-        assert_eq!(password(Some(b"Basic !!!"), "CP1"), Err(BasicError::Malformed));
-        assert_eq!(password(Some(&header(b"CP2:secret")), "CP1"), Err(BasicError::WrongUser));
-        assert_eq!(password(Some(&header(b"CP1secret")), "CP1"), Err(BasicError::WrongUser));
-        assert_eq!(password(Some(&header(b"CP10:secret")), "CP1"), Err(BasicError::WrongUser));
+        assert_eq!(
+            password(Some(b"Basic !!!"), "CP1"),
+            Err(BasicError::Malformed)
+        );
+        assert_eq!(
+            password(Some(&header(b"CP2:secret")), "CP1"),
+            Err(BasicError::WrongUser)
+        );
+        assert_eq!(
+            password(Some(&header(b"CP1secret")), "CP1"),
+            Err(BasicError::WrongUser)
+        );
+        assert_eq!(
+            password(Some(&header(b"CP10:secret")), "CP1"),
+            Err(BasicError::WrongUser)
+        );
     }
 }

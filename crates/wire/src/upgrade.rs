@@ -261,7 +261,11 @@ pub fn write_switching(out: &mut Vec<u8>, key: &[u8], protocol: Option<&str>) {
 /// The identity in `path` (`{prefix}/{percent-encoded id}`), or None when the path is not a
 /// charge point URL: wrong prefix, a `/` in the rest, not UTF-8 once decoded, or not an
 /// identity `allows` accepts (the caller's identity rule).
-pub fn charge_point_id(prefix: &str, path: &str, allows: impl FnOnce(&str) -> bool) -> Option<String> {
+pub fn charge_point_id(
+    prefix: &str,
+    path: &str,
+    allows: impl FnOnce(&str) -> bool,
+) -> Option<String> {
     let encoded = path.strip_prefix(prefix)?.strip_prefix('/')?;
     if encoded.is_empty() || encoded.contains('/') || !well_formed_escapes(encoded) {
         return None;
@@ -337,7 +341,9 @@ mod tests {
 
     #[test]
     fn the_servers_preference_wins() {
-        let both = upgrade_request("Sec-WebSocket-Protocol: ocpp1.6\r\nSec-WebSocket-Protocol: ocpp2.0.1\r\n");
+        let both = upgrade_request(
+            "Sec-WebSocket-Protocol: ocpp1.6\r\nSec-WebSocket-Protocol: ocpp2.0.1\r\n",
+        );
         let Parsed::Upgrade { request, .. } = parse(both.as_bytes()) else {
             panic!()
         };

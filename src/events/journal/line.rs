@@ -165,9 +165,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::types::CloseCause;
     use ocpp::rpc::CallErrorCode;
     use ocpp::v16::Action;
-    use crate::types::CloseCause;
 
     fn line(kind: EventKind<'_>) -> Value {
         let mut out = Vec::new();
