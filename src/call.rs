@@ -273,6 +273,12 @@ impl PendingCall {
     }
 
     /// The outcome if it has arrived.
+    /// The channel the outcome comes on, for a caller that waits on several things at once
+    /// (it becomes ready when the outcome is there or the call is gone).
+    pub fn receiver(&self) -> &Receiver<CallOutcome> {
+        &self.0
+    }
+
     pub fn try_outcome(&self) -> Option<CallOutcome> {
         match self.0.try_recv() {
             Ok(outcome) => Some(outcome),

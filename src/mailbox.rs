@@ -9,7 +9,7 @@
 //! in bytes, counted here by the loops that fill it and the processor that empties it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crossbeam_utils::sync::{Parker, Unparker};
@@ -153,6 +153,16 @@ impl Loops {
         self.handles.get(usize::from(index))
     }
 
+    /// Wakes the loops of `mask` ([`ProcessorQueue::take_room_wanted`]; its last bit wakes
+    /// every loop from 63 on).
+    pub fn wake_mask(&self, mask: u64) {
+        for (index, handle) in self.handles.iter().enumerate() {
+            if mask & (1 << index.min(63)) != 0 {
+                handle.wake();
+            }
+        }
+    }
+
     /// Sends `msg` to the loop of `conn` (false when that loop has exited).
     pub fn send(&self, conn: ConnId, msg: ToLoop) -> bool {
         self.get(conn.loop_index).is_some_and(|h| h.send(msg))
@@ -198,6 +208,9 @@ pub struct ProcessorQueue {
     max_messages: usize,
     /// Connections the loops stopped reading until this queue has room for their message.
     waiters: AtomicUsize,
+    /// Loops to wake when the processor takes messages out (bit `i`: loop `i`; the last bit
+    /// stands for every loop from 63 on).
+    room_wanted: AtomicU64,
 }
 
 impl ProcessorQueue {
@@ -208,7 +221,27 @@ impl ProcessorQueue {
             max_bytes,
             max_messages,
             waiters: AtomicUsize::new(0),
+            room_wanted: AtomicU64::new(0),
         }
+    }
+
+    /// A loop that holds a batch or paused connections for this queue asks to be woken when
+    /// the processor takes messages out. It must look for room once more after asking: room
+    /// made before the ask that look sees, room made after it wakes the loop.
+    pub fn want_room(&self, loop_index: u16) {
+        self.room_wanted
+            .fetch_or(1 << loop_index.min(63), Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The processor took messages out: the loops that asked to be woken (each ask is
+    /// answered once), as a mask for [`Loops::wake_mask`]; 0, for one load, when none asked.
+    pub fn take_room_wanted(&self) -> u64 {
+        fence(Ordering::SeqCst);
+        if self.room_wanted.load(Ordering::SeqCst) == 0 {
+            return 0;
+        }
+        self.room_wanted.swap(0, Ordering::SeqCst)
     }
 
     /// A loop stopped reading a connection until there is room here ...

@@ -546,10 +546,13 @@ impl Server {
             if c.subscriber.join().is_err() {
                 result = Err(ServerError::Panicked("cluster-sub".into()));
             }
-            if let Some(remote) = c.remote
-                && remote.thread.join().is_err()
-            {
-                result = Err(ServerError::Panicked("cluster-api".into()));
+            if let Some(remote) = c.remote {
+                if remote.thread.join().is_err() {
+                    result = Err(ServerError::Panicked("cluster-api".into()));
+                }
+                if remote.reader.join().is_err() {
+                    result = Err(ServerError::Panicked("cluster-api-read".into()));
+                }
             }
             if let Some(events) = c.events
                 && events.join().is_err()

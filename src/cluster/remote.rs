@@ -1,6 +1,10 @@
 //! The operator API across nodes: a call for a charge point another node holds, and the
 //! listing of every charge point in the registry. One thread with a Redis connection of its
 //! own; the admin thread hands it a request and parks the client, as it does for processors.
+//! A second thread does nothing but wait on Redis for new entries of this node's command stream
+//! and of the results (a blocking `XREAD`) and hands them over: the first thread waits on its
+//! channels (requests, entries, the outcomes of the calls it runs) and the next deadline, never
+//! on a short poll.
 //!
 //! ```text
 //!   admin (node A) --Request--> remote thread A --XADD {prefix}commands:{C}--> Redis
@@ -24,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use log::{info, warn};
 use redis::streams::StreamReadReply;
 use serde_json::json;
@@ -42,8 +46,11 @@ use ocpp::v16::Action;
 pub const STREAM_LENGTH: u64 = 10_000;
 /// How long a `{prefix}command-result:{command_id}` list lives.
 pub const RESULT_TTL: Duration = Duration::from_secs(60);
-/// The longest one XREAD waits for entries: the latency a request or an outcome may add.
-const BLOCK: Duration = Duration::from_millis(50);
+/// The longest one XREAD waits for entries, and either thread waits for anything: how long a
+/// stop waits for them (entries and requests wake them at once).
+const BLOCK: Duration = Duration::from_millis(100);
+/// Entries read but not yet taken by the exchange thread (more: the reader waits).
+const ENTRIES: usize = 1024;
 /// Requests waiting for this thread at once (more: the API answers 503).
 const REQUESTS: usize = 1024;
 
@@ -81,10 +88,11 @@ impl Reply {
     }
 }
 
-/// The running thread and the admin's way to it.
+/// The running threads and the admin's way to them.
 pub struct Remote {
     pub requests: Sender<Request>,
     pub thread: JoinHandle<()>,
+    pub reader: JoinHandle<()>,
 }
 
 /// Starts the thread; it ends once `stop` is set.
@@ -97,7 +105,19 @@ pub fn start(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<Remote> {
     let (requests, rx) = crossbeam_channel::bounded(REQUESTS);
+    let (entries_tx, entries) = crossbeam_channel::bounded(ENTRIES);
     let stats = Arc::clone(&commands.stats);
+    let mut reader = Reader {
+        client: client.clone(),
+        keys: Keys::new(&prefix, &node),
+        stats: Arc::clone(&stats),
+        cursors: None,
+        tx: entries_tx,
+    };
+    let reader_stop = Arc::clone(&stop);
+    let reader = std::thread::Builder::new()
+        .name("cluster-api-read".into())
+        .spawn(move || reader.run(&reader_stop))?;
     let mut exchange = Exchange {
         client,
         keys: Keys::new(&prefix, &node),
@@ -110,12 +130,15 @@ pub fn start(
         waiting: HashMap::new(),
         running: Vec::new(),
         finished: Vec::new(),
-        cursors: None,
     };
     let thread = std::thread::Builder::new()
         .name("cluster-api".into())
-        .spawn(move || exchange.run(&rx, &stop))?;
-    Ok(Remote { requests, thread })
+        .spawn(move || exchange.run(&rx, &entries, &stop))?;
+    Ok(Remote {
+        requests,
+        thread,
+        reader,
+    })
 }
 
 /// Key names.
@@ -153,42 +176,64 @@ struct Exchange {
     running: Vec<(String, PendingCall)>,
     /// Outcomes not yet published (kept while Redis is away).
     finished: Vec<(String, Reply)>,
-    /// The last ids read of this node's commands and of the results.
-    cursors: Option<(String, String)>,
 }
 
-impl Exchange {
-    fn run(&mut self, rx: &Receiver<Request>, stop: &AtomicBool) {
+/// A new entry of this node's command stream or of the results.
+#[derive(Debug)]
+enum Entry {
+    Command {
+        command_id: String,
+        cp: String,
+        action: String,
+        payload: String,
+    },
+    Result {
+        command_id: String,
+        reply: Reply,
+    },
+}
+
+/// The thread that waits on Redis for entries.
+struct Reader {
+    client: redis::Client,
+    keys: Keys,
+    stats: Arc<Stats>,
+    /// The last ids read of this node's commands and of the results.
+    cursors: Option<(String, String)>,
+    tx: Sender<Entry>,
+}
+
+impl Reader {
+    fn run(&mut self, stop: &AtomicBool) {
         let mut connection: Option<redis::Connection> = None;
         let mut next_try = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            if connection.is_none() && now >= next_try {
-                next_try = now + RETRY;
-                connection = self.connect();
-            }
-            let requests: Vec<Request> = rx.try_iter().take(REQUESTS).collect();
-            self.collect_outcomes();
-            match connection.as_mut() {
-                Some(con) => {
-                    if let Err(e) = self.round(con, requests) {
-                        // The read positions stay: once back, nothing written meanwhile is
-                        // skipped.
-                        warn!("cluster api: Redis failed ({e})");
-                        self.stats.cluster.cluster_errors.inc();
-                        connection = None;
+            let Some(con) = connection.as_mut() else {
+                if now >= next_try {
+                    next_try = now + RETRY;
+                    connection = self.connect();
+                } else {
+                    // Redis is away: the next attempt, or a stop, whichever comes first.
+                    std::thread::sleep(next_try.saturating_duration_since(now).min(BLOCK));
+                }
+                continue;
+            };
+            match self.read(con) {
+                Ok(entries) => {
+                    for entry in entries {
+                        if self.tx.send(entry).is_err() {
+                            return; // the exchange thread is gone
+                        }
                     }
                 }
-                None => {
-                    requests.into_iter().for_each(unreachable);
-                    // Nothing to read: wait for a request, or the next attempt.
-                    match rx.recv_timeout(BLOCK) {
-                        Ok(request) => unreachable(request),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
-                    }
+                Err(e) => {
+                    // The cursors stay: once back, nothing written meanwhile is skipped.
+                    warn!("cluster api: reading the streams failed ({e})");
+                    self.stats.cluster.cluster_errors.inc();
+                    connection = None;
                 }
             }
-            self.expire(Instant::now());
         }
     }
 
@@ -210,8 +255,172 @@ impl Exchange {
         Some(con)
     }
 
-    /// One exchange with Redis: the new requests, the finished outcomes, then a short blocking
-    /// read of this node's commands and of the results.
+    /// Waits (up to [`BLOCK`]) for entries after the cursors and moves the cursors past them.
+    fn read(&mut self, con: &mut redis::Connection) -> redis::RedisResult<Vec<Entry>> {
+        let Some((inbox, results)) = self.cursors.clone() else {
+            return Ok(Vec::new());
+        };
+        let read: Option<StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(256)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.keys.inbox)
+            .arg(&self.keys.results)
+            .arg(&inbox)
+            .arg(&results)
+            .query(con)?;
+        let (mut inbox, mut results) = (inbox, results);
+        let mut entries = Vec::new();
+        for stream in read.map(|r| r.keys).unwrap_or_default() {
+            for entry in stream.ids {
+                let field = |name: &str| entry.get::<String>(name).unwrap_or_default();
+                if stream.key == self.keys.inbox {
+                    inbox = entry.id.clone();
+                    entries.push(Entry::Command {
+                        command_id: field("command_id"),
+                        cp: field("charge_point"),
+                        action: field("action"),
+                        payload: field("payload"),
+                    });
+                } else {
+                    results = entry.id.clone();
+                    let body = serde_json::from_str(&field("body"))
+                        .unwrap_or_else(|_| json!({"error": "an unreadable result"}));
+                    let status = field("status").parse().unwrap_or(502);
+                    entries.push(Entry::Result {
+                        command_id: field("command_id"),
+                        reply: Reply { status, body },
+                    });
+                }
+            }
+        }
+        self.cursors = Some((inbox, results));
+        Ok(entries)
+    }
+}
+
+impl Exchange {
+    fn run(&mut self, rx: &Receiver<Request>, entries: &Receiver<Entry>, stop: &AtomicBool) {
+        let mut connection: Option<redis::Connection> = None;
+        let mut next_try = Instant::now();
+        let mut open = (true, true); // the request and entry channels have senders
+        let mut last_used = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if connection.is_none() && now >= next_try {
+                next_try = now + RETRY;
+                connection = self.connect();
+            }
+            let retry = connection.is_none().then_some(next_try);
+            self.wait(rx, entries, open, retry);
+            let mut requests = Vec::new();
+            while requests.len() < REQUESTS {
+                match rx.try_recv() {
+                    Ok(request) => requests.push(request),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open.0 = false;
+                        break;
+                    }
+                }
+            }
+            loop {
+                match entries.try_recv() {
+                    Ok(entry) => self.on_entry(entry),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open.1 = false;
+                        break;
+                    }
+                }
+            }
+            self.collect_outcomes();
+            let work = !requests.is_empty() || !self.finished.is_empty();
+            if work && last_used.elapsed() >= BLOCK {
+                // An idle connection may have died with its server: found out now, with a
+                // new one at once, rather than by failing a request.
+                let alive = connection
+                    .as_mut()
+                    .is_some_and(|con| redis::cmd("PING").exec(con).is_ok());
+                if !alive {
+                    connection = self.connect();
+                }
+            }
+            match connection.as_mut() {
+                Some(con) if work => match self.round(con, requests) {
+                    Ok(()) => last_used = Instant::now(),
+                    Err(e) => {
+                        warn!("cluster api: Redis failed ({e})");
+                        self.stats.cluster.cluster_errors.inc();
+                        connection = None;
+                    }
+                },
+                Some(_) => {}
+                None => requests.into_iter().for_each(unreachable),
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    /// Waits for a request, an entry, the outcome of a running call, the next expiry or
+    /// reconnection attempt, or at most [`BLOCK`] (how long a stop may wait).
+    fn wait(
+        &self,
+        rx: &Receiver<Request>,
+        entries: &Receiver<Entry>,
+        (requests_open, entries_open): (bool, bool),
+        retry: Option<Instant>,
+    ) {
+        let mut deadline = Instant::now() + BLOCK;
+        if let Some(retry) = retry {
+            deadline = deadline.min(retry);
+        }
+        if let Some(expiry) = self.waiting.values().map(|(_, until)| *until).min() {
+            deadline = deadline.min(expiry);
+        }
+        let mut select = Select::new();
+        // A channel without senders is always ready: it would make this a spin.
+        if requests_open {
+            select.recv(rx);
+        }
+        if entries_open {
+            select.recv(entries);
+        }
+        for (_, pending) in &self.running {
+            select.recv(pending.receiver());
+        }
+        let _ = select.ready_deadline(deadline);
+    }
+
+    fn on_entry(&mut self, entry: Entry) {
+        match entry {
+            Entry::Command {
+                command_id,
+                cp,
+                action,
+                payload,
+            } => self.run_command(command_id, &cp, &action, &payload),
+            Entry::Result { command_id, reply } => {
+                if let Some((waiter, _)) = self.waiting.remove(&command_id) {
+                    waiter.send(reply);
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self) -> Option<redis::Connection> {
+        let con = self
+            .client
+            .get_connection_with_timeout(REDIS_TIMEOUT)
+            .ok()?;
+        let _ = con.set_read_timeout(Some(REDIS_TIMEOUT));
+        let _ = con.set_write_timeout(Some(REDIS_TIMEOUT));
+        Some(con)
+    }
+
+    /// One exchange with Redis: the new requests, then the finished outcomes.
     fn round(
         &mut self,
         con: &mut redis::Connection,
@@ -253,51 +462,7 @@ impl Exchange {
                 return Err(e);
             }
         }
-        self.publish(con)?;
-        let Some((inbox, results)) = self.cursors.clone() else {
-            return Ok(());
-        };
-        let block = if self.running.is_empty() && self.finished.is_empty() {
-            BLOCK
-        } else {
-            Duration::from_millis(1)
-        };
-        let read: Option<StreamReadReply> = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(256)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&self.keys.inbox)
-            .arg(&self.keys.results)
-            .arg(&inbox)
-            .arg(&results)
-            .query(con)?;
-        let (mut inbox, mut results) = (inbox, results);
-        for stream in read.map(|r| r.keys).unwrap_or_default() {
-            for entry in stream.ids {
-                let field = |name: &str| entry.get::<String>(name).unwrap_or_default();
-                if stream.key == self.keys.inbox {
-                    inbox = entry.id.clone();
-                    self.run_command(
-                        field("command_id"),
-                        &field("charge_point"),
-                        &field("action"),
-                        &field("payload"),
-                    );
-                } else {
-                    results = entry.id.clone();
-                    if let Some((reply, _)) = self.waiting.remove(&field("command_id")) {
-                        let body = serde_json::from_str(&field("body"))
-                            .unwrap_or_else(|_| json!({"error": "an unreadable result"}));
-                        let status = field("status").parse().unwrap_or(502);
-                        reply.send(Reply { status, body });
-                    }
-                }
-            }
-        }
-        self.cursors = Some((inbox, results));
-        Ok(())
+        self.publish(con)
     }
 
     /// Sends a call to the node that holds `cp`: 404 when none (or a dead one) does.

@@ -2,8 +2,10 @@
 //!
 //! Shaped like the journal: each processor gets a [`KafkaWriter`] that renders its charge
 //! points' events ([`integration`]) into a chunk of its own and hands chunks to one thread,
-//! which gives them to librdkafka (an idempotent producer, `acks=all`) and polls it for
-//! delivery reports. Answers held for `events.ack_after_write` go to the thread on a channel of
+//! which gives them to librdkafka (an idempotent producer, `acks=all`). librdkafka's own
+//! polling thread (`ThreadedProducer`) takes the delivery reports as they come and rings this
+//! thread, which wakes for them, for chunks and held answers, and every [`TICK`] for liveness:
+//! it never polls for them. Answers held for `events.ack_after_write` go to the thread on a channel of
 //! their own, with the number of events their writer had recorded: they reach it even while
 //! the chunks wait, and it releases them once the broker confirmed every one of those events
 //! ([`Flight`]), or refuses them (CALLERROR InternalError) when one failed or
@@ -29,7 +31,7 @@ use log::{error, info, warn};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use super::flight::{Flight, Verdict};
 use super::integration::{self, Envelope, Rendered};
@@ -46,9 +48,9 @@ const CHUNK_EVENTS: usize = 256;
 const CHUNK_BYTES: usize = 64 * 1024;
 /// ... or once its first event is this old.
 const FLUSH_AFTER: Duration = Duration::from_millis(5);
-/// The thread wakes at least this often; while answers wait, every millisecond.
+/// The thread wakes at least this often (timeouts of held answers, the broker's liveness);
+/// deliveries, chunks and held answers wake it at once.
 const TICK: Duration = Duration::from_millis(20);
-const HOLD_TICK: Duration = Duration::from_millis(1);
 /// While the broker seems away, it is asked for metadata this often (a delivery clears it too).
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// At shutdown, what is buffered gets this long to reach the broker.
@@ -253,6 +255,9 @@ struct Reports {
     status: Arc<KafkaStatus>,
     stats: Arc<Stats>,
     fatal: AtomicBool,
+    /// Rung after each delivery report: the sink thread waits on it (one pending ring is
+    /// enough, the thread takes every report there is when it wakes).
+    doorbell: Sender<()>,
 }
 
 impl Reports {
@@ -279,6 +284,7 @@ impl Reports {
         if let Ok(mut deliveries) = self.deliveries.lock() {
             deliveries.push((opaque, result.is_ok()));
         }
+        let _ = self.doorbell.try_send(());
     }
 }
 
@@ -322,7 +328,7 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
 fn create_producer(
     config: &KafkaConfig,
     reports: &Arc<Reports>,
-) -> Result<BaseProducer<ArcReports>, KafkaError> {
+) -> Result<ThreadedProducer<ArcReports>, KafkaError> {
     producer_config(config).create_with_context(ArcReports(Arc::clone(reports)))
 }
 
@@ -357,11 +363,13 @@ impl KafkaSink {
         stats: Arc<Stats>,
     ) -> Result<Started, KafkaError> {
         let status = Arc::new(KafkaStatus::new(&config.events_topic));
+        let (doorbell, delivered) = crossbeam_channel::bounded(1);
         let reports = Arc::new(Reports {
             deliveries: Mutex::new(Vec::new()),
             status: Arc::clone(&status),
             stats: Arc::clone(&stats),
             fatal: AtomicBool::new(false),
+            doorbell,
         });
         let producer = create_producer(config, &reports)?;
         let started_ms = crate::clock::epoch_millis(std::time::SystemTime::now()).unwrap_or(0);
@@ -386,6 +394,7 @@ impl KafkaSink {
         let mut thread = Thread {
             rx,
             held_rx,
+            delivered,
             stopping_since: None,
             discarding: false,
             producer,
@@ -582,7 +591,9 @@ impl Drop for KafkaWriter {
 struct Thread {
     rx: Receiver<Chunk>,
     held_rx: Receiver<Barrier>,
-    producer: BaseProducer<ArcReports>,
+    /// Rung by the producer's polling thread after delivery reports.
+    delivered: Receiver<()>,
+    producer: ThreadedProducer<ArcReports>,
     reports: Arc<Reports>,
     config: KafkaConfig,
     common: Arc<Common>,
@@ -604,13 +615,9 @@ struct Thread {
 impl Thread {
     fn run(&mut self) {
         let (rx, held_rx) = (self.rx.clone(), self.held_rx.clone());
+        let delivered = self.delivered.clone();
         let mut open = true;
         while open || self.pending.is_some() {
-            let wait = if self.barriers.is_empty() {
-                TICK
-            } else {
-                HOLD_TICK
-            };
             // A chunk is taken only when librdkafka took the last one; held answers always.
             let chunks = if self.pending.is_none() {
                 &rx
@@ -627,7 +634,8 @@ impl Thread {
                         self.barriers.push_back(barrier);
                     }
                 }
-                default(wait) => {}
+                recv(delivered) -> _ => {}
+                default(TICK) => {}
             }
             while let Ok(barrier) = held_rx.try_recv() {
                 self.barriers.push_back(barrier);
@@ -659,7 +667,6 @@ impl Thread {
 
     /// One turn's bookkeeping: reports, releases, timeouts, liveness.
     fn round(&mut self) {
-        self.producer.poll(Duration::ZERO);
         let reported = self.settle();
         self.watch(reported);
         self.release(Instant::now());

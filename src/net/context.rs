@@ -266,6 +266,16 @@ impl Links {
     pub fn is_backlogged(&self) -> bool {
         self.waiting.iter().any(|w| !w.is_empty())
     }
+
+    /// Asks each processor this loop holds a batch or paused connections for to wake it as it
+    /// takes messages out (the caller then looks for room once more).
+    pub fn want_room(&self, loop_index: u16) {
+        for (index, handle) in self.processors.handles.iter().enumerate() {
+            if !self.waiting[index].is_empty() || !self.open[index].is_empty() {
+                handle.queue.want_room(loop_index);
+            }
+        }
+    }
 }
 
 /// Records outcome lines of one charge point's calls into its processor's batch.

@@ -61,6 +61,8 @@ const ACCEPT_BATCH: usize = 512;
 const INBOX_BATCH: usize = 4096;
 /// Over-capacity handshakes answered 503 at once per loop; beyond this they are dropped unanswered.
 const MAX_REFUSING: usize = 256;
+/// How long a stopping loop waits for its processors to take the last disconnects.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
 /// Everything a loop needs, built by the server before the thread starts.
 pub struct LoopParts {
@@ -231,6 +233,13 @@ impl EventLoop {
             self.resume_waiting();
             let draining = self.drain.is_some();
             self.batches_held = self.cx.links.flush(self.cx.now, draining);
+            if self.batches_held || self.cx.links.is_backlogged() {
+                // Room at a processor comes as a wake from it; room it made before the ask,
+                // this second look sees.
+                self.cx.links.want_room(self.index());
+                self.resume_waiting();
+                self.batches_held = self.cx.links.flush(self.cx.now, draining);
+            }
             self.publish_gauges();
             if self.shared.shutdown_requested() {
                 self.drain_step();
@@ -252,11 +261,26 @@ impl EventLoop {
         for key in keys {
             self.remove(key, CloseCause::Shutdown);
         }
-        for _ in 0..100 {
+        // The disconnects must reach the processors: wait for room (their wakes), draining
+        // the mailbox meanwhile so a processor waiting on this loop can move; bounded, since a
+        // processor that has stopped frees nothing.
+        let deadline = Instant::now() + RELEASE_WAIT;
+        let mut events = Events::with_capacity(16);
+        while self.cx.links.flush(Instant::now(), true) {
+            self.cx.links.want_room(self.index());
             if !self.cx.links.flush(Instant::now(), true) {
                 break;
             }
-            std::thread::yield_now();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                warn!(
+                    "loop={} stopped with disconnects its processors did not take",
+                    self.index()
+                );
+                break;
+            }
+            let _ = self.poll.poll(&mut events, Some(left));
+            self.drain_inbox();
         }
         self.publish_gauges();
     }
@@ -277,11 +301,9 @@ impl EventLoop {
                 due_ms.saturating_sub(self.cx.now_ms()),
             ));
         }
-        // Room at a processor, or under the budget, shows only by looking.
-        if self.batches_held || self.cx.links.is_backlogged() || !self.cx.budget_waiting.is_empty()
-        {
-            cap(Duration::from_millis(1));
-        }
+        // Nothing else bounds the wait: room at a processor comes as its wake (`want_room`),
+        // room under the partial-message budget only from this loop's own work, after which
+        // `resume_waiting` runs in the same turn.
         if self.shared.shutdown_requested() {
             cap(Duration::from_millis(10));
         }

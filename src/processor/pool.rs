@@ -175,6 +175,10 @@ impl Processor {
                 };
                 self.shard.handle_batch(&batch, &mut out);
                 self.inbox.queue.sub(batch.messages(), batch.text_len());
+                let room_wanted = self.inbox.queue.take_room_wanted();
+                if room_wanted != 0 {
+                    self.loops.wake_mask(room_wanted);
+                }
                 self.batches.give(batch);
             }
             ToProcessor::Call { cp, call } => match self.shard.connection_of(&cp) {
