@@ -34,6 +34,7 @@ mod action;
 mod core_messages;
 mod datatypes;
 mod decode;
+pub mod heartbeat;
 mod primitives;
 mod security_messages;
 

@@ -1,0 +1,208 @@
+//! The upgrade: the HTTP request (parsed by `wire::upgrade`), the identity in its path, the
+//! security profile's proof (Basic auth or the client certificate), the 101 or the refusal.
+
+use super::*;
+
+impl Connection {
+    pub(super) fn upgrade(
+        &mut self,
+        cx: &mut LoopContext,
+        key: usize,
+        data: &mut [u8],
+    ) -> Consumed {
+        let (request, len) = match upgrade::parse(data, &[ocpp::SUBPROTOCOL]) {
+            Parsed::Partial => return Consumed::All(0),
+            Parsed::Refused(refusal) => {
+                return Consumed::Stopped(data.len(), self.refuse(cx, refusal));
+            }
+            Parsed::Upgrade { request, len } => (request, len),
+        };
+        if self.over_capacity {
+            let refusal = Refusal::ServiceUnavailable {
+                retry_after_secs: cx.retry_after_secs(),
+            };
+            return Consumed::Stopped(data.len(), self.refuse(cx, refusal));
+        }
+        let rule = cx.limits.identities;
+        let id =
+            upgrade::charge_point_id(&cx.limits.path_prefix, request.path, |id| rule.allows(id))
+                .filter(|id| {
+                    cx.known_identities
+                        .as_ref()
+                        .is_none_or(|known| known.contains(id))
+                });
+        let Some(id) = id else {
+            return Consumed::Stopped(data.len(), self.refuse(cx, Refusal::NotFound));
+        };
+        if self.transport.tls().is_some() {
+            cx.stats().tls_handshakes.inc();
+        }
+        let (auth, pinned) = match self.authenticate(cx, &id, request.authorization) {
+            Ok(proof) => proof,
+            Err(refusal) => return Consumed::Stopped(data.len(), self.refuse(cx, refusal)),
+        };
+        let ocpp16 = request.protocol.is_some();
+        cx.scratch.clear();
+        upgrade::write_switching(
+            &mut cx.scratch,
+            request.key,
+            ocpp16.then_some(ocpp::SUBPROTOCOL),
+        );
+        if self.transport.send(&mut cx.wire, &cx.scratch).is_err() {
+            return Consumed::Stopped(data.len(), Transition::Remove(CloseCause::ConnectionLost));
+        }
+        let Phase::Upgrading(upgrading) = mem::replace(&mut self.phase, Phase::Lingering) else {
+            return Consumed::Stopped(data.len(), Transition::Remove(CloseCause::ConnectionLost));
+        };
+        if let Some(timer) = self.timer.take() {
+            cx.wheel.cancel(timer);
+        }
+        let cp: ChargePointId = id.into();
+        if !ocpp16 {
+            cx.stats().handshakes_rejected.inc();
+            cx.labelled().closes[CloseCause::NoSubprotocol.index()].inc();
+            debug!(
+                "cp={cp} loop={} did not offer {}",
+                cx.index,
+                ocpp::SUBPROTOCOL
+            );
+            self.phase = Phase::Open(Session::new(cp, 0, cx.now_ms()));
+            let t = self.fail_with(
+                cx,
+                key,
+                1002,
+                "subprotocol ocpp1.6 required",
+                CloseCause::NoSubprotocol,
+                false,
+            );
+            return Consumed::Stopped(data.len(), t);
+        }
+        cx.stats().handshakes_ok.inc();
+        let processor = shard_of(&cp, cx.links.count()) as u16;
+        debug!(
+            "cp={cp} loop={} connected from {}",
+            cx.index, upgrading.peer
+        );
+        let seq = cx
+            .stats
+            .sessions_opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        cx.links.push_control(
+            processor,
+            Entry::Connected {
+                conn: self.id(cx, key),
+                cp: ChargePointId::clone(&cp),
+                seq,
+                peer: upgrading.peer,
+                auth,
+                profile: upgrading.profile,
+                pinned,
+            },
+        );
+        self.phase = Phase::Open(Session::new(cp, processor, cx.now_ms()));
+        let delay = cx.ping_delay(0);
+        self.arm(cx, key, delay);
+        Consumed::All(len)
+    }
+
+    /// Checks that the connection is `id`'s, as its listener's profile requires: Basic auth
+    /// (profiles 1 and 2) or the client certificate's CN (3), on a listener no lower than the
+    /// identity must use ([`security::required_profile`]). An address locked out for its
+    /// failures is refused first, before any hashing. A refusal is counted, journaled (why,
+    /// never the password) within its address's allowance, and logged within the loop's
+    /// warning budget. On success: how the connection proved the identity, and whether its
+    /// credentials line pins its profile (then the processor does not apply the one remembered).
+    pub(super) fn authenticate(
+        &self,
+        cx: &mut LoopContext,
+        id: &str,
+        authorization: Option<&[u8]>,
+    ) -> Result<(Auth, bool), Refusal> {
+        let Phase::Upgrading(upgrading) = &self.phase else {
+            return Err(Refusal::BadRequest);
+        };
+        let (peer, profile) = (upgrading.peer, upgrading.profile);
+        if profile != Profile::Unsecured
+            && let Some(retry_after_secs) = cx.security.lockouts.locked(peer.ip(), cx.now)
+        {
+            cx.stats().locked_out_refusals.inc();
+            return Err(Refusal::TooManyFailures { retry_after_secs });
+        }
+        let (required, pinned) = security::required_profile(&cx.security, id);
+        let checked = if profile < required {
+            Err(AuthFailure::ProfileTooLow)
+        } else {
+            match profile {
+                Profile::Unsecured => Ok(Auth::None),
+                Profile::BasicAuth | Profile::TlsBasicAuth => match &cx.security.credentials {
+                    Some(credentials) => security::check_basic(credentials, id, authorization)
+                        .map(|()| Auth::Password),
+                    None => Err(AuthFailure::WrongPassword),
+                },
+                Profile::MutualTls => {
+                    let presented = self.transport.tls().map(|t| t.client_certificate());
+                    security::check_certificate(id, presented).map(|()| Auth::Certificate)
+                }
+            }
+        };
+        let failure = match checked {
+            Ok(auth) => return Ok((auth, pinned)),
+            Err(failure) => failure,
+        };
+        let (refusal, counter) = if failure == AuthFailure::ProfileTooLow {
+            (Refusal::ProfileTooLow, &cx.stats().profile_refusals)
+        } else if failure.forbidden() {
+            (Refusal::Forbidden, &cx.stats().certificate_mismatches)
+        } else {
+            (Refusal::Unauthorized, &cx.stats().auth_failures)
+        };
+        counter.inc();
+        // Accounted to the address, never to the identity it names.
+        let refused = cx.security.lockouts.refused(peer.ip(), cx.now);
+        if let Some(seconds) = refused.locked_for {
+            cx.stats().auth_lockouts.inc();
+            if cx.warnings.allow(cx.now_ms()) {
+                warn!(
+                    "loop={} peer={peer} locked out for {seconds} s: too many failed authentications",
+                    cx.index
+                );
+            }
+        }
+        if cx.warnings.allow(cx.now_ms()) {
+            warn!(
+                "cp={id} loop={} peer={peer} refused ({}): {failure}",
+                cx.index,
+                refusal.status()
+            );
+        }
+        if !refused.journal {
+            cx.stats().refusals_unjournaled.inc();
+        } else if cx.journal {
+            let cp: ChargePointId = id.into();
+            let event = Event {
+                at: std::time::SystemTime::now(),
+                cp: &cp,
+                kind: EventKind::Refused {
+                    peer,
+                    status: refusal.status(),
+                    reason: failure.as_str(),
+                },
+            };
+            let processor = shard_of(&cp, cx.links.count()) as u16;
+            cx.links.record(processor, &cp, &event);
+        }
+        Err(refusal)
+    }
+
+    /// Answers the upgrade request with an HTTP error and ends the connection.
+    pub(super) fn refuse(&mut self, cx: &mut LoopContext, refusal: Refusal) -> Transition {
+        if !self.over_capacity {
+            cx.stats().handshakes_rejected.inc();
+        }
+        cx.scratch.clear();
+        refusal.write(&mut cx.scratch);
+        let _ = self.transport.send(&mut cx.wire, &cx.scratch);
+        debug!("loop={} upgrade refused: {}", cx.index, refusal.status());
+        Transition::Remove(CloseCause::ConnectionLost)
+    }
+}

@@ -1,0 +1,215 @@
+//! A complete message: a CALL for the processor (or a Heartbeat the loop may answer itself, with
+//! the protocol crate's answer), or the charge point's answer to a call of ours.
+
+use super::*;
+
+impl Connection {
+    /// A complete text message.
+    pub(super) fn on_message(
+        &mut self,
+        cx: &mut LoopContext,
+        key: usize,
+        text: &str,
+    ) -> Transition {
+        let conn_id = self.id(cx, key);
+        let open = self.is_open();
+        let Some(session) = self.session_mut() else {
+            return Transition::Continue;
+        };
+        cx.stats().messages_in.inc();
+        if !cx.traces.is_empty() && cx.traces.contains(&session.cp) {
+            info!(target: TRACE_TARGET, "cp={} loop={} in: {}", session.cp, cx.index, escape_newlines(text));
+        }
+        match rpc::message_type(text) {
+            Some(3 | 4) => return self.on_response(cx, key, text),
+            // While closing only answers to our call in flight still count.
+            _ if !open => return Transition::Continue,
+            Some(2) if session.accepted && session.in_flight == 0 => {
+                if let Some(transition) = self.answer_heartbeat(cx, key, text) {
+                    return transition;
+                }
+            }
+            _ => {}
+        }
+        let Some(session) = self.session_mut() else {
+            return Transition::Continue;
+        };
+        // Room was checked before the frame was touched (`blocked`).
+        cx.links
+            .push_message(session.processor, conn_id, &session.cp, text, cx.now);
+        session.in_flight += 1;
+        Transition::Continue
+    }
+
+    /// The Heartbeat of an accepted charge point with nothing in flight is answered here, as
+    /// its processor would (the current time), and the exchange goes to the processor to be
+    /// counted and journaled in order with the rest of the charge point. Nothing else a
+    /// processor knows enters the answer, and with nothing of this connection in flight no
+    /// earlier message can be overtaken. None: not such a Heartbeat; the processor answers.
+    pub(super) fn answer_heartbeat(
+        &mut self,
+        cx: &mut LoopContext,
+        key: usize,
+        text: &str,
+    ) -> Option<Transition> {
+        let unique_id = v16::heartbeat::call_id(text)?;
+        let at = std::time::SystemTime::now();
+        let time = cx.clock.text(at);
+        if time.is_empty() {
+            return None; // a broken clock: the processor answers InternalError
+        }
+        let mut frame = mem::take(&mut cx.scratch);
+        frame.clear();
+        frame.extend_from_slice(&[0; websocket::HEADER_ROOM]);
+        let answer_range = v16::heartbeat::write_answer(&mut frame, &unique_id, time);
+        let start = websocket::seal_text(&mut frame, 0);
+        let conn = self.id(cx, key);
+        let session = self.session()?;
+        if !cx.traces.is_empty() && cx.traces.contains(&session.cp) {
+            let shown = String::from_utf8_lossy(&frame[websocket::HEADER_ROOM..]);
+            info!(target: TRACE_TARGET, "cp={} loop={} out: {}", session.cp, cx.index, escape_newlines(&shown));
+        }
+        let answer = std::str::from_utf8(&frame[answer_range]).unwrap_or("{}");
+        let took = cx.now.elapsed();
+        let processor = session.processor;
+        cx.links.push_answered(
+            processor,
+            conn,
+            &session.cp,
+            (text, answer),
+            (at, took),
+            cx.now,
+        );
+        cx.stats().heartbeats_answered.inc();
+        cx.stats().messages_out.inc();
+        let transition = self.send_frame(cx, &frame[start..]);
+        cx.scratch = frame;
+        Some(transition)
+    }
+
+    /// A CALLRESULT or CALLERROR: the answer to our call in flight, or logged and dropped.
+    pub(super) fn on_response(
+        &mut self,
+        cx: &mut LoopContext,
+        key: usize,
+        text: &str,
+    ) -> Transition {
+        let (unique_id, outcome) = match rpc::parse_frame(text) {
+            Ok(Frame::CallResult { unique_id, payload }) => {
+                (unique_id, CallOutcome::Result(payload.to_owned()))
+            }
+            Ok(Frame::CallError {
+                unique_id,
+                code,
+                description,
+                details,
+            }) => (
+                unique_id,
+                CallOutcome::Error {
+                    code: code.into_owned(),
+                    description: description.into_owned(),
+                    details: details.to_owned(),
+                },
+            ),
+            Ok(Frame::Call { .. }) | Err(FrameError::UnknownMessageType { .. }) => {
+                return Transition::Continue;
+            }
+            Err(FrameError::Unanswerable { reason })
+            | Err(FrameError::Answer {
+                description: reason,
+                ..
+            }) => {
+                cx.stats().unanswerable_frames.inc();
+                if cx.warnings.allow(cx.now_ms()) {
+                    let cp = self.session().map_or("-", |s| &*s.cp);
+                    warn!("cp={cp} loop={} unanswerable message: {reason}", cx.index);
+                }
+                return Transition::Continue;
+            }
+        };
+        let Some(session) = self.session_mut() else {
+            return Transition::Continue;
+        };
+        let in_flight = session
+            .calls
+            .as_mut()
+            .and_then(|calls| calls.take_matching(&unique_id));
+        let Some(InFlight {
+            call,
+            timer,
+            sent_at,
+            ..
+        }) = in_flight
+        else {
+            cx.stats().unexpected_responses.inc();
+            if cx.warnings.allow(cx.now_ms()) {
+                warn!(
+                    "cp={} loop={} answer to unknown call {unique_id:?} dropped",
+                    session.cp, cx.index
+                );
+            }
+            return Transition::Continue;
+        };
+        cx.wheel.cancel(timer);
+        cx.labelled()
+            .round_trip
+            .observe(cx.now.saturating_duration_since(sent_at));
+        journal_answer(cx, session, &unique_id, call.action(), &outcome);
+        let outcome = match outcome {
+            CallOutcome::Result(payload) => match v16::validate_response(call.action(), &payload) {
+                Ok(()) => {
+                    cx.stats().call_results.inc();
+                    CallOutcome::Result(payload)
+                }
+                Err(invalid) => {
+                    cx.stats().invalid_results.inc();
+                    CallOutcome::InvalidResult(invalid)
+                }
+            },
+            other => {
+                cx.stats().call_errors_received.inc();
+                other
+            }
+        };
+        call.resolve_in(outcome, &mut cx.links.log(session.processor, &session.cp));
+        self.send_next_call(cx, key)
+    }
+}
+
+/// Journals the charge point's answer to our call (the outcome is journaled on resolving).
+fn journal_answer(
+    cx: &mut LoopContext,
+    session: &Session,
+    unique_id: &str,
+    action: v16::Action,
+    answer: &CallOutcome,
+) {
+    if !cx.journal {
+        return;
+    }
+    let kind = match answer {
+        CallOutcome::Result(payload) => EventKind::ResultIn {
+            unique_id,
+            action,
+            payload: payload.get(),
+        },
+        CallOutcome::Error {
+            code,
+            description,
+            details,
+        } => EventKind::ErrorIn {
+            unique_id,
+            action,
+            code,
+            description,
+            details: details.get(),
+        },
+        _ => return,
+    };
+    let event = Event {
+        at: std::time::SystemTime::now(),
+        cp: &session.cp,
+        kind,
+    };
+    cx.links.record(session.processor, &session.cp, &event);
+}

@@ -1,0 +1,246 @@
+//! One charge point's connection and everything it does: the upgrade, reading frames where the
+//! loop's shared buffer put them, handing messages to its processor, writing answers, pings,
+//! calls of the central system, closing. Each method takes the loop's [`LoopContext`] and
+//! returns a [`Transition`]; the loop owns the slab and does what the transition says (serve
+//! again, park the connection, forget it). As in sozu, the loop knows sessions only through
+//! these methods.
+//!
+//! Bytes flow socket -> [`Transport`] -> WebSocket frames ([`websocket`]) -> OCPP messages,
+//! through [`Connection::on_readable`] alone. A connection holds no read buffer: what a read
+//! brings is consumed where it lies, and only an unfinished request, frame or message (or input
+//! held back while the connection is paused) is kept, in a [`Held`] buffer sized to it and freed
+//! when it completes.
+//!
+//! A connection has at most one timer in the loop's wheel (besides its outbound call's), and
+//! what it means follows from the phase: the handshake deadline while upgrading; "ping when
+//! idle", "pong deadline" or "slow consumer deadline" while open (see [`Liveness`]), brought
+//! forward to the partial-message deadline while unfinished input is held; the close deadline
+//! while closing or lingering. Receiving a message touches no timer: it only stamps
+//! `last_rx_ms`, and the timer, when it fires, re-arms itself for the rest of the interval.
+//!
+//! Reading pauses ([`Pause`]) while the processor's queue is full, while the charge point has
+//! `ocpp.max_pipelined_calls` CALLs unanswered, or while the loop's partial-message budget is
+//! spent; TCP then pushes back on the charge point. A connection that holds unfinished input
+//! longer than `websocket.partial_message_timeout` is closed with 1009.
+//!
+//! One file per concern, each an `impl Connection` block: `handshake` (the upgrade request and
+//! the security profile's proof), `reading` (frames, unfinished input and its budget, pauses),
+//! `messages` (a CALL for the processor, the Heartbeat the loop answers with the protocol
+//! crate's answer, the answer to a call of ours), `writing`, `calls` (calls of the central
+//! system), `timers` and `closing`. The loop knows no OCPP: only `messages` does, through the
+//! `ocpp` crate, and what it may answer itself the processor decided (`accepted`, set with
+//! each answer it delivers).
+
+mod calls;
+mod closing;
+mod handshake;
+mod messages;
+mod reading;
+mod timers;
+mod writing;
+
+use std::mem;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+
+use crate::batch::Entry;
+use crate::call::{CallOutcome, OutboundCall};
+use crate::events::{Event, EventKind};
+use crate::mailbox::shard_of;
+use crate::net::context::{LoopContext, TimerEvent};
+use crate::net::outbound::{CallQueue, InFlight};
+use crate::net::timer::TimerId;
+use crate::net::transport::{Held, ReadError, Received, SendError, Transport};
+use crate::security::{self, Auth, AuthFailure, Profile};
+use crate::trace::{TRACE_TARGET, escape_newlines};
+use crate::types::{ChargePointId, CloseCause, ConnId};
+use ocpp::rpc::{self, Frame, FrameError};
+use ocpp::v16;
+use wire::upgrade::{self, Parsed, Refusal};
+use wire::websocket::{self, OpCode, Role, Violation};
+
+/// How long a closing connection may take to finish the closing handshake.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// For `ocpp.max_calls_per_second`, a CALL counts once per started 4 KiB: a real charge
+/// point's CALLs are well under it, a 49 KB MeterValues counts 12 times.
+pub const CALL_UNIT_BYTES: usize = 4096;
+/// Reads from one connection per turn; one that keeps its socket full waits for the next turn
+/// so the others and the timers get their share.
+const READS_PER_TURN: usize = 4;
+/// While the partial-message budget is spent, reads take at most this much, so a connection
+/// that must keep part of a message while paused holds no more than this.
+const TIGHT_READ: usize = 4096;
+
+/// What the loop must do after a connection acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing until the next event.
+    Continue,
+    /// More input may be waiting than one turn takes: serve it again next turn.
+    Again,
+    /// Reading stopped until the reason clears; the loop parks the connection.
+    Pause(Pause),
+    /// The connection is over: forget it, reporting `cause`.
+    Remove(CloseCause),
+}
+
+/// Why a connection stopped reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// The processor's queue has no room for a message of this many bytes.
+    Processor(u16, u32),
+    /// `ocpp.max_pipelined_calls` CALLs wait for their answers.
+    Calls,
+    /// The loop's partial-message budget is spent.
+    Budget,
+    /// `ocpp.max_calls_per_second`: until the next CALL fits.
+    Rate,
+}
+
+/// A slab entry.
+pub struct Connection {
+    pub generation: u32,
+    /// Accepted over `server.max_connections`, to be answered 503: not counted as a connection.
+    pub over_capacity: bool,
+    /// An event reported the peer's FIN (or an error): read until EOF, since no further edge
+    /// will come. Otherwise a read shorter than the buffer means the socket is drained.
+    pub hangup: bool,
+    pub paused: Option<Pause>,
+    /// The one pending timer of this connection, if any.
+    pub timer: Option<TimerId>,
+    pub transport: Transport,
+    /// Bytes read and not yet consumed.
+    pub input: Held,
+    pub phase: Phase,
+}
+
+/// Where a connection is in its life.
+pub enum Phase {
+    /// The HTTP upgrade request is being read (boxed: short-lived).
+    Upgrading(Box<Upgrading>),
+    /// Upgraded; OCPP messages flow.
+    Open(Session),
+    /// A close frame went out (ours, or our answer to the peer's); waiting, bounded by
+    /// [`CLOSE_GRACE`], for the peer's close, its EOF or our backlog to drain.
+    Closing(Session),
+    /// We failed the connection (RFC 6455 7.1.7): our close frame is out and our side shut
+    /// down; what still arrives is discarded until EOF, so closing does not reset the
+    /// connection before the peer reads the close frame.
+    Lingering,
+}
+
+pub struct Upgrading {
+    pub peer: SocketAddr,
+    /// The security profile of the listener it came in on.
+    pub profile: Profile,
+}
+
+/// An upgraded connection's state.
+pub struct Session {
+    pub cp: ChargePointId,
+    pub processor: u16,
+    /// Loop clock (ms) when anything last arrived.
+    pub last_rx_ms: u64,
+    pub liveness: Liveness,
+    /// Messages handed to the processor and not answered yet.
+    pub in_flight: u16,
+    /// The processor's last answer said the charge point is Accepted: with nothing in flight,
+    /// its Heartbeats are answered here.
+    pub accepted: bool,
+    /// A fragmented text message being assembled (its payload so far), boxed: rare.
+    pub message: Option<Box<Held>>,
+    /// Loop clock (ms) since unfinished input has been held (None: nothing held).
+    pub partial_since_ms: Option<u64>,
+    /// Calls of the central system to this charge point (allocated on first use).
+    pub calls: Option<Box<CallQueue>>,
+    /// Why we started closing it, once we did: what its disconnect is reported as.
+    pub closing: Option<CloseCause>,
+    /// The rate limiter's theoretical arrival time of the next CALL (loop ms).
+    pub call_tat_ms: u64,
+}
+
+/// What an open connection's timer is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// `ping_interval` of silence, then a ping.
+    Idle,
+    /// A ping went out at `sent_ms`; anything received before the deadline proves life.
+    AwaitingPong { sent_ms: u64 },
+    /// A ping was skipped at `since_ms` because `backlog` bytes were waiting. By the deadline
+    /// the peer must have read some of them or sent something, or it is a slow consumer.
+    Stalled { since_ms: u64, backlog: u32 },
+}
+
+/// What consuming input stopped at.
+enum Consumed {
+    /// Everything complete was consumed; what is left (if anything) is unfinished.
+    All(usize),
+    /// Consuming stopped after this many bytes; the loop must act on the transition.
+    Stopped(usize, Transition),
+}
+
+impl Connection {
+    pub fn new(
+        generation: u32,
+        transport: Transport,
+        peer: SocketAddr,
+        profile: Profile,
+        over_capacity: bool,
+    ) -> Connection {
+        Connection {
+            generation,
+            over_capacity,
+            hangup: false,
+            paused: None,
+            timer: None,
+            transport,
+            input: Held::default(),
+            phase: Phase::Upgrading(Box::new(Upgrading { peer, profile })),
+        }
+    }
+
+    pub fn session(&self) -> Option<&Session> {
+        match &self.phase {
+            Phase::Open(s) | Phase::Closing(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn session_mut(&mut self) -> Option<&mut Session> {
+        match &mut self.phase {
+            Phase::Open(s) | Phase::Closing(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open(_))
+    }
+
+    pub(super) fn id(&self, cx: &LoopContext, key: usize) -> ConnId {
+        cx.conn_id(key, self.generation)
+    }
+}
+
+impl Session {
+    fn new(cp: ChargePointId, processor: u16, now_ms: u64) -> Session {
+        Session {
+            cp,
+            processor,
+            last_rx_ms: now_ms,
+            liveness: Liveness::Idle,
+            in_flight: 0,
+            accepted: false,
+            message: None,
+            partial_since_ms: None,
+            calls: None,
+            closing: None,
+            call_tat_ms: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
