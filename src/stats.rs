@@ -448,6 +448,8 @@ pub struct Stats {
 /// A summed copy of every counter at one moment.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct StatsSnapshot {
+    /// Turns the event loops took (all loops): each is one wake-up.
+    pub loop_turns: u64,
     pub connections: usize,
     pub sessions_opened: u64,
     pub loop_connections: Vec<usize>,
@@ -589,6 +591,11 @@ impl Stats {
                 .iter()
                 .map(|c| c.load(Ordering::Relaxed))
                 .collect(),
+            loop_turns: self
+                .loop_progress
+                .iter()
+                .map(|p| p.load(Ordering::Relaxed))
+                .sum(),
             ..StatsSnapshot::default()
         };
         for l in &self.loops {
