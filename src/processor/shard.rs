@@ -1171,3 +1171,6 @@ impl Shard {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
