@@ -22,17 +22,19 @@ use crate::cluster::{self, Cluster};
 use crate::commands::Commands;
 use crate::config::{Config, ListenerConfig};
 use crate::events::join::Join;
-use crate::events::journal::Journal;
+use crate::events::journal::{Journal, JournalStatus};
 use crate::events::{EventSink, Events, ReplyRoute, Tee};
 use crate::kafka::{self, KafkaSink, KafkaStatus};
-use crate::mailbox::{LoopHandle, LoopShared, Loops, Processors, processor_channel};
+use crate::mailbox::{
+    LoopHandle, LoopShared, Loops, ProcessorInbox, Processors, ToLoop, processor_channel,
+};
 use crate::net::event_loop::{EventLoop, LoopParts, WAKER};
 use crate::policy::{IdTags, Identities, PolicyError, TransactionIds};
 use crate::processor::handlers::Policy;
 use crate::processor::journal_budget::BudgetRule;
 use crate::processor::pool::{self, PoolParts};
 use crate::security::{Security, SecurityError};
-use crate::state::{self, StateError};
+use crate::state::{self, Restored, StateError, StateSender};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::trace::TraceList;
 use ocpp::v16::{Action, Invalid};
@@ -127,6 +129,407 @@ impl ShutdownHandle {
     }
 }
 
+/// A `map_err` for a thread, poll instance or waker the OS refused.
+fn spawn_err(what: &'static str) -> impl Fn(std::io::Error) -> ServerError {
+    move |source| ServerError::Spawn { what, source }
+}
+
+/// The channels between the loops and the processors, before any thread runs.
+struct Mailboxes {
+    polls: Vec<Poll>,
+    loop_inboxes: Vec<crossbeam_channel::Receiver<ToLoop>>,
+    loops: Loops,
+    processors: Processors,
+    processor_inboxes: Vec<ProcessorInbox>,
+}
+
+/// A poll instance, a waker and an inbox per loop; an inbox per processor; the pools of
+/// batch buffers they pass each other.
+fn mailboxes(config: &Config, workers: usize, threads: usize) -> Result<Mailboxes, ServerError> {
+    let mut polls = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
+    let mut inboxes = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let poll = Poll::new().map_err(spawn_err("event loop"))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(spawn_err("waker"))?;
+        let (tx, rx) = crossbeam_channel::bounded(LOOP_INBOX);
+        handles.push(LoopHandle {
+            tx,
+            shared: Arc::new(LoopShared::new(waker)),
+        });
+        polls.push(poll);
+        inboxes.push(rx);
+    }
+    let pooled = (POOLED_PER_PAIR * workers * threads).max(8);
+    let loops = Loops {
+        handles: handles.into(),
+        replies: Pool::new(pooled),
+    };
+    let (processor_handles, processor_inboxes): (Vec<_>, Vec<_>) = (0..threads)
+        .map(|_| {
+            processor_channel(
+                (workers * 16).max(256),
+                config.processor.queue_capacity.get(),
+                config.processor.queue_bytes,
+            )
+        })
+        .unzip();
+    let processors = Processors {
+        handles: processor_handles.into(),
+        batches: Pool::new(pooled),
+    };
+    Ok(Mailboxes {
+        polls,
+        loop_inboxes: inboxes,
+        loops,
+        processors,
+        processor_inboxes,
+    })
+}
+
+/// The event sinks and the state file, with what the admin and `join` need of them.
+struct Sinks {
+    events: Events,
+    journal: Option<Arc<JournalStatus>>,
+    journal_thread: Option<JoinHandle<()>>,
+    kafka_status: Option<Arc<KafkaStatus>>,
+    kafka_thread: Option<JoinHandle<()>>,
+    /// The state file's sender and what the last run left.
+    state: Option<(StateSender, Restored)>,
+    state_thread: Option<JoinHandle<()>>,
+}
+
+/// Starts the journal, the Kafka sink and the state file, each with its share of the held
+/// billing answers.
+fn start_sinks(config: &Config, loops: &Loops, stats: &Arc<Stats>) -> Result<Sinks, ServerError> {
+    // Held answers go to the loops once every sink that holds them released them.
+    let loops_route: Arc<dyn ReplyRoute> = Arc::new(loops.clone());
+    let sinks = config.events.sinks;
+    // Who holds billing answers (`events.ack_after_write`): each sink, and the state file,
+    // which sends them on once their changes are committed.
+    let kafka_sink = sinks.kafka && config.kafka.is_some();
+    let state_holds = config.events.ack_after_write && config.ocpp.state_file.is_some();
+    let holders = usize::from(sinks.journal) + usize::from(kafka_sink) + usize::from(state_holds);
+    let mut routes = if holders > 1 {
+        Join::ports(holders, loops_route)
+    } else {
+        vec![loops_route]
+    };
+    let mut chosen: Vec<Arc<dyn EventSink>> = Vec::new();
+    let (mut journal, mut journal_thread) = (None, None);
+    if sinks.journal {
+        let (sink, status, thread) = Journal::start(
+            &config.events,
+            &config.server.node_id,
+            routes.remove(0),
+            Arc::clone(stats),
+        )
+        .map_err(|source| ServerError::Journal {
+            path: config.events.path.clone(),
+            source,
+        })?;
+        chosen.push(sink);
+        (journal, journal_thread) = (Some(status), Some(thread));
+    }
+    let (mut kafka_status, mut kafka_thread): (Option<Arc<KafkaStatus>>, _) = (None, None);
+    if let Some(kafka_config) = config.kafka.as_ref().filter(|_| sinks.kafka) {
+        let (sink, status, thread) = KafkaSink::start(
+            kafka_config,
+            &config.server.node_id,
+            (config.events.ack_after_write, config.events.queue_capacity),
+            routes.remove(0),
+            Arc::clone(stats),
+        )
+        .map_err(|e| ServerError::Kafka(e.to_string()))?;
+        chosen.push(sink);
+        (kafka_status, kafka_thread) = (Some(status), Some(thread));
+    }
+    let events = match chosen.len() {
+        0 => Events::none(),
+        1 => Events::new(chosen.remove(0)),
+        _ => Events::new(Arc::new(Tee(chosen))),
+    };
+    // What the last run left: each processor gets its own charge points back.
+    let (state, state_thread) = match config.ocpp.state_file.as_deref() {
+        Some(path) => {
+            let route = (state_holds && !routes.is_empty()).then(|| routes.remove(0));
+            let store = state::open(path, route, Arc::clone(stats))?;
+            (Some((store.sender, store.loaded)), Some(store.thread))
+        }
+        None => (None, None),
+    };
+    Ok(Sinks {
+        events,
+        journal,
+        journal_thread,
+        kafka_status,
+        kafka_thread,
+        state,
+        state_thread,
+    })
+}
+
+/// Cluster mode: the Redis registry's threads (they never block a loop or a processor).
+fn start_cluster(
+    config: &Config,
+    processors: &Processors,
+    policy: &Policy,
+    security: &Security,
+    stats: &Arc<Stats>,
+) -> Result<Option<Cluster>, ServerError> {
+    let Some(cluster_config) = &config.cluster else {
+        return Ok(None);
+    };
+    let cluster = cluster::start(
+        cluster_config,
+        &config.server.node_id,
+        processors.clone(),
+        Arc::clone(&policy.transactions),
+        config
+            .events
+            .sinks
+            .journal
+            .then_some(config.events.path.as_path()),
+        security.credentials.clone(),
+        Arc::clone(stats),
+    )
+    .map_err(spawn_err("cluster thread"))?;
+    Ok(Some(cluster))
+}
+
+/// Spawns the processors, each with its inbox and its share of what the last run left.
+fn spawn_processors(
+    shared: &Shared<'_>,
+    inboxes: Vec<ProcessorInbox>,
+    state: Option<(StateSender, Restored)>,
+    cluster: Option<&Cluster>,
+) -> Result<Vec<JoinHandle<()>>, ServerError> {
+    let config = shared.config;
+    pool::spawn(PoolParts {
+        inboxes,
+        processors: shared.processors.clone(),
+        loops: shared.loops.clone(),
+        policy: Arc::clone(shared.policy),
+        remember_limit: remember_limit(config, config.processor.threads.get()),
+        stats: Arc::clone(shared.stats),
+        events: shared.events.clone(),
+        traces: Arc::clone(shared.traces),
+        journal_rule: BudgetRule {
+            per_second: config.events.charge_point_rate,
+            burst: config.events.charge_point_burst,
+        },
+        state,
+        cluster: cluster.map(|c| c.sender.clone()),
+    })
+    .map_err(spawn_err("processor thread"))
+}
+
+/// Disconnected, accepted charge points each processor remembers (ocpp.max_disconnected).
+/// An explicit bound is split evenly; the default (the fleet size) keeps a slack per
+/// processor, since identities do not hash evenly over them.
+fn remember_limit(config: &Config, threads: usize) -> usize {
+    match config.ocpp.max_disconnected {
+        0 => config.server.max_connections / threads + 1024,
+        n => n.div_ceil(threads),
+    }
+}
+
+/// The consumer of `kafka.commands_topic`, when asked for: commands from Kafka, run like API
+/// calls.
+#[allow(clippy::type_complexity)]
+fn start_kafka_commands(
+    config: &Config,
+    commands: &Commands,
+    stats: &Arc<Stats>,
+) -> Result<
+    Option<(
+        Arc<AtomicBool>,
+        JoinHandle<()>,
+        Arc<kafka::consumer::CommandsStatus>,
+    )>,
+    ServerError,
+> {
+    let Some(kafka_config) = config.kafka.as_ref().filter(|k| k.consume_commands) else {
+        return Ok(None);
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (thread, status) = kafka::consumer::start(
+        kafka_config,
+        &config.server.node_id,
+        commands.clone(),
+        Arc::clone(stats),
+        Arc::clone(&stop),
+    )
+    .map_err(|e| ServerError::Kafka(e.to_string()))?;
+    Ok(Some((stop, thread, status)))
+}
+
+/// Cluster mode: calls for charge points other nodes hold, and the cluster listing.
+fn start_cluster_remote(
+    config: &Config,
+    cluster: &mut Cluster,
+    commands: &Commands,
+) -> Result<(), ServerError> {
+    let Some(cluster_config) = &config.cluster else {
+        return Ok(());
+    };
+    let client = redis::Client::open(cluster_config.redis_url.as_str())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+        .map_err(spawn_err("cluster api thread"))?;
+    let remote = cluster::remote::start(
+        client,
+        cluster_config.prefix.clone(),
+        config.server.node_id.clone(),
+        commands.clone(),
+        config.ocpp.longest_call() + Duration::from_secs(5),
+        Arc::clone(&cluster.stop),
+    )
+    .map_err(spawn_err("cluster api thread"))?;
+    cluster.remote = Some(remote);
+    Ok(())
+}
+
+/// What the loops and the admin thread are given a share of.
+struct Shared<'a> {
+    config: &'a Arc<Config>,
+    stats: &'a Arc<Stats>,
+    security: &'a Arc<Security>,
+    policy: &'a Arc<Policy>,
+    loops: &'a Loops,
+    processors: &'a Processors,
+    events: &'a Events,
+    traces: &'a Arc<TraceList>,
+}
+
+/// Spawns the loops, each with its poll, its sockets and its inbox, pinned to a core when
+/// `server.pin_cores`. When one cannot be spawned, those already running are stopped.
+#[allow(clippy::type_complexity)]
+fn spawn_loops(
+    shared: &Shared<'_>,
+    polls: Vec<Poll>,
+    listeners: Vec<Vec<(TcpListener, ListenerConfig)>>,
+    inboxes: Vec<crossbeam_channel::Receiver<ToLoop>>,
+) -> Result<Vec<JoinHandle<()>>, ServerError> {
+    let config = shared.config;
+    let cores = if config.server.pin_cores {
+        core_affinity::get_core_ids()
+    } else {
+        None
+    };
+    let cores = cores.unwrap_or_default();
+    let mut loop_threads = Vec::with_capacity(polls.len());
+    let parts = polls.into_iter().zip(listeners).zip(inboxes).enumerate();
+    for (index, ((poll, listener), inbox)) in parts {
+        let parts = LoopParts {
+            index: index as u16,
+            poll,
+            listeners: listener,
+            inbox,
+            shared: Arc::clone(&shared.loops.handles[index].shared),
+            processors: shared.processors.clone(),
+            replies: shared.loops.replies.clone(),
+            config: Arc::clone(config),
+            stats: Arc::clone(shared.stats),
+            known_identities: shared
+                .policy
+                .identities
+                .clone()
+                .filter(|_| config.ocpp.refuse_unknown_at_handshake),
+            security: Arc::clone(shared.security),
+            events: shared.events.clone(),
+            traces: Arc::clone(shared.traces),
+        };
+        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        let thread = std::thread::Builder::new()
+            .name(format!("loop-{index}"))
+            .spawn(move || {
+                if let Some(core) = core
+                    && !core_affinity::set_for_current(core)
+                {
+                    warn!("loop={index} could not be pinned to core {}", core.id);
+                }
+                match EventLoop::new(parts) {
+                    Ok(event_loop) => event_loop.run(),
+                    Err(e) => log::error!("loop={index} cannot start: {e}"),
+                }
+            });
+        match thread {
+            Ok(thread) => loop_threads.push(thread),
+            Err(source) => {
+                // Stop the loops already running: nothing else could ever stop them.
+                stop_loops(shared.loops, loop_threads);
+                return Err(ServerError::Spawn {
+                    what: "event loop thread",
+                    source,
+                });
+            }
+        }
+    }
+    Ok(loop_threads)
+}
+
+/// What the admin thread reads and calls: the shared parts, the sinks' and the commands
+/// consumer's status, and the cluster's.
+#[allow(clippy::type_complexity)]
+fn admin_parts(
+    listener: std::net::TcpListener,
+    shared: &Shared<'_>,
+    commands: &Commands,
+    (journal, kafka, kafka_commands): (
+        Option<Arc<JournalStatus>>,
+        Option<Arc<KafkaStatus>>,
+        Option<&(
+            Arc<AtomicBool>,
+            JoinHandle<()>,
+            Arc<kafka::consumer::CommandsStatus>,
+        )>,
+    ),
+    cluster: Option<&Cluster>,
+) -> AdminParts {
+    AdminParts {
+        listener,
+        config: Arc::clone(shared.config),
+        stats: Arc::clone(shared.stats),
+        loops: shared.loops.clone(),
+        processors: shared.processors.clone(),
+        commands: commands.clone(),
+        traces: Arc::clone(shared.traces),
+        journal,
+        kafka,
+        kafka_commands: kafka_commands.map(|(_, _, s)| Arc::clone(s)),
+        security: Arc::clone(shared.security),
+        transactions: Arc::clone(&shared.policy.transactions),
+        redis_reachable: cluster.map(|c| Arc::clone(&c.reachable)),
+        cluster_api: cluster
+            .and_then(|c| c.remote.as_ref())
+            .map(|r| r.requests.clone()),
+        cluster: cluster.map(|c| c.sender.clone()),
+    }
+}
+
+/// Logs each listener and the threads started.
+fn log_started(config: &Config, local_addrs: &[SocketAddr], workers: usize, threads: usize) {
+    for (addr, listener) in local_addrs.iter().zip(config.listeners()) {
+        info!(
+            "listening on {addr} (security profile {}{})",
+            listener.profile.number(),
+            if listener.proxy_protocol {
+                ", PROXY protocol"
+            } else {
+                ""
+            }
+        );
+    }
+    info!(
+        "{workers} loops and {threads} processors{}",
+        if config.server.pin_cores {
+            ", pinned"
+        } else {
+            ""
+        }
+    );
+}
+
 impl Server {
     pub fn start(config: Config) -> Result<Server, ServerError> {
         let config = Arc::new(config);
@@ -137,256 +540,61 @@ impl Server {
         let admin_listener = config.admin.listen.map(bind_admin).transpose()?;
         let stats = Arc::new(Stats::new(workers, threads));
 
-        let spawn_err = |what| move |source| ServerError::Spawn { what, source };
-        let mut polls = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
-        let mut inboxes = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let poll = Poll::new().map_err(spawn_err("event loop"))?;
-            let waker = Waker::new(poll.registry(), WAKER).map_err(spawn_err("waker"))?;
-            let (tx, rx) = crossbeam_channel::bounded(LOOP_INBOX);
-            handles.push(LoopHandle {
-                tx,
-                shared: Arc::new(LoopShared::new(waker)),
-            });
-            polls.push(poll);
-            inboxes.push(rx);
-        }
-        let pooled = (POOLED_PER_PAIR * workers * threads).max(8);
-        let loops = Loops {
-            handles: handles.into(),
-            replies: Pool::new(pooled),
-        };
-        let (processor_handles, processor_inboxes): (Vec<_>, Vec<_>) = (0..threads)
-            .map(|_| {
-                processor_channel(
-                    (workers * 16).max(256),
-                    config.processor.queue_capacity.get(),
-                    config.processor.queue_bytes,
-                )
-            })
-            .unzip();
-        let processors = Processors {
-            handles: processor_handles.into(),
-            batches: Pool::new(pooled),
-        };
+        let Mailboxes {
+            polls,
+            loop_inboxes: inboxes,
+            loops,
+            processors,
+            processor_inboxes,
+        } = mailboxes(&config, workers, threads)?;
 
         let policy = load_policy(&config)?;
         let policy = Arc::new(policy);
-        // Held answers go to the loops once every sink that holds them released them.
-        let loops_route: Arc<dyn ReplyRoute> = Arc::new(loops.clone());
-        let sinks = config.events.sinks;
-        // Who holds billing answers (`events.ack_after_write`): each sink, and the state file,
-        // which sends them on once their changes are committed.
-        let kafka_sink = sinks.kafka && config.kafka.is_some();
-        let state_holds = config.events.ack_after_write && config.ocpp.state_file.is_some();
-        let holders =
-            usize::from(sinks.journal) + usize::from(kafka_sink) + usize::from(state_holds);
-        let mut routes = if holders > 1 {
-            Join::ports(holders, loops_route)
-        } else {
-            vec![loops_route]
-        };
-        let mut chosen: Vec<Arc<dyn EventSink>> = Vec::new();
-        let (mut journal, mut journal_thread) = (None, None);
-        if sinks.journal {
-            let (sink, status, thread) = Journal::start(
-                &config.events,
-                &config.server.node_id,
-                routes.remove(0),
-                Arc::clone(&stats),
-            )
-            .map_err(|source| ServerError::Journal {
-                path: config.events.path.clone(),
-                source,
-            })?;
-            chosen.push(sink);
-            (journal, journal_thread) = (Some(status), Some(thread));
-        }
-        let (mut kafka_status, mut kafka_thread): (Option<Arc<KafkaStatus>>, _) = (None, None);
-        if let Some(kafka_config) = config.kafka.as_ref().filter(|_| sinks.kafka) {
-            let (sink, status, thread) = KafkaSink::start(
-                kafka_config,
-                &config.server.node_id,
-                (config.events.ack_after_write, config.events.queue_capacity),
-                routes.remove(0),
-                Arc::clone(&stats),
-            )
-            .map_err(|e| ServerError::Kafka(e.to_string()))?;
-            chosen.push(sink);
-            (kafka_status, kafka_thread) = (Some(status), Some(thread));
-        }
-        let events = match chosen.len() {
-            0 => Events::none(),
-            1 => Events::new(chosen.remove(0)),
-            _ => Events::new(Arc::new(Tee(chosen))),
-        };
-        // What the last run left: each processor gets its own charge points back.
-        let (state, state_thread) = match config.ocpp.state_file.as_deref() {
-            Some(path) => {
-                let route = (state_holds && !routes.is_empty()).then(|| routes.remove(0));
-                let store = state::open(path, route, Arc::clone(&stats))?;
-                (Some((store.sender, store.loaded)), Some(store.thread))
-            }
-            None => (None, None),
-        };
-        // Cluster mode: the Redis registry's threads (they never block a loop or a processor).
-        let cluster = match &config.cluster {
-            Some(cluster_config) => Some(
-                cluster::start(
-                    cluster_config,
-                    &config.server.node_id,
-                    processors.clone(),
-                    Arc::clone(&policy.transactions),
-                    sinks.journal.then_some(config.events.path.as_path()),
-                    security.credentials.clone(),
-                    Arc::clone(&stats),
-                )
-                .map_err(spawn_err("cluster thread"))?,
-            ),
-            None => None,
-        };
-        let traces = Arc::new(TraceList::default());
-        // Remember disconnected, accepted charge points up to ocpp.max_disconnected.
-        // An explicit bound is split evenly; the default (the fleet size) keeps a slack per
-        // processor, since identities do not hash evenly over them.
-        let remember_limit = match config.ocpp.max_disconnected {
-            0 => config.server.max_connections / threads + 1024,
-            n => n.div_ceil(threads),
-        };
-        let processor_threads = pool::spawn(PoolParts {
-            inboxes: processor_inboxes,
-            processors: processors.clone(),
-            loops: loops.clone(),
-            policy: Arc::clone(&policy),
-            remember_limit,
-            stats: Arc::clone(&stats),
-            events: events.clone(),
-            traces: Arc::clone(&traces),
-            journal_rule: BudgetRule {
-                per_second: config.events.charge_point_rate,
-                burst: config.events.charge_point_burst,
-            },
+        let Sinks {
+            events,
+            journal,
+            journal_thread,
+            kafka_status,
+            kafka_thread,
             state,
-            cluster: cluster.as_ref().map(|c| c.sender.clone()),
-        })
-        .map_err(spawn_err("processor thread"))?;
+            state_thread,
+        } = start_sinks(&config, &loops, &stats)?;
+        let mut cluster = start_cluster(&config, &processors, &policy, &security, &stats)?;
+        let traces = Arc::new(TraceList::default());
+        let shared = Shared {
+            config: &config,
+            stats: &stats,
+            security: &security,
+            policy: &policy,
+            loops: &loops,
+            processors: &processors,
+            events: &events,
+            traces: &traces,
+        };
+        let processor_threads =
+            spawn_processors(&shared, processor_inboxes, state, cluster.as_ref())?;
         let commands = Commands {
             processors: processors.clone(),
             stats: Arc::clone(&stats),
             events: events.clone(),
         };
-        // Commands from Kafka, run like API calls.
-        let kafka_commands = match config.kafka.as_ref().filter(|k| k.consume_commands) {
-            Some(kafka_config) => {
-                let stop = Arc::new(AtomicBool::new(false));
-                let (thread, status) = kafka::consumer::start(
-                    kafka_config,
-                    &config.server.node_id,
-                    commands.clone(),
-                    Arc::clone(&stats),
-                    Arc::clone(&stop),
-                )
-                .map_err(|e| ServerError::Kafka(e.to_string()))?;
-                Some((stop, thread, status))
-            }
-            None => None,
-        };
-        // Cluster mode: calls for charge points other nodes hold, and the cluster listing.
-        let mut cluster = cluster;
-        if let (Some(cluster), Some(cluster_config)) = (cluster.as_mut(), &config.cluster) {
-            let client = redis::Client::open(cluster_config.redis_url.as_str())
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
-                .map_err(spawn_err("cluster api thread"))?;
-            let remote = cluster::remote::start(
-                client,
-                cluster_config.prefix.clone(),
-                config.server.node_id.clone(),
-                commands.clone(),
-                config.ocpp.longest_call() + Duration::from_secs(5),
-                Arc::clone(&cluster.stop),
-            )
-            .map_err(spawn_err("cluster api thread"))?;
-            cluster.remote = Some(remote);
+        let kafka_commands = start_kafka_commands(&config, &commands, &stats)?;
+        if let Some(cluster) = cluster.as_mut() {
+            start_cluster_remote(&config, cluster, &commands)?;
         }
 
-        let cores = if config.server.pin_cores {
-            core_affinity::get_core_ids()
-        } else {
-            None
-        };
-        let cores = cores.unwrap_or_default();
-        let mut loop_threads = Vec::with_capacity(workers);
-        let parts = polls.into_iter().zip(listeners).zip(inboxes).enumerate();
-        for (index, ((poll, listener), inbox)) in parts {
-            let parts = LoopParts {
-                index: index as u16,
-                poll,
-                listeners: listener,
-                inbox,
-                shared: Arc::clone(&loops.handles[index].shared),
-                processors: processors.clone(),
-                replies: loops.replies.clone(),
-                config: Arc::clone(&config),
-                stats: Arc::clone(&stats),
-                known_identities: policy
-                    .identities
-                    .clone()
-                    .filter(|_| config.ocpp.refuse_unknown_at_handshake),
-                security: Arc::clone(&security),
-                events: events.clone(),
-                traces: Arc::clone(&traces),
-            };
-            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-            let thread = std::thread::Builder::new()
-                .name(format!("loop-{index}"))
-                .spawn(move || {
-                    if let Some(core) = core
-                        && !core_affinity::set_for_current(core)
-                    {
-                        warn!("loop={index} could not be pinned to core {}", core.id);
-                    }
-                    match EventLoop::new(parts) {
-                        Ok(event_loop) => event_loop.run(),
-                        Err(e) => log::error!("loop={index} cannot start: {e}"),
-                    }
-                });
-            match thread {
-                Ok(thread) => loop_threads.push(thread),
-                Err(source) => {
-                    // Stop the loops already running: nothing else could ever stop them.
-                    stop_loops(&loops, loop_threads);
-                    return Err(ServerError::Spawn {
-                        what: "event loop thread",
-                        source,
-                    });
-                }
-            }
-        }
+        let loop_threads = spawn_loops(&shared, polls, listeners, inboxes)?;
         let admin = match admin_listener {
             None => None,
             Some(listener) => {
-                let started = Admin::start(AdminParts {
+                let parts = admin_parts(
                     listener,
-                    config: Arc::clone(&config),
-                    stats: Arc::clone(&stats),
-                    loops: loops.clone(),
-                    processors: processors.clone(),
-                    commands: commands.clone(),
-                    traces: Arc::clone(&traces),
-                    journal,
-                    kafka: kafka_status.clone(),
-                    kafka_commands: kafka_commands.as_ref().map(|(_, _, s)| Arc::clone(s)),
-                    security: Arc::clone(&security),
-                    transactions: Arc::clone(&policy.transactions),
-                    redis_reachable: cluster.as_ref().map(|c| Arc::clone(&c.reachable)),
-                    cluster_api: cluster
-                        .as_ref()
-                        .and_then(|c| c.remote.as_ref())
-                        .map(|r| r.requests.clone()),
-                    cluster: cluster.as_ref().map(|c| c.sender.clone()),
-                });
-                match started {
+                    &shared,
+                    &commands,
+                    (journal, kafka_status.clone(), kafka_commands.as_ref()),
+                    cluster.as_ref(),
+                );
+                match Admin::start(parts) {
                     Ok(admin) => Some(admin),
                     Err(e) => {
                         stop_loops(&loops, loop_threads);
@@ -397,25 +605,7 @@ impl Server {
         };
         // The loops, the admin thread and this server hold the senders to the processors: when
         // the last loop has exited and `join` drops the others, the processors stop.
-        for (addr, listener) in local_addrs.iter().zip(config.listeners()) {
-            info!(
-                "listening on {addr} (security profile {}{})",
-                listener.profile.number(),
-                if listener.proxy_protocol {
-                    ", PROXY protocol"
-                } else {
-                    ""
-                }
-            );
-        }
-        info!(
-            "{workers} loops and {threads} processors{}",
-            if config.server.pin_cores {
-                ", pinned"
-            } else {
-                ""
-            }
-        );
+        log_started(&config, &local_addrs, workers, threads);
         drop(processors);
         Ok(Server {
             local_addrs,

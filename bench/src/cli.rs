@@ -238,6 +238,15 @@ pub enum ConfigError {
     Invalid { flag: &'static str, reason: String },
 }
 
+/// `d`, unless it is zero.
+fn positive(flag: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        Err(invalid(flag, "must be more than 0"))
+    } else {
+        Ok(d)
+    }
+}
+
 fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         flag,
@@ -336,141 +345,11 @@ impl RunConfig {
 
 impl RunArgs {
     pub fn validate(self) -> Result<RunConfig, ConfigError> {
-        let mut target = parse_url(&self.url, self.allow_remote)?;
-        if self.tls && !target.tls {
-            target.tls = true;
-            target.url_prefix = target.url_prefix.replacen("ws://", "wss://", 1);
-        }
-        let tls = match (target.tls, &self.ca) {
-            (true, Some(ca)) => Some(
-                TlsClient::new(ca, &target.host, self.client_cert_dir.clone())
-                    .map_err(|e| invalid("ca", e.to_string()))?,
-            ),
-            (true, None) => {
-                return Err(invalid(
-                    "ca",
-                    "wss needs the CA the gateway's certificate chains to",
-                ));
-            }
-            (false, _) if self.client_cert_dir.is_some() => {
-                return Err(invalid(
-                    "client-cert-dir",
-                    "client certificates need wss (--tls)",
-                ));
-            }
-            (false, _) => None,
-        };
-        if let Some(dir) = &self.client_cert_dir
-            && !dir.is_dir()
-        {
-            return Err(invalid(
-                "client-cert-dir",
-                format!("{} is not a directory", dir.display()),
-            ));
-        }
-        if self.basic_auth.as_deref().is_some_and(str::is_empty) {
-            return Err(invalid("basic-auth", "the seed must not be empty"));
-        }
-        if self.connections == 0 {
-            return Err(invalid("connections", "must be at least 1"));
-        }
-        if self.threads == 0 || self.threads > 256 {
-            return Err(invalid("threads", "must be 1 to 256"));
-        }
-        let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.~".contains(c);
-        if !self.id_prefix.chars().all(ok_char) {
-            return Err(invalid(
-                "id-prefix",
-                "only letters, digits, `-`, `_`, `.` and `~` (it goes into the URL as is)",
-            ));
-        }
-        let longest = self.id_prefix.len() + (self.connections - 1).to_string().len();
-        if longest > MAX_IDENTITY_LEN {
-            return Err(invalid(
-                "id-prefix",
-                format!(
-                    "identities would have {longest} characters, the gateway takes {MAX_IDENTITY_LEN}"
-                ),
-            ));
-        }
-        let positive = |flag, d: Duration| {
-            if d.is_zero() {
-                Err(invalid(flag, "must be more than 0"))
-            } else {
-                Ok(d)
-            }
-        };
-        positive("interval", self.interval)?;
-        positive("meter-interval", self.meter_interval)?;
-        positive("session-length", self.session_length)?;
-        positive("ramp-timeout", self.ramp_timeout)?;
-        if self.max_rss_spread.is_some() && self.server_pid.is_none() {
-            return Err(invalid("max-rss-spread", "needs --server-pid"));
-        }
-        if let Some(admin) = self.admin
-            && !self.allow_remote
-            && !admin.ip().is_loopback()
-        {
-            return Err(invalid("admin", "not on loopback (add --allow-remote)"));
-        }
-        positive("handshake-timeout", self.handshake_timeout)?;
-        positive("call-timeout", self.call_timeout)?;
-        positive("backoff-min", self.backoff_min)?;
-        if self.backoff_max < self.backoff_min {
-            return Err(invalid("backoff-max", "must be at least --backoff-min"));
-        }
-        if !(self.sessions_per_hour.is_finite() && self.sessions_per_hour >= 0.0) {
-            return Err(invalid("sessions-per-hour", "must be a number >= 0"));
-        }
-        if !(self.connect_rate.is_finite() && self.connect_rate >= 0.0) {
-            return Err(invalid(
-                "connect-rate",
-                "must be a number >= 0 (0: unlimited)",
-            ));
-        }
-        if self.large_message.is_some_and(|n| n > 16 << 20) {
-            return Err(invalid("large-message", "must be at most 16 MiB"));
-        }
-        if self.max_inflight_handshakes == 0 {
-            return Err(invalid("max-inflight-handshakes", "must be at least 1"));
-        }
-        let scenario = match self.scenario {
-            ScenarioName::Idle => Scenario::Idle,
-            ScenarioName::Saturate => Scenario::Saturate,
-            ScenarioName::Storm => Scenario::Storm,
-            ScenarioName::Heartbeat => {
-                let interval = match self.rate {
-                    Some(rate) if rate.is_finite() && rate > 0.0 => {
-                        Duration::from_secs_f64(f64::from(self.connections) / rate)
-                    }
-                    Some(_) => return Err(invalid("rate", "must be a number > 0")),
-                    None => self.interval,
-                };
-                Scenario::Heartbeat { interval }
-            }
-            ScenarioName::Realistic => Scenario::Realistic(RealisticParams {
-                heartbeat: self.interval,
-                meter_interval: self.meter_interval,
-                sessions_per_hour: self.sessions_per_hour,
-                session_length: self.session_length,
-            }),
-        };
-        if self.rate.is_some() && self.scenario != ScenarioName::Heartbeat {
-            return Err(invalid("rate", "applies to --scenario heartbeat only"));
-        }
-        let source_ips = match &self.source_ips {
-            Some(spec) => parse_source_ips(spec)?,
-            None => Vec::new(),
-        };
-        if let Some(ip) = source_ips
-            .iter()
-            .find(|ip| ip.is_ipv4() != target.addr.is_ipv4())
-        {
-            return Err(invalid(
-                "source-ips",
-                format!("{ip} is not of the target's address family"),
-            ));
-        }
+        let (target, tls) = self.target_and_tls()?;
+        self.check_fleet()?;
+        self.check_limits()?;
+        let scenario = self.checked_scenario()?;
+        let source_ips = self.checked_source_ips(&target)?;
         let ramps = if self.scenario == ScenarioName::Storm {
             2
         } else {
@@ -512,6 +391,160 @@ impl RunArgs {
             tls,
             basic_auth: self.basic_auth,
         })
+    }
+
+    /// Where to connect, and the TLS client for wss (`--ca`, `--client-cert-dir`).
+    fn target_and_tls(&self) -> Result<(Target, Option<TlsClient>), ConfigError> {
+        let mut target = parse_url(&self.url, self.allow_remote)?;
+        if self.tls && !target.tls {
+            target.tls = true;
+            target.url_prefix = target.url_prefix.replacen("ws://", "wss://", 1);
+        }
+        let tls = match (target.tls, &self.ca) {
+            (true, Some(ca)) => Some(
+                TlsClient::new(ca, &target.host, self.client_cert_dir.clone())
+                    .map_err(|e| invalid("ca", e.to_string()))?,
+            ),
+            (true, None) => {
+                return Err(invalid(
+                    "ca",
+                    "wss needs the CA the gateway's certificate chains to",
+                ));
+            }
+            (false, _) if self.client_cert_dir.is_some() => {
+                return Err(invalid(
+                    "client-cert-dir",
+                    "client certificates need wss (--tls)",
+                ));
+            }
+            (false, _) => None,
+        };
+        if let Some(dir) = &self.client_cert_dir
+            && !dir.is_dir()
+        {
+            return Err(invalid(
+                "client-cert-dir",
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Ok((target, tls))
+    }
+
+    /// The fleet: its size, threads, identities and their credentials.
+    fn check_fleet(&self) -> Result<(), ConfigError> {
+        if self.basic_auth.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("basic-auth", "the seed must not be empty"));
+        }
+        if self.connections == 0 {
+            return Err(invalid("connections", "must be at least 1"));
+        }
+        if self.threads == 0 || self.threads > 256 {
+            return Err(invalid("threads", "must be 1 to 256"));
+        }
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.~".contains(c);
+        if !self.id_prefix.chars().all(ok_char) {
+            return Err(invalid(
+                "id-prefix",
+                "only letters, digits, `-`, `_`, `.` and `~` (it goes into the URL as is)",
+            ));
+        }
+        let longest = self.id_prefix.len() + (self.connections - 1).to_string().len();
+        if longest > MAX_IDENTITY_LEN {
+            return Err(invalid(
+                "id-prefix",
+                format!(
+                    "identities would have {longest} characters, the gateway takes {MAX_IDENTITY_LEN}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Durations, rates and sizes that must be positive or bounded, and flags that need
+    /// another.
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        positive("interval", self.interval)?;
+        positive("meter-interval", self.meter_interval)?;
+        positive("session-length", self.session_length)?;
+        positive("ramp-timeout", self.ramp_timeout)?;
+        if self.max_rss_spread.is_some() && self.server_pid.is_none() {
+            return Err(invalid("max-rss-spread", "needs --server-pid"));
+        }
+        if let Some(admin) = self.admin
+            && !self.allow_remote
+            && !admin.ip().is_loopback()
+        {
+            return Err(invalid("admin", "not on loopback (add --allow-remote)"));
+        }
+        positive("handshake-timeout", self.handshake_timeout)?;
+        positive("call-timeout", self.call_timeout)?;
+        positive("backoff-min", self.backoff_min)?;
+        if self.backoff_max < self.backoff_min {
+            return Err(invalid("backoff-max", "must be at least --backoff-min"));
+        }
+        if !(self.sessions_per_hour.is_finite() && self.sessions_per_hour >= 0.0) {
+            return Err(invalid("sessions-per-hour", "must be a number >= 0"));
+        }
+        if !(self.connect_rate.is_finite() && self.connect_rate >= 0.0) {
+            return Err(invalid(
+                "connect-rate",
+                "must be a number >= 0 (0: unlimited)",
+            ));
+        }
+        if self.large_message.is_some_and(|n| n > 16 << 20) {
+            return Err(invalid("large-message", "must be at most 16 MiB"));
+        }
+        if self.max_inflight_handshakes == 0 {
+            return Err(invalid("max-inflight-handshakes", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The scenario with its parameters (`--rate` sets the heartbeat interval).
+    fn checked_scenario(&self) -> Result<Scenario, ConfigError> {
+        let scenario = match self.scenario {
+            ScenarioName::Idle => Scenario::Idle,
+            ScenarioName::Saturate => Scenario::Saturate,
+            ScenarioName::Storm => Scenario::Storm,
+            ScenarioName::Heartbeat => {
+                let interval = match self.rate {
+                    Some(rate) if rate.is_finite() && rate > 0.0 => {
+                        Duration::from_secs_f64(f64::from(self.connections) / rate)
+                    }
+                    Some(_) => return Err(invalid("rate", "must be a number > 0")),
+                    None => self.interval,
+                };
+                Scenario::Heartbeat { interval }
+            }
+            ScenarioName::Realistic => Scenario::Realistic(RealisticParams {
+                heartbeat: self.interval,
+                meter_interval: self.meter_interval,
+                sessions_per_hour: self.sessions_per_hour,
+                session_length: self.session_length,
+            }),
+        };
+        if self.rate.is_some() && self.scenario != ScenarioName::Heartbeat {
+            return Err(invalid("rate", "applies to --scenario heartbeat only"));
+        }
+        Ok(scenario)
+    }
+
+    /// `--source-ips`, of the target's address family.
+    fn checked_source_ips(&self, target: &Target) -> Result<Vec<IpAddr>, ConfigError> {
+        let source_ips = match &self.source_ips {
+            Some(spec) => parse_source_ips(spec)?,
+            None => Vec::new(),
+        };
+        if let Some(ip) = source_ips
+            .iter()
+            .find(|ip| ip.is_ipv4() != target.addr.is_ipv4())
+        {
+            return Err(invalid(
+                "source-ips",
+                format!("{ip} is not of the target's address family"),
+            ));
+        }
+        Ok(source_ips)
     }
 }
 

@@ -24,7 +24,7 @@ use crate::report::{
     BenchFigures, ConfigEcho, ConnectFigures, ErrorFigures, LatencyFigures, Outcome, PhaseCpu,
     Report, SeriesPoint, ServerFigures, StormFigures, Throughput,
 };
-use crate::sampler::{self, ServerSample};
+use crate::sampler::{self, Drift, ServerSample};
 use crate::stats::{self, Counts, ErrorKind, Latencies, Summary, ThreadCounters};
 
 /// Open files a run needs besides one per connection: per thread an epoll instance and its
@@ -561,19 +561,7 @@ impl Coordinator {
             .unwrap_or_else(|| (Instant::now(), self.fleet.counts(), Marks::default()));
         let total = self.fleet.counts(); // after stop: every counter final
         let n = u64::from(config.connections);
-
-        if end.booted < n && !self.boot_failed {
-            self.failures.push(format!(
-                "{} of {n} charge points were booted at the end",
-                end.booted
-            ));
-        }
-        for kind in ErrorKind::ALL.into_iter().filter(|k| k.fails_run()) {
-            let count = total.errors[kind as usize];
-            if count > 0 {
-                self.failures.push(format!("{count} {}", kind.name()));
-            }
-        }
+        self.check_counts(&end, &total, n);
 
         let (steady_s, steady_counts) = match self.steady_start {
             Some((at, counts)) => (end_at.duration_since(at).as_secs_f64(), Some(counts)),
@@ -590,137 +578,20 @@ impl Coordinator {
                 0.0
             }
         };
-
-        let storm_mark = self.storm_end;
-        let cpu = |pick: fn(&Marks) -> Option<Sample>| {
-            let before = pick(&self.before).map(|s| s.cpu_seconds);
-            let ramp = self.ramp_end.as_ref().and_then(pick).map(|s| s.cpu_seconds);
-            let storm = storm_mark.as_ref().and_then(pick).map(|s| s.cpu_seconds);
-            let end = pick(&end_marks).map(|s| s.cpu_seconds);
-            let diff = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) => Some(((b - a) * 1000.0).round() / 1000.0),
-                _ => None,
-            };
-            let steady_from = storm.or(ramp);
-            PhaseCpu {
-                ramp: diff(before, ramp),
-                storm: diff(ramp, storm),
-                steady: if self.steady_start.is_some() {
-                    diff(steady_from, end)
-                } else {
-                    None
-                },
-                total: diff(before, end),
-            }
-        };
-        let server_cpu = cpu(|m| m.server);
-        let bench_cpu = cpu(|m| m.bench);
-        let cores = |cpu: &PhaseCpu| {
-            cpu.steady
-                .filter(|_| steady_s > 0.0)
-                .map(|c| (c / steady_s * 1000.0).round() / 1000.0)
-        };
-        let per_connection = |before: u64, after: u64, count: u64| {
-            (count > 0).then(|| ((after as f64 - before as f64) / count as f64).round())
-        };
-
-        // Context switches of the gateway during the measured phase (its threads' sum).
-        let switches_steady = self.steady_start.and(
-            match (
-                storm_mark.or(self.ramp_end).and_then(|m| m.server),
-                end_marks.server,
-            ) {
-                (Some(from), Some(to)) => {
-                    Some(to.context_switches.saturating_sub(from.context_switches))
-                }
-                _ => None,
-            },
-        );
-        let per_round_trip = |v: f64| {
-            (steady_round_trips > 0)
-                .then(|| ((v / steady_round_trips as f64) * 1000.0).round() / 1000.0)
-        };
-        let server = match (config.server_pid, self.before.server) {
-            (Some(pid), Some(before)) => {
-                let end_rss = end_marks.server.map_or(0, |s| s.rss_bytes);
-                // Memory per connection is read when all are booted, before the measured phase
-                // grows buffers, and divided by the connections open then (the target).
-                let booted_rss = self.rss_all_booted;
-                Some(ServerFigures {
-                    pid,
-                    rss_before_bytes: before.rss_bytes,
-                    rss_all_booted_bytes: self.rss_all_booted,
-                    rss_end_bytes: end_rss,
-                    bytes_per_connection: booted_rss.and_then(|rss| {
-                        per_connection(before.rss_bytes, rss, config.connections as u64)
-                    }),
-                    bytes_per_connection_end: per_connection(before.rss_bytes, end_rss, end.booted),
-                    cores_steady: cores(&server_cpu),
-                    cpu_us_per_round_trip: server_cpu.steady.and_then(|c| per_round_trip(c * 1e6)),
-                    context_switches_steady: switches_steady,
-                    context_switches_per_round_trip: switches_steady
-                        .and_then(|n| per_round_trip(n as f64)),
-                    cpu_s: server_cpu,
-                })
-            }
-            _ => None,
-        };
-        let bench_before = self.before.bench.map_or(0, |s| s.rss_bytes);
-        let bench_end = end_marks.bench.map_or(0, |s| s.rss_bytes);
-        let bench = BenchFigures {
-            threads: config.threads,
-            cores_steady: cores(&bench_cpu),
-            cpu_s: bench_cpu,
-            rss_before_bytes: bench_before,
-            rss_end_bytes: bench_end,
-            peak_rss_bytes: process::peak_rss_self().unwrap_or(0),
-            bytes_per_connection: per_connection(bench_before, bench_end, end.open),
-        };
+        let server = self.server_figures(&end, &end_marks, (steady_s, steady_round_trips));
+        let bench = self.bench_figures(&end, &end_marks, steady_s);
 
         let by_kind = ErrorKind::ALL
             .into_iter()
             .map(|k| (k.name().to_owned(), total.errors[k as usize]))
             .collect();
-        let drift = self.steady_start.and_then(|(at, _)| {
-            let from = at.duration_since(self.origin) + config.warmup;
-            sampler::drift(&self.samples, from.as_secs_f64())
-        });
-        if let Some(limit) = config.max_rss_spread {
-            match &drift {
-                Some(d) if d.rss_spread_percent > limit => self.failures.push(format!(
-                    "gateway RSS moved {:.1}% after the warm-up (--max-rss-spread {limit})",
-                    d.rss_spread_percent
-                )),
-                Some(_) => {}
-                None => self.failures.push(
-                    "no gateway sample after the warm-up to check --max-rss-spread against".into(),
-                ),
-            }
-        }
+        let drift = self.checked_drift();
         let time_to_all_booted = self.time_to_all_booted;
         Report {
             tool: "ocpp-bench".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             started_unix_s,
-            config: ConfigEcho {
-                url: config.target.url_prefix.clone(),
-                connections: config.connections,
-                threads: config.threads,
-                scenario: config.scenario.name().into(),
-                interval_s: match &config.scenario {
-                    Scenario::Heartbeat { interval } => Some(interval.as_secs_f64()),
-                    Scenario::Realistic(p) => Some(p.heartbeat.as_secs_f64()),
-                    _ => None,
-                },
-                rate: config.rate,
-                connect_rate: config.connect_rate,
-                max_inflight_handshakes: config.max_inflight_handshakes,
-                source_ips: config.source_ips.len(),
-                duration_s: config.duration.as_secs_f64(),
-                ramp_timeout_s: config.ramp_timeout.as_secs_f64(),
-                timeout_s: config.timeout.as_secs_f64(),
-                read_buffer: crate::fleet::READ_BUFFER,
-            },
+            config: config_echo(&config),
             outcome: Outcome {
                 passed: self.failures.is_empty(),
                 failures: self.failures.clone(),
@@ -776,4 +647,175 @@ impl Coordinator {
             samples: std::mem::take(&mut self.samples),
         }
     }
+
+    /// Fails the run when not everyone was booted at the end (unless booting already failed
+    /// it) or when an error that fails runs happened.
+    fn check_counts(&mut self, end: &Counts, total: &Counts, n: u64) {
+        if end.booted < n && !self.boot_failed {
+            self.failures.push(format!(
+                "{} of {n} charge points were booted at the end",
+                end.booted
+            ));
+        }
+        for kind in ErrorKind::ALL.into_iter().filter(|k| k.fails_run()) {
+            let count = total.errors[kind as usize];
+            if count > 0 {
+                self.failures.push(format!("{count} {}", kind.name()));
+            }
+        }
+    }
+
+    /// CPU seconds of one process (`pick`) per phase, from the marks taken between phases.
+    fn phase_cpu(&self, pick: fn(&Marks) -> Option<Sample>, end_marks: &Marks) -> PhaseCpu {
+        let before = pick(&self.before).map(|s| s.cpu_seconds);
+        let ramp = self.ramp_end.as_ref().and_then(pick).map(|s| s.cpu_seconds);
+        let storm = self
+            .storm_end
+            .as_ref()
+            .and_then(pick)
+            .map(|s| s.cpu_seconds);
+        let end = pick(end_marks).map(|s| s.cpu_seconds);
+        let diff = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(((b - a) * 1000.0).round() / 1000.0),
+            _ => None,
+        };
+        let steady_from = storm.or(ramp);
+        PhaseCpu {
+            ramp: diff(before, ramp),
+            storm: diff(ramp, storm),
+            steady: if self.steady_start.is_some() {
+                diff(steady_from, end)
+            } else {
+                None
+            },
+            total: diff(before, end),
+        }
+    }
+
+    /// The gateway's memory, CPU and context switches (with `--server-pid` only), per
+    /// connection and per round trip of the measured phase (`steady`: its seconds and round
+    /// trips).
+    fn server_figures(
+        &self,
+        end: &Counts,
+        end_marks: &Marks,
+        (steady_s, steady_round_trips): (f64, u64),
+    ) -> Option<ServerFigures> {
+        let config = &self.config;
+        let server_cpu = self.phase_cpu(|m| m.server, end_marks);
+        // Context switches of the gateway during the measured phase (its threads' sum).
+        let switches_steady = self.steady_start.and(
+            match (
+                self.storm_end.or(self.ramp_end).and_then(|m| m.server),
+                end_marks.server,
+            ) {
+                (Some(from), Some(to)) => {
+                    Some(to.context_switches.saturating_sub(from.context_switches))
+                }
+                _ => None,
+            },
+        );
+        let per_round_trip = |v: f64| {
+            (steady_round_trips > 0)
+                .then(|| ((v / steady_round_trips as f64) * 1000.0).round() / 1000.0)
+        };
+        match (config.server_pid, self.before.server) {
+            (Some(pid), Some(before)) => {
+                let end_rss = end_marks.server.map_or(0, |s| s.rss_bytes);
+                // Memory per connection is read when all are booted, before the measured phase
+                // grows buffers, and divided by the connections open then (the target).
+                let booted_rss = self.rss_all_booted;
+                Some(ServerFigures {
+                    pid,
+                    rss_before_bytes: before.rss_bytes,
+                    rss_all_booted_bytes: self.rss_all_booted,
+                    rss_end_bytes: end_rss,
+                    bytes_per_connection: booted_rss.and_then(|rss| {
+                        per_connection(before.rss_bytes, rss, config.connections as u64)
+                    }),
+                    bytes_per_connection_end: per_connection(before.rss_bytes, end_rss, end.booted),
+                    cores_steady: cores_steady(&server_cpu, steady_s),
+                    cpu_us_per_round_trip: server_cpu.steady.and_then(|c| per_round_trip(c * 1e6)),
+                    context_switches_steady: switches_steady,
+                    context_switches_per_round_trip: switches_steady
+                        .and_then(|n| per_round_trip(n as f64)),
+                    cpu_s: server_cpu,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// This process's threads, CPU and memory.
+    fn bench_figures(&self, end: &Counts, end_marks: &Marks, steady_s: f64) -> BenchFigures {
+        let bench_cpu = self.phase_cpu(|m| m.bench, end_marks);
+        let bench_before = self.before.bench.map_or(0, |s| s.rss_bytes);
+        let bench_end = end_marks.bench.map_or(0, |s| s.rss_bytes);
+        BenchFigures {
+            threads: self.config.threads,
+            cores_steady: cores_steady(&bench_cpu, steady_s),
+            cpu_s: bench_cpu,
+            rss_before_bytes: bench_before,
+            rss_end_bytes: bench_end,
+            peak_rss_bytes: process::peak_rss_self().unwrap_or(0),
+            bytes_per_connection: per_connection(bench_before, bench_end, end.open),
+        }
+    }
+
+    /// The gateway's RSS drift after the warm-up; fails the run past `--max-rss-spread`.
+    fn checked_drift(&mut self) -> Option<Drift> {
+        let config = &self.config;
+        let drift = self.steady_start.and_then(|(at, _)| {
+            let from = at.duration_since(self.origin) + config.warmup;
+            sampler::drift(&self.samples, from.as_secs_f64())
+        });
+        if let Some(limit) = config.max_rss_spread {
+            match &drift {
+                Some(d) if d.rss_spread_percent > limit => self.failures.push(format!(
+                    "gateway RSS moved {:.1}% after the warm-up (--max-rss-spread {limit})",
+                    d.rss_spread_percent
+                )),
+                Some(_) => {}
+                None => self.failures.push(
+                    "no gateway sample after the warm-up to check --max-rss-spread against".into(),
+                ),
+            }
+        }
+        drift
+    }
+}
+
+/// The flags that shaped the run, as the report echoes them.
+fn config_echo(config: &RunConfig) -> ConfigEcho {
+    ConfigEcho {
+        url: config.target.url_prefix.clone(),
+        connections: config.connections,
+        threads: config.threads,
+        scenario: config.scenario.name().into(),
+        interval_s: match &config.scenario {
+            Scenario::Heartbeat { interval } => Some(interval.as_secs_f64()),
+            Scenario::Realistic(p) => Some(p.heartbeat.as_secs_f64()),
+            _ => None,
+        },
+        rate: config.rate,
+        connect_rate: config.connect_rate,
+        max_inflight_handshakes: config.max_inflight_handshakes,
+        source_ips: config.source_ips.len(),
+        duration_s: config.duration.as_secs_f64(),
+        ramp_timeout_s: config.ramp_timeout.as_secs_f64(),
+        timeout_s: config.timeout.as_secs_f64(),
+        read_buffer: crate::fleet::READ_BUFFER,
+    }
+}
+
+/// Cores used on average in the measured phase (`steady_s` seconds).
+fn cores_steady(cpu: &PhaseCpu, steady_s: f64) -> Option<f64> {
+    cpu.steady
+        .filter(|_| steady_s > 0.0)
+        .map(|c| (c / steady_s * 1000.0).round() / 1000.0)
+}
+
+/// Bytes a process grew from `before` to `after`, per connection (None without connections).
+fn per_connection(before: u64, after: u64, count: u64) -> Option<f64> {
+    (count > 0).then(|| ((after as f64 - before as f64) / count as f64).round())
 }

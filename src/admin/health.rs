@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 use super::http::Response;
 use super::server::AdminLoop;
+use crate::stats::StatsSnapshot;
 
 /// Probes sent, oldest first.
 #[derive(Debug)]
@@ -252,167 +253,29 @@ pub fn go_duration(d: Duration) -> String {
     }
 }
 
+/// What makes the gateway degraded, in the order it was found (`problems` in the JSON).
+struct Findings {
+    problems: Vec<String>,
+    degraded: bool,
+}
+
 impl AdminLoop {
     pub(super) fn health(&mut self) -> Response {
         let now = Instant::now();
-        let stats = &self.parts.stats;
-        let snapshot = stats.snapshot();
+        let snapshot = self.parts.stats.snapshot();
         let (loops_stuck, processors_stuck) = self.stuck(now);
         let mut problems = Vec::new();
-        let loops: Vec<LoopHealth> = self
-            .parts
-            .loops
-            .handles
-            .iter()
-            .enumerate()
-            .map(|(index, handle)| {
-                if loops_stuck[index] {
-                    problems.push(format!("event loop {index} does not answer"));
-                }
-                LoopHealth {
-                    index,
-                    connections: snapshot.loop_connections.get(index).copied().unwrap_or(0),
-                    queue_depth: handle.tx.len(),
-                    alive: !loops_stuck[index],
-                }
-            })
-            .collect();
-        let processors: Vec<ProcessorHealth> = self
-            .parts
-            .processors
-            .handles
-            .iter()
-            .enumerate()
-            .map(|(index, handle)| {
-                let saturated = handle.queue.is_saturated();
-                if processors_stuck[index] {
-                    problems.push(format!("processor {index} does not answer"));
-                } else if saturated {
-                    problems.push(format!(
-                        "processor {index} is saturated (its queue is full): its charge points \
-                         are read more slowly"
-                    ));
-                }
-                ProcessorHealth {
-                    index,
-                    queue_depth: handle.queue.depth().0,
-                    queue_bytes: handle.queue.depth().1,
-                    saturated,
-                    alive: !processors_stuck[index],
-                }
-            })
-            .collect();
-        let mut degraded = processors.iter().any(|p| p.saturated);
-        let journal = match &self.parts.journal {
-            None => JournalHealth {
-                status: "off",
-                path: None,
-                queue_depth: 0,
-                errors: snapshot.journal_errors,
-                lines_lost: snapshot.journal_lines_lost,
-                last_error: None,
-            },
-            Some(status) => {
-                let state = sink_state(
-                    status.silent_for() >= self.parts.config.admin.stuck_after,
-                    status.failing().then(|| {
-                        format!(
-                            "the journal cannot write: {}",
-                            status.last_error().unwrap_or_default()
-                        )
-                    }),
-                    "the journal thread does not answer",
-                    (&mut problems, &mut degraded),
-                );
-                JournalHealth {
-                    status: state,
-                    path: Some(status.path.display().to_string()),
-                    queue_depth: status.queue_depth(),
-                    errors: snapshot.journal_errors,
-                    lines_lost: snapshot.journal_lines_lost,
-                    last_error: status.last_error(),
-                }
-            }
+        let loops = self.loop_health(&snapshot, &loops_stuck, &mut problems);
+        let processors = self.processor_health(&processors_stuck, &mut problems);
+        let mut findings = Findings {
+            problems,
+            degraded: processors.iter().any(|p| p.saturated),
         };
-        let kafka = self.parts.kafka.as_ref().map(|status| {
-            let oldest_held = status.oldest_held();
-            let degraded_after = self
-                .parts
-                .config
-                .kafka
-                .as_ref()
-                .map_or(Duration::MAX, |k| k.degraded_after);
-            let failing = if status.failing() {
-                Some(format!(
-                    "Kafka does not confirm events (held billing answers become \
-                     InternalError after kafka.ack_timeout): {}",
-                    status.last_error().unwrap_or_default()
-                ))
-            } else {
-                oldest_held.filter(|age| *age >= degraded_after).map(|age| {
-                    format!(
-                        "billing answers have waited {} for Kafka's confirmation \
-                         (kafka.degraded_after {})",
-                        go_duration(age),
-                        go_duration(degraded_after)
-                    )
-                })
-            };
-            let state = sink_state(
-                status.silent_for() >= self.parts.config.admin.stuck_after,
-                failing,
-                "the Kafka sink's thread does not answer",
-                (&mut problems, &mut degraded),
-            );
-            KafkaHealth {
-                status: state,
-                topic: status.topic.clone(),
-                waiting: status.waiting(),
-                confirmed: snapshot.kafka_events_confirmed,
-                refused_answers: snapshot.kafka_refused,
-                oldest_held_ms: oldest_held.map(|age| age.as_millis() as u64),
-                last_error: status.last_error(),
-            }
-        });
-        let kafka_commands = self.parts.kafka_commands.as_ref().map(|status| {
-            let partitions = status.partitions();
-            let problem = status.problem();
-            if let Some(problem) = problem.as_ref().filter(|_| partitions.is_none()) {
-                degraded = true;
-                problems.push(format!("Kafka commands are not read: {problem}"));
-            }
-            CommandsHealth {
-                status: if partitions.is_some() {
-                    "reading"
-                } else {
-                    "waiting"
-                },
-                partitions,
-                problem,
-            }
-        });
-        if let Some(reachable) = &self.parts.redis_reachable
-            && !reachable.load(std::sync::atomic::Ordering::Relaxed)
-        {
-            degraded = true;
-            problems.push(
-                "Redis is unreachable (cluster mode): charge points are served, registry \
-                 updates wait in a bounded buffer"
-                    .into(),
-            );
-        }
-        if let Some(refusal) = self.parts.transactions.refusal() {
-            degraded = true;
-            problems.push(format!("StartTransaction is refused: {refusal}"));
-        }
-        if self.parts.transactions.remaining() == 0 {
-            degraded = true;
-            problems.push(
-                "transaction ids exhausted: StartTransaction is refused; write a new start into \
-                 ocpp.transaction_id_file and restart"
-                    .into(),
-            );
-        }
+        let journal = self.journal_health(&snapshot, &mut findings);
+        let kafka = self.kafka_health(&snapshot, &mut findings);
+        let kafka_commands = self.commands_health(&mut findings);
+        self.shared_resource_problems(&mut findings);
+        let Findings { problems, degraded } = findings;
         let unhealthy = loops_stuck.iter().chain(&processors_stuck).any(|&s| s)
             || journal.status == "stuck"
             || kafka.as_ref().is_some_and(|k| k.status == "stuck");
@@ -445,6 +308,199 @@ impl AdminLoop {
             problems,
         };
         Response::json(if unhealthy { 503 } else { 200 }, &health)
+    }
+
+    /// Each event loop; a stuck one is a problem.
+    fn loop_health(
+        &self,
+        snapshot: &StatsSnapshot,
+        loops_stuck: &[bool],
+        problems: &mut Vec<String>,
+    ) -> Vec<LoopHealth> {
+        self.parts
+            .loops
+            .handles
+            .iter()
+            .enumerate()
+            .map(|(index, handle)| {
+                if loops_stuck[index] {
+                    problems.push(format!("event loop {index} does not answer"));
+                }
+                LoopHealth {
+                    index,
+                    connections: snapshot.loop_connections.get(index).copied().unwrap_or(0),
+                    queue_depth: handle.tx.len(),
+                    alive: !loops_stuck[index],
+                }
+            })
+            .collect()
+    }
+
+    /// Each processor; a stuck or a saturated one is a problem.
+    fn processor_health(
+        &self,
+        processors_stuck: &[bool],
+        problems: &mut Vec<String>,
+    ) -> Vec<ProcessorHealth> {
+        self.parts
+            .processors
+            .handles
+            .iter()
+            .enumerate()
+            .map(|(index, handle)| {
+                let saturated = handle.queue.is_saturated();
+                if processors_stuck[index] {
+                    problems.push(format!("processor {index} does not answer"));
+                } else if saturated {
+                    problems.push(format!(
+                        "processor {index} is saturated (its queue is full): its charge points \
+                         are read more slowly"
+                    ));
+                }
+                ProcessorHealth {
+                    index,
+                    queue_depth: handle.queue.depth().0,
+                    queue_bytes: handle.queue.depth().1,
+                    saturated,
+                    alive: !processors_stuck[index],
+                }
+            })
+            .collect()
+    }
+
+    /// The journal: off, ok, failing (degraded) or stuck.
+    fn journal_health(&self, snapshot: &StatsSnapshot, findings: &mut Findings) -> JournalHealth {
+        match &self.parts.journal {
+            None => JournalHealth {
+                status: "off",
+                path: None,
+                queue_depth: 0,
+                errors: snapshot.journal_errors,
+                lines_lost: snapshot.journal_lines_lost,
+                last_error: None,
+            },
+            Some(status) => {
+                let state = sink_state(
+                    status.silent_for() >= self.parts.config.admin.stuck_after,
+                    status.failing().then(|| {
+                        format!(
+                            "the journal cannot write: {}",
+                            status.last_error().unwrap_or_default()
+                        )
+                    }),
+                    "the journal thread does not answer",
+                    (&mut findings.problems, &mut findings.degraded),
+                );
+                JournalHealth {
+                    status: state,
+                    path: Some(status.path.display().to_string()),
+                    queue_depth: status.queue_depth(),
+                    errors: snapshot.journal_errors,
+                    lines_lost: snapshot.journal_lines_lost,
+                    last_error: status.last_error(),
+                }
+            }
+        }
+    }
+
+    /// The Kafka sink (None without one): failing when the broker does not confirm, or when
+    /// billing answers have waited past `kafka.degraded_after`.
+    fn kafka_health(
+        &self,
+        snapshot: &StatsSnapshot,
+        findings: &mut Findings,
+    ) -> Option<KafkaHealth> {
+        self.parts.kafka.as_ref().map(|status| {
+            let oldest_held = status.oldest_held();
+            let degraded_after = self
+                .parts
+                .config
+                .kafka
+                .as_ref()
+                .map_or(Duration::MAX, |k| k.degraded_after);
+            let failing = if status.failing() {
+                Some(format!(
+                    "Kafka does not confirm events (held billing answers become \
+                     InternalError after kafka.ack_timeout): {}",
+                    status.last_error().unwrap_or_default()
+                ))
+            } else {
+                oldest_held.filter(|age| *age >= degraded_after).map(|age| {
+                    format!(
+                        "billing answers have waited {} for Kafka's confirmation \
+                         (kafka.degraded_after {})",
+                        go_duration(age),
+                        go_duration(degraded_after)
+                    )
+                })
+            };
+            let state = sink_state(
+                status.silent_for() >= self.parts.config.admin.stuck_after,
+                failing,
+                "the Kafka sink's thread does not answer",
+                (&mut findings.problems, &mut findings.degraded),
+            );
+            KafkaHealth {
+                status: state,
+                topic: status.topic.clone(),
+                waiting: status.waiting(),
+                confirmed: snapshot.kafka_events_confirmed,
+                refused_answers: snapshot.kafka_refused,
+                oldest_held_ms: oldest_held.map(|age| age.as_millis() as u64),
+                last_error: status.last_error(),
+            }
+        })
+    }
+
+    /// The Kafka commands consumer (None without one): degraded while it cannot read.
+    fn commands_health(&self, findings: &mut Findings) -> Option<CommandsHealth> {
+        self.parts.kafka_commands.as_ref().map(|status| {
+            let partitions = status.partitions();
+            let problem = status.problem();
+            if let Some(problem) = problem.as_ref().filter(|_| partitions.is_none()) {
+                findings.degraded = true;
+                findings
+                    .problems
+                    .push(format!("Kafka commands are not read: {problem}"));
+            }
+            CommandsHealth {
+                status: if partitions.is_some() {
+                    "reading"
+                } else {
+                    "waiting"
+                },
+                partitions,
+                problem,
+            }
+        })
+    }
+
+    /// What degrades every charge point at once: Redis out of reach, StartTransaction refused.
+    fn shared_resource_problems(&self, findings: &mut Findings) {
+        if let Some(reachable) = &self.parts.redis_reachable
+            && !reachable.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            findings.degraded = true;
+            findings.problems.push(
+                "Redis is unreachable (cluster mode): charge points are served, registry \
+                 updates wait in a bounded buffer"
+                    .into(),
+            );
+        }
+        if let Some(refusal) = self.parts.transactions.refusal() {
+            findings.degraded = true;
+            findings
+                .problems
+                .push(format!("StartTransaction is refused: {refusal}"));
+        }
+        if self.parts.transactions.remaining() == 0 {
+            findings.degraded = true;
+            findings.problems.push(
+                "transaction ids exhausted: StartTransaction is refused; write a new start into \
+                 ocpp.transaction_id_file and restart"
+                    .into(),
+            );
+        }
     }
 }
 

@@ -90,7 +90,23 @@ fn escape(value: &str) -> String {
 pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
     let mut out = Out(String::with_capacity(16 * 1024));
     let o = &mut out;
+    connections(o, s);
+    messages(o, s);
+    liveness(o, s);
+    flow_control(o, s);
+    queues(o, g);
+    processing(o, s);
+    journal(o, s);
+    state_file(o, s);
+    cluster(o, s);
+    kafka(o, s, g);
+    backlogs(o, s, g);
+    process_gauges(o, g);
+    out.0
+}
 
+/// Connections, upgrades and the checks charge points must pass to open one.
+fn connections(o: &mut Out, s: &StatsSnapshot) {
     o.family(
         "ocpp_gateway_connections",
         "gauge",
@@ -184,6 +200,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         "Unauthenticated connections closed because an authenticated one holds the identity.",
         s.takeovers_refused,
     );
+}
+
+/// Frames and OCPP messages, by direction, action and error code.
+fn messages(o: &mut Out, s: &StatsSnapshot) {
     o.family(
         "ocpp_gateway_frames_total",
         "counter",
@@ -280,6 +300,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         &[("kind", "unknown_type")],
         s.ignored_frames,
     );
+}
+
+/// Pings, pongs and why connections closed.
+fn liveness(o: &mut Out, s: &StatsSnapshot) {
     o.single(
         "ocpp_gateway_pings_sent_total",
         "counter",
@@ -317,6 +341,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
             n,
         );
     }
+}
+
+/// Why connections stopped being read, and what they buffer.
+fn flow_control(o: &mut Out, s: &StatsSnapshot) {
     o.single(
         "ocpp_gateway_backpressure_pauses_total",
         "counter",
@@ -356,6 +384,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         &[("kind", "write")],
         s.buffered_write_bytes,
     );
+}
+
+/// What waits in the processors' and the loops' queues.
+fn queues(o: &mut Out, g: &Gauges) {
     o.family(
         "ocpp_gateway_processor_queue_depth",
         "gauge",
@@ -392,6 +424,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
             n,
         );
     }
+}
+
+/// Calls handled, calls sent to charge points, and how long both took.
+fn processing(o: &mut Out, s: &StatsSnapshot) {
     o.single(
         "ocpp_gateway_calls_handled_total",
         "counter",
@@ -427,6 +463,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         "Round trip of calls to charge points, sent to answered.",
         &s.round_trip,
     );
+}
+
+/// The event journal.
+fn journal(o: &mut Out, s: &StatsSnapshot) {
     o.single(
         "ocpp_gateway_journal_lines_total",
         "counter",
@@ -475,6 +515,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         "Journal lines left out because their charge point spent its allowance (events.charge_point_rate).",
         s.journal_lines_suppressed,
     );
+}
+
+/// Remembered charge points and the state file.
+fn state_file(o: &mut Out, s: &StatsSnapshot) {
     o.single(
         "ocpp_gateway_registrations_forgotten_total",
         "counter",
@@ -505,6 +549,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         "Billing answers refused (CALLERROR InternalError) because the state file could not commit their changes.",
         s.state_refused_answers,
     );
+}
+
+/// Cluster mode: the Redis registry and the calls between nodes.
+fn cluster(o: &mut Out, s: &StatsSnapshot) {
     o.single(
         "ocpp_gateway_cluster_ops_total",
         "counter",
@@ -553,6 +601,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         "Journal files deleted by rotation before all their lines were on {prefix}events.",
         s.cluster_events_lost_files,
     );
+}
+
+/// The Kafka sink and the commands consumer.
+fn kafka(o: &mut Out, s: &StatsSnapshot, g: &Gauges) {
     let kafka = [
         (
             "ocpp_gateway_kafka_events_produced_total",
@@ -630,6 +682,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         "1 while the Kafka broker is unreachable or does not confirm within kafka.ack_timeout.",
         u8::from(g.kafka_failing),
     );
+}
+
+/// Work kept for later because the state thread or the journal was behind.
+fn backlogs(o: &mut Out, s: &StatsSnapshot, g: &Gauges) {
     o.single(
         "ocpp_gateway_state_deferred_total",
         "counter",
@@ -656,6 +712,10 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         "1 while the journal cannot write.",
         u8::from(g.journal_failing),
     );
+}
+
+/// The process as a whole.
+fn process_gauges(o: &mut Out, g: &Gauges) {
     o.single(
         "ocpp_gateway_open_files_limit",
         "gauge",
@@ -680,7 +740,6 @@ pub fn render(s: &StatsSnapshot, g: &Gauges) -> String {
         "1 when every event loop and processor answers its liveness probe.",
         u8::from(g.healthy),
     );
-    out.0
 }
 
 impl AdminLoop {

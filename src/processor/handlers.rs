@@ -196,47 +196,8 @@ fn answer(
         Ok(())
     };
     match action {
-        Action::BootNotification => {
-            let request: BootNotificationRequest = decode(payload)?;
-            let allowed = policy
-                .identities
-                .as_ref()
-                .is_none_or(|ids| ids.contains(cp));
-            // The certificate's CN is the identity (the loop checked it at the upgrade).
-            let serial_ok = !(policy.check_serial_number && state.auth == Auth::Certificate)
-                || request.charge_point_serial_number.as_deref() == Some(cp);
-            if !serial_ok {
-                state.close_after_answer = Some(CloseReason::SerialMismatch);
-            }
-            let status = if allowed && serial_ok {
-                policy.boot_status
-            } else {
-                RegistrationStatus::Rejected
-            };
-            state.registration = match status {
-                RegistrationStatus::Accepted => Registration::Accepted,
-                RegistrationStatus::Pending => Registration::Pending,
-                RegistrationStatus::Rejected => Registration::Rejected,
-            };
-            let interval = policy.heartbeat_interval_secs as i64;
-            result(
-                out,
-                &BootNotificationResponse {
-                    status,
-                    current_time: time(now)?,
-                    interval,
-                },
-            )
-        }
-        Action::Heartbeat => {
-            let _: HeartbeatRequest = decode(payload)?;
-            if now.text.is_empty() {
-                return Err(no_clock(now));
-            }
-            // The loop writes the same answer when it answers a Heartbeat itself.
-            v16::heartbeat::write_conf(out, now.text);
-            Ok(())
-        }
+        Action::BootNotification => boot_notification(policy, cp, state, payload, now, out),
+        Action::Heartbeat => heartbeat(payload, now, out),
         Action::Authorize => {
             let request: AuthorizeRequest = decode(payload)?;
             result(
@@ -246,48 +207,10 @@ fn answer(
                 },
             )
         }
-        Action::StartTransaction => {
-            let request: StartTransactionRequest = decode(payload)?;
-            let id_tag_info = id_tag_info(policy, &request.id_tag, now);
-            // The charge point gets an id even for a refused idTag: it then stops the
-            // transaction itself, referring to it by this id.
-            let transaction_id = policy.transactions.next().map_err(|e| Invalid {
-                code: CallErrorCode::InternalError,
-                description: format!("no transaction id: {e}"),
-            })?;
-            state.open_transaction = Some(transaction_id);
-            result(
-                out,
-                &StartTransactionResponse {
-                    id_tag_info,
-                    transaction_id: transaction_id.into(),
-                },
-            )
-        }
-        Action::StopTransaction => {
-            let request: StopTransactionRequest = decode(payload)?;
-            // An unknown transaction is acknowledged too: an error would only make the charge
-            // point resend it forever.
-            if i64::from(state.open_transaction.unwrap_or(-1)) == request.transaction_id {
-                state.open_transaction = None;
-            }
-            let id_tag_info = request
-                .id_tag
-                .as_ref()
-                .map(|tag| id_tag_info(policy, tag, now));
-            result(out, &StopTransactionResponse { id_tag_info })
-        }
+        Action::StartTransaction => start_transaction(policy, state, payload, now, out),
+        Action::StopTransaction => stop_transaction(policy, state, payload, now, out),
         Action::StatusNotification => {
-            let request: StatusNotificationRequest = decode(payload)?;
-            let connector = u32::try_from(request.connector_id).unwrap_or(u32::MAX);
-            let known = state.connectors.iter().position(|(id, _)| *id == connector);
-            match known {
-                Some(i) => state.connectors[i].1 = request.status,
-                None if state.connectors.len() < MAX_CONNECTORS => {
-                    state.connectors.push((connector, request.status));
-                }
-                None => {}
-            }
+            status_notification(state, payload)?;
             empty()
         }
         Action::DataTransfer => {
@@ -332,6 +255,125 @@ fn answer(
             format!("{} is not handled by the gateway", other.name()),
         )),
     }
+}
+
+/// Accepted, Pending or Rejected by `policy` (Rejected for an identity it does not know, or a
+/// serial number that is not the certificate's CN: that one is closed after the answer).
+fn boot_notification(
+    policy: &Policy,
+    cp: &str,
+    state: &mut ChargePointState,
+    payload: &RawValue,
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Invalid> {
+    use v16::*;
+    let request: BootNotificationRequest = decode(payload)?;
+    let allowed = policy
+        .identities
+        .as_ref()
+        .is_none_or(|ids| ids.contains(cp));
+    // The certificate's CN is the identity (the loop checked it at the upgrade).
+    let serial_ok = !(policy.check_serial_number && state.auth == Auth::Certificate)
+        || request.charge_point_serial_number.as_deref() == Some(cp);
+    if !serial_ok {
+        state.close_after_answer = Some(CloseReason::SerialMismatch);
+    }
+    let status = if allowed && serial_ok {
+        policy.boot_status
+    } else {
+        RegistrationStatus::Rejected
+    };
+    state.registration = match status {
+        RegistrationStatus::Accepted => Registration::Accepted,
+        RegistrationStatus::Pending => Registration::Pending,
+        RegistrationStatus::Rejected => Registration::Rejected,
+    };
+    let interval = policy.heartbeat_interval_secs as i64;
+    result(
+        out,
+        &BootNotificationResponse {
+            status,
+            current_time: time(now)?,
+            interval,
+        },
+    )
+}
+
+fn heartbeat(payload: &RawValue, now: Now<'_>, out: &mut Vec<u8>) -> Result<(), Invalid> {
+    use v16::*;
+    let _: HeartbeatRequest = decode(payload)?;
+    if now.text.is_empty() {
+        return Err(no_clock(now));
+    }
+    // The loop writes the same answer when it answers a Heartbeat itself.
+    heartbeat::write_conf(out, now.text);
+    Ok(())
+}
+
+/// Gives out the next transaction id and remembers it as the open transaction.
+fn start_transaction(
+    policy: &Policy,
+    state: &mut ChargePointState,
+    payload: &RawValue,
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Invalid> {
+    use v16::*;
+    let request: StartTransactionRequest = decode(payload)?;
+    let id_tag_info = id_tag_info(policy, &request.id_tag, now);
+    // The charge point gets an id even for a refused idTag: it then stops the
+    // transaction itself, referring to it by this id.
+    let transaction_id = policy.transactions.next().map_err(|e| Invalid {
+        code: CallErrorCode::InternalError,
+        description: format!("no transaction id: {e}"),
+    })?;
+    state.open_transaction = Some(transaction_id);
+    result(
+        out,
+        &StartTransactionResponse {
+            id_tag_info,
+            transaction_id: transaction_id.into(),
+        },
+    )
+}
+
+/// Closes the open transaction if it is the one stopped.
+fn stop_transaction(
+    policy: &Policy,
+    state: &mut ChargePointState,
+    payload: &RawValue,
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Invalid> {
+    use v16::*;
+    let request: StopTransactionRequest = decode(payload)?;
+    // An unknown transaction is acknowledged too: an error would only make the charge
+    // point resend it forever.
+    if i64::from(state.open_transaction.unwrap_or(-1)) == request.transaction_id {
+        state.open_transaction = None;
+    }
+    let id_tag_info = request
+        .id_tag
+        .as_ref()
+        .map(|tag| id_tag_info(policy, tag, now));
+    result(out, &StopTransactionResponse { id_tag_info })
+}
+
+/// Records the connector's status (up to [`MAX_CONNECTORS`] connectors); the answer is empty.
+fn status_notification(state: &mut ChargePointState, payload: &RawValue) -> Result<(), Invalid> {
+    use v16::*;
+    let request: StatusNotificationRequest = decode(payload)?;
+    let connector = u32::try_from(request.connector_id).unwrap_or(u32::MAX);
+    let known = state.connectors.iter().position(|(id, _)| *id == connector);
+    match known {
+        Some(i) => state.connectors[i].1 = request.status,
+        None if state.connectors.len() < MAX_CONNECTORS => {
+            state.connectors.push((connector, request.status));
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 fn id_tag_info(policy: &Policy, id_tag: &IdToken, now: Now<'_>) -> IdTagInfo {

@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use log::{debug, info, warn};
 use serde_json::value::RawValue;
 
-use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
+use crate::batch::{Draft, Entry, FrameBatch, ReplyBatch, Stashed};
 use crate::clock::WallClock;
 use crate::clock::epoch_ms;
 use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, HeldAnswers, is_billing};
@@ -37,7 +37,7 @@ use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
 use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId};
 use crate::warn_budget::WarnBudget;
 use ocpp::rpc::{self, Frame, FrameError};
-use ocpp::v16::Action;
+use ocpp::v16::{Action, ChargePointStatus, Invalid};
 
 /// Warnings about peer input a processor logs per second; the rest are counted only.
 const WARNINGS_PER_SECOND: u32 = 20;
@@ -182,6 +182,98 @@ impl Journaling<'_, '_> {
             },
             billing,
         );
+    }
+}
+
+/// A CALL from a charge point being handled.
+struct CallIn<'a> {
+    at: SystemTime,
+    unique_id: &'a str,
+    action: &'a str,
+    /// `action`, when it is an OCPP 1.6 action.
+    known: Option<Action>,
+    payload: &'a RawValue,
+}
+
+/// Replaces the answer being written at `draft` with the CALLERROR `invalid`, counted.
+fn answer_with_call_error(
+    (stats, labelled): (&ProcessorStats, &ProcessorLabelled),
+    cp: &str,
+    call: &CallIn<'_>,
+    invalid: &Invalid,
+    replies: &mut ReplyBatch,
+    draft: &Draft,
+) {
+    stats.call_errors_sent.inc();
+    labelled.call_errors_by_code[invalid.code.index()].inc();
+    debug!(
+        "cp={cp} {} -> CALLERROR {}: {}",
+        call.action, invalid.code, invalid.description
+    );
+    replies.rewind(draft);
+    rpc::write_call_error(
+        replies.payload(),
+        call.unique_id,
+        invalid.code,
+        &invalid.description,
+    );
+}
+
+/// The answer written at `draft` as the journal shows it: the CALLRESULT's payload (from
+/// `payload_start` to the closing bracket), or the CALLERROR.
+fn journaled_answer<'r>(
+    replies: &'r ReplyBatch,
+    draft: &Draft,
+    payload_start: usize,
+    error: Option<&'r Invalid>,
+) -> Answer<'r> {
+    match error {
+        None => {
+            let text = replies.draft_text(draft);
+            let payload = &text[payload_start..text.len() - 1];
+            Answer::Result(std::str::from_utf8(payload).unwrap_or("{}"))
+        }
+        Some(invalid) => Answer::Error {
+            code: invalid.code,
+            description: &invalid.description,
+        },
+    }
+}
+
+/// Journals a CALL and its answer within the charge point's allowance (what is left out is
+/// counted for the API), then, for integration sinks (`integrated`: the connectors' statuses
+/// before the call), what an accepted call meant, which the allowance never leaves out.
+fn journal_call(
+    mut journaling: Journaling<'_, '_>,
+    entry: &mut ChargePoint,
+    cp: &str,
+    call: &CallIn<'_>,
+    answer: Answer<'_>,
+    (billing, integrated): (bool, Option<&[(u32, ChargePointStatus)]>),
+) {
+    let before = journaling.stats.journal_lines_suppressed.get();
+    journaling.exchange(
+        &mut entry.journal,
+        (call.at, cp),
+        (call.unique_id, call.action, call.payload.get()),
+        answer,
+        billing,
+    );
+    entry.seen.journal_suppressed += journaling.stats.journal_lines_suppressed.get() - before;
+    if let (Some(connectors_before), Some(action), Answer::Result(answer)) =
+        (integrated, call.known, answer)
+    {
+        journaling.writer.record(&Event {
+            at: call.at,
+            cp,
+            kind: EventKind::Accepted {
+                unique_id: call.unique_id,
+                action,
+                request: call.payload.get(),
+                answer,
+                connectors_before,
+            },
+        });
     }
 }
 
@@ -876,33 +968,7 @@ impl Shard {
             Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => {
                 return replies.none(conn, accepted);
             }
-            Err(FrameError::Answer {
-                unique_id,
-                code,
-                description,
-            }) => {
-                self.stats().malformed_calls.inc();
-                self.stats.processor_labelled[self.index].call_errors_by_code[code.index()].inc();
-                let draft = replies.begin();
-                rpc::write_call_error(replies.payload(), &unique_id, code, &description);
-                return replies.finish(draft, conn, accepted);
-            }
-            Err(FrameError::Unanswerable { reason }) => {
-                self.stats().unanswerable_frames.inc();
-                let now_ms = self.origin.elapsed().as_millis() as u64;
-                if self.warnings.allow(now_ms) {
-                    warn!(
-                        "cp={cp} processor={} unanswerable message: {reason}",
-                        self.index
-                    );
-                }
-                return replies.none(conn, accepted);
-            }
-            Err(FrameError::UnknownMessageType { message_type }) => {
-                self.stats().ignored_frames.inc();
-                debug!("cp={cp} ignored message type {message_type}");
-                return replies.none(conn, accepted);
-            }
+            Err(error) => return self.unusable(conn, cp, error, replies, accepted),
         };
         let at = SystemTime::now();
         let now = Now {
@@ -910,6 +976,13 @@ impl Shard {
             text: self.clock.text(at),
         };
         let known = Action::from_name(&action); // once per message: counters and handler
+        let call = CallIn {
+            at,
+            unique_id: &unique_id,
+            action: &action,
+            known,
+            payload,
+        };
         let stats = &self.stats;
         stats.processors[self.index].calls_handled.inc();
         stats.processor_labelled[self.index].calls_by_action[action_slot(known)].inc();
@@ -949,20 +1022,11 @@ impl Shard {
                 None
             }
             Err(invalid) => {
-                stats.processors[self.index].call_errors_sent.inc();
-                stats.processor_labelled[self.index].call_errors_by_code[invalid.code.index()]
-                    .inc();
-                debug!(
-                    "cp={cp} {action} -> CALLERROR {}: {}",
-                    invalid.code, invalid.description
+                let stats = (
+                    &*stats.processors[self.index],
+                    &*stats.processor_labelled[self.index],
                 );
-                replies.rewind(&draft);
-                rpc::write_call_error(
-                    replies.payload(),
-                    &unique_id,
-                    invalid.code,
-                    &invalid.description,
-                );
+                answer_with_call_error(stats, cp, &call, &invalid, replies, &draft);
                 Some(invalid)
             }
         };
@@ -988,51 +1052,16 @@ impl Shard {
             }
             return replies.finish(draft, conn, accepted);
         };
-        let answer = match &error {
-            None => {
-                let text = replies.draft_text(&draft);
-                let payload = &text[payload_start..text.len() - 1];
-                Answer::Result(std::str::from_utf8(payload).unwrap_or("{}"))
-            }
-            Some(invalid) => Answer::Error {
-                code: invalid.code,
-                description: &invalid.description,
-            },
-        };
-        let before = self.stats.processors[self.index]
-            .journal_lines_suppressed
-            .get();
-        let mut journaling = Journaling {
+        let answer = journaled_answer(replies, &draft, payload_start, error.as_ref());
+        let journaling = Journaling {
             writer: &mut *writer,
             rule: self.journal_rule,
             now_ms: self.origin.elapsed().as_millis() as u64,
             stats: &self.stats.processors[self.index],
         };
-        journaling.exchange(
-            &mut entry.journal,
-            (at, cp),
-            (&unique_id, &action, payload.get()),
-            answer,
-            billing,
-        );
-        entry.seen.journal_suppressed += self.stats.processors[self.index]
-            .journal_lines_suppressed
-            .get()
-            - before;
         // What the message means, for integration sinks: never left out by the allowance.
-        if let (true, Some(action), Answer::Result(answer)) = (integrates, known, answer) {
-            writer.record(&Event {
-                at,
-                cp,
-                kind: EventKind::Accepted {
-                    unique_id: &unique_id,
-                    action,
-                    request: payload.get(),
-                    answer,
-                    connectors_before: &connectors_before,
-                },
-            });
-        }
+        let integrated = integrates.then_some(connectors_before.as_slice());
+        journal_call(journaling, entry, cp, &call, answer, (billing, integrated));
         let held = self.acks_after_write && billing;
         let sealed = replies.seal(draft);
         if held || holds_state {
@@ -1045,6 +1074,47 @@ impl Shard {
             replies.discard(sealed);
         } else {
             replies.commit(sealed, conn, accepted);
+        }
+    }
+
+    /// A message that is not a CALL nor an answer to ours: a CALLERROR when it can be
+    /// answered, nothing otherwise; counted, and logged within the warning budget.
+    fn unusable(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        error: FrameError,
+        replies: &mut ReplyBatch,
+        accepted: bool,
+    ) {
+        match error {
+            FrameError::Answer {
+                unique_id,
+                code,
+                description,
+            } => {
+                self.stats().malformed_calls.inc();
+                self.labelled().call_errors_by_code[code.index()].inc();
+                let draft = replies.begin();
+                rpc::write_call_error(replies.payload(), &unique_id, code, &description);
+                replies.finish(draft, conn, accepted);
+            }
+            FrameError::Unanswerable { reason } => {
+                self.stats().unanswerable_frames.inc();
+                let now_ms = self.origin.elapsed().as_millis() as u64;
+                if self.warnings.allow(now_ms) {
+                    warn!(
+                        "cp={cp} processor={} unanswerable message: {reason}",
+                        self.index
+                    );
+                }
+                replies.none(conn, accepted);
+            }
+            FrameError::UnknownMessageType { message_type } => {
+                self.stats().ignored_frames.inc();
+                debug!("cp={cp} ignored message type {message_type}");
+                replies.none(conn, accepted);
+            }
         }
     }
 
@@ -1171,3 +1241,6 @@ impl Shard {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
