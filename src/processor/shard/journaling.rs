@@ -1,0 +1,162 @@
+//! A charge point's journal lines: each CALL and its answer, within the charge point's
+//! allowance (`journal_budget`), billing lines always.
+
+use super::*;
+
+/// Writes a charge point's journal lines within its allowance (see `journal_budget`).
+pub(super) struct Journaling<'w, 's> {
+    pub(super) writer: &'w mut dyn EventWriter,
+    pub(super) rule: BudgetRule,
+    pub(super) now_ms: u64,
+    pub(super) stats: &'s ProcessorStats,
+}
+
+impl Journaling<'_, '_> {
+    /// Writes `event` unless the allowance is spent (`always`: billing lines, written anyway).
+    pub(super) fn record(&mut self, budget: &mut JournalBudget, event: &Event<'_>, always: bool) {
+        match budget.admit(self.rule, self.now_ms, event.approx_len(), always) {
+            Admit::Write => self.writer.record(event),
+            Admit::WriteAfterSummary { lines, bytes } => {
+                self.summary(event.at, event.cp, lines, bytes);
+                self.writer.record(event);
+            }
+            Admit::Suppress => self.stats.journal_lines_suppressed.inc(),
+        }
+    }
+
+    pub(super) fn summary(&mut self, at: SystemTime, cp: &str, lines: u32, bytes: u64) {
+        self.writer.record(&Event {
+            at,
+            cp,
+            kind: EventKind::Suppressed { lines, bytes },
+        });
+    }
+
+    /// Journals a CALL from a charge point (`call`: UniqueId, action, payload) and our answer.
+    /// A refused CALL keeps only the start of its payload.
+    pub(super) fn exchange(
+        &mut self,
+        budget: &mut JournalBudget,
+        (at, cp): (SystemTime, &str),
+        (unique_id, action, payload): (&str, &str, &str),
+        answer: Answer<'_>,
+        billing: bool,
+    ) {
+        let payload = match answer {
+            Answer::Result(_) => Body::Whole(payload),
+            Answer::Error { .. } => Body::Prefix(payload),
+        };
+        let call = EventKind::CallIn {
+            unique_id,
+            action,
+            payload,
+        };
+        let reply = EventKind::AnswerOut {
+            unique_id,
+            action,
+            answer,
+        };
+        self.record(budget, &Event { at, cp, kind: call }, billing);
+        self.record(
+            budget,
+            &Event {
+                at,
+                cp,
+                kind: reply,
+            },
+            billing,
+        );
+    }
+}
+
+/// A CALL from a charge point being handled.
+pub(super) struct CallIn<'a> {
+    pub(super) at: SystemTime,
+    pub(super) unique_id: &'a str,
+    pub(super) action: &'a str,
+    /// `action`, when it is an OCPP 1.6 action.
+    pub(super) known: Option<Action>,
+    pub(super) payload: &'a RawValue,
+}
+
+/// Replaces the answer being written at `draft` with the CALLERROR `invalid`, counted.
+pub(super) fn answer_with_call_error(
+    (stats, labelled): (&ProcessorStats, &ProcessorLabelled),
+    cp: &str,
+    call: &CallIn<'_>,
+    invalid: &Invalid,
+    replies: &mut ReplyBatch,
+    draft: &Draft,
+) {
+    stats.call_errors_sent.inc();
+    labelled.call_errors_by_code[invalid.code.index()].inc();
+    debug!(
+        "cp={cp} {} -> CALLERROR {}: {}",
+        call.action, invalid.code, invalid.description
+    );
+    replies.rewind(draft);
+    rpc::write_call_error(
+        replies.payload(),
+        call.unique_id,
+        invalid.code,
+        &invalid.description,
+    );
+}
+
+/// The answer written at `draft` as the journal shows it: the CALLRESULT's payload (from
+/// `payload_start` to the closing bracket), or the CALLERROR.
+pub(super) fn journaled_answer<'r>(
+    replies: &'r ReplyBatch,
+    draft: &Draft,
+    payload_start: usize,
+    error: Option<&'r Invalid>,
+) -> Answer<'r> {
+    match error {
+        None => {
+            let text = replies.draft_text(draft);
+            let payload = &text[payload_start..text.len() - 1];
+            Answer::Result(std::str::from_utf8(payload).unwrap_or("{}"))
+        }
+        Some(invalid) => Answer::Error {
+            code: invalid.code,
+            description: &invalid.description,
+        },
+    }
+}
+
+/// Journals a CALL and its answer within the charge point's allowance (what is left out is
+/// counted for the API), then, for integration sinks (`integrated`: the connectors' statuses
+/// before the call), what an accepted call meant, which the allowance never leaves out.
+pub(super) fn journal_call(
+    mut journaling: Journaling<'_, '_>,
+    entry: &mut ChargePoint,
+    cp: &str,
+    call: &CallIn<'_>,
+    answer: Answer<'_>,
+    (billing, integrated): (bool, Option<&[(u32, ChargePointStatus)]>),
+) {
+    let before = journaling.stats.journal_lines_suppressed.get();
+    journaling.exchange(
+        &mut entry.journal,
+        (call.at, cp),
+        (call.unique_id, call.action, call.payload.get()),
+        answer,
+        billing,
+    );
+    entry.seen.journal_suppressed += journaling.stats.journal_lines_suppressed.get() - before;
+    if let (Some(connectors_before), Some(action), Answer::Result(answer)) =
+        (integrated, call.known, answer)
+    {
+        journaling.writer.record(&Event {
+            at: call.at,
+            cp,
+            kind: EventKind::Accepted {
+                unique_id: call.unique_id,
+                action,
+                request: call.payload.get(),
+                answer,
+                connectors_before,
+            },
+        });
+    }
+}

@@ -1,0 +1,240 @@
+//! A message from a charge point: the CALL answered by the handlers (or refused with a
+//! CallError), what it changes, its journal lines, and answers held for the sinks.
+
+use super::*;
+
+impl Shard {
+    /// One text message of a connection: answered into its loop's reply batch.
+    pub(super) fn message(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        text: &str,
+        out: &mut Outputs<'_>,
+    ) {
+        let Some(replies) = out.replies.get_mut(usize::from(conn.loop_index)) else {
+            return;
+        };
+        let keeps_state = self.keeps_state();
+        let Some(entry) = self
+            .charge_points
+            .get_mut(cp)
+            .filter(|e| e.conn == Some(conn))
+        else {
+            debug!("cp={cp} dropping a message of a replaced connection");
+            return replies.none(conn, false);
+        };
+        if let Some(held) = &mut entry.held {
+            held.push((conn, Box::from(text)));
+            return;
+        }
+        let accepted = entry.state.registration == Registration::Accepted;
+        let (unique_id, action, payload) = match rpc::parse_frame(text) {
+            Ok(Frame::Call {
+                unique_id,
+                action,
+                payload,
+            }) => (unique_id, action, payload),
+            // Answers to our CALLs are matched by the loop that sent them.
+            Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => {
+                return replies.none(conn, accepted);
+            }
+            Err(error) => return self.unusable(conn, cp, error, replies, accepted),
+        };
+        let at = SystemTime::now();
+        let now = Now {
+            time: at,
+            text: self.clock.text(at),
+        };
+        let known = Action::from_name(&action); // once per message: counters and handler
+        let call = CallIn {
+            at,
+            unique_id: &unique_id,
+            action: &action,
+            known,
+            payload,
+        };
+        let stats = &self.stats;
+        stats.processors[self.index].calls_handled.inc();
+        stats.processor_labelled[self.index].calls_by_action[action_slot(known)].inc();
+        entry.seen.last_message = Some(at);
+
+        // What the message means goes to sinks that make integration events (Kafka) only;
+        // a StatusNotification's event names the connector's status before it.
+        let integrates = out.writer.as_deref().is_some_and(|w| w.integrates())
+            && known.is_some_and(events::is_integrated);
+        let connectors_before = match known {
+            Some(Action::StatusNotification) if integrates => entry.state.connectors.clone(),
+            _ => Vec::new(),
+        };
+        let draft = replies.begin();
+        rpc::write_call_result_head(replies.payload(), &unique_id);
+        let payload_start = replies.draft_text(&draft).len();
+        let answered = handlers::write_answer(
+            &self.policy,
+            cp,
+            &mut entry.state,
+            &action,
+            known,
+            payload,
+            now,
+            replies.payload(),
+        );
+        let error = match answered {
+            Ok(()) => {
+                replies.payload().push(rpc::CALL_RESULT_END);
+                if known == Some(Action::BootNotification) {
+                    entry.seen.boot = compact(payload);
+                }
+                if keeps_state && known.is_some_and(changes_state) && !entry.dirty {
+                    entry.dirty = true;
+                    self.dirty.push(ChargePointId::clone(cp));
+                }
+                None
+            }
+            Err(invalid) => {
+                let stats = (
+                    &*stats.processors[self.index],
+                    &*stats.processor_labelled[self.index],
+                );
+                answer_with_call_error(stats, cp, &call, &invalid, replies, &draft);
+                Some(invalid)
+            }
+        };
+        let accepted = entry.state.registration == Registration::Accepted;
+        if let Some(reason) = entry.state.close_after_answer.take() {
+            if reason == CloseReason::SerialMismatch {
+                stats.processors[self.index].serial_mismatches.inc();
+                warn!(
+                    "cp={cp} BootNotification serial number is not the certificate's CN: Rejected, closing"
+                );
+            }
+            out.closes.push((conn, reason));
+        }
+        let billing = known.is_some_and(is_billing) && error.is_none();
+        // Billing answers wait until every place that keeps them has them (the sinks, the
+        // state file) when asked to; errors never need to.
+        let holds_state = billing && self.state.as_ref().is_some_and(StateSender::holds);
+        let Some(writer) = out.writer.as_deref_mut() else {
+            if holds_state && let Some(state) = &self.state {
+                let sealed = replies.seal(draft);
+                state.hold(&mut self.state_held, conn, replies.sealed(&sealed));
+                return replies.discard(sealed);
+            }
+            return replies.finish(draft, conn, accepted);
+        };
+        let answer = journaled_answer(replies, &draft, payload_start, error.as_ref());
+        let journaling = Journaling {
+            writer: &mut *writer,
+            rule: self.journal_rule,
+            now_ms: self.origin.elapsed().as_millis() as u64,
+            stats: &self.stats.processors[self.index],
+        };
+        // What the message means, for integration sinks: never left out by the allowance.
+        let integrated = integrates.then_some(connectors_before.as_slice());
+        journal_call(journaling, entry, cp, &call, answer, (billing, integrated));
+        let held = self.acks_after_write && billing;
+        let sealed = replies.seal(draft);
+        if held || holds_state {
+            if held {
+                writer.hold(conn, replies.sealed(&sealed));
+            }
+            if holds_state && let Some(state) = &self.state {
+                state.hold(&mut self.state_held, conn, replies.sealed(&sealed));
+            }
+            replies.discard(sealed);
+        } else {
+            replies.commit(sealed, conn, accepted);
+        }
+    }
+
+    /// A message that is not a CALL nor an answer to ours: a CALLERROR when it can be
+    /// answered, nothing otherwise; counted, and logged within the warning budget.
+    pub(super) fn unusable(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        error: FrameError,
+        replies: &mut ReplyBatch,
+        accepted: bool,
+    ) {
+        match error {
+            FrameError::Answer {
+                unique_id,
+                code,
+                description,
+            } => {
+                self.stats().malformed_calls.inc();
+                self.labelled().call_errors_by_code[code.index()].inc();
+                let draft = replies.begin();
+                rpc::write_call_error(replies.payload(), &unique_id, code, &description);
+                replies.finish(draft, conn, accepted);
+            }
+            FrameError::Unanswerable { reason } => {
+                self.stats().unanswerable_frames.inc();
+                let now_ms = self.origin.elapsed().as_millis() as u64;
+                if self.warnings.allow(now_ms) {
+                    warn!(
+                        "cp={cp} processor={} unanswerable message: {reason}",
+                        self.index
+                    );
+                }
+                replies.none(conn, accepted);
+            }
+            FrameError::UnknownMessageType { message_type } => {
+                self.stats().ignored_frames.inc();
+                debug!("cp={cp} ignored message type {message_type}");
+                replies.none(conn, accepted);
+            }
+        }
+    }
+
+    /// A Heartbeat the loop answered itself (see `net::session`): counted and journaled here,
+    /// in order with everything else of the charge point, exactly as if answered here.
+    pub(super) fn answered(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        call: &str,
+        answer: &str,
+        at: SystemTime,
+        writer: Option<&mut (dyn EventWriter + 'static)>,
+    ) {
+        let Some(entry) = self
+            .charge_points
+            .get_mut(cp)
+            .filter(|e| e.conn == Some(conn))
+        else {
+            return; // a replaced connection: its messages are not journaled
+        };
+        let Ok(Frame::Call {
+            unique_id,
+            action,
+            payload,
+        }) = rpc::parse_frame(call)
+        else {
+            return;
+        };
+        self.stats.processors[self.index].calls_handled.inc();
+        self.stats.processor_labelled[self.index].calls_by_action
+            [action_slot(Some(Action::Heartbeat))]
+        .inc();
+        entry.seen.last_message = Some(at);
+        if let Some(writer) = writer {
+            let mut journaling = Journaling {
+                writer,
+                rule: self.journal_rule,
+                now_ms: self.origin.elapsed().as_millis() as u64,
+                stats: &self.stats.processors[self.index],
+            };
+            let call = (&*unique_id, &*action, payload.get());
+            journaling.exchange(
+                &mut entry.journal,
+                (at, cp),
+                call,
+                Answer::Result(answer),
+                false,
+            );
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! What the operator API sees of this shard: the list and one charge point's view.
+
+use super::*;
+
+impl Shard {
+    /// The charge points matching `filter` with an identity after `after`, at most `limit`,
+    /// in identity order.
+    pub fn list(
+        &self,
+        filter: Filter,
+        after: Option<&str>,
+        limit: usize,
+        traced: &dyn Fn(&str) -> bool,
+    ) -> Vec<ChargePointView> {
+        let mut ids: Vec<&ChargePointId> = self
+            .charge_points
+            .iter()
+            .filter(|(id, entry)| {
+                let wanted = match filter {
+                    Filter::All => true,
+                    Filter::Connected => entry.conn.is_some(),
+                    Filter::Disconnected => entry.conn.is_none(),
+                };
+                wanted && after.is_none_or(|after| &***id > after)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        if ids.len() > limit {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        ids.iter()
+            .filter_map(|id| self.view(id, traced(id)))
+            .collect()
+    }
+
+    /// One charge point as the operator API shows it.
+    pub fn view(&self, cp: &str, traced: bool) -> Option<ChargePointView> {
+        let (id, entry) = self.charge_points.get_key_value(cp)?;
+        let rfc3339 = |t: SystemTime| {
+            if t >= UNIX_EPOCH {
+                humantime::format_rfc3339_millis(t).to_string()
+            } else {
+                String::new()
+            }
+        };
+        Some(ChargePointView {
+            id: id.to_string(),
+            connected: entry.conn.is_some(),
+            since: rfc3339(entry.seen.since),
+            remote_address: entry.seen.peer.map(|p| p.to_string()),
+            loop_index: entry.conn.map(|c| c.loop_index),
+            authenticated_by: entry.state.auth.as_str(),
+            authenticated_profile: entry.profile.number(),
+            journal_lines_suppressed: entry.seen.journal_suppressed,
+            rate_limited: entry.seen.rate_limited,
+            registration: match entry.state.registration {
+                Registration::Unknown => "unknown",
+                Registration::Pending => "pending",
+                Registration::Rejected => "rejected",
+                Registration::Accepted => "accepted",
+            },
+            boot: entry.seen.boot.clone(),
+            connectors: entry
+                .state
+                .connectors
+                .iter()
+                .map(|&(connector_id, status)| ConnectorView {
+                    connector_id,
+                    status: status.as_str(),
+                })
+                .collect(),
+            open_transaction: entry.state.open_transaction,
+            last_message_at: entry.seen.last_message.map(rfc3339),
+            trace: traced,
+        })
+    }
+}
