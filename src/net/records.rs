@@ -94,6 +94,8 @@ pub struct Records {
     rx: Keys,
     /// TLS 1.3: what derives the next keys on a KeyUpdate.
     kernel: Option<Box<KernelConnection<ServerConnectionData>>>,
+    /// The peer sent close_notify: whatever follows is ignored, never opened (RFC 8446 6.1).
+    closed: bool,
     /// Test hook: records one key seals, instead of the limits above (0: those limits).
     #[cfg(feature = "test-hooks")]
     records_per_key: u64,
@@ -122,6 +124,7 @@ impl Records {
             tx: Keys::new(tx_seq, tx)?,
             rx: Keys::new(rx_seq, rx)?,
             kernel: (version == Version::Tls13).then(|| Box::new(kernel)),
+            closed: false,
             #[cfg(feature = "test-hooks")]
             records_per_key: 0,
         })
@@ -148,7 +151,8 @@ impl Records {
     }
 
     /// Opens the complete records at the start of `cipher` into `plain`; what is sent back (a
-    /// KeyUpdate) is appended to `out`. Returns the bytes of `cipher` consumed.
+    /// KeyUpdate) is appended to `out`. Returns the bytes of `cipher` consumed: all of them
+    /// once close_notify came, since nothing after it is opened.
     pub fn open(
         &mut self,
         cipher: &mut [u8],
@@ -156,7 +160,10 @@ impl Records {
         out: &mut Vec<u8>,
     ) -> Result<(usize, Opened), TlsError> {
         let mut pos = 0;
-        let mut opened = Opened::default();
+        let mut opened = Opened {
+            closed: self.closed,
+            ..Opened::default()
+        };
         while cipher.len() - pos >= 5 && !opened.closed {
             let header = [
                 cipher[pos],
@@ -190,7 +197,10 @@ impl Records {
                 }
                 ALERT => match content {
                     // close_notify (level warning or fatal): the stream ends here.
-                    [_, 0] => opened.closed = true,
+                    [_, 0] => {
+                        self.closed = true;
+                        opened.closed = true;
+                    }
                     _ => return Err(TlsError::Record("alert from the peer")),
                 },
                 HANDSHAKE if self.version == Version::Tls13 => {
@@ -202,6 +212,10 @@ impl Records {
                 }
                 _ => return Err(TlsError::Record("unexpected record after the handshake")),
             }
+        }
+        if self.closed {
+            // Data after a closure alert is ignored (RFC 8446 6.1), not held for a later read.
+            pos = cipher.len();
         }
         Ok((pos, opened))
     }
