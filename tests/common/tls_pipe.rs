@@ -106,6 +106,11 @@ impl Pipe {
         Err(Failure::Stalled("handshake"))
     }
 
+    /// Drops what the gateway side holds of an unfinished record (as closing would).
+    pub fn drop_held(&mut self) {
+        self.server.restore(&mut self.gauge, &mut self.cipher);
+    }
+
     /// What the client has sealed and not sent yet.
     pub fn client_flight(&mut self) -> Result<Vec<u8>, Failure> {
         let mut flight = Vec::new();
