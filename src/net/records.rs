@@ -94,6 +94,11 @@ pub struct Records {
     rx: Keys,
     /// TLS 1.3: what derives the next keys on a KeyUpdate.
     kernel: Option<Box<KernelConnection<ServerConnectionData>>>,
+    /// The peer sent close_notify: whatever follows is ignored, never opened (RFC 8446 6.1).
+    closed: bool,
+    /// Test hook: records one key seals, instead of the limits above (0: those limits).
+    #[cfg(feature = "test-hooks")]
+    records_per_key: u64,
 }
 
 impl Records {
@@ -119,11 +124,35 @@ impl Records {
             tx: Keys::new(tx_seq, tx)?,
             rx: Keys::new(rx_seq, rx)?,
             kernel: (version == Version::Tls13).then(|| Box::new(kernel)),
+            closed: false,
+            #[cfg(feature = "test-hooks")]
+            records_per_key: 0,
         })
     }
 
+    /// Test hook: from now on one key seals at most `records` records (TLS 1.3 then sends a
+    /// KeyUpdate and switches keys, TLS 1.2 refuses to seal), so tests reach the limits with a
+    /// few hundred records instead of 2^24.
+    #[cfg(feature = "test-hooks")]
+    pub fn limit_records_per_key(&mut self, records: u64) {
+        self.records_per_key = records;
+    }
+
+    /// Records one key may seal: TLS 1.3 rekeys after them, TLS 1.2 stops.
+    fn records_per_key(&self) -> u64 {
+        #[cfg(feature = "test-hooks")]
+        if self.records_per_key != 0 {
+            return self.records_per_key;
+        }
+        match self.version {
+            Version::Tls13 => TLS13_REKEY_AFTER,
+            Version::Tls12 => TLS12_MAX_RECORDS,
+        }
+    }
+
     /// Opens the complete records at the start of `cipher` into `plain`; what is sent back (a
-    /// KeyUpdate) is appended to `out`. Returns the bytes of `cipher` consumed.
+    /// KeyUpdate) is appended to `out`. Returns the bytes of `cipher` consumed: all of them
+    /// once close_notify came, since nothing after it is opened.
     pub fn open(
         &mut self,
         cipher: &mut [u8],
@@ -131,7 +160,10 @@ impl Records {
         out: &mut Vec<u8>,
     ) -> Result<(usize, Opened), TlsError> {
         let mut pos = 0;
-        let mut opened = Opened::default();
+        let mut opened = Opened {
+            closed: self.closed,
+            ..Opened::default()
+        };
         while cipher.len() - pos >= 5 && !opened.closed {
             let header = [
                 cipher[pos],
@@ -165,7 +197,10 @@ impl Records {
                 }
                 ALERT => match content {
                     // close_notify (level warning or fatal): the stream ends here.
-                    [_, 0] => opened.closed = true,
+                    [_, 0] => {
+                        self.closed = true;
+                        opened.closed = true;
+                    }
                     _ => return Err(TlsError::Record("alert from the peer")),
                 },
                 HANDSHAKE if self.version == Version::Tls13 => {
@@ -177,6 +212,10 @@ impl Records {
                 }
                 _ => return Err(TlsError::Record("unexpected record after the handshake")),
             }
+        }
+        if self.closed {
+            // Data after a closure alert is ignored (RFC 8446 6.1), not held for a later read.
+            pos = cipher.len();
         }
         Ok((pos, opened))
     }
@@ -283,11 +322,12 @@ impl Records {
         content: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), TlsError> {
+        let limit = self.records_per_key();
         match self.version {
-            Version::Tls13 if self.tx.seq >= TLS13_REKEY_AFTER && content_type != HANDSHAKE => {
+            Version::Tls13 if self.tx.seq >= limit && content_type != HANDSHAKE => {
                 self.rekey_tx(out)?;
             }
-            Version::Tls12 if self.tx.seq >= TLS12_MAX_RECORDS => {
+            Version::Tls12 if self.tx.seq >= limit => {
                 return Err(TlsError::Encrypt("TLS 1.2 key usage limit reached".into()));
             }
             _ => {}

@@ -177,6 +177,19 @@ impl TlsLayer {
         matches!(self.state, State::Records(_))
     }
 
+    /// Test hook: once the handshake is done, one key seals at most `records` records (see
+    /// `Records::limit_records_per_key`); false (and nothing changes) before that.
+    #[cfg(feature = "test-hooks")]
+    pub fn limit_records_per_key(&mut self, records: u64) -> bool {
+        match &mut self.state {
+            State::Records(keys) => {
+                keys.limit_records_per_key(records);
+                true
+            }
+            State::Rustls(_) | State::Gone => false,
+        }
+    }
+
     /// The certificate the client presented (servers, once the handshake is done).
     pub fn client_certificate(&self) -> &ClientCertificate {
         &self.client_certificate

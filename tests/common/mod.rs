@@ -8,6 +8,8 @@ pub mod haproxy;
 pub mod pki;
 pub mod redis_server;
 pub mod tansu;
+pub mod tls_pipe;
+pub mod tls_suites;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
