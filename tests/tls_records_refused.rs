@@ -4,7 +4,9 @@
 //! the tag) fails the connection with the record error and opens nothing, without a panic; and
 //! after close_notify nothing more is opened, even a genuine record sealed after it, whether it
 //! arrives in the same read or a later one (RFC 8446 6.1: data after a closure alert is
-//! ignored), and nothing of it is kept.
+//! ignored), and nothing of it is kept; and in TLS 1.3 more than 32 KeyUpdates in a row without
+//! application data (each costs a key derivation and, when asked, an answer) fail it, as
+//! rustls would.
 
 mod common;
 
@@ -114,6 +116,40 @@ fn nothing_after_close_notify_is_opened_in_every_suite() {
             assert!(received.plain.is_empty(), "{what}: {:?}", received.plain);
             assert!(received.closed, "{what}");
             assert_eq!(pipe.server.held(), 0, "{what}");
+        }
+    }
+}
+
+#[test]
+fn key_updates_without_data_are_bounded() {
+    let gateway = Gateway::new("records-key-updates");
+    for case in gateway.cases() {
+        if case.suite.version() != &rustls::version::TLS13 {
+            continue;
+        }
+        let what = case.name.clone();
+        let mut pipe = gateway.connect(&case, usize::MAX);
+        // 32 in a row are followed; data resets the count, so 32 more are too.
+        for _ in 0..2 {
+            for _ in 0..32 {
+                pipe.client.refresh_traffic_keys().expect("client updates");
+            }
+            let flight = pipe.client_seals(b"data", usize::MAX).expect("sealed");
+            let received = pipe
+                .gateway_reads(&flight)
+                .expect("32 KeyUpdates are followed");
+            assert_eq!(received.plain, b"data", "{what}");
+            pipe.to_client.clear();
+        }
+        for _ in 0..33 {
+            pipe.client.refresh_traffic_keys().expect("client updates");
+        }
+        let flight = pipe.client_flight().expect("flight");
+        match pipe.gateway_reads(&flight) {
+            Err(Failure::Gateway(TlsError::Record(why))) => {
+                assert!(why.contains("KeyUpdate"), "{what}: {why}");
+            }
+            other => panic!("{what}: the 33rd KeyUpdate in a row was taken: {other:?}"),
         }
     }
 }

@@ -40,6 +40,9 @@ const EXPLICIT_NONCE_LEN: usize = 8;
 /// Records sealed with one TLS 1.3 key before it is replaced (AES-GCM's confidentiality
 /// limit is 2^24.5 records; rustls uses the same margin).
 const TLS13_REKEY_AFTER: u64 = 1 << 24;
+/// KeyUpdates a peer may send in a row without application data between them (rustls's limit
+/// too): each makes us derive a key, and one that asks makes us answer, so they are bounded.
+const KEY_UPDATES_IN_A_ROW: u8 = 32;
 /// TLS 1.2 has no rekeying: past this the connection ends (the charge point reconnects).
 const TLS12_MAX_RECORDS: u64 = 1 << 24;
 
@@ -96,6 +99,8 @@ pub struct Records {
     kernel: Option<Box<KernelConnection<ServerConnectionData>>>,
     /// The peer sent close_notify: whatever follows is ignored, never opened (RFC 8446 6.1).
     closed: bool,
+    /// The peer's KeyUpdates since its last application data.
+    key_updates: u8,
     /// Test hook: records one key seals, instead of the limits above (0: those limits).
     #[cfg(feature = "test-hooks")]
     records_per_key: u64,
@@ -125,6 +130,7 @@ impl Records {
             rx: Keys::new(rx_seq, rx)?,
             kernel: (version == Version::Tls13).then(|| Box::new(kernel)),
             closed: false,
+            key_updates: 0,
             #[cfg(feature = "test-hooks")]
             records_per_key: 0,
         })
@@ -194,6 +200,9 @@ impl Records {
                 APPLICATION_DATA => {
                     plain[opened.plain..opened.plain + content.len()].copy_from_slice(content);
                     opened.plain += content.len();
+                    if !content.is_empty() {
+                        self.key_updates = 0;
+                    }
                 }
                 ALERT => match content {
                     // close_notify (level warning or fatal): the stream ends here.
@@ -208,6 +217,10 @@ impl Records {
                         [KEY_UPDATE, 0, 0, 1, request @ (0 | 1)] => *request,
                         _ => return Err(TlsError::Record("handshake message after the handshake")),
                     };
+                    self.key_updates += 1;
+                    if self.key_updates > KEY_UPDATES_IN_A_ROW {
+                        return Err(TlsError::Record("too many KeyUpdates without data"));
+                    }
                     self.key_update(request == 1, out)?;
                 }
                 _ => return Err(TlsError::Record("unexpected record after the handshake")),
