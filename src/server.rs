@@ -275,6 +275,7 @@ fn start_cluster(
     processors: &Processors,
     policy: &Policy,
     security: &Security,
+    journal: Option<&JournalStatus>,
     stats: &Arc<Stats>,
 ) -> Result<Option<Cluster>, ServerError> {
     let Some(cluster_config) = &config.cluster else {
@@ -285,11 +286,7 @@ fn start_cluster(
         &config.server.node_id,
         processors.clone(),
         Arc::clone(&policy.transactions),
-        config
-            .events
-            .sinks
-            .journal
-            .then_some(config.events.path.as_path()),
+        journal,
         security.credentials.clone(),
         Arc::clone(stats),
     )
@@ -559,7 +556,14 @@ impl Server {
             state,
             state_thread,
         } = start_sinks(&config, &loops, &stats)?;
-        let mut cluster = start_cluster(&config, &processors, &policy, &security, &stats)?;
+        let mut cluster = start_cluster(
+            &config,
+            &processors,
+            &policy,
+            &security,
+            journal.as_deref(),
+            &stats,
+        )?;
         let traces = Arc::new(TraceList::default());
         let shared = Shared {
             config: &config,

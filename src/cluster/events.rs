@@ -22,14 +22,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
 use log::{info, warn};
 
 use super::{REDIS_TIMEOUT, RETRY};
 use crate::events::journal::rotated_name;
 use crate::stats::Stats;
 
-/// How often the thread looks for new lines when it has caught up.
-const POLL: Duration = Duration::from_millis(20);
+/// Caught up, the thread waits for the journal's ring after its next write; at most this long,
+/// which is how long a stop may wait for it (a rotation needs no ring: it comes with lines).
+const WAIT: Duration = Duration::from_millis(100);
 /// Bytes read (and lines sent in one MULTI/EXEC) per round ...
 const READ_BYTES: usize = 256 * 1024;
 /// ... more only for a line longer than that, up to this.
@@ -50,6 +52,8 @@ pub struct Follower {
     pub journal: PathBuf,
     pub maxlen: u64,
     pub stats: Arc<Stats>,
+    /// Rung by the journal after each write of lines (`JournalStatus::written`).
+    pub written: Receiver<()>,
 }
 
 /// Starts the thread; it ends once `stop` is set (what it has not published yet is published
@@ -87,7 +91,7 @@ impl Follower {
                     }
                 }
                 if position.is_none() {
-                    std::thread::park_timeout(POLL); // no journal file yet
+                    let _ = self.written.recv_timeout(WAIT); // no journal file yet
                     continue;
                 }
             }
@@ -97,7 +101,9 @@ impl Follower {
             match self.publish(con, at, &mut buffer) {
                 Ok(0) => match self.next_file(at) {
                     Some(next) => position = Some(next),
-                    None => std::thread::park_timeout(POLL),
+                    None => {
+                        let _ = self.written.recv_timeout(WAIT);
+                    }
                 },
                 Ok(_) => {}
                 Err(e) => {

@@ -44,6 +44,7 @@ use log::{error, info, warn};
 
 use crate::clock::epoch_ms;
 use crate::config::ClusterConfig;
+use crate::events::journal::JournalStatus;
 use crate::mailbox::{ClusterSender, Lookup, Op, Processors, ToProcessor};
 use crate::policy::{Share, TransactionIds};
 use crate::security::credentials::Credentials;
@@ -233,7 +234,7 @@ pub fn start(
     node: &str,
     processors: Processors,
     transactions: Arc<TransactionIds>,
-    journal: Option<&std::path::Path>,
+    journal: Option<&JournalStatus>,
     credentials: Option<Arc<Credentials>>,
     stats: Arc<Stats>,
 ) -> std::io::Result<Cluster> {
@@ -281,7 +282,8 @@ pub fn start(
                 client: events_client,
                 prefix: config.prefix.clone(),
                 node: node.to_owned(),
-                journal: journal.to_owned(),
+                journal: journal.path.clone(),
+                written: journal.written(),
                 maxlen: config.events_maxlen,
                 stats: Arc::clone(&stats),
             },

@@ -59,9 +59,24 @@ pub struct JournalStatus {
     alive_ms: AtomicU64,
     /// Lines handed over and not yet written.
     queued_lines: AtomicU64,
+    /// Rung after lines reached the file (one pending ring is enough), for whoever follows the
+    /// file (`cluster.events`): it waits on this rather than looking every few milliseconds.
+    written: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
 }
 
 impl JournalStatus {
+    /// What a follower of the file waits on: a ring after each write of lines.
+    pub fn written(&self) -> crossbeam_channel::Receiver<()> {
+        self.written.1.clone()
+    }
+
+    fn ring_written(&self) {
+        let _ = self.written.0.try_send(());
+    }
+
     pub fn failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)
     }
@@ -171,6 +186,7 @@ impl Journal {
             origin: Instant::now(),
             alive_ms: AtomicU64::new(0),
             queued_lines: AtomicU64::new(0),
+            written: crossbeam_channel::bounded(1),
         });
         let slots = (config.queue_capacity as u64 / CHUNK_LINES).max(2) as usize;
         let (tx, rx) = crossbeam_channel::bounded(slots);

@@ -148,6 +148,9 @@ impl Writer {
             Ok(()) => {
                 let journal = &self.shared.stats.journal;
                 journal.journal_lines.add(lines);
+                if lines > 0 {
+                    self.shared.status.ring_written();
+                }
                 if lines > 0 && self.shared.status.failing.swap(false, Ordering::Relaxed) {
                     info!("journal: writing again");
                 }
