@@ -1,141 +1,15 @@
-//! Starting and stopping the gateway: bind one `SO_REUSEPORT` listener per loop, start the
-//! journal, spawn the loops (pinned), the processors and the admin listener, and on shutdown let
-//! the loops drain, then join everything in dependency order (loops, admin, processors,
-//! journal). Tests start a [`Server`] in-process; `main` does the same and adds signals.
+//! Starting: the mailboxes, the sinks and the state file, the cluster, the processors, the
+//! loops and their listeners, the admin thread, in that order; whatever fails stops what started.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::thread::JoinHandle;
-use std::time::Duration;
-
-use log::{info, warn};
-use mio::net::TcpListener;
-use mio::{Poll, Waker};
-use serde_json::value::RawValue;
-use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::admin::{Admin, AdminError, AdminParts};
-use crate::batch::Pool;
-use crate::call::PendingCall;
-use crate::cluster::{self, Cluster};
-use crate::commands::Commands;
-use crate::config::{Config, ListenerConfig};
-use crate::events::join::Join;
-use crate::events::journal::{Journal, JournalStatus};
-use crate::events::{EventSink, Events, ReplyRoute, Tee};
-use crate::kafka::{self, KafkaSink, KafkaStatus};
-use crate::mailbox::{
-    LoopHandle, LoopShared, Loops, ProcessorInbox, Processors, ToLoop, processor_channel,
-};
-use crate::net::event_loop::{EventLoop, LoopParts, WAKER};
-use crate::policy::{IdTags, Identities, PolicyError, TransactionIds};
-use crate::processor::handlers::Policy;
-use crate::processor::journal_budget::BudgetRule;
-use crate::processor::pool::{self, PoolParts};
-use crate::security::{Security, SecurityError};
-use crate::state::{self, Restored, StateError, StateSender};
-use crate::stats::{Stats, StatsSnapshot};
-use crate::trace::TraceList;
-use ocpp::v16::{Action, Invalid};
-
-/// Why the gateway could not start or stop cleanly.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The address is taken, not local, or not permitted: change `server.listen`.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    /// The OS refused a thread, a poll instance or a waker: the host is out of resources.
-    #[error("cannot start {what}: {source}")]
-    Spawn {
-        what: &'static str,
-        source: std::io::Error,
-    },
-    /// A policy file (`ocpp.allowed_charge_points`, `ocpp.id_tags`, the transaction counter)
-    /// cannot be used: the message names the file.
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    /// The journal file (`events.path`) cannot be opened: fix the path or its permissions,
-    /// or set `events.sink = "none"`.
-    #[error("cannot open the journal {path}: {source}")]
-    Journal {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    /// The state file (`ocpp.state_file`) cannot be opened: fix the path or its permissions,
-    /// or set it to "" (nothing survives a restart then).
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// The admin listener could not start.
-    #[error(transparent)]
-    Admin(#[from] AdminError),
-    /// A certificate, key, CA or credentials file cannot be used: the message names the key
-    /// and the file.
-    #[error(transparent)]
-    Security(#[from] SecurityError),
-    /// librdkafka refused the `[kafka]` settings (a property it does not know, a bad value).
-    #[error("kafka: {0}")]
-    Kafka(String),
-    /// A thread panicked; its panic message is in the log.
-    #[error("{0} thread panicked")]
-    Panicked(String),
-}
-
-/// Answer batches that may wait in a loop's mailbox; a processor sending to a full one waits.
-const LOOP_INBOX: usize = 1024;
-/// Buffers kept for reuse per (loop, processor) pair: about what is in flight between them at
-/// once (one being filled, one in the channel).
-const POOLED_PER_PAIR: usize = 2;
-
-/// A running gateway.
-pub struct Server {
-    /// Per listener, in `Config::listeners` order.
-    local_addrs: Vec<SocketAddr>,
-    security: Arc<Security>,
-    loops: Loops,
-    loop_threads: Vec<JoinHandle<()>>,
-    /// For calls of the central system: routed to the charge point's processor.
-    commands: Commands,
-    processor_threads: Vec<JoinHandle<()>>,
-    admin: Option<Admin>,
-    journal_thread: Option<JoinHandle<()>>,
-    /// The Kafka sink's thread, and the commands consumer (with its stop flag).
-    kafka_thread: Option<JoinHandle<()>>,
-    kafka_status: Option<Arc<KafkaStatus>>,
-    kafka_commands: Option<(
-        Arc<AtomicBool>,
-        JoinHandle<()>,
-        Arc<kafka::consumer::CommandsStatus>,
-    )>,
-    state_thread: Option<JoinHandle<()>>,
-    cluster: Option<Cluster>,
-    stats: Arc<Stats>,
-}
-
-/// A cloneable way to ask a running server to stop (for signal handlers).
-#[derive(Clone)]
-pub struct ShutdownHandle {
-    loops: Loops,
-}
-
-impl ShutdownHandle {
-    pub fn shutdown(&self) {
-        for handle in self.loops.handles.iter() {
-            handle.request_shutdown();
-        }
-    }
-}
+use super::*;
 
 /// A `map_err` for a thread, poll instance or waker the OS refused.
-fn spawn_err(what: &'static str) -> impl Fn(std::io::Error) -> ServerError {
+pub(super) fn spawn_err(what: &'static str) -> impl Fn(std::io::Error) -> ServerError {
     move |source| ServerError::Spawn { what, source }
 }
 
 /// The channels between the loops and the processors, before any thread runs.
-struct Mailboxes {
+pub(super) struct Mailboxes {
     polls: Vec<Poll>,
     loop_inboxes: Vec<crossbeam_channel::Receiver<ToLoop>>,
     loops: Loops,
@@ -145,7 +19,11 @@ struct Mailboxes {
 
 /// A poll instance, a waker and an inbox per loop; an inbox per processor; the pools of
 /// batch buffers they pass each other.
-fn mailboxes(config: &Config, workers: usize, threads: usize) -> Result<Mailboxes, ServerError> {
+pub(super) fn mailboxes(
+    config: &Config,
+    workers: usize,
+    threads: usize,
+) -> Result<Mailboxes, ServerError> {
     let mut polls = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
     let mut inboxes = Vec::with_capacity(workers);
@@ -188,7 +66,7 @@ fn mailboxes(config: &Config, workers: usize, threads: usize) -> Result<Mailboxe
 }
 
 /// The event sinks and the state file, with what the admin and `join` need of them.
-struct Sinks {
+pub(super) struct Sinks {
     events: Events,
     journal: Option<Arc<JournalStatus>>,
     journal_thread: Option<JoinHandle<()>>,
@@ -201,7 +79,11 @@ struct Sinks {
 
 /// Starts the journal, the Kafka sink and the state file, each with its share of the held
 /// billing answers.
-fn start_sinks(config: &Config, loops: &Loops, stats: &Arc<Stats>) -> Result<Sinks, ServerError> {
+pub(super) fn start_sinks(
+    config: &Config,
+    loops: &Loops,
+    stats: &Arc<Stats>,
+) -> Result<Sinks, ServerError> {
     // Held answers go to the loops once every sink that holds them released them.
     let loops_route: Arc<dyn ReplyRoute> = Arc::new(loops.clone());
     let sinks = config.events.sinks;
@@ -270,7 +152,7 @@ fn start_sinks(config: &Config, loops: &Loops, stats: &Arc<Stats>) -> Result<Sin
 }
 
 /// Cluster mode: the Redis registry's threads (they never block a loop or a processor).
-fn start_cluster(
+pub(super) fn start_cluster(
     config: &Config,
     processors: &Processors,
     policy: &Policy,
@@ -295,7 +177,7 @@ fn start_cluster(
 }
 
 /// Spawns the processors, each with its inbox and its share of what the last run left.
-fn spawn_processors(
+pub(super) fn spawn_processors(
     shared: &Shared<'_>,
     inboxes: Vec<ProcessorInbox>,
     state: Option<(StateSender, Restored)>,
@@ -324,7 +206,7 @@ fn spawn_processors(
 /// Disconnected, accepted charge points each processor remembers (ocpp.max_disconnected).
 /// An explicit bound is split evenly; the default (the fleet size) keeps a slack per
 /// processor, since identities do not hash evenly over them.
-fn remember_limit(config: &Config, threads: usize) -> usize {
+pub(super) fn remember_limit(config: &Config, threads: usize) -> usize {
     match config.ocpp.max_disconnected {
         0 => config.server.max_connections / threads + 1024,
         n => n.div_ceil(threads),
@@ -334,7 +216,7 @@ fn remember_limit(config: &Config, threads: usize) -> usize {
 /// The consumer of `kafka.commands_topic`, when asked for: commands from Kafka, run like API
 /// calls.
 #[allow(clippy::type_complexity)]
-fn start_kafka_commands(
+pub(super) fn start_kafka_commands(
     config: &Config,
     commands: &Commands,
     stats: &Arc<Stats>,
@@ -362,7 +244,7 @@ fn start_kafka_commands(
 }
 
 /// Cluster mode: calls for charge points other nodes hold, and the cluster listing.
-fn start_cluster_remote(
+pub(super) fn start_cluster_remote(
     config: &Config,
     cluster: &mut Cluster,
     commands: &Commands,
@@ -387,7 +269,7 @@ fn start_cluster_remote(
 }
 
 /// What the loops and the admin thread are given a share of.
-struct Shared<'a> {
+pub(super) struct Shared<'a> {
     config: &'a Arc<Config>,
     stats: &'a Arc<Stats>,
     security: &'a Arc<Security>,
@@ -401,7 +283,7 @@ struct Shared<'a> {
 /// Spawns the loops, each with its poll, its sockets and its inbox, pinned to a core when
 /// `server.pin_cores`. When one cannot be spawned, those already running are stopped.
 #[allow(clippy::type_complexity)]
-fn spawn_loops(
+pub(super) fn spawn_loops(
     shared: &Shared<'_>,
     polls: Vec<Poll>,
     listeners: Vec<Vec<(TcpListener, ListenerConfig)>>,
@@ -468,7 +350,7 @@ fn spawn_loops(
 /// What the admin thread reads and calls: the shared parts, the sinks' and the commands
 /// consumer's status, and the cluster's.
 #[allow(clippy::type_complexity)]
-fn admin_parts(
+pub(super) fn admin_parts(
     listener: std::net::TcpListener,
     shared: &Shared<'_>,
     commands: &Commands,
@@ -505,7 +387,12 @@ fn admin_parts(
 }
 
 /// Logs each listener and the threads started.
-fn log_started(config: &Config, local_addrs: &[SocketAddr], workers: usize, threads: usize) {
+pub(super) fn log_started(
+    config: &Config,
+    local_addrs: &[SocketAddr],
+    workers: usize,
+    threads: usize,
+) {
     for (addr, listener) in local_addrs.iter().zip(config.listeners()) {
         info!(
             "listening on {addr} (security profile {}{})",
@@ -628,196 +515,11 @@ impl Server {
             stats,
         })
     }
-
-    /// The address charge points connect to (the real port when `server.listen` used port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addrs[0]
-    }
-
-    /// Every listener's address, in `Config::listeners` order (`server.listen` first).
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs
-    }
-
-    /// Reads certificates and credentials again (what SIGHUP does); connections stay.
-    pub fn reload(&self) {
-        self.security.reload();
-    }
-
-    /// The credentials and certificates connections are checked against.
-    pub fn security(&self) -> &Arc<Security> {
-        &self.security
-    }
-
-    /// The admin listener's address (None when `admin.listen = ""`).
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(Admin::local_addr)
-    }
-
-    /// Test hook: blocks processor `index` until the returned sender is dropped, as a stuck
-    /// thread would be (for `/health`).
-    #[cfg(feature = "test-hooks")]
-    pub fn stall_processor(&self, index: usize) -> crossbeam_channel::Sender<()> {
-        let (tx, rx) = crossbeam_channel::bounded(0);
-        if let Some(processor) = self.commands.processors.handles.get(index) {
-            processor.send(crate::mailbox::ToProcessor::Stall(rx));
-        }
-        tx
-    }
-
-    pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
-    }
-
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle {
-            loops: self.loops.clone(),
-        }
-    }
-
-    /// Sends a call of the central system (`action` with `payload`) to charge point `cp`.
-    /// The payload is checked first (`Err`: the CallError a charge point would answer, never
-    /// sent). The returned [`PendingCall`] yields exactly one outcome.
-    pub fn call(
-        &self,
-        cp: &str,
-        action: Action,
-        payload: Box<RawValue>,
-    ) -> Result<PendingCall, Invalid> {
-        self.commands.call(cp, action, payload, None, None)
-    }
-
-    /// Stops accepting and closes every connection (paced by `server.drain_rate`).
-    pub fn shutdown(&self) {
-        self.shutdown_handle().shutdown();
-    }
-
-    /// Waits until every thread has finished (call [`Server::shutdown`] first, or from a
-    /// signal handler).
-    pub fn join(self) -> Result<(), ServerError> {
-        let Server {
-            loops,
-            loop_threads,
-            commands,
-            processor_threads,
-            admin,
-            journal_thread,
-            kafka_thread,
-            kafka_status,
-            kafka_commands,
-            state_thread,
-            cluster,
-            ..
-        } = self;
-        let mut result = Ok(());
-        for thread in loop_threads {
-            let name = thread.thread().name().unwrap_or("loop").to_owned();
-            if thread.join().is_err() {
-                result = Err(ServerError::Panicked(name));
-            }
-        }
-        // The admin thread holds senders to the processors and the loops: stop it first.
-        if let Some(admin) = admin
-            && admin.stop().is_err()
-        {
-            result = Err(ServerError::Panicked("admin".into()));
-        }
-        // A broker that is away must not keep the processors from stopping.
-        if let Some(status) = &kafka_status {
-            status.stop();
-        }
-        // The Kafka consumer holds senders to the processors too.
-        if let Some((stop, thread, _)) = kafka_commands {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            if thread.join().is_err() {
-                result = Err(ServerError::Panicked("kafka-commands".into()));
-            }
-        }
-        // The cluster's threads hold senders to the processors: stop them, keep the writer
-        // (it ends once the processors have handed it their last operations) and our sender.
-        let cluster_writer = cluster.map(|c| {
-            c.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            if c.subscriber.join().is_err() {
-                result = Err(ServerError::Panicked("cluster-sub".into()));
-            }
-            if let Some(remote) = c.remote {
-                if remote.thread.join().is_err() {
-                    result = Err(ServerError::Panicked("cluster-api".into()));
-                }
-                if remote.reader.join().is_err() {
-                    result = Err(ServerError::Panicked("cluster-api-read".into()));
-                }
-            }
-            if let Some(events) = c.events
-                && events.join().is_err()
-            {
-                result = Err(ServerError::Panicked("cluster-events".into()));
-            }
-            // The writer answers connects with what Redis knows: it lets go of the processors.
-            c.sender.release();
-            (c.writer, c.sender)
-        });
-        // Processors may still hold a sender to a loop; the loops are gone, so drop ours, and
-        // our senders to the processors, which then stop.
-        drop(loops);
-        // With `commands` the last senders go: ring each processor so it sees that at once.
-        let bells: Vec<_> = commands
-            .processors
-            .handles
-            .iter()
-            .map(|h| h.bell())
-            .collect();
-        drop(commands);
-        for bell in bells {
-            bell.unpark();
-        }
-        for thread in processor_threads {
-            let name = thread.thread().name().unwrap_or("processor").to_owned();
-            if thread.join().is_err() {
-                result = Err(ServerError::Panicked(name));
-            }
-        }
-        // Every handle on the journal went with the threads above: it writes what is left.
-        if let Some(thread) = journal_thread
-            && thread.join().is_err()
-        {
-            result = Err(ServerError::Panicked("journal".into()));
-        }
-        if let Some(thread) = kafka_thread
-            && thread.join().is_err()
-        {
-            result = Err(ServerError::Panicked("kafka-events".into()));
-        }
-        // Likewise the state file's senders: it commits what is left.
-        if let Some(thread) = state_thread
-            && thread.join().is_err()
-        {
-            result = Err(ServerError::Panicked("state".into()));
-        }
-        if let Some((thread, sender)) = cluster_writer {
-            // Behind every operation of the processors (all joined above): the last one.
-            sender.finish();
-            if thread.join().is_err() {
-                result = Err(ServerError::Panicked("cluster".into()));
-            }
-        }
-        result
-    }
-}
-
-/// Asks the loops to stop and waits for the threads started so far.
-fn stop_loops(loops: &Loops, threads: Vec<JoinHandle<()>>) {
-    for handle in loops.handles.iter() {
-        handle.request_shutdown();
-    }
-    for thread in threads {
-        let _ = thread.join();
-    }
 }
 
 /// The admin listener's socket, bound here so a taken address stops the start like the
 /// charge point listener's.
-fn bind_admin(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+pub(super) fn bind_admin(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
     let bind_err = |source| ServerError::Bind { addr, source };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(bind_err)?;
@@ -828,7 +530,7 @@ fn bind_admin(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
 }
 
 /// The built-in policies, with their files loaded.
-fn load_policy(config: &Config) -> Result<Policy, PolicyError> {
+pub(super) fn load_policy(config: &Config) -> Result<Policy, PolicyError> {
     let ocpp = &config.ocpp;
     let identities = ocpp
         .allowed_charge_points
@@ -869,7 +571,7 @@ fn load_policy(config: &Config) -> Result<Policy, PolicyError> {
 /// others join it, so tests can ask for any free port. Returns each loop's sockets, with their
 /// listener's settings, and each listener's address.
 #[allow(clippy::type_complexity)]
-fn bind_listeners(
+pub(super) fn bind_listeners(
     config: &Config,
 ) -> Result<(Vec<Vec<(TcpListener, ListenerConfig)>>, Vec<SocketAddr>), ServerError> {
     let workers = config.server.workers.get();
