@@ -38,9 +38,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::events::{HeldAnswers, ReplyRoute};
+use crate::events::{HeldAnswer, HeldAnswers, ReplyRoute};
 use crate::stats::Stats;
-use crate::types::ConnId;
 use ocpp::v16::ChargePointStatus;
 use std::sync::Arc;
 
@@ -134,11 +133,11 @@ impl StateSender {
         self.route.is_some()
     }
 
-    /// Holds `frame`, the answer for `conn`, in `held` until the next batch handed over is
-    /// committed (only when [`StateSender::holds`]).
-    pub fn hold(&self, held: &mut HeldAnswers, conn: ConnId, frame: &[u8]) {
-        if let Some(route) = &self.route {
-            held.push(&**route, conn, frame);
+    /// Holds `answer` in `held` until the next batch handed over is committed (only when
+    /// [`StateSender::holds`]).
+    pub fn hold(&self, held: &mut HeldAnswers, answer: &HeldAnswer) {
+        if self.route.is_some() {
+            held.push(answer);
         }
     }
 

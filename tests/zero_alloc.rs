@@ -67,7 +67,7 @@ impl EventWriter for Rendering {
     fn record(&mut self, event: &Event<'_>) {
         line::render(&mut self.lines, self.clock.text(event.at), "node-1", event);
     }
-    fn hold(&mut self, _: ConnId, _: &[u8]) {}
+    fn hold(&mut self, _: &ocpp_gateway::events::HeldAnswer) {}
     fn due(&self, _: Instant) -> bool {
         self.lines.len() > 32 * 1024
     }

@@ -2,9 +2,10 @@
 //! support, audits). Producers describe each event as a borrowed [`Event`] (its payloads are
 //! slices of the buffers the message already lies in, so describing costs no allocation); the
 //! sink renders it. The sinks are the JSON-lines [`journal`] and the Kafka producer
-//! (`crate::kafka`), one or both ([`Tee`]); their held answers meet in a [`join::Join`], with
-//! the state file's (`crate::state`). The Redis stream (`cluster.events`) follows the journal
-//! file.
+//! (`crate::kafka`), one or both ([`Tee`]). A billing answer they hold (with the state file,
+//! `crate::state`) is one [`held::HeldAnswer`] shared by its holders, which counts those that
+//! still owe it: the last to settle it sends it to its loop. The Redis stream
+//! (`cluster.events`) follows the journal file.
 //!
 //! Two ways in, by who records:
 //! - a processor owns an [`EventWriter`]: it renders its charge points' events (connect,
@@ -18,7 +19,7 @@
 //! One charge point's lines come out in the order things happened to it within each way in;
 //! its processor is the only producer of the first kind.
 
-pub mod join;
+pub mod held;
 pub mod journal;
 
 use std::net::SocketAddr;
@@ -26,13 +27,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
-use crate::stats::Counter;
 use crate::types::ChargePointId;
-use crate::types::{CloseCause, ConnId};
-use ocpp::rpc::{self, CallErrorCode, Frame};
+use crate::types::CloseCause;
+use ocpp::rpc::CallErrorCode;
 use ocpp::v16::Action;
 use ocpp::v16::ChargePointStatus;
-use wire::websocket;
 
 /// One thing that happened to one charge point. Payloads are raw JSON text.
 #[derive(Debug, Clone, Copy)]
@@ -215,10 +214,14 @@ pub trait EventSink: Send + Sync {
 /// One producer thread's way into a sink: it renders into a buffer of its own.
 pub trait EventWriter: Send {
     fn record(&mut self, event: &Event<'_>);
-    /// Holds `frame` (a complete answer for `conn`) until every event recorded so far is
-    /// written; then it goes to the connection's loop (or, if writing failed, a CALLERROR
-    /// InternalError goes instead, so the charge point sends the message again).
-    fn hold(&mut self, conn: ConnId, frame: &[u8]);
+    /// Holds `answer` until every event recorded so far is written, then settles it (the last
+    /// of its holders sends it to its loop; if writing failed, a CALLERROR InternalError goes
+    /// instead, so the charge point sends the message again).
+    fn hold(&mut self, answer: &HeldAnswer);
+    /// How many holders [`EventWriter::hold`] stands for (one per sink).
+    fn holders(&self) -> usize {
+        1
+    }
     /// True when what is buffered should be handed over now (enough of it, held answers, or
     /// an event waiting longer than a few milliseconds).
     fn due(&self, now: std::time::Instant) -> bool;
@@ -234,7 +237,7 @@ pub trait EventWriter: Send {
 }
 
 /// Several sinks as one (`events.sink = ["journal", "kafka"]`): every event goes to each, and
-/// held answers are held by each (their routes meet in a [`join::Join`]).
+/// held answers are held by each (one [`held::HeldAnswer`] counts them).
 pub struct Tee(pub Vec<Arc<dyn EventSink>>);
 
 impl EventSink for Tee {
@@ -265,10 +268,14 @@ impl EventWriter for TeeWriter {
         }
     }
 
-    fn hold(&mut self, conn: ConnId, frame: &[u8]) {
+    fn hold(&mut self, answer: &HeldAnswer) {
         for writer in &mut self.0 {
-            writer.hold(conn, frame);
+            writer.hold(answer);
         }
+    }
+
+    fn holders(&self) -> usize {
+        self.0.iter().map(|w| w.holders()).sum()
     }
 
     fn due(&self, now: std::time::Instant) -> bool {
@@ -471,70 +478,4 @@ pub fn is_billing(action: Action) -> bool {
     )
 }
 
-/// Answers a writer holds until its events are durable: one batch per loop (indexed by loop;
-/// empty where none).
-#[derive(Default)]
-pub struct HeldAnswers(Vec<ReplyBatch>);
-
-impl HeldAnswers {
-    /// Holds `frame`, the answer for `conn` (only answers of accepted charge points are held:
-    /// billing data).
-    pub fn push(&mut self, route: &dyn ReplyRoute, conn: ConnId, frame: &[u8]) {
-        let index = usize::from(conn.loop_index);
-        while self.0.len() <= index {
-            self.0.push(route.take_batch());
-        }
-        self.0[index].push_frame(conn, frame, true);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(ReplyBatch::is_empty)
-    }
-
-    /// Sends every held answer to its loop: as it is when `durable`, else as CALLERROR
-    /// InternalError (counted in `refused`).
-    pub fn release(&mut self, route: &dyn ReplyRoute, durable: bool, refused: &Counter) {
-        for (index, held) in self.0.drain(..).enumerate() {
-            if held.is_empty() {
-                route.give_batch(held);
-                continue;
-            }
-            let batch = if durable {
-                held
-            } else {
-                refuse(route, held, refused)
-            };
-            route.deliver(index as u16, batch);
-        }
-    }
-
-    /// Empties it for use again (nothing may be held).
-    pub fn clear(&mut self) {
-        debug_assert!(self.is_empty());
-        self.0.clear();
-    }
-}
-
-/// Held answers whose events a sink could not make durable, as CALLERROR InternalError (each
-/// counted in `refused`): the charge point keeps the message and sends it again later.
-pub fn refuse(route: &dyn ReplyRoute, held: ReplyBatch, refused: &Counter) -> ReplyBatch {
-    let mut errors = route.take_batch();
-    for reply in held.replies() {
-        refused.inc();
-        let text = std::str::from_utf8(websocket::payload_of(held.frame(reply))).unwrap_or("");
-        let unique_id = match rpc::parse_frame(text) {
-            Ok(Frame::CallResult { unique_id, .. }) => unique_id.into_owned(),
-            _ => String::new(),
-        };
-        let draft = errors.begin();
-        rpc::write_call_error(
-            errors.payload(),
-            &unique_id,
-            CallErrorCode::InternalError,
-            "the gateway could not record this message; send it again later",
-        );
-        errors.finish(draft, reply.conn, reply.accepted);
-    }
-    route.give_batch(held);
-    errors
-}
+pub use held::{Held, HeldAnswer, HeldAnswers};

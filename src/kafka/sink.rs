@@ -38,9 +38,8 @@ use super::integration::{self, Envelope, Rendered};
 use crate::batch::{Pool, Recycle};
 use crate::clock::WallClock;
 use crate::config::KafkaConfig;
-use crate::events::{Event, EventSink, EventWriter, HeldAnswers, ReplyRoute};
+use crate::events::{Event, EventSink, EventWriter, HeldAnswer, HeldAnswers, ReplyRoute};
 use crate::stats::Stats;
-use crate::types::ConnId;
 
 /// A writer hands its chunk over once it holds this many events ...
 const CHUNK_EVENTS: usize = 256;
@@ -524,8 +523,8 @@ impl EventWriter for KafkaWriter {
         }
     }
 
-    fn hold(&mut self, conn: ConnId, frame: &[u8]) {
-        self.held.push(&*self.common.route, conn, frame);
+    fn hold(&mut self, answer: &HeldAnswer) {
+        self.held.push(answer);
         self.held_at.get_or_insert_with(Instant::now);
     }
 
@@ -1000,12 +999,12 @@ mod tests {
         };
         writer.record(&event);
         writer.record(&event);
-        let conn = ConnId {
+        let conn = crate::types::ConnId {
             loop_index: 0,
             key: 1,
             generation: 1,
         };
-        writer.hold(conn, b"frame");
+        writer.hold(&crate::events::Held::new(conn, b"frame", 1));
         assert!(writer.due(Instant::now()), "a held answer is due at once");
         // The chunk cannot go (the channel is full): the flush waits ...
         let flushing = std::thread::spawn(move || {

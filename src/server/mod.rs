@@ -24,7 +24,6 @@ use crate::call::PendingCall;
 use crate::cluster::{self, Cluster};
 use crate::commands::Commands;
 use crate::config::{Config, ListenerConfig};
-use crate::events::join::Join;
 use crate::events::journal::{Journal, JournalStatus};
 use crate::events::{EventSink, Events, ReplyRoute, Tee};
 use crate::kafka::{self, KafkaSink, KafkaStatus};

@@ -84,26 +84,18 @@ pub(super) fn start_sinks(
     loops: &Loops,
     stats: &Arc<Stats>,
 ) -> Result<Sinks, ServerError> {
-    // Held answers go to the loops once every sink that holds them released them.
+    // Held answers go to the loops once every holder settled them (`events::held`): each sink,
+    // and the state file, which settles them once their changes are committed.
     let loops_route: Arc<dyn ReplyRoute> = Arc::new(loops.clone());
     let sinks = config.events.sinks;
-    // Who holds billing answers (`events.ack_after_write`): each sink, and the state file,
-    // which sends them on once their changes are committed.
-    let kafka_sink = sinks.kafka && config.kafka.is_some();
     let state_holds = config.events.ack_after_write && config.ocpp.state_file.is_some();
-    let holders = usize::from(sinks.journal) + usize::from(kafka_sink) + usize::from(state_holds);
-    let mut routes = if holders > 1 {
-        Join::ports(holders, loops_route)
-    } else {
-        vec![loops_route]
-    };
     let mut chosen: Vec<Arc<dyn EventSink>> = Vec::new();
     let (mut journal, mut journal_thread) = (None, None);
     if sinks.journal {
         let (sink, status, thread) = Journal::start(
             &config.events,
             &config.server.node_id,
-            routes.remove(0),
+            Arc::clone(&loops_route),
             Arc::clone(stats),
         )
         .map_err(|source| ServerError::Journal {
@@ -119,7 +111,7 @@ pub(super) fn start_sinks(
             kafka_config,
             &config.server.node_id,
             (config.events.ack_after_write, config.events.queue_capacity),
-            routes.remove(0),
+            Arc::clone(&loops_route),
             Arc::clone(stats),
         )
         .map_err(|e| ServerError::Kafka(e.to_string()))?;
@@ -134,7 +126,7 @@ pub(super) fn start_sinks(
     // What the last run left: each processor gets its own charge points back.
     let (state, state_thread) = match config.ocpp.state_file.as_deref() {
         Some(path) => {
-            let route = (state_holds && !routes.is_empty()).then(|| routes.remove(0));
+            let route = state_holds.then(|| Arc::clone(&loops_route));
             let store = state::open(path, route, Arc::clone(stats))?;
             (Some((store.sender, store.loaded)), Some(store.thread))
         }

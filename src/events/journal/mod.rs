@@ -33,9 +33,8 @@ use log::{info, warn};
 use crate::batch::{Pool, Recycle};
 use crate::clock::WallClock;
 use crate::config::EventsConfig;
-use crate::events::{Event, EventSink, EventWriter, HeldAnswers, ReplyRoute};
+use crate::events::{Event, EventSink, EventWriter, HeldAnswer, HeldAnswers, ReplyRoute};
 use crate::stats::Stats;
-use crate::types::ConnId;
 
 pub use file::rotated_name;
 
@@ -296,8 +295,8 @@ impl EventWriter for JournalWriter {
         }
     }
 
-    fn hold(&mut self, conn: ConnId, frame: &[u8]) {
-        self.chunk.held.push(&*self.shared.route, conn, frame);
+    fn hold(&mut self, answer: &HeldAnswer) {
+        self.chunk.held.push(answer);
         self.holding = true;
     }
 

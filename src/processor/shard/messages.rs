@@ -118,7 +118,8 @@ impl Shard {
         let Some(writer) = out.writer.as_deref_mut() else {
             if holds_state && let Some(state) = &self.state {
                 let sealed = replies.seal(draft);
-                state.hold(&mut self.state_held, conn, replies.sealed(&sealed));
+                let answer = events::Held::new(conn, replies.sealed(&sealed), 1);
+                state.hold(&mut self.state_held, &answer);
                 return replies.discard(sealed);
             }
             return replies.finish(draft, conn, accepted);
@@ -136,11 +137,14 @@ impl Shard {
         let held = self.acks_after_write && billing;
         let sealed = replies.seal(draft);
         if held || holds_state {
+            // One answer for all its holders: the last to settle it sends it.
+            let holders = if held { writer.holders() } else { 0 } + usize::from(holds_state);
+            let answer = events::Held::new(conn, replies.sealed(&sealed), holders);
             if held {
-                writer.hold(conn, replies.sealed(&sealed));
+                writer.hold(&answer);
             }
             if holds_state && let Some(state) = &self.state {
-                state.hold(&mut self.state_held, conn, replies.sealed(&sealed));
+                state.hold(&mut self.state_held, &answer);
             }
             replies.discard(sealed);
         } else {
