@@ -183,7 +183,7 @@ fn print(r: &Report) {
         );
     }
     println!(
-        "  a slab entry is {} B; the in-memory stream standing in for the socket costs {} B of \
+        "  a Connection (its slab entry) is {} B; the in-memory stream standing in for the socket costs {} B of \
          it on the heap (a real socket's cost is the kernel's, ~3.3 KiB, not the process's)",
         r.connection_bytes, r.stream_bytes
     );
