@@ -250,7 +250,8 @@ pub struct Report {
     pub memory: Vec<(&'static str, Memory)>,
     pub peak_rss: Option<u64>,
     pub state: StateCost,
-    /// Bytes of one slab entry and of the in-memory stream standing in for the socket.
+    /// Bytes of a `Connection` (its slab entry) and of the in-memory stream standing in for
+    /// the socket.
     pub connection_bytes: usize,
     pub stream_bytes: usize,
 }
