@@ -169,12 +169,13 @@ pub enum SendError {
     Tls(#[from] TlsError),
 }
 
-/// The socket under a transport: TCP, or in unit tests a scripted stream (so a connection's
-/// behaviour is tested without sockets).
+/// The socket under a transport: TCP, or in unit tests and the socket-free benchmark
+/// (`benches/million_sessions`, built with the `test-hooks` feature) an in-memory stream, so a
+/// connection's behaviour runs without sockets.
 #[derive(Debug)]
 enum Stream {
     Tcp(TcpStream),
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-hooks"))]
     Memory(Box<memory::MemoryStream>),
 }
 
@@ -182,7 +183,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(tcp) => tcp.read(buf),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "test-hooks"))]
             Stream::Memory(m) => m.read(buf),
         }
     }
@@ -192,7 +193,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(tcp) => tcp.write(buf),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "test-hooks"))]
             Stream::Memory(m) => m.write(buf),
         }
     }
@@ -268,14 +269,14 @@ impl Transport {
         self
     }
 
-    /// A transport over a scripted stream, for unit tests.
-    #[cfg(test)]
+    /// A transport over an in-memory stream, for unit tests and the socket-free benchmark.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn memory(stream: memory::MemoryStream) -> Transport {
         Transport::over(Stream::Memory(Box::new(stream)))
     }
 
-    /// The scripted stream of a test transport.
-    #[cfg(test)]
+    /// The in-memory stream of such a transport (panics on a TCP one).
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn memory_mut(&mut self) -> &mut memory::MemoryStream {
         match &mut self.stream {
             Stream::Memory(m) => m,
@@ -514,7 +515,7 @@ impl Transport {
         }
         match &mut self.stream {
             Stream::Tcp(tcp) => tcp.shutdown(std::net::Shutdown::Write).is_ok(),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "test-hooks"))]
             Stream::Memory(m) => {
                 m.write_shut = true;
                 true
@@ -554,9 +555,9 @@ fn write_some(stream: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
     Ok(written)
 }
 
-/// A scripted stream for unit tests: what the peer sent waits in `input`, what we write lands
-/// in `output` (up to `room` bytes, like a socket buffer).
-#[cfg(test)]
+/// An in-memory stream for unit tests and the socket-free benchmark: what the peer sent waits
+/// in `input`, what we write lands in `output` (up to `room` bytes, like a socket buffer).
+#[cfg(any(test, feature = "test-hooks"))]
 pub mod memory {
     use std::io::{self, Read, Write};
 
