@@ -779,7 +779,10 @@ impl Fleet {
     /// holds until then (it sends one that waits for nothing unwritten on at once).
     fn state_barrier(&mut self) -> Result<(), String> {
         let mut held = HeldAnswers::default();
-        self.state.hold(&mut held, STATE_MARKER, b"");
+        self.state.hold(
+            &mut held,
+            &ocpp_gateway::events::Held::new(STATE_MARKER, b"", 1),
+        );
         let batch = StateBatch {
             changes: Vec::new(),
             held,

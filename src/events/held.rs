@@ -193,7 +193,11 @@ mod tests {
                 (conn(2), refusal.to_owned())
             ]
         );
-        assert_eq!(refused.get(), 1, "Kafka's refusal is counted once per answer");
+        assert_eq!(
+            refused.get(),
+            1,
+            "Kafka's refusal is counted once per answer"
+        );
         kafka.push(&b);
         kafka.release(&collect, true, &refused);
         assert_eq!(got(&collect)[2], (conn(1), r#"[3,"b",{}]"#.to_owned()));
