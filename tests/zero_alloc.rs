@@ -1,24 +1,35 @@
-//! A warm Heartbeat round trip allocates nothing: decoding the charge point's frame (the
-//! loop's part), the batch to the processor, the processor's handling (envelope, lookup,
-//! schema check, answer, journal lines), the framed answer, and the buffers going back to
-//! their pools. A global allocator counts this thread's allocations; after a warm-up, 1,000
-//! round trips must add none.
+//! A warm Heartbeat allocates nothing, through the gateway's own code on both sides: the real
+//! session (`net::session::Connection` over the in-memory transport, with a real
+//! `LoopContext`) reads the masked frame, decodes it where it lies and answers it itself (the
+//! charge point is Accepted and has nothing in flight), the exchange goes in the loop's batch to
+//! the processor, whose real shard counts and journals it; then a StatusNotification goes the
+//! whole way: loop, batch, shard (envelope, lookup, schema check, answer, journal lines), the
+//! reply batch, and the session writing the framed answer. Buffers go back to their pools. A
+//! global allocator counts this thread's allocations (loop and processor both run on it);
+//! after a warm-up, 1,000 rounds must add none.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use ocpp_gateway::batch::{Entry, FrameBatch, Pool, ReplyBatch};
+use ocpp_gateway::batch::{FrameBatch, Pool, ReplyBatch};
 use ocpp_gateway::clock::WallClock;
-use ocpp_gateway::config;
+use ocpp_gateway::config::{self, Config};
 use ocpp_gateway::events::journal::line;
-use ocpp_gateway::events::{Event, EventWriter};
+use ocpp_gateway::events::{Event, EventWriter, Events};
+use ocpp_gateway::mailbox::{ProcessorInbox, Processors, ToProcessor, processor_channel};
+use ocpp_gateway::net::context::LoopContext;
+use ocpp_gateway::net::session::{Connection, Transition};
+use ocpp_gateway::net::timer::TimerWheel;
+use ocpp_gateway::net::transport::Transport;
+use ocpp_gateway::net::transport::memory::MemoryStream;
 use ocpp_gateway::policy::TransactionIds;
 use ocpp_gateway::processor::handlers::Policy;
 use ocpp_gateway::processor::shard::{Outputs, Shard};
+use ocpp_gateway::security::{Profile, Security};
 use ocpp_gateway::stats::Stats;
-use ocpp_gateway::types::{ChargePointId, ConnId};
+use ocpp_gateway::trace::TraceList;
 use wire::websocket::{self, OpCode, Role};
 
 /// Counts allocations made by the current thread (the test harness's other threads do not
@@ -80,159 +91,202 @@ impl EventWriter for Rendering {
     }
 }
 
-/// One round trip: the masked client frame in `wire` is decoded where it lies, handed over
-/// in a batch, answered, and the answer's frame is returned (its length).
-fn round_trip(
-    wire: &mut [u8],
-    cp: &ChargePointId,
-    conn: ConnId,
-    shard: &mut Shard,
-    batches: &Pool<FrameBatch>,
-    replies: &Pool<ReplyBatch>,
-    writer: &mut Rendering,
-) -> usize {
-    // The loop: decode the frame in place, hand the message over.
-    let header = websocket::parse_header(wire, Role::Server, 65_536)
-        .expect("valid")
-        .expect("complete");
-    let range = header.payload();
-    websocket::apply_mask(&mut wire[range.clone()], header.mask.expect("masked"));
-    let text = std::str::from_utf8(&wire[range]).expect("UTF-8");
-    let mut batch = batches.take();
-    batch.push_message(conn, cp, text, Instant::now());
-    // The processor: answer into the loop's reply batch, journal.
-    let mut reply_batches = [replies.take()];
-    let mut closes = Vec::new();
-    let mut out = Outputs {
-        replies: &mut reply_batches,
-        writer: Some(writer),
-        closes: &mut closes,
-    };
-    shard.handle_batch(&batch, &mut out);
-    if writer.due(Instant::now()) {
-        writer.flush();
+/// The connection's slab key.
+const KEY: usize = 7;
+const MASK: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+
+/// One event loop with one connection, and its processor's shard, on this thread.
+struct Gateway {
+    cx: LoopContext,
+    conn: Connection,
+    inbox: ProcessorInbox,
+    /// The loops' frame batches (processors give them back here) and the reply batches.
+    frames: Pool<FrameBatch>,
+    batches: Pool<ReplyBatch>,
+    shard: Shard,
+    writer: Rendering,
+}
+
+impl Gateway {
+    fn new() -> Gateway {
+        let mut config = Config::default();
+        config.websocket.ping_interval = Duration::from_secs(3600);
+        config.ocpp.max_calls_per_second = 0; // the rate limit is tested on its own
+        let (handle, inbox) = processor_channel(
+            8,
+            config.processor.queue_capacity.get(),
+            config.processor.queue_bytes,
+        );
+        let processors = Processors {
+            handles: vec![handle].into(),
+            batches: Pool::new(4),
+        };
+        let frames = processors.batches.clone();
+        let stats = Arc::new(Stats::new(1, 1));
+        let cx = LoopContext::new(
+            0,
+            &config,
+            Arc::clone(&stats),
+            processors,
+            None,
+            Events::none(),
+            Arc::new(TraceList::default()),
+            Arc::new(Security::default()),
+            TimerWheel::new(Instant::now(), Duration::from_millis(10), 64),
+        );
+        let transport = Transport::memory(MemoryStream::default());
+        let peer = "127.0.0.1:40000".parse().unwrap();
+        let conn = Connection::new(1, transport, peer, Profile::Unsecured, false);
+        let policy = Policy {
+            heartbeat_interval_secs: config::DEFAULT_HEARTBEAT_INTERVAL.as_secs(),
+            boot_status: config::DEFAULT_BOOT_STATUS,
+            identities: None,
+            id_tags: None,
+            data_transfer_status: config::DEFAULT_DATA_TRANSFER_STATUS,
+            transactions: Arc::new(TransactionIds::open(None).expect("in memory")),
+            check_serial_number: false,
+        };
+        Gateway {
+            cx,
+            conn,
+            inbox,
+            frames,
+            batches: Pool::new(4),
+            shard: Shard::new(0, Arc::new(policy), stats, 1024, false),
+            writer: Rendering {
+                lines: Vec::new(),
+                clock: WallClock::default(),
+            },
+        }
     }
-    batches.give(batch);
-    // The loop: the frame it writes to the socket.
-    let [answers] = reply_batches;
-    let frame = answers.frame(&answers.replies()[0]);
-    let header = websocket::parse_header(frame, Role::Client, usize::MAX)
-        .expect("valid")
-        .expect("complete");
-    assert_eq!(header.opcode, OpCode::Text);
-    let len = frame.len();
-    replies.give(answers);
-    // Masking again restores the frame for the next round (masking is its own inverse).
-    let range = websocket::parse_header(wire, Role::Server, 65_536)
-        .unwrap()
-        .unwrap()
-        .payload();
-    websocket::apply_mask(&mut wire[range], [0x11, 0x22, 0x33, 0x44]);
-    len
+
+    /// The charge point sends `bytes`; the loop reads them (as on a readable event).
+    fn receive(&mut self, bytes: &[u8]) {
+        self.conn.transport.memory_mut().input.extend(bytes);
+        let transition = self.conn.on_readable(&mut self.cx, KEY);
+        assert!(matches!(transition, Transition::Continue), "{transition:?}");
+    }
+
+    /// The loop hands its batch over; the processor handles it and the loop delivers the
+    /// answers, as their threads do.
+    fn processor_turn(&mut self) {
+        self.cx.links.flush(Instant::now(), true);
+        while let Ok(message) = self.inbox.rx.try_recv() {
+            let ToProcessor::Batch(batch) = message else {
+                panic!("only batches are sent here");
+            };
+            let mut replies = [self.batches.take()];
+            let mut closes = Vec::new();
+            self.shard.handle_batch(
+                &batch,
+                &mut Outputs {
+                    replies: &mut replies,
+                    writer: Some(&mut self.writer),
+                    closes: &mut closes,
+                },
+            );
+            self.inbox.queue.sub(batch.messages(), batch.text_len());
+            self.frames.give(batch);
+            let [answers] = replies;
+            for reply in answers.replies() {
+                let transition =
+                    self.conn
+                        .deliver(&mut self.cx, answers.frame(reply), reply.accepted);
+                assert!(
+                    !matches!(transition, Transition::Remove(_)),
+                    "{transition:?}"
+                );
+            }
+            self.batches.give(answers);
+        }
+        if self.writer.due(Instant::now()) {
+            self.writer.flush();
+        }
+    }
+
+    /// What the loop wrote to the charge point since the last look: one text frame's payload
+    /// must start with `expected`. The buffer is kept for the next round (no allocation).
+    fn sent(&mut self, expected: &[u8]) -> usize {
+        let output = &mut self.conn.transport.memory_mut().output;
+        let header = websocket::parse_header(output, Role::Client, usize::MAX)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(header.opcode, OpCode::Text);
+        let payload = &output[header.payload()];
+        assert!(
+            payload.starts_with(expected),
+            "{}",
+            String::from_utf8_lossy(payload)
+        );
+        let len = output.len();
+        output.clear();
+        len
+    }
+}
+
+fn masked(text: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    websocket::encode(&mut frame, OpCode::Text, text, Some(MASK));
+    frame
+}
+
+/// One round: a Heartbeat the loop answers, then a StatusNotification the shard answers.
+fn round(gateway: &mut Gateway, heartbeat: &[u8], status: &[u8]) -> usize {
+    gateway.receive(heartbeat);
+    let mut bytes = gateway.sent(br#"[3,"5f1c9a62-3d4e-4b7a-9c21-8e0f6d5b4a31",{"currentTime":""#);
+    gateway.receive(status);
+    gateway.processor_turn();
+    bytes += gateway.sent(br#"[3,"st",{}]"#);
+    bytes
 }
 
 #[test]
-fn a_warm_heartbeat_round_trip_allocates_nothing() {
-    let policy = Policy {
-        heartbeat_interval_secs: config::DEFAULT_HEARTBEAT_INTERVAL.as_secs(),
-        boot_status: config::DEFAULT_BOOT_STATUS,
-        identities: None,
-        id_tags: None,
-        data_transfer_status: config::DEFAULT_DATA_TRANSFER_STATUS,
-        transactions: Arc::new(TransactionIds::open(None).expect("in memory")),
-        check_serial_number: false,
-    };
-    let stats = Arc::new(Stats::new(1, 1));
-    let mut shard = Shard::new(0, Arc::new(policy), stats, 1024, false);
-    let conn = ConnId {
-        loop_index: 0,
-        key: 7,
-        generation: 1,
-    };
-    let cp: ChargePointId = "CP-0001".into();
-    let batches: Pool<FrameBatch> = Pool::new(4);
-    let replies: Pool<ReplyBatch> = Pool::new(4);
-    let mut writer = Rendering {
-        lines: Vec::new(),
-        clock: WallClock::default(),
-    };
-    // Connect and boot.
-    let mut batch = batches.take();
-    batch.push(Entry::Connected {
-        conn,
-        cp: Arc::clone(&cp),
-        seq: 1,
-        peer: "127.0.0.1:40000".parse().unwrap(),
-        auth: ocpp_gateway::security::Auth::None,
-        profile: ocpp_gateway::security::Profile::Unsecured,
-        pinned: false,
-    });
-    let boot = r#"[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]"#;
-    batch.push_message(conn, &cp, boot, Instant::now());
-    let mut reply_batches = [replies.take()];
-    let mut closes = Vec::new();
-    shard.handle_batch(
-        &batch,
-        &mut Outputs {
-            replies: &mut reply_batches,
-            writer: Some(&mut writer),
-            closes: &mut closes,
-        },
+fn a_warm_heartbeat_and_status_notification_allocate_nothing() {
+    let mut gateway = Gateway::new();
+    gateway.receive(
+        b"GET /ocpp/CP-0001 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n",
     );
-    batches.give(batch);
-    let [answers] = reply_batches;
-    assert!(websocket::payload_of(answers.frame(&answers.replies()[0])).starts_with(b"[3,\"b\""));
-    replies.give(answers);
+    let switching = std::mem::take(&mut gateway.conn.transport.memory_mut().output);
+    assert!(switching.starts_with(b"HTTP/1.1 101 "));
+    gateway.receive(&masked(
+        br#"[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]"#,
+    ));
+    gateway.processor_turn();
+    gateway.sent(br#"[3,"b",{"status":"Accepted""#);
 
-    let mut wire = Vec::new();
-    let heartbeat = br#"[2,"5f1c9a62-3d4e-4b7a-9c21-8e0f6d5b4a31","Heartbeat",{}]"#;
-    websocket::encode(
-        &mut wire,
-        OpCode::Text,
-        heartbeat,
-        Some([0x11, 0x22, 0x33, 0x44]),
+    let heartbeat = masked(br#"[2,"5f1c9a62-3d4e-4b7a-9c21-8e0f6d5b4a31","Heartbeat",{}]"#);
+    let status = masked(
+        br#"[2,"st","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Available"}]"#,
     );
-
     // Warm-up: buffers reach their sizes, the clock text is formatted.
     for _ in 0..2_000 {
-        round_trip(
-            &mut wire,
-            &cp,
-            conn,
-            &mut shard,
-            &batches,
-            &replies,
-            &mut writer,
-        );
+        round(&mut gateway, &heartbeat, &status);
     }
     // The counter counts (a test that could not fail would prove nothing).
     let probe = allocations();
     std::hint::black_box(Vec::<u8>::with_capacity(16));
     assert_eq!(allocations(), probe + 1);
 
+    let answered_before = gateway.cx.stats().heartbeats_answered.get();
     let before = allocations();
     let started = SystemTime::now();
     let mut bytes = 0;
     for _ in 0..1_000 {
-        bytes += round_trip(
-            &mut wire,
-            &cp,
-            conn,
-            &mut shard,
-            &batches,
-            &replies,
-            &mut writer,
-        );
+        bytes += round(&mut gateway, &heartbeat, &status);
     }
     let allocated = allocations() - before;
-    assert!(
-        bytes > 1_000 * 60,
-        "every round trip produced an answer frame"
+    assert!(bytes > 1_000 * 80, "every round produced two answer frames");
+    assert_eq!(
+        gateway.cx.stats().heartbeats_answered.get() - answered_before,
+        1_000,
+        "the loop answered every Heartbeat itself"
     );
     assert_eq!(
         allocated,
         0,
-        "1,000 warm Heartbeat round trips allocated {allocated} times (over {:?})",
+        "1,000 warm rounds allocated {allocated} times (over {:?})",
         started.elapsed()
     );
 }

@@ -693,8 +693,8 @@ impl Fleet {
     }
 
     /// Hands every open batch over; one that does not fit its processor's channel is offered
-    /// again after a millisecond, as the loop does (its poll wakes every millisecond while a
-    /// batch is held), meanwhile taking answers so the processors can move.
+    /// again once a processor's answer came (a processor that answers has taken a batch out:
+    /// the loop waits for the processor's wake the same way), taking answers meanwhile.
     fn hand_over(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + WATCHDOG;
         while self.cx.links.flush(self.cx.now, true) {

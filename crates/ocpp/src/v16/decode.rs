@@ -37,8 +37,16 @@ const CODES: &[(&str, CallErrorCode)] = {
 
 /// Decodes and validates one payload; the error names the field and the CallError code.
 pub fn decode<T: Payload>(payload: &RawValue) -> Result<T, Invalid> {
-    let mut deserializer = serde_json::Deserializer::from_str(payload.get());
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(invalid)?;
+    // Tracking the path costs an allocation per key read, and only a failure needs it: a
+    // payload is read plainly first (nearly all are valid), and read again with the path
+    // tracked only to describe what is wrong.
+    let value: T = match serde_json::from_str(payload.get()) {
+        Ok(value) => value,
+        Err(_) => {
+            let mut deserializer = serde_json::Deserializer::from_str(payload.get());
+            serde_path_to_error::deserialize(&mut deserializer).map_err(invalid)?
+        }
+    };
     value.check()?;
     Ok(value)
 }
