@@ -115,7 +115,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source=scripts/lib/config.sh
 source "$repo/scripts/lib/config.sh"
-gateway_bin="$repo/target/release/ocpp-gateway"
+# OCPP_GATEWAY_BIN: another build of the gateway to measure (an earlier revision, say).
+gateway_bin="${OCPP_GATEWAY_BIN:-$repo/target/release/ocpp-gateway}"
 bench_bin="$repo/target/release/ocpp-bench"
 peer_dir="${peer_dir:-$repo/../shared/peers/tokio-ws}"
 # Outside the shared tree, which may be read-only (the same place its run.sh uses).
