@@ -120,6 +120,9 @@ pub struct Links {
     urgent: Vec<bool>,
     /// Per processor: when the open batch got its first entry that waits for nobody.
     lazy_since: Vec<Option<Instant>>,
+    /// Per processor: its channel was full at the last hand-over; the processor's wake, not
+    /// the lazy deadline, says when to try again (a past deadline would spin the loop).
+    held: Vec<bool>,
     /// Per processor, in order: connections waiting for room in its queue.
     /// (key, generation, bytes of the message it waits to hand on).
     pub waiting: Vec<VecDeque<(usize, u32, u32)>>,
@@ -132,6 +135,7 @@ impl Links {
             open: (0..n).map(|_| processors.batches.take()).collect(),
             urgent: vec![false; n],
             lazy_since: vec![None; n],
+            held: vec![false; n],
             waiting: (0..n).map(|_| VecDeque::new()).collect(),
             processors,
         }
@@ -244,22 +248,26 @@ impl Links {
                 handle.queue.sub(messages, bytes);
                 let empty = std::mem::replace(open, batch);
                 self.processors.batches.give(empty);
+                self.held[index] = true;
                 held = true;
             } else {
                 self.urgent[index] = false;
                 self.lazy_since[index] = None;
+                self.held[index] = false;
             }
         }
         held
     }
 
-    /// When the earliest batch that waits for nobody is due.
+    /// When the earliest batch that waits for nobody is due, among those whose processor's
+    /// channel took the last one (a held batch goes when its processor wakes the loop).
     pub fn lazy_due(&self) -> Option<Instant> {
         self.lazy_since
             .iter()
-            .flatten()
+            .zip(&self.held)
+            .filter_map(|(since, held)| since.filter(|_| !held))
             .min()
-            .map(|since| *since + LAZY_AFTER)
+            .map(|since| since + LAZY_AFTER)
     }
 
     /// Whether anything waits for a processor (held batches or paused connections).
@@ -422,5 +430,64 @@ impl LoopContext {
     /// A `Retry-After` for 503s: 15 to 30 seconds, so refused charge points come back spread.
     pub fn retry_after_secs(&mut self) -> u32 {
         15 + self.rng.below(16) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Pool;
+    use crate::mailbox::processor_channel;
+
+    fn links(slots: usize) -> (Links, crate::mailbox::ProcessorInbox) {
+        let (handle, inbox) = processor_channel(slots, 1024, 1 << 20);
+        let processors = Processors {
+            handles: vec![handle].into(),
+            batches: Pool::new(4),
+        };
+        (Links::new(processors), inbox)
+    }
+
+    fn answered(links: &mut Links, now: Instant) {
+        let conn = ConnId {
+            loop_index: 0,
+            key: 1,
+            generation: 1,
+        };
+        let cp: ChargePointId = "CP-1".into();
+        let exchange = (r#"[2,"h","Heartbeat",{}]"#, r#"{"currentTime":"x"}"#);
+        let at = (SystemTime::now(), Duration::ZERO);
+        links.push_answered(0, conn, &cp, exchange, at, now);
+    }
+
+    #[test]
+    fn a_lazy_batch_goes_after_its_deadline() {
+        let (mut links, inbox) = links(4);
+        let start = Instant::now();
+        answered(&mut links, start);
+        assert_eq!(links.lazy_due(), Some(start + LAZY_AFTER));
+        assert!(!links.flush(start, false), "not due yet, nothing held");
+        assert!(inbox.rx.is_empty());
+        assert!(!links.flush(start + LAZY_AFTER, false));
+        assert_eq!(inbox.rx.len(), 1);
+        assert_eq!(links.lazy_due(), None);
+    }
+
+    #[test]
+    fn a_held_lazy_batch_has_no_deadline_until_it_goes() {
+        let (mut links, inbox) = links(1);
+        let start = Instant::now();
+        answered(&mut links, start);
+        links.flush(start + LAZY_AFTER, false);
+        answered(&mut links, start + LAZY_AFTER);
+        // The channel is full: the batch stays, and its past deadline must not make the loop
+        // poll without waiting; the processor's wake says when to try again.
+        let later = start + 3 * LAZY_AFTER;
+        assert!(links.flush(later, false), "held");
+        assert_eq!(links.lazy_due(), None);
+        drop(inbox.rx.try_recv().expect("the first batch"));
+        assert!(!links.flush(later, false), "handed over once there is room");
+        assert_eq!(inbox.rx.len(), 1);
+        assert_eq!(links.lazy_due(), None);
     }
 }
