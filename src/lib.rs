@@ -38,13 +38,14 @@
 //!
 //! | row | modules                                   | what they are                               |
 //! |-----|-------------------------------------------|---------------------------------------------|
-//! | 10  | server                                    | wires everything; nothing imports it        |
-//! | 9   | admin                                     | HTTP API, /health, /metrics: a command source |
-//! | 8   | net, processor, cluster, kafka            | loops, processors, Redis, Kafka: side by side |
+//! | 11  | server                                    | wires everything; nothing imports it        |
+//! | 10  | admin                                     | HTTP API, /health, /metrics: a command source |
+//! | 9   | net, processor, cluster, kafka            | loops, processors, Redis, Kafka: side by side |
+//! | 8   | journal                                   | the journal sink (the cluster follows its files) |
 //! | 7   | commands                                  | a command's way to its charge point         |
 //! | 6   | mailbox                                   | every thread's inbox (loop, processor, cluster) |
 //! | 5   | call, state                               | outbound calls; the state file and its record |
-//! | 4   | events                                    | event types, the sink interface, the journal |
+//! | 4   | events                                    | event types, the sink interface, held answers |
 //! | 3   | batch, query                              | frames and answers in bulk; API questions   |
 //! | 2   | security                                  | credentials, certificates, lockouts         |
 //! | 1   | config, stats                             | validated configuration; counters           |
@@ -66,6 +67,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod events;
+pub mod journal;
 pub mod kafka;
 pub mod mailbox;
 pub mod net;

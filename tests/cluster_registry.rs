@@ -346,8 +346,8 @@ fn the_events_stream_follows_the_journal_across_rotations() {
     let journal_lines = || -> Vec<String> {
         let mut files = vec![journal.clone()];
         let mut n = 1;
-        while ocpp_gateway::events::journal::rotated_name(&journal, n).exists() {
-            files.push(ocpp_gateway::events::journal::rotated_name(&journal, n));
+        while ocpp_gateway::journal::rotated_name(&journal, n).exists() {
+            files.push(ocpp_gateway::journal::rotated_name(&journal, n));
             n += 1;
         }
         files
@@ -367,7 +367,7 @@ fn the_events_stream_follows_the_journal_across_rotations() {
         lines.len() > 120 && redis.stream_lines("t7:events") == lines
     });
     assert!(
-        ocpp_gateway::events::journal::rotated_name(&journal, 2).exists(),
+        ocpp_gateway::journal::rotated_name(&journal, 2).exists(),
         "the journal rotated at least twice"
     );
     drop(client);

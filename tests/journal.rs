@@ -11,7 +11,7 @@ use common::*;
 use ocpp::v16::Action;
 use ocpp_gateway::call::CallOutcome;
 use ocpp_gateway::config::{Fsync, Sinks};
-use ocpp_gateway::events::journal::rotated_name;
+use ocpp_gateway::journal::rotated_name;
 use serde_json::{Value, json};
 use tungstenite::Message;
 

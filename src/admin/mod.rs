@@ -37,7 +37,7 @@ use slab::Slab;
 
 use crate::commands::Commands;
 use crate::config::Config;
-use crate::events::journal::JournalStatus;
+use crate::journal::JournalStatus;
 use crate::mailbox::{Loops, Processors};
 use crate::stats::Stats;
 use crate::trace::TraceList;

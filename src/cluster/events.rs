@@ -26,7 +26,7 @@ use crossbeam_channel::Receiver;
 use log::{info, warn};
 
 use super::{REDIS_TIMEOUT, RETRY};
-use crate::events::journal::rotated_name;
+use crate::journal::rotated_name;
 use crate::stats::Stats;
 
 /// Caught up, the thread waits for the journal's ring after its next write; at most this long,

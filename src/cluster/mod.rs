@@ -47,7 +47,7 @@ use log::{error, info, warn};
 
 use crate::clock::epoch_ms;
 use crate::config::ClusterConfig;
-use crate::events::journal::JournalStatus;
+use crate::journal::JournalStatus;
 use crate::mailbox::{ClusterSender, Lookup, Op, Processors, ToProcessor};
 use crate::policy::{Share, TransactionIds};
 use crate::security::credentials::Credentials;

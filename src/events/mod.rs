@@ -1,7 +1,7 @@
 //! The event sink: what passed through the gateway, for whoever needs it afterwards (billing,
 //! support, audits). Producers describe each event as a borrowed [`Event`] (its payloads are
 //! slices of the buffers the message already lies in, so describing costs no allocation); the
-//! sink renders it. The sinks are the JSON-lines [`journal`] and the Kafka producer
+//! sink renders it. The sinks are the JSON-lines journal (`crate::journal`) and the Kafka producer
 //! (`crate::kafka`), one or both ([`Tee`]). A billing answer they hold (with the state file,
 //! `crate::state`) is one [`held::HeldAnswer`] shared by its holders, which counts those that
 //! still owe it: the last to settle it sends it to its loop. The Redis stream
@@ -20,7 +20,6 @@
 //! its processor is the only producer of the first kind.
 
 pub mod held;
-pub mod journal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -24,8 +24,8 @@ use crate::call::PendingCall;
 use crate::cluster::{self, Cluster};
 use crate::commands::Commands;
 use crate::config::{Config, ListenerConfig};
-use crate::events::journal::{Journal, JournalStatus};
 use crate::events::{EventSink, Events, ReplyRoute, Tee};
+use crate::journal::{Journal, JournalStatus};
 use crate::kafka::{self, KafkaSink, KafkaStatus};
 use crate::mailbox::{
     LoopHandle, LoopShared, Loops, ProcessorInbox, Processors, ToLoop, processor_channel,
