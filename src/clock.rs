@@ -11,8 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the epoch (0 for a clock before 1970).
 pub fn epoch_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    epoch_millis(at).unwrap_or(0)
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.

@@ -163,7 +163,7 @@ pub fn start(
     }
     let consumer: BaseConsumer = consumer_config.create()?;
     let producer = response_producer(config, &stats)?;
-    let started_ms = crate::clock::epoch_millis(SystemTime::now()).unwrap_or(0);
+    let started_ms = crate::clock::epoch_ms(SystemTime::now());
     let status = Arc::new(CommandsStatus::default());
     status.set_problem("not assigned its partitions yet".into());
     let mut thread = Thread {
@@ -331,7 +331,7 @@ impl Thread {
             let payload = message.payload().unwrap_or_default().to_vec();
             // How long ago the record was written (the producer's or the broker's time).
             let age_ms = message.timestamp().to_millis().map(|written| {
-                let now = crate::clock::epoch_millis(SystemTime::now()).unwrap_or(0);
+                let now = crate::clock::epoch_ms(SystemTime::now());
                 (now as i64).saturating_sub(written)
             });
             self.open

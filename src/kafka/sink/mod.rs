@@ -282,7 +282,7 @@ impl KafkaSink {
             doorbell,
         });
         let producer = create_producer(config, &reports)?;
-        let started_ms = crate::clock::epoch_millis(std::time::SystemTime::now()).unwrap_or(0);
+        let started_ms = crate::clock::epoch_ms(std::time::SystemTime::now());
         let common = Arc::new(Common {
             chunks: Pool::new(16),
             side: Mutex::new(Side::default()),
