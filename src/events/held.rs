@@ -6,7 +6,13 @@
 //! holder could not keep its part (the charge point then sends the message again).
 //!
 //! Each holder settles one connection's answers in the order they were held, so an answer's
-//! last settlement never comes before an earlier answer's of the same connection.
+//! last settlement never comes before an earlier answer's of the same connection. Sending is
+//! not ordered across holders' threads: with pipelined CALLs (`ocpp.max_pipelined_calls` > 1)
+//! two answers settled last by different holders may reach the loop in either order; OCPP-J
+//! matches answers by unique id, and the loop counts them, not their order.
+//!
+//! Cost: a held answer is two allocations (the shared count and its frame), where unheld
+//! answers are written into pooled batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
