@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{info, warn};
 
 use super::{REDIS_TIMEOUT, RETRY};
@@ -65,6 +65,15 @@ pub fn start(follower: Follower, stop: Arc<AtomicBool>) -> std::io::Result<JoinH
 }
 
 impl Follower {
+    /// Waits for the journal's ring after its next write (at most [`WAIT`]). Once the journal
+    /// is gone (the gateway is stopping) the ring never comes: each wait is then the whole
+    /// [`WAIT`], not an immediate return that would spin until the stop.
+    fn wait_for_lines(&self) {
+        if let Err(RecvTimeoutError::Disconnected) = self.written.recv_timeout(WAIT) {
+            std::thread::park_timeout(WAIT);
+        }
+    }
+
     fn cursor_key(&self) -> String {
         format!("{}events-cursor:{}", self.prefix, self.node)
     }
@@ -91,7 +100,7 @@ impl Follower {
                     }
                 }
                 if position.is_none() {
-                    let _ = self.written.recv_timeout(WAIT); // no journal file yet
+                    self.wait_for_lines(); // no journal file yet
                     continue;
                 }
             }
@@ -101,9 +110,7 @@ impl Follower {
             match self.publish(con, at, &mut buffer) {
                 Ok(0) => match self.next_file(at) {
                     Some(next) => position = Some(next),
-                    None => {
-                        let _ = self.written.recv_timeout(WAIT);
-                    }
+                    None => self.wait_for_lines(),
                 },
                 Ok(_) => {}
                 Err(e) => {
