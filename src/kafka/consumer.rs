@@ -42,7 +42,13 @@ const MAX_IN_FLIGHT: usize = 10_000;
 const BATCH: usize = 256;
 /// The longest `timeoutMs` a record may ask for.
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// While commands run or their responses wait for the broker, the thread looks at their
+/// outcomes this often: a call's outcome and librdkafka's queue cannot wake one wait together
+/// (a thread of its own for the consumer would let it wait on both; not done yet).
 const TICK: Duration = Duration::from_millis(10);
+/// With nothing running or unconfirmed, the thread waits this long for a record (a record
+/// ends the wait at once); it bounds how long a stop waits for it.
+const IDLE: Duration = Duration::from_millis(250);
 
 /// Delivery reports of the responses' producer: (slab key, delivered).
 struct Reports {
@@ -234,7 +240,9 @@ impl Thread {
             // Records taken and not yet committed (running, publishing, or finished behind an
             // older one) are bounded: beyond, nothing more is read.
             let open: usize = self.open.values().map(VecDeque::len).sum();
-            if open < MAX_IN_FLIGHT {
+            if open == 0 && self.running.is_empty() {
+                self.take(IDLE);
+            } else if open < MAX_IN_FLIGHT {
                 self.take(TICK);
             } else {
                 self.producer.poll(TICK);
