@@ -4,8 +4,10 @@
 //! sink renders it. The sinks are the JSON-lines journal (`crate::journal`) and the Kafka producer
 //! (`crate::kafka`), one or both ([`Tee`]). A billing answer they hold (with the state file,
 //! `crate::state`) is one [`held::HeldAnswer`] shared by its holders, which counts those that
-//! still owe it: the last to settle it sends it to its loop. The Redis stream
-//! (`cluster.events`) follows the journal file.
+//! still owe it: the last to settle it sends it to its loop. Both sinks hand chunks over, wait
+//! for room and report their health through one machinery ([`sink`]); they differ only in how
+//! they write and learn that a batch was kept. The Redis stream (`cluster.events`) follows the
+//! journal file (why: `crate::cluster::events`).
 //!
 //! Two ways in, by who records:
 //! - a processor owns an [`EventWriter`]: it renders its charge points' events (connect,
@@ -20,6 +22,7 @@
 //! its processor is the only producer of the first kind.
 
 pub mod held;
+pub mod sink;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

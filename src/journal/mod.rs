@@ -2,9 +2,9 @@
 //! `events.path`, rotated by size, synced as `events.fsync` says.
 //!
 //! - [`Journal`] (this file): the sink. Each processor gets a [`JournalWriter`] that renders
-//!   lines ([`line`]) into a chunk of its own and hands the chunk over when it has gathered
-//!   [`CHUNK_LINES`] lines, when it holds an answer, or [`FLUSH_AFTER`] after its first line;
-//!   other threads' few events go to a bounded side buffer. Rendering where the event happens
+//!   lines ([`line`]) into a chunk of its own and hands the chunk over by the rule every sink
+//!   shares ([`crate::events::sink`]: so many lines or bytes, an answer held, or its first line
+//!   a few milliseconds old); other threads' few events go to a bounded side buffer. Rendering where the event happens
 //!   costs no allocation and no copy of the message into an intermediate value, and the
 //!   journal thread is woken per chunk, not per event.
 //! - [`writer`]: the thread: writes chunks in batches (one `write` for many lines), syncs when
@@ -22,28 +22,23 @@ pub mod line;
 mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 use log::{info, warn};
 
 use crate::batch::{Pool, Recycle};
 use crate::clock::WallClock;
 use crate::config::EventsConfig;
+use crate::events::sink::{self, Gathering, HAND_OVER, Handed, SinkHealth};
 use crate::events::{Event, EventSink, EventWriter, HeldAnswer, HeldAnswers, ReplyRoute};
 use crate::stats::Stats;
 
 pub use file::rotated_name;
 
-/// A producer hands its chunk over once it holds this many lines ...
-pub const CHUNK_LINES: u64 = 256;
-/// ... or this many bytes (at once, even in the middle of a batch) ...
-const CHUNK_BYTES: usize = 64 * 1024;
-/// ... or once its first line is this old (so a quiet gateway's lines still reach the disk).
-pub const FLUSH_AFTER: Duration = Duration::from_millis(5);
 /// Chunks kept for reuse.
 const POOL: usize = 16;
 
@@ -51,11 +46,7 @@ const POOL: usize = 16;
 #[derive(Debug)]
 pub struct JournalStatus {
     pub path: PathBuf,
-    failing: AtomicBool,
-    last_error: Mutex<Option<String>>,
-    origin: Instant,
-    /// Milliseconds since `origin` when the thread last went round its loop.
-    alive_ms: AtomicU64,
+    health: SinkHealth,
     /// Lines handed over and not yet written.
     queued_lines: AtomicU64,
     /// Rung after lines reached the file (one pending ring is enough), for whoever follows the
@@ -76,28 +67,18 @@ impl JournalStatus {
         let _ = self.written.0.try_send(());
     }
 
-    pub fn failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
-    }
-
-    /// How long ago the thread was last seen working.
-    pub fn silent_for(&self) -> Duration {
-        let last = Duration::from_millis(self.alive_ms.load(Ordering::Relaxed));
-        self.origin.elapsed().saturating_sub(last)
-    }
-
     /// Lines waiting to be written.
     pub fn queue_depth(&self) -> u64 {
         self.queued_lines.load(Ordering::Relaxed)
     }
+}
 
-    fn mark_alive(&self) {
-        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.alive_ms.store(ms, Ordering::Relaxed);
+impl std::ops::Deref for JournalStatus {
+    type Target = SinkHealth;
+
+    /// Failing or not and why, and when the thread was last seen working.
+    fn deref(&self) -> &SinkHealth {
+        &self.health
     }
 }
 
@@ -115,7 +96,7 @@ impl Recycle for Chunk {
         self.lines.clear();
         self.count = 0;
         self.held.clear();
-        self.lines.capacity() <= 2 * CHUNK_BYTES
+        self.lines.capacity() <= 2 * HAND_OVER.bytes
     }
 }
 
@@ -180,14 +161,11 @@ impl Journal {
         let file = file::JournalFile::open(config.path.clone(), retention(config))?;
         let status = Arc::new(JournalStatus {
             path: config.path.clone(),
-            failing: AtomicBool::new(false),
-            last_error: Mutex::new(None),
-            origin: Instant::now(),
-            alive_ms: AtomicU64::new(0),
+            health: SinkHealth::default(),
             queued_lines: AtomicU64::new(0),
             written: crossbeam_channel::bounded(1),
         });
-        let slots = (config.queue_capacity as u64 / CHUNK_LINES).max(2) as usize;
+        let slots = (config.queue_capacity / HAND_OVER.events).max(2);
         let (tx, rx) = crossbeam_channel::bounded(slots);
         let common = Arc::new(Common {
             chunks: Pool::new(POOL),
@@ -228,7 +206,7 @@ impl EventSink for Journal {
             shared: Arc::clone(&self.shared),
             chunk: self.shared.chunks.take(),
             clock: WallClock::default(),
-            first_at: None,
+            gathering: Gathering::default(),
             holding: false,
         })
     }
@@ -271,8 +249,7 @@ pub struct JournalWriter {
     shared: Arc<Shared>,
     chunk: Chunk,
     clock: WallClock,
-    /// When the chunk's first line was rendered.
-    first_at: Option<Instant>,
+    gathering: Gathering,
     /// The chunk holds answers.
     holding: bool,
 }
@@ -285,12 +262,8 @@ impl EventWriter for JournalWriter {
         let ts = self.clock.text(event.at);
         line::render(&mut self.chunk.lines, ts, &self.shared.node, event);
         self.chunk.count += 1;
-        if self.first_at.is_none() {
-            self.first_at = Some(Instant::now());
-        }
-        // A chunk never grows much past its size, whatever the lines: what waits for the
-        // journal is bounded in bytes by the channel's slots times this.
-        if self.chunk.lines.len() >= CHUNK_BYTES {
+        self.gathering.added();
+        if Gathering::full(self.chunk.lines.len()) {
             self.flush();
         }
     }
@@ -301,16 +274,12 @@ impl EventWriter for JournalWriter {
     }
 
     fn due(&self, now: Instant) -> bool {
-        self.holding
-            || self.chunk.count >= CHUNK_LINES
-            || self.chunk.lines.len() >= CHUNK_BYTES
-            || self
-                .first_at
-                .is_some_and(|first| now >= first + FLUSH_AFTER)
+        let (lines, bytes) = (self.chunk.count as usize, self.chunk.lines.len());
+        self.gathering.due(lines, bytes, self.holding, now)
     }
 
     fn due_at(&self) -> Option<Instant> {
-        self.first_at.map(|first| first + FLUSH_AFTER)
+        self.gathering.due_at()
     }
 
     fn flush(&mut self) -> bool {
@@ -318,25 +287,16 @@ impl EventWriter for JournalWriter {
             return false;
         }
         let chunk = std::mem::replace(&mut self.chunk, self.shared.chunks.take());
-        self.first_at = None;
+        self.gathering.handed();
         self.holding = false;
         let count = chunk.count;
-        self.shared
-            .status
-            .queued_lines
-            .fetch_add(count, Ordering::Relaxed);
-        match self.shared.tx.try_send(chunk) {
-            Ok(()) => false,
-            Err(TrySendError::Full(chunk)) => {
-                // Backpressure: the processor waits, its queue fills, loops pause readers.
-                let _ = self.shared.tx.send(chunk);
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.shared
-                    .status
-                    .queued_lines
-                    .fetch_sub(count, Ordering::Relaxed);
+        let queued = &self.shared.status.queued_lines;
+        queued.fetch_add(count, Ordering::Relaxed);
+        match sink::hand_over(&self.shared.tx, chunk) {
+            Handed::At => false,
+            Handed::Waited => true,
+            Handed::Gone(_) => {
+                queued.fetch_sub(count, Ordering::Relaxed);
                 false
             }
         }

@@ -44,7 +44,6 @@ pub(super) fn spawn(parts: Parts) -> io::Result<JoinHandle<()>> {
         last_sync: Instant::now(),
         unsynced: false,
         last_failure: None,
-        last_warning: None,
         max_file_bytes: config.max_file_bytes,
         retention: super::retention(&config),
         side: Vec::new(),
@@ -63,7 +62,6 @@ struct Writer {
     /// Lines written since the last sync.
     unsynced: bool,
     last_failure: Option<Instant>,
-    last_warning: Option<Instant>,
     max_file_bytes: u64,
     retention: Retention,
     /// The side buffer's lines, swapped out under its lock.
@@ -151,7 +149,7 @@ impl Writer {
                 if lines > 0 {
                     self.shared.status.ring_written();
                 }
-                if lines > 0 && self.shared.status.failing.swap(false, Ordering::Relaxed) {
+                if lines > 0 && self.shared.status.recovered() {
                     info!("journal: writing again");
                 }
             }
@@ -245,15 +243,8 @@ impl Writer {
         stats.journal_errors.inc();
         stats.journal_lines_lost.add(lost);
         let status = &self.shared.status;
-        status.failing.store(true, Ordering::Relaxed);
-        if let Ok(mut last) = status.last_error.lock() {
-            *last = Some(e.to_string());
-        }
-        if self
-            .last_warning
-            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
-        {
-            self.last_warning = Some(Instant::now());
+        status.fail(e.to_string());
+        if status.may_warn() {
             error!(
                 "journal {}: {e} ({lost} lines lost; still serving charge points)",
                 status.path.display()

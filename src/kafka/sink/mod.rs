@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use log::{error, info, warn};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -45,15 +45,10 @@ use super::integration::{self, Envelope, Rendered};
 use crate::batch::{Pool, Recycle};
 use crate::clock::WallClock;
 use crate::config::KafkaConfig;
+use crate::events::sink::{self, Gathering, HAND_OVER, Handed, SinkHealth};
 use crate::events::{Event, EventSink, EventWriter, HeldAnswer, HeldAnswers, ReplyRoute};
 use crate::stats::Stats;
 
-/// A writer hands its chunk over once it holds this many events ...
-const CHUNK_EVENTS: usize = 256;
-/// ... or this many bytes ...
-const CHUNK_BYTES: usize = 64 * 1024;
-/// ... or once its first event is this old.
-const FLUSH_AFTER: Duration = Duration::from_millis(5);
 /// The thread wakes at least this often (timeouts of held answers, the broker's liveness);
 /// deliveries, chunks and held answers wake it at once.
 const TICK: Duration = Duration::from_millis(20);
@@ -70,16 +65,13 @@ const SIDE_BYTES: usize = 4 << 20;
 #[derive(Debug)]
 pub struct KafkaStatus {
     pub topic: String,
-    /// The broker cannot be reached or held answers timed out; cleared by a delivery.
-    failing: AtomicBool,
-    last_error: Mutex<Option<String>>,
-    origin: Instant,
-    alive_ms: AtomicU64,
+    /// Failing: the broker cannot be reached or held answers timed out; cleared by a delivery.
+    health: SinkHealth,
     /// Messages given to librdkafka and not yet confirmed or failed.
     waiting: AtomicU64,
     /// The gateway is stopping: a broker that takes nothing must not hold the processors.
     stopping: AtomicBool,
-    /// When the oldest answer still held for the broker was held: ms since `origin`, plus one
+    /// When the oldest answer still held for the broker was held: [`SinkHealth::ms`], plus one
     /// (0: none held).
     oldest_held_ms: AtomicU64,
 }
@@ -88,10 +80,7 @@ impl KafkaStatus {
     fn new(topic: &str) -> KafkaStatus {
         KafkaStatus {
             topic: topic.to_owned(),
-            failing: AtomicBool::new(false),
-            last_error: Mutex::new(None),
-            origin: Instant::now(),
-            alive_ms: AtomicU64::new(0),
+            health: SinkHealth::default(),
             waiting: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             oldest_held_ms: AtomicU64::new(0),
@@ -103,42 +92,26 @@ impl KafkaStatus {
     pub fn oldest_held(&self) -> Option<Duration> {
         match self.oldest_held_ms.load(Ordering::Relaxed) {
             0 => None,
-            at => Some(
-                self.origin
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(at - 1)),
-            ),
+            at => Some(Duration::from_millis(self.ms().saturating_sub(at - 1))),
         }
-    }
-
-    pub fn failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
     }
 
     pub fn waiting(&self) -> u64 {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// How long ago the thread was last seen working.
-    pub fn silent_for(&self) -> Duration {
-        let last = Duration::from_millis(self.alive_ms.load(Ordering::Relaxed));
-        self.origin.elapsed().saturating_sub(last)
-    }
-
     /// Tells the sink the gateway is stopping (before the processors are joined).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
+}
 
-    fn fail(&self, error: String) {
-        self.failing.store(true, Ordering::Relaxed);
-        if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(error);
-        }
+impl std::ops::Deref for KafkaStatus {
+    type Target = SinkHealth;
+
+    /// Failing or not and why, and when the thread was last seen working.
+    fn deref(&self) -> &SinkHealth {
+        &self.health
     }
 }
 
@@ -161,7 +134,7 @@ impl Recycle for Chunk {
     fn recycle(&mut self) -> bool {
         self.bytes.clear();
         self.records.clear();
-        self.bytes.capacity() <= 2 * CHUNK_BYTES
+        self.bytes.capacity() <= 2 * HAND_OVER.bytes
     }
 }
 
@@ -199,8 +172,6 @@ struct Common {
     side: Mutex<Side>,
     /// Events the side buffer may hold (and bytes: [`SIDE_BYTES`]) before events are lost.
     side_limit: usize,
-    /// Milliseconds since `status.origin` of the last warning of the side buffer or a writer.
-    warned_ms: AtomicU64,
     node: String,
     /// `eventId`s start with `{node}-{start in ms, hex}-{writer}-`.
     id_base: String,
@@ -224,14 +195,7 @@ struct Side {
 impl Common {
     /// Logs at most once a second (from any thread, loops included).
     fn warn(&self, message: std::fmt::Arguments<'_>) {
-        let now = u64::try_from(self.status.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let last = self.warned_ms.load(Ordering::Relaxed);
-        if (last == 0 || now.saturating_sub(last) >= 1000)
-            && self
-                .warned_ms
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.status.may_warn() {
             warn!("kafka: {message}");
         }
     }
@@ -287,7 +251,6 @@ impl KafkaSink {
             chunks: Pool::new(16),
             side: Mutex::new(Side::default()),
             side_limit: queue_capacity,
-            warned_ms: AtomicU64::new(0),
             node: node.to_owned(),
             id_base: format!("{node}-{started_ms:x}-"),
             side_prefix: format!("{node}-{started_ms:x}-{SIDE}-"),
@@ -298,7 +261,7 @@ impl KafkaSink {
             stats,
             ack_after_write,
         });
-        let slots = (queue_capacity / CHUNK_EVENTS).max(2);
+        let slots = (queue_capacity / HAND_OVER.events).max(2);
         let (tx, rx) = crossbeam_channel::bounded(slots);
         let (held_tx, held_rx) = crossbeam_channel::unbounded();
         let mut thread = Thread {
@@ -355,7 +318,7 @@ impl EventSink for KafkaSink {
             held: HeldAnswers::default(),
             held_at: None,
             clock: WallClock::default(),
-            first_at: None,
+            gathering: Gathering::default(),
             n: 0,
         })
     }
@@ -416,7 +379,6 @@ mod tests {
             chunks: Pool::new(4),
             side: Mutex::new(Side::default()),
             side_limit: 16,
-            warned_ms: AtomicU64::new(0),
             node: "gw".into(),
             id_base: "gw-0-".into(),
             side_prefix: "gw-0-0-".into(),
@@ -448,7 +410,7 @@ mod tests {
             held: HeldAnswers::default(),
             held_at: None,
             clock: WallClock::default(),
-            first_at: None,
+            gathering: Gathering::default(),
             n: 0,
         };
         let event = Event {

@@ -89,13 +89,12 @@ impl Thread {
         self.probe();
         let status = &self.common.status;
         // Barriers are kept in the order they were held: the first is the oldest.
-        let oldest = self.barriers.front().map_or(0, |b| {
-            let since = b.held_at.saturating_duration_since(status.origin);
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX - 1) + 1
-        });
+        let oldest = self
+            .barriers
+            .front()
+            .map_or(0, |b| status.ms_at(b.held_at).saturating_add(1));
         status.oldest_held_ms.store(oldest, Ordering::Relaxed);
-        let ms = u64::try_from(status.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        status.alive_ms.store(ms, Ordering::Relaxed);
+        status.mark_alive();
     }
 
     pub(super) fn flight(&mut self, writer: u16) -> &mut Flight {
@@ -212,7 +211,7 @@ impl Thread {
             self.common.status.waiting.fetch_sub(1, Ordering::Relaxed);
             self.flight(writer).settle(n, ok);
         }
-        if delivered && self.common.status.failing.swap(false, Ordering::Relaxed) {
+        if delivered && self.common.status.recovered() {
             info!("kafka: the broker confirms events again");
         }
         true
@@ -322,7 +321,7 @@ impl Thread {
             .fetch_metadata(Some(topic), Duration::from_millis(500))
             .is_ok()
         {
-            status.failing.store(false, Ordering::Relaxed);
+            status.recovered();
             info!("kafka: the broker answers again");
         }
     }

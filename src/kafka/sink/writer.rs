@@ -15,7 +15,7 @@ pub struct KafkaWriter {
     pub(super) held: HeldAnswers,
     pub(super) held_at: Option<Instant>,
     pub(super) clock: WallClock,
-    pub(super) first_at: Option<Instant>,
+    pub(super) gathering: Gathering,
     /// Events rendered so far: the next `eventId` number, and the number the thread gives
     /// this writer's next record (it numbers each writer's records in order, from 0).
     pub(super) n: u64,
@@ -35,10 +35,8 @@ impl EventWriter for KafkaWriter {
             Rendered::Failed => return self.common.render_failed(event),
         }
         self.n += 1;
-        if self.first_at.is_none() {
-            self.first_at = Some(Instant::now());
-        }
-        if self.chunk.bytes.len() >= CHUNK_BYTES {
+        self.gathering.added();
+        if Gathering::full(self.chunk.bytes.len()) {
             self.flush();
         }
     }
@@ -53,15 +51,13 @@ impl EventWriter for KafkaWriter {
     }
 
     fn due(&self, now: Instant) -> bool {
-        self.held_at.is_some()
-            || self.chunk.records.len() >= CHUNK_EVENTS
-            || self
-                .first_at
-                .is_some_and(|first| now >= first + FLUSH_AFTER)
+        let (events, bytes) = (self.chunk.records.len(), self.chunk.bytes.len());
+        self.gathering
+            .due(events, bytes, self.held_at.is_some(), now)
     }
 
     fn due_at(&self) -> Option<Instant> {
-        self.first_at.map(|first| first + FLUSH_AFTER)
+        self.gathering.due_at()
     }
 
     fn flush(&mut self) -> bool {
@@ -88,16 +84,8 @@ impl EventWriter for KafkaWriter {
         let mut next = self.common.chunks.take();
         next.writer = self.index;
         let chunk = std::mem::replace(&mut self.chunk, next);
-        self.first_at = None;
-        match self.tx.try_send(chunk) {
-            Ok(()) => false,
-            Err(TrySendError::Full(chunk)) => {
-                // Backpressure: the processor waits, its queue fills, loops pause readers.
-                let _ = self.tx.send(chunk);
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        }
+        self.gathering.handed();
+        matches!(sink::hand_over(&self.tx, chunk), Handed::Waited)
     }
 }
 
