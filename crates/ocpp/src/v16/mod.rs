@@ -35,7 +35,7 @@ mod core_messages;
 mod datatypes;
 mod decode;
 pub mod heartbeat;
-mod primitives;
+pub(crate) mod primitives;
 mod security_messages;
 
 use serde::Serialize;

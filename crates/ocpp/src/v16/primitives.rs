@@ -264,7 +264,7 @@ pub struct Uri(String);
 checked_text!(Uri, is_absolute_uri, ValueError::NotUri, "an absolute URI");
 
 /// RFC 3339 `date-time`: `full-date "T" full-time`, see the module doc.
-fn is_date_time(text: &str) -> bool {
+pub(crate) fn is_date_time(text: &str) -> bool {
     let b = text.as_bytes();
     // "YYYY-MM-DDTHH:MM:SS" and at least "Z" after it.
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
