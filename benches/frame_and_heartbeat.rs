@@ -104,6 +104,7 @@ fn booted() -> (Shard, FrameBatch) {
         auth: ocpp_gateway::security::Auth::None,
         profile: ocpp_gateway::security::Profile::Unsecured,
         pinned: false,
+        version: ocpp_gateway::types::Version::V16,
     });
     batch.push_message(conn, &cp, BOOT_NOTIFICATION, Instant::now());
     let mut replies = vec![ReplyBatch::default()];

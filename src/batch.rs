@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::security::{Auth, Profile};
-use crate::types::{ChargePointId, CloseCause, ConnId};
+use crate::types::{ChargePointId, CloseCause, ConnId, Version};
 use ocpp::v16::Action;
 use wire::websocket;
 
@@ -48,6 +48,8 @@ pub enum Entry {
         /// The identity's credentials line pins its lowest profile: the one it authenticated
         /// at before does not apply.
         pinned: bool,
+        /// The OCPP version negotiated.
+        version: Version,
     },
     /// A text message (an OCPP-J CALL, or something the processor must judge): its text is
     /// `text` in the batch. Every message gets exactly one [`Reply`], possibly empty.

@@ -41,6 +41,9 @@ pub enum CallOutcome {
     /// Too many calls already wait for this charge point (`ocpp.max_queued_calls`), or the
     /// gateway is too busy to take the call.
     Rejected,
+    /// Not sent: the call does not fit the charge point (an action of another OCPP version
+    /// than the one its connection speaks).
+    Invalid(Invalid),
 }
 
 impl CallOutcome {
@@ -53,6 +56,7 @@ impl CallOutcome {
             CallOutcome::Timeout => 3,
             CallOutcome::NotConnected => 4,
             CallOutcome::Rejected => 5,
+            CallOutcome::Invalid(_) => 6,
         }
     }
 
@@ -88,6 +92,11 @@ impl CallOutcome {
                 429,
                 json!({"outcome": "rejected",
                         "error": "too many calls wait for this charge point; try again later"}),
+            ),
+            CallOutcome::Invalid(invalid) => (
+                400,
+                json!({"outcome": "invalid", "code": invalid.code.as_str(),
+                        "error": invalid.description}),
             ),
         }
     }

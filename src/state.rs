@@ -40,6 +40,7 @@ use serde_json::value::RawValue;
 
 use crate::events::{HeldAnswer, HeldAnswers, ReplyRoute};
 use crate::stats::Stats;
+use ocpp::Version;
 use ocpp::v16::ChargePointStatus;
 use std::sync::Arc;
 
@@ -81,6 +82,9 @@ pub struct Saved {
     pub connectors: Vec<(u32, ChargePointStatus)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_transaction: Option<i32>,
+    /// The OCPP version it registered with ("1.6" when absent, as in older records).
+    #[serde(default, rename = "ocppVersion", skip_serializing_if = "is_zero")]
+    pub version: Version,
     /// When its connection last opened or closed (ms since the epoch; 0 in records of older
     /// versions): past `ocpp.max_disconnected`, those seen longest ago are forgotten first.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -372,6 +376,7 @@ mod tests {
             boot: RawValue::from_string(r#"{"chargePointVendor":"V"}"#.into()).ok(),
             connectors: vec![(1, ChargePointStatus::Charging)],
             open_transaction: tx,
+            version: Version::V201,
             seen_ms: 0,
         }
     }

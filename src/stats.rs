@@ -15,6 +15,8 @@ use ocpp::v16::Action;
 
 /// Per-action counters: one slot per OCPP 1.6 action, and a last one for names 1.6 lacks.
 pub const ACTION_SLOTS: usize = Action::ALL.len() + 1;
+/// Per-action counters of OCPP 2.0.1: its actions and one slot for unknown names.
+pub const V201_ACTION_SLOTS: usize = ocpp::v201::Action::ALL.len() + 1;
 /// Per-code counters of CallErrors.
 pub const CODE_SLOTS: usize = CallErrorCode::ALL.len();
 
@@ -145,10 +147,14 @@ counters! {
         accepted,
         /// Accept errors other than WouldBlock (EMFILE and friends).
         accept_errors,
-        /// Handshakes completed with `ocpp1.6` selected.
+        /// Handshakes completed with a version selected ...
         handshakes_ok,
-        /// Handshakes answered with an HTTP error (400, 404, 503) or completed without
-        /// `ocpp1.6` and closed at once.
+        /// ... `ocpp1.6` ...
+        handshakes_v16,
+        /// ... `ocpp2.0.1`.
+        handshakes_v201,
+        /// Handshakes answered with an HTTP error (400, 404, 503) or completed without a
+        /// version the listener speaks and closed at once.
         handshakes_rejected,
         /// Answered HTTP 503 because `server.max_connections` was reached.
         over_capacity,
@@ -376,6 +382,8 @@ pub struct LoopLabelled {
 pub struct ProcessorLabelled {
     /// CALLs received, by [`Action::index`] (the last slot: not a 1.6 action).
     pub calls_by_action: [Counter; ACTION_SLOTS],
+    /// CALLs of 2.0.1 stations, by `v201::Action::index` (the last slot: unknown).
+    pub calls_by_action_v201: [Counter; V201_ACTION_SLOTS],
     /// CALLERRORs sent, by [`CallErrorCode::index`].
     pub call_errors_by_code: [Counter; CODE_SLOTS],
     pub processing: Histogram,
@@ -396,6 +404,7 @@ impl Default for ProcessorLabelled {
     fn default() -> Self {
         ProcessorLabelled {
             calls_by_action: counter_array(),
+            calls_by_action_v201: counter_array(),
             call_errors_by_code: counter_array(),
             processing: Histogram::new(&PROCESSING_BUCKETS),
         }
@@ -408,13 +417,14 @@ pub fn action_slot(action: Option<Action>) -> usize {
 }
 
 /// Outcome labels of outbound calls, in `CallOutcome::slot` order.
-pub const OUTCOMES: [&str; 6] = [
+pub const OUTCOMES: [&str; 7] = [
     "result",
     "error",
     "invalid_result",
     "timeout",
     "not_connected",
     "rejected",
+    "invalid",
 ];
 
 /// Everything a loop or processor shares with readers.
@@ -456,6 +466,8 @@ pub struct StatsSnapshot {
     pub accepted: u64,
     pub accept_errors: u64,
     pub handshakes_ok: u64,
+    pub handshakes_v16: u64,
+    pub handshakes_v201: u64,
     pub handshakes_rejected: u64,
     pub over_capacity: u64,
     pub handshake_timeouts: u64,
@@ -545,6 +557,8 @@ pub struct StatsSnapshot {
     pub calls_in_by_action: Vec<u64>,
     /// CALLs to charge points, by [`action_slot`].
     pub calls_out_by_action: Vec<u64>,
+    /// CALLs from 2.0.1 stations, by `v201::Action::index` (last: unknown).
+    pub calls_in_by_action_v201: Vec<u64>,
     /// CALLERRORs sent (by loops and processors), by [`CallErrorCode::index`].
     pub call_errors_by_code: Vec<u64>,
     /// By [`OUTCOMES`] slot.
@@ -620,6 +634,7 @@ impl Stats {
         }
         for p in &self.processor_labelled {
             add_array(&mut out.calls_in_by_action, &p.calls_by_action);
+            add_array(&mut out.calls_in_by_action_v201, &p.calls_by_action_v201);
             add_array(&mut out.call_errors_by_code, &p.call_errors_by_code);
             p.processing.add_to(&mut out.processing);
         }

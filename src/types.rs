@@ -187,3 +187,89 @@ impl Profile {
         matches!(self, Profile::BasicAuth | Profile::TlsBasicAuth)
     }
 }
+
+pub use ocpp::Version;
+
+/// The OCPP versions a listener speaks, in the gateway's order of preference (`ocpp.protocols`,
+/// narrowed per listener): of a charge point's offers, the first here that it offered wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocols {
+    list: [Version; Version::ALL.len()],
+    len: u8,
+}
+
+impl Protocols {
+    /// Both, the newest first.
+    pub const BOTH: Protocols = Protocols {
+        list: [Version::V201, Version::V16],
+        len: 2,
+    };
+
+    /// OCPP 1.6 only.
+    pub const V16: Protocols = Protocols {
+        list: [Version::V16, Version::V201],
+        len: 1,
+    };
+
+    /// From subprotocol names in order; Err names the first unknown or repeated one, or says
+    /// the list is empty.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Protocols, String> {
+        let mut protocols = Protocols {
+            list: [Version::V16; Version::ALL.len()],
+            len: 0,
+        };
+        for name in names {
+            let name = name.as_ref();
+            let Some(version) = Version::from_subprotocol(name) else {
+                let known: Vec<_> = Version::ALL.iter().map(|v| v.subprotocol()).collect();
+                return Err(format!(
+                    "unknown protocol {name:?} (known: {})",
+                    known.join(", ")
+                ));
+            };
+            if protocols.versions().contains(&version) {
+                return Err(format!("{name:?} is listed twice"));
+            }
+            protocols.list[usize::from(protocols.len)] = version;
+            protocols.len += 1;
+        }
+        if protocols.len == 0 {
+            return Err("no protocol listed".into());
+        }
+        Ok(protocols)
+    }
+
+    /// In order of preference.
+    pub fn versions(&self) -> &[Version] {
+        &self.list[..usize::from(self.len)]
+    }
+
+    /// The subprotocol names, in order of preference (what the upgrade parser matches).
+    pub fn names(&self) -> [&'static str; Version::ALL.len()] {
+        self.list.map(Version::subprotocol)
+    }
+
+    /// Every version here is also in `other` (a listener narrows the global list).
+    pub fn within(&self, other: &Protocols) -> bool {
+        self.versions().iter().all(|v| other.versions().contains(v))
+    }
+}
+
+#[cfg(test)]
+mod protocol_tests {
+    use super::*;
+
+    #[test]
+    fn protocols_keep_their_order_and_refuse_unknown_or_repeated_names() {
+        let both = Protocols::parse(&["ocpp1.6", "ocpp2.0.1"]).expect("two known names");
+        assert_eq!(both.versions(), [Version::V16, Version::V201]);
+        assert_eq!(&both.names()[..2], ["ocpp1.6", "ocpp2.0.1"]);
+        assert_eq!(Protocols::BOTH.versions(), [Version::V201, Version::V16]);
+        assert_eq!(Protocols::V16.versions(), [Version::V16]);
+        let one = Protocols::parse(&["ocpp2.0.1"]).expect("one");
+        assert!(one.within(&both) && !both.within(&one));
+        assert!(Protocols::parse(&["ocpp1.5"]).is_err());
+        assert!(Protocols::parse(&["ocpp1.6", "ocpp1.6"]).is_err());
+        assert!(Protocols::parse::<&str>(&[]).is_err());
+    }
+}

@@ -30,6 +30,7 @@ use ocpp_gateway::processor::shard::{Outputs, Shard};
 use ocpp_gateway::security::{Profile, Security};
 use ocpp_gateway::stats::Stats;
 use ocpp_gateway::trace::TraceList;
+use ocpp_gateway::types::Protocols;
 use wire::websocket::{self, OpCode, Role};
 
 /// Counts allocations made by the current thread (the test harness's other threads do not
@@ -136,7 +137,13 @@ impl Gateway {
         );
         let transport = Transport::memory(MemoryStream::default());
         let peer = "127.0.0.1:40000".parse().unwrap();
-        let conn = Connection::new(1, transport, peer, Profile::Unsecured, false);
+        let conn = Connection::new(
+            1,
+            transport,
+            peer,
+            (Profile::Unsecured, Protocols::V16),
+            false,
+        );
         let policy = Policy {
             heartbeat_interval_secs: config::DEFAULT_HEARTBEAT_INTERVAL.as_secs(),
             boot_status: config::DEFAULT_BOOT_STATUS,

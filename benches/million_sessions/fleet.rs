@@ -50,6 +50,7 @@ use ocpp_gateway::security::{Profile, Security};
 use ocpp_gateway::state::{self, StateBatch, StateSender};
 use ocpp_gateway::stats::Stats;
 use ocpp_gateway::trace::TraceList;
+use ocpp_gateway::types::Protocols;
 use ocpp_gateway::types::{CloseCause, ConnId};
 use wire::websocket::{self, OpCode, Role};
 
@@ -588,7 +589,7 @@ impl Fleet {
                     generation as u32 + 1,
                     transport,
                     peer,
-                    Profile::Unsecured,
+                    (Profile::Unsecured, Protocols::V16),
                     false,
                 );
                 let key = self.conns.insert(conn);

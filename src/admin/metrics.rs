@@ -140,6 +140,18 @@ fn connections(o: &mut Out, s: &StatsSnapshot) {
     ] {
         o.sample("ocpp_gateway_handshakes_total", &[("outcome", outcome)], n);
     }
+    o.family(
+        "ocpp_gateway_handshakes_by_version_total",
+        "counter",
+        "Upgrades accepted, by the OCPP version negotiated.",
+    );
+    for (version, n) in [("1.6", s.handshakes_v16), ("2.0.1", s.handshakes_v201)] {
+        o.sample(
+            "ocpp_gateway_handshakes_by_version_total",
+            &[("version", version)],
+            n,
+        );
+    }
     o.single(
         "ocpp_gateway_tls_handshakes_total",
         "counter",
@@ -244,6 +256,7 @@ fn messages(o: &mut Out, s: &StatsSnapshot) {
             );
         }
     }
+    messages_v201(o, s);
     let unknown = s
         .calls_in_by_action
         .get(Action::ALL.len())
@@ -299,6 +312,31 @@ fn messages(o: &mut Out, s: &StatsSnapshot) {
         "ocpp_gateway_unusable_frames_total",
         &[("kind", "unknown_type")],
         s.ignored_frames,
+    );
+}
+
+/// CALLs of OCPP 2.0.1 stations by action (`unknown`: a name 2.0.1 does not have).
+fn messages_v201(o: &mut Out, s: &StatsSnapshot) {
+    use ocpp::v201::Action as V201;
+    o.family(
+        "ocpp_gateway_v201_messages_total",
+        "counter",
+        "OCPP 2.0.1 CALLs from stations by action.",
+    );
+    let count = |slot: usize| s.calls_in_by_action_v201.get(slot).copied().unwrap_or(0);
+    for action in V201::ALL.into_iter().filter(|a| a.from_station()) {
+        let labels = [("action", action.as_str())];
+        o.sample(
+            "ocpp_gateway_v201_messages_total",
+            &labels,
+            count(action.index()),
+        );
+    }
+    let unknown = count(V201::ALL.len());
+    o.sample(
+        "ocpp_gateway_v201_messages_total",
+        &[("action", "unknown")],
+        unknown,
     );
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::types::IdentityRule;
-use crate::types::Profile;
+use crate::types::{Profile, Protocols};
 use ocpp::v16::{DataTransferStatus, RegistrationStatus};
 use raw::RawConfig;
 use validate::{check_token, validate};
@@ -30,6 +30,9 @@ pub const DEFAULT_DRAIN_RATE: u32 = 10_000;
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 0;
 pub const DEFAULT_PROXY_PROTOCOL: bool = false;
+/// OCPP 1.6 only, for now: OCPP 2.0.1 is spoken where `ocpp.protocols` names it. It becomes
+/// the default once everything it needs is built (what is missing: the README).
+pub const DEFAULT_PROTOCOLS: Protocols = Protocols::V16;
 
 pub const DEFAULT_SECURITY_PROFILE: Profile = Profile::Unsecured;
 pub const DEFAULT_CHECK_SERIAL_NUMBER: bool = false;
@@ -173,6 +176,8 @@ pub struct ListenerConfig {
     pub profile: Profile,
     /// A PROXY protocol header (v1 or v2) must precede everything else.
     pub proxy_protocol: bool,
+    /// The OCPP versions it speaks (`ocpp.protocols`, or a narrower list of its own).
+    pub protocols: Protocols,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -347,6 +352,8 @@ pub struct ProcessorConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OcppConfig {
+    /// The OCPP versions spoken, in order of preference (subprotocol names).
+    pub protocols: Protocols,
     /// Sent as `interval` in BootNotification answers (whole seconds).
     pub heartbeat_interval: Duration,
     /// How long a charge point has to answer a CALL of ours.
@@ -430,6 +437,7 @@ impl Config {
             listen: self.server.listen,
             profile: self.security.profile,
             proxy_protocol: self.server.proxy_protocol,
+            protocols: self.ocpp.protocols,
         };
         std::iter::once(main)
             .chain(self.extra_listeners.iter().cloned())
@@ -522,6 +530,42 @@ mod tests {
         let memory_only = format!("[ocpp]\ntransaction_id_file = \"\"\n{cluster}");
         let text = parse(&memory_only).unwrap_err().to_string();
         assert!(text.contains("ocpp.transaction_id_file"), "{text}");
+    }
+
+    #[test]
+    fn protocols_are_listed_narrowed_per_listener_and_checked() {
+        assert_eq!(parse("").unwrap().ocpp.protocols, Protocols::V16);
+        let both = "[ocpp]\nprotocols = [\"ocpp2.0.1\", \"ocpp1.6\"]\n";
+        let config = parse(both).expect("both versions");
+        assert_eq!(config.ocpp.protocols, Protocols::BOTH);
+        assert_eq!(config.listeners()[0].protocols, Protocols::BOTH);
+        let narrowed = format!(
+            "{both}[[listeners]]\nlisten = \"127.0.0.1:9001\"\nprotocols = [\"ocpp2.0.1\"]\n"
+        );
+        let config = parse(&narrowed).expect("a narrowed listener");
+        assert_eq!(
+            config.listeners()[1].protocols.versions(),
+            [crate::types::Version::V201]
+        );
+        for (text, key) in [
+            ("[ocpp]\nprotocols = [\"ocpp1.5\"]\n", "ocpp.protocols"),
+            ("[ocpp]\nprotocols = []\n", "ocpp.protocols"),
+            (
+                "[ocpp]\nprotocols = [\"ocpp1.6\", \"ocpp1.6\"]\n",
+                "ocpp.protocols",
+            ),
+            (
+                "[[listeners]]\nlisten = \"127.0.0.1:9001\"\nprotocols = [\"ocpp2.0.1\"]\n",
+                "listeners.protocols",
+            ),
+            (
+                "[ocpp]\nprotocols = [\"ocpp2.0.1\"]\n[events]\nsink = \"kafka\"\n[kafka]\nbrokers = \"127.0.0.1:9092\"\n",
+                "ocpp.protocols",
+            ),
+        ] {
+            let error = parse(text).expect_err(text).to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]

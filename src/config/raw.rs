@@ -97,6 +97,7 @@ pub struct RawListener {
     pub listen: Option<String>,
     pub profile: Option<u8>,
     pub proxy_protocol: Option<bool>,
+    pub protocols: Option<Vec<String>>,
 }
 
 /// A key that takes one path or a list of them.
@@ -179,6 +180,7 @@ pub struct RawProcessor {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOcpp {
+    pub protocols: Option<Vec<String>>,
     pub heartbeat_interval: Option<String>,
     pub message_timeout: Option<String>,
     pub max_queued_calls: Option<usize>,

@@ -98,11 +98,12 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
     let check = Check { path };
     let websocket = websocket(&check, raw.websocket)?;
     let server = server(&check, raw.server)?;
+    let ocpp = ocpp(&check, raw.ocpp)?;
     let extra_listeners = raw
         .listeners
         .into_iter()
         .enumerate()
-        .map(|(i, l)| listener(&check, i, l))
+        .map(|(i, l)| listener(&check, i, l, &ocpp.protocols))
         .collect::<Result<Vec<_>, _>>()?;
     let security = security(&check, raw.security, &server, &extra_listeners)?;
     let events = events(&check, raw.events)?;
@@ -120,7 +121,19 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
             "\"kafka\" needs kafka.brokers (\"host:port,...\")".into(),
         ));
     }
-    let ocpp = ocpp(&check, raw.ocpp)?;
+    // Until 2.0.1's messages make integration events, a 2.0.1 TransactionEvent would be
+    // acknowledged without reaching the topic: refused rather than a promise half kept.
+    let speaks_201 = std::iter::once(&ocpp.protocols)
+        .chain(extra_listeners.iter().map(|l| &l.protocols))
+        .any(|p| p.versions().contains(&crate::types::Version::V201));
+    if speaks_201 && events.sinks.kafka {
+        return Err(check.invalid(
+            "ocpp.protocols",
+            "OCPP 2.0.1 does not publish integration events to Kafka yet: with \"kafka\" in \
+             events.sink, list only \"ocpp1.6\" (on every listener)"
+                .into(),
+        ));
+    }
     if cluster.is_some() && ocpp.transaction_id_file.is_none() {
         return Err(check.invalid(
             "ocpp.transaction_id_file",
@@ -343,6 +356,7 @@ fn listener(
     check: &Check<'_>,
     index: usize,
     l: RawListener,
+    all: &Protocols,
 ) -> Result<ListenerConfig, ConfigError> {
     let text = l.listen.ok_or_else(|| {
         check.invalid(
@@ -354,7 +368,31 @@ fn listener(
         listen: address(check, "listeners.listen", &text)?,
         profile: profile(check, "listeners.profile", l.profile)?,
         proxy_protocol: l.proxy_protocol.unwrap_or(DEFAULT_PROXY_PROTOCOL),
+        protocols: match l.protocols {
+            None => *all,
+            Some(names) => {
+                let protocols = protocols(check, "listeners.protocols", &names)?;
+                if !protocols.within(all) {
+                    return Err(check.invalid(
+                        "listeners.protocols",
+                        format!(
+                            "listener {} may only narrow ocpp.protocols, not add to it",
+                            index + 1
+                        ),
+                    ));
+                }
+                protocols
+            }
+        },
     })
+}
+
+fn protocols(
+    check: &Check<'_>,
+    key: &'static str,
+    names: &[String],
+) -> Result<Protocols, ConfigError> {
+    Protocols::parse(names).map_err(|reason| check.invalid(key, reason))
 }
 
 fn security(
@@ -650,7 +688,12 @@ fn ocpp(check: &Check<'_>, o: RawOcpp) -> Result<OcppConfig, ConfigError> {
             )
         })?,
     };
+    let protocols = match o.protocols {
+        None => DEFAULT_PROTOCOLS,
+        Some(names) => protocols(check, "ocpp.protocols", &names)?,
+    };
     Ok(OcppConfig {
+        protocols,
         heartbeat_interval,
         message_timeout,
         max_queued_calls,

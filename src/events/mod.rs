@@ -30,7 +30,7 @@ use std::time::SystemTime;
 
 use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
 use crate::types::ChargePointId;
-use crate::types::CloseCause;
+use crate::types::{CloseCause, Version};
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::Action;
 use ocpp::v16::ChargePointStatus;
@@ -50,6 +50,8 @@ pub enum EventKind<'a> {
         loop_index: u16,
         /// The charge point's last accepted BootNotification payload, when known.
         boot: Option<&'a str>,
+        /// The OCPP version the connection speaks.
+        version: Version,
     },
     Disconnected {
         cause: CloseCause,

@@ -20,12 +20,16 @@ pub fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event<'_>) {
     text(out, "cp", event.cp);
     match event.kind {
         EventKind::Connected {
-            peer, loop_index, ..
+            peer,
+            loop_index,
+            version,
+            ..
         } => {
             text(out, "event", "connected");
             out.extend_from_slice(b",\"peer\":\"");
             let _ = write!(out, "{peer}");
             let _ = write!(out, "\",\"loop\":{loop_index}");
+            text(out, "ocppVersion", version.as_str());
         }
         EventKind::Disconnected { cause } => {
             text(out, "event", "disconnected");
@@ -165,7 +169,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::types::CloseCause;
+    use crate::types::{CloseCause, Version};
     use ocpp::rpc::CallErrorCode;
     use ocpp::v16::Action;
 
@@ -221,11 +225,13 @@ mod tests {
             peer,
             loop_index: 1,
             boot: None,
+            version: Version::V201,
         });
         assert_eq!(
             (connected["peer"].as_str(), connected["loop"].as_u64()),
             (Some("10.0.0.7:50312"), Some(1))
         );
+        assert_eq!(connected["ocppVersion"], "2.0.1");
         let gone = line(EventKind::Disconnected {
             cause: CloseCause::PongTimeout,
         });

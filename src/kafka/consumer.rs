@@ -730,6 +730,10 @@ fn response(outcome: &CallOutcome) -> (&'static str, Value) {
             "Busy",
             json!({"reason": "too many calls wait for this charge point; send it again later"}),
         ),
+        CallOutcome::Invalid(invalid) => (
+            "Invalid",
+            json!({"reason": invalid.description, "code": invalid.code.as_str()}),
+        ),
     }
 }
 

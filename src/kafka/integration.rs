@@ -556,6 +556,7 @@ mod tests {
                 peer,
                 loop_index: 0,
                 boot: None,
+                version: crate::types::Version::V16,
             },
             false,
         )
@@ -571,6 +572,7 @@ mod tests {
                 peer,
                 loop_index: 0,
                 boot: Some(boot),
+                version: crate::types::Version::V16,
             },
             false,
         )

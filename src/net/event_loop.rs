@@ -42,7 +42,7 @@ use crate::policy::Identities;
 use crate::security::{Profile, Security};
 use crate::stats::Stats;
 use crate::trace::TraceList;
-use crate::types::{CloseCause, CloseReason, ConnId};
+use crate::types::{CloseCause, CloseReason, ConnId, Protocols};
 
 pub const WAKER: Token = Token(usize::MAX - 2);
 /// Listener `i` is `Token(LISTENER_BASE + i)`; connection keys stay below 2^32.
@@ -88,6 +88,7 @@ struct Listening {
     socket: TcpListener,
     profile: Profile,
     proxy_protocol: bool,
+    protocols: Protocols,
 }
 
 struct Drain {
@@ -149,6 +150,7 @@ impl EventLoop {
                 socket,
                 profile: settings.profile,
                 proxy_protocol: settings.proxy_protocol,
+                protocols: settings.protocols,
             });
         }
         let wheel = TimerWheel::new(Instant::now(), TIMER_TICK, TIMER_SLOTS);
@@ -542,7 +544,10 @@ impl EventLoop {
         if let Some(size) = self.config.server.socket_send_buffer {
             let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size.get());
         }
-        let profile = self.listeners[listener].profile;
+        let (profile, protocols) = {
+            let listening = &self.listeners[listener];
+            (listening.profile, listening.protocols)
+        };
         let key = self.conns.vacant_key();
         let registered = u32::try_from(key).is_ok()
             && self
@@ -577,7 +582,7 @@ impl EventLoop {
             generation,
             transport,
             peer,
-            profile,
+            (profile, protocols),
             over_capacity,
         ));
         debug_assert_eq!(inserted, key);

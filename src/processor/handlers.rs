@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use crate::policy::{IdTags, Identities, TransactionIds};
 use crate::security::Auth;
-use crate::types::CloseReason;
+use crate::types::{CloseReason, Version};
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::{
     self, Action, AuthorizationStatus, ChargePointStatus, DataTransferStatus, DateTime, IdTagInfo,
@@ -83,6 +83,8 @@ pub struct ChargePointState {
     pub open_transaction: Option<i32>,
     /// How the live connection proved its identity.
     pub auth: Auth,
+    /// The OCPP version it speaks (a reconnect with another one registers anew).
+    pub version: Version,
     /// Set by a handler that wants the connection closed once its answer is out (a
     /// BootNotification whose serial number is not the certificate's); the shard clears it.
     pub close_after_answer: Option<CloseReason>,
@@ -269,13 +271,36 @@ fn boot_notification(
 ) -> Result<(), Invalid> {
     use v16::*;
     let request: BootNotificationRequest = decode(payload)?;
+    let serial = request.charge_point_serial_number.as_deref();
+    let status = registration(policy, cp, state, serial);
+    let interval = policy.heartbeat_interval_secs as i64;
+    result(
+        out,
+        &BootNotificationResponse {
+            status,
+            current_time: time(now)?,
+            interval,
+        },
+    )
+}
+
+/// The answer to a boot of `cp` with `serial` as its serial number, in every version:
+/// Accepted, Pending or Rejected by `policy` (Rejected for an identity it does not know, or a
+/// serial number that is not the certificate's CN: that one is closed after the answer).
+/// Sets the charge point's registration.
+pub fn registration(
+    policy: &Policy,
+    cp: &str,
+    state: &mut ChargePointState,
+    serial: Option<&str>,
+) -> RegistrationStatus {
     let allowed = policy
         .identities
         .as_ref()
         .is_none_or(|ids| ids.contains(cp));
     // The certificate's CN is the identity (the loop checked it at the upgrade).
-    let serial_ok = !(policy.check_serial_number && state.auth == Auth::Certificate)
-        || request.charge_point_serial_number.as_deref() == Some(cp);
+    let serial_ok =
+        !(policy.check_serial_number && state.auth == Auth::Certificate) || serial == Some(cp);
     if !serial_ok {
         state.close_after_answer = Some(CloseReason::SerialMismatch);
     }
@@ -289,15 +314,7 @@ fn boot_notification(
         RegistrationStatus::Pending => Registration::Pending,
         RegistrationStatus::Rejected => Registration::Rejected,
     };
-    let interval = policy.heartbeat_interval_secs as i64;
-    result(
-        out,
-        &BootNotificationResponse {
-            status,
-            current_time: time(now)?,
-            interval,
-        },
-    )
+    status
 }
 
 fn heartbeat(payload: &RawValue, now: Now<'_>, out: &mut Vec<u8>) -> Result<(), Invalid> {

@@ -5,9 +5,11 @@
 //!
 //! - [`shard`]: one processor's charge points and what it does with a batch (pure).
 //! - [`pool`]: the threads around the shards.
-//! - [`handlers`]: what each CALL is answered, following the files of `crate::policy`.
+//! - [`handlers`]: what each CALL is answered, following the files of `crate::policy`;
+//!   [`handlers_v201`] the same for OCPP 2.0.1 stations.
 
 pub mod handlers;
+pub mod handlers_v201;
 pub mod journal_budget;
 pub mod pool;
 pub mod shard;

@@ -199,11 +199,32 @@ pub fn call<S: Read + Write>(
     action: &str,
     payload: Value,
 ) -> Value {
+    call_in(SCHEMAS, client, unique_id, action, payload)
+}
+
+/// [`call`] for a 2.0.1 station: a CALLRESULT is checked against the official 2.0.1 schema.
+pub fn call_v201<S: Read + Write>(
+    client: &mut WebSocket<S>,
+    unique_id: &str,
+    action: &str,
+    payload: Value,
+) -> Value {
+    call_in(SCHEMAS_V201, client, unique_id, action, payload)
+}
+
+/// [`call`] with the schemas of `dir`.
+fn call_in<S: Read + Write>(
+    dir: &str,
+    client: &mut WebSocket<S>,
+    unique_id: &str,
+    action: &str,
+    payload: Value,
+) -> Value {
     let text = json!([2, unique_id, action, payload]).to_string();
     client.send(Message::text(text)).expect("send");
     let reply = next_json(client);
-    if reply[0] == 3 && reply[1] == unique_id && schema_exists(action) {
-        assert_valid(&format!("{action}Response"), &reply[2]);
+    if reply[0] == 3 && reply[1] == unique_id && schema_exists(dir, action) {
+        assert_valid_in(dir, &format!("{action}Response"), &reply[2]);
     }
     reply
 }
@@ -211,20 +232,25 @@ pub fn call<S: Read + Write>(
 /// The official OCPP 1.6 schemas (CI puts `shared/` beside the checkout).
 pub const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/ocpp16/schemas");
 
-/// True when `name` is an action with an official schema (false for made-up action names).
-fn schema_exists(name: &str) -> bool {
+/// True when `name` is an action with an official schema in `dir` (false for made-up names).
+fn schema_exists(dir: &str, name: &str) -> bool {
     assert!(
-        std::path::Path::new(SCHEMAS).is_dir(),
-        "{SCHEMAS} is missing: the tests need shared/ beside the checkout"
+        std::path::Path::new(dir).is_dir(),
+        "{dir} is missing: the tests need shared/ beside the checkout"
     );
     !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric())
-        && std::path::Path::new(&format!("{SCHEMAS}/{name}.json")).exists()
+        && std::path::Path::new(&format!("{dir}/{name}.json")).exists()
 }
 
 /// Fails the test unless `payload` is valid against schema `name` (e.g. "HeartbeatResponse").
 pub fn assert_valid(name: &str, payload: &Value) {
-    let path = format!("{SCHEMAS}/{name}.json");
+    assert_valid_in(SCHEMAS, name, payload)
+}
+
+/// [`assert_valid`] with the schemas of `dir`.
+pub fn assert_valid_in(dir: &str, name: &str, payload: &Value) {
+    let path = format!("{dir}/{name}.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
     let validator = jsonschema::options()
@@ -716,4 +742,23 @@ pub fn resume_without_boot<S: std::io::Read + std::io::Write>(
                       "timestamp": "2026-11-28T11:00:00Z", "reason": "Local"});
     let reply = call(client, "t2", "StopTransaction", stop);
     assert_eq!(reply[0], 3, "{reply}");
+}
+
+/// The official OCPP 2.0.1 schemas (beside the checkout, like the 1.6 ones).
+pub const SCHEMAS_V201: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/ocpp201/schemas");
+
+/// A charging station connected with `ocpp2.0.1` (the gateway must speak it).
+pub fn connect_v201(server: &TestServer, id: &str) -> Client {
+    let (client, response) =
+        try_connect(server.addr, &server.url(id), "ocpp2.0.1").expect("handshake succeeds");
+    assert_eq!(response.headers()["Sec-WebSocket-Protocol"], "ocpp2.0.1");
+    client
+}
+
+/// A 2.0.1 BootNotification, answered Accepted.
+pub fn boot_v201<S: Read + Write>(client: &mut WebSocket<S>) {
+    let payload = json!({"reason": "PowerUp",
+                         "chargingStation": {"model": "Test", "vendorName": "Tests"}});
+    let reply = call_v201(client, "boot-201", "BootNotification", payload);
+    assert_eq!(reply[2]["status"], "Accepted", "{reply}");
 }

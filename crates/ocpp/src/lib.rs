@@ -21,8 +21,9 @@ pub use identity::{IdentityRule, MAX_CHARGE_POINT_ID_LEN, is_valid_identity};
 pub const SUBPROTOCOL: &str = "ocpp1.6";
 
 /// The OCPP versions spoken here, each named by its WebSocket subprotocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Version {
+    #[default]
     V16,
     V201,
 }
@@ -49,6 +50,23 @@ impl Version {
             Version::V16 => "1.6",
             Version::V201 => "2.0.1",
         }
+    }
+}
+
+/// Written as [`Version::as_str`] ("1.6", "2.0.1").
+impl serde::Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Version, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Version::ALL
+            .into_iter()
+            .find(|v| v.as_str() == text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown OCPP version {text:?}")))
     }
 }
 

@@ -320,10 +320,21 @@ pub fn write_call_error(
     code: CallErrorCode,
     description: &str,
 ) {
+    write_call_error_in(out, crate::Version::V16, unique_id, code, description)
+}
+
+/// [`write_call_error`] with the code as `version` spells it.
+pub fn write_call_error_in(
+    out: &mut Vec<u8>,
+    version: crate::Version,
+    unique_id: &str,
+    code: CallErrorCode,
+    description: &str,
+) {
     out.extend_from_slice(b"[4,");
     push_json_str(out, unique_id);
     out.extend_from_slice(b",\"");
-    out.extend_from_slice(code.as_str().as_bytes());
+    out.extend_from_slice(code.spelled(version).as_bytes());
     out.extend_from_slice(b"\",");
     push_json_str(out, description);
     out.extend_from_slice(b",{}]");

@@ -10,7 +10,13 @@ impl Connection {
         key: usize,
         data: &mut [u8],
     ) -> Consumed {
-        let (request, len) = match upgrade::parse(data, &[ocpp::SUBPROTOCOL]) {
+        let Phase::Upgrading(upgrading) = &self.phase else {
+            return Consumed::All(0);
+        };
+        let protocols = upgrading.protocols;
+        let names = protocols.names();
+        let offers = &names[..protocols.versions().len()];
+        let (request, len) = match upgrade::parse(data, offers) {
             Parsed::Partial => return Consumed::All(0),
             Parsed::Refused(refusal) => {
                 return Consumed::Stopped(data.len(), self.refuse(cx, refusal));
@@ -41,12 +47,12 @@ impl Connection {
             Ok(proof) => proof,
             Err(refusal) => return Consumed::Stopped(data.len(), self.refuse(cx, refusal)),
         };
-        let ocpp16 = request.protocol.is_some();
+        let version = request.protocol.map(|i| protocols.versions()[i]);
         cx.scratch.clear();
         upgrade::write_switching(
             &mut cx.scratch,
             request.key,
-            ocpp16.then_some(ocpp::SUBPROTOCOL),
+            version.map(Version::subprotocol),
         );
         if self.transport.send(&mut cx.wire, &cx.scratch).is_err() {
             return Consumed::Stopped(data.len(), Transition::Remove(CloseCause::ConnectionLost));
@@ -58,24 +64,25 @@ impl Connection {
             cx.wheel.cancel(timer);
         }
         let cp: ChargePointId = id.into();
-        if !ocpp16 {
+        let Some(version) = version else {
             cx.stats().handshakes_rejected.inc();
             cx.labelled().closes[CloseCause::NoSubprotocol.index()].inc();
-            debug!(
-                "cp={cp} loop={} did not offer {}",
-                cx.index,
-                ocpp::SUBPROTOCOL
-            );
-            self.phase = Phase::Open(Session::new(cp, 0, cx.now_ms()));
+            let spoken = offers.join(", ");
+            debug!("cp={cp} loop={} offered none of {spoken}", cx.index);
+            self.phase = Phase::Open(Session::new(cp, Version::V16, 0, cx.now_ms()));
             let t = self.fail_with(
                 cx,
                 key,
                 1002,
-                "subprotocol ocpp1.6 required",
+                no_subprotocol(protocols),
                 CloseCause::NoSubprotocol,
                 false,
             );
             return Consumed::Stopped(data.len(), t);
+        };
+        match version {
+            Version::V16 => cx.stats().handshakes_v16.inc(),
+            Version::V201 => cx.stats().handshakes_v201.inc(),
         }
         cx.stats().handshakes_ok.inc();
         let processor = shard_of(&cp, cx.links.count()) as u16;
@@ -97,9 +104,10 @@ impl Connection {
                 auth,
                 profile: upgrading.profile,
                 pinned,
+                version,
             },
         );
-        self.phase = Phase::Open(Session::new(cp, processor, cx.now_ms()));
+        self.phase = Phase::Open(Session::new(cp, version, processor, cx.now_ms()));
         let delay = cx.ping_delay(0);
         self.arm(cx, key, delay);
         Consumed::All(len)
@@ -204,5 +212,14 @@ impl Connection {
         let _ = self.transport.send(&mut cx.wire, &cx.scratch);
         debug!("loop={} upgrade refused: {}", cx.index, refusal.status());
         Transition::Remove(CloseCause::ConnectionLost)
+    }
+}
+
+/// The close reason for a charge point that offered none of the listener's versions.
+fn no_subprotocol(protocols: Protocols) -> &'static str {
+    match protocols.versions() {
+        [Version::V16] => "subprotocol ocpp1.6 required",
+        [Version::V201] => "subprotocol ocpp2.0.1 required",
+        _ => "subprotocol ocpp2.0.1 or ocpp1.6 required",
     }
 }

@@ -55,7 +55,7 @@ use crate::net::timer::TimerId;
 use crate::net::transport::{Held, ReadError, Received, SendError, Transport};
 use crate::security::{self, Auth, AuthFailure, Profile};
 use crate::trace::{TRACE_TARGET, escape_newlines};
-use crate::types::{ChargePointId, CloseCause, ConnId};
+use crate::types::{ChargePointId, CloseCause, ConnId, Protocols, Version};
 use ocpp::rpc::{self, Frame, FrameError};
 use ocpp::v16;
 use wire::upgrade::{self, Parsed, Refusal};
@@ -135,11 +135,15 @@ pub struct Upgrading {
     pub peer: SocketAddr,
     /// The security profile of the listener it came in on.
     pub profile: Profile,
+    /// The OCPP versions that listener speaks, in order of preference.
+    pub protocols: Protocols,
 }
 
 /// An upgraded connection's state.
 pub struct Session {
     pub cp: ChargePointId,
+    /// The OCPP version negotiated at the upgrade, for the connection's life.
+    pub version: Version,
     pub processor: u16,
     /// Loop clock (ms) when anything last arrived.
     pub last_rx_ms: u64,
@@ -186,7 +190,7 @@ impl Connection {
         generation: u32,
         transport: Transport,
         peer: SocketAddr,
-        profile: Profile,
+        (profile, protocols): (Profile, Protocols),
         over_capacity: bool,
     ) -> Connection {
         Connection {
@@ -197,7 +201,11 @@ impl Connection {
             timer: None,
             transport,
             input: Held::default(),
-            phase: Phase::Upgrading(Box::new(Upgrading { peer, profile })),
+            phase: Phase::Upgrading(Box::new(Upgrading {
+                peer,
+                profile,
+                protocols,
+            })),
         }
     }
 
@@ -225,9 +233,10 @@ impl Connection {
 }
 
 impl Session {
-    fn new(cp: ChargePointId, processor: u16, now_ms: u64) -> Session {
+    fn new(cp: ChargePointId, version: Version, processor: u16, now_ms: u64) -> Session {
         Session {
             cp,
+            version,
             processor,
             last_rx_ms: now_ms,
             liveness: Liveness::Idle,

@@ -11,6 +11,7 @@ use crate::net::transport::memory::MemoryStream;
 use crate::security::Security;
 use crate::stats::Stats;
 use crate::trace::TraceList;
+use crate::types::Protocols;
 
 const KEY: usize = 3;
 const MASK: [u8; 4] = [1, 2, 3, 4];
@@ -52,7 +53,13 @@ fn harness(change: impl FnOnce(&mut Config)) -> Harness {
     );
     let transport = Transport::memory(MemoryStream::default());
     let peer = "127.0.0.1:4000".parse().unwrap();
-    let conn = Connection::new(1, transport, peer, Profile::Unsecured, false);
+    let conn = Connection::new(
+        1,
+        transport,
+        peer,
+        (Profile::Unsecured, Protocols::V16),
+        false,
+    );
     Harness { cx, inboxes, conn }
 }
 

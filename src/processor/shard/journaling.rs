@@ -74,8 +74,10 @@ pub(super) struct CallIn<'a> {
     pub(super) at: SystemTime,
     pub(super) unique_id: &'a str,
     pub(super) action: &'a str,
-    /// `action`, when it is an OCPP 1.6 action.
+    /// `action`, when it is an OCPP 1.6 action (of a 1.6 connection).
     pub(super) known: Option<Action>,
+    /// The version the connection speaks (how a CALLERROR's code is spelled).
+    pub(super) version: Version,
     pub(super) payload: &'a RawValue,
 }
 
@@ -95,8 +97,9 @@ pub(super) fn answer_with_call_error(
         call.action, invalid.code, invalid.description
     );
     replies.rewind(draft);
-    rpc::write_call_error(
+    rpc::write_call_error_in(
         replies.payload(),
+        call.version,
         call.unique_id,
         invalid.code,
         &invalid.description,

@@ -29,6 +29,7 @@ impl Shard {
             return;
         }
         let accepted = entry.state.registration == Registration::Accepted;
+        let version = entry.state.version;
         let (unique_id, action, payload) = match rpc::parse_frame(text) {
             Ok(Frame::Call {
                 unique_id,
@@ -39,24 +40,36 @@ impl Shard {
             Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => {
                 return replies.none(conn, accepted);
             }
-            Err(error) => return self.unusable(conn, cp, error, replies, accepted),
+            Err(error) => return self.unusable(conn, cp, error, replies, (accepted, version)),
         };
         let at = SystemTime::now();
         let now = Now {
             time: at,
             text: self.clock.text(at),
         };
-        let known = Action::from_name(&action); // once per message: counters and handler
+        // Once per message, for counters and the handler: the action in the version spoken.
+        let (known, known201) = match version {
+            Version::V16 => (Action::from_name(&action), None),
+            Version::V201 => (None, v201::Action::parse(&action)),
+        };
         let call = CallIn {
             at,
             unique_id: &unique_id,
             action: &action,
             known,
+            version,
             payload,
         };
         let stats = &self.stats;
         stats.processors[self.index].calls_handled.inc();
-        stats.processor_labelled[self.index].calls_by_action[action_slot(known)].inc();
+        let labelled = &stats.processor_labelled[self.index];
+        match version {
+            Version::V16 => labelled.calls_by_action[action_slot(known)].inc(),
+            Version::V201 => {
+                let slot = known201.map_or(v201::Action::ALL.len(), v201::Action::index);
+                labelled.calls_by_action_v201[slot].inc();
+            }
+        }
         entry.seen.last_message = Some(at);
 
         // What the message means goes to sinks that make integration events (Kafka) only;
@@ -70,23 +83,38 @@ impl Shard {
         let draft = replies.begin();
         rpc::write_call_result_head(replies.payload(), &unique_id);
         let payload_start = replies.draft_text(&draft).len();
-        let answered = handlers::write_answer(
-            &self.policy,
-            cp,
-            &mut entry.state,
-            &action,
-            known,
-            payload,
-            now,
-            replies.payload(),
-        );
+        let answered = match version {
+            Version::V16 => handlers::write_answer(
+                &self.policy,
+                cp,
+                &mut entry.state,
+                &action,
+                known,
+                payload,
+                now,
+                replies.payload(),
+            ),
+            Version::V201 => handlers_v201::write_answer(
+                &self.policy,
+                cp,
+                &mut entry.state,
+                (&action, payload),
+                now,
+                replies.payload(),
+            )
+            .map(drop)
+            .map_err(|(_, invalid)| invalid),
+        };
+        let booted = known == Some(Action::BootNotification)
+            || known201 == Some(v201::Action::BootNotification);
+        let changes = known.is_some_and(changes_state) || booted;
         let error = match answered {
             Ok(()) => {
                 replies.payload().push(rpc::CALL_RESULT_END);
-                if known == Some(Action::BootNotification) {
+                if booted {
                     entry.seen.boot = compact(payload);
                 }
-                if keeps_state && known.is_some_and(changes_state) && !entry.dirty {
+                if keeps_state && changes && !entry.dirty {
                     entry.dirty = true;
                     self.dirty.push(ChargePointId::clone(cp));
                 }
@@ -111,7 +139,9 @@ impl Shard {
             }
             out.closes.push((conn, reason));
         }
-        let billing = known.is_some_and(is_billing) && error.is_none();
+        let billing = (known.is_some_and(is_billing)
+            || known201 == Some(v201::Action::TransactionEvent))
+            && error.is_none();
         // Billing answers wait until every place that keeps them has them (the sinks, the
         // state file) when asked to; errors never need to.
         let holds_state = billing && self.state.as_ref().is_some_and(StateSender::holds);
@@ -160,7 +190,7 @@ impl Shard {
         cp: &ChargePointId,
         error: FrameError,
         replies: &mut ReplyBatch,
-        accepted: bool,
+        (accepted, version): (bool, Version),
     ) {
         match error {
             FrameError::Answer {
@@ -171,7 +201,8 @@ impl Shard {
                 self.stats().malformed_calls.inc();
                 self.labelled().call_errors_by_code[code.index()].inc();
                 let draft = replies.begin();
-                rpc::write_call_error(replies.payload(), &unique_id, code, &description);
+                let out = replies.payload();
+                rpc::write_call_error_in(out, version, &unique_id, code, &description);
                 replies.finish(draft, conn, accepted);
             }
             FrameError::Unanswerable { reason } => {
@@ -220,9 +251,11 @@ impl Shard {
             return;
         };
         self.stats.processors[self.index].calls_handled.inc();
-        self.stats.processor_labelled[self.index].calls_by_action
-            [action_slot(Some(Action::Heartbeat))]
-        .inc();
+        let labelled = &self.stats.processor_labelled[self.index];
+        match entry.state.version {
+            Version::V16 => labelled.calls_by_action[action_slot(Some(Action::Heartbeat))].inc(),
+            Version::V201 => labelled.calls_by_action_v201[v201::Action::Heartbeat.index()].inc(),
+        }
         entry.seen.last_message = Some(at);
         if let Some(writer) = writer {
             let mut journaling = Journaling {

@@ -37,15 +37,17 @@ use crate::clock::epoch_ms;
 use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, HeldAnswers, is_billing};
 use crate::mailbox::{ClusterSender, Lookup, Op as ClusterOp};
 use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration};
+use crate::processor::handlers_v201;
 use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
 use crate::query::{ChargePointView, ConnectorView, Filter};
 use crate::security::{Auth, Profile};
 use crate::state::{Change, Restored, Saved, StateBatch, StateSender};
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
-use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId};
+use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId, Version};
 use crate::warn_budget::WarnBudget;
 use ocpp::rpc::{self, Frame, FrameError};
 use ocpp::v16::{Action, ChargePointStatus, Invalid};
+use ocpp::v201;
 
 /// Warnings about peer input a processor logs per second; the rest are counted only.
 const WARNINGS_PER_SECOND: u32 = 20;
@@ -123,6 +125,7 @@ fn saved_record(entry: &ChargePoint) -> Option<Saved> {
         boot: entry.seen.boot.clone(),
         connectors: entry.state.connectors.clone(),
         open_transaction: entry.state.open_transaction,
+        version: entry.state.version,
         seen_ms: epoch_ms(entry.seen.since),
     })
 }
@@ -236,7 +239,11 @@ impl Shard {
                     auth,
                     profile,
                     pinned,
-                } => self.connected(*conn, cp, (*seq, *auth, (*profile, *pinned)), *peer, out),
+                    version,
+                } => {
+                    let how = (*seq, *auth, (*profile, *pinned), *version);
+                    self.connected(*conn, cp, how, *peer, out)
+                }
                 Entry::Message {
                     conn,
                     cp,
@@ -296,6 +303,11 @@ impl Shard {
     /// Where `cp` is connected now, if it is.
     pub fn connection_of(&self, cp: &str) -> Option<ConnId> {
         self.charge_points.get(cp).and_then(|entry| entry.conn)
+    }
+
+    /// The OCPP version `cp` speaks (or last spoke).
+    pub fn version_of(&self, cp: &str) -> Option<Version> {
+        self.charge_points.get(cp).map(|entry| entry.state.version)
     }
 }
 

@@ -61,7 +61,7 @@ impl Shard {
         &mut self,
         conn: ConnId,
         cp: &ChargePointId,
-        (seq, auth, listener): (u64, Auth, (Profile, bool)),
+        (seq, auth, listener, version): (u64, Auth, (Profile, bool), Version),
         peer: SocketAddr,
         out: &mut Outputs<'_>,
     ) {
@@ -105,6 +105,26 @@ impl Shard {
                         self.dirty.push(ChargePointId::clone(cp));
                     }
                 }
+                if held.state.version != version {
+                    // Another version is a new registration of the identity: what it booted,
+                    // reported and opened in the other version does not carry over (its
+                    // security profile floor and journal allowance do).
+                    info!(
+                        "cp={cp} reconnected with OCPP {} (was {}): registered anew",
+                        version.as_str(),
+                        held.state.version.as_str()
+                    );
+                    held.state = ChargePointState {
+                        auth,
+                        version,
+                        ..ChargePointState::default()
+                    };
+                    held.seen.boot = None;
+                    if keeps_state && !held.dirty {
+                        held.dirty = true;
+                        self.dirty.push(ChargePointId::clone(cp));
+                    }
+                }
                 held.seen.peer = Some(peer);
                 held.seen.since = now;
                 if old.is_none() {
@@ -120,6 +140,7 @@ impl Shard {
                         seq,
                         state: ChargePointState {
                             auth,
+                            version,
                             ..ChargePointState::default()
                         },
                         journal: JournalBudget::default(),
@@ -169,6 +190,7 @@ impl Shard {
                         peer,
                         loop_index: conn.loop_index,
                         boot: boot.map(RawValue::get),
+                        version,
                     },
                 });
             }

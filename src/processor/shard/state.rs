@@ -26,6 +26,7 @@ impl Shard {
                         registration: Registration::Accepted,
                         connectors,
                         open_transaction: saved.open_transaction,
+                        version: saved.version,
                         ..ChargePointState::default()
                     },
                     journal: JournalBudget::default(),
@@ -176,8 +177,10 @@ impl Shard {
                 return;
             }
         }
+        // What another node kept of another version's registration does not carry over.
         if let Lookup::Found(saved) = lookup
             && !entry.dirty
+            && saved.version == entry.state.version
         {
             let mut connectors = saved.connectors;
             connectors.truncate(handlers::MAX_CONNECTORS);

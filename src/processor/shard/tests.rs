@@ -66,6 +66,7 @@ impl Rig {
             auth,
             profile,
             pinned: false,
+            version: Version::V16,
         });
         self.handle(&batch);
     }
@@ -136,6 +137,7 @@ fn saved(profile: u8, open_transaction: Option<i32>, seen_ms: u64) -> Saved {
         boot: None,
         connectors: Vec::new(),
         open_transaction,
+        version: Version::V16,
         seen_ms,
     }
 }

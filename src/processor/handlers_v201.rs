@@ -1,0 +1,330 @@
+//! What the gateway answers to each OCPP 2.0.1 CALL from a charging station: the same built-in
+//! policies as 1.6 ([`super::handlers::Policy`]: who may boot, which tokens are authorized, the
+//! DataTransfer status), written for 2.0.1's messages. Pure, like the 1.6 handlers: the time,
+//! the policies and the station's state are passed in.
+//!
+//! Order of checks for a CALL: the action and its payload against the official schema
+//! (`ocpp::v201`: NotImplemented for an unknown action, NotSupported for one only a central
+//! system sends, then the schema's violation); before the station is Accepted anything but
+//! BootNotification is SecurityError (as 1.6's errata 3.8 and 2.0.1's B02/B03: a Pending or
+//! Rejected station sends nothing else); then the policy answers.
+//!
+//! Answers by action:
+//! - BootNotification: Accepted / Pending / Rejected by the allow-list and `ocpp.boot_status`,
+//!   `interval` = `ocpp.heartbeat_interval`; on a profile-3 listener with
+//!   `security.check_serial_number`, a `serialNumber` that is not the certificate's CN is
+//!   Rejected and the connection closed after the answer (as 1.6).
+//! - Heartbeat: `currentTime` (the loop gives the same answer when it answers one itself).
+//! - Authorize: `idTokenInfo` from the tag list (every token Accepted without one).
+//! - TransactionEvent: `{}`, with `idTokenInfo` when the event carries an `idToken` (the
+//!   CSMS must then say what it thinks of the token); a billing message: the processor answers
+//!   it only once it is kept (journal, Kafka, state file, as `events.ack_after_write` says).
+//! - DataTransfer: `ocpp.data_transfer_status`.
+//! - SignCertificate: Rejected with a reason (no certificate authority is configured).
+//! - GetCertificateStatus: Failed (no OCSP responder is configured).
+//! - NotifyEVChargingNeeds, NotifyEVChargingSchedule: Rejected (the gateway plans no charging).
+//! - Get15118EVCertificate: NotSupported (no ISO 15118 certificate service).
+//! - Every other station message (StatusNotification, MeterValues, NotifyReport, NotifyEvent,
+//!   SecurityEventNotification, FirmwareStatusNotification, LogStatusNotification, ...): `{}`,
+//!   after its payload was checked; it is journaled and published for the backend.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::handlers::{self, ChargePointState, Now, Policy, Registration};
+use ocpp::rpc::CallErrorCode;
+use ocpp::v16::{AuthorizationStatus, Invalid, RegistrationStatus};
+use ocpp::v201::{self, Action};
+
+/// Answers one CALL of a 2.0.1 station: the CALLRESULT payload is written to `out`; the error
+/// is the CALLERROR to answer instead. Ok carries the action (for counters and what follows).
+pub fn write_answer(
+    policy: &Policy,
+    cp: &str,
+    state: &mut ChargePointState,
+    (name, payload): (&str, &RawValue),
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Action, (Option<Action>, Invalid)> {
+    let action = v201::check_request(name, payload.get()).map_err(|invalid| {
+        // An action we know that failed its schema is still counted as that action.
+        (Action::parse(name), invalid)
+    })?;
+    if action != Action::BootNotification && state.registration != Registration::Accepted {
+        let description = format!("{name} before the station was accepted");
+        return Err((
+            Some(action),
+            error(CallErrorCode::SecurityError, description),
+        ));
+    }
+    answer(policy, cp, state, action, payload.get(), now, out).map_err(|e| (Some(action), e))?;
+    Ok(action)
+}
+
+fn answer(
+    policy: &Policy,
+    cp: &str,
+    state: &mut ChargePointState,
+    action: Action,
+    payload: &str,
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Action, Invalid> {
+    match action {
+        Action::BootNotification => boot_notification(policy, cp, state, payload, now, out)?,
+        Action::Heartbeat => write(
+            out,
+            &CurrentTime {
+                current_time: time(now)?,
+            },
+        )?,
+        Action::Authorize => {
+            let request: Authorize<'_> = read(payload)?;
+            let id_token_info = id_token_info(policy, &request.id_token.id_token, now);
+            write(out, &AuthorizeAnswer { id_token_info })?;
+        }
+        Action::TransactionEvent => {
+            let request: TransactionEvent<'_> = read(payload)?;
+            let id_token_info = request
+                .id_token
+                .map(|token| id_token_info(policy, &token.id_token, now));
+            write(out, &TransactionEventAnswer { id_token_info })?;
+        }
+        Action::DataTransfer => write(
+            out,
+            &Status {
+                status: data_transfer_status(policy),
+                status_info: None,
+            },
+        )?,
+        Action::SignCertificate => write(
+            out,
+            &Status {
+                status: "Rejected",
+                status_info: Some(StatusInfo {
+                    reason_code: "NoCA",
+                    additional_info: "no certificate authority is configured",
+                }),
+            },
+        )?,
+        Action::GetCertificateStatus => write(
+            out,
+            &Status {
+                status: "Failed",
+                status_info: Some(StatusInfo {
+                    reason_code: "NoOCSP",
+                    additional_info: "no OCSP responder is configured",
+                }),
+            },
+        )?,
+        Action::NotifyEVChargingNeeds | Action::NotifyEVChargingSchedule => write(
+            out,
+            &Status {
+                status: "Rejected",
+                status_info: Some(StatusInfo {
+                    reason_code: "NoSmartCharging",
+                    additional_info: "the gateway does not plan charging",
+                }),
+            },
+        )?,
+        Action::Get15118EVCertificate => {
+            return Err(error(
+                CallErrorCode::NotSupported,
+                "no ISO 15118 certificate service is configured".into(),
+            ));
+        }
+        _ => out.extend_from_slice(b"{}"),
+    }
+    Ok(action)
+}
+
+/// Accepted, Pending or Rejected by `policy`, as for 1.6 ([`handlers::registration`]).
+fn boot_notification(
+    policy: &Policy,
+    cp: &str,
+    state: &mut ChargePointState,
+    payload: &str,
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Invalid> {
+    let request: Boot<'_> = read(payload)?;
+    let serial = request.charging_station.serial_number.as_deref();
+    let status = match handlers::registration(policy, cp, state, serial) {
+        RegistrationStatus::Accepted => "Accepted",
+        RegistrationStatus::Pending => "Pending",
+        RegistrationStatus::Rejected => "Rejected",
+    };
+    write(
+        out,
+        &BootAnswer {
+            current_time: time(now)?,
+            interval: policy.heartbeat_interval_secs,
+            status,
+        },
+    )
+}
+
+/// What the tag list says of a token (2.0.1 knows every 1.6 status by the same name).
+fn id_token_info(policy: &Policy, token: &str, now: Now<'_>) -> IdTokenInfo {
+    let Some(tags) = &policy.id_tags else {
+        return IdTokenInfo {
+            status: "Accepted",
+            cache_expiry_date_time: None,
+            group_id_token: None,
+        };
+    };
+    let verdict = tags.check(token, now.time);
+    IdTokenInfo {
+        status: match verdict.status {
+            AuthorizationStatus::Accepted => "Accepted",
+            AuthorizationStatus::Blocked => "Blocked",
+            AuthorizationStatus::Expired => "Expired",
+            AuthorizationStatus::Invalid => "Invalid",
+            AuthorizationStatus::ConcurrentTx => "ConcurrentTx",
+        },
+        cache_expiry_date_time: verdict.expiry,
+        group_id_token: verdict.parent.map(|id_token| GroupIdToken {
+            id_token,
+            kind: "Central",
+        }),
+    }
+}
+
+fn data_transfer_status(policy: &Policy) -> &'static str {
+    use ocpp::v16::DataTransferStatus::*;
+    match policy.data_transfer_status {
+        Accepted => "Accepted",
+        Rejected => "Rejected",
+        UnknownMessageId => "UnknownMessageId",
+        UnknownVendorId => "UnknownVendorId",
+    }
+}
+
+fn error(code: CallErrorCode, description: String) -> Invalid {
+    Invalid { code, description }
+}
+
+fn time<'a>(now: Now<'a>) -> Result<&'a str, Invalid> {
+    if now.text.is_empty() {
+        return Err(error(
+            CallErrorCode::InternalError,
+            "the gateway's clock cannot be read".into(),
+        ));
+    }
+    Ok(now.text)
+}
+
+/// Reads the fields a policy needs from a payload the schema check already passed.
+fn read<'a, T: Deserialize<'a>>(payload: &'a str) -> Result<T, Invalid> {
+    serde_json::from_str(payload).map_err(|e| {
+        error(
+            CallErrorCode::InternalError,
+            format!("a checked payload could not be read: {e}"),
+        )
+    })
+}
+
+fn write<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<(), Invalid> {
+    serde_json::to_writer(out, value)
+        .map_err(|e| error(CallErrorCode::InternalError, format!("answer: {e}")))
+}
+
+// ---- the fields read and written (the schemas define the rest) ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Boot<'a> {
+    #[serde(borrow)]
+    charging_station: Station<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Station<'a> {
+    #[serde(borrow, default)]
+    serial_number: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Token<'a> {
+    #[serde(borrow)]
+    id_token: std::borrow::Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Authorize<'a> {
+    #[serde(borrow)]
+    id_token: Token<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransactionEvent<'a> {
+    #[serde(borrow, default)]
+    id_token: Option<Token<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BootAnswer<'a> {
+    current_time: &'a str,
+    interval: u64,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CurrentTime<'a> {
+    current_time: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IdTokenInfo {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_expiry_date_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_id_token: Option<GroupIdToken>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupIdToken {
+    id_token: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorizeAnswer {
+    id_token_info: IdTokenInfo,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TransactionEventAnswer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token_info: Option<IdTokenInfo>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_info: Option<StatusInfo>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusInfo {
+    reason_code: &'static str,
+    additional_info: &'static str,
+}
+
+#[cfg(test)]
+mod tests;

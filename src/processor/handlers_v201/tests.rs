@@ -1,0 +1,210 @@
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::policy::{IdTags, Identities};
+use crate::security::Auth;
+use crate::types::CloseReason;
+use ocpp::v201::Part;
+
+const NOW: &str = "2026-12-06T11:00:00Z";
+
+fn now() -> Now<'static> {
+    Now {
+        time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_554_800),
+        text: NOW,
+    }
+}
+
+fn accepted() -> ChargePointState {
+    ChargePointState {
+        registration: Registration::Accepted,
+        ..ChargePointState::default()
+    }
+}
+
+const BOOT: &str = r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V","serialNumber":"CS-1"}}"#;
+
+/// A valid request of each action whose policy reads its payload; `{}` stands for the rest
+/// (their answers do not depend on it).
+fn request(action: Action) -> &'static str {
+    match action {
+        Action::BootNotification => BOOT,
+        Action::Authorize => r#"{"idToken":{"idToken":"TAG-1","type":"ISO14443"}}"#,
+        Action::TransactionEvent => {
+            r#"{"eventType":"Started","timestamp":"2026-12-06T10:59:00Z","triggerReason":"Authorized","seqNo":0,"transactionInfo":{"transactionId":"TX-1"},"idToken":{"idToken":"TAG-1","type":"ISO14443"}}"#
+        }
+        _ => "{}",
+    }
+}
+
+fn answer_of(
+    policy: &Policy,
+    state: &mut ChargePointState,
+    action: Action,
+    payload: &str,
+) -> Result<serde_json::Value, Invalid> {
+    let mut out = Vec::new();
+    answer(policy, "CS-1", state, action, payload, now(), &mut out)?;
+    let text = String::from_utf8(out).expect("UTF-8");
+    v201::check(action, Part::Response, &text)
+        .unwrap_or_else(|e| panic!("{action:?} answered {text}, against its schema: {e:?}"));
+    Ok(serde_json::from_str(&text).expect("JSON"))
+}
+
+#[test]
+fn every_station_action_is_answered_within_its_response_schema() {
+    let policy = Policy::accept_all(300);
+    for action in Action::ALL.into_iter().filter(|a| a.from_station()) {
+        let result = answer_of(&policy, &mut accepted(), action, request(action));
+        match action {
+            Action::Get15118EVCertificate => {
+                assert_eq!(
+                    result.expect_err("no 15118 service").code,
+                    CallErrorCode::NotSupported
+                )
+            }
+            _ => {
+                result.unwrap_or_else(|e| panic!("{action:?}: {e:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn boot_answers_by_allow_list_and_serial_number() {
+    let mut policy = Policy::accept_all(120);
+    let answer = answer_of(
+        &policy,
+        &mut ChargePointState::default(),
+        Action::BootNotification,
+        BOOT,
+    )
+    .expect("answered");
+    assert_eq!(
+        answer,
+        serde_json::json!({"currentTime": NOW, "interval": 120, "status": "Accepted"})
+    );
+    policy.identities = Some(Arc::new(Identities::parse("OTHER\n")));
+    let mut state = ChargePointState::default();
+    let answer = answer_of(&policy, &mut state, Action::BootNotification, BOOT).expect("answered");
+    assert_eq!(
+        (answer["status"].as_str(), state.registration),
+        (Some("Rejected"), Registration::Rejected)
+    );
+    policy.identities = None;
+    policy.check_serial_number = true;
+    let mut state = ChargePointState {
+        auth: Auth::Certificate,
+        ..ChargePointState::default()
+    };
+    let other = BOOT.replace("CS-1", "CS-2");
+    let answer =
+        answer_of(&policy, &mut state, Action::BootNotification, &other).expect("answered");
+    assert_eq!(answer["status"], "Rejected");
+    assert_eq!(state.close_after_answer, Some(CloseReason::SerialMismatch));
+    policy.boot_status = RegistrationStatus::Pending;
+    let mut state = ChargePointState::default();
+    answer_of(&policy, &mut state, Action::BootNotification, BOOT).expect("answered");
+    assert_eq!(state.registration, Registration::Pending);
+}
+
+#[test]
+fn nothing_but_a_boot_before_acceptance() {
+    let policy = Policy::accept_all(300);
+    let mut state = ChargePointState::default();
+    let payload = RawValue::from_string(
+        r#"{"timestamp":"2026-12-06T10:59:00Z","connectorStatus":"Available","evseId":1,"connectorId":1}"#.into(),
+    )
+    .expect("JSON");
+    let mut out = Vec::new();
+    let refused = write_answer(
+        &policy,
+        "CS-1",
+        &mut state,
+        ("StatusNotification", &payload),
+        now(),
+        &mut out,
+    )
+    .expect_err("not accepted yet");
+    assert_eq!(refused.0, Some(Action::StatusNotification));
+    assert_eq!(refused.1.code, CallErrorCode::SecurityError);
+    let boot = RawValue::from_string(BOOT.into()).expect("JSON");
+    let mut out = Vec::new();
+    let booted = write_answer(
+        &policy,
+        "CS-1",
+        &mut state,
+        ("BootNotification", &boot),
+        now(),
+        &mut out,
+    );
+    assert_eq!(booted.map_err(|e| e.1), Ok(Action::BootNotification));
+    let mut out = Vec::new();
+    let status = write_answer(
+        &policy,
+        "CS-1",
+        &mut state,
+        ("StatusNotification", &payload),
+        now(),
+        &mut out,
+    );
+    assert_eq!(status.map_err(|e| e.1), Ok(Action::StatusNotification));
+    assert_eq!(out, b"{}");
+}
+
+#[test]
+fn a_schema_violation_is_answered_with_its_code_and_counted_as_its_action() {
+    let policy = Policy::accept_all(300);
+    let payload = RawValue::from_string(r#"{"evseId":"1"}"#.into()).expect("JSON");
+    let mut out = Vec::new();
+    let (action, invalid) = write_answer(
+        &policy,
+        "CS-1",
+        &mut accepted(),
+        ("StatusNotification", &payload),
+        now(),
+        &mut out,
+    )
+    .expect_err("evseId is an integer");
+    assert_eq!(action, Some(Action::StatusNotification));
+    assert_eq!(invalid.code, CallErrorCode::TypeConstraintViolation);
+    assert!(
+        invalid.description.starts_with("evseId: "),
+        "{}",
+        invalid.description
+    );
+}
+
+#[test]
+fn tokens_are_answered_from_the_tag_list() {
+    let mut policy = Policy::accept_all(300);
+    policy.id_tags = Some(
+        IdTags::parse(
+            "[[tag]]\nid = \"TAG-1\"\nstatus = \"Accepted\"\nparent = \"FLEET\"\n[[tag]]\nid = \"BAD\"\nstatus = \"Blocked\"\n",
+        )
+        .expect("a tag list"),
+    );
+    let authorize = |token: &str| {
+        let payload = format!(r#"{{"idToken":{{"idToken":"{token}","type":"ISO14443"}}}}"#);
+        answer_of(&policy, &mut accepted(), Action::Authorize, &payload).expect("answered")
+    };
+    assert_eq!(
+        authorize("TAG-1")["idTokenInfo"],
+        serde_json::json!({"status": "Accepted", "groupIdToken": {"idToken": "FLEET", "type": "Central"}})
+    );
+    assert_eq!(authorize("BAD")["idTokenInfo"]["status"], "Blocked");
+    assert_eq!(authorize("NOBODY")["idTokenInfo"]["status"], "Invalid");
+    let started = answer_of(
+        &policy,
+        &mut accepted(),
+        Action::TransactionEvent,
+        request(Action::TransactionEvent),
+    )
+    .expect("answered");
+    assert_eq!(started["idTokenInfo"]["status"], "Accepted");
+    let updated = r#"{"eventType":"Updated","timestamp":"2026-12-06T10:59:30Z","triggerReason":"MeterValuePeriodic","seqNo":1,"transactionInfo":{"transactionId":"TX-1"}}"#;
+    let updated =
+        answer_of(&policy, &mut accepted(), Action::TransactionEvent, updated).expect("answered");
+    assert_eq!(updated, serde_json::json!({}), "no idToken, no idTokenInfo");
+}
