@@ -80,6 +80,9 @@ pub struct ChargePointView {
     pub rate_limited: u64,
     /// unknown, pending, rejected or accepted.
     pub registration: &'static str,
+    /// The OCPP version its (last) connection spoke: "1.6" or "2.0.1".
+    #[serde(rename = "ocppVersion")]
+    pub version: &'static str,
     /// The BootNotification payload it last booted with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot: Option<Box<RawValue>>,

@@ -124,6 +124,11 @@ fn both_versions_share_a_gateway_each_answered_in_its_own() {
     server.wait_for("four 2.0.1 Heartbeats counted", |s| {
         s.calls_in_by_action_v201.get(slot) == Some(&4)
     });
+    for (id, version) in [("CP-16", "1.6"), ("CS-201", "2.0.1")] {
+        let path = format!("/api/v1/chargepoints/{id}");
+        let view = http(server.admin(), "GET", &path, None, None).json();
+        assert_eq!(view["ocppVersion"], version, "{view}");
+    }
     let metrics = http(server.admin(), "GET", "/metrics", None, None).body;
     assert!(
         metrics.contains("ocpp_gateway_handshakes_by_version_total{version=\"2.0.1\"} 1"),

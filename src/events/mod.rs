@@ -31,7 +31,6 @@ use std::time::SystemTime;
 use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
 use crate::types::ChargePointId;
 use crate::types::{CloseCause, Version};
-use ocpp::rpc::CallErrorCode;
 use ocpp::v16::Action;
 use ocpp::v16::ChargePointStatus;
 
@@ -188,7 +187,8 @@ impl Event<'_> {
 pub enum Answer<'a> {
     Result(&'a str),
     Error {
-        code: CallErrorCode,
+        /// As the connection's version spells it on the wire.
+        code: &'static str,
         description: &'a str,
     },
 }

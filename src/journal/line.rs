@@ -64,7 +64,7 @@ pub fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event<'_>) {
             }
             Answer::Error { code, description } => {
                 head(out, "error", "out", Some(unique_id), action);
-                text(out, "code", code.as_str());
+                text(out, "code", code);
                 text(out, "description", description);
             }
         },
@@ -210,7 +210,7 @@ mod tests {
             unique_id: "43",
             action: "Bogus",
             answer: Answer::Error {
-                code: CallErrorCode::NotImplemented,
+                code: CallErrorCode::NotImplemented.as_str(),
                 description: "no \"Bogus\"\n",
             },
         });

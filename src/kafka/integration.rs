@@ -267,7 +267,7 @@ fn frame(out: &mut Vec<u8>, kind: &EventKind<'_>) -> Result {
                 message_type: "CALLERROR",
                 unique_id,
                 action,
-                error_code: Some(code.as_str()),
+                error_code: Some(code),
                 error_description: Some(description),
                 ..Frame::default()
             },

@@ -112,7 +112,7 @@ pub(super) fn journaled_answer<'r>(
     replies: &'r ReplyBatch,
     draft: &Draft,
     payload_start: usize,
-    error: Option<&'r Invalid>,
+    (error, version): (Option<&'r Invalid>, Version),
 ) -> Answer<'r> {
     match error {
         None => {
@@ -121,7 +121,7 @@ pub(super) fn journaled_answer<'r>(
             Answer::Result(std::str::from_utf8(payload).unwrap_or("{}"))
         }
         Some(invalid) => Answer::Error {
-            code: invalid.code,
+            code: invalid.code.spelled(version),
             description: &invalid.description,
         },
     }

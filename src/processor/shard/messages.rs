@@ -154,7 +154,7 @@ impl Shard {
             }
             return replies.finish(draft, conn, accepted);
         };
-        let answer = journaled_answer(replies, &draft, payload_start, error.as_ref());
+        let answer = journaled_answer(replies, &draft, payload_start, (error.as_ref(), version));
         let journaling = Journaling {
             writer: &mut *writer,
             rule: self.journal_rule,

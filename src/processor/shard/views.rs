@@ -55,6 +55,7 @@ impl Shard {
             authenticated_profile: entry.profile.number(),
             journal_lines_suppressed: entry.seen.journal_suppressed,
             rate_limited: entry.seen.rate_limited,
+            version: entry.state.version.as_str(),
             registration: match entry.state.registration {
                 Registration::Unknown => "unknown",
                 Registration::Pending => "pending",
