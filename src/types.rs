@@ -192,11 +192,20 @@ pub use ocpp::Version;
 
 /// The OCPP versions a listener speaks, in the gateway's order of preference (`ocpp.protocols`,
 /// narrowed per listener): of a charge point's offers, the first here that it offered wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Protocols {
     list: [Version; Version::ALL.len()],
     len: u8,
 }
+
+/// Equal when the same versions are listed in the same order (the unused slots do not count).
+impl PartialEq for Protocols {
+    fn eq(&self, other: &Protocols) -> bool {
+        self.versions() == other.versions()
+    }
+}
+
+impl Eq for Protocols {}
 
 impl Protocols {
     /// Both, the newest first.

@@ -15,80 +15,22 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::tansu::{self, Record, Tansu};
+use common::tansu::{
+    self, EVENT_PARTITIONS, EVENTS, Record, Tansu, assert_schema, broker, gateway,
+};
 use common::*;
-use ocpp_gateway::config::{Config, KafkaConfig, Sinks};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use tungstenite::Message;
 
-const EVENTS: &str = "ocpp-events-up";
-const COMMANDS: &str = "commands-down";
-const EVENT_PARTITIONS: i32 = 3;
-const COMMAND_PARTITIONS: i32 = 4;
+use common::tansu::{COMMAND_PARTITIONS, COMMANDS};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ocpp-kafka-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
-}
-
-/// A broker with both topics.
-fn broker() -> Tansu {
-    let tansu = Tansu::start();
-    tansu.create_topic(EVENTS, EVENT_PARTITIONS as u32);
-    tansu.create_topic(COMMANDS, COMMAND_PARTITIONS as u32);
-    tansu
-}
-
-/// Journal and Kafka both on, as in production.
-fn gateway(tansu: &Tansu, node: &str, dir: &std::path::Path) -> Config {
-    let mut config = test_config();
-    config.server.node_id = node.into();
-    config.events.sinks = Sinks {
-        journal: true,
-        kafka: true,
-    };
-    config.events.path = dir.join("events.jsonl");
-    config.kafka = Some(KafkaConfig {
-        brokers: tansu.brokers(),
-        events_topic: EVENTS.into(),
-        commands_topic: COMMANDS.into(),
-        consume_commands: true,
-        command_partitions: Vec::new(),
-        group_id: format!("ocpp-gateway-{node}"),
-        ack_timeout: Duration::from_millis(1500),
-        degraded_after: Duration::from_secs(2),
-        command_max_age: Duration::from_secs(300),
-        raw_frames: false,
-        buffer_messages: 100_000,
-        buffer_bytes: 64 << 20,
-        linger: Duration::from_millis(1),
-        properties: Vec::new(),
-    });
-    config
-}
-
-/// Fails unless `event` is valid against `schemas/kafka/{eventType}.json`.
-fn assert_schema(event: &Value) {
-    let kind = event["eventType"].as_str().expect("an eventType");
-    let path = format!("{}/schemas/kafka/{kind}.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
-    let validator = jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap_or_else(|e| panic!("{kind}: {e}"));
-    let errors: Vec<String> = validator
-        .iter_errors(event)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{event} is not a valid {kind}: {errors:?}"
-    );
 }
 
 fn kinds(events: &[&Value]) -> Vec<String> {

@@ -558,10 +558,6 @@ mod tests {
                 "[[listeners]]\nlisten = \"127.0.0.1:9001\"\nprotocols = [\"ocpp2.0.1\"]\n",
                 "listeners.protocols",
             ),
-            (
-                "[ocpp]\nprotocols = [\"ocpp2.0.1\"]\n[events]\nsink = \"kafka\"\n[kafka]\nbrokers = \"127.0.0.1:9092\"\n",
-                "ocpp.protocols",
-            ),
         ] {
             let error = parse(text).expect_err(text).to_string();
             assert!(error.contains(key), "{text}: {error}");

@@ -121,19 +121,6 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
             "\"kafka\" needs kafka.brokers (\"host:port,...\")".into(),
         ));
     }
-    // Until 2.0.1's messages make integration events, a 2.0.1 TransactionEvent would be
-    // acknowledged without reaching the topic: refused rather than a promise half kept.
-    let speaks_201 = std::iter::once(&ocpp.protocols)
-        .chain(extra_listeners.iter().map(|l| &l.protocols))
-        .any(|p| p.versions().contains(&crate::types::Version::V201));
-    if speaks_201 && events.sinks.kafka {
-        return Err(check.invalid(
-            "ocpp.protocols",
-            "OCPP 2.0.1 does not publish integration events to Kafka yet: with \"kafka\" in \
-             events.sink, list only \"ocpp1.6\" (on every listener)"
-                .into(),
-        ));
-    }
     if cluster.is_some() && ocpp.transaction_id_file.is_none() {
         return Err(check.invalid(
             "ocpp.transaction_id_file",

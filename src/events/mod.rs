@@ -33,6 +33,7 @@ use crate::types::ChargePointId;
 use crate::types::{CloseCause, Version};
 use ocpp::v16::Action;
 use ocpp::v16::ChargePointStatus;
+use ocpp::v201;
 
 /// One thing that happened to one charge point. Payloads are raw JSON text.
 #[derive(Debug, Clone, Copy)]
@@ -116,13 +117,33 @@ pub enum EventKind<'a> {
         /// The charge point's connector statuses before this message was handled.
         connectors_before: &'a [(u32, ChargePointStatus)],
     },
+    /// The same for a CALL of a 2.0.1 station (the actions of [`is_integrated_v201`]).
+    Accepted201 {
+        unique_id: &'a str,
+        action: v201::Action,
+        request: &'a str,
+        answer: &'a str,
+    },
 }
 
 impl EventKind<'_> {
     /// Whether the journal writes a line for it.
     pub fn journaled(&self) -> bool {
-        !matches!(self, EventKind::Accepted { .. })
+        !matches!(
+            self,
+            EventKind::Accepted { .. } | EventKind::Accepted201 { .. }
+        )
     }
+}
+
+/// 2.0.1 actions whose accepted CALLs are recorded as [`EventKind::Accepted201`] too.
+pub fn is_integrated_v201(action: v201::Action) -> bool {
+    matches!(
+        action,
+        v201::Action::BootNotification
+            | v201::Action::StatusNotification
+            | v201::Action::TransactionEvent
+    )
 }
 
 /// Actions whose accepted CALLs are recorded as [`EventKind::Accepted`] too.

@@ -125,7 +125,9 @@ pub fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event<'_>) {
         }
         // Not a journal line (the journal writer never renders it): the CALL and its answer
         // are journaled as they are.
-        EventKind::Accepted { .. } => text(out, "event", "accepted"),
+        EventKind::Accepted { .. } | EventKind::Accepted201 { .. } => {
+            text(out, "event", "accepted")
+        }
     }
     out.extend_from_slice(b"}\n");
 }

@@ -14,6 +14,8 @@ use serde_json::value::RawValue;
 
 use crate::events::{Answer, Body, Event, EventKind, PAYLOAD_PREFIX};
 use ocpp::rpc::push_json_str;
+mod v201;
+use crate::types::Version;
 use ocpp::v16::Action;
 
 /// Where the envelope's fields come from besides the event.
@@ -60,6 +62,11 @@ pub fn render(
     push_json_str(out, envelope.gateway);
     out.extend_from_slice(b",\"timestamp\":");
     push_json_str(out, envelope.timestamp);
+    if let Some(version) = version_of(&event.kind) {
+        out.extend_from_slice(b",\"ocppVersion\":\"");
+        out.extend_from_slice(version.as_str().as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(b",\"payload\":");
     if payload(out, event).is_err() {
         // No half event goes out.
@@ -70,9 +77,25 @@ pub fn render(
     Rendered::Event
 }
 
+/// The OCPP version an event is in, where it says (`ocppVersion` in the envelope).
+fn version_of(kind: &EventKind<'_>) -> Option<Version> {
+    match *kind {
+        EventKind::Connected { version, .. } => Some(version),
+        EventKind::Accepted { .. } => Some(Version::V16),
+        EventKind::Accepted201 { .. } => Some(Version::V201),
+        _ => None,
+    }
+}
+
 /// The `eventType` of `event`, if it makes one.
 fn event_type(event: &Event<'_>, raw_frames: bool) -> Option<&'static str> {
     Some(match event.kind {
+        EventKind::Accepted201 {
+            action,
+            request,
+            answer,
+            ..
+        } => return v201::event_type(action, request, answer),
         EventKind::Connected { .. } => "charge_point.connected",
         EventKind::Disconnected { .. } => "charge_point.disconnected",
         EventKind::Accepted { action, answer, .. } => match action {
@@ -96,7 +119,7 @@ fn event_type(event: &Event<'_>, raw_frames: bool) -> Option<&'static str> {
     })
 }
 
-fn boot_accepted(answer: &str) -> bool {
+pub(super) fn boot_accepted(answer: &str) -> bool {
     #[derive(Deserialize)]
     struct Conf<'a> {
         #[serde(borrow)]
@@ -105,10 +128,22 @@ fn boot_accepted(answer: &str) -> bool {
     serde_json::from_str::<Conf<'_>>(answer).is_ok_and(|c| c.status == "Accepted")
 }
 
-type Result = std::result::Result<(), serde_json::Error>;
+pub(super) type Result = std::result::Result<(), serde_json::Error>;
 
 fn payload(out: &mut Vec<u8>, event: &Event<'_>) -> Result {
     match event.kind {
+        EventKind::Connected {
+            peer,
+            boot: Some(boot),
+            version: Version::V201,
+            ..
+        } => v201::connected(out, boot, "connect", Some(&peer.to_string())),
+        EventKind::Accepted201 {
+            action,
+            request,
+            answer,
+            ..
+        } => v201::payload(out, action, request, answer),
         EventKind::Connected { peer, boot, .. } => {
             let details = boot.map(serde_json::from_str::<Boot<'_>>).transpose()?;
             let peer = peer.to_string();
@@ -198,7 +233,7 @@ fn payload(out: &mut Vec<u8>, event: &Event<'_>) -> Result {
     }
 }
 
-fn write<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result {
+pub(super) fn write<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result {
     serde_json::to_writer(out, value)
 }
 
@@ -331,7 +366,7 @@ struct Boot<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Connected<'a> {
+pub(super) struct Connected<'a> {
     /// "connect" (the WebSocket opened; details from the last accepted boot, null when none
     /// is known) or "boot" (an accepted BootNotification; details from it).
     trigger: &'a str,

@@ -10,7 +10,13 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
-use super::{WATCHDOG, free_port, server_available, wait_until};
+use super::{WATCHDOG, free_port, server_available, test_config, wait_until};
+use ocpp_gateway::config::{Config, KafkaConfig, Sinks};
+
+pub const EVENTS: &str = "ocpp-events-up";
+pub const COMMANDS: &str = "commands-down";
+pub const EVENT_PARTITIONS: i32 = 3;
+pub const COMMAND_PARTITIONS: i32 = 4;
 
 /// True when `tansu` can be run (see [`server_available`]).
 pub fn available() -> bool {
@@ -198,4 +204,60 @@ impl Reader {
             .map(|r| &r.value)
             .collect()
     }
+}
+
+/// A broker with both topics.
+pub fn broker() -> Tansu {
+    let tansu = Tansu::start();
+    tansu.create_topic(EVENTS, EVENT_PARTITIONS as u32);
+    tansu.create_topic(COMMANDS, COMMAND_PARTITIONS as u32);
+    tansu
+}
+
+/// Journal and Kafka both on, as in production.
+pub fn gateway(tansu: &Tansu, node: &str, dir: &std::path::Path) -> Config {
+    let mut config = test_config();
+    config.server.node_id = node.into();
+    config.events.sinks = Sinks {
+        journal: true,
+        kafka: true,
+    };
+    config.events.path = dir.join("events.jsonl");
+    config.kafka = Some(KafkaConfig {
+        brokers: tansu.brokers(),
+        events_topic: EVENTS.into(),
+        commands_topic: COMMANDS.into(),
+        consume_commands: true,
+        command_partitions: Vec::new(),
+        group_id: format!("ocpp-gateway-{node}"),
+        ack_timeout: Duration::from_millis(1500),
+        degraded_after: Duration::from_secs(2),
+        command_max_age: Duration::from_secs(300),
+        raw_frames: false,
+        buffer_messages: 100_000,
+        buffer_bytes: 64 << 20,
+        linger: Duration::from_millis(1),
+        properties: Vec::new(),
+    });
+    config
+}
+
+/// Fails unless `event` is valid against `schemas/kafka/{eventType}.json`.
+pub fn assert_schema(event: &Value) {
+    let kind = event["eventType"].as_str().expect("an eventType");
+    let path = format!("{}/schemas/kafka/{kind}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(event)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{event} is not a valid {kind}: {errors:?}"
+    );
 }

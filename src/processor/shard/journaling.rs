@@ -76,6 +76,8 @@ pub(super) struct CallIn<'a> {
     pub(super) action: &'a str,
     /// `action`, when it is an OCPP 1.6 action (of a 1.6 connection).
     pub(super) known: Option<Action>,
+    /// `action`, when it is an OCPP 2.0.1 action (of a 2.0.1 connection).
+    pub(super) known201: Option<v201::Action>,
     /// The version the connection speaks (how a CALLERROR's code is spelled).
     pub(super) version: Version,
     pub(super) payload: &'a RawValue,
@@ -147,19 +149,28 @@ pub(super) fn journal_call(
         billing,
     );
     entry.seen.journal_suppressed += journaling.stats.journal_lines_suppressed.get() - before;
-    if let (Some(connectors_before), Some(action), Answer::Result(answer)) =
-        (integrated, call.known, answer)
-    {
-        journaling.writer.record(&Event {
-            at: call.at,
-            cp,
-            kind: EventKind::Accepted {
-                unique_id: call.unique_id,
-                action,
-                request: call.payload.get(),
-                answer,
-                connectors_before,
-            },
-        });
-    }
+    let (Some(connectors_before), Answer::Result(answer)) = (integrated, answer) else {
+        return;
+    };
+    let kind = match (call.known, call.known201) {
+        (Some(action), _) => EventKind::Accepted {
+            unique_id: call.unique_id,
+            action,
+            request: call.payload.get(),
+            answer,
+            connectors_before,
+        },
+        (None, Some(action)) => EventKind::Accepted201 {
+            unique_id: call.unique_id,
+            action,
+            request: call.payload.get(),
+            answer,
+        },
+        (None, None) => return,
+    };
+    journaling.writer.record(&Event {
+        at: call.at,
+        cp,
+        kind,
+    });
 }

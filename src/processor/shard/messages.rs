@@ -57,6 +57,7 @@ impl Shard {
             unique_id: &unique_id,
             action: &action,
             known,
+            known201,
             version,
             payload,
         };
@@ -75,7 +76,8 @@ impl Shard {
         // What the message means goes to sinks that make integration events (Kafka) only;
         // a StatusNotification's event names the connector's status before it.
         let integrates = out.writer.as_deref().is_some_and(|w| w.integrates())
-            && known.is_some_and(events::is_integrated);
+            && (known.is_some_and(events::is_integrated)
+                || known201.is_some_and(events::is_integrated_v201));
         let connectors_before = match known {
             Some(Action::StatusNotification) if integrates => entry.state.connectors.clone(),
             _ => Vec::new(),

@@ -1,0 +1,446 @@
+//! The integration events of OCPP 2.0.1 stations: the same event types as 1.6's, so one
+//! consumer of `ocpp-events-up` handles both (the envelope's `ocppVersion` says which):
+//!
+//! - an accepted BootNotification: `charge_point.connected` (trigger `boot`; vendor, model,
+//!   firmware and serial number from `chargingStation`); a connect of a booted station the same
+//!   with trigger `connect`;
+//! - StatusNotification: `connector.status_changed` with `evseId` and `connectorId`;
+//! - TransactionEvent: `transaction.started` (Started), `transaction.meter_values` (Updated with
+//!   meter values), `transaction.stopped` (Ended). `transactionId` is the station's string,
+//!   `seqNo`, `triggerReason` and `offline` come along, and the energy register (Wh) is read
+//!   from the event's meter values when it carries one.
+//!
+//! The payloads were checked against the official schemas before they were answered: a field
+//! read here is there and of its type.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{Result, write};
+use ocpp::v201::Action;
+
+/// The `eventType` of an accepted 2.0.1 CALL, if it makes one.
+pub(super) fn event_type(action: Action, request: &str, answer: &str) -> Option<&'static str> {
+    Some(match action {
+        Action::BootNotification if super::boot_accepted(answer) => "charge_point.connected",
+        Action::StatusNotification => "connector.status_changed",
+        Action::TransactionEvent => {
+            let event: Kind<'_> = serde_json::from_str(request).ok()?;
+            match &*event.event_type {
+                "Started" => "transaction.started",
+                "Updated" if event.meter_value.is_some() => "transaction.meter_values",
+                "Ended" => "transaction.stopped",
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// The payload of the event [`event_type`] named.
+pub(super) fn payload(out: &mut Vec<u8>, action: Action, request: &str, answer: &str) -> Result {
+    match action {
+        Action::BootNotification => connected(out, request, "boot", None),
+        Action::StatusNotification => {
+            let r: Status<'_> = serde_json::from_str(request)?;
+            write(
+                out,
+                &StatusChanged {
+                    evse_id: r.evse_id,
+                    connector_id: r.connector_id,
+                    status: r.connector_status,
+                    previous_status: None,
+                    status_timestamp: r.timestamp,
+                },
+            )
+        }
+        Action::TransactionEvent => transaction(out, request, answer),
+        _ => write(out, &()),
+    }
+}
+
+/// `charge_point.connected` from a 2.0.1 BootNotification payload.
+pub(super) fn connected(
+    out: &mut Vec<u8>,
+    boot: &str,
+    trigger: &str,
+    remote_address: Option<&str>,
+) -> Result {
+    let boot: Boot<'_> = serde_json::from_str(boot)?;
+    let station = &boot.charging_station;
+    write(
+        out,
+        &super::Connected {
+            trigger,
+            vendor: Some(&station.vendor_name),
+            model: Some(&station.model),
+            firmware_version: station.firmware_version.as_deref(),
+            serial_number: station.serial_number.as_deref(),
+            remote_address,
+        },
+    )
+}
+
+fn transaction(out: &mut Vec<u8>, request: &str, answer: &str) -> Result {
+    let r: TransactionEvent<'_> = serde_json::from_str(request)?;
+    let evse_id = r.evse.as_ref().map(|e| e.id);
+    let connector_id = r.evse.as_ref().and_then(|e| e.connector_id);
+    let energy = r.meter_value.and_then(energy_wh);
+    let id_tag = r.id_token.as_ref().map(|t| &*t.id_token);
+    let common = Common {
+        transaction_id: &r.transaction_info.transaction_id,
+        seq_no: r.seq_no,
+        trigger_reason: &r.trigger_reason,
+        offline: r.offline,
+    };
+    match &*r.event_type {
+        "Started" => {
+            let a: Answer<'_> = serde_json::from_str(answer)?;
+            write(
+                out,
+                &Started {
+                    evse_id,
+                    connector_id,
+                    id_tag,
+                    id_token_type: r.id_token.as_ref().map(|t| &*t.kind),
+                    id_tag_status: a.id_token_info.map(|i| i.status),
+                    meter_start_wh: energy,
+                    start_timestamp: &r.timestamp,
+                    charging_state: r.transaction_info.charging_state.as_deref(),
+                    common,
+                },
+            )
+        }
+        "Ended" => write(
+            out,
+            &Stopped {
+                // 2.0.1 (as 1.6): an absent stoppedReason means Local.
+                reason: r
+                    .transaction_info
+                    .stopped_reason
+                    .as_deref()
+                    .unwrap_or("Local"),
+                meter_stop_wh: energy,
+                stop_timestamp: &r.timestamp,
+                id_tag,
+                transaction_data: r.meter_value,
+                common,
+            },
+        ),
+        _ => write(
+            out,
+            &MeterValues {
+                evse_id,
+                connector_id,
+                meter_values: r.meter_value,
+                common,
+            },
+        ),
+    }
+}
+
+/// The energy register in Wh from a meterValue array: the first sampled value of
+/// `Energy.Active.Import.Register` (the measurand when none is named) on no particular phase,
+/// scaled by its unit (Wh or kWh) and multiplier.
+fn energy_wh(meter_value: &RawValue) -> Option<f64> {
+    let values: Vec<MeterValue<'_>> = serde_json::from_str(meter_value.get()).ok()?;
+    values
+        .iter()
+        .flat_map(|v| &v.sampled_value)
+        .find(|s| {
+            s.phase.is_none()
+                && s.measurand
+                    .as_deref()
+                    .is_none_or(|m| m == "Energy.Active.Import.Register")
+        })
+        .map(|s| {
+            let unit = s.unit_of_measure.as_ref();
+            let scale = match unit.and_then(|u| u.unit.as_deref()) {
+                Some("kWh") => 1000.0,
+                _ => 1.0,
+            };
+            let multiplier = unit.and_then(|u| u.multiplier).unwrap_or(0);
+            s.value * scale * 10f64.powi(multiplier)
+        })
+}
+
+// ---- read from the station's payloads ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Boot<'a> {
+    #[serde(borrow)]
+    charging_station: Station<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Station<'a> {
+    #[serde(borrow)]
+    vendor_name: Cow<'a, str>,
+    #[serde(borrow)]
+    model: Cow<'a, str>,
+    #[serde(borrow, default)]
+    firmware_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    serial_number: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Status<'a> {
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    #[serde(borrow)]
+    connector_status: Cow<'a, str>,
+    evse_id: i64,
+    connector_id: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Kind<'a> {
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow, default)]
+    meter_value: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransactionEvent<'a> {
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    #[serde(borrow)]
+    trigger_reason: Cow<'a, str>,
+    seq_no: i64,
+    #[serde(borrow)]
+    transaction_info: TransactionInfo<'a>,
+    #[serde(default)]
+    offline: bool,
+    #[serde(default)]
+    evse: Option<Evse>,
+    #[serde(borrow, default)]
+    id_token: Option<IdToken<'a>>,
+    #[serde(borrow, default)]
+    meter_value: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransactionInfo<'a> {
+    #[serde(borrow)]
+    transaction_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    charging_state: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    stopped_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Evse {
+    id: i64,
+    #[serde(default)]
+    connector_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdToken<'a> {
+    #[serde(borrow)]
+    id_token: Cow<'a, str>,
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    id_token_info: Option<IdTokenInfo<'a>>,
+}
+
+#[derive(Deserialize)]
+struct IdTokenInfo<'a> {
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MeterValue<'a> {
+    #[serde(borrow)]
+    sampled_value: Vec<Sampled<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Sampled<'a> {
+    value: f64,
+    #[serde(borrow, default)]
+    measurand: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    phase: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    unit_of_measure: Option<Unit<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Unit<'a> {
+    #[serde(borrow, default)]
+    unit: Option<Cow<'a, str>>,
+    #[serde(default)]
+    multiplier: Option<i32>,
+}
+
+// ---- written into the events ----
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusChanged<'a> {
+    evse_id: i64,
+    connector_id: i64,
+    status: Cow<'a, str>,
+    /// Not kept for 2.0.1 stations yet: always null.
+    previous_status: Option<&'a str>,
+    status_timestamp: Cow<'a, str>,
+}
+
+/// What every transaction event of a 2.0.1 station carries.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Common<'a> {
+    transaction_id: &'a str,
+    seq_no: i64,
+    trigger_reason: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    offline: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Started<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evse_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connector_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_tag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_tag_status: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meter_start_wh: Option<f64>,
+    start_timestamp: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    charging_state: Option<&'a str>,
+    #[serde(flatten)]
+    common: Common<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MeterValues<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evse_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connector_id: Option<i64>,
+    meter_values: Option<&'a RawValue>,
+    #[serde(flatten)]
+    common: Common<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stopped<'a> {
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meter_stop_wh: Option<f64>,
+    stop_timestamp: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_tag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_data: Option<&'a RawValue>,
+    #[serde(flatten)]
+    common: Common<'a>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(
+        action: Action,
+        request: &str,
+        answer: &str,
+    ) -> (Option<&'static str>, serde_json::Value) {
+        let kind = event_type(action, request, answer);
+        let mut out = Vec::new();
+        payload(&mut out, action, request, answer).expect("renders");
+        (kind, serde_json::from_slice(&out).expect("JSON"))
+    }
+
+    #[test]
+    fn a_transaction_makes_started_meter_values_and_stopped() {
+        let started = r#"{"eventType":"Started","timestamp":"2026-12-06T10:00:00Z","triggerReason":"Authorized","seqNo":0,"transactionInfo":{"transactionId":"TX-1","chargingState":"Charging"},"evse":{"id":1,"connectorId":2},"idToken":{"idToken":"TAG","type":"ISO14443"},"meterValue":[{"timestamp":"2026-12-06T10:00:00Z","sampledValue":[{"value":1.5,"unitOfMeasure":{"unit":"kWh"}}]}]}"#;
+        let (kind, event) = render(
+            Action::TransactionEvent,
+            started,
+            r#"{"idTokenInfo":{"status":"Accepted"}}"#,
+        );
+        assert_eq!(kind, Some("transaction.started"));
+        assert_eq!(
+            event,
+            serde_json::json!({"evseId": 1, "connectorId": 2, "idTag": "TAG",
+                "idTokenType": "ISO14443", "idTagStatus": "Accepted", "meterStartWh": 1500.0,
+                "startTimestamp": "2026-12-06T10:00:00Z", "chargingState": "Charging",
+                "transactionId": "TX-1", "seqNo": 0, "triggerReason": "Authorized"})
+        );
+        let updated = r#"{"eventType":"Updated","timestamp":"2026-12-06T10:05:00Z","triggerReason":"MeterValuePeriodic","seqNo":1,"offline":true,"transactionInfo":{"transactionId":"TX-1"},"meterValue":[{"timestamp":"2026-12-06T10:05:00Z","sampledValue":[{"value":2000}]}]}"#;
+        let (kind, event) = render(Action::TransactionEvent, updated, "{}");
+        assert_eq!(kind, Some("transaction.meter_values"));
+        assert_eq!(
+            (&event["offline"], &event["seqNo"]),
+            (&serde_json::json!(true), &serde_json::json!(1))
+        );
+        let quiet = r#"{"eventType":"Updated","timestamp":"2026-12-06T10:05:00Z","triggerReason":"ChargingStateChanged","seqNo":2,"transactionInfo":{"transactionId":"TX-1"}}"#;
+        assert_eq!(event_type(Action::TransactionEvent, quiet, "{}"), None);
+        let ended = r#"{"eventType":"Ended","timestamp":"2026-12-06T11:00:00Z","triggerReason":"EVCommunicationLost","seqNo":3,"transactionInfo":{"transactionId":"TX-1"},"meterValue":[{"timestamp":"2026-12-06T11:00:00Z","sampledValue":[{"value":9,"measurand":"Power.Active.Import"},{"value":5,"unitOfMeasure":{"unit":"Wh","multiplier":3}}]}]}"#;
+        let (kind, event) = render(Action::TransactionEvent, ended, "{}");
+        assert_eq!(kind, Some("transaction.stopped"));
+        assert_eq!(
+            (&event["reason"], &event["meterStopWh"]),
+            (&serde_json::json!("Local"), &serde_json::json!(5000.0))
+        );
+    }
+
+    #[test]
+    fn a_boot_and_a_status_make_their_events() {
+        let boot = r#"{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V","serialNumber":"S"}}"#;
+        let (kind, event) = render(
+            Action::BootNotification,
+            boot,
+            r#"{"currentTime":"2026-12-06T10:00:00Z","interval":300,"status":"Accepted"}"#,
+        );
+        assert_eq!(kind, Some("charge_point.connected"));
+        assert_eq!(
+            (&event["vendor"], &event["serialNumber"]),
+            (&serde_json::json!("V"), &serde_json::json!("S"))
+        );
+        let pending = r#"{"currentTime":"2026-12-06T10:00:00Z","interval":300,"status":"Pending"}"#;
+        assert_eq!(event_type(Action::BootNotification, boot, pending), None);
+        let status = r#"{"timestamp":"2026-12-06T10:00:00Z","connectorStatus":"Occupied","evseId":1,"connectorId":1}"#;
+        let (kind, event) = render(Action::StatusNotification, status, "{}");
+        assert_eq!(kind, Some("connector.status_changed"));
+        assert_eq!(
+            (&event["evseId"], &event["status"]),
+            (&serde_json::json!(1), &serde_json::json!("Occupied"))
+        );
+    }
+}

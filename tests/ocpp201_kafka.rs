@@ -1,0 +1,143 @@
+//! A mixed fleet on one topic: a 1.6 charge point and a 2.0.1 station on one gateway publish
+//! to `ocpp-events-up` (a real broker, `tansu`), every event valid against `schemas/kafka/` and
+//! carrying `ocppVersion` where it comes from a message or a connect; the 2.0.1 transaction's
+//! Started, Updated and Ended make `transaction.started`, `transaction.meter_values` and
+//! `transaction.stopped` with the station's string transaction id, each answered only once the
+//! broker has it (`events.ack_after_write`), so one consumer reads both versions.
+
+mod common;
+
+use common::tansu::{self, EVENT_PARTITIONS, EVENTS, Record, assert_schema, broker, gateway};
+use common::*;
+use ocpp_gateway::types::Protocols;
+use serde_json::{Value, json};
+
+fn has(records: &[Record], cp: &str, kind: &str) -> bool {
+    records
+        .iter()
+        .any(|r| r.key.as_deref() == Some(cp) && r.value["eventType"] == kind)
+}
+
+fn transaction_event(kind: &str, seq_no: u64, extra: Value) -> Value {
+    let mut event = json!({"eventType": kind, "timestamp": "2026-12-06T10:00:00Z",
+        "triggerReason": "Authorized", "seqNo": seq_no,
+        "transactionInfo": {"transactionId": "TX-K-201"}, "evse": {"id": 1, "connectorId": 1}});
+    if let (Some(event), Some(extra)) = (event.as_object_mut(), extra.as_object()) {
+        event.extend(extra.clone());
+    }
+    event
+}
+
+#[test]
+fn both_versions_publish_one_kind_of_event_on_one_topic() {
+    if !tansu::available() {
+        return;
+    }
+    let tansu = broker();
+    let dir = std::env::temp_dir().join(format!("ocpp-kafka-201-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let mut config = gateway(&tansu, "gw-mixed", &dir);
+    config.ocpp.protocols = Protocols::BOTH;
+    config.events.ack_after_write = true;
+    let server = TestServer::start(config);
+
+    let mut old = connect(&server, "CP-MIX-16");
+    boot(&mut old);
+    let mut new = connect_v201(&server, "CS-MIX-201");
+    boot_v201(&mut new);
+    let status = json!({"timestamp": "2026-12-06T10:00:00Z", "connectorStatus": "Occupied",
+                        "evseId": 1, "connectorId": 1});
+    assert_eq!(
+        call_v201(&mut new, "s1", "StatusNotification", status)[0],
+        3
+    );
+    let token = json!({"idToken": {"idToken": "TAG-K", "type": "ISO14443"},
+        "meterValue": [{"timestamp": "2026-12-06T10:00:00Z",
+                        "sampledValue": [{"value": 1000}]}]});
+    let meter = json!({"meterValue": [{"timestamp": "2026-12-06T10:10:00Z",
+                                       "sampledValue": [{"value": 2.5,
+                                                         "unitOfMeasure": {"unit": "kWh"}}]}]});
+    let end = json!({"transactionInfo": {"transactionId": "TX-K-201",
+                                         "stoppedReason": "EVDisconnected"},
+                     "meterValue": [{"timestamp": "2026-12-06T10:20:00Z",
+                                     "sampledValue": [{"value": 3000}]}]});
+    for (n, (kind, extra)) in [("Started", token), ("Updated", meter), ("Ended", end)]
+        .into_iter()
+        .enumerate()
+    {
+        let id = format!("tx-{n}");
+        let reply = call_v201(
+            &mut new,
+            &id,
+            "TransactionEvent",
+            transaction_event(kind, n as u64, extra),
+        );
+        assert_eq!(reply[0], 3, "{reply}");
+    }
+
+    let mut reader = tansu.reader(EVENTS, EVENT_PARTITIONS);
+    // Answered only once on the topic: the stop is there as soon as the answer came.
+    reader.until("the 2.0.1 transaction's end", |seen| {
+        has(seen, "CS-MIX-201", "transaction.stopped")
+            && has(seen, "CP-MIX-16", "charge_point.connected")
+    });
+    for event in reader.seen.iter().map(|r| &r.value) {
+        assert_schema(event);
+    }
+    let new_events = reader.of("CS-MIX-201");
+    let kinds: Vec<&str> = new_events
+        .iter()
+        .filter_map(|e| e["eventType"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "charge_point.connected",
+            "charge_point.connected",
+            "connector.status_changed",
+            "transaction.started",
+            "transaction.meter_values",
+            "transaction.stopped",
+        ]
+    );
+    assert!(
+        new_events.iter().all(|e| e["ocppVersion"] == "2.0.1"),
+        "{new_events:#?}"
+    );
+    let p = |i: usize| &new_events[i]["payload"];
+    assert_eq!(
+        (&p(1)["trigger"], &p(1)["vendor"]),
+        (&json!("boot"), &json!("Tests"))
+    );
+    assert_eq!(
+        (&p(2)["evseId"], &p(2)["status"]),
+        (&json!(1), &json!("Occupied"))
+    );
+    assert_eq!(
+        (
+            &p(3)["transactionId"],
+            &p(3)["idTag"],
+            &p(3)["idTagStatus"],
+            &p(3)["meterStartWh"]
+        ),
+        (
+            &json!("TX-K-201"),
+            &json!("TAG-K"),
+            &json!("Accepted"),
+            &json!(1000.0)
+        )
+    );
+    assert_eq!(p(4)["seqNo"], 1);
+    assert_eq!(
+        (&p(5)["reason"], &p(5)["meterStopWh"], &p(5)["seqNo"]),
+        (&json!("EVDisconnected"), &json!(3000.0), &json!(2))
+    );
+    let old_events = reader.of("CP-MIX-16");
+    assert!(
+        old_events.iter().all(|e| e["ocppVersion"] == "1.6"),
+        "{old_events:#?}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
