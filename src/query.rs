@@ -9,7 +9,7 @@ use mio::Waker;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::types::ChargePointId;
+use crate::types::{ChargePointId, OpenTransaction};
 
 /// A one-shot answer to a thread waiting in a `mio::Poll`.
 #[derive(Debug)]
@@ -89,6 +89,9 @@ pub struct ChargePointView {
     pub connectors: Vec<ConnectorView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_transaction: Option<i32>,
+    /// A 2.0.1 station's open transactions (its ids, EVSEs, tokens, meter starts, next seqNo).
+    #[serde(rename = "openTransactions201", skip_serializing_if = "Vec::is_empty")]
+    pub open_transactions_201: Vec<OpenTransaction>,
     /// RFC 3339: when its last CALL arrived.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_message_at: Option<String>,

@@ -82,6 +82,13 @@ pub struct Saved {
     pub connectors: Vec<(u32, ChargePointStatus)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_transaction: Option<i32>,
+    /// A 2.0.1 station's open transactions and the last ones it ended (absent: none).
+    #[serde(
+        default,
+        rename = "transactions201",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub transactions: Option<Box<Transactions201>>,
     /// The OCPP version it registered with ("1.6" when absent, as in older records).
     #[serde(default, rename = "ocppVersion", skip_serializing_if = "is_zero")]
     pub version: Version,
@@ -94,6 +101,8 @@ pub struct Saved {
 fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
     *n == T::default()
 }
+
+pub use crate::types::{OpenTransaction, Transactions201};
 
 /// Records read at start, by identity.
 pub type Restored = Vec<(Box<str>, Saved)>;
@@ -376,6 +385,16 @@ mod tests {
             boot: RawValue::from_string(r#"{"chargePointVendor":"V"}"#.into()).ok(),
             connectors: vec![(1, ChargePointStatus::Charging)],
             open_transaction: tx,
+            transactions: Some(Box::new(Transactions201 {
+                open: vec![OpenTransaction {
+                    id: "TX-1".into(),
+                    evse_id: Some(1),
+                    id_token: None,
+                    meter_start_wh: Some(10.5),
+                    next_seq: 3,
+                }],
+                ended: vec![("TX-0".into(), 7)],
+            })),
             version: Version::V201,
             seen_ms: 0,
         }
@@ -426,6 +445,9 @@ mod tests {
         assert_eq!(loaded.len(), 1, "{loaded:?}");
         assert_eq!(&*loaded[0].0, "A");
         assert_eq!(loaded[0].1.open_transaction, Some(2));
+        let transactions = loaded[0].1.transactions.as_ref().expect("transactions");
+        assert_eq!(transactions.open[0].next_seq, 3);
+        assert_eq!(transactions.ended, [("TX-0".into(), 7)]);
         assert_eq!(loaded[0].1.connectors, [(1, ChargePointStatus::Charging)]);
         assert_eq!(
             loaded[0].1.boot.as_ref().map(|b| b.get()),

@@ -269,6 +269,11 @@ counters! {
         /// Connections closed (1008) because the identity authenticated at a higher profile
         /// before (the loop could not know).
         profile_refusals,
+        /// 2.0.1 TransactionEvents sent again after they were answered (recognised by their
+        /// transaction and seqNo): answered, not journaled or published twice.
+        transaction_events_resent,
+        /// 2.0.1 TransactionEvents whose seqNo skipped some of their transaction's (journaled).
+        transaction_seq_gaps,
     }
 }
 
@@ -515,6 +520,8 @@ pub struct StatsSnapshot {
     pub refusals_unjournaled: u64,
     pub profile_refusals: u64,
     pub serial_mismatches: u64,
+    pub transaction_events_resent: u64,
+    pub transaction_seq_gaps: u64,
     pub takeovers_refused: u64,
     pub journal_backpressure: u64,
     pub journal_lines_suppressed: u64,

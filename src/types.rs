@@ -190,6 +190,34 @@ impl Profile {
 
 pub use ocpp::Version;
 
+/// Transactions a 2.0.1 station has open, one per EVSE at most, each with the next `seqNo`
+/// expected of it, and the last few it ended with the `seqNo` after their Ended: an event sent
+/// again (the station did not get our answer) is then recognised, across restarts and, in
+/// cluster mode, on another node.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Transactions201 {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open: Vec<OpenTransaction>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended: Vec<(Box<str>, u64)>,
+}
+
+/// One open 2.0.1 transaction, as its station's TransactionEvents told it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenTransaction {
+    /// The station's id for it.
+    pub id: Box<str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evse_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<Box<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter_start_wh: Option<f64>,
+    /// The `seqNo` its next event should carry.
+    pub next_seq: u64,
+}
+
 /// The OCPP versions a listener speaks, in the gateway's order of preference (`ocpp.protocols`,
 /// narrowed per listener): of a charge point's offers, the first here that it offered wins.
 #[derive(Debug, Clone, Copy)]

@@ -183,6 +183,18 @@ fn connections(o: &mut Out, s: &StatsSnapshot) {
         o.sample("ocpp_gateway_auth_failures_total", &[("kind", kind)], n);
     }
     o.single(
+        "ocpp_gateway_transaction_events_resent_total",
+        "counter",
+        "OCPP 2.0.1 TransactionEvents sent again after they were answered: answered, not journaled or published twice.",
+        s.transaction_events_resent,
+    );
+    o.single(
+        "ocpp_gateway_transaction_seq_gaps_total",
+        "counter",
+        "OCPP 2.0.1 TransactionEvents whose seqNo skipped some of their transaction's (journaled as seq_gap).",
+        s.transaction_seq_gaps,
+    );
+    o.single(
         "ocpp_gateway_auth_lockouts_total",
         "counter",
         "Times an address was locked out for too many failed authentications (security.lockout_*).",

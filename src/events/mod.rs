@@ -117,6 +117,12 @@ pub enum EventKind<'a> {
         /// The charge point's connector statuses before this message was handled.
         connectors_before: &'a [(u32, ChargePointStatus)],
     },
+    /// A 2.0.1 TransactionEvent whose `seqNo` skipped some: `expected` was next.
+    SeqGap {
+        transaction_id: &'a str,
+        expected: u64,
+        seq_no: u64,
+    },
     /// The same for a CALL of a 2.0.1 station (the actions of [`is_integrated_v201`]).
     Accepted201 {
         unique_id: &'a str,

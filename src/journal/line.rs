@@ -125,6 +125,15 @@ pub fn render(out: &mut Vec<u8>, ts: &str, node: &str, event: &Event<'_>) {
         }
         // Not a journal line (the journal writer never renders it): the CALL and its answer
         // are journaled as they are.
+        EventKind::SeqGap {
+            transaction_id,
+            expected,
+            seq_no,
+        } => {
+            text(out, "event", "seq_gap");
+            text(out, "transactionId", transaction_id);
+            let _ = write!(out, ",\"expected\":{expected},\"seqNo\":{seq_no}");
+        }
         EventKind::Accepted { .. } | EventKind::Accepted201 { .. } => {
             text(out, "event", "accepted")
         }

@@ -19,6 +19,9 @@
 //! - TransactionEvent: `{}`, with `idTokenInfo` when the event carries an `idToken` (the
 //!   CSMS must then say what it thinks of the token); a billing message: the processor answers
 //!   it only once it is kept (journal, Kafka, state file, as `events.ack_after_write` says).
+//!   Each transaction's `seqNo` is followed ([`track`]): an event sent again (its answer was
+//!   lost) is [`Effect::Resent`] - answered, but not journaled or published a second time - and
+//!   a `seqNo` past the next expected one is an [`Effect::Gap`] the processor journals.
 //! - DataTransfer: `ocpp.data_transfer_status`.
 //! - SignCertificate: Rejected with a reason (no certificate authority is configured).
 //! - GetCertificateStatus: Failed (no OCSP responder is configured).
@@ -31,13 +34,36 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use std::borrow::Cow;
+
 use super::handlers::{self, ChargePointState, Now, Policy, Registration};
+use crate::state::{OpenTransaction, Transactions201};
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::{AuthorizationStatus, Invalid, RegistrationStatus};
 use ocpp::v201::{self, Action};
 
+/// Open transactions a station may have at once (one per EVSE); beyond, the oldest is
+/// forgotten (bounds what a hostile station makes us keep).
+pub const MAX_OPEN_TRANSACTIONS: usize = 16;
+/// Ended transactions remembered, to know their events when they are sent again.
+pub const ENDED_REMEMBERED: usize = 4;
+
+/// What a TransactionEvent meant besides its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing to add (every message but TransactionEvent, and a transaction's next event).
+    Fresh,
+    /// An event of this transaction already answered (the station did not get the answer):
+    /// answered again, not journaled or published twice.
+    Resent,
+    /// Its `seqNo` skipped some: `expected` was the next one (events are missing, or arrive
+    /// out of order after an offline period).
+    Gap { expected: u64 },
+}
+
 /// Answers one CALL of a 2.0.1 station: the CALLRESULT payload is written to `out`; the error
-/// is the CALLERROR to answer instead. Ok carries the action (for counters and what follows).
+/// is the CALLERROR to answer instead. Ok carries the action (for counters and what follows)
+/// and what a TransactionEvent meant.
 pub fn write_answer(
     policy: &Policy,
     cp: &str,
@@ -45,7 +71,7 @@ pub fn write_answer(
     (name, payload): (&str, &RawValue),
     now: Now<'_>,
     out: &mut Vec<u8>,
-) -> Result<Action, (Option<Action>, Invalid)> {
+) -> Result<(Action, Effect), (Option<Action>, Invalid)> {
     let action = v201::check_request(name, payload.get()).map_err(|invalid| {
         // An action we know that failed its schema is still counted as that action.
         (Action::parse(name), invalid)
@@ -57,8 +83,77 @@ pub fn write_answer(
             error(CallErrorCode::SecurityError, description),
         ));
     }
-    answer(policy, cp, state, action, payload.get(), now, out).map_err(|e| (Some(action), e))?;
-    Ok(action)
+    let effect = answer(policy, cp, state, action, payload.get(), now, out)
+        .map_err(|e| (Some(action), e))?;
+    Ok((action, effect))
+}
+
+/// Follows a TransactionEvent's transaction by its `seqNo` (see [`Effect`]).
+pub fn track(state: &mut ChargePointState, event: &TransactionEvent<'_>) -> Effect {
+    let transactions = state.transactions.get_or_insert_default();
+    let id = &*event.transaction_info.transaction_id;
+    // seqNo is an integer without a lower bound in the schema: a negative one is not followed.
+    let Ok(seq) = u64::try_from(event.seq_no) else {
+        return Effect::Fresh;
+    };
+    let ended = event.event_type == "Ended";
+    if let Some(i) = transactions.open.iter().position(|t| &*t.id == id) {
+        let open = &mut transactions.open[i];
+        if seq < open.next_seq {
+            return Effect::Resent;
+        }
+        let effect = if seq > open.next_seq {
+            Effect::Gap {
+                expected: open.next_seq,
+            }
+        } else {
+            Effect::Fresh
+        };
+        open.next_seq = seq + 1;
+        if ended {
+            transactions.open.remove(i);
+            remember_ended(transactions, id, seq + 1);
+        }
+        return effect;
+    }
+    if transactions
+        .ended
+        .iter()
+        .any(|(ended, next)| &**ended == id && seq < *next)
+    {
+        return Effect::Resent;
+    }
+    // A transaction seen for the first time: from its Started (seqNo 0), or later (after a
+    // failover without the state, or a Started lost): then what came before is a gap.
+    let effect = if seq > 0 {
+        Effect::Gap { expected: 0 }
+    } else {
+        Effect::Fresh
+    };
+    let transactions = state.transactions.get_or_insert_default();
+    if ended {
+        remember_ended(transactions, id, seq + 1);
+    } else {
+        if transactions.open.len() >= MAX_OPEN_TRANSACTIONS {
+            transactions.open.remove(0);
+        }
+        transactions.open.push(OpenTransaction {
+            id: id.into(),
+            evse_id: event.evse.as_ref().map(|e| e.id),
+            id_token: event.id_token.as_ref().map(|t| (&*t.id_token).into()),
+            meter_start_wh: event.meter_value.and_then(|m| v201::energy_wh(m.get())),
+            next_seq: seq + 1,
+        });
+    }
+    effect
+}
+
+fn remember_ended(transactions: &mut Transactions201, id: &str, next: u64) {
+    transactions.ended.retain(|(ended, _)| &**ended != id);
+    if transactions.ended.len() >= ENDED_REMEMBERED {
+        transactions.ended.remove(0);
+    }
+    transactions.ended.push((id.into(), next));
 }
 
 fn answer(
@@ -69,7 +164,8 @@ fn answer(
     payload: &str,
     now: Now<'_>,
     out: &mut Vec<u8>,
-) -> Result<Action, Invalid> {
+) -> Result<Effect, Invalid> {
+    let mut effect = Effect::Fresh;
     match action {
         Action::BootNotification => boot_notification(policy, cp, state, payload, now, out)?,
         Action::Heartbeat => write(
@@ -85,8 +181,10 @@ fn answer(
         }
         Action::TransactionEvent => {
             let request: TransactionEvent<'_> = read(payload)?;
+            effect = track(state, &request);
             let id_token_info = request
                 .id_token
+                .as_ref()
                 .map(|token| id_token_info(policy, &token.id_token, now));
             write(out, &TransactionEventAnswer { id_token_info })?;
         }
@@ -135,7 +233,7 @@ fn answer(
         }
         _ => out.extend_from_slice(b"{}"),
     }
-    Ok(action)
+    Ok(effect)
 }
 
 /// Accepted, Pending or Rejected by `policy`, as for 1.6 ([`handlers::registration`]).
@@ -242,14 +340,14 @@ struct Boot<'a> {
 #[serde(rename_all = "camelCase")]
 struct Station<'a> {
     #[serde(borrow, default)]
-    serial_number: Option<std::borrow::Cow<'a, str>>,
+    serial_number: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Token<'a> {
     #[serde(borrow)]
-    id_token: std::borrow::Cow<'a, str>,
+    id_token: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -259,11 +357,33 @@ struct Authorize<'a> {
     id_token: Token<'a>,
 }
 
+/// What is read of a TransactionEvent.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TransactionEvent<'a> {
+pub struct TransactionEvent<'a> {
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    seq_no: i64,
+    #[serde(borrow)]
+    transaction_info: TransactionInfo<'a>,
+    #[serde(default)]
+    evse: Option<Evse>,
     #[serde(borrow, default)]
     id_token: Option<Token<'a>>,
+    #[serde(borrow, default)]
+    meter_value: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransactionInfo<'a> {
+    #[serde(borrow)]
+    transaction_id: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct Evse {
+    id: i64,
 }
 
 #[derive(Serialize)]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Result, write};
-use ocpp::v201::Action;
+use ocpp::v201::{self, Action};
 
 /// The `eventType` of an accepted 2.0.1 CALL, if it makes one.
 pub(super) fn event_type(action: Action, request: &str, answer: &str) -> Option<&'static str> {
@@ -87,7 +87,7 @@ fn transaction(out: &mut Vec<u8>, request: &str, answer: &str) -> Result {
     let r: TransactionEvent<'_> = serde_json::from_str(request)?;
     let evse_id = r.evse.as_ref().map(|e| e.id);
     let connector_id = r.evse.as_ref().and_then(|e| e.connector_id);
-    let energy = r.meter_value.and_then(energy_wh);
+    let energy = r.meter_value.and_then(|m| v201::energy_wh(m.get()));
     let id_tag = r.id_token.as_ref().map(|t| &*t.id_token);
     let common = Common {
         transaction_id: &r.transaction_info.transaction_id,
@@ -139,31 +139,6 @@ fn transaction(out: &mut Vec<u8>, request: &str, answer: &str) -> Result {
             },
         ),
     }
-}
-
-/// The energy register in Wh from a meterValue array: the first sampled value of
-/// `Energy.Active.Import.Register` (the measurand when none is named) on no particular phase,
-/// scaled by its unit (Wh or kWh) and multiplier.
-fn energy_wh(meter_value: &RawValue) -> Option<f64> {
-    let values: Vec<MeterValue<'_>> = serde_json::from_str(meter_value.get()).ok()?;
-    values
-        .iter()
-        .flat_map(|v| &v.sampled_value)
-        .find(|s| {
-            s.phase.is_none()
-                && s.measurand
-                    .as_deref()
-                    .is_none_or(|m| m == "Energy.Active.Import.Register")
-        })
-        .map(|s| {
-            let unit = s.unit_of_measure.as_ref();
-            let scale = match unit.and_then(|u| u.unit.as_deref()) {
-                Some("kWh") => 1000.0,
-                _ => 1.0,
-            };
-            let multiplier = unit.and_then(|u| u.multiplier).unwrap_or(0);
-            s.value * scale * 10f64.powi(multiplier)
-        })
 }
 
 // ---- read from the station's payloads ----
@@ -269,33 +244,6 @@ struct Answer<'a> {
 struct IdTokenInfo<'a> {
     #[serde(borrow)]
     status: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MeterValue<'a> {
-    #[serde(borrow)]
-    sampled_value: Vec<Sampled<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Sampled<'a> {
-    value: f64,
-    #[serde(borrow, default)]
-    measurand: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    phase: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    unit_of_measure: Option<Unit<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Unit<'a> {
-    #[serde(borrow, default)]
-    unit: Option<Cow<'a, str>>,
-    #[serde(default)]
-    multiplier: Option<i32>,
 }
 
 // ---- written into the events ----

@@ -139,7 +139,10 @@ fn nothing_but_a_boot_before_acceptance() {
         now(),
         &mut out,
     );
-    assert_eq!(booted.map_err(|e| e.1), Ok(Action::BootNotification));
+    assert_eq!(
+        booted.map_err(|e| e.1),
+        Ok((Action::BootNotification, Effect::Fresh))
+    );
     let mut out = Vec::new();
     let status = write_answer(
         &policy,
@@ -149,7 +152,10 @@ fn nothing_but_a_boot_before_acceptance() {
         now(),
         &mut out,
     );
-    assert_eq!(status.map_err(|e| e.1), Ok(Action::StatusNotification));
+    assert_eq!(
+        status.map_err(|e| e.1),
+        Ok((Action::StatusNotification, Effect::Fresh))
+    );
     assert_eq!(out, b"{}");
 }
 
@@ -207,4 +213,118 @@ fn tokens_are_answered_from_the_tag_list() {
     let updated =
         answer_of(&policy, &mut accepted(), Action::TransactionEvent, updated).expect("answered");
     assert_eq!(updated, serde_json::json!({}), "no idToken, no idTokenInfo");
+}
+
+fn event(kind: &str, id: &str, seq_no: i64, evse: i64) -> String {
+    format!(
+        r#"{{"eventType":"{kind}","timestamp":"2026-12-06T10:00:00Z","triggerReason":"Authorized","seqNo":{seq_no},"transactionInfo":{{"transactionId":"{id}"}},"evse":{{"id":{evse}}},"meterValue":[{{"timestamp":"2026-12-06T10:00:00Z","sampledValue":[{{"value":1.25,"unitOfMeasure":{{"unit":"kWh"}}}}]}}]}}"#
+    )
+}
+
+fn effect(state: &mut ChargePointState, payload: &str) -> Effect {
+    let mut out = Vec::new();
+    let policy = Policy::accept_all(300);
+    let effect = answer(
+        &policy,
+        "CS-1",
+        state,
+        Action::TransactionEvent,
+        payload,
+        now(),
+        &mut out,
+    )
+    .expect("answered");
+    v201::check(
+        Action::TransactionEvent,
+        Part::Response,
+        &String::from_utf8_lossy(&out),
+    )
+    .expect("a valid answer");
+    effect
+}
+
+#[test]
+fn a_transaction_is_followed_by_its_seq_no() {
+    let mut state = accepted();
+    assert_eq!(
+        effect(&mut state, &event("Started", "TX-A", 0, 1)),
+        Effect::Fresh
+    );
+    let open = &state.transactions.as_ref().expect("followed").open[0];
+    assert_eq!(
+        (&*open.id, open.evse_id, open.meter_start_wh),
+        ("TX-A", Some(1), Some(1250.0))
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-A", 1, 1)),
+        Effect::Fresh
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-A", 1, 1)),
+        Effect::Resent,
+        "sent again"
+    );
+    assert_eq!(
+        effect(&mut state, &event("Started", "TX-A", 0, 1)),
+        Effect::Resent
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-A", 3, 1)),
+        Effect::Gap { expected: 2 }
+    );
+    assert_eq!(
+        effect(&mut state, &event("Ended", "TX-A", 4, 1)),
+        Effect::Fresh
+    );
+    assert!(
+        state
+            .transactions
+            .as_ref()
+            .expect("followed")
+            .open
+            .is_empty()
+    );
+    assert_eq!(
+        effect(&mut state, &event("Ended", "TX-A", 4, 1)),
+        Effect::Resent,
+        "its Ended again"
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-A", 2, 1)),
+        Effect::Resent,
+        "a late one"
+    );
+}
+
+#[test]
+fn transactions_of_several_evses_are_followed_apart_and_bounded() {
+    let mut state = accepted();
+    assert_eq!(
+        effect(&mut state, &event("Started", "TX-1", 0, 1)),
+        Effect::Fresh
+    );
+    assert_eq!(
+        effect(&mut state, &event("Started", "TX-2", 0, 2)),
+        Effect::Fresh
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-1", 1, 1)),
+        Effect::Fresh
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-2", 1, 2)),
+        Effect::Fresh
+    );
+    // First seen in the middle (a failover without state): what came before is a gap.
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-3", 5, 3)),
+        Effect::Gap { expected: 0 }
+    );
+    for n in 0..40 {
+        effect(&mut state, &event("Started", &format!("TX-MANY-{n}"), 0, 1));
+        effect(&mut state, &event("Ended", &format!("TX-DONE-{n}"), 0, 1));
+    }
+    let transactions = state.transactions.as_ref().expect("followed");
+    assert_eq!(transactions.open.len(), MAX_OPEN_TRANSACTIONS);
+    assert_eq!(transactions.ended.len(), ENDED_REMEMBERED);
 }

@@ -174,3 +174,38 @@ pub(super) fn journal_call(
         kind,
     });
 }
+
+/// Journals that a 2.0.1 TransactionEvent's `seqNo` skipped some (never left out by the
+/// allowance: what is missing from a bill must be visible).
+pub(super) fn record_gap(
+    writer: &mut dyn EventWriter,
+    (at, cp): (SystemTime, &str),
+    payload: &RawValue,
+    expected: u64,
+) {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Seq<'a> {
+        seq_no: u64,
+        #[serde(borrow)]
+        transaction_info: Info<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Info<'a> {
+        #[serde(borrow)]
+        transaction_id: std::borrow::Cow<'a, str>,
+    }
+    let Ok(seq) = serde_json::from_str::<Seq<'_>>(payload.get()) else {
+        return;
+    };
+    writer.record(&Event {
+        at,
+        cp,
+        kind: EventKind::SeqGap {
+            transaction_id: &seq.transaction_info.transaction_id,
+            expected,
+            seq_no: seq.seq_no,
+        },
+    });
+}

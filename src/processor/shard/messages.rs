@@ -82,6 +82,7 @@ impl Shard {
             Some(Action::StatusNotification) if integrates => entry.state.connectors.clone(),
             _ => Vec::new(),
         };
+        let mut effect = Effect::Fresh;
         let draft = replies.begin();
         rpc::write_call_result_head(replies.payload(), &unique_id);
         let payload_start = replies.draft_text(&draft).len();
@@ -104,12 +105,14 @@ impl Shard {
                 now,
                 replies.payload(),
             )
-            .map(drop)
+            .map(|(_, found)| effect = found)
             .map_err(|(_, invalid)| invalid),
         };
         let booted = known == Some(Action::BootNotification)
             || known201 == Some(v201::Action::BootNotification);
-        let changes = known.is_some_and(changes_state) || booted;
+        let changes = known.is_some_and(changes_state)
+            || booted
+            || known201 == Some(v201::Action::TransactionEvent);
         let error = match answered {
             Ok(()) => {
                 replies.payload().push(rpc::CALL_RESULT_END);
@@ -141,6 +144,11 @@ impl Shard {
             }
             out.closes.push((conn, reason));
         }
+        if effect == Effect::Resent {
+            // Already journaled, published and kept when first answered: answered again only.
+            stats.processors[self.index].transaction_events_resent.inc();
+            return replies.finish(draft, conn, accepted);
+        }
         let billing = (known.is_some_and(is_billing)
             || known201 == Some(v201::Action::TransactionEvent))
             && error.is_none();
@@ -156,6 +164,10 @@ impl Shard {
             }
             return replies.finish(draft, conn, accepted);
         };
+        if let Effect::Gap { expected } = effect {
+            stats.processors[self.index].transaction_seq_gaps.inc();
+            record_gap(&mut *writer, (call.at, cp), payload, expected);
+        }
         let answer = journaled_answer(replies, &draft, payload_start, (error.as_ref(), version));
         let journaling = Journaling {
             writer: &mut *writer,

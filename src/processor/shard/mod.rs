@@ -37,7 +37,7 @@ use crate::clock::epoch_ms;
 use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, HeldAnswers, is_billing};
 use crate::mailbox::{ClusterSender, Lookup, Op as ClusterOp};
 use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration};
-use crate::processor::handlers_v201;
+use crate::processor::handlers_v201::{self, Effect};
 use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
 use crate::query::{ChargePointView, ConnectorView, Filter};
 use crate::security::{Auth, Profile};
@@ -126,6 +126,7 @@ fn saved_record(entry: &ChargePoint) -> Option<Saved> {
         connectors: entry.state.connectors.clone(),
         open_transaction: entry.state.open_transaction,
         version: entry.state.version,
+        transactions: entry.state.transactions.clone(),
         seen_ms: epoch_ms(entry.seen.since),
     })
 }

@@ -27,6 +27,7 @@ impl Shard {
                         connectors,
                         open_transaction: saved.open_transaction,
                         version: saved.version,
+                        transactions: saved.transactions,
                         ..ChargePointState::default()
                     },
                     journal: JournalBudget::default(),
@@ -187,6 +188,7 @@ impl Shard {
             entry.state.registration = Registration::Accepted;
             entry.state.connectors = connectors;
             entry.state.open_transaction = saved.open_transaction;
+            entry.state.transactions = saved.transactions;
             entry.seen.boot = saved.boot;
             entry.saved = true;
         }

@@ -56,6 +56,12 @@ impl Shard {
             journal_lines_suppressed: entry.seen.journal_suppressed,
             rate_limited: entry.seen.rate_limited,
             version: entry.state.version.as_str(),
+            open_transactions_201: entry
+                .state
+                .transactions
+                .as_ref()
+                .map(|t| t.open.clone())
+                .unwrap_or_default(),
             registration: match entry.state.registration {
                 Registration::Unknown => "unknown",
                 Registration::Pending => "pending",

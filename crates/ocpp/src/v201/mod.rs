@@ -231,5 +231,57 @@ pub fn code_of(kind: ViolationKind) -> CallErrorCode {
     }
 }
 
+/// The energy register in Wh from a meterValue array: the first sampled value of
+/// `Energy.Active.Import.Register` (the measurand when none is named) on no particular phase,
+/// scaled by its unit (Wh or kWh) and multiplier.
+pub fn energy_wh(meter_value: &str) -> Option<f64> {
+    let values: Vec<MeterValue<'_>> = serde_json::from_str(meter_value).ok()?;
+    values
+        .iter()
+        .flat_map(|v| &v.sampled_value)
+        .find(|s| {
+            s.phase.is_none()
+                && s.measurand
+                    .as_deref()
+                    .is_none_or(|m| m == "Energy.Active.Import.Register")
+        })
+        .map(|s| {
+            let unit = s.unit_of_measure.as_ref();
+            let scale = match unit.and_then(|u| u.unit.as_deref()) {
+                Some("kWh") => 1000.0,
+                _ => 1.0,
+            };
+            let multiplier = unit.and_then(|u| u.multiplier).unwrap_or(0);
+            s.value * scale * 10f64.powi(multiplier)
+        })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MeterValue<'a> {
+    #[serde(borrow)]
+    sampled_value: Vec<Sampled<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Sampled<'a> {
+    value: f64,
+    #[serde(borrow, default)]
+    measurand: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    phase: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    unit_of_measure: Option<Unit<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Unit<'a> {
+    #[serde(borrow, default)]
+    unit: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    multiplier: Option<i32>,
+}
+
 #[cfg(test)]
 mod tests;
