@@ -1,5 +1,6 @@
-//! The upgrade selects `ocpp1.6` when offered, alone or among others; without it the upgrade
-//! completes without the header and the connection is closed at once (OCPP-J 1.6).
+//! The upgrade selects `ocpp1.6` when offered, alone or among others the gateway does not speak;
+//! with no version it speaks the upgrade completes without the header and the connection is
+//! closed at once (OCPP-J 1.6). Choosing among versions it speaks: `handshake_versions`.
 
 mod common;
 
@@ -39,7 +40,10 @@ fn no_subprotocol_upgrades_without_header_then_closes() {
 #[test]
 fn only_other_ocpp_versions_offered_gets_no_header() {
     let server = TestServer::start(test_config());
-    let request = upgrade_request("/ocpp/CP-v2", "Sec-WebSocket-Protocol: ocpp2.0.1\r\n");
+    let request = upgrade_request(
+        "/ocpp/CP-v2",
+        "Sec-WebSocket-Protocol: ocpp2.1, ocpp1.5\r\n",
+    );
     let answer = raw_exchange(server.addr, request.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
     assert!(

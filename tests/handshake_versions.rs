@@ -52,8 +52,9 @@ fn the_gateways_preference_decides_among_the_offers() {
 
 #[test]
 fn a_version_the_listener_does_not_speak_is_closed_with_what_it_speaks() {
-    // The default speaks 1.6 only.
-    let server = TestServer::start(test_config());
+    let mut config = test_config();
+    config.ocpp.protocols = Protocols::V16;
+    let server = TestServer::start(config);
     let answer = offer(server.addr, "CS-NEW", "ocpp2.0.1");
     assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
     assert!(

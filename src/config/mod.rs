@@ -30,9 +30,8 @@ pub const DEFAULT_DRAIN_RATE: u32 = 10_000;
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 0;
 pub const DEFAULT_PROXY_PROTOCOL: bool = false;
-/// OCPP 1.6 only, for now: OCPP 2.0.1 is spoken where `ocpp.protocols` names it. It becomes
-/// the default once everything it needs is built (what is missing: the README).
-pub const DEFAULT_PROTOCOLS: Protocols = Protocols::V16;
+/// Both versions, the newest first: a station offering both speaks 2.0.1.
+pub const DEFAULT_PROTOCOLS: Protocols = Protocols::BOTH;
 
 pub const DEFAULT_SECURITY_PROFILE: Profile = Profile::Unsecured;
 pub const DEFAULT_CHECK_SERIAL_NUMBER: bool = false;
@@ -534,7 +533,7 @@ mod tests {
 
     #[test]
     fn protocols_are_listed_narrowed_per_listener_and_checked() {
-        assert_eq!(parse("").unwrap().ocpp.protocols, Protocols::V16);
+        assert_eq!(parse("").unwrap().ocpp.protocols, Protocols::BOTH);
         let both = "[ocpp]\nprotocols = [\"ocpp2.0.1\", \"ocpp1.6\"]\n";
         let config = parse(both).expect("both versions");
         assert_eq!(config.ocpp.protocols, Protocols::BOTH);
@@ -555,7 +554,7 @@ mod tests {
                 "ocpp.protocols",
             ),
             (
-                "[[listeners]]\nlisten = \"127.0.0.1:9001\"\nprotocols = [\"ocpp2.0.1\"]\n",
+                "[ocpp]\nprotocols = [\"ocpp1.6\"]\n[[listeners]]\nlisten = \"127.0.0.1:9001\"\nprotocols = [\"ocpp2.0.1\"]\n",
                 "listeners.protocols",
             ),
         ] {
