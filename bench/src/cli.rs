@@ -19,7 +19,7 @@ const MAX_SOURCE_IPS: usize = 65_536;
 #[command(
     name = "ocpp-bench",
     version,
-    about = "Simulated OCPP 1.6J charge points against ocpp-gateway: connect, boot, follow a \
+    about = "Simulated OCPP 1.6J or 2.0.1 charge points against ocpp-gateway: connect, boot, follow a \
              scenario, check every reply, report.",
     long_about = None,
     args_conflicts_with_subcommands = true
@@ -83,6 +83,15 @@ pub struct CertsArgs {
     /// Directory for ca.pem, server.pem/.key and {identity}.pem/.key (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// The OCPP version the simulated charge points speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolName {
+    #[value(name = "ocpp1.6")]
+    Ocpp16,
+    #[value(name = "ocpp2.0.1")]
+    Ocpp201,
 }
 
 /// What each simulated charge point does once booted.
@@ -188,6 +197,11 @@ pub struct RunArgs {
     /// data, then follows its scenario (what a gateway keeps after a large message).
     #[arg(long)]
     pub large_message: Option<u32>,
+    /// The OCPP version the charge points speak (offered, and required of the gateway).
+    /// ocpp2.0.1 runs the idle, heartbeat, saturate and storm scenarios (BootNotification,
+    /// Heartbeat and, with --resume, StatusNotification in 2.0.1's form).
+    #[arg(long, value_enum, default_value = "ocpp1.6")]
+    pub protocol: ProtocolName,
     /// Write every figure of the run to this JSON file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -323,6 +337,8 @@ pub struct RunConfig {
     pub backoff_max: Duration,
     pub resume: bool,
     pub large_message: Option<u32>,
+    /// The OCPP version spoken.
+    pub protocol: ocpp::Version,
     pub json: Option<PathBuf>,
     pub server_pid: Option<u32>,
     pub admin: Option<SocketAddr>,
@@ -380,6 +396,10 @@ impl RunArgs {
             backoff_max: self.backoff_max,
             resume: self.resume,
             large_message: self.large_message,
+            protocol: match self.protocol {
+                ProtocolName::Ocpp16 => ocpp::Version::V16,
+                ProtocolName::Ocpp201 => ocpp::Version::V201,
+            },
             json: self.json,
             server_pid: self.server_pid,
             admin: self.admin,
@@ -493,6 +513,15 @@ impl RunArgs {
         }
         if self.large_message.is_some_and(|n| n > 16 << 20) {
             return Err(invalid("large-message", "must be at most 16 MiB"));
+        }
+        if self.protocol == ProtocolName::Ocpp201
+            && (self.scenario == ScenarioName::Realistic || self.large_message.is_some())
+        {
+            return Err(invalid(
+                "protocol",
+                "ocpp2.0.1 runs idle, heartbeat, saturate and storm (realistic's transactions \
+                 and --large-message speak ocpp1.6 only)",
+            ));
         }
         if self.max_inflight_handshakes == 0 {
             return Err(invalid("max-inflight-handshakes", "must be at least 1"));

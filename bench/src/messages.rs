@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ocpp::Version;
 use ocpp::v16::Action;
 
 /// Connector states a simulated charge point reports.
@@ -24,6 +25,14 @@ impl ConnectorStatus {
             ConnectorStatus::Preparing => "Preparing",
             ConnectorStatus::Charging => "Charging",
             ConnectorStatus::Finishing => "Finishing",
+        }
+    }
+
+    /// As 2.0.1 names it (its connector knows only free or occupied here).
+    fn as_str_201(self) -> &'static str {
+        match self {
+            ConnectorStatus::Available => "Available",
+            _ => "Occupied",
         }
     }
 }
@@ -84,11 +93,43 @@ pub fn id_tag(index: u32) -> String {
 }
 
 /// Writes the CALL `[2,"<unique_id>","<Action>",{...}]` for `msg` of charge point `index`,
-/// whose identity is `{id_prefix}{index}`, into `out` (cleared first).
-pub fn write_call(out: &mut String, unique_id: u32, msg: Outgoing, index: u32, id_prefix: &str) {
+/// whose identity is `{id_prefix}{index}`, into `out` (cleared first), in `version`'s form.
+/// 2.0.1 has its own BootNotification and StatusNotification; Heartbeat is the same; the CLI
+/// lets no other message be sent in 2.0.1.
+pub fn write_call(
+    out: &mut String,
+    unique_id: u32,
+    msg: Outgoing,
+    (index, id_prefix): (u32, &str),
+    version: Version,
+) {
     out.clear();
     let action = msg.action().name();
     let _ = write!(out, "[2,\"{unique_id}\",\"{action}\",");
+    match (version, msg) {
+        (Version::V201, Outgoing::BootNotification) => {
+            out.push_str(r#"{"reason":"PowerUp","chargingStation":{"model":"SimCP-1","vendorName":"OcppBench""#);
+            // The identity is the serial number; string(25): one too long for it is left out.
+            let digits = index.checked_ilog10().unwrap_or(0) as usize + 1;
+            if id_prefix.len() + digits <= 25 {
+                let _ = write!(out, r#","serialNumber":"{id_prefix}{index}""#);
+            }
+            out.push_str(r#","firmwareVersion":"ocpp-bench-0.1"}}"#);
+            out.push(']');
+            return;
+        }
+        (Version::V201, Outgoing::StatusNotification { connector, status }) => {
+            let _ = write!(
+                out,
+                r#"{{"evseId":{connector},"connectorId":1,"connectorStatus":"{}","timestamp":""#,
+                status.as_str_201()
+            );
+            push_utc_now(out);
+            out.push_str("\"}]");
+            return;
+        }
+        _ => {}
+    }
     match msg {
         Outgoing::BootNotification => {
             out.push_str(r#"{"chargePointVendor":"OcppBench","chargePointModel":"SimCP-1""#);
@@ -281,7 +322,7 @@ mod tests {
         let mut text = String::new();
         for prefix in ["bench-", "a-very-long-prefix-of-twenty-nine"] {
             for (i, msg) in all.into_iter().enumerate() {
-                write_call(&mut text, i as u32 + 1, msg, 0xABCD, prefix);
+                write_call(&mut text, i as u32 + 1, msg, (0xABCD, prefix), Version::V16);
                 if msg == Outgoing::BootNotification && prefix == "bench-" {
                     assert!(
                         text.contains(r#""chargePointSerialNumber":"bench-43981""#),
@@ -299,6 +340,36 @@ mod tests {
                 assert_eq!(unique_id, (i + 1).to_string());
                 assert_eq!(action, msg.action().name());
                 validate_request(msg.action(), payload).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_201_calls_are_valid_against_the_201_schemas() {
+        let all = [
+            Outgoing::BootNotification,
+            Outgoing::Heartbeat,
+            Outgoing::StatusNotification {
+                connector: 1,
+                status: ConnectorStatus::Available,
+            },
+            Outgoing::StatusNotification {
+                connector: 2,
+                status: ConnectorStatus::Charging,
+            },
+        ];
+        let mut text = String::new();
+        for prefix in ["bench-", "a-very-long-prefix-of-twenty-nine"] {
+            for msg in all {
+                write_call(&mut text, 1, msg, (0xABCD, prefix), Version::V201);
+                let Ok(Frame::Call {
+                    action, payload, ..
+                }) = parse_frame(&text)
+                else {
+                    panic!("not a CALL: {text}");
+                };
+                ocpp::v201::check_request(&action, payload.get())
+                    .unwrap_or_else(|e| panic!("{text}: {e:?}"));
             }
         }
     }

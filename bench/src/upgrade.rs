@@ -18,7 +18,6 @@ use tungstenite::handshake::derive_accept_key;
 const MAX_RESPONSE: usize = 8192;
 /// Response headers looked at.
 const MAX_HEADERS: usize = 32;
-use ocpp::SUBPROTOCOL as OCPP16;
 
 /// Why an upgrade failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +28,8 @@ pub enum UpgradeError {
     Refused(u16),
     #[error("invalid upgrade response: {0}")]
     Invalid(String),
-    /// 101 without `Sec-WebSocket-Protocol: ocpp1.6`: OCPP-J says close at once.
-    #[error("the gateway did not select {OCPP16}")]
+    /// 101 without the offered `Sec-WebSocket-Protocol`: OCPP-J says close at once.
+    #[error("the gateway did not select the OCPP version offered")]
     NoSubprotocol,
     #[error("connection closed during the upgrade")]
     Closed,
@@ -65,6 +64,8 @@ pub struct Upgrade {
     transport: Transport,
     /// The `Sec-WebSocket-Accept` the gateway must answer.
     accept: String,
+    /// The subprotocol offered, which the gateway must select.
+    protocol: &'static str,
     response: Vec<u8>,
 }
 
@@ -84,7 +85,7 @@ impl Upgrade {
         mut transport: Transport,
         wire: &mut Wire,
         host: &str,
-        path: &str,
+        (path, protocol): (&str, &'static str),
         authorization: Option<&str>,
     ) -> Result<Box<Upgrade>, UpgradeError> {
         let key = generate_key();
@@ -92,13 +93,14 @@ impl Upgrade {
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: {OCPP16}\r\n{auth}\r\n"
+             Sec-WebSocket-Protocol: {protocol}\r\n{auth}\r\n"
         );
         transport.start(wire)?;
         transport.send(wire, request.as_bytes())?;
         Ok(Box::new(Upgrade {
             transport,
             accept: derive_accept_key(key.as_bytes()),
+            protocol,
             response: Vec::new(),
         }))
     }
@@ -116,7 +118,8 @@ impl Upgrade {
             match self.transport.read(wire, buf, window)? {
                 Received::Data { len, more } => {
                     self.response.extend_from_slice(&buf[..len]);
-                    if let Some(len) = parse_response(&self.response, &self.accept)? {
+                    let expected = (&*self.accept, self.protocol);
+                    if let Some(len) = parse_response(&self.response, expected)? {
                         let rest = self.response[len..].to_vec();
                         return Ok(Step::Open(self.transport, rest));
                     }
@@ -140,7 +143,10 @@ impl Upgrade {
 }
 
 /// The length of a complete, valid `101` response at the start of `buf`; None while partial.
-fn parse_response(buf: &[u8], accept: &str) -> Result<Option<usize>, UpgradeError> {
+fn parse_response(
+    buf: &[u8],
+    (accept, protocol): (&str, &str),
+) -> Result<Option<usize>, UpgradeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(buf) {
@@ -173,7 +179,7 @@ fn parse_response(buf: &[u8], accept: &str) -> Result<Option<usize>, UpgradeErro
     if header("Sec-WebSocket-Accept").as_deref() != Some(accept) {
         return invalid("wrong Sec-WebSocket-Accept");
     }
-    if header("Sec-WebSocket-Protocol").as_deref() != Some(OCPP16) {
+    if header("Sec-WebSocket-Protocol").as_deref() != Some(protocol) {
         return Err(UpgradeError::NoSubprotocol);
     }
     Ok(Some(len))
@@ -182,6 +188,7 @@ fn parse_response(buf: &[u8], accept: &str) -> Result<Option<usize>, UpgradeErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ocpp::SUBPROTOCOL as OCPP16;
 
     const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
@@ -197,36 +204,39 @@ mod tests {
         let ok = response("Sec-WebSocket-Protocol: ocpp1.6\r\n");
         let with_frame = format!("{ok}\u{81}\u{2}hi");
         assert_eq!(
-            parse_response(with_frame.as_bytes(), ACCEPT).unwrap(),
+            parse_response(with_frame.as_bytes(), (ACCEPT, OCPP16)).unwrap(),
             Some(ok.len())
         );
-        assert_eq!(parse_response(&ok.as_bytes()[..20], ACCEPT).unwrap(), None);
+        assert_eq!(
+            parse_response(&ok.as_bytes()[..20], (ACCEPT, OCPP16)).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn refuses_what_is_not_an_ocpp_upgrade() {
         let no_protocol = response("");
         assert!(matches!(
-            parse_response(no_protocol.as_bytes(), ACCEPT),
+            parse_response(no_protocol.as_bytes(), (ACCEPT, OCPP16)),
             Err(UpgradeError::NoSubprotocol)
         ));
         let wrong = response("Sec-WebSocket-Protocol: ocpp2.0.1\r\n");
         assert!(matches!(
-            parse_response(wrong.as_bytes(), ACCEPT),
+            parse_response(wrong.as_bytes(), (ACCEPT, OCPP16)),
             Err(UpgradeError::NoSubprotocol)
         ));
         let ok = response("Sec-WebSocket-Protocol: ocpp1.6\r\n");
         assert!(matches!(
-            parse_response(ok.as_bytes(), "another"),
+            parse_response(ok.as_bytes(), ("another", OCPP16)),
             Err(UpgradeError::Invalid(_))
         ));
         let full = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 20\r\n\r\n";
         assert!(matches!(
-            parse_response(full, ACCEPT),
+            parse_response(full, (ACCEPT, OCPP16)),
             Err(UpgradeError::Refused(503))
         ));
         assert!(matches!(
-            parse_response(b"garbage\r\n\r\n", ACCEPT),
+            parse_response(b"garbage\r\n\r\n", (ACCEPT, OCPP16)),
             Err(UpgradeError::Invalid(_))
         ));
     }

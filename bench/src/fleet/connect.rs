@@ -128,7 +128,7 @@ impl FleetLoop {
             transport,
             &mut self.wire,
             &self.config.target.host,
-            &path,
+            (&path, self.config.protocol.subprotocol()),
             authorization.as_deref(),
         );
         match started {

@@ -586,8 +586,8 @@ impl FleetLoop {
             &mut self.text,
             unique_id,
             msg,
-            cp.index,
-            &self.config.id_prefix,
+            (cp.index, &self.config.id_prefix),
+            self.config.protocol,
         );
         cp.call = Some(Outstanding {
             unique_id,
