@@ -100,6 +100,9 @@ pub struct ChargePointView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectorView {
+    /// 2.0.1: the EVSE the connector belongs to.
+    #[serde(rename = "evseId", skip_serializing_if = "Option::is_none")]
+    pub evse_id: Option<u32>,
     pub connector_id: u32,
     pub status: &'static str,
 }

@@ -82,13 +82,10 @@ pub struct Saved {
     pub connectors: Vec<(u32, ChargePointStatus)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_transaction: Option<i32>,
-    /// A 2.0.1 station's open transactions and the last ones it ended (absent: none).
-    #[serde(
-        default,
-        rename = "transactions201",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub transactions: Option<Box<Transactions201>>,
+    /// What a 2.0.1 station keeps beyond its registration: its open transactions, the last
+    /// ones it ended, its connectors' statuses (absent: nothing).
+    #[serde(default, rename = "ocpp201", skip_serializing_if = "Option::is_none")]
+    pub v201: Option<Box<State201>>,
     /// The OCPP version it registered with ("1.6" when absent, as in older records).
     #[serde(default, rename = "ocppVersion", skip_serializing_if = "is_zero")]
     pub version: Version,
@@ -102,7 +99,7 @@ fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
     *n == T::default()
 }
 
-pub use crate::types::{OpenTransaction, Transactions201};
+pub use crate::types::{Connector201, ConnectorStatus201, OpenTransaction, State201};
 
 /// Records read at start, by identity.
 pub type Restored = Vec<(Box<str>, Saved)>;
@@ -385,7 +382,7 @@ mod tests {
             boot: RawValue::from_string(r#"{"chargePointVendor":"V"}"#.into()).ok(),
             connectors: vec![(1, ChargePointStatus::Charging)],
             open_transaction: tx,
-            transactions: Some(Box::new(Transactions201 {
+            v201: Some(Box::new(State201 {
                 open: vec![OpenTransaction {
                     id: "TX-1".into(),
                     evse_id: Some(1),
@@ -394,6 +391,11 @@ mod tests {
                     next_seq: 3,
                 }],
                 ended: vec![("TX-0".into(), 7)],
+                connectors: vec![Connector201 {
+                    evse_id: 1,
+                    connector_id: 2,
+                    status: ConnectorStatus201::Occupied,
+                }],
             })),
             version: Version::V201,
             seen_ms: 0,
@@ -445,9 +447,13 @@ mod tests {
         assert_eq!(loaded.len(), 1, "{loaded:?}");
         assert_eq!(&*loaded[0].0, "A");
         assert_eq!(loaded[0].1.open_transaction, Some(2));
-        let transactions = loaded[0].1.transactions.as_ref().expect("transactions");
+        let transactions = loaded[0].1.v201.as_ref().expect("transactions");
         assert_eq!(transactions.open[0].next_seq, 3);
         assert_eq!(transactions.ended, [("TX-0".into(), 7)]);
+        assert_eq!(
+            transactions.connectors[0].status,
+            ConnectorStatus201::Occupied
+        );
         assert_eq!(loaded[0].1.connectors, [(1, ChargePointStatus::Charging)]);
         assert_eq!(
             loaded[0].1.boot.as_ref().map(|b| b.get()),

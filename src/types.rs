@@ -190,16 +190,51 @@ impl Profile {
 
 pub use ocpp::Version;
 
-/// Transactions a 2.0.1 station has open, one per EVSE at most, each with the next `seqNo`
-/// expected of it, and the last few it ended with the `seqNo` after their Ended: an event sent
-/// again (the station did not get our answer) is then recognised, across restarts and, in
-/// cluster mode, on another node.
+/// What a 2.0.1 station keeps beyond its registration: the transactions it has open, one per
+/// EVSE at most, each with the next `seqNo` expected of it, and the last few it ended with the
+/// `seqNo` after their Ended, so an event sent again (the station did not get our answer) is
+/// recognised across restarts and, in cluster mode, on another node; and its connectors'
+/// statuses.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Transactions201 {
+pub struct State201 {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open: Vec<OpenTransaction>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ended: Vec<(Box<str>, u64)>,
+    /// Each connector's last reported status, in order of first report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connectors: Vec<Connector201>,
+}
+
+/// A 2.0.1 connector (of an EVSE) and its last reported status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connector201 {
+    pub evse_id: u32,
+    pub connector_id: u32,
+    pub status: ConnectorStatus201,
+}
+
+/// OCPP 2.0.1's ConnectorStatusEnumType.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ConnectorStatus201 {
+    Available,
+    Occupied,
+    Reserved,
+    Unavailable,
+    Faulted,
+}
+
+impl ConnectorStatus201 {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorStatus201::Available => "Available",
+            ConnectorStatus201::Occupied => "Occupied",
+            ConnectorStatus201::Reserved => "Reserved",
+            ConnectorStatus201::Unavailable => "Unavailable",
+            ConnectorStatus201::Faulted => "Faulted",
+        }
+    }
 }
 
 /// One open 2.0.1 transaction, as its station's TransactionEvents told it.

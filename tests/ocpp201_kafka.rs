@@ -76,11 +76,19 @@ fn both_versions_publish_one_kind_of_event_on_one_topic() {
         assert_eq!(reply[0], 3, "{reply}");
     }
 
+    let free = json!({"timestamp": "2026-12-06T10:30:00Z", "connectorStatus": "Available",
+                      "evseId": 1, "connectorId": 1});
+    assert_eq!(call_v201(&mut new, "s2", "StatusNotification", free)[0], 3);
+
     let mut reader = tansu.reader(EVENTS, EVENT_PARTITIONS);
     // Answered only once on the topic: the stop is there as soon as the answer came.
-    reader.until("the 2.0.1 transaction's end", |seen| {
-        has(seen, "CS-MIX-201", "transaction.stopped")
-            && has(seen, "CP-MIX-16", "charge_point.connected")
+    reader.until("the 2.0.1 station's last status", |seen| {
+        let statuses = seen
+            .iter()
+            .filter(|r| r.key.as_deref() == Some("CS-MIX-201"))
+            .filter(|r| r.value["eventType"] == "connector.status_changed")
+            .count();
+        statuses == 2 && has(seen, "CP-MIX-16", "charge_point.connected")
     });
     for event in reader.seen.iter().map(|r| &r.value) {
         assert_schema(event);
@@ -99,6 +107,7 @@ fn both_versions_publish_one_kind_of_event_on_one_topic() {
             "transaction.started",
             "transaction.meter_values",
             "transaction.stopped",
+            "connector.status_changed",
         ]
     );
     assert!(
@@ -111,8 +120,12 @@ fn both_versions_publish_one_kind_of_event_on_one_topic() {
         (&json!("boot"), &json!("Tests"))
     );
     assert_eq!(
-        (&p(2)["evseId"], &p(2)["status"]),
-        (&json!(1), &json!("Occupied"))
+        (&p(2)["evseId"], &p(2)["status"], &p(2)["previousStatus"]),
+        (&json!(1), &json!("Occupied"), &Value::Null)
+    );
+    assert_eq!(
+        (&p(6)["status"], &p(6)["previousStatus"]),
+        (&json!("Available"), &json!("Occupied"))
     );
     assert_eq!(
         (

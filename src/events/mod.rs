@@ -129,6 +129,8 @@ pub enum EventKind<'a> {
         action: v201::Action,
         request: &'a str,
         answer: &'a str,
+        /// A StatusNotification: the connector's status before it (None: none known).
+        previous_status: Option<&'static str>,
     },
 }
 

@@ -142,8 +142,9 @@ fn payload(out: &mut Vec<u8>, event: &Event<'_>) -> Result {
             action,
             request,
             answer,
+            previous_status,
             ..
-        } => v201::payload(out, action, request, answer),
+        } => v201::payload(out, action, (request, answer), previous_status),
         EventKind::Connected { peer, boot, .. } => {
             let details = boot.map(serde_json::from_str::<Boot<'_>>).transpose()?;
             let peer = peer.to_string();

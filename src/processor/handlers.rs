@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use crate::policy::{IdTags, Identities, TransactionIds};
 use crate::security::Auth;
-use crate::state::Transactions201;
+use crate::state::State201;
 use crate::types::{CloseReason, Version};
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::{
@@ -86,9 +86,9 @@ pub struct ChargePointState {
     pub auth: Auth,
     /// The OCPP version it speaks (a reconnect with another one registers anew).
     pub version: Version,
-    /// A 2.0.1 station's open transactions and the last ones ended (`seqNo` tracking; boxed:
-    /// 1.6 charge points and 2.0.1 stations between transactions pay one pointer).
-    pub transactions: Option<Box<Transactions201>>,
+    /// What a 2.0.1 station keeps: open transactions and the last ones ended (`seqNo`
+    /// tracking), connector statuses per EVSE (boxed: a 1.6 charge point pays one pointer).
+    pub v201: Option<Box<State201>>,
     /// Set by a handler that wants the connection closed once its answer is out (a
     /// BootNotification whose serial number is not the certificate's); the shard clears it.
     pub close_after_answer: Option<CloseReason>,

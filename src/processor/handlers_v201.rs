@@ -37,7 +37,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 use super::handlers::{self, ChargePointState, Now, Policy, Registration};
-use crate::state::{OpenTransaction, Transactions201};
+use crate::state::{Connector201, ConnectorStatus201, OpenTransaction, State201};
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::{AuthorizationStatus, Invalid, RegistrationStatus};
 use ocpp::v201::{self, Action};
@@ -90,7 +90,7 @@ pub fn write_answer(
 
 /// Follows a TransactionEvent's transaction by its `seqNo` (see [`Effect`]).
 pub fn track(state: &mut ChargePointState, event: &TransactionEvent<'_>) -> Effect {
-    let transactions = state.transactions.get_or_insert_default();
+    let transactions = state.v201.get_or_insert_default();
     let id = &*event.transaction_info.transaction_id;
     // seqNo is an integer without a lower bound in the schema: a negative one is not followed.
     let Ok(seq) = u64::try_from(event.seq_no) else {
@@ -130,7 +130,7 @@ pub fn track(state: &mut ChargePointState, event: &TransactionEvent<'_>) -> Effe
     } else {
         Effect::Fresh
     };
-    let transactions = state.transactions.get_or_insert_default();
+    let transactions = state.v201.get_or_insert_default();
     if ended {
         remember_ended(transactions, id, seq + 1);
     } else {
@@ -148,7 +148,44 @@ pub fn track(state: &mut ChargePointState, event: &TransactionEvent<'_>) -> Effe
     effect
 }
 
-fn remember_ended(transactions: &mut Transactions201, id: &str, next: u64) {
+/// Keeps the connector's status (up to [`handlers::MAX_CONNECTORS`]; reports beyond are
+/// answered, not kept).
+fn status_notification(state: &mut ChargePointState, request: StatusReport) {
+    let (Ok(evse_id), Ok(connector_id)) = (
+        u32::try_from(request.evse_id),
+        u32::try_from(request.connector_id),
+    ) else {
+        return;
+    };
+    let connectors = &mut state.v201.get_or_insert_default().connectors;
+    let known = connectors
+        .iter()
+        .position(|c| (c.evse_id, c.connector_id) == (evse_id, connector_id));
+    match known {
+        Some(i) => connectors[i].status = request.connector_status,
+        None if connectors.len() < handlers::MAX_CONNECTORS => connectors.push(Connector201 {
+            evse_id,
+            connector_id,
+            status: request.connector_status,
+        }),
+        None => {}
+    }
+}
+
+/// The status `cp` last reported for a StatusNotification's connector, before `payload`.
+pub fn previous_status(state: &ChargePointState, payload: &str) -> Option<&'static str> {
+    let request: StatusReport = serde_json::from_str(payload).ok()?;
+    let v201 = state.v201.as_ref()?;
+    v201.connectors
+        .iter()
+        .find(|c| {
+            (i64::from(c.evse_id), i64::from(c.connector_id))
+                == (request.evse_id, request.connector_id)
+        })
+        .map(|c| c.status.as_str())
+}
+
+fn remember_ended(transactions: &mut State201, id: &str, next: u64) {
     transactions.ended.retain(|(ended, _)| &**ended != id);
     if transactions.ended.len() >= ENDED_REMEMBERED {
         transactions.ended.remove(0);
@@ -215,6 +252,11 @@ fn answer(
                 }),
             },
         )?,
+        Action::StatusNotification => {
+            let request: StatusReport = read(payload)?;
+            status_notification(state, request);
+            out.extend_from_slice(b"{}");
+        }
         Action::NotifyEVChargingNeeds | Action::NotifyEVChargingSchedule => write(
             out,
             &Status {
@@ -384,6 +426,14 @@ struct TransactionInfo<'a> {
 #[derive(Deserialize)]
 struct Evse {
     id: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusReport {
+    evse_id: i64,
+    connector_id: i64,
+    connector_status: ConnectorStatus201,
 }
 
 #[derive(Serialize)]

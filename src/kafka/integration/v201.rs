@@ -40,7 +40,12 @@ pub(super) fn event_type(action: Action, request: &str, answer: &str) -> Option<
 }
 
 /// The payload of the event [`event_type`] named.
-pub(super) fn payload(out: &mut Vec<u8>, action: Action, request: &str, answer: &str) -> Result {
+pub(super) fn payload(
+    out: &mut Vec<u8>,
+    action: Action,
+    (request, answer): (&str, &str),
+    previous_status: Option<&str>,
+) -> Result {
     match action {
         Action::BootNotification => connected(out, request, "boot", None),
         Action::StatusNotification => {
@@ -51,7 +56,7 @@ pub(super) fn payload(out: &mut Vec<u8>, action: Action, request: &str, answer: 
                     evse_id: r.evse_id,
                     connector_id: r.connector_id,
                     status: r.connector_status,
-                    previous_status: None,
+                    previous_status,
                     status_timestamp: r.timestamp,
                 },
             )
@@ -254,7 +259,7 @@ struct StatusChanged<'a> {
     evse_id: i64,
     connector_id: i64,
     status: Cow<'a, str>,
-    /// Not kept for 2.0.1 stations yet: always null.
+    /// The connector's status before (null: none known).
     previous_status: Option<&'a str>,
     status_timestamp: Cow<'a, str>,
 }
@@ -330,7 +335,7 @@ mod tests {
     ) -> (Option<&'static str>, serde_json::Value) {
         let kind = event_type(action, request, answer);
         let mut out = Vec::new();
-        payload(&mut out, action, request, answer).expect("renders");
+        payload(&mut out, action, (request, answer), Some("Available")).expect("renders");
         (kind, serde_json::from_slice(&out).expect("JSON"))
     }
 
@@ -390,5 +395,6 @@ mod tests {
             (&event["evseId"], &event["status"]),
             (&serde_json::json!(1), &serde_json::json!("Occupied"))
         );
+        assert_eq!(event["previousStatus"], "Available");
     }
 }

@@ -34,6 +34,9 @@ fn request(action: Action) -> &'static str {
         Action::TransactionEvent => {
             r#"{"eventType":"Started","timestamp":"2026-12-06T10:59:00Z","triggerReason":"Authorized","seqNo":0,"transactionInfo":{"transactionId":"TX-1"},"idToken":{"idToken":"TAG-1","type":"ISO14443"}}"#
         }
+        Action::StatusNotification => {
+            r#"{"timestamp":"2026-12-06T10:59:00Z","connectorStatus":"Available","evseId":1,"connectorId":1}"#
+        }
         _ => "{}",
     }
 }
@@ -250,7 +253,7 @@ fn a_transaction_is_followed_by_its_seq_no() {
         effect(&mut state, &event("Started", "TX-A", 0, 1)),
         Effect::Fresh
     );
-    let open = &state.transactions.as_ref().expect("followed").open[0];
+    let open = &state.v201.as_ref().expect("followed").open[0];
     assert_eq!(
         (&*open.id, open.evse_id, open.meter_start_wh),
         ("TX-A", Some(1), Some(1250.0))
@@ -276,14 +279,7 @@ fn a_transaction_is_followed_by_its_seq_no() {
         effect(&mut state, &event("Ended", "TX-A", 4, 1)),
         Effect::Fresh
     );
-    assert!(
-        state
-            .transactions
-            .as_ref()
-            .expect("followed")
-            .open
-            .is_empty()
-    );
+    assert!(state.v201.as_ref().expect("followed").open.is_empty());
     assert_eq!(
         effect(&mut state, &event("Ended", "TX-A", 4, 1)),
         Effect::Resent,
@@ -324,7 +320,49 @@ fn transactions_of_several_evses_are_followed_apart_and_bounded() {
         effect(&mut state, &event("Started", &format!("TX-MANY-{n}"), 0, 1));
         effect(&mut state, &event("Ended", &format!("TX-DONE-{n}"), 0, 1));
     }
-    let transactions = state.transactions.as_ref().expect("followed");
+    let transactions = state.v201.as_ref().expect("followed");
     assert_eq!(transactions.open.len(), MAX_OPEN_TRANSACTIONS);
     assert_eq!(transactions.ended.len(), ENDED_REMEMBERED);
+}
+
+#[test]
+fn connector_statuses_are_kept_per_evse_and_bounded() {
+    let mut state = accepted();
+    let status = |evse: u32, connector: u32, status: &str| {
+        format!(
+            r#"{{"timestamp":"2026-12-06T10:00:00Z","connectorStatus":"{status}","evseId":{evse},"connectorId":{connector}}}"#
+        )
+    };
+    let report = |state: &mut ChargePointState, payload: &str| {
+        answer_of(
+            &Policy::accept_all(300),
+            state,
+            Action::StatusNotification,
+            payload,
+        )
+        .expect("answered");
+    };
+    assert_eq!(previous_status(&state, &status(1, 1, "Occupied")), None);
+    report(&mut state, &status(1, 1, "Occupied"));
+    report(&mut state, &status(2, 1, "Available"));
+    assert_eq!(
+        previous_status(&state, &status(1, 1, "Available")),
+        Some("Occupied")
+    );
+    report(&mut state, &status(1, 1, "Available"));
+    let connectors = &state.v201.as_ref().expect("kept").connectors;
+    assert_eq!(
+        connectors
+            .iter()
+            .map(|c| (c.evse_id, c.connector_id, c.status.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, 1, "Available"), (2, 1, "Available")]
+    );
+    for evse in 3..100 {
+        report(&mut state, &status(evse, 1, "Faulted"));
+    }
+    assert_eq!(
+        state.v201.as_ref().expect("kept").connectors.len(),
+        handlers::MAX_CONNECTORS
+    );
 }

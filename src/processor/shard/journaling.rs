@@ -78,6 +78,8 @@ pub(super) struct CallIn<'a> {
     pub(super) known: Option<Action>,
     /// `action`, when it is an OCPP 2.0.1 action (of a 2.0.1 connection).
     pub(super) known201: Option<v201::Action>,
+    /// A 2.0.1 StatusNotification: the connector's status before it.
+    pub(super) previous201: Option<&'static str>,
     /// The version the connection speaks (how a CALLERROR's code is spelled).
     pub(super) version: Version,
     pub(super) payload: &'a RawValue,
@@ -165,6 +167,7 @@ pub(super) fn journal_call(
             action,
             request: call.payload.get(),
             answer,
+            previous_status: call.previous201,
         },
         (None, None) => return,
     };

@@ -58,6 +58,7 @@ impl Shard {
             action: &action,
             known,
             known201,
+            previous201: None,
             version,
             payload,
         };
@@ -81,6 +82,12 @@ impl Shard {
         let connectors_before = match known {
             Some(Action::StatusNotification) if integrates => entry.state.connectors.clone(),
             _ => Vec::new(),
+        };
+        let previous201 = match known201 {
+            Some(v201::Action::StatusNotification) if integrates => {
+                handlers_v201::previous_status(&entry.state, payload.get())
+            }
+            _ => None,
         };
         let mut effect = Effect::Fresh;
         let draft = replies.begin();
@@ -112,7 +119,10 @@ impl Shard {
             || known201 == Some(v201::Action::BootNotification);
         let changes = known.is_some_and(changes_state)
             || booted
-            || known201 == Some(v201::Action::TransactionEvent);
+            || matches!(
+                known201,
+                Some(v201::Action::TransactionEvent | v201::Action::StatusNotification)
+            );
         let error = match answered {
             Ok(()) => {
                 replies.payload().push(rpc::CALL_RESULT_END);
@@ -177,6 +187,10 @@ impl Shard {
         };
         // What the message means, for integration sinks: never left out by the allowance.
         let integrated = integrates.then_some(connectors_before.as_slice());
+        let call = CallIn {
+            previous201,
+            ..call
+        };
         journal_call(journaling, entry, cp, &call, answer, (billing, integrated));
         let held = self.acks_after_write && billing;
         let sealed = replies.seal(draft);

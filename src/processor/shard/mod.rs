@@ -126,7 +126,7 @@ fn saved_record(entry: &ChargePoint) -> Option<Saved> {
         connectors: entry.state.connectors.clone(),
         open_transaction: entry.state.open_transaction,
         version: entry.state.version,
-        transactions: entry.state.transactions.clone(),
+        v201: entry.state.v201.clone(),
         seen_ms: epoch_ms(entry.seen.since),
     })
 }

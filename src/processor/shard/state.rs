@@ -27,7 +27,7 @@ impl Shard {
                         connectors,
                         open_transaction: saved.open_transaction,
                         version: saved.version,
-                        transactions: saved.transactions,
+                        v201: saved.v201,
                         ..ChargePointState::default()
                     },
                     journal: JournalBudget::default(),
@@ -188,7 +188,7 @@ impl Shard {
             entry.state.registration = Registration::Accepted;
             entry.state.connectors = connectors;
             entry.state.open_transaction = saved.open_transaction;
-            entry.state.transactions = saved.transactions;
+            entry.state.v201 = saved.v201;
             entry.seen.boot = saved.boot;
             entry.saved = true;
         }

@@ -138,7 +138,7 @@ fn saved(profile: u8, open_transaction: Option<i32>, seen_ms: u64) -> Saved {
         connectors: Vec::new(),
         open_transaction,
         version: Version::V16,
-        transactions: Default::default(),
+        v201: None,
         seen_ms,
     }
 }

@@ -58,7 +58,7 @@ impl Shard {
             version: entry.state.version.as_str(),
             open_transactions_201: entry
                 .state
-                .transactions
+                .v201
                 .as_ref()
                 .map(|t| t.open.clone())
                 .unwrap_or_default(),
@@ -74,9 +74,22 @@ impl Shard {
                 .connectors
                 .iter()
                 .map(|&(connector_id, status)| ConnectorView {
+                    evse_id: None,
                     connector_id,
                     status: status.as_str(),
                 })
+                .chain(
+                    entry
+                        .state
+                        .v201
+                        .iter()
+                        .flat_map(|v| &v.connectors)
+                        .map(|c| ConnectorView {
+                            evse_id: Some(c.evse_id),
+                            connector_id: c.connector_id,
+                            status: c.status.as_str(),
+                        }),
+                )
                 .collect(),
             open_transaction: entry.state.open_transaction,
             last_message_at: entry.seen.last_message.map(rfc3339),
