@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::security::{Auth, Profile};
 use crate::types::{ChargePointId, CloseCause, ConnId, Version};
-use ocpp::v16::Action;
+use ocpp::AnyAction;
 use wire::websocket;
 
 /// Room left in front of each answer for its frame header (written once the payload length
@@ -94,24 +94,24 @@ pub enum Entry {
 pub enum Stashed {
     CallOut {
         unique_id: Range<u32>,
-        action: Action,
+        action: AnyAction,
         payload: Range<u32>,
     },
     ResultIn {
         unique_id: Range<u32>,
-        action: Action,
+        action: AnyAction,
         payload: Range<u32>,
     },
     ErrorIn {
         unique_id: Range<u32>,
-        action: Action,
+        action: AnyAction,
         code: Range<u32>,
         description: Range<u32>,
         details: Range<u32>,
     },
     Outcome {
         unique_id: Option<Range<u32>>,
-        action: Action,
+        action: AnyAction,
         outcome: &'static str,
     },
     Refused {

@@ -18,8 +18,9 @@ use serde_json::value::RawValue;
 
 use crate::events::{Event, EventKind, EventWriter, Events};
 use crate::stats::{OUTCOMES, Stats};
-use crate::types::ChargePointId;
-use ocpp::v16::{Action, Invalid};
+use crate::types::{ChargePointId, Version};
+use ocpp::AnyAction;
+use ocpp::v16::Invalid;
 
 /// How a call ended.
 #[derive(Debug, Clone)]
@@ -129,7 +130,9 @@ impl PartialEq for CallOutcome {
 /// A call on its way; resolving it (or dropping it) tells the caller.
 #[derive(Debug)]
 pub struct OutboundCall {
-    action: Action,
+    /// In the version of the charge point it is for, once its processor knew
+    /// ([`OutboundCall::retarget`]).
+    action: AnyAction,
     payload: Box<RawValue>,
     reply: Option<Sender<CallOutcome>>,
     /// Woken once the outcome is sent, for a caller waiting in a `mio::Poll` (the admin API).
@@ -155,7 +158,7 @@ pub struct PendingCall(Receiver<CallOutcome>);
 
 impl OutboundCall {
     /// A call and the handle its caller waits on. The payload must already be validated.
-    pub fn new(action: Action, payload: Box<RawValue>) -> (OutboundCall, PendingCall) {
+    pub fn new(action: AnyAction, payload: Box<RawValue>) -> (OutboundCall, PendingCall) {
         let (tx, rx) = crossbeam_channel::bounded(1);
         (
             OutboundCall {
@@ -205,8 +208,15 @@ impl OutboundCall {
         }
     }
 
-    pub fn action(&self) -> Action {
+    pub fn action(&self) -> AnyAction {
         self.action
+    }
+
+    /// Makes the call one of `version` (the charge point's): the action of the same name there,
+    /// the payload checked against it. Err: the call cannot be sent to that charge point.
+    pub fn retarget(&mut self, version: Version) -> Result<(), Invalid> {
+        self.action = self.action.for_version(version, &self.payload)?;
+        Ok(())
     }
 
     pub fn payload(&self) -> &RawValue {
@@ -309,11 +319,12 @@ impl PendingCall {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ocpp::v16::Action;
 
     #[test]
     fn a_dropped_call_resolves_as_not_connected_exactly_once() {
         let payload = RawValue::from_string(r#"{"type":"Soft"}"#.into()).unwrap();
-        let (call, pending) = OutboundCall::new(Action::Reset, payload);
+        let (call, pending) = OutboundCall::new(AnyAction::V16(Action::Reset), payload);
         drop(call);
         assert_eq!(
             pending.wait_timeout(Duration::ZERO),

@@ -14,7 +14,8 @@ use crate::mailbox::{Processors, ToProcessor};
 use crate::stats::Stats;
 use crate::types::ChargePointId;
 use ocpp::rpc::CallErrorCode;
-use ocpp::v16::{self, Action, Invalid};
+use ocpp::v16::Invalid;
+use ocpp::{AnyAction, v201};
 
 #[derive(Clone)]
 pub struct Commands {
@@ -24,24 +25,35 @@ pub struct Commands {
 }
 
 impl Commands {
-    /// Sends `action` with `payload` to `cp`. `Err`: the CallError a charge point would answer
-    /// (never sent). `waker` is woken when the outcome arrives; `timeout` replaces
+    /// Sends `action` with `payload` to `cp` (its processor makes it a call of the charge
+    /// point's version, [`OutboundCall::retarget`]). `Err`: the CallError a charge point would
+    /// answer (never sent). `waker` is woken when the outcome arrives; `timeout` replaces
     /// `ocpp.message_timeout` for this call.
     pub fn call(
         &self,
         cp: &str,
-        action: Action,
+        action: AnyAction,
         payload: Box<RawValue>,
         waker: Option<Arc<Waker>>,
         timeout: Option<Duration>,
     ) -> Result<PendingCall, Invalid> {
-        if !action.sent_by_central_system() {
+        // The version in which the name is a central system's action and the payload valid
+        // (a Reset of 2.0.1 has another payload than 1.6's); the charge point's processor then
+        // makes it a call of the charge point's version.
+        let action = AnyAction::csms_call(action.name(), &payload)?;
+        if action == AnyAction::V201(v201::Action::SetVariables)
+            && sets_basic_auth_password(&payload)
+        {
+            // The station would take the new password and be refused at its next connect: the
+            // gateway does not store a 2.0.1 password from a SetVariables yet.
             return Err(Invalid {
                 code: CallErrorCode::NotSupported,
-                description: format!("{} is not sent by a central system", action.name()),
+                description: "a SetVariables of BasicAuthPassword is not sent: the gateway \
+                              would not store the new password and the station would be locked \
+                              out; change it in the credentials file"
+                    .into(),
             });
         }
-        v16::validate_request(action, &payload)?;
         let cp: ChargePointId = cp.into();
         let (call, pending) = OutboundCall::new(action, payload);
         let mut call = call.with_timeout(timeout).reported(
@@ -61,6 +73,20 @@ impl Commands {
         }
         Ok(pending)
     }
+}
+
+/// Whether a 2.0.1 SetVariables payload sets the station's `BasicAuthPassword` (any component:
+/// the specification puts it under SecurityCtrlr, a station may name it elsewhere).
+pub fn sets_basic_auth_password(payload: &RawValue) -> bool {
+    serde_json::from_str::<serde_json::Value>(payload.get()).is_ok_and(|v| {
+        v["setVariableData"].as_array().is_some_and(|data| {
+            data.iter().any(|d| {
+                d["variable"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("BasicAuthPassword"))
+            })
+        })
+    })
 }
 
 /// Whether a ChangeConfiguration payload sets AuthorizationKey: only the API of the node that

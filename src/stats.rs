@@ -376,6 +376,8 @@ pub struct LoopLabelled {
     pub closes: [Counter; CloseCause::ALL.len()],
     /// CALLs of ours sent, by [`Action::index`].
     pub calls_sent_by_action: [Counter; ACTION_SLOTS],
+    /// CALLs of ours sent to 2.0.1 stations, by `v201::Action::index`.
+    pub calls_sent_by_action_v201: [Counter; V201_ACTION_SLOTS],
     /// CALLERRORs the loop answered itself, by [`CallErrorCode::index`].
     pub call_errors_by_code: [Counter; CODE_SLOTS],
     /// Our CALLs' round trips, sent to answered.
@@ -399,6 +401,7 @@ impl Default for LoopLabelled {
         LoopLabelled {
             closes: counter_array(),
             calls_sent_by_action: counter_array(),
+            calls_sent_by_action_v201: counter_array(),
             call_errors_by_code: counter_array(),
             round_trip: Histogram::new(&ROUND_TRIP_BUCKETS),
         }
@@ -566,6 +569,8 @@ pub struct StatsSnapshot {
     pub calls_out_by_action: Vec<u64>,
     /// CALLs from 2.0.1 stations, by `v201::Action::index` (last: unknown).
     pub calls_in_by_action_v201: Vec<u64>,
+    /// CALLs to 2.0.1 stations, by `v201::Action::index`.
+    pub calls_out_by_action_v201: Vec<u64>,
     /// CALLERRORs sent (by loops and processors), by [`CallErrorCode::index`].
     pub call_errors_by_code: Vec<u64>,
     /// By [`OUTCOMES`] slot.
@@ -636,6 +641,10 @@ impl Stats {
         for l in &self.loop_labelled {
             add_array(&mut out.closes, &l.closes);
             add_array(&mut out.calls_out_by_action, &l.calls_sent_by_action);
+            add_array(
+                &mut out.calls_out_by_action_v201,
+                &l.calls_sent_by_action_v201,
+            );
             add_array(&mut out.call_errors_by_code, &l.call_errors_by_code);
             l.round_trip.add_to(&mut out.round_trip);
         }

@@ -1,7 +1,8 @@
 //! Interop with the Python `ocpp` package's OCPP 2.0.1 ChargePoint (2.1.0, over `websockets`):
 //! a whole session against a gateway that speaks 2.0.1 beside 1.6 - BootNotification,
 //! Heartbeat, StatusNotification, Authorize, a transaction (TransactionEvent Started, Updated,
-//! Ended, each answered only once journaled), SecurityEventNotification, NotifyEvent. The
+//! Ended, each answered only once journaled), SecurityEventNotification, NotifyEvent, then
+//! GetVariables and RequestStartTransaction sent through the operator API and answered. The
 //! library validates every message against the official 2.0.1 schemas in both directions, so an
 //! answer of ours that is off by one field fails here; the journal then shows the session as
 //! 2.0.1's.
@@ -15,7 +16,7 @@ use std::sync::mpsc;
 use common::*;
 use ocpp_gateway::config::Sinks;
 use ocpp_gateway::types::Protocols;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[test]
 fn python_ocpp_v201_station_runs_a_session_with_a_transaction() {
@@ -30,7 +31,11 @@ fn python_ocpp_v201_station_runs_a_session_with_a_transaction() {
     let server = TestServer::start(config);
     let url = server.url("PY-CS-201");
     // The station offers 1.6 too; the gateway prefers 2.0.1.
-    let events = run(&[&url, "--offer", "ocpp1.6", "--offer", "ocpp2.0.1"]);
+    let events = run(
+        &server,
+        "PY-CS-201",
+        &[&url, "--offer", "ocpp1.6", "--offer", "ocpp2.0.1"],
+    );
     let event = |name: &str| -> &Value {
         events
             .iter()
@@ -54,6 +59,17 @@ fn python_ocpp_v201_station_runs_a_session_with_a_transaction() {
         .count();
     assert_eq!(transaction_events, 3);
     event("NotifyEvent");
+    let replies: Vec<&Value> = events.iter().filter(|e| e["event"] == "api").collect();
+    assert_eq!(
+        replies[0]["reply"]["payload"]["getVariableResult"][0]["attributeValue"],
+        "300"
+    );
+    assert_eq!(replies[1]["reply"]["payload"]["status"], "Accepted");
+    let commands: Vec<&Value> = events.iter().filter(|e| e["event"] == "command").collect();
+    assert_eq!(
+        (&commands[0]["variable"], &commands[1]["idToken"]),
+        (&json!("HeartbeatInterval"), &json!("TAG-REMOTE"))
+    );
     event("done");
 
     let stats = server.stats();
@@ -84,8 +100,10 @@ fn python_ocpp_v201_station_runs_a_session_with_a_transaction() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Runs the Python station with `args`; returns its JSON lines once it exited 0.
-fn run(args: &[&str]) -> Vec<Value> {
+/// Runs the Python station with `args`; once it is ready, sends it GetVariables and
+/// RequestStartTransaction through the operator API (both must be answered 200); returns its
+/// JSON lines once it exited 0.
+fn run(server: &TestServer, id: &str, args: &[&str]) -> Vec<Value> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/charging_station_v201.py"
@@ -99,12 +117,11 @@ fn run(args: &[&str]) -> Vec<Value> {
         .expect("python starts");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
-    let lines = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .map(|l| serde_json::from_str(&l).unwrap_or(Value::String(l)))
-            .collect::<Vec<Value>>()
+    let (tx, lines) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
+        }
     });
     let errors = std::thread::spawn(move || {
         BufReader::new(stderr)
@@ -113,6 +130,28 @@ fn run(args: &[&str]) -> Vec<Value> {
             .collect::<Vec<_>>()
             .join("\n")
     });
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(WATCHDOG * 3)
+            .expect("the station's next line");
+        let ready = line["event"] == "ready";
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    let path = format!("/api/v1/chargepoints/{id}/calls");
+    for body in [
+        json!({"action": "GetVariables", "payload": {"getVariableData": [
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}}),
+        json!({"action": "RequestStartTransaction", "payload": {
+            "idToken": {"idToken": "TAG-REMOTE", "type": "Central"}, "remoteStartId": 7}}),
+    ] {
+        let reply = http(server.admin(), "POST", &path, None, Some(&body.to_string()));
+        assert_eq!(reply.status, 200, "{body}: {}", reply.body);
+        seen.push(json!({"event": "api", "reply": reply.json()}));
+    }
     let (done_tx, done) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = done_tx.send(child.wait());
@@ -123,5 +162,6 @@ fn run(args: &[&str]) -> Vec<Value> {
         .expect("wait");
     let errors = errors.join().expect("stderr reader");
     assert!(status.success(), "the Python station failed: {errors}");
-    lines.join().expect("stdout reader")
+    seen.extend(lines.try_iter());
+    seen
 }

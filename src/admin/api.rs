@@ -20,6 +20,7 @@ use crate::mailbox::{ToProcessor, shard_of};
 use crate::query::{Answer, Filter, Query};
 use crate::security::Security;
 use crate::security::credentials::{CredentialsError, MAX_KEY_LEN, MIN_KEY_LEN, decode_hex};
+use ocpp::AnyAction;
 use ocpp::v16::Action;
 
 impl AdminLoop {
@@ -145,14 +146,14 @@ impl AdminLoop {
                 ));
             }
         };
-        let Some(action) = Action::from_name(&request.action) else {
+        let Some(action) = AnyAction::named(&request.action) else {
             return Handled::Respond(Response::json(
                 400,
-                &json!({"error": format!("{:?} is not an OCPP 1.6 action", request.action),
+                &json!({"error": format!("{:?} is not an OCPP 1.6 or 2.0.1 action", request.action),
                         "code": "NotImplemented"}),
             ));
         };
-        let rotation = (action == Action::ChangeConfiguration)
+        let rotation = (action == AnyAction::V16(Action::ChangeConfiguration))
             .then(|| authorization_key(&request.payload))
             .flatten()
             .map(|key| Rotation {
@@ -227,7 +228,7 @@ fn page(query: &str) -> Result<(usize, Option<String>), Response> {
 /// A call to send to the node that holds the charge point if this one does not.
 pub(super) struct Forward {
     pub cp: String,
-    pub action: Action,
+    pub action: AnyAction,
     pub payload: Box<RawValue>,
 }
 

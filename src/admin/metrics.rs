@@ -350,6 +350,20 @@ fn messages_v201(o: &mut Out, s: &StatsSnapshot) {
         &[("action", "unknown")],
         unknown,
     );
+    o.family(
+        "ocpp_gateway_v201_calls_sent_total",
+        "counter",
+        "OCPP 2.0.1 CALLs sent to stations (operator API, commands topic) by action.",
+    );
+    for action in V201::ALL.into_iter().filter(|a| a.from_csms()) {
+        let n = s
+            .calls_out_by_action_v201
+            .get(action.index())
+            .copied()
+            .unwrap_or(0);
+        let labels = [("action", action.as_str())];
+        o.sample("ocpp_gateway_v201_calls_sent_total", &labels, n);
+    }
 }
 
 /// Pings, pongs and why connections closed.

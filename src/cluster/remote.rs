@@ -40,6 +40,7 @@ use crate::clock::epoch_ms;
 use crate::commands::Commands;
 use crate::query::Answer;
 use crate::stats::Stats;
+use ocpp::AnyAction;
 use ocpp::v16::Action;
 
 /// Entries a command stream keeps (approximately: `MAXLEN ~`).
@@ -60,7 +61,7 @@ pub enum Request {
     /// Run `action` on `cp` at the node that holds it.
     Call {
         cp: String,
-        action: Action,
+        action: AnyAction,
         payload: Box<RawValue>,
         reply: Answer<Reply>,
     },
@@ -470,7 +471,7 @@ impl Exchange {
         &mut self,
         con: &mut redis::Connection,
         cp: &str,
-        action: Action,
+        action: AnyAction,
         payload: &RawValue,
         reply: Answer<Reply>,
     ) -> redis::RedisResult<()> {
@@ -549,9 +550,9 @@ impl Exchange {
             status: 400,
             body: json!({"error": message, "code": code}),
         };
-        let Some(action) = Action::from_name(action) else {
+        let Some(action) = AnyAction::named(action) else {
             let reply = invalid(
-                format!("{action:?} is not an OCPP 1.6 action"),
+                format!("{action:?} is not an OCPP 1.6 or 2.0.1 action"),
                 "NotImplemented",
             );
             return self.finished.push((command_id, reply));
@@ -567,7 +568,7 @@ impl Exchange {
             let reply = invalid("payload is not JSON".into(), "FormationViolation");
             return self.finished.push((command_id, reply));
         };
-        if action == Action::ChangeConfiguration
+        if action == AnyAction::V16(Action::ChangeConfiguration)
             && crate::commands::sets_authorization_key(&payload)
         {
             // The new key must be stored once the charge point accepts it, which the API of

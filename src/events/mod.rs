@@ -31,6 +31,7 @@ use std::time::SystemTime;
 use crate::batch::{Entry, FrameBatch, ReplyBatch, Stashed};
 use crate::types::ChargePointId;
 use crate::types::{CloseCause, Version};
+use ocpp::AnyAction;
 use ocpp::v16::Action;
 use ocpp::v16::ChargePointStatus;
 use ocpp::v201;
@@ -71,19 +72,19 @@ pub enum EventKind<'a> {
     /// A CALL of ours, as sent.
     CallOut {
         unique_id: &'a str,
-        action: Action,
+        action: AnyAction,
         payload: &'a str,
     },
     /// The charge point's CALLRESULT to a CALL of ours.
     ResultIn {
         unique_id: &'a str,
-        action: Action,
+        action: AnyAction,
         payload: &'a str,
     },
     /// The charge point's CALLERROR to a CALL of ours.
     ErrorIn {
         unique_id: &'a str,
-        action: Action,
+        action: AnyAction,
         code: &'a str,
         description: &'a str,
         details: &'a str,
@@ -91,7 +92,7 @@ pub enum EventKind<'a> {
     /// How an outbound call ended (one per call, whatever happened to it).
     Outcome {
         unique_id: Option<&'a str>,
-        action: Action,
+        action: AnyAction,
         outcome: &'static str,
     },
     /// A connection claiming the identity was refused at the upgrade (401, 403): never the

@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(gone["reason"], "pong_timeout");
         let sent = line(EventKind::CallOut {
             unique_id: "1-4",
-            action: Action::Reset,
+            action: Action::Reset.into(),
             payload: r#"{"type":"Soft"}"#,
         });
         assert_eq!(
@@ -258,7 +258,7 @@ mod tests {
         );
         let failed = line(EventKind::ErrorIn {
             unique_id: "1-4",
-            action: Action::Reset,
+            action: Action::Reset.into(),
             code: "NotSupported",
             description: "",
             details: "{}",
@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(failed["details"], json!({}));
         let outcome = line(EventKind::Outcome {
             unique_id: None,
-            action: Action::Reset,
+            action: Action::Reset.into(),
             outcome: "not_connected",
         });
         assert!(outcome.get("id").is_none());

@@ -34,6 +34,7 @@ use crate::commands::{Commands, sets_authorization_key};
 use crate::config::KafkaConfig;
 use crate::stats::Stats;
 use crate::warn_budget::WarnBudget;
+use ocpp::AnyAction;
 use ocpp::v16::Action;
 
 /// Commands running or waiting for their response's confirmation; beyond, no more are read.
@@ -92,7 +93,7 @@ struct Running {
     at: Position,
     command_id: String,
     cp: String,
-    action: Action,
+    action: AnyAction,
     pending: PendingCall,
 }
 
@@ -441,7 +442,7 @@ impl Thread {
         at: Position,
         command_id: &str,
         cp: &str,
-        action: Option<Action>,
+        action: Option<AnyAction>,
         status: &str,
         details: Value,
     ) {
@@ -460,7 +461,7 @@ impl Thread {
                 "timestamp": envelope.timestamp,
                 "payload": {
                     "commandId": command_id,
-                    "commandName": action.map(Action::name),
+                    "commandName": action.map(AnyAction::name),
                     "status": status,
                     "details": details,
                 },
@@ -590,7 +591,7 @@ impl Thread {
 struct Command {
     command_id: String,
     cp: String,
-    action: Action,
+    action: AnyAction,
     payload: Box<RawValue>,
     timeout: Option<Duration>,
 }
@@ -647,20 +648,23 @@ fn parse(bytes: &[u8]) -> Result<Command, Unusable> {
         }
     };
     let action = match &raw.action {
-        Some(Value::String(name)) => Action::from_name(name),
+        Some(Value::String(name)) => AnyAction::named(name),
         _ => None,
     };
     let Some(action) = action else {
         return Err(unusable(
             id,
             cp,
-            format!("action {} is not an OCPP 1.6 action", shown(raw.action)),
+            format!(
+                "action {} is not an OCPP 1.6 or 2.0.1 action",
+                shown(raw.action)
+            ),
         ));
     };
     let Some(payload) = raw.payload.filter(|p| p.get().starts_with('{')) else {
         return Err(unusable(id, cp, "payload must be a JSON object".into()));
     };
-    if action == Action::ChangeConfiguration && sets_authorization_key(&payload) {
+    if action == AnyAction::V16(Action::ChangeConfiguration) && sets_authorization_key(&payload) {
         return Err(unusable(
             id,
             cp,
@@ -754,7 +758,7 @@ mod tests {
                 c.action,
                 c.payload.get()
             ),
-            ("c1", "CP-1", Action::Reset, r#"{"type":"Soft"}"#)
+            ("c1", "CP-1", Action::Reset.into(), r#"{"type":"Soft"}"#)
         );
         assert_eq!(c.timeout, Some(Duration::from_secs(5)));
     }
@@ -766,7 +770,7 @@ mod tests {
             (br#"{"chargePointId":"CP-1"}"#, None, "commandId"),
             (br#"{"commandId":"c2","action":"Reset","payload":{}}"#, Some("c2"), "chargePointId"),
             (br#"{"commandId":"c3","chargePointId":"a/b","action":"Reset","payload":{}}"#, Some("c3"), "chargePointId"),
-            (br#"{"commandId":"c4","chargePointId":"CP","action":"Dance","payload":{}}"#, Some("c4"), "not an OCPP 1.6 action"),
+            (br#"{"commandId":"c4","chargePointId":"CP","action":"Dance","payload":{}}"#, Some("c4"), "not an OCPP 1.6 or 2.0.1 action"),
             (br#"{"commandId":"c5","chargePointId":"CP","action":"Reset","payload":[1]}"#, Some("c5"), "payload"),
             (br#"{"commandId":"c6","chargePointId":"CP","action":"Reset","payload":{},"timeoutMs":0}"#, Some("c6"), "timeoutMs"),
             (br#"{"commandId":"c7","chargePointId":"CP","action":"ChangeConfiguration","payload":{"key":"AuthorizationKey","value":"x"}}"#, Some("c7"), "AuthorizationKey"),

@@ -93,7 +93,7 @@ mod tests {
 
     fn call() -> (OutboundCall, PendingCall) {
         OutboundCall::new(
-            Action::Reset,
+            Action::Reset.into(),
             RawValue::from_string(r#"{"type":"Soft"}"#.into()).unwrap(),
         )
     }

@@ -29,8 +29,7 @@ use crate::query::Query;
 use crate::state::{Restored, StateSender};
 use crate::stats::Stats;
 use crate::trace::TraceList;
-use crate::types::{CloseReason, ConnId, Version};
-use ocpp::v16::Invalid;
+use crate::types::{CloseReason, ConnId};
 
 /// Messages a processor takes from its inbox before it sends the answers gathered so far.
 pub const DRAIN_MAX: usize = 64;
@@ -182,26 +181,21 @@ impl Processor {
                 }
                 self.batches.give(batch);
             }
-            ToProcessor::Call { cp, call } => match self.shard.connection_of(&cp) {
-                // Commands are OCPP 1.6 actions: a 2.0.1 station is not sent one.
-                Some(_) if self.shard.version_of(&cp) == Some(Version::V201) => {
-                    let invalid = Invalid {
-                        code: ocpp::rpc::CallErrorCode::NotSupported,
-                        description: format!(
-                            "{} is an OCPP 1.6 action; {cp} speaks OCPP 2.0.1, whose commands \
-                             the gateway does not send yet",
-                            call.action().name()
-                        ),
-                    };
-                    match self.writer.as_deref_mut() {
-                        Some(writer) => {
-                            call.resolve_in(CallOutcome::Invalid(invalid), &mut WriterLog(writer))
-                        }
-                        None => call.resolve(CallOutcome::Invalid(invalid)),
-                    }
-                }
+            ToProcessor::Call { cp, mut call } => match self.shard.connection_of(&cp) {
+                // The call in the charge point's version (a 1.6 action to a 2.0.1 station
+                // becomes 2.0.1's of the same name, checked again, or is refused, never sent).
                 Some(conn) => {
-                    self.loops.send(conn, ToLoop::Call { conn, call });
+                    let version = self.shard.version_of(&cp).unwrap_or_default();
+                    match call.retarget(version) {
+                        Ok(()) => {
+                            self.loops.send(conn, ToLoop::Call { conn, call });
+                        }
+                        Err(invalid) => match self.writer.as_deref_mut() {
+                            Some(writer) => call
+                                .resolve_in(CallOutcome::Invalid(invalid), &mut WriterLog(writer)),
+                            None => call.resolve(CallOutcome::Invalid(invalid)),
+                        },
+                    }
                 }
                 None => match self.writer.as_deref_mut() {
                     Some(writer) => {

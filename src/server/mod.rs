@@ -39,7 +39,7 @@ use crate::security::{Security, SecurityError};
 use crate::state::{self, Restored, StateError, StateSender};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::trace::TraceList;
-use ocpp::v16::{Action, Invalid};
+use ocpp::v16::Invalid;
 
 /// Why the gateway could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -184,10 +184,10 @@ impl Server {
     pub fn call(
         &self,
         cp: &str,
-        action: Action,
+        action: impl Into<ocpp::AnyAction>,
         payload: Box<RawValue>,
     ) -> Result<PendingCall, Invalid> {
-        self.commands.call(cp, action, payload, None, None)
+        self.commands.call(cp, action.into(), payload, None, None)
     }
 
     /// Stops accepting and closes every connection (paced by `server.drain_rate`).

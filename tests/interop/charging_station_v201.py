@@ -9,7 +9,8 @@ It offers the given subprotocols (default: ocpp2.0.1), requires ocpp2.0.1 to be 
 runs a session: BootNotification, Heartbeat, StatusNotification, Authorize, a transaction
 (TransactionEvent Started with its idToken, Updated with a meter value, Ended), a
 SecurityEventNotification and a NotifyEvent, printing one JSON line per answer, then
-{"event": "done"}. Any failure exits non-zero.
+{"event": "ready"}; it answers the central system's GetVariables and RequestStartTransaction,
+printing each, and prints {"event": "done"} after both. Any failure exits non-zero.
 """
 
 import argparse
@@ -18,7 +19,9 @@ import json
 from datetime import datetime, timezone
 
 import websockets
-from ocpp.v201 import ChargePoint, call
+from ocpp.routing import after, on
+from ocpp.v201 import ChargePoint as BaseChargePoint
+from ocpp.v201 import call, call_result
 
 TIMEOUT = 20
 
@@ -32,6 +35,34 @@ def now():
 
 
 TOKEN = {"id_token": "TAG-201", "type": "ISO14443"}
+
+
+class ChargePoint(BaseChargePoint):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.commands = asyncio.Queue()
+
+    @on("GetVariables")
+    async def on_get_variables(self, get_variable_data, **kwargs):
+        return call_result.GetVariables(get_variable_result=[
+            {"attribute_status": "Accepted", "attribute_value": "300",
+             "component": item["component"], "variable": item["variable"]}
+            for item in get_variable_data
+        ])
+
+    @after("GetVariables")
+    async def after_get_variables(self, get_variable_data, **kwargs):
+        await self.commands.put({"action": "GetVariables",
+                                 "variable": get_variable_data[0]["variable"]["name"]})
+
+    @on("RequestStartTransaction")
+    async def on_request_start(self, id_token, remote_start_id, **kwargs):
+        return call_result.RequestStartTransaction(status="Accepted")
+
+    @after("RequestStartTransaction")
+    async def after_request_start(self, id_token, remote_start_id, **kwargs):
+        await self.commands.put({"action": "RequestStartTransaction",
+                                 "idToken": id_token["id_token"]})
 
 
 def transaction_event(event_type, seq_no, trigger, **extra):
@@ -91,6 +122,11 @@ async def session(cs):
         )
     )
     report("NotifyEvent")
+
+    report("ready")
+    for _ in range(2):
+        command = await asyncio.wait_for(cs.commands.get(), TIMEOUT)
+        report("command", **command)
 
 
 async def main(url, offers):

@@ -83,3 +83,149 @@ impl rpc::CallErrorCode {
         }
     }
 }
+
+/// An action of either version, as a central system sends it to a charge point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnyAction {
+    V16(v16::Action),
+    V201(v201::Action),
+}
+
+impl From<v16::Action> for AnyAction {
+    fn from(action: v16::Action) -> AnyAction {
+        AnyAction::V16(action)
+    }
+}
+
+impl From<v201::Action> for AnyAction {
+    fn from(action: v201::Action) -> AnyAction {
+        AnyAction::V201(action)
+    }
+}
+
+impl AnyAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            AnyAction::V16(action) => action.name(),
+            AnyAction::V201(action) => action.as_str(),
+        }
+    }
+
+    pub fn version(self) -> Version {
+        match self {
+            AnyAction::V16(_) => Version::V16,
+            AnyAction::V201(_) => Version::V201,
+        }
+    }
+
+    /// The action called `name` in `version` (any direction).
+    pub fn in_version(version: Version, name: &str) -> Option<AnyAction> {
+        match version {
+            Version::V16 => v16::Action::from_name(name).map(AnyAction::V16),
+            Version::V201 => v201::Action::parse(name).map(AnyAction::V201),
+        }
+    }
+
+    /// The action called `name` in 1.6, else in 2.0.1 (which one a call becomes is decided by
+    /// its payload and the charge point's version: [`AnyAction::csms_call`],
+    /// [`AnyAction::for_version`]).
+    pub fn named(name: &str) -> Option<AnyAction> {
+        AnyAction::in_version(Version::V16, name)
+            .or_else(|| AnyAction::in_version(Version::V201, name))
+    }
+
+    /// A central system may send it.
+    pub fn sent_by_central_system(self) -> bool {
+        match self {
+            AnyAction::V16(action) => action.sent_by_central_system(),
+            AnyAction::V201(action) => action.from_csms(),
+        }
+    }
+
+    /// Checks a request payload of this action against its version's rules.
+    pub fn check_request(self, payload: &serde_json::value::RawValue) -> Result<(), v16::Invalid> {
+        match self {
+            AnyAction::V16(action) => v16::validate_request(action, payload),
+            AnyAction::V201(action) => v201::check(action, v201::Part::Request, payload.get()),
+        }
+    }
+
+    /// Checks a response payload to this action against its version's rules.
+    pub fn check_response(self, payload: &serde_json::value::RawValue) -> Result<(), v16::Invalid> {
+        match self {
+            AnyAction::V16(action) => v16::validate_response(action, payload),
+            AnyAction::V201(action) => v201::check(action, v201::Part::Response, payload.get()),
+        }
+    }
+
+    /// A central system's call named `name` with `payload`, for a charge point whose version is
+    /// not known yet: the version in which the name is a central system's action and the payload
+    /// valid, 1.6 first. Err: the CallError a charge point of either version would answer
+    /// (the 1.6 one when the name is a 1.6 action).
+    pub fn csms_call(
+        name: &str,
+        payload: &serde_json::value::RawValue,
+    ) -> Result<AnyAction, v16::Invalid> {
+        let mut first_error = None;
+        for version in [Version::V16, Version::V201] {
+            let Some(action) = AnyAction::in_version(version, name) else {
+                continue;
+            };
+            let checked = if action.sent_by_central_system() {
+                action.check_request(payload)
+            } else {
+                Err(v16::Invalid {
+                    code: rpc::CallErrorCode::NotSupported,
+                    description: format!("{name} is not sent by a central system"),
+                })
+            };
+            match checked {
+                Ok(()) => return Ok(action),
+                Err(invalid) => {
+                    first_error.get_or_insert(invalid);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| v16::Invalid {
+            code: rpc::CallErrorCode::NotImplemented,
+            description: format!("{:?} is not an OCPP 1.6 or 2.0.1 action", rpc::capped(name)),
+        }))
+    }
+
+    /// The same call for a charge point that speaks `version`: this action when it is that
+    /// version's, else the action of the same name there, with `payload` checked against it.
+    pub fn for_version(
+        self,
+        version: Version,
+        payload: &serde_json::value::RawValue,
+    ) -> Result<AnyAction, v16::Invalid> {
+        if self.version() == version {
+            return Ok(self);
+        }
+        let Some(action) =
+            AnyAction::in_version(version, self.name()).filter(|a| a.sent_by_central_system())
+        else {
+            return Err(v16::Invalid {
+                code: rpc::CallErrorCode::NotSupported,
+                description: format!(
+                    "{} is an OCPP {} action; the charge point speaks OCPP {}",
+                    self.name(),
+                    self.version().as_str(),
+                    version.as_str()
+                ),
+            });
+        };
+        action
+            .check_request(payload)
+            .map_err(|invalid| v16::Invalid {
+                code: invalid.code,
+                description: format!(
+                    "as OCPP {}'s {}: {}",
+                    version.as_str(),
+                    self.name(),
+                    invalid.description
+                ),
+            })?;
+        Ok(action)
+    }
+}

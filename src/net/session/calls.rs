@@ -82,7 +82,13 @@ impl Connection {
             let shown = String::from_utf8_lossy(&text);
             info!(target: TRACE_TARGET, "cp={} loop={} out: {}", session.cp, cx.index, escape_newlines(&shown));
         }
-        cx.labelled().calls_sent_by_action[call.action().index()].inc();
+        let labelled = cx.labelled();
+        match call.action() {
+            ocpp::AnyAction::V16(action) => labelled.calls_sent_by_action[action.index()].inc(),
+            ocpp::AnyAction::V201(action) => {
+                labelled.calls_sent_by_action_v201[action.index()].inc()
+            }
+        }
         let timeout = call.timeout().unwrap_or(cx.limits.message_timeout);
         let timer = cx.wheel.arm(cx.now, timeout, event);
         session

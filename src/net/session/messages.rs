@@ -156,7 +156,7 @@ impl Connection {
             .observe(cx.now.saturating_duration_since(sent_at));
         journal_answer(cx, session, &unique_id, call.action(), &outcome);
         let outcome = match outcome {
-            CallOutcome::Result(payload) => match v16::validate_response(call.action(), &payload) {
+            CallOutcome::Result(payload) => match call.action().check_response(&payload) {
                 Ok(()) => {
                     cx.stats().call_results.inc();
                     CallOutcome::Result(payload)
@@ -181,7 +181,7 @@ fn journal_answer(
     cx: &mut LoopContext,
     session: &Session,
     unique_id: &str,
-    action: v16::Action,
+    action: ocpp::AnyAction,
     answer: &CallOutcome,
 ) {
     if !cx.journal {
