@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
@@ -31,26 +29,6 @@ fn next_call(client: &mut Client) -> (String, String, Value) {
 
 fn send(client: &mut Client, frame: Value) {
     client.send(Message::text(frame.to_string())).unwrap();
-}
-
-/// Sends a call request (fully written when this returns) and reads its response on another
-/// thread; the reply arrives on the returned channel.
-fn post_async(admin: SocketAddr, cp: &str, body: Value) -> mpsc::Receiver<HttpReply> {
-    use std::io::Write;
-    let body = body.to_string();
-    let mut stream = std::net::TcpStream::connect(admin).expect("admin listener");
-    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
-    let request = format!(
-        "POST /api/v1/chargepoints/{cp}/calls HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(parse_http(&read_to_close(&mut stream)));
-    });
-    rx
 }
 
 fn reset() -> Value {

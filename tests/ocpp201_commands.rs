@@ -8,31 +8,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::mpsc;
-
 use common::*;
 use serde_json::{Value, json};
 use tungstenite::Message;
-
-/// Posts a call and reads the reply on another thread.
-fn post_async(admin: SocketAddr, cp: &str, body: Value) -> mpsc::Receiver<HttpReply> {
-    use std::io::Write;
-    let body = body.to_string();
-    let mut stream = std::net::TcpStream::connect(admin).expect("admin listener");
-    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
-    let request = format!(
-        "POST /api/v1/chargepoints/{cp}/calls HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(parse_http(&read_to_close(&mut stream)));
-    });
-    rx
-}
 
 fn post(server: &TestServer, cp: &str, body: Value) -> HttpReply {
     let body = body.to_string();

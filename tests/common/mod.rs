@@ -762,3 +762,23 @@ pub fn boot_v201<S: Read + Write>(client: &mut WebSocket<S>) {
     let reply = call_v201(client, "boot-201", "BootNotification", payload);
     assert_eq!(reply[2]["status"], "Accepted", "{reply}");
 }
+
+/// Sends a call request (fully written when this returns) and reads its response on another
+/// thread; the reply arrives on the returned channel.
+pub fn post_async(admin: SocketAddr, cp: &str, body: Value) -> mpsc::Receiver<HttpReply> {
+    use std::io::Write;
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(admin).expect("admin listener");
+    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
+    let request = format!(
+        "POST /api/v1/chargepoints/{cp}/calls HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(parse_http(&read_to_close(&mut stream)));
+    });
+    rx
+}
