@@ -782,3 +782,31 @@ pub fn post_async(admin: SocketAddr, cp: &str, body: Value) -> mpsc::Receiver<Ht
     });
     rx
 }
+
+/// A `node_modules` directory with npm `ocpp-rpc` 2.x: `$OCPP_INTEROP_NODE_MODULES` (CI's
+/// `.ci/run` installs it into its cache and sets it), else one installed once under
+/// `target/interop-node`. None (the test says so and passes) when Node.js is missing, unless
+/// `OCPP_REQUIRE_SERVERS` is set.
+pub fn ocpp_rpc_modules() -> Option<std::path::PathBuf> {
+    use std::process::Command;
+    if !server_available("node", "nodejs") {
+        return None;
+    }
+    if let Some(dir) = std::env::var_os("OCPP_INTEROP_NODE_MODULES") {
+        return Some(dir.into());
+    }
+    let prefix = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop-node");
+    let modules = prefix.join("node_modules");
+    if !modules.join("ocpp-rpc").is_dir() {
+        let installed = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg("ocpp-rpc@2")
+            .status();
+        assert!(
+            installed.is_ok_and(|s| s.success()),
+            "npm install ocpp-rpc@2 failed"
+        );
+    }
+    Some(modules)
+}
