@@ -13,9 +13,8 @@ use crate::events::Events;
 use crate::mailbox::{Processors, ToProcessor};
 use crate::stats::Stats;
 use crate::types::ChargePointId;
-use ocpp::rpc::CallErrorCode;
+use ocpp::AnyAction;
 use ocpp::v16::Invalid;
-use ocpp::{AnyAction, v201};
 
 #[derive(Clone)]
 pub struct Commands {
@@ -41,19 +40,6 @@ impl Commands {
         // (a Reset of 2.0.1 has another payload than 1.6's); the charge point's processor then
         // makes it a call of the charge point's version.
         let action = AnyAction::csms_call(action.name(), &payload)?;
-        if action == AnyAction::V201(v201::Action::SetVariables)
-            && sets_basic_auth_password(&payload)
-        {
-            // The station would take the new password and be refused at its next connect: the
-            // gateway does not store a 2.0.1 password from a SetVariables yet.
-            return Err(Invalid {
-                code: CallErrorCode::NotSupported,
-                description: "a SetVariables of BasicAuthPassword is not sent: the gateway \
-                              would not store the new password and the station would be locked \
-                              out; change it in the credentials file"
-                    .into(),
-            });
-        }
         let cp: ChargePointId = cp.into();
         let (call, pending) = OutboundCall::new(action, payload);
         let mut call = call.with_timeout(timeout).reported(
@@ -76,7 +62,8 @@ impl Commands {
 }
 
 /// Whether a 2.0.1 SetVariables payload sets the station's `BasicAuthPassword` (any component:
-/// the specification puts it under SecurityCtrlr, a station may name it elsewhere).
+/// the specification puts it under SecurityCtrlr, a station may name it elsewhere): like
+/// 1.6's AuthorizationKey, only the API of the node holding the station sends that.
 pub fn sets_basic_auth_password(payload: &RawValue) -> bool {
     serde_json::from_str::<serde_json::Value>(payload.get()).is_ok_and(|v| {
         v["setVariableData"].as_array().is_some_and(|data| {

@@ -153,13 +153,20 @@ impl AdminLoop {
                         "code": "NotImplemented"}),
             ));
         };
-        let rotation = (action == AnyAction::V16(Action::ChangeConfiguration))
-            .then(|| authorization_key(&request.payload))
-            .flatten()
-            .map(|key| Rotation {
-                id: id.to_owned(),
-                key,
-            });
+        let new_key = match action {
+            AnyAction::V16(Action::ChangeConfiguration) => {
+                authorization_key(&request.payload).map(|key| (key, RotationKind::AuthorizationKey))
+            }
+            _ if crate::commands::sets_basic_auth_password(&request.payload) => {
+                basic_auth_password(&request.payload).map(|key| (key, RotationKind::Password201))
+            }
+            _ => None,
+        };
+        let rotation = new_key.map(|(key, kind)| Rotation {
+            id: id.to_owned(),
+            kind,
+            key,
+        });
         // A key the credentials store would refuse is never sent: the charge point would take
         // it and be locked out at its next connect.
         if let Some(rotation) = &rotation
@@ -295,10 +302,20 @@ impl AdminLoop {
     }
 }
 
-/// A new AuthorizationKey sent to a charge point, stored once the charge point accepts it.
+/// A new AuthorizationKey (1.6) or BasicAuthPassword (2.0.1) sent to a charge point, stored
+/// once the charge point accepts it.
 pub(super) struct Rotation {
     pub id: String,
+    pub kind: RotationKind,
     pub key: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RotationKind {
+    /// ChangeConfiguration of AuthorizationKey: Accepted is `{"status":"Accepted"}`.
+    AuthorizationKey,
+    /// SetVariables of BasicAuthPassword: Accepted is that variable's `attributeStatus`.
+    Password201,
 }
 
 impl AdminLoop {
@@ -363,27 +380,35 @@ impl AdminLoop {
     /// the charge point answered Accepted (it uses the new key from then on).
     pub(super) fn rotated(&self, rotation: Rotation, outcome: CallOutcome) -> Response {
         let accepted = matches!(&outcome, CallOutcome::Result(payload)
-            if serde_json::from_str::<serde_json::Value>(payload.get())
-                .is_ok_and(|v| v["status"] == "Accepted"));
+        if serde_json::from_str::<serde_json::Value>(payload.get())
+            .is_ok_and(|v| match rotation.kind {
+                RotationKind::AuthorizationKey => v["status"] == "Accepted",
+                RotationKind::Password201 => v["setVariableResult"]
+                    .as_array()
+                    .is_some_and(|results| results.iter().any(|r| {
+                        r["attributeStatus"] == "Accepted"
+                            && r["variable"]["name"]
+                                .as_str()
+                                .is_some_and(|n| n.eq_ignore_ascii_case("BasicAuthPassword"))
+                    })),
+            }));
         let mut response = outcome_response(outcome);
         if !accepted {
             return response;
         }
-        let Rotation { id, key } = rotation;
+        let Rotation { id, key, .. } = rotation;
         let stored = match &self.parts.security.credentials {
             None => "not stored: no security.credentials".to_owned(),
             Some(credentials) => match credentials.set(&id, &key) {
                 Ok(line) => {
                     self.share_credential(line);
-                    info!("cp={id} AuthorizationKey changed on the charge point and stored");
+                    info!("cp={id} its Basic auth key changed on the charge point and stored");
                     "stored".to_owned()
                 }
                 Err(e) => {
                     // The charge point now uses a key we could not store: it will be refused
                     // until an operator sets it (PUT .../password) or fixes the file.
-                    log::error!(
-                        "cp={id} accepted a new AuthorizationKey that could not be stored: {e}"
-                    );
+                    log::error!("cp={id} accepted a new key that could not be stored: {e}");
                     format!("NOT stored: {e}")
                 }
             },
@@ -398,14 +423,14 @@ impl AdminLoop {
 fn storable_key(security: &Security, key: &[u8]) -> Result<(), String> {
     if security.credentials.is_none() {
         return Err(
-            "no credentials file (security.credentials): the new AuthorizationKey \
-                    could not be stored, so it is not sent"
+            "no credentials file (security.credentials): the new key (AuthorizationKey, \
+                    BasicAuthPassword) could not be stored, so it is not sent"
                 .into(),
         );
     }
     if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
         return Err(format!(
-            "the new AuthorizationKey is {} bytes; the gateway stores keys of {MIN_KEY_LEN} to \
+            "the new key is {} bytes; the gateway stores keys of {MIN_KEY_LEN} to \
              {MAX_KEY_LEN} bytes (the value as hex, or as text), so it is not sent",
             key.len()
         ));
@@ -426,6 +451,20 @@ fn authorization_key(payload: &RawValue) -> Option<Vec<u8>> {
         return None;
     }
     Some(decode_hex(change.value.as_bytes()).unwrap_or_else(|| change.value.into_bytes()))
+}
+
+/// The new password of a 2.0.1 SetVariables of BasicAuthPassword: its text's bytes (2.0.1's
+/// password is a passwordString, used as is in Basic auth).
+fn basic_auth_password(payload: &RawValue) -> Option<Vec<u8>> {
+    let value: serde_json::Value = serde_json::from_str(payload.get()).ok()?;
+    value["setVariableData"].as_array()?.iter().find_map(|d| {
+        let named = d["variable"]["name"]
+            .as_str()
+            .is_some_and(|n| n.eq_ignore_ascii_case("BasicAuthPassword"));
+        named
+            .then(|| d["attributeValue"].as_str().map(|v| v.as_bytes().to_vec()))
+            .flatten()
+    })
 }
 
 /// The HTTP answer for a call's outcome.

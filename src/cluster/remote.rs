@@ -568,14 +568,16 @@ impl Exchange {
             let reply = invalid("payload is not JSON".into(), "FormationViolation");
             return self.finished.push((command_id, reply));
         };
-        if action == AnyAction::V16(Action::ChangeConfiguration)
-            && crate::commands::sets_authorization_key(&payload)
-        {
+        let sets_key = (action == AnyAction::V16(Action::ChangeConfiguration)
+            && crate::commands::sets_authorization_key(&payload))
+            || crate::commands::sets_basic_auth_password(&payload);
+        if sets_key {
             // The new key must be stored once the charge point accepts it, which the API of
             // the node holding it does; run from a stream, the charge point would be locked out.
             let reply = invalid(
-                "a ChangeConfiguration of AuthorizationKey goes through the API of the node \
-                 that holds the charge point (POST .../calls there), which stores the key"
+                "a ChangeConfiguration of AuthorizationKey (1.6) or SetVariables of \
+                 BasicAuthPassword (2.0.1) goes through the API of the node that holds the \
+                 charge point (POST .../calls there), which stores the key"
                     .into(),
                 "NotSupported",
             );

@@ -664,12 +664,16 @@ fn parse(bytes: &[u8]) -> Result<Command, Unusable> {
     let Some(payload) = raw.payload.filter(|p| p.get().starts_with('{')) else {
         return Err(unusable(id, cp, "payload must be a JSON object".into()));
     };
-    if action == AnyAction::V16(Action::ChangeConfiguration) && sets_authorization_key(&payload) {
+    let sets_key = (action == AnyAction::V16(Action::ChangeConfiguration)
+        && sets_authorization_key(&payload))
+        || crate::commands::sets_basic_auth_password(&payload);
+    if sets_key {
         return Err(unusable(
             id,
             cp,
-            "a ChangeConfiguration of AuthorizationKey goes through the API of the gateway \
-             holding the charge point, which stores the key"
+            "a ChangeConfiguration of AuthorizationKey (1.6) or SetVariables of \
+             BasicAuthPassword (2.0.1) goes through the API of the gateway holding the charge \
+             point, which stores the key"
                 .into(),
         ));
     }
@@ -765,7 +769,7 @@ mod tests {
 
     #[test]
     fn bad_records_say_why_and_keep_their_id() {
-        let cases: [(&[u8], Option<&str>, &str); 8] = [
+        let cases: [(&[u8], Option<&str>, &str); 9] = [
             (b"not json", None, "not a command object"),
             (br#"{"chargePointId":"CP-1"}"#, None, "commandId"),
             (br#"{"commandId":"c2","action":"Reset","payload":{}}"#, Some("c2"), "chargePointId"),
@@ -774,6 +778,7 @@ mod tests {
             (br#"{"commandId":"c5","chargePointId":"CP","action":"Reset","payload":[1]}"#, Some("c5"), "payload"),
             (br#"{"commandId":"c6","chargePointId":"CP","action":"Reset","payload":{},"timeoutMs":0}"#, Some("c6"), "timeoutMs"),
             (br#"{"commandId":"c7","chargePointId":"CP","action":"ChangeConfiguration","payload":{"key":"AuthorizationKey","value":"x"}}"#, Some("c7"), "AuthorizationKey"),
+            (br#"{"commandId":"c8","chargePointId":"CP","action":"SetVariables","payload":{"setVariableData":[{"component":{"name":"SecurityCtrlr"},"variable":{"name":"BasicAuthPassword"},"attributeValue":"x"}]}}"#, Some("c8"), "BasicAuthPassword"),
         ];
         for (bytes, id, reason) in cases {
             let e = parse(bytes).unwrap_err();
