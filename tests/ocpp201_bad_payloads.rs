@@ -1,8 +1,8 @@
 //! Every way a 2.0.1 station's CALL can be wrong gets 2.0.1's CallError code over the wire
 //! (FormatViolation, OccurrenceConstraintViolation, TypeConstraintViolation,
 //! PropertyConstraintViolation, NotImplemented, NotSupported, SecurityError before the boot,
-//! ProtocolError for a broken frame), the connection stays open, and the journal shows the code
-//! as the station saw it.
+//! ProtocolError for a broken frame, MessageTypeNotSupported for a message type it does not
+//! have), the connection stays open, and the journal shows the code as the station saw it.
 
 mod common;
 
@@ -128,6 +128,22 @@ fn each_mistake_gets_its_201_code_and_the_station_stays() {
     assert_eq!(
         (&reply[1], &reply[2]),
         (&json!("short"), &json!("ProtocolError")),
+        "{reply}"
+    );
+    // A message type 2.0.1 does not have (2.1's SEND), with a readable id.
+    station
+        .send(Message::text(
+            r#"[6,"send-1","NotifyPeriodicEventStream",{}]"#,
+        ))
+        .expect("send");
+    let reply = next_json(&mut station);
+    assert_eq!(
+        (&reply[0], &reply[1], &reply[2]),
+        (
+            &json!(4),
+            &json!("send-1"),
+            &json!("MessageTypeNotSupported")
+        ),
         "{reply}"
     );
     // Still served.

@@ -325,7 +325,7 @@ impl FleetLoop {
                 self.counters.error(ErrorKind::Unparsable);
                 self.warn_limited(key, format_args!("{reason}"));
             }
-            Err(FrameError::UnknownMessageType { message_type }) => {
+            Err(FrameError::UnknownMessageType { message_type, .. }) => {
                 debug!("thread={} ignored message type {message_type}", self.thread);
             }
         }

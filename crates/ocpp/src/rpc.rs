@@ -145,10 +145,14 @@ pub enum FrameError {
     /// CALLRESULT/CALLERROR - responses are never answered): log and count.
     #[error("unanswerable message: {reason}")]
     Unanswerable { reason: String },
-    /// A well-formed array whose MessageTypeNumber is an integer other than 2, 3, 4: ignore (the
-    /// spec says so).
+    /// A well-formed array whose MessageTypeNumber is an integer other than 2, 3, 4: 1.6 says
+    /// to ignore it; 2.0.1 answers `MessageTypeNotSupported` to `unique_id` when element 1 is
+    /// a valid UniqueId.
     #[error("unknown MessageTypeNumber {message_type}, message ignored")]
-    UnknownMessageType { message_type: u64 },
+    UnknownMessageType {
+        message_type: u64,
+        unique_id: Option<String>,
+    },
 }
 
 /// How deeply a payload may nest arrays and objects. OCPP 1.6's deepest schema (a
@@ -258,7 +262,13 @@ pub fn parse_frame(text: &str) -> Result<Frame<'_>, FrameError> {
         Ok(2) => parse_call(&elements),
         Ok(3) => parse_call_result(&elements),
         Ok(4) => parse_call_error(&elements),
-        Ok(message_type) => Err(FrameError::UnknownMessageType { message_type }),
+        Ok(message_type) => Err(FrameError::UnknownMessageType {
+            message_type,
+            unique_id: read_unique_id(&elements)
+                .ok()
+                .filter(|id| unique_id_problem(id).is_none())
+                .map(Cow::into_owned),
+        }),
         Err(_) => Err(unanswerable(format!(
             "MessageTypeNumber {number} is too big"
         ))),
@@ -331,10 +341,16 @@ pub fn write_call_error_in(
     code: CallErrorCode,
     description: &str,
 ) {
+    write_call_error_coded(out, unique_id, code.spelled(version), description)
+}
+
+/// [`write_call_error`] with a code given as text (2.0.1's `MessageTypeNotSupported`, which 1.6
+/// does not have).
+pub fn write_call_error_coded(out: &mut Vec<u8>, unique_id: &str, code: &str, description: &str) {
     out.extend_from_slice(b"[4,");
     push_json_str(out, unique_id);
     out.extend_from_slice(b",\"");
-    out.extend_from_slice(code.spelled(version).as_bytes());
+    out.extend_from_slice(code.as_bytes());
     out.extend_from_slice(b"\",");
     push_json_str(out, description);
     out.extend_from_slice(b",{}]");
@@ -668,13 +684,22 @@ mod tests {
         assert_eq!(parts(huge).len(), 5);
         let max = format!("[{}]", u64::MAX);
         let unknown = [
-            (r#"[7,"id"]"#, 7),
-            ("[0]", 0),
-            ("[1,{}]", 1),
-            (&max, u64::MAX),
+            (r#"[7,"id"]"#, 7, Some("id")),
+            (
+                r#"[6,"s-1","NotifyPeriodicEventStream",{}]"#,
+                6,
+                Some("s-1"),
+            ),
+            ("[0]", 0, None),
+            ("[1,{}]", 1, None),
+            (r#"[5,""]"#, 5, None),
+            (&max, u64::MAX, None),
         ];
-        for (text, n) in unknown {
-            let ignored = FrameError::UnknownMessageType { message_type: n };
+        for (text, n, id) in unknown {
+            let ignored = FrameError::UnknownMessageType {
+                message_type: n,
+                unique_id: id.map(String::from),
+            };
             assert_eq!(parse_frame(text).err(), Some(ignored));
         }
     }
@@ -878,7 +903,9 @@ mod tests {
                 serde_json::from_slice::<Value>(&out).expect("a CALLERROR is valid JSON");
             }
             Err(FrameError::Unanswerable { reason }) => assert!(reason.chars().count() < 200),
-            Err(FrameError::UnknownMessageType { message_type: n }) => {
+            Err(FrameError::UnknownMessageType {
+                message_type: n, ..
+            }) => {
                 assert!(!(2..=4).contains(&n))
             }
         }

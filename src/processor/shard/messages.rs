@@ -244,7 +244,24 @@ impl Shard {
                 }
                 replies.none(conn, accepted);
             }
-            FrameError::UnknownMessageType { message_type } => {
+            // 2.0.1 answers an unknown type when it can name the message; 1.6 ignores it.
+            FrameError::UnknownMessageType {
+                message_type,
+                unique_id: Some(unique_id),
+            } if version == Version::V201 => {
+                self.stats().call_errors_sent.inc();
+                let draft = replies.begin();
+                let description = format!("MessageTypeNumber {message_type} is not supported");
+                let out = replies.payload();
+                rpc::write_call_error_coded(
+                    out,
+                    &unique_id,
+                    "MessageTypeNotSupported",
+                    &description,
+                );
+                replies.finish(draft, conn, accepted);
+            }
+            FrameError::UnknownMessageType { message_type, .. } => {
                 self.stats().ignored_frames.inc();
                 debug!("cp={cp} ignored message type {message_type}");
                 replies.none(conn, accepted);
