@@ -515,7 +515,8 @@ impl<'de> Visitor<'de> for Check<'_> {
         }
         if let Some(max) = max_chars {
             // Counting stops one past the limit: a huge string costs no more than that.
-            let chars = value.chars().take(*max as usize + 1).count() as u64;
+            let limit = usize::try_from(max.saturating_add(1)).unwrap_or(usize::MAX);
+            let chars = value.chars().take(limit).count() as u64;
             if chars > *max {
                 let detail = format!("longer than {max} characters");
                 return Err(self.violation(ViolationKind::Length, detail));

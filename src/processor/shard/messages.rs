@@ -154,10 +154,13 @@ impl Shard {
             }
             out.closes.push((conn, reason));
         }
-        if effect == Effect::Resent {
-            // Already journaled, published and kept when first answered: answered again only.
+        // A resent event was journaled and published when it first came: not again. Its answer
+        // is still held like any billing answer: the first one may not be kept yet (the
+        // station resent it before our answer came), and what the holders confirm, in order,
+        // covers it.
+        let resent = effect == Effect::Resent;
+        if resent {
             stats.processors[self.index].transaction_events_resent.inc();
-            return replies.finish(draft, conn, accepted);
         }
         let billing = (known.is_some_and(is_billing)
             || known201 == Some(v201::Action::TransactionEvent))
@@ -178,20 +181,23 @@ impl Shard {
             stats.processors[self.index].transaction_seq_gaps.inc();
             record_gap(&mut *writer, (call.at, cp), payload, expected);
         }
-        let answer = journaled_answer(replies, &draft, payload_start, (error.as_ref(), version));
-        let journaling = Journaling {
-            writer: &mut *writer,
-            rule: self.journal_rule,
-            now_ms: self.origin.elapsed().as_millis() as u64,
-            stats: &self.stats.processors[self.index],
-        };
-        // What the message means, for integration sinks: never left out by the allowance.
-        let integrated = integrates.then_some(connectors_before.as_slice());
-        let call = CallIn {
-            previous201,
-            ..call
-        };
-        journal_call(journaling, entry, cp, &call, answer, (billing, integrated));
+        if !resent {
+            let answer =
+                journaled_answer(replies, &draft, payload_start, (error.as_ref(), version));
+            let journaling = Journaling {
+                writer: &mut *writer,
+                rule: self.journal_rule,
+                now_ms: self.origin.elapsed().as_millis() as u64,
+                stats: &self.stats.processors[self.index],
+            };
+            // What the message means, for integration sinks: never left out by the allowance.
+            let integrated = integrates.then_some(connectors_before.as_slice());
+            let call = CallIn {
+                previous201,
+                ..call
+            };
+            journal_call(journaling, entry, cp, &call, answer, (billing, integrated));
+        }
         let held = self.acks_after_write && billing;
         let sealed = replies.seal(draft);
         if held || holds_state {
