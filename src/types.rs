@@ -226,6 +226,19 @@ pub enum ConnectorStatus201 {
 }
 
 impl ConnectorStatus201 {
+    const ALL: [ConnectorStatus201; 5] = [
+        ConnectorStatus201::Available,
+        ConnectorStatus201::Occupied,
+        ConnectorStatus201::Reserved,
+        ConnectorStatus201::Unavailable,
+        ConnectorStatus201::Faulted,
+    ];
+
+    /// The status with this name (the schema's enumeration).
+    pub fn parse(name: &str) -> Option<ConnectorStatus201> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ConnectorStatus201::Available => "Available",

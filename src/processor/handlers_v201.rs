@@ -34,12 +34,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use std::borrow::Cow;
-
 use super::handlers::{self, ChargePointState, Now, Policy, Registration};
 use crate::state::{Connector201, ConnectorStatus201, OpenTransaction, State201};
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::{AuthorizationStatus, Invalid, RegistrationStatus};
+use ocpp::v201::read as msg;
 use ocpp::v201::{self, Action};
 
 /// Open transactions a station may have at once (one per EVSE); beyond, the oldest is
@@ -89,7 +88,7 @@ pub fn write_answer(
 }
 
 /// Follows a TransactionEvent's transaction by its `seqNo` (see [`Effect`]).
-pub fn track(state: &mut ChargePointState, event: &TransactionEvent<'_>) -> Effect {
+pub fn track(state: &mut ChargePointState, event: &msg::TransactionEvent<'_>) -> Effect {
     let transactions = state.v201.get_or_insert_default();
     let id = &*event.transaction_info.transaction_id;
     // seqNo is an integer without a lower bound in the schema: a negative one is not followed.
@@ -150,10 +149,11 @@ pub fn track(state: &mut ChargePointState, event: &TransactionEvent<'_>) -> Effe
 
 /// Keeps the connector's status (up to [`handlers::MAX_CONNECTORS`]; reports beyond are
 /// answered, not kept).
-fn status_notification(state: &mut ChargePointState, request: StatusReport) {
-    let (Ok(evse_id), Ok(connector_id)) = (
+fn status_notification(state: &mut ChargePointState, request: &msg::StatusNotification<'_>) {
+    let (Ok(evse_id), Ok(connector_id), Some(status)) = (
         u32::try_from(request.evse_id),
         u32::try_from(request.connector_id),
+        ConnectorStatus201::parse(&request.connector_status),
     ) else {
         return;
     };
@@ -162,11 +162,11 @@ fn status_notification(state: &mut ChargePointState, request: StatusReport) {
         .iter()
         .position(|c| (c.evse_id, c.connector_id) == (evse_id, connector_id));
     match known {
-        Some(i) => connectors[i].status = request.connector_status,
+        Some(i) => connectors[i].status = status,
         None if connectors.len() < handlers::MAX_CONNECTORS => connectors.push(Connector201 {
             evse_id,
             connector_id,
-            status: request.connector_status,
+            status,
         }),
         None => {}
     }
@@ -174,7 +174,7 @@ fn status_notification(state: &mut ChargePointState, request: StatusReport) {
 
 /// The status `cp` last reported for a StatusNotification's connector, before `payload`.
 pub fn previous_status(state: &ChargePointState, payload: &str) -> Option<&'static str> {
-    let request: StatusReport = serde_json::from_str(payload).ok()?;
+    let request: msg::StatusNotification<'_> = msg::read(payload).ok()?;
     let v201 = state.v201.as_ref()?;
     v201.connectors
         .iter()
@@ -212,12 +212,12 @@ fn answer(
             },
         )?,
         Action::Authorize => {
-            let request: Authorize<'_> = read(payload)?;
+            let request: msg::Authorize<'_> = read(payload)?;
             let id_token_info = id_token_info(policy, &request.id_token.id_token, now);
             write(out, &AuthorizeAnswer { id_token_info })?;
         }
         Action::TransactionEvent => {
-            let request: TransactionEvent<'_> = read(payload)?;
+            let request: msg::TransactionEvent<'_> = read(payload)?;
             effect = track(state, &request);
             let id_token_info = request
                 .id_token
@@ -253,8 +253,8 @@ fn answer(
             },
         )?,
         Action::StatusNotification => {
-            let request: StatusReport = read(payload)?;
-            status_notification(state, request);
+            let request: msg::StatusNotification<'_> = read(payload)?;
+            status_notification(state, &request);
             out.extend_from_slice(b"{}");
         }
         Action::NotifyEVChargingNeeds | Action::NotifyEVChargingSchedule => write(
@@ -287,7 +287,7 @@ fn boot_notification(
     now: Now<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), Invalid> {
-    let request: Boot<'_> = read(payload)?;
+    let request: msg::BootNotification<'_> = read(payload)?;
     let serial = request.charging_station.serial_number.as_deref();
     let status = match handlers::registration(policy, cp, state, serial) {
         RegistrationStatus::Accepted => "Accepted",
@@ -370,71 +370,6 @@ fn write<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<(), Invalid> {
 }
 
 // ---- the fields read and written (the schemas define the rest) ----
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Boot<'a> {
-    #[serde(borrow)]
-    charging_station: Station<'a>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Station<'a> {
-    #[serde(borrow, default)]
-    serial_number: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Token<'a> {
-    #[serde(borrow)]
-    id_token: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Authorize<'a> {
-    #[serde(borrow)]
-    id_token: Token<'a>,
-}
-
-/// What is read of a TransactionEvent.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TransactionEvent<'a> {
-    #[serde(borrow)]
-    event_type: Cow<'a, str>,
-    seq_no: i64,
-    #[serde(borrow)]
-    transaction_info: TransactionInfo<'a>,
-    #[serde(default)]
-    evse: Option<Evse>,
-    #[serde(borrow, default)]
-    id_token: Option<Token<'a>>,
-    #[serde(borrow, default)]
-    meter_value: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TransactionInfo<'a> {
-    #[serde(borrow)]
-    transaction_id: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct Evse {
-    id: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StatusReport {
-    evse_id: i64,
-    connector_id: i64,
-    connector_status: ConnectorStatus201,
-}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

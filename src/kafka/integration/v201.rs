@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Result, write};
+use ocpp::v201::read::{BootNotification, StatusNotification, TransactionEvent, read};
 use ocpp::v201::{self, Action};
 
 /// The `eventType` of an accepted 2.0.1 CALL, if it makes one.
@@ -27,7 +28,7 @@ pub(super) fn event_type(action: Action, request: &str, answer: &str) -> Option<
         Action::BootNotification if super::boot_accepted(answer) => "charge_point.connected",
         Action::StatusNotification => "connector.status_changed",
         Action::TransactionEvent => {
-            let event: Kind<'_> = serde_json::from_str(request).ok()?;
+            let event: TransactionEvent<'_> = read(request).ok()?;
             match &*event.event_type {
                 "Started" => "transaction.started",
                 "Updated" if event.meter_value.is_some() => "transaction.meter_values",
@@ -49,7 +50,7 @@ pub(super) fn payload(
     match action {
         Action::BootNotification => connected(out, request, "boot", None),
         Action::StatusNotification => {
-            let r: Status<'_> = serde_json::from_str(request)?;
+            let r: StatusNotification<'_> = read(request)?;
             write(
                 out,
                 &StatusChanged {
@@ -73,7 +74,7 @@ pub(super) fn connected(
     trigger: &str,
     remote_address: Option<&str>,
 ) -> Result {
-    let boot: Boot<'_> = serde_json::from_str(boot)?;
+    let boot: BootNotification<'_> = read(boot)?;
     let station = &boot.charging_station;
     write(
         out,
@@ -89,7 +90,7 @@ pub(super) fn connected(
 }
 
 fn transaction(out: &mut Vec<u8>, request: &str, answer: &str) -> Result {
-    let r: TransactionEvent<'_> = serde_json::from_str(request)?;
+    let r: TransactionEvent<'_> = read(request)?;
     let evse_id = r.evse.as_ref().map(|e| e.id);
     let connector_id = r.evse.as_ref().and_then(|e| e.connector_id);
     let energy = r.meter_value.and_then(|m| v201::energy_wh(m.get()));
@@ -147,96 +148,6 @@ fn transaction(out: &mut Vec<u8>, request: &str, answer: &str) -> Result {
 }
 
 // ---- read from the station's payloads ----
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Boot<'a> {
-    #[serde(borrow)]
-    charging_station: Station<'a>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Station<'a> {
-    #[serde(borrow)]
-    vendor_name: Cow<'a, str>,
-    #[serde(borrow)]
-    model: Cow<'a, str>,
-    #[serde(borrow, default)]
-    firmware_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    serial_number: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Status<'a> {
-    #[serde(borrow)]
-    timestamp: Cow<'a, str>,
-    #[serde(borrow)]
-    connector_status: Cow<'a, str>,
-    evse_id: i64,
-    connector_id: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Kind<'a> {
-    #[serde(borrow)]
-    event_type: Cow<'a, str>,
-    #[serde(borrow, default)]
-    meter_value: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TransactionEvent<'a> {
-    #[serde(borrow)]
-    event_type: Cow<'a, str>,
-    #[serde(borrow)]
-    timestamp: Cow<'a, str>,
-    #[serde(borrow)]
-    trigger_reason: Cow<'a, str>,
-    seq_no: i64,
-    #[serde(borrow)]
-    transaction_info: TransactionInfo<'a>,
-    #[serde(default)]
-    offline: bool,
-    #[serde(default)]
-    evse: Option<Evse>,
-    #[serde(borrow, default)]
-    id_token: Option<IdToken<'a>>,
-    #[serde(borrow, default)]
-    meter_value: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TransactionInfo<'a> {
-    #[serde(borrow)]
-    transaction_id: Cow<'a, str>,
-    #[serde(borrow, default)]
-    charging_state: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    stopped_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Evse {
-    id: i64,
-    #[serde(default)]
-    connector_id: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct IdToken<'a> {
-    #[serde(borrow)]
-    id_token: Cow<'a, str>,
-    #[serde(borrow, rename = "type")]
-    kind: Cow<'a, str>,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

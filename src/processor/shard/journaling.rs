@@ -186,29 +186,19 @@ pub(super) fn record_gap(
     payload: &RawValue,
     expected: u64,
 ) {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Seq<'a> {
-        seq_no: u64,
-        #[serde(borrow)]
-        transaction_info: Info<'a>,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Info<'a> {
-        #[serde(borrow)]
-        transaction_id: std::borrow::Cow<'a, str>,
-    }
-    let Ok(seq) = serde_json::from_str::<Seq<'_>>(payload.get()) else {
+    let Ok(event) = v201::read::read::<v201::read::TransactionEvent<'_>>(payload.get()) else {
+        return;
+    };
+    let Ok(seq_no) = u64::try_from(event.seq_no) else {
         return;
     };
     writer.record(&Event {
         at,
         cp,
         kind: EventKind::SeqGap {
-            transaction_id: &seq.transaction_info.transaction_id,
+            transaction_id: &event.transaction_info.transaction_id,
             expected,
-            seq_no: seq.seq_no,
+            seq_no,
         },
     });
 }

@@ -10,6 +10,8 @@
 //! `FormatViolation`. `customData` is accepted wherever the schema has it, with any extra
 //! properties (the schemas leave it open).
 
+pub mod read;
+
 use std::sync::OnceLock;
 
 use crate::rpc::CallErrorCode;
