@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
 use common::*;
 use serde_json::{Value, json};
@@ -24,29 +22,13 @@ fn ocpp_rpc_in_strict_mode_runs_a_201_session_and_answers_a_reset() {
         "/tests/interop/ocpp_rpc_v201.js"
     );
     let url = format!("ws://{}/ocpp", server.addr);
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(script)
         .args([&url, "RPC-CS-201"])
-        .env("NODE_PATH", &modules)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, lines) = mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
-        }
-    });
-    let errors = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+        .env("NODE_PATH", &modules);
+    let station = Driven::spawn(command);
+    let lines = &station.lines;
     let next = |expected: &str| -> Value {
         let line = lines
             .recv_timeout(WATCHDOG)
@@ -77,16 +59,7 @@ fn ocpp_rpc_in_strict_mode_runs_a_201_session_and_answers_a_reset() {
     assert_eq!(reply.json()["payload"], json!({"status": "Accepted"}));
     assert_eq!(next("Reset")["type"], "Immediate");
     next("done");
-    let (done_tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait());
-    });
-    let status = done
-        .recv_timeout(WATCHDOG)
-        .expect("node exits")
-        .expect("wait");
-    let errors = errors.join().expect("stderr reader");
-    assert!(status.success(), "the ocpp-rpc station failed: {errors}");
+    station.finish(WATCHDOG);
     let stats = server.stats();
     assert_eq!(
         stats.call_errors_sent, 0,

@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
 use common::*;
 use ocpp_gateway::config::Sinks;
@@ -108,31 +106,13 @@ fn run(server: &TestServer, id: &str, args: &[&str]) -> Vec<Value> {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/charging_station_v201.py"
     );
-    let mut child = Command::new(python())
-        .arg(script)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, lines) = mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
-        }
-    });
-    let errors = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+    let mut command = Command::new(python());
+    command.arg(script).args(args);
+    let station = Driven::spawn(command);
     let mut seen = Vec::new();
     loop {
-        let line = lines
+        let line = station
+            .lines
             .recv_timeout(WATCHDOG * 3)
             .expect("the station's next line");
         let ready = line["event"] == "ready";
@@ -152,16 +132,6 @@ fn run(server: &TestServer, id: &str, args: &[&str]) -> Vec<Value> {
         assert_eq!(reply.status, 200, "{body}: {}", reply.body);
         seen.push(json!({"event": "api", "reply": reply.json()}));
     }
-    let (done_tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait());
-    });
-    let status = done
-        .recv_timeout(WATCHDOG * 4)
-        .expect("the Python station exits")
-        .expect("wait");
-    let errors = errors.join().expect("stderr reader");
-    assert!(status.success(), "the Python station failed: {errors}");
-    seen.extend(lines.try_iter());
+    seen.extend(station.finish(WATCHDOG * 4));
     seen
 }

@@ -253,18 +253,6 @@ fn check_journal_and_state(dir: &Path, config: &Path, admin: u16, told: &Told) {
     }
 }
 
-/// A gateway killed if the test fails while it runs (it would hold the test's output open).
-struct Running(Option<GatewayProcess>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(gateway) = self.0.as_mut() {
-            let _ = gateway.child.kill();
-            let _ = gateway.child.wait();
-        }
-    }
-}
-
 #[test]
 fn acknowledged_transactions_survive_a_kill_of_the_gateway() {
     let dir = scratch("journal");

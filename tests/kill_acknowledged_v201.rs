@@ -204,18 +204,6 @@ fn once_each(told: &Told, held: &HashMap<Sent, usize>, what: &str) {
     );
 }
 
-/// A gateway killed if the test fails while it runs.
-struct Running(Option<GatewayProcess>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(gateway) = self.0.as_mut() {
-            let _ = gateway.child.kill();
-            let _ = gateway.child.wait();
-        }
-    }
-}
-
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ocpp-kill-201-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

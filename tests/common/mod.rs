@@ -810,3 +810,79 @@ pub fn ocpp_rpc_modules() -> Option<std::path::PathBuf> {
     }
     Some(modules)
 }
+
+/// A gateway process killed (SIGKILL) when dropped - at the moment a test chooses, or if the
+/// test fails while it runs (it would hold the test's output open).
+pub struct Running(pub Option<GatewayProcess>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(gateway) = self.0.as_mut() {
+            let _ = gateway.child.kill();
+            let _ = gateway.child.wait();
+        }
+    }
+}
+
+/// A client program a test drives (a Python or Node.js charge point): each line it prints is
+/// a JSON value on `lines`; its stderr is kept for the message when it fails.
+pub struct Driven {
+    child: std::process::Child,
+    pub lines: mpsc::Receiver<Value>,
+    errors: std::thread::JoinHandle<String>,
+}
+
+impl Driven {
+    pub fn spawn(mut command: std::process::Command) -> Driven {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the client program starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
+            }
+        });
+        let errors = std::thread::spawn(move || {
+            let lines = std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok);
+            lines.collect::<Vec<_>>().join("\n")
+        });
+        Driven {
+            child,
+            lines,
+            errors,
+        }
+    }
+
+    /// Waits (at most `within`) for it to exit 0, failing the test with its stderr otherwise;
+    /// returns the lines it printed that were not read yet.
+    pub fn finish(self, within: Duration) -> Vec<Value> {
+        let Driven {
+            mut child,
+            lines,
+            errors,
+        } = self;
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(child.wait());
+        });
+        let status = done
+            .recv_timeout(within)
+            .expect("the client program exits")
+            .expect("wait");
+        let errors = errors.join().expect("stderr reader");
+        assert!(status.success(), "the client program failed: {errors}");
+        lines.try_iter().collect()
+    }
+}
