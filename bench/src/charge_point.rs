@@ -9,7 +9,7 @@
 //! one buffer.
 
 use mio::net::TcpStream;
-use ocpp::v16::Action;
+use ocpp::Version;
 
 use crate::fleet::ClientConn;
 use crate::messages::Outgoing;
@@ -50,7 +50,9 @@ pub enum Boot {
 #[derive(Debug, Clone, Copy)]
 pub struct Outstanding {
     pub unique_id: u32,
-    pub action: Action,
+    /// What was sent (its action, and for a 2.0.1 TransactionEvent Started the station's own
+    /// transaction number, which its answer does not repeat).
+    pub msg: Outgoing,
     /// When it was meant to go out: latency counts from here.
     pub planned_us: u64,
     pub deadline_us: u64,
@@ -59,6 +61,8 @@ pub struct Outstanding {
 pub struct ChargePoint {
     /// Global index: identity, source address and schedule slot derive from it.
     pub index: u32,
+    /// The OCPP version it offers and speaks.
+    pub version: Version,
     pub link: Link,
     pub boot: Boot,
     pub plan: Plan,
@@ -77,9 +81,10 @@ pub struct ChargePoint {
 }
 
 impl ChargePoint {
-    pub fn new(index: u32, plan: Plan) -> ChargePoint {
+    pub fn new(index: u32, version: Version, plan: Plan) -> ChargePoint {
         ChargePoint {
             index,
+            version,
             link: Link::Queued,
             boot: Boot::NotSent,
             plan,
@@ -134,7 +139,7 @@ mod tests {
         let timings = Timings::new(&Scenario::Heartbeat {
             interval: std::time::Duration::from_secs(1),
         });
-        let mut cp = ChargePoint::new(3, timings.plan());
+        let mut cp = ChargePoint::new(3, Version::V16, timings.plan());
         assert_eq!(cp.wake_at(0), NEVER); // queued: the connect queue drives it
         cp.link = Link::Down;
         cp.link_deadline = 500;

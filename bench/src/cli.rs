@@ -197,11 +197,12 @@ pub struct RunArgs {
     /// data, then follows its scenario (what a gateway keeps after a large message).
     #[arg(long)]
     pub large_message: Option<u32>,
-    /// The OCPP version the charge points speak (offered, and required of the gateway).
-    /// ocpp2.0.1 runs the idle, heartbeat, saturate and storm scenarios (BootNotification,
-    /// Heartbeat and, with --resume, StatusNotification in 2.0.1's form).
-    #[arg(long, value_enum, default_value = "ocpp1.6")]
-    pub protocol: ProtocolName,
+    /// The OCPP version the charge points speak (offered, and required of the gateway). A
+    /// list is a mixed fleet: charge point i speaks the (i mod n)-th, so `ocpp1.6,ocpp2.0.1`
+    /// is half and half. Every scenario runs in each version: 2.0.1's realistic sessions are
+    /// Authorize and TransactionEvent Started, Updated (meter values) and Ended, with seqNo.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ocpp1.6")]
+    pub protocol: Vec<ProtocolName>,
     /// Write every figure of the run to this JSON file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -337,8 +338,11 @@ pub struct RunConfig {
     pub backoff_max: Duration,
     pub resume: bool,
     pub large_message: Option<u32>,
-    /// The OCPP version spoken.
-    pub protocol: ocpp::Version,
+    /// The OCPP versions spoken: charge point i speaks `protocols[i % len]` (never empty).
+    pub protocols: Vec<ocpp::Version>,
+    /// Distinguishes this run's 2.0.1 transaction ids from an earlier run's (a gateway that
+    /// kept its state would take a repeated id for a resend): the start time in seconds.
+    pub run_tag: u32,
     pub json: Option<PathBuf>,
     pub server_pid: Option<u32>,
     pub admin: Option<SocketAddr>,
@@ -356,6 +360,15 @@ pub struct RunConfig {
 impl RunConfig {
     pub fn identity(&self, index: u32) -> String {
         format!("{}{index}", self.id_prefix)
+    }
+
+    /// The version charge point `index` speaks.
+    pub fn version_of(&self, index: u32) -> ocpp::Version {
+        let n = self.protocols.len().max(1);
+        self.protocols
+            .get(index as usize % n)
+            .copied()
+            .unwrap_or(ocpp::Version::V16)
     }
 }
 
@@ -396,10 +409,17 @@ impl RunArgs {
             backoff_max: self.backoff_max,
             resume: self.resume,
             large_message: self.large_message,
-            protocol: match self.protocol {
-                ProtocolName::Ocpp16 => ocpp::Version::V16,
-                ProtocolName::Ocpp201 => ocpp::Version::V201,
-            },
+            protocols: self
+                .protocol
+                .iter()
+                .map(|name| match name {
+                    ProtocolName::Ocpp16 => ocpp::Version::V16,
+                    ProtocolName::Ocpp201 => ocpp::Version::V201,
+                })
+                .collect(),
+            run_tag: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as u32),
             json: self.json,
             server_pid: self.server_pid,
             admin: self.admin,
@@ -514,14 +534,11 @@ impl RunArgs {
         if self.large_message.is_some_and(|n| n > 16 << 20) {
             return Err(invalid("large-message", "must be at most 16 MiB"));
         }
-        if self.protocol == ProtocolName::Ocpp201
-            && (self.scenario == ScenarioName::Realistic || self.large_message.is_some())
-        {
-            return Err(invalid(
-                "protocol",
-                "ocpp2.0.1 runs idle, heartbeat, saturate and storm (realistic's transactions \
-                 and --large-message speak ocpp1.6 only)",
-            ));
+        if self.protocol.is_empty() {
+            return Err(invalid("protocol", "name at least one version"));
+        }
+        if (1..self.protocol.len()).any(|i| self.protocol[..i].contains(&self.protocol[i])) {
+            return Err(invalid("protocol", "a version is named twice"));
         }
         if self.max_inflight_handshakes == 0 {
             return Err(invalid("max-inflight-handshakes", "must be at least 1"));

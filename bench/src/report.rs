@@ -42,6 +42,10 @@ pub struct ConfigEcho {
     pub connections: u32,
     pub threads: u16,
     pub scenario: String,
+    /// The OCPP versions spoken (more than one: a mixed fleet, charge point i speaking the
+    /// (i mod n)-th); empty in reports written before versions were recorded.
+    #[serde(default)]
+    pub protocols: Vec<String>,
     /// Heartbeat interval (heartbeat, realistic), seconds.
     pub interval_s: Option<f64>,
     /// Offered messages per second (`--rate`).
@@ -227,8 +231,17 @@ impl Report {
         let c = &self.config;
         let _ = writeln!(
             s,
-            "ocpp-bench {}: {} charge points, scenario {}, {} thread(s), against {}",
-            self.version, c.connections, c.scenario, c.threads, c.url
+            "ocpp-bench {}: {} charge points{}, scenario {}, {} thread(s), against {}",
+            self.version,
+            c.connections,
+            if c.protocols.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.protocols.join(" + "))
+            },
+            c.scenario,
+            c.threads,
+            c.url
         );
         let k = &self.connect;
         let _ = writeln!(
@@ -264,6 +277,7 @@ impl Report {
         s.push_str(&line("boot", &self.latency_us.handshake_boot));
         s.push_str(&line("round trip", &self.latency_us.round_trip));
         if self.latency_us.start_transaction.count > 0 {
+            // 2.0.1: TransactionEvent Started and Ended.
             s.push_str(&line("StartTx", &self.latency_us.start_transaction));
         }
         if self.latency_us.stop_transaction.count > 0 {

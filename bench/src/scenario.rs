@@ -100,6 +100,8 @@ impl Timings {
                 heartbeat: Periodic::new(self.interval_us),
                 step: Step::Announce(0),
                 meter_wh: 0,
+                sessions: 0,
+                seq_no: 0,
             }),
         }
     }
@@ -174,6 +176,10 @@ pub struct Realistic {
     heartbeat: Periodic,
     step: Step,
     meter_wh: u64,
+    /// Sessions started: the station's number for the next one's transaction (2.0.1).
+    sessions: u32,
+    /// The current transaction's last 2.0.1 seqNo (Started is 0).
+    seq_no: u32,
 }
 
 /// Where a charge point is in its session cycle. Steps named for a message send it next (due at
@@ -353,13 +359,16 @@ impl Realistic {
                 (status(1, ConnectorStatus::Preparing), Step::Start)
             }
             Step::Authorize => (Outgoing::Authorize, Step::Authorizing),
-            Step::Start => (
-                Outgoing::StartTransaction {
+            Step::Start => {
+                self.sessions = self.sessions.wrapping_add(1);
+                self.seq_no = 0;
+                let msg = Outgoing::StartTransaction {
                     connector: 1,
                     meter_wh: self.meter_wh,
-                },
-                Step::Starting,
-            ),
+                    transaction: i64::from(self.sessions),
+                };
+                (msg, Step::Starting)
+            }
             Step::Started {
                 transaction,
                 ends_at,
@@ -378,11 +387,13 @@ impl Realistic {
                 ends_at,
                 remote,
             } => {
+                self.seq_no += 1;
                 if now >= ends_at {
                     let msg = Outgoing::StopTransaction {
                         transaction,
                         meter_wh: self.meter_wh,
                         remote,
+                        seq_no: self.seq_no,
                     };
                     (msg, Step::Finishing)
                 } else {
@@ -392,6 +403,7 @@ impl Realistic {
                         connector: 1,
                         transaction: Some(transaction),
                         meter_wh: self.meter_wh,
+                        seq_no: self.seq_no,
                     };
                     let next = Step::Charging {
                         transaction,
@@ -565,6 +577,38 @@ mod tests {
             })
             .collect();
         assert!(meter.windows(2).all(|w| w[0] <= w[1]), "{meter:?}");
+    }
+
+    #[test]
+    fn each_session_numbers_its_transaction_events() {
+        let timings = realistic();
+        let mut rng = Rng::new(11);
+        let mut plan = timings.plan();
+        plan.on_booted(0, 0);
+        let sent = drive(&mut plan, &timings, 300 * S, &mut rng);
+        // (the station's transaction number, seqNo) of every transaction message, in order.
+        let mut expected_tx = 0;
+        let mut expected_seq = 0;
+        let mut ended = 0;
+        for msg in sent {
+            match msg {
+                Outgoing::StartTransaction { transaction, .. } => {
+                    expected_tx += 1;
+                    assert_eq!(transaction, expected_tx);
+                    expected_seq = 1;
+                }
+                Outgoing::MeterValues { seq_no, .. } => {
+                    assert_eq!(seq_no, expected_seq);
+                    expected_seq += 1;
+                }
+                Outgoing::StopTransaction { seq_no, .. } => {
+                    assert_eq!(seq_no, expected_seq);
+                    ended += 1;
+                }
+                _ => {}
+            }
+        }
+        assert!(ended >= 3, "{ended} sessions ended");
     }
 
     #[test]

@@ -235,35 +235,40 @@ fn central_system_calls() -> Vec<(String, Value)> {
     calls
 }
 
+/// 200 charge points at `url` named `{prefix}{i}`, busy realistic sessions (one a second each,
+/// a second long, meter values every 300 ms) for 8 s, and `extra` flags.
+fn realistic_args<'a>(url: &'a str, prefix: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--url",
+        url,
+        "--connections",
+        "200",
+        "--id-prefix",
+        prefix,
+        "--scenario",
+        "realistic",
+        "--interval",
+        "1s",
+        "--meter-interval",
+        "300ms",
+        "--sessions-per-hour",
+        "3600",
+        "--session-length",
+        "1s",
+        "--duration",
+        "8s",
+        "--timeout",
+        "40s",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn realistic_fleet_answers_every_central_system_call() {
     let gateway = Gateway::start();
     let url = gateway.url();
-    let bench = Bench::spawn(
-        "realistic",
-        &[
-            "--url",
-            &url,
-            "--connections",
-            "200",
-            "--id-prefix",
-            "smoke-",
-            "--scenario",
-            "realistic",
-            "--interval",
-            "1s",
-            "--meter-interval",
-            "300ms",
-            "--sessions-per-hour",
-            "3600",
-            "--session-length",
-            "1s",
-            "--duration",
-            "8s",
-            "--timeout",
-            "40s",
-        ],
-    );
+    let bench = Bench::spawn("realistic", &realistic_args(&url, "smoke-", &[]));
     // The progress line once every charge point is booted.
     bench.wait_for_line("booted 200 ");
     let sent: Vec<Action> = Action::ALL
@@ -292,6 +297,100 @@ fn realistic_fleet_answers_every_central_system_call() {
     assert!(report["connect"]["reboots"].as_u64() >= Some(1));
     // Sessions ran: Authorize, StartTransaction, MeterValues, StopTransaction all answered.
     assert!(report["throughput"]["calls_sent"].as_u64() > Some(600));
+}
+
+/// Valid 2.0.1 requests for what a simulated station acts on, and two it declines; Reset last.
+const CALLS_201: [(&str, &str); 9] = [
+    (
+        "GetVariables",
+        r#"{"getVariableData":[{"component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#,
+    ),
+    (
+        "SetVariables",
+        r#"{"setVariableData":[{"attributeValue":"60","component":{"name":"OCPPCommCtrlr"},"variable":{"name":"HeartbeatInterval"}}]}"#,
+    ),
+    (
+        "TriggerMessage",
+        r#"{"requestedMessage":"StatusNotification","evse":{"id":1,"connectorId":1}}"#,
+    ),
+    ("ChangeAvailability", r#"{"operationalStatus":"Operative"}"#),
+    ("UnlockConnector", r#"{"evseId":1,"connectorId":1}"#),
+    (
+        "RequestStopTransaction",
+        r#"{"transactionId":"not-one-of-ours"}"#,
+    ),
+    (
+        "GetLog",
+        r#"{"logType":"DiagnosticsLog","requestId":1,"log":{"remoteLocation":"https://logs.example/up"}}"#,
+    ),
+    ("ClearVariableMonitoring", r#"{"id":[1,2]}"#),
+    ("Reset", r#"{"type":"Immediate"}"#),
+];
+
+#[test]
+fn mixed_fleet_runs_transactions_in_both_versions() {
+    let gateway = Gateway::start();
+    let url = gateway.url();
+    let bench = Bench::spawn(
+        "mixed",
+        &realistic_args(&url, "mixed-", &["--protocol", "ocpp1.6,ocpp2.0.1"]),
+    );
+    bench.wait_for_line("booted 200 ");
+    // mixed-7 speaks 2.0.1 (odd), mixed-8 1.6: each answers in its own version, and the
+    // gateway refuses the other version's action for it.
+    // GetConfiguration is 1.6 only (a name both versions have is sent in the station's).
+    let wrong = gateway
+        .server()
+        .call(
+            "mixed-7",
+            Action::GetConfiguration,
+            RawValue::from_string("{}".into()).expect("JSON"),
+        )
+        .expect("the call is taken; the processor knows the version");
+    let outcome = wrong.wait_timeout(WATCHDOG);
+    assert!(
+        matches!(outcome, Some(CallOutcome::Invalid(_))),
+        "a 1.6 action to a 2.0.1 station: {outcome:?}"
+    );
+    for (name, payload) in CALLS_201 {
+        let action = ocpp::v201::Action::parse(name).expect("a 2.0.1 action");
+        let payload = RawValue::from_string(payload.to_owned()).expect("JSON");
+        let pending = gateway
+            .server()
+            .call("mixed-7", action, payload)
+            .unwrap_or_else(|e| panic!("{name} payload refused by the gateway: {e:?}"));
+        match pending.wait_timeout(WATCHDOG) {
+            Some(CallOutcome::Result(result)) => println!("{name} -> {}", result.get()),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let pending = gateway
+        .server()
+        .call(
+            "mixed-8",
+            Action::GetConfiguration,
+            RawValue::from_string("{}".into()).expect("JSON"),
+        )
+        .expect("1.6 call accepted");
+    assert!(matches!(
+        pending.wait_timeout(WATCHDOG),
+        Some(CallOutcome::Result(_))
+    ));
+    let report = bench.finish();
+    assert_clean(&report, 200);
+    assert_eq!(
+        report["config"]["protocols"][1], "ocpp2.0.1",
+        "{:#}",
+        report["config"]
+    );
+    // Both halves ran whole sessions (Start/StopTransaction, TransactionEvent Started/Ended):
+    // every answer was valid against its version's schema, or errors would not be 0.
+    let stops = report["latency_us"]["stop_transaction"]["count"].as_u64();
+    assert!(stops > Some(100), "{stops:?}");
+    assert!(
+        report["connect"]["reboots"].as_u64() >= Some(1),
+        "Reset rebooted mixed-7"
+    );
 }
 
 /// Runs `ocpp-bench` with `args` to completion (a subcommand writing files).

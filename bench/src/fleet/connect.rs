@@ -128,7 +128,7 @@ impl FleetLoop {
             transport,
             &mut self.wire,
             &self.config.target.host,
-            (&path, self.config.protocol.subprotocol()),
+            (&path, self.cps[key as usize].version.subprotocol()),
             authorization.as_deref(),
         );
         match started {

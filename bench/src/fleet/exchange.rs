@@ -3,19 +3,22 @@
 //! CALLs, and sending what the scenario has due.
 
 use log::debug;
-use ocpp::rpc::{self, Frame, FrameError};
+use ocpp::Version;
+use ocpp::rpc::{self, CallErrorCode, Frame, FrameError};
 use ocpp::v16::{
     self, Action, AuthorizationStatus, AuthorizeResponse, BootNotificationResponse, Invalid,
     RegistrationStatus, StartTransactionResponse,
 };
+use ocpp::v201::{self, Part};
 use ocpp_gateway::net::transport::{Held, Received, SendError, Transport, Wire};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use wire::websocket::{self, OpCode, Role};
 
 use super::{FleetLoop, micros, micros_since};
 use crate::answers::{self, Answer, ChargePointView, Effect};
 use crate::charge_point::{Boot, ChargePoint, Link, Outstanding};
-use crate::messages::{self, Outgoing};
+use crate::messages::{self, Outgoing, Writer};
 use crate::scenario::Reply;
 use crate::stats::{self, ErrorKind, ThreadCounters};
 
@@ -64,8 +67,15 @@ enum Checked {
     Plan(Reply),
 }
 
-/// Checks a CALLRESULT payload against what `action` returns.
-fn check_result(action: Action, payload: &RawValue) -> Result<Checked, Invalid> {
+/// Checks a CALLRESULT payload against what `msg`, sent in `version`, returns.
+fn check_result(version: Version, msg: Outgoing, payload: &RawValue) -> Result<Checked, Invalid> {
+    match version {
+        Version::V16 => check_result_16(msg.action(), payload),
+        Version::V201 => check_result_201(msg, payload),
+    }
+}
+
+fn check_result_16(action: Action, payload: &RawValue) -> Result<Checked, Invalid> {
     Ok(match action {
         Action::BootNotification => {
             let r: BootNotificationResponse = v16::decode(payload)?;
@@ -91,6 +101,60 @@ fn check_result(action: Action, payload: &RawValue) -> Result<Checked, Invalid> 
             v16::validate_response(other, payload)?;
             Checked::Plan(Reply::Done)
         }
+    })
+}
+
+/// 2.0.1: the response schema, then what the plan reads (an idTokenInfo's status; a
+/// TransactionEvent Started keeps the station's own transaction number, which the answer does
+/// not repeat).
+fn check_result_201(msg: Outgoing, payload: &RawValue) -> Result<Checked, Invalid> {
+    #[derive(Deserialize)]
+    struct Boot<'a> {
+        status: &'a str,
+        interval: i64,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WithToken<'a> {
+        #[serde(borrow)]
+        id_token_info: Option<TokenInfo<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct TokenInfo<'a> {
+        status: &'a str,
+    }
+    let name = msg.name(Version::V201);
+    let action = v201::Action::parse(name).ok_or_else(|| Invalid {
+        code: CallErrorCode::InternalError,
+        description: format!("{name} is no 2.0.1 action"),
+    })?;
+    v201::check(action, Part::Response, payload.get())?;
+    let read = |e: serde_json::Error| Invalid {
+        code: CallErrorCode::FormationViolation,
+        description: e.to_string(),
+    };
+    let token_status = || {
+        serde_json::from_str::<WithToken<'_>>(payload.get())
+            .map(|r| r.id_token_info.map(|info| info.status))
+            .map_err(read)
+    };
+    Ok(match msg {
+        Outgoing::BootNotification => {
+            let r: Boot<'_> = serde_json::from_str(payload.get()).map_err(read)?;
+            Checked::Boot {
+                accepted: r.status == "Accepted",
+                interval_secs: r.interval,
+            }
+        }
+        Outgoing::Authorize => Checked::Plan(Reply::Authorized {
+            accepted: token_status()? == Some("Accepted"),
+        }),
+        Outgoing::StartTransaction { transaction, .. } => Checked::Plan(Reply::Started {
+            transaction,
+            // No idTokenInfo: the CSMS did not judge the token, the station goes on.
+            accepted: matches!(token_status()?, None | Some("Accepted")),
+        }),
+        _ => Checked::Plan(Reply::Done),
     })
 }
 
@@ -344,36 +408,39 @@ impl FleetLoop {
             return;
         };
         cp.call = None;
+        let version = cp.version;
         let latency = self.now.saturating_sub(call.planned_us);
+        let action = call.msg.action();
         let checked = match answer {
-            Ok(payload) => match check_result(call.action, payload) {
+            Ok(payload) => match check_result(version, call.msg, payload) {
                 Ok(checked) => {
                     ThreadCounters::inc(&self.counters.results_ok);
                     Some(checked)
                 }
                 Err(invalid) => {
                     self.counters.error(ErrorKind::InvalidPayload);
-                    let action = call.action;
+                    let name = call.msg.name(version);
                     self.warn_limited(
                         key,
-                        format_args!("invalid {action} result: {}", invalid.description),
+                        format_args!("invalid {name} result: {}", invalid.description),
                     );
                     None
                 }
             },
             Err((code, description)) => {
                 self.counters.error(ErrorKind::CallError);
-                let action = call.action;
-                self.warn_limited(key, format_args!("{action} answered {code}: {description}"));
+                let name = call.msg.name(version);
+                self.warn_limited(key, format_args!("{name} answered {code}: {description}"));
                 None
             }
         };
-        if call.action != Action::BootNotification {
+        if action != Action::BootNotification {
             let interval = self.timings.fixed_interval_us();
             stats::record_with_skipped(&mut self.latencies.round_trip, latency, interval);
             stats::record_with_skipped(&mut self.window, latency, interval);
         }
-        match call.action {
+        // 2.0.1's TransactionEvent Started and Ended count as the start and the stop.
+        match action {
             Action::StopTransaction => {
                 let _ = self.latencies.stop_transaction.record(latency);
             }
@@ -382,7 +449,7 @@ impl FleetLoop {
             }
             _ => {}
         }
-        if self.cps[key as usize].boot == Boot::Sent && call.action == Action::StatusNotification {
+        if self.cps[key as usize].boot == Boot::Sent && action == Action::StatusNotification {
             return self.on_resume_answer(key, checked.is_some());
         }
         match checked {
@@ -391,7 +458,7 @@ impl FleetLoop {
                 interval_secs,
             }) => self.on_boot_answer(key, accepted, interval_secs),
             Some(Checked::Plan(reply)) => self.reply_to_plan(key, reply),
-            None if call.action == Action::BootNotification => {
+            None if action == Action::BootNotification => {
                 self.retry_boot(key, micros(self.config.backoff_min));
             }
             None => self.reply_to_plan(key, Reply::Failed),
@@ -465,10 +532,12 @@ impl FleetLoop {
         let view = ChargePointView {
             can_start: cp.boot == Boot::Accepted && cp.plan.can_start(),
             transaction: cp.plan.transaction(),
+            run_tag: self.config.run_tag,
         };
+        let version = cp.version;
         let mut answer = std::mem::take(&mut self.answer);
         answer.clear();
-        let effect = match answers::answer(action, payload, view) {
+        let effect = match answers::answer_in(version, action, payload, view) {
             Answer::Result { payload, effect } => {
                 ThreadCounters::inc(&self.counters.calls_answered);
                 rpc::write_call_result(&mut answer, unique_id, payload.get());
@@ -483,7 +552,7 @@ impl FleetLoop {
                     self.counters.error(ErrorKind::InvalidCallReceived);
                     self.warn_limited(key, format_args!("{action} refused: {code}: {description}"));
                 }
-                rpc::write_call_error(&mut answer, unique_id, code, &description);
+                rpc::write_call_error_in(&mut answer, version, unique_id, code, &description);
                 Effect::None
             }
         };
@@ -582,16 +651,16 @@ impl FleetLoop {
         let cp = &mut self.cps[key as usize];
         debug_assert!(cp.call.is_none(), "one CALL outstanding at a time");
         let unique_id = cp.take_unique_id();
-        messages::write_call(
-            &mut self.text,
-            unique_id,
-            msg,
-            (cp.index, &self.config.id_prefix),
-            self.config.protocol,
-        );
+        let by = Writer {
+            index: cp.index,
+            id_prefix: &self.config.id_prefix,
+            version: cp.version,
+            run_tag: self.config.run_tag,
+        };
+        messages::write_call(&mut self.text, unique_id, msg, by);
         cp.call = Some(Outstanding {
             unique_id,
-            action: msg.action(),
+            msg,
             planned_us,
             deadline_us: self.now + micros(self.config.call_timeout),
         });
@@ -649,25 +718,85 @@ mod tests {
 
     #[test]
     fn results_are_checked_against_their_action() {
-        let boot =
-            raw(r#"{"status":"Pending","currentTime":"2026-01-01T00:00:00Z","interval":30}"#);
+        let v16 = |msg, payload: &str| check_result(Version::V16, msg, &raw(payload));
+        let boot = r#"{"status":"Pending","currentTime":"2026-01-01T00:00:00Z","interval":30}"#;
         assert!(matches!(
-            check_result(Action::BootNotification, &boot),
+            v16(Outgoing::BootNotification, boot),
             Ok(Checked::Boot {
                 accepted: false,
                 interval_secs: 30
             })
         ));
-        let start = raw(r#"{"idTagInfo":{"status":"Accepted"},"transactionId":5}"#);
+        let start = Outgoing::StartTransaction {
+            connector: 1,
+            meter_wh: 0,
+            transaction: 77,
+        };
         assert!(matches!(
-            check_result(Action::StartTransaction, &start),
+            v16(
+                start,
+                r#"{"idTagInfo":{"status":"Accepted"},"transactionId":5}"#
+            ),
             Ok(Checked::Plan(Reply::Started {
                 transaction: 5,
                 accepted: true
             }))
         ));
         // A Heartbeat answered with a StatusNotification result is a mismatch.
-        assert!(check_result(Action::Heartbeat, &raw("{}")).is_err());
-        assert!(check_result(Action::StatusNotification, &raw("{}")).is_ok());
+        assert!(v16(Outgoing::Heartbeat, "{}").is_err());
+        let status = Outgoing::StatusNotification {
+            connector: 1,
+            status: crate::messages::ConnectorStatus::Available,
+        };
+        assert!(v16(status, "{}").is_ok());
+    }
+
+    #[test]
+    fn results_201_are_checked_against_the_201_schemas() {
+        let v201 = |msg, payload: &str| check_result(Version::V201, msg, &raw(payload));
+        let boot = r#"{"status":"Accepted","currentTime":"2026-01-01T00:00:00Z","interval":300}"#;
+        assert!(matches!(
+            v201(Outgoing::BootNotification, boot),
+            Ok(Checked::Boot {
+                accepted: true,
+                interval_secs: 300
+            })
+        ));
+        // The station's own number: the answer does not name the transaction.
+        let start = Outgoing::StartTransaction {
+            connector: 1,
+            meter_wh: 0,
+            transaction: 77,
+        };
+        assert!(matches!(
+            v201(start, "{}"),
+            Ok(Checked::Plan(Reply::Started {
+                transaction: 77,
+                accepted: true
+            }))
+        ));
+        assert!(matches!(
+            v201(start, r#"{"idTokenInfo":{"status":"Blocked"}}"#),
+            Ok(Checked::Plan(Reply::Started {
+                accepted: false,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            v201(
+                Outgoing::Authorize,
+                r#"{"idTokenInfo":{"status":"Accepted"}}"#
+            ),
+            Ok(Checked::Plan(Reply::Authorized { accepted: true }))
+        ));
+        // 1.6's shape is not 2.0.1's.
+        assert!(
+            v201(
+                Outgoing::Authorize,
+                r#"{"idTagInfo":{"status":"Accepted"}}"#
+            )
+            .is_err()
+        );
+        assert!(v201(start, r#"{"idTokenInfo":{"status":"Fine"}}"#).is_err());
     }
 }

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use log::{error, warn};
 use mio::{Events, Poll};
-use ocpp::v16::Action;
 use ocpp_gateway::net::transport::Wire;
 use ocpp_gateway::rng::Rng;
 use ocpp_gateway::warn_budget::WarnBudget;
@@ -33,6 +32,7 @@ use ocpp_gateway::warn_budget::WarnBudget;
 use crate::charge_point::{Boot, ChargePoint, Link};
 use crate::cli::RunConfig;
 use crate::deadlines::Deadlines;
+use crate::messages::Outgoing;
 use crate::pacer::Pacer;
 use crate::scenario::{NEVER, Reply, Timings};
 use crate::stats::{self, ErrorKind, Latencies, ThreadCounters};
@@ -144,7 +144,7 @@ impl FleetLoop {
         let timings = Timings::new(&config.scenario);
         let cps: Vec<ChargePoint> = (u32::from(thread)..config.connections)
             .step_by(threads as usize)
-            .map(|index| ChargePoint::new(index, timings.plan()))
+            .map(|index| ChargePoint::new(index, config.version_of(index), timings.plan()))
             .collect();
         let connect_queue = (0..cps.len() as u32).collect();
         let now = micros_since(origin);
@@ -345,9 +345,9 @@ impl FleetLoop {
                 if let Some(call) = cp.call.filter(|c| c.deadline_us <= now) {
                     cp.call = None;
                     self.counters.error(ErrorKind::CallTimeout);
-                    let action = call.action;
-                    self.warn_limited(key, format_args!("no answer to {action}"));
-                    if action == Action::BootNotification {
+                    let name = call.msg.name(cp.version);
+                    self.warn_limited(key, format_args!("no answer to {name}"));
+                    if call.msg == Outgoing::BootNotification {
                         self.retry_boot(key, 0);
                     } else {
                         self.reply_to_plan(key, Reply::Failed);

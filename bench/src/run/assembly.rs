@@ -242,6 +242,11 @@ fn config_echo(config: &RunConfig) -> ConfigEcho {
         connections: config.connections,
         threads: config.threads,
         scenario: config.scenario.name().into(),
+        protocols: config
+            .protocols
+            .iter()
+            .map(|v| v.subprotocol().to_owned())
+            .collect(),
         interval_s: match &config.scenario {
             Scenario::Heartbeat { interval } => Some(interval.as_secs_f64()),
             Scenario::Realistic(p) => Some(p.heartbeat.as_secs_f64()),

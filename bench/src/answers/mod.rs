@@ -1,10 +1,13 @@
 //! How a simulated charge point answers the central system's CALLs: all 26 OCPP 1.6 actions a
 //! central system sends (19 core, 7 security) get a schema-valid CALLRESULT, as a cooperative
-//! charge point would give. The request is checked first with the gateway's own validation, and a
-//! broken one is answered with the CallError a real charge point owes (and counted by the caller,
-//! since the gateway should never send one). Pure: the caller passes the charge point's state in
-//! and applies the returned [`Effect`].
+//! charge point would give ([`v201`] does the same for 2.0.1). The request is checked first with
+//! the gateway's own validation, and a broken one is answered with the CallError a real charge
+//! point owes (and counted by the caller, since the gateway should never send one). Pure: the
+//! caller passes the charge point's state in and applies the returned [`Effect`].
 
+pub mod v201;
+
+use ocpp::Version;
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::{
     self, Action, ExtendedMessageTrigger, ExtendedTriggerMessageRequest, GetConfigurationRequest,
@@ -35,6 +38,8 @@ pub struct ChargePointView {
     pub can_start: bool,
     /// The transaction in progress.
     pub transaction: Option<i64>,
+    /// The run's tag, part of a 2.0.1 transaction id ([`crate::messages::Writer`]).
+    pub run_tag: u32,
 }
 
 /// What the charge point does after answering.
@@ -85,7 +90,20 @@ fn status(status: &str) -> Answer {
     result(&format!(r#"{{"status":"{status}"}}"#), Effect::None)
 }
 
-/// Answers the CALL `action_name` with `payload`.
+/// Answers the CALL `action_name` with `payload`, sent to a charge point speaking `version`.
+pub fn answer_in(
+    version: Version,
+    action_name: &str,
+    payload: &RawValue,
+    cp: ChargePointView,
+) -> Answer {
+    match version {
+        Version::V16 => answer(action_name, payload, cp),
+        Version::V201 => v201::answer(action_name, payload, cp),
+    }
+}
+
+/// Answers the 1.6 CALL `action_name` with `payload`.
 pub fn answer(action_name: &str, payload: &RawValue, cp: ChargePointView) -> Answer {
     let Some(action) = Action::from_name(action_name) else {
         return Answer::Error {
@@ -290,6 +308,7 @@ fn meter_values(connector: Option<u8>) -> Outgoing {
         connector: connector.unwrap_or(1).max(1),
         transaction: None,
         meter_wh: 0,
+        seq_no: 0,
     }
 }
 
@@ -310,7 +329,7 @@ mod tests {
     /// smoke test, which sends them through a real gateway).
     pub(crate) fn requests() -> Vec<(String, String)> {
         let table: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(include_str!("../tests/central_system_calls.json"))
+            serde_json::from_str(include_str!("../../tests/central_system_calls.json"))
                 .expect("the request table is JSON");
         table
             .into_iter()
@@ -335,6 +354,7 @@ mod tests {
             ChargePointView {
                 can_start: true,
                 transaction: Some(42),
+                run_tag: 0,
             },
         ] {
             for (name, request) in &requests {
@@ -355,6 +375,7 @@ mod tests {
         let busy = ChargePointView {
             can_start: false,
             transaction: Some(42),
+            run_tag: 0,
         };
         let effect = |name: &str, payload: &str, view| match answer(name, &raw(payload), view) {
             Answer::Result { payload, effect } => (payload.get().to_owned(), effect),
@@ -389,25 +410,31 @@ mod tests {
 
     #[test]
     fn wrong_calls_get_the_call_error_a_charge_point_owes() {
-        let code = |name: &str, payload: &str| match answer(name, &raw(payload), Default::default())
-        {
-            Answer::Error {
-                code, peer_fault, ..
-            } => {
-                assert!(peer_fault);
-                code
-            }
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(code("Frobnicate", "{}"), CallErrorCode::NotImplemented);
-        assert_eq!(code("Heartbeat", "{}"), CallErrorCode::NotSupported);
-        assert_eq!(
-            code("Reset", "{}"),
-            CallErrorCode::OccurenceConstraintViolation
-        );
-        assert_eq!(
-            code("Reset", r#"{"type":"Sideways"}"#),
-            CallErrorCode::PropertyConstraintViolation
-        );
+        for version in [Version::V16, Version::V201] {
+            let code = |name: &str, payload: &str| match answer_in(
+                version,
+                name,
+                &raw(payload),
+                Default::default(),
+            ) {
+                Answer::Error {
+                    code, peer_fault, ..
+                } => {
+                    assert!(peer_fault);
+                    code
+                }
+                other => panic!("{version:?} {name}: {other:?}"),
+            };
+            assert_eq!(code("Frobnicate", "{}"), CallErrorCode::NotImplemented);
+            assert_eq!(code("Heartbeat", "{}"), CallErrorCode::NotSupported);
+            assert_eq!(
+                code("Reset", "{}"),
+                CallErrorCode::OccurenceConstraintViolation
+            );
+            assert_eq!(
+                code("Reset", r#"{"type":"Sideways"}"#),
+                CallErrorCode::PropertyConstraintViolation
+            );
+        }
     }
 }
