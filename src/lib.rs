@@ -28,9 +28,11 @@
 //!
 //! ## Layers
 //!
-//! Below the gateway crate are two crates of its workspace with no I/O at all, neither using the
-//! other: `wire` (PROXY header, upgrade request, Basic credentials, WebSocket frames) and `ocpp`
-//! (RPC envelope, CallErrors, typed and validated payloads, identity rules). Inside this crate, a
+//! Below the gateway crate are crates of its workspace: two with no I/O at all, neither using the
+//! other, `wire` (PROXY header, upgrade request, Basic credentials, WebSocket frames) and `ocpp`
+//! (RPC envelope, CallErrors, typed and validated payloads, identity rules); `transport` on
+//! `wire` (a connection's byte stream over mio, plain or TLS, buffers held only while needed);
+//! and `basics` (seeded jitter, a log budget). ocpp-bench uses these, never this crate. Inside this crate, a
 //! module may use only modules of a lower row of this table; modules of one row never use each
 //! other (net, processor, cluster and the Kafka sink meet only through the seam's messages).
 //! `tests/layers.rs` reads every `crate::` path of the sources against this table and fails on a
@@ -49,7 +51,7 @@
 //! | 3   | batch, query                              | frames and answers in bulk; API questions   |
 //! | 2   | security                                  | credentials, certificates, lockouts         |
 //! | 1   | config, stats                             | validated configuration; counters           |
-//! | 0   | types, clock, rng, warn_budget, trace, policy | leaves                                  |
+//! | 0   | types, clock, trace, policy               | leaves                                      |
 //!
 //! Backpressure without deadlock: loops never wait on processors (a full queue pauses reading
 //! that one connection, TCP pushes back on the charge point); processors may block on a loop's
@@ -74,14 +76,12 @@ pub mod net;
 pub mod policy;
 pub mod processor;
 pub mod query;
-pub mod rng;
 pub mod security;
 pub mod server;
 pub mod state;
 pub mod stats;
 pub mod trace;
 pub mod types;
-pub mod warn_budget;
 
 pub use config::Config;
 pub use server::{Server, ShutdownHandle};

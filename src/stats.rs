@@ -450,7 +450,7 @@ pub struct Stats {
     /// The last liveness probe each loop / processor answered (see `admin::health`).
     pub loop_alive: Vec<CachePadded<AtomicU64>>,
     pub processor_alive: Vec<CachePadded<AtomicU64>>,
-    /// Bytes each loop's connections hold (see `net::transport::Held`).
+    /// Bytes each loop's connections hold (see `transport::Held`).
     pub loop_buffered: Vec<CachePadded<BufferGauges>>,
     /// Bumped by each loop per turn and each processor per round: busy is not stuck.
     pub loop_progress: Vec<CachePadded<AtomicU64>>,

@@ -67,7 +67,7 @@ fn the_header_names_the_peer_and_is_required_where_configured() {
     assert_eq!(remote_address(&server, "CP-V1"), "203.0.113.7:40123");
 
     // Version 2, the header in two writes (a header split across reads is unit-tested in
-    // `net::transport`).
+    // the `transport` crate).
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(WATCHDOG)).unwrap();
     let header = v2_header([198, 51, 100, 9], 50000);

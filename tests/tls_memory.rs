@@ -2,15 +2,15 @@
 //! server side of 200 in-memory handshakes (the gateway's TLS layer against rustls clients),
 //! clients dropped, then live bytes per connection. After its handshake a server connection
 //! keeps only its record keys (and, for TLS 1.3, the key schedule for KeyUpdate), not rustls's
-//! connection state: about 2 KB instead of 3.3 KB (see `net::records`). The bound guards
+//! connection state: about 2 KB instead of 3.3 KB (see `transport`'s records). The bound guards
 //! against that regressing; RSS per connection at 19,000 is measured in the README.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use ocpp_gateway::net::tls::TlsLayer;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use transport::tls::TlsLayer;
 
 struct Counting;
 

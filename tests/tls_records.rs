@@ -1,4 +1,4 @@
-//! The gateway's own record layer (`net::records`, which replaces rustls's once the handshake is
+//! The gateway's own record layer (`transport`'s records, which replaces rustls's once the handshake is
 //! done) understood by a stock rustls client (`ClientConnection`, the buffered API), in memory
 //! (`common::tls_pipe`), for every cipher suite the gateway configures: the TLS 1.3 suites with
 //! its ECDSA and with its RSA certificate, the TLS 1.2 suites with the certificate each names.
@@ -13,8 +13,8 @@ mod common;
 
 use common::tls_pipe::{Failure, Pipe};
 use common::tls_suites::Gateway;
-use ocpp_gateway::net::tls::TlsError;
 use rustls::ProtocolVersion;
+use transport::tls::TlsError;
 
 /// Plaintext sizes around the record limit (16,384 bytes per record).
 const SIZES: [usize; 7] = [0, 1, 100, 16_383, 16_384, 16_385, 40_000];

@@ -1,4 +1,4 @@
-//! What the gateway's own record layer (`net::records`) refuses from a stock rustls client, for
+//! What the gateway's own record layer (`transport`'s records) refuses from a stock rustls client, for
 //! every cipher suite it configures, in memory (`common::tls_pipe`): a record with one byte
 //! flipped (in its header's type or length, in TLS 1.2's explicit nonce, in the ciphertext, in
 //! the tag) fails the connection with the record error and opens nothing, without a panic; and
@@ -14,7 +14,7 @@ use std::io::Write as _;
 
 use common::tls_pipe::{Failure, Pipe};
 use common::tls_suites::{Case, Gateway};
-use ocpp_gateway::net::tls::TlsError;
+use transport::tls::TlsError;
 
 /// The client's record, sealed after `before` (whose records are delivered first).
 fn sealed_record(pipe: &mut Pipe, before: &[u8], data: &[u8]) -> Vec<u8> {

@@ -22,8 +22,6 @@ use ocpp_gateway::mailbox::{ProcessorInbox, Processors, ToProcessor, processor_c
 use ocpp_gateway::net::context::LoopContext;
 use ocpp_gateway::net::session::{Connection, Transition};
 use ocpp_gateway::net::timer::TimerWheel;
-use ocpp_gateway::net::transport::Transport;
-use ocpp_gateway::net::transport::memory::MemoryStream;
 use ocpp_gateway::policy::TransactionIds;
 use ocpp_gateway::processor::handlers::Policy;
 use ocpp_gateway::processor::shard::{Outputs, Shard};
@@ -31,6 +29,8 @@ use ocpp_gateway::security::{Profile, Security};
 use ocpp_gateway::stats::Stats;
 use ocpp_gateway::trace::TraceList;
 use ocpp_gateway::types::Protocols;
+use transport::Transport;
+use transport::memory::MemoryStream;
 use wire::websocket::{self, OpCode, Role};
 
 /// Counts allocations made by the current thread (the test harness's other threads do not

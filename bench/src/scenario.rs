@@ -11,7 +11,7 @@
 
 use crate::cli::{RealisticParams, Scenario};
 use crate::messages::{ConnectorStatus, Outgoing};
-use ocpp_gateway::rng::Rng;
+use basics::Rng;
 
 /// "Not scheduled."
 pub const NEVER: u64 = u64::MAX;

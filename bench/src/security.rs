@@ -138,20 +138,33 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, SecurityError
     Ok(certs)
 }
 
-/// Writes the gateway's credentials file for `identities` with keys derived from `seed`.
+/// Writes the gateway's credentials file for `identities` with keys derived from `seed`, in
+/// the file's documented format (`identity<TAB>salt-hex<TAB>hmac-hex`, the HMAC-SHA256 of the key
+/// under a random 16-byte salt); a test reads it back with the gateway's own loader.
 pub fn write_credentials(
     out: &Path,
     seed: &str,
     identities: impl Iterator<Item = String>,
 ) -> Result<usize, SecurityError> {
-    use ocpp_gateway::security::credentials::Credential;
+    use ring::rand::{SecureRandom, SystemRandom};
+    let random = SystemRandom::new();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let mut text = String::new();
     let mut count = 0;
     for identity in identities {
-        let credential =
-            Credential::new(&derive_key(seed, &identity)).map_err(|e| file_error(out, e))?;
-        text.push_str(&credential.line(&identity));
-        text.push('\n');
+        let mut salt = [0u8; 16];
+        random
+            .fill(&mut salt)
+            .map_err(|_| file_error(out, "no random bytes for a salt"))?;
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &salt),
+            &derive_key(seed, &identity),
+        );
+        text.push_str(&format!(
+            "{identity}\t{}\t{}\n",
+            hex(&salt),
+            hex(tag.as_ref())
+        ));
         count += 1;
     }
     std::fs::write(out, text).map_err(|e| file_error(out, e))?;

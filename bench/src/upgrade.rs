@@ -10,7 +10,7 @@
 
 use std::io;
 
-use ocpp_gateway::net::transport::{ReadError, Received, SendError, Transport, Wire};
+use transport::{ReadError, Received, SendError, Transport, Wire};
 use tungstenite::handshake::client::generate_key;
 use tungstenite::handshake::derive_accept_key;
 

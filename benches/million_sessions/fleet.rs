@@ -39,8 +39,6 @@ use ocpp_gateway::net::context::{LoopContext, TimerEvent};
 use ocpp_gateway::net::event_loop::{TIMER_SLOTS, TIMER_TICK};
 use ocpp_gateway::net::session::{Connection, Transition};
 use ocpp_gateway::net::timer::TimerWheel;
-use ocpp_gateway::net::transport::Transport;
-use ocpp_gateway::net::transport::memory::MemoryStream;
 use ocpp_gateway::policy::TransactionIds;
 use ocpp_gateway::processor::handlers::Policy;
 use ocpp_gateway::processor::journal_budget::BudgetRule;
@@ -52,6 +50,8 @@ use ocpp_gateway::stats::Stats;
 use ocpp_gateway::trace::TraceList;
 use ocpp_gateway::types::Protocols;
 use ocpp_gateway::types::{CloseCause, ConnId};
+use transport::Transport;
+use transport::memory::MemoryStream;
 use wire::websocket::{self, OpCode, Role};
 
 /// The loop's inbox, sized as the server sizes it.

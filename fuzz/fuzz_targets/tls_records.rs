@@ -20,7 +20,7 @@
 use std::sync::{Arc, Mutex};
 
 use libfuzzer_sys::fuzz_target;
-use ocpp_gateway::net::tls::TlsError;
+use transport::tls::TlsError;
 use ocpp_gateway::security::certificates::{CertFiles, TlsConfigs, TlsFiles, provider};
 use rustls::pki_types::CertificateDer;
 

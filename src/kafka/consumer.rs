@@ -33,7 +33,7 @@ use crate::clock::WallClock;
 use crate::commands::{Commands, sets_authorization_key};
 use crate::config::KafkaConfig;
 use crate::stats::Stats;
-use crate::warn_budget::WarnBudget;
+use basics::WarnBudget;
 use ocpp::AnyAction;
 use ocpp::v16::Action;
 

@@ -16,15 +16,15 @@ use crate::config::Config;
 use crate::events::{self, Event, Events};
 use crate::mailbox::{ProcessorHandle, Processors, ToProcessor};
 use crate::net::timer::TimerWheel;
-use crate::net::transport::Wire;
 use crate::policy::Identities;
-use crate::rng::Rng;
 use crate::security::certificates::ServerConfigs;
 use crate::security::{Profile, Security};
 use crate::stats::{LoopLabelled, LoopStats, Stats};
 use crate::trace::TraceList;
 use crate::types::{ChargePointId, ConnId, IdentityRule};
-use crate::warn_budget::WarnBudget;
+use basics::Rng;
+use basics::WarnBudget;
+use transport::Wire;
 
 /// Bytes of the per-loop read buffer: one read takes at most this much.
 pub const READ_BUFFER: usize = 64 * 1024;

@@ -36,13 +36,13 @@ use crate::mailbox::{LoopShared, Processors, ToLoop};
 use crate::net::context::{LoopContext, TimerEvent};
 use crate::net::session::{Connection, Pause, Transition};
 use crate::net::timer::TimerWheel;
-use crate::net::tls::TlsLayer;
-use crate::net::transport::Transport;
 use crate::policy::Identities;
 use crate::security::{Profile, Security};
 use crate::stats::Stats;
 use crate::trace::TraceList;
 use crate::types::{CloseCause, CloseReason, ConnId, Protocols};
+use transport::Transport;
+use transport::tls::TlsLayer;
 
 pub const WAKER: Token = Token(usize::MAX - 2);
 /// Listener `i` is `Token(LISTENER_BASE + i)`; connection keys stay below 2^32.

@@ -2,7 +2,8 @@
 //!
 //! - [`event_loop`]: accept, poll, the slab, timer dispatch, the mailbox, the batches.
 //! - [`session`]: one connection's behaviour, driven by the loop through transitions.
-//! - [`transport`]: the byte stream (plain TCP; TLS slots in here) and held buffers.
+//! - the byte stream (plain TCP or TLS, the PROXY header) and held buffers are the `transport`
+//!   crate's; ocpp-bench's charge points use the same.
 //! - the codecs of the bytes (PROXY header, upgrade request, RFC 6455 frames) are the `wire`
 //!   crate's, sans-I/O.
 //! - [`context`]: what a loop lends a connection. [`timer`]: the hashed timing wheel.
@@ -16,8 +17,5 @@
 pub mod context;
 pub mod event_loop;
 pub mod outbound;
-pub mod records;
 pub mod session;
 pub mod timer;
-pub mod tls;
-pub mod transport;

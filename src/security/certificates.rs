@@ -139,7 +139,7 @@ fn build(files: &TlsFiles, mutual: bool) -> Result<ServerConfigs, CertError> {
         let mut config = builder.with_cert_resolver(Arc::clone(&resolver) as _);
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
-        // After the handshake only the record keys are kept (see `net::records`).
+        // After the handshake only the record keys are kept (see `transport`'s records).
         config.enable_secret_extraction = true;
         Ok::<_, CertError>(Arc::new(config))
     };
@@ -274,9 +274,4 @@ fn tls12_suite_for(suite: CipherSuite) -> Option<SignatureAlgorithm> {
     }
 }
 
-/// The subject CN of a certificate (the first, if several).
-pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let cn = parsed.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_owned)
-}
+pub use transport::tls::common_name;

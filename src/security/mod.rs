@@ -203,16 +203,8 @@ pub fn check_basic(
     }
 }
 
-/// The certificate a client presented, as far as the gateway cares: its subject CN.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ClientCertificate {
-    /// None presented (or not asked for).
-    #[default]
-    None,
-    CommonName(Box<str>),
-    /// Presented, but without a readable CN.
-    NoCommonName,
-}
+/// The certificate a client presented (the TLS layer reads its CN).
+pub use transport::tls::ClientCertificate;
 
 /// Checks that the client certificate names `identity` as its CN. Its chain was verified
 /// against `security.client_ca` during the handshake.

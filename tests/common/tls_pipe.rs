@@ -1,5 +1,5 @@
 //! An in-memory connection between the gateway's TLS server side ([`TlsLayer`], which keeps only
-//! `net::records` once the handshake is done) and a stock rustls client (`ClientConnection`,
+//! `transport`'s records once the handshake is done) and a stock rustls client (`ClientConnection`,
 //! rustls's ordinary buffered API). Bytes move through `Vec`s; the gateway side takes them in
 //! reads of at most [`Pipe::read_size`] bytes into buffers of the loop's size, the way
 //! `Transport::read` does, so records arrive whole, split or several at once.
@@ -14,10 +14,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
 
 use ocpp_gateway::net::context::READ_BUFFER;
-use ocpp_gateway::net::tls::{TlsError, TlsLayer};
 use rustls::pki_types::ServerName;
 use rustls::server::UnbufferedServerConnection;
 use rustls::{ClientConfig, ClientConnection, ServerConfig};
+use transport::tls::{TlsError, TlsLayer};
 
 /// Flights a handshake may take before the pipe gives up (TLS 1.2 needs two round trips).
 const HANDSHAKE_FLIGHTS: usize = 8;

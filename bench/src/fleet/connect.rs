@@ -12,9 +12,9 @@ use crate::messages::{ConnectorStatus, Outgoing};
 use crate::scenario::NEVER;
 use crate::stats::{self, ErrorKind, ThreadCounters};
 use crate::upgrade::{Step, Upgrade, UpgradeError};
-use ocpp_gateway::net::tls::TlsLayer;
-use ocpp_gateway::net::transport::Transport;
 use rustls::client::UnbufferedClientConnection;
+use transport::Transport;
+use transport::tls::TlsLayer;
 
 use crate::security;
 

@@ -10,9 +10,9 @@ use ocpp::v16::{
     RegistrationStatus, StartTransactionResponse,
 };
 use ocpp::v201::{self, Part};
-use ocpp_gateway::net::transport::{Held, Received, SendError, Transport, Wire};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use transport::{Held, Received, SendError, Transport, Wire};
 use wire::websocket::{self, OpCode, Role};
 
 use super::{FleetLoop, micros, micros_since};

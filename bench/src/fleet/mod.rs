@@ -22,12 +22,12 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
+use basics::Rng;
+use basics::WarnBudget;
 use hdrhistogram::Histogram;
 use log::{error, warn};
 use mio::{Events, Poll};
-use ocpp_gateway::net::transport::Wire;
-use ocpp_gateway::rng::Rng;
-use ocpp_gateway::warn_budget::WarnBudget;
+use transport::Wire;
 
 use crate::charge_point::{Boot, ChargePoint, Link};
 use crate::cli::RunConfig;

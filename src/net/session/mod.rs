@@ -52,12 +52,12 @@ use crate::mailbox::shard_of;
 use crate::net::context::{LoopContext, TimerEvent};
 use crate::net::outbound::{CallQueue, InFlight};
 use crate::net::timer::TimerId;
-use crate::net::transport::{Held, ReadError, Received, SendError, Transport};
 use crate::security::{self, Auth, AuthFailure, Profile};
 use crate::trace::{TRACE_TARGET, escape_newlines};
 use crate::types::{ChargePointId, CloseCause, ConnId, Protocols, Version};
 use ocpp::rpc::{self, Frame, FrameError};
 use ocpp::v16;
+use transport::{Held, ReadError, Received, SendError, Transport};
 use wire::upgrade::{self, Parsed, Refusal};
 use wire::websocket::{self, OpCode, Role, Violation};
 

@@ -7,11 +7,11 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::mailbox::{ProcessorInbox, Processors, ToProcessor, processor_channel};
 use crate::net::timer::TimerWheel;
-use crate::net::transport::memory::MemoryStream;
 use crate::security::Security;
 use crate::stats::Stats;
 use crate::trace::TraceList;
 use crate::types::Protocols;
+use transport::memory::MemoryStream;
 
 const KEY: usize = 3;
 const MASK: [u8; 4] = [1, 2, 3, 4];

@@ -44,7 +44,7 @@ use crate::security::{Auth, Profile};
 use crate::state::{Change, Restored, Saved, StateBatch, StateSender};
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
 use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId, Version};
-use crate::warn_budget::WarnBudget;
+use basics::WarnBudget;
 use ocpp::rpc::{self, Frame, FrameError};
 use ocpp::v16::{Action, ChargePointStatus, Invalid};
 use ocpp::v201;

@@ -25,10 +25,10 @@ use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
 };
 
-use crate::net::records::Records;
-use crate::net::transport::Held;
-use crate::security::ClientCertificate;
-use crate::security::certificates::common_name;
+use rustls::pki_types::CertificateDer;
+
+use crate::Held;
+use crate::records::Records;
 
 /// Most plaintext in one record.
 pub const MAX_PLAINTEXT: usize = 16 * 1024;
@@ -39,6 +39,24 @@ pub const MAX_RECORD: usize = 5 + MAX_PLAINTEXT + 2048;
 const RECORD_OVERHEAD: usize = 32;
 
 /// Why a TLS connection cannot go on.
+/// The certificate a client presented, as far as the gateway cares: its subject CN.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClientCertificate {
+    /// None presented (or not asked for).
+    #[default]
+    None,
+    CommonName(Box<str>),
+    /// Presented, but without a readable CN.
+    NoCommonName,
+}
+
+/// The subject CN of a DER certificate, if it has a readable one.
+pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let cn = parsed.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The peer broke the protocol, or its certificate was refused: close the connection (an
@@ -572,7 +590,10 @@ mod tests {
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
     use super::*;
-    use crate::security::certificates::provider;
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
 
     /// A server and a client layer for a certificate of `localhost` signed by a fresh CA,
     /// speaking only `version`.

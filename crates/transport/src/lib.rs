@@ -16,8 +16,13 @@ use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 
-use crate::net::tls::{Opened, TlsError, TlsLayer};
 use wire::proxy::{self, Header, ProxyError};
+
+use crate::tls::{Opened, TlsError, TlsLayer};
+
+pub mod tls;
+
+mod records;
 
 /// A buffer held this much larger than its content is shrunk.
 const SHRINK_FACTOR: usize = 4;
@@ -175,7 +180,7 @@ pub enum SendError {
 #[derive(Debug)]
 enum Stream {
     Tcp(TcpStream),
-    #[cfg(any(test, feature = "test-hooks"))]
+    #[cfg(any(test, feature = "memory"))]
     Memory(Box<memory::MemoryStream>),
 }
 
@@ -183,7 +188,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(tcp) => tcp.read(buf),
-            #[cfg(any(test, feature = "test-hooks"))]
+            #[cfg(any(test, feature = "memory"))]
             Stream::Memory(m) => m.read(buf),
         }
     }
@@ -193,7 +198,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(tcp) => tcp.write(buf),
-            #[cfg(any(test, feature = "test-hooks"))]
+            #[cfg(any(test, feature = "memory"))]
             Stream::Memory(m) => m.write(buf),
         }
     }
@@ -270,13 +275,13 @@ impl Transport {
     }
 
     /// A transport over an in-memory stream, for unit tests and the socket-free benchmark.
-    #[cfg(any(test, feature = "test-hooks"))]
+    #[cfg(any(test, feature = "memory"))]
     pub fn memory(stream: memory::MemoryStream) -> Transport {
         Transport::over(Stream::Memory(Box::new(stream)))
     }
 
     /// The in-memory stream of such a transport (panics on a TCP one).
-    #[cfg(any(test, feature = "test-hooks"))]
+    #[cfg(any(test, feature = "memory"))]
     pub fn memory_mut(&mut self) -> &mut memory::MemoryStream {
         match &mut self.stream {
             Stream::Memory(m) => m,
@@ -515,7 +520,7 @@ impl Transport {
         }
         match &mut self.stream {
             Stream::Tcp(tcp) => tcp.shutdown(std::net::Shutdown::Write).is_ok(),
-            #[cfg(any(test, feature = "test-hooks"))]
+            #[cfg(any(test, feature = "memory"))]
             Stream::Memory(m) => {
                 m.write_shut = true;
                 true
@@ -557,7 +562,7 @@ fn write_some(stream: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
 
 /// An in-memory stream for unit tests and the socket-free benchmark: what the peer sent waits
 /// in `input`, what we write lands in `output` (up to `room` bytes, like a socket buffer).
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(any(test, feature = "memory"))]
 pub mod memory {
     use std::io::{self, Read, Write};
 
