@@ -219,6 +219,9 @@ counters! {
         journal_overflow,
         /// TLS handshakes completed (profiles 2 and 3).
         tls_handshakes,
+        /// Of those, resumed from a session ticket (no certificate signature, no key exchange
+        /// on the server's side for TLS 1.2; a PSK with (EC)DHE for TLS 1.3).
+        tls_resumptions,
         /// TLS connections that failed: bad handshakes (plaintext on a TLS port, no or a
         /// refused client certificate), bad records.
         tls_failures,
@@ -514,6 +517,7 @@ pub struct StatsSnapshot {
     pub pongs_received: u64,
     pub journal_overflow: u64,
     pub tls_handshakes: u64,
+    pub tls_resumptions: u64,
     pub tls_failures: u64,
     pub proxy_header_errors: u64,
     pub auth_failures: u64,

@@ -75,6 +75,7 @@ fn connect_all() -> Vec<Pipe> {
     let files = TlsFiles {
         certs,
         client_ca: None,
+        tickets: None,
     };
     let server = TlsConfigs::load(files, false)
         .expect("the gateway's configuration")

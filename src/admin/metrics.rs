@@ -159,6 +159,12 @@ fn connections(o: &mut Out, s: &StatsSnapshot) {
         s.tls_handshakes,
     );
     o.single(
+        "ocpp_gateway_tls_resumptions_total",
+        "counter",
+        "TLS handshakes resumed from a session ticket (part of ocpp_gateway_tls_handshakes_total).",
+        s.tls_resumptions,
+    );
+    o.single(
         "ocpp_gateway_tls_failures_total",
         "counter",
         "TLS connections that failed: bad handshakes (plaintext on a TLS port, no or a refused client certificate, no common suite) and bad records.",

@@ -35,6 +35,10 @@ pub const DEFAULT_PROTOCOLS: Protocols = Protocols::BOTH;
 
 pub const DEFAULT_SECURITY_PROFILE: Profile = Profile::Unsecured;
 pub const DEFAULT_CHECK_SERIAL_NUMBER: bool = false;
+/// TLS session resumption with stateless tickets.
+pub const DEFAULT_TLS_RESUMPTION: bool = true;
+/// How long a session ticket is good (and how often in-memory ticket keys are replaced).
+pub const DEFAULT_TLS_TICKET_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_MIN_PROFILE: Profile = Profile::Unsecured;
 pub const DEFAULT_LOCKOUT_FAILURES: u32 = 10;
 pub const DEFAULT_LOCKOUT_WINDOW: Duration = Duration::from_secs(60);
@@ -191,11 +195,22 @@ pub struct SecurityConfig {
     pub client_ca: Option<PathBuf>,
     /// Profile 3: a BootNotification whose serial number is not the certificate CN is Rejected.
     pub check_serial_number: bool,
+    /// TLS session resumption (None: every reconnect is a full handshake).
+    pub tickets: Option<TicketConfig>,
     /// No identity is served on a listener below this profile (unless its credentials line
     /// says otherwise).
     pub min_profile: Profile,
     /// The brake on guessing, and how many refusals per address are journaled.
     pub lockout: LockoutRule,
+}
+
+/// Stateless session tickets (`security.tls_resumption`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketConfig {
+    /// The key file every node shares (None: keys made in memory, replaced every lifetime).
+    pub keys: Option<PathBuf>,
+    /// How long a ticket is good.
+    pub lifetime: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -634,6 +649,14 @@ mod tests {
             ),
             ("[ocpp]\ncall_burst = 0", "ocpp.call_burst"),
             ("[security]\nprofile = 7", "security.profile"),
+            (
+                "[security]\ntls_ticket_lifetime = \"30s\"",
+                "security.tls_ticket_lifetime",
+            ),
+            (
+                "[security]\ntls_ticket_lifetime = \"8days\"",
+                "security.tls_ticket_lifetime",
+            ),
             ("[security]\nprofile = 1", "security.credentials"),
             (
                 "[security]\nprofile = 2\ncredentials = \"c\"",

@@ -447,6 +447,27 @@ fn security(
             format!("{lockout_max:?} is shorter than security.lockout_time ({lockout_first:?})"),
         ));
     }
+    let tickets = if s.tls_resumption.unwrap_or(DEFAULT_TLS_RESUMPTION) {
+        let lifetime = check.duration_min(
+            "security.tls_ticket_lifetime",
+            s.tls_ticket_lifetime,
+            DEFAULT_TLS_TICKET_LIFETIME,
+            Duration::from_secs(60),
+        )?;
+        // TLS 1.3 caps a ticket's lifetime at seven days (RFC 8446 4.6.1).
+        if lifetime > Duration::from_secs(7 * 86_400) {
+            return Err(check.invalid(
+                "security.tls_ticket_lifetime",
+                format!("{lifetime:?} is over TLS 1.3's limit of 7 days"),
+            ));
+        }
+        Some(TicketConfig {
+            keys: file(s.tls_ticket_keys),
+            lifetime,
+        })
+    } else {
+        None
+    };
     let client_ca = file(s.client_ca);
     if client_ca.is_none() && profiles.contains(&Profile::MutualTls) {
         return Err(check.invalid(
@@ -467,6 +488,7 @@ fn security(
             .collect(),
         client_ca,
         check_serial_number: s.check_serial_number.unwrap_or(DEFAULT_CHECK_SERIAL_NUMBER),
+        tickets,
         min_profile: match s.min_profile {
             None => DEFAULT_MIN_PROFILE,
             Some(_) => profile(check, "security.min_profile", s.min_profile)?,

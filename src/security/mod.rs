@@ -15,6 +15,7 @@
 pub mod certificates;
 pub mod credentials;
 pub mod lockout;
+pub mod tickets;
 
 use std::sync::Arc;
 
@@ -71,6 +72,7 @@ impl Security {
             let files = TlsFiles {
                 certs: s.tls_certs.clone(),
                 client_ca: s.client_ca.clone(),
+                tickets: s.tickets.clone(),
             };
             let mutual = profiles.contains(&Profile::MutualTls);
             Some(TlsConfigs::load(files, mutual)?)

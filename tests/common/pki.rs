@@ -136,12 +136,14 @@ pub fn client_config_with(
         .with_protocol_versions(&versions)
         .expect("versions")
         .with_root_certificates(roots);
-    let config = match cert {
+    let mut config = match cert {
         Some(cert) => builder
             .with_client_auth_cert(cert.chain, cert.key)
             .expect("client certificate"),
         None => builder.with_no_client_auth(),
     };
+    // Every handshake full, as each test expects; `tests/tls_resumption.rs` turns it back on.
+    config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
 

@@ -45,6 +45,11 @@ impl Gateway {
                     })
                     .collect(),
                 client_ca: None,
+                // As shipped: a session ticket follows every full handshake.
+                tickets: Some(ocpp_gateway::config::TicketConfig {
+                    keys: None,
+                    lifetime: ocpp_gateway::config::DEFAULT_TLS_TICKET_LIFETIME,
+                }),
             };
             // What the gateway loads for a profile 2 listener.
             TlsConfigs::load(files, false)

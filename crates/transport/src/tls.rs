@@ -25,6 +25,7 @@ use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
 };
 
+use rustls::HandshakeKind;
 use rustls::pki_types::CertificateDer;
 
 use crate::Held;
@@ -116,6 +117,8 @@ pub struct TlsLayer {
     state: State,
     /// Captured when a server's handshake ends (rustls's chain goes with its state).
     client_certificate: ClientCertificate,
+    /// The handshake resumed a session (a ticket), captured with the certificate.
+    resumed: bool,
     /// Ciphertext received and not consumed yet (an unfinished record, or handshake bytes
     /// rustls asked to see again), freed once consumed.
     incoming: Held,
@@ -177,6 +180,7 @@ impl TlsLayer {
         TlsLayer {
             state: State::Rustls(Box::new(conn)),
             client_certificate: ClientCertificate::None,
+            resumed: false,
             incoming: Held::default(),
             waiting: Held::default(),
             close_wanted: false,
@@ -213,6 +217,14 @@ impl TlsLayer {
         &self.client_certificate
     }
 
+    /// Whether the handshake (done) resumed a session from a ticket instead of a full one.
+    pub fn resumed(&self) -> bool {
+        match &self.state {
+            State::Rustls(conn) => conn.common().handshake_kind() == Some(HandshakeKind::Resumed),
+            State::Records(_) | State::Gone => self.resumed,
+        }
+    }
+
     /// The certificate chain the server presented (clients), leaf first.
     pub fn server_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
         match &self.state {
@@ -229,6 +241,7 @@ impl TlsLayer {
         if !matches!(**conn, TlsConn::Server(_)) || conn.common().is_handshaking() {
             return Ok(());
         }
+        self.resumed = conn.common().handshake_kind() == Some(HandshakeKind::Resumed);
         if let Some(chain) = conn.common().peer_certificates() {
             self.client_certificate = match chain.first().and_then(common_name) {
                 Some(cn) => ClientCertificate::CommonName(cn.into()),

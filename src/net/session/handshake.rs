@@ -40,8 +40,11 @@ impl Connection {
         let Some(id) = id else {
             return Consumed::Stopped(data.len(), self.refuse(cx, Refusal::NotFound));
         };
-        if self.transport.tls().is_some() {
+        if let Some(tls) = self.transport.tls() {
             cx.stats().tls_handshakes.inc();
+            if tls.resumed() {
+                cx.stats().tls_resumptions.inc();
+            }
         }
         let (auth, pinned) = match self.authenticate(cx, &id, request.authorization) {
             Ok(proof) => proof,
