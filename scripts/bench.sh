@@ -39,6 +39,8 @@ Options:
   --source-ips RANGE  ocpp-bench --source-ips (default 127.0.0.2-127.0.0.9; "" for none)
   --out DIR           output directory (default bench/results)
   --name NAME         run: subdirectory name (default SCENARIO-N); sweep: sweep-SCENARIO
+  --tls-resume        with --tls: charge points keep their session tickets and resume with
+                      them on reconnect (ocpp-bench --tls-resume; the peer gets --tls-tickets)
   --tls               wss with Basic auth (security profile 2): a test CA and server
                       certificate and a credentials file are made for the run; the peer
                       serves wss with --tls (it ignores the Authorization header)
@@ -79,6 +81,7 @@ build=1
 server=gateway
 peer_dir=""
 tls=0
+tls_resume=0
 extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -98,6 +101,7 @@ while [[ $# -gt 0 ]]; do
         --peer-dir) peer_dir="${2:?}"; shift ;;
         --no-build) build=0 ;;
         --tls) tls=1 ;;
+        --tls-resume) tls_resume=1 ;;
         -h | --help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) usage >&2; die "unknown argument $1" ;;
@@ -194,6 +198,7 @@ start_gateway() {
     if [[ "$server" == tokio ]]; then
         local tls_args=()
         ((tls)) && tls_args=(--tls "$work/certs/server.pem" "$work/certs/server.key")
+        ((tls && tls_resume)) && tls_args+=(--tls-tickets)
         (cd "$work" && exec "$peer_bin" "$port" --small-buffers "${tls_args[@]}") >"$log" 2>&1 &
     else
         (cd "$work" && exec "$gateway_bin" --config "$config") >"$log" 2>&1 &
@@ -222,6 +227,7 @@ run_one() {
         "$bench_bin" credentials --seed bench-seed --connections "$n" --out "$work/credentials" >/dev/null
         url="wss://127.0.0.1:$port/ocpp/"
         tls_args=(--ca "$work/certs/ca.pem" --basic-auth bench-seed)
+        ((tls_resume)) && tls_args+=(--tls-resume)
     fi
     start_gateway "$config" "$log"
     local args=(--url "$url" "${tls_args[@]}" --connections "$n" --scenario "$scenario"

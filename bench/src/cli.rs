@@ -128,6 +128,13 @@ pub struct RunArgs {
     /// directory (`ocpp-bench certs` writes them).
     #[arg(long)]
     pub client_cert_dir: Option<PathBuf>,
+    /// wss: each charge point keeps the session ticket the gateway gives it and resumes with
+    /// it when it reconnects (without: every handshake is a full one).
+    #[arg(long)]
+    pub tls_resume: bool,
+    /// wss: offer TLS 1.2 only (many charge points in the field speak nothing newer).
+    #[arg(long)]
+    pub tls12: bool,
     /// Charge points to simulate, one connection each.
     #[arg(long, default_value_t = 100)]
     pub connections: u32,
@@ -442,8 +449,13 @@ impl RunArgs {
         }
         let tls = match (target.tls, &self.ca) {
             (true, Some(ca)) => Some(
-                TlsClient::new(ca, &target.host, self.client_cert_dir.clone())
-                    .map_err(|e| invalid("ca", e.to_string()))?,
+                TlsClient::new(
+                    ca,
+                    &target.host,
+                    self.client_cert_dir.clone(),
+                    (self.tls_resume, self.tls12),
+                )
+                .map_err(|e| invalid("ca", e.to_string()))?,
             ),
             (true, None) => {
                 return Err(invalid(
@@ -456,6 +468,12 @@ impl RunArgs {
                     "client-cert-dir",
                     "client certificates need wss (--tls)",
                 ));
+            }
+            (false, _) if self.tls_resume => {
+                return Err(invalid("tls-resume", "session tickets need wss (--tls)"));
+            }
+            (false, _) if self.tls12 => {
+                return Err(invalid("tls12", "a TLS version needs wss (--tls)"));
             }
             (false, _) => None,
         };

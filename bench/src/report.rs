@@ -90,6 +90,9 @@ pub struct ConnectFigures {
     pub resumes: u64,
     #[serde(default)]
     pub resumes_refused: u64,
+    /// `--tls-resume`: TLS handshakes resumed from a ticket (the rest were full).
+    #[serde(default)]
+    pub tls_resumed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,7 +257,11 @@ impl Report {
             k.booted_at_end,
             k.connect_attempts,
             k.reboots,
-            if k.resumes + k.resumes_refused > 0 {
+            if k.tls_resumed > 0 {
+                format!(", {} TLS handshakes resumed", k.tls_resumed)
+            } else {
+                String::new()
+            } + &if k.resumes + k.resumes_refused > 0 {
                 format!(
                     ", {} back without booting, {} refused",
                     k.resumes, k.resumes_refused

@@ -61,6 +61,10 @@ pub struct TlsClient {
     pub server_name: ServerName<'static>,
     /// Per identity `{dir}/{identity}.pem` and `.key` (profile 3).
     pub client_cert_dir: Option<PathBuf>,
+    /// `--tls-resume`: each identity keeps its own session ticket.
+    resume: bool,
+    /// `--tls12`: TLS 1.2 only.
+    tls12: bool,
     ca: PathBuf,
 }
 
@@ -69,8 +73,9 @@ impl TlsClient {
         ca: &Path,
         host: &str,
         client_cert_dir: Option<PathBuf>,
+        (resume, tls12): (bool, bool),
     ) -> Result<TlsClient, SecurityError> {
-        let config = client_config(ca, None)?;
+        let config = client_config(ca, None, (false, tls12))?;
         let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
         let name = name.trim_start_matches('[').trim_end_matches(']');
         let server_name = ServerName::try_from(name.to_owned()).map_err(|e| file_error(ca, e))?;
@@ -78,43 +83,61 @@ impl TlsClient {
             config,
             server_name,
             client_cert_dir,
+            resume,
+            tls12,
             ca: ca.to_owned(),
         })
     }
 
-    /// The configuration for `identity`: with its certificate when a directory is given
-    /// (loaded once per identity, kept in `cache`).
+    /// The configuration for `identity`: with its certificate when a directory is given, and
+    /// its own ticket store with `--tls-resume` (loaded once per identity, kept in `cache`;
+    /// otherwise one shared configuration that never resumes).
     pub fn config_for(
         &self,
         identity: &str,
         cache: &mut HashMap<String, Arc<ClientConfig>>,
     ) -> Result<Arc<ClientConfig>, SecurityError> {
-        let Some(dir) = &self.client_cert_dir else {
+        if self.client_cert_dir.is_none() && !self.resume {
             return Ok(Arc::clone(&self.config));
-        };
+        }
         if let Some(config) = cache.get(identity) {
             return Ok(Arc::clone(config));
         }
-        let cert = dir.join(format!("{identity}.pem"));
-        let key = dir.join(format!("{identity}.key"));
-        let config = client_config(&self.ca, Some((&cert, &key)))?;
+        let files = self.client_cert_dir.as_ref().map(|dir| {
+            (
+                dir.join(format!("{identity}.pem")),
+                dir.join(format!("{identity}.key")),
+            )
+        });
+        let files = files
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path()));
+        let config = client_config(&self.ca, files, (self.resume, self.tls12))?;
         cache.insert(identity.to_owned(), Arc::clone(&config));
         Ok(config)
     }
 }
 
-/// A client configuration trusting `ca`, with a client certificate when given.
+/// A client configuration trusting `ca`, with a client certificate when given; with `resume`,
+/// a ticket store of its own (one charge point's: one ticket), else no resumption at all;
+/// TLS 1.2 only with `tls12`, else 1.3 and 1.2.
 fn client_config(
     ca: &Path,
     cert: Option<(&Path, &Path)>,
+    (resume, tls12): (bool, bool),
 ) -> Result<Arc<ClientConfig>, SecurityError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in read_certs(ca)? {
         roots.add(cert).map_err(|e| file_error(ca, e))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if tls12 {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_protocol_versions(versions)?
         .with_root_certificates(roots);
     let config = match cert {
         None => builder.with_no_client_auth(),
@@ -123,6 +146,14 @@ fn client_config(
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
             builder.with_client_auth_cert(chain, key)?
         }
+    };
+    let mut config = config;
+    config.resumption = if resume {
+        rustls::client::Resumption::store(Arc::new(rustls::client::ClientSessionMemoryCache::new(
+            1,
+        )))
+    } else {
+        rustls::client::Resumption::disabled()
     };
     Ok(Arc::new(config))
 }

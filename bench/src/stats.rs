@@ -150,6 +150,8 @@ counters! {
     reboots,
     /// `--resume`: reconnected charge points accepted without booting again.
     resumes,
+    /// `--tls-resume`: TLS handshakes resumed from a session ticket.
+    tls_resumed,
     /// `--resume`: reconnected charge points the gateway did not know (they booted).
     resumes_refused,
     /// Connections we dropped on purpose (storm, Reset).

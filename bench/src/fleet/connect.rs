@@ -166,6 +166,9 @@ impl FleetLoop {
 
     fn opened(&mut self, key: u32, conn: Box<ClientConn>) {
         ThreadCounters::inc(&self.counters.handshakes);
+        if conn.transport.tls().is_some_and(|tls| tls.resumed()) {
+            ThreadCounters::inc(&self.counters.tls_resumed);
+        }
         let started = self.cps[key as usize].connect_started_us;
         stats::record(&mut self.latencies.handshake, self.now - started);
         self.put_link(key, Link::Open(conn));

@@ -61,6 +61,7 @@ impl Coordinator {
                 reboots: total.reboots,
                 resumes: total.resumes,
                 resumes_refused: total.resumes_refused,
+                tls_resumed: total.tls_resumed,
             },
             latency_us: LatencyFigures {
                 connect: Summary::of(&latencies.connect),
