@@ -217,6 +217,9 @@ counters! {
         pongs_received,
         /// Journal events a loop had to put in the side queue because the journal was full.
         journal_overflow,
+        /// Turns of an upgrading connection put off to the loop's next iteration
+        /// (`server.handshakes_per_turn` spent).
+        handshakes_deferred,
         /// TLS handshakes completed (profiles 2 and 3).
         tls_handshakes,
         /// Of those, resumed from a session ticket (no certificate signature, no key exchange
@@ -516,6 +519,7 @@ pub struct StatsSnapshot {
     pub unexpected_responses: u64,
     pub pongs_received: u64,
     pub journal_overflow: u64,
+    pub handshakes_deferred: u64,
     pub tls_handshakes: u64,
     pub tls_resumptions: u64,
     pub tls_failures: u64,

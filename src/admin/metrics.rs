@@ -159,6 +159,12 @@ fn connections(o: &mut Out, s: &StatsSnapshot) {
         s.tls_handshakes,
     );
     o.single(
+        "ocpp_gateway_handshakes_deferred_total",
+        "counter",
+        "Turns of connections still in their handshake put off to the loop's next iteration (server.handshakes_per_turn spent).",
+        s.handshakes_deferred,
+    );
+    o.single(
         "ocpp_gateway_tls_resumptions_total",
         "counter",
         "TLS handshakes resumed from a session ticket (part of ocpp_gateway_tls_handshakes_total).",

@@ -26,6 +26,8 @@ use validate::{check_token, validate};
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_PIN_CORES: bool = true;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// Connections still upgrading (TLS handshake, upgrade, authentication) a loop serves per turn.
+pub const DEFAULT_HANDSHAKES_PER_TURN: u32 = 16;
 pub const DEFAULT_DRAIN_RATE: u32 = 10_000;
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 0;
@@ -328,6 +330,9 @@ pub struct ServerConfig {
     pub pin_cores: bool,
     /// Across all loops; over it a handshake gets HTTP 503.
     pub max_connections: usize,
+    /// Upgrading connections a loop serves per turn; the rest wait for its next turn, so a
+    /// reconnect storm's handshakes never delay the connected charge points' answers for long.
+    pub handshakes_per_turn: u32,
     /// Connections closed per second during a graceful shutdown, across all loops.
     pub drain_rate: NonZeroU32,
     pub listen_backlog: u32,

@@ -151,6 +151,7 @@ pub struct RawServer {
     pub workers: Option<usize>,
     pub pin_cores: Option<bool>,
     pub max_connections: Option<usize>,
+    pub handshakes_per_turn: Option<u32>,
     pub drain_rate: Option<u32>,
     pub listen_backlog: Option<u32>,
     pub socket_send_buffer: Option<usize>,

@@ -521,6 +521,11 @@ fn server(check: &Check<'_>, s: RawServer) -> Result<ServerConfig, ConfigError> 
         workers: check.threads("server.workers", s.workers)?,
         pin_cores: s.pin_cores.unwrap_or(DEFAULT_PIN_CORES),
         max_connections: s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        handshakes_per_turn: check.within(
+            "server.handshakes_per_turn",
+            s.handshakes_per_turn.unwrap_or(DEFAULT_HANDSHAKES_PER_TURN),
+            1..=4096,
+        )?,
         drain_rate: NonZeroU32::new(s.drain_rate.unwrap_or(DEFAULT_DRAIN_RATE))
             .ok_or_else(|| check.invalid("server.drain_rate", "must be > 0".into()))?,
         listen_backlog: s.listen_backlog.unwrap_or(DEFAULT_LISTEN_BACKLOG).max(1),

@@ -119,6 +119,12 @@ pub struct EventLoop {
     accept_more: bool,
     /// Accepting failed for lack of descriptors; a retry timer is armed.
     accept_paused: bool,
+    /// Upgrading connections this iteration may still serve (`server.handshakes_per_turn`:
+    /// a TLS handshake costs the loop 0.1-0.3 ms, so a reconnect storm would otherwise put
+    /// whole milliseconds of handshakes between a connected charge point's message and its
+    /// answer; the rest wait on the ready list for the next iteration).
+    handshake_budget: u32,
+    handshakes_per_turn: u32,
     inbox_more: bool,
     /// A batch could not be handed to its processor yet.
     batches_held: bool,
@@ -165,6 +171,7 @@ impl EventLoop {
             security,
             wheel,
         );
+        let handshakes_per_turn = config.server.handshakes_per_turn;
         Ok(EventLoop {
             poll,
             listeners: listening,
@@ -180,6 +187,8 @@ impl EventLoop {
             refusing: 0,
             accept_more: false,
             accept_paused: false,
+            handshake_budget: handshakes_per_turn,
+            handshakes_per_turn,
             inbox_more: false,
             batches_held: false,
             drain: None,
@@ -209,6 +218,7 @@ impl EventLoop {
                 return;
             }
             self.cx.now = Instant::now();
+            self.handshake_budget = self.handshakes_per_turn;
             self.cx.stats.loop_progress[usize::from(self.index())].fetch_add(1, Ordering::Relaxed);
             for event in events.iter() {
                 match event.token() {
@@ -388,11 +398,19 @@ impl EventLoop {
         mem::swap(&mut self.ready, &mut self.ready_next);
         let mut batch = mem::take(&mut self.ready_next);
         for (key, generation) in batch.drain(..) {
-            let Some(conn) = self
+            let Some(upgrading) = self
                 .conns
-                .get_mut(key)
+                .get(key)
                 .filter(|c| c.generation == generation)
+                .map(Connection::is_upgrading)
             else {
+                continue;
+            };
+            if upgrading && !self.spend_handshake() {
+                self.ready.push((key, generation));
+                continue;
+            }
+            let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
             let transition = conn.on_readable(&mut self.cx, key);
@@ -605,10 +623,35 @@ impl EventLoop {
                 return self.act(key, transition);
             }
         }
-        if readable && let Some(conn) = self.conns.get_mut(key) {
+        if !readable {
+            return;
+        }
+        let Some((upgrading, generation)) = self
+            .conns
+            .get(key)
+            .map(|c| (c.is_upgrading(), c.generation))
+        else {
+            return;
+        };
+        if upgrading && !self.spend_handshake() {
+            // Its edge is gone: the ready list brings it back next iteration.
+            self.ready.push((key, generation));
+            return;
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
             let transition = conn.on_readable(&mut self.cx, key);
             self.act(key, transition);
         }
+    }
+
+    /// Takes one upgrading connection's turn from this iteration's budget; false when spent.
+    fn spend_handshake(&mut self) -> bool {
+        let left = self.handshake_budget > 0;
+        self.handshake_budget = self.handshake_budget.saturating_sub(1);
+        if !left {
+            self.cx.stats().handshakes_deferred.inc();
+        }
+        left
     }
 
     // ---- timers ----

@@ -227,6 +227,11 @@ impl Connection {
         matches!(self.phase, Phase::Open(_))
     }
 
+    /// Still before the WebSocket upgrade (PROXY header, TLS handshake, upgrade request).
+    pub fn is_upgrading(&self) -> bool {
+        matches!(self.phase, Phase::Upgrading(_))
+    }
+
     pub(super) fn id(&self, cx: &LoopContext, key: usize) -> ConnId {
         cx.conn_id(key, self.generation)
     }
