@@ -38,6 +38,7 @@ fn configs() -> (Arc<ServerConfig>, rustls::RootCertStore) {
         TlsFiles {
             certs: vec![files],
             client_ca: None,
+            client_crl: Vec::new(),
             tickets: Some(TicketConfig {
                 keys: None,
                 lifetime: DEFAULT_TLS_TICKET_LIFETIME,

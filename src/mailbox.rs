@@ -34,6 +34,8 @@ pub enum ToLoop {
     Call { conn: ConnId, call: OutboundCall },
     /// A liveness probe from the admin thread: store `seq` in the loop's `alive` slot.
     Probe { seq: u64 },
+    /// The CRLs were read again: close every connection whose client certificate they revoke.
+    SweepRevoked,
 }
 
 /// What other threads ask of a processor.

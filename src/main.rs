@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use log::{error, info, warn};
@@ -191,15 +190,15 @@ fn run(config: Config) -> anyhow::Result<()> {
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
     let server = Server::start(config).context("cannot start")?;
     let shutdown = server.shutdown_handle();
-    let security = Arc::clone(server.security());
+    let reload = server.reload_handle();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut seen = 0;
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    info!("SIGHUP: reloading certificates and credentials");
-                    security.reload();
+                    info!("SIGHUP: reloading certificates, CRLs, ticket keys and credentials");
+                    reload.reload();
                     continue;
                 }
                 seen += 1;

@@ -234,6 +234,9 @@ counters! {
         auth_failures,
         /// Upgrades refused with 403: the client certificate's CN is not the identity (profile 3).
         certificate_mismatches,
+        /// Client certificates refused as revoked (`security.client_crl`): in the TLS handshake,
+        /// or at the upgrade for a session resumed from an earlier ticket.
+        certificates_revoked,
         /// Times an address was locked out for too many failed authentications.
         auth_lockouts,
         /// Upgrades refused with 429 because their address was locked out.
@@ -526,6 +529,7 @@ pub struct StatsSnapshot {
     pub proxy_header_errors: u64,
     pub auth_failures: u64,
     pub certificate_mismatches: u64,
+    pub certificates_revoked: u64,
     pub auth_lockouts: u64,
     pub locked_out_refusals: u64,
     pub refusals_unjournaled: u64,

@@ -38,6 +38,8 @@ pub enum CloseReason {
     SerialMismatch,
     /// The identity authenticated at a higher security profile before than this listener's.
     ProfileTooLow,
+    /// Its client certificate is revoked by a CRL read since it connected.
+    CertificateRevoked,
 }
 
 impl CloseReason {
@@ -57,6 +59,7 @@ impl CloseReason {
             CloseReason::ProfileTooLow => {
                 (1008, "this charge point must use a higher security profile")
             }
+            CloseReason::CertificateRevoked => (1008, "client certificate revoked"),
         }
     }
 
@@ -67,6 +70,7 @@ impl CloseReason {
             CloseReason::IdentityInUse => CloseCause::IdentityInUse,
             CloseReason::SerialMismatch => CloseCause::SerialMismatch,
             CloseReason::ProfileTooLow => CloseCause::ProfileTooLow,
+            CloseReason::CertificateRevoked => CloseCause::CertificateRevoked,
         }
     }
 }
@@ -104,10 +108,12 @@ pub enum CloseCause {
     SerialMismatch,
     /// On a listener below the security profile the identity authenticated at before (1008).
     ProfileTooLow,
+    /// Its client certificate was revoked by a CRL reloaded while it was connected (1008).
+    CertificateRevoked,
 }
 
 impl CloseCause {
-    pub const ALL: [CloseCause; 14] = [
+    pub const ALL: [CloseCause; 15] = [
         CloseCause::PeerClosed,
         CloseCause::ConnectionLost,
         CloseCause::PongTimeout,
@@ -122,6 +128,7 @@ impl CloseCause {
         CloseCause::IdentityInUse,
         CloseCause::SerialMismatch,
         CloseCause::ProfileTooLow,
+        CloseCause::CertificateRevoked,
     ];
 
     /// The cause's position in [`CloseCause::ALL`].
@@ -145,6 +152,7 @@ impl CloseCause {
             CloseCause::IdentityInUse => "identity_in_use",
             CloseCause::SerialMismatch => "serial_mismatch",
             CloseCause::ProfileTooLow => "profile_too_low",
+            CloseCause::CertificateRevoked => "certificate_revoked",
         }
     }
 }

@@ -16,7 +16,6 @@ use common::*;
 use ocpp_gateway::config::{Config, ListenerConfig, TicketConfig};
 use ocpp_gateway::security::Profile;
 use ocpp_gateway::security::certificates::CertFiles;
-use rustls::client::Resumption;
 use rustls::crypto::ring::cipher_suite as suites;
 use rustls::{ClientConfig, HandshakeKind};
 
@@ -49,37 +48,15 @@ fn config(pki: &Pki, keys: Option<PathBuf>) -> Config {
     config
 }
 
-/// A client that keeps the tickets it is given (the tests' default turns that off).
-fn resuming(config: Arc<ClientConfig>) -> Arc<ClientConfig> {
-    let mut config = (*config).clone();
-    config.resumption = Resumption::in_memory_sessions(16);
-    Arc::new(config)
-}
-
-/// Connects as `id` on `addr`, boots, and says how the handshake went; the connection is
-/// closed after (the ticket came with the upgrade's answer).
-fn boot_once(
+/// [`boot_once`] with CP1/CP2's Basic key when `basic_auth`.
+fn boot_as(
     addr: std::net::SocketAddr,
     tls: &Arc<ClientConfig>,
     id: &str,
     basic_auth: bool,
 ) -> HandshakeKind {
     let header = basic(id, KEY);
-    let (mut client, _) = wss_connect(
-        addr,
-        Arc::clone(tls),
-        id,
-        basic_auth.then_some(header.as_str()),
-    )
-    .unwrap_or_else(|e| panic!("{id} at {addr}: {e}"));
-    boot(&mut client);
-    let kind = client
-        .get_ref()
-        .conn
-        .handshake_kind()
-        .expect("handshake done");
-    let _ = client.close(None);
-    kind
+    boot_once(addr, tls, id, basic_auth.then_some(header.as_str()))
 }
 
 fn write_keys(path: &Path, keys: &[&str]) {
@@ -92,16 +69,16 @@ fn a_reconnect_resumes_and_boots_in_tls_13_and_12() {
     let server = TestServer::start(config(&pki, None));
     let tls13 = resuming(pki.client_config(None));
     assert_eq!(
-        boot_once(server.addr, &tls13, "CP1", true),
+        boot_as(server.addr, &tls13, "CP1", true),
         HandshakeKind::Full
     );
     assert_eq!(
-        boot_once(server.addr, &tls13, "CP1", true),
+        boot_as(server.addr, &tls13, "CP1", true),
         HandshakeKind::Resumed
     );
     // Each resumption brings a new ticket: the next reconnect resumes too.
     assert_eq!(
-        boot_once(server.addr, &tls13, "CP1", true),
+        boot_as(server.addr, &tls13, "CP1", true),
         HandshakeKind::Resumed
     );
     let tls12 = resuming(client_config_with(
@@ -110,11 +87,11 @@ fn a_reconnect_resumes_and_boots_in_tls_13_and_12() {
         Some(vec![suites::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]),
     ));
     assert_eq!(
-        boot_once(server.addr, &tls12, "CP2", true),
+        boot_as(server.addr, &tls12, "CP2", true),
         HandshakeKind::Full
     );
     assert_eq!(
-        boot_once(server.addr, &tls12, "CP2", true),
+        boot_as(server.addr, &tls12, "CP2", true),
         HandshakeKind::Resumed
     );
     server.wait_for("resumptions counted", |s| {
@@ -142,11 +119,11 @@ fn a_resumed_profile_3_session_carries_its_certificate_and_never_comes_from_prof
     let mutual_port = server.server().local_addrs()[1];
     let with_cert = resuming(pki.client_config(Some(pki.client("CP-7"))));
     assert_eq!(
-        boot_once(mutual_port, &with_cert, "CP-7", false),
+        boot_as(mutual_port, &with_cert, "CP-7", false),
         HandshakeKind::Full
     );
     assert_eq!(
-        boot_once(mutual_port, &with_cert, "CP-7", false),
+        boot_as(mutual_port, &with_cert, "CP-7", false),
         HandshakeKind::Resumed
     );
     // The resumed session's certificate names CP-7: CP-8 is refused as after a full handshake.
@@ -162,7 +139,7 @@ fn a_resumed_profile_3_session_carries_its_certificate_and_never_comes_from_prof
     // full handshake asks for a certificate, and one without fails.
     let bare = resuming(pki.client_config(None));
     assert_eq!(
-        boot_once(server.addr, &bare, "CP1", true),
+        boot_as(server.addr, &bare, "CP1", true),
         HandshakeKind::Full
     );
     assert!(
@@ -171,7 +148,7 @@ fn a_resumed_profile_3_session_carries_its_certificate_and_never_comes_from_prof
     );
     let both = resuming(pki.client_config(Some(pki.client("CP1"))));
     assert_eq!(
-        boot_once(server.addr, &both, "CP1", true),
+        boot_as(server.addr, &both, "CP1", true),
         HandshakeKind::Full
     );
     let stream = tls_stream(mutual_port, both).expect("a full handshake with the certificate");
@@ -191,18 +168,15 @@ fn nodes_sharing_the_key_file_resume_each_others_tickets_and_a_reload_rotates_th
     let stranger = TestServer::start(config(&pki, Some(other)));
 
     let tls = resuming(pki.client_config(None));
-    assert_eq!(
-        boot_once(node_a.addr, &tls, "CP1", true),
-        HandshakeKind::Full
-    );
+    assert_eq!(boot_as(node_a.addr, &tls, "CP1", true), HandshakeKind::Full);
     // The charge point fails over to B: resumed there.
     assert_eq!(
-        boot_once(node_b.addr, &tls, "CP1", true),
+        boot_as(node_b.addr, &tls, "CP1", true),
         HandshakeKind::Resumed
     );
     // A node with other keys cannot open it: a full handshake, which works.
     assert_eq!(
-        boot_once(stranger.addr, &tls, "CP1", true),
+        boot_as(stranger.addr, &tls, "CP1", true),
         HandshakeKind::Full
     );
 
@@ -212,15 +186,15 @@ fn nodes_sharing_the_key_file_resume_each_others_tickets_and_a_reload_rotates_th
     node_a.server().reload();
     let fresh = resuming(pki.client_config(None));
     assert_eq!(
-        boot_once(node_b.addr, &fresh, "CP2", true),
+        boot_as(node_b.addr, &fresh, "CP2", true),
         HandshakeKind::Full
     ); // K1 ticket
     assert_eq!(
-        boot_once(node_a.addr, &fresh, "CP2", true),
+        boot_as(node_a.addr, &fresh, "CP2", true),
         HandshakeKind::Resumed
     ); // K1 opens on A
     assert_eq!(
-        boot_once(node_b.addr, &fresh, "CP2", true),
+        boot_as(node_b.addr, &fresh, "CP2", true),
         HandshakeKind::Full
     ); // K2 unknown to B
     // A broken file on reload: the keys stay.
@@ -238,11 +212,11 @@ fn nodes_sharing_the_key_file_resume_each_others_tickets_and_a_reload_rotates_th
     node_a.server().reload();
     let last = resuming(pki.client_config(None));
     assert_eq!(
-        boot_once(node_b.addr, &last, "CP1", true),
+        boot_as(node_b.addr, &last, "CP1", true),
         HandshakeKind::Full
     );
     assert_eq!(
-        boot_once(node_a.addr, &last, "CP1", true),
+        boot_as(node_a.addr, &last, "CP1", true),
         HandshakeKind::Full
     );
     pki.cleanup();

@@ -739,7 +739,9 @@ impl Fleet {
                 self.unexpected += 1;
                 call.resolve(CallOutcome::NotConnected);
             }
-            ToLoop::Close { .. } | ToLoop::Probe { .. } => self.unexpected += 1,
+            ToLoop::Close { .. } | ToLoop::Probe { .. } | ToLoop::SweepRevoked => {
+                self.unexpected += 1
+            }
         }
     }
 

@@ -75,6 +75,7 @@ fn connect_all() -> Vec<Pipe> {
     let files = TlsFiles {
         certs,
         client_ca: None,
+        client_crl: Vec::new(),
         tickets: None,
     };
     let server = TlsConfigs::load(files, false)

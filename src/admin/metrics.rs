@@ -190,6 +190,7 @@ fn connections(o: &mut Out, s: &StatsSnapshot) {
     for (kind, n) in [
         ("basic_auth", s.auth_failures),
         ("certificate", s.certificate_mismatches),
+        ("certificate_revoked", s.certificates_revoked),
         ("serial_number", s.serial_mismatches),
     ] {
         o.sample("ocpp_gateway_auth_failures_total", &[("kind", kind)], n);

@@ -195,6 +195,8 @@ pub struct SecurityConfig {
     pub tls_certs: Vec<CertFiles>,
     /// CA certificates for client certificates (profile 3).
     pub client_ca: Option<PathBuf>,
+    /// CRLs client certificates are checked against (profile 3).
+    pub client_crl: Vec<PathBuf>,
     /// Profile 3: a BootNotification whose serial number is not the certificate CN is Rejected.
     pub check_serial_number: bool,
     /// TLS session resumption (None: every reconnect is a full handshake).

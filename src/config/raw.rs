@@ -81,6 +81,7 @@ pub struct RawSecurity {
     pub tls_cert: Option<OneOrMany>,
     pub tls_key: Option<OneOrMany>,
     pub client_ca: Option<String>,
+    pub client_crl: Option<OneOrMany>,
     pub check_serial_number: Option<bool>,
     pub tls_resumption: Option<bool>,
     pub tls_ticket_keys: Option<String>,

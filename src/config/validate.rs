@@ -468,6 +468,14 @@ fn security(
     } else {
         None
     };
+    let client_crl: Vec<PathBuf> = s
+        .client_crl
+        .map(|c| c.into_vec())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .map(PathBuf::from)
+        .collect();
     let client_ca = file(s.client_ca);
     if client_ca.is_none() && profiles.contains(&Profile::MutualTls) {
         return Err(check.invalid(
@@ -487,6 +495,7 @@ fn security(
             })
             .collect(),
         client_ca,
+        client_crl,
         check_serial_number: s.check_serial_number.unwrap_or(DEFAULT_CHECK_SERIAL_NUMBER),
         tickets,
         min_profile: match s.min_profile {

@@ -377,6 +377,21 @@ impl LoopContext {
     /// The rustls configuration a new connection on a `profile` listener starts with: the
     /// current generation's (re-read only after a reload changed it).
     pub fn tls_config(&mut self, profile: Profile) -> Option<Arc<rustls::ServerConfig>> {
+        let configs = self.tls_configs()?;
+        match profile {
+            Profile::MutualTls => configs.mutual.clone(),
+            _ => Some(Arc::clone(&configs.server_auth)),
+        }
+    }
+
+    /// Whether `security.client_crl` (as of the current generation) revokes the certificate.
+    pub fn revoked(&mut self, id: &transport::tls::CertificateId) -> bool {
+        self.tls_configs()
+            .is_some_and(|configs| configs.revoked.contains(id))
+    }
+
+    /// The current generation's TLS configurations (re-read only after a reload changed it).
+    fn tls_configs(&mut self) -> Option<&ServerConfigs> {
         let tls = self.security.tls.as_ref()?;
         let generation = tls.generation();
         if self
@@ -386,11 +401,7 @@ impl LoopContext {
         {
             self.tls_configs = Some((generation, tls.current()));
         }
-        let (_, configs) = self.tls_configs.as_ref()?;
-        match profile {
-            Profile::MutualTls => configs.mutual.clone(),
-            _ => Some(Arc::clone(&configs.server_auth)),
-        }
+        self.tls_configs.as_ref().map(|(_, configs)| &**configs)
     }
 
     /// Milliseconds since the loop started, by its clock of this turn.

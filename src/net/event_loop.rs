@@ -724,9 +724,34 @@ impl EventLoop {
                     self.cx.stats.loop_alive[usize::from(self.index())]
                         .store(seq, Ordering::Relaxed);
                 }
+                ToLoop::SweepRevoked => self.close_revoked(),
             }
         }
         self.inbox_more = true;
+    }
+
+    /// Closes (1008) the open connections whose client certificate the current CRLs revoke.
+    fn close_revoked(&mut self) {
+        let revoked: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| conn.is_open())
+            .filter_map(|(key, conn)| {
+                let id = conn.transport.tls()?.client_certificate_id()?;
+                Some((key, id))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter(|(_, id)| self.cx.revoked(id))
+            .map(|(key, _)| key)
+            .collect();
+        for key in revoked {
+            self.cx.stats().certificates_revoked.inc();
+            let reason = CloseReason::CertificateRevoked;
+            let (code, text) = reason.frame();
+            let transition = self.conns[key].close(&mut self.cx, key, code, text, reason.cause());
+            self.act(key, transition);
+        }
     }
 
     // ---- shutdown ----

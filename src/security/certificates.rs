@@ -38,6 +38,8 @@ pub struct TlsFiles {
     pub certs: Vec<CertFiles>,
     /// CA certificates client certificates must chain to (profile 3).
     pub client_ca: Option<PathBuf>,
+    /// CRLs of client certificates (profile 3).
+    pub client_crl: Vec<PathBuf>,
     /// Session tickets (None: no resumption).
     pub tickets: Option<crate::config::TicketConfig>,
 }
@@ -68,6 +70,8 @@ pub struct ServerConfigs {
     pub server_auth: Arc<rustls::ServerConfig>,
     /// Profile 3: client certificates required (None when no profile 3 listener exists).
     pub mutual: Option<Arc<rustls::ServerConfig>>,
+    /// What `security.client_crl` revokes (checked again at the upgrade: resumed sessions).
+    pub revoked: super::revocation::Revoked,
 }
 
 /// The current [`ServerConfigs`], replaced on reload. Loops check the generation (one relaxed
@@ -183,6 +187,7 @@ fn build(
         Ok::<_, CertError>(Arc::new(config))
     };
     let server_auth = config(None, TicketScope::ServerAuth)?;
+    let (crls, revoked) = super::revocation::load(&files.client_crl)?;
     let mutual = if mutual {
         let path = files.client_ca.as_ref().ok_or_else(|| CertError::Invalid {
             key: "security.client_ca",
@@ -190,18 +195,25 @@ fn build(
             reason: "required by a profile 3 listener".into(),
         })?;
         let roots = client_roots(path)?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
-            .build()
-            .map_err(|e| CertError::Invalid {
-                key: "security.client_ca",
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut builder = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider));
+        if !crls.is_empty() {
+            // The leaf only; a certificate of an issuer without a CRL here passes.
+            builder = builder
+                .with_crls(crls)
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
+        }
+        let verifier = builder.build().map_err(|e| CertError::Invalid {
+            key: "security.client_ca",
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         Some(config(Some(verifier), TicketScope::Mutual)?)
     } else {
         None
     };
     Ok(ServerConfigs {
+        revoked,
         server_auth,
         mutual,
     })

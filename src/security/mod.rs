@@ -15,6 +15,7 @@
 pub mod certificates;
 pub mod credentials;
 pub mod lockout;
+pub mod revocation;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -72,6 +73,7 @@ impl Security {
             let files = TlsFiles {
                 certs: s.tls_certs.clone(),
                 client_ca: s.client_ca.clone(),
+                client_crl: s.client_crl.clone(),
                 tickets: s.tickets.clone(),
             };
             let mutual = profiles.contains(&Profile::MutualTls);
@@ -143,6 +145,8 @@ pub enum AuthFailure {
     NoCertificate,
     #[error("client certificate CN is not the identity in the URL")]
     WrongCommonName,
+    #[error("client certificate revoked (security.client_crl)")]
+    Revoked,
     #[error("the identity must use a higher security profile than this listener's")]
     ProfileTooLow,
 }
@@ -157,6 +161,7 @@ impl AuthFailure {
             AuthFailure::WrongPassword => "wrong_password",
             AuthFailure::NoCertificate => "no_certificate",
             AuthFailure::WrongCommonName => "certificate_not_for_identity",
+            AuthFailure::Revoked => "certificate_revoked",
             AuthFailure::ProfileTooLow => "profile_too_low",
         }
     }

@@ -117,6 +117,23 @@ pub struct Server {
     stats: Arc<Stats>,
 }
 
+/// A cloneable way to reload a running server's certificates, CRLs and credentials (SIGHUP).
+#[derive(Clone)]
+pub struct ReloadHandle {
+    security: Arc<Security>,
+    loops: Arc<[LoopHandle]>,
+}
+
+impl ReloadHandle {
+    /// Reads them again; then every loop closes the connections a CRL now revokes.
+    pub fn reload(&self) {
+        self.security.reload();
+        for handle in self.loops.iter() {
+            handle.send(ToLoop::SweepRevoked);
+        }
+    }
+}
+
 /// A cloneable way to ask a running server to stop (for signal handlers).
 #[derive(Clone)]
 pub struct ShutdownHandle {
@@ -142,9 +159,18 @@ impl Server {
         &self.local_addrs
     }
 
-    /// Reads certificates and credentials again (what SIGHUP does); connections stay.
+    /// Reads certificates, CRLs and credentials again (what SIGHUP does); connections stay,
+    /// but those whose client certificate a CRL now revokes are closed.
     pub fn reload(&self) {
-        self.security.reload();
+        self.reload_handle().reload();
+    }
+
+    /// What the SIGHUP handler calls [`ReloadHandle::reload`] on.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            security: Arc::clone(&self.security),
+            loops: Arc::clone(&self.loops.handles),
+        }
     }
 
     /// The credentials and certificates connections are checked against.

@@ -101,6 +101,35 @@ impl Pki {
         }
     }
 
+    /// A CRL of this CA revoking `certs`, written to `name` (replacing it); its path.
+    pub fn crl(&self, name: &str, certs: &[&CertificateDer<'_>]) -> PathBuf {
+        let revoked_certs = certs
+            .iter()
+            .map(|der| {
+                let (_, parsed) =
+                    x509_parser::parse_x509_certificate(der.as_ref()).expect("a certificate");
+                rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(parsed.raw_serial()),
+                    revocation_time: rcgen::date_time_ymd(2026, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                }
+            })
+            .collect();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2026, 1, 1),
+            next_update: rcgen::date_time_ymd(2036, 1, 1),
+            crl_number: rcgen::SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.ca).expect("CRL");
+        let path = self.path(name);
+        std::fs::write(&path, crl.pem().expect("PEM")).expect("write CRL");
+        path
+    }
+
     /// A client configuration trusting this CA, presenting `cert` if given.
     pub fn client_config(&self, cert: Option<ClientCert>) -> Arc<ClientConfig> {
         client_config_with(self, cert, None)
@@ -145,6 +174,33 @@ pub fn client_config_with(
     // Every handshake full, as each test expects; `tests/tls_resumption.rs` turns it back on.
     config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
+}
+
+/// `config` keeping the session tickets it is given (the tests' default turns that off).
+pub fn resuming(config: Arc<ClientConfig>) -> Arc<ClientConfig> {
+    let mut config = (*config).clone();
+    config.resumption = rustls::client::Resumption::in_memory_sessions(16);
+    Arc::new(config)
+}
+
+/// Connects as `id` on `addr` (with `authorization` if given), boots, closes, and says how
+/// the TLS handshake went (the ticket came with the upgrade's answer).
+pub fn boot_once(
+    addr: SocketAddr,
+    tls: &Arc<ClientConfig>,
+    id: &str,
+    authorization: Option<&str>,
+) -> rustls::HandshakeKind {
+    let (mut client, _) = wss_connect(addr, Arc::clone(tls), id, authorization)
+        .unwrap_or_else(|e| panic!("{id} at {addr}: {e}"));
+    super::boot(&mut client);
+    let kind = client
+        .get_ref()
+        .conn
+        .handshake_kind()
+        .expect("handshake done");
+    let _ = client.close(None);
+    kind
 }
 
 /// `Basic base64(identity:key)` with the key as bytes.

@@ -45,6 +45,7 @@ impl Gateway {
                     })
                     .collect(),
                 client_ca: None,
+                client_crl: Vec::new(),
                 // As shipped: a session ticket follows every full handshake.
                 tickets: Some(ocpp_gateway::config::TicketConfig {
                     keys: None,

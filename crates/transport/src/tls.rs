@@ -58,6 +58,42 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     cn.as_str().ok().map(str::to_owned)
 }
 
+/// Names one certificate across CRLs in 16 bytes: a hash of its issuer's name (DER) and its
+/// serial number, as a CRL lists it.
+pub type CertificateId = [u8; 16];
+
+/// The [`CertificateId`] of the certificate `serial` (the INTEGER's content bytes; leading zero
+/// bytes, which only keep it positive, are not part of the number) of `issuer`.
+pub fn certificate_id(issuer: &[u8], serial: &[u8]) -> CertificateId {
+    let zeros = serial.iter().take_while(|b| **b == 0).count();
+    let serial = &serial[zeros.min(serial.len().saturating_sub(1))..];
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&(issuer.len() as u64).to_be_bytes());
+    ctx.update(issuer);
+    ctx.update(serial);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&ctx.finish().as_ref()[..16]);
+    id
+}
+
+/// The CN and the [`CertificateId`] of a leaf certificate.
+fn leaf_facts(cert: &CertificateDer<'_>) -> (ClientCertificate, Option<CertificateId>) {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return (ClientCertificate::NoCommonName, None);
+    };
+    let id = certificate_id(parsed.issuer().as_raw(), parsed.raw_serial());
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok());
+    let certificate = match cn {
+        Some(cn) => ClientCertificate::CommonName(cn.into()),
+        None => ClientCertificate::NoCommonName,
+    };
+    (certificate, Some(id))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The peer broke the protocol, or its certificate was refused: close the connection (an
@@ -119,6 +155,8 @@ pub struct TlsLayer {
     client_certificate: ClientCertificate,
     /// The handshake resumed a session (a ticket), captured with the certificate.
     resumed: bool,
+    /// The client certificate's issuer and serial (checked against CRLs), captured with it.
+    client_certificate_id: Option<CertificateId>,
     /// Ciphertext received and not consumed yet (an unfinished record, or handshake bytes
     /// rustls asked to see again), freed once consumed.
     incoming: Held,
@@ -181,6 +219,7 @@ impl TlsLayer {
             state: State::Rustls(Box::new(conn)),
             client_certificate: ClientCertificate::None,
             resumed: false,
+            client_certificate_id: None,
             incoming: Held::default(),
             waiting: Held::default(),
             close_wanted: false,
@@ -217,6 +256,12 @@ impl TlsLayer {
         &self.client_certificate
     }
 
+    /// The client certificate's [`CertificateId`] (servers, once the handshake is done, also
+    /// when it resumed a session: the ticket carries the certificate).
+    pub fn client_certificate_id(&self) -> Option<CertificateId> {
+        self.client_certificate_id
+    }
+
     /// Whether the handshake (done) resumed a session from a ticket instead of a full one.
     pub fn resumed(&self) -> bool {
         match &self.state {
@@ -242,11 +287,8 @@ impl TlsLayer {
             return Ok(());
         }
         self.resumed = conn.common().handshake_kind() == Some(HandshakeKind::Resumed);
-        if let Some(chain) = conn.common().peer_certificates() {
-            self.client_certificate = match chain.first().and_then(common_name) {
-                Some(cn) => ClientCertificate::CommonName(cn.into()),
-                None => ClientCertificate::NoCommonName,
-            };
+        if let Some(leaf) = conn.common().peer_certificates().and_then(|c| c.first()) {
+            (self.client_certificate, self.client_certificate_id) = leaf_facts(leaf);
         }
         let State::Rustls(conn) = std::mem::replace(&mut self.state, State::Gone) else {
             return Ok(());

@@ -151,8 +151,19 @@ impl Connection {
                     None => Err(AuthFailure::WrongPassword),
                 },
                 Profile::MutualTls => {
-                    let presented = self.transport.tls().map(|t| t.client_certificate());
-                    security::check_certificate(id, presented).map(|()| Auth::Certificate)
+                    let tls = self.transport.tls();
+                    let presented = tls.map(|t| t.client_certificate());
+                    let revoked = tls
+                        .and_then(|t| t.client_certificate_id())
+                        .is_some_and(|id| cx.revoked(&id));
+                    // A session resumed from a ticket issued before the revocation.
+                    security::check_certificate(id, presented).and({
+                        if revoked {
+                            Err(AuthFailure::Revoked)
+                        } else {
+                            Ok(Auth::Certificate)
+                        }
+                    })
                 }
             }
         };
@@ -162,6 +173,8 @@ impl Connection {
         };
         let (refusal, counter) = if failure == AuthFailure::ProfileTooLow {
             (Refusal::ProfileTooLow, &cx.stats().profile_refusals)
+        } else if failure == AuthFailure::Revoked {
+            (Refusal::Forbidden, &cx.stats().certificates_revoked)
         } else if failure.forbidden() {
             (Refusal::Forbidden, &cx.stats().certificate_mismatches)
         } else {

@@ -451,6 +451,14 @@ impl Connection {
             ReadError::Io(e) => debug!("loop={} read failed: {e}", cx.index),
             ReadError::Tls(e) => {
                 cx.stats().tls_failures.inc();
+                if matches!(
+                    e,
+                    transport::tls::TlsError::Protocol(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::Revoked
+                    ))
+                ) {
+                    cx.stats().certificates_revoked.inc();
+                }
                 if cx.warnings.allow(cx.now_ms()) {
                     warn!("{} loop={} {e}", self.who(), cx.index);
                 }
