@@ -745,10 +745,23 @@ mod tests {
             (vec!["--id-prefix", "a b"], "--id-prefix"),
             (vec!["--source-ips", "127.0.0.9-127.0.0.2"], "--source-ips"),
             (vec!["--backoff-max", "1ms"], "--backoff-max"),
+            (vec!["--tls-resume"], "--tls-resume"),
+            (vec!["--tls12"], "--tls12"),
+            (vec!["--protocol", "ocpp1.6,ocpp1.6"], "--protocol"),
         ] {
             let err = args(&argv).unwrap_err().to_string();
             assert!(err.starts_with(flag), "{argv:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_protocol_list_is_a_mixed_fleet() {
+        let config = args(&["--protocol", "ocpp1.6,ocpp2.0.1", "--connections", "4"]).unwrap();
+        let versions: Vec<_> = (0..4).map(|i| config.version_of(i)).collect();
+        use ocpp::Version::{V16, V201};
+        assert_eq!(versions, [V16, V201, V16, V201]);
+        let config = args(&["--protocol", "ocpp2.0.1"]).unwrap();
+        assert_eq!(config.version_of(7), V201);
     }
 
     #[test]
