@@ -19,7 +19,10 @@
 //! certificate chain verified when the ticket was issued, and the identity check (CN = the
 //! identity in the URL) runs on it as after a full handshake.
 //!
-//! A ticket: key id (4 bytes) || nonce (12, random) || ciphertext || tag (16).
+//! A ticket: key id (4 bytes) || issued at (8, seconds since the epoch) || nonce (12, random) ||
+//! ciphertext || tag (16); the first two are authenticated with it. A ticket older than
+//! `security.tls_ticket_lifetime` is not opened (a full handshake follows), whatever its key:
+//! rustls keeps no age of its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -33,7 +36,11 @@ use rustls::server::ProducesTickets;
 use super::certificates::CertError;
 
 const KEY_ID_LEN: usize = 4;
+/// Key id and the time of issue (seconds since the epoch), authenticated with the ticket.
+const HEADER_LEN: usize = KEY_ID_LEN + 8;
 const TAG_LEN: usize = 16;
+/// How far ahead of ours another node's clock may be when it issues a ticket.
+const CLOCK_SKEW_SECS: u64 = 300;
 /// Keys the file may hold (a current one and those still opening older tickets).
 const MAX_KEYS: usize = 16;
 const CONFIG_KEY: &str = "security.tls_ticket_keys";
@@ -175,13 +182,26 @@ impl ProducesTickets for Ticketer {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.seal(plain, unix_now())
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.open(cipher, unix_now())
+    }
+}
+
+impl Ticketer {
+    /// A ticket for `plain`, issued at `now` (seconds since the epoch).
+    fn seal(&self, plain: &[u8], now: u64) -> Option<Vec<u8>> {
         self.keys.rotate_if_due();
         let mut nonce = [0u8; NONCE_LEN];
         self.keys.random.fill(&mut nonce).ok()?;
         let ring = self.keys.ring.read().unwrap_or_else(|e| e.into_inner());
         let key = ring.keys.first()?;
-        let mut out = Vec::with_capacity(KEY_ID_LEN + NONCE_LEN + plain.len() + TAG_LEN);
+        let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + plain.len() + TAG_LEN);
         out.extend_from_slice(&key.id);
+        out.extend_from_slice(&now.to_be_bytes());
+        let header_end = out.len();
         out.extend_from_slice(&nonce);
         let start = out.len();
         out.extend_from_slice(plain);
@@ -189,7 +209,7 @@ impl ProducesTickets for Ticketer {
         key.sealing[self.scope.index()]
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(&key.id),
+                Aad::from(&out[..header_end]),
                 &mut sealed,
             )
             .ok()?;
@@ -197,23 +217,39 @@ impl ProducesTickets for Ticketer {
         Some(out)
     }
 
-    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        if cipher.len() < KEY_ID_LEN + NONCE_LEN + TAG_LEN {
+    /// What a ticket holds, if it is intact, sealed by a key we still have, in our scope, and
+    /// issued within the lifetime before `now` (rustls keeps no age of its own: a key file that
+    /// is never rotated would otherwise let a ticket resume for ever).
+    fn open(&self, cipher: &[u8], now: u64) -> Option<Vec<u8>> {
+        if cipher.len() < HEADER_LEN + NONCE_LEN + TAG_LEN {
             return None;
         }
-        let (id, rest) = cipher.split_at(KEY_ID_LEN);
+        let (header, rest) = cipher.split_at(HEADER_LEN);
+        let (id, issued) = header.split_at(KEY_ID_LEN);
+        let issued = u64::from_be_bytes(issued.try_into().ok()?);
+        // Another node's clock may be a little ahead.
+        let lifetime = self.keys.lifetime.as_secs();
+        if issued > now.saturating_add(CLOCK_SKEW_SECS) || now.saturating_sub(issued) > lifetime {
+            return None;
+        }
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let ring = self.keys.ring.read().unwrap_or_else(|e| e.into_inner());
         let key = ring.keys.iter().find(|k| k.id == id)?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = sealed.to_vec();
         let plain_len = key.sealing[self.scope.index()]
-            .open_in_place(nonce, Aad::from(&key.id), &mut buf)
+            .open_in_place(nonce, Aad::from(header), &mut buf)
             .ok()?
             .len();
         buf.truncate(plain_len);
         Some(buf)
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn fresh_secret(random: &SystemRandom) -> Result<[u8; 32], CertError> {
@@ -314,11 +350,10 @@ mod tests {
     const B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 
     fn keys(text: &str) -> Arc<TicketKeys> {
-        let dir = std::env::temp_dir().join(format!(
-            "ocpp-tickets-{}-{}",
-            std::process::id(),
-            text.len()
-        ));
+        // One file per call: the tests run in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ocpp-tickets-{}-{n}", std::process::id()));
         std::fs::write(&dir, text).unwrap();
         let keys = TicketKeys::load(Some(dir.clone()), Duration::from_secs(3600)).unwrap();
         let _ = std::fs::remove_file(&dir);
@@ -375,6 +410,30 @@ mod tests {
         assert!(t.decrypt(&first).is_some(), "previous key kept");
         let _third = t.encrypt(b"3").unwrap();
         assert_eq!(t.decrypt(&first), None, "two rotations ago: erased");
+    }
+
+    #[test]
+    fn an_expired_or_future_ticket_does_not_open() {
+        let keys = keys(A); // lifetime 3600 s
+        let t = Ticketer {
+            keys,
+            scope: TicketScope::ServerAuth,
+        };
+        let now = 2_000_000_000;
+        let ticket = t.seal(b"state", now).unwrap();
+        assert!(t.open(&ticket, now).is_some());
+        assert!(t.open(&ticket, now + 3600).is_some(), "at its lifetime");
+        assert_eq!(t.open(&ticket, now + 3601), None, "past its lifetime");
+        assert!(
+            t.open(&ticket, now - 300).is_some(),
+            "a clock a little behind"
+        );
+        assert_eq!(t.open(&ticket, now - 301), None, "issued in the future");
+        // The time of issue is authenticated: moved back into the lifetime, it does not open.
+        let later = now + 7200;
+        let mut moved = ticket.clone();
+        moved[KEY_ID_LEN..HEADER_LEN].copy_from_slice(&later.to_be_bytes());
+        assert_eq!(t.open(&moved, later), None);
     }
 
     #[test]
