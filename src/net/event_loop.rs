@@ -732,17 +732,17 @@ impl EventLoop {
 
     /// Closes (1008) the open connections whose client certificate the current CRLs revoke.
     fn close_revoked(&mut self) {
+        let Some(configs) = self.cx.security.tls.as_ref().map(|tls| tls.current()) else {
+            return;
+        };
         let revoked: Vec<usize> = self
             .conns
             .iter()
             .filter(|(_, conn)| conn.is_open())
-            .filter_map(|(key, conn)| {
-                let id = conn.transport.tls()?.client_certificate_id()?;
-                Some((key, id))
+            .filter(|(_, conn)| {
+                let id = conn.transport.tls().and_then(|t| t.client_certificate_id());
+                id.is_some_and(|id| configs.revoked.contains(&id))
             })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .filter(|(_, id)| self.cx.revoked(id))
             .map(|(key, _)| key)
             .collect();
         for key in revoked {

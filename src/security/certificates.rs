@@ -324,5 +324,3 @@ fn tls12_suite_for(suite: CipherSuite) -> Option<SignatureAlgorithm> {
         _ => None,
     }
 }
-
-pub use transport::tls::common_name;

@@ -30,14 +30,6 @@ impl Revoked {
     pub fn contains(&self, id: &CertificateId) -> bool {
         self.ids.contains(id)
     }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
 }
 
 /// Reads `paths`: the CRLs for rustls's verifier, and what they revoke.

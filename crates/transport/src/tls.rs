@@ -51,13 +51,6 @@ pub enum ClientCertificate {
     NoCommonName,
 }
 
-/// The subject CN of a DER certificate, if it has a readable one.
-pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let cn = parsed.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_owned)
-}
-
 /// Names one certificate across CRLs in 16 bytes: a hash of its issuer's name (DER) and its
 /// serial number, as a CRL lists it.
 pub type CertificateId = [u8; 16];
