@@ -230,6 +230,11 @@ counters! {
         tls_failures,
         /// Connections closed for a missing or malformed PROXY protocol header.
         proxy_header_errors,
+        /// Connections to a PROXY listener closed unread: not from `server.trusted_proxies`.
+        proxy_untrusted,
+        /// Upgrades refused on a `tls_offload` listener: the balancer's SSL TLV did not say the
+        /// client used TLS, or (profile 3) that its certificate was verified.
+        tls_offload_refusals,
         /// Upgrades refused with 401: Basic auth missing, malformed, or wrong (profiles 1, 2).
         auth_failures,
         /// Upgrades refused with 403: the client certificate's CN is not the identity (profile 3).
@@ -527,6 +532,8 @@ pub struct StatsSnapshot {
     pub tls_resumptions: u64,
     pub tls_failures: u64,
     pub proxy_header_errors: u64,
+    pub proxy_untrusted: u64,
+    pub tls_offload_refusals: u64,
     pub auth_failures: u64,
     pub certificate_mismatches: u64,
     pub certificates_revoked: u64,

@@ -1,7 +1,7 @@
 //! The deployment kit stays true to the gateway: every metric and label the Grafana dashboard
 //! (`deploy/grafana-dashboard.json`) queries is one the gateway exports, and the systemd unit
 //! (`deploy/ocpp-gateway.service`) is valid and gives the shipped configuration's drain time.
-//! (The HAProxy configuration runs for real in `tests/haproxy.rs`.)
+//! (The HAProxy configurations run for real in `tests/haproxy.rs` and `tests/tls_offload.rs`.)
 
 mod common;
 

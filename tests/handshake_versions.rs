@@ -77,6 +77,7 @@ fn a_listener_narrows_the_versions() {
         listen: "127.0.0.1:0".parse().expect("address"),
         profile: Profile::Unsecured,
         proxy_protocol: false,
+        tls_offload: false,
         protocols: Protocols::parse(&["ocpp2.0.1"]).expect("one version"),
     });
     let server = TestServer::start(config);

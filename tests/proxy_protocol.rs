@@ -50,6 +50,7 @@ fn the_header_names_the_peer_and_is_required_where_configured() {
         listen: "127.0.0.1:0".parse().unwrap(),
         profile: Profile::Unsecured,
         proxy_protocol: false,
+        tls_offload: false,
         protocols: config.ocpp.protocols,
     });
     let mut server = TestServer::start(config);

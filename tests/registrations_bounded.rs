@@ -104,6 +104,7 @@ fn a_flood_of_made_up_identities_never_erases_a_profile_floor() {
         listen: "127.0.0.1:0".parse().unwrap(),
         profile: Profile::Unsecured,
         proxy_protocol: false,
+        tls_offload: false,
         protocols: first.ocpp.protocols,
     });
     let mut server = TestServer::start(first);

@@ -130,6 +130,7 @@ fn an_unauthenticated_connection_never_takes_over() {
         listen: "127.0.0.1:0".parse().unwrap(),
         profile: Profile::Unsecured,
         proxy_protocol: false,
+        tls_offload: false,
         protocols: config.ocpp.protocols,
     });
     let server = TestServer::start(config);

@@ -159,6 +159,7 @@ fn behind_a_proxy_the_address_is_the_one_the_header_names() {
         listen: "127.0.0.1:0".parse().unwrap(),
         profile: Profile::BasicAuth,
         proxy_protocol: true,
+        tls_offload: false,
         protocols: config.ocpp.protocols,
     });
     let server = TestServer::start(config);

@@ -40,6 +40,7 @@ fn two_ports(dir: &Path, identities: &[&str]) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         profile: Profile::Unsecured,
         proxy_protocol: false,
+        tls_offload: false,
         protocols: config.ocpp.protocols,
     });
     config

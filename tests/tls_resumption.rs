@@ -43,6 +43,7 @@ fn config(pki: &Pki, keys: Option<PathBuf>) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         profile: Profile::MutualTls,
         proxy_protocol: false,
+        tls_offload: false,
         protocols: config.ocpp.protocols,
     });
     config

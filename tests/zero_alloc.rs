@@ -141,7 +141,7 @@ impl Gateway {
             1,
             transport,
             peer,
-            (Profile::Unsecured, Protocols::V16),
+            (Profile::Unsecured, Protocols::V16, false),
             false,
         );
         let policy = Policy {

@@ -444,6 +444,7 @@ fn wss_fleets_with_basic_auth_and_with_client_certificates() {
                 listen: "127.0.0.1:0".parse().expect("address"),
                 profile: Profile::MutualTls,
                 proxy_protocol: false,
+                tls_offload: false,
                 protocols: config.ocpp.protocols,
             });
     });

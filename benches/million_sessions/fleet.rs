@@ -589,7 +589,7 @@ impl Fleet {
                     generation as u32 + 1,
                     transport,
                     peer,
-                    (Profile::Unsecured, Protocols::V16),
+                    (Profile::Unsecured, Protocols::V16, false),
                     false,
                 );
                 let key = self.conns.insert(conn);

@@ -182,6 +182,12 @@ fn connections(o: &mut Out, s: &StatsSnapshot) {
         "Connections closed for a missing or malformed PROXY protocol header.",
         s.proxy_header_errors,
     );
+    o.single(
+        "ocpp_gateway_proxy_untrusted_total",
+        "counter",
+        "Connections to a PROXY-protocol listener closed unread because they did not come from server.trusted_proxies.",
+        s.proxy_untrusted,
+    );
     o.family(
         "ocpp_gateway_auth_failures_total",
         "counter",
@@ -191,6 +197,7 @@ fn connections(o: &mut Out, s: &StatsSnapshot) {
         ("basic_auth", s.auth_failures),
         ("certificate", s.certificate_mismatches),
         ("certificate_revoked", s.certificates_revoked),
+        ("tls_offload", s.tls_offload_refusals),
         ("serial_number", s.serial_mismatches),
     ] {
         o.sample("ocpp_gateway_auth_failures_total", &[("kind", kind)], n);

@@ -10,7 +10,7 @@
 mod raw;
 mod validate;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,6 +32,7 @@ pub const DEFAULT_DRAIN_RATE: u32 = 10_000;
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 0;
 pub const DEFAULT_PROXY_PROTOCOL: bool = false;
+pub const DEFAULT_TLS_OFFLOAD: bool = false;
 /// Both versions, the newest first: a station offering both speaks 2.0.1.
 pub const DEFAULT_PROTOCOLS: Protocols = Protocols::BOTH;
 
@@ -181,8 +182,68 @@ pub struct ListenerConfig {
     pub profile: Profile,
     /// A PROXY protocol header (v1 or v2) must precede everything else.
     pub proxy_protocol: bool,
+    /// The balancer in front ends TLS (`tls_offload`): the listener speaks plain TCP and takes
+    /// the profile's TLS proof from the PROXY v2 header's SSL TLV.
+    pub tls_offload: bool,
     /// The OCPP versions it speaks (`ocpp.protocols`, or a narrower list of its own).
     pub protocols: Protocols,
+}
+
+impl ListenerConfig {
+    /// The gateway itself does TLS on it.
+    pub fn terminates_tls(&self) -> bool {
+        self.profile.tls() && !self.tls_offload
+    }
+}
+
+/// An address block (`10.0.0.0/8`, `::1/128`), as `server.trusted_proxies` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Network {
+    /// Parses `a.b.c.d/n`, `x::y/n` or a bare address (a block of one).
+    pub fn parse(text: &str) -> Option<Network> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.len() <= 3 => {
+                p.parse().ok().filter(|n| *n <= max)?
+            }
+            Some(_) => return None,
+        };
+        Some(Network { addr, prefix })
+    }
+
+    /// Whether `ip` is inside the block (an IPv4 address mapped into IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -344,6 +405,11 @@ pub struct ServerConfig {
     pub node_id: String,
     /// `server.listen` expects a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// `server.listen` takes TLS done by the balancer in front (`server.tls_offload`).
+    pub tls_offload: bool,
+    /// Who may send a PROXY header: a connection to a `proxy_protocol` listener from any other
+    /// address is closed unread. Empty: anyone (refused for `tls_offload` listeners).
+    pub trusted_proxies: Vec<Network>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -458,6 +524,7 @@ impl Config {
             listen: self.server.listen,
             profile: self.security.profile,
             proxy_protocol: self.server.proxy_protocol,
+            tls_offload: self.server.tls_offload,
             protocols: self.ocpp.protocols,
         };
         std::iter::once(main)
@@ -583,6 +650,56 @@ mod tests {
             let error = parse(text).expect_err(text).to_string();
             assert!(error.contains(key), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn tls_offload_needs_a_proxy_header_from_a_trusted_balancer() {
+        let offload = "[server]\nproxy_protocol = true\ntls_offload = true\n\
+                       trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\
+                       [security]\nprofile = 3\n";
+        // Profile 3 without a certificate or client CA of its own: the balancer has them.
+        let config = parse(offload).expect("an offloaded profile 3 listener");
+        let main = &config.listeners()[0];
+        assert!(main.tls_offload && !main.terminates_tls());
+        let trusted = &config.server.trusted_proxies;
+        assert!(trusted[0].contains("10.200.3.4".parse().unwrap()));
+        assert!(trusted[0].contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(!trusted[0].contains("11.0.0.1".parse().unwrap()));
+        assert!(trusted[1].contains("::1".parse().unwrap()));
+        assert!(!trusted[1].contains("127.0.0.1".parse().unwrap()));
+        for (text, reason) in [
+            (
+                offload.replace("trusted_proxies = [\"10.0.0.0/8\", \"::1\"]", ""),
+                "trusted_proxies",
+            ),
+            (
+                offload.replace("proxy_protocol = true", ""),
+                "proxy_protocol",
+            ),
+            (
+                offload.replace("profile = 3", "profile = 1"),
+                "profile 2 or 3",
+            ),
+            (
+                offload.replace("10.0.0.0/8", "10.0.0.0/33"),
+                "server.trusted_proxies",
+            ),
+            (
+                offload.replace("10.0.0.0/8", "10.0.0.0/"),
+                "server.trusted_proxies",
+            ),
+            (
+                offload.replace("10.0.0.0/8", "example.org"),
+                "server.trusted_proxies",
+            ),
+        ] {
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(error.contains(reason), "{text}: {error}");
+        }
+        assert_eq!(
+            Network::parse("0.0.0.0/0").map(|n| n.contains("8.8.8.8".parse().unwrap())),
+            Some(true)
+        );
     }
 
     #[test]

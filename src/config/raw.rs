@@ -101,6 +101,7 @@ pub struct RawListener {
     pub listen: Option<String>,
     pub profile: Option<u8>,
     pub proxy_protocol: Option<bool>,
+    pub tls_offload: Option<bool>,
     pub protocols: Option<Vec<String>>,
 }
 
@@ -158,6 +159,8 @@ pub struct RawServer {
     pub socket_send_buffer: Option<usize>,
     pub node_id: Option<String>,
     pub proxy_protocol: Option<bool>,
+    pub tls_offload: Option<bool>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -355,6 +355,7 @@ fn listener(
         listen: address(check, "listeners.listen", &text)?,
         profile: profile(check, "listeners.profile", l.profile)?,
         proxy_protocol: l.proxy_protocol.unwrap_or(DEFAULT_PROXY_PROTOCOL),
+        tls_offload: l.tls_offload.unwrap_or(DEFAULT_TLS_OFFLOAD),
         protocols: match l.protocols {
             None => *all,
             Some(names) => {
@@ -393,6 +394,29 @@ fn security(
     let profiles: Vec<Profile> = std::iter::once(main)
         .chain(extra.iter().map(|l| l.profile))
         .collect();
+    let offloads = std::iter::once((main, server.tls_offload, server.proxy_protocol)).chain(
+        extra
+            .iter()
+            .map(|l| (l.profile, l.tls_offload, l.proxy_protocol)),
+    );
+    let mut terminated = Vec::new();
+    for (profile, offload, proxy) in offloads {
+        if !offload {
+            terminated.push(profile);
+            continue;
+        }
+        let reason = if !profile.tls() {
+            "only a profile 2 or 3 listener can take TLS done by the balancer"
+        } else if !proxy {
+            "needs proxy_protocol = true: the balancer's word on the client's TLS comes in the \
+             PROXY v2 header"
+        } else if server.trusted_proxies.is_empty() {
+            "needs server.trusted_proxies: only the balancer may vouch for a client's TLS"
+        } else {
+            continue;
+        };
+        return Err(check.invalid("tls_offload", reason.into()));
+    }
     let mut seen = Vec::new();
     for addr in std::iter::once(server.listen).chain(extra.iter().map(|l| l.listen)) {
         if addr.port() != 0 && seen.contains(&addr) {
@@ -424,7 +448,7 @@ fn security(
             ),
         ));
     }
-    if certs.is_empty() && profiles.iter().any(|p| p.tls()) {
+    if certs.is_empty() && terminated.iter().any(|p| p.tls()) {
         return Err(check.invalid(
             "security.tls_cert",
             "a profile 2 or 3 listener needs a certificate and its key (security.tls_key)".into(),
@@ -477,7 +501,7 @@ fn security(
         .map(PathBuf::from)
         .collect();
     let client_ca = file(s.client_ca);
-    if client_ca.is_none() && profiles.contains(&Profile::MutualTls) {
+    if client_ca.is_none() && terminated.contains(&Profile::MutualTls) {
         return Err(check.invalid(
             "security.client_ca",
             "a profile 3 listener needs the CA client certificates must chain to".into(),
@@ -552,6 +576,20 @@ fn server(check: &Check<'_>, s: RawServer) -> Result<ServerConfig, ConfigError> 
             None => host_name(),
         },
         proxy_protocol: s.proxy_protocol.unwrap_or(DEFAULT_PROXY_PROTOCOL),
+        tls_offload: s.tls_offload.unwrap_or(DEFAULT_TLS_OFFLOAD),
+        trusted_proxies: s
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|text| {
+                Network::parse(text).ok_or_else(|| {
+                    check.invalid(
+                        "server.trusted_proxies",
+                        format!("{text:?} is not an address or a block like \"10.0.0.0/8\""),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
     })
 }
 

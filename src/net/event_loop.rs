@@ -88,6 +88,8 @@ struct Listening {
     socket: TcpListener,
     profile: Profile,
     proxy_protocol: bool,
+    /// TLS is done by the balancer in front (then the socket speaks plain TCP).
+    tls_offload: bool,
     protocols: Protocols,
 }
 
@@ -156,6 +158,7 @@ impl EventLoop {
                 socket,
                 profile: settings.profile,
                 proxy_protocol: settings.proxy_protocol,
+                tls_offload: settings.tls_offload,
                 protocols: settings.protocols,
             });
         }
@@ -529,7 +532,7 @@ impl EventLoop {
         let listening = &self.listeners[listener];
         let (profile, proxy) = (listening.profile, listening.proxy_protocol);
         let mut transport = Transport::new(tcp);
-        if profile.tls() {
+        if profile.tls() && !listening.tls_offload {
             let config = self.cx.tls_config(profile)?;
             match UnbufferedServerConnection::new(config) {
                 Ok(conn) => transport = transport.with_tls(TlsLayer::server(conn)),
@@ -549,6 +552,22 @@ impl EventLoop {
         let stats = Arc::clone(&self.cx.stats);
         let index = usize::from(self.index());
         self.cx.stats().accepted.inc();
+        let trusted = &self.config.server.trusted_proxies;
+        if self.listeners[listener].proxy_protocol
+            && !trusted.is_empty()
+            && !trusted.iter().any(|net| net.contains(peer.ip()))
+        {
+            // Only a balancer may name a client's address or vouch for its TLS.
+            self.cx.stats().proxy_untrusted.inc();
+            if self.cx.warnings.allow(self.cx.now_ms()) {
+                warn!(
+                    "loop={} peer={peer} closed: a PROXY listener takes connections from \
+                     server.trusted_proxies only",
+                    self.index()
+                );
+            }
+            return; // dropping `tcp` closes it unread
+        }
         let max = self.config.server.max_connections;
         let over_capacity = stats.connections.fetch_add(1, Ordering::Relaxed) >= max;
         if over_capacity {
@@ -562,9 +581,13 @@ impl EventLoop {
         if let Some(size) = self.config.server.socket_send_buffer {
             let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(size.get());
         }
-        let (profile, protocols) = {
+        let (profile, protocols, offloaded) = {
             let listening = &self.listeners[listener];
-            (listening.profile, listening.protocols)
+            (
+                listening.profile,
+                listening.protocols,
+                listening.tls_offload,
+            )
         };
         let key = self.conns.vacant_key();
         let registered = u32::try_from(key).is_ok()
@@ -600,7 +623,7 @@ impl EventLoop {
             generation,
             transport,
             peer,
-            (profile, protocols),
+            (profile, protocols, offloaded),
             over_capacity,
         ));
         debug_assert_eq!(inserted, key);

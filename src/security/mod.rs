@@ -55,7 +55,14 @@ pub struct Security {
 impl Security {
     /// Loads what the configured listeners need: a missing or bad file stops the start.
     pub fn load(config: &Config) -> Result<Security, SecurityError> {
-        let profiles: Vec<Profile> = config.listeners().iter().map(|l| l.profile).collect();
+        let listeners = config.listeners();
+        let profiles: Vec<Profile> = listeners.iter().map(|l| l.profile).collect();
+        // Profiles whose TLS the gateway does itself (not a balancer in front).
+        let terminated: Vec<Profile> = listeners
+            .iter()
+            .filter(|l| l.terminates_tls())
+            .map(|l| l.profile)
+            .collect();
         let s = &config.security;
         let credentials = match &s.credentials {
             Some(path) if profiles.iter().any(|p| p.basic_auth()) => {
@@ -69,14 +76,14 @@ impl Security {
             }
             _ => None,
         };
-        let tls = if profiles.iter().any(|p| p.tls()) {
+        let tls = if !terminated.is_empty() {
             let files = TlsFiles {
                 certs: s.tls_certs.clone(),
                 client_ca: s.client_ca.clone(),
                 client_crl: s.client_crl.clone(),
                 tickets: s.tickets.clone(),
             };
-            let mutual = profiles.contains(&Profile::MutualTls);
+            let mutual = terminated.contains(&Profile::MutualTls);
             Some(TlsConfigs::load(files, mutual)?)
         } else {
             None
@@ -147,6 +154,10 @@ pub enum AuthFailure {
     WrongCommonName,
     #[error("client certificate revoked (security.client_crl)")]
     Revoked,
+    #[error("the balancer's PROXY header does not say the client used TLS (tls_offload)")]
+    NotTls,
+    #[error("the balancer's PROXY header does not say the client certificate was verified")]
+    NotVerified,
     #[error("the identity must use a higher security profile than this listener's")]
     ProfileTooLow,
 }
@@ -162,6 +173,8 @@ impl AuthFailure {
             AuthFailure::NoCertificate => "no_certificate",
             AuthFailure::WrongCommonName => "certificate_not_for_identity",
             AuthFailure::Revoked => "certificate_revoked",
+            AuthFailure::NotTls => "tls_not_used",
+            AuthFailure::NotVerified => "certificate_not_verified",
             AuthFailure::ProfileTooLow => "profile_too_low",
         }
     }
@@ -170,7 +183,10 @@ impl AuthFailure {
     pub fn forbidden(self) -> bool {
         matches!(
             self,
-            AuthFailure::NoCertificate | AuthFailure::WrongCommonName
+            AuthFailure::NoCertificate
+                | AuthFailure::WrongCommonName
+                | AuthFailure::NotTls
+                | AuthFailure::NotVerified
         )
     }
 }
@@ -226,10 +242,94 @@ pub fn check_certificate(
     }
 }
 
+/// On a `tls_offload` listener, the balancer's account of the client's TLS (the PROXY v2
+/// header's SSL TLV, None without one) in place of the handshake the gateway did not do: the
+/// client used TLS; on profile 3 it also presented a certificate, the balancer verified it
+/// (result 0) and its CN is `identity`, the check a direct mutual-TLS connection gets. The
+/// bits are checked, not the TLV's presence: HAProxy sends one with "TLS" off on a plain
+/// frontend.
+pub fn check_offloaded(
+    identity: &str,
+    ssl: Option<&wire::proxy::Ssl>,
+    profile: Profile,
+) -> Result<(), AuthFailure> {
+    let Some(ssl) = ssl.filter(|ssl| ssl.used_tls()) else {
+        return Err(AuthFailure::NotTls);
+    };
+    if profile != Profile::MutualTls {
+        return Ok(());
+    }
+    if !ssl.presented_certificate() {
+        return Err(AuthFailure::NoCertificate);
+    }
+    if !ssl.certificate_verified() {
+        return Err(AuthFailure::NotVerified);
+    }
+    match ssl.common_name.as_deref() {
+        Some(cn) if cn == identity => Ok(()),
+        _ => Err(AuthFailure::WrongCommonName),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use base64::Engine as _;
+
+    #[test]
+    fn an_offloaded_handshake_is_judged_by_the_tlvs_bits() {
+        use wire::proxy::{PP2_CLIENT_CERT_CONN, PP2_CLIENT_CERT_SESS, PP2_CLIENT_SSL, Ssl};
+        let ssl = |client, verify, cn: Option<&str>| Ssl {
+            client,
+            verify,
+            common_name: cn.map(Into::into),
+            ..Ssl::default()
+        };
+        let verified = PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN;
+        let check = |s: Option<Ssl>, profile| check_offloaded("CP-1", s.as_ref(), profile);
+        for profile in [Profile::TlsBasicAuth, Profile::MutualTls] {
+            assert_eq!(check(None, profile), Err(AuthFailure::NotTls));
+            // A plain frontend still sends the TLV, with the TLS bit off.
+            let plain = ssl(0, 0, Some("CP-1"));
+            assert_eq!(check(Some(plain), profile), Err(AuthFailure::NotTls));
+        }
+        assert_eq!(
+            check(Some(ssl(PP2_CLIENT_SSL, 0, None)), Profile::TlsBasicAuth),
+            Ok(())
+        );
+        let cases = [
+            (ssl(verified, 0, Some("CP-1")), Ok(())),
+            // Resumed: the certificate was presented earlier in the session.
+            (
+                ssl(PP2_CLIENT_SSL | PP2_CLIENT_CERT_SESS, 0, Some("CP-1")),
+                Ok(()),
+            ),
+            (
+                ssl(PP2_CLIENT_SSL, 0, None),
+                Err(AuthFailure::NoCertificate),
+            ),
+            (
+                ssl(verified, 20, Some("CP-1")),
+                Err(AuthFailure::NotVerified),
+            ),
+            (
+                ssl(verified, 0, Some("CP-2")),
+                Err(AuthFailure::WrongCommonName),
+            ),
+            (
+                ssl(verified, 0, Some("cp-1")),
+                Err(AuthFailure::WrongCommonName),
+            ),
+            (ssl(verified, 0, None), Err(AuthFailure::WrongCommonName)),
+        ];
+        for (s, expected) in cases {
+            assert_eq!(
+                check(Some(s.clone()), Profile::MutualTls),
+                expected,
+                "{s:?}"
+            );
+        }
+    }
 
     fn header(user_pass: &[u8]) -> Vec<u8> {
         let mut h = b"Basic ".to_vec();

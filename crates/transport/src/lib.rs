@@ -213,8 +213,19 @@ impl Write for Stream {
 enum ProxyHeader {
     /// Expected; what arrived of it so far.
     Waiting(Held),
-    /// Taken off; the client address it named, until the session takes it.
-    Read(Option<SocketAddr>),
+    /// Taken off; what it said, until the session takes it.
+    Read(Proxied),
+}
+
+/// What a PROXY header said of the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxied {
+    /// The header's version, 1 or 2.
+    pub version: u8,
+    /// The client's address (None: a health check, or a family without one).
+    pub source: Option<SocketAddr>,
+    /// Version 2's PP2_TYPE_SSL TLV: what the balancer says of the client's TLS.
+    pub ssl: Option<proxy::Ssl>,
 }
 
 /// What a raw read gave (after the PROXY header, if one was expected).
@@ -294,11 +305,11 @@ impl Transport {
         self.tls.as_deref()
     }
 
-    /// The client address a PROXY header named (once).
-    pub fn take_proxied_peer(&mut self) -> Option<SocketAddr> {
+    /// What the PROXY header said, once it was read (given once).
+    pub fn take_proxied(&mut self) -> Option<Proxied> {
         match self.proxy.as_deref() {
             Some(ProxyHeader::Read(_)) => match self.proxy.take().map(|b| *b) {
-                Some(ProxyHeader::Read(peer)) => peer,
+                Some(ProxyHeader::Read(proxied)) => Some(proxied),
                 _ => None,
             },
             _ => None,
@@ -428,10 +439,17 @@ impl Transport {
             }
             Header::Done {
                 len: header,
+                version,
                 source,
+                ssl,
             } => {
                 wait.clear(&mut wire.buffered.read);
-                self.proxy = Some(Box::new(ProxyHeader::Read(source)));
+                let proxied = Proxied {
+                    version,
+                    source,
+                    ssl,
+                };
+                self.proxy = Some(Box::new(ProxyHeader::Read(proxied)));
                 dst.copy_within(header..len, 0);
                 Ok(Raw::Bytes {
                     len: len - header,
@@ -678,9 +696,14 @@ mod tests {
         assert_eq!(&buf[..5], b"GET /");
         assert_eq!(wire.buffered.read, 0);
         assert_eq!(
-            transport.take_proxied_peer(),
-            Some("192.0.2.1:1234".parse().unwrap())
+            transport.take_proxied(),
+            Some(Proxied {
+                version: 1,
+                source: Some("192.0.2.1:1234".parse().unwrap()),
+                ssl: None
+            })
         );
+        assert_eq!(transport.take_proxied(), None, "given once");
         // Once taken off, nothing more is parsed.
         transport.memory_mut().input.extend(b"PROXY ");
         assert_eq!(

@@ -140,16 +140,29 @@ impl Connection {
             return Err(Refusal::TooManyFailures { retry_after_secs });
         }
         let (required, pinned) = security::required_profile(&cx.security, id);
+        // TLS done by the balancer: its SSL TLV stands for the handshake (and, on profile 3,
+        // for the certificate check).
+        let offloaded = || {
+            if upgrading.offloaded {
+                security::check_offloaded(id, upgrading.ssl.as_ref(), profile)
+            } else {
+                Ok(())
+            }
+        };
         let checked = if profile < required {
             Err(AuthFailure::ProfileTooLow)
         } else {
             match profile {
                 Profile::Unsecured => Ok(Auth::None),
                 Profile::BasicAuth | Profile::TlsBasicAuth => match &cx.security.credentials {
-                    Some(credentials) => security::check_basic(credentials, id, authorization)
+                    Some(credentials) => offloaded()
+                        .and_then(|()| security::check_basic(credentials, id, authorization))
                         .map(|()| Auth::Password),
                     None => Err(AuthFailure::WrongPassword),
                 },
+                Profile::MutualTls if upgrading.offloaded => {
+                    offloaded().map(|()| Auth::Certificate)
+                }
                 Profile::MutualTls => {
                     let tls = self.transport.tls();
                     let presented = tls.map(|t| t.client_certificate());
@@ -175,6 +188,8 @@ impl Connection {
             (Refusal::ProfileTooLow, &cx.stats().profile_refusals)
         } else if failure == AuthFailure::Revoked {
             (Refusal::Forbidden, &cx.stats().certificates_revoked)
+        } else if matches!(failure, AuthFailure::NotTls | AuthFailure::NotVerified) {
+            (Refusal::Forbidden, &cx.stats().tls_offload_refusals)
         } else if failure.forbidden() {
             (Refusal::Forbidden, &cx.stats().certificate_mismatches)
         } else {

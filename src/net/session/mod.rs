@@ -135,6 +135,10 @@ pub struct Upgrading {
     pub peer: SocketAddr,
     /// The security profile of the listener it came in on.
     pub profile: Profile,
+    /// That listener takes TLS done by the balancer (`tls_offload`): the proof is `ssl`.
+    pub offloaded: bool,
+    /// The PROXY v2 header's SSL TLV, once read.
+    pub ssl: Option<wire::proxy::Ssl>,
     /// The OCPP versions that listener speaks, in order of preference.
     pub protocols: Protocols,
 }
@@ -190,7 +194,7 @@ impl Connection {
         generation: u32,
         transport: Transport,
         peer: SocketAddr,
-        (profile, protocols): (Profile, Protocols),
+        (profile, protocols, offloaded): (Profile, Protocols, bool),
         over_capacity: bool,
     ) -> Connection {
         Connection {
@@ -204,6 +208,8 @@ impl Connection {
             phase: Phase::Upgrading(Box::new(Upgrading {
                 peer,
                 profile,
+                offloaded,
+                ssl: None,
                 protocols,
             })),
         }

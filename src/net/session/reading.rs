@@ -34,10 +34,13 @@ impl Connection {
             };
             let mut buf = mem::take(&mut cx.read_buf);
             let read = self.transport.read(&mut cx.wire, &mut buf, window);
-            if let Some(peer) = self.transport.take_proxied_peer()
+            if let Some(proxied) = self.transport.take_proxied()
                 && let Phase::Upgrading(upgrading) = &mut self.phase
             {
-                upgrading.peer = peer;
+                if let Some(peer) = proxied.source {
+                    upgrading.peer = peer;
+                }
+                upgrading.ssl = proxied.ssl;
             }
             let transition = match read {
                 Ok(Received::Data { len, more }) => {

@@ -57,7 +57,7 @@ fn harness(change: impl FnOnce(&mut Config)) -> Harness {
         1,
         transport,
         peer,
-        (Profile::Unsecured, Protocols::V16),
+        (Profile::Unsecured, Protocols::V16, false),
         false,
     );
     Harness { cx, inboxes, conn }
