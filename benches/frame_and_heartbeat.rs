@@ -30,7 +30,7 @@ use ocpp_gateway::config;
 use ocpp_gateway::events::{Event, EventWriter};
 use ocpp_gateway::journal::line;
 use ocpp_gateway::policy::TransactionIds;
-use ocpp_gateway::processor::handlers::Policy;
+use ocpp_gateway::processor::handlers::{Policy, Signer};
 use ocpp_gateway::processor::shard::{Outputs, Shard};
 use ocpp_gateway::stats::Stats;
 use ocpp_gateway::types::{ChargePointId, ConnId};
@@ -58,6 +58,7 @@ fn default_policy() -> Policy {
             TransactionIds::open(None).expect("an in-memory counter opens"),
         ),
         check_serial_number: config::DEFAULT_CHECK_SERIAL_NUMBER,
+        signing: Signer::Off,
     }
 }
 
@@ -109,10 +110,12 @@ fn booted() -> (Shard, FrameBatch) {
     batch.push_message(conn, &cp, BOOT_NOTIFICATION, Instant::now());
     let mut replies = vec![ReplyBatch::default()];
     let mut closes = Vec::new();
+    let mut calls = Vec::new();
     let mut out = Outputs {
         replies: &mut replies,
         writer: None,
         closes: &mut closes,
+        calls: &mut calls,
     };
     shard.handle_batch(&batch, &mut out);
     assert_eq!(replies[0].replies().len(), 1, "the boot is answered");
@@ -150,6 +153,7 @@ fn status_notification(c: &mut Criterion) {
         );
         let mut replies = vec![ReplyBatch::default()];
         let mut closes = Vec::new();
+        let mut calls = Vec::new();
         let name = if with_state {
             "with_state"
         } else {
@@ -161,6 +165,7 @@ fn status_notification(c: &mut Criterion) {
                     replies: &mut replies,
                     writer: None,
                     closes: &mut closes,
+                    calls: &mut calls,
                 };
                 shard.handle_batch(black_box(&batch), &mut out);
                 shard.offer_state(false);
@@ -180,6 +185,7 @@ fn heartbeat(c: &mut Criterion) {
     let (mut shard, batch) = booted();
     let mut replies = vec![ReplyBatch::default()];
     let mut closes = Vec::new();
+    let mut calls = Vec::new();
     let mut rendering = Rendering::default();
     let mut group = c.benchmark_group("heartbeat");
     for journal in [false, true] {
@@ -194,6 +200,7 @@ fn heartbeat(c: &mut Criterion) {
                     replies: &mut replies,
                     writer: journal.then_some(&mut rendering as &mut dyn EventWriter),
                     closes: &mut closes,
+                    calls: &mut calls,
                 };
                 shard.handle_batch(black_box(&batch), &mut out);
                 let framed = replies[0].frame(&replies[0].replies()[0]).len();

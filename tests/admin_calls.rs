@@ -16,17 +16,6 @@ fn booted(server: &TestServer, id: &str) -> Client {
     client
 }
 
-/// The next CALL the charge point receives: (unique id, action, payload).
-fn next_call(client: &mut Client) -> (String, String, Value) {
-    let frame = next_json(client);
-    assert_eq!(frame[0], 2, "expected a CALL, got {frame}");
-    (
-        frame[1].as_str().unwrap().to_owned(),
-        frame[2].as_str().unwrap().to_owned(),
-        frame[3].clone(),
-    )
-}
-
 fn send(client: &mut Client, frame: Value) {
     client.send(Message::text(frame.to_string())).unwrap();
 }

@@ -23,7 +23,7 @@ use ocpp_gateway::net::context::LoopContext;
 use ocpp_gateway::net::session::{Connection, Transition};
 use ocpp_gateway::net::timer::TimerWheel;
 use ocpp_gateway::policy::TransactionIds;
-use ocpp_gateway::processor::handlers::Policy;
+use ocpp_gateway::processor::handlers::{Policy, Signer};
 use ocpp_gateway::processor::shard::{Outputs, Shard};
 use ocpp_gateway::security::{Profile, Security};
 use ocpp_gateway::stats::Stats;
@@ -152,6 +152,7 @@ impl Gateway {
             data_transfer_status: config::DEFAULT_DATA_TRANSFER_STATUS,
             transactions: Arc::new(TransactionIds::open(None).expect("in memory")),
             check_serial_number: false,
+            signing: Signer::Off,
         };
         Gateway {
             cx,
@@ -184,12 +185,14 @@ impl Gateway {
             };
             let mut replies = [self.batches.take()];
             let mut closes = Vec::new();
+            let mut calls = Vec::new();
             self.shard.handle_batch(
                 &batch,
                 &mut Outputs {
                     replies: &mut replies,
                     writer: Some(&mut self.writer),
                     closes: &mut closes,
+                    calls: &mut calls,
                 },
             );
             self.inbox.queue.sub(batch.messages(), batch.text_len());

@@ -512,6 +512,7 @@ impl Fleet {
             data_transfer_status: config.ocpp.data_transfer_status,
             transactions: Arc::new(TransactionIds::open(None).map_err(|e| e.to_string())?),
             check_serial_number: config.security.check_serial_number,
+            signing: ocpp_gateway::processor::handlers::Signer::Off,
         };
         // As the server wires it with `events.ack_after_write` and no event sink: billing
         // answers wait for their commit and go straight to the loops.

@@ -42,6 +42,8 @@ pub const DEFAULT_CHECK_SERIAL_NUMBER: bool = false;
 pub const DEFAULT_TLS_RESUMPTION: bool = true;
 /// How long a session ticket is good (and how often in-memory ticket keys are replaced).
 pub const DEFAULT_TLS_TICKET_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub const DEFAULT_CERTIFICATE_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
+pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 pub const DEFAULT_MIN_PROFILE: Profile = Profile::Unsecured;
 pub const DEFAULT_LOCKOUT_FAILURES: u32 = 10;
 pub const DEFAULT_LOCKOUT_WINDOW: Duration = Duration::from_secs(60);
@@ -267,6 +269,27 @@ pub struct SecurityConfig {
     pub min_profile: Profile,
     /// The brake on guessing, and how many refusals per address are journaled.
     pub lockout: LockoutRule,
+    /// Who signs charge points' certificates (SignCertificate).
+    pub signing: Signing,
+    /// Client certificates that expire within this are counted as due for renewal.
+    pub renew_before: Duration,
+}
+
+/// Who answers a charge point's SignCertificate (`security.certificate_signing`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Signing {
+    /// Nobody: Rejected.
+    #[default]
+    Off,
+    /// The gateway, with the operator's sub-CA; certificates good for `validity`.
+    Ca {
+        cert: PathBuf,
+        key: PathBuf,
+        validity: Duration,
+    },
+    /// The backend: the checked request is published (`certificate.sign_requested`), the chain
+    /// comes back as a CertificateSigned call through the API or `commands-down`.
+    Backend,
 }
 
 /// Stateless session tickets (`security.tls_resumption`).

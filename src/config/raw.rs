@@ -93,6 +93,11 @@ pub struct RawSecurity {
     pub lockout_max_time: Option<String>,
     pub lockout_table: Option<usize>,
     pub journaled_refusals: Option<u32>,
+    pub certificate_signing: Option<String>,
+    pub ca_cert: Option<String>,
+    pub ca_key: Option<String>,
+    pub certificate_validity: Option<String>,
+    pub renew_before: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

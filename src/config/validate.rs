@@ -500,6 +500,43 @@ fn security(
         .filter(|c| !c.is_empty())
         .map(PathBuf::from)
         .collect();
+    let (ca_cert, ca_key) = (file(s.ca_cert), file(s.ca_key));
+    let signing = match s.certificate_signing.as_deref() {
+        None | Some("") if ca_cert.is_none() && ca_key.is_none() => Signing::Off,
+        Some("off") => Signing::Off,
+        Some("backend") => Signing::Backend,
+        None | Some("") | Some("ca") => match (ca_cert, ca_key) {
+            (Some(cert), Some(key)) => Signing::Ca {
+                cert,
+                key,
+                validity: check.duration_min(
+                    "security.certificate_validity",
+                    s.certificate_validity,
+                    DEFAULT_CERTIFICATE_VALIDITY,
+                    Duration::from_secs(86_400),
+                )?,
+            },
+            _ => {
+                return Err(check.invalid(
+                    "security.ca_cert",
+                    "certificate signing by the gateway needs security.ca_cert and \
+                     security.ca_key (the sub-CA's certificate and key)"
+                        .into(),
+                ));
+            }
+        },
+        Some(other) => {
+            return Err(check.invalid(
+                "security.certificate_signing",
+                format!("{other:?} is not \"off\", \"ca\" or \"backend\""),
+            ));
+        }
+    };
+    let renew_before = check.duration(
+        "security.renew_before",
+        s.renew_before,
+        DEFAULT_RENEW_BEFORE,
+    )?;
     let client_ca = file(s.client_ca);
     if client_ca.is_none() && terminated.contains(&Profile::MutualTls) {
         return Err(check.invalid(
@@ -522,6 +559,8 @@ fn security(
         client_crl,
         check_serial_number: s.check_serial_number.unwrap_or(DEFAULT_CHECK_SERIAL_NUMBER),
         tickets,
+        signing,
+        renew_before,
         min_profile: match s.min_profile {
             None => DEFAULT_MIN_PROFILE,
             Some(_) => profile(check, "security.min_profile", s.min_profile)?,

@@ -152,10 +152,12 @@ pub fn is_integrated_v201(action: v201::Action) -> bool {
         v201::Action::BootNotification
             | v201::Action::StatusNotification
             | v201::Action::TransactionEvent
+            | v201::Action::SignCertificate
     )
 }
 
-/// Actions whose accepted CALLs are recorded as [`EventKind::Accepted`] too.
+/// Actions whose accepted CALLs are recorded as [`EventKind::Accepted`] too (SignCertificate
+/// only while the backend signs: the processor decides that).
 pub fn is_integrated(action: Action) -> bool {
     matches!(
         action,
@@ -164,6 +166,7 @@ pub fn is_integrated(action: Action) -> bool {
             | Action::StartTransaction
             | Action::MeterValues
             | Action::StopTransaction
+            | Action::SignCertificate
     )
 }
 

@@ -80,6 +80,9 @@ pub fn render(
 /// The OCPP version an event is in, where it says (`ocppVersion` in the envelope).
 fn version_of(kind: &EventKind<'_>) -> Option<Version> {
     match *kind {
+        EventKind::CallOut { action, .. } if is_certificate_signed(action) => {
+            Some(action.version())
+        }
         EventKind::Connected { version, .. } => Some(version),
         EventKind::Accepted { .. } => Some(Version::V16),
         EventKind::Accepted201 { .. } => Some(Version::V201),
@@ -98,8 +101,10 @@ fn event_type(event: &Event<'_>, raw_frames: bool) -> Option<&'static str> {
         } => return v201::event_type(action, request, answer),
         EventKind::Connected { .. } => "charge_point.connected",
         EventKind::Disconnected { .. } => "charge_point.disconnected",
+        EventKind::CallOut { action, .. } if is_certificate_signed(action) => "certificate.signed",
         EventKind::Accepted { action, answer, .. } => match action {
-            Action::BootNotification if boot_accepted(answer) => "charge_point.connected",
+            Action::BootNotification if status_accepted(answer) => "charge_point.connected",
+            Action::SignCertificate if status_accepted(answer) => "certificate.sign_requested",
             Action::StatusNotification => "connector.status_changed",
             Action::StartTransaction => "transaction.started",
             Action::MeterValues => "transaction.meter_values",
@@ -119,7 +124,12 @@ fn event_type(event: &Event<'_>, raw_frames: bool) -> Option<&'static str> {
     })
 }
 
-pub(super) fn boot_accepted(answer: &str) -> bool {
+fn is_certificate_signed(action: ocpp::AnyAction) -> bool {
+    action.name() == "CertificateSigned"
+}
+
+/// A request's or answer's `status` is "Accepted".
+pub(super) fn status_accepted(answer: &str) -> bool {
     #[derive(Deserialize)]
     struct Conf<'a> {
         #[serde(borrow)]
@@ -139,17 +149,22 @@ fn payload(out: &mut Vec<u8>, event: &Event<'_>) -> Result {
             ..
         } => v201::connected(out, boot, "connect", Some(&peer.to_string())),
         EventKind::Accepted201 {
+            unique_id,
             action,
             request,
             answer,
             previous_status,
-            ..
-        } => v201::payload(out, action, (request, answer), previous_status),
+        } => v201::payload(out, (unique_id, action), (request, answer), previous_status),
         EventKind::Connected { peer, boot, .. } => {
             let details = boot.map(serde_json::from_str::<Boot<'_>>).transpose()?;
             let peer = peer.to_string();
             connected(out, details.as_ref(), "connect", Some(&peer))
         }
+        EventKind::CallOut {
+            unique_id,
+            action,
+            payload,
+        } if is_certificate_signed(action) => certificate_signed(out, unique_id, payload),
         EventKind::Disconnected { cause } => write(
             out,
             &Disconnected {
@@ -157,16 +172,17 @@ fn payload(out: &mut Vec<u8>, event: &Event<'_>) -> Result {
             },
         ),
         EventKind::Accepted {
+            unique_id,
             action,
             request,
             answer,
             connectors_before,
-            ..
         } => match action {
             Action::BootNotification => {
                 let boot: Boot<'_> = serde_json::from_str(request)?;
                 connected(out, Some(&boot), "boot", None)
             }
+            Action::SignCertificate => sign_requested(out, unique_id, request),
             Action::StatusNotification => {
                 let r: StatusRequest<'_> = serde_json::from_str(request)?;
                 let previous = connectors_before
@@ -232,6 +248,70 @@ fn payload(out: &mut Vec<u8>, event: &Event<'_>) -> Result {
         },
         _ => frame(out, &event.kind),
     }
+}
+
+/// `certificate.sign_requested` (both versions): the checked request, for the backend to sign
+/// (`security.certificate_signing = "backend"`).
+pub(super) fn sign_requested(out: &mut Vec<u8>, unique_id: &str, request: &str) -> Result {
+    let r: CertificateRequest<'_> = serde_json::from_str(request)?;
+    write(
+        out,
+        &SignRequested {
+            unique_id,
+            csr: r.csr,
+            certificate_type: r.certificate_type,
+        },
+    )
+}
+
+/// `certificate.signed`: the chain as it went to the charge point (signed by the gateway's CA,
+/// or delivered by the backend).
+fn certificate_signed(out: &mut Vec<u8>, unique_id: &str, payload: &str) -> Result {
+    let r: Chain<'_> = serde_json::from_str(payload)?;
+    write(
+        out,
+        &Signed {
+            unique_id,
+            certificate_chain: r.certificate_chain,
+            certificate_type: r.certificate_type,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CertificateRequest<'a> {
+    #[serde(borrow)]
+    csr: Cow<'a, str>,
+    #[serde(borrow)]
+    certificate_type: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignRequested<'a> {
+    unique_id: &'a str,
+    csr: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate_type: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Chain<'a> {
+    #[serde(borrow)]
+    certificate_chain: Cow<'a, str>,
+    #[serde(borrow)]
+    certificate_type: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Signed<'a> {
+    unique_id: &'a str,
+    certificate_chain: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate_type: Option<Cow<'a, str>>,
 }
 
 pub(super) fn write<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result {
@@ -563,6 +643,88 @@ mod tests {
             request,
             answer,
             connectors_before: before,
+        }
+    }
+
+    fn assert_valid(event: &Value) {
+        let name = event["eventType"].as_str().unwrap();
+        let path = format!("{}/schemas/kafka/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(event)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{event}: {errors:?}");
+    }
+
+    #[test]
+    fn certificate_requests_and_chains_are_events_in_both_versions() {
+        let csr = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n";
+        let request = json!({"csr": csr}).to_string();
+        let e = render_one(
+            accepted(
+                Action::SignCertificate,
+                &request,
+                r#"{"status":"Accepted"}"#,
+                &[],
+            ),
+            false,
+        )
+        .expect("an event");
+        assert_eq!(e["eventType"], "certificate.sign_requested");
+        assert_eq!(e["ocppVersion"], "1.6");
+        assert_eq!(e["payload"], json!({"uniqueId": "u1", "csr": csr}));
+        assert_valid(&e);
+        let refused = accepted(
+            Action::SignCertificate,
+            &request,
+            r#"{"status":"Rejected"}"#,
+            &[],
+        );
+        assert!(
+            render_one(refused, false).is_none(),
+            "a refused request is not for the backend"
+        );
+
+        let request =
+            json!({"csr": csr, "certificateType": "ChargingStationCertificate"}).to_string();
+        let e = render_one(
+            EventKind::Accepted201 {
+                unique_id: "u2",
+                action: ocpp::v201::Action::SignCertificate,
+                request: &request,
+                answer: r#"{"status":"Accepted"}"#,
+                previous_status: None,
+            },
+            false,
+        )
+        .expect("an event");
+        assert_eq!(
+            e["payload"]["certificateType"],
+            "ChargingStationCertificate"
+        );
+        assert_eq!(e["ocppVersion"], "2.0.1");
+        assert_valid(&e);
+
+        let chain = json!({"certificateChain": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"})
+            .to_string();
+        for action in [
+            ocpp::AnyAction::V16(Action::CertificateSigned),
+            ocpp::AnyAction::V201(ocpp::v201::Action::CertificateSigned),
+        ] {
+            let e = render_one(
+                EventKind::CallOut {
+                    unique_id: "g-9",
+                    action,
+                    payload: &chain,
+                },
+                false,
+            )
+            .expect("an event");
+            assert_eq!(e["eventType"], "certificate.signed");
+            assert_eq!(e["payload"]["uniqueId"], "g-9");
+            assert_valid(&e);
         }
     }
 

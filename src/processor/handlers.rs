@@ -13,13 +13,16 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use log::debug;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::policy::{IdTags, Identities, TransactionIds};
 use crate::security::Auth;
+use crate::security::signing::{self, CertificateAuthority, CsrRefusal, Signed};
 use crate::state::State201;
 use crate::types::{CloseReason, Version};
+use ocpp::AnyAction;
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::{
     self, Action, AuthorizationStatus, ChargePointStatus, DataTransferStatus, DateTime, IdTagInfo,
@@ -41,6 +44,89 @@ pub struct Policy {
     /// A charge point that connected with a client certificate must boot with that
     /// certificate's CN (its identity) as `chargePointSerialNumber`, or be Rejected and closed.
     pub check_serial_number: bool,
+    /// Who signs the certificates charge points ask for (SignCertificate).
+    pub signing: Signer,
+}
+
+/// Who signs a charge point's certificate (`security.certificate_signing`).
+#[derive(Debug, Clone, Default)]
+pub enum Signer {
+    /// Nobody: SignCertificate is Rejected.
+    #[default]
+    Off,
+    /// The gateway's sub-CA: Accepted, then CertificateSigned with the chain.
+    Ca(Arc<CertificateAuthority>),
+    /// The backend: Accepted once the request passed the checks, published as
+    /// `certificate.sign_requested`; the chain comes back as a CertificateSigned call.
+    Backend,
+}
+
+/// A call the processor sends the charge point once the answer to its CALL is out
+/// (CertificateSigned after SignCertificate).
+#[derive(Debug, Clone)]
+pub struct FollowUp {
+    pub action: AnyAction,
+    pub payload: Box<RawValue>,
+}
+
+impl PartialEq for FollowUp {
+    fn eq(&self, other: &FollowUp) -> bool {
+        self.action == other.action && self.payload.get() == other.payload.get()
+    }
+}
+
+/// What the handlers make of a SignCertificate's `csr` (both versions): the request checked,
+/// and with the gateway's CA signed. Ok(None): accepted for the backend to sign.
+pub fn sign_certificate(
+    policy: &Policy,
+    cp: &str,
+    csr: &str,
+    now: SystemTime,
+) -> Result<Option<Signed>, CsrRefusal> {
+    if matches!(policy.signing, Signer::Off) {
+        return Err(CsrRefusal::NoAuthority);
+    }
+    let checked = signing::check_csr(csr, cp)?;
+    let Signer::Ca(ca) = &policy.signing else {
+        return Ok(None);
+    };
+    let mut serial = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+        .map_err(|_| CsrRefusal::Signing)?;
+    ca.sign(&checked, now, serial).map(Some)
+}
+
+/// The CertificateSigned call that delivers `signed` to a charge point of `version`, checked
+/// against the action's schema (a CA chain too long for `certificateChain` fails here, and the
+/// request is answered with an InternalError rather than Accepted and never followed).
+pub fn certificate_signed(version: Version, signed: &Signed) -> Result<Box<FollowUp>, Invalid> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Payload<'a> {
+        certificate_chain: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        certificate_type: Option<&'a str>,
+    }
+    let payload = Payload {
+        certificate_chain: &signed.chain,
+        certificate_type: (version == Version::V201).then_some("ChargingStationCertificate"),
+    };
+    let text = serde_json::to_string(&payload)
+        .map_err(|e| error(CallErrorCode::InternalError, format!("answer: {e}")))?;
+    let payload = RawValue::from_string(text)
+        .map_err(|e| error(CallErrorCode::InternalError, format!("answer: {e}")))?;
+    let action = AnyAction::csms_call("CertificateSigned", &payload)
+        .and_then(|action| action.for_version(version, &payload))
+        .map_err(|invalid| {
+            error(
+                CallErrorCode::InternalError,
+                format!(
+                    "the signed chain does not fit CertificateSigned: {}",
+                    invalid.description
+                ),
+            )
+        })?;
+    Ok(Box::new(FollowUp { action, payload }))
 }
 
 impl Policy {
@@ -55,6 +141,7 @@ impl Policy {
             data_transfer_status: DataTransferStatus::UnknownVendorId,
             transactions: Arc::new(TransactionIds::open(None).expect("an in-memory counter opens")),
             check_serial_number: false,
+            signing: Signer::Off,
         }
     }
 }
@@ -92,6 +179,9 @@ pub struct ChargePointState {
     /// Set by a handler that wants the connection closed once its answer is out (a
     /// BootNotification whose serial number is not the certificate's); the shard clears it.
     pub close_after_answer: Option<CloseReason>,
+    /// Set by a handler whose answer is to be followed by a call of ours (CertificateSigned);
+    /// the shard takes it.
+    pub follow_up: Option<Box<FollowUp>>,
 }
 
 /// The answer to one CALL, as the unit tests look at it ([`handle_call`]).
@@ -246,15 +336,20 @@ fn answer(
             decode::<SignedFirmwareStatusNotificationRequest>(payload).and_then(|_| empty())
         }
         Action::SignCertificate => {
-            // No certificate authority is configured in the embedded default: say so, rather
-            // than accept a request that would never be followed by CertificateSigned.
-            let _: SignCertificateRequest = decode(payload)?;
-            result(
-                out,
-                &SignCertificateResponse {
-                    status: GenericStatus::Rejected,
-                },
-            )
+            let request: SignCertificateRequest = decode(payload)?;
+            let status = match sign_certificate(policy, cp, request.csr.as_str(), now.time) {
+                Ok(signed) => {
+                    state.follow_up = signed
+                        .map(|signed| certificate_signed(Version::V16, &signed))
+                        .transpose()?;
+                    GenericStatus::Accepted
+                }
+                Err(refusal) => {
+                    debug!("cp={cp} SignCertificate Rejected: {refusal}");
+                    GenericStatus::Rejected
+                }
+            };
+            result(out, &SignCertificateResponse { status })
         }
         other => Err(error(
             CallErrorCode::NotSupported,
@@ -472,6 +567,59 @@ mod tests {
 
     fn boot() -> Value {
         json!({"chargePointVendor": "V", "chargePointModel": "M"})
+    }
+
+    #[test]
+    fn sign_certificate_by_signer() {
+        use crate::security::signing::testing;
+        let mut policy = Policy::accept_all(300);
+        let mut state = ChargePointState::default();
+        ok(call(&policy, &mut state, "BootNotification", boot()));
+        let request = json!({"csr": testing::csr("CP1")});
+        // No signer: Rejected, nothing follows.
+        let reply = ok(call(
+            &policy,
+            &mut state,
+            "SignCertificate",
+            request.clone(),
+        ));
+        assert_eq!(reply["status"], "Rejected");
+        assert!(state.follow_up.is_none());
+        // The gateway's CA: Accepted, then CertificateSigned with the chain.
+        policy.signing = Signer::Ca(Arc::new(testing::authority("handlers-v16")));
+        let reply = ok(call(
+            &policy,
+            &mut state,
+            "SignCertificate",
+            request.clone(),
+        ));
+        assert_eq!(reply["status"], "Accepted");
+        let follow_up = state.follow_up.take().expect("CertificateSigned follows");
+        assert_eq!(follow_up.action, AnyAction::V16(Action::CertificateSigned));
+        let payload: Value = serde_json::from_str(follow_up.payload.get()).unwrap();
+        let chain = payload["certificateChain"].as_str().unwrap();
+        assert_eq!(chain.matches("-----BEGIN CERTIFICATE-----").count(), 2);
+        assert_eq!(
+            payload.as_object().unwrap().len(),
+            1,
+            "1.6 has no certificateType"
+        );
+        // A request for another identity is Rejected.
+        let other = json!({"csr": testing::csr("CP2")});
+        let reply = ok(call(&policy, &mut state, "SignCertificate", other.clone()));
+        assert_eq!(reply["status"], "Rejected");
+        assert!(state.follow_up.is_none());
+        // The backend signs: Accepted when the request is good, nothing follows here.
+        policy.signing = Signer::Backend;
+        assert_eq!(
+            ok(call(&policy, &mut state, "SignCertificate", request))["status"],
+            "Accepted"
+        );
+        assert!(state.follow_up.is_none());
+        assert_eq!(
+            ok(call(&policy, &mut state, "SignCertificate", other))["status"],
+            "Rejected"
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@
 //!   lost) is [`Effect::Resent`] - answered, but not journaled or published a second time - and
 //!   a `seqNo` past the next expected one is an [`Effect::Gap`] the processor journals.
 //! - DataTransfer: `ocpp.data_transfer_status`.
-//! - SignCertificate: Rejected with a reason (no certificate authority is configured).
+//! - SignCertificate: with `security.ca_cert` the CSR is checked (signature, CN = identity, key,
+//!   extensions) and signed: Accepted, then CertificateSigned with the chain; in backend mode
+//!   Accepted once checked (the backend signs); Rejected with the reason otherwise (and always
+//!   without a signer). A V2GCertificate request is not signed by the gateway's CA.
 //! - GetCertificateStatus: Failed (no OCSP responder is configured).
 //! - NotifyEVChargingNeeds, NotifyEVChargingSchedule: Rejected (the gateway plans no charging).
 //! - Get15118EVCertificate: NotSupported (no ISO 15118 certificate service).
@@ -35,7 +38,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::handlers::{self, ChargePointState, Now, Policy, Registration};
+use crate::security::signing::CsrRefusal;
 use crate::state::{Connector201, ConnectorStatus201, OpenTransaction, State201};
+use crate::types::Version;
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::{AuthorizationStatus, Invalid, RegistrationStatus};
 use ocpp::v201::read as msg;
@@ -232,16 +237,41 @@ fn answer(
                 status_info: None,
             },
         )?,
-        Action::SignCertificate => write(
-            out,
-            &Status {
-                status: "Rejected",
-                status_info: Some(StatusInfo {
-                    reason_code: "NoCA",
-                    additional_info: "no certificate authority is configured",
+        Action::SignCertificate => {
+            let request: SignCertificateRequest<'_> = read(payload)?;
+            let signed = if request.certificate_type == Some("V2GCertificate")
+                && matches!(policy.signing, handlers::Signer::Ca(_))
+            {
+                // ISO 15118 certificates come from the V2G PKI, not the operator's sub-CA.
+                Err(CsrRefusal::CertificateType)
+            } else {
+                handlers::sign_certificate(policy, cp, &request.csr, now.time)
+            };
+            let status_info = match signed {
+                Ok(signed) => {
+                    state.follow_up = signed
+                        .map(|signed| handlers::certificate_signed(Version::V201, &signed))
+                        .transpose()?;
+                    None
+                }
+                Err(refusal) => Some(StatusInfo {
+                    reason_code: refusal.code(),
+                    additional_info: refusal.text(),
                 }),
-            },
-        )?,
+            };
+            let status = if status_info.is_none() {
+                "Accepted"
+            } else {
+                "Rejected"
+            };
+            write(
+                out,
+                &Status {
+                    status,
+                    status_info,
+                },
+            )?;
+        }
         Action::GetCertificateStatus => write(
             out,
             &Status {
@@ -414,6 +444,14 @@ struct AuthorizeAnswer {
 struct TransactionEventAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token_info: Option<IdTokenInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignCertificateRequest<'a> {
+    #[serde(borrow)]
+    csr: std::borrow::Cow<'a, str>,
+    certificate_type: Option<&'a str>,
 }
 
 #[derive(Serialize)]

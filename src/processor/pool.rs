@@ -16,20 +16,19 @@ use crossbeam_channel::TryRecvError;
 use log::debug;
 
 use crate::batch::{FrameBatch, Pool, ReplyBatch};
-use crate::call::CallOutcome;
-use crate::call::WriterLog;
+use crate::call::{CallOutcome, OutboundCall, WriterLog};
 use crate::clock::epoch_ms;
 use crate::events::{EventWriter, Events};
 use crate::mailbox::ClusterSender;
 use crate::mailbox::{Loops, ProcessorInbox, Processors, ToLoop, ToProcessor, shard_of};
-use crate::processor::handlers::Policy;
+use crate::processor::handlers::{FollowUp, Policy};
 use crate::processor::journal_budget::BudgetRule;
 use crate::processor::shard::{Outputs, Shard};
 use crate::query::Query;
 use crate::state::{Restored, StateSender};
 use crate::stats::Stats;
 use crate::trace::TraceList;
-use crate::types::{CloseReason, ConnId};
+use crate::types::{ChargePointId, CloseReason, ConnId};
 
 /// Messages a processor takes from its inbox before it sends the answers gathered so far.
 pub const DRAIN_MAX: usize = 64;
@@ -69,6 +68,9 @@ struct Processor {
     /// One reply batch per loop, filled during a round.
     replies: Vec<ReplyBatch>,
     closes: Vec<(ConnId, CloseReason)>,
+    /// Calls of ours that follow answers of this round (CertificateSigned).
+    calls: Vec<(ConnId, ChargePointId, Box<FollowUp>)>,
+    events: Events,
 }
 
 /// Starts one thread per inbox.
@@ -114,6 +116,8 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
             writer: events.writer(),
             traces: Arc::clone(&traces),
             closes: Vec::new(),
+            calls: Vec::new(),
+            events: events.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("processor-{index}"))
@@ -172,6 +176,7 @@ impl Processor {
                     replies: &mut self.replies,
                     writer: self.writer.as_deref_mut(),
                     closes: &mut self.closes,
+                    calls: &mut self.calls,
                 };
                 self.shard.handle_batch(&batch, &mut out);
                 self.inbox.queue.sub(batch.messages(), batch.text_len());
@@ -228,6 +233,7 @@ impl Processor {
                     replies: &mut self.replies,
                     writer: self.writer.as_deref_mut(),
                     closes: &mut self.closes,
+                    calls: &mut self.calls,
                 };
                 self.shard.loaded(&cp, session, lookup, &mut out);
             }
@@ -256,6 +262,13 @@ impl Processor {
         }
         for (conn, reason) in self.closes.drain(..) {
             self.loops.send(conn, ToLoop::Close { conn, reason });
+        }
+        // After the answers they follow, on the same channel: the charge point gets the answer
+        // to its CALL first.
+        for (conn, cp, follow_up) in self.calls.drain(..) {
+            let (call, _outcome) = OutboundCall::new(follow_up.action, follow_up.payload);
+            let call = call.reported(cp, Arc::clone(&self.stats), self.events.clone());
+            self.loops.send(conn, ToLoop::Call { conn, call });
         }
     }
 

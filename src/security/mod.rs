@@ -16,6 +16,7 @@ pub mod certificates;
 pub mod credentials;
 pub mod lockout;
 pub mod revocation;
+pub mod signing;
 pub mod tickets;
 
 use std::sync::Arc;

@@ -32,9 +32,10 @@ use crate::mailbox::{
 };
 use crate::net::event_loop::{EventLoop, LoopParts, WAKER};
 use crate::policy::{IdTags, Identities, PolicyError, TransactionIds};
-use crate::processor::handlers::Policy;
+use crate::processor::handlers::{Policy, Signer};
 use crate::processor::journal_budget::BudgetRule;
 use crate::processor::pool::{self, PoolParts};
+use crate::security::signing::CertificateAuthority;
 use crate::security::{Security, SecurityError};
 use crate::state::{self, Restored, StateError, StateSender};
 use crate::stats::{Stats, StatsSnapshot};
@@ -74,6 +75,10 @@ pub enum ServerError {
     /// The admin listener could not start.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// The sub-CA (`security.ca_cert`, `security.ca_key`) cannot be used: the message names
+    /// the file.
+    #[error(transparent)]
+    CertificateAuthority(#[from] crate::security::signing::CaError),
     /// A certificate, key, CA or credentials file cannot be used: the message names the key
     /// and the file.
     #[error(transparent)]

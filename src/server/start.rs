@@ -424,7 +424,20 @@ impl Server {
             processor_inboxes,
         } = mailboxes(&config, workers, threads)?;
 
-        let policy = load_policy(&config)?;
+        let mut policy = load_policy(&config)?;
+        policy.signing = match &config.security.signing {
+            crate::config::Signing::Off => Signer::Off,
+            crate::config::Signing::Backend => Signer::Backend,
+            crate::config::Signing::Ca {
+                cert,
+                key,
+                validity,
+            } => {
+                let ca = CertificateAuthority::load(cert, key, *validity)?;
+                info!("charge point certificates signed by {}", cert.display());
+                Signer::Ca(Arc::new(ca))
+            }
+        };
         let policy = Arc::new(policy);
         let Sinks {
             events,
@@ -554,6 +567,7 @@ pub(super) fn load_policy(config: &Config) -> Result<Policy, PolicyError> {
         data_transfer_status: ocpp.data_transfer_status,
         transactions: Arc::new(transactions),
         check_serial_number: config.security.check_serial_number,
+        signing: Signer::Off,
     };
     Ok(policy)
 }

@@ -314,6 +314,17 @@ pub fn expect_close<S: Read + Write>(client: &mut WebSocket<S>) -> Option<CloseF
     }
 }
 
+/// The next CALL a charge point receives: (unique id, action, payload).
+pub fn next_call<S: Read + Write>(client: &mut WebSocket<S>) -> (String, String, Value) {
+    let frame = next_json(client);
+    assert_eq!(frame[0], 2, "expected a CALL, got {frame}");
+    (
+        frame[1].as_str().unwrap().to_owned(),
+        frame[2].as_str().unwrap().to_owned(),
+        frame[3].clone(),
+    )
+}
+
 /// Sends raw bytes and returns everything the server sends until it closes the socket.
 pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = tcp(addr);

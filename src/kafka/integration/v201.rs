@@ -25,8 +25,9 @@ use ocpp::v201::{self, Action};
 /// The `eventType` of an accepted 2.0.1 CALL, if it makes one.
 pub(super) fn event_type(action: Action, request: &str, answer: &str) -> Option<&'static str> {
     Some(match action {
-        Action::BootNotification if super::boot_accepted(answer) => "charge_point.connected",
+        Action::BootNotification if super::status_accepted(answer) => "charge_point.connected",
         Action::StatusNotification => "connector.status_changed",
+        Action::SignCertificate if super::status_accepted(answer) => "certificate.sign_requested",
         Action::TransactionEvent => {
             let event: TransactionEvent<'_> = read(request).ok()?;
             match &*event.event_type {
@@ -43,11 +44,12 @@ pub(super) fn event_type(action: Action, request: &str, answer: &str) -> Option<
 /// The payload of the event [`event_type`] named.
 pub(super) fn payload(
     out: &mut Vec<u8>,
-    action: Action,
+    (unique_id, action): (&str, Action),
     (request, answer): (&str, &str),
     previous_status: Option<&str>,
 ) -> Result {
     match action {
+        Action::SignCertificate => super::sign_requested(out, unique_id, request),
         Action::BootNotification => connected(out, request, "boot", None),
         Action::StatusNotification => {
             let r: StatusNotification<'_> = read(request)?;
@@ -246,7 +248,13 @@ mod tests {
     ) -> (Option<&'static str>, serde_json::Value) {
         let kind = event_type(action, request, answer);
         let mut out = Vec::new();
-        payload(&mut out, action, (request, answer), Some("Available")).expect("renders");
+        payload(
+            &mut out,
+            ("u1", action),
+            (request, answer),
+            Some("Available"),
+        )
+        .expect("renders");
         (kind, serde_json::from_slice(&out).expect("JSON"))
     }
 

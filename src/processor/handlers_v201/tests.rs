@@ -37,6 +37,7 @@ fn request(action: Action) -> &'static str {
         Action::StatusNotification => {
             r#"{"timestamp":"2026-12-06T10:59:00Z","connectorStatus":"Available","evseId":1,"connectorId":1}"#
         }
+        Action::SignCertificate => r#"{"csr":"not a request"}"#,
         _ => "{}",
     }
 }
@@ -365,4 +366,58 @@ fn connector_statuses_are_kept_per_evse_and_bounded() {
         state.v201.as_ref().expect("kept").connectors.len(),
         handlers::MAX_CONNECTORS
     );
+}
+
+#[test]
+fn sign_certificate_checks_signs_and_says_why_not() {
+    use crate::security::signing::testing;
+    use serde_json::{Value, json};
+    let mut policy = Policy::accept_all(300);
+    policy.signing = handlers::Signer::Ca(Arc::new(testing::authority("handlers-v201")));
+    let mut state = accepted();
+    let sign = |policy: &Policy, state: &mut ChargePointState, request: Value| {
+        let raw = RawValue::from_string(request.to_string()).unwrap();
+        let mut out = Vec::new();
+        write_answer(
+            policy,
+            "CP1",
+            state,
+            ("SignCertificate", &raw),
+            now(),
+            &mut out,
+        )
+        .expect("answered");
+        let answer: Value = serde_json::from_slice(&out).unwrap();
+        v201::check(Action::SignCertificate, Part::Response, &answer.to_string()).expect("valid");
+        answer
+    };
+    let good = json!({"csr": testing::csr("CP1"), "certificateType": "ChargingStationCertificate"});
+    assert_eq!(
+        sign(&policy, &mut state, good.clone())["status"],
+        "Accepted"
+    );
+    let follow_up = state.follow_up.take().expect("CertificateSigned follows");
+    assert_eq!(
+        follow_up.action,
+        ocpp::AnyAction::V201(Action::CertificateSigned)
+    );
+    let payload: Value = serde_json::from_str(follow_up.payload.get()).unwrap();
+    assert_eq!(payload["certificateType"], "ChargingStationCertificate");
+
+    for (request, code) in [
+        (json!({"csr": testing::csr("CP2")}), "InvalidCommonName"),
+        (json!({"csr": "not a request"}), "InvalidCSR"),
+        (
+            json!({"csr": testing::csr("CP1"), "certificateType": "V2GCertificate"}),
+            "UnsupportedCertType",
+        ),
+    ] {
+        let answer = sign(&policy, &mut state, request);
+        assert_eq!(answer["status"], "Rejected");
+        assert_eq!(answer["statusInfo"]["reasonCode"], code);
+        assert!(state.follow_up.is_none());
+    }
+    policy.signing = handlers::Signer::Off;
+    let answer = sign(&policy, &mut state, good);
+    assert_eq!(answer["statusInfo"]["reasonCode"], "NoCA");
 }

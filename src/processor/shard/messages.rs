@@ -76,7 +76,12 @@ impl Shard {
 
         // What the message means goes to sinks that make integration events (Kafka) only;
         // a StatusNotification's event names the connector's status before it.
+        // A SignCertificate is for the backend only when the backend signs.
+        let for_backend = matches!(self.policy.signing, handlers::Signer::Backend)
+            || !(known == Some(Action::SignCertificate)
+                || known201 == Some(v201::Action::SignCertificate));
         let integrates = out.writer.as_deref().is_some_and(|w| w.integrates())
+            && for_backend
             && (known.is_some_and(events::is_integrated)
                 || known201.is_some_and(events::is_integrated_v201));
         let connectors_before = match known {
@@ -153,6 +158,9 @@ impl Shard {
                 );
             }
             out.closes.push((conn, reason));
+        }
+        if let Some(follow_up) = entry.state.follow_up.take() {
+            out.calls.push((conn, ChargePointId::clone(cp), follow_up));
         }
         // A resent event was journaled and published when it first came: not again. Its answer
         // is still held like any billing answer: the first one may not be kept yet (the

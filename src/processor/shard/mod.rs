@@ -36,7 +36,7 @@ use crate::clock::WallClock;
 use crate::clock::epoch_ms;
 use crate::events::{self, Answer, Body, Event, EventKind, EventWriter, HeldAnswers, is_billing};
 use crate::mailbox::{ClusterSender, Lookup, Op as ClusterOp};
-use crate::processor::handlers::{self, ChargePointState, Now, Policy, Registration};
+use crate::processor::handlers::{self, ChargePointState, FollowUp, Now, Policy, Registration};
 use crate::processor::handlers_v201::{self, Effect};
 use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
 use crate::query::{ChargePointView, ConnectorView, Filter};
@@ -139,6 +139,8 @@ pub struct Outputs<'a> {
     pub writer: Option<&'a mut (dyn EventWriter + 'static)>,
     /// Connections to close (takeovers), for the pool to post to their loops.
     pub closes: &'a mut Vec<(ConnId, CloseReason)>,
+    /// Calls of ours to follow the answers (CertificateSigned), posted after them.
+    pub calls: &'a mut Vec<(ConnId, ChargePointId, Box<FollowUp>)>,
 }
 
 /// One processor's charge points.

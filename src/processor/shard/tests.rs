@@ -36,6 +36,7 @@ struct Rig {
     /// One batch: every test connection is on loop 0.
     replies: Vec<ReplyBatch>,
     closes: Vec<(ConnId, CloseReason)>,
+    calls: Vec<(ConnId, ChargePointId, Box<FollowUp>)>,
 }
 
 impl Rig {
@@ -44,6 +45,7 @@ impl Rig {
             shard,
             replies: vec![ReplyBatch::default()],
             closes: Vec::new(),
+            calls: Vec::new(),
         }
     }
 
@@ -52,6 +54,7 @@ impl Rig {
             replies: &mut self.replies,
             writer: None,
             closes: &mut self.closes,
+            calls: &mut self.calls,
         };
         self.shard.handle_batch(batch, &mut out);
     }
@@ -116,6 +119,7 @@ impl Rig {
             replies: &mut self.replies,
             writer: None,
             closes: &mut self.closes,
+            calls: &mut self.calls,
         };
         self.shard
             .loaded(&ChargePointId::from(cp), session, lookup, &mut out);

@@ -1,0 +1,605 @@
+//! Certificates for charge points, signed by a sub-CA the operator gives the gateway
+//! (`security.ca_cert`, `security.ca_key`): the SignCertificate of the 1.6 security extension
+//! and of 2.0.1. [`check_csr`] judges a request (pure, no clock): its signature, its subject's
+//! CN against the identity that sent it, the key (ECDSA P-256 or P-384, RSA of 2048 bits or
+//! more) and the extensions it asks for; [`CertificateAuthority::sign`] makes the certificate.
+//!
+//! What the certificate says is the gateway's choice, not the request's: the subject is the
+//! identity as CN (with the request's O, which OCPP 2.0.1 wants to be the operator's name), the
+//! key is the request's, copied byte for byte, and the extensions are a charge point's (not a
+//! CA, digital signature, TLS client and server authentication). Requested extensions are only
+//! checked: one asking for more than that (a CA, certificate or CRL signing, another key
+//! purpose) refuses the request.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SerialNumber, SignatureAlgorithm,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+
+/// The longest CSR a charge point may send (1.6 and 2.0.1 cap `csr` at 5500 characters).
+pub const MAX_CSR: usize = 5500;
+/// A signed certificate starts this long before it was made, for charge points whose clock
+/// runs a little behind.
+const BACKDATE: Duration = Duration::from_secs(300);
+
+/// Why a request is not signed: the reason in the answer (2.0.1's `statusInfo`), the journal
+/// and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrRefusal {
+    Encoding,
+    Malformed,
+    Signature,
+    CommonName,
+    KeyType,
+    Extensions,
+    CertificateType,
+    Signing,
+    NoAuthority,
+}
+
+impl std::fmt::Display for CsrRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl std::error::Error for CsrRefusal {}
+
+impl CsrRefusal {
+    /// What is wrong, for people (2.0.1's `statusInfo.additionalInfo`, the log).
+    pub fn text(self) -> &'static str {
+        match self {
+            CsrRefusal::Encoding => "the CSR is not PEM or base64 DER",
+            CsrRefusal::Malformed => "the CSR is not a PKCS#10 request",
+            CsrRefusal::Signature => "the CSR's signature does not verify with its key",
+            CsrRefusal::CommonName => "the CSR's subject CN is not the charge point's identity",
+            CsrRefusal::KeyType => {
+                "the CSR's key is not ECDSA P-256, P-384 or RSA of 2048 bits or more"
+            }
+            CsrRefusal::Extensions => {
+                "the CSR asks for a CA, certificate or CRL signing, or another key purpose"
+            }
+            CsrRefusal::CertificateType => {
+                "only ChargingStationCertificate requests are signed here"
+            }
+            CsrRefusal::Signing => "the certificate could not be made",
+            CsrRefusal::NoAuthority => "no certificate authority is configured",
+        }
+    }
+
+    /// 2.0.1's `statusInfo.reasonCode` (at most 20 characters) and the journal's reason.
+    pub fn code(self) -> &'static str {
+        match self {
+            CsrRefusal::Encoding | CsrRefusal::Malformed => "InvalidCSR",
+            CsrRefusal::Signature => "InvalidSignature",
+            CsrRefusal::CommonName => "InvalidCommonName",
+            CsrRefusal::KeyType => "InvalidKey",
+            CsrRefusal::Extensions => "InvalidExtensions",
+            CsrRefusal::CertificateType => "UnsupportedCertType",
+            CsrRefusal::Signing => "InternalError",
+            CsrRefusal::NoAuthority => "NoCA",
+        }
+    }
+}
+
+/// The key a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    P256,
+    P384,
+    Rsa { bits: usize },
+}
+
+/// A request that passed every check: what the certificate is made from.
+#[derive(Debug, Clone)]
+pub struct CheckedCsr {
+    pub common_name: String,
+    pub organization: Option<String>,
+    pub key: KeyKind,
+    /// The subjectPublicKey bits (an EC point, or an RSAPublicKey).
+    public_key: Vec<u8>,
+}
+
+impl PublicKeyData for CheckedCsr {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    /// Only its key algorithm and parameters are written (the certificate's SPKI); the issuer's
+    /// key signs.
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        match self.key {
+            KeyKind::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyKind::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            KeyKind::Rsa { .. } => &rcgen::PKCS_RSA_SHA256,
+        }
+    }
+}
+
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+
+/// Judges the `csr` a charge point named `identity` sent (PEM, or bare base64 DER).
+pub fn check_csr(csr: &str, identity: &str) -> Result<CheckedCsr, CsrRefusal> {
+    let der = decode(csr)?;
+    let (rest, request) =
+        X509CertificationRequest::from_der(&der).map_err(|_| CsrRefusal::Malformed)?;
+    if !rest.is_empty() {
+        return Err(CsrRefusal::Malformed);
+    }
+    let info = &request.certification_request_info;
+    let mut names = info.subject.iter_common_name();
+    let common_name = names
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or(CsrRefusal::CommonName)?;
+    if common_name != identity || names.next().is_some() {
+        return Err(CsrRefusal::CommonName);
+    }
+    let organization = info
+        .subject
+        .iter_organization()
+        .next()
+        .and_then(|o| o.as_str().ok())
+        .map(str::to_owned);
+    let spki = &info.subject_pki;
+    let key = match spki.parsed() {
+        Ok(PublicKey::EC(_)) if spki.algorithm.algorithm.to_id_string() == OID_EC_PUBLIC_KEY => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| oid.to_id_string());
+            match curve.as_deref() {
+                Some(OID_P256) => KeyKind::P256,
+                Some(OID_P384) => KeyKind::P384,
+                _ => return Err(CsrRefusal::KeyType),
+            }
+        }
+        Ok(PublicKey::RSA(rsa)) if rsa.key_size() >= 2048 => KeyKind::Rsa {
+            bits: rsa.key_size(),
+        },
+        _ => return Err(CsrRefusal::KeyType),
+    };
+    // After the key's type: ring verifies no RSA signature under 2048 bits, and such a key is
+    // refused for what it is.
+    request
+        .verify_signature()
+        .map_err(|_| CsrRefusal::Signature)?;
+    for extension in request.requested_extensions().into_iter().flatten() {
+        let too_much = match extension {
+            ParsedExtension::BasicConstraints(bc) => bc.ca,
+            ParsedExtension::KeyUsage(usage) => usage.key_cert_sign() || usage.crl_sign(),
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                eku.any
+                    || eku.code_signing
+                    || eku.email_protection
+                    || eku.time_stamping
+                    || eku.ocsp_signing
+                    || !eku.other.is_empty()
+            }
+            // Names, key identifiers and the like are not copied into the certificate.
+            _ => false,
+        };
+        if too_much {
+            return Err(CsrRefusal::Extensions);
+        }
+    }
+    Ok(CheckedCsr {
+        common_name: common_name.to_owned(),
+        organization,
+        key,
+        public_key: spki.subject_public_key.data.to_vec(),
+    })
+}
+
+fn decode(csr: &str) -> Result<Vec<u8>, CsrRefusal> {
+    use base64::Engine as _;
+    if csr.len() > MAX_CSR {
+        return Err(CsrRefusal::Encoding);
+    }
+    let text = csr.trim();
+    let body = if text.starts_with("-----BEGIN") {
+        let begin = text.find('\n').ok_or(CsrRefusal::Encoding)?;
+        let end = text.rfind("-----END").ok_or(CsrRefusal::Encoding)?;
+        let kind = &text[..begin];
+        if !kind.contains("CERTIFICATE REQUEST") || end < begin {
+            return Err(CsrRefusal::Encoding);
+        }
+        &text[begin..end]
+    } else {
+        text
+    };
+    let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|_| CsrRefusal::Encoding)
+}
+
+/// Why the sub-CA did not load (the start stops).
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("`security.ca_cert` {path}: {reason}")]
+    Cert { path: PathBuf, reason: String },
+    #[error("`security.ca_key` {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+}
+
+/// A signed certificate, ready for CertificateSigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The new certificate then the CA's chain, PEM.
+    pub chain: String,
+    /// Its serial number, hex.
+    pub serial: String,
+    pub not_after: SystemTime,
+}
+
+/// The sub-CA that signs charge points' certificates.
+pub struct CertificateAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    /// The CA's certificate and any above it, PEM, as the file has them: appended to each
+    /// certificate signed.
+    chain: String,
+    validity: Duration,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("validity", &self.validity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertificateAuthority {
+    /// Loads the CA's certificate chain (first: the CA that signs) and its key (PKCS#8, SEC1 or
+    /// PKCS#1 PEM); certificates it signs are good for `validity`.
+    pub fn load(cert: &Path, key: &Path, validity: Duration) -> Result<Self, CaError> {
+        let cert_error = |reason: String| CaError::Cert {
+            path: cert.to_owned(),
+            reason,
+        };
+        let chain = std::fs::read_to_string(cert).map_err(|e| cert_error(e.to_string()))?;
+        let first = CertificateDer::pem_slice_iter(chain.as_bytes())
+            .next()
+            .ok_or_else(|| cert_error("no certificate in it".into()))?
+            .map_err(|e| cert_error(e.to_string()))?;
+        let key_error = |reason: String| CaError::Key {
+            path: key.to_owned(),
+            reason,
+        };
+        let der = PrivateKeyDer::from_pem_file(key).map_err(|e| key_error(e.to_string()))?;
+        let pair = KeyPair::try_from(&der).map_err(|e| key_error(e.to_string()))?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(&first).map_err(|e| cert_error(e.to_string()))?;
+        if !parsed.is_ca() {
+            return Err(cert_error("its first certificate is not a CA's".into()));
+        }
+        if parsed.public_key().raw != pair.subject_public_key_info().as_slice() {
+            return Err(key_error("not the key of security.ca_cert".into()));
+        }
+        let issuer =
+            Issuer::from_ca_cert_der(&first, pair).map_err(|e| cert_error(e.to_string()))?;
+        Ok(CertificateAuthority {
+            issuer,
+            chain,
+            validity,
+        })
+    }
+
+    /// Signs `csr` at `now` with `serial` (16 random bytes; the top bit is cleared so the
+    /// number stays positive).
+    pub fn sign(
+        &self,
+        csr: &CheckedCsr,
+        now: SystemTime,
+        mut serial: [u8; 16],
+    ) -> Result<Signed, CsrRefusal> {
+        serial[0] &= 0x7f;
+        serial[0] |= 0x01; // no leading zero byte: the DER integer keeps its 16 bytes
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, csr.common_name.as_str());
+        if let Some(organization) = &csr.organization {
+            name.push(DnType::OrganizationName, organization.as_str());
+        }
+        params.distinguished_name = name;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let not_after = now + self.validity;
+        params.not_before = at(now - BACKDATE)?;
+        params.not_after = at(not_after)?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = match csr.key {
+            KeyKind::Rsa { .. } => vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ],
+            _ => vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyAgreement,
+            ],
+        };
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let certificate = params
+            .signed_by(csr, &self.issuer)
+            .map_err(|_| CsrRefusal::Signing)?;
+        let mut chain = certificate.pem();
+        if !chain.ends_with('\n') {
+            chain.push('\n');
+        }
+        chain.push_str(self.chain.trim_start());
+        Ok(Signed {
+            chain,
+            serial: serial.iter().map(|b| format!("{b:02x}")).collect(),
+            not_after: SystemTime::UNIX_EPOCH
+                + Duration::from_secs(
+                    not_after
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs(),
+                ),
+        })
+    }
+}
+
+fn at(time: SystemTime) -> Result<time::OffsetDateTime, CsrRefusal> {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| CsrRefusal::Signing)?
+        .as_secs();
+    time::OffsetDateTime::from_unix_timestamp(secs as i64).map_err(|_| CsrRefusal::Signing)
+}
+
+/// A CA and requests for the handlers' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use rcgen::BasicConstraints;
+
+    /// A sub-CA (ECDSA P-256) written to `dir` (`ca.pem`, `ca.key`) and loaded; its key.
+    pub fn authority_in(dir: &Path) -> (CertificateAuthority, KeyPair) {
+        std::fs::create_dir_all(dir).unwrap();
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "charge point sub-CA");
+        let ca = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("ca.key"), key.serialize_pem()).unwrap();
+        let loaded = CertificateAuthority::load(
+            &dir.join("ca.pem"),
+            &dir.join("ca.key"),
+            Duration::from_secs(86_400 * 365),
+        )
+        .expect("the CA loads");
+        (loaded, key)
+    }
+
+    /// [`authority_in`] a directory of the test's own, removed again.
+    pub fn authority(test: &str) -> CertificateAuthority {
+        let dir = std::env::temp_dir().join(format!("signing-{test}-{}", std::process::id()));
+        let (loaded, _) = authority_in(&dir);
+        let _ = std::fs::remove_dir_all(dir);
+        loaded
+    }
+
+    /// A PEM CSR for `cn` with a new P-256 key.
+    pub fn csr(cn: &str) -> String {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateSigningRequest, PKCS_ECDSA_P384_SHA384};
+    use x509_parser::prelude::X509Certificate;
+
+    const RSA_KEY: &str = include_str!("../../tests/fixtures/rsa-2048.key");
+
+    fn csr_of(key: &KeyPair, cn: &str, shape: impl FnOnce(&mut CertificateParams)) -> String {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Example CPO");
+        shape(&mut params);
+        let request: CertificateSigningRequest = params.serialize_request(key).expect("CSR");
+        request.pem().expect("PEM")
+    }
+
+    fn p256() -> KeyPair {
+        KeyPair::generate().expect("key")
+    }
+
+    /// A CA in files of a directory of the test's own, loaded.
+    fn authority(test: &str) -> (CertificateAuthority, KeyPair, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("signing-{test}-{}", std::process::id()));
+        let (loaded, key) = super::testing::authority_in(&dir);
+        (loaded, key, dir)
+    }
+
+    fn leaf(chain: &str) -> Vec<u8> {
+        CertificateDer::pem_slice_iter(chain.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn good_requests_of_each_key_type_are_signed_with_their_own_key() {
+        let (ca, ca_key, dir) = authority("good");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let rsa = KeyPair::from_pem_and_sign_algo(RSA_KEY, &rcgen::PKCS_RSA_SHA256).unwrap();
+        let p384 = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+        for (key, kind) in [
+            (p256(), KeyKind::P256),
+            (p384, KeyKind::P384),
+            (rsa, KeyKind::Rsa { bits: 2048 }),
+        ] {
+            let pem = csr_of(&key, "CP-1", |_| {});
+            let checked = check_csr(&pem, "CP-1").expect("a good request");
+            assert_eq!(checked.key, kind);
+            assert_eq!(checked.organization.as_deref(), Some("Example CPO"));
+            let signed = ca.sign(&checked, now, [0xff; 16]).expect("signed");
+            assert!(
+                signed
+                    .chain
+                    .contains("-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----")
+            );
+            let der = leaf(&signed.chain);
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            assert_eq!(cert.subject().to_string(), "CN=CP-1, O=Example CPO");
+            assert_eq!(cert.issuer().to_string(), "CN=charge point sub-CA");
+            assert!(!cert.is_ca());
+            // The request's key, as it was: algorithm, curve and bits.
+            assert_eq!(
+                cert.public_key().raw,
+                key.subject_public_key_info().as_slice()
+            );
+            let ca_spki = ca_key.subject_public_key_info();
+            let (_, ca_spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&ca_spki).unwrap();
+            cert.verify_signature(Some(&ca_spki))
+                .expect("signed by the CA");
+            assert_eq!(signed.serial, format!("7f{}", "ff".repeat(15)));
+            assert_eq!(cert.raw_serial_as_string().replace(':', ""), signed.serial);
+            assert_eq!(
+                cert.validity().not_after.timestamp(),
+                1_800_000_000 + 86_400 * 365
+            );
+            assert_eq!(cert.validity().not_before.timestamp(), 1_800_000_000 - 300);
+            let eku = cert.extended_key_usage().unwrap().unwrap().value;
+            assert!(eku.client_auth && !eku.code_signing);
+        }
+        // Bare base64 DER, as some stations send it, is read too.
+        let pem = csr_of(&p256(), "CP-1", |_| {});
+        let bare: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(check_csr(&bare, "CP-1").is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn each_flaw_has_its_refusal() {
+        let key = p256();
+        let good = csr_of(&key, "CP-1", |_| {});
+        assert_eq!(
+            check_csr(&good, "CP-2").unwrap_err(),
+            CsrRefusal::CommonName
+        );
+        assert_eq!(
+            check_csr(&good, "cp-1").unwrap_err(),
+            CsrRefusal::CommonName
+        );
+        let ed25519 = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        assert_eq!(
+            check_csr(&csr_of(&ed25519, "CP-1", |_| {}), "CP-1").unwrap_err(),
+            CsrRefusal::KeyType
+        );
+        let signs_certificates = csr_of(&key, "CP-1", |p| {
+            p.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyCertSign,
+            ];
+        });
+        assert_eq!(
+            check_csr(&signs_certificates, "CP-1").unwrap_err(),
+            CsrRefusal::Extensions
+        );
+        let signs_code = csr_of(&key, "CP-1", |p| {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        });
+        assert_eq!(
+            check_csr(&signs_code, "CP-1").unwrap_err(),
+            CsrRefusal::Extensions
+        );
+        let client = csr_of(&key, "CP-1", |p| {
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            p.subject_alt_names = vec![rcgen::SanType::DnsName("cp-1.example".try_into().unwrap())];
+        });
+        assert!(
+            check_csr(&client, "CP-1").is_ok(),
+            "a client's own extensions pass"
+        );
+
+        // A signature that does not match: the last byte of the DER is the signature's.
+        let mut der = decode(&good).unwrap();
+        *der.last_mut().unwrap() ^= 0x01;
+        use base64::Engine as _;
+        let tampered = base64::engine::general_purpose::STANDARD.encode(&der);
+        assert_eq!(
+            check_csr(&tampered, "CP-1").unwrap_err(),
+            CsrRefusal::Signature
+        );
+
+        assert_eq!(
+            check_csr("not base64 at all!", "CP-1").unwrap_err(),
+            CsrRefusal::Encoding
+        );
+        assert_eq!(
+            check_csr("AAAA", "CP-1").unwrap_err(),
+            CsrRefusal::Malformed
+        );
+        let certificate = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            check_csr(certificate, "CP-1").unwrap_err(),
+            CsrRefusal::Encoding
+        );
+        let long = "A".repeat(MAX_CSR + 4);
+        assert_eq!(check_csr(&long, "CP-1").unwrap_err(), CsrRefusal::Encoding);
+        for refusal in [
+            CsrRefusal::Encoding,
+            CsrRefusal::CertificateType,
+            CsrRefusal::Signing,
+        ] {
+            assert!(refusal.code().len() <= 20);
+        }
+    }
+
+    #[test]
+    fn a_ca_needs_its_own_key_and_a_ca_certificate() {
+        let (_, _, dir) = authority("files");
+        let other = p256();
+        std::fs::write(dir.join("other.key"), other.serialize_pem()).unwrap();
+        let year = Duration::from_secs(86_400 * 365);
+        let wrong_key =
+            CertificateAuthority::load(&dir.join("ca.pem"), &dir.join("other.key"), year);
+        assert!(
+            matches!(wrong_key, Err(CaError::Key { .. })),
+            "{wrong_key:?}"
+        );
+        let leaf = CertificateParams::new(vec!["x".to_owned()])
+            .unwrap()
+            .self_signed(&other)
+            .unwrap();
+        std::fs::write(dir.join("leaf.pem"), leaf.pem()).unwrap();
+        let not_ca =
+            CertificateAuthority::load(&dir.join("leaf.pem"), &dir.join("other.key"), year);
+        assert!(matches!(not_ca, Err(CaError::Cert { .. })), "{not_ca:?}");
+        let missing = CertificateAuthority::load(&dir.join("none.pem"), &dir.join("ca.key"), year);
+        assert!(matches!(missing, Err(CaError::Cert { .. })));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
