@@ -106,6 +106,7 @@ fn booted() -> (Shard, FrameBatch) {
         profile: ocpp_gateway::security::Profile::Unsecured,
         pinned: false,
         version: ocpp_gateway::types::Version::V16,
+        certificate: None,
     });
     batch.push_message(conn, &cp, BOOT_NOTIFICATION, Instant::now());
     let mut replies = vec![ReplyBatch::default()];

@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::security::{Auth, Profile};
 use crate::types::{ChargePointId, CloseCause, ConnId, Version};
 use ocpp::AnyAction;
+use transport::tls::CertificateFacts;
 use wire::websocket;
 
 /// Room left in front of each answer for its frame header (written once the payload length
@@ -50,6 +51,8 @@ pub enum Entry {
         pinned: bool,
         /// The OCPP version negotiated.
         version: Version,
+        /// The client certificate's serial and expiry (profile 3, a TLS handshake of ours).
+        certificate: Option<Box<CertificateFacts>>,
     },
     /// A text message (an OCPP-J CALL, or something the processor must judge): its text is
     /// `text` in the batch. Every message gets exactly one [`Reply`], possibly empty.

@@ -95,7 +95,20 @@ pub struct ChargePointView {
     /// RFC 3339: when its last CALL arrived.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_message_at: Option<String>,
+    /// The client certificate its live (or last) connection showed (profile 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<CertificateView>,
     pub trace: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateView {
+    /// Hex.
+    pub serial: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// The gateway asked the charge point to renew it.
+    pub renewal_asked: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -122,6 +122,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// For the few gauges a thread recounts (each block has one writer).
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
 }
 
 macro_rules! counters {
@@ -288,6 +293,12 @@ counters! {
         transaction_events_resent,
         /// 2.0.1 TransactionEvents whose seqNo skipped some of their transaction's (journaled).
         transaction_seq_gaps,
+        /// Gauge, recounted every minute: connected charge points whose client certificate
+        /// expires within `security.renew_before`.
+        certificates_expiring,
+        /// Renewals asked of charge points (`security.renewal_triggers`): ExtendedTriggerMessage
+        /// SignChargePointCertificate (1.6), TriggerMessage SignChargingStationCertificate (2.0.1).
+        renewals_triggered,
     }
 }
 
@@ -544,6 +555,8 @@ pub struct StatsSnapshot {
     pub serial_mismatches: u64,
     pub transaction_events_resent: u64,
     pub transaction_seq_gaps: u64,
+    pub certificates_expiring: u64,
+    pub renewals_triggered: u64,
     pub takeovers_refused: u64,
     pub journal_backpressure: u64,
     pub journal_lines_suppressed: u64,

@@ -56,7 +56,12 @@ fn the_backend_gets_the_request_and_delivers_the_chain() {
     assert_eq!(reply[2], json!({"status": "Accepted"}));
     // The gateway does not sign: the next frame is the Heartbeat's answer, not a CALL.
     assert_eq!(call(&mut cp, "h1", "Heartbeat", json!({}))[0], 3);
-    let refused = call(&mut cp, "s2", "SignCertificate", json!({"csr": csr("CP-ELSE")}));
+    let refused = call(
+        &mut cp,
+        "s2",
+        "SignCertificate",
+        json!({"csr": csr("CP-ELSE")}),
+    );
     assert_eq!(refused[2], json!({"status": "Rejected"}));
 
     let mut station = connect_v201(&server, "CP-B201");
@@ -79,13 +84,23 @@ fn the_backend_gets_the_request_and_delivers_the_chain() {
     });
     let events16 = reader.of("CP-B16");
     let asked = requested(&events16, "certificate.sign_requested");
-    assert_eq!(asked.len(), 1, "the refused request is not published: {asked:?}");
-    assert_eq!(asked[0]["payload"], json!({"uniqueId": "s1", "csr": request16}));
+    assert_eq!(
+        asked.len(),
+        1,
+        "the refused request is not published: {asked:?}"
+    );
+    assert_eq!(
+        asked[0]["payload"],
+        json!({"uniqueId": "s1", "csr": request16})
+    );
     assert_eq!(asked[0]["ocppVersion"], "1.6");
     assert_schema(asked[0]);
     let events201 = reader.of("CP-B201");
     let asked = requested(&events201, "certificate.sign_requested");
-    assert_eq!(asked[0]["payload"]["certificateType"], "ChargingStationCertificate");
+    assert_eq!(
+        asked[0]["payload"]["certificateType"],
+        "ChargingStationCertificate"
+    );
     assert_eq!(asked[0]["ocppVersion"], "2.0.1");
     assert_schema(asked[0]);
 
@@ -109,13 +124,16 @@ fn the_backend_gets_the_request_and_delivers_the_chain() {
     let (id, action, payload) = next_call(&mut cp);
     assert_eq!(action, "CertificateSigned");
     assert_eq!(payload["certificateChain"], chain);
-    cp.send(Message::text(json!([3, id, {"status": "Accepted"}]).to_string()))
-        .unwrap();
+    cp.send(Message::text(
+        json!([3, id, {"status": "Accepted"}]).to_string(),
+    ))
+    .unwrap();
     let reply = reply.recv_timeout(WATCHDOG).expect("HTTP reply");
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["payload"], json!({"status": "Accepted"}));
     reader.until("the delivery", |seen| {
-        seen.iter().any(|r| r.value["eventType"] == "certificate.signed")
+        seen.iter()
+            .any(|r| r.value["eventType"] == "certificate.signed")
     });
     let events16 = reader.of("CP-B16");
     let delivered = requested(&events16, "certificate.signed");

@@ -536,6 +536,11 @@ impl Fleet {
             },
             state: Some((store.sender, store.loaded)),
             cluster: None,
+            renewal: (
+                config.security.renew_before,
+                config.security.renewals_per_scan,
+                config.security.certificate_scan,
+            ),
         })
         .map_err(|e| e.to_string())?;
         let wheel = TimerWheel::new(Instant::now(), TIMER_TICK, TIMER_SLOTS);

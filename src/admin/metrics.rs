@@ -215,6 +215,18 @@ fn connections(o: &mut Out, s: &StatsSnapshot) {
         s.transaction_seq_gaps,
     );
     o.single(
+        "ocpp_gateway_client_certificates_expiring",
+        "gauge",
+        "Connected charge points whose client certificate (profile 3) expires within security.renew_before; recounted every minute.",
+        s.certificates_expiring,
+    );
+    o.single(
+        "ocpp_gateway_certificate_renewals_triggered_total",
+        "counter",
+        "Certificate renewals the gateway asked of charge points (security.renewal_triggers).",
+        s.renewals_triggered,
+    );
+    o.single(
         "ocpp_gateway_auth_lockouts_total",
         "counter",
         "Times an address was locked out for too many failed authentications (security.lockout_*).",

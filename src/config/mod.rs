@@ -44,6 +44,7 @@ pub const DEFAULT_TLS_RESUMPTION: bool = true;
 pub const DEFAULT_TLS_TICKET_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_CERTIFICATE_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
 pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
+pub const DEFAULT_CERTIFICATE_SCAN: Duration = Duration::from_secs(60);
 pub const DEFAULT_MIN_PROFILE: Profile = Profile::Unsecured;
 pub const DEFAULT_LOCKOUT_FAILURES: u32 = 10;
 pub const DEFAULT_LOCKOUT_WINDOW: Duration = Duration::from_secs(60);
@@ -273,6 +274,10 @@ pub struct SecurityConfig {
     pub signing: Signing,
     /// Client certificates that expire within this are counted as due for renewal.
     pub renew_before: Duration,
+    /// Renewals the gateway asks for itself per scan, across its processors (0: none).
+    pub renewals_per_scan: u32,
+    /// How often the certificates coming due are recounted (and renewals asked).
+    pub certificate_scan: Duration,
 }
 
 /// Who answers a charge point's SignCertificate (`security.certificate_signing`).

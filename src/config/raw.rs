@@ -98,6 +98,8 @@ pub struct RawSecurity {
     pub ca_key: Option<String>,
     pub certificate_validity: Option<String>,
     pub renew_before: Option<String>,
+    pub renewals_per_scan: Option<u32>,
+    pub certificate_scan: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

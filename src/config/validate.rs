@@ -561,6 +561,17 @@ fn security(
         tickets,
         signing,
         renew_before,
+        renewals_per_scan: check.within(
+            "security.renewals_per_scan",
+            s.renewals_per_scan.unwrap_or(0),
+            0..=100_000,
+        )?,
+        certificate_scan: check.duration_min(
+            "security.certificate_scan",
+            s.certificate_scan,
+            DEFAULT_CERTIFICATE_SCAN,
+            Duration::from_millis(100),
+        )?,
         min_profile: match s.min_profile {
             None => DEFAULT_MIN_PROFILE,
             Some(_) => profile(check, "security.min_profile", s.min_profile)?,

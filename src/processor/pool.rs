@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::TryRecvError;
 use log::debug;
@@ -33,7 +33,7 @@ use crate::types::{ChargePointId, CloseReason, ConnId};
 /// Messages a processor takes from its inbox before it sends the answers gathered so far.
 pub const DRAIN_MAX: usize = 64;
 /// The longest an idle processor sleeps without being rung.
-const IDLE_WAKE: std::time::Duration = std::time::Duration::from_secs(1);
+const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// What every processor shares.
 pub struct PoolParts {
@@ -52,6 +52,10 @@ pub struct PoolParts {
     pub state: Option<(StateSender, Restored)>,
     /// `[cluster]`: where connects and disconnects go.
     pub cluster: Option<ClusterSender>,
+    /// Certificates expiring within this are due (`security.renew_before`); this many
+    /// renewals are asked per scan, across the processors (`security.renewals_per_scan`); the
+    /// processors look every `security.certificate_scan`.
+    pub renewal: (Duration, u32, Duration),
 }
 
 struct Processor {
@@ -71,6 +75,9 @@ struct Processor {
     /// Calls of ours that follow answers of this round (CertificateSigned).
     calls: Vec<(ConnId, ChargePointId, Box<FollowUp>)>,
     events: Events,
+    /// `security.renew_before`, this processor's renewals per scan, how often it scans, and
+    /// when next.
+    renewal: (Duration, usize, Duration, Instant),
 }
 
 /// Starts one thread per inbox.
@@ -87,6 +94,7 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
         journal_rule,
         state,
         cluster,
+        renewal,
     } = parts;
     let shards = inboxes.len();
     let (sender, loaded) = state.map_or((None, Vec::new()), |(s, l)| (Some(s), l));
@@ -118,6 +126,12 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
             closes: Vec::new(),
             calls: Vec::new(),
             events: events.clone(),
+            renewal: (
+                renewal.0,
+                (renewal.1 as usize).div_ceil(shards),
+                renewal.2,
+                Instant::now() + renewal.2,
+            ),
         };
         let thread = std::thread::Builder::new()
             .name(format!("processor-{index}"))
@@ -147,6 +161,7 @@ impl Processor {
                 }
             }
             self.send_answers();
+            self.scan_certificates();
             self.flush_events(false);
             self.shard.offer_state(false);
             self.stats.processor_progress[self.index].fetch_add(1, Ordering::Relaxed);
@@ -267,6 +282,26 @@ impl Processor {
         // to its CALL first.
         for (conn, cp, follow_up) in self.calls.drain(..) {
             let (call, _outcome) = OutboundCall::new(follow_up.action, follow_up.payload);
+            let call = call.reported(cp, Arc::clone(&self.stats), self.events.clone());
+            self.loops.send(conn, ToLoop::Call { conn, call });
+        }
+    }
+
+    /// Every `security.certificate_scan` (the loop wakes at least every second): the
+    /// certificates coming due counted, and renewals asked of some.
+    fn scan_certificates(&mut self) {
+        let (renew_before, per_scan, every, next) = self.renewal;
+        let now = Instant::now();
+        if now < next {
+            return;
+        }
+        self.renewal.3 = now + every;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let due = (now + renew_before).as_secs() as i64;
+        for (conn, cp, call) in self.shard.certificates_due(due, per_scan) {
+            let (call, _outcome) = OutboundCall::new(call.action, call.payload);
             let call = call.reported(cp, Arc::clone(&self.stats), self.events.clone());
             self.loops.send(conn, ToLoop::Call { conn, call });
         }

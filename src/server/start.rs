@@ -191,6 +191,11 @@ pub(super) fn spawn_processors(
         },
         state,
         cluster: cluster.map(|c| c.sender.clone()),
+        renewal: (
+            config.security.renew_before,
+            config.security.renewals_per_scan,
+            config.security.certificate_scan,
+        ),
     })
     .map_err(spawn_err("processor thread"))
 }

@@ -89,9 +89,23 @@ impl Pki {
 
     /// A client certificate with subject CN `cn`, signed by this CA.
     pub fn client(&self, cn: &str) -> ClientCert {
+        self.client_with(cn, |_| {})
+    }
+
+    /// The same, valid from a day ago for `days` from now.
+    pub fn client_for_days(&self, cn: &str, days: i64) -> ClientCert {
+        let now = time::OffsetDateTime::now_utc();
+        self.client_with(cn, |params| {
+            params.not_before = now - time::Duration::days(1);
+            params.not_after = now + time::Duration::days(days);
+        })
+    }
+
+    fn client_with(&self, cn: &str, shape: impl FnOnce(&mut CertificateParams)) -> ClientCert {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name.push(DnType::CommonName, cn);
+        shape(&mut params);
         let cert = params
             .signed_by(&key, &self.ca)
             .expect("client certificate");
@@ -257,12 +271,22 @@ pub fn wss_upgrade(
     id: &str,
     authorization: Option<&str>,
 ) -> Result<(TlsClient, tungstenite::handshake::client::Response), tungstenite::Error> {
+    wss_upgrade_as(stream, addr, id, authorization, "ocpp1.6")
+}
+
+/// [`wss_upgrade`] offering `protocol`.
+pub fn wss_upgrade_as(
+    stream: TlsStream,
+    addr: SocketAddr,
+    id: &str,
+    authorization: Option<&str>,
+    protocol: &'static str,
+) -> Result<(TlsClient, tungstenite::handshake::client::Response), tungstenite::Error> {
     let url = format!("wss://localhost:{}/ocpp/{id}", addr.port());
     let mut request = url.into_client_request()?;
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("ocpp1.6"),
-    );
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
     if let Some(value) = authorization {
         request.headers_mut().insert(
             "Authorization",

@@ -305,6 +305,11 @@ impl Transport {
         self.tls.as_deref()
     }
 
+    /// The same, to change.
+    pub fn tls_mut(&mut self) -> Option<&mut TlsLayer> {
+        self.tls.as_deref_mut()
+    }
+
     /// What the PROXY header said, once it was read (given once).
     pub fn take_proxied(&mut self) -> Option<Proxied> {
         match self.proxy.as_deref() {

@@ -69,10 +69,35 @@ pub fn certificate_id(issuer: &[u8], serial: &[u8]) -> CertificateId {
     id
 }
 
-/// The CN and the [`CertificateId`] of a leaf certificate.
-fn leaf_facts(cert: &CertificateDer<'_>) -> (ClientCertificate, Option<CertificateId>) {
+/// What the gateway keeps of a client certificate to watch its renewal: its serial number and
+/// when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// Hex, as the certificate writes it (leading zero bytes included).
+    pub serial: Box<str>,
+    /// notAfter, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// The CN, the [`CertificateId`] and the renewal facts of a leaf certificate.
+fn leaf_facts(
+    cert: &CertificateDer<'_>,
+) -> (
+    ClientCertificate,
+    Option<CertificateId>,
+    Option<Box<CertificateFacts>>,
+) {
     let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
-        return (ClientCertificate::NoCommonName, None);
+        return (ClientCertificate::NoCommonName, None, None);
+    };
+    let facts = CertificateFacts {
+        serial: parsed
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into(),
+        not_after: parsed.validity().not_after.timestamp(),
     };
     let id = certificate_id(parsed.issuer().as_raw(), parsed.raw_serial());
     let cn = parsed
@@ -84,7 +109,7 @@ fn leaf_facts(cert: &CertificateDer<'_>) -> (ClientCertificate, Option<Certifica
         Some(cn) => ClientCertificate::CommonName(cn.into()),
         None => ClientCertificate::NoCommonName,
     };
-    (certificate, Some(id))
+    (certificate, Some(id), Some(Box::new(facts)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +175,8 @@ pub struct TlsLayer {
     resumed: bool,
     /// The client certificate's issuer and serial (checked against CRLs), captured with it.
     client_certificate_id: Option<CertificateId>,
+    /// Its serial number and expiry, until the session takes them at the upgrade.
+    certificate_facts: Option<Box<CertificateFacts>>,
     /// Ciphertext received and not consumed yet (an unfinished record, or handshake bytes
     /// rustls asked to see again), freed once consumed.
     incoming: Held,
@@ -213,6 +240,7 @@ impl TlsLayer {
             client_certificate: ClientCertificate::None,
             resumed: false,
             client_certificate_id: None,
+            certificate_facts: None,
             incoming: Held::default(),
             waiting: Held::default(),
             close_wanted: false,
@@ -249,6 +277,12 @@ impl TlsLayer {
         &self.client_certificate
     }
 
+    /// The client certificate's serial number and expiry (servers, once the handshake is
+    /// done), given once: the layer keeps nothing of them after.
+    pub fn take_certificate_facts(&mut self) -> Option<Box<CertificateFacts>> {
+        self.certificate_facts.take()
+    }
+
     /// The client certificate's [`CertificateId`] (servers, once the handshake is done, also
     /// when it resumed a session: the ticket carries the certificate).
     pub fn client_certificate_id(&self) -> Option<CertificateId> {
@@ -281,7 +315,11 @@ impl TlsLayer {
         }
         self.resumed = conn.common().handshake_kind() == Some(HandshakeKind::Resumed);
         if let Some(leaf) = conn.common().peer_certificates().and_then(|c| c.first()) {
-            (self.client_certificate, self.client_certificate_id) = leaf_facts(leaf);
+            (
+                self.client_certificate,
+                self.client_certificate_id,
+                self.certificate_facts,
+            ) = leaf_facts(leaf);
         }
         let State::Rustls(conn) = std::mem::replace(&mut self.state, State::Gone) else {
             return Ok(());

@@ -93,6 +93,13 @@ impl Connection {
             "cp={cp} loop={} connected from {}",
             cx.index, upgrading.peer
         );
+        let certificate = match auth {
+            Auth::Certificate => self
+                .transport
+                .tls_mut()
+                .and_then(|tls| tls.take_certificate_facts()),
+            _ => None,
+        };
         let seq = cx
             .stats
             .sessions_opened
@@ -108,6 +115,7 @@ impl Connection {
                 profile: upgrading.profile,
                 pinned,
                 version,
+                certificate,
             },
         );
         self.phase = Phase::Open(Session::new(cp, version, processor, cx.now_ms()));

@@ -18,6 +18,7 @@
 mod journaling;
 mod messages;
 mod registry;
+mod renewal;
 mod state;
 mod views;
 
@@ -39,15 +40,17 @@ use crate::mailbox::{ClusterSender, Lookup, Op as ClusterOp};
 use crate::processor::handlers::{self, ChargePointState, FollowUp, Now, Policy, Registration};
 use crate::processor::handlers_v201::{self, Effect};
 use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
-use crate::query::{ChargePointView, ConnectorView, Filter};
+use crate::query::{CertificateView, ChargePointView, ConnectorView, Filter};
 use crate::security::{Auth, Profile};
 use crate::state::{Change, Restored, Saved, StateBatch, StateSender};
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};
 use crate::types::{ChargePointId, CloseCause, CloseReason, ConnId, Version};
 use basics::WarnBudget;
+use ocpp::AnyAction;
 use ocpp::rpc::{self, Frame, FrameError};
 use ocpp::v16::{Action, ChargePointStatus, Invalid};
 use ocpp::v201;
+use transport::tls::CertificateFacts;
 
 /// Warnings about peer input a processor logs per second; the rest are counted only.
 const WARNINGS_PER_SECOND: u32 = 20;
@@ -97,6 +100,10 @@ struct Seen {
     journal_suppressed: u64,
     /// Times its connection was paused for going over `ocpp.max_calls_per_second`.
     rate_limited: u64,
+    /// The client certificate of its live (or last) connection, when it showed one to us.
+    certificate: Option<Box<CertificateFacts>>,
+    /// The renewal of that certificate was asked for (`security.renewal_triggers`).
+    renewal_asked: bool,
 }
 
 /// `payload` without its whitespace: what is kept per charge point must be bounded by the
@@ -243,9 +250,10 @@ impl Shard {
                     profile,
                     pinned,
                     version,
+                    certificate,
                 } => {
                     let how = (*seq, *auth, (*profile, *pinned), *version);
-                    self.connected(*conn, cp, how, *peer, out)
+                    self.connected(*conn, cp, how, (*peer, certificate.as_deref()), out)
                 }
                 Entry::Message {
                     conn,

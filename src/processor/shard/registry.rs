@@ -62,10 +62,11 @@ impl Shard {
         conn: ConnId,
         cp: &ChargePointId,
         (seq, auth, listener, version): (u64, Auth, (Profile, bool), Version),
-        peer: SocketAddr,
+        (peer, certificate): (SocketAddr, Option<&CertificateFacts>),
         out: &mut Outputs<'_>,
     ) {
         let now = SystemTime::now();
+        let certificate = certificate.map(|c| Box::new(c.clone()));
         let (profile, pinned) = listener;
         let keeps_state = self.keeps_state();
         let loser = match self.charge_points.get_mut(cp) {
@@ -127,6 +128,10 @@ impl Shard {
                 }
                 held.seen.peer = Some(peer);
                 held.seen.since = now;
+                if held.seen.certificate != certificate {
+                    held.seen.renewal_asked = false;
+                }
+                held.seen.certificate = certificate;
                 if old.is_none() {
                     self.remembered -= 1;
                 }
@@ -157,6 +162,8 @@ impl Shard {
                             boot: None,
                             journal_suppressed: 0,
                             rate_limited: 0,
+                            certificate,
+                            renewal_asked: false,
                         }),
                         dirty: false,
                         saved: false,

@@ -40,6 +40,8 @@ impl Shard {
                         boot: saved.boot,
                         journal_suppressed: 0,
                         rate_limited: 0,
+                        certificate: None,
+                        renewal_asked: false,
                     }),
                     dirty: false,
                     saved: true,

@@ -60,6 +60,17 @@ impl Rig {
     }
 
     fn connect_as(&mut self, cp: &str, conn: ConnId, seq: u64, auth: Auth, profile: Profile) {
+        self.connect_with(cp, conn, seq, (auth, profile), None);
+    }
+
+    fn connect_with(
+        &mut self,
+        cp: &str,
+        conn: ConnId,
+        seq: u64,
+        (auth, profile): (Auth, Profile),
+        certificate: Option<CertificateFacts>,
+    ) {
         let mut batch = FrameBatch::default();
         batch.push(Entry::Connected {
             conn,
@@ -70,8 +81,30 @@ impl Rig {
             profile,
             pinned: false,
             version: Version::V16,
+            certificate: certificate.map(Box::new),
         });
         self.handle(&batch);
+    }
+
+    /// Connects `cp` over profile 3 with a certificate of `serial` expiring at `not_after`.
+    fn connect_certified(
+        &mut self,
+        cp: &str,
+        conn: ConnId,
+        seq: u64,
+        (serial, not_after): (&str, i64),
+    ) {
+        let facts = CertificateFacts {
+            serial: serial.into(),
+            not_after,
+        };
+        self.connect_with(
+            cp,
+            conn,
+            seq,
+            (Auth::Certificate, Profile::MutualTls),
+            Some(facts),
+        );
     }
 
     fn connect(&mut self, cp: &str, conn: ConnId, seq: u64) {
@@ -246,6 +279,44 @@ fn a_connection_below_the_profile_authenticated_at_before_is_closed() {
 }
 
 // Messages.
+
+#[test]
+fn certificates_coming_due_are_counted_and_each_asked_about_once() {
+    let mut rig = Rig::new(shard(10));
+    rig.connect_certified("CP1", conn(1), 1, ("01", 1_000));
+    rig.boot("CP1", conn(1));
+    rig.connect_certified("CP2", conn(2), 2, ("02", 9_000));
+    rig.boot("CP2", conn(2));
+    // Due but not accepted yet: counted, not asked.
+    rig.connect_certified("CP3", conn(3), 3, ("03", 2_000));
+    let asked = |calls: &[(ConnId, ChargePointId, Box<FollowUp>)]| -> Vec<String> {
+        calls.iter().map(|(_, cp, _)| cp.to_string()).collect()
+    };
+    let calls = rig.shard.certificates_due(5_000, 0);
+    assert!(calls.is_empty(), "no budget, nobody asked");
+    assert_eq!(rig.shard.stats().certificates_expiring.get(), 2);
+    let calls = rig.shard.certificates_due(5_000, 10);
+    assert_eq!(asked(&calls), ["CP1"]);
+    assert_eq!(
+        calls[0].2.action,
+        AnyAction::V16(Action::ExtendedTriggerMessage)
+    );
+    assert!(rig.view("CP1").client_certificate.unwrap().renewal_asked);
+    assert!(
+        rig.shard.certificates_due(5_000, 10).is_empty(),
+        "asked once"
+    );
+    // A new connection with a new certificate is a new question; with the same one it is not.
+    rig.connect_certified("CP1", conn(4), 4, ("01", 1_000));
+    assert!(rig.shard.certificates_due(5_000, 10).is_empty());
+    rig.connect_certified("CP1", conn(5), 5, ("04", 3_000));
+    assert_eq!(asked(&rig.shard.certificates_due(5_000, 10)), ["CP1"]);
+    // Disconnected: no longer counted.
+    rig.disconnect("CP1", conn(5));
+    rig.shard.certificates_due(5_000, 10);
+    assert_eq!(rig.shard.stats().certificates_expiring.get(), 1);
+    assert_eq!(rig.shard.stats().renewals_triggered.get(), 2);
+}
 
 #[test]
 fn a_boot_notification_is_answered_and_accepts_the_charge_point() {

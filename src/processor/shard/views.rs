@@ -93,6 +93,13 @@ impl Shard {
                 .collect(),
             open_transaction: entry.state.open_transaction,
             last_message_at: entry.seen.last_message.map(rfc3339),
+            client_certificate: entry.seen.certificate.as_ref().map(|c| CertificateView {
+                serial: c.serial.to_string(),
+                not_after: u64::try_from(c.not_after)
+                    .map(|secs| rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(secs)))
+                    .unwrap_or_default(),
+                renewal_asked: entry.seen.renewal_asked,
+            }),
             trace: traced,
         })
     }

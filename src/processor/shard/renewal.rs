@@ -1,0 +1,69 @@
+//! Client certificates coming due: the connected charge points whose certificate (seen at
+//! their profile 3 handshake) expires within `security.renew_before` are counted, and with
+//! `security.renewals_per_minute` asked to renew it, a few at a time: ExtendedTriggerMessage
+//! SignChargePointCertificate (1.6 security extension), TriggerMessage
+//! SignChargingStationCertificate (2.0.1). The charge point then sends SignCertificate, which
+//! the handlers answer as any other.
+
+use super::*;
+
+/// The call that asks a charge point of `version` to renew its certificate.
+pub fn renewal_call(version: Version) -> Box<FollowUp> {
+    let (action, payload) = match version {
+        Version::V16 => (
+            AnyAction::V16(Action::ExtendedTriggerMessage),
+            r#"{"requestedMessage":"SignChargePointCertificate"}"#,
+        ),
+        Version::V201 => (
+            AnyAction::V201(v201::Action::TriggerMessage),
+            r#"{"requestedMessage":"SignChargingStationCertificate"}"#,
+        ),
+    };
+    let payload = RawValue::from_string(payload.to_owned()).expect("constant JSON");
+    Box::new(FollowUp { action, payload })
+}
+
+impl Shard {
+    /// Counts the connected charge points whose certificate expires before `due` (seconds since
+    /// the epoch) into the `certificates_expiring` gauge, and returns the renewal calls for at
+    /// most `budget` of the accepted ones not asked yet (each is asked once per certificate).
+    pub fn certificates_due(
+        &mut self,
+        due: i64,
+        mut budget: usize,
+    ) -> Vec<(ConnId, ChargePointId, Box<FollowUp>)> {
+        let mut expiring = 0;
+        let mut calls = Vec::new();
+        for (cp, entry) in &mut self.charge_points {
+            let Some(conn) = entry.conn else {
+                continue;
+            };
+            let Some(certificate) = &entry.seen.certificate else {
+                continue;
+            };
+            if certificate.not_after > due {
+                continue;
+            }
+            expiring += 1;
+            if budget > 0
+                && !entry.seen.renewal_asked
+                && entry.state.registration == Registration::Accepted
+            {
+                budget -= 1;
+                entry.seen.renewal_asked = true;
+                info!(
+                    "cp={cp} client certificate {} expires at {}: renewal asked",
+                    certificate.serial, certificate.not_after
+                );
+                calls.push((
+                    conn,
+                    ChargePointId::clone(cp),
+                    renewal_call(entry.state.version),
+                ));
+            }
+        }
+        self.stats().certificates_expiring.set(expiring);
+        self.stats().renewals_triggered.add(calls.len() as u64);
+        calls
+    }
+}
