@@ -341,6 +341,9 @@ counters! {
         cluster_events_published,
         /// Journal files deleted before all their lines were on `{prefix}events`.
         cluster_events_lost_files,
+        /// Times the fleet's TLS ticket keys from `{prefix}tls-ticket-keys` were installed
+        /// (the first time, and after each rotation).
+        cluster_ticket_keys_installed,
     }
 }
 
@@ -574,6 +577,7 @@ pub struct StatsSnapshot {
     pub cluster_calls_run: u64,
     pub cluster_events_published: u64,
     pub cluster_events_lost_files: u64,
+    pub cluster_ticket_keys_installed: u64,
     pub kafka_events_produced: u64,
     pub kafka_events_confirmed: u64,
     pub kafka_events_failed: u64,

@@ -668,6 +668,12 @@ fn cluster(o: &mut Out, s: &StatsSnapshot) {
         s.cluster_errors,
     );
     o.single(
+        "ocpp_gateway_cluster_ticket_keys_installed_total",
+        "counter",
+        "Times the fleet's TLS session-ticket keys were taken from Redis (first time and after each rotation).",
+        s.cluster_ticket_keys_installed,
+    );
+    o.single(
         "ocpp_gateway_cluster_takeovers_total",
         "counter",
         "Charge points another node took over from this one.",

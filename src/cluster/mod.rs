@@ -19,6 +19,11 @@
 //!   refreshed every third of it: a node whose key expired is dead, and its entries in the
 //!   registry are stale.
 //!
+//! - `{prefix}tls-ticket-keys`: the TLS session-ticket keys every node shares when
+//!   resumption is on without `security.tls_ticket_keys` (a file wins): newest first, each
+//!   `{made at, ms}:{hex}`; a node rotates it once the newest is a lifetime old (every node
+//!   proposes a key each beat, the first wins), and installs what it holds every beat.
+//!
 //! - `{prefix}id-slots`: slot -> node, each node's share of the transaction ids (claimed on a
 //!   node's first start, confirmed every beat; ids never depend on Redis after that), and
 //!   `{prefix}transaction-id`, only ever raised to the highest id a node reserved.
@@ -32,7 +37,7 @@
 
 pub mod events;
 pub mod remote;
-mod scripts;
+pub mod scripts;
 mod subscriber;
 mod writer;
 
@@ -51,6 +56,7 @@ use crate::journal::JournalStatus;
 use crate::mailbox::{ClusterSender, Lookup, Op, Processors, ToProcessor};
 use crate::policy::{Share, TransactionIds};
 use crate::security::credentials::Credentials;
+use crate::security::tickets::TicketKeys;
 use crate::state::Saved;
 use crate::stats::Stats;
 use crate::types::ChargePointId;
@@ -85,15 +91,16 @@ pub struct Cluster {
     pub events: Option<JoinHandle<()>>,
 }
 
-/// Starts the cluster thread (registry writes, node liveness) and the subscriber thread
-/// (takeovers by other nodes, passed to `processors`).
+/// Starts the cluster thread (registry writes, node liveness, the fleet's ticket keys) and the
+/// subscriber thread (takeovers by other nodes, passed to `processors`). The secrets shared
+/// through Redis: the Basic-auth credentials, the TLS ticket keys.
 pub fn start(
     config: &ClusterConfig,
     node: &str,
     processors: Processors,
     transactions: Arc<TransactionIds>,
     journal: Option<&JournalStatus>,
-    credentials: Option<Arc<Credentials>>,
+    (credentials, tickets): (Option<Arc<Credentials>>, Option<Arc<TicketKeys>>),
     stats: Arc<Stats>,
 ) -> std::io::Result<Cluster> {
     let client = redis::Client::open(config.redis_url.as_str())
@@ -116,6 +123,7 @@ pub fn start(
         shas: std::sync::OnceLock::new(),
         id_slot: config.id_slot,
         id_slots: config.id_slots,
+        tickets,
     };
     let writer_processors = processors.clone();
     let writer = std::thread::Builder::new()

@@ -115,6 +115,22 @@ end
 return {slot, tostring(floor), before}
 ";
 
+/// The TLS ticket keys every node shares (`security.tls_resumption` without a key file):
+/// KEYS[1] = a list of `{made at, ms}:{64 hex digits}`, newest first; ARGV = now (ms), the
+/// ticket lifetime (ms), a fresh key of the caller's. Unless the newest key is younger than a
+/// lifetime, the caller's becomes the newest (every node proposes one, the first to come wins);
+/// the newest and the one before are kept (the latter opens tickets issued before the
+/// rotation). Returns the list.
+pub const TICKET_KEYS: &str = r"
+local newest = redis.call('LINDEX', KEYS[1], 0)
+local made = newest and tonumber(string.match(newest, '^(%d+):'))
+if not made or tonumber(ARGV[1]) - made >= tonumber(ARGV[2]) then
+  redis.call('LPUSH', KEYS[1], ARGV[1] .. ':' .. ARGV[3])
+  redis.call('LTRIM', KEYS[1], 0, 1)
+end
+return redis.call('LRANGE', KEYS[1], 0, -1)
+";
+
 /// The writer's Lua scripts, loaded (`SCRIPT LOAD`) on every connect and run with `EVALSHA`:
 /// a registry write sends a hash instead of the script. A server that lost them (`NOSCRIPT`,
 /// after `SCRIPT FLUSH`) is treated like a dropped connection: reconnect, load, replay.
@@ -126,16 +142,18 @@ pub(super) enum Lua {
     Restore,
     Heartbeat,
     Share,
+    TicketKeys,
 }
 
 impl Lua {
-    pub(super) const ALL: [Lua; 6] = [
+    pub(super) const ALL: [Lua; 7] = [
         Lua::Register,
         Lua::Save,
         Lua::Unregister,
         Lua::Restore,
         Lua::Heartbeat,
         Lua::Share,
+        Lua::TicketKeys,
     ];
 
     pub(super) fn source(self) -> &'static str {
@@ -146,6 +164,7 @@ impl Lua {
             Lua::Restore => RESTORE,
             Lua::Heartbeat => HEARTBEAT,
             Lua::Share => SHARE,
+            Lua::TicketKeys => TICKET_KEYS,
         }
     }
 }

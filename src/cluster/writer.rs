@@ -16,6 +16,8 @@ pub(super) struct Writer {
     pub(super) transactions: Arc<TransactionIds>,
     /// The SHA1 of each script of [`Lua::ALL`], as Redis named them at the first load.
     pub(super) shas: std::sync::OnceLock<Vec<String>>,
+    /// TLS ticket keys shared through Redis (resumption on without a key file).
+    pub(super) tickets: Option<Arc<TicketKeys>>,
     /// `cluster.id_slot`, `cluster.id_slots`.
     pub(super) id_slot: Option<u32>,
     pub(super) id_slots: u32,
@@ -141,6 +143,7 @@ impl Writer {
                 next_beat = now + beat;
                 self.claim_share(con)
                     .and_then(|()| self.heartbeat(con, &mut pending))
+                    .and_then(|()| self.share_ticket_keys(con))
             } else {
                 Ok(())
             }
@@ -335,6 +338,34 @@ impl Writer {
             format!("{prefix}state:{cp}"),
             format!("{prefix}chargepoints"),
         ]
+    }
+
+    /// Every beat: the fleet's ticket keys from `{prefix}tls-ticket-keys`, rotated there once
+    /// the newest is a lifetime old (see [`TICKET_KEYS`]), installed here.
+    pub(super) fn share_ticket_keys(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        let Some(tickets) = &self.tickets else {
+            return Ok(());
+        };
+        let Some(candidate) = tickets.candidate() else {
+            return Ok(()); // no random bytes this time: the next beat tries again
+        };
+        let entries: Vec<String> = redis::cmd("EVALSHA")
+            .arg(self.sha(Lua::TicketKeys))
+            .arg(1)
+            .arg(format!("{}tls-ticket-keys", self.prefix))
+            .arg(epoch_ms(SystemTime::now()))
+            .arg(u64::try_from(tickets.lifetime().as_millis()).unwrap_or(u64::MAX))
+            .arg(candidate)
+            .query(con)?;
+        match tickets.install_shared(&entries) {
+            Ok(true) => {
+                self.stats.cluster.cluster_ticket_keys_installed.inc();
+                info!("TLS ticket keys: {} shared through Redis", entries.len());
+            }
+            Ok(false) => {}
+            Err(reason) => warn!("TLS ticket keys in Redis not used: {reason}"),
+        }
+        Ok(())
     }
 
     /// `{prefix}node:{node}` with its TTL. A key that was gone (Redis lost its data, or the

@@ -87,6 +87,11 @@ pub struct TlsConfigs {
 }
 
 impl TlsConfigs {
+    /// The session-ticket keys, when resumption is on.
+    pub fn tickets(&self) -> Option<&Arc<TicketKeys>> {
+        self.tickets.as_ref()
+    }
+
     /// Loads the files (an error stops the start); `mutual`: a profile 3 listener exists.
     pub fn load(files: TlsFiles, mutual: bool) -> Result<TlsConfigs, CertError> {
         let tickets = match &files.tickets {

@@ -81,6 +81,8 @@ struct Ring {
     keys: Vec<Derived>,
     /// Memory mode: when the first key was made.
     made_at: Instant,
+    /// The keys come from Redis (cluster mode): rotated there, not here.
+    shared: bool,
 }
 
 /// The ticket keys every TLS configuration of this gateway shares, across reloads.
@@ -114,6 +116,7 @@ impl TicketKeys {
             ring: RwLock::new(Ring {
                 keys: keys.iter().map(derive).collect(),
                 made_at: Instant::now(),
+                shared: false,
             }),
             random,
         }))
@@ -129,6 +132,60 @@ impl TicketKeys {
         let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
         ring.keys = keys.iter().map(derive).collect();
         Ok(keys.len())
+    }
+
+    /// How long a ticket is good.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// The keys are made here (no key file): in cluster mode they are the fleet's, through
+    /// Redis.
+    pub fn shared_through_redis(&self) -> bool {
+        self.file.is_none()
+    }
+
+    /// A fresh key, in hex, to offer the fleet (cluster mode without a key file): None with a
+    /// key file (the file is the fleet's), or when no random bytes came.
+    pub fn candidate(&self) -> Option<String> {
+        if self.file.is_some() {
+            return None;
+        }
+        let secret = fresh_secret(&self.random).ok()?;
+        Some(secret.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Installs the fleet's keys as Redis keeps them (`{made at}:{hex}`, newest first: it
+    /// seals, all open); from then on they are rotated in Redis, not here. The key this node
+    /// sealed with before still opens its tickets (unless it is one of the fleet's).
+    /// Ok(true) when the keys changed.
+    pub fn install_shared(&self, entries: &[String]) -> Result<bool, String> {
+        let text: String = entries
+            .iter()
+            .map(|e| e.split_once(':').map_or(e.as_str(), |(_, hex)| hex))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let keys = parse_keys(&text)?;
+        let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
+        let fresh: Vec<Derived> = keys.iter().map(derive).collect();
+        let same = ring.shared
+            && ring.keys.len() >= fresh.len()
+            && fresh.iter().zip(&ring.keys).all(|(a, b)| a.id == b.id);
+        if same {
+            return Ok(false);
+        }
+        let mut next = fresh;
+        // Our own sealing key until now keeps opening what it sealed.
+        if let Some(own) = ring.keys.first()
+            && next.iter().all(|k| k.id != own.id)
+        {
+            let own = ring.keys.remove(0);
+            next.push(own);
+        }
+        next.truncate(MAX_KEYS);
+        ring.keys = next;
+        ring.shared = true;
+        Ok(true)
     }
 
     /// The ticketer of one listener profile.
@@ -147,7 +204,7 @@ impl TicketKeys {
         }
         let due = {
             let ring = self.ring.read().unwrap_or_else(|e| e.into_inner());
-            ring.made_at.elapsed() >= self.lifetime
+            !ring.shared && ring.made_at.elapsed() >= self.lifetime
         };
         if !due {
             return;
@@ -358,6 +415,42 @@ mod tests {
         let keys = TicketKeys::load(Some(dir.clone()), Duration::from_secs(3600)).unwrap();
         let _ = std::fs::remove_file(&dir);
         keys
+    }
+
+    #[test]
+    fn the_fleets_keys_from_redis_replace_the_own_which_still_opens_until_a_rotation() {
+        let memory = TicketKeys::load(None, Duration::from_secs(3600)).unwrap();
+        assert!(memory.shared_through_redis() && memory.candidate().is_some());
+        assert!(keys(A).candidate().is_none(), "a key file is the fleet's");
+        let two = memory.ticketer(TicketScope::ServerAuth);
+        let own = two.encrypt(b"before").unwrap();
+        let fleet = |list: &[&str]| -> Vec<String> {
+            list.iter()
+                .enumerate()
+                .map(|(i, k)| format!("{}:{k}", 1000 - i))
+                .collect()
+        };
+        assert_eq!(memory.install_shared(&fleet(&[A])), Ok(true));
+        assert_eq!(memory.install_shared(&fleet(&[A])), Ok(false), "unchanged");
+        let shared = two.encrypt(b"after").unwrap();
+        assert_eq!(two.decrypt(&own).as_deref(), Some(&b"before"[..]));
+        // Another node with the fleet's key opens what this one sealed with it.
+        let peer = keys(A).ticketer(TicketScope::ServerAuth);
+        assert_eq!(peer.decrypt(&shared).as_deref(), Some(&b"after"[..]));
+        assert_eq!(peer.decrypt(&own), None);
+        // Rotated in Redis: the new key seals, the previous opens, the own one is gone.
+        assert_eq!(memory.install_shared(&fleet(&[B, A])), Ok(true));
+        assert_eq!(two.decrypt(&shared).as_deref(), Some(&b"after"[..]));
+        assert_eq!(two.decrypt(&own), None);
+        let rotated = two.encrypt(b"rotated").unwrap();
+        assert_eq!(
+            keys(B)
+                .ticketer(TicketScope::ServerAuth)
+                .decrypt(&rotated)
+                .as_deref(),
+            Some(&b"rotated"[..])
+        );
+        assert!(memory.install_shared(&["1:not hex".to_owned()]).is_err());
     }
 
     #[test]

@@ -161,7 +161,15 @@ pub(super) fn start_cluster(
         processors.clone(),
         Arc::clone(&policy.transactions),
         journal,
-        security.credentials.clone(),
+        (
+            security.credentials.clone(),
+            security
+                .tls
+                .as_ref()
+                .and_then(|tls| tls.tickets())
+                .filter(|tickets| tickets.shared_through_redis())
+                .cloned(),
+        ),
         Arc::clone(stats),
     )
     .map_err(spawn_err("cluster thread"))?;
