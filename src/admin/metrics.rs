@@ -368,7 +368,12 @@ fn messages_v201(o: &mut Out, s: &StatsSnapshot) {
         "OCPP 2.0.1 CALLs from stations by action.",
     );
     let count = |slot: usize| s.calls_in_by_action_v201.get(slot).copied().unwrap_or(0);
-    for action in V201::ALL.into_iter().filter(|a| a.from_station()) {
+    let in_201 = |a: &V201| a.in_edition(ocpp::v201::Edition::V201);
+    for action in V201::ALL
+        .into_iter()
+        .filter(in_201)
+        .filter(|a| a.from_station())
+    {
         let labels = [("action", action.as_str())];
         o.sample(
             "ocpp_gateway_v201_messages_total",
@@ -387,7 +392,11 @@ fn messages_v201(o: &mut Out, s: &StatsSnapshot) {
         "counter",
         "OCPP 2.0.1 CALLs sent to stations (operator API, commands topic) by action.",
     );
-    for action in V201::ALL.into_iter().filter(|a| a.from_csms()) {
+    for action in V201::ALL
+        .into_iter()
+        .filter(in_201)
+        .filter(|a| a.from_csms())
+    {
         let n = s
             .calls_out_by_action_v201
             .get(action.index())

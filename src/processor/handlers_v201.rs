@@ -78,7 +78,8 @@ pub fn write_answer(
 ) -> Result<(Action, Effect), (Option<Action>, Invalid)> {
     let action = v201::check_request(name, payload.get()).map_err(|invalid| {
         // An action we know that failed its schema is still counted as that action.
-        (Action::parse(name), invalid)
+        let known = Action::parse(name).filter(|a| a.in_edition(v201::Edition::V201));
+        (known, invalid)
     })?;
     if action != Action::BootNotification && state.registration != Registration::Accepted {
         let description = format!("{name} before the station was accepted");

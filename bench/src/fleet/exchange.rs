@@ -369,6 +369,8 @@ impl FleetLoop {
                 action,
                 payload,
             }) => self.on_call(key, &unique_id, &action, payload),
+            // Only 2.1 has these (read by `parse_frame_21`): not spoken here.
+            Ok(Frame::Send { .. } | Frame::CallResultError { .. }) => {}
             Err(FrameError::Answer {
                 unique_id,
                 code,

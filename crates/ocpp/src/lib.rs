@@ -122,7 +122,9 @@ impl AnyAction {
     pub fn in_version(version: Version, name: &str) -> Option<AnyAction> {
         match version {
             Version::V16 => v16::Action::from_name(name).map(AnyAction::V16),
-            Version::V201 => v201::Action::parse(name).map(AnyAction::V201),
+            Version::V201 => v201::Action::parse(name)
+                .filter(|a| a.in_edition(v201::Edition::V201))
+                .map(AnyAction::V201),
         }
     }
 

@@ -129,6 +129,20 @@ pub enum Frame<'a> {
         description: Cow<'a, str>,
         details: &'a RawValue,
     },
+    /// OCPP 2.1 (type 6): a message never answered, `[6, id, action, payload]`.
+    Send {
+        unique_id: Cow<'a, str>,
+        action: Cow<'a, str>,
+        payload: &'a RawValue,
+    },
+    /// OCPP 2.1 (type 5): the receiver of a CALLRESULT could not process it,
+    /// `[5, id, code, description, details]`; it answers that CALLRESULT, not a CALL.
+    CallResultError {
+        unique_id: Cow<'a, str>,
+        code: Cow<'a, str>,
+        description: Cow<'a, str>,
+        details: &'a RawValue,
+    },
 }
 
 /// Why a text message is not a usable frame, split by what the receiver must do.
@@ -229,6 +243,16 @@ fn leading_call_id(text: &str) -> Option<String> {
 
 /// Parses one text message into a frame; the module doc has the rules.
 pub fn parse_frame(text: &str) -> Result<Frame<'_>, FrameError> {
+    parse_frame_with(text, false)
+}
+
+/// [`parse_frame`] for OCPP 2.1, which adds CALLRESULTERROR (5) and SEND (6). Neither is ever
+/// answered: a malformed one is [`FrameError::Unanswerable`].
+pub fn parse_frame_21(text: &str) -> Result<Frame<'_>, FrameError> {
+    parse_frame_with(text, true)
+}
+
+fn parse_frame_with(text: &str, ocpp21: bool) -> Result<Frame<'_>, FrameError> {
     // The envelope is one level; the payload may have MAX_NESTING more.
     if nests_deeper_than(text, MAX_NESTING + 1) {
         let description = format!("nested deeper than {MAX_NESTING} levels");
@@ -261,7 +285,9 @@ pub fn parse_frame(text: &str) -> Result<Frame<'_>, FrameError> {
     match digits.parse() {
         Ok(2) => parse_call(&elements),
         Ok(3) => parse_call_result(&elements),
-        Ok(4) => parse_call_error(&elements),
+        Ok(4) => parse_call_error(&elements, "CALLERROR"),
+        Ok(5) if ocpp21 => parse_call_error(&elements, "CALLRESULTERROR"),
+        Ok(6) if ocpp21 => parse_send(&elements),
         Ok(message_type) => Err(FrameError::UnknownMessageType {
             message_type,
             unique_id: read_unique_id(&elements)
@@ -354,6 +380,35 @@ pub fn write_call_error_coded(out: &mut Vec<u8>, unique_id: &str, code: &str, de
     out.extend_from_slice(b"\",");
     push_json_str(out, description);
     out.extend_from_slice(b",{}]");
+}
+
+/// Appends 2.1's CALLRESULTERROR `[5,"<unique_id>","<code>","<description>",{}]`: the
+/// CALLRESULT with `unique_id` could not be processed.
+pub fn write_call_result_error(
+    out: &mut Vec<u8>,
+    unique_id: &str,
+    code: CallErrorCode,
+    description: &str,
+) {
+    out.extend_from_slice(b"[5,");
+    push_json_str(out, unique_id);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(code.spelled(crate::Version::V201).as_bytes());
+    out.extend_from_slice(b"\",");
+    push_json_str(out, description);
+    out.extend_from_slice(b",{}]");
+}
+
+/// Appends 2.1's SEND `[6,"<unique_id>","<action>",<payload>]` (never answered).
+pub fn write_send(out: &mut Vec<u8>, unique_id: &str, action: &str, payload: &str) {
+    debug_assert!(payload.starts_with('{'));
+    out.extend_from_slice(b"[6,");
+    push_json_str(out, unique_id);
+    out.push(b',');
+    push_json_str(out, action);
+    out.push(b',');
+    out.extend_from_slice(payload.as_bytes());
+    out.push(b']');
 }
 
 /// Appends `s` as a JSON string escaped exactly as serde_json does it (the tests compare): `"`,
@@ -473,9 +528,10 @@ fn parse_call_result<'a>(elements: &Elements<'a>) -> Result<Frame<'a>, FrameErro
     Ok(Frame::CallResult { unique_id, payload })
 }
 
-fn parse_call_error<'a>(elements: &Elements<'a>) -> Result<Frame<'a>, FrameError> {
-    let unique_id = read_response_id(elements, "CALLERROR")?;
-    let bad = |problem: String| unanswerable(format!("CALLERROR {unique_id:?}: {problem}"));
+/// A CALLERROR, or (`kind` "CALLRESULTERROR") 2.1's error about a CALLRESULT: the same shape.
+fn parse_call_error<'a>(elements: &Elements<'a>, kind: &str) -> Result<Frame<'a>, FrameError> {
+    let unique_id = read_response_id(elements, kind)?;
+    let bad = |problem: String| unanswerable(format!("{kind} {unique_id:?}: {problem}"));
     let (5, [_, _, Some(code), Some(description), Some(details)]) = (elements.len, elements.first)
     else {
         return Err(bad(format!("has {} elements, expected 5", elements.len)));
@@ -483,11 +539,38 @@ fn parse_call_error<'a>(elements: &Elements<'a>) -> Result<Frame<'a>, FrameError
     let code = read_string(code, "errorCode", MAX_ERROR_CODE_LEN).map_err(bad)?;
     let description = read_string(description, "errorDescription", usize::MAX).map_err(bad)?;
     let details = read_object(details, "errorDetails").map_err(bad)?;
+    if kind == "CALLRESULTERROR" {
+        return Ok(Frame::CallResultError {
+            unique_id,
+            code,
+            description,
+            details,
+        });
+    }
     Ok(Frame::CallError {
         unique_id,
         code,
         description,
         details,
+    })
+}
+
+/// 2.1's SEND: a CALL's shape, never answered (so nothing in it is answerable either).
+fn parse_send<'a>(elements: &Elements<'a>) -> Result<Frame<'a>, FrameError> {
+    let unique_id = read_response_id(elements, "SEND")?;
+    let bad = |problem: String| unanswerable(format!("SEND {unique_id:?}: {problem}"));
+    let (4, [_, _, Some(action), Some(payload), _]) = (elements.len, elements.first) else {
+        return Err(bad(format!("has {} elements, expected 4", elements.len)));
+    };
+    let action = read_string(action, "Action", MAX_ACTION_LEN).map_err(bad)?;
+    if action.is_empty() {
+        return Err(bad("Action is empty".to_owned()));
+    }
+    let payload = read_object(payload, "payload").map_err(bad)?;
+    Ok(Frame::Send {
+        unique_id,
+        action,
+        payload,
     })
 }
 
@@ -605,6 +688,17 @@ mod tests {
                 description,
                 details,
             } => ("4", vec![unique_id, code, description], details),
+            Frame::CallResultError {
+                unique_id,
+                code,
+                description,
+                details,
+            } => ("5", vec![unique_id, code, description], details),
+            Frame::Send {
+                unique_id,
+                action,
+                payload,
+            } => ("6", vec![unique_id, action], payload),
         };
         let fields = fields.into_iter().map(String::from).collect();
         [vec![number.to_owned()], fields, vec![raw.get().to_owned()]].concat()
@@ -669,6 +763,73 @@ mod tests {
                 assert_eq!(value, serde_json::json!([4, s, code.as_str(), s, {}]));
             }
         }
+    }
+
+    #[test]
+    fn ocpp_21_adds_send_and_callresulterror_and_only_21_reads_them() {
+        let send = r#"[6,"s1","NotifyPeriodicEventStream",{"id":1,"pending":0,"basetime":"2026-12-06T10:00:00Z","data":[]}]"#;
+        let Ok(Frame::Send {
+            unique_id,
+            action,
+            payload,
+        }) = parse_frame_21(send)
+        else {
+            panic!("a SEND")
+        };
+        assert_eq!((&*unique_id, &*action), ("s1", "NotifyPeriodicEventStream"));
+        assert!(payload.get().starts_with("{\"id\":1"));
+        let error = r#"[5,"c9","OccurrenceConstraintViolation","status missing",{}]"#;
+        assert!(matches!(
+            parse_frame_21(error),
+            Ok(Frame::CallResultError { unique_id, code, .. })
+                if unique_id == "c9" && code == "OccurrenceConstraintViolation"
+        ));
+        // Before 2.1 both are unknown message types (ignored, or MessageTypeNotSupported).
+        for text in [send, error] {
+            assert!(matches!(
+                parse_frame(text),
+                Err(FrameError::UnknownMessageType {
+                    unique_id: Some(_),
+                    ..
+                })
+            ));
+        }
+        // Neither is ever answered, malformed or not.
+        for bad in [
+            r#"[6,"s1","NotifyPeriodicEventStream"]"#,
+            r#"[6,"s1","",{}]"#,
+            r#"[6,"s1","X",[]]"#,
+            r#"[6,"","X",{}]"#,
+            r#"[5,"c9","X","y"]"#,
+            r#"[5,"c9","X","y",[]]"#,
+        ] {
+            assert!(
+                matches!(parse_frame_21(bad), Err(FrameError::Unanswerable { .. })),
+                "{bad}"
+            );
+        }
+        // A CALL, CALLRESULT and CALLERROR read as before.
+        assert!(matches!(
+            parse_frame_21(r#"[2,"a","Heartbeat",{}]"#),
+            Ok(Frame::Call { .. })
+        ));
+        let mut out = Vec::new();
+        write_call_result_error(
+            &mut out,
+            "c9",
+            CallErrorCode::OccurenceConstraintViolation,
+            "x\"y",
+        );
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"[5,"c9","OccurrenceConstraintViolation","x\"y",{}]"#
+        );
+        out.clear();
+        write_send(&mut out, "s2", "NotifyPeriodicEventStream", r#"{"id":2}"#);
+        assert!(matches!(
+            parse_frame_21(std::str::from_utf8(&out).unwrap()),
+            Ok(Frame::Send { unique_id, .. }) if unique_id == "s2"
+        ));
     }
 
     #[test]

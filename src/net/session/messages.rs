@@ -111,7 +111,9 @@ impl Connection {
                     details: details.to_owned(),
                 },
             ),
-            Ok(Frame::Call { .. }) | Err(FrameError::UnknownMessageType { .. }) => {
+            // 2.1's SEND and CALLRESULTERROR come only from `parse_frame_21`.
+            Ok(Frame::Call { .. } | Frame::Send { .. } | Frame::CallResultError { .. })
+            | Err(FrameError::UnknownMessageType { .. }) => {
                 return Transition::Continue;
             }
             Err(FrameError::Unanswerable { reason })

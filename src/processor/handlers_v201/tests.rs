@@ -59,7 +59,10 @@ fn answer_of(
 #[test]
 fn every_station_action_is_answered_within_its_response_schema() {
     let policy = Policy::accept_all(300);
-    for action in Action::ALL.into_iter().filter(|a| a.from_station()) {
+    for action in Action::ALL
+        .into_iter()
+        .filter(|a| a.from_station() && a.in_edition(ocpp::v201::Edition::V201))
+    {
         let result = answer_of(&policy, &mut accepted(), action, request(action));
         match action {
             Action::Get15118EVCertificate => {

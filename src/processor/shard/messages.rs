@@ -37,7 +37,12 @@ impl Shard {
                 payload,
             }) => (unique_id, action, payload),
             // Answers to our CALLs are matched by the loop that sent them.
-            Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => {
+            Ok(
+                Frame::CallResult { .. }
+                | Frame::CallError { .. }
+                | Frame::Send { .. }
+                | Frame::CallResultError { .. },
+            ) => {
                 return replies.none(conn, accepted);
             }
             Err(error) => return self.unusable(conn, cp, error, replies, (accepted, version)),
@@ -50,7 +55,10 @@ impl Shard {
         // Once per message, for counters and the handler: the action in the version spoken.
         let (known, known201) = match version {
             Version::V16 => (Action::from_name(&action), None),
-            Version::V201 => (None, v201::Action::parse(&action)),
+            Version::V201 => (
+                None,
+                v201::Action::parse(&action).filter(|a| a.in_edition(v201::Edition::V201)),
+            ),
         };
         let call = CallIn {
             at,

@@ -1,6 +1,7 @@
-//! OCPP 2.0.1: its 64 actions, who sends each, and every payload checked against the official
-//! schema (embedded from `schemas/ocpp201/`, compiled once on first use by [`crate::schema`]) in
-//! both directions, with 2.0.1's CallError codes.
+//! OCPP 2.0.1 and 2.1: their actions (2.0.1's 64, and the 26 CALLs and one SEND 2.1 adds), who
+//! sends each, and every payload checked against the official schema of its edition (embedded
+//! from `schemas/ocpp201/` and `schemas/ocpp21/`, compiled once on first use by
+//! [`crate::schema`]) in both directions, with 2.0.1's CallError codes (2.1 keeps them).
 //!
 //! How a broken payload is answered (OCPP-J 2.0.1, Part 4, 4.3): a property the schema does not
 //! allow, or one given twice, is a `FormatViolation` (as 1.6's unknown field); a missing required
@@ -29,41 +30,90 @@ pub enum Sender {
     Both,
 }
 
-/// Defines [`Action`]: each name is its variant, with its sender and its two schema files.
+/// Defines [`Action`]: each name is its variant, with its sender; 2.0.1's first (their schema
+/// files in both editions), then those 2.1 added, then 2.1's SEND-only message.
 macro_rules! actions {
-    ($($name:ident = $sender:ident,)*) => {
-        /// The 64 actions of OCPP 2.0.1.
+    (
+        v201: { $($name:ident = $sender:ident,)* }
+        v21: { $($new:ident = $new_sender:ident,)* }
+        send: { $send:ident }
+    ) => {
+        /// The actions of OCPP 2.0.1 (64) and those OCPP 2.1 adds (26 CALLs and a SEND).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum Action { $($name),* }
+        pub enum Action { $($name,)* $($new,)* $send }
 
         impl Action {
-            /// Every action, in the order of the schema files' names.
-            pub const ALL: [Action; 64] = [$(Action::$name),*];
+            /// Every action: 2.0.1's in the order of their schema files' names, then 2.1's.
+            pub const ALL: [Action; 91] = [$(Action::$name,)* $(Action::$new,)* Action::$send];
 
             /// The action's name on the wire.
             pub fn as_str(self) -> &'static str {
-                match self { $(Action::$name => stringify!($name)),* }
-            }
-
-            /// Who may send its CALL.
-            pub fn sender(self) -> Sender {
-                match self { $(Action::$name => Sender::$sender),* }
-            }
-
-            /// Its request and response schema documents.
-            fn documents(self) -> [&'static str; 2] {
                 match self {
-                    $(Action::$name => [
+                    $(Action::$name => stringify!($name),)*
+                    $(Action::$new => stringify!($new),)*
+                    Action::$send => stringify!($send),
+                }
+            }
+
+            /// Who may send it.
+            pub fn sender(self) -> Sender {
+                match self {
+                    $(Action::$name => Sender::$sender,)*
+                    $(Action::$new => Sender::$new_sender,)*
+                    Action::$send => Sender::Station,
+                }
+            }
+
+            /// It is an action of `edition` (2.0.1's are 2.1's too).
+            pub fn in_edition(self, edition: Edition) -> bool {
+                edition == Edition::V21 || (self as usize) < V201_ACTIONS
+            }
+
+            /// 2.1's SEND (type 6): sent, never answered.
+            pub fn is_send(self) -> bool {
+                self == Action::$send
+            }
+
+            /// Its request and response schema documents in `edition` (a SEND has one document,
+            /// given for both; None when the edition has no such action).
+            fn documents(self, edition: Edition) -> Option<[&'static str; 2]> {
+                match (edition, self) {
+                    $((Edition::V201, Action::$name) => Some([
                         include_str!(concat!("../../schemas/ocpp201/", stringify!($name), "Request.json")),
                         include_str!(concat!("../../schemas/ocpp201/", stringify!($name), "Response.json")),
-                    ]),*
+                    ]),)*
+                    $((Edition::V21, Action::$name) => Some([
+                        include_str!(concat!("../../schemas/ocpp21/", stringify!($name), "Request.json")),
+                        include_str!(concat!("../../schemas/ocpp21/", stringify!($name), "Response.json")),
+                    ]),)*
+                    $((Edition::V21, Action::$new) => Some([
+                        include_str!(concat!("../../schemas/ocpp21/", stringify!($new), "Request.json")),
+                        include_str!(concat!("../../schemas/ocpp21/", stringify!($new), "Response.json")),
+                    ]),)*
+                    (Edition::V21, Action::$send) => {
+                        let only = include_str!(concat!("../../schemas/ocpp21/", stringify!($send), ".json"));
+                        Some([only, only])
+                    }
+                    _ => None,
                 }
             }
         }
     };
 }
 
+/// 2.0.1's actions come first in [`Action::ALL`].
+const V201_ACTIONS: usize = 64;
+
+/// The editions of the 2.x protocol that share [`Action`]: their payloads differ (2.1 mostly
+/// extends 2.0.1's), each checked against its own schemas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Edition {
+    V201,
+    V21,
+}
+
 actions! {
+    v201: {
     Authorize = Station,
     BootNotification = Station,
     CancelReservation = Csms,
@@ -128,6 +178,36 @@ actions! {
     UnlockConnector = Csms,
     UnpublishFirmware = Csms,
     UpdateFirmware = Csms,
+    }
+    v21: {
+    AFRRSignal = Csms,
+    AdjustPeriodicEventStream = Csms,
+    BatterySwap = Station,
+    ChangeTransactionTariff = Csms,
+    ClearDERControl = Csms,
+    ClearTariffs = Csms,
+    ClosePeriodicEventStream = Station,
+    GetCertificateChainStatus = Station,
+    GetDERControl = Csms,
+    GetPeriodicEventStream = Csms,
+    GetTariffs = Csms,
+    NotifyAllowedEnergyTransfer = Csms,
+    NotifyDERAlarm = Station,
+    NotifyDERStartStop = Station,
+    NotifyPriorityCharging = Station,
+    NotifySettlement = Station,
+    NotifyWebPaymentStarted = Csms,
+    OpenPeriodicEventStream = Station,
+    PullDynamicScheduleUpdate = Station,
+    ReportDERControl = Station,
+    RequestBatterySwap = Csms,
+    SetDERControl = Csms,
+    SetDefaultTariff = Csms,
+    UpdateDynamicSchedule = Csms,
+    UsePriorityCharging = Csms,
+    VatNumberValidation = Station,
+    }
+    send: { NotifyPeriodicEventStream }
 }
 
 impl Action {
@@ -154,26 +234,31 @@ impl Action {
     }
 }
 
-/// The two compiled schemas of every action, in [`Action::ALL`]'s order.
-type Table = Vec<[Schema; 2]>;
+/// The two compiled schemas of every action of an edition, in [`Action::ALL`]'s order (None
+/// for an action the edition does not have).
+type Table = Vec<Option<[Schema; 2]>>;
 
-/// Compiles every schema once. The embedded documents are checked by this crate's tests, so a
-/// failure here is a build that should never have passed; it is still an error, not a panic.
-fn table() -> Result<&'static Table, &'static CompileError> {
-    static TABLE: OnceLock<Result<Table, CompileError>> = OnceLock::new();
-    TABLE
+/// Compiles an edition's schemas once. The embedded documents are checked by this crate's
+/// tests, so a failure here is a build that should never have passed; it is still an error,
+/// not a panic.
+fn table(edition: Edition) -> Result<&'static Table, &'static CompileError> {
+    static TABLES: [OnceLock<Result<Table, CompileError>>; 2] = [OnceLock::new(), OnceLock::new()];
+    TABLES[edition as usize]
         .get_or_init(|| {
             Action::ALL
                 .iter()
                 .map(|action| {
-                    let [request, response] = action.documents().map(|text| {
+                    let Some(documents) = action.documents(edition) else {
+                        return Ok(None);
+                    };
+                    let [request, response] = documents.map(|text| {
                         let document = serde_json::from_str(text).map_err(|e| CompileError {
                             at: action.as_str().to_owned(),
                             reason: e.to_string(),
                         })?;
                         Schema::compile(&document)
                     });
-                    Ok([request?, response?])
+                    Ok(Some([request?, response?]))
                 })
                 .collect()
         })
@@ -187,23 +272,47 @@ pub enum Part {
     Response,
 }
 
-/// Checks one payload (JSON text) of `action` against its schema.
+/// Checks one payload (JSON text) of a 2.0.1 `action` against its schema.
 pub fn check(action: Action, part: Part, payload: &str) -> Result<(), Invalid> {
-    let table = table().map_err(|e| Invalid {
+    check_in(Edition::V201, action, part, payload)
+}
+
+/// Checks one payload (JSON text) of `action` against its schema in `edition`.
+pub fn check_in(
+    edition: Edition,
+    action: Action,
+    part: Part,
+    payload: &str,
+) -> Result<(), Invalid> {
+    let table = table(edition).map_err(|e| Invalid {
         code: CallErrorCode::InternalError,
         description: format!("the {} schemas did not compile: {e}", action.as_str()),
     })?;
-    let schema = &table[action.index()][part as usize];
-    schema.check(payload).map_err(|violation| Invalid {
-        code: code_of(violation.kind),
-        description: violation.to_string(),
-    })
+    let Some(schemas) = &table[action.index()] else {
+        return Err(Invalid {
+            code: CallErrorCode::NotImplemented,
+            description: format!("{} is not an action of this OCPP version", action.as_str()),
+        });
+    };
+    schemas[part as usize]
+        .check(payload)
+        .map_err(|violation| Invalid {
+            code: code_of(violation.kind),
+            description: violation.to_string(),
+        })
 }
 
-/// A CALL from the station: its action must be one a station sends, and its payload valid.
-/// Unknown action: `NotImplemented`; one only the central system sends: `NotSupported`.
+/// A CALL from a 2.0.1 station (see [`check_request_in`]).
 pub fn check_request(action: &str, payload: &str) -> Result<Action, Invalid> {
-    let Some(known) = Action::parse(action) else {
+    check_request_in(Edition::V201, action, payload)
+}
+
+/// A CALL from a station of `edition`: its action must be one of the edition's that a station
+/// sends, and its payload valid. Unknown action (or one of a later edition, or 2.1's SEND sent
+/// as a CALL): `NotImplemented`; one only the central system sends: `NotSupported`.
+pub fn check_request_in(edition: Edition, action: &str, payload: &str) -> Result<Action, Invalid> {
+    let Some(known) = Action::parse(action).filter(|a| a.in_edition(edition) && !a.is_send())
+    else {
         return Err(Invalid {
             code: CallErrorCode::NotImplemented,
             description: format!("unknown action {:?}", crate::rpc::capped(action)),
@@ -215,7 +324,7 @@ pub fn check_request(action: &str, payload: &str) -> Result<Action, Invalid> {
             description: format!("{action} is sent by the central system, not a station"),
         });
     }
-    check(known, Part::Request, payload)?;
+    check_in(edition, known, Part::Request, payload)?;
     Ok(known)
 }
 

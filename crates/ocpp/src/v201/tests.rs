@@ -2,16 +2,32 @@ use super::*;
 
 #[test]
 fn every_embedded_schema_compiles() {
-    let table = table().expect("all 128 schemas compile");
-    assert_eq!(table.len(), 64);
+    let v201 = table(Edition::V201).expect("all 128 schemas of 2.0.1 compile");
+    assert_eq!(v201.iter().flatten().count(), 64);
+    let v21 = table(Edition::V21).expect("all 181 schemas of 2.1 compile");
+    assert_eq!(v21.iter().flatten().count(), 91);
 }
 
 #[test]
 fn actions_are_split_by_sender() {
-    let station = Action::ALL.iter().filter(|a| a.from_station()).count();
-    let csms = Action::ALL.iter().filter(|a| a.from_csms()).count();
+    let in_201 = |a: &&Action| a.in_edition(Edition::V201);
+    let station = Action::ALL
+        .iter()
+        .filter(in_201)
+        .filter(|a| a.from_station())
+        .count();
+    let csms = Action::ALL
+        .iter()
+        .filter(in_201)
+        .filter(|a| a.from_csms())
+        .count();
     // DataTransfer is both.
     assert_eq!((station, csms), (25, 40));
+    // 2.1 adds 11 station CALLs, 15 of the central system, and a SEND of the station.
+    let station = Action::ALL.iter().filter(|a| a.from_station()).count();
+    let csms = Action::ALL.iter().filter(|a| a.from_csms()).count();
+    assert_eq!((station, csms), (37, 55));
+    assert!(Action::NotifyPeriodicEventStream.is_send());
     assert_eq!(
         Action::parse("TransactionEvent"),
         Some(Action::TransactionEvent)
