@@ -156,8 +156,10 @@ counters! {
         handshakes_ok,
         /// ... `ocpp1.6` ...
         handshakes_v16,
-        /// ... `ocpp2.0.1`.
+        /// ... `ocpp2.0.1` ...
         handshakes_v201,
+        /// ... `ocpp2.1`.
+        handshakes_v21,
         /// Handshakes answered with an HTTP error (400, 404, 503) or completed without a
         /// version the listener speaks and closed at once.
         handshakes_rejected,
@@ -293,6 +295,8 @@ counters! {
         transaction_events_resent,
         /// 2.0.1 TransactionEvents whose seqNo skipped some of their transaction's (journaled).
         transaction_seq_gaps,
+        /// OCPP 2.1 SENDs (NotifyPeriodicEventStream) received valid and journaled.
+        sends_received,
         /// Gauge, recounted every minute: connected charge points whose client certificate
         /// expires within `security.renew_before`.
         certificates_expiring,
@@ -504,6 +508,7 @@ pub struct StatsSnapshot {
     pub handshakes_ok: u64,
     pub handshakes_v16: u64,
     pub handshakes_v201: u64,
+    pub handshakes_v21: u64,
     pub handshakes_rejected: u64,
     pub over_capacity: u64,
     pub handshake_timeouts: u64,
@@ -559,6 +564,7 @@ pub struct StatsSnapshot {
     pub transaction_events_resent: u64,
     pub transaction_seq_gaps: u64,
     pub certificates_expiring: u64,
+    pub sends_received: u64,
     pub renewals_triggered: u64,
     pub takeovers_refused: u64,
     pub journal_backpressure: u64,

@@ -292,15 +292,21 @@ impl PartialEq for Protocols {
 impl Eq for Protocols {}
 
 impl Protocols {
-    /// Both, the newest first.
+    /// All three, the newest first (the default).
+    pub const ALL: Protocols = Protocols {
+        list: [Version::V21, Version::V201, Version::V16],
+        len: 3,
+    };
+
+    /// 2.0.1 and 1.6, the newest first.
     pub const BOTH: Protocols = Protocols {
-        list: [Version::V201, Version::V16],
+        list: [Version::V201, Version::V16, Version::V21],
         len: 2,
     };
 
     /// OCPP 1.6 only.
     pub const V16: Protocols = Protocols {
-        list: [Version::V16, Version::V201],
+        list: [Version::V16, Version::V201, Version::V21],
         len: 1,
     };
 

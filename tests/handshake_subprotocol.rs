@@ -42,7 +42,7 @@ fn only_other_ocpp_versions_offered_gets_no_header() {
     let server = TestServer::start(test_config());
     let request = upgrade_request(
         "/ocpp/CP-v2",
-        "Sec-WebSocket-Protocol: ocpp2.1, ocpp1.5\r\n",
+        "Sec-WebSocket-Protocol: ocpp2.2, ocpp1.5\r\n",
     );
     let answer = raw_exchange(server.addr, request.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");

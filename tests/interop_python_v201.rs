@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use ocpp_gateway::config::Sinks;
 use ocpp_gateway::types::Protocols;
@@ -28,11 +26,18 @@ fn python_ocpp_v201_station_runs_a_session_with_a_transaction() {
     config.events.ack_after_write = true;
     let server = TestServer::start(config);
     let url = server.url("PY-CS-201");
-    // The station offers 1.6 too; the gateway prefers 2.0.1.
-    let events = run(
+    let commands = [
+        json!({"action": "GetVariables", "payload": {"getVariableData": [
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}}),
+        json!({"action": "RequestStartTransaction", "payload": {
+            "idToken": {"idToken": "TAG-REMOTE", "type": "Central"}, "remoteStartId": 7}}),
+    ];
+    // The station offers 1.6 too; the gateway prefers 2.0.1 (2.1 is not offered).
+    let events = run_station(
         &server,
         "PY-CS-201",
         &[&url, "--offer", "ocpp1.6", "--offer", "ocpp2.0.1"],
+        &commands,
     );
     let event = |name: &str| -> &Value {
         events
@@ -96,42 +101,4 @@ fn python_ocpp_v201_station_runs_a_session_with_a_transaction() {
         "every TransactionEvent and its answer are in the journal"
     );
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// Runs the Python station with `args`; once it is ready, sends it GetVariables and
-/// RequestStartTransaction through the operator API (both must be answered 200); returns its
-/// JSON lines once it exited 0.
-fn run(server: &TestServer, id: &str, args: &[&str]) -> Vec<Value> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/charging_station_v201.py"
-    );
-    let mut command = Command::new(python());
-    command.arg(script).args(args);
-    let station = Driven::spawn(command);
-    let mut seen = Vec::new();
-    loop {
-        let line = station
-            .lines
-            .recv_timeout(WATCHDOG * 3)
-            .expect("the station's next line");
-        let ready = line["event"] == "ready";
-        seen.push(line);
-        if ready {
-            break;
-        }
-    }
-    let path = format!("/api/v1/chargepoints/{id}/calls");
-    for body in [
-        json!({"action": "GetVariables", "payload": {"getVariableData": [
-            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}}),
-        json!({"action": "RequestStartTransaction", "payload": {
-            "idToken": {"idToken": "TAG-REMOTE", "type": "Central"}, "remoteStartId": 7}}),
-    ] {
-        let reply = http(server.admin(), "POST", &path, None, Some(&body.to_string()));
-        assert_eq!(reply.status, 200, "{body}: {}", reply.body);
-        seen.push(json!({"event": "api", "reply": reply.json()}));
-    }
-    seen.extend(station.finish(WATCHDOG * 4));
-    seen
 }

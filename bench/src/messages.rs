@@ -146,7 +146,7 @@ pub fn write_call(out: &mut String, unique_id: u32, msg: Outgoing, by: Writer<'_
     let _ = write!(out, "[2,\"{unique_id}\",\"{}\",", msg.name(by.version));
     match by.version {
         Version::V16 => write_16(out, msg, by),
-        Version::V201 => write_201(out, msg, by),
+        Version::V201 | Version::V21 => write_201(out, msg, by),
     }
     out.push(']');
 }

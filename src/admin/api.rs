@@ -149,7 +149,7 @@ impl AdminLoop {
         let Some(action) = AnyAction::named(&request.action) else {
             return Handled::Respond(Response::json(
                 400,
-                &json!({"error": format!("{:?} is not an OCPP 1.6 or 2.0.1 action", request.action),
+                &json!({"error": format!("{:?} is not an OCPP 1.6, 2.0.1 or 2.1 action", request.action),
                         "code": "NotImplemented"}),
             ));
         };

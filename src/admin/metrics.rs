@@ -145,7 +145,11 @@ fn connections(o: &mut Out, s: &StatsSnapshot) {
         "counter",
         "Upgrades accepted, by the OCPP version negotiated.",
     );
-    for (version, n) in [("1.6", s.handshakes_v16), ("2.0.1", s.handshakes_v201)] {
+    for (version, n) in [
+        ("1.6", s.handshakes_v16),
+        ("2.0.1", s.handshakes_v201),
+        ("2.1", s.handshakes_v21),
+    ] {
         o.sample(
             "ocpp_gateway_handshakes_by_version_total",
             &[("version", version)],

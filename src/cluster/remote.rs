@@ -552,7 +552,7 @@ impl Exchange {
         };
         let Some(action) = AnyAction::named(action) else {
             let reply = invalid(
-                format!("{action:?} is not an OCPP 1.6 or 2.0.1 action"),
+                format!("{action:?} is not an OCPP 1.6, 2.0.1 or 2.1 action"),
                 "NotImplemented",
             );
             return self.finished.push((command_id, reply));

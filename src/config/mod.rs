@@ -34,7 +34,7 @@ pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 0;
 pub const DEFAULT_PROXY_PROTOCOL: bool = false;
 pub const DEFAULT_TLS_OFFLOAD: bool = false;
 /// Both versions, the newest first: a station offering both speaks 2.0.1.
-pub const DEFAULT_PROTOCOLS: Protocols = Protocols::BOTH;
+pub const DEFAULT_PROTOCOLS: Protocols = Protocols::ALL;
 
 pub const DEFAULT_SECURITY_PROFILE: Profile = Profile::Unsecured;
 pub const DEFAULT_CHECK_SERIAL_NUMBER: bool = false;
@@ -650,7 +650,7 @@ mod tests {
 
     #[test]
     fn protocols_are_listed_narrowed_per_listener_and_checked() {
-        assert_eq!(parse("").unwrap().ocpp.protocols, Protocols::BOTH);
+        assert_eq!(parse("").unwrap().ocpp.protocols, Protocols::ALL);
         let both = "[ocpp]\nprotocols = [\"ocpp2.0.1\", \"ocpp1.6\"]\n";
         let config = parse(both).expect("both versions");
         assert_eq!(config.ocpp.protocols, Protocols::BOTH);

@@ -127,6 +127,8 @@ pub enum EventKind<'a> {
     /// The same for a CALL of a 2.0.1 station (the actions of [`is_integrated_v201`]).
     Accepted201 {
         unique_id: &'a str,
+        /// 2.0.1 or 2.1.
+        version: Version,
         action: v201::Action,
         request: &'a str,
         answer: &'a str,

@@ -656,7 +656,7 @@ fn parse(bytes: &[u8]) -> Result<Command, Unusable> {
             id,
             cp,
             format!(
-                "action {} is not an OCPP 1.6 or 2.0.1 action",
+                "action {} is not an OCPP 1.6, 2.0.1 or 2.1 action",
                 shown(raw.action)
             ),
         ));
@@ -774,7 +774,7 @@ mod tests {
             (br#"{"chargePointId":"CP-1"}"#, None, "commandId"),
             (br#"{"commandId":"c2","action":"Reset","payload":{}}"#, Some("c2"), "chargePointId"),
             (br#"{"commandId":"c3","chargePointId":"a/b","action":"Reset","payload":{}}"#, Some("c3"), "chargePointId"),
-            (br#"{"commandId":"c4","chargePointId":"CP","action":"Dance","payload":{}}"#, Some("c4"), "not an OCPP 1.6 or 2.0.1 action"),
+            (br#"{"commandId":"c4","chargePointId":"CP","action":"Dance","payload":{}}"#, Some("c4"), "not an OCPP 1.6, 2.0.1 or 2.1 action"),
             (br#"{"commandId":"c5","chargePointId":"CP","action":"Reset","payload":[1]}"#, Some("c5"), "payload"),
             (br#"{"commandId":"c6","chargePointId":"CP","action":"Reset","payload":{},"timeoutMs":0}"#, Some("c6"), "timeoutMs"),
             (br#"{"commandId":"c7","chargePointId":"CP","action":"ChangeConfiguration","payload":{"key":"AuthorizationKey","value":"x"}}"#, Some("c7"), "AuthorizationKey"),

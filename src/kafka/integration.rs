@@ -85,7 +85,7 @@ fn version_of(kind: &EventKind<'_>) -> Option<Version> {
         }
         EventKind::Connected { version, .. } => Some(version),
         EventKind::Accepted { .. } => Some(Version::V16),
-        EventKind::Accepted201 { .. } => Some(Version::V201),
+        EventKind::Accepted201 { version, .. } => Some(version),
         _ => None,
     }
 }
@@ -145,7 +145,7 @@ fn payload(out: &mut Vec<u8>, event: &Event<'_>) -> Result {
         EventKind::Connected {
             peer,
             boot: Some(boot),
-            version: Version::V201,
+            version: Version::V201 | Version::V21,
             ..
         } => v201::connected(out, boot, "connect", Some(&peer.to_string())),
         EventKind::Accepted201 {
@@ -154,6 +154,7 @@ fn payload(out: &mut Vec<u8>, event: &Event<'_>) -> Result {
             request,
             answer,
             previous_status,
+            ..
         } => v201::payload(out, (unique_id, action), (request, answer), previous_status),
         EventKind::Connected { peer, boot, .. } => {
             let details = boot.map(serde_json::from_str::<Boot<'_>>).transpose()?;
@@ -692,6 +693,7 @@ mod tests {
         let e = render_one(
             EventKind::Accepted201 {
                 unique_id: "u2",
+                version: Version::V201,
                 action: ocpp::v201::Action::SignCertificate,
                 request: &request,
                 answer: r#"{"status":"Accepted"}"#,

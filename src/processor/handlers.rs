@@ -109,7 +109,7 @@ pub fn certificate_signed(version: Version, signed: &Signed) -> Result<Box<Follo
     }
     let payload = Payload {
         certificate_chain: &signed.chain,
-        certificate_type: (version == Version::V201).then_some("ChargingStationCertificate"),
+        certificate_type: (version != Version::V16).then_some("ChargingStationCertificate"),
     };
     let text = serde_json::to_string(&payload)
         .map_err(|e| error(CallErrorCode::InternalError, format!("answer: {e}")))?;

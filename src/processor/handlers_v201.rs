@@ -40,7 +40,6 @@ use serde_json::value::RawValue;
 use super::handlers::{self, ChargePointState, Now, Policy, Registration};
 use crate::security::signing::CsrRefusal;
 use crate::state::{Connector201, ConnectorStatus201, OpenTransaction, State201};
-use crate::types::Version;
 use ocpp::rpc::CallErrorCode;
 use ocpp::v16::{AuthorizationStatus, Invalid, RegistrationStatus};
 use ocpp::v201::read as msg;
@@ -76,9 +75,11 @@ pub fn write_answer(
     now: Now<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(Action, Effect), (Option<Action>, Invalid)> {
-    let action = v201::check_request(name, payload.get()).map_err(|invalid| {
+    // 2.0.1 or 2.1: each checked by its own schemas, 2.1's additions unknown to 2.0.1.
+    let edition = state.version.edition().unwrap_or(v201::Edition::V201);
+    let action = v201::check_request_in(edition, name, payload.get()).map_err(|invalid| {
         // An action we know that failed its schema is still counted as that action.
-        let known = Action::parse(name).filter(|a| a.in_edition(v201::Edition::V201));
+        let known = Action::parse(name).filter(|a| a.in_edition(edition));
         (known, invalid)
     })?;
     if action != Action::BootNotification && state.registration != Registration::Accepted {
@@ -251,7 +252,7 @@ fn answer(
             let status_info = match signed {
                 Ok(signed) => {
                     state.follow_up = signed
-                        .map(|signed| handlers::certificate_signed(Version::V201, &signed))
+                        .map(|signed| handlers::certificate_signed(state.version, &signed))
                         .transpose()?;
                     None
                 }
@@ -304,6 +305,60 @@ fn answer(
                 "no ISO 15118 certificate service is configured".into(),
             ));
         }
+        // 2.1: a station opens a periodic event stream; its SENDs are journaled and published.
+        Action::OpenPeriodicEventStream => write(
+            out,
+            &Status {
+                status: "Accepted",
+                status_info: None,
+            },
+        )?,
+        Action::PullDynamicScheduleUpdate => write(
+            out,
+            &Status {
+                status: "Rejected",
+                status_info: Some(StatusInfo {
+                    reason_code: "NoSchedule",
+                    additional_info: "the gateway keeps no dynamic charging schedules",
+                }),
+            },
+        )?,
+        Action::VatNumberValidation => {
+            let request: VatNumberRequest<'_> = read(payload)?;
+            write(
+                out,
+                &VatNumberAnswer {
+                    vat_number: &request.vat_number,
+                    status: "Rejected",
+                    status_info: StatusInfo {
+                        reason_code: "NotSupported",
+                        additional_info: "the gateway validates no VAT numbers",
+                    },
+                },
+            )?
+        }
+        Action::GetCertificateChainStatus => {
+            let request: ChainStatusRequest<'_> = read(payload)?;
+            let statuses: Vec<ChainStatus<'_>> = request
+                .certificate_status_requests
+                .iter()
+                .map(|r| ChainStatus {
+                    certificate_hash_data: r.certificate_hash_data,
+                    source: r.source,
+                    status: "Failed",
+                    next_update: now.text,
+                })
+                .collect();
+            write(
+                out,
+                &ChainStatusAnswer {
+                    certificate_status: statuses,
+                },
+            )?
+        }
+        // Every other station message, 2.1's acknowledgements among them (BatterySwap,
+        // ClosePeriodicEventStream, NotifySettlement, NotifyDERAlarm, NotifyDERStartStop,
+        // NotifyPriorityCharging, ReportDERControl): `{}`.
         _ => out.extend_from_slice(b"{}"),
     }
     Ok(effect)
@@ -445,6 +500,51 @@ struct AuthorizeAnswer {
 struct TransactionEventAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token_info: Option<IdTokenInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VatNumberRequest<'a> {
+    #[serde(borrow)]
+    vat_number: std::borrow::Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VatNumberAnswer<'a> {
+    vat_number: &'a str,
+    status: &'static str,
+    status_info: StatusInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChainStatusRequest<'a> {
+    #[serde(borrow)]
+    certificate_status_requests: Vec<ChainStatusItem<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChainStatusItem<'a> {
+    #[serde(borrow)]
+    certificate_hash_data: &'a RawValue,
+    source: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChainStatusAnswer<'a> {
+    certificate_status: Vec<ChainStatus<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChainStatus<'a> {
+    certificate_hash_data: &'a RawValue,
+    source: &'a str,
+    status: &'static str,
+    next_update: &'a str,
 }
 
 #[derive(Deserialize)]

@@ -146,7 +146,7 @@ impl Drop for TestServer {
     }
 }
 
-fn tcp(addr: SocketAddr) -> TcpStream {
+pub fn tcp(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(WATCHDOG)).expect("timeout");
     stream.set_write_timeout(Some(WATCHDOG)).expect("timeout");
@@ -896,4 +896,37 @@ impl Driven {
         assert!(status.success(), "the client program failed: {errors}");
         lines.try_iter().collect()
     }
+}
+
+/// Runs the Python charging station (`tests/interop/charging_station.py`) with `args`; once it
+/// is ready, sends it each of `commands` through the operator API (each must be answered 200,
+/// recorded as `{"event": "api", "reply": ...}`); returns its JSON lines once it exited 0.
+pub fn run_station(server: &TestServer, id: &str, args: &[&str], commands: &[Value]) -> Vec<Value> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/charging_station.py"
+    );
+    let mut command = std::process::Command::new(python());
+    command.arg(script).args(args);
+    let station = Driven::spawn(command);
+    let mut seen = Vec::new();
+    loop {
+        let line = station
+            .lines
+            .recv_timeout(WATCHDOG * 3)
+            .expect("the station's next line");
+        let ready = line["event"] == "ready";
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    let path = format!("/api/v1/chargepoints/{id}/calls");
+    for body in commands {
+        let reply = http(server.admin(), "POST", &path, None, Some(&body.to_string()));
+        assert_eq!(reply.status, 200, "{body}: {}", reply.body);
+        seen.push(json!({"event": "api", "reply": reply.json()}));
+    }
+    seen.extend(station.finish(WATCHDOG * 4));
+    seen
 }

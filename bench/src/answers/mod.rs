@@ -99,7 +99,8 @@ pub fn answer_in(
 ) -> Answer {
     match version {
         Version::V16 => answer(action_name, payload, cp),
-        Version::V201 => v201::answer(action_name, payload, cp),
+        // ocpp-bench does not speak 2.1 yet (`--protocol` has no ocpp2.1).
+        Version::V201 | Version::V21 => v201::answer(action_name, payload, cp),
     }
 }
 

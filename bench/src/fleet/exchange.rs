@@ -71,7 +71,7 @@ enum Checked {
 fn check_result(version: Version, msg: Outgoing, payload: &RawValue) -> Result<Checked, Invalid> {
     match version {
         Version::V16 => check_result_16(msg.action(), payload),
-        Version::V201 => check_result_201(msg, payload),
+        Version::V201 | Version::V21 => check_result_201(msg, payload),
     }
 }
 

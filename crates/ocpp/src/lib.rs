@@ -26,16 +26,27 @@ pub enum Version {
     #[default]
     V16,
     V201,
+    V21,
 }
 
 impl Version {
-    pub const ALL: [Version; 2] = [Version::V16, Version::V201];
+    pub const ALL: [Version; 3] = [Version::V16, Version::V201, Version::V21];
 
     /// The subprotocol that selects it (`Sec-WebSocket-Protocol`).
     pub fn subprotocol(self) -> &'static str {
         match self {
             Version::V16 => SUBPROTOCOL,
             Version::V201 => "ocpp2.0.1",
+            Version::V21 => "ocpp2.1",
+        }
+    }
+
+    /// The 2.x edition whose messages it speaks (None for 1.6).
+    pub fn edition(self) -> Option<v201::Edition> {
+        match self {
+            Version::V16 => None,
+            Version::V201 => Some(v201::Edition::V201),
+            Version::V21 => Some(v201::Edition::V21),
         }
     }
 
@@ -49,6 +60,7 @@ impl Version {
         match self {
             Version::V16 => "1.6",
             Version::V201 => "2.0.1",
+            Version::V21 => "2.1",
         }
     }
 }
@@ -75,8 +87,10 @@ impl rpc::CallErrorCode {
     /// corrected OccurenceConstraintViolation.
     pub fn spelled(self, version: Version) -> &'static str {
         match (version, self) {
-            (Version::V201, rpc::CallErrorCode::FormationViolation) => "FormatViolation",
-            (Version::V201, rpc::CallErrorCode::OccurenceConstraintViolation) => {
+            (Version::V201 | Version::V21, rpc::CallErrorCode::FormationViolation) => {
+                "FormatViolation"
+            }
+            (Version::V201 | Version::V21, rpc::CallErrorCode::OccurenceConstraintViolation) => {
                 "OccurrenceConstraintViolation"
             }
             _ => self.as_str(),
@@ -84,11 +98,13 @@ impl rpc::CallErrorCode {
     }
 }
 
-/// An action of either version, as a central system sends it to a charge point.
+/// An action of a version, as a central system sends it to a charge point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AnyAction {
     V16(v16::Action),
     V201(v201::Action),
+    /// An action of OCPP 2.1 (2.0.1's, with 2.1's payloads, or one 2.1 added).
+    V21(v201::Action),
 }
 
 impl From<v16::Action> for AnyAction {
@@ -97,6 +113,7 @@ impl From<v16::Action> for AnyAction {
     }
 }
 
+/// A 2.0.1 action (2.1's own are made with [`AnyAction::V21`]).
 impl From<v201::Action> for AnyAction {
     fn from(action: v201::Action) -> AnyAction {
         AnyAction::V201(action)
@@ -107,7 +124,7 @@ impl AnyAction {
     pub fn name(self) -> &'static str {
         match self {
             AnyAction::V16(action) => action.name(),
-            AnyAction::V201(action) => action.as_str(),
+            AnyAction::V201(action) | AnyAction::V21(action) => action.as_str(),
         }
     }
 
@@ -115,6 +132,16 @@ impl AnyAction {
         match self {
             AnyAction::V16(_) => Version::V16,
             AnyAction::V201(_) => Version::V201,
+            AnyAction::V21(_) => Version::V21,
+        }
+    }
+
+    /// The 2.x action and its edition (None for 1.6).
+    pub fn v2x(self) -> Option<(v201::Edition, v201::Action)> {
+        match self {
+            AnyAction::V16(_) => None,
+            AnyAction::V201(action) => Some((v201::Edition::V201, action)),
+            AnyAction::V21(action) => Some((v201::Edition::V21, action)),
         }
     }
 
@@ -125,22 +152,24 @@ impl AnyAction {
             Version::V201 => v201::Action::parse(name)
                 .filter(|a| a.in_edition(v201::Edition::V201))
                 .map(AnyAction::V201),
+            Version::V21 => v201::Action::parse(name).map(AnyAction::V21),
         }
     }
 
-    /// The action called `name` in 1.6, else in 2.0.1 (which one a call becomes is decided by
-    /// its payload and the charge point's version: [`AnyAction::csms_call`],
+    /// The action called `name` in 1.6, else in 2.0.1, else in 2.1 (which one a call becomes
+    /// is decided by its payload and the charge point's version: [`AnyAction::csms_call`],
     /// [`AnyAction::for_version`]).
     pub fn named(name: &str) -> Option<AnyAction> {
         AnyAction::in_version(Version::V16, name)
             .or_else(|| AnyAction::in_version(Version::V201, name))
+            .or_else(|| AnyAction::in_version(Version::V21, name))
     }
 
     /// A central system may send it.
     pub fn sent_by_central_system(self) -> bool {
         match self {
             AnyAction::V16(action) => action.sent_by_central_system(),
-            AnyAction::V201(action) => action.from_csms(),
+            AnyAction::V201(action) | AnyAction::V21(action) => action.from_csms(),
         }
     }
 
@@ -149,6 +178,12 @@ impl AnyAction {
         match self {
             AnyAction::V16(action) => v16::validate_request(action, payload),
             AnyAction::V201(action) => v201::check(action, v201::Part::Request, payload.get()),
+            AnyAction::V21(action) => v201::check_in(
+                v201::Edition::V21,
+                action,
+                v201::Part::Request,
+                payload.get(),
+            ),
         }
     }
 
@@ -157,6 +192,12 @@ impl AnyAction {
         match self {
             AnyAction::V16(action) => v16::validate_response(action, payload),
             AnyAction::V201(action) => v201::check(action, v201::Part::Response, payload.get()),
+            AnyAction::V21(action) => v201::check_in(
+                v201::Edition::V21,
+                action,
+                v201::Part::Response,
+                payload.get(),
+            ),
         }
     }
 
@@ -169,7 +210,7 @@ impl AnyAction {
         payload: &serde_json::value::RawValue,
     ) -> Result<AnyAction, v16::Invalid> {
         let mut first_error = None;
-        for version in [Version::V16, Version::V201] {
+        for version in Version::ALL {
             let Some(action) = AnyAction::in_version(version, name) else {
                 continue;
             };
@@ -190,7 +231,10 @@ impl AnyAction {
         }
         Err(first_error.unwrap_or_else(|| v16::Invalid {
             code: rpc::CallErrorCode::NotImplemented,
-            description: format!("{:?} is not an OCPP 1.6 or 2.0.1 action", rpc::capped(name)),
+            description: format!(
+                "{:?} is not an OCPP 1.6, 2.0.1 or 2.1 action",
+                rpc::capped(name)
+            ),
         }))
     }
 

@@ -660,7 +660,7 @@ fn unanswerable(reason: impl Into<String>) -> FrameError {
 }
 
 /// At most the first 64 characters of `s`.
-pub(crate) fn capped(s: &str) -> &str {
+pub fn capped(s: &str) -> &str {
     s.char_indices()
         .nth(ECHO_LIMIT)
         .and_then(|(end, _)| s.get(..end))

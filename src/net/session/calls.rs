@@ -85,7 +85,7 @@ impl Connection {
         let labelled = cx.labelled();
         match call.action() {
             ocpp::AnyAction::V16(action) => labelled.calls_sent_by_action[action.index()].inc(),
-            ocpp::AnyAction::V201(action) => {
+            ocpp::AnyAction::V201(action) | ocpp::AnyAction::V21(action) => {
                 labelled.calls_sent_by_action_v201[action.index()].inc()
             }
         }

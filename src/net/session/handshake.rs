@@ -86,6 +86,7 @@ impl Connection {
         match version {
             Version::V16 => cx.stats().handshakes_v16.inc(),
             Version::V201 => cx.stats().handshakes_v201.inc(),
+            Version::V21 => cx.stats().handshakes_v21.inc(),
         }
         cx.stats().handshakes_ok.inc();
         let processor = shard_of(&cp, cx.links.count()) as u16;
@@ -256,9 +257,14 @@ impl Connection {
 
 /// The close reason for a charge point that offered none of the listener's versions.
 fn no_subprotocol(protocols: Protocols) -> &'static str {
+    use Version::*;
     match protocols.versions() {
-        [Version::V16] => "subprotocol ocpp1.6 required",
-        [Version::V201] => "subprotocol ocpp2.0.1 required",
-        _ => "subprotocol ocpp2.0.1 or ocpp1.6 required",
+        [V16] => "subprotocol ocpp1.6 required",
+        [V201] => "subprotocol ocpp2.0.1 required",
+        [V21] => "subprotocol ocpp2.1 required",
+        [V201, V16] | [V16, V201] => "subprotocol ocpp2.0.1 or ocpp1.6 required",
+        [V21, V201] | [V201, V21] => "subprotocol ocpp2.1 or ocpp2.0.1 required",
+        [V21, V16] | [V16, V21] => "subprotocol ocpp2.1 or ocpp1.6 required",
+        _ => "subprotocol ocpp2.1, ocpp2.0.1 or ocpp1.6 required",
     }
 }

@@ -20,8 +20,12 @@ impl Connection {
         if !cx.traces.is_empty() && cx.traces.contains(&session.cp) {
             info!(target: TRACE_TARGET, "cp={} loop={} in: {}", session.cp, cx.index, escape_newlines(text));
         }
+        let ocpp21 = session.version == Version::V21;
         match rpc::message_type(text) {
             Some(3 | 4) => return self.on_response(cx, key, text),
+            // 2.1: a CALLRESULTERROR answering our call (a station that could not process our
+            // CALL's answer... or used it for our CALL): matched like the others.
+            Some(5) if ocpp21 => return self.on_response(cx, key, text),
             // While closing only answers to our call in flight still count.
             _ if !open => return Transition::Continue,
             Some(2) if session.accepted && session.in_flight == 0 => {
@@ -94,16 +98,30 @@ impl Connection {
         key: usize,
         text: &str,
     ) -> Transition {
-        let (unique_id, outcome) = match rpc::parse_frame(text) {
+        let ocpp21 = self.session().is_some_and(|s| s.version == Version::V21);
+        let parsed = if ocpp21 {
+            rpc::parse_frame_21(text)
+        } else {
+            rpc::parse_frame(text)
+        };
+        let (unique_id, outcome) = match parsed {
             Ok(Frame::CallResult { unique_id, payload }) => {
                 (unique_id, CallOutcome::Result(payload.to_owned()))
             }
-            Ok(Frame::CallError {
-                unique_id,
-                code,
-                description,
-                details,
-            }) => (
+            Ok(
+                Frame::CallError {
+                    unique_id,
+                    code,
+                    description,
+                    details,
+                }
+                | Frame::CallResultError {
+                    unique_id,
+                    code,
+                    description,
+                    details,
+                },
+            ) => (
                 unique_id,
                 CallOutcome::Error {
                     code: code.into_owned(),
@@ -111,8 +129,7 @@ impl Connection {
                     details: details.to_owned(),
                 },
             ),
-            // 2.1's SEND and CALLRESULTERROR come only from `parse_frame_21`.
-            Ok(Frame::Call { .. } | Frame::Send { .. } | Frame::CallResultError { .. })
+            Ok(Frame::Call { .. } | Frame::Send { .. })
             | Err(FrameError::UnknownMessageType { .. }) => {
                 return Transition::Continue;
             }
@@ -157,6 +174,7 @@ impl Connection {
             .round_trip
             .observe(cx.now.saturating_duration_since(sent_at));
         journal_answer(cx, session, &unique_id, call.action(), &outcome);
+        let mut result_error = None;
         let outcome = match outcome {
             CallOutcome::Result(payload) => match call.action().check_response(&payload) {
                 Ok(()) => {
@@ -165,6 +183,17 @@ impl Connection {
                 }
                 Err(invalid) => {
                     cx.stats().invalid_results.inc();
+                    if ocpp21 {
+                        // 2.1 tells the station its CALLRESULT was not usable.
+                        let mut text = Vec::new();
+                        rpc::write_call_result_error(
+                            &mut text,
+                            &unique_id,
+                            invalid.code,
+                            &invalid.description,
+                        );
+                        result_error = Some(text);
+                    }
                     CallOutcome::InvalidResult(invalid)
                 }
             },
@@ -174,6 +203,16 @@ impl Connection {
             }
         };
         call.resolve_in(outcome, &mut cx.links.log(session.processor, &session.cp));
+        if let Some(text) = result_error {
+            let mut frame = mem::take(&mut cx.scratch);
+            frame.clear();
+            websocket::encode(&mut frame, OpCode::Text, &text, None);
+            let sent = self.send_frame(cx, &frame);
+            cx.scratch = frame;
+            if sent != Transition::Continue {
+                return sent;
+            }
+        }
         self.send_next_call(cx, key)
     }
 }

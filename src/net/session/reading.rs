@@ -216,12 +216,12 @@ impl Connection {
         Consumed::All(used)
     }
 
-    /// Whether the message this final frame completes is a CALL (a peek at its first bytes,
+    /// Whether the message this final frame completes is a CALL or a SEND (a peek at its first bytes,
     /// unmasked on the side; for a fragmented message, at the part already held).
     pub(super) fn is_call(&self, header: &websocket::Header, frame: &[u8]) -> bool {
         if let Some(held) = self.session().and_then(|s| s.message.as_ref()) {
             return std::str::from_utf8(&held.as_slice()[..held.len().min(16)])
-                .is_ok_and(|start| rpc::message_type(start) == Some(2));
+                .is_ok_and(|start| matches!(rpc::message_type(start), Some(2 | 6)));
         }
         let payload = &frame[header.payload()];
         let mut start = [0u8; 16];
@@ -234,7 +234,8 @@ impl Connection {
             Ok(text) => text,
             Err(e) => std::str::from_utf8(&start[..e.valid_up_to()]).unwrap_or(""),
         };
-        rpc::message_type(text) == Some(2)
+        // 2.1's SEND counts like a CALL (rate limit, pipelining): it is answered with nothing.
+        matches!(rpc::message_type(text), Some(2 | 6))
     }
 
     /// `ocpp.max_calls_per_second` (GCRA: each CALL moves the session's theoretical arrival

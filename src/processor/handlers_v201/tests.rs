@@ -19,6 +19,7 @@ fn now() -> Now<'static> {
 fn accepted() -> ChargePointState {
     ChargePointState {
         registration: Registration::Accepted,
+        version: crate::types::Version::V201,
         ..ChargePointState::default()
     }
 }
@@ -38,6 +39,10 @@ fn request(action: Action) -> &'static str {
             r#"{"timestamp":"2026-12-06T10:59:00Z","connectorStatus":"Available","evseId":1,"connectorId":1}"#
         }
         Action::SignCertificate => r#"{"csr":"not a request"}"#,
+        Action::VatNumberValidation => r#"{"vatNumber":"NL123456789B01"}"#,
+        Action::GetCertificateChainStatus => {
+            r#"{"certificateStatusRequests":[{"certificateHashData":{"hashAlgorithm":"SHA256","issuerNameHash":"a1","issuerKeyHash":"b2","serialNumber":"c3"},"source":"OCSP","urls":["http://ocsp.example"]}]}"#
+        }
         _ => "{}",
     }
 }
@@ -51,9 +56,46 @@ fn answer_of(
     let mut out = Vec::new();
     answer(policy, "CS-1", state, action, payload, now(), &mut out)?;
     let text = String::from_utf8(out).expect("UTF-8");
-    v201::check(action, Part::Response, &text)
+    let edition = state.version.edition().unwrap_or(ocpp::v201::Edition::V201);
+    v201::check_in(edition, action, Part::Response, &text)
         .unwrap_or_else(|e| panic!("{action:?} answered {text}, against its schema: {e:?}"));
     Ok(serde_json::from_str(&text).expect("JSON"))
+}
+
+#[test]
+fn every_station_action_of_21_is_answered_within_its_21_response_schema() {
+    let policy = Policy::accept_all(300);
+    let station = || ChargePointState {
+        version: crate::types::Version::V21,
+        ..accepted()
+    };
+    for action in Action::ALL
+        .into_iter()
+        .filter(|a| a.from_station() && !a.is_send())
+    {
+        let result = answer_of(&policy, &mut station(), action, request(action));
+        if action == Action::Get15118EVCertificate {
+            assert_eq!(
+                result.expect_err("no 15118 service").code,
+                CallErrorCode::NotSupported
+            );
+        } else {
+            let answer = result.unwrap_or_else(|e| panic!("{action:?}: {e:?}"));
+            match action {
+                Action::OpenPeriodicEventStream => assert_eq!(answer["status"], "Accepted"),
+                Action::PullDynamicScheduleUpdate => assert_eq!(answer["status"], "Rejected"),
+                Action::VatNumberValidation => {
+                    assert_eq!(answer["vatNumber"], "NL123456789B01");
+                    assert_eq!(answer["status"], "Rejected");
+                }
+                Action::GetCertificateChainStatus => {
+                    assert_eq!(answer["certificateStatus"][0]["status"], "Failed");
+                    assert_eq!(answer["certificateStatus"][0]["source"], "OCSP");
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 #[test]

@@ -164,6 +164,7 @@ pub(super) fn journal_call(
         },
         (None, Some(action)) => EventKind::Accepted201 {
             unique_id: call.unique_id,
+            version: call.version,
             action,
             request: call.payload.get(),
             answer,

@@ -30,19 +30,43 @@ impl Shard {
         }
         let accepted = entry.state.registration == Registration::Accepted;
         let version = entry.state.version;
-        let (unique_id, action, payload) = match rpc::parse_frame(text) {
+        let parsed = if version == Version::V21 {
+            rpc::parse_frame_21(text)
+        } else {
+            rpc::parse_frame(text)
+        };
+        let (unique_id, action, payload) = match parsed {
             Ok(Frame::Call {
                 unique_id,
                 action,
                 payload,
             }) => (unique_id, action, payload),
-            // Answers to our CALLs are matched by the loop that sent them.
-            Ok(
-                Frame::CallResult { .. }
-                | Frame::CallError { .. }
-                | Frame::Send { .. }
-                | Frame::CallResultError { .. },
-            ) => {
+            // 2.1's SEND: checked and journaled, never answered.
+            Ok(Frame::Send {
+                unique_id,
+                action,
+                payload,
+            }) => {
+                let sent = Sent {
+                    unique_id: &unique_id,
+                    action: &action,
+                    payload,
+                };
+                self.send_message(cp, &sent, out.writer.as_deref_mut(), accepted);
+                return replies.none(conn, accepted);
+            }
+            // Answers to our CALLs are matched by the loop that sent them; a CALLRESULTERROR
+            // about one of our answers is logged.
+            Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => {
+                return replies.none(conn, accepted);
+            }
+            Ok(Frame::CallResultError {
+                unique_id,
+                code,
+                description,
+                ..
+            }) => {
+                warn!("cp={cp} could not process our answer {unique_id:?}: {code}: {description}");
                 return replies.none(conn, accepted);
             }
             Err(error) => return self.unusable(conn, cp, error, replies, (accepted, version)),
@@ -55,9 +79,10 @@ impl Shard {
         // Once per message, for counters and the handler: the action in the version spoken.
         let (known, known201) = match version {
             Version::V16 => (Action::from_name(&action), None),
-            Version::V201 => (
+            Version::V201 | Version::V21 => (
                 None,
-                v201::Action::parse(&action).filter(|a| a.in_edition(v201::Edition::V201)),
+                v201::Action::parse(&action)
+                    .filter(|a| version.edition().is_some_and(|e| a.in_edition(e))),
             ),
         };
         let call = CallIn {
@@ -75,7 +100,7 @@ impl Shard {
         let labelled = &stats.processor_labelled[self.index];
         match version {
             Version::V16 => labelled.calls_by_action[action_slot(known)].inc(),
-            Version::V201 => {
+            Version::V201 | Version::V21 => {
                 let slot = known201.map_or(v201::Action::ALL.len(), v201::Action::index);
                 labelled.calls_by_action_v201[slot].inc();
             }
@@ -117,7 +142,7 @@ impl Shard {
                 now,
                 replies.payload(),
             ),
-            Version::V201 => handlers_v201::write_answer(
+            Version::V201 | Version::V21 => handlers_v201::write_answer(
                 &self.policy,
                 cp,
                 &mut entry.state,
@@ -178,8 +203,12 @@ impl Shard {
         if resent {
             stats.processors[self.index].transaction_events_resent.inc();
         }
+        // 2.1's NotifySettlement is billing too (a payment settled).
         let billing = (known.is_some_and(is_billing)
-            || known201 == Some(v201::Action::TransactionEvent))
+            || matches!(
+                known201,
+                Some(v201::Action::TransactionEvent | v201::Action::NotifySettlement)
+            ))
             && error.is_none();
         // Billing answers wait until every place that keeps them has them (the sinks, the
         // state file) when asked to; errors never need to.
@@ -229,6 +258,59 @@ impl Shard {
             replies.discard(sealed);
         } else {
             replies.commit(sealed, conn, accepted);
+        }
+    }
+
+    /// A 2.1 SEND of an accepted station: checked against its schema, journaled (and published
+    /// with `kafka.raw_frames`), never answered; a SEND that is not one or breaks its schema is
+    /// counted and logged within the warning budget.
+    fn send_message(
+        &mut self,
+        cp: &ChargePointId,
+        sent: &Sent<'_>,
+        writer: Option<&mut (dyn EventWriter + 'static)>,
+        accepted: bool,
+    ) {
+        let checked = match v201::Action::parse(sent.action).filter(|a| a.is_send()) {
+            Some(action) if accepted => v201::check_in(
+                v201::Edition::V21,
+                action,
+                v201::Part::Request,
+                sent.payload.get(),
+            ),
+            Some(_) => Err(Invalid {
+                code: rpc::CallErrorCode::SecurityError,
+                description: "a SEND before the station was accepted".into(),
+            }),
+            None => Err(Invalid {
+                code: rpc::CallErrorCode::NotImplemented,
+                description: format!("{:?} is not a SEND of OCPP 2.1", rpc::capped(sent.action)),
+            }),
+        };
+        if let Err(invalid) = checked {
+            self.stats().unanswerable_frames.inc();
+            if self
+                .warnings
+                .allow(self.origin.elapsed().as_millis() as u64)
+            {
+                warn!(
+                    "cp={cp} SEND {:?} dropped: {}",
+                    sent.unique_id, invalid.description
+                );
+            }
+            return;
+        }
+        self.stats().sends_received.inc();
+        if let Some(writer) = writer {
+            writer.record(&Event {
+                at: SystemTime::now(),
+                cp,
+                kind: EventKind::CallIn {
+                    unique_id: sent.unique_id,
+                    action: sent.action,
+                    payload: Body::Whole(sent.payload.get()),
+                },
+            });
         }
     }
 
@@ -321,7 +403,9 @@ impl Shard {
         let labelled = &self.stats.processor_labelled[self.index];
         match entry.state.version {
             Version::V16 => labelled.calls_by_action[action_slot(Some(Action::Heartbeat))].inc(),
-            Version::V201 => labelled.calls_by_action_v201[v201::Action::Heartbeat.index()].inc(),
+            Version::V201 | Version::V21 => {
+                labelled.calls_by_action_v201[v201::Action::Heartbeat.index()].inc()
+            }
         }
         entry.seen.last_message = Some(at);
         if let Some(writer) = writer {
@@ -341,4 +425,11 @@ impl Shard {
             );
         }
     }
+}
+
+/// A 2.1 SEND as read.
+struct Sent<'a> {
+    unique_id: &'a str,
+    action: &'a str,
+    payload: &'a RawValue,
 }

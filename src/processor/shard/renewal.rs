@@ -14,8 +14,11 @@ pub fn renewal_call(version: Version) -> Box<FollowUp> {
             AnyAction::V16(Action::ExtendedTriggerMessage),
             r#"{"requestedMessage":"SignChargePointCertificate"}"#,
         ),
-        Version::V201 => (
-            AnyAction::V201(v201::Action::TriggerMessage),
+        Version::V201 | Version::V21 => (
+            match version {
+                Version::V21 => AnyAction::V21(v201::Action::TriggerMessage),
+                _ => AnyAction::V201(v201::Action::TriggerMessage),
+            },
             r#"{"requestedMessage":"SignChargingStationCertificate"}"#,
         ),
     };
