@@ -304,9 +304,26 @@ impl Ticketer {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_secs());
+    #[cfg(feature = "test-hooks")]
+    let now = now + testing::SKEW_SECS.load(std::sync::atomic::Ordering::Relaxed);
+    now
+}
+
+/// A test hook: the ticketers' clock moved ahead, so a socket test sees a ticket expire without
+/// waiting a lifetime.
+#[cfg(feature = "test-hooks")]
+pub mod testing {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub(super) static SKEW_SECS: AtomicU64 = AtomicU64::new(0);
+
+    /// Every ticket sealed or opened from now on is as `secs` later (for the whole process).
+    pub fn skew_clock(secs: u64) {
+        SKEW_SECS.store(secs, Ordering::Relaxed);
+    }
 }
 
 fn fresh_secret(random: &SystemRandom) -> Result<[u8; 32], CertError> {
