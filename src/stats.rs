@@ -457,7 +457,7 @@ pub fn action_slot(action: Option<Action>) -> usize {
 }
 
 /// Outcome labels of outbound calls, in `CallOutcome::slot` order.
-pub const OUTCOMES: [&str; 7] = [
+pub const OUTCOMES: [&str; 8] = [
     "result",
     "error",
     "invalid_result",
@@ -465,6 +465,7 @@ pub const OUTCOMES: [&str; 7] = [
     "not_connected",
     "rejected",
     "invalid",
+    "call_result_error",
 ];
 
 /// Everything a loop or processor shares with readers.

@@ -1,9 +1,11 @@
 //! OCPP 2.1's two new frames, with a raw WebSocket client: a SEND (NotifyPeriodicEventStream)
-//! is checked against its schema and journaled, and never answered - valid or not (the next
-//! frame the station gets is its Heartbeat's answer); a CALLRESULT to a Reset that breaks
+//! of a stream the station opened is checked against its schema and journaled, and never
+//! answered - valid or not, opened or not (the next frame the station gets is its Heartbeat's
+//! answer); at most 8 streams are open per connection; a CALLRESULT to a Reset that breaks
 //! Reset's response schema is answered with CALLRESULTERROR and the operator's call ends
-//! `invalid_result`; a CALLRESULTERROR the station sends for our call ends it as an error with
-//! the station's code. The same SEND on a 2.0.1 connection is an unknown message type.
+//! `invalid_result`; a CALLRESULTERROR the station sends for our call ends it as
+//! `call_result_error` with the station's code. The same SEND on a 2.0.1 connection is an
+//! unknown message type.
 
 mod common;
 
@@ -49,15 +51,44 @@ fn a_send_is_never_answered_and_bad_results_are_told() {
     let server = TestServer::start(config);
     let mut station = connect21(&server, "CS-21");
 
+    // A SEND of a stream never opened is dropped; once opened, it is kept.
+    station.send_text(&format!(r#"[6,"s0","NotifyPeriodicEventStream",{STREAM}]"#));
+    let open = |id: u32| {
+        format!(
+            r#"[2,"o{id}","OpenPeriodicEventStream",{{"constantStreamData":{{"id":{id},"variableMonitoringId":7,"params":{{"interval":10}}}}}}]"#
+        )
+    };
+    station.send_text(&open(1));
+    assert_eq!(station.read_json()[2]["status"], "Accepted");
     station.send_text(&format!(r#"[6,"s1","NotifyPeriodicEventStream",{STREAM}]"#));
     nothing_before_the_heartbeat(&mut station, "h1");
-    server.wait_for("the SEND kept", |s| s.sends_received == 1);
+    server.wait_for("the SEND kept", |s| {
+        s.sends_received == 1 && s.unanswerable_frames == 1
+    });
     // Broken, or not a SEND: still never answered, counted.
     station.send_text(r#"[6,"s2","NotifyPeriodicEventStream",{"id":"one"}]"#);
     station.send_text(r#"[6,"s3","Heartbeat",{}]"#);
     nothing_before_the_heartbeat(&mut station, "h2");
-    server.wait_for("two dropped", |s| {
-        s.unanswerable_frames == 2 && s.sends_received == 1
+    server.wait_for("two more dropped", |s| {
+        s.unanswerable_frames == 3 && s.sends_received == 1
+    });
+    // At most 8 streams: the 9th is refused; closing one makes room; a closed one's SEND drops.
+    for id in 2..=8 {
+        station.send_text(&open(id));
+        assert_eq!(station.read_json()[2]["status"], "Accepted", "stream {id}");
+    }
+    station.send_text(&open(9));
+    let refused = station.read_json();
+    assert_eq!(refused[2]["status"], "Rejected", "{refused}");
+    assert_eq!(refused[2]["statusInfo"]["reasonCode"], "TooManyStreams");
+    station.send_text(r#"[2,"c1","ClosePeriodicEventStream",{"id":1}]"#);
+    assert_eq!(station.read_json()[2], json!({}));
+    station.send_text(&open(9));
+    assert_eq!(station.read_json()[2]["status"], "Accepted");
+    station.send_text(&format!(r#"[6,"s4","NotifyPeriodicEventStream",{STREAM}]"#));
+    nothing_before_the_heartbeat(&mut station, "h4");
+    server.wait_for("the closed stream's SEND dropped", |s| {
+        s.unanswerable_frames == 4
     });
 
     // A CALLRESULT that breaks Reset's response schema: CALLRESULTERROR, and the caller is told.
@@ -93,7 +124,7 @@ fn a_send_is_never_answered_and_bad_results_are_told() {
     let outcome = reply.json();
     assert_eq!(
         (&outcome["outcome"], &outcome["code"]),
-        (&json!("error"), &json!("InternalError")),
+        (&json!("call_result_error"), &json!("InternalError")),
         "{outcome}"
     );
     nothing_before_the_heartbeat(&mut station, "h3");

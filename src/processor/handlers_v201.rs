@@ -305,14 +305,33 @@ fn answer(
                 "no ISO 15118 certificate service is configured".into(),
             ));
         }
-        // 2.1: a station opens a periodic event stream; its SENDs are journaled and published.
-        Action::OpenPeriodicEventStream => write(
-            out,
-            &Status {
-                status: "Accepted",
-                status_info: None,
-            },
-        )?,
+        // 2.1: a station opens a periodic event stream (its SENDs are journaled, and count
+        // against the rate limit), at most `MAX_STREAMS` at once.
+        Action::OpenPeriodicEventStream => {
+            let request: OpenStream = read(payload)?;
+            let id = request.constant_stream_data.id;
+            let open = state.streams.contains(&id) || state.streams.len() < handlers::MAX_STREAMS;
+            if open && !state.streams.contains(&id) {
+                state.streams.push(id);
+            }
+            let status_info = (!open).then_some(StatusInfo {
+                reason_code: "TooManyStreams",
+                additional_info: "the gateway keeps at most 8 periodic event streams per station",
+            });
+            let status = if open { "Accepted" } else { "Rejected" };
+            write(
+                out,
+                &Status {
+                    status,
+                    status_info,
+                },
+            )?
+        }
+        Action::ClosePeriodicEventStream => {
+            let request: StreamId = read(payload)?;
+            state.streams.retain(|id| *id != request.id);
+            out.extend_from_slice(b"{}");
+        }
         Action::PullDynamicScheduleUpdate => write(
             out,
             &Status {
@@ -500,6 +519,17 @@ struct AuthorizeAnswer {
 struct TransactionEventAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token_info: Option<IdTokenInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OpenStream {
+    constant_stream_data: StreamId,
+}
+
+#[derive(Deserialize)]
+struct StreamId {
+    id: u32,
 }
 
 #[derive(Deserialize)]

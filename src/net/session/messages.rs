@@ -108,22 +108,28 @@ impl Connection {
             Ok(Frame::CallResult { unique_id, payload }) => {
                 (unique_id, CallOutcome::Result(payload.to_owned()))
             }
-            Ok(
-                Frame::CallError {
-                    unique_id,
-                    code,
-                    description,
-                    details,
-                }
-                | Frame::CallResultError {
-                    unique_id,
-                    code,
-                    description,
-                    details,
-                },
-            ) => (
+            Ok(Frame::CallError {
+                unique_id,
+                code,
+                description,
+                details,
+            }) => (
                 unique_id,
                 CallOutcome::Error {
+                    code: code.into_owned(),
+                    description: description.into_owned(),
+                    details: details.to_owned(),
+                },
+            ),
+            // 2.1: a CALLRESULTERROR with our call's UniqueId is that call's outcome.
+            Ok(Frame::CallResultError {
+                unique_id,
+                code,
+                description,
+                details,
+            }) => (
+                unique_id,
+                CallOutcome::ResultError {
                     code: code.into_owned(),
                     description: description.into_owned(),
                     details: details.to_owned(),
@@ -235,6 +241,11 @@ fn journal_answer(
             payload: payload.get(),
         },
         CallOutcome::Error {
+            code,
+            description,
+            details,
+        }
+        | CallOutcome::ResultError {
             code,
             description,
             details,

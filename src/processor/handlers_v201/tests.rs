@@ -40,6 +40,10 @@ fn request(action: Action) -> &'static str {
         }
         Action::SignCertificate => r#"{"csr":"not a request"}"#,
         Action::VatNumberValidation => r#"{"vatNumber":"NL123456789B01"}"#,
+        Action::OpenPeriodicEventStream => {
+            r#"{"constantStreamData":{"id":3,"variableMonitoringId":7,"params":{"interval":10}}}"#
+        }
+        Action::ClosePeriodicEventStream => r#"{"id":3}"#,
         Action::GetCertificateChainStatus => {
             r#"{"certificateStatusRequests":[{"certificateHashData":{"hashAlgorithm":"SHA256","issuerNameHash":"a1","issuerKeyHash":"b2","serialNumber":"c3"},"source":"OCSP","urls":["http://ocsp.example"]}]}"#
         }

@@ -52,7 +52,8 @@ impl Shard {
                     action: &action,
                     payload,
                 };
-                self.send_message(cp, &sent, out.writer.as_deref_mut(), accepted);
+                let streams = entry.state.streams.clone();
+                self.send_message(cp, &sent, out.writer.as_deref_mut(), (accepted, &streams));
                 return replies.none(conn, accepted);
             }
             // Answers to our CALLs are matched by the loop that sent them; a CALLRESULTERROR
@@ -269,7 +270,7 @@ impl Shard {
         cp: &ChargePointId,
         sent: &Sent<'_>,
         writer: Option<&mut (dyn EventWriter + 'static)>,
-        accepted: bool,
+        (accepted, streams): (bool, &[u32]),
     ) {
         let checked = match v201::Action::parse(sent.action).filter(|a| a.is_send()) {
             Some(action) if accepted => v201::check_in(
@@ -277,7 +278,18 @@ impl Shard {
                 action,
                 v201::Part::Request,
                 sent.payload.get(),
-            ),
+            )
+            .and_then(|()| {
+                // NotifyPeriodicEventStream belongs to a stream the station opened.
+                let stream = serde_json::from_str::<SendStream>(sent.payload.get()).map(|s| s.id);
+                match stream {
+                    Ok(id) if streams.contains(&id) => Ok(()),
+                    _ => Err(Invalid {
+                        code: rpc::CallErrorCode::PropertyConstraintViolation,
+                        description: "the stream was not opened on this connection".into(),
+                    }),
+                }
+            }),
             Some(_) => Err(Invalid {
                 code: rpc::CallErrorCode::SecurityError,
                 description: "a SEND before the station was accepted".into(),
@@ -432,4 +444,10 @@ struct Sent<'a> {
     unique_id: &'a str,
     action: &'a str,
     payload: &'a RawValue,
+}
+
+/// The stream a NotifyPeriodicEventStream belongs to.
+#[derive(serde::Deserialize)]
+struct SendStream {
+    id: u32,
 }

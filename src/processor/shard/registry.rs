@@ -128,6 +128,8 @@ impl Shard {
                 }
                 held.seen.peer = Some(peer);
                 held.seen.since = now;
+                // Streams are the connection's.
+                held.state.streams.clear();
                 if held.seen.certificate != certificate {
                     held.seen.renewal_asked = false;
                 }
