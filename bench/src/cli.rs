@@ -92,6 +92,10 @@ pub enum ProtocolName {
     Ocpp16,
     #[value(name = "ocpp2.0.1")]
     Ocpp201,
+    /// 2.0.1's messages (valid in 2.1, which extends them), answers checked against 2.1's
+    /// schemas, and 2.1's central-system calls answered.
+    #[value(name = "ocpp2.1")]
+    Ocpp21,
 }
 
 /// What each simulated charge point does once booted.
@@ -422,6 +426,7 @@ impl RunArgs {
                 .map(|name| match name {
                     ProtocolName::Ocpp16 => ocpp::Version::V16,
                     ProtocolName::Ocpp201 => ocpp::Version::V201,
+                    ProtocolName::Ocpp21 => ocpp::Version::V21,
                 })
                 .collect(),
             run_tag: std::time::SystemTime::now()

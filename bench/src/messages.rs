@@ -104,7 +104,7 @@ impl Outgoing {
     pub fn name(self, version: Version) -> &'static str {
         match (version, self) {
             (
-                Version::V201,
+                Version::V201 | Version::V21,
                 Outgoing::StartTransaction { .. }
                 | Outgoing::MeterValues {
                     transaction: Some(_),
@@ -112,7 +112,9 @@ impl Outgoing {
                 }
                 | Outgoing::StopTransaction { .. },
             ) => "TransactionEvent",
-            (Version::V201, Outgoing::DiagnosticsStatusNotification) => "LogStatusNotification",
+            (Version::V201 | Version::V21, Outgoing::DiagnosticsStatusNotification) => {
+                "LogStatusNotification"
+            }
             _ => self.action().name(),
         }
     }

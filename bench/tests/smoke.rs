@@ -328,68 +328,72 @@ const CALLS_201: [(&str, &str); 9] = [
 ];
 
 #[test]
-fn mixed_fleet_runs_transactions_in_both_versions() {
+fn mixed_fleet_runs_transactions_in_three_versions() {
     let gateway = Gateway::start();
     let url = gateway.url();
     let bench = Bench::spawn(
         "mixed",
-        &realistic_args(&url, "mixed-", &["--protocol", "ocpp1.6,ocpp2.0.1"]),
+        &realistic_args(&url, "mixed-", &["--protocol", "ocpp1.6,ocpp2.0.1,ocpp2.1"]),
     );
     bench.wait_for_line("booted 200 ");
-    // mixed-7 speaks 2.0.1 (odd), mixed-8 1.6: each answers in its own version, and the
-    // gateway refuses the other version's action for it.
+    // Charge point i speaks the (i mod 3)-th: mixed-9 1.6, mixed-7 2.0.1, mixed-8 2.1. Each
+    // answers in its own version, and the gateway refuses another version's action for it.
+    let call = |cp: &str, action: ocpp::AnyAction, payload: &str| {
+        let payload = RawValue::from_string(payload.to_owned()).expect("JSON");
+        gateway
+            .server()
+            .call(cp, action, payload)
+            .unwrap_or_else(|e| panic!("{cp} {action:?} refused by the gateway: {e:?}"))
+            .wait_timeout(WATCHDOG)
+    };
     // GetConfiguration is 1.6 only (a name both versions have is sent in the station's).
-    let wrong = gateway
-        .server()
-        .call(
-            "mixed-7",
-            Action::GetConfiguration,
-            RawValue::from_string("{}".into()).expect("JSON"),
-        )
-        .expect("the call is taken; the processor knows the version");
-    let outcome = wrong.wait_timeout(WATCHDOG);
+    let get_configuration = ocpp::AnyAction::V16(Action::GetConfiguration);
+    for cp in ["mixed-7", "mixed-8"] {
+        let outcome = call(cp, get_configuration, "{}");
+        assert!(
+            matches!(outcome, Some(CallOutcome::Invalid(_))),
+            "a 1.6 action to {cp}: {outcome:?}"
+        );
+    }
+    // GetTariffs is 2.1's: a 2.0.1 station does not have it.
+    let get_tariffs = ocpp::AnyAction::V21(ocpp::v201::Action::GetTariffs);
+    let outcome = call("mixed-7", get_tariffs, r#"{"evseId":1}"#);
     assert!(
         matches!(outcome, Some(CallOutcome::Invalid(_))),
-        "a 1.6 action to a 2.0.1 station: {outcome:?}"
+        "a 2.1 action to a 2.0.1 station: {outcome:?}"
     );
-    for (name, payload) in CALLS_201 {
-        let action = ocpp::v201::Action::parse(name).expect("a 2.0.1 action");
-        let payload = RawValue::from_string(payload.to_owned()).expect("JSON");
-        let pending = gateway
-            .server()
-            .call("mixed-7", action, payload)
-            .unwrap_or_else(|e| panic!("{name} payload refused by the gateway: {e:?}"));
-        match pending.wait_timeout(WATCHDOG) {
-            Some(CallOutcome::Result(result)) => println!("{name} -> {}", result.get()),
-            other => panic!("{name}: {other:?}"),
+    match call("mixed-8", get_tariffs, r#"{"evseId":1}"#) {
+        Some(CallOutcome::Result(result)) => println!("GetTariffs -> {}", result.get()),
+        other => panic!("GetTariffs to a 2.1 station: {other:?}"),
+    }
+    for cp in ["mixed-7", "mixed-8"] {
+        for (name, payload) in CALLS_201 {
+            let action = ocpp::v201::Action::parse(name).expect("a 2.0.1 action");
+            match call(cp, ocpp::AnyAction::V201(action), payload) {
+                Some(CallOutcome::Result(result)) => println!("{cp} {name} -> {}", result.get()),
+                other => panic!("{cp} {name}: {other:?}"),
+            }
         }
     }
-    let pending = gateway
-        .server()
-        .call(
-            "mixed-8",
-            Action::GetConfiguration,
-            RawValue::from_string("{}".into()).expect("JSON"),
-        )
-        .expect("1.6 call accepted");
     assert!(matches!(
-        pending.wait_timeout(WATCHDOG),
+        call("mixed-9", get_configuration, "{}"),
         Some(CallOutcome::Result(_))
     ));
     let report = bench.finish();
     assert_clean(&report, 200);
     assert_eq!(
-        report["config"]["protocols"][1], "ocpp2.0.1",
+        report["config"]["protocols"],
+        serde_json::json!(["ocpp1.6", "ocpp2.0.1", "ocpp2.1"]),
         "{:#}",
         report["config"]
     );
-    // Both halves ran whole sessions (Start/StopTransaction, TransactionEvent Started/Ended):
+    // All three ran whole sessions (Start/StopTransaction, TransactionEvent Started/Ended):
     // every answer was valid against its version's schema, or errors would not be 0.
     let stops = report["latency_us"]["stop_transaction"]["count"].as_u64();
     assert!(stops > Some(100), "{stops:?}");
     assert!(
-        report["connect"]["reboots"].as_u64() >= Some(1),
-        "Reset rebooted mixed-7"
+        report["connect"]["reboots"].as_u64() >= Some(2),
+        "Reset rebooted mixed-7 and mixed-8"
     );
 }
 

@@ -14,6 +14,7 @@ use ocpp::v16::{
     MessageTrigger, RemoteStartTransactionRequest, RemoteStopTransactionRequest,
     TriggerMessageRequest,
 };
+use ocpp::v201::Edition;
 use serde_json::value::RawValue;
 
 use crate::messages::{ConnectorStatus, Outgoing};
@@ -99,8 +100,8 @@ pub fn answer_in(
 ) -> Answer {
     match version {
         Version::V16 => answer(action_name, payload, cp),
-        // ocpp-bench does not speak 2.1 yet (`--protocol` has no ocpp2.1).
-        Version::V201 | Version::V21 => v201::answer(action_name, payload, cp),
+        Version::V201 => v201::answer(Edition::V201, action_name, payload, cp),
+        Version::V21 => v201::answer(Edition::V21, action_name, payload, cp),
     }
 }
 

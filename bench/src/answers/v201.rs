@@ -7,7 +7,7 @@
 //! schema allows, so the bench never promises work it will not do.
 
 use ocpp::rpc::CallErrorCode;
-use ocpp::v201::{self, Action, Part};
+use ocpp::v201::{self, Action, Edition, Part};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -40,9 +40,14 @@ const DECLINES: [&str; 10] = [
     "{}",
 ];
 
-/// Answers the 2.0.1 CALL `action_name` with `payload`.
-pub fn answer(action_name: &str, payload: &RawValue, cp: ChargePointView) -> Answer {
-    let Some(action) = Action::parse(action_name) else {
+/// Answers the 2.0.1 (or, `edition`, 2.1) CALL `action_name` with `payload`.
+pub fn answer(
+    edition: Edition,
+    action_name: &str,
+    payload: &RawValue,
+    cp: ChargePointView,
+) -> Answer {
+    let Some(action) = Action::parse(action_name).filter(|a| a.in_edition(edition)) else {
         return Answer::Error {
             code: CallErrorCode::NotImplemented,
             description: format!("unknown action {action_name:?}"),
@@ -56,18 +61,18 @@ pub fn answer(action_name: &str, payload: &RawValue, cp: ChargePointView) -> Ans
             peer_fault: true,
         };
     }
-    if let Err(invalid) = v201::check(action, Part::Request, payload.get()) {
+    if let Err(invalid) = v201::check_in(edition, action, Part::Request, payload.get()) {
         return Answer::Error {
             code: invalid.code,
             description: invalid.description,
             peer_fault: true,
         };
     }
-    respond(action, payload.get(), cp)
+    respond(edition, action, payload.get(), cp)
 }
 
 /// The answer to a request already checked against its schema.
-fn respond(action: Action, payload: &str, cp: ChargePointView) -> Answer {
+fn respond(edition: Edition, action: Action, payload: &str, cp: ChargePointView) -> Answer {
     match action {
         Action::Reset => result(r#"{"status":"Accepted"}"#, Effect::Reboot),
         Action::ChangeAvailability => status("Accepted"),
@@ -82,15 +87,20 @@ fn respond(action: Action, payload: &str, cp: ChargePointView) -> Answer {
         Action::SetVariables => set_variables(payload),
         Action::SetVariableMonitoring => set_monitoring(payload),
         Action::ClearVariableMonitoring => clear_monitoring(payload),
-        other => decline(other),
+        // 2.1: no tariffs here to clear.
+        Action::ClearTariffs => result(
+            r#"{"clearTariffsResult":[{"status":"NoTariff"}]}"#,
+            Effect::None,
+        ),
+        other => decline(edition, other),
     }
 }
 
-/// The first of [`DECLINES`] the response schema takes.
-fn decline(action: Action) -> Answer {
+/// The first of [`DECLINES`] the response schema (of `edition`) takes.
+fn decline(edition: Edition, action: Action) -> Answer {
     match DECLINES
         .into_iter()
-        .find(|answer| v201::check(action, Part::Response, answer).is_ok())
+        .find(|answer| v201::check_in(edition, action, Part::Response, answer).is_ok())
     {
         Some(answer) => result(answer, Effect::None),
         None => Answer::Error {
@@ -320,7 +330,7 @@ mod tests {
 
     fn answered(name: &str, payload: &str, view: ChargePointView) -> (String, Effect) {
         let payload = RawValue::from_string(payload.to_owned()).unwrap();
-        match answer(name, &payload, view) {
+        match answer(Edition::V201, name, &payload, view) {
             Answer::Result { payload, effect } => (payload.get().to_owned(), effect),
             other => panic!("{name}: {other:?}"),
         }
@@ -328,6 +338,12 @@ mod tests {
 
     #[test]
     fn every_csms_action_gets_a_result_valid_against_its_schema() {
+        for (edition, count) in [(Edition::V201, 40), (Edition::V21, 55)] {
+            every_csms_action_in(edition, count);
+        }
+    }
+
+    fn every_csms_action_in(edition: Edition, expected: usize) {
         let busy = ChargePointView {
             can_start: false,
             transaction: Some(3),
@@ -336,7 +352,7 @@ mod tests {
         let mut answered_count = 0;
         for action in Action::ALL
             .into_iter()
-            .filter(|a| a.from_csms() && a.in_edition(ocpp::v201::Edition::V201))
+            .filter(|a| a.from_csms() && a.in_edition(edition))
         {
             for view in [ChargePointView::default(), busy] {
                 // The request does not matter for a declined action; the acted-on ones are
@@ -356,12 +372,14 @@ mod tests {
                     }
                     _ => "{}",
                 };
-                v201::check(action, Part::Request, request)
+                v201::check_in(edition, action, Part::Request, request)
                     .or_else(|e| if request == "{}" { Ok(()) } else { Err(e) })
                     .unwrap_or_else(|e| panic!("test request {}: {e:?}", action.as_str()));
-                match respond(action, request, view) {
+                match respond(edition, action, request, view) {
                     Answer::Result { payload, .. } => {
-                        v201::check(action, Part::Response, payload.get()).unwrap_or_else(|e| {
+                        let checked =
+                            v201::check_in(edition, action, Part::Response, payload.get());
+                        checked.unwrap_or_else(|e| {
                             panic!("{} -> {}: {e:?}", action.as_str(), payload.get())
                         });
                         answered_count += 1;
@@ -370,8 +388,12 @@ mod tests {
                 }
             }
         }
-        // 39 sent by the CSMS only, and DataTransfer, sent both ways.
-        assert_eq!(answered_count, 2 * 40, "every CSMS action, both views");
+        // 2.0.1: 39 sent by the CSMS only, and DataTransfer, sent both ways; 2.1 adds 15.
+        assert_eq!(
+            answered_count,
+            2 * expected,
+            "every CSMS action, both views"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use ocpp::v16::{
     self, Action, AuthorizationStatus, AuthorizeResponse, BootNotificationResponse, Invalid,
     RegistrationStatus, StartTransactionResponse,
 };
-use ocpp::v201::{self, Part};
+use ocpp::v201::{self, Edition, Part};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use transport::{Held, Received, SendError, Transport, Wire};
@@ -71,7 +71,8 @@ enum Checked {
 fn check_result(version: Version, msg: Outgoing, payload: &RawValue) -> Result<Checked, Invalid> {
     match version {
         Version::V16 => check_result_16(msg.action(), payload),
-        Version::V201 | Version::V21 => check_result_201(msg, payload),
+        Version::V201 => check_result_201(Edition::V201, msg, payload),
+        Version::V21 => check_result_201(Edition::V21, msg, payload),
     }
 }
 
@@ -107,7 +108,11 @@ fn check_result_16(action: Action, payload: &RawValue) -> Result<Checked, Invali
 /// 2.0.1: the response schema, then what the plan reads (an idTokenInfo's status; a
 /// TransactionEvent Started keeps the station's own transaction number, which the answer does
 /// not repeat).
-fn check_result_201(msg: Outgoing, payload: &RawValue) -> Result<Checked, Invalid> {
+fn check_result_201(
+    edition: Edition,
+    msg: Outgoing,
+    payload: &RawValue,
+) -> Result<Checked, Invalid> {
     #[derive(Deserialize)]
     struct Boot<'a> {
         status: &'a str,
@@ -128,7 +133,7 @@ fn check_result_201(msg: Outgoing, payload: &RawValue) -> Result<Checked, Invali
         code: CallErrorCode::InternalError,
         description: format!("{name} is no 2.0.1 action"),
     })?;
-    v201::check(action, Part::Response, payload.get())?;
+    v201::check_in(edition, action, Part::Response, payload.get())?;
     let read = |e: serde_json::Error| Invalid {
         code: CallErrorCode::FormationViolation,
         description: e.to_string(),
