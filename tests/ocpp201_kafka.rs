@@ -1,9 +1,10 @@
-//! A mixed fleet on one topic: a 1.6 charge point and a 2.0.1 station on one gateway publish
-//! to `ocpp-events-up` (a real broker, `tansu`), every event valid against `schemas/kafka/` and
-//! carrying `ocppVersion` where it comes from a message or a connect; the 2.0.1 transaction's
-//! Started, Updated and Ended make `transaction.started`, `transaction.meter_values` and
-//! `transaction.stopped` with the station's string transaction id, each answered only once the
-//! broker has it (`events.ack_after_write`), so one consumer reads both versions.
+//! A mixed fleet on one topic: a 1.6 charge point, a 2.0.1 station and a 2.1 station on one
+//! gateway publish to `ocpp-events-up` (a real broker, `tansu`), every event valid against
+//! `schemas/kafka/` and carrying `ocppVersion` ("1.6", "2.0.1", "2.1") where it comes from a
+//! message or a connect; each 2.x transaction's Started, Updated and Ended make
+//! `transaction.started`, `transaction.meter_values` and `transaction.stopped` with the station's
+//! string transaction id, each answered only once the broker has it (`events.ack_after_write`),
+//! so one consumer reads all three versions.
 
 mod common;
 
@@ -29,7 +30,7 @@ fn transaction_event(kind: &str, seq_no: u64, extra: Value) -> Value {
 }
 
 #[test]
-fn both_versions_publish_one_kind_of_event_on_one_topic() {
+fn every_version_publishes_one_kind_of_event_on_one_topic() {
     if !tansu::available() {
         return;
     }
@@ -38,114 +39,132 @@ fn both_versions_publish_one_kind_of_event_on_one_topic() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let mut config = gateway(&tansu, "gw-mixed", &dir);
-    config.ocpp.protocols = Protocols::BOTH;
+    config.ocpp.protocols = Protocols::ALL;
     config.events.ack_after_write = true;
     let server = TestServer::start(config);
 
     let mut old = connect(&server, "CP-MIX-16");
     boot(&mut old);
-    let mut new = connect_v201(&server, "CS-MIX-201");
-    boot_v201(&mut new);
-    let status = json!({"timestamp": "2026-12-06T10:00:00Z", "connectorStatus": "Occupied",
-                        "evseId": 1, "connectorId": 1});
-    assert_eq!(
-        call_v201(&mut new, "s1", "StatusNotification", status)[0],
-        3
-    );
-    let token = json!({"idToken": {"idToken": "TAG-K", "type": "ISO14443"},
-        "meterValue": [{"timestamp": "2026-12-06T10:00:00Z",
-                        "sampledValue": [{"value": 1000}]}]});
-    let meter = json!({"meterValue": [{"timestamp": "2026-12-06T10:10:00Z",
-                                       "sampledValue": [{"value": 2.5,
-                                                         "unitOfMeasure": {"unit": "kWh"}}]}]});
-    let end = json!({"transactionInfo": {"transactionId": "TX-K-201",
-                                         "stoppedReason": "EVDisconnected"},
-                     "meterValue": [{"timestamp": "2026-12-06T10:20:00Z",
-                                     "sampledValue": [{"value": 3000}]}]});
-    for (n, (kind, extra)) in [("Started", token), ("Updated", meter), ("Ended", end)]
-        .into_iter()
-        .enumerate()
-    {
-        let id = format!("tx-{n}");
-        let reply = call_v201(
-            &mut new,
-            &id,
-            "TransactionEvent",
-            transaction_event(kind, n as u64, extra),
+    type Call = fn(&mut Client, &str, &str, Value) -> Value;
+    type Connect = fn(&TestServer, &str) -> Client;
+    let stations: [(&str, &str, Connect, Call); 2] = [
+        ("CS-MIX-201", "2.0.1", connect_v201, call_v201),
+        ("CS-MIX-21", "2.1", connect_v21, call_v21),
+    ];
+    // Kept open until the events are read (a disconnect would be one more event).
+    let mut open = Vec::new();
+    for (cs, _, connect_station, call_x) in stations {
+        let mut new = connect_station(&server, cs);
+        let boot = json!({"reason": "PowerUp",
+                          "chargingStation": {"model": "Test", "vendorName": "Tests"}});
+        assert_eq!(
+            call_x(&mut new, "boot", "BootNotification", boot)[2]["status"],
+            "Accepted"
         );
-        assert_eq!(reply[0], 3, "{reply}");
-    }
+        let status = json!({"timestamp": "2026-12-06T10:00:00Z", "connectorStatus": "Occupied",
+                            "evseId": 1, "connectorId": 1});
+        assert_eq!(call_x(&mut new, "s1", "StatusNotification", status)[0], 3);
+        let token = json!({"idToken": {"idToken": "TAG-K", "type": "ISO14443"},
+            "meterValue": [{"timestamp": "2026-12-06T10:00:00Z",
+                            "sampledValue": [{"value": 1000}]}]});
+        let meter = json!({"meterValue": [{"timestamp": "2026-12-06T10:10:00Z",
+                                           "sampledValue": [{"value": 2.5,
+                                                             "unitOfMeasure": {"unit": "kWh"}}]}]});
+        let end = json!({"transactionInfo": {"transactionId": "TX-K-201",
+                                             "stoppedReason": "EVDisconnected"},
+                         "meterValue": [{"timestamp": "2026-12-06T10:20:00Z",
+                                         "sampledValue": [{"value": 3000}]}]});
+        for (n, (kind, extra)) in [("Started", token), ("Updated", meter), ("Ended", end)]
+            .into_iter()
+            .enumerate()
+        {
+            let id = format!("tx-{n}");
+            let reply = call_x(
+                &mut new,
+                &id,
+                "TransactionEvent",
+                transaction_event(kind, n as u64, extra),
+            );
+            assert_eq!(reply[0], 3, "{reply}");
+        }
 
-    let free = json!({"timestamp": "2026-12-06T10:30:00Z", "connectorStatus": "Available",
-                      "evseId": 1, "connectorId": 1});
-    assert_eq!(call_v201(&mut new, "s2", "StatusNotification", free)[0], 3);
+        let free = json!({"timestamp": "2026-12-06T10:30:00Z", "connectorStatus": "Available",
+                          "evseId": 1, "connectorId": 1});
+        assert_eq!(call_x(&mut new, "s2", "StatusNotification", free)[0], 3);
+        open.push(new);
+    }
 
     let mut reader = tansu.reader(EVENTS, EVENT_PARTITIONS);
     // Answered only once on the topic: the stop is there as soon as the answer came.
-    reader.until("the 2.0.1 station's last status", |seen| {
-        let statuses = seen
-            .iter()
-            .filter(|r| r.key.as_deref() == Some("CS-MIX-201"))
-            .filter(|r| r.value["eventType"] == "connector.status_changed")
-            .count();
-        statuses == 2 && has(seen, "CP-MIX-16", "charge_point.connected")
+    reader.until("both stations' last status", |seen| {
+        let statuses = |cs: &str| {
+            seen.iter()
+                .filter(|r| r.key.as_deref() == Some(cs))
+                .filter(|r| r.value["eventType"] == "connector.status_changed")
+                .count()
+        };
+        statuses("CS-MIX-201") == 2
+            && statuses("CS-MIX-21") == 2
+            && has(seen, "CP-MIX-16", "charge_point.connected")
     });
     for event in reader.seen.iter().map(|r| &r.value) {
         assert_schema(event);
     }
-    let new_events = reader.of("CS-MIX-201");
-    let kinds: Vec<&str> = new_events
-        .iter()
-        .filter_map(|e| e["eventType"].as_str())
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "charge_point.connected",
-            "charge_point.connected",
-            "connector.status_changed",
-            "transaction.started",
-            "transaction.meter_values",
-            "transaction.stopped",
-            "connector.status_changed",
-        ]
-    );
-    assert!(
-        new_events.iter().all(|e| e["ocppVersion"] == "2.0.1"),
-        "{new_events:#?}"
-    );
-    let p = |i: usize| &new_events[i]["payload"];
-    assert_eq!(
-        (&p(1)["trigger"], &p(1)["vendor"]),
-        (&json!("boot"), &json!("Tests"))
-    );
-    assert_eq!(
-        (&p(2)["evseId"], &p(2)["status"], &p(2)["previousStatus"]),
-        (&json!(1), &json!("Occupied"), &Value::Null)
-    );
-    assert_eq!(
-        (&p(6)["status"], &p(6)["previousStatus"]),
-        (&json!("Available"), &json!("Occupied"))
-    );
-    assert_eq!(
-        (
-            &p(3)["transactionId"],
-            &p(3)["idTag"],
-            &p(3)["idTagStatus"],
-            &p(3)["meterStartWh"]
-        ),
-        (
-            &json!("TX-K-201"),
-            &json!("TAG-K"),
-            &json!("Accepted"),
-            &json!(1000.0)
-        )
-    );
-    assert_eq!(p(4)["seqNo"], 1);
-    assert_eq!(
-        (&p(5)["reason"], &p(5)["meterStopWh"], &p(5)["seqNo"]),
-        (&json!("EVDisconnected"), &json!(3000.0), &json!(2))
-    );
+    for (cs, version, _, _) in stations {
+        let new_events = reader.of(cs);
+        let kinds: Vec<&str> = new_events
+            .iter()
+            .filter_map(|e| e["eventType"].as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "charge_point.connected",
+                "charge_point.connected",
+                "connector.status_changed",
+                "transaction.started",
+                "transaction.meter_values",
+                "transaction.stopped",
+                "connector.status_changed",
+            ]
+        );
+        assert!(
+            new_events.iter().all(|e| e["ocppVersion"] == version),
+            "{new_events:#?}"
+        );
+        let p = |i: usize| &new_events[i]["payload"];
+        assert_eq!(
+            (&p(1)["trigger"], &p(1)["vendor"]),
+            (&json!("boot"), &json!("Tests"))
+        );
+        assert_eq!(
+            (&p(2)["evseId"], &p(2)["status"], &p(2)["previousStatus"]),
+            (&json!(1), &json!("Occupied"), &Value::Null)
+        );
+        assert_eq!(
+            (&p(6)["status"], &p(6)["previousStatus"]),
+            (&json!("Available"), &json!("Occupied"))
+        );
+        assert_eq!(
+            (
+                &p(3)["transactionId"],
+                &p(3)["idTag"],
+                &p(3)["idTagStatus"],
+                &p(3)["meterStartWh"]
+            ),
+            (
+                &json!("TX-K-201"),
+                &json!("TAG-K"),
+                &json!("Accepted"),
+                &json!(1000.0)
+            )
+        );
+        assert_eq!(p(4)["seqNo"], 1);
+        assert_eq!(
+            (&p(5)["reason"], &p(5)["meterStopWh"], &p(5)["seqNo"]),
+            (&json!("EVDisconnected"), &json!(3000.0), &json!(2))
+        );
+    }
     let old_events = reader.of("CP-MIX-16");
     assert!(
         old_events.iter().all(|e| e["ocppVersion"] == "1.6"),

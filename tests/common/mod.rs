@@ -212,6 +212,16 @@ pub fn call_v201<S: Read + Write>(
     call_in(SCHEMAS_V201, client, unique_id, action, payload)
 }
 
+/// [`call`] for a 2.1 station: the answer checked against 2.1's response schema.
+pub fn call_v21<S: Read + Write>(
+    client: &mut WebSocket<S>,
+    unique_id: &str,
+    action: &str,
+    payload: Value,
+) -> Value {
+    call_in(SCHEMAS_V21, client, unique_id, action, payload)
+}
+
 /// [`call`] with the schemas of `dir`.
 fn call_in<S: Read + Write>(
     dir: &str,
@@ -760,10 +770,23 @@ pub const SCHEMAS_V201: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/o
 
 /// A charging station connected with `ocpp2.0.1` (the gateway must speak it).
 pub fn connect_v201(server: &TestServer, id: &str) -> Client {
+    connect_offering(server, id, "ocpp2.0.1")
+}
+
+/// A charge point connected offering only `protocol`, which must be selected.
+pub fn connect_offering(server: &TestServer, id: &str, protocol: &str) -> Client {
     let (client, response) =
-        try_connect(server.addr, &server.url(id), "ocpp2.0.1").expect("handshake succeeds");
-    assert_eq!(response.headers()["Sec-WebSocket-Protocol"], "ocpp2.0.1");
+        try_connect(server.addr, &server.url(id), protocol).expect("handshake succeeds");
+    assert_eq!(response.headers()["Sec-WebSocket-Protocol"], protocol);
     client
+}
+
+/// The official 2.1 schemas beside the checkout.
+pub const SCHEMAS_V21: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/ocpp21/schemas");
+
+/// A 2.1 station connected (offering `ocpp2.1`).
+pub fn connect_v21(server: &TestServer, id: &str) -> Client {
+    connect_offering(server, id, "ocpp2.1")
 }
 
 /// A 2.0.1 BootNotification, answered Accepted.
