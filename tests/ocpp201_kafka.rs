@@ -93,6 +93,24 @@ fn every_version_publishes_one_kind_of_event_on_one_topic() {
         assert_eq!(call_x(&mut new, "s2", "StatusNotification", free)[0], 3);
         open.push(new);
     }
+    // 2.1's own messages, a SEND among them: published as `charge_point.message`.
+    let v21 = &mut open[1];
+    let settlement = json!({"pspRef": "PSP-1", "status": "Settled", "settlementAmount": 12.5,
+                            "settlementTime": "2026-12-06T10:40:00Z", "transactionId": "TX-K-201"});
+    assert_eq!(call_v21(v21, "n1", "NotifySettlement", settlement)[0], 3);
+    let stream = json!({"constantStreamData": {"id": 4, "variableMonitoringId": 7,
+                                                "params": {"interval": 10}}});
+    assert_eq!(
+        call_v21(v21, "o1", "OpenPeriodicEventStream", stream)[2]["status"],
+        "Accepted"
+    );
+    let send = r#"[6,"p1","NotifyPeriodicEventStream",{"id":4,"pending":0,"basetime":"2026-12-06T10:41:00Z","data":[{"t":1,"v":"7.5"}]}]"#;
+    v21.send(tungstenite::Message::text(send)).expect("send");
+    assert_eq!(
+        call_v21(v21, "h1", "Heartbeat", json!({}))[1],
+        "h1",
+        "the SEND unanswered"
+    );
 
     let mut reader = tansu.reader(EVENTS, EVENT_PARTITIONS);
     // Answered only once on the topic: the stop is there as soon as the answer came.
@@ -103,8 +121,13 @@ fn every_version_publishes_one_kind_of_event_on_one_topic() {
                 .filter(|r| r.value["eventType"] == "connector.status_changed")
                 .count()
         };
+        let messages = seen
+            .iter()
+            .filter(|r| r.value["eventType"] == "charge_point.message")
+            .count();
         statuses("CS-MIX-201") == 2
             && statuses("CS-MIX-21") == 2
+            && messages == 3
             && has(seen, "CP-MIX-16", "charge_point.connected")
     });
     for event in reader.seen.iter().map(|r| &r.value) {
@@ -115,6 +138,7 @@ fn every_version_publishes_one_kind_of_event_on_one_topic() {
         let kinds: Vec<&str> = new_events
             .iter()
             .filter_map(|e| e["eventType"].as_str())
+            .filter(|kind| *kind != "charge_point.message")
             .collect();
         assert_eq!(
             kinds,
@@ -165,6 +189,20 @@ fn every_version_publishes_one_kind_of_event_on_one_topic() {
             (&json!("EVDisconnected"), &json!(3000.0), &json!(2))
         );
     }
+    let messages: Vec<(&Value, &Value)> = reader
+        .of("CS-MIX-21")
+        .into_iter()
+        .filter(|e| e["eventType"] == "charge_point.message")
+        .map(|e| (&e["payload"]["action"], &e["payload"]["uniqueId"]))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            (&json!("NotifySettlement"), &json!("n1")),
+            (&json!("OpenPeriodicEventStream"), &json!("o1")),
+            (&json!("NotifyPeriodicEventStream"), &json!("p1")),
+        ]
+    );
     let old_events = reader.of("CP-MIX-16");
     assert!(
         old_events.iter().all(|e| e["ocppVersion"] == "1.6"),

@@ -155,7 +155,12 @@ pub fn is_integrated_v201(action: v201::Action) -> bool {
             | v201::Action::StatusNotification
             | v201::Action::TransactionEvent
             | v201::Action::SignCertificate
-    )
+    ) || is_new_in_21(action)
+}
+
+/// A station message OCPP 2.1 added (its SEND included): published as `charge_point.message`.
+pub fn is_new_in_21(action: v201::Action) -> bool {
+    action.from_station() && !action.in_edition(v201::Edition::V201)
 }
 
 /// Actions whose accepted CALLs are recorded as [`EventKind::Accepted`] too (SignCertificate

@@ -28,6 +28,7 @@ pub(super) fn event_type(action: Action, request: &str, answer: &str) -> Option<
         Action::BootNotification if super::status_accepted(answer) => "charge_point.connected",
         Action::StatusNotification => "connector.status_changed",
         Action::SignCertificate if super::status_accepted(answer) => "certificate.sign_requested",
+        action if crate::events::is_new_in_21(action) => "charge_point.message",
         Action::TransactionEvent => {
             let event: TransactionEvent<'_> = read(request).ok()?;
             match &*event.event_type {
@@ -50,6 +51,17 @@ pub(super) fn payload(
 ) -> Result {
     match action {
         Action::SignCertificate => super::sign_requested(out, unique_id, request),
+        action if crate::events::is_new_in_21(action) => write(
+            out,
+            &Message {
+                unique_id,
+                action: action.as_str(),
+                request: serde_json::value::RawValue::from_string(request.to_owned())?,
+                answer: (!answer.is_empty())
+                    .then(|| serde_json::value::RawValue::from_string(answer.to_owned()))
+                    .transpose()?,
+            },
+        ),
         Action::BootNotification => connected(out, request, "boot", None),
         Action::StatusNotification => {
             let r: StatusNotification<'_> = read(request)?;
@@ -316,4 +328,16 @@ mod tests {
         );
         assert_eq!(event["previousStatus"], "Available");
     }
+}
+
+/// `charge_point.message`: a station message 2.1 added, as sent and as answered (a SEND has
+/// no answer).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Message<'a> {
+    unique_id: &'a str,
+    action: &'static str,
+    request: Box<serde_json::value::RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<Box<serde_json::value::RawValue>>,
 }

@@ -314,8 +314,9 @@ impl Shard {
         }
         self.stats().sends_received.inc();
         if let Some(writer) = writer {
+            let at = SystemTime::now();
             writer.record(&Event {
-                at: SystemTime::now(),
+                at,
                 cp,
                 kind: EventKind::CallIn {
                     unique_id: sent.unique_id,
@@ -323,6 +324,21 @@ impl Shard {
                     payload: Body::Whole(sent.payload.get()),
                 },
             });
+            if writer.integrates() {
+                // Published like 2.1's other new messages (`charge_point.message`), unanswered.
+                writer.record(&Event {
+                    at,
+                    cp,
+                    kind: EventKind::Accepted201 {
+                        unique_id: sent.unique_id,
+                        version: Version::V21,
+                        action: v201::Action::NotifyPeriodicEventStream,
+                        request: sent.payload.get(),
+                        answer: "",
+                        previous_status: None,
+                    },
+                });
+            }
         }
     }
 
