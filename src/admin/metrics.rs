@@ -369,7 +369,7 @@ fn messages_v201(o: &mut Out, s: &StatsSnapshot) {
     o.family(
         "ocpp_gateway_v201_messages_total",
         "counter",
-        "OCPP 2.0.1 CALLs from stations by action.",
+        "OCPP 2.0.1 and 2.1 CALLs (and 2.1 SENDs) from stations by action.",
     );
     let count = |slot: usize| s.calls_in_by_action_v201.get(slot).copied().unwrap_or(0);
     let in_201 = |a: &V201| a.in_edition(ocpp::v201::Edition::V201);
@@ -394,7 +394,7 @@ fn messages_v201(o: &mut Out, s: &StatsSnapshot) {
     o.family(
         "ocpp_gateway_v201_calls_sent_total",
         "counter",
-        "OCPP 2.0.1 CALLs sent to stations (operator API, commands topic) by action.",
+        "OCPP 2.0.1 and 2.1 CALLs sent to stations (operator API, commands topic) by action.",
     );
     for action in V201::ALL
         .into_iter()

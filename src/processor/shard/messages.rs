@@ -376,11 +376,11 @@ impl Shard {
                 }
                 replies.none(conn, accepted);
             }
-            // 2.0.1 answers an unknown type when it can name the message; 1.6 ignores it.
+            // 2.0.1 and 2.1 answer an unknown type when it can name the message; 1.6 ignores it.
             FrameError::UnknownMessageType {
                 message_type,
                 unique_id: Some(unique_id),
-            } if version == Version::V201 => {
+            } if version != Version::V16 => {
                 self.stats().call_errors_sent.inc();
                 let draft = replies.begin();
                 let description = format!("MessageTypeNumber {message_type} is not supported");
