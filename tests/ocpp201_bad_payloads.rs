@@ -107,16 +107,7 @@ fn each_mistake_gets_its_201_code_and_the_station_stays() {
             "NotImplemented",
         ),
     ];
-    for (n, (what, action, payload, code)) in cases.iter().enumerate() {
-        let id = format!("bad-{n}");
-        let reply = call_v201(&mut station, &id, action, payload.clone());
-        assert_eq!(
-            (&reply[0], &reply[1]),
-            (&json!(4), &json!(id)),
-            "{what}: {reply}"
-        );
-        assert_eq!(reply[2], *code, "{what}: {reply}");
-    }
+    expect_call_errors(&mut station, call_v201, &cases);
     // A key given twice (JSON would keep the last one; the journal keeps the text).
     let twice =
         r#"[2,"twice","Heartbeat",{"customData":{"vendorId":"a"},"customData":{"vendorId":"b"}}]"#;

@@ -953,3 +953,22 @@ pub fn run_station(server: &TestServer, id: &str, args: &[&str], commands: &[Val
     seen.extend(station.finish(WATCHDOG * 4));
     seen
 }
+
+/// Sends each CALL of `cases` (what it is, action, payload, the CallError code expected) with
+/// `call` and checks it is answered CALLERROR with that code.
+pub fn expect_call_errors(
+    client: &mut Client,
+    call: fn(&mut Client, &str, &str, Value) -> Value,
+    cases: &[(&str, &str, Value, &str)],
+) {
+    for (n, (what, action, payload, code)) in cases.iter().enumerate() {
+        let id = format!("bad-{n}");
+        let reply = call(client, &id, action, payload.clone());
+        assert_eq!(
+            (&reply[0], &reply[1]),
+            (&json!(4), &json!(id)),
+            "{what}: {reply}"
+        );
+        assert_eq!(reply[2], *code, "{what}: {reply}");
+    }
+}
