@@ -5,8 +5,8 @@
 //! with the request's own key, signed by the sub-CA; both the call and its outcome are
 //! journaled. The 1.6 charge point then connects to a profile 3 listener that trusts the
 //! sub-CA with the certificate it was given, and boots. Each refusal (another identity's CN, a
-//! weak key, a broken signature, not a CSR, 2.0.1's V2G certificate) is Rejected (2.0.1: with
-//! its reasonCode) and followed by nothing.
+//! weak key, a broken signature, not a CSR, 2.0.1's V2G certificate, and a connection that did
+//! not authenticate) is Rejected (2.0.1: with its reasonCode) and followed by nothing.
 
 mod common;
 
@@ -25,6 +25,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tungstenite::Message;
 use x509_parser::prelude::*;
+
+const KEY: &[u8] = b"sixteen-byte-key";
 
 /// The sub-CA's files in `dir`: (certificate, key).
 fn sub_ca(dir: &Path) -> (PathBuf, PathBuf) {
@@ -139,11 +141,45 @@ fn requests_are_checked_signed_delivered_and_the_certificate_works() {
         tls_offload: false,
         protocols: config.ocpp.protocols,
     });
+    // The stations prove who they are with Basic auth (profile 1); a profile 0 port beside.
+    credentials_file(
+        &pki.path("credentials"),
+        &[("CP-S16", KEY), ("CP-S201", KEY)],
+    );
+    config.security.profile = Profile::BasicAuth;
+    config.security.credentials = Some(pki.path("credentials"));
+    config.extra_listeners.push(ListenerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        profile: Profile::Unsecured,
+        proxy_protocol: false,
+        tls_offload: false,
+        protocols: config.ocpp.protocols,
+    });
     let server = TestServer::start(config);
-    let mtls = server.server().local_addrs()[1];
+    let (mtls, anonymous) = (
+        server.server().local_addrs()[1],
+        server.server().local_addrs()[2],
+    );
+
+    // A connection that did not authenticate gets no certificate for the identity it names.
+    let mut anon = connect_as(anonymous, "CP-ANON", None).expect("profile 0");
+    boot(&mut anon);
+    let request = json!({"csr": rcgen_csr(&KeyPair::generate().unwrap(), "CP-ANON")});
+    let reply = call(&mut anon, "a1", "SignCertificate", request);
+    assert_eq!(reply[2], json!({"status": "Rejected"}), "unauthenticated");
+    let mut anon201 =
+        connect_as_offering(anonymous, "CP-ANON2", None, "ocpp2.0.1").expect("profile 0");
+    boot_v201(&mut anon201);
+    let request = json!({"csr": rcgen_csr(&KeyPair::generate().unwrap(), "CP-ANON2")});
+    let reply = call_v201(&mut anon201, "a2", "SignCertificate", request);
+    assert_eq!(
+        reply[2]["statusInfo"]["reasonCode"], "NotAuthenticated",
+        "{reply}"
+    );
 
     // 1.6: a request made with rcgen.
-    let mut cp = connect(&server, "CP-S16");
+    let mut cp =
+        connect_as(server.addr, "CP-S16", Some(&basic("CP-S16", KEY))).expect("Basic auth");
     boot(&mut cp);
     let key = KeyPair::generate().unwrap();
     let csr = rcgen_csr(&key, "CP-S16");
@@ -192,7 +228,13 @@ fn requests_are_checked_signed_delivered_and_the_certificate_works() {
     }
 
     // 2.0.1: a P-384 key whose request openssl signed with SHA-256.
-    let mut station = connect_v201(&server, "CP-S201");
+    let mut station = connect_as_offering(
+        server.addr,
+        "CP-S201",
+        Some(&basic("CP-S201", KEY)),
+        "ocpp2.0.1",
+    )
+    .expect("Basic auth");
     boot_v201(&mut station);
     let csr = openssl_csr(
         &dir,
@@ -256,4 +298,40 @@ fn requests_are_checked_signed_delivered_and_the_certificate_works() {
         wss_connect(mtls, tls, "CP-S16", None).expect("the new certificate is taken");
     boot(&mut renewed);
     pki.cleanup();
+}
+
+#[test]
+fn a_ca_whose_name_would_not_survive_signing_stops_the_start() {
+    // Two attributes of one type (DC=com, DC=example): rcgen would write the issuer as another
+    // name, and no certificate would chain. The start refuses it, naming the key.
+    let dir = std::env::temp_dir().join(format!("ocpp-sign-dc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-days", "2"])
+        .args(["-subj", "/DC=com/DC=example/CN=Sub CA"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .arg("-keyout")
+        .arg(dir.join("ca.key"))
+        .arg("-out")
+        .arg(dir.join("ca.pem"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    let mut config = test_config();
+    config.security.signing = Signing::Ca {
+        cert: dir.join("ca.pem"),
+        key: dir.join("ca.key"),
+        validity: Duration::from_secs(86_400),
+    };
+    let error = ocpp_gateway::server::Server::start(config)
+        .err()
+        .expect("the start fails");
+    let text = error.to_string();
+    assert!(
+        text.contains("security.ca_cert") && text.contains("chain"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::pki::{basic, connect_as, connect_as_offering, credentials_file};
 use common::tansu::{self, EVENT_PARTITIONS, EVENTS, assert_schema, broker, gateway};
 use common::*;
 use ocpp_gateway::config::Signing;
@@ -20,6 +21,8 @@ use rcgen::{
 };
 use serde_json::{Value, json};
 use tungstenite::Message;
+
+const KEY: &[u8] = b"sixteen-byte-key";
 
 fn csr(cn: &str) -> String {
     let mut params = CertificateParams::default();
@@ -47,9 +50,17 @@ fn the_backend_gets_the_request_and_delivers_the_chain() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut config = gateway(&tansu, "gw-sign", &dir);
     config.security.signing = Signing::Backend;
+    // Only an authenticated connection's request goes to the backend: Basic auth (profile 1).
+    credentials_file(
+        &dir.join("credentials"),
+        &[("CP-B16", KEY), ("CP-B201", KEY)],
+    );
+    config.security.profile = ocpp_gateway::security::Profile::BasicAuth;
+    config.security.credentials = Some(dir.join("credentials"));
     let server = TestServer::start(config);
 
-    let mut cp = connect(&server, "CP-B16");
+    let mut cp =
+        connect_as(server.addr, "CP-B16", Some(&basic("CP-B16", KEY))).expect("Basic auth");
     boot(&mut cp);
     let request16 = csr("CP-B16");
     let reply = call(&mut cp, "s1", "SignCertificate", json!({"csr": request16}));
@@ -64,7 +75,13 @@ fn the_backend_gets_the_request_and_delivers_the_chain() {
     );
     assert_eq!(refused[2], json!({"status": "Rejected"}));
 
-    let mut station = connect_v201(&server, "CP-B201");
+    let mut station = connect_as_offering(
+        server.addr,
+        "CP-B201",
+        Some(&basic("CP-B201", KEY)),
+        "ocpp2.0.1",
+    )
+    .expect("Basic auth");
     boot_v201(&mut station);
     let request201 = csr("CP-B201");
     let reply = call_v201(

@@ -349,14 +349,28 @@ impl Writer {
         let Some(candidate) = tickets.candidate() else {
             return Ok(()); // no random bytes this time: the next beat tries again
         };
-        let entries: Vec<String> = redis::cmd("EVALSHA")
+        let answer: redis::RedisResult<Vec<String>> = redis::cmd("EVALSHA")
             .arg(self.sha(Lua::TicketKeys))
             .arg(1)
             .arg(format!("{}tls-ticket-keys", self.prefix))
             .arg(epoch_ms(SystemTime::now()))
             .arg(u64::try_from(tickets.lifetime().as_millis()).unwrap_or(u64::MAX))
             .arg(candidate)
-            .query(con)?;
+            .query(con);
+        let entries = match answer {
+            Ok(entries) => entries,
+            // The connection (or the scripts) are gone: the writer reconnects as for any op.
+            Err(e) if transient(&e) => {
+                return Err(e);
+            }
+            // The key itself is wrong (another type, an ACL without it): the registry must not
+            // stop for it. The node keeps its keys; said every beat until fixed.
+            Err(e) => {
+                self.stats.cluster.cluster_errors.inc();
+                warn!("TLS ticket keys in Redis not used: {e}");
+                return Ok(());
+            }
+        };
         match tickets.install_shared(&entries) {
             Ok(true) => {
                 self.stats.cluster.cluster_ticket_keys_installed.inc();

@@ -222,6 +222,16 @@ impl Network {
             }
             Some(_) => return None,
         };
+        // `::ffff:a.b.c.d/n` is the IPv4 block it maps (peers are compared as IPv4).
+        if let IpAddr::V6(v6) = addr
+            && let Some(v4) = v6.to_ipv4_mapped()
+            && prefix >= 96
+        {
+            return Some(Network {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            });
+        }
         Some(Network { addr, prefix })
     }
 
@@ -695,6 +705,9 @@ mod tests {
         assert!(!trusted[0].contains("11.0.0.1".parse().unwrap()));
         assert!(trusted[1].contains("::1".parse().unwrap()));
         assert!(!trusted[1].contains("127.0.0.1".parse().unwrap()));
+        let mapped = Network::parse("::ffff:10.0.0.5").unwrap();
+        assert!(mapped.contains("10.0.0.5".parse().unwrap()), "{mapped:?}");
+        assert!(!mapped.contains("10.0.0.6".parse().unwrap()));
         for (text, reason) in [
             (
                 offload.replace("trusted_proxies = [\"10.0.0.0/8\", \"::1\"]", ""),

@@ -79,12 +79,17 @@ impl PartialEq for FollowUp {
 /// and with the gateway's CA signed. Ok(None): accepted for the backend to sign.
 pub fn sign_certificate(
     policy: &Policy,
-    cp: &str,
+    (cp, auth): (&str, Auth),
     csr: &str,
     now: SystemTime,
 ) -> Result<Option<Signed>, CsrRefusal> {
     if matches!(policy.signing, Signer::Off) {
         return Err(CsrRefusal::NoAuthority);
+    }
+    // A connection that proved nothing (profile 0) must not obtain a certificate for the
+    // identity it merely named: with it, it could take the identity over on profile 3.
+    if auth == Auth::None {
+        return Err(CsrRefusal::NotAuthenticated);
     }
     let checked = signing::check_csr(csr, cp)?;
     let Signer::Ca(ca) = &policy.signing else {
@@ -344,7 +349,8 @@ fn answer(
         }
         Action::SignCertificate => {
             let request: SignCertificateRequest = decode(payload)?;
-            let status = match sign_certificate(policy, cp, request.csr.as_str(), now.time) {
+            let signed = sign_certificate(policy, (cp, state.auth), request.csr.as_str(), now.time);
+            let status = match signed {
                 Ok(signed) => {
                     state.follow_up = signed
                         .map(|signed| certificate_signed(Version::V16, &signed))
@@ -580,7 +586,10 @@ mod tests {
     fn sign_certificate_by_signer() {
         use crate::security::signing::testing;
         let mut policy = Policy::accept_all(300);
-        let mut state = ChargePointState::default();
+        let mut state = ChargePointState {
+            auth: Auth::Password,
+            ..ChargePointState::default()
+        };
         ok(call(&policy, &mut state, "BootNotification", boot()));
         let request = json!({"csr": testing::csr("CP1")});
         // No signer: Rejected, nothing follows.
@@ -619,7 +628,12 @@ mod tests {
         // The backend signs: Accepted when the request is good, nothing follows here.
         policy.signing = Signer::Backend;
         assert_eq!(
-            ok(call(&policy, &mut state, "SignCertificate", request))["status"],
+            ok(call(
+                &policy,
+                &mut state,
+                "SignCertificate",
+                request.clone()
+            ))["status"],
             "Accepted"
         );
         assert!(state.follow_up.is_none());
@@ -627,6 +641,22 @@ mod tests {
             ok(call(&policy, &mut state, "SignCertificate", other))["status"],
             "Rejected"
         );
+        // A connection that did not authenticate gets nothing, whoever signs.
+        for signer in [
+            Signer::Backend,
+            Signer::Ca(Arc::new(testing::authority("anon"))),
+        ] {
+            policy.signing = signer;
+            state.auth = Auth::None;
+            let reply = ok(call(
+                &policy,
+                &mut state,
+                "SignCertificate",
+                request.clone(),
+            ));
+            assert_eq!(reply["status"], "Rejected");
+            assert!(state.follow_up.is_none());
+        }
     }
 
     #[test]

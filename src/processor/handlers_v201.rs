@@ -241,13 +241,13 @@ fn answer(
         )?,
         Action::SignCertificate => {
             let request: SignCertificateRequest<'_> = read(payload)?;
-            let signed = if request.certificate_type == Some("V2GCertificate")
+            let signed = if request.certificate_type.as_deref() == Some("V2GCertificate")
                 && matches!(policy.signing, handlers::Signer::Ca(_))
             {
                 // ISO 15118 certificates come from the V2G PKI, not the operator's sub-CA.
                 Err(CsrRefusal::CertificateType)
             } else {
-                handlers::sign_certificate(policy, cp, &request.csr, now.time)
+                handlers::sign_certificate(policy, (cp, state.auth), &request.csr, now.time)
             };
             let status_info = match signed {
                 Ok(signed) => {
@@ -363,7 +363,7 @@ fn answer(
                 .iter()
                 .map(|r| ChainStatus {
                     certificate_hash_data: r.certificate_hash_data,
-                    source: r.source,
+                    source: &r.source,
                     status: "Failed",
                     next_update: now.text,
                 })
@@ -559,7 +559,8 @@ struct ChainStatusRequest<'a> {
 struct ChainStatusItem<'a> {
     #[serde(borrow)]
     certificate_hash_data: &'a RawValue,
-    source: &'a str,
+    #[serde(borrow)]
+    source: std::borrow::Cow<'a, str>,
 }
 
 #[derive(Serialize)]
@@ -582,7 +583,8 @@ struct ChainStatus<'a> {
 struct SignCertificateRequest<'a> {
     #[serde(borrow)]
     csr: std::borrow::Cow<'a, str>,
-    certificate_type: Option<&'a str>,
+    #[serde(borrow)]
+    certificate_type: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Serialize)]

@@ -5,8 +5,8 @@
 //! more) and the extensions it asks for; [`CertificateAuthority::sign`] makes the certificate.
 //!
 //! What the certificate says is the gateway's choice, not the request's: the subject is the
-//! identity as CN (with the request's O, which OCPP 2.0.1 wants to be the operator's name), the
-//! key is the request's, copied byte for byte, and the extensions are a charge point's (not a
+//! identity as CN and nothing else (a station could name any operator as O), the key is the
+//! request's, copied byte for byte, and the extensions are a charge point's (not a
 //! CA, digital signature, TLS client and server authentication). Requested extensions are only
 //! checked: one asking for more than that (a CA, certificate or CRL signing, another key
 //! purpose) refuses the request.
@@ -44,6 +44,7 @@ pub enum CsrRefusal {
     CertificateType,
     Signing,
     NoAuthority,
+    NotAuthenticated,
 }
 
 impl std::fmt::Display for CsrRefusal {
@@ -73,6 +74,9 @@ impl CsrRefusal {
             }
             CsrRefusal::Signing => "the certificate could not be made",
             CsrRefusal::NoAuthority => "no certificate authority is configured",
+            CsrRefusal::NotAuthenticated => {
+                "the connection did not authenticate (security profile 0): no certificate"
+            }
         }
     }
 
@@ -87,6 +91,7 @@ impl CsrRefusal {
             CsrRefusal::CertificateType => "UnsupportedCertType",
             CsrRefusal::Signing => "InternalError",
             CsrRefusal::NoAuthority => "NoCA",
+            CsrRefusal::NotAuthenticated => "NotAuthenticated",
         }
     }
 }
@@ -292,6 +297,22 @@ impl CertificateAuthority {
         }
         let issuer =
             Issuer::from_ca_cert_der(&first, pair).map_err(|e| cert_error(e.to_string()))?;
+        // rcgen rebuilds the CA's name from its attributes (one value per type): a subject with a
+        // repeated type (two DC or OU) would come out as another name, and no certificate signed
+        // with it would chain. Sign one and compare before taking the CA.
+        let probe = KeyPair::generate().map_err(|e| cert_error(e.to_string()))?;
+        let signed = CertificateParams::default()
+            .signed_by(&probe, &issuer)
+            .map_err(|e| cert_error(e.to_string()))?;
+        let (_, signed) = x509_parser::parse_x509_certificate(signed.der())
+            .map_err(|e| cert_error(e.to_string()))?;
+        if signed.issuer().as_raw() != parsed.subject().as_raw() {
+            return Err(cert_error(
+                "its subject cannot be written back as it is (a repeated attribute type?): \
+                 certificates signed with it would not chain to it"
+                    .into(),
+            ));
+        }
         Ok(CertificateAuthority {
             issuer,
             chain,
@@ -310,11 +331,10 @@ impl CertificateAuthority {
         serial[0] &= 0x7f;
         serial[0] |= 0x01; // no leading zero byte: the DER integer keeps its 16 bytes
         let mut params = CertificateParams::default();
+        // The subject is the identity alone: whatever else the request names (an O of another
+        // operator) is not vouched for.
         let mut name = DistinguishedName::new();
         name.push(DnType::CommonName, csr.common_name.as_str());
-        if let Some(organization) = &csr.organization {
-            name.push(DnType::OrganizationName, organization.as_str());
-        }
         params.distinguished_name = name;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         let not_after = now + self.validity;
@@ -471,7 +491,11 @@ mod tests {
             );
             let der = leaf(&signed.chain);
             let (_, cert) = X509Certificate::from_der(&der).unwrap();
-            assert_eq!(cert.subject().to_string(), "CN=CP-1, O=Example CPO");
+            assert_eq!(
+                cert.subject().to_string(),
+                "CN=CP-1",
+                "the request's O is not vouched for"
+            );
             assert_eq!(cert.issuer().to_string(), "CN=charge point sub-CA");
             assert!(!cert.is_ca());
             // The request's key, as it was: algorithm, curve and bits.

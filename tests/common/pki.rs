@@ -327,13 +327,20 @@ pub fn connect_as(
     id: &str,
     authorization: Option<&str>,
 ) -> Result<super::Client, tungstenite::Error> {
+    connect_as_offering(addr, id, authorization, "ocpp1.6")
+}
+
+/// [`connect_as`] offering `protocol`.
+pub fn connect_as_offering(
+    addr: SocketAddr,
+    id: &str,
+    authorization: Option<&str>,
+    protocol: &'static str,
+) -> Result<super::Client, tungstenite::Error> {
     let url = format!("ws://{addr}/ocpp/{}", id.replace(':', "%3A"));
     let mut request = url.into_client_request()?;
     let headers = request.headers_mut();
-    headers.insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("ocpp1.6"),
-    );
+    headers.insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
     if let Some(value) = authorization {
         headers.insert("Authorization", HeaderValue::from_str(value).unwrap());
     }

@@ -423,7 +423,10 @@ fn sign_certificate_checks_signs_and_says_why_not() {
     use serde_json::{Value, json};
     let mut policy = Policy::accept_all(300);
     policy.signing = handlers::Signer::Ca(Arc::new(testing::authority("handlers-v201")));
-    let mut state = accepted();
+    let mut state = ChargePointState {
+        auth: Auth::Certificate,
+        ..accepted()
+    };
     let sign = |policy: &Policy, state: &mut ChargePointState, request: Value| {
         let raw = RawValue::from_string(request.to_string()).unwrap();
         let mut out = Vec::new();
