@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use log::debug;
+use log::{debug, info};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -98,7 +98,12 @@ pub fn sign_certificate(
     let mut serial = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
         .map_err(|_| CsrRefusal::Signing)?;
-    ca.sign(&checked, now, serial).map(Some)
+    let signed = ca.sign(&checked, now, serial)?;
+    info!(
+        "cp={cp} certificate signed: serial {}, notAfter {} (epoch s)",
+        signed.serial, signed.not_after
+    );
+    Ok(Some(signed))
 }
 
 /// The CertificateSigned call that delivers `signed` to a charge point of `version`, checked

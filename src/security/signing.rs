@@ -108,7 +108,6 @@ pub enum KeyKind {
 #[derive(Debug, Clone)]
 pub struct CheckedCsr {
     pub common_name: String,
-    pub organization: Option<String>,
     pub key: KeyKind,
     /// The subjectPublicKey bits (an EC point, or an RSAPublicKey).
     public_key: Vec<u8>,
@@ -151,12 +150,6 @@ pub fn check_csr(csr: &str, identity: &str) -> Result<CheckedCsr, CsrRefusal> {
     if common_name != identity || names.next().is_some() {
         return Err(CsrRefusal::CommonName);
     }
-    let organization = info
-        .subject
-        .iter_organization()
-        .next()
-        .and_then(|o| o.as_str().ok())
-        .map(str::to_owned);
     let spki = &info.subject_pki;
     let key = match spki.parsed() {
         Ok(PublicKey::EC(_)) if spki.algorithm.algorithm.to_id_string() == OID_EC_PUBLIC_KEY => {
@@ -203,7 +196,6 @@ pub fn check_csr(csr: &str, identity: &str) -> Result<CheckedCsr, CsrRefusal> {
     }
     Ok(CheckedCsr {
         common_name: common_name.to_owned(),
-        organization,
         key,
         public_key: spki.subject_public_key.data.to_vec(),
     })
@@ -248,7 +240,8 @@ pub struct Signed {
     pub chain: String,
     /// Its serial number, hex.
     pub serial: String,
-    pub not_after: SystemTime,
+    /// Its notAfter, seconds since the epoch.
+    pub not_after: u64,
 }
 
 /// The sub-CA that signs charge points' certificates.
@@ -367,13 +360,9 @@ impl CertificateAuthority {
         Ok(Signed {
             chain,
             serial: serial.iter().map(|b| format!("{b:02x}")).collect(),
-            not_after: SystemTime::UNIX_EPOCH
-                + Duration::from_secs(
-                    not_after
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_secs(),
-                ),
+            not_after: not_after
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         })
     }
 }
@@ -482,7 +471,6 @@ mod tests {
             let pem = csr_of(&key, "CP-1", |_| {});
             let checked = check_csr(&pem, "CP-1").expect("a good request");
             assert_eq!(checked.key, kind);
-            assert_eq!(checked.organization.as_deref(), Some("Example CPO"));
             let signed = ca.sign(&checked, now, [0xff; 16]).expect("signed");
             assert!(
                 signed

@@ -56,9 +56,9 @@ pub(super) fn payload(
             &Message {
                 unique_id,
                 action: action.as_str(),
-                request: serde_json::value::RawValue::from_string(request.to_owned())?,
+                request: serde_json::from_str(request)?,
                 answer: (!answer.is_empty())
-                    .then(|| serde_json::value::RawValue::from_string(answer.to_owned()))
+                    .then(|| serde_json::from_str(answer))
                     .transpose()?,
             },
         ),
@@ -337,7 +337,8 @@ mod tests {
 struct Message<'a> {
     unique_id: &'a str,
     action: &'static str,
-    request: Box<serde_json::value::RawValue>,
+    /// Borrowed from the event: written as it came, not copied.
+    request: &'a serde_json::value::RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
-    answer: Option<Box<serde_json::value::RawValue>>,
+    answer: Option<&'a serde_json::value::RawValue>,
 }

@@ -52,8 +52,13 @@ impl Shard {
                     action: &action,
                     payload,
                 };
-                let streams = entry.state.streams.clone();
-                self.send_message(cp, &sent, out.writer.as_deref_mut(), (accepted, &streams));
+                // The open streams, copied to the stack (no allocation per SEND): the shard is
+                // borrowed again below.
+                let mut streams = [0u32; handlers::MAX_STREAMS];
+                let open = entry.state.streams.len().min(streams.len());
+                streams[..open].copy_from_slice(&entry.state.streams[..open]);
+                let streams = &streams[..open];
+                self.send_message(cp, &sent, out.writer.as_deref_mut(), (accepted, streams));
                 return replies.none(conn, accepted);
             }
             // Answers to our CALLs are matched by the loop that sent them; a CALLRESULTERROR
