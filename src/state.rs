@@ -396,6 +396,7 @@ mod tests {
                     connector_id: 2,
                     status: ConnectorStatus201::Occupied,
                 }],
+                streams: Vec::new(),
             })),
             version: Version::V201,
             seen_ms: 0,

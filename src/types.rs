@@ -212,6 +212,10 @@ pub struct State201 {
     /// Each connector's last reported status, in order of first report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connectors: Vec<Connector201>,
+    /// OCPP 2.1: the periodic event streams the live connection opened (their ids), at most
+    /// `handlers::MAX_STREAMS`; the connection's, so never saved and cleared by a new one.
+    #[serde(skip)]
+    pub streams: Vec<u32>,
 }
 
 /// A 2.0.1 connector (of an EVSE) and its last reported status.

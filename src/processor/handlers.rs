@@ -192,9 +192,6 @@ pub struct ChargePointState {
     /// Set by a handler whose answer is to be followed by a call of ours (CertificateSigned);
     /// the shard takes it.
     pub follow_up: Option<Box<FollowUp>>,
-    /// OCPP 2.1: the periodic event streams the live connection opened (their ids), at most
-    /// [`MAX_STREAMS`]; cleared when a new connection takes over.
-    pub streams: Vec<u32>,
 }
 
 /// Periodic event streams a 2.1 station may have open at once; beyond, OpenPeriodicEventStream

@@ -310,9 +310,10 @@ fn answer(
         Action::OpenPeriodicEventStream => {
             let request: OpenStream = read(payload)?;
             let id = request.constant_stream_data.id;
-            let open = state.streams.contains(&id) || state.streams.len() < handlers::MAX_STREAMS;
-            if open && !state.streams.contains(&id) {
-                state.streams.push(id);
+            let streams = &mut state.v201.get_or_insert_default().streams;
+            let open = streams.contains(&id) || streams.len() < handlers::MAX_STREAMS;
+            if open && !streams.contains(&id) {
+                streams.push(id);
             }
             let status_info = (!open).then_some(StatusInfo {
                 reason_code: "TooManyStreams",
@@ -329,7 +330,9 @@ fn answer(
         }
         Action::ClosePeriodicEventStream => {
             let request: StreamId = read(payload)?;
-            state.streams.retain(|id| *id != request.id);
+            if let Some(v201) = &mut state.v201 {
+                v201.streams.retain(|id| *id != request.id);
+            }
             out.extend_from_slice(b"{}");
         }
         Action::PullDynamicScheduleUpdate => write(

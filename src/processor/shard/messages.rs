@@ -55,8 +55,13 @@ impl Shard {
                 // The open streams, copied to the stack (no allocation per SEND): the shard is
                 // borrowed again below.
                 let mut streams = [0u32; handlers::MAX_STREAMS];
-                let open = entry.state.streams.len().min(streams.len());
-                streams[..open].copy_from_slice(&entry.state.streams[..open]);
+                let kept = entry
+                    .state
+                    .v201
+                    .as_ref()
+                    .map_or(&[][..], |v| &v.streams[..]);
+                let open = kept.len().min(streams.len());
+                streams[..open].copy_from_slice(&kept[..open]);
                 let streams = &streams[..open];
                 self.send_message(cp, &sent, out.writer.as_deref_mut(), (accepted, streams));
                 return replies.none(conn, accepted);

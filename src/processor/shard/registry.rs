@@ -129,7 +129,9 @@ impl Shard {
                 held.seen.peer = Some(peer);
                 held.seen.since = now;
                 // Streams are the connection's.
-                held.state.streams.clear();
+                if let Some(v201) = &mut held.state.v201 {
+                    v201.streams.clear();
+                }
                 if held.seen.certificate != certificate {
                     held.seen.renewal_asked = false;
                 }
