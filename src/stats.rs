@@ -300,7 +300,7 @@ counters! {
         /// Gauge, recounted every minute: connected charge points whose client certificate
         /// expires within `security.renew_before`.
         certificates_expiring,
-        /// Renewals asked of charge points (`security.renewal_triggers`): ExtendedTriggerMessage
+        /// Renewals asked of charge points (`security.renewals_per_scan`): ExtendedTriggerMessage
         /// SignChargePointCertificate (1.6), TriggerMessage SignChargingStationCertificate (2.0.1).
         renewals_triggered,
     }

@@ -326,6 +326,18 @@ impl Report {
                 format!(": {}", nonzero.join(", "))
             }
         );
+        self.gateway_and_bench(&mut s);
+        if self.outcome.passed {
+            s.push_str("PASSED\n");
+        } else {
+            let _ = writeln!(s, "FAILED: {}", self.outcome.failures.join("; "));
+        }
+        s
+    }
+
+    /// The summary's lines about what the gateway and the bench itself used: memory, CPU and
+    /// drift over the run.
+    fn gateway_and_bench(&self, s: &mut String) {
         if let Some(server) = &self.server {
             let _ = writeln!(
                 s,
@@ -386,11 +398,5 @@ impl Report {
             b.bytes_per_connection
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.0} bytes/connection")),
         );
-        if self.outcome.passed {
-            s.push_str("PASSED\n");
-        } else {
-            let _ = writeln!(s, "FAILED: {}", self.outcome.failures.join("; "));
-        }
-        s
     }
 }

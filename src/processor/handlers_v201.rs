@@ -239,65 +239,19 @@ fn answer(
                 status_info: None,
             },
         )?,
-        Action::SignCertificate => {
-            let request: SignCertificateRequest<'_> = read(payload)?;
-            let signed = if request.certificate_type.as_deref() == Some("V2GCertificate")
-                && matches!(policy.signing, handlers::Signer::Ca(_))
-            {
-                // ISO 15118 certificates come from the V2G PKI, not the operator's sub-CA.
-                Err(CsrRefusal::CertificateType)
-            } else {
-                handlers::sign_certificate(policy, (cp, state.auth), &request.csr, now.time)
-            };
-            let status_info = match signed {
-                Ok(signed) => {
-                    state.follow_up = signed
-                        .map(|signed| handlers::certificate_signed(state.version, &signed))
-                        .transpose()?;
-                    None
-                }
-                Err(refusal) => Some(StatusInfo {
-                    reason_code: refusal.code(),
-                    additional_info: refusal.text(),
-                }),
-            };
-            let status = if status_info.is_none() {
-                "Accepted"
-            } else {
-                "Rejected"
-            };
-            write(
-                out,
-                &Status {
-                    status,
-                    status_info,
-                },
-            )?;
+        Action::SignCertificate => sign_certificate(policy, cp, state, payload, now, out)?,
+        Action::GetCertificateStatus => {
+            refused(out, "Failed", ("NoOCSP", "no OCSP responder is configured"))?
         }
-        Action::GetCertificateStatus => write(
-            out,
-            &Status {
-                status: "Failed",
-                status_info: Some(StatusInfo {
-                    reason_code: "NoOCSP",
-                    additional_info: "no OCSP responder is configured",
-                }),
-            },
-        )?,
         Action::StatusNotification => {
             let request: msg::StatusNotification<'_> = read(payload)?;
             status_notification(state, &request);
             out.extend_from_slice(b"{}");
         }
-        Action::NotifyEVChargingNeeds | Action::NotifyEVChargingSchedule => write(
+        Action::NotifyEVChargingNeeds | Action::NotifyEVChargingSchedule => refused(
             out,
-            &Status {
-                status: "Rejected",
-                status_info: Some(StatusInfo {
-                    reason_code: "NoSmartCharging",
-                    additional_info: "the gateway does not plan charging",
-                }),
-            },
+            "Rejected",
+            ("NoSmartCharging", "the gateway does not plan charging"),
         )?,
         Action::Get15118EVCertificate => {
             return Err(error(
@@ -305,29 +259,7 @@ fn answer(
                 "no ISO 15118 certificate service is configured".into(),
             ));
         }
-        // 2.1: a station opens a periodic event stream (its SENDs are journaled, and count
-        // against the rate limit), at most `MAX_STREAMS` at once.
-        Action::OpenPeriodicEventStream => {
-            let request: OpenStream = read(payload)?;
-            let id = request.constant_stream_data.id;
-            let streams = &mut state.v201.get_or_insert_default().streams;
-            let open = streams.contains(&id) || streams.len() < handlers::MAX_STREAMS;
-            if open && !streams.contains(&id) {
-                streams.push(id);
-            }
-            let status_info = (!open).then_some(StatusInfo {
-                reason_code: "TooManyStreams",
-                additional_info: "the gateway keeps at most 8 periodic event streams per station",
-            });
-            let status = if open { "Accepted" } else { "Rejected" };
-            write(
-                out,
-                &Status {
-                    status,
-                    status_info,
-                },
-            )?
-        }
+        Action::OpenPeriodicEventStream => open_stream(state, payload, out)?,
         Action::ClosePeriodicEventStream => {
             let request: StreamId = read(payload)?;
             if let Some(v201) = &mut state.v201 {
@@ -335,15 +267,13 @@ fn answer(
             }
             out.extend_from_slice(b"{}");
         }
-        Action::PullDynamicScheduleUpdate => write(
+        Action::PullDynamicScheduleUpdate => refused(
             out,
-            &Status {
-                status: "Rejected",
-                status_info: Some(StatusInfo {
-                    reason_code: "NoSchedule",
-                    additional_info: "the gateway keeps no dynamic charging schedules",
-                }),
-            },
+            "Rejected",
+            (
+                "NoSchedule",
+                "the gateway keeps no dynamic charging schedules",
+            ),
         )?,
         Action::VatNumberValidation => {
             let request: VatNumberRequest<'_> = read(payload)?;
@@ -359,31 +289,120 @@ fn answer(
                 },
             )?
         }
-        Action::GetCertificateChainStatus => {
-            let request: ChainStatusRequest<'_> = read(payload)?;
-            let statuses: Vec<ChainStatus<'_>> = request
-                .certificate_status_requests
-                .iter()
-                .map(|r| ChainStatus {
-                    certificate_hash_data: r.certificate_hash_data,
-                    source: &r.source,
-                    status: "Failed",
-                    next_update: now.text,
-                })
-                .collect();
-            write(
-                out,
-                &ChainStatusAnswer {
-                    certificate_status: statuses,
-                },
-            )?
-        }
+        Action::GetCertificateChainStatus => chain_status(payload, now, out)?,
         // Every other station message, 2.1's acknowledgements among them (BatterySwap,
         // ClosePeriodicEventStream, NotifySettlement, NotifyDERAlarm, NotifyDERStartStop,
         // NotifyPriorityCharging, ReportDERControl): `{}`.
         _ => out.extend_from_slice(b"{}"),
     }
     Ok(effect)
+}
+
+/// A request the gateway cannot serve: `status` with its reason code and text.
+fn refused(
+    out: &mut Vec<u8>,
+    status: &'static str,
+    (reason_code, additional_info): (&'static str, &'static str),
+) -> Result<(), Invalid> {
+    write(
+        out,
+        &Status {
+            status,
+            status_info: Some(StatusInfo {
+                reason_code,
+                additional_info,
+            }),
+        },
+    )
+}
+
+/// SignCertificate: signed by the sub-CA (CertificateSigned follows the answer), asked of the
+/// backend, or Rejected with the CSR's fault.
+fn sign_certificate(
+    policy: &Policy,
+    cp: &str,
+    state: &mut ChargePointState,
+    payload: &str,
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Invalid> {
+    let request: SignCertificateRequest<'_> = read(payload)?;
+    let signed = if request.certificate_type.as_deref() == Some("V2GCertificate")
+        && matches!(policy.signing, handlers::Signer::Ca(_))
+    {
+        // ISO 15118 certificates come from the V2G PKI, not the operator's sub-CA.
+        Err(CsrRefusal::CertificateType)
+    } else {
+        handlers::sign_certificate(policy, (cp, state.auth), &request.csr, now.time)
+    };
+    match signed {
+        Ok(signed) => {
+            state.follow_up = signed
+                .map(|signed| handlers::certificate_signed(state.version, &signed))
+                .transpose()?;
+            write(
+                out,
+                &Status {
+                    status: "Accepted",
+                    status_info: None,
+                },
+            )
+        }
+        Err(refusal) => refused(out, "Rejected", (refusal.code(), refusal.text())),
+    }
+}
+
+/// 2.1: a station opens a periodic event stream (its SENDs are journaled, and count against
+/// the rate limit), at most `MAX_STREAMS` at once.
+fn open_stream(
+    state: &mut ChargePointState,
+    payload: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), Invalid> {
+    let request: OpenStream = read(payload)?;
+    let id = request.constant_stream_data.id;
+    let streams = &mut state.v201.get_or_insert_default().streams;
+    if streams.contains(&id) || streams.len() < handlers::MAX_STREAMS {
+        if !streams.contains(&id) {
+            streams.push(id);
+        }
+        return write(
+            out,
+            &Status {
+                status: "Accepted",
+                status_info: None,
+            },
+        );
+    }
+    refused(
+        out,
+        "Rejected",
+        (
+            "TooManyStreams",
+            "the gateway keeps at most 8 periodic event streams per station",
+        ),
+    )
+}
+
+/// 2.1: the status of each certificate asked about: Failed (no OCSP responder to ask).
+fn chain_status(payload: &str, now: Now<'_>, out: &mut Vec<u8>) -> Result<(), Invalid> {
+    let request: ChainStatusRequest<'_> = read(payload)?;
+    let statuses: Vec<ChainStatus<'_>> = request
+        .certificate_status_requests
+        .iter()
+        .map(|r| ChainStatus {
+            certificate_hash_data: r.certificate_hash_data,
+            source: &r.source,
+            status: "Failed",
+            next_update: now.text,
+        })
+        .collect();
+    write(
+        out,
+        &ChainStatusAnswer {
+            certificate_status: statuses,
+        },
+    )
 }
 
 /// Accepted, Pending or Rejected by `policy`, as for 1.6 ([`handlers::registration`]).

@@ -15,7 +15,6 @@ impl Shard {
         let Some(replies) = out.replies.get_mut(usize::from(conn.loop_index)) else {
             return;
         };
-        let keeps_state = self.keeps_state();
         let Some(entry) = self
             .charge_points
             .get_mut(cp)
@@ -35,12 +34,12 @@ impl Shard {
         } else {
             rpc::parse_frame(text)
         };
-        let (unique_id, action, payload) = match parsed {
+        match parsed {
             Ok(Frame::Call {
                 unique_id,
                 action,
                 payload,
-            }) => (unique_id, action, payload),
+            }) => self.call(conn, cp, (&unique_id, &action, payload), out),
             // 2.1's SEND: checked and journaled, never answered.
             Ok(Frame::Send {
                 unique_id,
@@ -64,13 +63,11 @@ impl Shard {
                 streams[..open].copy_from_slice(&kept[..open]);
                 let streams = &streams[..open];
                 self.send_message(cp, &sent, out.writer.as_deref_mut(), (accepted, streams));
-                return replies.none(conn, accepted);
+                replies.none(conn, accepted)
             }
             // Answers to our CALLs are matched by the loop that sent them; a CALLRESULTERROR
             // about one of our answers is logged.
-            Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => {
-                return replies.none(conn, accepted);
-            }
+            Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => replies.none(conn, accepted),
             Ok(Frame::CallResultError {
                 unique_id,
                 code,
@@ -78,10 +75,30 @@ impl Shard {
                 ..
             }) => {
                 warn!("cp={cp} could not process our answer {unique_id:?}: {code}: {description}");
-                return replies.none(conn, accepted);
+                replies.none(conn, accepted)
             }
-            Err(error) => return self.unusable(conn, cp, error, replies, (accepted, version)),
+            Err(error) => self.unusable(conn, cp, error, replies, (accepted, version)),
+        }
+    }
+
+    /// A CALL of a connection's charge point: counted, answered by the handlers of its
+    /// version (or refused with a CallError), what it changes marked for the state file, then
+    /// journaled and its answer sent or held for the places that must keep it first.
+    fn call(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        (unique_id, action, payload): (&str, &str, &RawValue),
+        out: &mut Outputs<'_>,
+    ) {
+        let keeps_state = self.keeps_state();
+        let (Some(replies), Some(entry)) = (
+            out.replies.get_mut(usize::from(conn.loop_index)),
+            self.charge_points.get_mut(cp),
+        ) else {
+            return;
         };
+        let version = entry.state.version;
         let at = SystemTime::now();
         let now = Now {
             time: at,
@@ -89,17 +106,17 @@ impl Shard {
         };
         // Once per message, for counters and the handler: the action in the version spoken.
         let (known, known201) = match version {
-            Version::V16 => (Action::from_name(&action), None),
+            Version::V16 => (Action::from_name(action), None),
             Version::V201 | Version::V21 => (
                 None,
-                v201::Action::parse(&action)
+                v201::Action::parse(action)
                     .filter(|a| version.edition().is_some_and(|e| a.in_edition(e))),
             ),
         };
-        let call = CallIn {
+        let mut call = CallIn {
             at,
-            unique_id: &unique_id,
-            action: &action,
+            unique_id,
+            action,
             known,
             known201,
             previous201: None,
@@ -107,78 +124,34 @@ impl Shard {
             payload,
         };
         let stats = &self.stats;
-        stats.processors[self.index].calls_handled.inc();
-        let labelled = &stats.processor_labelled[self.index];
-        match version {
-            Version::V16 => labelled.calls_by_action[action_slot(known)].inc(),
-            Version::V201 | Version::V21 => {
-                let slot = known201.map_or(v201::Action::ALL.len(), v201::Action::index);
-                labelled.calls_by_action_v201[slot].inc();
-            }
-        }
+        count_call(stats, self.index, &call);
         entry.seen.last_message = Some(at);
-
-        // What the message means goes to sinks that make integration events (Kafka) only;
-        // a StatusNotification's event names the connector's status before it.
-        // A SignCertificate is for the backend only when the backend signs.
-        let for_backend = matches!(self.policy.signing, handlers::Signer::Backend)
-            || !(known == Some(Action::SignCertificate)
-                || known201 == Some(v201::Action::SignCertificate));
-        let integrates = out.writer.as_deref().is_some_and(|w| w.integrates())
-            && for_backend
-            && (known.is_some_and(events::is_integrated)
-                || known201.is_some_and(events::is_integrated_v201));
-        let connectors_before = match known {
-            Some(Action::StatusNotification) if integrates => entry.state.connectors.clone(),
-            _ => Vec::new(),
-        };
-        let previous201 = match known201 {
-            Some(v201::Action::StatusNotification) if integrates => {
-                handlers_v201::previous_status(&entry.state, payload.get())
-            }
-            _ => None,
-        };
-        let mut effect = Effect::Fresh;
+        let integrated = integrated_before(
+            &self.policy,
+            out.writer.as_deref().is_some_and(|w| w.integrates()),
+            entry,
+            &mut call,
+        );
         let draft = replies.begin();
-        rpc::write_call_result_head(replies.payload(), &unique_id);
+        rpc::write_call_result_head(replies.payload(), unique_id);
         let payload_start = replies.draft_text(&draft).len();
-        let answered = match version {
-            Version::V16 => handlers::write_answer(
-                &self.policy,
-                cp,
-                &mut entry.state,
-                &action,
-                known,
-                payload,
-                now,
-                replies.payload(),
-            ),
-            Version::V201 | Version::V21 => handlers_v201::write_answer(
-                &self.policy,
-                cp,
-                &mut entry.state,
-                (&action, payload),
-                now,
-                replies.payload(),
-            )
-            .map(|(_, found)| effect = found)
-            .map_err(|(_, invalid)| invalid),
-        };
-        let booted = known == Some(Action::BootNotification)
-            || known201 == Some(v201::Action::BootNotification);
-        let changes = known.is_some_and(changes_state)
-            || booted
-            || matches!(
-                known201,
-                Some(v201::Action::TransactionEvent | v201::Action::StatusNotification)
-            );
+        let (answered, effect) = answer_call(
+            &self.policy,
+            cp,
+            &mut entry.state,
+            &call,
+            now,
+            replies.payload(),
+        );
         let error = match answered {
             Ok(()) => {
                 replies.payload().push(rpc::CALL_RESULT_END);
-                if booted {
+                if known == Some(Action::BootNotification)
+                    || known201 == Some(v201::Action::BootNotification)
+                {
                     entry.seen.boot = compact(payload);
                 }
-                if keeps_state && changes && !entry.dirty {
+                if keeps_state && call_changes_state(&call) && !entry.dirty {
                     entry.dirty = true;
                     self.dirty.push(ChargePointId::clone(cp));
                 }
@@ -194,18 +167,13 @@ impl Shard {
             }
         };
         let accepted = entry.state.registration == Registration::Accepted;
-        if let Some(reason) = entry.state.close_after_answer.take() {
-            if reason == CloseReason::SerialMismatch {
-                stats.processors[self.index].serial_mismatches.inc();
-                warn!(
-                    "cp={cp} BootNotification serial number is not the certificate's CN: Rejected, closing"
-                );
-            }
-            out.closes.push((conn, reason));
-        }
-        if let Some(follow_up) = entry.state.follow_up.take() {
-            out.calls.push((conn, ChargePointId::clone(cp), follow_up));
-        }
+        after_answer(
+            &stats.processors[self.index],
+            (conn, cp),
+            &mut entry.state,
+            out.closes,
+            out.calls,
+        );
         // A resent event was journaled and published when it first came: not again. Its answer
         // is still held like any billing answer: the first one may not be kept yet (the
         // station resent it before our answer came), and what the holders confirm, in order,
@@ -224,52 +192,40 @@ impl Shard {
         // Billing answers wait until every place that keeps them has them (the sinks, the
         // state file) when asked to; errors never need to.
         let holds_state = billing && self.state.as_ref().is_some_and(StateSender::holds);
-        let Some(writer) = out.writer.as_deref_mut() else {
-            if holds_state && let Some(state) = &self.state {
-                let sealed = replies.seal(draft);
-                let answer = events::Held::new(conn, replies.sealed(&sealed), 1);
-                state.hold(&mut self.state_held, &answer);
-                return replies.discard(sealed);
+        let mut writer = out.writer.as_deref_mut();
+        if let Some(writer) = writer.as_deref_mut() {
+            if let Effect::Gap { expected } = effect {
+                stats.processors[self.index].transaction_seq_gaps.inc();
+                record_gap(&mut *writer, (call.at, cp), payload, expected);
             }
-            return replies.finish(draft, conn, accepted);
-        };
-        if let Effect::Gap { expected } = effect {
-            stats.processors[self.index].transaction_seq_gaps.inc();
-            record_gap(&mut *writer, (call.at, cp), payload, expected);
-        }
-        if !resent {
-            let answer =
-                journaled_answer(replies, &draft, payload_start, (error.as_ref(), version));
-            let journaling = Journaling {
-                writer: &mut *writer,
-                rule: self.journal_rule,
-                now_ms: self.origin.elapsed().as_millis() as u64,
-                stats: &self.stats.processors[self.index],
-            };
-            // What the message means, for integration sinks: never left out by the allowance.
-            let integrated = integrates.then_some(connectors_before.as_slice());
-            let call = CallIn {
-                previous201,
-                ..call
-            };
-            journal_call(journaling, entry, cp, &call, answer, (billing, integrated));
-        }
-        let held = self.acks_after_write && billing;
-        let sealed = replies.seal(draft);
-        if held || holds_state {
-            // One answer for all its holders: the last to settle it sends it.
-            let holders = if held { writer.holders() } else { 0 } + usize::from(holds_state);
-            let answer = events::Held::new(conn, replies.sealed(&sealed), holders);
-            if held {
-                writer.hold(&answer);
+            if !resent {
+                let answer =
+                    journaled_answer(replies, &draft, payload_start, (error.as_ref(), version));
+                let journaling = Journaling {
+                    writer,
+                    rule: self.journal_rule,
+                    now_ms: self.origin.elapsed().as_millis() as u64,
+                    stats: &self.stats.processors[self.index],
+                };
+                journal_call(
+                    journaling,
+                    entry,
+                    cp,
+                    &call,
+                    answer,
+                    (billing, integrated.as_deref()),
+                );
             }
-            if holds_state && let Some(state) = &self.state {
-                state.hold(&mut self.state_held, &answer);
-            }
-            replies.discard(sealed);
-        } else {
-            replies.commit(sealed, conn, accepted);
         }
+        let sinks = writer.filter(|_| self.acks_after_write && billing);
+        let state = self.state.as_ref().filter(|_| holds_state);
+        send_or_hold(
+            replies,
+            draft,
+            (conn, accepted),
+            sinks,
+            state.map(|s| (s, &mut self.state_held)),
+        );
     }
 
     /// A 2.1 SEND of an accepted station: checked against its schema, journaled (and published
@@ -476,4 +432,150 @@ struct Sent<'a> {
 #[derive(serde::Deserialize)]
 struct SendStream {
     id: u32,
+}
+
+/// Counts a CALL, under its action in the version spoken.
+fn count_call(stats: &Stats, index: usize, call: &CallIn<'_>) {
+    stats.processors[index].calls_handled.inc();
+    let labelled = &stats.processor_labelled[index];
+    match call.version {
+        Version::V16 => labelled.calls_by_action[action_slot(call.known)].inc(),
+        Version::V201 | Version::V21 => {
+            let slot = call
+                .known201
+                .map_or(v201::Action::ALL.len(), v201::Action::index);
+            labelled.calls_by_action_v201[slot].inc();
+        }
+    }
+}
+
+/// What an integration sink (Kafka) needs of the charge point from before the message changes
+/// it: a 1.6 StatusNotification's connectors (returned), a 2.0.1 one's status (set in `call`).
+/// None: the message makes no integration event (no such sink, not such a message, or a
+/// SignCertificate the gateway signs itself, which is not the backend's business).
+fn integrated_before(
+    policy: &Policy,
+    integrates: bool,
+    entry: &ChargePoint,
+    call: &mut CallIn<'_>,
+) -> Option<Vec<(u32, ChargePointStatus)>> {
+    let for_backend = matches!(policy.signing, handlers::Signer::Backend)
+        || !(call.known == Some(Action::SignCertificate)
+            || call.known201 == Some(v201::Action::SignCertificate));
+    let integrates = integrates
+        && for_backend
+        && (call.known.is_some_and(events::is_integrated)
+            || call.known201.is_some_and(events::is_integrated_v201));
+    if !integrates {
+        return None;
+    }
+    if call.known201 == Some(v201::Action::StatusNotification) {
+        call.previous201 = handlers_v201::previous_status(&entry.state, call.payload.get());
+    }
+    Some(match call.known {
+        Some(Action::StatusNotification) => entry.state.connectors.clone(),
+        _ => Vec::new(),
+    })
+}
+
+/// Writes the answer's payload by the handlers of the call's version; what the message meant
+/// to the transaction it belongs to (2.0.1: fresh, resent, after a gap) with it.
+fn answer_call(
+    policy: &Policy,
+    cp: &ChargePointId,
+    state: &mut ChargePointState,
+    call: &CallIn<'_>,
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> (Result<(), Invalid>, Effect) {
+    match call.version {
+        Version::V16 => {
+            let answered = handlers::write_answer(
+                policy,
+                cp,
+                state,
+                call.action,
+                call.known,
+                call.payload,
+                now,
+                out,
+            );
+            (answered, Effect::Fresh)
+        }
+        Version::V201 | Version::V21 => {
+            match handlers_v201::write_answer(
+                policy,
+                cp,
+                state,
+                (call.action, call.payload),
+                now,
+                out,
+            ) {
+                Ok((_, effect)) => (Ok(()), effect),
+                Err((_, invalid)) => (Err(invalid), Effect::Fresh),
+            }
+        }
+    }
+}
+
+/// Whether an answered CALL changes what the state file keeps of the charge point.
+fn call_changes_state(call: &CallIn<'_>) -> bool {
+    call.known.is_some_and(super::changes_state)
+        || call.known == Some(Action::BootNotification)
+        || matches!(
+            call.known201,
+            Some(
+                v201::Action::BootNotification
+                    | v201::Action::TransactionEvent
+                    | v201::Action::StatusNotification
+            )
+        )
+}
+
+/// What an answer asks to happen after it: the connection closed (a BootNotification whose
+/// serial number is not its certificate's CN), a call of ours (CertificateSigned).
+fn after_answer(
+    stats: &ProcessorStats,
+    (conn, cp): (ConnId, &ChargePointId),
+    state: &mut ChargePointState,
+    closes: &mut Vec<(ConnId, CloseReason)>,
+    calls: &mut Vec<(ConnId, ChargePointId, Box<FollowUp>)>,
+) {
+    if let Some(reason) = state.close_after_answer.take() {
+        if reason == CloseReason::SerialMismatch {
+            stats.serial_mismatches.inc();
+            warn!(
+                "cp={cp} BootNotification serial number is not the certificate's CN: Rejected, closing"
+            );
+        }
+        closes.push((conn, reason));
+    }
+    if let Some(follow_up) = state.follow_up.take() {
+        calls.push((conn, ChargePointId::clone(cp), follow_up));
+    }
+}
+
+/// Sends an answer, or holds it for every place that must keep its message first: the sinks
+/// (through their writer) and the state file. One answer for all its holders: the last to
+/// settle it sends it.
+fn send_or_hold(
+    replies: &mut ReplyBatch,
+    draft: Draft,
+    (conn, accepted): (ConnId, bool),
+    sinks: Option<&mut (dyn EventWriter + 'static)>,
+    state: Option<(&StateSender, &mut HeldAnswers)>,
+) {
+    let sealed = replies.seal(draft);
+    if sinks.is_none() && state.is_none() {
+        return replies.commit(sealed, conn, accepted);
+    }
+    let holders = sinks.as_deref().map_or(0, |w| w.holders()) + usize::from(state.is_some());
+    let answer = events::Held::new(conn, replies.sealed(&sealed), holders);
+    if let Some(writer) = sinks {
+        writer.hold(&answer);
+    }
+    if let Some((state, held)) = state {
+        state.hold(held, &answer);
+    }
+    replies.discard(sealed);
 }

@@ -102,7 +102,7 @@ struct Seen {
     rate_limited: u64,
     /// The client certificate of its live (or last) connection, when it showed one to us.
     certificate: Option<Box<CertificateFacts>>,
-    /// The renewal of that certificate was asked for (`security.renewal_triggers`).
+    /// The renewal of that certificate was asked for (`security.renewals_per_scan`).
     renewal_asked: bool,
 }
 

@@ -91,92 +91,65 @@ impl Shard {
                 return;
             }
             Some(held) => {
-                let old = held.conn.replace(conn);
-                held.held = None; // the old connection's messages: nobody left to answer
-                held.seq = seq;
-                held.state.auth = auth;
-                held.listener = listener;
-                if auth != Auth::None && profile > held.profile {
-                    held.profile = profile;
-                    if keeps_state
-                        && held.state.registration == Registration::Accepted
-                        && !held.dirty
-                    {
-                        held.dirty = true;
-                        self.dirty.push(ChargePointId::clone(cp));
-                    }
-                }
-                if held.state.version != version {
-                    // Another version is a new registration of the identity: what it booted,
-                    // reported and opened in the other version does not carry over (its
-                    // security profile floor and journal allowance do).
-                    info!(
-                        "cp={cp} reconnected with OCPP {} (was {}): registered anew",
-                        version.as_str(),
-                        held.state.version.as_str()
-                    );
-                    held.state = ChargePointState {
-                        auth,
-                        version,
-                        ..ChargePointState::default()
-                    };
-                    held.seen.boot = None;
-                    if keeps_state && !held.dirty {
-                        held.dirty = true;
-                        self.dirty.push(ChargePointId::clone(cp));
-                    }
-                }
-                held.seen.peer = Some(peer);
-                held.seen.since = now;
-                // Streams are the connection's.
-                if let Some(v201) = &mut held.state.v201 {
-                    v201.streams.clear();
-                }
-                if held.seen.certificate != certificate {
-                    held.seen.renewal_asked = false;
-                }
-                held.seen.certificate = certificate;
+                let old = reconnect(
+                    held,
+                    cp,
+                    (conn, seq, auth, listener, version),
+                    (peer, certificate, now),
+                    keeps_state.then_some(&mut self.dirty),
+                );
                 if old.is_none() {
                     self.remembered -= 1;
                 }
                 old.filter(|old| *old != conn)
             }
             None => {
-                self.charge_points.insert(
-                    ChargePointId::clone(cp),
-                    ChargePoint {
-                        conn: Some(conn),
-                        seq,
-                        state: ChargePointState {
-                            auth,
-                            version,
-                            ..ChargePointState::default()
-                        },
-                        journal: JournalBudget::default(),
-                        profile: if auth == Auth::None {
-                            Profile::Unsecured
-                        } else {
-                            profile
-                        },
-                        listener,
-                        seen: Box::new(Seen {
-                            peer: Some(peer),
-                            since: now,
-                            last_message: None,
-                            boot: None,
-                            journal_suppressed: 0,
-                            rate_limited: 0,
-                            certificate,
-                            renewal_asked: false,
-                        }),
-                        dirty: false,
-                        saved: false,
-                        held: None,
+                let fresh = ChargePoint {
+                    conn: Some(conn),
+                    seq,
+                    state: ChargePointState {
+                        auth,
+                        version,
+                        ..ChargePointState::default()
                     },
-                );
+                    journal: JournalBudget::default(),
+                    profile: if auth == Auth::None {
+                        Profile::Unsecured
+                    } else {
+                        profile
+                    },
+                    listener,
+                    seen: Box::new(Seen {
+                        peer: Some(peer),
+                        since: now,
+                        last_message: None,
+                        boot: None,
+                        journal_suppressed: 0,
+                        rate_limited: 0,
+                        certificate,
+                        renewal_asked: false,
+                    }),
+                    dirty: false,
+                    saved: false,
+                    held: None,
+                };
+                self.charge_points.insert(ChargePointId::clone(cp), fresh);
                 None
             }
         };
+        self.announce_connected(conn, cp, loser, (peer, version, seq, now), out);
+    }
+
+    /// Journals the connect (after the disconnect of the connection it took over), asks the
+    /// cluster who else holds the identity, and closes the loser of a takeover.
+    fn announce_connected(
+        &mut self,
+        conn: ConnId,
+        cp: &ChargePointId,
+        loser: Option<ConnId>,
+        (peer, version, seq, now): (SocketAddr, Version, u64, SystemTime),
+        out: &mut Outputs<'_>,
+    ) {
         // Journaled in the order a reader needs: the old connection ends, the new one starts.
         // A late connection that loses at once was never journaled as connected.
         if let Some(writer) = out.writer.as_deref_mut() {
@@ -340,4 +313,62 @@ impl Shard {
             .filter(|e| e.conn.is_none())
             .count();
     }
+}
+
+/// A known charge point connects again: the new connection takes the identity over (its proof,
+/// its listener, a higher profile floor), and another OCPP version registers it anew. Returns
+/// the connection it replaced, if any; `dirty` (when the shard keeps state) lists it for the
+/// state file when what is saved of it changed.
+fn reconnect(
+    held: &mut ChargePoint,
+    cp: &ChargePointId,
+    (conn, seq, auth, listener, version): (ConnId, u64, Auth, (Profile, bool), Version),
+    (peer, certificate, now): (SocketAddr, Option<Box<CertificateFacts>>, SystemTime),
+    dirty: Option<&mut Vec<ChargePointId>>,
+) -> Option<ConnId> {
+    let old = held.conn.replace(conn);
+    held.held = None; // the old connection's messages: nobody left to answer
+    held.seq = seq;
+    held.state.auth = auth;
+    held.listener = listener;
+    let mut changed = false;
+    if auth != Auth::None && listener.0 > held.profile {
+        held.profile = listener.0;
+        changed = held.state.registration == Registration::Accepted;
+    }
+    if held.state.version != version {
+        // Another version is a new registration of the identity: what it booted, reported and
+        // opened in the other version does not carry over (its security profile floor and
+        // journal allowance do).
+        info!(
+            "cp={cp} reconnected with OCPP {} (was {}): registered anew",
+            version.as_str(),
+            held.state.version.as_str()
+        );
+        held.state = ChargePointState {
+            auth,
+            version,
+            ..ChargePointState::default()
+        };
+        held.seen.boot = None;
+        changed = true;
+    }
+    if changed
+        && !held.dirty
+        && let Some(dirty) = dirty
+    {
+        held.dirty = true;
+        dirty.push(ChargePointId::clone(cp));
+    }
+    held.seen.peer = Some(peer);
+    held.seen.since = now;
+    // Streams are the connection's.
+    if let Some(v201) = &mut held.state.v201 {
+        v201.streams.clear();
+    }
+    if held.seen.certificate != certificate {
+        held.seen.renewal_asked = false;
+    }
+    held.seen.certificate = certificate;
+    old
 }
