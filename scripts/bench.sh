@@ -41,6 +41,8 @@ Options:
   --name NAME         run: subdirectory name (default SCENARIO-N); sweep: sweep-SCENARIO
   --tls-resume        with --tls: charge points keep their session tickets and resume with
                       them on reconnect (ocpp-bench --tls-resume; the peer gets --tls-tickets)
+  --tls-rsa           with --tls: the server certificate has an RSA-2048 key (made with
+                      openssl, signed by the run's CA) instead of ECDSA P-256
   --tls               wss with Basic auth (security profile 2): a test CA and server
                       certificate and a credentials file are made for the run; the peer
                       serves wss with --tls (it ignores the Authorization header)
@@ -82,6 +84,7 @@ server=gateway
 peer_dir=""
 tls=0
 tls_resume=0
+tls_rsa=0
 extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -102,6 +105,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) build=0 ;;
         --tls) tls=1 ;;
         --tls-resume) tls_resume=1 ;;
+        --tls-rsa) tls_rsa=1 ;;
         -h | --help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) usage >&2; die "unknown argument $1" ;;
@@ -216,6 +220,19 @@ start_gateway() {
     exit 2
 }
 
+# rsa_server_certificate DIR: replaces DIR/server.{pem,key} by an RSA-2048 certificate for
+# localhost and 127.0.0.1, signed by DIR/ca.{pem,key}.
+rsa_server_certificate() {
+    local dir="$1"
+    command -v openssl >/dev/null || die "--tls-rsa needs openssl"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$dir/san.ext"
+    openssl req -new -newkey rsa:2048 -nodes -keyout "$dir/server.key" -subj /CN=localhost \
+        -out "$dir/server.csr" 2>/dev/null || die "openssl could not make an RSA key"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+        -CAcreateserial -days 2 -sha256 -extfile "$dir/san.ext" -out "$dir/server.pem" \
+        2>/dev/null || die "openssl could not sign the RSA certificate"
+}
+
 # run_one N JSON SUMMARY LOG: one run of N charge points; returns ocpp-bench's exit status.
 run_one() {
     local n="$1" json="$2" summary="$3" log="$4"
@@ -224,6 +241,7 @@ run_one() {
     local url="ws://127.0.0.1:$port/ocpp/" tls_args=()
     if ((tls)); then
         "$bench_bin" certs --out "$work/certs" --connections 0 >/dev/null
+        ((tls_rsa)) && rsa_server_certificate "$work/certs"
         "$bench_bin" credentials --seed bench-seed --connections "$n" --out "$work/credentials" >/dev/null
         url="wss://127.0.0.1:$port/ocpp/"
         tls_args=(--ca "$work/certs/ca.pem" --basic-auth bench-seed)
