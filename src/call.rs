@@ -45,12 +45,6 @@ pub enum CallOutcome {
     /// Not sent: the call does not fit the charge point (an action of another OCPP version
     /// than the one its connection speaks).
     Invalid(Invalid),
-    /// OCPP 2.1: the station answered with a CALLRESULTERROR.
-    ResultError {
-        code: String,
-        description: String,
-        details: Box<RawValue>,
-    },
 }
 
 impl CallOutcome {
@@ -64,7 +58,6 @@ impl CallOutcome {
             CallOutcome::NotConnected => 4,
             CallOutcome::Rejected => 5,
             CallOutcome::Invalid(_) => 6,
-            CallOutcome::ResultError { .. } => 7,
         }
     }
 
@@ -106,15 +99,6 @@ impl CallOutcome {
                 json!({"outcome": "invalid", "code": invalid.code.as_str(),
                         "error": invalid.description}),
             ),
-            CallOutcome::ResultError {
-                code,
-                description,
-                details,
-            } => (
-                200,
-                json!({"outcome": "call_result_error", "code": code, "description": description,
-                        "details": details}),
-            ),
         }
     }
 }
@@ -131,18 +115,6 @@ impl PartialEq for CallOutcome {
                     details: x1,
                 },
                 Error {
-                    code: c2,
-                    description: d2,
-                    details: x2,
-                },
-            ) => c1 == c2 && d1 == d2 && x1.get() == x2.get(),
-            (
-                ResultError {
-                    code: c1,
-                    description: d1,
-                    details: x1,
-                },
-                ResultError {
                     code: c2,
                     description: d2,
                     details: x2,

@@ -297,6 +297,8 @@ counters! {
         transaction_seq_gaps,
         /// OCPP 2.1 SENDs (NotifyPeriodicEventStream) received valid and journaled.
         sends_received,
+        /// OCPP 2.1 CALLRESULTERRORs received: a station could not process one of our answers.
+        call_result_errors_received,
         /// Gauge, recounted every minute: connected charge points whose client certificate
         /// expires within `security.renew_before`.
         certificates_expiring,
@@ -457,7 +459,7 @@ pub fn action_slot(action: Option<Action>) -> usize {
 }
 
 /// Outcome labels of outbound calls, in `CallOutcome::slot` order.
-pub const OUTCOMES: [&str; 8] = [
+pub const OUTCOMES: [&str; 7] = [
     "result",
     "error",
     "invalid_result",
@@ -465,7 +467,6 @@ pub const OUTCOMES: [&str; 8] = [
     "not_connected",
     "rejected",
     "invalid",
-    "call_result_error",
 ];
 
 /// Everything a loop or processor shares with readers.
@@ -566,6 +567,7 @@ pub struct StatsSnapshot {
     pub transaction_seq_gaps: u64,
     pub certificates_expiring: u64,
     pub sends_received: u64,
+    pub call_result_errors_received: u64,
     pub renewals_triggered: u64,
     pub takeovers_refused: u64,
     pub journal_backpressure: u64,

@@ -11,18 +11,10 @@ use tungstenite::Message;
 
 #[test]
 fn a_flood_of_refused_messages_cannot_push_billing_lines_out() {
-    let dir = std::env::temp_dir().join(format!("ocpp-flood-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("journal.jsonl");
-    let mut config = test_config();
-    config.events.sinks = ocpp_gateway::config::Sinks::JOURNAL;
-    config.events.path = path.clone();
+    // A small allowance, so that the flood spends it within the test.
+    let (mut config, dir, path) = flood_journal("flood", (1024, 64 * 1024));
     config.events.max_file_bytes = 64 * 1024;
     config.events.max_files = 2;
-    // A small allowance, so that the flood spends it within the test.
-    config.events.charge_point_rate = 1024;
-    config.events.charge_point_burst = 64 * 1024;
     let mut server = TestServer::start(config);
 
     let mut honest = connect(&server, "CP-HONEST");

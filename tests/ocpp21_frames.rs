@@ -3,8 +3,8 @@
 //! answered - valid or not, opened or not (the next frame the station gets is its Heartbeat's
 //! answer); at most 8 streams are open per connection; a CALLRESULT to a Reset that breaks
 //! Reset's response schema is answered with CALLRESULTERROR and the operator's call ends
-//! `invalid_result`; a CALLRESULTERROR the station sends for our call ends it as
-//! `call_result_error` with the station's code. The same SEND on a 2.0.1 connection is an
+//! `invalid_result`; a CALLRESULTERROR the station sends (it answers our CALLRESULT, never a
+//! call) is counted and ends no call of ours, even one with the same id. The same SEND on a 2.0.1 connection is an
 //! unknown message type.
 
 mod common;
@@ -110,7 +110,9 @@ fn a_send_is_never_answered_and_bad_results_are_told() {
     let reply = reply.recv_timeout(WATCHDOG).expect("HTTP reply");
     assert_eq!(reply.json()["outcome"], "invalid_result", "{}", reply.body);
 
-    // The station answers our call with a CALLRESULTERROR: the call's outcome is that error.
+    // A CALLRESULTERROR answers a CALLRESULT of ours, never a call: one that names the id of
+    // our call in flight does not end that call (the station's real answer does); it is
+    // counted. So is one about our answer to the station's own Heartbeat.
     let reply = post_async(
         server.admin(),
         "CS-21",
@@ -118,15 +120,17 @@ fn a_send_is_never_answered_and_bad_results_are_told() {
     );
     let (id, _, _) = next_call_raw(&mut station);
     station.send_text(&format!(
-        r#"[5,"{id}","InternalError","cannot reset now",{{}}]"#
+        r#"[5,"{id}","FormatViolation","cannot read your answer",{{}}]"#
     ));
+    station.send_text(&format!(r#"[3,"{id}",{{"status":"Accepted"}}]"#));
     let reply = reply.recv_timeout(WATCHDOG).expect("HTTP reply");
     let outcome = reply.json();
-    assert_eq!(
-        (&outcome["outcome"], &outcome["code"]),
-        (&json!("call_result_error"), &json!("InternalError")),
-        "{outcome}"
-    );
+    assert_eq!(outcome["outcome"], "result", "{outcome}");
+    assert_eq!(outcome["payload"]["status"], "Accepted", "{outcome}");
+    station.send_text(r#"[5,"h2","InternalError","cannot read your answer",{}]"#);
+    server.wait_for("two CALLRESULTERRORs counted", |s| {
+        s.call_result_errors_received == 2
+    });
     nothing_before_the_heartbeat(&mut station, "h3");
 
     // On 2.0.1 the same SEND is a message type it does not have.

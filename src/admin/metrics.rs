@@ -424,6 +424,18 @@ fn messages_v201(o: &mut Out, s: &StatsSnapshot) {
         "OCPP 2.0.1 TransactionEvents whose seqNo skipped some of their transaction's (journaled as seq_gap).",
         s.transaction_seq_gaps,
     );
+    o.single(
+        "ocpp_gateway_sends_received_total",
+        "counter",
+        "OCPP 2.1 SENDs (NotifyPeriodicEventStream) received valid, for a stream the station opened, and journaled.",
+        s.sends_received,
+    );
+    o.single(
+        "ocpp_gateway_call_result_errors_received_total",
+        "counter",
+        "OCPP 2.1 CALLRESULTERRORs received: a station could not process one of the gateway's answers.",
+        s.call_result_errors_received,
+    );
 }
 
 /// Pings, pongs and why connections closed.

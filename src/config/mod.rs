@@ -691,6 +691,19 @@ mod tests {
     }
 
     #[test]
+    fn backend_signing_needs_kafka_to_ask_the_backend() {
+        let backend = "[security]\ncertificate_signing = \"backend\"\n";
+        let err = parse(backend).unwrap_err().to_string();
+        assert!(err.contains("security.certificate_signing"), "{err}");
+        let with_kafka = format!(
+            "{backend}[events]\nsink = [\"journal\", \"kafka\"]\n\
+             [kafka]\nbrokers = \"127.0.0.1:9092\"\n"
+        );
+        let config = parse(&with_kafka).expect("backend signing with Kafka");
+        assert_eq!(config.security.signing, Signing::Backend);
+    }
+
+    #[test]
     fn tls_offload_needs_a_proxy_header_from_a_trusted_balancer() {
         let offload = "[server]\nproxy_protocol = true\ntls_offload = true\n\
                        trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\

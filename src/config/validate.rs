@@ -125,6 +125,14 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
             "\"kafka\" needs kafka.brokers (\"host:port,...\")".into(),
         ));
     }
+    if matches!(security.signing, Signing::Backend) && !events.sinks.kafka {
+        return Err(check.invalid(
+            "security.certificate_signing",
+            "\"backend\" asks the backend through Kafka (certificate.sign_requested): \
+             events.sink must name \"kafka\""
+                .into(),
+        ));
+    }
     if cluster.is_some() && ocpp.transaction_id_file.is_none() {
         return Err(check.invalid(
             "ocpp.transaction_id_file",

@@ -722,14 +722,6 @@ fn response(outcome: &CallOutcome) -> (&'static str, Value) {
             "CallError",
             json!({"errorCode": code, "errorDescription": description, "errorDetails": details}),
         ),
-        CallOutcome::ResultError {
-            code,
-            description,
-            details,
-        } => (
-            "CallResultError",
-            json!({"errorCode": code, "errorDescription": description, "errorDetails": details}),
-        ),
         CallOutcome::InvalidResult(invalid) => (
             "InvalidResponse",
             json!({"reason": invalid.description, "code": invalid.code.as_str()}),

@@ -261,6 +261,7 @@ pub(super) fn sign_requested(out: &mut Vec<u8>, unique_id: &str, request: &str) 
             unique_id,
             csr: r.csr,
             certificate_type: r.certificate_type,
+            request_id: r.request_id,
         },
     )
 }
@@ -275,6 +276,7 @@ fn certificate_signed(out: &mut Vec<u8>, unique_id: &str, payload: &str) -> Resu
             unique_id,
             certificate_chain: r.certificate_chain,
             certificate_type: r.certificate_type,
+            request_id: r.request_id,
         },
     )
 }
@@ -286,6 +288,7 @@ struct CertificateRequest<'a> {
     csr: Cow<'a, str>,
     #[serde(borrow)]
     certificate_type: Option<Cow<'a, str>>,
+    request_id: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -295,6 +298,8 @@ struct SignRequested<'a> {
     csr: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     certificate_type: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -304,6 +309,7 @@ struct Chain<'a> {
     certificate_chain: Cow<'a, str>,
     #[serde(borrow)]
     certificate_type: Option<Cow<'a, str>>,
+    request_id: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -313,6 +319,8 @@ struct Signed<'a> {
     certificate_chain: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     certificate_type: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<i64>,
 }
 
 pub(super) fn write<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result {

@@ -109,17 +109,25 @@ pub fn sign_certificate(
 /// The CertificateSigned call that delivers `signed` to a charge point of `version`, checked
 /// against the action's schema (a CA chain too long for `certificateChain` fails here, and the
 /// request is answered with an InternalError rather than Accepted and never followed).
-pub fn certificate_signed(version: Version, signed: &Signed) -> Result<Box<FollowUp>, Invalid> {
+pub fn certificate_signed(
+    version: Version,
+    signed: &Signed,
+    request_id: Option<i64>,
+) -> Result<Box<FollowUp>, Invalid> {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Payload<'a> {
         certificate_chain: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         certificate_type: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<i64>,
     }
     let payload = Payload {
         certificate_chain: &signed.chain,
         certificate_type: (version != Version::V16).then_some("ChargingStationCertificate"),
+        // 2.1 matches the certificate with its request by the request's id.
+        request_id: request_id.filter(|_| version == Version::V21),
     };
     let text = serde_json::to_string(&payload)
         .map_err(|e| error(CallErrorCode::InternalError, format!("answer: {e}")))?;
@@ -355,7 +363,7 @@ fn answer(
             let status = match signed {
                 Ok(signed) => {
                     state.follow_up = signed
-                        .map(|signed| certificate_signed(Version::V16, &signed))
+                        .map(|signed| certificate_signed(Version::V16, &signed, None))
                         .transpose()?;
                     GenericStatus::Accepted
                 }

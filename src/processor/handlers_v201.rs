@@ -327,10 +327,12 @@ fn sign_certificate(
     out: &mut Vec<u8>,
 ) -> Result<(), Invalid> {
     let request: SignCertificateRequest<'_> = read(payload)?;
-    let signed = if request.certificate_type.as_deref() == Some("V2GCertificate")
-        && matches!(policy.signing, handlers::Signer::Ca(_))
-    {
-        // ISO 15118 certificates come from the V2G PKI, not the operator's sub-CA.
+    let for_this_connection = matches!(
+        request.certificate_type.as_deref(),
+        None | Some("ChargingStationCertificate")
+    );
+    let signed = if !for_this_connection && matches!(policy.signing, handlers::Signer::Ca(_)) {
+        // ISO 15118 certificates (-2 and -20) come from the V2G PKI, not the operator's sub-CA.
         Err(CsrRefusal::CertificateType)
     } else {
         handlers::sign_certificate(policy, (cp, state.auth), &request.csr, now.time)
@@ -338,7 +340,9 @@ fn sign_certificate(
     match signed {
         Ok(signed) => {
             state.follow_up = signed
-                .map(|signed| handlers::certificate_signed(state.version, &signed))
+                .map(|signed| {
+                    handlers::certificate_signed(state.version, &signed, request.request_id)
+                })
                 .transpose()?;
             write(
                 out,
@@ -607,6 +611,8 @@ struct SignCertificateRequest<'a> {
     csr: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     certificate_type: Option<std::borrow::Cow<'a, str>>,
+    /// 2.1: given back in CertificateSigned.
+    request_id: Option<i64>,
 }
 
 #[derive(Serialize)]

@@ -251,6 +251,9 @@ pub struct CertificateAuthority {
     /// certificate signed.
     chain: String,
     validity: Duration,
+    /// The CA's own notAfter: nothing it signs outlives it (a chain is good only while every
+    /// certificate in it is).
+    ca_not_after: SystemTime,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -306,10 +309,12 @@ impl CertificateAuthority {
                     .into(),
             ));
         }
+        let ca_not_after = u64::try_from(parsed.validity().not_after.timestamp()).unwrap_or(0);
         Ok(CertificateAuthority {
             issuer,
             chain,
             validity,
+            ca_not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(ca_not_after),
         })
     }
 
@@ -330,7 +335,7 @@ impl CertificateAuthority {
         name.push(DnType::CommonName, csr.common_name.as_str());
         params.distinguished_name = name;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
-        let not_after = now + self.validity;
+        let not_after = (now + self.validity).min(self.ca_not_after);
         params.not_before = at(now - BACKDATE)?;
         params.not_after = at(not_after)?;
         params.is_ca = IsCa::ExplicitNoCa;
@@ -455,6 +460,37 @@ mod tests {
             .unwrap()
             .unwrap()
             .to_vec()
+    }
+
+    #[test]
+    fn nothing_signed_outlives_the_ca() {
+        let dir = std::env::temp_dir().join(format!("signing-short-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "short sub-CA");
+        let ca_end = 1_800_000_000 + 86_400 * 10;
+        params.not_after = at(SystemTime::UNIX_EPOCH + Duration::from_secs(ca_end)).unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("ca.key"), key.serialize_pem()).unwrap();
+        let year = Duration::from_secs(86_400 * 365);
+        let ca = CertificateAuthority::load(&dir.join("ca.pem"), &dir.join("ca.key"), year)
+            .expect("the CA loads");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let checked = check_csr(&csr_of(&p256(), "CP-1", |_| {}), "CP-1").unwrap();
+        let signed = ca.sign(&checked, now, [0x42; 16]).expect("signed");
+        assert_eq!(
+            signed.not_after, ca_end,
+            "cut to the CA's own end, not a year"
+        );
+        let der = leaf(&signed.chain);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(cert.validity().not_after.timestamp(), ca_end as i64);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

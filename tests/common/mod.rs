@@ -972,3 +972,26 @@ pub fn expect_call_errors(
         assert_eq!(reply[2], *code, "{what}: {reply}");
     }
 }
+
+/// A config whose only sink is a journal in a fresh directory of the test's own (`name` and
+/// the process id), with a small per-charge-point journal allowance (`rate` bytes a second,
+/// `burst`) for a flood to spend within a test; the directory and the journal's path.
+pub fn flood_journal(
+    name: &str,
+    (rate, burst): (u64, u64),
+) -> (
+    ocpp_gateway::config::Config,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let dir = std::env::temp_dir().join(format!("ocpp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("journal.jsonl");
+    let mut config = test_config();
+    config.events.sinks = ocpp_gateway::config::Sinks::JOURNAL;
+    config.events.path = path.clone();
+    config.events.charge_point_rate = rate;
+    config.events.charge_point_burst = burst;
+    (config, dir, path)
+}

@@ -20,12 +20,8 @@ impl Connection {
         if !cx.traces.is_empty() && cx.traces.contains(&session.cp) {
             info!(target: TRACE_TARGET, "cp={} loop={} in: {}", session.cp, cx.index, escape_newlines(text));
         }
-        let ocpp21 = session.version == Version::V21;
         match rpc::message_type(text) {
             Some(3 | 4) => return self.on_response(cx, key, text),
-            // 2.1: a CALLRESULTERROR answering our call (a station that could not process our
-            // CALL's answer... or used it for our CALL): matched like the others.
-            Some(5) if ocpp21 => return self.on_response(cx, key, text),
             // While closing only answers to our call in flight still count.
             _ if !open => return Transition::Continue,
             Some(2) if session.accepted && session.in_flight == 0 => {
@@ -121,21 +117,8 @@ impl Connection {
                     details: details.to_owned(),
                 },
             ),
-            // 2.1: a CALLRESULTERROR with our call's UniqueId is that call's outcome.
-            Ok(Frame::CallResultError {
-                unique_id,
-                code,
-                description,
-                details,
-            }) => (
-                unique_id,
-                CallOutcome::ResultError {
-                    code: code.into_owned(),
-                    description: description.into_owned(),
-                    details: details.to_owned(),
-                },
-            ),
-            Ok(Frame::Call { .. } | Frame::Send { .. })
+            // A CALLRESULTERROR answers a CALLRESULT of ours, never a call: the processor's.
+            Ok(Frame::Call { .. } | Frame::Send { .. } | Frame::CallResultError { .. })
             | Err(FrameError::UnknownMessageType { .. }) => {
                 return Transition::Continue;
             }
@@ -241,11 +224,6 @@ fn journal_answer(
             payload: payload.get(),
         },
         CallOutcome::Error {
-            code,
-            description,
-            details,
-        }
-        | CallOutcome::ResultError {
             code,
             description,
             details,

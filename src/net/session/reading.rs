@@ -216,12 +216,12 @@ impl Connection {
         Consumed::All(used)
     }
 
-    /// Whether the message this final frame completes is a CALL or a SEND (a peek at its first bytes,
-    /// unmasked on the side; for a fragmented message, at the part already held).
+    /// Whether the message this final frame completes counts as a CALL ([`starts_a_call`]: a
+    /// peek at its first bytes, unmasked on the side; for a fragmented message, at the part
+    /// already held).
     pub(super) fn is_call(&self, header: &websocket::Header, frame: &[u8]) -> bool {
         if let Some(held) = self.session().and_then(|s| s.message.as_ref()) {
-            return std::str::from_utf8(&held.as_slice()[..held.len().min(16)])
-                .is_ok_and(|start| matches!(rpc::message_type(start), Some(2 | 6)));
+            return starts_a_call(&held.as_slice()[..held.len().min(16)]);
         }
         let payload = &frame[header.payload()];
         let mut start = [0u8; 16];
@@ -230,12 +230,7 @@ impl Connection {
         if let Some(mask) = header.mask {
             websocket::apply_mask(&mut start[..n], mask);
         }
-        let text = match std::str::from_utf8(&start[..n]) {
-            Ok(text) => text,
-            Err(e) => std::str::from_utf8(&start[..e.valid_up_to()]).unwrap_or(""),
-        };
-        // 2.1's SEND counts like a CALL (rate limit, pipelining): it is answered with nothing.
-        matches!(rpc::message_type(text), Some(2 | 6))
+        starts_a_call(&start[..n])
     }
 
     /// `ocpp.max_calls_per_second` (GCRA: each CALL moves the session's theoretical arrival
@@ -495,4 +490,17 @@ impl Connection {
             Phase::Closing(s) => s.closing.unwrap_or(CloseCause::PeerClosed),
         })
     }
+}
+
+/// Whether a message counts as a CALL (rate limit, pipelining) by its first bytes: everything
+/// but an answer (CALLRESULT, CALLERROR, 2.1's CALLRESULTERROR) does, 2.1's SEND and anything
+/// the peek cannot read among them, so neither leading whitespace nor a multibyte character
+/// cut at the end of the peek hides a CALL from the limit (what is not a message at all costs
+/// the processor a parse too).
+pub(super) fn starts_a_call(start: &[u8]) -> bool {
+    let text = match std::str::from_utf8(start) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&start[..e.valid_up_to()]).unwrap_or(""),
+    };
+    !matches!(rpc::message_type(text), Some(3..=5))
 }

@@ -412,3 +412,30 @@ fn an_accepted_charge_points_heartbeat_is_answered_here_and_handed_on() {
     assert!(h.sent().is_empty());
     assert_eq!(h.messages().len(), 1);
 }
+
+#[test]
+fn every_message_but_an_answer_counts_as_a_call_for_the_rate_limit() {
+    use super::reading::starts_a_call;
+    for call in [
+        &b"[2,\"1\",\"Heartbeat\",{}]"[..],
+        b"[6,\"s\",\"NotifyPeriodicEventStream\"",
+        // Padding or a character cut at the end of the peek cannot hide a CALL.
+        b"                [2,\"1\"",
+        b"[2,\"aaaaaaaaaa\xc3",
+        b"\xff\xfe",
+        b"",
+    ] {
+        assert!(starts_a_call(call), "{}", String::from_utf8_lossy(call));
+    }
+    for answer in [
+        &b"[3,\"1\",{}]"[..],
+        b" [4,\"1\",\"InternalError\"",
+        b"[5,\"aaaaaaaaaa\xc3",
+    ] {
+        assert!(
+            !starts_a_call(answer),
+            "{}",
+            String::from_utf8_lossy(answer)
+        );
+    }
+}

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 use super::*;
 use crate::policy::{IdTags, Identities};
 use crate::security::Auth;
-use crate::types::CloseReason;
+use crate::types::{CloseReason, Version};
 use ocpp::v201::Part;
 
 const NOW: &str = "2026-12-06T11:00:00Z";
@@ -469,6 +469,28 @@ fn sign_certificate_checks_signs_and_says_why_not() {
         assert_eq!(answer["statusInfo"]["reasonCode"], code);
         assert!(state.follow_up.is_none());
     }
+    // 2.1: the request's id comes back with the certificate; a request without a type is for
+    // this connection too.
+    let mut state21 = ChargePointState {
+        version: Version::V21,
+        ..state.clone()
+    };
+    let request = json!({"csr": testing::csr("CP1"), "requestId": 42});
+    assert_eq!(sign(&policy, &mut state21, request)["status"], "Accepted");
+    let follow_up = state21.follow_up.take().expect("CertificateSigned follows");
+    let payload: Value = serde_json::from_str(follow_up.payload.get()).unwrap();
+    assert_eq!(payload["requestId"], 42);
+    v201::check_in(
+        v201::Edition::V21,
+        Action::CertificateSigned,
+        Part::Request,
+        follow_up.payload.get(),
+    )
+    .expect("a valid 2.1 CertificateSigned");
+    let request = json!({"csr": testing::csr("CP1"), "certificateType": "V2G20Certificate"});
+    let answer = sign(&policy, &mut state21, request);
+    assert_eq!(answer["statusInfo"]["reasonCode"], "UnsupportedCertType");
+    assert!(state21.follow_up.is_none());
     policy.signing = handlers::Signer::Off;
     let answer = sign(&policy, &mut state, good);
     assert_eq!(answer["statusInfo"]["reasonCode"], "NoCA");

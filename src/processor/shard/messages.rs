@@ -51,22 +51,11 @@ impl Shard {
                     action: &action,
                     payload,
                 };
-                // The open streams, copied to the stack (no allocation per SEND): the shard is
-                // borrowed again below.
-                let mut streams = [0u32; handlers::MAX_STREAMS];
-                let kept = entry
-                    .state
-                    .v201
-                    .as_ref()
-                    .map_or(&[][..], |v| &v.streams[..]);
-                let open = kept.len().min(streams.len());
-                streams[..open].copy_from_slice(&kept[..open]);
-                let streams = &streams[..open];
-                self.send_message(cp, &sent, out.writer.as_deref_mut(), (accepted, streams));
+                self.send(cp, &sent, out.writer.as_deref_mut());
                 replies.none(conn, accepted)
             }
             // Answers to our CALLs are matched by the loop that sent them; a CALLRESULTERROR
-            // about one of our answers is logged.
+            // (2.1: the station could not process our answer to its CALL) is counted and logged.
             Ok(Frame::CallResult { .. } | Frame::CallError { .. }) => replies.none(conn, accepted),
             Ok(Frame::CallResultError {
                 unique_id,
@@ -74,7 +63,18 @@ impl Shard {
                 description,
                 ..
             }) => {
-                warn!("cp={cp} could not process our answer {unique_id:?}: {code}: {description}");
+                self.stats().call_result_errors_received.inc();
+                if self
+                    .warnings
+                    .allow(self.origin.elapsed().as_millis() as u64)
+                {
+                    warn!(
+                        "cp={cp} could not process our answer to its call {:?}: {}: {}",
+                        rpc::capped(&unique_id),
+                        rpc::capped(&code),
+                        rpc::capped(&description)
+                    );
+                }
                 replies.none(conn, accepted)
             }
             Err(error) => self.unusable(conn, cp, error, replies, (accepted, version)),
@@ -228,45 +228,27 @@ impl Shard {
         );
     }
 
-    /// A 2.1 SEND of an accepted station: checked against its schema, journaled (and published
-    /// with `kafka.raw_frames`), never answered; a SEND that is not one or breaks its schema is
-    /// counted and logged within the warning budget.
-    fn send_message(
+    /// A 2.1 SEND of an accepted station: checked against its schema and its stream, journaled
+    /// within the charge point's journal allowance like a CALL (and published with
+    /// `kafka.raw_frames`), never answered; a SEND that is not one, breaks its schema or names
+    /// a stream not open is counted and logged within the warning budget.
+    fn send(
         &mut self,
         cp: &ChargePointId,
         sent: &Sent<'_>,
         writer: Option<&mut (dyn EventWriter + 'static)>,
-        (accepted, streams): (bool, &[u32]),
     ) {
-        let checked = match v201::Action::parse(sent.action).filter(|a| a.is_send()) {
-            Some(action) if accepted => v201::check_in(
-                v201::Edition::V21,
-                action,
-                v201::Part::Request,
-                sent.payload.get(),
-            )
-            .and_then(|()| {
-                // NotifyPeriodicEventStream belongs to a stream the station opened.
-                let stream = serde_json::from_str::<SendStream>(sent.payload.get()).map(|s| s.id);
-                match stream {
-                    Ok(id) if streams.contains(&id) => Ok(()),
-                    _ => Err(Invalid {
-                        code: rpc::CallErrorCode::PropertyConstraintViolation,
-                        description: "the stream was not opened on this connection".into(),
-                    }),
-                }
-            }),
-            Some(_) => Err(Invalid {
-                code: rpc::CallErrorCode::SecurityError,
-                description: "a SEND before the station was accepted".into(),
-            }),
-            None => Err(Invalid {
-                code: rpc::CallErrorCode::NotImplemented,
-                description: format!("{:?} is not a SEND of OCPP 2.1", rpc::capped(sent.action)),
-            }),
+        let Some(entry) = self.charge_points.get_mut(cp) else {
+            return;
         };
-        if let Err(invalid) = checked {
-            self.stats().unanswerable_frames.inc();
+        let accepted = entry.state.registration == Registration::Accepted;
+        let streams = entry
+            .state
+            .v201
+            .as_ref()
+            .map_or(&[][..], |v| &v.streams[..]);
+        if let Err(invalid) = check_send(sent, accepted, streams) {
+            self.stats.processors[self.index].unanswerable_frames.inc();
             if self
                 .warnings
                 .allow(self.origin.elapsed().as_millis() as u64)
@@ -278,33 +260,45 @@ impl Shard {
             }
             return;
         }
-        self.stats().sends_received.inc();
-        if let Some(writer) = writer {
-            let at = SystemTime::now();
-            writer.record(&Event {
+        self.stats.processors[self.index].sends_received.inc();
+        let Some(writer) = writer else {
+            return;
+        };
+        let at = SystemTime::now();
+        let integrates = writer.integrates();
+        let mut journaling = Journaling {
+            writer,
+            rule: self.journal_rule,
+            now_ms: self.origin.elapsed().as_millis() as u64,
+            stats: &self.stats.processors[self.index],
+        };
+        let line = Event {
+            at,
+            cp,
+            kind: EventKind::CallIn {
+                unique_id: sent.unique_id,
+                action: sent.action,
+                payload: Body::Whole(sent.payload.get()),
+            },
+        };
+        let before = journaling.stats.journal_lines_suppressed.get();
+        journaling.record(&mut entry.journal, &line, false);
+        entry.seen.journal_suppressed += journaling.stats.journal_lines_suppressed.get() - before;
+        if integrates {
+            // Published like 2.1's other new messages (`charge_point.message`), unanswered;
+            // what a message means is never left out by the allowance.
+            journaling.writer.record(&Event {
                 at,
                 cp,
-                kind: EventKind::CallIn {
+                kind: EventKind::Accepted201 {
                     unique_id: sent.unique_id,
-                    action: sent.action,
-                    payload: Body::Whole(sent.payload.get()),
+                    version: Version::V21,
+                    action: v201::Action::NotifyPeriodicEventStream,
+                    request: sent.payload.get(),
+                    answer: "",
+                    previous_status: None,
                 },
             });
-            if writer.integrates() {
-                // Published like 2.1's other new messages (`charge_point.message`), unanswered.
-                writer.record(&Event {
-                    at,
-                    cp,
-                    kind: EventKind::Accepted201 {
-                        unique_id: sent.unique_id,
-                        version: Version::V21,
-                        action: v201::Action::NotifyPeriodicEventStream,
-                        request: sent.payload.get(),
-                        answer: "",
-                        previous_status: None,
-                    },
-                });
-            }
         }
     }
 
@@ -426,6 +420,37 @@ struct Sent<'a> {
     unique_id: &'a str,
     action: &'a str,
     payload: &'a RawValue,
+}
+
+/// Whether a SEND may be kept: one of 2.1's SENDs, from an accepted station, valid by its
+/// schema, for a stream the station opened on this connection.
+fn check_send(sent: &Sent<'_>, accepted: bool, streams: &[u32]) -> Result<(), Invalid> {
+    let Some(action) = v201::Action::parse(sent.action).filter(|a| a.is_send()) else {
+        return Err(Invalid {
+            code: rpc::CallErrorCode::NotImplemented,
+            description: format!("{:?} is not a SEND of OCPP 2.1", rpc::capped(sent.action)),
+        });
+    };
+    if !accepted {
+        return Err(Invalid {
+            code: rpc::CallErrorCode::SecurityError,
+            description: "a SEND before the station was accepted".into(),
+        });
+    }
+    v201::check_in(
+        v201::Edition::V21,
+        action,
+        v201::Part::Request,
+        sent.payload.get(),
+    )?;
+    // NotifyPeriodicEventStream belongs to a stream the station opened.
+    match serde_json::from_str::<SendStream>(sent.payload.get()) {
+        Ok(stream) if streams.contains(&stream.id) => Ok(()),
+        _ => Err(Invalid {
+            code: rpc::CallErrorCode::PropertyConstraintViolation,
+            description: "the stream was not opened on this connection".into(),
+        }),
+    }
 }
 
 /// The stream a NotifyPeriodicEventStream belongs to.
