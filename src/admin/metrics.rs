@@ -307,7 +307,6 @@ fn messages(o: &mut Out, s: &StatsSnapshot) {
             );
         }
     }
-    messages_v201(o, s);
     let unknown = s
         .calls_in_by_action
         .get(Action::ALL.len())
@@ -332,6 +331,7 @@ fn messages(o: &mut Out, s: &StatsSnapshot) {
             );
         }
     }
+    messages_v201(o, s);
     o.family(
         "ocpp_gateway_call_errors_sent_total",
         "counter",
@@ -366,7 +366,8 @@ fn messages(o: &mut Out, s: &StatsSnapshot) {
     );
 }
 
-/// CALLs of OCPP 2.0.1 stations by action (`unknown`: a name 2.0.1 does not have).
+/// CALLs of OCPP 2.0.1 and 2.1 stations by action, 2.1's own among them (`unknown`: a name
+/// neither has).
 fn messages_v201(o: &mut Out, s: &StatsSnapshot) {
     use ocpp::v201::Action as V201;
     o.family(
@@ -375,12 +376,7 @@ fn messages_v201(o: &mut Out, s: &StatsSnapshot) {
         "OCPP 2.0.1 and 2.1 CALLs (and 2.1 SENDs) from stations by action.",
     );
     let count = |slot: usize| s.calls_in_by_action_v201.get(slot).copied().unwrap_or(0);
-    let in_201 = |a: &V201| a.in_edition(ocpp::v201::Edition::V201);
-    for action in V201::ALL
-        .into_iter()
-        .filter(in_201)
-        .filter(|a| a.from_station())
-    {
+    for action in V201::ALL.into_iter().filter(|a| a.from_station()) {
         let labels = [("action", action.as_str())];
         o.sample(
             "ocpp_gateway_v201_messages_total",
@@ -399,11 +395,7 @@ fn messages_v201(o: &mut Out, s: &StatsSnapshot) {
         "counter",
         "OCPP 2.0.1 and 2.1 CALLs sent to stations (operator API, commands topic) by action.",
     );
-    for action in V201::ALL
-        .into_iter()
-        .filter(in_201)
-        .filter(|a| a.from_csms())
-    {
+    for action in V201::ALL.into_iter().filter(|a| a.from_csms()) {
         let n = s
             .calls_out_by_action_v201
             .get(action.index())
@@ -686,8 +678,10 @@ mod tests {
     use crate::stats::Stats;
 
     #[test]
-    fn every_sample_line_belongs_to_a_declared_family() {
+    fn every_sample_line_follows_its_own_family_declaration() {
         let stats = Stats::new(2, 2);
+        let settlement = ocpp::v201::Action::NotifySettlement;
+        stats.processor_labelled[0].calls_by_action_v201[settlement.index()].add(2);
         stats.loops[0].pings_sent.add(3);
         stats.processor_labelled[1]
             .processing
@@ -701,10 +695,13 @@ mod tests {
             },
         );
         let mut declared = std::collections::HashSet::new();
+        // Exposition format: a family's samples follow its declaration, all together.
+        let mut current = String::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let name = rest.split(' ').next().unwrap();
                 assert!(declared.insert(name.to_owned()), "{name} declared twice");
+                current = name.to_owned();
                 continue;
             }
             if line.starts_with('#') {
@@ -718,11 +715,16 @@ mod tests {
                         .filter(|base| declared.contains(*base))
                 })
                 .unwrap_or(name);
-            assert!(declared.contains(family), "{line}: no # TYPE for {family}");
+            assert_eq!(family, current, "{line}: not under its own # TYPE");
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
         assert!(text.contains("ocpp_gateway_pings_sent_total 3\n"), "{text}");
+        // 2.1's own actions are counted too.
+        assert!(
+            text.contains("ocpp_gateway_v201_messages_total{action=\"NotifySettlement\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("ocpp_gateway_processing_seconds_bucket{le=\"0.0001\"} 1\n"));
         assert!(text.contains("ocpp_gateway_processing_seconds_bucket{le=\"0.00005\"} 0\n"));
         assert!(text.contains("ocpp_gateway_processing_seconds_count 1\n"));

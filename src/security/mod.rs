@@ -77,6 +77,13 @@ impl Security {
             }
             _ => None,
         };
+        if !s.client_crl.is_empty() && !terminated.contains(&Profile::MutualTls) {
+            // Offloaded profile 3 listeners: revocation is the balancer's (its crl-file).
+            warn!(
+                "security.client_crl is set but no profile 3 listener does its own TLS: it is \
+                 not checked here (behind a balancer doing TLS, revocation is its crl-file)"
+            );
+        }
         let tls = if !terminated.is_empty() {
             let files = TlsFiles {
                 certs: s.tls_certs.clone(),

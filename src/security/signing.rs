@@ -44,6 +44,8 @@ pub enum CsrRefusal {
     CertificateType,
     Signing,
     NoAuthority,
+    /// The CA's own certificate has expired.
+    AuthorityExpired,
     NotAuthenticated,
 }
 
@@ -74,6 +76,7 @@ impl CsrRefusal {
             }
             CsrRefusal::Signing => "the certificate could not be made",
             CsrRefusal::NoAuthority => "no certificate authority is configured",
+            CsrRefusal::AuthorityExpired => "the gateway's certificate authority has expired",
             CsrRefusal::NotAuthenticated => {
                 "the connection did not authenticate (security profile 0): no certificate"
             }
@@ -91,6 +94,7 @@ impl CsrRefusal {
             CsrRefusal::CertificateType => "UnsupportedCertType",
             CsrRefusal::Signing => "InternalError",
             CsrRefusal::NoAuthority => "NoCA",
+            CsrRefusal::AuthorityExpired => "CAExpired",
             CsrRefusal::NotAuthenticated => "NotAuthenticated",
         }
     }
@@ -318,6 +322,11 @@ impl CertificateAuthority {
         })
     }
 
+    /// The CA's own notAfter: nothing it signs lasts longer.
+    pub fn not_after(&self) -> SystemTime {
+        self.ca_not_after
+    }
+
     /// Signs `csr` at `now` with `serial` (16 random bytes; the top bit is cleared so the
     /// number stays positive).
     pub fn sign(
@@ -335,6 +344,10 @@ impl CertificateAuthority {
         name.push(DnType::CommonName, csr.common_name.as_str());
         params.distinguished_name = name;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
+        // An expired CA signs nothing (a certificate it signed would end before it began).
+        if self.ca_not_after <= now {
+            return Err(CsrRefusal::AuthorityExpired);
+        }
         let not_after = (now + self.validity).min(self.ca_not_after);
         params.not_before = at(now - BACKDATE)?;
         params.not_after = at(not_after)?;
@@ -490,6 +503,12 @@ mod tests {
         let der = leaf(&signed.chain);
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
         assert_eq!(cert.validity().not_after.timestamp(), ca_end as i64);
+        let after = SystemTime::UNIX_EPOCH + Duration::from_secs(ca_end);
+        assert_eq!(
+            ca.sign(&checked, after, [0x42; 16]).unwrap_err(),
+            CsrRefusal::AuthorityExpired,
+            "an expired CA signs nothing"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

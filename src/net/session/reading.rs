@@ -493,14 +493,22 @@ impl Connection {
 }
 
 /// Whether a message counts as a CALL (rate limit, pipelining) by its first bytes: everything
-/// but an answer (CALLRESULT, CALLERROR, 2.1's CALLRESULTERROR) does, 2.1's SEND and anything
-/// the peek cannot read among them, so neither leading whitespace nor a multibyte character
-/// cut at the end of the peek hides a CALL from the limit (what is not a message at all costs
-/// the processor a parse too).
+/// but an answer to a call of ours (CALLRESULT, CALLERROR, which the loop matches itself) does:
+/// 2.1's SEND and CALLRESULTERROR (both go to the processor), and anything the peek cannot read
+/// whole. The type is an answer's only when a character follows its digits within the peek,
+/// so neither leading whitespace, nor a multibyte character cut at the end of the peek, nor a
+/// `[3` that goes on as `[30` hides a CALL from the limit.
 pub(super) fn starts_a_call(start: &[u8]) -> bool {
+    const SPACE: [char; 4] = [' ', '\t', '\n', '\r'];
     let text = match std::str::from_utf8(start) {
         Ok(text) => text,
         Err(e) => std::str::from_utf8(&start[..e.valid_up_to()]).unwrap_or(""),
     };
-    !matches!(rpc::message_type(text), Some(3..=5))
+    let Some(rest) = text.trim_start_matches(SPACE).strip_prefix('[') else {
+        return true;
+    };
+    let rest = rest.trim_start_matches(SPACE);
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let answer = digits < rest.len() && matches!(&rest[..digits], "3" | "4");
+    !answer
 }

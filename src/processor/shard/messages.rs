@@ -182,13 +182,7 @@ impl Shard {
         if resent {
             stats.processors[self.index].transaction_events_resent.inc();
         }
-        // 2.1's NotifySettlement is billing too (a payment settled).
-        let billing = (known.is_some_and(is_billing)
-            || matches!(
-                known201,
-                Some(v201::Action::TransactionEvent | v201::Action::NotifySettlement)
-            ))
-            && error.is_none();
+        let billing = error.is_none() && kept_like_billing(&self.policy, &call);
         // Billing answers wait until every place that keeps them has them (the sinks, the
         // state file) when asked to; errors never need to.
         let holds_state = billing && self.state.as_ref().is_some_and(StateSender::holds);
@@ -603,4 +597,20 @@ fn send_or_hold(
         state.hold(held, &answer);
     }
     replies.discard(sealed);
+}
+
+/// Whether an answered CALL is kept like billing: its answer held until every place that keeps
+/// it has it (with `events.ack_after_write`), its journal lines never left out. Billing itself
+/// (transactions, meter values, 2.1's NotifySettlement: a payment settled), and a CSR for the
+/// backend to sign: the station, told Accepted, waits for a certificate that only the published
+/// request can bring.
+pub(super) fn kept_like_billing(policy: &Policy, call: &CallIn<'_>) -> bool {
+    let signing = call.known == Some(Action::SignCertificate)
+        || call.known201 == Some(v201::Action::SignCertificate);
+    call.known.is_some_and(is_billing)
+        || matches!(
+            call.known201,
+            Some(v201::Action::TransactionEvent | v201::Action::NotifySettlement)
+        )
+        || (signing && matches!(policy.signing, handlers::Signer::Backend))
 }

@@ -179,6 +179,8 @@ pub struct Shard {
     forgotten: Vec<ChargePointId>,
     /// `[cluster]`: where connects and disconnects go (the Redis registry).
     cluster: Option<ClusterSender>,
+    /// The log was told that the CA ends within the renewal window.
+    ca_ending_told: bool,
 }
 
 impl Shard {
@@ -208,6 +210,7 @@ impl Shard {
             touched: Vec::new(),
             forgotten: Vec::new(),
             cluster: None,
+            ca_ending_told: false,
         }
     }
 

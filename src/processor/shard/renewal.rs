@@ -1,6 +1,6 @@
 //! Client certificates coming due: the connected charge points whose certificate (seen at
 //! their profile 3 handshake) expires within `security.renew_before` are counted, and with
-//! `security.renewals_per_minute` asked to renew it, a few at a time: ExtendedTriggerMessage
+//! `security.renewals_per_scan` asked to renew it, a few at a time: ExtendedTriggerMessage
 //! SignChargePointCertificate (1.6 security extension), TriggerMessage
 //! SignChargingStationCertificate (2.0.1). The charge point then sends SignCertificate, which
 //! the handlers answer as any other.
@@ -35,6 +35,26 @@ impl Shard {
         due: i64,
         mut budget: usize,
     ) -> Vec<(ConnId, ChargePointId, Box<FollowUp>)> {
+        // A CA that ends within the window would sign certificates due at once: asking would
+        // go round again after every renewal until the CA is replaced. Counted, not asked.
+        if let handlers::Signer::Ca(ca) = &self.policy.signing {
+            let ca_end = ca
+                .not_after()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if i64::try_from(ca_end).unwrap_or(i64::MAX) <= due && budget > 0 {
+                budget = 0;
+                if !self.ca_ending_told {
+                    self.ca_ending_told = true;
+                    warn!(
+                        "processor={} security.ca_cert ends within security.renew_before: no \
+                         renewals asked (its certificates could not outlive it); give the \
+                         gateway a new sub-CA",
+                        self.index
+                    );
+                }
+            }
+        }
         let mut expiring = 0;
         let mut calls = Vec::new();
         for (cp, entry) in &mut self.charge_points {

@@ -319,6 +319,31 @@ fn certificates_coming_due_are_counted_and_each_asked_about_once() {
 }
 
 #[test]
+fn no_renewal_is_asked_while_the_ca_itself_ends_within_the_window() {
+    let mut policy = Policy::accept_all(300);
+    let ca = crate::security::signing::testing::authority("renewal-window");
+    policy.signing = handlers::Signer::Ca(Arc::new(ca));
+    let shard = Shard::new(0, Arc::new(policy), Arc::new(Stats::new(1, 1)), 10, false);
+    let mut rig = Rig::new(shard);
+    rig.connect_certified("CP1", conn(1), 1, ("01", 1_000));
+    rig.boot("CP1", conn(1));
+    // The test CA ends in the year 4096: a window reaching past it.
+    let beyond_the_ca = 100_000_000_000;
+    assert!(rig.shard.certificates_due(beyond_the_ca, 10).is_empty());
+    assert_eq!(
+        rig.shard.stats().certificates_expiring.get(),
+        1,
+        "still counted"
+    );
+    assert_eq!(rig.shard.stats().renewals_triggered.get(), 0);
+    assert_eq!(
+        rig.shard.certificates_due(5_000, 10).len(),
+        1,
+        "asked within it"
+    );
+}
+
+#[test]
 fn a_boot_notification_is_answered_and_accepts_the_charge_point() {
     let mut rig = Rig::new(shard(10));
     rig.connect("CP1", conn(1), 1);
@@ -640,4 +665,32 @@ fn restoring_more_than_the_limit_forgets_the_oldest() {
     ];
     let shard = shard(1).with_state(None, restored);
     assert_eq!(ids(&shard), ["new"]);
+}
+
+#[test]
+fn a_csr_for_the_backend_is_kept_like_billing() {
+    let payload = RawValue::from_string(r#"{"csr":"x"}"#.to_owned()).unwrap();
+    let call = |known, known201| CallIn {
+        at: SystemTime::now(),
+        unique_id: "1",
+        action: "SignCertificate",
+        known,
+        known201,
+        previous201: None,
+        version: Version::V16,
+        payload: &payload,
+    };
+    let mut policy = Policy::accept_all(300);
+    let v16 = call(Some(Action::SignCertificate), None);
+    let v201 = call(None, Some(v201::Action::SignCertificate));
+    assert!(!messages::kept_like_billing(&policy, &v16), "signing off");
+    policy.signing = handlers::Signer::Backend;
+    assert!(messages::kept_like_billing(&policy, &v16));
+    assert!(messages::kept_like_billing(&policy, &v201));
+    let heartbeat = call(Some(Action::Heartbeat), None);
+    assert!(!messages::kept_like_billing(&policy, &heartbeat));
+    assert!(messages::kept_like_billing(
+        &policy,
+        &call(Some(Action::StopTransaction), None)
+    ));
 }
