@@ -45,6 +45,8 @@ pub const DEFAULT_TLS_TICKET_LIFETIME: Duration = Duration::from_secs(12 * 3600)
 pub const DEFAULT_CERTIFICATE_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
 pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 pub const DEFAULT_CERTIFICATE_SCAN: Duration = Duration::from_secs(60);
+/// Certificates the gateway's CA signs per second, the whole gateway (a second's worth at once).
+pub const DEFAULT_SIGNINGS_PER_SECOND: u32 = 20;
 pub const DEFAULT_MIN_PROFILE: Profile = Profile::Unsecured;
 pub const DEFAULT_LOCKOUT_FAILURES: u32 = 10;
 pub const DEFAULT_LOCKOUT_WINDOW: Duration = Duration::from_secs(60);
@@ -286,6 +288,10 @@ pub struct SecurityConfig {
     pub renew_before: Duration,
     /// Renewals the gateway asks for itself per scan, across its processors (0: none).
     pub renewals_per_scan: u32,
+    /// SignCertificate requests the gateway's CA takes per second (a second's worth at once);
+    /// beyond that they are Rejected, to be sent again: CSR checks and signatures (an RSA-4096
+    /// sub-CA's take milliseconds) never crowd out the processors' other work.
+    pub signings_per_second: u32,
     /// How often the certificates coming due are recounted (and renewals asked).
     pub certificate_scan: Duration,
 }

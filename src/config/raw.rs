@@ -99,6 +99,7 @@ pub struct RawSecurity {
     pub certificate_validity: Option<String>,
     pub renew_before: Option<String>,
     pub renewals_per_scan: Option<u32>,
+    pub signings_per_second: Option<u32>,
     pub certificate_scan: Option<String>,
 }
 

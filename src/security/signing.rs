@@ -12,6 +12,7 @@
 //! purpose) refuses the request.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
@@ -46,6 +47,8 @@ pub enum CsrRefusal {
     NoAuthority,
     /// The CA's own certificate has expired.
     AuthorityExpired,
+    /// More requests than `security.signings_per_second`: to be sent again.
+    Busy,
     NotAuthenticated,
 }
 
@@ -77,6 +80,10 @@ impl CsrRefusal {
             CsrRefusal::Signing => "the certificate could not be made",
             CsrRefusal::NoAuthority => "no certificate authority is configured",
             CsrRefusal::AuthorityExpired => "the gateway's certificate authority has expired",
+            CsrRefusal::Busy => {
+                "the gateway signs only security.signings_per_second certificates a second: \
+                 send the request again later"
+            }
             CsrRefusal::NotAuthenticated => {
                 "the connection did not authenticate (security profile 0): no certificate"
             }
@@ -95,6 +102,7 @@ impl CsrRefusal {
             CsrRefusal::Signing => "InternalError",
             CsrRefusal::NoAuthority => "NoCA",
             CsrRefusal::AuthorityExpired => "CAExpired",
+            CsrRefusal::Busy => "TooManyRequests",
             CsrRefusal::NotAuthenticated => "NotAuthenticated",
         }
     }
@@ -258,6 +266,50 @@ pub struct CertificateAuthority {
     /// The CA's own notAfter: nothing it signs outlives it (a chain is good only while every
     /// certificate in it is).
     ca_not_after: SystemTime,
+    /// How fast it takes requests, whichever processor asks.
+    pace: Pace,
+}
+
+/// At most `per_second` requests a second, a second's worth at once: a generic cell rate
+/// algorithm on the requests' own time, its one number (the theoretical arrival time of the
+/// next request) an atomic that every processor moves.
+#[derive(Debug)]
+struct Pace {
+    interval_us: u64,
+    /// How far ahead of the clock the theoretical arrival time may run (the burst).
+    ahead_us: u64,
+    next_us: AtomicU64,
+}
+
+impl Pace {
+    fn new(per_second: u32) -> Pace {
+        let interval_us = 1_000_000 / u64::from(per_second.max(1));
+        Pace {
+            interval_us,
+            ahead_us: interval_us * u64::from(per_second.max(1)).saturating_sub(1),
+            next_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a request at `now_us` (microseconds since the epoch) may go on.
+    fn admit(&self, now_us: u64) -> bool {
+        let mut next = self.next_us.load(Ordering::Relaxed);
+        loop {
+            let from = next.max(now_us);
+            if from - now_us > self.ahead_us {
+                return false;
+            }
+            match self.next_us.compare_exchange_weak(
+                next,
+                from + self.interval_us,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => next = actual,
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -319,7 +371,27 @@ impl CertificateAuthority {
             chain,
             validity,
             ca_not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(ca_not_after),
+            pace: Pace::new(crate::config::DEFAULT_SIGNINGS_PER_SECOND),
         })
+    }
+
+    /// The same CA taking at most `per_second` requests a second
+    /// (`security.signings_per_second`).
+    pub fn paced(mut self, per_second: u32) -> Self {
+        self.pace = Pace::new(per_second);
+        self
+    }
+
+    /// A request at `now` may be checked and signed, or the CA is busy (its pace is spent).
+    pub fn admit(&self, now: SystemTime) -> Result<(), CsrRefusal> {
+        let now_us = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        if self.pace.admit(now_us) {
+            Ok(())
+        } else {
+            Err(CsrRefusal::Busy)
+        }
     }
 
     /// The CA's own notAfter: nothing it signs lasts longer.
@@ -473,6 +545,30 @@ mod tests {
             .unwrap()
             .unwrap()
             .to_vec()
+    }
+
+    #[test]
+    fn the_pace_takes_a_seconds_worth_at_once_then_one_per_interval() {
+        let pace = Pace::new(4); // one per 250 ms, four at once
+        let t = 1_000_000_000_000u64;
+        assert!((0..4).all(|_| pace.admit(t)), "a second's worth at once");
+        assert!(!pace.admit(t), "then busy");
+        assert!(!pace.admit(t + 200_000));
+        assert!(pace.admit(t + 250_000), "one interval later, one more");
+        assert!(!pace.admit(t + 250_000));
+        // A clock that steps back does not open the gate.
+        assert!(!pace.admit(t - 10_000_000));
+        // A quiet while refills the burst, not more.
+        let later = t + 60_000_000;
+        assert!((0..4).all(|_| pace.admit(later)));
+        assert!(!pace.admit(later));
+        let (ca, _, dir) = authority("paced");
+        let ca = ca.paced(1);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(ca.admit(now), Ok(()));
+        assert_eq!(ca.admit(now), Err(CsrRefusal::Busy));
+        assert_eq!(ca.admit(now + Duration::from_secs(1)), Ok(()));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -446,7 +446,8 @@ impl Server {
                 key,
                 validity,
             } => {
-                let ca = CertificateAuthority::load(cert, key, *validity)?;
+                let ca = CertificateAuthority::load(cert, key, *validity)?
+                    .paced(config.security.signings_per_second);
                 info!("charge point certificates signed by {}", cert.display());
                 Signer::Ca(Arc::new(ca))
             }

@@ -76,6 +76,11 @@ pub(super) fn security(
             s.renewals_per_scan.unwrap_or(0),
             0..=100_000,
         )?,
+        signings_per_second: check.within(
+            "security.signings_per_second",
+            s.signings_per_second.unwrap_or(DEFAULT_SIGNINGS_PER_SECOND),
+            1..=100_000,
+        )?,
         certificate_scan: check.duration_min(
             "security.certificate_scan",
             s.certificate_scan,

@@ -491,6 +491,17 @@ fn sign_certificate_checks_signs_and_says_why_not() {
     let answer = sign(&policy, &mut state21, request);
     assert_eq!(answer["statusInfo"]["reasonCode"], "UnsupportedCertType");
     assert!(state21.follow_up.is_none());
+    // Past the CA's pace: Rejected, to be sent again.
+    let paced = testing::authority("handlers-v201-paced").paced(1);
+    policy.signing = handlers::Signer::Ca(Arc::new(paced));
+    assert_eq!(
+        sign(&policy, &mut state, good.clone())["status"],
+        "Accepted"
+    );
+    state.follow_up = None;
+    let answer = sign(&policy, &mut state, good.clone());
+    assert_eq!(answer["statusInfo"]["reasonCode"], "TooManyRequests");
+    assert!(state.follow_up.is_none());
     policy.signing = handlers::Signer::Off;
     let answer = sign(&policy, &mut state, good);
     assert_eq!(answer["statusInfo"]["reasonCode"], "NoCA");
