@@ -10,8 +10,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use common::*;
 use serde_json::{Value, json};
@@ -36,14 +35,9 @@ struct Told {
     count: usize,
 }
 
-struct Shared {
-    told: Mutex<Told>,
-    grew: Condvar,
-}
-
 /// Runs `PER_THREAD` charge points on one connection each: boot, then StartTransaction and
 /// StopTransaction on every one of them at once, round after round, until the gateway is gone.
-fn charge_points(addr: SocketAddr, thread: usize, shared: Arc<Shared>) {
+fn charge_points(addr: SocketAddr, thread: usize, shared: Arc<Tally<Told>>) {
     let mut clients = Vec::new();
     for n in 0..PER_THREAD {
         let id = format!("CP-K{thread}-{n:02}");
@@ -62,12 +56,7 @@ fn charge_points(addr: SocketAddr, thread: usize, shared: Arc<Shared>) {
                 Some(tx) => ("StopTransaction", tx),
             };
             // Unanswered from the moment it may reach the gateway.
-            shared
-                .told
-                .lock()
-                .unwrap()
-                .unanswered
-                .insert(id.clone(), sent);
+            shared.lock().unanswered.insert(id.clone(), sent);
             let message = match open[i] {
                 None => json!([2, format!("r{round}"), "StartTransaction",
                     {"connectorId": 1, "idTag": "TAG1", "meterStart": round,
@@ -102,11 +91,11 @@ fn charge_points(addr: SocketAddr, thread: usize, shared: Arc<Shared>) {
                     ("StopTransaction", tx)
                 }
             };
-            let mut told = shared.told.lock().unwrap();
+            let mut told = shared.lock();
             told.unanswered.remove(id);
             told.acks.entry(id.clone()).or_default().push(acked);
             told.count += 1;
-            shared.grew.notify_all();
+            shared.ring();
         }
     }
 }
@@ -136,40 +125,13 @@ fn journaled(path: &Path) -> (HashSet<i64>, HashSet<i64>) {
 /// Runs the charge points against the gateway on `config`, kills it with SIGKILL once they
 /// have a random number of answers, and returns what they were told.
 fn run_and_kill(config: &Path) -> Told {
-    let gateway = Running(Some(GatewayProcess::start(config)));
-    let addr = gateway.0.as_ref().map(|g| g.addr).expect("running");
-    let shared = Arc::new(Shared {
-        told: Mutex::new(Told::default()),
-        grew: Condvar::new(),
-    });
-    let threads: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let shared = Arc::clone(&shared);
-            std::thread::spawn(move || charge_points(addr, t, shared))
-        })
-        .collect();
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as usize);
-    let target = 300 + seed % 900;
-    eprintln!("killing the gateway after {target} answers (seed {seed})");
-    {
-        let told = shared.told.lock().unwrap();
-        let (told, timeout) = shared
-            .grew
-            .wait_timeout_while(told, WATCHDOG * 3, |t| t.count < target)
-            .unwrap();
-        assert!(!timeout.timed_out(), "only {} answers", told.count);
-    }
-    drop(gateway); // SIGKILL
-    for thread in threads {
-        thread.join().expect("client thread");
-    }
-    Arc::into_inner(shared)
-        .expect("threads gone")
-        .told
-        .into_inner()
-        .unwrap()
+    kill_at_random(
+        config,
+        THREADS,
+        (300, 900),
+        |t: &Told| t.count,
+        charge_points,
+    )
 }
 
 fn config_file(dir: &Path, admin: u16, extra: &str) -> PathBuf {

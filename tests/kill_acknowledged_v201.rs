@@ -12,8 +12,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use common::*;
 use serde_json::{Value, json};
@@ -32,11 +31,6 @@ struct Told {
     count: usize,
 }
 
-struct Shared {
-    told: Mutex<Told>,
-    grew: Condvar,
-}
-
 fn event(tx: &str, seq_no: u64) -> Value {
     let kind = KINDS[seq_no as usize];
     json!({"eventType": kind, "timestamp": "2026-12-06T10:00:00Z", "seqNo": seq_no,
@@ -52,7 +46,7 @@ fn call_text(unique_id: &str, (tx, seq_no): &Sent) -> String {
 
 /// Runs `PER_THREAD` stations, one connection each: boot, then the next event of a
 /// transaction on every one of them at once, round after round, until the gateway is gone.
-fn stations(addr: SocketAddr, thread: usize, shared: Arc<Shared>) {
+fn stations(addr: SocketAddr, thread: usize, shared: Arc<Tally<Told>>) {
     let mut clients = Vec::new();
     for n in 0..PER_THREAD {
         let id = format!("CS-K{thread}-{n:02}");
@@ -82,10 +76,10 @@ fn stations(addr: SocketAddr, thread: usize, shared: Arc<Shared>) {
                 _ => return, // killed
             };
             assert_eq!(answer[0], 3, "{id}: {answer}");
-            let mut told = shared.told.lock().unwrap();
+            let mut told = shared.lock();
             told.acks.entry(id.clone()).or_default().push(event);
             told.count += 1;
-            shared.grew.notify_all();
+            shared.ring();
         }
     }
 }
@@ -124,40 +118,7 @@ fn published(records: &[tansu::Record]) -> HashMap<Sent, usize> {
 }
 
 fn run_and_kill(config: &Path) -> Told {
-    let gateway = Running(Some(GatewayProcess::start(config)));
-    let addr = gateway.0.as_ref().map(|g| g.addr).expect("running");
-    let shared = Arc::new(Shared {
-        told: Mutex::new(Told::default()),
-        grew: Condvar::new(),
-    });
-    let threads: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let shared = Arc::clone(&shared);
-            std::thread::spawn(move || stations(addr, t, shared))
-        })
-        .collect();
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as usize);
-    let target = 300 + seed % 900;
-    eprintln!("killing the gateway after {target} answers (seed {seed})");
-    {
-        let told = shared.told.lock().unwrap();
-        let (told, timeout) = shared
-            .grew
-            .wait_timeout_while(told, WATCHDOG * 3, |t| t.count < target)
-            .unwrap();
-        assert!(!timeout.timed_out(), "only {} answers", told.count);
-    }
-    drop(gateway); // SIGKILL
-    for thread in threads {
-        thread.join().expect("client thread");
-    }
-    Arc::into_inner(shared)
-        .expect("threads gone")
-        .told
-        .into_inner()
-        .unwrap()
+    kill_at_random(config, THREADS, (300, 900), |t: &Told| t.count, stations)
 }
 
 /// After the restart every station sends its last acknowledged event again: answered.

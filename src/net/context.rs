@@ -149,12 +149,14 @@ impl Links {
         &self.processors.handles[usize::from(processor)]
     }
 
-    /// Whether one more message of `bytes` may go to `processor` now.
+    /// Whether one more message of `bytes` may go to `processor` now. A message always fits
+    /// a batch without messages, whatever its size (`websocket.max_message_size` may pass the
+    /// batch's bound: such a message would otherwise wait for room that never comes).
     pub fn has_room(&self, processor: u16, bytes: usize) -> bool {
         let Some(open) = self.open.get(usize::from(processor)) else {
             return false;
         };
-        open.text_len() + bytes <= MAX_BATCH_BYTES
+        (open.text_len() + bytes <= MAX_BATCH_BYTES || open.messages() == 0)
             && open.messages() < MAX_BATCH_MESSAGES
             && self
                 .handle(processor)

@@ -995,3 +995,69 @@ pub fn flood_journal(
     config.events.charge_point_burst = burst;
     (config, dir, path)
 }
+
+/// What the clients of a kill test were told, shared with the test: they add to it and ring.
+pub struct Tally<T> {
+    pub told: std::sync::Mutex<T>,
+    pub grew: std::sync::Condvar,
+}
+
+impl<T> Tally<T> {
+    /// Locks what was told (the clients add to it under this lock, then [`Tally::ring`]).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.told.lock().unwrap()
+    }
+
+    /// Something was added.
+    pub fn ring(&self) {
+        self.grew.notify_all();
+    }
+}
+
+/// Starts the gateway binary on `config`, runs `client(addr, thread, tally)` on `threads`
+/// threads, kills the gateway with SIGKILL once `count` of what they were told reaches a random
+/// number from `at_least` to `at_least + spread`, waits for the clients to notice and returns
+/// what they were told.
+pub fn kill_at_random<T: Default + Send + 'static>(
+    config: &std::path::Path,
+    threads: usize,
+    (at_least, spread): (usize, usize),
+    count: fn(&T) -> usize,
+    client: fn(SocketAddr, usize, std::sync::Arc<Tally<T>>),
+) -> T {
+    use std::sync::Arc;
+    let gateway = Running(Some(GatewayProcess::start(config)));
+    let addr = gateway.0.as_ref().map(|g| g.addr).expect("running");
+    let tally = Arc::new(Tally {
+        told: std::sync::Mutex::new(T::default()),
+        grew: std::sync::Condvar::new(),
+    });
+    let clients: Vec<_> = (0..threads)
+        .map(|t| {
+            let tally = Arc::clone(&tally);
+            std::thread::spawn(move || client(addr, t, tally))
+        })
+        .collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as usize);
+    let target = at_least + seed % spread.max(1);
+    eprintln!("killing the gateway after {target} answers (seed {seed})");
+    {
+        let told = tally.lock();
+        let (told, timeout) = tally
+            .grew
+            .wait_timeout_while(told, WATCHDOG * 3, |t| count(t) < target)
+            .unwrap();
+        assert!(!timeout.timed_out(), "only {} answers", count(&told));
+    }
+    drop(gateway); // SIGKILL
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    Arc::into_inner(tally)
+        .expect("clients gone")
+        .told
+        .into_inner()
+        .unwrap()
+}

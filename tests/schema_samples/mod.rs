@@ -238,18 +238,26 @@ fn mutate(root: &Value, node: &Value, whole: &Value, pointer: &str, out: &mut Ve
                 );
             }
         }
-        "integer" | "number" => {
+        kind @ ("integer" | "number") => {
+            // An integer out of range is written as an integer (`3.0` is of the wrong type).
+            let value = |v: f64| {
+                if kind == "integer" {
+                    json!(v as i64)
+                } else {
+                    json!(v)
+                }
+            };
             if let Some(min) = bound(node, "minimum") {
                 push(
                     format!("{pointer} below {min}"),
-                    with(whole, pointer, |v| *v = json!(min - 1.0)),
+                    with(whole, pointer, |v| *v = value(min - 1.0)),
                     PropertyConstraintViolation,
                 );
             }
             if let Some(max) = bound(node, "maximum") {
                 push(
                     format!("{pointer} above {max}"),
-                    with(whole, pointer, |v| *v = json!(max + 1.0)),
+                    with(whole, pointer, |v| *v = value(max + 1.0)),
                     PropertyConstraintViolation,
                 );
             }

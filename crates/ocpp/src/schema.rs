@@ -13,7 +13,9 @@
 //! `items` schema) are skipped. Any other keyword is refused at compile time, so a schema that
 //! asks for more than this checks can never be half-checked in silence.
 //!
-//! `integer` is draft-06's: a number whose fractional part is zero (`1.0` is one).
+//! `integer` is stricter than draft-06 (where `1.0` is one): an integer is written as one, and
+//! within 64 bits signed, as every typed reader of the field reads it; `1.0`, `1e0` or
+//! `10000000000000000000` is refused here, naming the field, rather than failing a reader later.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -487,10 +489,25 @@ impl<'de> Visitor<'de> for Check<'_> {
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
+        // Whoever reads an integer reads it as 64-bit signed: one beyond is refused here,
+        // with its field, not later as an internal error.
+        if i64::try_from(value).is_err()
+            && matches!(self.node(), Node::Number { integer: true, .. })
+        {
+            return Err(self.violation(
+                ViolationKind::Range,
+                format!("{value} is beyond a 64-bit signed integer"),
+            ));
+        }
         self.number(value as f64, format_args!("{value}"))
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
+        // An integer is written as one: `3.0` or `3e0` (which JSON Schema would let pass) is
+        // refused, as every typed reader of the field would refuse it.
+        if matches!(self.node(), Node::Number { integer: true, .. }) {
+            return Err(self.wrong_type(&format!("number {value} (with a fraction or exponent)")));
+        }
         self.number(value, format_args!("{value}"))
     }
 
@@ -698,7 +715,7 @@ mod tests {
         for json in [
             r#"{"status":"Accepted"}"#,
             r#"{"status":"Rejected","at":"2026-01-31T23:59:59.5+01:00","name":"a\u00e9b"}"#,
-            r#"{"status":"Accepted","evse":[{"id":1.0},{"id":0,"customData":{"vendorId":"x","more":[1]}}]}"#,
+            r#"{"status":"Accepted","evse":[{"id":1},{"id":0,"customData":{"vendorId":"x","more":[1]}}]}"#,
             r#"{"status":"Accepted","customData":{"vendorId":"v","extra":{"deep":true}},"ratio":1.5,"on":false}"#,
         ] {
             assert_eq!(schema.check(json), Ok(()), "{json}");
@@ -729,6 +746,21 @@ mod tests {
             (
                 r#"{"status":"Accepted","evse":[{"id":1.5}]}"#,
                 Type,
+                "evse[0].id",
+            ),
+            (
+                r#"{"status":"Accepted","evse":[{"id":1.0}]}"#,
+                Type,
+                "evse[0].id",
+            ),
+            (
+                r#"{"status":"Accepted","evse":[{"id":1e0}]}"#,
+                Type,
+                "evse[0].id",
+            ),
+            (
+                r#"{"status":"Accepted","evse":[{"id":10000000000000000000}]}"#,
+                Range,
                 "evse[0].id",
             ),
             (r#"{"status":"Accepted","evse":[{}]}"#, Required, "evse[0]"),

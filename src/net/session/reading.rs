@@ -19,6 +19,10 @@ impl Connection {
             };
             self.input.put(&mut cx.wire.buffered.read, held);
             self.input.consume(&mut cx.wire.buffered.read, used);
+            if self.input.is_empty() {
+                // What a pause held back is consumed: no partial-message clock runs for it.
+                self.partial_done();
+            }
             if let Consumed::Stopped(_, transition) = outcome {
                 return transition;
             }
@@ -89,6 +93,8 @@ impl Connection {
                 if transition == Transition::Continue && !admitted {
                     return Transition::Pause(Pause::Budget);
                 }
+            } else if used == data.len() {
+                self.partial_done();
             }
             return transition;
         }
@@ -201,6 +207,14 @@ impl Connection {
                 {
                     return Consumed::Stopped(used, Transition::Pause(pause));
                 }
+            }
+            let end = used + header.frame_len();
+            // A ping followed at once by another needs no pong of its own: the latest is
+            // answered (RFC 6455 5.5.3), so a flood of pings costs one write per read, not one
+            // per 6 bytes.
+            if header.opcode == OpCode::Ping && next_is_ping(&data[end..], cx.limits.max_message) {
+                used = end;
+                continue;
             }
             let frame = &mut data[used..used + header.frame_len()];
             let payload = &mut frame[header.payload()];
@@ -511,4 +525,12 @@ pub(super) fn starts_a_call(start: &[u8]) -> bool {
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let answer = digits < rest.len() && matches!(&rest[..digits], "3" | "4");
     !answer
+}
+
+/// Whether `data` starts with a complete ping frame.
+fn next_is_ping(data: &[u8], max_message: usize) -> bool {
+    matches!(
+        websocket::parse_header(data, Role::Server, max_message),
+        Ok(Some(header)) if header.opcode == OpCode::Ping && header.frame_len() <= data.len()
+    )
 }

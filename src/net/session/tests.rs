@@ -264,6 +264,9 @@ fn pipelined_calls_pause_reading_until_an_answer() {
     assert_eq!(h.conn.on_readable(&mut h.cx, KEY), Transition::Continue);
     assert_eq!(h.messages().len(), 1);
     assert!(h.conn.input.is_empty());
+    // What the pause held back is consumed: no partial-message clock is left running (it
+    // would close this healthy connection with 1009 a timeout later).
+    assert_eq!(h.session().partial_since_ms, None);
 }
 
 #[test]
@@ -439,4 +442,50 @@ fn every_message_but_an_answer_counts_as_a_call_for_the_rate_limit() {
             String::from_utf8_lossy(answer)
         );
     }
+}
+
+#[test]
+fn a_message_larger_than_a_batch_still_goes_to_its_processor() {
+    let mut h = harness(|c| c.websocket.max_message_size = 2 << 20);
+    h.upgrade();
+    let data = "x".repeat(1_500_000);
+    let big = format!(r#"[2,"1","DataTransfer",{{"vendorId":"V","data":"{data}"}}]"#);
+    let mut bytes = Vec::new();
+    // Fed as the socket would give it, a buffer at a time.
+    let frame = text(&big);
+    let mut transition = Transition::Continue;
+    for chunk in frame.chunks(64 * 1024) {
+        bytes.clear();
+        bytes.extend_from_slice(chunk);
+        transition = h.receive(&bytes);
+        assert!(
+            !matches!(transition, Transition::Pause(_)),
+            "{transition:?}"
+        );
+    }
+    assert_eq!(transition, Transition::Continue);
+    assert_eq!(h.messages(), vec![big]);
+}
+
+#[test]
+fn a_flood_of_pings_gets_one_pong_per_read() {
+    let mut h = harness(|_| {});
+    h.upgrade();
+    let mut bytes = Vec::new();
+    for i in 0..1000u32 {
+        bytes.extend(client_frame(OpCode::Ping, &i.to_be_bytes(), true));
+    }
+    assert_eq!(h.receive(&bytes), Transition::Continue);
+    // The latest ping is answered, once.
+    assert_eq!(
+        h.sent(),
+        vec![(OpCode::Pong, 999u32.to_be_bytes().to_vec())]
+    );
+    // A ping after a message is answered too.
+    let mut bytes = client_frame(OpCode::Ping, b"a", true);
+    bytes.extend(text(r#"[2,"1","Heartbeat",{}]"#));
+    bytes.extend(client_frame(OpCode::Ping, b"b", true));
+    assert_eq!(h.receive(&bytes), Transition::Continue);
+    let pongs: Vec<_> = h.sent().into_iter().map(|(_, payload)| payload).collect();
+    assert_eq!(pongs, vec![b"a".to_vec(), b"b".to_vec()]);
 }
