@@ -11,6 +11,34 @@ use serde_json::value::RawValue;
 
 use crate::types::{ChargePointId, OpenTransaction};
 
+/// An open 2.0.1 transaction as the API shows it: what the state keeps, with the `seqNo`s that
+/// were skipped listed (the state keeps them as a bitmap).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenTransactionView {
+    #[serde(flatten)]
+    pub kept: OpenTransaction,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_seq_nos: Vec<u64>,
+}
+
+impl From<&OpenTransaction> for OpenTransactionView {
+    fn from(open: &OpenTransaction) -> OpenTransactionView {
+        let missing_seq_nos = (0..64u64)
+            .rev()
+            .filter(|i| open.missing & (1 << i) != 0)
+            .filter_map(|i| open.next_seq.checked_sub(1 + i))
+            .collect();
+        OpenTransactionView {
+            kept: OpenTransaction {
+                missing: 0,
+                ..open.clone()
+            },
+            missing_seq_nos,
+        }
+    }
+}
+
 /// A one-shot answer to a thread waiting in a `mio::Poll`.
 #[derive(Debug)]
 pub struct Answer<T> {
@@ -89,9 +117,10 @@ pub struct ChargePointView {
     pub connectors: Vec<ConnectorView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_transaction: Option<i32>,
-    /// A 2.0.1 station's open transactions (its ids, EVSEs, tokens, meter starts, next seqNo).
+    /// A 2.0.1 station's open transactions (its ids, EVSEs, tokens, meter starts, next seqNo,
+    /// the seqNos skipped).
     #[serde(rename = "openTransactions201", skip_serializing_if = "Vec::is_empty")]
-    pub open_transactions_201: Vec<OpenTransaction>,
+    pub open_transactions_201: Vec<OpenTransactionView>,
     /// RFC 3339: when its last CALL arrived.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_message_at: Option<String>,

@@ -403,6 +403,16 @@ counters! {
     }
 }
 
+impl Stats {
+    /// Billing answers refused by any holder so far (journal, Kafka, state file): a resend of
+    /// an event answered before a refusal may be one that was never kept.
+    pub fn held_answers_refused(&self) -> u64 {
+        self.journal.journal_refused.get()
+            + self.kafka.kafka_refused.get()
+            + self.state.state_refused_answers.get()
+    }
+}
+
 /// What a loop counts by label.
 #[derive(Debug)]
 pub struct LoopLabelled {

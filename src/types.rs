@@ -209,6 +209,16 @@ pub struct State201 {
     pub open: Vec<OpenTransaction>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ended: Vec<(Box<str>, u64)>,
+    /// Runtime only: the station's last answered TransactionEvent may not be kept (this state
+    /// came from the state file or Redis after a restart or a failover, or a holder refused an
+    /// answer since): sent again, it is kept again rather than recognised as a resend. Cleared
+    /// by its next fresh event (a station sends one CALL at a time: it had the answers).
+    #[serde(skip)]
+    pub unsure: bool,
+    /// Runtime only: [`crate::stats::Stats::held_answers_refused`] when its last
+    /// TransactionEvent was answered.
+    #[serde(skip)]
+    pub refused_at: u64,
     /// Each connector's last reported status, in order of first report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connectors: Vec<Connector201>,
@@ -276,6 +286,14 @@ pub struct OpenTransaction {
     pub meter_start_wh: Option<f64>,
     /// The `seqNo` its next event should carry.
     pub next_seq: u64,
+    /// The `seqNo`s skipped so far, of the 64 below `next_seq` (bit i: `next_seq - 1 - i`), so
+    /// one that arrives late is kept, not taken for a resend.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missing: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The OCPP versions a listener speaks, in the gateway's order of preference (`ocpp.protocols`,

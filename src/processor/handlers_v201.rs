@@ -20,8 +20,11 @@
 //!   CSMS must then say what it thinks of the token); a billing message: the processor answers
 //!   it only once it is kept (journal, Kafka, state file, as `events.ack_after_write` says).
 //!   Each transaction's `seqNo` is followed ([`track`]): an event sent again (its answer was
-//!   lost) is [`Effect::Resent`] - answered, but not journaled or published a second time - and
-//!   a `seqNo` past the next expected one is an [`Effect::Gap`] the processor journals.
+//!   lost) is [`Effect::Resent`] - answered, but not journaled or published a second time -
+//!   unless that answer may not have been kept (state from storage after a restart, a holder's
+//!   refusal since): then [`Effect::Again`], kept again; a `seqNo` past the next expected one is
+//!   an [`Effect::Gap`] the processor journals, and a skipped one that comes later is
+//!   [`Effect::Late`], kept.
 //! - DataTransfer: `ocpp.data_transfer_status`.
 //! - SignCertificate: with `security.ca_cert` the CSR is checked (signature, CN = identity, key,
 //!   extensions) and signed: Accepted, then CertificateSigned with the chain; in backend mode
@@ -56,9 +59,16 @@ pub const ENDED_REMEMBERED: usize = 4;
 pub enum Effect {
     /// Nothing to add (every message but TransactionEvent, and a transaction's next event).
     Fresh,
-    /// An event of this transaction already answered (the station did not get the answer):
-    /// answered again, not journaled or published twice.
+    /// An event of this transaction already answered and kept (the station did not get the
+    /// answer): answered again, not journaled or published twice.
     Resent,
+    /// The last event answered, sent again when that answer may not have been kept (the state
+    /// came from storage after a restart or failover, or a holder refused an answer since):
+    /// answered and kept again (journaled and published: possibly a second time; consumers
+    /// dedupe on transaction and `seqNo`).
+    Again,
+    /// A `seqNo` skipped earlier arrives (out of order, after an offline period): kept.
+    Late,
     /// Its `seqNo` skipped some: `expected` was the next one (events are missing, or arrive
     /// out of order after an offline period).
     Gap { expected: u64 },
@@ -97,60 +107,103 @@ pub fn write_answer(
 /// Follows a TransactionEvent's transaction by its `seqNo` (see [`Effect`]).
 pub fn track(state: &mut ChargePointState, event: &msg::TransactionEvent<'_>) -> Effect {
     let transactions = state.v201.get_or_insert_default();
-    let id = &*event.transaction_info.transaction_id;
     // seqNo is an integer without a lower bound in the schema: a negative one is not followed.
     let Ok(seq) = u64::try_from(event.seq_no) else {
         return Effect::Fresh;
     };
+    let id = &*event.transaction_info.transaction_id;
+    // The last answered event may not be kept (after a restart, or a refusal since).
+    let unsure = transactions.unsure;
     let ended = event.event_type == "Ended";
-    if let Some(i) = transactions.open.iter().position(|t| &*t.id == id) {
+    let effect = if let Some(i) = transactions.open.iter().position(|t| &*t.id == id) {
         let open = &mut transactions.open[i];
-        if seq < open.next_seq {
-            return Effect::Resent;
-        }
-        let effect = if seq > open.next_seq {
-            Effect::Gap {
-                expected: open.next_seq,
-            }
-        } else {
-            Effect::Fresh
-        };
-        open.next_seq = seq + 1;
-        if ended {
+        let effect = follow(open, seq, unsure);
+        if ended && matches!(effect, Effect::Fresh | Effect::Gap { .. }) {
+            let next = open.next_seq;
             transactions.open.remove(i);
-            remember_ended(transactions, id, seq + 1);
+            remember_ended(transactions, id, next);
         }
-        return effect;
-    }
-    if transactions
+        effect
+    } else if let Some((_, next)) = transactions
         .ended
         .iter()
-        .any(|(ended, next)| &**ended == id && seq < *next)
+        .find(|(ended, next)| &**ended == id && seq < *next)
     {
-        return Effect::Resent;
+        // Of an ended transaction only the last event (its Ended) can come again: a station
+        // sends one call at a time and resends only the one it got no answer for. An earlier
+        // one that arrives is one it skipped (late, kept).
+        match (seq + 1 == *next, unsure) {
+            (true, false) => Effect::Resent,
+            (true, true) => Effect::Again,
+            (false, _) => Effect::Late,
+        }
+    } else {
+        // A transaction seen for the first time: from its Started (seqNo 0), or later (after a
+        // failover without the state, or a Started lost): then what came before is a gap.
+        if ended {
+            remember_ended(transactions, id, seq + 1);
+        } else {
+            if transactions.open.len() >= MAX_OPEN_TRANSACTIONS {
+                transactions.open.remove(0);
+            }
+            transactions.open.push(OpenTransaction {
+                id: id.into(),
+                evse_id: event.evse.as_ref().map(|e| e.id),
+                id_token: event.id_token.as_ref().map(|t| (&*t.id_token).into()),
+                meter_start_wh: event.meter_value.and_then(|m| v201::energy_wh(m.get())),
+                next_seq: seq + 1,
+                missing: if seq >= 64 {
+                    u64::MAX << 1
+                } else {
+                    (1u64 << seq) - 1
+                } << 1,
+            });
+        }
+        if seq > 0 {
+            Effect::Gap { expected: 0 }
+        } else {
+            Effect::Fresh
+        }
+    };
+    if effect != Effect::Resent {
+        // Kept now (or refused, which the shard learns from the count): sure again.
+        transactions.unsure = false;
     }
-    // A transaction seen for the first time: from its Started (seqNo 0), or later (after a
-    // failover without the state, or a Started lost): then what came before is a gap.
-    let effect = if seq > 0 {
-        Effect::Gap { expected: 0 }
+    effect
+}
+
+/// One event of an open transaction: the next one, one past it (a gap), one that was
+/// missing, or one answered before (its resend: kept again when that answer may not be).
+fn follow(open: &mut OpenTransaction, seq: u64, unsure: bool) -> Effect {
+    if seq < open.next_seq {
+        let back = open.next_seq - 1 - seq;
+        if back < 64 && open.missing & (1 << back) != 0 {
+            open.missing &= !(1 << back);
+            return Effect::Late;
+        }
+        return if back == 0 && unsure {
+            Effect::Again
+        } else {
+            Effect::Resent
+        };
+    }
+    // seq >= next_seq: shift the window, marking what was skipped.
+    let skipped = seq - open.next_seq;
+    let shift = skipped + 1;
+    open.missing = if shift >= 64 {
+        u64::MAX << 1
+    } else {
+        let gap = ((1u64 << skipped) - 1) << 1;
+        (open.missing << shift) | gap
+    };
+    let effect = if skipped > 0 {
+        Effect::Gap {
+            expected: open.next_seq,
+        }
     } else {
         Effect::Fresh
     };
-    let transactions = state.v201.get_or_insert_default();
-    if ended {
-        remember_ended(transactions, id, seq + 1);
-    } else {
-        if transactions.open.len() >= MAX_OPEN_TRANSACTIONS {
-            transactions.open.remove(0);
-        }
-        transactions.open.push(OpenTransaction {
-            id: id.into(),
-            evse_id: event.evse.as_ref().map(|e| e.id),
-            id_token: event.id_token.as_ref().map(|t| (&*t.id_token).into()),
-            meter_start_wh: event.meter_value.and_then(|m| v201::energy_wh(m.get())),
-            next_seq: seq + 1,
-        });
-    }
+    open.next_seq = seq + 1;
     effect
 }
 

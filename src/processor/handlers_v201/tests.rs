@@ -337,8 +337,77 @@ fn a_transaction_is_followed_by_its_seq_no() {
     );
     assert_eq!(
         effect(&mut state, &event("Updated", "TX-A", 2, 1)),
-        Effect::Resent,
-        "a late one"
+        Effect::Late,
+        "a late one, after the Ended: kept"
+    );
+}
+
+#[test]
+fn a_skipped_event_that_comes_late_is_kept_and_a_resend_when_unsure_is_kept_again() {
+    let mut state = accepted();
+    effect(&mut state, &event("Started", "TX-L", 0, 1));
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 3, 1)),
+        Effect::Gap { expected: 1 }
+    );
+    // 1 and 2 were skipped: each is kept when it comes, once.
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 2, 1)),
+        Effect::Late
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 2, 1)),
+        Effect::Resent
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 1, 1)),
+        Effect::Late
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 3, 1)),
+        Effect::Resent
+    );
+    // A gap wider than the window: what falls out of it counts as answered.
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 100, 1)),
+        Effect::Gap { expected: 4 }
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 99, 1)),
+        Effect::Late
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 5, 1)),
+        Effect::Resent
+    );
+    // State from storage (a restart): the last answered event may not have been kept, so its
+    // resend is kept again; after a fresh event the station is known to have had its answers.
+    state.v201.as_mut().unwrap().unsure = true;
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 99, 1)),
+        Effect::Resent
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 100, 1)),
+        Effect::Again
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-L", 100, 1)),
+        Effect::Resent
+    );
+    state.v201.as_mut().unwrap().unsure = true;
+    assert_eq!(
+        effect(&mut state, &event("Ended", "TX-L", 101, 1)),
+        Effect::Fresh
+    );
+    assert_eq!(
+        effect(&mut state, &event("Ended", "TX-L", 101, 1)),
+        Effect::Resent
+    );
+    state.v201.as_mut().unwrap().unsure = true;
+    assert_eq!(
+        effect(&mut state, &event("Ended", "TX-L", 101, 1)),
+        Effect::Again
     );
 }
 

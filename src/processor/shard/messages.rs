@@ -126,6 +126,17 @@ impl Shard {
         let stats = &self.stats;
         count_call(stats, self.index, &call);
         entry.seen.last_message = Some(at);
+        if known201 == Some(v201::Action::TransactionEvent) {
+            // A holder refused some answer since this station's last event was answered: that
+            // event may be the one not kept, so a resend of it is kept again.
+            let refused = stats.held_answers_refused();
+            if let Some(v201) = entry.state.v201.as_mut()
+                && refused > v201.refused_at
+            {
+                v201.unsure = true;
+                v201.refused_at = refused;
+            }
+        }
         let integrated = integrated_before(
             &self.policy,
             out.writer.as_deref().is_some_and(|w| w.integrates()),
@@ -179,7 +190,7 @@ impl Shard {
         // station resent it before our answer came), and what the holders confirm, in order,
         // covers it.
         let resent = effect == Effect::Resent;
-        if resent {
+        if matches!(effect, Effect::Resent | Effect::Again) {
             stats.processors[self.index].transaction_events_resent.inc();
         }
         let billing = error.is_none() && kept_like_billing(&self.policy, &call);

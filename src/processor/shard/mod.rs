@@ -40,7 +40,7 @@ use crate::mailbox::{ClusterSender, Lookup, Op as ClusterOp};
 use crate::processor::handlers::{self, ChargePointState, FollowUp, Now, Policy, Registration};
 use crate::processor::handlers_v201::{self, Effect};
 use crate::processor::journal_budget::{Admit, BudgetRule, JournalBudget};
-use crate::query::{CertificateView, ChargePointView, ConnectorView, Filter};
+use crate::query::{CertificateView, ChargePointView, ConnectorView, Filter, OpenTransactionView};
 use crate::security::{Auth, Profile};
 use crate::state::{Change, Restored, Saved, StateBatch, StateSender};
 use crate::stats::{ProcessorLabelled, ProcessorStats, Stats, action_slot};

@@ -27,7 +27,7 @@ impl Shard {
                         connectors,
                         open_transaction: saved.open_transaction,
                         version: saved.version,
-                        v201: saved.v201,
+                        v201: unsure(saved.v201),
                         ..ChargePointState::default()
                     },
                     journal: JournalBudget::default(),
@@ -190,7 +190,7 @@ impl Shard {
             entry.state.registration = Registration::Accepted;
             entry.state.connectors = connectors;
             entry.state.open_transaction = saved.open_transaction;
-            entry.state.v201 = saved.v201;
+            entry.state.v201 = unsure(saved.v201);
             entry.seen.boot = saved.boot;
             entry.saved = true;
         }
@@ -198,4 +198,13 @@ impl Shard {
             self.message(conn, cp, &text, out);
         }
     }
+}
+
+/// A station's 2.x state as storage kept it: the last event it answered may not be kept
+/// (storage may be ahead of the journal and Kafka at a kill), so a resend of it is kept again.
+fn unsure(v201: Option<Box<crate::types::State201>>) -> Option<Box<crate::types::State201>> {
+    v201.map(|mut state| {
+        state.unsure = true;
+        state
+    })
 }

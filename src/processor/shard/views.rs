@@ -60,7 +60,7 @@ impl Shard {
                 .state
                 .v201
                 .as_ref()
-                .map(|t| t.open.clone())
+                .map(|t| t.open.iter().map(OpenTransactionView::from).collect())
                 .unwrap_or_default(),
             registration: match entry.state.registration {
                 Registration::Unknown => "unknown",
