@@ -183,6 +183,10 @@ impl Connection {
             Phase::Open(_) | Phase::Closing(_) => {}
         }
         while used < data.len() {
+            if self.peer_closed() {
+                // Nothing follows a Close (RFC 6455 5.5.1): what came after it is dropped.
+                return Consumed::All(data.len());
+            }
             let header =
                 match websocket::parse_header(&data[used..], Role::Server, cx.limits.max_message) {
                     Ok(Some(header)) if header.frame_len() <= data.len() - used => header,
@@ -419,6 +423,11 @@ impl Connection {
                 Transition::Continue
             }
         }
+    }
+
+    /// The peer's Close frame came (our answer to it may still be on its way out).
+    fn peer_closed(&self) -> bool {
+        matches!(&self.phase, Phase::Closing(s) if s.closing == Some(CloseCause::PeerClosed))
     }
 
     /// Holds nothing unfinished any more.

@@ -489,3 +489,22 @@ fn a_flood_of_pings_gets_one_pong_per_read() {
     let pongs: Vec<_> = h.sent().into_iter().map(|(_, payload)| payload).collect();
     assert_eq!(pongs, vec![b"a".to_vec(), b"b".to_vec()]);
 }
+
+#[test]
+fn nothing_after_the_peers_close_frame_is_handled() {
+    let mut h = harness(|_| {});
+    h.upgrade();
+    // Our answer to the Close cannot go out yet: the connection waits for it.
+    h.stream().room = Some(0);
+    let mut bytes = client_frame(OpCode::Close, &1000u16.to_be_bytes(), true);
+    bytes.extend(text(r#"[3,"gw-1",{}]"#));
+    bytes.extend(text(r#"[2,"1","Heartbeat",{}]"#));
+    assert_eq!(h.receive(&bytes), Transition::Continue);
+    assert!(h.messages().is_empty());
+    let stats = h.cx.stats();
+    assert_eq!(
+        stats.unexpected_responses.get(),
+        0,
+        "the answer after the Close"
+    );
+}
