@@ -349,6 +349,26 @@ fn idle_pings_and_a_missing_pong_closes() {
 }
 
 #[test]
+fn a_paused_connection_is_not_closed_for_a_pong_it_could_not_read() {
+    let mut h = harness(|_| {});
+    h.upgrade();
+    h.cx.now += Duration::from_secs(61);
+    assert_eq!(h.conn.on_timer(&mut h.cx, KEY), Transition::Continue);
+    assert_eq!(h.sent(), [(OpCode::Ping, vec![])]);
+    // Paused (its processor's queue is full): the pong sits unread in the socket.
+    h.conn.paused = Some(Pause::Processor(0, 100));
+    h.cx.now += Duration::from_secs(31);
+    assert_eq!(h.conn.on_timer(&mut h.cx, KEY), Transition::Continue);
+    // Reading again: no pong came after all, and a timeout later it is closed.
+    h.conn.paused = None;
+    h.cx.now += Duration::from_secs(31);
+    assert_eq!(
+        h.conn.on_timer(&mut h.cx, KEY),
+        Transition::Remove(CloseCause::PongTimeout)
+    );
+}
+
+#[test]
 fn pings_are_answered_and_a_close_is_echoed() {
     let mut h = harness(|_| {});
     h.upgrade();

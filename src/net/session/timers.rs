@@ -88,6 +88,14 @@ impl Connection {
                     self.arm(cx, key, Duration::from_millis(due - now_ms));
                     return Transition::Continue;
                 }
+                if self.paused.is_some() {
+                    // Not read while paused (a full processor queue, the budget, the rate):
+                    // the pong may be waiting in the socket. Looked at again a timeout later;
+                    // a dead peer is found once reading resumes.
+                    let again = cx.limits.pong_timeout;
+                    self.arm(cx, key, again);
+                    return Transition::Continue;
+                }
                 cx.stats().pong_timeouts.inc();
                 debug!("cp={} loop={} pong timeout", session.cp, cx.index);
                 // Best effort: a peer that does not answer pings will not read this.
