@@ -167,6 +167,9 @@ counters! {
         over_capacity,
         /// Handshakes that did not finish within `websocket.handshake_timeout`.
         handshake_timeouts,
+        /// Connections closed before their upgrade because those not upgraded yet held all
+        /// they may (a quarter of `websocket.partial_message_budget`).
+        upgrades_over_budget,
         /// WebSocket pings sent because a connection was idle.
         pings_sent,
         /// Pings not sent because the write buffer was over `websocket.ping_skip_threshold`.
@@ -524,6 +527,7 @@ pub struct StatsSnapshot {
     pub handshakes_rejected: u64,
     pub over_capacity: u64,
     pub handshake_timeouts: u64,
+    pub upgrades_over_budget: u64,
     pub pings_sent: u64,
     pub pings_skipped: u64,
     pub pong_timeouts: u64,

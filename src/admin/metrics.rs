@@ -143,6 +143,7 @@ fn connections(o: &mut Out, s: &StatsSnapshot) {
         ("rejected", s.handshakes_rejected),
         ("over_capacity", s.over_capacity),
         ("timeout", s.handshake_timeouts),
+        ("over_budget", s.upgrades_over_budget),
     ] {
         o.sample("ocpp_gateway_handshakes_total", &[("outcome", outcome)], n);
     }

@@ -68,6 +68,9 @@ pub struct Limits {
     pub max_write_buffer: usize,
     pub ping_skip_threshold: usize,
     pub partial_budget: usize,
+    /// What connections not upgraded yet may hold in all (a quarter of the partial-message
+    /// budget, at least 1 MiB): past it, one that reads more is closed.
+    pub upgrade_budget: usize,
     pub partial_timeout: Duration,
     pub max_pipelined: u16,
     pub message_timeout: Duration,
@@ -91,6 +94,7 @@ impl Limits {
             max_write_buffer: ws.max_write_buffer,
             ping_skip_threshold: ws.ping_skip_threshold,
             partial_budget: ws.partial_message_budget,
+            upgrade_budget: (ws.partial_message_budget / 4).max(1 << 20),
             partial_timeout: ws.partial_message_timeout,
             max_pipelined: config.ocpp.max_pipelined_calls,
             message_timeout: config.ocpp.message_timeout,

@@ -325,9 +325,10 @@ impl EventLoop {
 
     fn publish_gauges(&self) {
         let gauges = &self.cx.stats.loop_buffered[usize::from(self.index())];
-        gauges
-            .read
-            .store(self.cx.wire.buffered.read, Ordering::Relaxed);
+        gauges.read.store(
+            self.cx.wire.buffered.read + self.cx.wire.buffered.upgrading,
+            Ordering::Relaxed,
+        );
         gauges
             .write
             .store(self.cx.wire.buffered.write, Ordering::Relaxed);

@@ -105,10 +105,26 @@ impl Held {
 /// Bytes held by a loop's connections, by what holds them.
 #[derive(Debug, Default)]
 pub struct Buffered {
-    /// Unfinished requests, frames, messages and TLS records, and input held back while paused.
+    /// Unfinished frames, messages and TLS records of upgraded connections, and input held
+    /// back while paused: what `websocket.partial_message_budget` caps.
     pub read: usize,
+    /// What connections hold before their upgrade (a PROXY header, a TLS handshake, an upgrade
+    /// request): counted apart, so that unauthenticated peers never spend the budget of the
+    /// upgraded ones.
+    pub upgrading: usize,
     /// Write backlogs.
     pub write: usize,
+}
+
+impl Buffered {
+    /// The gauge that holdings of a connection count in: before its upgrade, or after.
+    pub fn held(&mut self, upgrading: bool) -> &mut usize {
+        if upgrading {
+            &mut self.upgrading
+        } else {
+            &mut self.read
+        }
+    }
 }
 
 /// What a loop lends its transports: the gauges of what they hold, the bound on a write
@@ -247,6 +263,8 @@ pub struct Transport {
     tls: Option<Box<TlsLayer>>,
     /// Boxed: most connections have none, and the slab entry stays small.
     proxy: Option<Box<ProxyHeader>>,
+    /// The connection is not upgraded yet: what it holds counts in `Buffered::upgrading`.
+    upgrading: bool,
 }
 
 impl std::fmt::Debug for Transport {
@@ -270,6 +288,7 @@ impl Transport {
             backlog: Held::default(),
             tls: None,
             proxy: None,
+            upgrading: true,
         }
     }
 
@@ -298,6 +317,27 @@ impl Transport {
             Stream::Memory(m) => m,
             Stream::Tcp(_) => panic!("not a test transport"),
         }
+    }
+
+    /// Not upgraded yet: what it holds counts in `Buffered::upgrading`.
+    pub fn is_upgrading(&self) -> bool {
+        self.upgrading
+    }
+
+    /// The connection was upgraded: what the transport holds from now on (and holds now)
+    /// counts in `Buffered::read`.
+    pub fn upgraded(&mut self, wire: &mut Wire) {
+        if !self.upgrading {
+            return;
+        }
+        self.upgrading = false;
+        let held = self.tls.as_ref().map_or(0, |tls| tls.held_capacity())
+            + match self.proxy.as_deref() {
+                Some(ProxyHeader::Waiting(wait)) => wait.capacity(),
+                _ => 0,
+            };
+        wire.buffered.upgrading -= held;
+        wire.buffered.read += held;
     }
 
     /// The TLS layer, if this transport has one.
@@ -369,7 +409,7 @@ impl Transport {
         window: usize,
     ) -> Result<Received, ReadError> {
         let held = match &mut self.tls {
-            Some(tls) => tls.restore(&mut wire.buffered.read, cipher),
+            Some(tls) => tls.restore(wire.buffered.held(self.upgrading), cipher),
             None => 0,
         };
         // Plaintext is never longer than its ciphertext: reading no more than `buf` can take
@@ -387,7 +427,7 @@ impl Transport {
         out.clear();
         let opened = match &mut self.tls {
             Some(tls) => tls.open(
-                &mut wire.buffered.read,
+                wire.buffered.held(self.upgrading),
                 &mut cipher[..held + len],
                 buf,
                 &mut out,
@@ -438,8 +478,8 @@ impl Transport {
         match proxy::parse(&dst[..len])? {
             Header::Partial if len > proxy::MAX_HEADER => Err(ProxyError::Missing.into()),
             Header::Partial => {
-                wait.clear(&mut wire.buffered.read);
-                wait.extend(&mut wire.buffered.read, &dst[..len], 0);
+                wait.clear(wire.buffered.held(self.upgrading));
+                wait.extend(wire.buffered.held(self.upgrading), &dst[..len], 0);
                 Ok(Raw::Bytes { len: 0, drained })
             }
             Header::Done {
@@ -448,7 +488,7 @@ impl Transport {
                 source,
                 ssl,
             } => {
-                wait.clear(&mut wire.buffered.read);
+                wait.clear(wire.buffered.held(self.upgrading));
                 let proxied = Proxied {
                     version,
                     source,
@@ -473,7 +513,7 @@ impl Transport {
         };
         let mut out = mem::take(&mut wire.sealed);
         out.clear();
-        let sealed = tls.seal(&mut wire.buffered.read, bytes, &mut out);
+        let sealed = tls.seal(wire.buffered.held(self.upgrading), bytes, &mut out);
         let sent = sealed
             .map_err(SendError::Tls)
             .and_then(|()| self.send_raw(wire, &out));
@@ -521,10 +561,10 @@ impl Transport {
     pub fn release(&mut self, wire: &mut Wire) {
         self.backlog.clear(&mut wire.buffered.write);
         if let Some(tls) = &mut self.tls {
-            tls.release(&mut wire.buffered.read);
+            tls.release(wire.buffered.held(self.upgrading));
         }
         if let Some(ProxyHeader::Waiting(wait)) = self.proxy.as_deref_mut() {
-            wait.clear(&mut wire.buffered.read);
+            wait.clear(wire.buffered.held(self.upgrading));
         }
     }
 
@@ -534,7 +574,9 @@ impl Transport {
         if let Some(tls) = &mut self.tls {
             let mut out = mem::take(&mut wire.sealed);
             out.clear();
-            let notified = tls.close_notify(&mut wire.buffered.read, &mut out).is_ok()
+            let notified = tls
+                .close_notify(wire.buffered.held(self.upgrading), &mut out)
+                .is_ok()
                 && self.send_raw(wire, &out).is_ok();
             wire.sealed = out;
             if !notified || self.backlog() != 0 {
@@ -686,8 +728,8 @@ mod tests {
             }
         );
         assert!(
-            wire.buffered.read > 0,
-            "the partial header is held and counted"
+            wire.buffered.upgrading > 0 && wire.buffered.read == 0,
+            "the partial header is held and counted, before the upgrade"
         );
         transport.memory_mut().input.extend(&header[10..]);
         transport.memory_mut().input.extend(b"GET /");
@@ -699,7 +741,7 @@ mod tests {
             }
         );
         assert_eq!(&buf[..5], b"GET /");
-        assert_eq!(wire.buffered.read, 0);
+        assert_eq!((wire.buffered.read, wire.buffered.upgrading), (0, 0));
         assert_eq!(
             transport.take_proxied(),
             Some(Proxied {

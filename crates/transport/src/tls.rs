@@ -247,6 +247,11 @@ impl TlsLayer {
         }
     }
 
+    /// The capacity of what it holds between reads (counted in a gauge).
+    pub fn held_capacity(&self) -> usize {
+        self.incoming.capacity()
+    }
+
     pub fn is_handshaking(&self) -> bool {
         match &self.state {
             State::Rustls(conn) => conn.common().is_handshaking(),

@@ -94,7 +94,8 @@ impl Connection {
         } else {
             drop_session(cx, session);
         }
-        self.input.clear(&mut cx.wire.buffered.read);
+        self.input
+            .clear(cx.wire.buffered.held(self.transport.is_upgrading()));
         if self.transport.backlog() != 0 || !self.transport.shutdown_write(&mut cx.wire) {
             return Transition::Remove(cause);
         }
@@ -146,7 +147,8 @@ impl Connection {
             }
             Phase::Upgrading(_) | Phase::Lingering => {}
         }
-        self.input.clear(&mut cx.wire.buffered.read);
+        self.input
+            .clear(cx.wire.buffered.held(self.transport.is_upgrading()));
         self.transport.release(&mut cx.wire);
     }
 }

@@ -120,6 +120,7 @@ impl Connection {
             },
         );
         self.phase = Phase::Open(Session::new(cp, version, processor, cx.now_ms()));
+        self.upgraded(cx);
         let delay = cx.ping_delay(0);
         self.arm(cx, key, delay);
         Consumed::All(len)

@@ -241,6 +241,18 @@ impl Connection {
     pub(super) fn id(&self, cx: &LoopContext, key: usize) -> ConnId {
         cx.conn_id(key, self.generation)
     }
+
+    /// The upgrade succeeded: what the connection holds counts against the partial-message
+    /// budget from now on.
+    pub(super) fn upgraded(&mut self, cx: &mut LoopContext) {
+        if !self.transport.is_upgrading() {
+            return;
+        }
+        let held = self.input.capacity();
+        cx.wire.buffered.upgrading -= held;
+        cx.wire.buffered.read += held;
+        self.transport.upgraded(&mut cx.wire);
+    }
 }
 
 impl Session {

@@ -12,13 +12,18 @@ impl Connection {
             return Transition::Continue;
         }
         if !self.input.is_empty() {
-            let mut held = self.input.take(&mut cx.wire.buffered.read);
+            // Before the upgrade what a connection holds counts apart (`Buffered::upgrading`);
+            // the upgrade, done while consuming, moves what it holds then.
+            let mut held = self
+                .input
+                .take(cx.wire.buffered.held(self.transport.is_upgrading()));
             let outcome = self.consume(cx, key, &mut held);
             let used = match outcome {
                 Consumed::All(n) | Consumed::Stopped(n, _) => n,
             };
-            self.input.put(&mut cx.wire.buffered.read, held);
-            self.input.consume(&mut cx.wire.buffered.read, used);
+            let gauge = cx.wire.buffered.held(self.transport.is_upgrading());
+            self.input.put(gauge, held);
+            self.input.consume(gauge, used);
             if self.input.is_empty() {
                 // What a pause held back is consumed: no partial-message clock runs for it.
                 self.partial_done();
@@ -28,6 +33,14 @@ impl Connection {
             }
         }
         for _ in 0..READS_PER_TURN {
+            if self.transport.is_upgrading()
+                && cx.wire.buffered.upgrading >= cx.limits.upgrade_budget
+            {
+                // Unauthenticated peers hold all that connections may hold before their
+                // upgrade: this one reads no more (the upgraded ones are not touched).
+                cx.stats().upgrades_over_budget.inc();
+                return Transition::Remove(CloseCause::ConnectionLost);
+            }
             if cx.over_budget() && self.needs_room(cx) {
                 return Transition::Pause(Pause::Budget);
             }
@@ -99,22 +112,29 @@ impl Connection {
             return transition;
         }
         // Appended to what is held: a frame admitted earlier has its room already.
-        let frame = self.frame_len_hint(cx, self.input.as_slice());
+        let upgrading = self.transport.is_upgrading();
+        let frame = if upgrading {
+            0
+        } else {
+            self.frame_len_hint(cx, self.input.as_slice())
+        };
         let room = cx
             .limits
             .partial_budget
             .saturating_sub(cx.wire.buffered.read)
             + self.input.capacity();
         let expect = if frame <= room { frame } else { 0 };
-        self.input.extend(&mut cx.wire.buffered.read, data, expect);
-        let mut held = self.input.take(&mut cx.wire.buffered.read);
+        self.input
+            .extend(cx.wire.buffered.held(upgrading), data, expect);
+        let mut held = self.input.take(cx.wire.buffered.held(upgrading));
         let outcome = self.consume(cx, key, &mut held);
         let (used, transition) = match outcome {
             Consumed::All(n) => (n, Transition::Continue),
             Consumed::Stopped(n, t) => (n, t),
         };
-        self.input.put(&mut cx.wire.buffered.read, held);
-        self.input.consume(&mut cx.wire.buffered.read, used);
+        let gauge = cx.wire.buffered.held(self.transport.is_upgrading());
+        self.input.put(gauge, held);
+        self.input.consume(gauge, used);
         if self.input.is_empty() {
             self.partial_done();
         }
@@ -126,6 +146,12 @@ impl Connection {
     /// reading the rest needs nothing more, so it can always complete); otherwise only these
     /// bytes are kept and false says the connection must wait for room.
     pub(super) fn retain(&mut self, cx: &mut LoopContext, bytes: &[u8]) -> bool {
+        if self.transport.is_upgrading() {
+            // An unfinished PROXY header, handshake or upgrade request: bounded per connection
+            // by its parser and per loop by [`Connection::over_upgrade_budget`].
+            self.input.extend(&mut cx.wire.buffered.upgrading, bytes, 0);
+            return true;
+        }
         let frame = self.frame_len_hint(cx, bytes);
         let room = cx
             .limits
@@ -141,6 +167,9 @@ impl Connection {
     /// fragmented message grows with each fragment, and a frame whose room was not taken (its
     /// header incomplete, or no room then) needs it. An admitted frame needs none.
     pub(super) fn needs_room(&self, cx: &LoopContext) -> bool {
+        if self.transport.is_upgrading() {
+            return false; // not the partial-message budget's
+        }
         if self.session().is_some_and(|s| s.message.is_some()) {
             return true;
         }

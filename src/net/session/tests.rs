@@ -173,9 +173,9 @@ fn a_refused_upgrade_is_answered_and_removed() {
     let half = &request.as_bytes()[..20];
     assert_eq!(h.receive(half), Transition::Continue);
     assert_eq!(
-        h.cx.wire.buffered.read,
-        h.conn.input.capacity(),
-        "the half request is held"
+        (h.cx.wire.buffered.upgrading, h.cx.wire.buffered.read),
+        (h.conn.input.capacity(), 0),
+        "the half request is held, counted apart from the partial-message budget"
     );
     let rest = &request.as_bytes()[20..];
     assert_eq!(
@@ -527,4 +527,42 @@ fn nothing_after_the_peers_close_frame_is_handled() {
         0,
         "the answer after the Close"
     );
+}
+
+#[test]
+fn what_unauthenticated_peers_hold_is_bounded_apart_from_the_upgraded() {
+    let mut h = harness(|c| c.websocket.partial_message_budget = 4 << 20);
+    let head = "GET /ocpp/CP1 HTTP/1.1\r\nHost: x\r\n";
+    // A head held before the upgrade: counted apart, moved when the upgrade completes.
+    assert_eq!(h.receive(head.as_bytes()), Transition::Continue);
+    assert!(h.cx.wire.buffered.upgrading > 0);
+    assert_eq!(h.cx.wire.buffered.read, 0);
+    let rest = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n";
+    let mut bytes = rest.as_bytes().to_vec();
+    // Half a frame right behind the request: held after the upgrade, in the upgraded gauge.
+    bytes.extend(&text(r#"[2,"1","Heartbeat",{}]"#)[..5]);
+    assert_eq!(h.receive(&bytes), Transition::Continue);
+    assert!(h.conn.is_open());
+    assert_eq!(h.cx.wire.buffered.upgrading, 0);
+    assert_eq!(h.cx.wire.buffered.read, h.conn.input.capacity());
+    // Other connections, not upgraded, hold all they may: one that reads more is closed...
+    h.cx.wire.buffered.upgrading = h.cx.limits.upgrade_budget;
+    let mut other = harness(|_| {});
+    std::mem::swap(&mut other.cx, &mut h.cx);
+    other.stream().input.extend(head.as_bytes());
+    assert_eq!(
+        other.conn.on_readable(&mut other.cx, KEY),
+        Transition::Remove(CloseCause::ConnectionLost)
+    );
+    std::mem::swap(&mut other.cx, &mut h.cx);
+    assert_eq!(h.cx.stats().upgrades_over_budget.get(), 1);
+    // ... and the upgraded one reads on.
+    h.cx.wire.buffered.upgrading = 0;
+    assert_eq!(
+        h.receive(&text(r#"[2,"1","Heartbeat",{}]"#)[5..]),
+        Transition::Continue
+    );
+    assert_eq!(h.messages().len(), 1);
 }
