@@ -30,9 +30,38 @@ fn shard(remember_limit: usize) -> Shard {
     )
 }
 
+/// What a sink's writer was given: the CALLs journaled, as `action uniqueId`.
+#[derive(Default)]
+struct Recorder {
+    calls: Vec<String>,
+}
+
+impl EventWriter for Recorder {
+    fn record(&mut self, event: &Event<'_>) {
+        if let EventKind::CallIn {
+            unique_id, action, ..
+        } = event.kind
+        {
+            self.calls.push(format!("{action} {unique_id}"));
+        }
+    }
+    fn hold(&mut self, _: &events::HeldAnswer) {}
+    fn due(&self, _: Instant) -> bool {
+        false
+    }
+    fn due_at(&self) -> Option<Instant> {
+        None
+    }
+    fn flush(&mut self) -> bool {
+        false
+    }
+}
+
 /// A shard and what handling its batches produced.
 struct Rig {
     shard: Shard,
+    /// A sink's writer, when the test looks at what is journaled.
+    writer: Option<Recorder>,
     /// One batch: every test connection is on loop 0.
     replies: Vec<ReplyBatch>,
     closes: Vec<(ConnId, CloseReason)>,
@@ -43,6 +72,7 @@ impl Rig {
     fn new(shard: Shard) -> Rig {
         Rig {
             shard,
+            writer: None,
             replies: vec![ReplyBatch::default()],
             closes: Vec::new(),
             calls: Vec::new(),
@@ -52,11 +82,20 @@ impl Rig {
     fn handle(&mut self, batch: &FrameBatch) {
         let mut out = Outputs {
             replies: &mut self.replies,
-            writer: None,
+            writer: self
+                .writer
+                .as_mut()
+                .map(|w| w as &mut (dyn EventWriter + 'static)),
             closes: &mut self.closes,
             calls: &mut self.calls,
         };
         self.shard.handle_batch(batch, &mut out);
+    }
+
+    /// Connects `cp` as an OCPP 2.0.1 station.
+    fn connect_v201(&mut self, cp: &str, conn: ConnId, seq: u64) {
+        let unsecured = (Auth::None, Profile::Unsecured);
+        self.connect_speaking(cp, conn, seq, unsecured, (Version::V201, None));
     }
 
     fn connect_as(&mut self, cp: &str, conn: ConnId, seq: u64, auth: Auth, profile: Profile) {
@@ -71,6 +110,18 @@ impl Rig {
         (auth, profile): (Auth, Profile),
         certificate: Option<CertificateFacts>,
     ) {
+        let version = (Version::V16, certificate);
+        self.connect_speaking(cp, conn, seq, (auth, profile), version);
+    }
+
+    fn connect_speaking(
+        &mut self,
+        cp: &str,
+        conn: ConnId,
+        seq: u64,
+        (auth, profile): (Auth, Profile),
+        (version, certificate): (Version, Option<CertificateFacts>),
+    ) {
         let mut batch = FrameBatch::default();
         batch.push(Entry::Connected {
             conn,
@@ -80,7 +131,7 @@ impl Rig {
             auth,
             profile,
             pinned: false,
-            version: Version::V16,
+            version,
             certificate: certificate.map(Box::new),
         });
         self.handle(&batch);
@@ -693,4 +744,46 @@ fn a_csr_for_the_backend_is_kept_like_billing() {
         &policy,
         &call(Some(Action::StopTransaction), None)
     ));
+}
+
+#[test]
+fn a_resent_event_is_kept_again_only_when_a_holder_refused_an_answer_since() {
+    let mut rig = Rig::new(shard(10));
+    rig.writer = Some(Recorder::default());
+    rig.connect_v201("CS1", conn(1), 1);
+    rig.send(
+        "CS1",
+        conn(1),
+        r#"[2,"b","BootNotification",{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}]"#,
+    );
+    assert!(rig.answer().contains("Accepted"), "{}", rig.answer());
+    let event = |id: &str| {
+        format!(
+            r#"[2,"{id}","TransactionEvent",{{"eventType":"Started","timestamp":"2026-12-06T10:00:00Z","triggerReason":"Authorized","seqNo":0,"transactionInfo":{{"transactionId":"T1"}}}}]"#
+        )
+    };
+    let journaled = |rig: &Rig| -> Vec<String> {
+        let calls = &rig.writer.as_ref().unwrap().calls;
+        calls
+            .iter()
+            .filter(|c| c.starts_with("TransactionEvent"))
+            .cloned()
+            .collect()
+    };
+    rig.send("CS1", conn(1), &event("e1"));
+    // Its answer was lost: sent again, recognised, not journaled twice.
+    rig.send("CS1", conn(1), &event("e2"));
+    assert_eq!(journaled(&rig), ["TransactionEvent e1"]);
+    // A holder refused an answer (the broker did not confirm): the station was told to send
+    // again, so its resend is kept again.
+    rig.shard.stats.kafka.kafka_refused.inc();
+    rig.send("CS1", conn(1), &event("e3"));
+    assert_eq!(
+        journaled(&rig),
+        ["TransactionEvent e1", "TransactionEvent e3"]
+    );
+    // Kept now: a further resend is a resend.
+    rig.send("CS1", conn(1), &event("e4"));
+    assert_eq!(journaled(&rig).len(), 2);
+    assert_eq!(rig.shard.stats().transaction_events_resent.get(), 3);
 }
