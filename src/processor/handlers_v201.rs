@@ -146,18 +146,17 @@ pub fn track(state: &mut ChargePointState, event: &msg::TransactionEvent<'_>) ->
             if transactions.open.len() >= MAX_OPEN_TRANSACTIONS {
                 transactions.open.remove(0);
             }
-            transactions.open.push(OpenTransaction {
+            let mut open = OpenTransaction {
                 id: id.into(),
                 evse_id: event.evse.as_ref().map(|e| e.id),
                 id_token: event.id_token.as_ref().map(|t| (&*t.id_token).into()),
                 meter_start_wh: event.meter_value.and_then(|m| v201::energy_wh(m.get())),
-                next_seq: seq + 1,
-                missing: if seq >= 64 {
-                    u64::MAX << 1
-                } else {
-                    (1u64 << seq) - 1
-                } << 1,
-            });
+                next_seq: 0,
+                missing: 0,
+            };
+            // The same window as every later event: what came before is missing.
+            follow(&mut open, seq, false);
+            transactions.open.push(open);
         }
         if seq > 0 {
             Effect::Gap { expected: 0 }

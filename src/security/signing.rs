@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -266,8 +266,10 @@ pub struct CertificateAuthority {
     /// The CA's own notAfter: nothing it signs outlives it (a chain is good only while every
     /// certificate in it is).
     ca_not_after: SystemTime,
-    /// How fast it takes requests, whichever processor asks.
+    /// How fast it takes requests, whichever processor asks, on a clock of its own (a wall
+    /// clock stepped back must not close the gate for as long).
     pace: Pace,
+    origin: Instant,
 }
 
 /// At most `per_second` requests a second, a second's worth at once: a generic cell rate
@@ -372,6 +374,7 @@ impl CertificateAuthority {
             validity,
             ca_not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(ca_not_after),
             pace: Pace::new(crate::config::DEFAULT_SIGNINGS_PER_SECOND),
+            origin: Instant::now(),
         })
     }
 
@@ -383,10 +386,9 @@ impl CertificateAuthority {
     }
 
     /// A request at `now` may be checked and signed, or the CA is busy (its pace is spent).
-    pub fn admit(&self, now: SystemTime) -> Result<(), CsrRefusal> {
-        let now_us = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    pub fn admit(&self, now: Instant) -> Result<(), CsrRefusal> {
+        let since = now.saturating_duration_since(self.origin);
+        let now_us = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
         if self.pace.admit(now_us) {
             Ok(())
         } else {
@@ -564,7 +566,7 @@ mod tests {
         assert!(!pace.admit(later));
         let (ca, _, dir) = authority("paced");
         let ca = ca.paced(1);
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let now = Instant::now();
         assert_eq!(ca.admit(now), Ok(()));
         assert_eq!(ca.admit(now), Err(CsrRefusal::Busy));
         assert_eq!(ca.admit(now + Duration::from_secs(1)), Ok(()));

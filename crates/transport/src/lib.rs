@@ -319,6 +319,15 @@ impl Transport {
         }
     }
 
+    /// The capacity of what it holds for reading (a PROXY header, a TLS record) between reads.
+    pub fn held(&self) -> usize {
+        self.tls.as_ref().map_or(0, |tls| tls.held_capacity())
+            + match self.proxy.as_deref() {
+                Some(ProxyHeader::Waiting(wait)) => wait.capacity(),
+                _ => 0,
+            }
+    }
+
     /// Not upgraded yet: what it holds counts in `Buffered::upgrading`.
     pub fn is_upgrading(&self) -> bool {
         self.upgrading
@@ -331,11 +340,7 @@ impl Transport {
             return;
         }
         self.upgrading = false;
-        let held = self.tls.as_ref().map_or(0, |tls| tls.held_capacity())
-            + match self.proxy.as_deref() {
-                Some(ProxyHeader::Waiting(wait)) => wait.capacity(),
-                _ => 0,
-            };
+        let held = self.held();
         wire.buffered.upgrading -= held;
         wire.buffered.read += held;
     }

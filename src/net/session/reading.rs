@@ -35,9 +35,11 @@ impl Connection {
         for _ in 0..READS_PER_TURN {
             if self.transport.is_upgrading()
                 && cx.wire.buffered.upgrading >= cx.limits.upgrade_budget
+                && (!self.input.is_empty() || self.transport.held() > 0)
             {
                 // Unauthenticated peers hold all that connections may hold before their
-                // upgrade: this one reads no more (the upgraded ones are not touched).
+                // upgrade: one that holds part of it reads no more (one holding nothing, a
+                // station starting its handshake, goes on; the upgraded are not touched).
                 cx.stats().upgrades_over_budget.inc();
                 return Transition::Remove(CloseCause::ConnectionLost);
             }
@@ -148,7 +150,7 @@ impl Connection {
     pub(super) fn retain(&mut self, cx: &mut LoopContext, bytes: &[u8]) -> bool {
         if self.transport.is_upgrading() {
             // An unfinished PROXY header, handshake or upgrade request: bounded per connection
-            // by its parser and per loop by [`Connection::over_upgrade_budget`].
+            // by its parser and per loop by `Limits::upgrade_budget` (`on_readable`).
             self.input.extend(&mut cx.wire.buffered.upgrading, bytes, 0);
             return true;
         }

@@ -547,11 +547,17 @@ fn what_unauthenticated_peers_hold_is_bounded_apart_from_the_upgraded() {
     assert!(h.conn.is_open());
     assert_eq!(h.cx.wire.buffered.upgrading, 0);
     assert_eq!(h.cx.wire.buffered.read, h.conn.input.capacity());
-    // Other connections, not upgraded, hold all they may: one that reads more is closed...
+    // Other connections, not upgraded, hold all they may: one that holds part of it and
+    // reads more is closed (one holding nothing yet reads on)...
     h.cx.wire.buffered.upgrading = h.cx.limits.upgrade_budget;
     let mut other = harness(|_| {});
     std::mem::swap(&mut other.cx, &mut h.cx);
     other.stream().input.extend(head.as_bytes());
+    assert_eq!(
+        other.conn.on_readable(&mut other.cx, KEY),
+        Transition::Continue
+    );
+    other.stream().input.extend(b"Upgrade: websocket\r\n");
     assert_eq!(
         other.conn.on_readable(&mut other.cx, KEY),
         Transition::Remove(CloseCause::ConnectionLost)

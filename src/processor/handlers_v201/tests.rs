@@ -380,6 +380,19 @@ fn a_skipped_event_that_comes_late_is_kept_and_a_resend_when_unsure_is_kept_agai
         effect(&mut state, &event("Updated", "TX-L", 5, 1)),
         Effect::Resent
     );
+    // A transaction first seen far into its events: the window holds what came before it.
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-F", 70, 1)),
+        Effect::Gap { expected: 0 }
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-F", 69, 1)),
+        Effect::Late
+    );
+    assert_eq!(
+        effect(&mut state, &event("Updated", "TX-F", 70, 1)),
+        Effect::Resent
+    );
     // State from storage (a restart): the last answered event may not have been kept, so its
     // resend is kept again; after a fresh event the station is known to have had its answers.
     state.v201.as_mut().unwrap().unsure = true;
