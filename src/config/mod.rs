@@ -289,8 +289,8 @@ pub struct SecurityConfig {
     /// Renewals the gateway asks for itself per scan, across its processors (0: none).
     pub renewals_per_scan: u32,
     /// SignCertificate requests the gateway's CA takes per second (a second's worth at once);
-    /// beyond that they are Rejected, to be sent again: CSR checks and signatures (an RSA-4096
-    /// sub-CA's take milliseconds) never crowd out the processors' other work.
+    /// beyond that they are Rejected, to be sent again: CSR checks and signatures (an RSA
+    /// sub-CA's cost far more than ECDSA's) never crowd out the processors' other work.
     pub signings_per_second: u32,
     /// How often the certificates coming due are recounted (and renewals asked).
     pub certificate_scan: Duration,

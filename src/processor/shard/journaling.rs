@@ -12,16 +12,26 @@ pub(super) struct Journaling<'w, 's> {
 }
 
 impl Journaling<'_, '_> {
-    /// Writes `event` unless the allowance is spent (`always`: billing lines, written anyway).
-    pub(super) fn record(&mut self, budget: &mut JournalBudget, event: &Event<'_>, always: bool) {
+    /// Writes `event` unless the allowance is spent (`always`: billing lines, written anyway);
+    /// the lines left out (0 or 1), for the charge point's own count.
+    pub(super) fn record(
+        &mut self,
+        budget: &mut JournalBudget,
+        event: &Event<'_>,
+        always: bool,
+    ) -> u64 {
         match budget.admit(self.rule, self.now_ms, event.approx_len(), always) {
             Admit::Write => self.writer.record(event),
             Admit::WriteAfterSummary { lines, bytes } => {
                 self.summary(event.at, event.cp, lines, bytes);
                 self.writer.record(event);
             }
-            Admit::Suppress => self.stats.journal_lines_suppressed.inc(),
+            Admit::Suppress => {
+                self.stats.journal_lines_suppressed.inc();
+                return 1;
+            }
         }
+        0
     }
 
     pub(super) fn summary(&mut self, at: SystemTime, cp: &str, lines: u32, bytes: u64) {
@@ -41,7 +51,7 @@ impl Journaling<'_, '_> {
         (unique_id, action, payload): (&str, &str, &str),
         answer: Answer<'_>,
         billing: bool,
-    ) {
+    ) -> u64 {
         let payload = match answer {
             Answer::Result(_) => Body::Whole(payload),
             Answer::Error { .. } => Body::Prefix(payload),
@@ -56,16 +66,16 @@ impl Journaling<'_, '_> {
             action,
             answer,
         };
-        self.record(budget, &Event { at, cp, kind: call }, billing);
-        self.record(
-            budget,
-            &Event {
-                at,
-                cp,
-                kind: reply,
-            },
-            billing,
-        );
+        self.record(budget, &Event { at, cp, kind: call }, billing)
+            + self.record(
+                budget,
+                &Event {
+                    at,
+                    cp,
+                    kind: reply,
+                },
+                billing,
+            )
     }
 }
 
@@ -142,15 +152,13 @@ pub(super) fn journal_call(
     answer: Answer<'_>,
     (billing, integrated): (bool, Option<&[(u32, ChargePointStatus)]>),
 ) {
-    let before = journaling.stats.journal_lines_suppressed.get();
-    journaling.exchange(
+    entry.seen.journal_suppressed += journaling.exchange(
         &mut entry.journal,
         (call.at, cp),
         (call.unique_id, call.action, call.payload.get()),
         answer,
         billing,
     );
-    entry.seen.journal_suppressed += journaling.stats.journal_lines_suppressed.get() - before;
     let (Some(connectors_before), Answer::Result(answer)) = (integrated, answer) else {
         return;
     };

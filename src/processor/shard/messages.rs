@@ -252,19 +252,22 @@ impl Shard {
             .v201
             .as_ref()
             .map_or(&[][..], |v| &v.streams[..]);
-        if let Err(invalid) = check_send(sent, accepted, streams) {
-            self.stats.processors[self.index].unanswerable_frames.inc();
-            if self
-                .warnings
-                .allow(self.origin.elapsed().as_millis() as u64)
-            {
-                warn!(
-                    "cp={cp} SEND {:?} dropped: {}",
-                    sent.unique_id, invalid.description
-                );
+        let action = match check_send(sent, accepted, streams) {
+            Ok(action) => action,
+            Err(invalid) => {
+                self.stats.processors[self.index].unanswerable_frames.inc();
+                if self
+                    .warnings
+                    .allow(self.origin.elapsed().as_millis() as u64)
+                {
+                    warn!(
+                        "cp={cp} SEND {:?} dropped: {}",
+                        sent.unique_id, invalid.description
+                    );
+                }
+                return;
             }
-            return;
-        }
+        };
         self.stats.processors[self.index].sends_received.inc();
         let Some(writer) = writer else {
             return;
@@ -286,9 +289,7 @@ impl Shard {
                 payload: Body::Whole(sent.payload.get()),
             },
         };
-        let before = journaling.stats.journal_lines_suppressed.get();
-        journaling.record(&mut entry.journal, &line, false);
-        entry.seen.journal_suppressed += journaling.stats.journal_lines_suppressed.get() - before;
+        entry.seen.journal_suppressed += journaling.record(&mut entry.journal, &line, false);
         if integrates {
             // Published like 2.1's other new messages (`charge_point.message`), unanswered;
             // what a message means is never left out by the allowance.
@@ -298,7 +299,7 @@ impl Shard {
                 kind: EventKind::Accepted201 {
                     unique_id: sent.unique_id,
                     version: Version::V21,
-                    action: v201::Action::NotifyPeriodicEventStream,
+                    action,
                     request: sent.payload.get(),
                     answer: "",
                     previous_status: None,
@@ -409,7 +410,7 @@ impl Shard {
                 stats: &self.stats.processors[self.index],
             };
             let call = (&*unique_id, &*action, payload.get());
-            journaling.exchange(
+            entry.seen.journal_suppressed += journaling.exchange(
                 &mut entry.journal,
                 (at, cp),
                 call,
@@ -429,7 +430,7 @@ struct Sent<'a> {
 
 /// Whether a SEND may be kept: one of 2.1's SENDs, from an accepted station, valid by its
 /// schema, for a stream the station opened on this connection.
-fn check_send(sent: &Sent<'_>, accepted: bool, streams: &[u32]) -> Result<(), Invalid> {
+fn check_send(sent: &Sent<'_>, accepted: bool, streams: &[u32]) -> Result<v201::Action, Invalid> {
     let Some(action) = v201::Action::parse(sent.action).filter(|a| a.is_send()) else {
         return Err(Invalid {
             code: rpc::CallErrorCode::NotImplemented,
@@ -450,7 +451,7 @@ fn check_send(sent: &Sent<'_>, accepted: bool, streams: &[u32]) -> Result<(), In
     )?;
     // NotifyPeriodicEventStream belongs to a stream the station opened.
     match serde_json::from_str::<SendStream>(sent.payload.get()) {
-        Ok(stream) if streams.contains(&stream.id) => Ok(()),
+        Ok(stream) if streams.contains(&stream.id) => Ok(action),
         _ => Err(Invalid {
             code: rpc::CallErrorCode::PropertyConstraintViolation,
             description: "the stream was not opened on this connection".into(),
@@ -489,9 +490,7 @@ fn integrated_before(
     entry: &ChargePoint,
     call: &mut CallIn<'_>,
 ) -> Option<Vec<(u32, ChargePointStatus)>> {
-    let for_backend = matches!(policy.signing, handlers::Signer::Backend)
-        || !(call.known == Some(Action::SignCertificate)
-            || call.known201 == Some(v201::Action::SignCertificate));
+    let for_backend = !signing(call) || backend_signs(policy);
     let integrates = integrates
         && for_backend
         && (call.known.is_some_and(events::is_integrated)
@@ -551,7 +550,6 @@ fn answer_call(
 /// Whether an answered CALL changes what the state file keeps of the charge point.
 fn call_changes_state(call: &CallIn<'_>) -> bool {
     call.known.is_some_and(super::changes_state)
-        || call.known == Some(Action::BootNotification)
         || matches!(
             call.known201,
             Some(
@@ -616,12 +614,21 @@ fn send_or_hold(
 /// backend to sign: the station, told Accepted, waits for a certificate that only the published
 /// request can bring.
 pub(super) fn kept_like_billing(policy: &Policy, call: &CallIn<'_>) -> bool {
-    let signing = call.known == Some(Action::SignCertificate)
-        || call.known201 == Some(v201::Action::SignCertificate);
     call.known.is_some_and(is_billing)
         || matches!(
             call.known201,
             Some(v201::Action::TransactionEvent | v201::Action::NotifySettlement)
         )
-        || (signing && matches!(policy.signing, handlers::Signer::Backend))
+        || (signing(call) && backend_signs(policy))
+}
+
+/// A SignCertificate, of either version.
+fn signing(call: &CallIn<'_>) -> bool {
+    call.known == Some(Action::SignCertificate)
+        || call.known201 == Some(v201::Action::SignCertificate)
+}
+
+/// The backend signs certificates (`security.certificate_signing = "backend"`).
+fn backend_signs(policy: &Policy) -> bool {
+    matches!(policy.signing, handlers::Signer::Backend)
 }
