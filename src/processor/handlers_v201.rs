@@ -85,13 +85,26 @@ pub fn write_answer(
     now: Now<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(Action, Effect), (Option<Action>, Invalid)> {
+    let edition = state.version.edition().unwrap_or(v201::Edition::V201);
+    let known = Action::parse(name).filter(|a| a.in_edition(edition));
+    write_answer_to(policy, cp, state, (name, known, payload), now, out)
+}
+
+/// [`write_answer`] for a CALL whose action the caller already looked up (`known`: the
+/// action of that name in the station's edition, if there is one).
+pub fn write_answer_to(
+    policy: &Policy,
+    cp: &str,
+    state: &mut ChargePointState,
+    (name, known, payload): (&str, Option<Action>, &RawValue),
+    now: Now<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(Action, Effect), (Option<Action>, Invalid)> {
     // 2.0.1 or 2.1: each checked by its own schemas, 2.1's additions unknown to 2.0.1.
     let edition = state.version.edition().unwrap_or(v201::Edition::V201);
-    let action = v201::check_request_in(edition, name, payload.get()).map_err(|invalid| {
-        // An action we know that failed its schema is still counted as that action.
-        let known = Action::parse(name).filter(|a| a.in_edition(edition));
-        (known, invalid)
-    })?;
+    // An action we know that failed its schema is still counted as that action.
+    let action = v201::check_request_as(edition, name, known, payload.get())
+        .map_err(|invalid| (known, invalid))?;
     if action != Action::BootNotification && state.registration != Registration::Accepted {
         let description = format!("{name} before the station was accepted");
         return Err((

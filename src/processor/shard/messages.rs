@@ -532,14 +532,9 @@ fn answer_call(
             (answered, Effect::Fresh)
         }
         Version::V201 | Version::V21 => {
-            match handlers_v201::write_answer(
-                policy,
-                cp,
-                state,
-                (call.action, call.payload),
-                now,
-                out,
-            ) {
+            // The action was looked up once, for the counters: not again.
+            let named = (call.action, call.known201, call.payload);
+            match handlers_v201::write_answer_to(policy, cp, state, named, now, out) {
                 Ok((_, effect)) => (Ok(()), effect),
                 Err((_, invalid)) => (Err(invalid), Effect::Fresh),
             }

@@ -311,8 +311,19 @@ pub fn check_request(action: &str, payload: &str) -> Result<Action, Invalid> {
 /// sends, and its payload valid. Unknown action (or one of a later edition, or 2.1's SEND sent
 /// as a CALL): `NotImplemented`; one only the central system sends: `NotSupported`.
 pub fn check_request_in(edition: Edition, action: &str, payload: &str) -> Result<Action, Invalid> {
-    let Some(known) = Action::parse(action).filter(|a| a.in_edition(edition) && !a.is_send())
-    else {
+    let known = Action::parse(action).filter(|a| a.in_edition(edition));
+    check_request_as(edition, action, known, payload)
+}
+
+/// [`check_request_in`] for a caller that looked the action up already (`known`: the action
+/// named `action` in `edition`, if there is one).
+pub fn check_request_as(
+    edition: Edition,
+    action: &str,
+    known: Option<Action>,
+    payload: &str,
+) -> Result<Action, Invalid> {
+    let Some(known) = known.filter(|a| !a.is_send()) else {
         return Err(Invalid {
             code: CallErrorCode::NotImplemented,
             description: format!("unknown action {:?}", crate::rpc::capped(action)),
