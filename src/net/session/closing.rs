@@ -1,7 +1,21 @@
-//! Closing: the closing handshake, failing the connection on a violation, and the session's
-//! end reported exactly once.
+//! The closing phase: the closing handshake ([`Closing`]), failing the connection on a
+//! violation (then it lingers), and the session's end reported exactly once.
 
 use super::*;
+
+/// A session whose closing handshake started: the cause its end is reported as (the first one
+/// given: ours, or [`CloseCause::PeerClosed`] when the peer closed first).
+pub struct Closing {
+    pub session: Session,
+    pub cause: CloseCause,
+}
+
+impl Closing {
+    /// The peer's Close frame came (our answer to it may still be on its way out).
+    pub(super) fn peer_closed(&self) -> bool {
+        self.cause == CloseCause::PeerClosed
+    }
+}
 
 impl Connection {
     /// Sends a close frame and waits (bounded by [`CLOSE_GRACE`]) for the peer's.
@@ -13,10 +27,9 @@ impl Connection {
         reason: &str,
         cause: CloseCause,
     ) -> Transition {
-        match mem::replace(&mut self.phase, Phase::Lingering) {
-            Phase::Open(mut session) => {
-                session.closing = Some(cause);
-                self.phase = Phase::Closing(session);
+        match self.phase.take() {
+            Phase::Open(session) => {
+                self.phase = Phase::Closing(session.close(cause));
                 self.paused = None;
                 if let Transition::Remove(_) = self.send_close(cx, code, reason) {
                     return Transition::Remove(cause);
@@ -74,18 +87,20 @@ impl Connection {
         cause: CloseCause,
         report: bool,
     ) -> Transition {
-        let phase = mem::replace(&mut self.phase, Phase::Lingering);
-        let (Phase::Open(session) | Phase::Closing(session)) = phase else {
-            self.phase = phase;
-            return Transition::Remove(cause);
+        let (session, closing) = match self.phase.take() {
+            Phase::Open(session) => (session, None),
+            Phase::Closing(Closing { session, cause }) => (session, Some(cause)),
+            phase => {
+                self.phase = phase;
+                return Transition::Remove(cause);
+            }
         };
         self.paused = None;
         if let Some(timer) = self.call_timer_of(&session) {
             cx.wheel.cancel(timer);
         }
-        let already_closing = session.closing.is_some();
-        let cause = session.closing.unwrap_or(cause);
-        if !already_closing {
+        let cause = closing.unwrap_or(cause);
+        if closing.is_none() {
             // Best effort: the connection is failing whatever happens to this frame.
             let _ = self.send_close(cx, code, reason);
         }
@@ -140,9 +155,9 @@ impl Connection {
         if let Some(timer) = self.call_timer() {
             cx.wheel.cancel(timer);
         }
-        match mem::replace(&mut self.phase, Phase::Lingering) {
-            Phase::Open(session) | Phase::Closing(session) => {
-                let cause = session.closing.unwrap_or(cause);
+        match self.phase.take() {
+            Phase::Open(session) => self.end_session(cx, key, session, cause),
+            Phase::Closing(Closing { session, cause }) => {
                 self.end_session(cx, key, session, cause);
             }
             Phase::Upgrading(_) | Phase::Lingering => {}

@@ -23,21 +23,30 @@
 //! spent; TCP then pushes back on the charge point. A connection that holds unfinished input
 //! longer than `websocket.partial_message_timeout` is closed with 1009.
 //!
-//! One file per concern, each an `impl Connection` block: `handshake` (the upgrade request and
-//! the security profile's proof), `reading` (frames, unfinished input and its budget, pauses),
-//! `messages` (a CALL for the processor, the Heartbeat the loop answers with the protocol
-//! crate's answer, the answer to a call of ours), `writing`, `calls` (calls of the central
-//! system), `timers` and `closing`. The loop knows no OCPP: only `messages` does, through the
-//! `ocpp` crate, and what it may answer itself the processor decided (`accepted`, set with
-//! each answer it delivers).
+//! The phases are a chain of types, each in its own file with what it does, each consumed by
+//! the move to the next ([`Phase`]): `upgrading` ([`Upgrading`]: the upgrade request and the
+//! security profile's proof; the PROXY header and TLS handshake before it are the transport's
+//! phases), `open` ([`Session`]), `closing` ([`Closing`], lingering, the session's end). The
+//! open phase's work is split by concern, each an `impl Connection` block: `reading` (frames,
+//! unfinished input and its budget, pauses), `messages` (a CALL for the processor, the
+//! Heartbeat the loop answers with the protocol crate's answer, the answer to a call of ours),
+//! `writing`, `calls` (calls of the central system) and `timers`. The loop knows no OCPP: only
+//! `messages` does, through the `ocpp` crate, and what it may answer itself the processor
+//! decided (`accepted`, set with each answer it delivers). `tests` drives every phase over an
+//! in-memory transport, without sockets.
 
 mod calls;
 mod closing;
-mod handshake;
 mod messages;
+mod open;
 mod reading;
 mod timers;
+mod upgrading;
 mod writing;
+
+pub use closing::Closing;
+pub use open::{Liveness, Session};
+pub use upgrading::Upgrading;
 
 use std::mem;
 use std::net::SocketAddr;
@@ -116,69 +125,45 @@ pub struct Connection {
     pub phase: Phase,
 }
 
-/// Where a connection is in its life.
+/// Where a connection is in its life: each phase a type of its own file, and each move to the
+/// next consumes the one before ([`Phase::take`], then a method of the phase's type), so what
+/// one phase knows cannot be left behind in the next: [`Upgrading::open`] becomes a [`Session`],
+/// [`Session::close`] a [`Closing`], and failing or ending one reports its session once.
 pub enum Phase {
-    /// The HTTP upgrade request is being read (boxed: short-lived).
+    /// The HTTP upgrade request is being read (boxed: short-lived). The PROXY header and the
+    /// TLS handshake before it are the transport's phases (`transport::Transport`).
     Upgrading(Box<Upgrading>),
     /// Upgraded; OCPP messages flow.
     Open(Session),
     /// A close frame went out (ours, or our answer to the peer's); waiting, bounded by
     /// [`CLOSE_GRACE`], for the peer's close, its EOF or our backlog to drain.
-    Closing(Session),
+    Closing(Closing),
     /// We failed the connection (RFC 6455 7.1.7): our close frame is out and our side shut
     /// down; what still arrives is discarded until EOF, so closing does not reset the
     /// connection before the peer reads the close frame.
     Lingering,
 }
 
-pub struct Upgrading {
-    pub peer: SocketAddr,
-    /// The security profile of the listener it came in on.
-    pub profile: Profile,
-    /// That listener takes TLS done by the balancer (`tls_offload`): the proof is `ssl`.
-    pub offloaded: bool,
-    /// The PROXY v2 header's SSL TLV, once read.
-    pub ssl: Option<wire::proxy::Ssl>,
-    /// The OCPP versions that listener speaks, in order of preference.
-    pub protocols: Protocols,
-}
+impl Phase {
+    /// Takes the phase to move it on; until the caller puts the next one in, the connection
+    /// lingers (nothing of the old phase stays behind).
+    fn take(&mut self) -> Phase {
+        mem::replace(self, Phase::Lingering)
+    }
 
-/// An upgraded connection's state.
-pub struct Session {
-    pub cp: ChargePointId,
-    /// The OCPP version negotiated at the upgrade, for the connection's life.
-    pub version: Version,
-    pub processor: u16,
-    /// Loop clock (ms) when anything last arrived.
-    pub last_rx_ms: u64,
-    pub liveness: Liveness,
-    /// Messages handed to the processor and not answered yet.
-    pub in_flight: u16,
-    /// The processor's last answer said the charge point is Accepted: with nothing in flight,
-    /// its Heartbeats are answered here.
-    pub accepted: bool,
-    /// A fragmented text message being assembled (its payload so far), boxed: rare.
-    pub message: Option<Box<Held>>,
-    /// Loop clock (ms) since unfinished input has been held (None: nothing held).
-    pub partial_since_ms: Option<u64>,
-    /// Calls of the central system to this charge point (allocated on first use).
-    pub calls: Option<Box<CallQueue>>,
-    /// Why we started closing it, once we did: what its disconnect is reported as.
-    pub closing: Option<CloseCause>,
-    /// The rate limiter's theoretical arrival time of the next CALL (loop ms).
-    pub call_tat_ms: u64,
-}
+    fn session(&self) -> Option<&Session> {
+        match self {
+            Phase::Open(s) | Phase::Closing(Closing { session: s, .. }) => Some(s),
+            _ => None,
+        }
+    }
 
-/// What an open connection's timer is waiting for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Liveness {
-    /// `ping_interval` of silence, then a ping.
-    Idle,
-    /// A ping went out at `sent_ms`; anything received before the deadline proves life.
-    AwaitingPong { sent_ms: u64 },
-    /// A ping was skipped at `since_ms` because `backlog` bytes were waiting. By the deadline
-    /// the peer must have read some of them or sent something, or it is a slow consumer.
-    Stalled { since_ms: u64, backlog: u32 },
+    fn session_mut(&mut self) -> Option<&mut Session> {
+        match self {
+            Phase::Open(s) | Phase::Closing(Closing { session: s, .. }) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// What consuming input stopped at.
@@ -205,28 +190,16 @@ impl Connection {
             timer: None,
             transport,
             input: Held::default(),
-            phase: Phase::Upgrading(Box::new(Upgrading {
-                peer,
-                profile,
-                offloaded,
-                ssl: None,
-                protocols,
-            })),
+            phase: Phase::Upgrading(Upgrading::new(peer, profile, protocols, offloaded)),
         }
     }
 
     pub fn session(&self) -> Option<&Session> {
-        match &self.phase {
-            Phase::Open(s) | Phase::Closing(s) => Some(s),
-            _ => None,
-        }
+        self.phase.session()
     }
 
     pub fn session_mut(&mut self) -> Option<&mut Session> {
-        match &mut self.phase {
-            Phase::Open(s) | Phase::Closing(s) => Some(s),
-            _ => None,
-        }
+        self.phase.session_mut()
     }
 
     pub fn is_open(&self) -> bool {
@@ -252,25 +225,6 @@ impl Connection {
         cx.wire.buffered.upgrading -= held;
         cx.wire.buffered.read += held;
         self.transport.upgraded(&mut cx.wire);
-    }
-}
-
-impl Session {
-    fn new(cp: ChargePointId, version: Version, processor: u16, now_ms: u64) -> Session {
-        Session {
-            cp,
-            version,
-            processor,
-            last_rx_ms: now_ms,
-            liveness: Liveness::Idle,
-            in_flight: 0,
-            accepted: false,
-            message: None,
-            partial_since_ms: None,
-            calls: None,
-            closing: None,
-            call_tat_ms: 0,
-        }
     }
 }
 

@@ -429,10 +429,10 @@ impl Connection {
         if let Err(violation) = websocket::parse_close(payload) {
             return self.fail(cx, key, violation);
         }
-        match mem::replace(&mut self.phase, Phase::Lingering) {
-            Phase::Open(mut session) => {
-                let cause = *session.closing.get_or_insert(CloseCause::PeerClosed);
-                self.phase = Phase::Closing(session);
+        match self.phase.take() {
+            Phase::Open(session) => {
+                let cause = CloseCause::PeerClosed;
+                self.phase = Phase::Closing(session.close(cause));
                 match self.send_close(cx, 1000, "") {
                     Transition::Continue if self.transport.backlog() == 0 => {
                         Transition::Remove(cause)
@@ -444,9 +444,9 @@ impl Connection {
                     _ => Transition::Remove(cause),
                 }
             }
-            Phase::Closing(session) => {
-                let cause = session.closing.unwrap_or(CloseCause::PeerClosed);
-                self.phase = Phase::Closing(session);
+            Phase::Closing(closing) => {
+                let cause = closing.cause;
+                self.phase = Phase::Closing(closing);
                 Transition::Remove(cause)
             }
             other => {
@@ -458,7 +458,7 @@ impl Connection {
 
     /// The peer's Close frame came (our answer to it may still be on its way out).
     fn peer_closed(&self) -> bool {
-        matches!(&self.phase, Phase::Closing(s) if s.closing == Some(CloseCause::PeerClosed))
+        matches!(&self.phase, Phase::Closing(closing) if closing.peer_closed())
     }
 
     /// Holds nothing unfinished any more.
@@ -530,7 +530,7 @@ impl Connection {
     pub(super) fn who(&self) -> String {
         match &self.phase {
             Phase::Upgrading(upgrading) => format!("peer={}", upgrading.peer),
-            Phase::Open(s) | Phase::Closing(s) => format!("cp={}", s.cp),
+            Phase::Open(s) | Phase::Closing(Closing { session: s, .. }) => format!("cp={}", s.cp),
             Phase::Lingering => "peer=-".into(),
         }
     }
@@ -541,7 +541,7 @@ impl Connection {
         Transition::Remove(match &self.phase {
             Phase::Upgrading(_) | Phase::Open(_) => CloseCause::ConnectionLost,
             Phase::Lingering => CloseCause::PeerClosed,
-            Phase::Closing(s) => s.closing.unwrap_or(CloseCause::PeerClosed),
+            Phase::Closing(closing) => closing.cause,
         })
     }
 }

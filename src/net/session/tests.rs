@@ -572,3 +572,69 @@ fn what_unauthenticated_peers_hold_is_bounded_apart_from_the_upgraded() {
     );
     assert_eq!(h.messages().len(), 1);
 }
+
+/// The `Disconnected` entries handed over so far: the cause each session's end was reported as.
+fn disconnects(h: &mut Harness) -> Vec<CloseCause> {
+    let batches = h.handed_over();
+    batches
+        .iter()
+        .flat_map(|batch| batch.entries())
+        .filter_map(|entry| match entry {
+            Entry::Disconnected { cause, .. } => Some(*cause),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_phases_follow_one_another_and_the_first_close_cause_is_reported_once() {
+    // Ours first: the peer's answering Close ends the session with our cause.
+    let mut h = harness(|_| {});
+    h.upgrade();
+    assert!(matches!(h.conn.phase, Phase::Open(_)));
+    let close = h.conn.close(&mut h.cx, KEY, 1001, "", CloseCause::Shutdown);
+    assert_eq!(close, Transition::Again);
+    assert!(matches!(&h.conn.phase, Phase::Closing(c) if c.cause == CloseCause::Shutdown));
+    assert_eq!(h.sent().last().map(|f| f.0), Some(OpCode::Close));
+    let answer = client_frame(OpCode::Close, &1001u16.to_be_bytes(), true);
+    assert_eq!(h.receive(&answer), Transition::Remove(CloseCause::Shutdown));
+    h.conn.finish(&mut h.cx, KEY, CloseCause::ConnectionLost);
+    assert!(matches!(h.conn.phase, Phase::Lingering));
+    assert_eq!(disconnects(&mut h), [CloseCause::Shutdown]);
+
+    // The peer's first: answered, and the session ends as the peer's close once ours is out.
+    let mut h = harness(|_| {});
+    h.upgrade();
+    let close = client_frame(OpCode::Close, &1000u16.to_be_bytes(), true);
+    assert_eq!(
+        h.receive(&close),
+        Transition::Remove(CloseCause::PeerClosed)
+    );
+    assert!(matches!(&h.conn.phase, Phase::Closing(c) if c.peer_closed()));
+    assert_eq!(h.sent().last().map(|f| f.0), Some(OpCode::Close));
+    // Closing again (the operator, a shutdown) neither sends a second close nor changes the cause.
+    let again = h.conn.close(&mut h.cx, KEY, 1001, "", CloseCause::Operator);
+    assert_eq!(again, Transition::Continue);
+    assert!(h.sent().is_empty());
+    h.conn.finish(&mut h.cx, KEY, CloseCause::ConnectionLost);
+    assert_eq!(disconnects(&mut h), [CloseCause::PeerClosed]);
+
+    // Failed while closing: the cause stays the first one, reported once, and it lingers.
+    let mut h = harness(|_| {});
+    h.upgrade();
+    h.conn.close(&mut h.cx, KEY, 1001, "", CloseCause::Operator);
+    h.sent();
+    let unmasked = [0x81, 0x01, b'x'];
+    assert_eq!(h.receive(&unmasked), Transition::Again);
+    assert!(matches!(h.conn.phase, Phase::Lingering));
+    assert!(h.sent().is_empty(), "no second close frame");
+    h.conn.finish(&mut h.cx, KEY, CloseCause::ConnectionLost);
+    assert_eq!(disconnects(&mut h), [CloseCause::Operator]);
+
+    // Before the upgrade there is no session to report.
+    let mut h = harness(|_| {});
+    let close = h.conn.close(&mut h.cx, KEY, 1001, "", CloseCause::Shutdown);
+    assert_eq!(close, Transition::Remove(CloseCause::Shutdown));
+    h.conn.finish(&mut h.cx, KEY, CloseCause::Shutdown);
+    assert!(disconnects(&mut h).is_empty());
+}

@@ -37,9 +37,7 @@ impl Connection {
                 let _ = self.transport.send(&mut cx.wire, &cx.scratch);
                 Transition::Remove(CloseCause::ConnectionLost)
             }
-            Phase::Closing(session) => {
-                Transition::Remove(session.closing.unwrap_or(CloseCause::PeerClosed))
-            }
+            Phase::Closing(closing) => Transition::Remove(closing.cause),
             Phase::Lingering => Transition::Remove(CloseCause::PeerClosed),
             Phase::Open(session) => {
                 let timeout_ms = cx.limits.partial_timeout.as_millis() as u64;

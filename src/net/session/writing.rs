@@ -12,7 +12,7 @@ impl Connection {
         match self.transport.flush(&mut cx.wire) {
             Ok(true) => match &self.phase {
                 // Our answer to the peer's close is out: done.
-                Phase::Closing(s) if s.closing == Some(CloseCause::PeerClosed) => {
+                Phase::Closing(closing) if closing.peer_closed() => {
                     Transition::Remove(CloseCause::PeerClosed)
                 }
                 _ => Transition::Continue,
@@ -23,9 +23,10 @@ impl Connection {
     }
 
     pub(super) fn lost_cause(&self) -> CloseCause {
-        self.session()
-            .and_then(|s| s.closing)
-            .unwrap_or(CloseCause::ConnectionLost)
+        match &self.phase {
+            Phase::Closing(closing) => closing.cause,
+            _ => CloseCause::ConnectionLost,
+        }
     }
 
     /// Writes one complete frame (an answer from a processor, or one the loop built).

@@ -1,7 +1,49 @@
-//! The upgrade: the HTTP request (parsed by `wire::upgrade`), the identity in its path, the
-//! security profile's proof (Basic auth or the client certificate), the 101 or the refusal.
+//! The upgrading phase: the HTTP request (parsed by `wire::upgrade`), the identity in its path,
+//! the security profile's proof (Basic auth or the client certificate), the 101 or the refusal.
+//! It ends as a [`Session`] ([`Upgrading::open`]) or with the connection.
 
 use super::*;
+
+/// A connection before its upgrade: what its listener and its PROXY header said of it.
+pub struct Upgrading {
+    pub peer: SocketAddr,
+    /// The security profile of the listener it came in on.
+    pub profile: Profile,
+    /// That listener takes TLS done by the balancer (`tls_offload`): the proof is `ssl`.
+    pub offloaded: bool,
+    /// The PROXY v2 header's SSL TLV, once read.
+    pub ssl: Option<wire::proxy::Ssl>,
+    /// The OCPP versions that listener speaks, in order of preference.
+    pub protocols: Protocols,
+}
+
+impl Upgrading {
+    pub(super) fn new(
+        peer: SocketAddr,
+        profile: Profile,
+        protocols: Protocols,
+        offloaded: bool,
+    ) -> Box<Upgrading> {
+        Box::new(Upgrading {
+            peer,
+            profile,
+            offloaded,
+            ssl: None,
+            protocols,
+        })
+    }
+
+    /// The upgrade is answered: `cp`'s session opens, in `version`, served by `processor`.
+    pub(super) fn open(
+        self,
+        cp: ChargePointId,
+        version: Version,
+        processor: u16,
+        now_ms: u64,
+    ) -> Session {
+        Session::new(cp, version, processor, now_ms)
+    }
+}
 
 impl Connection {
     pub(super) fn upgrade(
@@ -60,7 +102,7 @@ impl Connection {
         if self.transport.send(&mut cx.wire, &cx.scratch).is_err() {
             return Consumed::Stopped(data.len(), Transition::Remove(CloseCause::ConnectionLost));
         }
-        let Phase::Upgrading(upgrading) = mem::replace(&mut self.phase, Phase::Lingering) else {
+        let Phase::Upgrading(upgrading) = self.phase.take() else {
             return Consumed::Stopped(data.len(), Transition::Remove(CloseCause::ConnectionLost));
         };
         if let Some(timer) = self.timer.take() {
@@ -72,7 +114,8 @@ impl Connection {
             cx.labelled().closes[CloseCause::NoSubprotocol.index()].inc();
             let spoken = offers.join(", ");
             debug!("cp={cp} loop={} offered none of {spoken}", cx.index);
-            self.phase = Phase::Open(Session::new(cp, Version::V16, 0, cx.now_ms()));
+            // Opened only to be failed: the close frame needs a WebSocket.
+            self.phase = Phase::Open(upgrading.open(cp, Version::V16, 0, cx.now_ms()));
             let t = self.fail_with(
                 cx,
                 key,
@@ -119,7 +162,7 @@ impl Connection {
                 certificate,
             },
         );
-        self.phase = Phase::Open(Session::new(cp, version, processor, cx.now_ms()));
+        self.phase = Phase::Open(upgrading.open(cp, version, processor, cx.now_ms()));
         self.upgraded(cx);
         let delay = cx.ping_delay(0);
         self.arm(cx, key, delay);
