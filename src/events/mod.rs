@@ -523,3 +523,21 @@ pub fn is_billing(action: Action) -> bool {
 }
 
 pub use held::{Held, HeldAnswer, HeldAnswers};
+
+/// For unit tests of sinks.
+#[cfg(test)]
+pub mod testing {
+    use super::ReplyRoute;
+    use crate::batch::ReplyBatch;
+
+    /// A route that only hands out batches (answers go nowhere).
+    pub struct Nowhere;
+
+    impl ReplyRoute for Nowhere {
+        fn deliver(&self, _loop_index: u16, _batch: ReplyBatch) {}
+        fn take_batch(&self) -> ReplyBatch {
+            ReplyBatch::default()
+        }
+        fn give_batch(&self, _batch: ReplyBatch) {}
+    }
+}

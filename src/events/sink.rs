@@ -98,6 +98,8 @@ pub struct SinkHealth {
     origin: Instant,
     /// Milliseconds since `origin` when the thread last went round its loop.
     alive_ms: AtomicU64,
+    /// The thread waits for work (or a deadline of its own): it is not silent meanwhile.
+    waiting: AtomicBool,
     /// Milliseconds since `origin` of the last warning (0: none yet).
     warned_ms: AtomicU64,
 }
@@ -109,6 +111,7 @@ impl Default for SinkHealth {
             last_error: Mutex::new(None),
             origin: Instant::now(),
             alive_ms: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
             warned_ms: AtomicU64::new(0),
         }
     }
@@ -136,17 +139,28 @@ impl SinkHealth {
         self.failing.swap(false, Ordering::Relaxed)
     }
 
-    /// How long ago the thread was last seen working.
+    /// How long ago the thread was last seen working; zero while it waits for work, which
+    /// is how a thread that wakes only on events is idle without looking stuck.
     pub fn silent_for(&self) -> Duration {
+        if self.waiting.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
         Duration::from_millis(
             self.ms()
                 .saturating_sub(self.alive_ms.load(Ordering::Relaxed)),
         )
     }
 
-    /// The thread went round its loop.
+    /// The thread went round its loop (and no longer waits).
     pub fn mark_alive(&self) {
         self.alive_ms.store(self.ms(), Ordering::Relaxed);
+        self.waiting.store(false, Ordering::Relaxed);
+    }
+
+    /// The thread is about to wait for work: [`SinkHealth::mark_alive`] when it wakes.
+    pub fn mark_waiting(&self) {
+        self.mark_alive();
+        self.waiting.store(true, Ordering::Relaxed);
     }
 
     /// Milliseconds since this health was created, for timestamps kept in atomics.
@@ -223,5 +237,28 @@ mod tests {
         assert!(!health.may_warn(), "not twice in a second");
         health.mark_alive();
         assert!(health.silent_for() < Duration::from_secs(1));
+
+        // A health made a minute ago whose thread went round once, at its start.
+        let Some(origin) = Instant::now().checked_sub(Duration::from_secs(60)) else {
+            return; // a monotonic clock younger than a minute
+        };
+        let health = SinkHealth {
+            origin,
+            ..SinkHealth::default()
+        };
+        assert!(health.silent_for() >= Duration::from_secs(60), "silent");
+        health.mark_waiting();
+        health.alive_ms.store(0, Ordering::Relaxed);
+        assert_eq!(
+            health.silent_for(),
+            Duration::ZERO,
+            "waiting for work is not silence"
+        );
+        health.mark_alive();
+        health.alive_ms.store(0, Ordering::Relaxed);
+        assert!(
+            health.silent_for() >= Duration::from_secs(60),
+            "awake and silent again"
+        );
     }
 }

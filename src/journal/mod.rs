@@ -127,6 +127,8 @@ impl std::ops::Deref for Shared {
 struct Common {
     chunks: Pool<Chunk>,
     side: Mutex<SideLines>,
+    /// Rung when the side buffer gets its first line: the thread waits on it with the chunks.
+    side_rung: (Sender<()>, crossbeam_channel::Receiver<()>),
     /// Lines the side buffer may hold before events are lost.
     side_limit: u64,
     node: Arc<str>,
@@ -170,6 +172,7 @@ impl Journal {
         let common = Arc::new(Common {
             chunks: Pool::new(POOL),
             side: Mutex::new(SideLines::default()),
+            side_rung: crossbeam_channel::bounded(1),
             side_limit: config.queue_capacity as u64,
             node: node.into(),
             route,
@@ -235,6 +238,10 @@ impl EventSink for Journal {
         } = &mut *side;
         line::render(lines, clock.text(event.at), &shared.node, event);
         *count += 1;
+        if *count == 1 {
+            // One pending ring is enough: the thread takes every side line at once.
+            let _ = shared.side_rung.0.try_send(());
+        }
         shared.status.queued_lines.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -306,5 +313,48 @@ impl EventWriter for JournalWriter {
 impl Drop for JournalWriter {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::events::EventKind;
+    use crate::types::ChargePointId;
+
+    use crate::events::testing::Nowhere;
+
+    #[test]
+    fn a_line_of_a_thread_that_never_waits_wakes_the_journal() {
+        let dir = std::env::temp_dir().join(format!("journal-side-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = crate::config::Config::default().events;
+        config.path = dir.join("events.jsonl");
+        let stats = Arc::new(Stats::new(1, 1));
+        let (journal, status, thread) =
+            Journal::start(&config, "gw", Arc::new(Nowhere), stats).expect("a journal");
+        let written = status.written();
+        let cp: ChargePointId = "CP-side".into();
+        let event = Event {
+            at: std::time::SystemTime::now(),
+            cp: &cp,
+            kind: EventKind::Refused {
+                peer: "127.0.0.1:9".parse().unwrap(),
+                status: 401,
+                reason: "wrong password",
+            },
+        };
+        assert!(journal.record_nowait(&event));
+        // No chunk comes: the side buffer's ring alone brings the thread to write the line.
+        written
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the line is written");
+        let text = std::fs::read_to_string(&config.path).unwrap();
+        assert!(text.contains("CP-side"), "{text}");
+        drop(journal);
+        thread.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

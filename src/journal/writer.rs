@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use log::{error, info};
 
 use super::file::{JournalFile, Retention};
@@ -17,8 +17,6 @@ use crate::config::{EventsConfig, Fsync};
 
 /// Chunks taken per batch.
 const BATCH: usize = 64;
-/// The thread wakes at least this often (side lines, interval syncs, liveness).
-const TICK: Duration = Duration::from_millis(20);
 /// After a failure, the file is reopened at most this often.
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
@@ -72,12 +70,21 @@ impl Writer {
     fn run(&mut self) {
         let mut batch: Vec<Chunk> = Vec::with_capacity(BATCH);
         let mut open = true;
+        let side_rung = self.shared.side_rung.1.clone();
         while open {
-            match self.rx.recv_timeout(TICK) {
-                Ok(chunk) => batch.push(chunk),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => open = false,
+            // Waits for a chunk, the side buffer's first line, or the interval sync's deadline;
+            // a wait is not silence (`/health` does not take an idle journal for a stuck one).
+            let sync_due = self.sync_due_in();
+            self.shared.status.mark_waiting();
+            crossbeam_channel::select! {
+                recv(self.rx) -> chunk => match chunk {
+                    Ok(chunk) => batch.push(chunk),
+                    Err(_) => open = false,
+                },
+                recv(side_rung) -> _ => {}
+                default(sync_due.unwrap_or(Duration::MAX)) => {}
             }
+            self.shared.status.mark_alive();
             while batch.len() < BATCH {
                 match self.rx.try_recv() {
                     Ok(chunk) => batch.push(chunk),
@@ -111,6 +118,12 @@ impl Writer {
         let lines: u64 = batch.iter().map(|c| c.count).sum::<u64>() + side_count;
         if lines == 0 && batch.iter().all(|c| c.held.is_empty()) {
             self.shared.chunks_back(batch);
+            // Nothing new, but lines written earlier reached their interval sync.
+            if self.sync_due_in() == Some(Duration::ZERO)
+                && let Err(e) = self.flush_and_sync()
+            {
+                self.fail(&e, 0);
+            }
             return;
         }
         // After a failure the file is left alone for a while: this batch is lost like the last.
@@ -219,6 +232,17 @@ impl Writer {
 
     /// Hands the batch to the OS (all an ack needs, unless `fsync = "always"`), and syncs
     /// when the mode says so.
+    /// How long until unsynced lines must be synced (`events.fsync` an interval); None when
+    /// nothing waits for a sync.
+    fn sync_due_in(&self) -> Option<Duration> {
+        match self.fsync {
+            Fsync::Interval(every) if self.unsynced => {
+                Some(every.saturating_sub(self.last_sync.elapsed()))
+            }
+            _ => None,
+        }
+    }
+
     fn flush_and_sync(&mut self) -> io::Result<()> {
         let Some(file) = &mut self.file else {
             return Ok(());

@@ -317,8 +317,15 @@ impl EventLoop {
         // Nothing else bounds the wait: room at a processor comes as its wake (`want_room`),
         // room under the partial-message budget only from this loop's own work, after which
         // `resume_waiting` runs in the same turn.
-        if self.shared.shutdown_requested() {
-            cap(Duration::from_millis(10));
+        // Draining: the next connection's turn to close, at the drain's pace (a shutdown
+        // request wakes the loop itself; once every connection was asked, their closes come
+        // as events and close-grace timers).
+        if let Some(drain) = &self.drain
+            && drain.cursor < self.conns.capacity()
+        {
+            let next =
+                drain.started + Duration::from_secs_f64(drain.closed as f64 / drain.per_second);
+            cap(next.saturating_duration_since(self.cx.now));
         }
         timeout
     }

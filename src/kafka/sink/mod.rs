@@ -4,8 +4,9 @@
 //! points' events ([`integration`]) into a chunk of its own and hands chunks to one thread,
 //! which gives them to librdkafka (an idempotent producer, `acks=all`). librdkafka's own
 //! polling thread (`ThreadedProducer`) takes the delivery reports as they come and rings this
-//! thread, which wakes for them, for chunks and held answers, and every [`TICK`] for liveness:
-//! it never polls for them. Answers held for `events.ack_after_write` go to the thread on a channel of
+//! thread ([`KafkaStatus::ring`]), which wakes for them, for chunks, held answers, side events,
+//! errors and the stop, and otherwise only at its next deadline (a held answer's
+//! `kafka.ack_timeout`, the broker's liveness, the final flush): it never polls. Answers held for `events.ack_after_write` go to the thread on a channel of
 //! their own, with the number of events their writer had recorded: they reach it even while
 //! the chunks wait, and it releases them once the broker confirmed every one of those events
 //! ([`Flight`]), or refuses them (CALLERROR InternalError) when one failed or
@@ -49,9 +50,6 @@ use crate::events::sink::{self, Gathering, HAND_OVER, Handed, SinkHealth};
 use crate::events::{Event, EventSink, EventWriter, HeldAnswer, HeldAnswers, ReplyRoute};
 use crate::stats::Stats;
 
-/// The thread wakes at least this often (timeouts of held answers, the broker's liveness);
-/// deliveries, chunks and held answers wake it at once.
-const TICK: Duration = Duration::from_millis(20);
 /// While the broker seems away, it is asked for metadata this often (a delivery clears it too).
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// At shutdown, what is buffered gets this long to reach the broker.
@@ -74,17 +72,25 @@ pub struct KafkaStatus {
     /// When the oldest answer still held for the broker was held: [`SinkHealth::ms`], plus one
     /// (0: none held).
     oldest_held_ms: AtomicU64,
+    /// Wakes the sink thread (one pending ring is enough: it looks at everything when it wakes).
+    doorbell: Sender<()>,
 }
 
 impl KafkaStatus {
-    fn new(topic: &str) -> KafkaStatus {
+    fn new(topic: &str, doorbell: Sender<()>) -> KafkaStatus {
         KafkaStatus {
             topic: topic.to_owned(),
             health: SinkHealth::default(),
             waiting: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             oldest_held_ms: AtomicU64::new(0),
+            doorbell,
         }
+    }
+
+    /// Wakes the sink thread: a delivery report, an error, a side event, the stop.
+    fn ring(&self) {
+        let _ = self.doorbell.try_send(());
     }
 
     /// How long the oldest billing answer still held for the broker has waited (None: none
@@ -103,6 +109,7 @@ impl KafkaStatus {
     /// Tells the sink the gateway is stopping (before the processors are joined).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
+        self.ring();
     }
 }
 
@@ -236,14 +243,13 @@ impl KafkaSink {
         route: Arc<dyn ReplyRoute>,
         stats: Arc<Stats>,
     ) -> Result<Started, KafkaError> {
-        let status = Arc::new(KafkaStatus::new(&config.events_topic));
         let (doorbell, delivered) = crossbeam_channel::bounded(1);
+        let status = Arc::new(KafkaStatus::new(&config.events_topic, doorbell));
         let reports = Arc::new(Reports {
             deliveries: Mutex::new(Vec::new()),
             status: Arc::clone(&status),
             stats: Arc::clone(&stats),
             fatal: AtomicBool::new(false),
-            doorbell,
         });
         let producer = create_producer(config, &reports)?;
         let started_ms = crate::clock::epoch_ms(std::time::SystemTime::now());
@@ -349,6 +355,9 @@ impl EventSink for KafkaSink {
             Rendered::Nothing => {}
             Rendered::Failed => common.render_failed(event),
         }
+        if chunk.records.len() == 1 {
+            common.status.ring();
+        }
         true
     }
 
@@ -360,19 +369,9 @@ impl EventSink for KafkaSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::ReplyBatch;
     use crate::types::CloseCause;
 
-    /// A route that only hands out batches.
-    struct Nowhere;
-
-    impl ReplyRoute for Nowhere {
-        fn deliver(&self, _loop_index: u16, _batch: ReplyBatch) {}
-        fn take_batch(&self) -> ReplyBatch {
-            ReplyBatch::default()
-        }
-        fn give_batch(&self, _batch: ReplyBatch) {}
-    }
+    use crate::events::testing::Nowhere;
 
     fn common() -> Arc<Common> {
         Arc::new(Common {
@@ -385,7 +384,7 @@ mod tests {
             writers: AtomicU16::new(SIDE + 1),
             raw_frames: false,
             route: Arc::new(Nowhere),
-            status: Arc::new(KafkaStatus::new("t")),
+            status: Arc::new(KafkaStatus::new("t", crossbeam_channel::bounded(1).0)),
             stats: Arc::new(Stats::new(1, 1)),
             ack_after_write: true,
         })

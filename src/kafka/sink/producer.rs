@@ -10,9 +10,6 @@ pub(super) struct Reports {
     pub(super) status: Arc<KafkaStatus>,
     pub(super) stats: Arc<Stats>,
     pub(super) fatal: AtomicBool,
-    /// Rung after each delivery report: the sink thread waits on it (one pending ring is
-    /// enough, the thread takes every report there is when it wakes).
-    pub(super) doorbell: Sender<()>,
 }
 
 impl Reports {
@@ -30,6 +27,8 @@ impl Reports {
             self.status.fail(format!("{error}: {reason}"));
         }
         warn!("kafka: {error}: {reason}");
+        // A fatal error needs a new producer; the thread also waits for nothing else.
+        self.status.ring();
     }
 
     pub(super) fn on_delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
@@ -39,7 +38,8 @@ impl Reports {
         if let Ok(mut deliveries) = self.deliveries.lock() {
             deliveries.push((opaque, result.is_ok()));
         }
-        let _ = self.doorbell.try_send(());
+        // The thread takes every report there is when it wakes.
+        self.status.ring();
     }
 }
 

@@ -6,7 +6,8 @@ use super::*;
 pub(super) struct Thread {
     pub(super) rx: Receiver<Chunk>,
     pub(super) held_rx: Receiver<Barrier>,
-    /// Rung by the producer's polling thread after delivery reports.
+    /// Rung by the producer's polling thread after delivery reports and errors, by side
+    /// events and by the stop ([`KafkaStatus::ring`]).
     pub(super) delivered: Receiver<()>,
     pub(super) producer: ThreadedProducer<ArcReports>,
     pub(super) reports: Arc<Reports>,
@@ -39,6 +40,10 @@ impl Thread {
             } else {
                 &crossbeam_channel::never()
             };
+            let wait = self.next_deadline().map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            self.common.status.mark_waiting();
             crossbeam_channel::select! {
                 recv(chunks) -> chunk => match chunk {
                     Ok(chunk) => self.pending = Some((chunk, 0)),
@@ -50,8 +55,9 @@ impl Thread {
                     }
                 }
                 recv(delivered) -> _ => {}
-                default(TICK) => {}
+                default(wait) => {}
             }
+            self.common.status.mark_alive();
             while let Ok(barrier) = held_rx.try_recv() {
                 self.barriers.push_back(barrier);
             }
@@ -64,6 +70,26 @@ impl Thread {
             self.barriers.push_back(barrier);
         }
         self.finish();
+    }
+
+    /// When something is due that no ring announces: the oldest held answer's
+    /// `kafka.ack_timeout`, the broker's silence about waiting events (`watch`), the next
+    /// probe while it seems away, the final flush's end while stopping. None: nothing is.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let status = &self.common.status;
+        let timeout = self.config.ack_timeout;
+        let waiting = status.waiting() > 0;
+        [
+            self.barriers.front().map(|b| b.held_at + timeout),
+            (waiting && !status.failing()).then(|| self.last_progress + timeout),
+            (!waiting && status.failing()).then(|| self.last_probe + PROBE_EVERY),
+            self.stopping_since
+                .filter(|_| self.pending.is_some() && !self.discarding)
+                .map(|since| since + FINAL_FLUSH),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Once the gateway stops and the broker has taken nothing for [`FINAL_FLUSH`], what is
