@@ -1,6 +1,9 @@
-//! The layer table of `src/lib.rs` holds: every `crate::` path in the gateway's sources (outside
-//! unit tests) names a module of a lower row than the module it is written in. A path up the
-//! table or sideways within a row fails, with the file and line, so no module cycle can form.
+//! The layer table of `src/lib.rs` holds: every path in the gateway's sources (outside unit
+//! tests) that reaches another top-level module (`crate::x`, a `super::` chain that climbs to
+//! the crate root, an item lib.rs re-exports) names a module of a lower row than the module it
+//! is written in. A path up the table or sideways within a row fails, with the file and line,
+//! so no cycle among the top-level modules can form. (Submodules of one module may use one
+//! another: that is the module's own business.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -48,14 +51,32 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The code of a file without comments and without its unit tests (`#[cfg(test)] mod ...` to
-/// the end of the file, where this project keeps them). Lines are kept, for messages.
+/// The code of a file without comments and without its unit tests (each `#[cfg(test)] mod`
+/// item, from its line to the `}` that closes it at the start of a line, as rustfmt writes it;
+/// code after it is still read). Lines are kept (blanked), for messages.
 fn code(text: &str) -> String {
-    let text = match text.find("#[cfg(test)]\nmod ") {
-        Some(at) => &text[..at],
-        None => text,
-    };
-    text.lines()
+    let mut lines: Vec<&str> = text.lines().collect();
+    let mut at = 0;
+    while at + 1 < lines.len() {
+        let item = lines[at + 1].trim_start_matches("pub ");
+        if lines[at] != "#[cfg(test)]" || !item.starts_with("mod ") {
+            at += 1;
+            continue;
+        }
+        let end = if item.ends_with(';') {
+            at + 1
+        } else {
+            (at + 2..lines.len())
+                .find(|&i| lines[i] == "}")
+                .unwrap_or(lines.len() - 1)
+        };
+        for line in &mut lines[at..=end] {
+            *line = "";
+        }
+        at = end + 1;
+    }
+    lines
+        .iter()
         .map(|line| match line.find("//") {
             // `//` inside a string (a URL) is rare in `use` lines; cutting there only loses
             // the rest of that line.
@@ -66,16 +87,77 @@ fn code(text: &str) -> String {
         .join("\n")
 }
 
+/// The module path of a source file under `src/` (`net/session/mod.rs` -> net, session).
+fn module_path(relative: &Path) -> Vec<String> {
+    let mut path: Vec<String> = relative
+        .components()
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned()
+        })
+        .collect();
+    if path.last().is_some_and(|last| last == "mod") {
+        path.pop();
+    }
+    path
+}
+
+/// What lib.rs re-exports at the crate root (`pub use server::{Server, ...};`): item -> module.
+fn reexports(lib: &str) -> BTreeMap<String, String> {
+    let mut items = BTreeMap::new();
+    for line in lib.lines() {
+        let Some(rest) = line.strip_prefix("pub use ") else {
+            continue;
+        };
+        let Some((module, tree)) = rest.split_once("::") else {
+            continue;
+        };
+        for item in tree
+            .split([',', '{', '}', ';', ' '])
+            .filter(|i| !i.is_empty())
+        {
+            items.insert(item.to_owned(), module.to_owned());
+        }
+    }
+    items
+}
+
 /// The top-level module names each `crate::` path in `code` reaches, with their line numbers:
-/// `crate::a::x`, `crate::{a, b::{c, d}}`.
+/// `crate::a::x`, `crate::{a, b::{c, d}}`; with `module` (the file's module path) also each
+/// chain of `super::` that climbs to the crate root (`super::super::a` two levels down).
 fn paths(code: &str) -> Vec<(String, usize)> {
+    paths_in(code, &[])
+}
+
+fn paths_in(code: &str, module: &[String]) -> Vec<(String, usize)> {
     let mut found = Vec::new();
     let mut rest = code;
     let mut offset = 0;
-    while let Some(at) = rest.find("crate::") {
+    while let Some(at) = [rest.find("crate::"), rest.find("super::")]
+        .into_iter()
+        .flatten()
+        .min()
+    {
         let start = offset + at;
         let line = code[..start].matches('\n').count() + 1;
-        let after = &code[start + "crate::".len()..];
+        let mut after = &code[start..];
+        if after.starts_with("super::") {
+            let mut climbs = 0;
+            while let Some(next) = after.strip_prefix("super::") {
+                climbs += 1;
+                after = next;
+            }
+            offset = code.len() - after.len();
+            rest = &code[offset..];
+            // Within the file's own top-level module: its business.
+            if climbs < module.len() || module.is_empty() {
+                continue;
+            }
+        } else {
+            after = &after["crate::".len()..];
+        }
         if let Some(group) = after.strip_prefix('{') {
             // The first name of each item at depth 1.
             let mut depth = 1;
@@ -110,23 +192,31 @@ fn paths(code: &str) -> Vec<(String, usize)> {
                 .collect();
             found.push((name, line));
         }
-        offset = start + "crate::".len();
+        offset = code.len() - after.len();
         rest = &code[offset..];
     }
     found
 }
 
-/// The paths of `text` (a file of module `top`, in `row`) to other modules of the table: how
-/// many, and those that do not go down, as "line: what".
-fn against(rows: &BTreeMap<String, u32>, top: &str, row: u32, text: &str) -> (usize, Vec<String>) {
+/// The paths of `text` (a file of `module`, whose top-level module is in `row`) to other
+/// modules of the table, items lib.rs re-exports counted as their modules': how many, and
+/// those that do not go down, as "line: what".
+fn against(
+    (rows, reexported): (&BTreeMap<String, u32>, &BTreeMap<String, String>),
+    module: &[String],
+    row: u32,
+    text: &str,
+) -> (usize, Vec<String>) {
+    let top = module[0].as_str();
     let mut edges = 0;
     let mut wrong = Vec::new();
-    for (target, line) in paths(&code(text)) {
+    for (target, line) in paths_in(&code(text), module) {
+        let target = reexported.get(&target).cloned().unwrap_or(target);
         if target == top {
             continue;
         }
         let Some(&target_row) = rows.get(&target) else {
-            // A crate-level item (`crate::Config`) re-exported by lib.rs.
+            // `crate::` items of lib.rs itself (none but the re-exports).
             continue;
         };
         edges += 1;
@@ -151,6 +241,11 @@ fn every_import_goes_down_the_table() {
         "src/lib.rs: the table and the `pub mod`s differ"
     );
 
+    let reexported = reexports(&lib);
+    assert!(
+        !reexported.is_empty(),
+        "lib.rs re-exports Config and Server"
+    );
     let mut files = Vec::new();
     sources(&root.join("src"), &mut files);
     files.sort();
@@ -158,14 +253,8 @@ fn every_import_goes_down_the_table() {
     let mut edges = 0;
     for file in &files {
         let relative = file.strip_prefix(root.join("src")).unwrap();
-        let top = relative
-            .components()
-            .next()
-            .unwrap()
-            .as_os_str()
-            .to_string_lossy()
-            .trim_end_matches(".rs")
-            .to_owned();
+        let module = module_path(relative);
+        let top = module[0].clone();
         let Some(&row) = rows.get(&top) else {
             assert!(
                 top == "lib" || top == "main",
@@ -175,7 +264,7 @@ fn every_import_goes_down_the_table() {
             continue;
         };
         let text = std::fs::read_to_string(file).unwrap();
-        let (count, bad) = against(&rows, &top, row, &text);
+        let (count, bad) = against((&rows, &reexported), &module, row, &text);
         edges += count;
         wrong.extend(
             bad.into_iter()
@@ -217,7 +306,10 @@ fn upward_and_sideways_imports_are_caught() {
     let rows = table(lib);
     assert_eq!(rows.len(), 4);
     let text = "use crate::bottom::B;\nuse crate::{right, top::T};\nfn f() { crate::left::g() }";
-    let (edges, wrong) = against(&rows, "left", rows["left"], text);
+    let reexported = reexports("pub use top::{Server, Handle};\npub use bottom::Config;\n");
+    assert_eq!(reexported["Handle"], "top");
+    let left = ["left".to_owned()];
+    let (edges, wrong) = against((&rows, &reexported), &left, rows["left"], text);
     assert_eq!(edges, 3, "left itself is not counted");
     assert_eq!(
         wrong,
@@ -226,6 +318,22 @@ fn upward_and_sideways_imports_are_caught() {
             "2: left (row 1) uses top (row 2)"
         ]
     );
-    let (_, fine) = against(&rows, "top", rows["top"], text);
+    let top = ["top".to_owned()];
+    let (_, fine) = against((&rows, &reexported), &top, rows["top"], text);
     assert!(fine.is_empty(), "{fine:?}");
+
+    // A re-exported item, a `super::` chain that climbs to the root, and code after the tests.
+    let deep = ["left".to_owned(), "inner".to_owned(), "leaf".to_owned()];
+    let text = "use crate::Server;\nuse super::super::super::right::R;\nuse super::super::x::Y;\nuse super::sibling::S;\n\
+                #[cfg(test)]\nmod tests {\n    use crate::top::T;\n}\nuse crate::{Config, top};\n";
+    let (edges, wrong) = against((&rows, &reexported), &deep, rows["left"], text);
+    assert_eq!(edges, 4, "{wrong:?}");
+    assert_eq!(
+        wrong,
+        [
+            "1: left (row 1) uses top (row 2)",
+            "2: left (row 1) uses right (row 1)",
+            "9: left (row 1) uses top (row 2)"
+        ]
+    );
 }
