@@ -1,5 +1,5 @@
-//! The way in for calls of the central system (the operator API today; Redis streams and Kafka
-//! later): checks the payload, then hands the call to the charge point's processor, which knows
+//! The way in for calls of the central system (the operator API, the Kafka commands topic, the
+//! Redis command stream of a cluster): checks the payload, then hands the call to the charge point's processor, which knows
 //! where it is connected. Every call yields exactly one outcome (see [`crate::call`]).
 
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! ocpp-gateway: an OCPP 1.6J central-system gateway for extreme connection counts.
+//! ocpp-gateway: an OCPP 1.6J, 2.0.1 and 2.1 central-system gateway for extreme connection
+//! counts.
 //! Billing answers (Start/StopTransaction, MeterValues) go out only once every place that keeps
 //! them (journal, Kafka, state file) has them.
 //!

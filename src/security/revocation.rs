@@ -3,7 +3,7 @@
 //!
 //! Checked twice. In the TLS handshake, by rustls's verifier: a revoked certificate ends the
 //! handshake with the alert `certificate_revoked` (counted in `tls_failures_total` and
-//! `certificates_revoked_total`). And at the upgrade, against [`Revoked`]: a session resumed
+//! `auth_failures_total{kind="certificate_revoked"}`). And at the upgrade, against [`Revoked`]: a session resumed
 //! from a ticket was not verified again (the ticket carries the certificate verified when it
 //! was issued), so a certificate revoked since then is refused there with 403. Only the leaf is
 //! checked; a certificate whose issuer has no CRL here passes (an operator lists the CRLs of

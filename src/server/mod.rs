@@ -1,7 +1,8 @@
 //! Starting and stopping the gateway: bind one `SO_REUSEPORT` listener per loop, start the
 //! journal, spawn the loops (pinned), the processors and the admin listener, and on shutdown let
-//! the loops drain, then join everything in dependency order (loops, admin, processors,
-//! journal). Tests start a [`Server`] in-process; `main` does the same and adds signals.
+//! the loops drain, then join everything in dependency order (loops, admin, the Kafka commands
+//! consumer, the cluster's threads, processors, then the sinks: journal, Kafka, state file, and
+//! the cluster's writer last). Tests start a [`Server`] in-process; `main` does the same and adds signals.
 //! Starting is `start.rs`; what a running server offers and how it stops is here.
 
 mod start;

@@ -1,3 +1,6 @@
+//! The session's phases and their work driven over an in-memory transport: no sockets, a
+//! real loop context, real processor queues.
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -590,6 +593,7 @@ fn disconnects(h: &mut Harness) -> Vec<CloseCause> {
 fn the_phases_follow_one_another_and_the_first_close_cause_is_reported_once() {
     // Ours first: the peer's answering Close ends the session with our cause.
     let mut h = harness(|_| {});
+    assert!(matches!(h.conn.phase, Phase::Upgrading(_)));
     h.upgrade();
     assert!(matches!(h.conn.phase, Phase::Open(_)));
     let close = h.conn.close(&mut h.cx, KEY, 1001, "", CloseCause::Shutdown);
@@ -599,8 +603,28 @@ fn the_phases_follow_one_another_and_the_first_close_cause_is_reported_once() {
     let answer = client_frame(OpCode::Close, &1001u16.to_be_bytes(), true);
     assert_eq!(h.receive(&answer), Transition::Remove(CloseCause::Shutdown));
     h.conn.finish(&mut h.cx, KEY, CloseCause::ConnectionLost);
-    assert!(matches!(h.conn.phase, Phase::Lingering));
     assert_eq!(disconnects(&mut h), [CloseCause::Shutdown]);
+
+    // While closing, the peer's EOF, its silence until the grace ends, or a failed write end
+    // the session with the cause it closed for.
+    for ending in ["eof", "timer", "write"] {
+        let mut h = harness(|_| {});
+        h.upgrade();
+        h.conn.close(&mut h.cx, KEY, 1001, "", CloseCause::Operator);
+        let transition = match ending {
+            "eof" => {
+                h.stream().eof = true;
+                h.conn.on_readable(&mut h.cx, KEY)
+            }
+            "timer" => h.conn.on_timer(&mut h.cx, KEY),
+            _ => Transition::Remove(h.conn.lost_cause()),
+        };
+        assert_eq!(
+            transition,
+            Transition::Remove(CloseCause::Operator),
+            "{ending}"
+        );
+    }
 
     // The peer's first: answered, and the session ends as the peer's close once ours is out.
     let mut h = harness(|_| {});

@@ -1,3 +1,6 @@
+//! The 2.0.1 and 2.1 handlers: answers, transaction tracking and durability effects,
+//! certificate signing, without sockets.
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

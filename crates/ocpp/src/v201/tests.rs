@@ -1,3 +1,5 @@
+//! 2.0.1 and 2.1 payloads against their schemas and typed readers.
+
 use super::*;
 
 #[test]
