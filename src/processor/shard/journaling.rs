@@ -152,13 +152,14 @@ pub(super) fn journal_call(
     answer: Answer<'_>,
     (billing, integrated): (bool, Option<&[(u32, ChargePointStatus)]>),
 ) {
-    entry.seen.journal_suppressed += journaling.exchange(
+    let suppressed = journaling.exchange(
         &mut entry.journal,
         (call.at, cp),
         (call.unique_id, call.action, call.payload.get()),
         answer,
         billing,
     );
+    entry.seen.suppressed(suppressed);
     let (Some(connectors_before), Answer::Result(answer)) = (integrated, answer) else {
         return;
     };

@@ -289,7 +289,8 @@ impl Shard {
                 payload: Body::Whole(sent.payload.get()),
             },
         };
-        entry.seen.journal_suppressed += journaling.record(&mut entry.journal, &line, false);
+        let suppressed = journaling.record(&mut entry.journal, &line, false);
+        entry.seen.suppressed(suppressed);
         if integrates {
             // Published like 2.1's other new messages (`charge_point.message`), unanswered;
             // what a message means is never left out by the allowance.
@@ -410,13 +411,14 @@ impl Shard {
                 stats: &self.stats.processors[self.index],
             };
             let call = (&*unique_id, &*action, payload.get());
-            entry.seen.journal_suppressed += journaling.exchange(
+            let suppressed = journaling.exchange(
                 &mut entry.journal,
                 (at, cp),
                 call,
                 Answer::Result(answer),
                 false,
             );
+            entry.seen.suppressed(suppressed);
         }
     }
 }

@@ -97,12 +97,27 @@ struct Seen {
     /// The payload of its last accepted or pending BootNotification.
     boot: Option<Box<RawValue>>,
     /// Journal lines left out over its allowance since it connected.
-    journal_suppressed: u64,
+    journal_suppressed: u32,
     /// Times its connection was paused for going over `ocpp.max_calls_per_second`.
-    rate_limited: u64,
-    /// The client certificate of its live (or last) connection, when it showed one to us.
-    certificate: Option<Box<CertificateFacts>>,
-    /// The renewal of that certificate was asked for (`security.renewals_per_scan`).
+    rate_limited: u32,
+    /// The client certificate of its live (or last) connection, when it showed one to us
+    /// (boxed with its renewal flag: this box stays in the allocator's 96-byte class).
+    certificate: Option<Box<Shown>>,
+}
+
+impl Seen {
+    /// `lines` more were left out over its journal allowance (the count stops at its top).
+    fn suppressed(&mut self, lines: u64) {
+        let lines = u32::try_from(lines).unwrap_or(u32::MAX);
+        self.journal_suppressed = self.journal_suppressed.saturating_add(lines);
+    }
+}
+
+/// A client certificate a charge point showed, and whether its renewal was asked for
+/// (`security.renewals_per_scan`).
+#[derive(Debug)]
+struct Shown {
+    facts: CertificateFacts,
     renewal_asked: bool,
 }
 
@@ -286,7 +301,7 @@ impl Shard {
                     if let Some(entry) = self.charge_points.get_mut(cp)
                         && entry.conn == Some(*conn)
                     {
-                        entry.seen.rate_limited += 1;
+                        entry.seen.rate_limited = entry.seen.rate_limited.saturating_add(1);
                     }
                 }
                 Entry::Stashed { cp, at, event } => {

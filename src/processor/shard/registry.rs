@@ -66,7 +66,12 @@ impl Shard {
         out: &mut Outputs<'_>,
     ) {
         let now = SystemTime::now();
-        let certificate = certificate.map(|c| Box::new(c.clone()));
+        let certificate = certificate.map(|facts| {
+            Box::new(Shown {
+                facts: facts.clone(),
+                renewal_asked: false,
+            })
+        });
         let (profile, pinned) = listener;
         let keeps_state = self.keeps_state();
         let loser = match self.charge_points.get_mut(cp) {
@@ -127,7 +132,6 @@ impl Shard {
                         journal_suppressed: 0,
                         rate_limited: 0,
                         certificate,
-                        renewal_asked: false,
                     }),
                     dirty: false,
                     saved: false,
@@ -323,7 +327,7 @@ fn reconnect(
     held: &mut ChargePoint,
     cp: &ChargePointId,
     (conn, seq, auth, listener, version): (ConnId, u64, Auth, (Profile, bool), Version),
-    (peer, certificate, now): (SocketAddr, Option<Box<CertificateFacts>>, SystemTime),
+    (peer, certificate, now): (SocketAddr, Option<Box<Shown>>, SystemTime),
     dirty: Option<&mut Vec<ChargePointId>>,
 ) -> Option<ConnId> {
     let old = held.conn.replace(conn);
@@ -366,9 +370,10 @@ fn reconnect(
     if let Some(v201) = &mut held.state.v201 {
         v201.streams.clear();
     }
-    if held.seen.certificate != certificate {
-        held.seen.renewal_asked = false;
-    }
-    held.seen.certificate = certificate;
+    // The same certificate again keeps its renewal flag; another one starts without.
+    held.seen.certificate = match (held.seen.certificate.take(), certificate) {
+        (Some(old), Some(new)) if old.facts == new.facts => Some(old),
+        (_, new) => new,
+    };
     old
 }

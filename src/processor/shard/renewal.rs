@@ -61,19 +61,20 @@ impl Shard {
             let Some(conn) = entry.conn else {
                 continue;
             };
-            let Some(certificate) = &entry.seen.certificate else {
+            let Some(shown) = &mut entry.seen.certificate else {
                 continue;
             };
+            let certificate = &shown.facts;
             if certificate.not_after > due {
                 continue;
             }
             expiring += 1;
             if budget > 0
-                && !entry.seen.renewal_asked
+                && !shown.renewal_asked
                 && entry.state.registration == Registration::Accepted
             {
                 budget -= 1;
-                entry.seen.renewal_asked = true;
+                shown.renewal_asked = true;
                 info!(
                     "cp={cp} client certificate {} expires at {}: renewal asked",
                     certificate.serial, certificate.not_after

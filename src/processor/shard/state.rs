@@ -41,7 +41,6 @@ impl Shard {
                         journal_suppressed: 0,
                         rate_limited: 0,
                         certificate: None,
-                        renewal_asked: false,
                     }),
                     dirty: false,
                     saved: true,

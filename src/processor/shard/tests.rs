@@ -787,3 +787,11 @@ fn a_resent_event_is_kept_again_only_when_a_holder_refused_an_answer_since() {
     assert_eq!(journaled(&rig).len(), 2);
     assert_eq!(rig.shard.stats().transaction_events_resent.get(), 3);
 }
+
+#[test]
+fn what_each_charge_point_keeps_stays_in_its_allocation_classes() {
+    // The boxed operator view fits jemalloc's 96-byte class; the map entry every message
+    // touches stays at two cache lines.
+    assert_eq!(std::mem::size_of::<super::Seen>(), 96);
+    assert!(std::mem::size_of::<super::ChargePoint>() <= 128);
+}

@@ -53,8 +53,8 @@ impl Shard {
             loop_index: entry.conn.map(|c| c.loop_index),
             authenticated_by: entry.state.auth.as_str(),
             authenticated_profile: entry.profile.number(),
-            journal_lines_suppressed: entry.seen.journal_suppressed,
-            rate_limited: entry.seen.rate_limited,
+            journal_lines_suppressed: u64::from(entry.seen.journal_suppressed),
+            rate_limited: u64::from(entry.seen.rate_limited),
             version: entry.state.version.as_str(),
             open_transactions_201: entry
                 .state
@@ -94,11 +94,11 @@ impl Shard {
             open_transaction: entry.state.open_transaction,
             last_message_at: entry.seen.last_message.map(rfc3339),
             client_certificate: entry.seen.certificate.as_ref().map(|c| CertificateView {
-                serial: c.serial.to_string(),
-                not_after: u64::try_from(c.not_after)
+                serial: c.facts.serial.to_string(),
+                not_after: u64::try_from(c.facts.not_after)
                     .map(|secs| rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(secs)))
                     .unwrap_or_default(),
-                renewal_asked: entry.seen.renewal_asked,
+                renewal_asked: c.renewal_asked,
             }),
             trace: traced,
         })
