@@ -123,8 +123,10 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 # shellcheck source=scripts/lib/config.sh
 source "$repo/scripts/lib/config.sh"
-# OCPP_GATEWAY_BIN: another build of the gateway to measure (an earlier revision, say).
+# OCPP_GATEWAY_BIN: another build of the gateway to measure (an earlier revision, say);
+# OCPP_GATEWAY_CONFIG: the config.toml to start from (that revision's, when it knows fewer keys).
 gateway_bin="${OCPP_GATEWAY_BIN:-$repo/target/release/ocpp-gateway}"
+base_config="${OCPP_GATEWAY_CONFIG:-$repo/config.toml}"
 bench_bin="$repo/target/release/ocpp-bench"
 peer_dir="${peer_dir:-$repo/../shared/peers/tokio-ws}"
 # Outside the shared tree, which may be read-only (the same place its run.sh uses).
@@ -191,7 +193,7 @@ write_config() {
             "security.tls_key=\"$work/certs/server.key\""
         )
     fi
-    config_with "$repo/config.toml" "${keys[@]}" "${sets[@]}" >"$file"
+    config_with "$base_config" "${keys[@]}" "${sets[@]}" >"$file"
 }
 
 # Starts the gateway on config $1 with its log in $2; sets gateway_pid. Waits (at most 15 s)
