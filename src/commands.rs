@@ -86,3 +86,38 @@ pub fn sets_authorization_key(payload: &RawValue) -> bool {
             .is_some_and(|k| k.eq_ignore_ascii_case("AuthorizationKey"))
     })
 }
+
+/// What `/health` reads about a command source that reads partitions (the Kafka commands
+/// topic): which it reads, or why it reads none yet.
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    /// The partitions read, once assigned.
+    partitions: std::sync::Mutex<Option<Vec<i32>>>,
+    /// Why it is not reading yet (no topic, no broker).
+    problem: std::sync::Mutex<Option<String>>,
+}
+
+impl SourceStatus {
+    pub fn partitions(&self) -> Option<Vec<i32>> {
+        self.partitions.lock().ok().and_then(|p| p.clone())
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().ok().and_then(|p| p.clone())
+    }
+
+    pub fn set_problem(&self, problem: String) {
+        if let Ok(mut p) = self.problem.lock() {
+            *p = Some(problem);
+        }
+    }
+
+    pub fn assigned(&self, partitions: Vec<i32>) {
+        if let Ok(mut p) = self.partitions.lock() {
+            *p = Some(partitions);
+        }
+        if let Ok(mut p) = self.problem.lock() {
+            *p = None;
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! AuthorizationKey does: a SetVariables of BasicAuthPassword goes to the station, and the new
 //! password is stored (credentials file, and Redis in cluster mode) only once the station
 //! answered that variable Accepted; a Rejected leaves the old one. (The same call from the
-//! commands topic is refused: `kafka::consumer`'s unit tests; only the node holding the
+//! commands topic is refused: `kafka_commands`'s unit tests; only the node holding the
 //! station stores it.)
 
 mod common;

@@ -83,7 +83,7 @@ pub struct AdminParts {
     /// The Kafka sink (`events.sink` names "kafka").
     pub kafka: Option<Arc<crate::kafka::KafkaStatus>>,
     /// The Kafka commands consumer (`kafka.consume_commands`).
-    pub kafka_commands: Option<Arc<crate::kafka::consumer::CommandsStatus>>,
+    pub kafka_commands: Option<Arc<crate::commands::SourceStatus>>,
     /// Credentials the API sets (`PUT /api/v1/chargepoints/{id}/password`).
     pub security: Arc<crate::security::Security>,
     /// The transaction id counter: `/health` is degraded once it is used up.

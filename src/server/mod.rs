@@ -27,7 +27,7 @@ use crate::commands::Commands;
 use crate::config::{Config, ListenerConfig};
 use crate::events::{EventSink, Events, ReplyRoute, Tee};
 use crate::journal::{Journal, JournalStatus};
-use crate::kafka::{self, KafkaSink, KafkaStatus};
+use crate::kafka::{KafkaSink, KafkaStatus};
 use crate::mailbox::{
     LoopHandle, LoopShared, Loops, ProcessorInbox, Processors, ToLoop, processor_channel,
 };
@@ -116,7 +116,7 @@ pub struct Server {
     kafka_commands: Option<(
         Arc<AtomicBool>,
         JoinHandle<()>,
-        Arc<kafka::consumer::CommandsStatus>,
+        Arc<crate::commands::SourceStatus>,
     )>,
     state_thread: Option<JoinHandle<()>>,
     cluster: Option<Cluster>,

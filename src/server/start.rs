@@ -229,7 +229,7 @@ pub(super) fn start_kafka_commands(
     Option<(
         Arc<AtomicBool>,
         JoinHandle<()>,
-        Arc<kafka::consumer::CommandsStatus>,
+        Arc<crate::commands::SourceStatus>,
     )>,
     ServerError,
 > {
@@ -237,7 +237,7 @@ pub(super) fn start_kafka_commands(
         return Ok(None);
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let (thread, status) = kafka::consumer::start(
+    let (thread, status) = crate::kafka_commands::start(
         kafka_config,
         &config.server.node_id,
         commands.clone(),
@@ -365,7 +365,7 @@ pub(super) fn admin_parts(
         Option<&(
             Arc<AtomicBool>,
             JoinHandle<()>,
-            Arc<kafka::consumer::CommandsStatus>,
+            Arc<crate::commands::SourceStatus>,
         )>,
     ),
     cluster: Option<&Cluster>,

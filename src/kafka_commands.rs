@@ -1,5 +1,5 @@
-//! Commands from Kafka: a thread consumes this gateway's partitions of `kafka.commands_topic`
-//! ([`routing`](super::routing)), runs each record as an operator API call would
+//! Commands from Kafka, a command source beside the operator API: a thread consumes this
+//! gateway's partitions of `kafka.commands_topic` ([`routing`]), runs each record as an operator API call would
 //! ([`Commands::call`]: validation, one CALL in flight per charge point, its queue, its timeout)
 //! and publishes the outcome as a `command.response` event with the record's `commandId`.
 //!
@@ -25,13 +25,13 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use slab::Slab;
 
-use super::integration::Envelope;
-use super::routing;
-use super::sink::producer_config;
 use crate::call::{CallOutcome, PendingCall};
 use crate::clock::WallClock;
-use crate::commands::{Commands, sets_authorization_key};
+use crate::commands::{Commands, SourceStatus, sets_authorization_key};
 use crate::config::KafkaConfig;
+use crate::kafka::integration::Envelope;
+use crate::kafka::routing;
+use crate::kafka::sink::producer_config;
 use crate::stats::Stats;
 use basics::WarnBudget;
 use ocpp::AnyAction;
@@ -107,40 +107,6 @@ fn response_producer(
     })
 }
 
-/// What `/health` reads about the consumer.
-#[derive(Debug, Default)]
-pub struct CommandsStatus {
-    /// The partitions read, once assigned.
-    partitions: std::sync::Mutex<Option<Vec<i32>>>,
-    /// Why it is not reading yet (no topic, no broker).
-    problem: std::sync::Mutex<Option<String>>,
-}
-
-impl CommandsStatus {
-    pub fn partitions(&self) -> Option<Vec<i32>> {
-        self.partitions.lock().ok().and_then(|p| p.clone())
-    }
-
-    pub fn problem(&self) -> Option<String> {
-        self.problem.lock().ok().and_then(|p| p.clone())
-    }
-
-    fn set_problem(&self, problem: String) {
-        if let Ok(mut p) = self.problem.lock() {
-            *p = Some(problem);
-        }
-    }
-
-    fn assigned(&self, partitions: Vec<i32>) {
-        if let Ok(mut p) = self.partitions.lock() {
-            *p = Some(partitions);
-        }
-        if let Ok(mut p) = self.problem.lock() {
-            *p = None;
-        }
-    }
-}
-
 /// Starts the consumer thread; it stops once `stop` is set.
 pub fn start(
     config: &KafkaConfig,
@@ -148,7 +114,7 @@ pub fn start(
     commands: Commands,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
-) -> Result<(JoinHandle<()>, Arc<CommandsStatus>), KafkaError> {
+) -> Result<(JoinHandle<()>, Arc<SourceStatus>), KafkaError> {
     let mut consumer_config = producer_config(config);
     // The producer's settings do not apply to a consumer; librdkafka only warns about them.
     for key in [
@@ -171,7 +137,7 @@ pub fn start(
     let consumer: BaseConsumer = consumer_config.create()?;
     let producer = response_producer(config, &stats)?;
     let started_ms = crate::clock::epoch_ms(SystemTime::now());
-    let status = Arc::new(CommandsStatus::default());
+    let status = Arc::new(SourceStatus::default());
     status.set_problem("not assigned its partitions yet".into());
     let mut thread = Thread {
         status: Arc::clone(&status),
@@ -202,7 +168,7 @@ pub fn start(
 }
 
 struct Thread {
-    status: Arc<CommandsStatus>,
+    status: Arc<SourceStatus>,
     consumer: BaseConsumer,
     producer: BaseProducer<Reports>,
     config: KafkaConfig,
