@@ -142,7 +142,8 @@ impl SinkHealth {
     /// How long ago the thread was last seen working; zero while it waits for work, which
     /// is how a thread that wakes only on events is idle without looking stuck.
     pub fn silent_for(&self) -> Duration {
-        if self.waiting.load(Ordering::Relaxed) {
+        // Acquire: once the thread is seen awake, the time it woke is seen too.
+        if self.waiting.load(Ordering::Acquire) {
             return Duration::ZERO;
         }
         Duration::from_millis(
@@ -154,7 +155,7 @@ impl SinkHealth {
     /// The thread went round its loop (and no longer waits).
     pub fn mark_alive(&self) {
         self.alive_ms.store(self.ms(), Ordering::Relaxed);
-        self.waiting.store(false, Ordering::Relaxed);
+        self.waiting.store(false, Ordering::Release);
     }
 
     /// The thread is about to wait for work: [`SinkHealth::mark_alive`] when it wakes.

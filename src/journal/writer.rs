@@ -236,7 +236,7 @@ impl Writer {
     /// nothing waits for a sync.
     fn sync_due_in(&self) -> Option<Duration> {
         match self.fsync {
-            Fsync::Interval(every) if self.unsynced => {
+            Fsync::Interval(every) if self.unsynced && self.file.is_some() => {
                 Some(every.saturating_sub(self.last_sync.elapsed()))
             }
             _ => None,
@@ -277,6 +277,8 @@ impl Writer {
         if let Some(file) = self.file.take() {
             file.discard();
         }
+        // What was not synced went with the file: no sync is owed for it.
+        self.unsynced = false;
         self.last_failure = Some(Instant::now());
     }
 }

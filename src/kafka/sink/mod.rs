@@ -50,6 +50,9 @@ use crate::events::sink::{self, Gathering, HAND_OVER, Handed, SinkHealth};
 use crate::events::{Event, EventSink, EventWriter, HeldAnswer, HeldAnswers, ReplyRoute};
 use crate::stats::Stats;
 
+/// A chunk librdkafka had no room for is offered again after this long at the latest (room is
+/// freed after the delivery callback whose ring woke the thread, so that ring can come early).
+const QUEUE_FULL_RETRY: Duration = Duration::from_millis(20);
 /// While the broker seems away, it is asked for metadata this often (a delivery clears it too).
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// At shutdown, what is buffered gets this long to reach the broker.

@@ -30,7 +30,7 @@ pub(super) struct Thread {
 
 impl Thread {
     pub(super) fn run(&mut self) {
-        let (rx, held_rx) = (self.rx.clone(), self.held_rx.clone());
+        let (rx, mut held_rx) = (self.rx.clone(), self.held_rx.clone());
         let delivered = self.delivered.clone();
         let mut open = true;
         while open || self.pending.is_some() {
@@ -49,11 +49,11 @@ impl Thread {
                     Ok(chunk) => self.pending = Some((chunk, 0)),
                     Err(_) => open = false,
                 },
-                recv(held_rx) -> barrier => {
-                    if let Ok(barrier) = barrier {
-                        self.barriers.push_back(barrier);
-                    }
-                }
+                recv(held_rx) -> barrier => match barrier {
+                    Ok(barrier) => self.barriers.push_back(barrier),
+                    // Every writer is gone: a closed channel must not wake every turn.
+                    Err(_) => held_rx = crossbeam_channel::never(),
+                },
                 recv(delivered) -> _ => {}
                 default(wait) => {}
             }
@@ -80,7 +80,15 @@ impl Thread {
         let timeout = self.config.ack_timeout;
         let waiting = status.waiting() > 0;
         [
-            self.barriers.front().map(|b| b.held_at + timeout),
+            // Barriers come in hand-over order, not quite in the order they were held.
+            self.barriers
+                .iter()
+                .map(|b| b.held_at)
+                .min()
+                .map(|at| at + timeout),
+            // librdkafka frees room in its queue after the delivery callback that rings us, so
+            // a chunk it had no room for is offered again a little later too.
+            (self.pending.is_some() && !self.discarding).then(|| Instant::now() + QUEUE_FULL_RETRY),
             (waiting && !status.failing()).then(|| self.last_progress + timeout),
             (!waiting && status.failing()).then(|| self.last_probe + PROBE_EVERY),
             self.stopping_since
@@ -177,7 +185,10 @@ impl Thread {
         match sent {
             Ok(()) => {
                 stats.kafka_events_produced.inc();
-                self.common.status.waiting.fetch_add(1, Ordering::Relaxed);
+                if self.common.status.waiting.fetch_add(1, Ordering::Relaxed) == 0 {
+                    // The broker's silence is counted from the first event it owes.
+                    self.last_progress = Instant::now();
+                }
                 true
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
