@@ -10,6 +10,7 @@
 //! BootNotification is SecurityError (errata 3.8); then the payload is validated against its
 //! schema (the CallError names the field), and the policy answers.
 
+use std::num::NonZeroI32;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -187,10 +188,12 @@ pub const MAX_CONNECTORS: usize = 32;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChargePointState {
     pub registration: Registration,
-    /// (connectorId, last reported status), in order of first report.
-    pub connectors: Vec<(u32, ChargePointStatus)>,
-    /// The transaction opened by the last StartTransaction, until its StopTransaction.
-    pub open_transaction: Option<i32>,
+    /// (connectorId, last reported status), in order of first report (a boxed slice: a new
+    /// connector is rare, and the map entry every message touches stays small).
+    pub connectors: Box<[(u32, ChargePointStatus)]>,
+    /// The transaction opened by the last StartTransaction, until its StopTransaction (ids
+    /// given out start at 1, [`crate::policy::TransactionIds`]).
+    pub open_transaction: Option<NonZeroI32>,
     /// How the live connection proved its identity.
     pub auth: Auth,
     /// The OCPP version it speaks (a reconnect with another one registers anew).
@@ -198,12 +201,45 @@ pub struct ChargePointState {
     /// What a 2.0.1 station keeps: open transactions and the last ones ended (`seqNo`
     /// tracking), connector statuses per EVSE (boxed: a 1.6 charge point pays one pointer).
     pub v201: Option<Box<State201>>,
-    /// Set by a handler that wants the connection closed once its answer is out (a
-    /// BootNotification whose serial number is not the certificate's); the shard clears it.
-    pub close_after_answer: Option<CloseReason>,
-    /// Set by a handler whose answer is to be followed by a call of ours (CertificateSigned);
-    /// the shard takes it.
-    pub follow_up: Option<Box<FollowUp>>,
+    /// What a handler asks to happen after its answer; the shard takes it (boxed: rare).
+    pub after: Option<Box<AfterAnswer>>,
+}
+
+/// What an answer asks to happen once it is out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AfterAnswer {
+    /// Close the connection (a BootNotification whose serial number is not the certificate's).
+    pub close: Option<CloseReason>,
+    /// A call of ours follows (CertificateSigned).
+    pub call: Option<Box<FollowUp>>,
+}
+
+impl ChargePointState {
+    fn after(&mut self) -> &mut AfterAnswer {
+        self.after.get_or_insert_with(Box::default)
+    }
+
+    /// The connection closes once the answer is out.
+    pub fn close_after_answer(&mut self, reason: CloseReason) {
+        self.after().close = Some(reason);
+    }
+
+    /// A call of ours follows the answer.
+    pub fn follow_with(&mut self, call: Option<Box<FollowUp>>) {
+        if call.is_some() {
+            self.after().call = call;
+        }
+    }
+
+    /// The call that follows the answer, if one does (tests look at it).
+    pub fn follow_up(&self) -> Option<&FollowUp> {
+        self.after.as_ref().and_then(|a| a.call.as_deref())
+    }
+
+    /// Why the connection closes after the answer, if it does.
+    pub fn closing_after(&self) -> Option<CloseReason> {
+        self.after.as_ref().and_then(|a| a.close)
+    }
 }
 
 /// Periodic event streams a 2.1 station may have open at once; beyond, OpenPeriodicEventStream
@@ -366,9 +402,10 @@ fn answer(
             let signed = sign_certificate(policy, (cp, state.auth), request.csr.as_str(), now.time);
             let status = match signed {
                 Ok(signed) => {
-                    state.follow_up = signed
+                    let call = signed
                         .map(|signed| certificate_signed(Version::V16, &signed, None))
                         .transpose()?;
+                    state.follow_with(call);
                     GenericStatus::Accepted
                 }
                 Err(refusal) => {
@@ -428,7 +465,7 @@ pub fn registration(
     let serial_ok =
         !(policy.check_serial_number && state.auth == Auth::Certificate) || serial == Some(cp);
     if !serial_ok {
-        state.close_after_answer = Some(CloseReason::SerialMismatch);
+        state.close_after_answer(CloseReason::SerialMismatch);
     }
     let status = if allowed && serial_ok {
         policy.boot_status
@@ -471,7 +508,7 @@ fn start_transaction(
         code: CallErrorCode::InternalError,
         description: format!("no transaction id: {e}"),
     })?;
-    state.open_transaction = Some(transaction_id);
+    state.open_transaction = NonZeroI32::new(transaction_id);
     result(
         out,
         &StartTransactionResponse {
@@ -493,7 +530,10 @@ fn stop_transaction(
     let request: StopTransactionRequest = decode(payload)?;
     // An unknown transaction is acknowledged too: an error would only make the charge
     // point resend it forever.
-    if i64::from(state.open_transaction.unwrap_or(-1)) == request.transaction_id {
+    if state
+        .open_transaction
+        .is_some_and(|open| i64::from(open.get()) == request.transaction_id)
+    {
         state.open_transaction = None;
     }
     let id_tag_info = request
@@ -512,7 +552,9 @@ fn status_notification(state: &mut ChargePointState, payload: &RawValue) -> Resu
     match known {
         Some(i) => state.connectors[i].1 = request.status,
         None if state.connectors.len() < MAX_CONNECTORS => {
-            state.connectors.push((connector, request.status));
+            let mut connectors = std::mem::take(&mut state.connectors).into_vec();
+            connectors.push((connector, request.status));
+            state.connectors = connectors.into_boxed_slice();
         }
         None => {}
     }
@@ -614,7 +656,7 @@ mod tests {
             request.clone(),
         ));
         assert_eq!(reply["status"], "Rejected");
-        assert!(state.follow_up.is_none());
+        assert!(state.follow_up().is_none());
         // The gateway's CA: Accepted, then CertificateSigned with the chain.
         policy.signing = Signer::Ca(Arc::new(testing::authority("handlers-v16")));
         let reply = ok(call(
@@ -624,7 +666,11 @@ mod tests {
             request.clone(),
         ));
         assert_eq!(reply["status"], "Accepted");
-        let follow_up = state.follow_up.take().expect("CertificateSigned follows");
+        let follow_up = state
+            .after
+            .take()
+            .and_then(|a| a.call)
+            .expect("CertificateSigned follows");
         assert_eq!(follow_up.action, AnyAction::V16(Action::CertificateSigned));
         let payload: Value = serde_json::from_str(follow_up.payload.get()).unwrap();
         let chain = payload["certificateChain"].as_str().unwrap();
@@ -638,7 +684,7 @@ mod tests {
         let other = json!({"csr": testing::csr("CP2")});
         let reply = ok(call(&policy, &mut state, "SignCertificate", other.clone()));
         assert_eq!(reply["status"], "Rejected");
-        assert!(state.follow_up.is_none());
+        assert!(state.follow_up().is_none());
         // The backend signs: Accepted when the request is good, nothing follows here.
         policy.signing = Signer::Backend;
         assert_eq!(
@@ -650,7 +696,7 @@ mod tests {
             ))["status"],
             "Accepted"
         );
-        assert!(state.follow_up.is_none());
+        assert!(state.follow_up().is_none());
         assert_eq!(
             ok(call(&policy, &mut state, "SignCertificate", other))["status"],
             "Rejected"
@@ -669,7 +715,7 @@ mod tests {
                 request.clone(),
             ));
             assert_eq!(reply["status"], "Rejected");
-            assert!(state.follow_up.is_none());
+            assert!(state.follow_up().is_none());
         }
     }
 
@@ -754,7 +800,7 @@ mod tests {
         let first = ok(call(&policy, &mut state, "StartTransaction", start("GOOD")));
         assert_eq!(first["idTagInfo"]["status"], "Accepted");
         let id = first["transactionId"].as_i64().unwrap();
-        assert_eq!(state.open_transaction, Some(id as i32));
+        assert_eq!(state.open_transaction.map(NonZeroI32::get), Some(id as i32));
         let second = ok(call(&policy, &mut state, "StartTransaction", start("BAD")));
         assert_eq!(second["idTagInfo"]["status"], "Blocked");
         assert!(

@@ -404,11 +404,12 @@ fn sign_certificate(
     };
     match signed {
         Ok(signed) => {
-            state.follow_up = signed
+            let call = signed
                 .map(|signed| {
                     handlers::certificate_signed(state.version, &signed, request.request_id)
                 })
                 .transpose()?;
+            state.follow_with(call);
             write(
                 out,
                 &Status {

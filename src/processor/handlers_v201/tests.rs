@@ -158,7 +158,7 @@ fn boot_answers_by_allow_list_and_serial_number() {
     let answer =
         answer_of(&policy, &mut state, Action::BootNotification, &other).expect("answered");
     assert_eq!(answer["status"], "Rejected");
-    assert_eq!(state.close_after_answer, Some(CloseReason::SerialMismatch));
+    assert_eq!(state.closing_after(), Some(CloseReason::SerialMismatch));
     policy.boot_status = RegistrationStatus::Pending;
     let mut state = ChargePointState::default();
     answer_of(&policy, &mut state, Action::BootNotification, BOOT).expect("answered");
@@ -533,7 +533,11 @@ fn sign_certificate_checks_signs_and_says_why_not() {
         sign(&policy, &mut state, good.clone())["status"],
         "Accepted"
     );
-    let follow_up = state.follow_up.take().expect("CertificateSigned follows");
+    let follow_up = state
+        .after
+        .take()
+        .and_then(|a| a.call)
+        .expect("CertificateSigned follows");
     assert_eq!(
         follow_up.action,
         ocpp::AnyAction::V201(Action::CertificateSigned)
@@ -552,7 +556,7 @@ fn sign_certificate_checks_signs_and_says_why_not() {
         let answer = sign(&policy, &mut state, request);
         assert_eq!(answer["status"], "Rejected");
         assert_eq!(answer["statusInfo"]["reasonCode"], code);
-        assert!(state.follow_up.is_none());
+        assert!(state.follow_up().is_none());
     }
     // 2.1: the request's id comes back with the certificate; a request without a type is for
     // this connection too.
@@ -562,7 +566,11 @@ fn sign_certificate_checks_signs_and_says_why_not() {
     };
     let request = json!({"csr": testing::csr("CP1"), "requestId": 42});
     assert_eq!(sign(&policy, &mut state21, request)["status"], "Accepted");
-    let follow_up = state21.follow_up.take().expect("CertificateSigned follows");
+    let follow_up = state21
+        .after
+        .take()
+        .and_then(|a| a.call)
+        .expect("CertificateSigned follows");
     let payload: Value = serde_json::from_str(follow_up.payload.get()).unwrap();
     assert_eq!(payload["requestId"], 42);
     v201::check_in(
@@ -575,7 +583,7 @@ fn sign_certificate_checks_signs_and_says_why_not() {
     let request = json!({"csr": testing::csr("CP1"), "certificateType": "V2G20Certificate"});
     let answer = sign(&policy, &mut state21, request);
     assert_eq!(answer["statusInfo"]["reasonCode"], "UnsupportedCertType");
-    assert!(state21.follow_up.is_none());
+    assert!(state21.follow_up().is_none());
     // Past the CA's pace: Rejected, to be sent again.
     let paced = testing::authority("handlers-v201-paced").paced(1);
     policy.signing = handlers::Signer::Ca(Arc::new(paced));
@@ -583,10 +591,10 @@ fn sign_certificate_checks_signs_and_says_why_not() {
         sign(&policy, &mut state, good.clone())["status"],
         "Accepted"
     );
-    state.follow_up = None;
+    state.after = None;
     let answer = sign(&policy, &mut state, good.clone());
     assert_eq!(answer["statusInfo"]["reasonCode"], "TooManyRequests");
-    assert!(state.follow_up.is_none());
+    assert!(state.follow_up().is_none());
     policy.signing = handlers::Signer::Off;
     let answer = sign(&policy, &mut state, good);
     assert_eq!(answer["statusInfo"]["reasonCode"], "NoCA");

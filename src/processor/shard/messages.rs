@@ -504,7 +504,7 @@ fn integrated_before(
         call.previous201 = handlers_v201::previous_status(&entry.state, call.payload.get());
     }
     Some(match call.known {
-        Some(Action::StatusNotification) => entry.state.connectors.clone(),
+        Some(Action::StatusNotification) => entry.state.connectors.to_vec(),
         _ => Vec::new(),
     })
 }
@@ -566,7 +566,10 @@ fn after_answer(
     closes: &mut Vec<(ConnId, CloseReason)>,
     calls: &mut Vec<(ConnId, ChargePointId, Box<FollowUp>)>,
 ) {
-    if let Some(reason) = state.close_after_answer.take() {
+    let Some(after) = state.after.take() else {
+        return;
+    };
+    if let Some(reason) = after.close {
         if reason == CloseReason::SerialMismatch {
             stats.serial_mismatches.inc();
             warn!(
@@ -575,7 +578,7 @@ fn after_answer(
         }
         closes.push((conn, reason));
     }
-    if let Some(follow_up) = state.follow_up.take() {
+    if let Some(follow_up) = after.call {
         calls.push((conn, ChargePointId::clone(cp), follow_up));
     }
 }

@@ -26,6 +26,7 @@ use journaling::*;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroI32;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,8 +146,8 @@ fn saved_record(entry: &ChargePoint) -> Option<Saved> {
     (entry.state.registration == Registration::Accepted).then(|| Saved {
         profile: entry.profile.number(),
         boot: entry.seen.boot.clone(),
-        connectors: entry.state.connectors.clone(),
-        open_transaction: entry.state.open_transaction,
+        connectors: entry.state.connectors.to_vec(),
+        open_transaction: entry.state.open_transaction.map(NonZeroI32::get),
         version: entry.state.version,
         v201: entry.state.v201.clone(),
         seen_ms: epoch_ms(entry.seen.since),

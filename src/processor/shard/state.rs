@@ -24,8 +24,8 @@ impl Shard {
                     seq: 0,
                     state: ChargePointState {
                         registration: Registration::Accepted,
-                        connectors,
-                        open_transaction: saved.open_transaction,
+                        connectors: connectors.into_boxed_slice(),
+                        open_transaction: saved.open_transaction.and_then(NonZeroI32::new),
                         version: saved.version,
                         v201: unsure(saved.v201),
                         ..ChargePointState::default()
@@ -187,8 +187,8 @@ impl Shard {
             let mut connectors = saved.connectors;
             connectors.truncate(handlers::MAX_CONNECTORS);
             entry.state.registration = Registration::Accepted;
-            entry.state.connectors = connectors;
-            entry.state.open_transaction = saved.open_transaction;
+            entry.state.connectors = connectors.into_boxed_slice();
+            entry.state.open_transaction = saved.open_transaction.and_then(NonZeroI32::new);
             entry.state.v201 = unsure(saved.v201);
             entry.seen.boot = saved.boot;
             entry.saved = true;

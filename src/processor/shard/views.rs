@@ -91,7 +91,7 @@ impl Shard {
                         }),
                 )
                 .collect(),
-            open_transaction: entry.state.open_transaction,
+            open_transaction: entry.state.open_transaction.map(std::num::NonZeroI32::get),
             last_message_at: entry.seen.last_message.map(rfc3339),
             client_certificate: entry.seen.certificate.as_ref().map(|c| CertificateView {
                 serial: c.facts.serial.to_string(),
