@@ -1,7 +1,7 @@
 //! Commands from Kafka, a command source beside the operator API: a thread consumes this
-//! gateway's partitions of `kafka.commands_topic` ([`routing`]), runs each record as an operator API call would
-//! ([`Commands::call`]: validation, one CALL in flight per charge point, its queue, its timeout)
-//! and publishes the outcome as a `command.response` event with the record's `commandId`.
+//! gateway's partitions of `kafka.commands_topic` ([`routing`]), runs each record as an
+//! operator API call would ([`Commands::call`]: validation, one CALL in flight per charge
+//! point, its queue, its timeout) and publishes the outcome as a `command.response` event with the record's `commandId`.
 //!
 //! At least once: a record's offset is committed only after its response was confirmed by the
 //! broker (or, for a record without a `commandId`, once it was counted), in order per

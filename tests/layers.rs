@@ -63,12 +63,13 @@ fn code(text: &str) -> String {
             at += 1;
             continue;
         }
-        let end = if item.ends_with(';') {
-            at + 1
+        let opened = item.matches('{').count();
+        let end = if item.ends_with(';') || (opened > 0 && opened == item.matches('}').count()) {
+            at + 1 // `mod tests;` (its own file) or a module on one line
         } else {
             (at + 2..lines.len())
                 .find(|&i| lines[i] == "}")
-                .unwrap_or(lines.len() - 1)
+                .unwrap_or_else(|| panic!("`{item}` has no `}}` closing it at a line's start"))
         };
         for line in &mut lines[at..=end] {
             *line = "";
@@ -190,6 +191,12 @@ fn paths_in(code: &str, module: &[String]) -> Vec<(String, usize)> {
                 .chars()
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
                 .collect();
+            // A glob of the crate root hides what it uses: reported as `*`.
+            let name = if name.is_empty() && after.starts_with('*') {
+                "*".to_owned()
+            } else {
+                name
+            };
             found.push((name, line));
         }
         offset = code.len() - after.len();
@@ -213,6 +220,10 @@ fn against(
     for (target, line) in paths_in(&code(text), module) {
         let target = reexported.get(&target).cloned().unwrap_or(target);
         if target == top {
+            continue;
+        }
+        if target == "*" {
+            wrong.push(format!("{line}: {top} imports the crate root's glob"));
             continue;
         }
         let Some(&target_row) = rows.get(&target) else {
@@ -293,7 +304,7 @@ fn the_reader_finds_grouped_and_nested_paths() {
     assert!(paths(&code("// crate::z::Q\nfn f() {}")).is_empty());
     assert!(
         paths(&code(
-            "fn f() {}\n#[cfg(test)]\nmod tests {\n use crate::z; }"
+            "fn f() {}\n#[cfg(test)]\nmod tests {\n    use crate::z;\n}\n#[cfg(test)]\nmod x {}"
         ))
         .is_empty()
     );
@@ -336,4 +347,7 @@ fn upward_and_sideways_imports_are_caught() {
             "9: left (row 1) uses top (row 2)"
         ]
     );
+    // A glob of the crate root from a top-level module hides what it uses.
+    let (_, glob) = against((&rows, &reexported), &left, rows["left"], "use super::*;\n");
+    assert_eq!(glob, ["1: left imports the crate root's glob"]);
 }

@@ -224,10 +224,12 @@ impl ChargePointState {
         self.after().close = Some(reason);
     }
 
-    /// A call of ours follows the answer.
+    /// A call of ours follows the answer (None: none does).
     pub fn follow_with(&mut self, call: Option<Box<FollowUp>>) {
-        if call.is_some() {
-            self.after().call = call;
+        match (&mut self.after, call) {
+            (_, Some(call)) => self.after().call = Some(call),
+            (Some(after), None) => after.call = None,
+            (None, None) => {}
         }
     }
 
