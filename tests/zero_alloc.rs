@@ -2,29 +2,33 @@
 //! session (`net::session::Connection` over the in-memory transport, with a real
 //! `LoopContext`) reads the masked frame, decodes it where it lies and answers it itself (the
 //! charge point is Accepted and has nothing in flight), the exchange goes in the loop's batch to
-//! the processor, whose real shard counts and journals it; then a StatusNotification goes the
-//! whole way: loop, batch, shard (envelope, lookup, schema check, answer, journal lines), the
-//! reply batch, and the session writing the framed answer. Buffers go back to their pools. A
-//! global allocator counts this thread's allocations (loop and processor both run on it);
-//! after a warm-up, 1,000 rounds must add none.
+//! the real processor (`processor::pool`'s turn: its shard counts and journals it); then a
+//! StatusNotification goes the whole way: loop, batch, processor turn (envelope, lookup, schema
+//! check, answer, journal lines, the reply batch sent on the loop's channel with its wake), and
+//! the session writing the framed answer. Buffers go back to their pools. The one stand-in is
+//! the journal's writer: it renders each line as the journal's does but keeps its buffer (the
+//! journal thread's hand-over is not on this thread). A global allocator counts this thread's
+//! allocations (loop and processor both run on it); after a warm-up, 1,000 rounds must add none.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use ocpp_gateway::batch::{FrameBatch, Pool, ReplyBatch};
+use crossbeam_channel::Receiver;
+use ocpp_gateway::batch::{Pool, ReplyBatch};
 use ocpp_gateway::clock::WallClock;
 use ocpp_gateway::config::{self, Config};
-use ocpp_gateway::events::{Event, EventWriter, Events};
+use ocpp_gateway::events::{Event, EventSink, EventWriter, Events};
 use ocpp_gateway::journal::line;
-use ocpp_gateway::mailbox::{ProcessorInbox, Processors, ToProcessor, processor_channel};
+use ocpp_gateway::mailbox::{LoopHandle, LoopShared, Loops, Processors, ToLoop, processor_channel};
 use ocpp_gateway::net::context::LoopContext;
 use ocpp_gateway::net::session::{Connection, Transition};
 use ocpp_gateway::net::timer::TimerWheel;
 use ocpp_gateway::policy::TransactionIds;
 use ocpp_gateway::processor::handlers::{Policy, Signer};
-use ocpp_gateway::processor::shard::{Outputs, Shard};
+use ocpp_gateway::processor::journal_budget::BudgetRule;
+use ocpp_gateway::processor::pool::{self, PoolParts, Processor};
 use ocpp_gateway::security::{Profile, Security};
 use ocpp_gateway::stats::Stats;
 use ocpp_gateway::trace::TraceList;
@@ -69,6 +73,24 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
+/// A sink whose writer renders lines as the journal's does, into a buffer it keeps.
+struct RenderingSink;
+
+impl EventSink for RenderingSink {
+    fn writer(&self) -> Box<dyn EventWriter> {
+        Box::new(Rendering {
+            lines: Vec::new(),
+            clock: WallClock::default(),
+        })
+    }
+    fn record_nowait(&self, _: &Event<'_>) -> bool {
+        true
+    }
+    fn acks_after_write(&self) -> bool {
+        false
+    }
+}
+
 /// The journal's line rendering into a reused buffer, as a processor's writer does.
 struct Rendering {
     lines: Vec<u8>,
@@ -96,16 +118,16 @@ impl EventWriter for Rendering {
 const KEY: usize = 7;
 const MASK: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
-/// One event loop with one connection, and its processor's shard, on this thread.
+/// One event loop with one connection, and its processor, on this thread.
 struct Gateway {
     cx: LoopContext,
     conn: Connection,
-    inbox: ProcessorInbox,
-    /// The loops' frame batches (processors give them back here) and the reply batches.
-    frames: Pool<FrameBatch>,
-    batches: Pool<ReplyBatch>,
-    shard: Shard,
-    writer: Rendering,
+    processor: Processor,
+    /// The loop's channel, as its mailbox reads it, and the pool its reply batches go back to.
+    loop_rx: Receiver<ToLoop>,
+    replies: Pool<ReplyBatch>,
+    /// The loop's waker needs a poll to belong to.
+    _poll: mio::Poll,
 }
 
 impl Gateway {
@@ -122,13 +144,12 @@ impl Gateway {
             handles: vec![handle].into(),
             batches: Pool::new(4),
         };
-        let frames = processors.batches.clone();
         let stats = Arc::new(Stats::new(1, 1));
         let cx = LoopContext::new(
             0,
             &config,
             Arc::clone(&stats),
-            processors,
+            processors.clone(),
             None,
             Events::none(),
             Arc::new(TraceList::default()),
@@ -154,17 +175,41 @@ impl Gateway {
             check_serial_number: false,
             signing: Signer::Off,
         };
+        let poll = mio::Poll::new().expect("a poll");
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("a waker");
+        let (loop_tx, loop_rx) = crossbeam_channel::bounded(64);
+        let loops = Loops {
+            handles: vec![LoopHandle {
+                tx: loop_tx,
+                shared: Arc::new(LoopShared::new(waker)),
+            }]
+            .into(),
+            replies: Pool::new(4),
+        };
+        let replies = loops.replies.clone();
+        let processor = pool::build(PoolParts {
+            inboxes: vec![inbox],
+            processors,
+            loops,
+            policy: Arc::new(policy),
+            remember_limit: 1024,
+            stats,
+            events: Events::new(Arc::new(RenderingSink)),
+            traces: Arc::new(TraceList::default()),
+            journal_rule: BudgetRule::UNLIMITED,
+            state: None,
+            cluster: None,
+            renewal: (Duration::from_secs(3600), 0, Duration::from_secs(3600)),
+        })
+        .pop()
+        .expect("one processor");
         Gateway {
             cx,
             conn,
-            inbox,
-            frames,
-            batches: Pool::new(4),
-            shard: Shard::new(0, Arc::new(policy), stats, 1024, false),
-            writer: Rendering {
-                lines: Vec::new(),
-                clock: WallClock::default(),
-            },
+            processor,
+            loop_rx,
+            replies,
+            _poll: poll,
         }
     }
 
@@ -175,29 +220,16 @@ impl Gateway {
         assert!(matches!(transition, Transition::Continue), "{transition:?}");
     }
 
-    /// The loop hands its batch over; the processor handles it and the loop delivers the
-    /// answers, as their threads do.
+    /// The loop hands its batch over; the processor takes a turn (its thread's loop body) and
+    /// the loop delivers the answers from its channel, as their threads do.
     fn processor_turn(&mut self) {
         self.cx.links.flush(Instant::now(), true);
-        while let Ok(message) = self.inbox.rx.try_recv() {
-            let ToProcessor::Batch(batch) = message else {
-                panic!("only batches are sent here");
+        let (handled, gone) = self.processor.turn();
+        assert!(handled > 0 && !gone, "the batch reached the processor");
+        while let Ok(message) = self.loop_rx.try_recv() {
+            let ToLoop::Replies(answers) = message else {
+                panic!("only answers are sent here");
             };
-            let mut replies = [self.batches.take()];
-            let mut closes = Vec::new();
-            let mut calls = Vec::new();
-            self.shard.handle_batch(
-                &batch,
-                &mut Outputs {
-                    replies: &mut replies,
-                    writer: Some(&mut self.writer),
-                    closes: &mut closes,
-                    calls: &mut calls,
-                },
-            );
-            self.inbox.queue.sub(batch.messages(), batch.text_len());
-            self.frames.give(batch);
-            let [answers] = replies;
             for reply in answers.replies() {
                 let transition =
                     self.conn
@@ -207,10 +239,7 @@ impl Gateway {
                     "{transition:?}"
                 );
             }
-            self.batches.give(answers);
-        }
-        if self.writer.due(Instant::now()) {
-            self.writer.flush();
+            self.replies.give(answers);
         }
     }
 

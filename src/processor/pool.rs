@@ -58,7 +58,10 @@ pub struct PoolParts {
     pub renewal: (Duration, u32, Duration),
 }
 
-struct Processor {
+/// One processor: its shard, inbox, writer and answers in the making. [`spawn`] runs each on a
+/// thread of its own; [`build`] gives them to a caller that runs [`Processor::turn`] itself
+/// (the allocation test does, on one thread with a loop).
+pub struct Processor {
     index: usize,
     inbox: ProcessorInbox,
     /// Where emptied frame batches go (not the processors' handles: holding a sender to its
@@ -82,6 +85,18 @@ struct Processor {
 
 /// Starts one thread per inbox.
 pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::with_capacity(parts.inboxes.len());
+    for mut processor in build(parts) {
+        let thread = std::thread::Builder::new()
+            .name(format!("processor-{}", processor.index))
+            .spawn(move || processor.run())?;
+        threads.push(thread);
+    }
+    Ok(threads)
+}
+
+/// One processor per inbox, not started.
+pub fn build(parts: PoolParts) -> Vec<Processor> {
     let PoolParts {
         inboxes,
         processors,
@@ -102,9 +117,9 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
     for (cp, saved) in loaded {
         restored[shard_of(&cp, shards)].push((cp, saved));
     }
-    let mut threads = Vec::with_capacity(shards);
+    let mut built = Vec::with_capacity(shards);
     for ((index, inbox), restored) in inboxes.into_iter().enumerate().zip(restored) {
-        let mut processor = Processor {
+        let processor = Processor {
             index,
             inbox,
             batches: processors.batches.clone(),
@@ -133,38 +148,16 @@ pub fn spawn(parts: PoolParts) -> std::io::Result<Vec<JoinHandle<()>>> {
                 Instant::now() + renewal.2,
             ),
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("processor-{index}"))
-            .spawn(move || processor.run())?;
-        threads.push(thread);
+        built.push(processor);
     }
-    Ok(threads)
+    built
 }
 
 impl Processor {
     fn run(&mut self) {
         debug!("processor={} started", self.index);
         loop {
-            let mut handled = 0;
-            let mut gone = false;
-            while handled < DRAIN_MAX {
-                match self.inbox.rx.try_recv() {
-                    Ok(msg) => {
-                        self.handle(msg);
-                        handled += 1;
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        gone = true;
-                        break;
-                    }
-                }
-            }
-            self.send_answers();
-            self.scan_certificates();
-            self.flush_events(false);
-            self.shard.offer_state(false);
-            self.stats.processor_progress[self.index].fetch_add(1, Ordering::Relaxed);
+            let (handled, gone) = self.turn();
             if gone {
                 break;
             }
@@ -182,6 +175,33 @@ impl Processor {
         self.flush_events(true);
         self.shard.offer_state(true);
         debug!("processor={} stopped", self.index);
+    }
+
+    /// One turn: what the inbox holds (up to [`DRAIN_MAX`] messages) handled, the answers sent
+    /// to their loops, certificates scanned when due, events handed to the sink when due, the
+    /// state offered. Returns how many messages it handled and whether every sender is gone.
+    pub fn turn(&mut self) -> (usize, bool) {
+        let mut handled = 0;
+        let mut gone = false;
+        while handled < DRAIN_MAX {
+            match self.inbox.rx.try_recv() {
+                Ok(msg) => {
+                    self.handle(msg);
+                    handled += 1;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    gone = true;
+                    break;
+                }
+            }
+        }
+        self.send_answers();
+        self.scan_certificates();
+        self.flush_events(false);
+        self.shard.offer_state(false);
+        self.stats.processor_progress[self.index].fetch_add(1, Ordering::Relaxed);
+        (handled, gone)
     }
 
     fn handle(&mut self, msg: ToProcessor) {
