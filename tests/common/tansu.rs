@@ -261,3 +261,11 @@ pub fn assert_schema(event: &Value) {
         "{event} is not a valid {kind}: {errors:?}"
     );
 }
+
+/// A fresh scratch directory for a Kafka test.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ocpp-kafka-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
