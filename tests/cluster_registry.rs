@@ -2,27 +2,19 @@
 //! a charge point, the newest connection wins across nodes (the older node closes its
 //! connection with 1000 "taken over"), an entry is removed on disconnect only by its owner,
 //! live nodes keep a key with a TTL, and with Redis stopped the gateway keeps serving, says
-//! "degraded", and replays the registry once Redis is back.
+//! "degraded", and replays the registry once Redis is back; transaction ids in blocks no two
+//! nodes share; nothing acknowledged lost while Redis is frozen under traffic. The events
+//! stream, the command stream and shared credentials have files of their own (cluster_*.rs).
 //!
 //! Needs `redis-server` (Debian's package). Without it the tests say so loudly and pass, except
 //! when `OCPP_REQUIRE_SERVERS` is set (as `.ci/run` does), where they fail.
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::pki::{basic, connect_as, credentials_file};
-use common::redis_server::{Redis, cluster_node};
+use common::redis_server::{Redis, node, with_events_stream};
 use common::*;
-use ocpp_gateway::config::Config;
-
-/// A node of the cluster `prefix`, with its own transaction id file (cluster mode needs one).
-fn node(redis: &Redis, name: &str, prefix: &str) -> Config {
-    let dir = std::env::temp_dir().join(format!("ocpp-cluster-ids-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("counter directory");
-    cluster_node(redis, (name, prefix), &dir, test_config())
-}
 
 #[test]
 fn the_newest_connection_wins_across_nodes_and_the_registry_follows() {
@@ -181,22 +173,6 @@ fn a_charge_point_accepted_on_one_node_is_accepted_on_another_without_booting() 
     assert_eq!(reply[2], "SecurityError", "{reply}");
 }
 
-/// A node with the journal in a directory of its own and `cluster.events` on: the directory,
-/// the journal's path, the config.
-fn with_events_stream(redis: &Redis, test: &str, prefix: &str) -> (PathBuf, PathBuf, Config) {
-    let dir = std::env::temp_dir().join(format!("ocpp-cluster-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("journal directory");
-    let journal = dir.join("events.jsonl");
-    let mut config = node(redis, "node-a", prefix);
-    config.events.sinks = ocpp_gateway::config::Sinks::JOURNAL;
-    config.events.path = journal.clone();
-    if let Some(cluster) = config.cluster.as_mut() {
-        cluster.events = true;
-    }
-    (dir, journal, config)
-}
-
 #[test]
 fn redis_frozen_for_ten_seconds_under_traffic_loses_nothing_acknowledged() {
     if !server_available("redis-server", "redis-server") {
@@ -272,212 +248,6 @@ fn redis_frozen_for_ten_seconds_under_traffic_loses_nothing_acknowledged() {
     });
     drop((first, second));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn a_key_set_on_one_node_opens_every_node() {
-    if !server_available("redis-server", "redis-server") {
-        return;
-    }
-    let redis = Redis::start(free_port());
-    let dir = std::env::temp_dir().join(format!("ocpp-cluster-keys-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("credentials directory");
-    // Each node with a credentials file of its own, empty at start.
-    let with_basic_auth = |name: &str| {
-        let file = dir.join(format!("credentials-{name}"));
-        credentials_file(&file, &[]);
-        let mut config = node(&redis, name, "t6:");
-        config.security.profile = ocpp_gateway::security::Profile::BasicAuth;
-        config.security.credentials = Some(file);
-        config
-    };
-    let a = TestServer::start(with_basic_auth("node-a"));
-    let b = TestServer::start(with_basic_auth("node-b"));
-    redis.wait_for_nodes("t6:", &["node-a", "node-b"]);
-    let key = b"0123456789abcdef";
-    let authorization = basic("CP-K", key);
-    assert!(connect_as(b.addr, "CP-K", Some(&authorization)).is_err());
-
-    let set = http(
-        a.admin(),
-        "PUT",
-        "/api/v1/chargepoints/CP-K/password",
-        None,
-        Some(r#"{"password": "0123456789abcdef"}"#),
-    );
-    assert_eq!(set.status, 200, "{}", set.body);
-    wait_until("node B accepts the key set on node A", || {
-        connect_as(b.addr, "CP-K", Some(&authorization)).is_ok()
-    });
-    // A node that starts later reads the keys already set, and keeps them in its own file.
-    let c = TestServer::start(with_basic_auth("node-c"));
-    wait_until("node C accepts it too", || {
-        connect_as(c.addr, "CP-K", Some(&authorization)).is_ok()
-    });
-    let file = std::fs::read_to_string(dir.join("credentials-node-c")).unwrap_or_default();
-    assert!(file.contains("CP-K\t"), "{file}");
-    assert!(connect_as(c.addr, "CP-K", Some(&basic("CP-K", b"a wrong key here"))).is_err());
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn the_events_stream_follows_the_journal_across_rotations() {
-    if !server_available("redis-server", "redis-server") {
-        return;
-    }
-    let redis = Redis::start(free_port());
-    let (dir, journal, mut config) = with_events_stream(&redis, "rotate", "t7:");
-    config.events.max_file_bytes = 4096;
-    config.events.max_files = 50;
-    config.events.min_retention = Duration::ZERO;
-    let a = TestServer::start(config);
-    let mut client = connect(&a, "CP-ROT");
-    boot(&mut client);
-    for n in 0..60 {
-        let status = serde_json::json!({"connectorId": 1, "errorCode": "NoError",
-                                        "status": if n % 2 == 0 { "Available" } else { "Preparing" }});
-        assert_eq!(
-            call(&mut client, &format!("s{n}"), "StatusNotification", status)[0],
-            3
-        );
-    }
-    // Every file, oldest first: the stream must hold exactly their lines, in that order.
-    let journal_lines = || -> Vec<String> {
-        let mut files = vec![journal.clone()];
-        let mut n = 1;
-        while ocpp_gateway::journal::rotated_name(&journal, n).exists() {
-            files.push(ocpp_gateway::journal::rotated_name(&journal, n));
-            n += 1;
-        }
-        files
-            .iter()
-            .rev()
-            .flat_map(|f| {
-                std::fs::read_to_string(f)
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
-    wait_until("the stream equals the rotated journal", || {
-        let lines = journal_lines();
-        lines.len() > 120 && redis.stream_lines("t7:events") == lines
-    });
-    assert!(
-        ocpp_gateway::journal::rotated_name(&journal, 2).exists(),
-        "the journal rotated at least twice"
-    );
-    drop(client);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn a_backend_runs_a_call_through_the_command_stream() {
-    if !server_available("redis-server", "redis-server") {
-        return;
-    }
-    let redis = Redis::start(free_port());
-    let a = TestServer::start(node(&redis, "node-a", "t8:"));
-    redis.wait_for_nodes("t8:", &["node-a"]);
-    let mut client = connect(&a, "CP-S");
-    boot(&mut client);
-    let mut con = redis.connection().expect("redis");
-    let command = |con: &mut redis::Connection, id: &str, cp: &str, action: &str, payload: &str| {
-        redis::cmd("XADD")
-            .arg("t8:commands:node-a")
-            .arg("*")
-            .arg("command_id")
-            .arg(id)
-            .arg("charge_point")
-            .arg(cp)
-            .arg("action")
-            .arg(action)
-            .arg("payload")
-            .arg(payload)
-            .exec(con)
-            .expect("XADD");
-    };
-    let result = |con: &mut redis::Connection, id: &str| -> serde_json::Value {
-        let (_, value): (String, String) = redis::cmd("BLPOP")
-            .arg(format!("t8:command-result:{id}"))
-            .arg(WATCHDOG.as_secs())
-            .query(con)
-            .expect("a result within the watchdog");
-        serde_json::from_str(&value).expect("JSON")
-    };
-    // The stream's reader starts at the end it found: wait until a first record is answered.
-    wait_until("a probe command answered", || {
-        command(
-            &mut con,
-            "probe",
-            "CP-NOBODY",
-            "Reset",
-            r#"{"type":"Soft"}"#,
-        );
-        redis::cmd("LLEN")
-            .arg("t8:command-result:probe")
-            .query::<i64>(&mut con)
-            .is_ok_and(|n| n > 0)
-    });
-
-    command(&mut con, "c-1", "CP-S", "Reset", r#"{"type":"Hard"}"#);
-    let call = next_json(&mut client);
-    assert_eq!(
-        (call[0].as_i64(), call[2].as_str()),
-        (Some(2), Some("Reset")),
-        "{call}"
-    );
-    let answer = serde_json::json!([3, call[1], {"status": "Accepted"}]).to_string();
-    client
-        .send(tungstenite::Message::text(answer))
-        .expect("answer");
-    let outcome = result(&mut con, "c-1");
-    assert_eq!(outcome["status"], 200, "{outcome}");
-    assert_eq!(
-        outcome["body"]["payload"]["status"], "Accepted",
-        "{outcome}"
-    );
-
-    // Never dropped silently: a charge point not held here, an unknown action, a payload that
-    // is not the action's, a key rotation (the API of the holding node stores keys).
-    command(
-        &mut con,
-        "c-2",
-        "CP-ELSEWHERE",
-        "Reset",
-        r#"{"type":"Soft"}"#,
-    );
-    assert_eq!(result(&mut con, "c-2")["status"], 404);
-    command(&mut con, "c-3", "CP-S", "Teleport", "{}");
-    assert_eq!(result(&mut con, "c-3")["status"], 400);
-    command(&mut con, "c-4", "CP-S", "Reset", r#"{"type":"Sideways"}"#);
-    assert_eq!(result(&mut con, "c-4")["status"], 400);
-    command(
-        &mut con,
-        "c-5",
-        "CP-S",
-        "ChangeConfiguration",
-        r#"{"key":"AuthorizationKey","value":"00112233445566778899"}"#,
-    );
-    let refused = result(&mut con, "c-5");
-    assert_eq!(refused["status"], 400, "{refused}");
-    // The same outcomes on the results stream, by command id.
-    let results: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg("t8:command-results")
-        .arg("-")
-        .arg("+")
-        .query(&mut con)
-        .expect("XRANGE");
-    let ids: Vec<String> = results
-        .ids
-        .iter()
-        .filter_map(|e| e.get::<String>("command_id"))
-        .filter(|id| id.starts_with("c-"))
-        .collect();
-    assert_eq!(ids, ["c-1", "c-2", "c-3", "c-4", "c-5"]);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! A `redis-server` on loopback for the cluster tests (Debian's package), killed when dropped.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -139,4 +140,31 @@ impl Drop for Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A node of the cluster `prefix`, with its own transaction id file (cluster mode needs one).
+pub fn node(redis: &Redis, name: &str, prefix: &str) -> ocpp_gateway::Config {
+    let dir = std::env::temp_dir().join(format!("ocpp-cluster-ids-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("counter directory");
+    cluster_node(redis, (name, prefix), &dir, super::test_config())
+}
+
+/// A node with the journal in a directory of its own and `cluster.events` on: the directory,
+/// the journal's path, the config.
+pub fn with_events_stream(
+    redis: &Redis,
+    test: &str,
+    prefix: &str,
+) -> (PathBuf, PathBuf, ocpp_gateway::Config) {
+    let dir = std::env::temp_dir().join(format!("ocpp-cluster-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("journal directory");
+    let journal = dir.join("events.jsonl");
+    let mut config = node(redis, "node-a", prefix);
+    config.events.sinks = ocpp_gateway::config::Sinks::JOURNAL;
+    config.events.path = journal.clone();
+    if let Some(cluster) = config.cluster.as_mut() {
+        cluster.events = true;
+    }
+    (dir, journal, config)
 }
