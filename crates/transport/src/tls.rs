@@ -247,9 +247,10 @@ impl TlsLayer {
         }
     }
 
-    /// The capacity of what it holds between reads (counted in a gauge).
+    /// The capacity of what it holds between reads (counted in a gauge): an unfinished record
+    /// and plaintext waiting for the handshake, both charged to the same gauge.
     pub fn held_capacity(&self) -> usize {
-        self.incoming.capacity()
+        self.incoming.capacity() + self.waiting.capacity()
     }
 
     pub fn is_handshaking(&self) -> bool {
