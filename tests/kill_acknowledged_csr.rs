@@ -120,9 +120,7 @@ fn accepted_certificate_requests_survive_a_kill_of_the_gateway() {
     }
     let broker = tansu::Tansu::start();
     broker.create_topic("ocpp-events-up", 2);
-    let dir = std::env::temp_dir().join(format!("ocpp-kill-csr-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tansu::scratch("kill-csr");
     let config = config_file(&dir, &broker.brokers());
 
     let told = kill_at_random(

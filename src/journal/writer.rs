@@ -118,8 +118,8 @@ impl Writer {
         let lines: u64 = batch.iter().map(|c| c.count).sum::<u64>() + side_count;
         if lines == 0 && batch.iter().all(|c| c.held.is_empty()) {
             self.shared.chunks_back(batch);
-            // Nothing new, but lines written earlier reached their interval sync.
-            if self.sync_due_in() == Some(Duration::ZERO)
+            // Nothing new, but lines written earlier may have reached their interval sync.
+            if self.unsynced
                 && let Err(e) = self.flush_and_sync()
             {
                 self.fail(&e, 0);
@@ -230,8 +230,6 @@ impl Writer {
         Ok(())
     }
 
-    /// Hands the batch to the OS (all an ack needs, unless `fsync = "always"`), and syncs
-    /// when the mode says so.
     /// How long until unsynced lines must be synced (`events.fsync` an interval); None when
     /// nothing waits for a sync.
     fn sync_due_in(&self) -> Option<Duration> {
@@ -243,6 +241,8 @@ impl Writer {
         }
     }
 
+    /// Hands the batch to the OS (all an ack needs, unless `fsync = "always"`), and syncs
+    /// when the mode says so.
     fn flush_and_sync(&mut self) -> io::Result<()> {
         let Some(file) = &mut self.file else {
             return Ok(());

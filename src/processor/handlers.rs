@@ -226,10 +226,13 @@ impl ChargePointState {
 
     /// A call of ours follows the answer (None: none does).
     pub fn follow_with(&mut self, call: Option<Box<FollowUp>>) {
-        match (&mut self.after, call) {
-            (_, Some(call)) => self.after().call = Some(call),
-            (Some(after), None) => after.call = None,
-            (None, None) => {}
+        match call {
+            Some(call) => self.after().call = Some(call),
+            None => {
+                if let Some(after) = &mut self.after {
+                    after.call = None;
+                }
+            }
         }
     }
 
