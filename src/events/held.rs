@@ -50,6 +50,11 @@ impl Held {
         })
     }
 
+    /// Some holder has not settled it yet: whether it goes out Accepted is still open.
+    pub fn is_owed(&self) -> bool {
+        self.owed.load(Ordering::Acquire) > 0
+    }
+
     /// This holder is done with it; true when it was the last, which then sends it.
     fn settle(&self, kept: bool) -> bool {
         if !kept {

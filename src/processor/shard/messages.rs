@@ -127,15 +127,7 @@ impl Shard {
         count_call(stats, self.index, &call);
         entry.seen.last_message = Some(at);
         if known201 == Some(v201::Action::TransactionEvent) {
-            // A holder refused some answer since this station's last event was answered: that
-            // event may be the one not kept, so a resend of it is kept again.
-            let refused = stats.held_answers_refused();
-            if let Some(v201) = entry.state.v201.as_mut()
-                && refused > v201.refused_at
-            {
-                v201.unsure = true;
-                v201.refused_at = refused;
-            }
+            unsure_of_last_event(stats, self.owed_events.any(cp), entry);
         }
         let integrated = integrated_before(
             &self.policy,
@@ -185,10 +177,9 @@ impl Shard {
             out.closes,
             out.calls,
         );
-        // A resent event was journaled and published when it first came: not again. Its answer
-        // is still held like any billing answer: the first one may not be kept yet (the
-        // station resent it before our answer came), and what the holders confirm, in order,
-        // covers it.
+        // A resent event was journaled and published when it first came: not again (a resend
+        // while the first copy's answer is still held is `Again`, see above). Its answer is
+        // held like any billing answer.
         let resent = effect == Effect::Resent;
         if matches!(effect, Effect::Resent | Effect::Again) {
             stats.processors[self.index].transaction_events_resent.inc();
@@ -224,13 +215,18 @@ impl Shard {
         }
         let sinks = writer.filter(|_| self.acks_after_write && billing);
         let state = self.state.as_ref().filter(|_| holds_state);
-        send_or_hold(
+        let held = send_or_hold(
             replies,
             draft,
             (conn, accepted),
             sinks,
             state.map(|s| (s, &mut self.state_held)),
         );
+        if let Some(answer) = held
+            && call.known201 == Some(v201::Action::TransactionEvent)
+        {
+            self.owed_events.push(cp, &answer);
+        }
     }
 
     /// A 2.1 SEND of an accepted station: checked against its schema and its stream, journaled
@@ -583,6 +579,20 @@ fn after_answer(
     }
 }
 
+/// Before a station's TransactionEvent: its last answered event may be the one not kept when a
+/// holder refused some answer since (the station was told to send again), or when an answer of
+/// this station's is still held (`owed`: its first copy may yet be refused, and the holders'
+/// verdicts do not carry over to a resend's answer). A resend of it is then kept again.
+fn unsure_of_last_event(stats: &Stats, owed: bool, entry: &mut ChargePoint) {
+    let refused = stats.held_answers_refused();
+    if let Some(v201) = entry.state.v201.as_mut()
+        && (refused > v201.refused_at || owed)
+    {
+        v201.unsure = true;
+        v201.refused_at = refused;
+    }
+}
+
 /// Sends an answer, or holds it for every place that must keep its message first: the sinks
 /// (through their writer) and the state file. One answer for all its holders: the last to
 /// settle it sends it.
@@ -592,10 +602,11 @@ fn send_or_hold(
     (conn, accepted): (ConnId, bool),
     sinks: Option<&mut (dyn EventWriter + 'static)>,
     state: Option<(&StateSender, &mut HeldAnswers)>,
-) {
+) -> Option<events::HeldAnswer> {
     let sealed = replies.seal(draft);
     if sinks.is_none() && state.is_none() {
-        return replies.commit(sealed, conn, accepted);
+        replies.commit(sealed, conn, accepted);
+        return None;
     }
     let holders = sinks.as_deref().map_or(0, |w| w.holders()) + usize::from(state.is_some());
     let answer = events::Held::new(conn, replies.sealed(&sealed), holders);
@@ -606,6 +617,7 @@ fn send_or_hold(
         state.hold(held, &answer);
     }
     replies.discard(sealed);
+    Some(answer)
 }
 
 /// Whether an answered CALL is kept like billing: its answer held until every place that keeps

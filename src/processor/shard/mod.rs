@@ -197,6 +197,43 @@ pub struct Shard {
     cluster: Option<ClusterSender>,
     /// The log was told that the CA ends within the renewal window.
     ca_ending_told: bool,
+    /// Per 2.x station, its TransactionEvent answers held and perhaps not settled yet: while one
+    /// is, a resend of its event is kept again (its first copy may still be refused).
+    owed_events: OwedEvents,
+}
+
+/// Held TransactionEvent answers per station, weakly (the holders own them). Entries whose
+/// answers are all settled are swept when the map has doubled since the last sweep.
+#[derive(Default)]
+struct OwedEvents {
+    by_station: HashMap<ChargePointId, Vec<std::sync::Weak<events::Held>>>,
+    swept_at: usize,
+}
+
+impl OwedEvents {
+    fn owed(answer: &std::sync::Weak<events::Held>) -> bool {
+        answer.upgrade().is_some_and(|held| held.is_owed())
+    }
+
+    /// Whether an answer to one of `cp`'s TransactionEvents may still be refused.
+    fn any(&self, cp: &str) -> bool {
+        self.by_station
+            .get(cp)
+            .is_some_and(|answers| answers.iter().any(Self::owed))
+    }
+
+    fn push(&mut self, cp: &ChargePointId, answer: &events::HeldAnswer) {
+        let answers = self.by_station.entry(ChargePointId::clone(cp)).or_default();
+        answers.retain(Self::owed);
+        answers.push(Arc::downgrade(answer));
+        if self.by_station.len() > 2 * self.swept_at.max(1024) {
+            self.by_station.retain(|_, answers| {
+                answers.retain(Self::owed);
+                !answers.is_empty()
+            });
+            self.swept_at = self.by_station.len();
+        }
+    }
 }
 
 impl Shard {
@@ -227,6 +264,7 @@ impl Shard {
             forgotten: Vec::new(),
             cluster: None,
             ca_ending_told: false,
+            owed_events: OwedEvents::default(),
         }
     }
 

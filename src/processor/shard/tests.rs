@@ -34,6 +34,8 @@ fn shard(remember_limit: usize) -> Shard {
 #[derive(Default)]
 struct Recorder {
     calls: Vec<String>,
+    /// The answers held for it, not settled (a sink that has not confirmed yet).
+    held: Vec<events::HeldAnswer>,
 }
 
 impl EventWriter for Recorder {
@@ -45,7 +47,9 @@ impl EventWriter for Recorder {
             self.calls.push(format!("{action} {unique_id}"));
         }
     }
-    fn hold(&mut self, _: &events::HeldAnswer) {}
+    fn hold(&mut self, answer: &events::HeldAnswer) {
+        self.held.push(events::HeldAnswer::clone(answer));
+    }
     fn due(&self, _: Instant) -> bool {
         false
     }
@@ -746,6 +750,23 @@ fn a_csr_for_the_backend_is_kept_like_billing() {
     ));
 }
 
+/// Station CS1's TransactionEvent Started of T1, seqNo 0, as CALL `id`.
+fn started_t1(id: &str) -> String {
+    format!(
+        r#"[2,"{id}","TransactionEvent",{{"eventType":"Started","timestamp":"2026-12-06T10:00:00Z","triggerReason":"Authorized","seqNo":0,"transactionInfo":{{"transactionId":"T1"}}}}]"#
+    )
+}
+
+/// The TransactionEvents the rig's writer journaled.
+fn journaled_events(rig: &Rig) -> Vec<String> {
+    let calls = &rig.writer.as_ref().unwrap().calls;
+    calls
+        .iter()
+        .filter(|c| c.starts_with("TransactionEvent"))
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn a_resent_event_is_kept_again_only_when_a_holder_refused_an_answer_since() {
     let mut rig = Rig::new(shard(10));
@@ -757,35 +778,58 @@ fn a_resent_event_is_kept_again_only_when_a_holder_refused_an_answer_since() {
         r#"[2,"b","BootNotification",{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}]"#,
     );
     assert!(rig.answer().contains("Accepted"), "{}", rig.answer());
-    let event = |id: &str| {
-        format!(
-            r#"[2,"{id}","TransactionEvent",{{"eventType":"Started","timestamp":"2026-12-06T10:00:00Z","triggerReason":"Authorized","seqNo":0,"transactionInfo":{{"transactionId":"T1"}}}}]"#
-        )
-    };
-    let journaled = |rig: &Rig| -> Vec<String> {
-        let calls = &rig.writer.as_ref().unwrap().calls;
-        calls
-            .iter()
-            .filter(|c| c.starts_with("TransactionEvent"))
-            .cloned()
-            .collect()
-    };
-    rig.send("CS1", conn(1), &event("e1"));
+    rig.send("CS1", conn(1), &started_t1("e1"));
     // Its answer was lost: sent again, recognised, not journaled twice.
-    rig.send("CS1", conn(1), &event("e2"));
-    assert_eq!(journaled(&rig), ["TransactionEvent e1"]);
+    rig.send("CS1", conn(1), &started_t1("e2"));
+    assert_eq!(journaled_events(&rig), ["TransactionEvent e1"]);
     // A holder refused an answer (the broker did not confirm): the station was told to send
     // again, so its resend is kept again.
     rig.shard.stats.kafka.kafka_refused.inc();
-    rig.send("CS1", conn(1), &event("e3"));
+    rig.send("CS1", conn(1), &started_t1("e3"));
     assert_eq!(
-        journaled(&rig),
+        journaled_events(&rig),
         ["TransactionEvent e1", "TransactionEvent e3"]
     );
     // Kept now: a further resend is a resend.
-    rig.send("CS1", conn(1), &event("e4"));
-    assert_eq!(journaled(&rig).len(), 2);
+    rig.send("CS1", conn(1), &started_t1("e4"));
+    assert_eq!(journaled_events(&rig).len(), 2);
     assert_eq!(rig.shard.stats().transaction_events_resent.get(), 3);
+}
+
+#[test]
+fn a_resend_while_the_first_answer_is_still_held_is_kept_again() {
+    let shard = Shard::new(
+        0,
+        Arc::new(Policy::accept_all(300)),
+        Arc::new(Stats::new(1, 1)),
+        10,
+        true, // answers wait for the sink
+    );
+    let mut rig = Rig::new(shard);
+    rig.writer = Some(Recorder::default());
+    rig.connect_v201("CS1", conn(1), 1);
+    rig.send(
+        "CS1",
+        conn(1),
+        r#"[2,"b","BootNotification",{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}]"#,
+    );
+    rig.send("CS1", conn(1), &started_t1("e1"));
+    // Sent again while the sink still holds e1's answer: e1 may yet be refused, and the
+    // sink's verdict on it would not reach e2's answer, so e2 is kept too.
+    rig.send("CS1", conn(1), &started_t1("e2"));
+    assert_eq!(
+        journaled_events(&rig),
+        ["TransactionEvent e1", "TransactionEvent e2"]
+    );
+    // Once the held answers are gone (settled), a resend is a resend again.
+    rig.writer.as_mut().unwrap().held.clear();
+    rig.send("CS1", conn(1), &started_t1("e3"));
+    assert_eq!(
+        journaled_events(&rig).len(),
+        2,
+        "{:?}",
+        journaled_events(&rig)
+    );
 }
 
 #[test]
