@@ -45,7 +45,7 @@
 //! | 11  | server                                    | wires everything; nothing imports it        |
 //! | 10  | admin, kafka_commands                     | command sources: HTTP API (/health, /metrics), Kafka |
 //! | 9   | net, processor, cluster, kafka            | loops, processors, Redis, the Kafka sink: side by side |
-//! | 8   | journal                                   | the journal sink (the cluster follows its files) |
+//! | 8   | journal                                   | journal lines and their writer; the file sink |
 //! | 7   | commands                                  | a command's way to its charge point         |
 //! | 6   | mailbox                                   | every thread's inbox (loop, processor, cluster) |
 //! | 5   | call, state                               | outbound calls; the state file and its record |

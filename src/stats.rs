@@ -346,10 +346,14 @@ counters! {
         cluster_calls_sent,
         /// Calls of other nodes (or backends) run here from `{prefix}commands:{node}`.
         cluster_calls_run,
-        /// Journal lines appended to `{prefix}events` (`cluster.events`).
+        /// Event lines appended to `{prefix}events` (`cluster.events`).
         cluster_events_published,
-        /// Journal files deleted before all their lines were on `{prefix}events`.
-        cluster_events_lost_files,
+        /// Event lines that never reached `{prefix}events`: its buffer was full, or they were
+        /// still in it when the gateway stopped.
+        cluster_events_lost,
+        /// Billing answers held for `{prefix}events` that went out as CALLERROR: Redis did
+        /// not take their line within `cluster.events_ack_timeout`.
+        cluster_events_refused,
         /// Times the fleet's TLS ticket keys from `{prefix}tls-ticket-keys` were installed
         /// (the first time, and after each rotation).
         cluster_ticket_keys_installed,
@@ -599,7 +603,8 @@ pub struct StatsSnapshot {
     pub cluster_calls_sent: u64,
     pub cluster_calls_run: u64,
     pub cluster_events_published: u64,
-    pub cluster_events_lost_files: u64,
+    pub cluster_events_lost: u64,
+    pub cluster_events_refused: u64,
     pub cluster_ticket_keys_installed: u64,
     pub kafka_events_produced: u64,
     pub kafka_events_confirmed: u64,

@@ -133,6 +133,9 @@ pub struct Health {
     /// Present when commands are read from Kafka.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_commands: Option<CommandsHealth>,
+    /// Present with `cluster.events`: the Redis stream's sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_stream: Option<StreamHealth>,
     pub open_files_limit: OpenFiles,
     /// What is wrong, in words, when the status is not healthy.
     pub problems: Vec<String>,
@@ -217,6 +220,19 @@ pub struct KafkaHealth {
 }
 
 #[derive(Debug, Serialize)]
+pub struct StreamHealth {
+    /// "ok", "failing" (Redis does not take the lines: they wait in the buffer) or "stuck".
+    pub status: &'static str,
+    /// Lines waiting for Redis.
+    pub buffered: u64,
+    pub published: u64,
+    pub lines_lost: u64,
+    pub refused_answers: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct JournalHealth {
     /// "ok", "failing", "stuck" or "off".
     pub status: &'static str,
@@ -274,11 +290,13 @@ impl AdminLoop {
         let journal = self.journal_health(&snapshot, &mut findings);
         let kafka = self.kafka_health(&snapshot, &mut findings);
         let kafka_commands = self.commands_health(&mut findings);
+        let events_stream = self.stream_health(&snapshot, &mut findings);
         self.shared_resource_problems(&mut findings);
         let Findings { problems, degraded } = findings;
         let unhealthy = loops_stuck.iter().chain(&processors_stuck).any(|&s| s)
             || journal.status == "stuck"
-            || kafka.as_ref().is_some_and(|k| k.status == "stuck");
+            || kafka.as_ref().is_some_and(|k| k.status == "stuck")
+            || events_stream.as_ref().is_some_and(|s| s.status == "stuck");
         let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((0, 0));
         let uptime = self.started.elapsed();
         let health = Health {
@@ -304,6 +322,7 @@ impl AdminLoop {
             journal,
             kafka,
             kafka_commands,
+            events_stream,
             open_files_limit: OpenFiles { soft, hard },
             problems,
         };
@@ -447,6 +466,37 @@ impl AdminLoop {
                 confirmed: snapshot.kafka_events_confirmed,
                 refused_answers: snapshot.kafka_refused,
                 oldest_held_ms: oldest_held.map(|age| age.as_millis() as u64),
+                last_error: status.last_error(),
+            }
+        })
+    }
+
+    /// The Redis events stream (None without `cluster.events`): failing while Redis does not
+    /// take its lines.
+    fn stream_health(
+        &self,
+        snapshot: &StatsSnapshot,
+        findings: &mut Findings,
+    ) -> Option<StreamHealth> {
+        self.parts.events_stream.as_ref().map(|status| {
+            let state = sink_state(
+                status.silent_for() >= self.parts.config.admin.stuck_after,
+                status.failing().then(|| {
+                    format!(
+                        "Redis does not take the events stream's lines ({} buffered): {}",
+                        status.buffered(),
+                        status.last_error().unwrap_or_default()
+                    )
+                }),
+                "the events stream's thread does not answer",
+                (&mut findings.problems, &mut findings.degraded),
+            );
+            StreamHealth {
+                status: state,
+                buffered: status.buffered(),
+                published: snapshot.cluster_events_published,
+                lines_lost: snapshot.cluster_events_lost,
+                refused_answers: snapshot.cluster_events_refused,
                 last_error: status.last_error(),
             }
         })

@@ -80,6 +80,8 @@ pub struct AdminParts {
     pub commands: Commands,
     pub traces: Arc<TraceList>,
     pub journal: Option<Arc<JournalStatus>>,
+    /// The Redis events stream's sink (`cluster.events`).
+    pub events_stream: Option<Arc<crate::cluster::stream::StreamStatus>>,
     /// The Kafka sink (`events.sink` names "kafka").
     pub kafka: Option<Arc<crate::kafka::KafkaStatus>>,
     /// The Kafka commands consumer (`kafka.consume_commands`).

@@ -31,13 +31,16 @@
 //! Redis without its data (the node's key found gone, or another `run_id` after a reconnect):
 //! every charge point this node holds is written again, with the same compare-and-set.
 //!
+//! - `{prefix}events` (`cluster.events`): every event's journal line, from a sink of its own
+//!   ([`stream`]).
+//!
 //! Redis down or slow: operations wait in a bounded buffer (`cluster.buffer`; beyond it the
 //! oldest are dropped and counted) and are replayed in order once a connection is back; the
 //! thread retries every second, `/health` says "degraded", nothing else waits.
 
-pub mod events;
 pub mod remote;
 pub mod scripts;
+pub mod stream;
 mod subscriber;
 mod writer;
 
@@ -52,7 +55,6 @@ use log::{error, info, warn};
 
 use crate::clock::epoch_ms;
 use crate::config::ClusterConfig;
-use crate::journal::JournalStatus;
 use crate::mailbox::{ClusterSender, Lookup, Op, Processors, ToProcessor};
 use crate::policy::{Share, TransactionIds};
 use crate::security::credentials::Credentials;
@@ -87,8 +89,6 @@ pub struct Cluster {
     /// The operator API across nodes (started once the way in for calls exists); it ends
     /// with `stop`, like `subscriber`.
     pub remote: Option<remote::Remote>,
-    /// `cluster.events`: the journal's lines to `{prefix}events`; ends with `stop`.
-    pub events: Option<JoinHandle<()>>,
 }
 
 /// Starts the cluster thread (registry writes, node liveness, the fleet's ticket keys) and the
@@ -99,7 +99,6 @@ pub fn start(
     node: &str,
     processors: Processors,
     transactions: Arc<TransactionIds>,
-    journal: Option<&JournalStatus>,
     (credentials, tickets): (Option<Arc<Credentials>>, Option<Arc<TicketKeys>>),
     stats: Arc<Stats>,
 ) -> std::io::Result<Cluster> {
@@ -129,7 +128,6 @@ pub fn start(
     let writer = std::thread::Builder::new()
         .name("cluster".into())
         .spawn(move || writer.run(&rx, writer_processors))?;
-    let events_client = client.clone();
     let subscriber = Subscriber {
         client,
         takeovers: format!("{}takeover:{node}", config.prefix),
@@ -142,21 +140,6 @@ pub fn start(
     let subscriber = std::thread::Builder::new()
         .name("cluster-sub".into())
         .spawn(move || subscriber.run(&subscriber_stop))?;
-    let events = match journal.filter(|_| config.events) {
-        Some(journal) => Some(events::start(
-            events::Follower {
-                client: events_client,
-                prefix: config.prefix.clone(),
-                node: node.to_owned(),
-                journal: journal.path.clone(),
-                written: journal.written(),
-                maxlen: config.events_maxlen,
-                stats: Arc::clone(&stats),
-            },
-            Arc::clone(&stop),
-        )?),
-        None => None,
-    };
     Ok(Cluster {
         sender: ClusterSender::new(tx, stats),
         reachable,
@@ -164,7 +147,6 @@ pub fn start(
         subscriber,
         writer,
         remote: None,
-        events,
     })
 }
 

@@ -88,6 +88,8 @@ pub const DEFAULT_ID_SLOTS: u32 = 16;
 pub const MAX_ID_SLOTS: u32 = 1024;
 /// Entries `{prefix}events` keeps (approximately).
 pub const DEFAULT_EVENTS_MAXLEN: u64 = 1_000_000;
+/// `cluster.events_ack_timeout`: how long a billing answer waits for Redis to take its line.
+pub const DEFAULT_EVENTS_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const DEFAULT_KAFKA_EVENTS_TOPIC: &str = "ocpp-events-up";
 pub const DEFAULT_KAFKA_COMMANDS_TOPIC: &str = "commands-down";
@@ -169,10 +171,12 @@ pub struct ClusterConfig {
     pub node_ttl: Duration,
     /// Registry operations kept while Redis is unreachable.
     pub buffer: usize,
-    /// Every journal line also on the stream `{prefix}events` (needs the journal).
+    /// Every journal line also on the stream `{prefix}events` (a sink of its own).
     pub events: bool,
     /// `MAXLEN ~` of that stream.
     pub events_maxlen: u64,
+    /// A billing answer held for that stream longer than this is refused (InternalError).
+    pub events_ack_timeout: Duration,
     /// This node's share of the transaction ids (`cluster.id_slot`); None: claimed through
     /// Redis on the first start, then kept in `ocpp.transaction_id_file`.
     pub id_slot: Option<u32>,

@@ -69,6 +69,7 @@ pub struct RawCluster {
     pub buffer: Option<usize>,
     pub events: Option<bool>,
     pub events_maxlen: Option<u64>,
+    pub events_ack_timeout: Option<String>,
     pub id_slot: Option<i64>,
     pub id_slots: Option<u32>,
 }

@@ -112,12 +112,6 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
     let security = security(&check, raw.security, &server, &extra_listeners)?;
     let events = events(&check, raw.events)?;
     let cluster = cluster(&check, raw.cluster)?;
-    if cluster.as_ref().is_some_and(|c| c.events) && !events.sinks.journal {
-        return Err(check.invalid(
-            "cluster.events",
-            "the Redis stream follows the journal: events.sink must name \"journal\"".into(),
-        ));
-    }
     let kafka = kafka(&check, raw.kafka, &server.node_id)?;
     if events.sinks.kafka && kafka.is_none() {
         return Err(check.invalid(
@@ -321,6 +315,12 @@ fn cluster(check: &Check<'_>, c: RawCluster) -> Result<Option<ClusterConfig>, Co
         buffer: c.buffer.unwrap_or(DEFAULT_CLUSTER_BUFFER).max(1),
         events: c.events.unwrap_or(false),
         events_maxlen: c.events_maxlen.unwrap_or(DEFAULT_EVENTS_MAXLEN).max(1),
+        events_ack_timeout: check.duration_min(
+            "cluster.events_ack_timeout",
+            c.events_ack_timeout,
+            DEFAULT_EVENTS_ACK_TIMEOUT,
+            Duration::from_millis(100),
+        )?,
         id_slot,
         id_slots,
     }))

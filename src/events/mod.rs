@@ -1,13 +1,13 @@
 //! The event sink: what passed through the gateway, for whoever needs it afterwards (billing,
 //! support, audits). Producers describe each event as a borrowed [`Event`] (its payloads are
 //! slices of the buffers the message already lies in, so describing costs no allocation); the
-//! sink renders it. The sinks are the JSON-lines journal (`crate::journal`) and the Kafka producer
-//! (`crate::kafka`), one or both ([`Tee`]). A billing answer they hold (with the state file,
+//! sink renders it. The sinks are the JSON-lines journal (`crate::journal`), the Kafka producer
+//! (`crate::kafka`) and the Redis events stream (`crate::cluster::stream`), any of them ([`Tee`]). A billing answer they hold (with the state file,
 //! `crate::state`) is one [`held::HeldAnswer`] shared by its holders, which counts those that
-//! still owe it: the last to settle it sends it to its loop. Both sinks hand chunks over, wait
+//! still owe it: the last to settle it sends it to its loop. All sinks hand chunks over, wait
 //! for room and report their health through one machinery ([`sink`]); they differ only in how
-//! they write and learn that a batch was kept. The Redis stream (`cluster.events`) follows the
-//! journal file (why: `crate::cluster::events`).
+//! they write and learn that a batch was kept. The journal and the Redis stream also share
+//! their rendering and their writer (`crate::journal::LineWriter`).
 //!
 //! Two ways in, by who records:
 //! - a processor owns an [`EventWriter`]: it renders its charge points' events (connect,

@@ -1,10 +1,12 @@
 //! The embedded event sink: one JSON line per event, appended by its own thread to
 //! `events.path`, rotated by size, synced as `events.fsync` says.
 //!
-//! - [`Journal`] (this file): the sink. Each processor gets a [`JournalWriter`] that renders
+//! - [`Journal`] (this file): the sink. Each processor gets a [`LineWriter`] that renders
 //!   lines ([`line`]) into a chunk of its own and hands the chunk over by the rule every sink
 //!   shares ([`crate::events::sink`]: so many lines or bytes, an answer held, or its first line
-//!   a few milliseconds old); other threads' few events go to a bounded side buffer. Rendering where the event happens
+//!   a few milliseconds old) to an [`Intake`]: here the journal thread's bounded channel (the
+//!   Redis events stream, `crate::cluster::stream`, has the same writer and its own intake);
+//!   other threads' few events go to a bounded side buffer. Rendering where the event happens
 //!   costs no allocation and no copy of the message into an intermediate value, and the
 //!   journal thread is woken per chunk, not per event.
 //! - [`writer`]: the thread: writes chunks in batches (one `write` for many lines), syncs when
@@ -49,8 +51,8 @@ pub struct JournalStatus {
     health: SinkHealth,
     /// Lines handed over and not yet written.
     queued_lines: AtomicU64,
-    /// Rung after lines reached the file (one pending ring is enough), for whoever follows the
-    /// file (`cluster.events`): it waits on this rather than looking every few milliseconds.
+    /// Rung after lines reached the file (one pending ring is enough), for whoever waits for
+    /// the file to have them (tests) rather than looking every few milliseconds.
     written: (
         crossbeam_channel::Sender<()>,
         crossbeam_channel::Receiver<()>,
@@ -58,7 +60,7 @@ pub struct JournalStatus {
 }
 
 impl JournalStatus {
-    /// What a follower of the file waits on: a ring after each write of lines.
+    /// A ring after each write of lines.
     pub fn written(&self) -> crossbeam_channel::Receiver<()> {
         self.written.1.clone()
     }
@@ -82,13 +84,14 @@ impl std::ops::Deref for JournalStatus {
     }
 }
 
-/// Rendered lines on their way to the file, and the answers waiting for them.
+/// Rendered lines on their way to their sink (the file; the Redis stream), and the answers
+/// waiting for them.
 #[derive(Default)]
-struct Chunk {
-    lines: Vec<u8>,
-    count: u64,
-    /// Held answers, one batch per loop (indexed by loop; empty where none).
-    held: HeldAnswers,
+pub struct Chunk {
+    pub lines: Vec<u8>,
+    pub count: u64,
+    /// Held answers, in the order they were held.
+    pub held: HeldAnswers,
 }
 
 impl Recycle for Chunk {
@@ -110,7 +113,7 @@ struct SideLines {
 
 /// What producers hold: the channel to the thread and what they share with it. (The thread
 /// holds only [`Common`]: it ends when the last producer drops its sender.)
-struct Shared {
+pub struct Shared {
     tx: Sender<Chunk>,
     common: Arc<Common>,
 }
@@ -124,7 +127,7 @@ impl std::ops::Deref for Shared {
 }
 
 /// What producers and the thread share.
-struct Common {
+pub struct Common {
     chunks: Pool<Chunk>,
     side: Mutex<SideLines>,
     /// Rung when the side buffer gets its first line: the thread waits on it with the chunks.
@@ -205,13 +208,7 @@ impl Journal {
 
 impl EventSink for Journal {
     fn writer(&self) -> Box<dyn EventWriter> {
-        Box::new(JournalWriter {
-            shared: Arc::clone(&self.shared),
-            chunk: self.shared.chunks.take(),
-            clock: WallClock::default(),
-            gathering: Gathering::default(),
-            holding: false,
-        })
+        Box::new(LineWriter::new(Arc::clone(&self.shared)))
     }
 
     fn record_nowait(&self, event: &Event<'_>) -> bool {
@@ -251,9 +248,21 @@ impl EventSink for Journal {
     }
 }
 
-/// One processor's way into the journal.
-pub struct JournalWriter {
-    shared: Arc<Shared>,
+/// Where a line sink's writers hand their chunks over: the journal's thread (a bounded
+/// channel: the writer waits for room) or the Redis stream's buffer (`crate::cluster::stream`).
+pub trait Intake: Send + Sync + 'static {
+    /// The node's name, in every line.
+    fn node(&self) -> &str;
+    /// An empty chunk (from a pool).
+    fn fresh(&self) -> Chunk;
+    /// Takes `chunk`; true when the writer waited for room (back-pressure).
+    fn hand_over(&self, chunk: Chunk) -> bool;
+}
+
+/// One processor's way into a line sink: renders lines into a chunk of its own and hands it
+/// over by the rule every sink shares ([`crate::events::sink`]).
+pub struct LineWriter<I: Intake> {
+    intake: Arc<I>,
     chunk: Chunk,
     clock: WallClock,
     gathering: Gathering,
@@ -261,13 +270,28 @@ pub struct JournalWriter {
     holding: bool,
 }
 
-impl EventWriter for JournalWriter {
+impl<I: Intake> LineWriter<I> {
+    pub fn new(intake: Arc<I>) -> LineWriter<I> {
+        LineWriter {
+            chunk: intake.fresh(),
+            intake,
+            clock: WallClock::default(),
+            gathering: Gathering::default(),
+            holding: false,
+        }
+    }
+}
+
+/// The journal's writer.
+pub type JournalWriter = LineWriter<Shared>;
+
+impl<I: Intake> EventWriter for LineWriter<I> {
     fn record(&mut self, event: &Event<'_>) {
         if !event.kind.journaled() {
             return;
         }
         let ts = self.clock.text(event.at);
-        line::render(&mut self.chunk.lines, ts, &self.shared.node, event);
+        line::render(&mut self.chunk.lines, ts, self.intake.node(), event);
         self.chunk.count += 1;
         self.gathering.added();
         if Gathering::full(self.chunk.lines.len()) {
@@ -293,13 +317,33 @@ impl EventWriter for JournalWriter {
         if self.chunk.count == 0 && !self.holding {
             return false;
         }
-        let chunk = std::mem::replace(&mut self.chunk, self.shared.chunks.take());
+        let chunk = std::mem::replace(&mut self.chunk, self.intake.fresh());
         self.gathering.handed();
         self.holding = false;
+        self.intake.hand_over(chunk)
+    }
+}
+
+impl<I: Intake> Drop for LineWriter<I> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl Intake for Shared {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn fresh(&self) -> Chunk {
+        self.chunks.take()
+    }
+
+    fn hand_over(&self, chunk: Chunk) -> bool {
         let count = chunk.count;
-        let queued = &self.shared.status.queued_lines;
+        let queued = &self.status.queued_lines;
         queued.fetch_add(count, Ordering::Relaxed);
-        match sink::hand_over(&self.shared.tx, chunk) {
+        match sink::hand_over(&self.tx, chunk) {
             Handed::At => false,
             Handed::Waited => true,
             Handed::Gone(_) => {
@@ -307,12 +351,6 @@ impl EventWriter for JournalWriter {
                 false
             }
         }
-    }
-}
-
-impl Drop for JournalWriter {
-    fn drop(&mut self) {
-        self.flush();
     }
 }
 

@@ -22,6 +22,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::admin::{Admin, AdminError, AdminParts};
 use crate::batch::Pool;
 use crate::call::PendingCall;
+use crate::cluster::stream::StreamStatus;
 use crate::cluster::{self, Cluster};
 use crate::commands::Commands;
 use crate::config::{Config, ListenerConfig};
@@ -112,6 +113,8 @@ pub struct Server {
     journal_thread: Option<JoinHandle<()>>,
     /// The Kafka sink's thread, and the commands consumer (with its stop flag).
     kafka_thread: Option<JoinHandle<()>>,
+    /// `cluster.events`: the Redis stream's sink thread.
+    stream_thread: Option<JoinHandle<()>>,
     kafka_status: Option<Arc<KafkaStatus>>,
     kafka_commands: Option<(
         Arc<AtomicBool>,
@@ -238,6 +241,7 @@ impl Server {
             admin,
             journal_thread,
             kafka_thread,
+            stream_thread,
             kafka_status,
             kafka_commands,
             state_thread,
@@ -283,11 +287,6 @@ impl Server {
                     result = Err(ServerError::Panicked("cluster-api-read".into()));
                 }
             }
-            if let Some(events) = c.events
-                && events.join().is_err()
-            {
-                result = Err(ServerError::Panicked("cluster-events".into()));
-            }
             // The writer answers connects with what Redis knows: it lets go of the processors.
             c.sender.release();
             (c.writer, c.sender)
@@ -322,6 +321,11 @@ impl Server {
             && thread.join().is_err()
         {
             result = Err(ServerError::Panicked("kafka-events".into()));
+        }
+        if let Some(thread) = stream_thread
+            && thread.join().is_err()
+        {
+            result = Err(ServerError::Panicked("cluster-events".into()));
         }
         // Likewise the state file's senders: it commits what is left.
         if let Some(thread) = state_thread

@@ -72,6 +72,8 @@ pub(super) struct Sinks {
     journal_thread: Option<JoinHandle<()>>,
     kafka_status: Option<Arc<KafkaStatus>>,
     kafka_thread: Option<JoinHandle<()>>,
+    /// `cluster.events`: the Redis stream's sink.
+    stream: Option<(Arc<StreamStatus>, JoinHandle<()>)>,
     /// The state file's sender and what the last run left.
     state: Option<(StateSender, Restored)>,
     state_thread: Option<JoinHandle<()>>,
@@ -118,6 +120,18 @@ pub(super) fn start_sinks(
         chosen.push(sink);
         (kafka_status, kafka_thread) = (Some(status), Some(thread));
     }
+    let mut stream = None;
+    if let Some(cluster_config) = config.cluster.as_ref().filter(|c| c.events) {
+        let (sink, status, thread) = cluster::stream::start(
+            cluster_config,
+            &config.server.node_id,
+            (config.events.ack_after_write, Arc::clone(&loops_route)),
+            Arc::clone(stats),
+        )
+        .map_err(spawn_err("cluster-events thread"))?;
+        chosen.push(sink);
+        stream = Some((status, thread));
+    }
     let events = match chosen.len() {
         0 => Events::none(),
         1 => Events::new(chosen.remove(0)),
@@ -138,6 +152,7 @@ pub(super) fn start_sinks(
         journal_thread,
         kafka_status,
         kafka_thread,
+        stream,
         state,
         state_thread,
     })
@@ -149,7 +164,6 @@ pub(super) fn start_cluster(
     processors: &Processors,
     policy: &Policy,
     security: &Security,
-    journal: Option<&JournalStatus>,
     stats: &Arc<Stats>,
 ) -> Result<Option<Cluster>, ServerError> {
     let Some(cluster_config) = &config.cluster else {
@@ -160,7 +174,6 @@ pub(super) fn start_cluster(
         &config.server.node_id,
         processors.clone(),
         Arc::clone(&policy.transactions),
-        journal,
         (
             security.credentials.clone(),
             security
@@ -359,15 +372,16 @@ pub(super) fn admin_parts(
     listener: std::net::TcpListener,
     shared: &Shared<'_>,
     commands: &Commands,
-    (journal, kafka, kafka_commands): (
+    (journal, events_stream, kafka): (
         Option<Arc<JournalStatus>>,
+        Option<Arc<StreamStatus>>,
         Option<Arc<KafkaStatus>>,
-        Option<&(
-            Arc<AtomicBool>,
-            JoinHandle<()>,
-            Arc<crate::commands::SourceStatus>,
-        )>,
     ),
+    kafka_commands: Option<&(
+        Arc<AtomicBool>,
+        JoinHandle<()>,
+        Arc<crate::commands::SourceStatus>,
+    )>,
     cluster: Option<&Cluster>,
 ) -> AdminParts {
     AdminParts {
@@ -379,6 +393,7 @@ pub(super) fn admin_parts(
         commands: commands.clone(),
         traces: Arc::clone(shared.traces),
         journal,
+        events_stream,
         kafka,
         kafka_commands: kafka_commands.map(|(_, _, s)| Arc::clone(s)),
         security: Arc::clone(shared.security),
@@ -459,17 +474,12 @@ impl Server {
             journal_thread,
             kafka_status,
             kafka_thread,
+            stream,
             state,
             state_thread,
         } = start_sinks(&config, &loops, &stats)?;
-        let mut cluster = start_cluster(
-            &config,
-            &processors,
-            &policy,
-            &security,
-            journal.as_deref(),
-            &stats,
-        )?;
+        let (stream_status, stream_thread) = stream.unzip();
+        let mut cluster = start_cluster(&config, &processors, &policy, &security, &stats)?;
         let traces = Arc::new(TraceList::default());
         let shared = Shared {
             config: &config,
@@ -501,7 +511,8 @@ impl Server {
                     listener,
                     &shared,
                     &commands,
-                    (journal, kafka_status.clone(), kafka_commands.as_ref()),
+                    (journal, stream_status, kafka_status.clone()),
+                    kafka_commands.as_ref(),
                     cluster.as_ref(),
                 );
                 match Admin::start(parts) {
@@ -527,6 +538,7 @@ impl Server {
             admin,
             journal_thread,
             kafka_thread,
+            stream_thread,
             kafka_status,
             kafka_commands,
             state_thread,

@@ -23,6 +23,7 @@ pub fn cluster_node(
         buffer: 1000,
         events: false,
         events_maxlen: 10_000,
+        events_ack_timeout: Duration::from_secs(10),
         id_slot: None,
         id_slots: 16,
     });
@@ -147,6 +148,27 @@ pub fn node(redis: &Redis, name: &str, prefix: &str) -> ocpp_gateway::Config {
     let dir = std::env::temp_dir().join(format!("ocpp-cluster-ids-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("counter directory");
     cluster_node(redis, (name, prefix), &dir, super::test_config())
+}
+
+/// The lines of a file (none while it does not exist).
+pub fn file_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether `a` and `b` hold the same lines, each as often, in whatever order (the journal and
+/// the stream are two sinks: each charge point's lines keep their order in both, but lines of
+/// different processors may interleave differently).
+pub fn same_lines(a: &[String], b: &[String]) -> bool {
+    let sorted = |lines: &[String]| {
+        let mut lines = lines.to_vec();
+        lines.sort_unstable();
+        lines
+    };
+    a.len() == b.len() && sorted(a) == sorted(b)
 }
 
 /// A node with the journal in a directory of its own and `cluster.events` on: the directory,

@@ -136,14 +136,20 @@ pub(super) fn cluster(o: &mut Out, s: &StatsSnapshot) {
     o.single(
         "ocpp_gateway_cluster_events_published_total",
         "counter",
-        "Journal lines appended to the Redis stream {prefix}events (cluster.events).",
+        "Event lines appended to the Redis stream {prefix}events (cluster.events).",
         s.cluster_events_published,
     );
     o.single(
-        "ocpp_gateway_cluster_events_lost_files_total",
+        "ocpp_gateway_cluster_events_lost_total",
         "counter",
-        "Journal files deleted by rotation before all their lines were on {prefix}events.",
-        s.cluster_events_lost_files,
+        "Event lines that never reached {prefix}events (its buffer full, or the gateway stopping).",
+        s.cluster_events_lost,
+    );
+    o.single(
+        "ocpp_gateway_cluster_events_refused_total",
+        "counter",
+        "Billing answers refused: Redis did not take their line within cluster.events_ack_timeout.",
+        s.cluster_events_refused,
     );
 }
 

@@ -1,0 +1,678 @@
+//! `cluster.events`: every event's journal line (`crate::journal::line`) also on the Redis
+//! stream `{prefix}events`, for backends that read events from Redis: a sink like the others.
+//! Processors render lines with the journal's own writer ([`LineWriter`]) into chunks of their
+//! own and hand them over by the rule every sink shares; a thread of its own appends them,
+//! in order, with `XADD {prefix}events MAXLEN ~ cluster.events_maxlen * node {node} line
+//! {json}`, a batch of chunks per MULTI/EXEC.
+//!
+//! The ack rule is the journal's: with `events.ack_after_write` a billing answer (Start/Stop
+//! Transaction, MeterValues, TransactionEvent) is held until Redis has its line, as one more
+//! holder of the shared [`crate::events::held`] answer.
+//!
+//! Redis away or slow: charge points keep being served. Unlike the file, whose thread the
+//! writers wait for, the stream's writers never wait on Redis: chunks go into a bounded buffer
+//! ([`Buffer`]: `cluster.buffer` lines, [`BUFFER_BYTES`] bytes) that the thread empties in
+//! order once Redis answers again (a batch Redis did not take goes back to the front, so
+//! nothing is sent out of order or, while the gateway runs, lost); beyond its bound the oldest
+//! lines are dropped and counted (`cluster_events_lost_total`). A billing answer held longer
+//! than `cluster.events_ack_timeout` goes out as CALLERROR InternalError (the charge point
+//! sends it again; its line, still buffered, may then reach the stream twice: at least once,
+//! never acknowledged and missing). Lines still buffered when the gateway stops get one last
+//! attempt, then are counted as lost.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use log::{info, warn};
+
+use super::{REDIS_TIMEOUT, RETRY};
+use crate::batch::Pool;
+use crate::clock::WallClock;
+use crate::config::ClusterConfig;
+use crate::events::sink::SinkHealth;
+use crate::events::{Event, EventSink, EventWriter, HeldAnswers, ReplyRoute};
+use crate::journal::{Chunk, Intake, LineWriter, line};
+use crate::stats::Stats;
+
+/// Bytes of lines the buffer may hold, whatever `cluster.buffer` says.
+pub const BUFFER_BYTES: usize = 64 << 20;
+/// Lines sent in one MULTI/EXEC (at least one chunk).
+const BATCH_LINES: u64 = 4096;
+
+/// What `/health` and `/metrics` read about the stream.
+#[derive(Debug, Default)]
+pub struct StreamStatus {
+    health: SinkHealth,
+    /// Lines in the buffer and in the batch on its way.
+    buffered: AtomicU64,
+}
+
+impl StreamStatus {
+    pub fn buffered(&self) -> u64 {
+        self.buffered.load(Ordering::Relaxed)
+    }
+}
+
+impl std::ops::Deref for StreamStatus {
+    type Target = SinkHealth;
+
+    fn deref(&self) -> &SinkHealth {
+        &self.health
+    }
+}
+
+/// A chunk waiting in the buffer, and when it came (its held answers' timeout counts from
+/// there).
+struct Waiting {
+    chunk: Chunk,
+    since: Instant,
+}
+
+/// Lines waiting for Redis, oldest first.
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Waiting>,
+    /// Lines of threads that never wait, rendered here.
+    side: Chunk,
+    side_since: Option<Instant>,
+    side_clock: WallClock,
+    lines: u64,
+    bytes: usize,
+    /// Lines of the thread's batch on its way (still buffered for `/health`).
+    sending: u64,
+}
+
+/// What the writers and the thread share.
+pub struct Buffer {
+    queue: Mutex<Queue>,
+    chunks: Pool<Chunk>,
+    node: String,
+    max_lines: u64,
+    route: Arc<dyn ReplyRoute>,
+    status: Arc<StreamStatus>,
+    stats: Arc<Stats>,
+}
+
+impl Buffer {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops the oldest chunks while the buffer holds more than its bound; they are counted
+    /// as lost and their answers refused by [`Buffer::drop_all`], once the lock is let go
+    /// (refusing sends to a loop, which may wait for room, and a loop may be waiting for
+    /// this lock in `record_nowait`).
+    fn bound(&self, queue: &mut Queue) -> Vec<Chunk> {
+        let mut dropped = Vec::new();
+        while queue.lines > self.max_lines || queue.bytes > BUFFER_BYTES {
+            let Some(oldest) = queue.chunks.pop_front() else {
+                break;
+            };
+            self.forget(queue, &oldest.chunk);
+            dropped.push(oldest.chunk);
+        }
+        self.counted(queue);
+        dropped
+    }
+
+    /// Counts `dropped` as lost and refuses their answers (never under the lock).
+    fn drop_all(&self, dropped: Vec<Chunk>) {
+        let mut lost = 0;
+        for mut chunk in dropped {
+            lost += chunk.count;
+            self.refuse(&mut chunk);
+            self.chunks.give(chunk);
+        }
+        self.lost(lost);
+    }
+
+    fn forget(&self, queue: &mut Queue, chunk: &Chunk) {
+        queue.lines -= chunk.count;
+        queue.bytes -= chunk.lines.len();
+    }
+
+    fn lost(&self, lines: u64) {
+        if lines == 0 {
+            return;
+        }
+        self.stats.cluster.cluster_events_lost.add(lines);
+        if self.status.may_warn() {
+            warn!(
+                "cluster events: {lines} lines lost (the buffer for Redis was full, or the gateway stops)"
+            );
+        }
+    }
+
+    fn refuse(&self, chunk: &mut Chunk) {
+        self.settle(&mut chunk.held, false);
+    }
+
+    fn settle(&self, held: &mut HeldAnswers, kept: bool) {
+        let refused = &self.stats.cluster.cluster_events_refused;
+        held.release(&*self.route, kept, refused);
+    }
+
+    fn counted(&self, queue: &Queue) {
+        let buffered = queue.lines + queue.sending;
+        self.status.buffered.store(buffered, Ordering::Relaxed);
+    }
+}
+
+/// What the writers hold: the buffer and the thread's doorbell. The thread ends once every
+/// writer and the sink are gone (the doorbell's last sender with them).
+pub struct Producers {
+    buffer: Arc<Buffer>,
+    doorbell: Sender<()>,
+}
+
+impl Producers {
+    fn ring(&self) {
+        let _ = self.doorbell.try_send(());
+    }
+}
+
+impl Intake for Producers {
+    fn node(&self) -> &str {
+        &self.buffer.node
+    }
+
+    fn fresh(&self) -> Chunk {
+        self.buffer.chunks.take()
+    }
+
+    /// Never waits: Redis is not on a charge point's way.
+    fn hand_over(&self, chunk: Chunk) -> bool {
+        let buffer = &self.buffer;
+        let mut queue = buffer.lock();
+        queue.lines += chunk.count;
+        queue.bytes += chunk.lines.len();
+        queue.chunks.push_back(Waiting {
+            chunk,
+            since: Instant::now(),
+        });
+        let dropped = buffer.bound(&mut queue);
+        drop(queue);
+        buffer.drop_all(dropped);
+        self.ring();
+        false
+    }
+}
+
+/// The sink the processors and others record into.
+pub struct StreamSink {
+    producers: Arc<Producers>,
+    ack_after_write: bool,
+}
+
+impl EventSink for StreamSink {
+    fn writer(&self) -> Box<dyn EventWriter> {
+        Box::new(LineWriter::new(Arc::clone(&self.producers)))
+    }
+
+    fn record_nowait(&self, event: &Event<'_>) -> bool {
+        if !event.kind.journaled() {
+            return true;
+        }
+        let buffer = &self.producers.buffer;
+        let mut queue = buffer.lock();
+        let Queue {
+            side,
+            side_since,
+            side_clock,
+            ..
+        } = &mut *queue;
+        let before = side.lines.len();
+        line::render(
+            &mut side.lines,
+            side_clock.text(event.at),
+            &buffer.node,
+            event,
+        );
+        side.count += 1;
+        side_since.get_or_insert_with(Instant::now);
+        let added = side.lines.len() - before;
+        queue.lines += 1;
+        queue.bytes += added;
+        let dropped = buffer.bound(&mut queue);
+        let kept = queue.lines <= buffer.max_lines && queue.bytes <= BUFFER_BYTES;
+        if !kept {
+            // Only the side lines are left to drop: this one goes.
+            queue.side.lines.truncate(before);
+            queue.side.count -= 1;
+            queue.lines -= 1;
+            queue.bytes -= added;
+            buffer.counted(&queue);
+        }
+        drop(queue);
+        buffer.drop_all(dropped);
+        if !kept {
+            buffer.lost(1);
+        }
+        self.producers.ring();
+        kept
+    }
+
+    fn acks_after_write(&self) -> bool {
+        self.ack_after_write
+    }
+}
+
+/// Starts the stream's thread: its sink, what `/health` reads, the thread (it ends when the
+/// sink and every writer are gone, after one last attempt at what is buffered).
+pub fn start(
+    config: &ClusterConfig,
+    node: &str,
+    (ack_after_write, route): (bool, Arc<dyn ReplyRoute>),
+    stats: Arc<Stats>,
+) -> std::io::Result<(Arc<StreamSink>, Arc<StreamStatus>, JoinHandle<()>)> {
+    let client = redis::Client::open(config.redis_url.as_str())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let status = Arc::new(StreamStatus::default());
+    let buffer = Arc::new(Buffer {
+        queue: Mutex::new(Queue::default()),
+        chunks: Pool::new(16),
+        node: node.to_owned(),
+        max_lines: config.buffer.max(1) as u64,
+        route,
+        status: Arc::clone(&status),
+        stats,
+    });
+    let (doorbell, rung) = crossbeam_channel::bounded(1);
+    let mut thread = Thread {
+        buffer: Arc::clone(&buffer),
+        rung,
+        client,
+        key: format!("{}events", config.prefix),
+        maxlen: config.events_maxlen,
+        ack_timeout: config.events_ack_timeout,
+        con: None,
+        retry_at: None,
+        batch: Vec::new(),
+        run: format!("{:x}", crate::clock::epoch_ms(std::time::SystemTime::now())),
+        n: 0,
+        script: redis::Script::new(super::scripts::EVENTS_BATCH),
+        last_key: format!("{}events-batch:{node}", config.prefix),
+    };
+    let handle = std::thread::Builder::new()
+        .name("cluster-events".into())
+        .spawn(move || thread.run())?;
+    info!(
+        "cluster events: every journal line on {}events{}",
+        config.prefix,
+        if ack_after_write {
+            " (billing answers once Redis has their line)"
+        } else {
+            ""
+        }
+    );
+    let producers = Arc::new(Producers { buffer, doorbell });
+    let sink = StreamSink {
+        producers,
+        ack_after_write,
+    };
+    Ok((Arc::new(sink), status, handle))
+}
+
+/// The stream's thread.
+struct Thread {
+    buffer: Arc<Buffer>,
+    rung: Receiver<()>,
+    client: redis::Client,
+    key: String,
+    maxlen: u64,
+    ack_timeout: Duration,
+    con: Option<redis::Connection>,
+    /// After a failure, Redis is tried again from this moment.
+    retry_at: Option<Instant>,
+    /// The chunks being sent (taken from the front of the buffer); a batch Redis may not have
+    /// taken is sent again as it is, under its number, so that it is added once.
+    batch: Vec<Waiting>,
+    /// This run (the start in ms, hex) and the current batch's number in it.
+    run: String,
+    n: u64,
+    script: redis::Script,
+    /// `{prefix}events-batch:{node}`: the last batch added.
+    last_key: String,
+}
+
+impl Thread {
+    fn run(&mut self) {
+        loop {
+            let deadline = self.deadline();
+            self.buffer.status.mark_waiting();
+            let wait = deadline.map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            let open = !matches!(
+                self.rung.recv_timeout(wait),
+                Err(RecvTimeoutError::Disconnected)
+            );
+            self.buffer.status.mark_alive();
+            let now = Instant::now();
+            self.refuse_overdue(now);
+            if !open {
+                self.retry_at = None; // one last attempt, whatever the pause
+                self.send_all();
+                self.give_up();
+                info!("cluster events stopped");
+                return;
+            }
+            if self.retry_at.is_none_or(|at| now >= at) {
+                self.send_all();
+            }
+        }
+    }
+
+    /// When the thread must wake without a ring: the next attempt after a failure (while
+    /// lines wait), the oldest held answer's timeout.
+    fn deadline(&self) -> Option<Instant> {
+        let queue = self.buffer.lock();
+        let waiting = queue.lines > 0 || !self.batch.is_empty();
+        let retry = self.retry_at.filter(|_| waiting);
+        let held = self
+            .batch
+            .iter()
+            .chain(&queue.chunks)
+            .find(|w| !w.chunk.held.is_empty())
+            .map(|w| w.since + self.ack_timeout);
+        retry.into_iter().chain(held).min()
+    }
+
+    /// Billing answers held longer than `cluster.events_ack_timeout` are refused; their lines
+    /// stay in the buffer.
+    fn refuse_overdue(&mut self, now: Instant) {
+        let mut overdue = Vec::new();
+        let mut queue = self.buffer.lock();
+        for waiting in self.batch.iter_mut().chain(queue.chunks.iter_mut()) {
+            if !waiting.chunk.held.is_empty() && now >= waiting.since + self.ack_timeout {
+                overdue.push(std::mem::take(&mut waiting.chunk.held));
+            }
+        }
+        drop(queue);
+        for mut held in overdue {
+            self.buffer.settle(&mut held, false);
+        }
+    }
+
+    /// Sends batches until the buffer is empty or Redis fails.
+    fn send_all(&mut self) {
+        while self.take_batch() {
+            if let Err(e) = self.send_batch() {
+                self.failed(&e);
+                return;
+            }
+        }
+    }
+
+    /// Takes chunks from the front of the buffer (the side lines first); false when there
+    /// were none.
+    fn take_batch(&mut self) -> bool {
+        if !self.batch.is_empty() {
+            return true; // the batch that failed, again
+        }
+        self.n += 1;
+        let buffer = Arc::clone(&self.buffer);
+        let mut queue = buffer.lock();
+        if queue.side.count > 0 {
+            let since = queue.side_since.take().unwrap_or_else(Instant::now);
+            let side = std::mem::replace(&mut queue.side, buffer.chunks.take());
+            self.batch.push(Waiting { chunk: side, since });
+            let chunk = &self.batch[self.batch.len() - 1].chunk;
+            queue.lines -= chunk.count;
+            queue.bytes -= chunk.lines.len();
+        }
+        let mut lines: u64 = self.batch.iter().map(|w| w.chunk.count).sum();
+        while let Some(front) = queue.chunks.front() {
+            if !self.batch.is_empty() && lines + front.chunk.count > BATCH_LINES {
+                break;
+            }
+            let Some(waiting) = queue.chunks.pop_front() else {
+                break;
+            };
+            buffer.forget(&mut queue, &waiting.chunk);
+            lines += waiting.chunk.count;
+            self.batch.push(waiting);
+        }
+        // Still counted as buffered until Redis took them.
+        queue.sending = lines;
+        buffer.counted(&queue);
+        !self.batch.is_empty()
+    }
+
+    /// Appends the batch's lines in one MULTI/EXEC, then settles their held answers.
+    fn send_batch(&mut self) -> redis::RedisResult<()> {
+        let lines: u64 = self.batch.iter().map(|w| w.chunk.count).sum();
+        if lines > 0 {
+            if self.con.is_none() {
+                let con = self.client.get_connection_with_timeout(REDIS_TIMEOUT)?;
+                con.set_read_timeout(Some(REDIS_TIMEOUT))?;
+                con.set_write_timeout(Some(REDIS_TIMEOUT))?;
+                self.con = Some(con);
+            }
+            let mut invocation = self.script.key(&self.key);
+            invocation
+                .key(&self.last_key)
+                .arg(&self.run)
+                .arg(self.n)
+                .arg(self.maxlen)
+                .arg(&self.buffer.node);
+            for waiting in &self.batch {
+                for line in waiting.chunk.lines.split(|&b| b == b'\n') {
+                    if !line.is_empty() {
+                        invocation.arg(line);
+                    }
+                }
+            }
+            if let Some(con) = self.con.as_mut() {
+                let _added: u64 = invocation.invoke(con)?;
+            }
+            self.buffer
+                .stats
+                .cluster
+                .cluster_events_published
+                .add(lines);
+            if self.buffer.status.recovered() {
+                info!("cluster events: Redis takes the lines again");
+            }
+        }
+        self.retry_at = None;
+        for mut waiting in self.batch.drain(..) {
+            self.buffer.settle(&mut waiting.chunk.held, true);
+            self.buffer.chunks.give(waiting.chunk);
+        }
+        let mut queue = self.buffer.lock();
+        queue.sending = 0;
+        self.buffer.counted(&queue);
+        Ok(())
+    }
+
+    /// Redis did not take the batch (or its answer was lost): it is sent again, as it is,
+    /// after [`RETRY`]; meanwhile new lines wait behind it in the buffer.
+    fn failed(&mut self, e: &redis::RedisError) {
+        let status = &self.buffer.status;
+        status.fail(format!("Redis: {e}"));
+        self.buffer.stats.cluster.cluster_errors.inc();
+        if status.may_warn() {
+            warn!("cluster events: Redis failed ({e}); the lines wait in the buffer");
+        }
+        self.con = None;
+        self.retry_at = Some(Instant::now() + RETRY);
+    }
+
+    /// At the stop: what is still buffered is lost (counted) and its answers refused.
+    fn give_up(&mut self) {
+        let buffer = Arc::clone(&self.buffer);
+        let mut queue = buffer.lock();
+        let mut left: Vec<Chunk> = self.batch.drain(..).map(|w| w.chunk).collect();
+        left.push(std::mem::take(&mut queue.side));
+        left.extend(queue.chunks.drain(..).map(|w| w.chunk));
+        queue.lines = 0;
+        queue.bytes = 0;
+        queue.sending = 0;
+        buffer.counted(&queue);
+        drop(queue);
+        buffer.drop_all(left);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Held;
+    use crate::events::testing::Nowhere;
+    use crate::types::ConnId;
+
+    /// A sink whose Redis is never there (a port nothing listens on), and its thread, not
+    /// started: the test turns it by hand.
+    fn sink(max_lines: u64) -> (StreamSink, Thread, Arc<Stats>) {
+        let stats = Arc::new(Stats::new(1, 1));
+        let buffer = Arc::new(Buffer {
+            queue: Mutex::new(Queue::default()),
+            chunks: Pool::new(4),
+            node: "gw".into(),
+            max_lines,
+            route: Arc::new(Nowhere),
+            status: Arc::new(StreamStatus::default()),
+            stats: Arc::clone(&stats),
+        });
+        let (doorbell, rung) = crossbeam_channel::bounded(1);
+        let thread = Thread {
+            buffer: Arc::clone(&buffer),
+            rung,
+            client: redis::Client::open("redis://127.0.0.1:1/").expect("a client"),
+            key: "t:events".into(),
+            maxlen: 100,
+            ack_timeout: Duration::from_secs(10),
+            con: None,
+            retry_at: None,
+            batch: Vec::new(),
+            run: "r".into(),
+            n: 0,
+            script: redis::Script::new(super::super::scripts::EVENTS_BATCH),
+            last_key: "t:events-batch:gw".into(),
+        };
+        let producers = Arc::new(Producers { buffer, doorbell });
+        let sink = StreamSink {
+            producers,
+            ack_after_write: true,
+        };
+        (sink, thread, stats)
+    }
+
+    /// A chunk of `lines` lines named `name-0`, `name-1`, ..., holding `answer` if given.
+    fn chunk(name: &str, lines: u64, answer: Option<&crate::events::HeldAnswer>) -> Chunk {
+        let mut chunk = Chunk::default();
+        for n in 0..lines {
+            chunk
+                .lines
+                .extend_from_slice(format!("{name}-{n}\n").as_bytes());
+        }
+        chunk.count = lines;
+        if let Some(answer) = answer {
+            chunk.held.push(answer);
+        }
+        chunk
+    }
+
+    fn answer() -> crate::events::HeldAnswer {
+        let conn = ConnId {
+            loop_index: 0,
+            key: 1,
+            generation: 1,
+        };
+        Held::new(conn, b"[3,\"1\",{}]", 1)
+    }
+
+    /// The lines waiting, in the order they will go: the thread's batch, the side lines,
+    /// the buffer's chunks.
+    fn buffered(thread: &Thread) -> Vec<String> {
+        let queue = thread.buffer.lock();
+        let batch = thread.batch.iter().map(|w| &w.chunk);
+        let chunks = queue.chunks.iter().map(|w| &w.chunk);
+        batch
+            .chain(std::iter::once(&queue.side))
+            .chain(chunks)
+            .flat_map(|c| {
+                let text = String::from_utf8_lossy(&c.lines).into_owned();
+                text.lines().map(str::to_owned).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_buffer_drops_its_oldest_lines_beyond_its_bound_and_refuses_their_answers() {
+        let (sink, thread, stats) = sink(4);
+        let held = answer();
+        assert!(
+            !sink.producers.hand_over(chunk("a", 3, Some(&held))),
+            "never waits"
+        );
+        assert!(held.is_owed());
+        sink.producers.hand_over(chunk("b", 2, None));
+        assert_eq!(buffered(&thread), ["b-0", "b-1"], "the oldest chunk went");
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.cluster_events_lost, 3);
+        assert_eq!(snapshot.cluster_events_refused, 1);
+        assert!(!held.is_owed(), "its answer went out (refused)");
+        assert_eq!(thread.buffer.status.buffered(), 2);
+    }
+
+    #[test]
+    fn a_batch_redis_did_not_take_is_sent_again_as_it_is_and_its_answers_wait() {
+        let (sink, mut thread, stats) = sink(100);
+        let held = answer();
+        sink.producers.hand_over(chunk("a", 2, Some(&held)));
+        sink.producers.hand_over(chunk("b", 1, None));
+        let cp: crate::types::ChargePointId = "CP-1".into();
+        let side = Event {
+            at: std::time::SystemTime::now(),
+            cp: &cp,
+            kind: crate::events::EventKind::Disconnected {
+                cause: crate::types::CloseCause::PongTimeout,
+            },
+        };
+        assert!(sink.record_nowait(&side));
+        assert!(thread.rung.try_recv().is_ok(), "the thread was rung");
+
+        // Nothing listens on Redis's port: the batch fails and waits to go again as it is.
+        thread.send_all();
+        let n = thread.n;
+        let lines = buffered(&thread);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(
+            lines[0].contains("\"cp\":\"CP-1\""),
+            "side line first: {lines:?}"
+        );
+        assert_eq!(lines[1..], ["a-0", "a-1", "b-0"]);
+        assert!(thread.buffer.status.failing());
+        let retry_at = thread.retry_at.expect("a retry is due");
+        assert_eq!(
+            thread.deadline(),
+            Some(retry_at),
+            "the retry comes before the answer's timeout"
+        );
+        assert!(held.is_owed(), "the answer still waits for Redis");
+        sink.producers.hand_over(chunk("c", 1, None));
+        thread.send_all();
+        assert_eq!(thread.n, n, "the same batch, under its number");
+        assert_eq!(buffered(&thread)[1..], ["a-0", "a-1", "b-0", "c-0"]);
+        assert_eq!(stats.snapshot().cluster_events_lost, 0);
+
+        // Past `cluster.events_ack_timeout` the answer is refused; its lines stay.
+        thread.refuse_overdue(Instant::now() + thread.ack_timeout);
+        assert!(!held.is_owed());
+        assert_eq!(stats.snapshot().cluster_events_refused, 1);
+        assert_eq!(buffered(&thread).len(), 5);
+
+        // At the stop, what is left is counted as lost.
+        thread.give_up();
+        assert_eq!(stats.snapshot().cluster_events_lost, 5);
+        assert_eq!(thread.buffer.status.buffered(), 0);
+    }
+}
