@@ -3,7 +3,7 @@
 //! transactions back to back (many in flight), the gateway binary is killed at a random moment,
 //! and the count kept by the clients (every CALLRESULT they received) is checked against the
 //! journal, the state file (read through the API of the restarted gateway) and, with a broker,
-//! the events topic.
+//! the events topic; with `cluster.events`, the Redis events stream.
 
 mod common;
 
@@ -104,8 +104,14 @@ fn charge_points(addr: SocketAddr, thread: usize, shared: Arc<Tally<Told>>) {
 /// calls (lines the kill cut short are skipped).
 fn journaled(path: &Path) -> (HashSet<i64>, HashSet<i64>) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
+    started_and_stopped(text.lines())
+}
+
+/// The transaction ids of StartTransaction answers and StopTransaction calls among `lines`
+/// (journal lines; lines the kill cut short are skipped).
+fn started_and_stopped<'a>(lines: impl Iterator<Item = &'a str>) -> (HashSet<i64>, HashSet<i64>) {
     let (mut started, mut stopped) = (HashSet::new(), HashSet::new());
-    for line in text.lines() {
+    for line in lines {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
         };
@@ -267,5 +273,49 @@ fn acknowledged_transactions_survive_a_kill_of_the_gateway_with_kafka() {
     let missing: Vec<_> = starts.difference(&found).collect();
     assert!(missing.is_empty(), "not on the topic: {missing:?}");
     eprintln!("{} acknowledged starts, all on the topic", starts.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn acknowledged_transactions_survive_a_kill_of_the_gateway_with_the_redis_stream() {
+    if !server_available("redis-server", "redis-server") {
+        return;
+    }
+    let redis = common::redis_server::Redis::start(free_port());
+    let dir = scratch("stream");
+    let admin = free_port();
+    let config = config_file(
+        &dir,
+        admin,
+        &format!(
+            "[cluster]\nredis_url = \"{}\"\nprefix = \"k1:\"\nid_slot = 0\nevents = true\n",
+            redis.url()
+        ),
+    );
+    let told = run_and_kill(&config);
+    // Every acknowledged start and stop is on the stream (Redis was not killed), at once: an
+    // answer went out only once Redis had its line.
+    let lines = redis.stream_lines("k1:events");
+    let (started, stopped) = started_and_stopped(lines.iter().map(String::as_str));
+    let mut acknowledged = 0;
+    for (cp, acks) in &told.acks {
+        for (action, tx) in acks {
+            let on_stream = if *action == "StartTransaction" {
+                started.contains(tx)
+            } else {
+                stopped.contains(tx)
+            };
+            assert!(
+                on_stream,
+                "{cp}: acknowledged {action} {tx} not on the stream"
+            );
+            acknowledged += 1;
+        }
+    }
+    eprintln!(
+        "{acknowledged} acknowledged starts and stops, all on the stream ({} lines)",
+        lines.len()
+    );
+    check_journal_and_state(&dir, &config, admin, &told);
     let _ = std::fs::remove_dir_all(&dir);
 }
