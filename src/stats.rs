@@ -352,7 +352,8 @@ counters! {
         /// still in it when the gateway stopped.
         cluster_events_lost,
         /// Billing answers held for `{prefix}events` that went out as CALLERROR: Redis did
-        /// not take their line within `cluster.events_ack_timeout`.
+        /// not take their line within `cluster.events_ack_timeout`, the full buffer dropped
+        /// it, or the gateway stopped first.
         cluster_events_refused,
         /// Times the fleet's TLS ticket keys from `{prefix}tls-ticket-keys` were installed
         /// (the first time, and after each rotation).
@@ -411,11 +412,13 @@ counters! {
 }
 
 impl Stats {
-    /// Billing answers refused by any holder so far (journal, Kafka, state file): a resend of
-    /// an event answered before a refusal may be one that was never kept.
+    /// Billing answers refused by any holder so far (journal, Kafka, the Redis events stream,
+    /// state file): a resend of an event answered before a refusal may be one that was never
+    /// kept.
     pub fn held_answers_refused(&self) -> u64 {
         self.journal.journal_refused.get()
             + self.kafka.kafka_refused.get()
+            + self.cluster.cluster_events_refused.get()
             + self.state.state_refused_answers.get()
     }
 }

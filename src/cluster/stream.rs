@@ -1,9 +1,11 @@
 //! `cluster.events`: every event's journal line (`crate::journal::line`) also on the Redis
 //! stream `{prefix}events`, for backends that read events from Redis: a sink like the others.
 //! Processors render lines with the journal's own writer ([`LineWriter`]) into chunks of their
-//! own and hand them over by the rule every sink shares; a thread of its own appends them,
-//! in order, with `XADD {prefix}events MAXLEN ~ cluster.events_maxlen * node {node} line
-//! {json}`, a batch of chunks per MULTI/EXEC.
+//! own and hand them over by the rule every sink shares; a thread of its own appends them, in
+//! batches of up to [`BATCH_LINES`] lines, each with one Lua script (`scripts::EVENTS_BATCH`:
+//! `XADD {prefix}events MAXLEN ~ cluster.events_maxlen * node {node} line {json}` per line,
+//! all of a batch or none), numbered so that a batch sent again after a lost reply is not
+//! added twice.
 //!
 //! The ack rule is the journal's: with `events.ack_after_write` a billing answer (Start/Stop
 //! Transaction, MeterValues, TransactionEvent) is held until Redis has its line, as one more
@@ -12,16 +14,18 @@
 //! Redis away or slow: charge points keep being served. Unlike the file, whose thread the
 //! writers wait for, the stream's writers never wait on Redis: chunks go into a bounded buffer
 //! ([`Buffer`]: `cluster.buffer` lines, [`BUFFER_BYTES`] bytes) that the thread empties in
-//! order once Redis answers again (a batch Redis did not take goes back to the front, so
-//! nothing is sent out of order or, while the gateway runs, lost); beyond its bound the oldest
-//! lines are dropped and counted (`cluster_events_lost_total`). A billing answer held longer
-//! than `cluster.events_ack_timeout` goes out as CALLERROR InternalError (the charge point
-//! sends it again; its line, still buffered, may then reach the stream twice: at least once,
-//! never acknowledged and missing). Lines still buffered when the gateway stops get one last
-//! attempt, then are counted as lost.
+//! order once Redis answers again (a batch Redis did not take is sent again as it is, so
+//! nothing goes out of order or, while the gateway runs, is lost); beyond its bound the oldest
+//! lines are dropped and counted (`cluster_events_lost_total`), and the answers that may cover
+//! them refused. A billing answer held longer than `cluster.events_ack_timeout` goes out as
+//! CALLERROR InternalError (the charge point sends it again; its line, still buffered, may then
+//! reach the stream twice: at least once, never acknowledged and missing). Lines still
+//! buffered when the gateway stops get one last attempt, then are counted as lost. Loops
+//! record into it too (`record_nowait`): they never refuse an answer (that sends to a loop,
+//! which may wait for room): their line is the one left out when the buffer is full.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,14 +37,14 @@ use super::{REDIS_TIMEOUT, RETRY};
 use crate::batch::Pool;
 use crate::clock::WallClock;
 use crate::config::ClusterConfig;
-use crate::events::sink::SinkHealth;
+use crate::events::sink::{HAND_OVER, SinkHealth};
 use crate::events::{Event, EventSink, EventWriter, HeldAnswers, ReplyRoute};
-use crate::journal::{Chunk, Intake, LineWriter, line};
+use crate::journal::{Chunk, Intake, LineWriter, LostWriters, line};
 use crate::stats::Stats;
 
 /// Bytes of lines the buffer may hold, whatever `cluster.buffer` says.
 pub const BUFFER_BYTES: usize = 64 << 20;
-/// Lines sent in one MULTI/EXEC (at least one chunk).
+/// Lines sent in one script (at least one chunk).
 const BATCH_LINES: u64 = 4096;
 
 /// What `/health` and `/metrics` read about the stream.
@@ -66,7 +70,7 @@ impl std::ops::Deref for StreamStatus {
 }
 
 /// A chunk waiting in the buffer, and when it came (its held answers' timeout counts from
-/// there).
+/// there; later chunks came later).
 struct Waiting {
     chunk: Chunk,
     since: Instant,
@@ -76,14 +80,54 @@ struct Waiting {
 #[derive(Default)]
 struct Queue {
     chunks: VecDeque<Waiting>,
-    /// Lines of threads that never wait, rendered here.
+    /// Chunks in `chunks` that hold answers.
+    holding: usize,
+    /// Lines of threads that never wait, rendered here until the next chunk comes (or this
+    /// one is full): then they join the queue, in the order they came.
     side: Chunk,
-    side_since: Option<Instant>,
     side_clock: WallClock,
+    /// Writers whose chunk was dropped while their next was not here yet.
+    lost: LostWriters,
     lines: u64,
     bytes: usize,
     /// Lines of the thread's batch on its way (still buffered for `/health`).
     sending: u64,
+}
+
+impl Queue {
+    fn push(&mut self, chunk: Chunk) {
+        self.lines += chunk.count;
+        self.bytes += chunk.lines.len();
+        self.holding += usize::from(!chunk.held.is_empty());
+        let since = Instant::now();
+        self.chunks.push_back(Waiting { chunk, since });
+    }
+
+    fn pop(&mut self) -> Option<Waiting> {
+        let waiting = self.chunks.pop_front()?;
+        self.lines -= waiting.chunk.count;
+        self.bytes -= waiting.chunk.lines.len();
+        self.holding -= usize::from(!waiting.chunk.held.is_empty());
+        Some(waiting)
+    }
+
+    /// The side lines join the queue behind what came before them.
+    fn side_in_line(&mut self, pool: &Pool<Chunk>) {
+        if self.side.count == 0 {
+            return;
+        }
+        let side = std::mem::replace(&mut self.side, pool.take());
+        // Already counted in `lines` and `bytes`.
+        self.lines -= side.count;
+        self.bytes -= side.lines.len();
+        self.push(side);
+    }
+
+    /// Takes the answers of `chunk` out (they are to be settled once the lock is let go).
+    fn take_held(held: &mut HeldAnswers, holding: &mut usize) -> HeldAnswers {
+        *holding -= usize::from(!held.is_empty());
+        std::mem::take(held)
+    }
 }
 
 /// What the writers and the thread share.
@@ -97,6 +141,14 @@ pub struct Buffer {
     stats: Arc<Stats>,
 }
 
+/// What a bound or a timeout took out of the buffer, settled once its lock is let go
+/// (settling sends to a loop, which may wait for room).
+#[derive(Default)]
+struct Refusals {
+    dropped: Vec<Chunk>,
+    answers: Vec<HeldAnswers>,
+}
+
 impl Buffer {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue
@@ -104,37 +156,44 @@ impl Buffer {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Drops the oldest chunks while the buffer holds more than its bound; they are counted
-    /// as lost and their answers refused by [`Buffer::drop_all`], once the lock is let go
-    /// (refusing sends to a loop, which may wait for room, and a loop may be waiting for
-    /// this lock in `record_nowait`).
-    fn bound(&self, queue: &mut Queue) -> Vec<Chunk> {
-        let mut dropped = Vec::new();
+    /// Drops the oldest chunks while the buffer holds more than its bound, with the answers of
+    /// each one's writer's next chunk (they may cover its lines); settled by
+    /// [`Buffer::refuse_all`].
+    fn bound(&self, queue: &mut Queue, out: &mut Refusals) {
         while queue.lines > self.max_lines || queue.bytes > BUFFER_BYTES {
-            let Some(oldest) = queue.chunks.pop_front() else {
+            let Some(oldest) = queue.pop() else {
                 break;
             };
-            self.forget(queue, &oldest.chunk);
-            dropped.push(oldest.chunk);
+            let writer = oldest.chunk.writer;
+            if writer != 0 {
+                let Queue {
+                    chunks, holding, ..
+                } = &mut *queue;
+                match chunks.iter_mut().find(|w| w.chunk.writer == writer) {
+                    Some(next) => out
+                        .answers
+                        .push(Queue::take_held(&mut next.chunk.held, holding)),
+                    None => queue.lost.mark(writer),
+                }
+            }
+            out.dropped.push(oldest.chunk);
         }
         self.counted(queue);
-        dropped
     }
 
-    /// Counts `dropped` as lost and refuses their answers (never under the lock).
-    fn drop_all(&self, dropped: Vec<Chunk>) {
+    /// Counts what was dropped as lost and refuses the answers taken out (never under the
+    /// lock).
+    fn refuse_all(&self, refusals: Refusals) {
         let mut lost = 0;
-        for mut chunk in dropped {
+        for mut chunk in refusals.dropped {
             lost += chunk.count;
-            self.refuse(&mut chunk);
+            self.settle(&mut chunk.held, false);
             self.chunks.give(chunk);
         }
+        for mut held in refusals.answers {
+            self.settle(&mut held, false);
+        }
         self.lost(lost);
-    }
-
-    fn forget(&self, queue: &mut Queue, chunk: &Chunk) {
-        queue.lines -= chunk.count;
-        queue.bytes -= chunk.lines.len();
     }
 
     fn lost(&self, lines: u64) {
@@ -147,10 +206,6 @@ impl Buffer {
                 "cluster events: {lines} lines lost (the buffer for Redis was full, or the gateway stops)"
             );
         }
-    }
-
-    fn refuse(&self, chunk: &mut Chunk) {
-        self.settle(&mut chunk.held, false);
     }
 
     fn settle(&self, held: &mut HeldAnswers, kept: bool) {
@@ -169,6 +224,7 @@ impl Buffer {
 pub struct Producers {
     buffer: Arc<Buffer>,
     doorbell: Sender<()>,
+    writers: AtomicU16,
 }
 
 impl Producers {
@@ -182,23 +238,27 @@ impl Intake for Producers {
         &self.buffer.node
     }
 
+    fn next_writer(&self) -> u16 {
+        self.writers.fetch_add(1, Ordering::Relaxed)
+    }
+
     fn fresh(&self) -> Chunk {
         self.buffer.chunks.take()
     }
 
     /// Never waits: Redis is not on a charge point's way.
-    fn hand_over(&self, chunk: Chunk) -> bool {
+    fn hand_over(&self, mut chunk: Chunk) -> bool {
         let buffer = &self.buffer;
+        let mut refusals = Refusals::default();
         let mut queue = buffer.lock();
-        queue.lines += chunk.count;
-        queue.bytes += chunk.lines.len();
-        queue.chunks.push_back(Waiting {
-            chunk,
-            since: Instant::now(),
-        });
-        let dropped = buffer.bound(&mut queue);
+        queue.side_in_line(&buffer.chunks);
+        if queue.lost.follows_lost(chunk.writer) {
+            refusals.answers.push(std::mem::take(&mut chunk.held));
+        }
+        queue.push(chunk);
+        buffer.bound(&mut queue, &mut refusals);
         drop(queue);
-        buffer.drop_all(dropped);
+        buffer.refuse_all(refusals);
         self.ring();
         false
     }
@@ -215,17 +275,21 @@ impl EventSink for StreamSink {
         Box::new(LineWriter::new(Arc::clone(&self.producers)))
     }
 
+    /// Never refuses an answer (a loop may be the caller): when the buffer is full, this
+    /// line is the one left out.
     fn record_nowait(&self, event: &Event<'_>) -> bool {
         if !event.kind.journaled() {
             return true;
         }
         let buffer = &self.producers.buffer;
         let mut queue = buffer.lock();
+        if queue.lines >= buffer.max_lines || queue.bytes >= BUFFER_BYTES {
+            drop(queue);
+            buffer.lost(1);
+            return false;
+        }
         let Queue {
-            side,
-            side_since,
-            side_clock,
-            ..
+            side, side_clock, ..
         } = &mut *queue;
         let before = side.lines.len();
         line::render(
@@ -235,27 +299,16 @@ impl EventSink for StreamSink {
             event,
         );
         side.count += 1;
-        side_since.get_or_insert_with(Instant::now);
         let added = side.lines.len() - before;
         queue.lines += 1;
         queue.bytes += added;
-        let dropped = buffer.bound(&mut queue);
-        let kept = queue.lines <= buffer.max_lines && queue.bytes <= BUFFER_BYTES;
-        if !kept {
-            // Only the side lines are left to drop: this one goes.
-            queue.side.lines.truncate(before);
-            queue.side.count -= 1;
-            queue.lines -= 1;
-            queue.bytes -= added;
-            buffer.counted(&queue);
+        if queue.side.count >= HAND_OVER.events as u64 {
+            queue.side_in_line(&buffer.chunks);
         }
+        buffer.counted(&queue);
         drop(queue);
-        buffer.drop_all(dropped);
-        if !kept {
-            buffer.lost(1);
-        }
         self.producers.ring();
-        kept
+        true
     }
 
     fn acks_after_write(&self) -> bool {
@@ -284,6 +337,7 @@ pub fn start(
         stats,
     });
     let (doorbell, rung) = crossbeam_channel::bounded(1);
+    let started_ms = crate::clock::epoch_ms(std::time::SystemTime::now());
     let mut thread = Thread {
         buffer: Arc::clone(&buffer),
         rung,
@@ -294,7 +348,9 @@ pub fn start(
         con: None,
         retry_at: None,
         batch: Vec::new(),
-        run: format!("{:x}", crate::clock::epoch_ms(std::time::SystemTime::now())),
+        // The start and the process: a clock set back to the same millisecond does not
+        // make a new run look like an old one.
+        run: format!("{started_ms:x}-{:x}", std::process::id()),
         n: 0,
         script: redis::Script::new(super::scripts::EVENTS_BATCH),
         last_key: format!("{}events-batch:{node}", config.prefix),
@@ -311,7 +367,11 @@ pub fn start(
             ""
         }
     );
-    let producers = Arc::new(Producers { buffer, doorbell });
+    let producers = Arc::new(Producers {
+        buffer,
+        doorbell,
+        writers: AtomicU16::new(1),
+    });
     let sink = StreamSink {
         producers,
         ack_after_write,
@@ -333,7 +393,7 @@ struct Thread {
     /// The chunks being sent (taken from the front of the buffer); a batch Redis may not have
     /// taken is sent again as it is, under its number, so that it is added once.
     batch: Vec<Waiting>,
-    /// This run (the start in ms, hex) and the current batch's number in it.
+    /// This run (its start in ms and the process, hex) and the current batch's number in it.
     run: String,
     n: u64,
     script: redis::Script,
@@ -354,8 +414,7 @@ impl Thread {
                 Err(RecvTimeoutError::Disconnected)
             );
             self.buffer.status.mark_alive();
-            let now = Instant::now();
-            self.refuse_overdue(now);
+            self.refuse_overdue(Instant::now());
             if !open {
                 self.retry_at = None; // one last attempt, whatever the pause
                 self.send_all();
@@ -363,7 +422,7 @@ impl Thread {
                 info!("cluster events stopped");
                 return;
             }
-            if self.retry_at.is_none_or(|at| now >= at) {
+            if self.retry_at.is_none_or(|at| Instant::now() >= at) {
                 self.send_all();
             }
         }
@@ -375,24 +434,39 @@ impl Thread {
         let queue = self.buffer.lock();
         let waiting = queue.lines > 0 || !self.batch.is_empty();
         let retry = self.retry_at.filter(|_| waiting);
-        let held = self
-            .batch
-            .iter()
-            .chain(&queue.chunks)
-            .find(|w| !w.chunk.held.is_empty())
+        let in_batch = self.batch.iter().find(|w| !w.chunk.held.is_empty());
+        let in_queue = || {
+            // Only while some chunk holds answers: then up to the first that does.
+            let holding = queue.holding > 0;
+            holding
+                .then(|| queue.chunks.iter().find(|w| !w.chunk.held.is_empty()))
+                .flatten()
+        };
+        let held = in_batch
+            .or_else(in_queue)
             .map(|w| w.since + self.ack_timeout);
         retry.into_iter().chain(held).min()
     }
 
     /// Billing answers held longer than `cluster.events_ack_timeout` are refused; their lines
-    /// stay in the buffer.
+    /// stay in the buffer. Chunks came in order: the look stops at the first not overdue.
     fn refuse_overdue(&mut self, now: Instant) {
         let mut overdue = Vec::new();
-        let mut queue = self.buffer.lock();
-        for waiting in self.batch.iter_mut().chain(queue.chunks.iter_mut()) {
-            if !waiting.chunk.held.is_empty() && now >= waiting.since + self.ack_timeout {
+        let timeout = self.ack_timeout;
+        for waiting in &mut self.batch {
+            if now >= waiting.since + timeout {
                 overdue.push(std::mem::take(&mut waiting.chunk.held));
             }
+        }
+        let mut queue = self.buffer.lock();
+        let Queue {
+            chunks, holding, ..
+        } = &mut *queue;
+        for waiting in chunks.iter_mut() {
+            if now < waiting.since + timeout {
+                break;
+            }
+            overdue.push(Queue::take_held(&mut waiting.chunk.held, holding));
         }
         drop(queue);
         for mut held in overdue {
@@ -410,42 +484,45 @@ impl Thread {
         }
     }
 
-    /// Takes chunks from the front of the buffer (the side lines first); false when there
-    /// were none.
+    /// Takes chunks from the front of the buffer, then the side lines if there is room;
+    /// false when there was nothing.
     fn take_batch(&mut self) -> bool {
         if !self.batch.is_empty() {
             return true; // the batch that failed, again
         }
-        self.n += 1;
         let buffer = Arc::clone(&self.buffer);
         let mut queue = buffer.lock();
-        if queue.side.count > 0 {
-            let since = queue.side_since.take().unwrap_or_else(Instant::now);
-            let side = std::mem::replace(&mut queue.side, buffer.chunks.take());
-            self.batch.push(Waiting { chunk: side, since });
-            let chunk = &self.batch[self.batch.len() - 1].chunk;
-            queue.lines -= chunk.count;
-            queue.bytes -= chunk.lines.len();
-        }
-        let mut lines: u64 = self.batch.iter().map(|w| w.chunk.count).sum();
+        let mut lines = 0;
         while let Some(front) = queue.chunks.front() {
             if !self.batch.is_empty() && lines + front.chunk.count > BATCH_LINES {
                 break;
             }
-            let Some(waiting) = queue.chunks.pop_front() else {
+            let Some(waiting) = queue.pop() else {
                 break;
             };
-            buffer.forget(&mut queue, &waiting.chunk);
             lines += waiting.chunk.count;
             self.batch.push(waiting);
         }
+        if queue.side.count > 0
+            && (self.batch.is_empty() || lines + queue.side.count <= BATCH_LINES)
+        {
+            queue.side_in_line(&buffer.chunks);
+            if let Some(side) = queue.pop() {
+                lines += side.chunk.count;
+                self.batch.push(side);
+            }
+        }
+        if self.batch.is_empty() {
+            return false;
+        }
+        self.n += 1;
         // Still counted as buffered until Redis took them.
         queue.sending = lines;
         buffer.counted(&queue);
-        !self.batch.is_empty()
+        true
     }
 
-    /// Appends the batch's lines in one MULTI/EXEC, then settles their held answers.
+    /// Appends the batch's lines with one script, then settles their held answers.
     fn send_batch(&mut self) -> redis::RedisResult<()> {
         let lines: u64 = self.batch.iter().map(|w| w.chunk.count).sum();
         if lines > 0 {
@@ -509,15 +586,18 @@ impl Thread {
     fn give_up(&mut self) {
         let buffer = Arc::clone(&self.buffer);
         let mut queue = buffer.lock();
-        let mut left: Vec<Chunk> = self.batch.drain(..).map(|w| w.chunk).collect();
-        left.push(std::mem::take(&mut queue.side));
-        left.extend(queue.chunks.drain(..).map(|w| w.chunk));
-        queue.lines = 0;
-        queue.bytes = 0;
+        queue.side_in_line(&buffer.chunks);
+        let mut refusals = Refusals {
+            dropped: self.batch.drain(..).map(|w| w.chunk).collect(),
+            answers: Vec::new(),
+        };
+        while let Some(waiting) = queue.pop() {
+            refusals.dropped.push(waiting.chunk);
+        }
         queue.sending = 0;
         buffer.counted(&queue);
         drop(queue);
-        buffer.drop_all(left);
+        buffer.refuse_all(refusals);
     }
 }
 
@@ -557,7 +637,11 @@ mod tests {
             script: redis::Script::new(super::super::scripts::EVENTS_BATCH),
             last_key: "t:events-batch:gw".into(),
         };
-        let producers = Arc::new(Producers { buffer, doorbell });
+        let producers = Arc::new(Producers {
+            buffer,
+            doorbell,
+            writers: AtomicU16::new(1),
+        });
         let sink = StreamSink {
             producers,
             ack_after_write: true,
@@ -565,9 +649,17 @@ mod tests {
         (sink, thread, stats)
     }
 
-    /// A chunk of `lines` lines named `name-0`, `name-1`, ..., holding `answer` if given.
-    fn chunk(name: &str, lines: u64, answer: Option<&crate::events::HeldAnswer>) -> Chunk {
-        let mut chunk = Chunk::default();
+    /// A chunk of writer `writer` with `lines` lines named `name-0`, `name-1`, ..., holding
+    /// `answer` if given.
+    fn chunk(
+        (writer, name): (u16, &str),
+        lines: u64,
+        answer: Option<&crate::events::HeldAnswer>,
+    ) -> Chunk {
+        let mut chunk = Chunk {
+            writer,
+            ..Chunk::default()
+        };
         for n in 0..lines {
             chunk
                 .lines
@@ -587,6 +679,17 @@ mod tests {
             generation: 1,
         };
         Held::new(conn, b"[3,\"1\",{}]", 1)
+    }
+
+    /// An event of a thread that never waits.
+    fn loop_event(cp: &'static str) -> Event<'static> {
+        Event {
+            at: std::time::SystemTime::now(),
+            cp,
+            kind: crate::events::EventKind::Disconnected {
+                cause: crate::types::CloseCause::PongTimeout,
+            },
+        }
     }
 
     /// The lines waiting, in the order they will go: the thread's batch, the side lines,
@@ -610,11 +713,11 @@ mod tests {
         let (sink, thread, stats) = sink(4);
         let held = answer();
         assert!(
-            !sink.producers.hand_over(chunk("a", 3, Some(&held))),
+            !sink.producers.hand_over(chunk((1, "a"), 3, Some(&held))),
             "never waits"
         );
         assert!(held.is_owed());
-        sink.producers.hand_over(chunk("b", 2, None));
+        sink.producers.hand_over(chunk((2, "b"), 2, None));
         assert_eq!(buffered(&thread), ["b-0", "b-1"], "the oldest chunk went");
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.cluster_events_lost, 3);
@@ -627,16 +730,9 @@ mod tests {
     fn a_batch_redis_did_not_take_is_sent_again_as_it_is_and_its_answers_wait() {
         let (sink, mut thread, stats) = sink(100);
         let held = answer();
-        sink.producers.hand_over(chunk("a", 2, Some(&held)));
-        sink.producers.hand_over(chunk("b", 1, None));
-        let cp: crate::types::ChargePointId = "CP-1".into();
-        let side = Event {
-            at: std::time::SystemTime::now(),
-            cp: &cp,
-            kind: crate::events::EventKind::Disconnected {
-                cause: crate::types::CloseCause::PongTimeout,
-            },
-        };
+        sink.producers.hand_over(chunk((1, "a"), 2, Some(&held)));
+        sink.producers.hand_over(chunk((2, "b"), 1, None));
+        let side = loop_event("CP-1");
         assert!(sink.record_nowait(&side));
         assert!(thread.rung.try_recv().is_ok(), "the thread was rung");
 
@@ -645,11 +741,11 @@ mod tests {
         let n = thread.n;
         let lines = buffered(&thread);
         assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[..3], ["a-0", "a-1", "b-0"]);
         assert!(
-            lines[0].contains("\"cp\":\"CP-1\""),
-            "side line first: {lines:?}"
+            lines[3].contains("\"cp\":\"CP-1\""),
+            "the side line behind what came before it: {lines:?}"
         );
-        assert_eq!(lines[1..], ["a-0", "a-1", "b-0"]);
         assert!(thread.buffer.status.failing());
         let retry_at = thread.retry_at.expect("a retry is due");
         assert_eq!(
@@ -658,10 +754,10 @@ mod tests {
             "the retry comes before the answer's timeout"
         );
         assert!(held.is_owed(), "the answer still waits for Redis");
-        sink.producers.hand_over(chunk("c", 1, None));
+        sink.producers.hand_over(chunk((3, "c"), 1, None));
         thread.send_all();
         assert_eq!(thread.n, n, "the same batch, under its number");
-        assert_eq!(buffered(&thread)[1..], ["a-0", "a-1", "b-0", "c-0"]);
+        assert_eq!(buffered(&thread)[4..], ["c-0"]);
         assert_eq!(stats.snapshot().cluster_events_lost, 0);
 
         // Past `cluster.events_ack_timeout` the answer is refused; its lines stay.
@@ -674,5 +770,36 @@ mod tests {
         thread.give_up();
         assert_eq!(stats.snapshot().cluster_events_lost, 5);
         assert_eq!(thread.buffer.status.buffered(), 0);
+    }
+
+    #[test]
+    fn a_dropped_chunk_takes_the_answers_of_its_writers_next_chunk_and_loops_never_refuse() {
+        let (sink, thread, stats) = sink(3);
+        // Writer 1's lines filled a chunk; the answer covering them came in its next one.
+        let first = answer();
+        sink.producers.hand_over(chunk((1, "a"), 3, None));
+        sink.producers.hand_over(chunk((1, "h"), 0, Some(&first)));
+        assert!(first.is_owed());
+        sink.producers.hand_over(chunk((2, "b"), 1, None));
+        assert!(!first.is_owed(), "refused with the lines it covers");
+        assert_eq!(stats.snapshot().cluster_events_lost, 3);
+
+        // Writer 2's chunk is dropped before its next one came: that one is refused on arrival.
+        sink.producers.hand_over(chunk((3, "x"), 3, None));
+        assert_eq!(stats.snapshot().cluster_events_lost, 4);
+        let second = answer();
+        sink.producers.hand_over(chunk((2, "y"), 0, Some(&second)));
+        assert!(!second.is_owed());
+        let third = answer();
+        sink.producers.hand_over(chunk((2, "z"), 0, Some(&third)));
+        assert!(third.is_owed(), "only the chunk right after the lost one");
+        assert_eq!(stats.snapshot().cluster_events_refused, 2);
+
+        // The buffer is full: a loop's line is the one left out; nothing is refused.
+        let side = loop_event("CP-1");
+        assert!(!sink.record_nowait(&side));
+        assert_eq!(stats.snapshot().cluster_events_lost, 5);
+        assert!(third.is_owed());
+        assert_eq!(buffered(&thread), ["x-0", "x-1", "x-2"]);
     }
 }

@@ -24,7 +24,7 @@ pub mod line;
 mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -88,10 +88,36 @@ impl std::ops::Deref for JournalStatus {
 /// waiting for them.
 #[derive(Default)]
 pub struct Chunk {
+    /// The writer it comes from (0: lines of threads that never wait, which hold nothing).
+    pub writer: u16,
     pub lines: Vec<u8>,
     pub count: u64,
     /// Held answers, in the order they were held.
     pub held: HeldAnswers,
+}
+
+/// Writers whose lines were lost. An answer is held after the lines it covers, and a chunk
+/// that filled up is handed over between them: its lines may be in the chunk before its own.
+/// So when a writer's chunk is lost, the answers of that writer's next chunk are refused too.
+#[derive(Debug, Default)]
+pub struct LostWriters(Vec<bool>);
+
+impl LostWriters {
+    /// `writer`'s chunk was lost.
+    pub fn mark(&mut self, writer: u16) {
+        let index = usize::from(writer);
+        if self.0.len() <= index {
+            self.0.resize(index + 1, false);
+        }
+        self.0[index] = true;
+    }
+
+    /// Whether `writer`'s chunk that comes now follows a lost one (and forgets it).
+    pub fn follows_lost(&mut self, writer: u16) -> bool {
+        self.0
+            .get_mut(usize::from(writer))
+            .is_some_and(|lost| std::mem::replace(lost, false))
+    }
 }
 
 impl Recycle for Chunk {
@@ -135,6 +161,8 @@ pub struct Common {
     /// Lines the side buffer may hold before events are lost.
     side_limit: u64,
     node: Arc<str>,
+    /// The next writer's number.
+    writers: AtomicU16,
     route: Arc<dyn ReplyRoute>,
     status: Arc<JournalStatus>,
     stats: Arc<Stats>,
@@ -178,6 +206,7 @@ impl Journal {
             side_rung: crossbeam_channel::bounded(1),
             side_limit: config.queue_capacity as u64,
             node: node.into(),
+            writers: AtomicU16::new(1),
             route,
             status: Arc::clone(&status),
             stats,
@@ -253,6 +282,8 @@ impl EventSink for Journal {
 pub trait Intake: Send + Sync + 'static {
     /// The node's name, in every line.
     fn node(&self) -> &str;
+    /// A number for a new writer, from 1.
+    fn next_writer(&self) -> u16;
     /// An empty chunk (from a pool).
     fn fresh(&self) -> Chunk;
     /// Takes `chunk`; true when the writer waited for room (back-pressure).
@@ -263,6 +294,7 @@ pub trait Intake: Send + Sync + 'static {
 /// over by the rule every sink shares ([`crate::events::sink`]).
 pub struct LineWriter<I: Intake> {
     intake: Arc<I>,
+    writer: u16,
     chunk: Chunk,
     clock: WallClock,
     gathering: Gathering,
@@ -272,8 +304,13 @@ pub struct LineWriter<I: Intake> {
 
 impl<I: Intake> LineWriter<I> {
     pub fn new(intake: Arc<I>) -> LineWriter<I> {
+        let writer = intake.next_writer();
         LineWriter {
-            chunk: intake.fresh(),
+            chunk: Chunk {
+                writer,
+                ..intake.fresh()
+            },
+            writer,
             intake,
             clock: WallClock::default(),
             gathering: Gathering::default(),
@@ -317,7 +354,11 @@ impl<I: Intake> EventWriter for LineWriter<I> {
         if self.chunk.count == 0 && !self.holding {
             return false;
         }
-        let chunk = std::mem::replace(&mut self.chunk, self.intake.fresh());
+        let fresh = Chunk {
+            writer: self.writer,
+            ..self.intake.fresh()
+        };
+        let chunk = std::mem::replace(&mut self.chunk, fresh);
         self.gathering.handed();
         self.holding = false;
         self.intake.hand_over(chunk)
@@ -333,6 +374,10 @@ impl<I: Intake> Drop for LineWriter<I> {
 impl Intake for Shared {
     fn node(&self) -> &str {
         &self.node
+    }
+
+    fn next_writer(&self) -> u16 {
+        self.writers.fetch_add(1, Ordering::Relaxed)
     }
 
     fn fresh(&self) -> Chunk {
@@ -363,6 +408,16 @@ mod tests {
     use crate::types::ChargePointId;
 
     use crate::events::testing::Nowhere;
+
+    #[test]
+    fn a_lost_chunk_marks_its_writer_until_its_next_chunk() {
+        let mut lost = LostWriters::default();
+        assert!(!lost.follows_lost(3), "nothing lost yet");
+        lost.mark(3);
+        assert!(!lost.follows_lost(2), "another writer");
+        assert!(lost.follows_lost(3), "the next chunk of writer 3");
+        assert!(!lost.follows_lost(3), "and only that one");
+    }
 
     #[test]
     fn a_line_of_a_thread_that_never_waits_wakes_the_journal() {

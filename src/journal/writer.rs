@@ -12,7 +12,7 @@ use crossbeam_channel::Receiver;
 use log::{error, info};
 
 use super::file::{JournalFile, Retention};
-use super::{Chunk, Common};
+use super::{Chunk, Common, LostWriters};
 use crate::config::{EventsConfig, Fsync};
 
 /// Chunks taken per batch.
@@ -45,6 +45,7 @@ pub(super) fn spawn(parts: Parts) -> io::Result<JoinHandle<()>> {
         max_file_bytes: config.max_file_bytes,
         retention: super::retention(&config),
         side: Vec::new(),
+        lost: LostWriters::default(),
     };
     std::thread::Builder::new()
         .name("journal".into())
@@ -64,6 +65,8 @@ struct Writer {
     retention: Retention,
     /// The side buffer's lines, swapped out under its lock.
     side: Vec<u8>,
+    /// Writers whose last chunk was lost.
+    lost: LostWriters,
 }
 
 impl Writer {
@@ -171,8 +174,13 @@ impl Writer {
         }
         let common = &self.shared;
         for chunk in batch.iter_mut() {
+            // An answer may cover lines of its writer's chunk before: lost with a failed batch.
+            let kept = !self.lost.follows_lost(chunk.writer) && written;
+            if !written {
+                self.lost.mark(chunk.writer);
+            }
             let refused = &common.stats.journal.journal_refused;
-            chunk.held.release(&*common.route, written, refused);
+            chunk.held.release(&*common.route, kept, refused);
         }
         self.shared.chunks_back(batch);
     }

@@ -148,7 +148,7 @@ pub(super) fn cluster(o: &mut Out, s: &StatsSnapshot) {
     o.single(
         "ocpp_gateway_cluster_events_refused_total",
         "counter",
-        "Billing answers refused: Redis did not take their line within cluster.events_ack_timeout.",
+        "Billing answers held for {prefix}events refused: not taken within cluster.events_ack_timeout, dropped from a full buffer, or the gateway stopping.",
         s.cluster_events_refused,
     );
 }
