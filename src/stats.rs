@@ -168,7 +168,8 @@ counters! {
         /// Handshakes that did not finish within `websocket.handshake_timeout`.
         handshake_timeouts,
         /// Connections closed before their upgrade because those not upgraded yet held all
-        /// they may (a quarter of `websocket.partial_message_budget`).
+        /// they may (a quarter of `websocket.partial_message_budget`): the oldest holders,
+        /// closed to make room for one that must read more.
         upgrades_over_budget,
         /// WebSocket pings sent because a connection was idle.
         pings_sent,

@@ -375,6 +375,57 @@ impl EventLoop {
                 }
             }
             Transition::Remove(cause) => self.remove(key, cause),
+            Transition::MakeRoom => self.make_room(key),
+        }
+    }
+
+    /// A connection starts its handshake: remembered in order (see [`Transition::MakeRoom`]);
+    /// those at the front that finished theirs are forgotten.
+    fn remember_handshake(&mut self, key: usize, generation: u32) {
+        while let Some(&(k, g)) = self.cx.handshakes.front() {
+            if self.in_handshake(k, g) {
+                break;
+            }
+            self.cx.handshakes.pop_front();
+        }
+        self.cx.handshakes.push_back((key, generation));
+    }
+
+    fn in_handshake(&self, key: usize, generation: u32) -> bool {
+        self.conns
+            .get(key)
+            .is_some_and(|c| c.generation == generation && c.is_upgrading())
+    }
+
+    /// Closes the connections in their handshake that hold bytes, oldest first and older than
+    /// `key`, until those not upgraded yet hold less than they may; then `key` reads again. If
+    /// that is not enough, `key` is closed.
+    fn make_room(&mut self, key: usize) {
+        let full = |cx: &LoopContext| cx.wire.buffered.upgrading >= cx.limits.upgrade_budget;
+        let mut index = 0;
+        while full(&self.cx) {
+            let Some(&(k, g)) = self.cx.handshakes.get(index) else {
+                break;
+            };
+            if k == key {
+                break; // the rest are younger than the reader
+            }
+            index += 1;
+            let holds = self
+                .conns
+                .get(k)
+                .filter(|c| c.generation == g && c.is_upgrading())
+                .is_some_and(Connection::holds_input);
+            if holds {
+                self.cx.stats().upgrades_over_budget.inc();
+                self.remove(k, CloseCause::ConnectionLost);
+            }
+        }
+        if full(&self.cx) {
+            self.cx.stats().upgrades_over_budget.inc();
+            self.remove(key, CloseCause::ConnectionLost);
+        } else {
+            self.act(key, Transition::Again);
         }
     }
 

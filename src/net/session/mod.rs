@@ -93,6 +93,10 @@ pub enum Transition {
     Pause(Pause),
     /// The connection is over: forget it, reporting `cause`.
     Remove(CloseCause),
+    /// Not upgraded yet, it must hold more, and those not upgraded yet hold all they may
+    /// (`Limits::upgrade_budget`): the loop closes the oldest of them that hold bytes, then
+    /// serves this one again; if it is the oldest, it is the one closed.
+    MakeRoom,
 }
 
 /// Why a connection stopped reading.
@@ -209,6 +213,11 @@ impl Connection {
     /// Still before the WebSocket upgrade (PROXY header, TLS handshake, upgrade request).
     pub fn is_upgrading(&self) -> bool {
         matches!(self.phase, Phase::Upgrading(_))
+    }
+
+    /// It holds input not consumed yet (an unfinished request, record or frame).
+    pub fn holds_input(&self) -> bool {
+        !self.input.is_empty() || self.transport.held() > 0
     }
 
     pub(super) fn id(&self, cx: &LoopContext, key: usize) -> ConnId {

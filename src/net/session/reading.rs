@@ -35,13 +35,14 @@ impl Connection {
         for _ in 0..READS_PER_TURN {
             if self.transport.is_upgrading()
                 && cx.wire.buffered.upgrading >= cx.limits.upgrade_budget
-                && (!self.input.is_empty() || self.transport.held() > 0)
+                && self.holds_input()
             {
                 // Unauthenticated peers hold all that connections may hold before their
-                // upgrade: one that holds part of it reads no more (one holding nothing, a
-                // station starting its handshake, goes on; the upgraded are not touched).
-                cx.stats().upgrades_over_budget.inc();
-                return Transition::Remove(CloseCause::ConnectionLost);
+                // upgrade and this one holds part of it: the oldest holders go first (those
+                // that hold on longest, slowloris, not a station whose handshake spans two
+                // reads). One holding nothing, a station starting its handshake, goes on;
+                // the upgraded are not touched.
+                return Transition::MakeRoom;
             }
             if cx.over_budget() && self.needs_room(cx) {
                 return Transition::Pause(Pause::Budget);
