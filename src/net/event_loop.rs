@@ -253,6 +253,7 @@ impl EventLoop {
                 self.resume_waiting();
                 self.batches_held = self.cx.links.flush(self.cx.now, draining);
             }
+            self.forget_handshakes();
             self.publish_gauges();
             if self.shared.shutdown_requested() {
                 self.drain_step();
@@ -379,16 +380,26 @@ impl EventLoop {
         }
     }
 
-    /// A connection starts its handshake: remembered in order (see [`Transition::MakeRoom`]);
-    /// those at the front that finished theirs are forgotten.
+    /// A connection starts its handshake: remembered in order (see [`Transition::MakeRoom`]).
     fn remember_handshake(&mut self, key: usize, generation: u32) {
+        self.cx.handshakes.push_back((key, generation));
+    }
+
+    /// Each turn, the connections at the front of the handshake list that finished theirs
+    /// (upgraded or gone) are forgotten, and the list lets go of room it no longer needs: what
+    /// it holds is the connections accepted since the oldest one still in its handshake (at
+    /// most `websocket.handshake_timeout` of accepts), not every connection of a burst.
+    fn forget_handshakes(&mut self) {
         while let Some(&(k, g)) = self.cx.handshakes.front() {
             if self.in_handshake(k, g) {
                 break;
             }
             self.cx.handshakes.pop_front();
         }
-        self.cx.handshakes.push_back((key, generation));
+        let list = &mut self.cx.handshakes;
+        if list.capacity() > 64 && list.len() < list.capacity() / 4 {
+            list.shrink_to(list.len() * 2);
+        }
     }
 
     fn in_handshake(&self, key: usize, generation: u32) -> bool {
