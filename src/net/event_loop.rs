@@ -410,28 +410,29 @@ impl EventLoop {
 
     /// Closes the connections in their handshake that hold bytes, oldest first and older than
     /// `key`, until those not upgraded yet hold less than they may; then `key` reads again. If
-    /// that is not enough, `key` is closed.
+    /// that is not enough, `key` is closed (a connection that holds on longest goes first:
+    /// slowloris do, a station's handshake takes milliseconds). The list forgets whom it
+    /// names no longer in a handshake as it goes.
     fn make_room(&mut self, key: usize) {
         let full = |cx: &LoopContext| cx.wire.buffered.upgrading >= cx.limits.upgrade_budget;
-        let mut index = 0;
-        while full(&self.cx) {
-            let Some(&(k, g)) = self.cx.handshakes.get(index) else {
-                break;
-            };
-            if k == key {
-                break; // the rest are younger than the reader
+        let reader = self.conns.get(key).map(|c| (key, c.generation));
+        let list = mem::take(&mut self.cx.handshakes);
+        let mut kept = std::collections::VecDeque::with_capacity(list.len());
+        let mut older = true;
+        for (k, g) in list {
+            if !self.in_handshake(k, g) {
+                continue;
             }
-            index += 1;
-            let holds = self
-                .conns
-                .get(k)
-                .filter(|c| c.generation == g && c.is_upgrading())
-                .is_some_and(Connection::holds_input);
-            if holds {
+            older &= Some((k, g)) != reader;
+            let holds = self.conns.get(k).is_some_and(Connection::holds_input);
+            if older && holds && full(&self.cx) {
                 self.cx.stats().upgrades_over_budget.inc();
                 self.remove(k, CloseCause::ConnectionLost);
+                continue;
             }
+            kept.push_back((k, g));
         }
+        self.cx.handshakes = kept;
         if full(&self.cx) {
             self.cx.stats().upgrades_over_budget.inc();
             self.remove(key, CloseCause::ConnectionLost);

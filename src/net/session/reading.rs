@@ -33,7 +33,7 @@ impl Connection {
             }
         }
         for _ in 0..READS_PER_TURN {
-            if self.transport.is_upgrading()
+            if self.is_upgrading()
                 && cx.wire.buffered.upgrading >= cx.limits.upgrade_budget
                 && self.holds_input()
             {
