@@ -20,6 +20,7 @@
 //! entries move to a ready list in deadline order, so the caller can drain them one at a time
 //! and arm or cancel in between.
 
+use std::num::NonZeroU32;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,8 @@ pub const MAX_SCAN: u64 = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId {
     key: u32,
-    generation: u32,
+    /// Never zero: an `Option<TimerId>` (one per connection) takes no more room than the id.
+    generation: NonZeroU32,
 }
 
 struct Entry<T> {
@@ -44,7 +46,7 @@ struct Entry<T> {
     deadline: u64,
     prev: u32,
     next: u32,
-    generation: u32,
+    generation: NonZeroU32,
     value: T,
 }
 
@@ -60,8 +62,9 @@ pub struct TimerWheel<T> {
     /// Tick the cursor has reached. Entries with `deadline <= current` are on the ready list;
     /// all others are in slot `deadline & mask`.
     current: u64,
-    /// Bumped on every arm; wraps only after 2^32 arms, far beyond any id's useful life.
-    next_generation: u32,
+    /// Bumped on every arm; wraps (to 1) only after 2^32 arms, far beyond any id's useful
+    /// life.
+    next_generation: NonZeroU32,
 }
 
 impl<T> TimerWheel<T> {
@@ -81,7 +84,7 @@ impl<T> TimerWheel<T> {
             heads: vec![NIL; slots + 1],
             entries: Slab::new(),
             current: 0,
-            next_generation: 0,
+            next_generation: NonZeroU32::MIN,
         }
     }
 
@@ -101,7 +104,7 @@ impl<T> TimerWheel<T> {
             _ => panic!("timer wheel is limited to u32::MAX - 1 pending timers"),
         };
         let generation = self.next_generation;
-        self.next_generation = generation.wrapping_add(1);
+        self.next_generation = generation.checked_add(1).unwrap_or(NonZeroU32::MIN);
         let (prev, next) = (NIL, NIL);
         let inserted = self.entries.insert(Entry {
             deadline,

@@ -22,7 +22,7 @@ pub struct Session {
     /// A fragmented text message being assembled (its payload so far), boxed: rare.
     pub message: Option<Box<Held>>,
     /// Loop clock (ms) since unfinished input has been held (None: nothing held).
-    pub partial_since_ms: Option<u64>,
+    partial_since: Option<std::num::NonZeroU64>,
     /// Calls of the central system to this charge point (allocated on first use).
     pub calls: Option<Box<CallQueue>>,
     /// The rate limiter's theoretical arrival time of the next CALL (loop ms).
@@ -52,10 +52,20 @@ impl Session {
             in_flight: 0,
             accepted: false,
             message: None,
-            partial_since_ms: None,
+            partial_since: None,
             calls: None,
             call_tat_ms: 0,
         }
+    }
+
+    /// Loop clock (ms) since unfinished input has been held (None: nothing held).
+    pub fn partial_since_ms(&self) -> Option<u64> {
+        self.partial_since.map(|at| at.get() - 1)
+    }
+
+    /// Stored plus one, so that "none" needs no room of its own.
+    pub fn set_partial_since_ms(&mut self, at: Option<u64>) {
+        self.partial_since = at.and_then(|ms| std::num::NonZeroU64::new(ms.saturating_add(1)));
     }
 
     /// The closing handshake starts (our close frame, or our answer to the peer's): the session

@@ -467,7 +467,7 @@ impl Connection {
         if let Some(session) = self.session_mut()
             && session.message.is_none()
         {
-            session.partial_since_ms = None;
+            session.set_partial_since_ms(None);
         }
     }
 
@@ -477,9 +477,9 @@ impl Connection {
         let now_ms = cx.now_ms();
         let due = self.liveness_due_ms(cx);
         if let Phase::Open(session) = &mut self.phase
-            && session.partial_since_ms.is_none()
+            && session.partial_since_ms().is_none()
         {
-            session.partial_since_ms = Some(now_ms);
+            session.set_partial_since_ms(Some(now_ms));
             self.arm(cx, key, Duration::from_millis(due.saturating_sub(now_ms)));
         }
     }

@@ -203,7 +203,7 @@ fn unfinished_frames_and_messages_are_held_sized_and_freed() {
         "held at the frame's size"
     );
     assert_eq!(h.cx.wire.buffered.read, frame.len());
-    assert!(h.session().partial_since_ms.is_some());
+    assert!(h.session().partial_since_ms().is_some());
     assert_eq!(h.receive(&frame[100..]), Transition::Continue);
     assert_eq!((h.cx.wire.buffered.read, h.conn.input.capacity()), (0, 0));
     assert_eq!(h.messages().len(), 1);
@@ -215,7 +215,7 @@ fn unfinished_frames_and_messages_are_held_sized_and_freed() {
     assert!(h.cx.wire.buffered.read > 0 && h.session().message.is_some());
     assert_eq!(h.receive(&second), Transition::Continue);
     assert_eq!(h.cx.wire.buffered.read, 0);
-    assert!(h.session().partial_since_ms.is_none());
+    assert!(h.session().partial_since_ms().is_none());
     assert_eq!(h.messages(), [r#"[2,"2","Heartbeat",{}]"#]);
 }
 
@@ -269,7 +269,7 @@ fn pipelined_calls_pause_reading_until_an_answer() {
     assert!(h.conn.input.is_empty());
     // What the pause held back is consumed: no partial-message clock is left running (it
     // would close this healthy connection with 1009 a timeout later).
-    assert_eq!(h.session().partial_since_ms, None);
+    assert_eq!(h.session().partial_since_ms(), None);
 }
 
 #[test]
@@ -660,4 +660,19 @@ fn the_phases_follow_one_another_and_the_first_close_cause_is_reported_once() {
     assert_eq!(close, Transition::Remove(CloseCause::Shutdown));
     h.conn.finish(&mut h.cx, KEY, CloseCause::Shutdown);
     assert!(disconnects(&mut h).is_empty());
+}
+
+#[test]
+fn an_open_session_stays_small() {
+    // Each connection's slab entry holds its phase: the open session and the connection's
+    // one timer id, with nothing of their own to say "none".
+    assert!(
+        std::mem::size_of::<Session>() <= 80,
+        "{}",
+        std::mem::size_of::<Session>()
+    );
+    assert_eq!(
+        std::mem::size_of::<Option<crate::net::timer::TimerId>>(),
+        std::mem::size_of::<crate::net::timer::TimerId>()
+    );
 }

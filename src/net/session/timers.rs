@@ -8,7 +8,7 @@ impl Connection {
     /// later than that input's deadline.
     pub fn arm(&mut self, cx: &mut LoopContext, key: usize, mut delay: Duration) {
         if let Phase::Open(session) = &self.phase
-            && let Some(since) = session.partial_since_ms
+            && let Some(since) = session.partial_since_ms()
         {
             let due = since + cx.limits.partial_timeout.as_millis() as u64;
             delay = delay.min(Duration::from_millis(due.saturating_sub(cx.now_ms())));
@@ -41,7 +41,7 @@ impl Connection {
             Phase::Lingering => Transition::Remove(CloseCause::PeerClosed),
             Phase::Open(session) => {
                 let timeout_ms = cx.limits.partial_timeout.as_millis() as u64;
-                if let Some(since) = session.partial_since_ms
+                if let Some(since) = session.partial_since_ms()
                     && now_ms >= since + timeout_ms
                 {
                     cx.stats().oversize_messages.inc();

@@ -126,8 +126,8 @@ impl Shard {
                     listener,
                     seen: Box::new(Seen {
                         peer: Some(peer),
-                        since: now,
-                        last_message: None,
+                        since_ms: epoch_ms(now),
+                        last_message_ms: 0,
                         boot: None,
                         journal_suppressed: 0,
                         rate_limited: 0,
@@ -225,10 +225,10 @@ impl Shard {
         if let Some(cluster) = &self.cluster {
             cluster.send(ClusterOp::Disconnected {
                 cp: ChargePointId::clone(cp),
-                at_ms: epoch_ms(entry.seen.since),
+                at_ms: entry.seen.since_ms,
             });
         }
-        entry.seen.since = now;
+        entry.seen.since_ms = epoch_ms(now);
         if let Some(writer) = out.writer.as_deref_mut() {
             if let Some((lines, bytes)) = entry.journal.take_summary() {
                 writer.record(&Event {
@@ -279,12 +279,12 @@ impl Shard {
     /// made-up identities; only real credentials make such entries, so they are bounded by
     /// the fleet), and those with an open transaction only after all others.
     pub(super) fn forget_oldest(&mut self, count: usize) {
-        let mut oldest: Vec<((bool, SystemTime), ChargePointId)> = self
+        let mut oldest: Vec<((bool, u64), ChargePointId)> = self
             .charge_points
             .iter()
             .filter(|(_, e)| e.conn.is_none() && e.profile == Profile::Unsecured)
             .map(|(cp, e)| {
-                let key = (e.state.open_transaction.is_some(), e.seen.since);
+                let key = (e.state.open_transaction.is_some(), e.seen.since_ms);
                 (key, ChargePointId::clone(cp))
             })
             .collect();
@@ -365,7 +365,7 @@ fn reconnect(
         dirty.push(ChargePointId::clone(cp));
     }
     held.seen.peer = Some(peer);
-    held.seen.since = now;
+    held.seen.since_ms = epoch_ms(now);
     // Streams are the connection's.
     if let Some(v201) = &mut held.state.v201 {
         v201.streams.clear();

@@ -9,11 +9,11 @@ impl Shard {
     /// transaction, so one that reconnects without booting again is still Accepted.
     /// Past `ocpp.max_disconnected`, the oldest records are forgotten here and in the file.
     pub fn with_state(mut self, sender: Option<StateSender>, restored: Restored) -> Shard {
-        let now = SystemTime::now();
+        let now_ms = epoch_ms(SystemTime::now());
         for (cp, saved) in restored {
-            let since = match saved.seen_ms {
-                0 => now, // a record of an older version
-                ms => UNIX_EPOCH + std::time::Duration::from_millis(ms),
+            let since_ms = match saved.seen_ms {
+                0 => now_ms, // a record of an older version
+                ms => ms,
             };
             let mut connectors = saved.connectors;
             connectors.truncate(handlers::MAX_CONNECTORS);
@@ -35,8 +35,8 @@ impl Shard {
                     listener: (Profile::Unsecured, false),
                     seen: Box::new(Seen {
                         peer: None,
-                        since,
-                        last_message: None,
+                        since_ms,
+                        last_message_ms: 0,
                         boot: saved.boot,
                         journal_suppressed: 0,
                         rate_limited: 0,

@@ -48,7 +48,7 @@ impl Shard {
         Some(ChargePointView {
             id: id.to_string(),
             connected: entry.conn.is_some(),
-            since: rfc3339(entry.seen.since),
+            since: rfc3339(super::at_ms(entry.seen.since_ms)),
             remote_address: entry.seen.peer.map(|p| p.to_string()),
             loop_index: entry.conn.map(|c| c.loop_index),
             authenticated_by: entry.state.auth.as_str(),
@@ -92,7 +92,8 @@ impl Shard {
                 )
                 .collect(),
             open_transaction: entry.state.open_transaction.map(std::num::NonZeroI32::get),
-            last_message_at: entry.seen.last_message.map(rfc3339),
+            last_message_at: (entry.seen.last_message_ms > 0)
+                .then(|| rfc3339(super::at_ms(entry.seen.last_message_ms))),
             client_certificate: entry.seen.certificate.as_ref().map(|c| CertificateView {
                 serial: c.facts.serial.to_string(),
                 not_after: u64::try_from(c.facts.not_after)
