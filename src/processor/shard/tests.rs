@@ -834,7 +834,7 @@ fn a_resend_while_the_first_answer_is_still_held_is_kept_again() {
 
 #[test]
 fn what_each_charge_point_keeps_stays_in_its_allocation_classes() {
-    // The boxed operator view fits jemalloc's 96-byte class; the map entry every message
+    // The boxed operator view fits jemalloc's 80-byte class; the map entry every message
     // touches (with its 16-byte key) stays at two cache lines, as before 2.0.1 and 2.1.
     assert_eq!(std::mem::size_of::<super::Seen>(), 80);
     assert!(std::mem::size_of::<super::ChargePoint>() <= 112);
