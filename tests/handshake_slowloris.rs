@@ -27,23 +27,33 @@ fn the_oldest_slowloris_are_closed_to_make_room_for_a_station() {
     let _idle = TcpStream::connect(server.addr).expect("connect");
     // ... and slowloris.
     let mut slow: Vec<TcpStream> = (0..SLOW).map(|i| slowloris(&server, i)).collect();
-    server.wait_for("every slowloris held", |s| {
-        s.buffered_read_bytes >= SLOW * PAD
-    });
+    let mut held = server
+        .wait_for("every slowloris held", |s| {
+            s.buffered_read_bytes >= SLOW * PAD
+        })
+        .buffered_read_bytes;
+    assert!(held > 1 << 20, "over what they may hold: {held}");
 
     // Stations whose request comes in two reads, one after the other, with more slowloris
     // between them (the second station likely on a slab key a closed slowloris had): each is
-    // upgraded.
+    // upgraded. They stay connected, so that what the loop holds only grows between looks.
+    let mut stations = Vec::new();
     for (n, name) in ["CP-honest-1", "CP-honest-2"].into_iter().enumerate() {
         if n > 0 {
+            // The loop publishes its gauge at the end of a turn, and the room was made in the
+            // turn that answered the last station: wait for it to show.
+            let before = server
+                .wait_for("the room made", |s| s.buffered_read_bytes < 1 << 20)
+                .buffered_read_bytes;
             slow.extend((0..SLOW / 4).map(|i| slowloris(&server, SLOW + i)));
+            held = server
+                .wait_for("the new slowloris held", |s| {
+                    s.buffered_read_bytes >= before + (SLOW / 4 - 5) * PAD
+                })
+                .buffered_read_bytes;
+            assert!(held > 1 << 20, "over what they may hold again: {held}");
         }
-        let held = server
-            .wait_for("over what they may hold", |s| {
-                s.buffered_read_bytes > (1 << 20) + SLOW / 8 * PAD
-            })
-            .buffered_read_bytes;
-        upgrade_in_two_reads(&server, name, held);
+        stations.push(upgrade_in_two_reads(&server, name, held));
     }
 
     let stats = server.wait_for("slowloris closed", |s| s.upgrades_over_budget > 0);
@@ -81,8 +91,8 @@ fn slowloris(server: &TestServer, i: usize) -> TcpStream {
 }
 
 /// A station sends its upgrade request in two parts, the second once the first is held (the
-/// loop's gauge past `held`): it must be upgraded.
-fn upgrade_in_two_reads(server: &TestServer, name: &str, held: usize) {
+/// loop's gauge past `held`): it must be upgraded. Returns its socket.
+fn upgrade_in_two_reads(server: &TestServer, name: &str, held: usize) -> TcpStream {
     let mut station = TcpStream::connect(server.addr).expect("connect");
     station.set_read_timeout(Some(WATCHDOG)).unwrap();
     let request = upgrade_request(
@@ -110,4 +120,5 @@ fn upgrade_in_two_reads(server: &TestServer, name: &str, held: usize) {
     }
     let head = String::from_utf8_lossy(&head);
     assert!(head.starts_with("HTTP/1.1 101"), "{name}: {head}");
+    station
 }
