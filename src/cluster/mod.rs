@@ -72,6 +72,15 @@ pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two attempts to reach Redis.
 pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
+/// A connection to Redis with [`REDIS_TIMEOUT`] for connecting, reading and writing: every
+/// thread of this module talks to Redis through one of these.
+pub(crate) fn open(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    let con = client.get_connection_with_timeout(REDIS_TIMEOUT)?;
+    con.set_read_timeout(Some(REDIS_TIMEOUT))?;
+    con.set_write_timeout(Some(REDIS_TIMEOUT))?;
+    Ok(con)
+}
+
 use scripts::*;
 use subscriber::*;
 use writer::*;

@@ -412,13 +412,7 @@ impl Exchange {
     }
 
     fn connect(&mut self) -> Option<redis::Connection> {
-        let con = self
-            .client
-            .get_connection_with_timeout(REDIS_TIMEOUT)
-            .ok()?;
-        let _ = con.set_read_timeout(Some(REDIS_TIMEOUT));
-        let _ = con.set_write_timeout(Some(REDIS_TIMEOUT));
-        Some(con)
+        super::open(&self.client).ok()
     }
 
     /// One exchange with Redis: the new requests, then the finished outcomes.

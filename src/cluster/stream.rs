@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 
-use super::{REDIS_TIMEOUT, RETRY};
+use super::RETRY;
 use crate::batch::Pool;
 use crate::clock::WallClock;
 use crate::config::ClusterConfig;
@@ -270,6 +270,21 @@ pub struct StreamSink {
     ack_after_write: bool,
 }
 
+impl StreamSink {
+    /// The sink over `buffer`, ringing its thread with `doorbell`.
+    fn new(buffer: Arc<Buffer>, doorbell: Sender<()>, ack_after_write: bool) -> StreamSink {
+        let producers = Arc::new(Producers {
+            buffer,
+            doorbell,
+            writers: AtomicU16::new(1),
+        });
+        StreamSink {
+            producers,
+            ack_after_write,
+        }
+    }
+}
+
 impl EventSink for StreamSink {
     fn writer(&self) -> Box<dyn EventWriter> {
         Box::new(LineWriter::new(Arc::clone(&self.producers)))
@@ -367,15 +382,7 @@ pub fn start(
             ""
         }
     );
-    let producers = Arc::new(Producers {
-        buffer,
-        doorbell,
-        writers: AtomicU16::new(1),
-    });
-    let sink = StreamSink {
-        producers,
-        ack_after_write,
-    };
+    let sink = StreamSink::new(buffer, doorbell, ack_after_write);
     Ok((Arc::new(sink), status, handle))
 }
 
@@ -527,10 +534,7 @@ impl Thread {
         let lines: u64 = self.batch.iter().map(|w| w.chunk.count).sum();
         if lines > 0 {
             if self.con.is_none() {
-                let con = self.client.get_connection_with_timeout(REDIS_TIMEOUT)?;
-                con.set_read_timeout(Some(REDIS_TIMEOUT))?;
-                con.set_write_timeout(Some(REDIS_TIMEOUT))?;
-                self.con = Some(con);
+                self.con = Some(super::open(&self.client)?);
             }
             let mut invocation = self.script.key(&self.key);
             invocation
@@ -637,16 +641,7 @@ mod tests {
             script: redis::Script::new(super::super::scripts::EVENTS_BATCH),
             last_key: "t:events-batch:gw".into(),
         };
-        let producers = Arc::new(Producers {
-            buffer,
-            doorbell,
-            writers: AtomicU16::new(1),
-        });
-        let sink = StreamSink {
-            producers,
-            ack_after_write: true,
-        };
-        (sink, thread, stats)
+        (StreamSink::new(buffer, doorbell, true), thread, stats)
     }
 
     /// A chunk of writer `writer` with `lines` lines named `name-0`, `name-1`, ..., holding

@@ -220,10 +220,8 @@ impl Writer {
     }
 
     pub(super) fn connect(&self) -> Option<redis::Connection> {
-        match self.client.get_connection_with_timeout(REDIS_TIMEOUT) {
+        match super::open(&self.client) {
             Ok(mut con) => {
-                let _ = con.set_read_timeout(Some(REDIS_TIMEOUT));
-                let _ = con.set_write_timeout(Some(REDIS_TIMEOUT));
                 if let Err(e) = self.load_scripts(&mut con) {
                     warn!("cluster: cannot load the scripts into Redis: {e}");
                     self.reachable.store(false, Ordering::Relaxed);

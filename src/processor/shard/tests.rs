@@ -767,16 +767,21 @@ fn journaled_events(rig: &Rig) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_resent_event_is_kept_again_only_when_a_holder_refused_an_answer_since() {
-    let mut rig = Rig::new(shard(10));
-    rig.writer = Some(Recorder::default());
+/// Station CS1 connects over 2.0.1 on conn(1) and boots.
+fn boot_station_cs1(rig: &mut Rig) {
     rig.connect_v201("CS1", conn(1), 1);
     rig.send(
         "CS1",
         conn(1),
         r#"[2,"b","BootNotification",{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}]"#,
     );
+}
+
+#[test]
+fn a_resent_event_is_kept_again_only_when_a_holder_refused_an_answer_since() {
+    let mut rig = Rig::new(shard(10));
+    rig.writer = Some(Recorder::default());
+    boot_station_cs1(&mut rig);
     assert!(rig.answer().contains("Accepted"), "{}", rig.answer());
     rig.send("CS1", conn(1), &started_t1("e1"));
     // Its answer was lost: sent again, recognised, not journaled twice.
@@ -807,12 +812,7 @@ fn a_resend_while_the_first_answer_is_still_held_is_kept_again() {
     );
     let mut rig = Rig::new(shard);
     rig.writer = Some(Recorder::default());
-    rig.connect_v201("CS1", conn(1), 1);
-    rig.send(
-        "CS1",
-        conn(1),
-        r#"[2,"b","BootNotification",{"reason":"PowerUp","chargingStation":{"model":"M","vendorName":"V"}}]"#,
-    );
+    boot_station_cs1(&mut rig);
     rig.send("CS1", conn(1), &started_t1("e1"));
     // Sent again while the sink still holds e1's answer: e1 may yet be refused, and the
     // sink's verdict on it would not reach e2's answer, so e2 is kept too.
