@@ -412,26 +412,32 @@ impl EventLoop {
     /// `key`, until those not upgraded yet hold less than they may; then `key` reads again. If
     /// that is not enough, `key` is closed (a connection that holds on longest goes first:
     /// slowloris do, a station's handshake takes milliseconds). The list forgets whom it
-    /// names no longer in a handshake as it goes.
+    /// names no longer in a handshake as far as it is walked.
     fn make_room(&mut self, key: usize) {
         let full = |cx: &LoopContext| cx.wire.buffered.upgrading >= cx.limits.upgrade_budget;
         let reader = self.conns.get(key).map(|c| (key, c.generation));
-        let list = mem::take(&mut self.cx.handshakes);
-        let mut kept = std::collections::VecDeque::with_capacity(list.len());
-        let mut older = true;
-        for (k, g) in list {
+        let mut rest = mem::take(&mut self.cx.handshakes);
+        let mut kept = std::collections::VecDeque::with_capacity(rest.len());
+        // Only as far as needed: until there is room, or up to the reader (the rest are
+        // younger than it).
+        while full(&self.cx) {
+            let Some((k, g)) = rest.pop_front() else {
+                break;
+            };
             if !self.in_handshake(k, g) {
                 continue;
             }
-            older &= Some((k, g)) != reader;
-            let holds = self.conns.get(k).is_some_and(Connection::holds_input);
-            if older && holds && full(&self.cx) {
+            kept.push_back((k, g));
+            if Some((k, g)) == reader {
+                break;
+            }
+            if self.conns.get(k).is_some_and(Connection::holds_input) {
+                kept.pop_back();
                 self.cx.stats().upgrades_over_budget.inc();
                 self.remove(k, CloseCause::ConnectionLost);
-                continue;
             }
-            kept.push_back((k, g));
         }
+        kept.append(&mut rest);
         self.cx.handshakes = kept;
         if full(&self.cx) {
             self.cx.stats().upgrades_over_budget.inc();
