@@ -1,4 +1,4 @@
-//! The gateway's TLS record opener (`net::records`, behind `TlsLayer`) on arbitrary bytes, and
+//! The gateway's TLS record opener (`transport::tls::records`, behind `TlsLayer`) on arbitrary bytes, and
 //! in round trips with a stock rustls client (`ClientConnection`). One connection per suite the
 //! gateway configures is set up once per process: the gateway's own configuration
 //! (`TlsConfigs`, with an ECDSA and an RSA certificate made by rcgen) and a real handshake in memory

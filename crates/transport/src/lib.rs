@@ -3,7 +3,13 @@
 //! kept. On TLS listeners the same calls go through a [`TlsLayer`] (ciphertext is read into the
 //! loop's [`Wire`] buffer and opened into the read buffer; plaintext is sealed into the wire's
 //! other buffer and written), and on listeners behind a load balancer the PROXY header is taken
-//! off first; nothing above this module knows which.
+//! off first; nothing above this crate knows which.
+//!
+//! Those are the connection's first phases, each a type of its own file consumed into the next:
+//! the PROXY header ([`proxy_header`]: `AwaitingHeader`, consumed into [`Proxied`]), the TLS
+//! handshake ([`tls`]'s `handshake`: rustls's state, consumed into the established phase's
+//! record keys, `tls::records`). The session's phases (upgrade, open, closing) follow in the
+//! gateway. Each is tested without sockets over the in-memory stream ([`memory`]).
 //!
 //! [`Held`] is a byte buffer a connection keeps only while it must (an unfinished frame or
 //! message, a write backlog), released when it empties, its capacity counted in a loop-wide
@@ -12,17 +18,19 @@
 
 use std::io::{self, Read, Write};
 use std::mem;
-use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 
-use wire::proxy::{self, Header, ProxyError};
+use wire::proxy::ProxyError;
 
+use crate::proxy_header::{AwaitingHeader, ProxyHeader};
 use crate::tls::{Opened, TlsError, TlsLayer};
+
+pub use proxy_header::Proxied;
 
 pub mod tls;
 
-mod records;
+mod proxy_header;
 
 /// A buffer held this much larger than its content is shrunk.
 const SHRINK_FACTOR: usize = 4;
@@ -224,28 +232,8 @@ impl Write for Stream {
     }
 }
 
-/// The PROXY header of a connection that expects one.
-#[derive(Debug)]
-enum ProxyHeader {
-    /// Expected; what arrived of it so far.
-    Waiting(Held),
-    /// Taken off; what it said, until the session takes it.
-    Read(Proxied),
-}
-
-/// What a PROXY header said of the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Proxied {
-    /// The header's version, 1 or 2.
-    pub version: u8,
-    /// The client's address (None: a health check, or a family without one).
-    pub source: Option<SocketAddr>,
-    /// Version 2's PP2_TYPE_SSL TLV: what the balancer says of the client's TLS.
-    pub ssl: Option<proxy::Ssl>,
-}
-
 /// What a raw read gave (after the PROXY header, if one was expected).
-enum Raw {
+pub(crate) enum Raw {
     /// This many bytes; `drained`: the socket had no more.
     Bytes {
         len: usize,
@@ -300,7 +288,7 @@ impl Transport {
 
     /// Expects a PROXY protocol header before anything else.
     pub fn expecting_proxy_header(mut self) -> Transport {
-        self.proxy = Some(Box::new(ProxyHeader::Waiting(Held::default())));
+        self.proxy = Some(Box::new(ProxyHeader::Awaiting(AwaitingHeader::default())));
         self
     }
 
@@ -323,7 +311,7 @@ impl Transport {
     pub fn held(&self) -> usize {
         self.tls.as_ref().map_or(0, |tls| tls.held_capacity())
             + match self.proxy.as_deref() {
-                Some(ProxyHeader::Waiting(wait)) => wait.capacity(),
+                Some(ProxyHeader::Awaiting(awaiting)) => awaiting.capacity(),
                 _ => 0,
             }
     }
@@ -465,48 +453,18 @@ impl Transport {
         })
     }
 
-    /// Reads from the socket into `dst`, first taking the PROXY header off if one is expected.
+    /// Reads from the socket into `dst`; while the PROXY header phase lasts, through it.
     fn read_raw(&mut self, wire: &mut Wire, dst: &mut [u8]) -> Result<Raw, ReadError> {
-        let Some(ProxyHeader::Waiting(wait)) = self.proxy.as_deref_mut() else {
+        let Some(ProxyHeader::Awaiting(awaiting)) = self.proxy.as_deref_mut() else {
             return read_some(&mut self.stream, dst);
         };
-        let held = wait.len();
-        if held >= dst.len() {
-            return Err(ProxyError::Missing.into());
+        let awaiting = std::mem::take(awaiting);
+        let gauge = wire.buffered.held(self.upgrading);
+        let (next, raw) = awaiting.read(gauge, &mut self.stream, dst);
+        if let Some(phase) = self.proxy.as_deref_mut() {
+            *phase = next;
         }
-        dst[..held].copy_from_slice(wait.as_slice());
-        let (len, drained) = match read_some(&mut self.stream, &mut dst[held..])? {
-            Raw::Bytes { len, drained } => (held + len, drained),
-            Raw::Eof => return Ok(Raw::Eof),
-            Raw::Blocked => return Ok(Raw::Blocked),
-        };
-        match proxy::parse(&dst[..len])? {
-            Header::Partial if len > proxy::MAX_HEADER => Err(ProxyError::Missing.into()),
-            Header::Partial => {
-                wait.clear(wire.buffered.held(self.upgrading));
-                wait.extend(wire.buffered.held(self.upgrading), &dst[..len], 0);
-                Ok(Raw::Bytes { len: 0, drained })
-            }
-            Header::Done {
-                len: header,
-                version,
-                source,
-                ssl,
-            } => {
-                wait.clear(wire.buffered.held(self.upgrading));
-                let proxied = Proxied {
-                    version,
-                    source,
-                    ssl,
-                };
-                self.proxy = Some(Box::new(ProxyHeader::Read(proxied)));
-                dst.copy_within(header..len, 0);
-                Ok(Raw::Bytes {
-                    len: len - header,
-                    drained,
-                })
-            }
-        }
+        raw
     }
 
     /// Sends `bytes` (plaintext: sealed first on TLS): straight to the socket when nothing
@@ -568,8 +526,8 @@ impl Transport {
         if let Some(tls) = &mut self.tls {
             tls.release(wire.buffered.held(self.upgrading));
         }
-        if let Some(ProxyHeader::Waiting(wait)) = self.proxy.as_deref_mut() {
-            wait.clear(wire.buffered.held(self.upgrading));
+        if let Some(ProxyHeader::Awaiting(awaiting)) = self.proxy.as_deref_mut() {
+            awaiting.release(wire.buffered.held(self.upgrading));
         }
     }
 
@@ -600,7 +558,7 @@ impl Transport {
 }
 
 /// One read: `WouldBlock` and `EINTR` become values.
-fn read_some(stream: &mut Stream, dst: &mut [u8]) -> Result<Raw, ReadError> {
+pub(crate) fn read_some(stream: &mut impl Read, dst: &mut [u8]) -> Result<Raw, ReadError> {
     loop {
         return match stream.read(dst) {
             Ok(0) if !dst.is_empty() => Ok(Raw::Eof),
@@ -715,63 +673,5 @@ mod tests {
         assert_eq!(gauge, held.capacity());
         held.clear(&mut gauge);
         assert_eq!(gauge, 0);
-    }
-
-    #[test]
-    fn a_proxy_header_split_across_reads_is_taken_off() {
-        let mut transport =
-            Transport::memory(memory::MemoryStream::default()).expecting_proxy_header();
-        let mut wire = Wire::new(1 << 16);
-        let mut buf = vec![0u8; 4096];
-        let header = b"PROXY TCP4 192.0.2.1 192.0.2.2 1234 80\r\n";
-        transport.memory_mut().input.extend(&header[..10]);
-        assert_eq!(
-            transport.read(&mut wire, &mut buf, 4096).unwrap(),
-            Received::Data {
-                len: 0,
-                more: false
-            }
-        );
-        assert!(
-            wire.buffered.upgrading > 0 && wire.buffered.read == 0,
-            "the partial header is held and counted, before the upgrade"
-        );
-        transport.memory_mut().input.extend(&header[10..]);
-        transport.memory_mut().input.extend(b"GET /");
-        assert_eq!(
-            transport.read(&mut wire, &mut buf, 4096).unwrap(),
-            Received::Data {
-                len: 5,
-                more: false
-            }
-        );
-        assert_eq!(&buf[..5], b"GET /");
-        assert_eq!((wire.buffered.read, wire.buffered.upgrading), (0, 0));
-        assert_eq!(
-            transport.take_proxied(),
-            Some(Proxied {
-                version: 1,
-                source: Some("192.0.2.1:1234".parse().unwrap()),
-                ssl: None
-            })
-        );
-        assert_eq!(transport.take_proxied(), None, "given once");
-        // Once taken off, nothing more is parsed.
-        transport.memory_mut().input.extend(b"PROXY ");
-        assert_eq!(
-            transport.read(&mut wire, &mut buf, 4096).unwrap(),
-            Received::Data {
-                len: 6,
-                more: false
-            }
-        );
-
-        let mut missing =
-            Transport::memory(memory::MemoryStream::default()).expecting_proxy_header();
-        missing.memory_mut().input.extend(b"GET / HTTP/1.1\r\n");
-        assert!(matches!(
-            missing.read(&mut wire, &mut buf, 4096),
-            Err(ReadError::Proxy(ProxyError::Missing))
-        ));
     }
 }

@@ -26,7 +26,7 @@
 //! The phases are a chain of types, each in its own file with what it does, each consumed by
 //! the move to the next ([`Phase`]): `upgrading` ([`Upgrading`]: the upgrade request and the
 //! security profile's proof; the PROXY header and TLS handshake before it are the transport's
-//! phases), `open` ([`Session`]), `closing` ([`Closing`], lingering, the session's end). The
+//! phases, typed the same way: `transport`'s `AwaitingHeader` and `tls::Handshake`), `open` ([`Session`]), `closing` ([`Closing`], lingering, the session's end). The
 //! open phase's work is split by concern, each an `impl Connection` block: `reading` (frames,
 //! unfinished input and its budget, pauses), `messages` (a CALL for the processor, the
 //! Heartbeat the loop answers with the protocol crate's answer, the answer to a call of ours),
@@ -135,7 +135,8 @@ pub struct Connection {
 /// [`Session::close`] a [`Closing`], and failing or ending one reports its session once.
 pub enum Phase {
     /// The HTTP upgrade request is being read (boxed: short-lived). The PROXY header and the
-    /// TLS handshake before it are the transport's phases (`transport::Transport`).
+    /// TLS handshake before it are the transport's phases (`transport::Transport`: its
+    /// `proxy_header` and `tls::handshake` files).
     Upgrading(Box<Upgrading>),
     /// Upgraded; OCPP messages flow.
     Open(Session),

@@ -9,27 +9,29 @@
 //! connection state and, between reads, at most one unfinished record ([`TlsLayer::incoming`],
 //! freed when the record completes).
 //!
-//! The rules of the API, which this module keeps in one place: every state rustls returns is
-//! handled before `process_tls_records` is called again; the `discard` it reports is removed from
-//! the front of the buffer before the next call, and what follows it is passed again, unchanged,
-//! at the front (rustls keeps offsets into it during the handshake). rustls hands over one record
-//! of plaintext per call.
+//! A connection's TLS goes through two phases, each a type of its own file, the first consumed
+//! into the second: [`handshake`] (rustls's whole state; a client, the load generator, stays
+//! there) and, for a server once its handshake is done, [`records`] (only the record keys, and
+//! what [`certificate`] keeps of the client's certificate).
 //!
 //! The transport never reads more ciphertext than the plaintext buffer could take, and every
 //! complete record is decrypted before `open` returns, so between calls rustls holds no
 //! plaintext and sealing always finds the connection ready to write.
 
-use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
-use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
-};
-
-use rustls::HandshakeKind;
-use rustls::pki_types::CertificateDer;
+use rustls::client::UnbufferedClientConnection;
+use rustls::server::UnbufferedServerConnection;
 
 use crate::Held;
-use crate::records::Records;
+
+mod certificate;
+mod handshake;
+mod records;
+
+pub use certificate::{CertificateFacts, CertificateId, ClientCertificate, certificate_id};
+
+use certificate::Peer;
+use handshake::{Handshake, TlsConn};
+use records::Records;
 
 /// Most plaintext in one record.
 pub const MAX_PLAINTEXT: usize = 16 * 1024;
@@ -37,80 +39,7 @@ pub const MAX_PLAINTEXT: usize = 16 * 1024;
 pub const MAX_RECORD: usize = 5 + MAX_PLAINTEXT + 2048;
 /// Bytes a record adds to its plaintext, at most (TLS 1.2 AES-GCM: header 5, nonce 8, tag 16;
 /// TLS 1.3: header 5, content type 1, tag 16), rounded up.
-const RECORD_OVERHEAD: usize = 32;
-
-/// Why a TLS connection cannot go on.
-/// The certificate a client presented, as far as the gateway cares: its subject CN.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ClientCertificate {
-    /// None presented (or not asked for).
-    #[default]
-    None,
-    CommonName(Box<str>),
-    /// Presented, but without a readable CN.
-    NoCommonName,
-}
-
-/// Names one certificate across CRLs in 16 bytes: a hash of its issuer's name (DER) and its
-/// serial number, as a CRL lists it.
-pub type CertificateId = [u8; 16];
-
-/// The [`CertificateId`] of the certificate `serial` (the INTEGER's content bytes; leading zero
-/// bytes, which only keep it positive, are not part of the number) of `issuer`.
-pub fn certificate_id(issuer: &[u8], serial: &[u8]) -> CertificateId {
-    let zeros = serial.iter().take_while(|b| **b == 0).count();
-    let serial = &serial[zeros.min(serial.len().saturating_sub(1))..];
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&(issuer.len() as u64).to_be_bytes());
-    ctx.update(issuer);
-    ctx.update(serial);
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&ctx.finish().as_ref()[..16]);
-    id
-}
-
-/// What the gateway keeps of a client certificate to watch its renewal: its serial number and
-/// when it expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateFacts {
-    /// Hex, as the certificate writes it (leading zero bytes included).
-    pub serial: Box<str>,
-    /// notAfter, seconds since the Unix epoch.
-    pub not_after: i64,
-}
-
-/// The CN, the [`CertificateId`] and the renewal facts of a leaf certificate.
-fn leaf_facts(
-    cert: &CertificateDer<'_>,
-) -> (
-    ClientCertificate,
-    Option<CertificateId>,
-    Option<Box<CertificateFacts>>,
-) {
-    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
-        return (ClientCertificate::NoCommonName, None, None);
-    };
-    let facts = CertificateFacts {
-        serial: parsed
-            .raw_serial()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-            .into(),
-        not_after: parsed.validity().not_after.timestamp(),
-    };
-    let id = certificate_id(parsed.issuer().as_raw(), parsed.raw_serial());
-    let cn = parsed
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok());
-    let certificate = match cn {
-        Some(cn) => ClientCertificate::CommonName(cn.into()),
-        None => ClientCertificate::NoCommonName,
-    };
-    (certificate, Some(id), Some(Box::new(facts)))
-}
+pub(crate) const RECORD_OVERHEAD: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -130,27 +59,12 @@ pub enum TlsError {
     Record(&'static str),
 }
 
-/// The rustls side of a connection: a server's (the gateway) or a client's (the load generator).
-pub enum TlsConn {
-    Server(UnbufferedServerConnection),
-    Client(UnbufferedClientConnection),
-}
-
-impl TlsConn {
-    fn common(&self) -> &rustls::CommonState {
-        match self {
-            TlsConn::Server(c) => c,
-            TlsConn::Client(c) => c,
-        }
-    }
-}
-
-/// Where a connection's TLS stands.
+/// Where a connection's TLS stands: its phase.
 enum State {
     /// rustls runs it: a server's handshake, or a client throughout.
-    Rustls(Box<TlsConn>),
-    /// A server connection after its handshake: only the record keys (see `net::records`).
-    Records(Box<Records>),
+    Handshake(Box<Handshake>),
+    /// A server connection after its handshake: only the record keys.
+    Established(Box<Records>),
     /// Between the two, or after a failed hand-over (every call fails).
     Gone,
 }
@@ -170,13 +84,7 @@ pub struct Opened {
 pub struct TlsLayer {
     state: State,
     /// Captured when a server's handshake ends (rustls's chain goes with its state).
-    client_certificate: ClientCertificate,
-    /// The handshake resumed a session (a ticket), captured with the certificate.
-    resumed: bool,
-    /// The client certificate's issuer and serial (checked against CRLs), captured with it.
-    client_certificate_id: Option<CertificateId>,
-    /// Its serial number and expiry, until the session takes them at the upgrade.
-    certificate_facts: Option<Box<CertificateFacts>>,
+    peer: Peer,
     /// Ciphertext received and not consumed yet (an unfinished record, or handshake bytes
     /// rustls asked to see again), freed once consumed.
     incoming: Held,
@@ -185,44 +93,6 @@ pub struct TlsLayer {
     waiting: Held,
     /// close_notify is to be sent once the handshake allows it.
     close_wanted: bool,
-}
-
-/// What one handling of a state asks of the driving loop.
-enum Flow {
-    /// Call `process_tls_records` again.
-    Again,
-    /// Stop: rustls needs more ciphertext, or the connection is ready to write.
-    Stop,
-    /// Stop: a record does not fit in what is left of the plaintext buffer.
-    Full,
-}
-
-/// Where handled states put their results.
-struct Sink<'a> {
-    /// Plaintext buffer and how much of it is used (None when sealing: no plaintext may come).
-    plain: Option<(&'a mut [u8], usize)>,
-    /// Ciphertext to send, appended.
-    out: &'a mut Vec<u8>,
-    /// Plaintext to seal once the connection can write.
-    seal: &'a [u8],
-    /// `seal` (and close_notify if wanted) went out.
-    sealed: bool,
-    close_notify: bool,
-    closed: bool,
-}
-
-impl<'a> Sink<'a> {
-    /// A sink that only collects bytes to send (no plaintext expected, nothing to seal).
-    fn output_only(out: &'a mut Vec<u8>) -> Sink<'a> {
-        Sink {
-            plain: None,
-            out,
-            seal: &[],
-            sealed: false,
-            close_notify: false,
-            closed: false,
-        }
-    }
 }
 
 impl TlsLayer {
@@ -236,11 +106,8 @@ impl TlsLayer {
 
     fn with(conn: TlsConn) -> TlsLayer {
         TlsLayer {
-            state: State::Rustls(Box::new(conn)),
-            client_certificate: ClientCertificate::None,
-            resumed: false,
-            client_certificate_id: None,
-            certificate_facts: None,
+            state: State::Handshake(Box::new(Handshake::new(conn))),
+            peer: Peer::default(),
             incoming: Held::default(),
             waiting: Held::default(),
             close_wanted: false,
@@ -255,14 +122,14 @@ impl TlsLayer {
 
     pub fn is_handshaking(&self) -> bool {
         match &self.state {
-            State::Rustls(conn) => conn.common().is_handshaking(),
-            State::Records(_) | State::Gone => false,
+            State::Handshake(handshake) => handshake.is_handshaking(),
+            State::Established(_) | State::Gone => false,
         }
     }
 
     /// Whether only the record keys are left of rustls's state (a server after its handshake).
     pub fn is_established(&self) -> bool {
-        matches!(self.state, State::Records(_))
+        matches!(self.state, State::Established(_))
     }
 
     /// Test hook: once the handshake is done, one key seals at most `records` records (see
@@ -270,70 +137,59 @@ impl TlsLayer {
     #[cfg(feature = "test-hooks")]
     pub fn limit_records_per_key(&mut self, records: u64) -> bool {
         match &mut self.state {
-            State::Records(keys) => {
+            State::Established(keys) => {
                 keys.limit_records_per_key(records);
                 true
             }
-            State::Rustls(_) | State::Gone => false,
+            State::Handshake(_) | State::Gone => false,
         }
     }
 
     /// The certificate the client presented (servers, once the handshake is done).
     pub fn client_certificate(&self) -> &ClientCertificate {
-        &self.client_certificate
+        &self.peer.certificate
     }
 
     /// The client certificate's serial number and expiry (servers, once the handshake is
     /// done), given once: the layer keeps nothing of them after.
     pub fn take_certificate_facts(&mut self) -> Option<Box<CertificateFacts>> {
-        self.certificate_facts.take()
+        self.peer.facts.take()
     }
 
     /// The client certificate's [`CertificateId`] (servers, once the handshake is done, also
     /// when it resumed a session: the ticket carries the certificate).
     pub fn client_certificate_id(&self) -> Option<CertificateId> {
-        self.client_certificate_id
+        self.peer.id
     }
 
     /// Whether the handshake (done) resumed a session from a ticket instead of a full one.
     pub fn resumed(&self) -> bool {
         match &self.state {
-            State::Rustls(conn) => conn.common().handshake_kind() == Some(HandshakeKind::Resumed),
-            State::Records(_) | State::Gone => self.resumed,
+            State::Handshake(handshake) => handshake.resumed(),
+            State::Established(_) | State::Gone => self.peer.resumed,
         }
     }
 
     /// The certificate chain the server presented (clients), leaf first.
     pub fn server_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
         match &self.state {
-            State::Rustls(conn) => conn.common().peer_certificates(),
+            State::Handshake(handshake) => handshake.peer_certificates(),
             _ => None,
         }
     }
 
-    /// A server whose handshake is done keeps only the record keys from here on.
+    /// A server whose handshake is done moves to the established phase: the handshake is
+    /// consumed, only the record keys and what the gateway keeps of the peer stay.
     fn settle(&mut self) -> Result<(), TlsError> {
-        let State::Rustls(conn) = &self.state else {
-            return Ok(());
-        };
-        if !matches!(**conn, TlsConn::Server(_)) || conn.common().is_handshaking() {
+        if !matches!(&self.state, State::Handshake(handshake) if handshake.is_finished()) {
             return Ok(());
         }
-        self.resumed = conn.common().handshake_kind() == Some(HandshakeKind::Resumed);
-        if let Some(leaf) = conn.common().peer_certificates().and_then(|c| c.first()) {
-            (
-                self.client_certificate,
-                self.client_certificate_id,
-                self.certificate_facts,
-            ) = leaf_facts(leaf);
-        }
-        let State::Rustls(conn) = std::mem::replace(&mut self.state, State::Gone) else {
+        let State::Handshake(handshake) = std::mem::replace(&mut self.state, State::Gone) else {
             return Ok(());
         };
-        let TlsConn::Server(conn) = *conn else {
-            return Ok(());
-        };
-        self.state = State::Records(Box::new(Records::from_rustls(conn)?));
+        let (records, peer) = handshake.finish()?;
+        self.peer = peer;
+        self.state = State::Established(Box::new(records));
         Ok(())
     }
 
@@ -367,9 +223,9 @@ impl TlsLayer {
         out: &mut Vec<u8>,
     ) -> Result<Opened, TlsError> {
         let (consumed, opened) = match &mut self.state {
-            State::Records(records) => records.open(cipher, plain, out)?,
+            State::Established(records) => records.open(cipher, plain, out)?,
             State::Gone => return Err(TlsError::Unexpected("connection lost its keys")),
-            State::Rustls(_) => {
+            State::Handshake(_) => {
                 let waiting = self.waiting.take(gauge);
                 let result = self.drive(cipher, Some(plain), out, &waiting, self.close_wanted);
                 let (consumed, opened, sealed) = match result {
@@ -402,7 +258,7 @@ impl TlsLayer {
         plain: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), TlsError> {
-        if let State::Records(records) = &mut self.state {
+        if let State::Established(records) = &mut self.state {
             return records.seal(plain, out);
         }
         if !self.waiting.is_empty() || self.is_handshaking() {
@@ -422,7 +278,7 @@ impl TlsLayer {
 
     /// Queues close_notify (sent now if the connection can write, else once it can).
     pub fn close_notify(&mut self, gauge: &mut usize, out: &mut Vec<u8>) -> Result<(), TlsError> {
-        if let State::Records(records) = &mut self.state {
+        if let State::Established(records) = &mut self.state {
             return records.close_notify(out);
         }
         self.close_wanted = true;
@@ -443,8 +299,8 @@ impl TlsLayer {
         self.waiting.clear(gauge);
     }
 
-    /// Runs rustls over `cipher` until it needs more input or can write. Returns the bytes of
-    /// `cipher` consumed, what was opened, and whether `seal` went out.
+    /// Runs the handshake phase's rustls over `cipher` ([`Handshake::drive`]); close_notify,
+    /// once it went out, is no longer wanted.
     fn drive(
         &mut self,
         cipher: &mut [u8],
@@ -453,225 +309,25 @@ impl TlsLayer {
         seal: &[u8],
         close_notify: bool,
     ) -> Result<(usize, Opened, bool), TlsError> {
-        let State::Rustls(conn) = &mut self.state else {
+        let State::Handshake(handshake) = &mut self.state else {
             return Err(TlsError::Unexpected("rustls is gone"));
         };
-        let mut sink = Sink {
-            plain: plain.map(|p| (p, 0)),
-            out,
-            seal,
-            sealed: false,
-            close_notify,
-            closed: false,
-        };
-        let mut start = 0;
-        let mut more = false;
-        loop {
-            let input = &mut cipher[start..];
-            let (discard, flow) = match &mut **conn {
-                TlsConn::Server(c) => {
-                    handle::<ServerConnectionData>(c.process_tls_records(input), &mut sink)
-                }
-                TlsConn::Client(c) => {
-                    handle::<ClientConnectionData>(c.process_tls_records(input), &mut sink)
-                }
-            };
-            start += discard;
-            match flow {
-                Ok(Flow::Again) => {}
-                Ok(Flow::Stop) => break,
-                Ok(Flow::Full) => {
-                    more = true;
-                    break;
-                }
-                Err(e) => {
-                    flush_alert(conn, &mut cipher[start..], sink.out);
-                    return Err(e);
-                }
-            }
-        }
-        if sink.sealed && close_notify {
+        let done = handshake.drive(cipher, plain, out, seal, close_notify)?;
+        if done.2 && close_notify {
             self.close_wanted = false;
         }
-        let opened = Opened {
-            plain: sink.plain.map_or(0, |(_, used)| used),
-            closed: sink.closed,
-            more,
-        };
-        Ok((start, opened, sink.sealed))
+        Ok(done)
     }
-}
-
-/// After an error, rustls's fatal alert goes to `out` (best effort). rustls queues it with
-/// the error, or (for some malformed input) on the next call, which parses the input again
-/// and fails the same way; the call after that hands the alert over before parsing. So at
-/// most two calls, stopping at the alert: a third would fail a second time, and rustls
-/// refuses a second fatal alert. `rest` is what was left of the input (rustls may still point
-/// into it; an empty slice would make it panic).
-fn flush_alert(conn: &mut TlsConn, rest: &mut [u8], out: &mut Vec<u8>) {
-    let mut sink = Sink::output_only(out);
-    for _ in 0..2 {
-        let before = sink.out.len();
-        let (_, flow) = match conn {
-            TlsConn::Server(c) => {
-                handle::<ServerConnectionData>(c.process_tls_records(rest), &mut sink)
-            }
-            TlsConn::Client(c) => {
-                handle::<ClientConnectionData>(c.process_tls_records(rest), &mut sink)
-            }
-        };
-        if sink.out.len() > before || flow.is_ok() {
-            return;
-        }
-    }
-}
-
-/// Handles one state rustls reached; returns its discard and what to do next.
-fn handle<Data>(
-    status: UnbufferedStatus<'_, '_, Data>,
-    sink: &mut Sink<'_>,
-) -> (usize, Result<Flow, TlsError>) {
-    let UnbufferedStatus { discard, state } = status;
-    let state = match state {
-        Ok(state) => state,
-        Err(e) => return (discard, Err(TlsError::Protocol(e))),
-    };
-    let flow = match state {
-        ConnectionState::ReadTraffic(mut traffic) => {
-            let Some((plain, used)) = &mut sink.plain else {
-                return (
-                    discard,
-                    Err(TlsError::Unexpected("plaintext while sealing")),
-                );
-            };
-            let len = traffic.peek_len().map_or(0, |n| n.get());
-            if len > plain.len() - *used {
-                return (discard, Ok(Flow::Full));
-            }
-            match traffic.next_record() {
-                Some(Ok(record)) => {
-                    plain[*used..*used + record.payload.len()].copy_from_slice(record.payload);
-                    *used += record.payload.len();
-                    Ok(Flow::Again)
-                }
-                Some(Err(e)) => Err(TlsError::Protocol(e)),
-                None => Ok(Flow::Again),
-            }
-        }
-        ConnectionState::EncodeTlsData(mut encode) => {
-            let result = grow_into(sink.out, 1024, |buf| match encode.encode(buf) {
-                Ok(n) => Ok(n),
-                Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    Err(Some(required_size))
-                }
-                Err(EncodeError::AlreadyEncoded) => Err(None),
-            });
-            result
-                .map(|_| Flow::Again)
-                .map_err(|()| TlsError::Unexpected("handshake data already encoded"))
-        }
-        ConnectionState::TransmitTlsData(transmit) => {
-            // What was encoded is in `out`; the transport sends it in order with the rest.
-            transmit.done();
-            Ok(Flow::Again)
-        }
-        ConnectionState::BlockedHandshake => Ok(Flow::Stop),
-        ConnectionState::WriteTraffic(mut traffic) => {
-            let mut result = Ok(Flow::Stop);
-            if !sink.seal.is_empty() {
-                let seal = sink.seal;
-                let room = seal.len() + (seal.len() / MAX_PLAINTEXT + 1) * RECORD_OVERHEAD;
-                let sealed = grow_into(sink.out, room, |buf| match traffic.encrypt(seal, buf) {
-                    Ok(n) => Ok(n),
-                    Err(EncryptError::InsufficientSize(InsufficientSizeError {
-                        required_size,
-                    })) => Err(Some(required_size)),
-                    Err(e) => {
-                        log::debug!("TLS encrypt failed: {e}");
-                        Err(None)
-                    }
-                });
-                if sealed.is_err() {
-                    result = Err(TlsError::Encrypt("encrypter exhausted".into()));
-                }
-            }
-            if result.is_ok() && sink.close_notify {
-                let sent = grow_into(sink.out, 64, |buf| match traffic.queue_close_notify(buf) {
-                    Ok(n) => Ok(n),
-                    Err(EncryptError::InsufficientSize(InsufficientSizeError {
-                        required_size,
-                    })) => Err(Some(required_size)),
-                    Err(_) => Err(None),
-                });
-                if sent.is_err() {
-                    result = Err(TlsError::Encrypt("close_notify".into()));
-                }
-            }
-            sink.sealed = result.is_ok();
-            result
-        }
-        ConnectionState::PeerClosed => {
-            sink.closed = true;
-            Ok(Flow::Again)
-        }
-        ConnectionState::Closed => {
-            sink.closed = true;
-            Ok(Flow::Stop)
-        }
-        ConnectionState::ReadEarlyData(_) => Err(TlsError::Unexpected("early data")),
-        _ => Err(TlsError::Unexpected("unknown state")),
-    };
-    (discard, flow)
-}
-
-/// Appends to `out` what `write` puts into a slice of spare room, starting with `room` bytes and
-/// growing to what `write` says it needs (`Err(Some(n))`); `Err(None)` is a failure.
-fn grow_into(
-    out: &mut Vec<u8>,
-    room: usize,
-    mut write: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
-) -> Result<usize, ()> {
-    let start = out.len();
-    let mut room = room;
-    for _ in 0..2 {
-        out.resize(start + room, 0);
-        match write(&mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                return Ok(n);
-            }
-            Err(Some(required)) => room = required,
-            Err(None) => break,
-        }
-    }
-    out.truncate(start);
-    Err(())
 }
 
 #[cfg(test)]
 impl TlsLayer {
     /// A client asks for new keys (rustls sends KeyUpdate with update_requested).
     fn request_key_update(&mut self, out: &mut Vec<u8>) {
-        let State::Rustls(conn) = &mut self.state else {
+        let State::Handshake(handshake) = &mut self.state else {
             panic!("not a rustls connection")
         };
-        let TlsConn::Client(client) = &mut **conn else {
-            panic!("not a client")
-        };
-        let status = client.process_tls_records(&mut []);
-        let Ok(ConnectionState::WriteTraffic(traffic)) = status.state else {
-            panic!("client not ready to write")
-        };
-        traffic.refresh_traffic_keys().unwrap();
-        let mut sink = Sink::output_only(out);
-        // The KeyUpdate is encoded on the next pass.
-        for _ in 0..3 {
-            let (_, flow) =
-                handle::<ClientConnectionData>(client.process_tls_records(&mut []), &mut sink);
-            if matches!(flow, Ok(Flow::Stop)) {
-                break;
-            }
-        }
+        handshake.request_key_update(out);
     }
 }
 
@@ -777,6 +433,83 @@ mod tests {
         );
         assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
         (sg, cg)
+    }
+
+    /// A connection behind a balancer, over the in-memory transport: its PROXY header phase
+    /// (the header split across reads), then the TLS handshake, consumed into the established
+    /// phase, each handing the bytes behind it to the next; the gauges end where they began.
+    #[test]
+    fn a_connection_goes_through_its_transport_phases_in_order() {
+        use crate::{Received, Transport, Wire, memory::MemoryStream};
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (server, mut client) = pair(version);
+            let mut transport = Transport::memory(MemoryStream::default())
+                .expecting_proxy_header()
+                .with_tls(server);
+            let mut wire = Wire::new(1 << 20);
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut client_gauge = 0;
+            let mut hello = Vec::new();
+            client.start(&mut hello).unwrap();
+            client
+                .seal(
+                    &mut client_gauge,
+                    b"GET /ocpp/CP1 HTTP/1.1\r\n\r\n",
+                    &mut hello,
+                )
+                .unwrap();
+            let header = b"PROXY TCP4 192.0.2.1 192.0.2.2 1234 443\r\n";
+
+            // The first part of the header: held, nothing read, nothing said yet.
+            transport.memory_mut().input.extend(&header[..9]);
+            let read = transport.read(&mut wire, &mut buf, 64 * 1024).unwrap();
+            assert!(matches!(
+                read,
+                Received::Data { len: 0, .. } | Received::Blocked
+            ));
+            assert!(transport.held() > 0 && wire.buffered.upgrading == transport.held());
+            assert_eq!(transport.take_proxied(), None);
+            assert!(transport.tls().unwrap().is_handshaking());
+
+            // The rest of the header with the ClientHello behind it: the header phase ends,
+            // the handshake goes on until the client's request comes out as plaintext.
+            transport.memory_mut().input.extend(&header[9..]);
+            transport.memory_mut().input.extend(&hello);
+            let mut plain = Vec::new();
+            for _ in 0..6 {
+                if let Received::Data { len, .. } =
+                    transport.read(&mut wire, &mut buf, 64 * 1024).unwrap()
+                {
+                    plain.extend_from_slice(&buf[..len]);
+                }
+                let to_client = std::mem::take(&mut transport.memory_mut().output);
+                let (_, back, _) = deliver(&mut client, &mut client_gauge, &to_client, 7).unwrap();
+                transport.memory_mut().input.extend(&back);
+            }
+            assert_eq!(plain, b"GET /ocpp/CP1 HTTP/1.1\r\n\r\n", "{version:?}");
+            let proxied = transport.take_proxied().expect("the header was read");
+            assert_eq!(proxied.source, Some("192.0.2.1:1234".parse().unwrap()));
+            assert!(
+                transport.tls().unwrap().is_established(),
+                "the handshake phase was consumed: only the record keys are left"
+            );
+
+            // Established: records both ways through the transport.
+            transport.send(&mut wire, b"HTTP/1.1 101").unwrap();
+            let to_client = std::mem::take(&mut transport.memory_mut().output);
+            let (got, _, _) = deliver(&mut client, &mut client_gauge, &to_client, 7).unwrap();
+            assert_eq!(got, b"HTTP/1.1 101");
+            transport.upgraded(&mut wire);
+            transport.release(&mut wire);
+            assert_eq!(
+                (
+                    wire.buffered.upgrading,
+                    wire.buffered.read,
+                    wire.buffered.write
+                ),
+                (0, 0, 0)
+            );
+        }
     }
 
     #[test]

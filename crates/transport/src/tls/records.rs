@@ -26,7 +26,7 @@ use rustls::kernel::KernelConnection;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::{ConnectionTrafficSecrets, ProtocolVersion};
 
-use crate::tls::{MAX_PLAINTEXT, Opened, TlsError};
+use super::{MAX_PLAINTEXT, Opened, TlsError};
 
 /// Content types.
 const ALERT: u8 = 21;
