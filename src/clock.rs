@@ -14,6 +14,14 @@ pub fn epoch_ms(at: SystemTime) -> u64 {
     epoch_millis(at).unwrap_or(0)
 }
 
+/// Microseconds since the epoch (0 for a clock before 1970).
+pub fn epoch_us(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|since| u64::try_from(since.as_micros()).ok())
+        .unwrap_or(0)
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub const RFC3339_MILLIS_LEN: usize = 24;
 

@@ -126,7 +126,7 @@ impl Shard {
                     listener,
                     seen: Box::new(Seen {
                         peer: Some(peer),
-                        since_ms: epoch_ms(now),
+                        since_us: epoch_us(now),
                         last_message_ms: 0,
                         boot: None,
                         journal_suppressed: 0,
@@ -225,10 +225,10 @@ impl Shard {
         if let Some(cluster) = &self.cluster {
             cluster.send(ClusterOp::Disconnected {
                 cp: ChargePointId::clone(cp),
-                at_ms: entry.seen.since_ms,
+                at_ms: entry.seen.since_us / 1000,
             });
         }
-        entry.seen.since_ms = epoch_ms(now);
+        entry.seen.since_us = epoch_us(now);
         if let Some(writer) = out.writer.as_deref_mut() {
             if let Some((lines, bytes)) = entry.journal.take_summary() {
                 writer.record(&Event {
@@ -284,7 +284,7 @@ impl Shard {
             .iter()
             .filter(|(_, e)| e.conn.is_none() && e.profile == Profile::Unsecured)
             .map(|(cp, e)| {
-                let key = (e.state.open_transaction.is_some(), e.seen.since_ms);
+                let key = (e.state.open_transaction.is_some(), e.seen.since_us);
                 (key, ChargePointId::clone(cp))
             })
             .collect();
@@ -365,7 +365,7 @@ fn reconnect(
         dirty.push(ChargePointId::clone(cp));
     }
     held.seen.peer = Some(peer);
-    held.seen.since_ms = epoch_ms(now);
+    held.seen.since_us = epoch_us(now);
     // Streams are the connection's.
     if let Some(v201) = &mut held.state.v201 {
         v201.streams.clear();

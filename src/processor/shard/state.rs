@@ -9,11 +9,11 @@ impl Shard {
     /// transaction, so one that reconnects without booting again is still Accepted.
     /// Past `ocpp.max_disconnected`, the oldest records are forgotten here and in the file.
     pub fn with_state(mut self, sender: Option<StateSender>, restored: Restored) -> Shard {
-        let now_ms = epoch_ms(SystemTime::now());
+        let now_us = epoch_us(SystemTime::now());
         for (cp, saved) in restored {
-            let since_ms = match saved.seen_ms {
-                0 => now_ms, // a record of an older version
-                ms => ms,
+            let since_us = match saved.seen_ms {
+                0 => now_us, // a record of an older version
+                ms => ms.saturating_mul(1000),
             };
             let mut connectors = saved.connectors;
             connectors.truncate(handlers::MAX_CONNECTORS);
@@ -35,7 +35,7 @@ impl Shard {
                     listener: (Profile::Unsecured, false),
                     seen: Box::new(Seen {
                         peer: None,
-                        since_ms,
+                        since_us,
                         last_message_ms: 0,
                         boot: saved.boot,
                         journal_suppressed: 0,

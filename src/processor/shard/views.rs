@@ -48,7 +48,7 @@ impl Shard {
         Some(ChargePointView {
             id: id.to_string(),
             connected: entry.conn.is_some(),
-            since: rfc3339(super::at_ms(entry.seen.since_ms)),
+            since: rfc3339(super::at_ms(entry.seen.since_us / 1000)),
             remote_address: entry.seen.peer.map(|p| p.to_string()),
             loop_index: entry.conn.map(|c| c.loop_index),
             authenticated_by: entry.state.auth.as_str(),
