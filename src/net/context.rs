@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::batch::{Entry, FrameBatch};
 use crate::call::OutcomeLog;
-use crate::clock::WallClock;
+use crate::clock;
 use crate::config::Config;
 use crate::events::{self, Event, Events};
 use crate::mailbox::{ProcessorHandle, Processors, ToProcessor};
@@ -335,8 +335,12 @@ pub struct LoopContext {
     pub traces: Arc<TraceList>,
     pub warnings: WarnBudget,
     pub rng: Rng,
-    /// The time answers carry, formatted once per millisecond.
-    pub clock: WallClock,
+    /// The wall-clock time of this turn ([`LoopContext::begin_turn`]), and its RFC 3339 text
+    /// (None: a clock that cannot be written), rewritten only when its millisecond changed:
+    /// what the Heartbeats the loop answers carry, so answering one reads no clock.
+    pub wall: SystemTime,
+    wall_ms: Option<u64>,
+    pub wall_text: Option<[u8; clock::RFC3339_MILLIS_LEN]>,
     /// Numbers the UniqueIds of our CALLs (prefixed with the loop index: unique per process).
     pub next_call_id: u64,
     /// Credentials and certificates connections are checked against.
@@ -359,7 +363,7 @@ impl LoopContext {
         wheel: TimerWheel<TimerEvent>,
     ) -> LoopContext {
         let now = Instant::now();
-        LoopContext {
+        let mut cx = LoopContext {
             index,
             origin: now,
             now,
@@ -377,11 +381,27 @@ impl LoopContext {
             journal: events.is_on(),
             traces,
             warnings: WarnBudget::new(WARNINGS_PER_SECOND),
-            clock: WallClock::default(),
+            wall: SystemTime::UNIX_EPOCH,
+            wall_ms: None,
+            wall_text: None,
             rng: Rng::new(0x9E37_79B9_7F4A_7C15 ^ u64::from(index)),
             next_call_id: 0,
             security,
             tls_configs: None,
+        };
+        cx.begin_turn(now);
+        cx
+    }
+
+    /// A turn of the loop begins at `now`: the loop's clock and the wall clock are read once
+    /// for all it does in the turn.
+    pub fn begin_turn(&mut self, now: Instant) {
+        self.now = now;
+        self.wall = SystemTime::now();
+        let ms = clock::epoch_millis(self.wall);
+        if ms != self.wall_ms || ms.is_none() {
+            self.wall_ms = ms;
+            self.wall_text = ms.and_then(clock::format_millis);
         }
     }
 

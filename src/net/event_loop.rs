@@ -218,7 +218,7 @@ impl EventLoop {
                 error!("loop={} poll failed, stopping: {e}", self.index());
                 return;
             }
-            self.cx.now = Instant::now();
+            self.cx.begin_turn(Instant::now());
             self.handshake_budget = self.handshakes_per_turn;
             self.cx.stats.loop_progress[usize::from(self.index())].fetch_add(1, Ordering::Relaxed);
             for event in events.iter() {

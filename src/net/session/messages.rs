@@ -1,5 +1,9 @@
-//! A complete message: a CALL for the processor (or a Heartbeat the loop may answer itself, with
-//! the protocol crate's answer), or the charge point's answer to a call of ours.
+//! Messages in and frames out. In: a complete message, a CALL for the processor (or a
+//! Heartbeat the loop may answer itself, with the protocol crate's answer), or the charge
+//! point's answer to a call of ours. Out: frames the loop built or a processor answered, pongs
+//! and close frames, the write backlog drained on a writable edge. A Heartbeat the loop answers
+//! goes from its frame to its answer's write in this file and the protocol crate's
+//! `v16::heartbeat` alone.
 
 use super::*;
 
@@ -20,15 +24,17 @@ impl Connection {
         if !cx.traces.is_empty() && cx.traces.contains(&session.cp) {
             info!(target: TRACE_TARGET, "cp={} loop={} in: {}", session.cp, cx.index, escape_newlines(text));
         }
+        if open
+            && session.accepted
+            && session.in_flight == 0
+            && let Some(transition) = self.answer_heartbeat(cx, key, text)
+        {
+            return transition;
+        }
         match rpc::message_type(text) {
             Some(3 | 4) => return self.on_response(cx, key, text),
             // While closing only answers to our call in flight still count.
             _ if !open => return Transition::Continue,
-            Some(2) if session.accepted && session.in_flight == 0 => {
-                if let Some(transition) = self.answer_heartbeat(cx, key, text) {
-                    return transition;
-                }
-            }
             _ => {}
         }
         let Some(session) = self.session_mut() else {
@@ -42,47 +48,47 @@ impl Connection {
     }
 
     /// The Heartbeat of an accepted charge point with nothing in flight is answered here, as
-    /// its processor would (the current time), and the exchange goes to the processor to be
-    /// counted and journaled in order with the rest of the charge point. Nothing else a
-    /// processor knows enters the answer, and with nothing of this connection in flight no
-    /// earlier message can be overtaken. None: not such a Heartbeat; the processor answers.
+    /// its processor would (the time of this turn), and written at once; then the exchange
+    /// goes to the processor to be counted and journaled in order with the rest of the charge
+    /// point. Nothing else a processor knows enters the answer, and with nothing of this
+    /// connection in flight no earlier message can be overtaken. None: not such a Heartbeat
+    /// (or a clock that cannot be written); the processor answers.
     pub(super) fn answer_heartbeat(
         &mut self,
         cx: &mut LoopContext,
         key: usize,
         text: &str,
     ) -> Option<Transition> {
-        let unique_id = v16::heartbeat::call_id(text)?;
-        let at = std::time::SystemTime::now();
-        let time = cx.clock.text(at);
-        if time.is_empty() {
-            return None; // a broken clock: the processor answers InternalError
-        }
+        let time = cx.wall_text.as_ref()?;
+        let time = std::str::from_utf8(time).ok()?;
         let mut frame = mem::take(&mut cx.scratch);
         frame.clear();
         frame.extend_from_slice(&[0; websocket::HEADER_ROOM]);
-        let answer_range = v16::heartbeat::write_answer(&mut frame, &unique_id, time);
+        let Some(answer_range) = v16::heartbeat::answer(text, time, &mut frame) else {
+            cx.scratch = frame;
+            return None;
+        };
         let start = websocket::seal_text(&mut frame, 0);
-        let conn = self.id(cx, key);
-        let session = self.session()?;
-        if !cx.traces.is_empty() && cx.traces.contains(&session.cp) {
+        if let Some(session) = self.session()
+            && !cx.traces.is_empty()
+            && cx.traces.contains(&session.cp)
+        {
             let shown = String::from_utf8_lossy(&frame[websocket::HEADER_ROOM..]);
             info!(target: TRACE_TARGET, "cp={} loop={} out: {}", session.cp, cx.index, escape_newlines(&shown));
         }
-        let answer = std::str::from_utf8(&frame[answer_range]).unwrap_or("{}");
-        let took = cx.now.elapsed();
-        let processor = session.processor;
-        cx.links.push_answered(
-            processor,
-            conn,
-            &session.cp,
-            (text, answer),
-            (at, took),
-            cx.now,
-        );
         cx.stats().heartbeats_answered.inc();
         cx.stats().messages_out.inc();
         let transition = self.send_frame(cx, &frame[start..]);
+        // The phase stays until the loop acts on the transition, a failed write included.
+        let conn = self.id(cx, key);
+        if let Some(session) = self.session() {
+            let answer = std::str::from_utf8(&frame[answer_range]).unwrap_or("{}");
+            let took = cx.now.elapsed();
+            let at = (cx.wall, took);
+            let (processor, cp) = (session.processor, &session.cp);
+            cx.links
+                .push_answered(processor, conn, cp, (text, answer), at, cx.now);
+        }
         cx.scratch = frame;
         Some(transition)
     }
@@ -242,4 +248,108 @@ fn journal_answer(
         kind,
     };
     cx.links.record(session.processor, &session.cp, &event);
+}
+
+impl Connection {
+    /// A writable edge: the kernel has room for the backlog again.
+    pub fn on_writable(&mut self, cx: &mut LoopContext) -> Transition {
+        if self.transport.backlog() == 0 {
+            return Transition::Continue;
+        }
+        match self.transport.flush(&mut cx.wire) {
+            Ok(true) => match &self.phase {
+                // Our answer to the peer's close is out: done.
+                Phase::Closing(closing) if closing.peer_closed() => {
+                    Transition::Remove(CloseCause::PeerClosed)
+                }
+                _ => Transition::Continue,
+            },
+            Ok(false) => Transition::Continue,
+            Err(_) => Transition::Remove(self.lost_cause()),
+        }
+    }
+
+    pub(super) fn lost_cause(&self) -> CloseCause {
+        match &self.phase {
+            Phase::Closing(closing) => closing.cause,
+            _ => CloseCause::ConnectionLost,
+        }
+    }
+
+    /// Writes one complete frame (an answer from a processor, or one the loop built).
+    pub(super) fn send_frame(&mut self, cx: &mut LoopContext, frame: &[u8]) -> Transition {
+        match self.transport.send(&mut cx.wire, frame) {
+            Ok(()) => Transition::Continue,
+            Err(SendError::Backlog) => {
+                cx.stats().slow_consumers.inc();
+                Transition::Remove(CloseCause::SlowConsumer)
+            }
+            Err(SendError::Io(e)) => {
+                debug!("loop={} write failed: {e}", cx.index);
+                Transition::Remove(self.lost_cause())
+            }
+            Err(SendError::Tls(e)) => {
+                cx.stats().tls_failures.inc();
+                debug!("{} loop={} {e}", self.who(), cx.index);
+                Transition::Remove(self.lost_cause())
+            }
+        }
+    }
+
+    /// Writes a close frame with `code` and `reason`.
+    pub(super) fn send_close(
+        &mut self,
+        cx: &mut LoopContext,
+        code: u16,
+        reason: &str,
+    ) -> Transition {
+        let mut frame = mem::take(&mut cx.scratch);
+        frame.clear();
+        websocket::encode_close(&mut frame, code, reason, None);
+        let sent = self.send_frame(cx, &frame);
+        cx.scratch = frame;
+        sent
+    }
+
+    pub(super) fn send_pong(&mut self, cx: &mut LoopContext, payload: &[u8]) -> Transition {
+        let mut scratch = mem::take(&mut cx.scratch);
+        scratch.clear();
+        websocket::encode(&mut scratch, OpCode::Pong, payload, None);
+        let transition = self.send_frame(cx, &scratch);
+        cx.scratch = scratch;
+        transition
+    }
+
+    /// An answer from the processor (empty: the message needed none). Returns `Again` when the
+    /// connection was waiting for it to read on.
+    pub fn deliver(&mut self, cx: &mut LoopContext, frame: &[u8], accepted: bool) -> Transition {
+        let Some(session) = self.session_mut() else {
+            return Transition::Continue;
+        };
+        session.in_flight = session.in_flight.saturating_sub(1);
+        session.accepted = accepted;
+        if !self.is_open() || frame.is_empty() {
+            return self.resume_after_answer();
+        }
+        if let Some(session) = self.session()
+            && !cx.traces.is_empty()
+            && cx.traces.contains(&session.cp)
+        {
+            let text = String::from_utf8_lossy(websocket::payload_of(frame));
+            info!(target: TRACE_TARGET, "cp={} loop={} out: {}", session.cp, cx.index, escape_newlines(&text));
+        }
+        cx.stats().messages_out.inc();
+        match self.send_frame(cx, frame) {
+            Transition::Continue => self.resume_after_answer(),
+            other => other,
+        }
+    }
+
+    pub(super) fn resume_after_answer(&mut self) -> Transition {
+        if self.paused == Some(Pause::Calls) {
+            self.paused = None;
+            return Transition::Again;
+        }
+        Transition::Continue
+    }
 }

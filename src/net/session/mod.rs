@@ -26,11 +26,13 @@
 //! The phases are a chain of types, each in its own file with what it does, each consumed by
 //! the move to the next ([`Phase`]): `upgrading` ([`Upgrading`]: the upgrade request and the
 //! security profile's proof; the PROXY header and TLS handshake before it are the transport's
-//! phases, typed the same way: `transport`'s `AwaitingHeader` and `tls::Handshake`), `open` ([`Session`]), `closing` ([`Closing`], lingering, the session's end). The
-//! open phase's work is split by concern, each an `impl Connection` block: `reading` (frames,
-//! unfinished input and its budget, pauses), `messages` (a CALL for the processor, the
-//! Heartbeat the loop answers with the protocol crate's answer, the answer to a call of ours),
-//! `writing`, `calls` (calls of the central system) and `timers`. The loop knows no OCPP: only
+//! phases, typed the same way: `transport`'s `AwaitingHeader` and `tls::Handshake`), `open`
+//! ([`Session`]), `closing` ([`Closing`], lingering, the session's end). The open phase's work
+//! is split by concern, each an `impl Connection` block: `reading` (frames, unfinished input
+//! and its budget, pauses), `messages` (messages in: a CALL for the processor, the Heartbeat
+//! the loop answers with the protocol crate's answer, the answer to a call of ours; frames
+//! out: answers, pongs, close frames, the backlog), `calls` (calls of the central system) and
+//! `timers`. The loop knows no OCPP: only
 //! `messages` does, through the `ocpp` crate, and what it may answer itself the processor
 //! decided (`accepted`, set with each answer it delivers). `tests` drives every phase over an
 //! in-memory transport, without sockets.
@@ -42,7 +44,6 @@ mod open;
 mod reading;
 mod timers;
 mod upgrading;
-mod writing;
 
 pub use closing::Closing;
 pub use open::{Liveness, Session};

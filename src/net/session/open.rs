@@ -1,6 +1,6 @@
 //! The open phase: an upgraded connection's state ([`Session`]) while OCPP messages flow. What
-//! it does is spread by concern: `reading` (frames, unfinished input, pauses), `messages`,
-//! `writing`, `calls` and `timers`. It ends by [`Session::close`] (the closing handshake) or by
+//! it does is spread by concern: `reading` (frames, unfinished input, pauses), `messages` (in
+//! and out), `calls` and `timers`. It ends by [`Session::close`] (the closing handshake) or by
 //! failing (`closing`).
 
 use super::*;

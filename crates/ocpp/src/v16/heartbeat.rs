@@ -3,6 +3,16 @@
 //! a processor, and the processor, when it answers one, writes the same bytes the same way.
 //! Whether a connection's Heartbeats may be answered early (its charge point Accepted, nothing
 //! of it in flight that the answer could overtake) is the caller's to decide.
+//!
+//! [`answer`] is that shortcut whole, as a pure function: a loop gives it every CALL of such a
+//! connection. Charge points send Heartbeat as `[2,"<id>","Heartbeat",{}]`; that form (JSON
+//! whitespace allowed between tokens, an id of 1 to 36 printable ASCII characters without
+//! escapes) is recognised and answered here from its bytes. A CALL of another action is told
+//! apart from its first tokens, so a MeterValues is not parsed twice (here and by its
+//! processor). Only a Heartbeat written some other way (an escaped id or action, a payload with
+//! whitespace inside, ...) goes through the full RPC parse, which decides as it would anywhere.
+//! `tests` checks the recognizer against that parse on every variant it generates, as does the
+//! `rpc_envelope` fuzz target.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -13,6 +23,17 @@ use crate::v16::{HeartbeatRequest, decode};
 /// The unique id of `text` when it is a CALL of Heartbeat with a valid payload; None for
 /// anything else (which then takes the ordinary way, with its ordinary errors).
 pub fn call_id(text: &str) -> Option<Cow<'_, str>> {
+    match shape(text) {
+        Shape::Plain(unique_id) => Some(Cow::Borrowed(unique_id)),
+        Shape::Other => None,
+        Shape::Unsure => parsed_call_id(text),
+    }
+}
+
+/// [`call_id`] by the full RPC parse and payload check, what the recognizer must agree with
+/// (public for the `rpc_envelope` fuzz target).
+#[doc(hidden)]
+pub fn parsed_call_id(text: &str) -> Option<Cow<'_, str>> {
     match rpc::parse_frame(text) {
         Ok(Frame::Call {
             unique_id,
@@ -22,6 +43,128 @@ pub fn call_id(text: &str) -> Option<Cow<'_, str>> {
             Some(unique_id)
         }
         _ => None,
+    }
+}
+
+/// When `text` is a CALL of Heartbeat, appends its whole answer
+/// `[3,"<unique_id>",{"currentTime":"<time>"}]` to `out` and returns where its payload lies
+/// (the journal records it); None (and nothing appended) for anything else. `time` is RFC 3339
+/// text, never empty.
+pub fn answer(text: &str, time: &str, out: &mut Vec<u8>) -> Option<Range<usize>> {
+    match shape(text) {
+        Shape::Plain(unique_id) => {
+            // Printable ASCII without quotes or backslashes: written as it came, as
+            // `rpc::write_call_result_head` would write it.
+            out.extend_from_slice(b"[3,\"");
+            out.extend_from_slice(unique_id.as_bytes());
+            out.extend_from_slice(b"\",");
+            Some(finish_answer(out, time))
+        }
+        Shape::Other => None,
+        Shape::Unsure => {
+            let unique_id = parsed_call_id(text)?;
+            Some(write_answer(out, &unique_id, time))
+        }
+    }
+}
+
+/// What the first tokens of a text say about it being a CALL of Heartbeat.
+#[derive(Debug, PartialEq, Eq)]
+enum Shape<'a> {
+    /// `[2,"<id>","Heartbeat",{}]` with a plain id: certainly one, with this id.
+    Plain(&'a str),
+    /// Certainly not one: not a CALL, or a CALL of another action, or not valid JSON.
+    Other,
+    /// A Heartbeat CALL written some other way: only the full parse can tell.
+    Unsure,
+}
+
+/// Reads `text` token by token as far as it must (see the module doc).
+fn shape(text: &str) -> Shape<'_> {
+    let mut at = Cursor {
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    // Up to the action, anything unexpected means the full parse cannot find a Heartbeat
+    // CALL either: no array, another MessageTypeId (JSON has no `02`), no string id.
+    if !(at.token(b'[') && at.token(b'2') && at.token(b',')) {
+        return Shape::Other;
+    }
+    let Some((id, id_plain)) = at.string() else {
+        return Shape::Other;
+    };
+    if !at.token(b',') {
+        return Shape::Other;
+    }
+    match at.string() {
+        Some((action, true)) if action != b"Heartbeat" => return Shape::Other,
+        Some((_, true)) => {}
+        Some((_, false)) => return Shape::Unsure, // an escaped action may still be Heartbeat
+        None => return Shape::Other,
+    }
+    let id_ok = id_plain && (1..=rpc::MAX_UNIQUE_ID_LEN).contains(&id.len());
+    let rest_ok = at.token(b',') && at.token(b'{') && at.token(b'}') && at.token(b']');
+    match std::str::from_utf8(id) {
+        Ok(id) if id_ok && rest_ok && at.at_end() => Shape::Plain(id),
+        _ => Shape::Unsure,
+    }
+}
+
+/// A position in the bytes of a text.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// `byte` after optional whitespace (a `2` followed by more of a number, `20` or `2.0`,
+    /// fails at the `,` that must follow).
+    fn token(&mut self, byte: u8) -> bool {
+        self.skip_whitespace();
+        if self.bytes.get(self.pos) != Some(&byte) {
+            return false;
+        }
+        self.pos += 1;
+        true
+    }
+
+    /// A JSON string after optional whitespace: its raw content, and whether it is plain
+    /// (printable ASCII, no escapes). None: no string here, or one no JSON parser accepts (a
+    /// control character, or no end).
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
+        self.skip_whitespace();
+        if self.bytes.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        let start = self.pos + 1;
+        let mut plain = true;
+        let mut i = start;
+        loop {
+            match *self.bytes.get(i)? {
+                b'"' => break,
+                b'\\' => {
+                    plain = false;
+                    i += 1; // the escaped character (checked by the full parse)
+                }
+                0..0x20 => return None,
+                0x7F.. => plain = false,
+                _ => {}
+            }
+            i += 1;
+        }
+        self.pos = i + 1;
+        Some((&self.bytes[start..i], plain))
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.skip_whitespace();
+        self.pos == self.bytes.len()
     }
 }
 
@@ -36,6 +179,11 @@ pub fn write_conf(out: &mut Vec<u8>, time: &str) {
 /// payload lies in `out` (the journal records it).
 pub fn write_answer(out: &mut Vec<u8>, unique_id: &str, time: &str) -> Range<usize> {
     rpc::write_call_result_head(out, unique_id);
+    finish_answer(out, time)
+}
+
+/// Appends the answer's payload and its end, after its head.
+fn finish_answer(out: &mut Vec<u8>, time: &str) -> Range<usize> {
     let start = out.len();
     write_conf(out, time);
     let end = out.len();
@@ -64,6 +212,103 @@ mod tests {
             "not json",
         ] {
             assert_eq!(call_id(other), None, "{other}");
+        }
+    }
+
+    /// Heartbeat CALLs and near misses, written in many ways.
+    fn variants() -> Vec<String> {
+        let spaces = ["", " ", "\t", "\r\n ", "  \n"];
+        let types = ["2", "3", "20", "2.0", "02", "\"2\"", "-2", "2e0", "22"];
+        let ids = [
+            r#""h1""#,
+            r#""""#,
+            r#""a-36-characters-long-id-000000000000""#,
+            r#""a-37-characters-long-id-0000000000000""#,
+            r#""q\"uote""#,
+            r#""\u0041""#,
+            r#""é""#,
+            "\"tab\there\"",
+            "\"del\u{7f}\"",
+            "5",
+            "null",
+            r#""unterminated"#,
+        ];
+        let actions = [
+            r#""Heartbeat""#,
+            r#""heartbeat""#,
+            r#""Heart\u0062eat""#,
+            r#""StatusNotification""#,
+            r#""Heartbeat ""#,
+            r#""Heartbeat\"""#,
+            "7",
+        ];
+        let payloads = [
+            "{}",
+            "{ }",
+            r#"{"a":1}"#,
+            "[]",
+            "null",
+            "{",
+            r#"{"customData":{}}"#,
+        ];
+        let ends = ["]", "] ", ",1]", "]]", "", "] x"];
+        let mut out = Vec::new();
+        for (n, ty) in types.iter().enumerate() {
+            for (k, id) in ids.iter().enumerate() {
+                for (a, action) in actions.iter().enumerate() {
+                    for (p, payload) in payloads.iter().enumerate() {
+                        for (e, end) in ends.iter().enumerate() {
+                            let sp = |i: usize| spaces[(n + k + a + p + e + i) % spaces.len()];
+                            out.push(format!(
+                                "{}[{}{ty}{},{}{id}{},{action},{}{payload}{}{end}",
+                                sp(0),
+                                sp(1),
+                                sp(2),
+                                sp(3),
+                                sp(4),
+                                sp(5),
+                                sp(6)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_recognizer_agrees_with_the_full_parse() {
+        let mut plain = 0;
+        for text in variants() {
+            assert_eq!(call_id(&text), parsed_call_id(&text), "{text:?}");
+            let mut fast = b"xx".to_vec();
+            let range = answer(&text, "2026-12-06T10:00:00.120Z", &mut fast);
+            let mut slow = b"xx".to_vec();
+            let expected = parsed_call_id(&text)
+                .map(|id| write_answer(&mut slow, &id, "2026-12-06T10:00:00.120Z"));
+            assert_eq!((range, &fast), (expected, &slow), "{text:?}");
+            plain += usize::from(matches!(shape(&text), Shape::Plain(_)));
+        }
+        // Type 2, a plain valid id (2 of them), Heartbeat, `{}` or `{ }`, `]` or `] `.
+        assert_eq!(plain, 8, "the usual form is read from its bytes");
+        for usual in [
+            r#"[2,"h1","Heartbeat",{}]"#,
+            "[2, \"h1\", \"Heartbeat\", {}]",
+            "\n[ 2 ,\"h1\",\"Heartbeat\" , { } ]\n",
+        ] {
+            assert_eq!(shape(usual), Shape::Plain("h1"), "{usual:?}");
+        }
+        for other in [
+            r#"[2,"h1","StatusNotification",{"connectorId":1}]"#,
+            r#"[3,"h1",{}]"#,
+            r#"[2,"h1","MeterValues","#,
+        ] {
+            assert_eq!(
+                shape(other),
+                Shape::Other,
+                "{other:?}: decided without a parse"
+            );
         }
     }
 
