@@ -397,6 +397,11 @@ impl LoopContext {
     /// for all it does in the turn.
     pub fn begin_turn(&mut self, now: Instant) {
         self.now = now;
+        self.read_wall();
+    }
+
+    /// Reads the wall clock again (the loop does after delivering processors' answers).
+    pub fn read_wall(&mut self) {
         self.wall = SystemTime::now();
         let ms = clock::epoch_millis(self.wall);
         if ms != self.wall_ms || ms.is_none() {

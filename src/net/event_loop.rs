@@ -631,7 +631,15 @@ impl EventLoop {
 
     // ---- other threads ----
 
+    /// Takes what other threads sent, then reads the wall clock again: the processors' answers
+    /// just delivered were stamped before it, so a Heartbeat the loop answers after one of
+    /// them never carries an earlier time.
     fn drain_inbox(&mut self) {
+        self.receive_inbox();
+        self.cx.read_wall();
+    }
+
+    fn receive_inbox(&mut self) {
         self.shared.clear_wake();
         self.inbox_more = false;
         for _ in 0..INBOX_BATCH {

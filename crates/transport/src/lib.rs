@@ -6,7 +6,7 @@
 //! off first; nothing above this crate knows which.
 //!
 //! Those are the connection's first phases, each a type of its own file consumed into the next:
-//! the PROXY header ([`proxy_header`]: `AwaitingHeader`, consumed into [`Proxied`]), the TLS
+//! the PROXY header (`proxy_header`: `AwaitingHeader`, consumed into [`Proxied`]), the TLS
 //! handshake ([`tls`]'s `handshake`: rustls's state, consumed into the established phase's
 //! record keys, `tls::records`). The session's phases (upgrade, open, closing) follow in the
 //! gateway. Each is tested without sockets over the in-memory stream ([`memory`]).

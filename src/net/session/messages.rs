@@ -48,7 +48,8 @@ impl Connection {
     }
 
     /// The Heartbeat of an accepted charge point with nothing in flight is answered here, as
-    /// its processor would (the time of this turn), and written at once; then the exchange
+    /// its processor would (the loop's wall clock, read at the start of each turn and after
+    /// processors' answers were delivered), and written at once; then the exchange
     /// goes to the processor to be counted and journaled in order with the rest of the charge
     /// point. Nothing else a processor knows enters the answer, and with nothing of this
     /// connection in flight no earlier message can be overtaken. None: not such a Heartbeat
@@ -78,12 +79,12 @@ impl Connection {
         }
         cx.stats().heartbeats_answered.inc();
         cx.stats().messages_out.inc();
+        let took = cx.now.elapsed();
         let transition = self.send_frame(cx, &frame[start..]);
         // The phase stays until the loop acts on the transition, a failed write included.
         let conn = self.id(cx, key);
         if let Some(session) = self.session() {
             let answer = std::str::from_utf8(&frame[answer_range]).unwrap_or("{}");
-            let took = cx.now.elapsed();
             let at = (cx.wall, took);
             let (processor, cp) = (session.processor, &session.cp);
             cx.links

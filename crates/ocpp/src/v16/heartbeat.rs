@@ -4,13 +4,13 @@
 //! Whether a connection's Heartbeats may be answered early (its charge point Accepted, nothing
 //! of it in flight that the answer could overtake) is the caller's to decide.
 //!
-//! [`answer`] is that shortcut whole, as a pure function: a loop gives it every CALL of such a
-//! connection. Charge points send Heartbeat as `[2,"<id>","Heartbeat",{}]`; that form (JSON
+//! [`answer`] is that shortcut whole, as a pure function: a loop gives it every message of such
+//! a connection. Charge points send Heartbeat as `[2,"<id>","Heartbeat",{}]`; that form (JSON
 //! whitespace allowed between tokens, an id of 1 to 36 printable ASCII characters without
 //! escapes) is recognised and answered here from its bytes. A CALL of another action is told
 //! apart from its first tokens, so a MeterValues is not parsed twice (here and by its
-//! processor). Only a Heartbeat written some other way (an escaped id or action, a payload with
-//! whitespace inside, ...) goes through the full RPC parse, which decides as it would anywhere.
+//! processor). Only a Heartbeat written some other way (an escaped or non-ASCII id or action,
+//! a payload with members, ...) goes through the full RPC parse, which decides as it would anywhere.
 //! `tests` checks the recognizer against that parse on every variant it generates, as does the
 //! `rpc_envelope` fuzz target.
 

@@ -10,9 +10,9 @@
 //! freed when the record completes).
 //!
 //! A connection's TLS goes through two phases, each a type of its own file, the first consumed
-//! into the second: [`handshake`] (rustls's whole state; a client, the load generator, stays
-//! there) and, for a server once its handshake is done, [`records`] (only the record keys, and
-//! what [`certificate`] keeps of the client's certificate).
+//! into the second: `handshake` (rustls's whole state; a client, the load generator, stays
+//! there) and, for a server once its handshake is done, `records` (only the record keys, and
+//! what `certificate` keeps of the client's certificate).
 //!
 //! The transport never reads more ciphertext than the plaintext buffer could take, and every
 //! complete record is decrypted before `open` returns, so between calls rustls holds no
