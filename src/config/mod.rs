@@ -714,6 +714,23 @@ mod tests {
     }
 
     #[test]
+    fn renewals_must_start_within_the_validity_of_what_the_ca_signs() {
+        // Parsing names the files; nothing is read.
+        let ca = "[security]\ncertificate_signing = \"ca\"\nca_cert = \"ca.pem\"\n\
+                  ca_key = \"ca.key\"\n";
+        let config = parse(ca).expect("the defaults: 30 days before a year");
+        assert_eq!(config.security.renew_before, DEFAULT_RENEW_BEFORE);
+        for too_long in ["renew_before = \"365d\"", "renew_before = \"400d\""] {
+            let err = parse(&format!("{ca}{too_long}\n")).unwrap_err().to_string();
+            assert!(err.contains("security.renew_before"), "{err}");
+        }
+        let short = format!("{ca}certificate_validity = \"20d\"\nrenew_before = \"7d\"\n");
+        assert!(parse(&short).is_ok());
+        // Without the gateway's CA the certificates come from elsewhere: no such rule.
+        assert!(parse("[security]\nrenew_before = \"400d\"\n").is_ok());
+    }
+
+    #[test]
     fn tls_offload_needs_a_proxy_header_from_a_trusted_balancer() {
         let offload = "[server]\nproxy_protocol = true\ntls_offload = true\n\
                        trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\

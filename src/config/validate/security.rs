@@ -40,6 +40,26 @@ pub(super) fn security(
             "a profile 3 listener needs the CA client certificates must chain to".into(),
         ));
     }
+    let signing = signing(
+        check,
+        s.certificate_signing,
+        (s.ca_cert, s.ca_key),
+        s.certificate_validity,
+    )?;
+    let renew_before = check.duration(
+        "security.renew_before",
+        s.renew_before,
+        DEFAULT_RENEW_BEFORE,
+    )?;
+    if let Signing::Ca { validity, .. } = &signing
+        && renew_before >= *validity
+    {
+        // Every certificate the gateway signs would be due the moment it is made.
+        return Err(check.invalid(
+            "security.renew_before",
+            "must be shorter than security.certificate_validity".into(),
+        ));
+    }
     Ok(SecurityConfig {
         profile: main,
         credentials,
@@ -60,17 +80,8 @@ pub(super) fn security(
             s.tls_ticket_lifetime,
             s.tls_ticket_keys,
         )?,
-        signing: signing(
-            check,
-            s.certificate_signing,
-            (s.ca_cert, s.ca_key),
-            s.certificate_validity,
-        )?,
-        renew_before: check.duration(
-            "security.renew_before",
-            s.renew_before,
-            DEFAULT_RENEW_BEFORE,
-        )?,
+        signing,
+        renew_before,
         renewals_per_scan: check.within(
             "security.renewals_per_scan",
             s.renewals_per_scan.unwrap_or(0),

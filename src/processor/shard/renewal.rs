@@ -35,21 +35,25 @@ impl Shard {
         due: i64,
         mut budget: usize,
     ) -> Vec<(ConnId, ChargePointId, Box<FollowUp>)> {
-        // A CA that ends within the window would sign certificates due at once: asking would
-        // go round again after every renewal until the CA is replaced. Counted, not asked.
+        // A CA that ends within the window signs certificates that end with it, due at once:
+        // asking those again would go round after every renewal until the CA is replaced. So
+        // only certificates ending before the CA are asked (a renewal takes them to its end;
+        // `renew_before` is shorter than the validity, checked at load); the rest are counted.
+        let mut ask_before = i64::MAX;
         if let handlers::Signer::Ca(ca) = &self.policy.signing {
             let ca_end = ca
                 .not_after()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            if i64::try_from(ca_end).unwrap_or(i64::MAX) <= due && budget > 0 {
-                budget = 0;
+            let ca_end = i64::try_from(ca_end).unwrap_or(i64::MAX);
+            if ca_end <= due {
+                ask_before = ca_end;
                 if !self.ca_ending_told {
                     self.ca_ending_told = true;
                     warn!(
-                        "processor={} security.ca_cert ends within security.renew_before: no \
-                         renewals asked (its certificates could not outlive it); give the \
-                         gateway a new sub-CA",
+                        "processor={} security.ca_cert ends within security.renew_before: \
+                         renewals are asked only of certificates ending before it (the \
+                         certificates it signs cannot outlive it); give the gateway a new sub-CA",
                         self.index
                     );
                 }
@@ -71,6 +75,7 @@ impl Shard {
             expiring += 1;
             if budget > 0
                 && !shown.renewal_asked
+                && certificate.not_after < ask_before
                 && entry.state.registration == Registration::Accepted
             {
                 budget -= 1;

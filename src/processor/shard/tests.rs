@@ -374,28 +374,46 @@ fn certificates_coming_due_are_counted_and_each_asked_about_once() {
 }
 
 #[test]
-fn no_renewal_is_asked_while_the_ca_itself_ends_within_the_window() {
+fn while_the_ca_ends_within_the_window_only_certificates_ending_before_it_are_asked() {
     let mut policy = Policy::accept_all(300);
     let ca = crate::security::signing::testing::authority("renewal-window");
     policy.signing = handlers::Signer::Ca(Arc::new(ca));
     let shard = Shard::new(0, Arc::new(policy), Arc::new(Stats::new(1, 1)), 10, false);
     let mut rig = Rig::new(shard);
-    rig.connect_certified("CP1", conn(1), 1, ("01", 1_000));
+    let ca_end = ca_end_secs(&rig);
+    // One certificate ends with the CA (as those it signs do when the CA ends first), one
+    // before it.
+    rig.connect_certified("CP1", conn(1), 1, ("01", ca_end));
     rig.boot("CP1", conn(1));
-    // The test CA ends in the year 4096: a window reaching past it.
-    let beyond_the_ca = 100_000_000_000;
-    assert!(rig.shard.certificates_due(beyond_the_ca, 10).is_empty());
+    rig.connect_certified("CP2", conn(2), 2, ("02", ca_end - 86_400));
+    rig.boot("CP2", conn(2));
+    // A window reaching past the CA's end.
+    let beyond_the_ca = ca_end + 1_000;
+    let calls = rig.shard.certificates_due(beyond_the_ca, 10);
+    let asked: Vec<String> = calls.iter().map(|(_, cp, _)| cp.to_string()).collect();
+    assert_eq!(
+        asked,
+        ["CP2"],
+        "renewing CP2 gains a day; CP1 would gain nothing"
+    );
     assert_eq!(
         rig.shard.stats().certificates_expiring.get(),
-        1,
-        "still counted"
+        2,
+        "both counted"
     );
-    assert_eq!(rig.shard.stats().renewals_triggered.get(), 0);
-    assert_eq!(
-        rig.shard.certificates_due(5_000, 10).len(),
-        1,
-        "asked within it"
-    );
+    // CP2 renewed: its new certificate ends with the CA; no more questions.
+    rig.connect_certified("CP2", conn(3), 3, ("03", ca_end));
+    assert!(rig.shard.certificates_due(beyond_the_ca, 10).is_empty());
+    assert_eq!(rig.shard.stats().renewals_triggered.get(), 1);
+}
+
+/// When the shard's signing CA ends, in seconds since the epoch.
+fn ca_end_secs(rig: &Rig) -> i64 {
+    let handlers::Signer::Ca(ca) = &rig.shard.policy.signing else {
+        panic!("a shard signing with a CA")
+    };
+    let end = ca.not_after().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    i64::try_from(end).unwrap()
 }
 
 #[test]
