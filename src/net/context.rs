@@ -322,10 +322,10 @@ pub struct LoopContext {
     pub wire: Wire,
     /// Connections paused until buffered read bytes are under the budget again.
     pub budget_waiting: VecDeque<(usize, u32)>,
-    /// Connections in their handshake, oldest first (and some that no longer are, dropped
-    /// from the front as connections come): whom to close first when those not upgraded yet
-    /// hold all they may.
-    pub handshakes: VecDeque<(usize, u32)>,
+    /// Connections in their handshake that hold bytes, in the order they began to (and some
+    /// that no longer do, dropped as the list is walked): whom to close first when those not
+    /// upgraded yet hold all they may.
+    pub holders: VecDeque<(usize, u32)>,
     /// Connections paused by the rate limit, by when (loop ms) their next CALL fits.
     pub rate_waiting: BinaryHeap<Reverse<(u64, usize, u32)>>,
     pub known_identities: Option<Arc<Identities>>,
@@ -375,7 +375,7 @@ impl LoopContext {
             links: Links::new(processors),
             wire: Wire::new(config.websocket.max_write_buffer),
             budget_waiting: VecDeque::new(),
-            handshakes: VecDeque::new(),
+            holders: VecDeque::new(),
             rate_waiting: BinaryHeap::new(),
             known_identities,
             journal: events.is_on(),

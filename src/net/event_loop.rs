@@ -344,6 +344,9 @@ impl EventLoop {
 
     /// Does what a connection's transition says.
     fn act(&mut self, key: usize, transition: Transition) {
+        if !matches!(transition, Transition::Remove(_)) {
+            self.note_holder(key);
+        }
         match transition {
             Transition::Continue => {}
             Transition::Again => {
@@ -380,65 +383,73 @@ impl EventLoop {
         }
     }
 
-    /// A connection starts its handshake: remembered in order (see [`Transition::MakeRoom`]).
-    fn remember_handshake(&mut self, key: usize, generation: u32) {
-        self.cx.handshakes.push_back((key, generation));
+    /// A connection in its handshake that has started to hold bytes joins the list of holders,
+    /// at its end (see [`Transition::MakeRoom`]).
+    fn note_holder(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.listed_holder && conn.is_upgrading() && conn.holds_input() {
+            conn.listed_holder = true;
+            self.cx.holders.push_back((key, conn.generation));
+        }
     }
 
-    /// Each turn, the connections at the front of the handshake list that finished theirs
-    /// (upgraded or gone) are forgotten, and the list lets go of room it no longer needs: what
-    /// it holds is the connections accepted since the oldest one still in its handshake (at
-    /// most `websocket.handshake_timeout` of accepts), not every connection of a burst.
+    /// Whether the entry names a connection that still holds bytes in its handshake; if it
+    /// names one that no longer does, that connection leaves the list (it joins again at the
+    /// end if it holds again).
+    fn still_holding(&mut self, (key, generation): (usize, u32)) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.generation != generation {
+            return false;
+        }
+        let holding = conn.is_upgrading() && conn.holds_input();
+        if !holding {
+            conn.listed_holder = false;
+        }
+        holding
+    }
+
+    /// Each turn, the entries at the front of the holders list that no longer hold bytes in
+    /// a handshake (upgraded, gone, or done with their partial request) are dropped, and the
+    /// list lets go of room it no longer needs.
     fn forget_handshakes(&mut self) {
-        while let Some(&(k, g)) = self.cx.handshakes.front() {
-            if self.in_handshake(k, g) {
+        while let Some(&entry) = self.cx.holders.front() {
+            if self.still_holding(entry) {
                 break;
             }
-            self.cx.handshakes.pop_front();
+            self.cx.holders.pop_front();
         }
-        let list = &mut self.cx.handshakes;
+        let list = &mut self.cx.holders;
         if list.capacity() > 64 && list.len() < list.capacity() / 4 {
             list.shrink_to(list.len() * 2);
         }
     }
 
-    fn in_handshake(&self, key: usize, generation: u32) -> bool {
-        self.conns
-            .get(key)
-            .is_some_and(|c| c.generation == generation && c.is_upgrading())
-    }
-
-    /// Closes the connections in their handshake that hold bytes, oldest first and older than
-    /// `key`, until those not upgraded yet hold less than they may; then `key` reads again. If
-    /// that is not enough, `key` is closed (a connection that holds on longest goes first:
-    /// slowloris do, a station's handshake takes milliseconds). The list forgets whom it
-    /// names no longer in a handshake as far as it is walked.
+    /// Closes the connections in their handshake that hold bytes, those that began holding
+    /// first first, and before `key` did, until those not upgraded yet hold less than they
+    /// may; then `key` reads again. If that is not enough, `key` is closed (a connection that
+    /// holds on longest goes first: slowloris do, a station's handshake takes milliseconds).
+    /// Each entry walked is either closed or dropped (it no longer holds), except the reader's:
+    /// the walk costs what it frees.
     fn make_room(&mut self, key: usize) {
         let full = |cx: &LoopContext| cx.wire.buffered.upgrading >= cx.limits.upgrade_budget;
         let reader = self.conns.get(key).map(|c| (key, c.generation));
-        let mut rest = mem::take(&mut self.cx.handshakes);
-        let mut kept = std::collections::VecDeque::with_capacity(rest.len());
-        // Only as far as needed: until there is room, or up to the reader (the rest are
-        // younger than it).
         while full(&self.cx) {
-            let Some((k, g)) = rest.pop_front() else {
+            let Some(&entry) = self.cx.holders.front() else {
                 break;
             };
-            if !self.in_handshake(k, g) {
-                continue;
-            }
-            kept.push_back((k, g));
-            if Some((k, g)) == reader {
+            if Some(entry) == reader {
                 break;
             }
-            if self.conns.get(k).is_some_and(Connection::holds_input) {
-                kept.pop_back();
+            self.cx.holders.pop_front();
+            if self.still_holding(entry) {
                 self.cx.stats().upgrades_over_budget.inc();
-                self.remove(k, CloseCause::ConnectionLost);
+                self.remove(entry.0, CloseCause::ConnectionLost);
             }
         }
-        kept.append(&mut rest);
-        self.cx.handshakes = kept;
         if full(&self.cx) {
             self.cx.stats().upgrades_over_budget.inc();
             self.remove(key, CloseCause::ConnectionLost);

@@ -156,7 +156,6 @@ impl EventLoop {
             over_capacity,
         ));
         debug_assert_eq!(inserted, key);
-        self.remember_handshake(key, generation);
         let conn = &mut self.conns[key];
         let timeout = self.cx.limits.handshake_timeout;
         conn.arm(&mut self.cx, key, timeout);

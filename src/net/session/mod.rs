@@ -95,8 +95,8 @@ pub enum Transition {
     /// The connection is over: forget it, reporting `cause`.
     Remove(CloseCause),
     /// Not upgraded yet, it must hold more, and those not upgraded yet hold all they may
-    /// (`Limits::upgrade_budget`): the loop closes the oldest of them that hold bytes, then
-    /// serves this one again; if it is the oldest, it is the one closed.
+    /// (`Limits::upgrade_budget`): the loop closes those of them that began holding bytes
+    /// first, then serves this one again; if none began before it, it is the one closed.
     MakeRoom,
 }
 
@@ -122,6 +122,9 @@ pub struct Connection {
     /// will come. Otherwise a read shorter than the buffer means the socket is drained.
     pub hangup: bool,
     pub paused: Option<Pause>,
+    /// In the loop's list of connections that hold bytes before their upgrade
+    /// (`LoopContext::holders`).
+    pub listed_holder: bool,
     /// The one pending timer of this connection, if any.
     pub timer: Option<TimerId>,
     pub transport: Transport,
@@ -193,6 +196,7 @@ impl Connection {
             over_capacity,
             hangup: false,
             paused: None,
+            listed_holder: false,
             timer: None,
             transport,
             input: Held::default(),

@@ -675,4 +675,10 @@ fn an_open_session_stays_small() {
         std::mem::size_of::<Option<crate::net::timer::TimerId>>(),
         std::mem::size_of::<crate::net::timer::TimerId>()
     );
+    // The whole slab entry (README: 200 bytes since 38dc7f9).
+    assert!(
+        std::mem::size_of::<Connection>() <= 200,
+        "{}",
+        std::mem::size_of::<Connection>()
+    );
 }
