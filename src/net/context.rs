@@ -6,6 +6,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -322,10 +323,13 @@ pub struct LoopContext {
     pub wire: Wire,
     /// Connections paused until buffered read bytes are under the budget again.
     pub budget_waiting: VecDeque<(usize, u32)>,
-    /// Connections in their handshake that hold bytes, in the order they began to (and some
-    /// that no longer do, dropped as the list is walked): whom to close first when those not
+    /// Connections in their handshake that hold bytes, in the order they began to (key,
+    /// generation, and the stamp of that listing: entries of connections that stopped holding
+    /// since are stale and dropped as the list is walked): whom to close first when those not
     /// upgraded yet hold all they may.
-    pub holders: VecDeque<(usize, u32)>,
+    pub holders: VecDeque<(usize, u32, NonZeroU32)>,
+    /// The stamp of the next listing.
+    pub next_holder_stamp: NonZeroU32,
     /// Connections paused by the rate limit, by when (loop ms) their next CALL fits.
     pub rate_waiting: BinaryHeap<Reverse<(u64, usize, u32)>>,
     pub known_identities: Option<Arc<Identities>>,
@@ -376,6 +380,7 @@ impl LoopContext {
             wire: Wire::new(config.websocket.max_write_buffer),
             budget_waiting: VecDeque::new(),
             holders: VecDeque::new(),
+            next_holder_stamp: NonZeroU32::MIN,
             rate_waiting: BinaryHeap::new(),
             known_identities,
             journal: events.is_on(),

@@ -15,6 +15,7 @@
 //! asked, its slab is empty and every disconnect has reached its processor.
 
 use std::mem;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -383,41 +384,43 @@ impl EventLoop {
         }
     }
 
-    /// A connection in its handshake that has started to hold bytes joins the list of holders,
-    /// at its end (see [`Transition::MakeRoom`]).
+    /// After a connection acted: in its handshake and holding bytes, it joins the end of the
+    /// list of holders (see [`Transition::MakeRoom`]) unless it is listed; no longer holding,
+    /// it leaves it (its entry goes stale), to join again at the end if it holds again.
     fn note_holder(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if !conn.listed_holder && conn.is_upgrading() && conn.holds_input() {
-            conn.listed_holder = true;
-            self.cx.holders.push_back((key, conn.generation));
-        }
-    }
-
-    /// Whether the entry names a connection that still holds bytes in its handshake; if it
-    /// names one that no longer does, that connection leaves the list (it joins again at the
-    /// end if it holds again).
-    fn still_holding(&mut self, (key, generation): (usize, u32)) -> bool {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return false;
-        };
-        if conn.generation != generation {
-            return false;
-        }
         let holding = conn.is_upgrading() && conn.holds_input();
-        if !holding {
-            conn.listed_holder = false;
+        match (conn.holder_stamp(), holding) {
+            (None, true) => {
+                let stamp = self.cx.next_holder_stamp;
+                self.cx.next_holder_stamp = stamp.checked_add(1).unwrap_or(NonZeroU32::MIN);
+                conn.set_holder_stamp(Some(stamp));
+                self.cx.holders.push_back((key, conn.generation, stamp));
+            }
+            (Some(_), false) => conn.set_holder_stamp(None),
+            _ => {}
         }
-        holding
     }
 
-    /// Each turn, the entries at the front of the holders list that no longer hold bytes in
-    /// a handshake (upgraded, gone, or done with their partial request) are dropped, and the
-    /// list lets go of room it no longer needs.
+    /// Whether the entry is the current listing of a connection still holding bytes in its
+    /// handshake (not a stale one).
+    fn listed(&self, (key, generation, stamp): (usize, u32, NonZeroU32)) -> bool {
+        self.conns.get(key).is_some_and(|conn| {
+            conn.generation == generation
+                && conn.holder_stamp() == Some(stamp)
+                && conn.is_upgrading()
+                && conn.holds_input()
+        })
+    }
+
+    /// Each turn, the stale entries at the front of the holders list (upgraded, gone, or done
+    /// with their partial request) are dropped, and the list lets go of room it no longer
+    /// needs.
     fn forget_handshakes(&mut self) {
         while let Some(&entry) = self.cx.holders.front() {
-            if self.still_holding(entry) {
+            if self.listed(entry) {
                 break;
             }
             self.cx.holders.pop_front();
@@ -432,8 +435,8 @@ impl EventLoop {
     /// first first, and before `key` did, until those not upgraded yet hold less than they
     /// may; then `key` reads again. If that is not enough, `key` is closed (a connection that
     /// holds on longest goes first: slowloris do, a station's handshake takes milliseconds).
-    /// Each entry walked is either closed or dropped (it no longer holds), except the reader's:
-    /// the walk costs what it frees.
+    /// Each entry walked is either closed or dropped (stale), except the reader's: the walk
+    /// costs what it frees.
     fn make_room(&mut self, key: usize) {
         let full = |cx: &LoopContext| cx.wire.buffered.upgrading >= cx.limits.upgrade_budget;
         let reader = self.conns.get(key).map(|c| (key, c.generation));
@@ -441,11 +444,12 @@ impl EventLoop {
             let Some(&entry) = self.cx.holders.front() else {
                 break;
             };
-            if Some(entry) == reader {
+            let listed = self.listed(entry);
+            if listed && Some((entry.0, entry.1)) == reader {
                 break;
             }
             self.cx.holders.pop_front();
-            if self.still_holding(entry) {
+            if listed {
                 self.cx.stats().upgrades_over_budget.inc();
                 self.remove(entry.0, CloseCause::ConnectionLost);
             }

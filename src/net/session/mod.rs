@@ -122,9 +122,6 @@ pub struct Connection {
     /// will come. Otherwise a read shorter than the buffer means the socket is drained.
     pub hangup: bool,
     pub paused: Option<Pause>,
-    /// In the loop's list of connections that hold bytes before their upgrade
-    /// (`LoopContext::holders`).
-    pub listed_holder: bool,
     /// The one pending timer of this connection, if any.
     pub timer: Option<TimerId>,
     pub transport: Transport,
@@ -196,7 +193,6 @@ impl Connection {
             over_capacity,
             hangup: false,
             paused: None,
-            listed_holder: false,
             timer: None,
             transport,
             input: Held::default(),
@@ -224,6 +220,23 @@ impl Connection {
     /// It holds input not consumed yet (an unfinished request, record or frame).
     pub fn holds_input(&self) -> bool {
         !self.input.is_empty() || self.transport.held() > 0
+    }
+
+    /// The stamp of its entry in the loop's list of those that hold bytes before their upgrade
+    /// (`LoopContext::holders`), while it is listed (kept with the upgrading phase: the slab
+    /// entry does not grow for it, and the upgrade ends the listing).
+    pub fn holder_stamp(&self) -> Option<std::num::NonZeroU32> {
+        match &self.phase {
+            Phase::Upgrading(upgrading) => upgrading.holder_stamp,
+            _ => None,
+        }
+    }
+
+    /// Sets or clears the stamp (nothing once upgraded).
+    pub fn set_holder_stamp(&mut self, stamp: Option<std::num::NonZeroU32>) {
+        if let Phase::Upgrading(upgrading) = &mut self.phase {
+            upgrading.holder_stamp = stamp;
+        }
     }
 
     pub(super) fn id(&self, cx: &LoopContext, key: usize) -> ConnId {

@@ -15,6 +15,8 @@ pub struct Upgrading {
     pub ssl: Option<wire::proxy::Ssl>,
     /// The OCPP versions that listener speaks, in order of preference.
     pub protocols: Protocols,
+    /// See [`Connection::holder_stamp`].
+    pub holder_stamp: Option<std::num::NonZeroU32>,
 }
 
 impl Upgrading {
@@ -30,6 +32,7 @@ impl Upgrading {
             offloaded,
             ssl: None,
             protocols,
+            holder_stamp: None,
         })
     }
 
@@ -114,8 +117,10 @@ impl Connection {
             cx.labelled().closes[CloseCause::NoSubprotocol.index()].inc();
             let spoken = offers.join(", ");
             debug!("cp={cp} loop={} offered none of {spoken}", cx.index);
-            // Opened only to be failed: the close frame needs a WebSocket.
+            // Opened only to be failed: the close frame needs a WebSocket. What it holds from
+            // now on counts as an upgraded connection's, as it would once upgraded.
             self.phase = Phase::Open(upgrading.open(cp, Version::V16, 0, cx.now_ms()));
+            self.upgraded(cx);
             let t = self.fail_with(
                 cx,
                 key,
