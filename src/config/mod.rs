@@ -717,17 +717,23 @@ mod tests {
     fn renewals_must_start_within_the_validity_of_what_the_ca_signs() {
         // Parsing names the files; nothing is read.
         let ca = "[security]\ncertificate_signing = \"ca\"\nca_cert = \"ca.pem\"\n\
-                  ca_key = \"ca.key\"\n";
+                  ca_key = \"ca.key\"\nrenewals_per_scan = 10\n";
         let config = parse(ca).expect("the defaults: 30 days before a year");
         assert_eq!(config.security.renew_before, DEFAULT_RENEW_BEFORE);
-        for too_long in ["renew_before = \"365d\"", "renew_before = \"400d\""] {
+        for too_long in [
+            "renew_before = \"365d\"",
+            "renew_before = \"400d\"",
+            "certificate_validity = \"14d\"", // the default renew_before is 30 days
+        ] {
             let err = parse(&format!("{ca}{too_long}\n")).unwrap_err().to_string();
             assert!(err.contains("security.renew_before"), "{err}");
         }
         let short = format!("{ca}certificate_validity = \"20d\"\nrenew_before = \"7d\"\n");
         assert!(parse(&short).is_ok());
-        // Without the gateway's CA the certificates come from elsewhere: no such rule.
-        assert!(parse("[security]\nrenew_before = \"400d\"\n").is_ok());
+        // Nothing asked (renewals only counted), or certificates from elsewhere: no such rule.
+        let counted_only = ca.replace("renewals_per_scan = 10", "renewals_per_scan = 0");
+        assert!(parse(&format!("{counted_only}certificate_validity = \"14d\"\n")).is_ok());
+        assert!(parse("[security]\nrenew_before = \"400d\"\nrenewals_per_scan = 10\n").is_ok());
     }
 
     #[test]

@@ -51,13 +51,26 @@ pub(super) fn security(
         s.renew_before,
         DEFAULT_RENEW_BEFORE,
     )?;
+    let renewals_per_scan = check.within(
+        "security.renewals_per_scan",
+        s.renewals_per_scan.unwrap_or(0),
+        0..=100_000,
+    )?;
     if let Signing::Ca { validity, .. } = &signing
+        && renewals_per_scan > 0
         && renew_before >= *validity
     {
-        // Every certificate the gateway signs would be due the moment it is made.
+        // Every certificate the gateway signs would be due the moment it is made, and asked
+        // to renew again after each renewal.
         return Err(check.invalid(
             "security.renew_before",
-            "must be shorter than security.certificate_validity".into(),
+            format!(
+                "must be shorter than security.certificate_validity when the gateway asks \
+                 renewals (renewals_per_scan > 0): {}s is not shorter than {}s (renew_before \
+                 defaults to 30 days)",
+                renew_before.as_secs(),
+                validity.as_secs()
+            ),
         ));
     }
     Ok(SecurityConfig {
@@ -82,11 +95,7 @@ pub(super) fn security(
         )?,
         signing,
         renew_before,
-        renewals_per_scan: check.within(
-            "security.renewals_per_scan",
-            s.renewals_per_scan.unwrap_or(0),
-            0..=100_000,
-        )?,
+        renewals_per_scan,
         signings_per_second: check.within(
             "security.signings_per_second",
             s.signings_per_second.unwrap_or(DEFAULT_SIGNINGS_PER_SECOND),
