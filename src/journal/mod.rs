@@ -122,6 +122,9 @@ impl LostWriters {
 
 impl Recycle for Chunk {
     fn recycle(&mut self) -> bool {
+        // A chunk taken from the pool belongs to no writer until one claims it (the stream's
+        // side chunk never does: a stale number would match another writer's chunks).
+        self.writer = 0;
         self.lines.clear();
         self.count = 0;
         self.held.clear();
@@ -408,6 +411,18 @@ mod tests {
     use crate::types::ChargePointId;
 
     use crate::events::testing::Nowhere;
+
+    #[test]
+    fn a_recycled_chunk_belongs_to_no_writer() {
+        let mut chunk = Chunk {
+            writer: 3,
+            count: 1,
+            lines: b"line\n".to_vec(),
+            ..Chunk::default()
+        };
+        assert!(chunk.recycle());
+        assert_eq!((chunk.writer, chunk.count, chunk.lines.len()), (0, 0, 0));
+    }
 
     #[test]
     fn a_lost_chunk_marks_its_writer_until_its_next_chunk() {
