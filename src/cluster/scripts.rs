@@ -171,8 +171,9 @@ impl Lua {
 
 /// One batch of the events stream, exactly once: KEYS[1] = the stream, KEYS[2] = the node's
 /// last batch (`{run} {n}`); ARGV = run, n, MAXLEN, node, then the lines. A batch this run
-/// already added (sent again after a reply that never came) is not added twice. Returns the
-/// lines added.
+/// already added (sent again after a reply that never came) is not added twice. The node's
+/// key lives a day past its last batch (a resend comes within seconds; a node id that is gone
+/// leaves nothing behind). Returns the lines added.
 pub(super) const EVENTS_BATCH: &str = r"
 local last = redis.call('GET', KEYS[2])
 if last then
@@ -182,6 +183,6 @@ end
 for i = 5, #ARGV do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'node', ARGV[4], 'line', ARGV[i])
 end
-redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. ARGV[2], 'PX', 86400000)
 return #ARGV - 4
 ";

@@ -2,8 +2,8 @@
 //! stream `{prefix}events`, for backends that read events from Redis: a sink like the others.
 //! Processors render lines with the journal's own writer ([`LineWriter`]) into chunks of their
 //! own and hand them over by the rule every sink shares; a thread of its own appends them, in
-//! batches of up to [`BATCH_LINES`] lines, each with one Lua script (`scripts::EVENTS_BATCH`:
-//! `XADD {prefix}events MAXLEN ~ cluster.events_maxlen * node {node} line {json}` per line,
+//! batches of up to [`BATCH_LINES`] lines ([`BATCH_BYTES`] bytes), each with one Lua script
+//! (`scripts::EVENTS_BATCH`: `XADD {prefix}events MAXLEN ~ cluster.events_maxlen * node {node} line {json}` per line,
 //! all of a batch or none), numbered so that a batch sent again after a lost reply is not
 //! added twice.
 //!
@@ -46,6 +46,9 @@ use crate::stats::Stats;
 pub const BUFFER_BYTES: usize = 64 << 20;
 /// Lines sent in one script (at least one chunk).
 const BATCH_LINES: u64 = 4096;
+/// ... and of about this many bytes (a chunk is never split): large payloads keep one script
+/// well within Redis's timeout.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// What `/health` and `/metrics` read about the stream.
 #[derive(Debug, Default)]
@@ -69,6 +72,12 @@ impl std::ops::Deref for StreamStatus {
     }
 }
 
+/// Where `writer`'s oldest chunk in the queue is (see `Queue::by_writer`).
+fn queue_index(by_writer: &[VecDeque<u64>], popped: u64, writer: u16) -> Option<usize> {
+    let number = *by_writer.get(usize::from(writer))?.front()?;
+    usize::try_from(number.checked_sub(popped)?).ok()
+}
+
 /// A chunk waiting in the buffer, and when it came (its held answers' timeout counts from
 /// there; later chunks came later).
 struct Waiting {
@@ -88,6 +97,11 @@ struct Queue {
     side_clock: WallClock,
     /// Writers whose chunk was dropped while their next was not here yet.
     lost: LostWriters,
+    /// Chunks popped so far: the number of the chunk at the front.
+    popped: u64,
+    /// By writer, the numbers of its chunks in `chunks` (a writer's next chunk is found
+    /// without a walk, under the lock loops take).
+    by_writer: Vec<VecDeque<u64>>,
     lines: u64,
     bytes: usize,
     /// Lines of the thread's batch on its way (still buffered for `/health`).
@@ -99,12 +113,26 @@ impl Queue {
         self.lines += chunk.count;
         self.bytes += chunk.lines.len();
         self.holding += usize::from(!chunk.held.is_empty());
+        if chunk.writer != 0 {
+            let writer = usize::from(chunk.writer);
+            if self.by_writer.len() <= writer {
+                self.by_writer.resize_with(writer + 1, VecDeque::new);
+            }
+            let number = self.popped + self.chunks.len() as u64;
+            self.by_writer[writer].push_back(number);
+        }
         let since = Instant::now();
         self.chunks.push_back(Waiting { chunk, since });
     }
 
     fn pop(&mut self) -> Option<Waiting> {
         let waiting = self.chunks.pop_front()?;
+        if let Some(numbers) = self.by_writer.get_mut(usize::from(waiting.chunk.writer))
+            && waiting.chunk.writer != 0
+        {
+            numbers.pop_front();
+        }
+        self.popped += 1;
         self.lines -= waiting.chunk.count;
         self.bytes -= waiting.chunk.lines.len();
         self.holding -= usize::from(!waiting.chunk.held.is_empty());
@@ -167,9 +195,15 @@ impl Buffer {
             let writer = oldest.chunk.writer;
             if writer != 0 {
                 let Queue {
-                    chunks, holding, ..
+                    chunks,
+                    holding,
+                    by_writer,
+                    popped,
+                    ..
                 } = &mut *queue;
-                match chunks.iter_mut().find(|w| w.chunk.writer == writer) {
+                let next =
+                    queue_index(by_writer, *popped, writer).and_then(|index| chunks.get_mut(index));
+                match next {
                     Some(next) => out
                         .answers
                         .push(Queue::take_held(&mut next.chunk.held, holding)),
@@ -499,20 +533,22 @@ impl Thread {
         }
         let buffer = Arc::clone(&self.buffer);
         let mut queue = buffer.lock();
-        let mut lines = 0;
+        let (mut lines, mut bytes) = (0, 0);
+        let fits = |lines: u64, bytes: usize, chunk: &Chunk| {
+            lines + chunk.count <= BATCH_LINES && bytes + chunk.lines.len() <= BATCH_BYTES
+        };
         while let Some(front) = queue.chunks.front() {
-            if !self.batch.is_empty() && lines + front.chunk.count > BATCH_LINES {
+            if !self.batch.is_empty() && !fits(lines, bytes, &front.chunk) {
                 break;
             }
             let Some(waiting) = queue.pop() else {
                 break;
             };
             lines += waiting.chunk.count;
+            bytes += waiting.chunk.lines.len();
             self.batch.push(waiting);
         }
-        if queue.side.count > 0
-            && (self.batch.is_empty() || lines + queue.side.count <= BATCH_LINES)
-        {
+        if queue.side.count > 0 && (self.batch.is_empty() || fits(lines, bytes, &queue.side)) {
             queue.side_in_line(&buffer.chunks);
             if let Some(side) = queue.pop() {
                 lines += side.chunk.count;

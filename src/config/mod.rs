@@ -169,7 +169,8 @@ pub struct ClusterConfig {
     pub prefix: String,
     /// A node's liveness key lives this long; it is refreshed every third of it.
     pub node_ttl: Duration,
-    /// Registry operations kept while Redis is unreachable.
+    /// Registry operations kept while Redis is unreachable; with `events`, also the event
+    /// lines the stream keeps (each buffer its own, of this many).
     pub buffer: usize,
     /// Every journal line also on the stream `{prefix}events` (a sink of its own).
     pub events: bool,
