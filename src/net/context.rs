@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::batch::{Entry, FrameBatch};
 use crate::call::OutcomeLog;
-use crate::clock;
+use crate::clock::{self, WallClock};
 use crate::config::Config;
 use crate::events::{self, Event, Events};
 use crate::mailbox::{ProcessorHandle, Processors, ToProcessor};
@@ -330,6 +330,8 @@ pub struct LoopContext {
     pub holders: VecDeque<(usize, u32, NonZeroU32)>,
     /// The stamp of the next listing.
     pub next_holder_stamp: NonZeroU32,
+    /// How many entries `holders` kept when it was last compacted.
+    pub holders_compacted: usize,
     /// Connections paused by the rate limit, by when (loop ms) their next CALL fits.
     pub rate_waiting: BinaryHeap<Reverse<(u64, usize, u32)>>,
     pub known_identities: Option<Arc<Identities>>,
@@ -339,12 +341,12 @@ pub struct LoopContext {
     pub traces: Arc<TraceList>,
     pub warnings: WarnBudget,
     pub rng: Rng,
-    /// The wall-clock time of this turn ([`LoopContext::begin_turn`]), and its RFC 3339 text
-    /// (None: a clock that cannot be written), rewritten only when its millisecond changed:
-    /// what the Heartbeats the loop answers carry, so answering one reads no clock.
+    /// The wall-clock time of this turn ([`LoopContext::read_wall`]), and its RFC 3339 text
+    /// (empty: a clock that cannot be written), copied from `clock` when it changed: what the
+    /// Heartbeats the loop answers carry, so answering one reads no wall clock.
     pub wall: SystemTime,
-    wall_ms: Option<u64>,
-    pub wall_text: Option<[u8; clock::RFC3339_MILLIS_LEN]>,
+    pub wall_text: String,
+    clock: WallClock,
     /// Numbers the UniqueIds of our CALLs (prefixed with the loop index: unique per process).
     pub next_call_id: u64,
     /// Credentials and certificates connections are checked against.
@@ -381,14 +383,15 @@ impl LoopContext {
             budget_waiting: VecDeque::new(),
             holders: VecDeque::new(),
             next_holder_stamp: NonZeroU32::MIN,
+            holders_compacted: 0,
             rate_waiting: BinaryHeap::new(),
             known_identities,
             journal: events.is_on(),
             traces,
             warnings: WarnBudget::new(WARNINGS_PER_SECOND),
             wall: SystemTime::UNIX_EPOCH,
-            wall_ms: None,
-            wall_text: None,
+            wall_text: String::with_capacity(clock::RFC3339_MILLIS_LEN),
+            clock: WallClock::default(),
             rng: Rng::new(0x9E37_79B9_7F4A_7C15 ^ u64::from(index)),
             next_call_id: 0,
             security,
@@ -408,10 +411,10 @@ impl LoopContext {
     /// Reads the wall clock again (the loop does after delivering processors' answers).
     pub fn read_wall(&mut self) {
         self.wall = SystemTime::now();
-        let ms = clock::epoch_millis(self.wall);
-        if ms != self.wall_ms || ms.is_none() {
-            self.wall_ms = ms;
-            self.wall_text = ms.and_then(clock::format_millis);
+        let text = self.clock.text(self.wall);
+        if text != self.wall_text {
+            self.wall_text.clear();
+            self.wall_text.push_str(text);
         }
     }
 

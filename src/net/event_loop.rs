@@ -398,6 +398,7 @@ impl EventLoop {
                 self.cx.next_holder_stamp = stamp.checked_add(1).unwrap_or(NonZeroU32::MIN);
                 conn.set_holder_stamp(Some(stamp));
                 self.cx.holders.push_back((key, conn.generation, stamp));
+                self.compact_holders();
             }
             (Some(_), false) => conn.set_holder_stamp(None),
             _ => {}
@@ -406,13 +407,21 @@ impl EventLoop {
 
     /// Whether the entry is the current listing of a connection still holding bytes in its
     /// handshake (not a stale one).
-    fn listed(&self, (key, generation, stamp): (usize, u32, NonZeroU32)) -> bool {
-        self.conns.get(key).is_some_and(|conn| {
-            conn.generation == generation
-                && conn.holder_stamp() == Some(stamp)
-                && conn.is_upgrading()
-                && conn.holds_input()
-        })
+    fn listed(&self, entry: (usize, u32, NonZeroU32)) -> bool {
+        listed(&self.conns, entry)
+    }
+
+    /// Stale entries behind a long-lived holder at the front (a peer that stops and starts
+    /// holding, again and again) are dropped once the list has doubled since it was last
+    /// compacted: the list stays within twice its live entries, at O(1) per listing.
+    fn compact_holders(&mut self) {
+        let cx = &mut self.cx;
+        if cx.holders.len() < 64 || cx.holders.len() < 2 * cx.holders_compacted {
+            return;
+        }
+        let conns = &self.conns;
+        cx.holders.retain(|&entry| listed(conns, entry));
+        cx.holders_compacted = cx.holders.len();
     }
 
     /// Each turn, the stale entries at the front of the holders list (upgraded, gone, or done
@@ -774,4 +783,14 @@ impl EventLoop {
             drain.cursor = cursor;
         }
     }
+}
+
+/// See [`EventLoop::listed`].
+fn listed(conns: &Slab<Connection>, (key, generation, stamp): (usize, u32, NonZeroU32)) -> bool {
+    conns.get(key).is_some_and(|conn| {
+        conn.generation == generation
+            && conn.holder_stamp() == Some(stamp)
+            && conn.is_upgrading()
+            && conn.holds_input()
+    })
 }

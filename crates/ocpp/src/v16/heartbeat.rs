@@ -4,10 +4,10 @@
 //! Whether a connection's Heartbeats may be answered early (its charge point Accepted, nothing
 //! of it in flight that the answer could overtake) is the caller's to decide.
 //!
-//! [`answer`] is that shortcut whole, as a pure function: a loop gives it every message of such
-//! a connection. Charge points send Heartbeat as `[2,"<id>","Heartbeat",{}]`; that form (JSON
-//! whitespace allowed between tokens, an id of 1 to 36 printable ASCII characters without
-//! escapes) is recognised and answered here from its bytes. A CALL of another action is told
+//! [`call_id`] then [`write_answer`] are that shortcut whole, as pure functions: a loop gives
+//! `call_id` every message of such a connection. Charge points send Heartbeat as
+//! `[2,"<id>","Heartbeat",{}]`; that form (JSON whitespace allowed between tokens, an id of 1
+//! to 36 printable ASCII characters without escapes) is recognised here from its bytes. A CALL of another action is told
 //! apart from its first tokens, so a MeterValues is not parsed twice (here and by its
 //! processor). Only a Heartbeat written some other way (an escaped or non-ASCII id or action,
 //! a payload with members, ...) goes through the full RPC parse, which decides as it would anywhere.
@@ -43,28 +43,6 @@ pub fn parsed_call_id(text: &str) -> Option<Cow<'_, str>> {
             Some(unique_id)
         }
         _ => None,
-    }
-}
-
-/// When `text` is a CALL of Heartbeat, appends its whole answer
-/// `[3,"<unique_id>",{"currentTime":"<time>"}]` to `out` and returns where its payload lies
-/// (the journal records it); None (and nothing appended) for anything else. `time` is RFC 3339
-/// text, never empty.
-pub fn answer(text: &str, time: &str, out: &mut Vec<u8>) -> Option<Range<usize>> {
-    match shape(text) {
-        Shape::Plain(unique_id) => {
-            // Printable ASCII without quotes or backslashes: written as it came, as
-            // `rpc::write_call_result_head` would write it.
-            out.extend_from_slice(b"[3,\"");
-            out.extend_from_slice(unique_id.as_bytes());
-            out.extend_from_slice(b"\",");
-            Some(finish_answer(out, time))
-        }
-        Shape::Other => None,
-        Shape::Unsure => {
-            let unique_id = parsed_call_id(text)?;
-            Some(write_answer(out, &unique_id, time))
-        }
     }
 }
 
@@ -179,11 +157,6 @@ pub fn write_conf(out: &mut Vec<u8>, time: &str) {
 /// payload lies in `out` (the journal records it).
 pub fn write_answer(out: &mut Vec<u8>, unique_id: &str, time: &str) -> Range<usize> {
     rpc::write_call_result_head(out, unique_id);
-    finish_answer(out, time)
-}
-
-/// Appends the answer's payload and its end, after its head.
-fn finish_answer(out: &mut Vec<u8>, time: &str) -> Range<usize> {
     let start = out.len();
     write_conf(out, time);
     let end = out.len();
@@ -282,12 +255,6 @@ mod tests {
         let mut plain = 0;
         for text in variants() {
             assert_eq!(call_id(&text), parsed_call_id(&text), "{text:?}");
-            let mut fast = b"xx".to_vec();
-            let range = answer(&text, "2026-12-06T10:00:00.120Z", &mut fast);
-            let mut slow = b"xx".to_vec();
-            let expected = parsed_call_id(&text)
-                .map(|id| write_answer(&mut slow, &id, "2026-12-06T10:00:00.120Z"));
-            assert_eq!((range, &fast), (expected, &slow), "{text:?}");
             plain += usize::from(matches!(shape(&text), Shape::Plain(_)));
         }
         // Type 2, a plain valid id (2 of them), Heartbeat, `{}` or `{ }`, `]` or `] `.
