@@ -40,11 +40,16 @@ impl TlsConn {
 /// A connection in its handshake (a client's: in any state), with rustls's whole state.
 pub(super) struct Handshake {
     conn: TlsConn,
+    /// close_notify is to be sent once the handshake allows it.
+    pub close_wanted: bool,
 }
 
 impl Handshake {
     pub(super) fn new(conn: TlsConn) -> Handshake {
-        Handshake { conn }
+        Handshake {
+            conn,
+            close_wanted: false,
+        }
     }
 
     pub(super) fn is_handshaking(&self) -> bool {
@@ -83,7 +88,7 @@ impl Handshake {
     }
 
     /// Runs rustls over `cipher` until it needs more input or can write. Returns the bytes of
-    /// `cipher` consumed, what was opened, and whether `seal` (and close_notify, when asked)
+    /// `cipher` consumed, what was opened, and whether `seal` (and close_notify, when wanted)
     /// went out.
     pub(super) fn drive(
         &mut self,
@@ -91,8 +96,8 @@ impl Handshake {
         plain: Option<&mut [u8]>,
         out: &mut Vec<u8>,
         seal: &[u8],
-        close_notify: bool,
     ) -> Result<(usize, Opened, bool), TlsError> {
+        let close_notify = self.close_wanted;
         let conn = &mut self.conn;
         let mut sink = Sink {
             plain: plain.map(|p| (p, 0)),
@@ -127,6 +132,9 @@ impl Handshake {
                     return Err(e);
                 }
             }
+        }
+        if sink.sealed && close_notify {
+            self.close_wanted = false;
         }
         let opened = Opened {
             plain: sink.plain.map_or(0, |(_, used)| used),

@@ -91,8 +91,6 @@ pub struct TlsLayer {
     /// Plaintext given before the handshake finished (a client's first request), sealed as soon
     /// as it can be.
     waiting: Held,
-    /// close_notify is to be sent once the handshake allows it.
-    close_wanted: bool,
 }
 
 impl TlsLayer {
@@ -110,7 +108,6 @@ impl TlsLayer {
             peer: Peer::default(),
             incoming: Held::default(),
             waiting: Held::default(),
-            close_wanted: false,
         }
     }
 
@@ -209,7 +206,7 @@ impl TlsLayer {
 
     /// Starts a client's handshake (its ClientHello goes to `out`); nothing for a server.
     pub fn start(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
-        self.drive(&mut [], None, out, &[], false).map(|_| ())
+        self.handshake()?.drive(&mut [], None, out, &[]).map(|_| ())
     }
 
     /// Consumes the ciphertext in `cipher` (held bytes first, see [`TlsLayer::restore`]):
@@ -227,7 +224,9 @@ impl TlsLayer {
             State::Gone => return Err(TlsError::Unexpected("connection lost its keys")),
             State::Handshake(_) => {
                 let waiting = self.waiting.take(gauge);
-                let result = self.drive(cipher, Some(plain), out, &waiting, self.close_wanted);
+                let result = self
+                    .handshake()
+                    .and_then(|handshake| handshake.drive(cipher, Some(plain), out, &waiting));
                 let (consumed, opened, sealed) = match result {
                     Ok(done) => done,
                     Err(e) => {
@@ -266,7 +265,9 @@ impl TlsLayer {
             return Ok(());
         }
         let mut incoming = self.incoming.take(gauge);
-        let result = self.drive(&mut incoming, None, out, plain, self.close_wanted);
+        let result = self
+            .handshake()
+            .and_then(|handshake| handshake.drive(&mut incoming, None, out, plain));
         self.incoming.put(gauge, incoming);
         let (consumed, _, sealed) = result?;
         self.incoming.consume(gauge, consumed);
@@ -281,12 +282,15 @@ impl TlsLayer {
         if let State::Established(records) = &mut self.state {
             return records.close_notify(out);
         }
-        self.close_wanted = true;
-        if self.is_handshaking() {
+        let handshake = self.handshake()?;
+        handshake.close_wanted = true;
+        if handshake.is_handshaking() {
             return Ok(());
         }
         let mut incoming = self.incoming.take(gauge);
-        let result = self.drive(&mut incoming, None, out, &[], true);
+        let result = self
+            .handshake()
+            .and_then(|handshake| handshake.drive(&mut incoming, None, out, &[]));
         self.incoming.put(gauge, incoming);
         let (consumed, _, _) = result?;
         self.incoming.consume(gauge, consumed);
@@ -299,24 +303,12 @@ impl TlsLayer {
         self.waiting.clear(gauge);
     }
 
-    /// Runs the handshake phase's rustls over `cipher` ([`Handshake::drive`]); close_notify,
-    /// once it went out, is no longer wanted.
-    fn drive(
-        &mut self,
-        cipher: &mut [u8],
-        plain: Option<&mut [u8]>,
-        out: &mut Vec<u8>,
-        seal: &[u8],
-        close_notify: bool,
-    ) -> Result<(usize, Opened, bool), TlsError> {
-        let State::Handshake(handshake) = &mut self.state else {
-            return Err(TlsError::Unexpected("rustls is gone"));
-        };
-        let done = handshake.drive(cipher, plain, out, seal, close_notify)?;
-        if done.2 && close_notify {
-            self.close_wanted = false;
+    /// The handshake phase, which rustls runs (an error once it is gone).
+    fn handshake(&mut self) -> Result<&mut Handshake, TlsError> {
+        match &mut self.state {
+            State::Handshake(handshake) => Ok(handshake),
+            _ => Err(TlsError::Unexpected("rustls is gone")),
         }
-        Ok(done)
     }
 }
 
