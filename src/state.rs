@@ -334,10 +334,12 @@ fn write(
                     if pending.len() > 8 { ", ..." } else { "" }
                 );
             }
+            let written = pending.len();
             pending.clear();
-            if pending.capacity() > 1024 {
+            if pending.capacity() > 1024 && written < 256 {
                 // A burst's table is not kept for life (at 19,000 charge points a table of
-                // 4,096 kept about 38 bytes per connection): a commit's usual few fit in 256.
+                // 4,096 kept about 38 bytes per connection): once commits are small again (a
+                // commit's usual few fit in 256), it shrinks; steady large commits keep it.
                 pending.shrink_to(256);
             }
             true
