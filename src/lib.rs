@@ -1,7 +1,7 @@
 //! ocpp-gateway: an OCPP 1.6J, 2.0.1 and 2.1 central-system gateway for extreme connection
 //! counts.
-//! Billing answers (Start/StopTransaction, MeterValues) go out only once every place that keeps
-//! them (journal, Kafka, state file) has them.
+//! Billing answers (Start/StopTransaction, MeterValues, TransactionEvent) go out only once every
+//! place that keeps them (journal, Kafka, the Redis events stream, state file) has them.
 //!
 //! ```text
 //!                 SO_REUSEPORT: the kernel spreads accepts over the loops
