@@ -26,6 +26,8 @@ fn silent_and_half_requests_are_closed() {
         let answer = read_to_close(stream);
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     }
-    let stats = server.wait_for("both timeouts", |s| s.handshake_timeouts == 2);
-    assert_eq!(stats.connections, 0);
+    // Each counter is bumped just before its connection leaves the gauge: wait for both.
+    server.wait_for("both timeouts and both closed", |s| {
+        s.handshake_timeouts == 2 && s.connections == 0
+    });
 }
