@@ -67,7 +67,7 @@ impl Connection {
         let mut frame = mem::take(&mut cx.scratch);
         frame.clear();
         frame.extend_from_slice(&[0; websocket::HEADER_ROOM]);
-        let answer_range = v16::heartbeat::write_answer(&mut frame, &unique_id, &cx.wall_text);
+        let answer_range = v16::heartbeat::write_answer(&mut frame, unique_id, &cx.wall_text);
         let start = websocket::seal_text(&mut frame, 0);
         if let Some(session) = self.session()
             && !cx.traces.is_empty()

@@ -4,15 +4,19 @@
 //! Whether a connection's Heartbeats may be answered early (its charge point Accepted, nothing
 //! of it in flight that the answer could overtake) is the caller's to decide.
 //!
-//! [`call_id`] then [`write_answer`] are that shortcut whole, as pure functions: a loop gives
-//! `call_id` every message of such a connection. Charge points send Heartbeat as
-//! `[2,"<id>","Heartbeat",{}]`; that form (JSON whitespace allowed between tokens, an id of 1
-//! to 36 printable ASCII characters without escapes) is recognised here from its bytes. A CALL of another action is told
-//! apart from its first tokens, so a MeterValues is not parsed twice (here and by its
-//! processor). Only a Heartbeat written some other way (an escaped or non-ASCII id or action,
-//! a payload with members, ...) goes through the full RPC parse, which decides as it would anywhere.
-//! `tests` checks the recognizer against that parse on every variant it generates, as does the
-//! `rpc_envelope` fuzz target.
+//! [`call_id`] then [`write_answer`] are that shortcut whole, as pure functions that need
+//! nothing else of the crate: a loop gives `call_id` every message of such a connection.
+//! Charge points send Heartbeat as `[2,"<id>","Heartbeat",{}]`; that form (JSON whitespace
+//! allowed between tokens, an id of 1 to 36 printable ASCII characters without escapes) is
+//! recognised here from its bytes. A CALL of another action is told apart from its first
+//! tokens, so a MeterValues is not parsed twice (here and by its processor). Anything else,
+//! a Heartbeat written some other way included (an escaped or non-ASCII id or action, a
+//! payload with members, ...), is None: its processor parses it fully and answers it as it
+//! answers any message. A [`PlainId`] needs no escaping, so the answer is written as it is.
+//! `tests` holds the recognizer to the full RPC parse on every variant it generates (whatever
+//! it answers is a Heartbeat CALL with that id; the usual forms are all answered), and its
+//! answer to `rpc`'s CALLRESULT writer; the `rpc_envelope` fuzz target checks the first on
+//! every input.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -20,18 +24,29 @@ use std::ops::Range;
 use crate::rpc::{self, Frame};
 use crate::v16::{HeartbeatRequest, decode};
 
-/// The unique id of `text` when it is a CALL of Heartbeat with a valid payload; None for
-/// anything else (which then takes the ordinary way, with its ordinary errors).
-pub fn call_id(text: &str) -> Option<Cow<'_, str>> {
-    match shape(text) {
-        Shape::Plain(unique_id) => Some(Cow::Borrowed(unique_id)),
-        Shape::Other => None,
-        Shape::Unsure => parsed_call_id(text),
+/// A CALL's unique id of 1 to 36 printable ASCII characters, neither `"` nor `\\`: written
+/// into JSON as it is. Only [`call_id`] makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlainId<'a>(&'a str);
+
+impl<'a> PlainId<'a> {
+    pub fn as_str(&self) -> &'a str {
+        self.0
     }
 }
 
-/// [`call_id`] by the full RPC parse and payload check, what the recognizer must agree with
-/// (public for the `rpc_envelope` fuzz target).
+/// The unique id of `text` when it is a Heartbeat CALL in the usual form (see the module
+/// doc); None for anything else, which takes the ordinary way with its ordinary answer.
+pub fn call_id(text: &str) -> Option<PlainId<'_>> {
+    match shape(text) {
+        Shape::Plain(unique_id) => Some(PlainId(unique_id)),
+        Shape::Other | Shape::Unsure => None,
+    }
+}
+
+/// The unique id of `text` by the full RPC parse and payload check when it is a Heartbeat CALL
+/// written any way: what [`call_id`] must agree with whenever it answers (public for the
+/// `rpc_envelope` fuzz target).
 #[doc(hidden)]
 pub fn parsed_call_id(text: &str) -> Option<Cow<'_, str>> {
     match rpc::parse_frame(text) {
@@ -53,7 +68,7 @@ enum Shape<'a> {
     Plain(&'a str),
     /// Certainly not one: not a CALL, or a CALL of another action, or not valid JSON.
     Other,
-    /// A Heartbeat CALL written some other way: only the full parse can tell.
+    /// Perhaps a Heartbeat CALL written some other way: only the full parse can tell.
     Unsure,
 }
 
@@ -154,13 +169,15 @@ pub fn write_conf(out: &mut Vec<u8>, time: &str) {
 }
 
 /// Appends the whole answer `[3,"<unique_id>",{"currentTime":"<time>"}]`; returns where its
-/// payload lies in `out` (the journal records it).
-pub fn write_answer(out: &mut Vec<u8>, unique_id: &str, time: &str) -> Range<usize> {
-    rpc::write_call_result_head(out, unique_id);
+/// payload lies in `out` (the journal records it). The id needs no escaping (a [`PlainId`]).
+pub fn write_answer(out: &mut Vec<u8>, unique_id: PlainId<'_>, time: &str) -> Range<usize> {
+    out.extend_from_slice(b"[3,\"");
+    out.extend_from_slice(unique_id.0.as_bytes());
+    out.extend_from_slice(b"\",");
     let start = out.len();
     write_conf(out, time);
     let end = out.len();
-    out.push(rpc::CALL_RESULT_END);
+    out.push(b']');
     start..end
 }
 
@@ -171,11 +188,12 @@ mod tests {
 
     #[test]
     fn only_a_valid_heartbeat_call_is_one() {
-        assert_eq!(call_id(r#"[2,"h1","Heartbeat",{}]"#).as_deref(), Some("h1"));
-        assert_eq!(
-            call_id(r#"[2,"h\"2","Heartbeat",{}]"#).as_deref(),
-            Some("h\"2")
-        );
+        let id = |text| call_id(text).map(|id| id.as_str());
+        assert_eq!(id(r#"[2,"h1","Heartbeat",{}]"#), Some("h1"));
+        // A Heartbeat all the same, but its id would need escaping: its processor answers it.
+        let escaped = r#"[2,"h\"2","Heartbeat",{}]"#;
+        assert_eq!(id(escaped), None);
+        assert_eq!(parsed_call_id(escaped).as_deref(), Some("h\"2"));
         for other in [
             r#"[2,"h1","Heartbeat",{"extra":1}]"#,
             r#"[2,"h1","heartbeat",{}]"#,
@@ -184,7 +202,7 @@ mod tests {
             r#"[2,"h1","Heartbeat"]"#,
             "not json",
         ] {
-            assert_eq!(call_id(other), None, "{other}");
+            assert_eq!(id(other), None, "{other}");
         }
     }
 
@@ -252,13 +270,24 @@ mod tests {
 
     #[test]
     fn the_recognizer_agrees_with_the_full_parse() {
-        let mut plain = 0;
+        let (mut plain, mut by_processor) = (0, 0);
         for text in variants() {
-            assert_eq!(call_id(&text), parsed_call_id(&text), "{text:?}");
-            plain += usize::from(matches!(shape(&text), Shape::Plain(_)));
+            let parsed = parsed_call_id(&text);
+            match call_id(&text) {
+                Some(id) => {
+                    assert_eq!(parsed.as_deref(), Some(id.as_str()), "{text:?}");
+                    plain += 1;
+                }
+                None => by_processor += usize::from(parsed.is_some()),
+            }
+            if shape(&text) == Shape::Other {
+                assert_eq!(parsed, None, "{text:?}: ruled out, yet a Heartbeat");
+            }
         }
         // Type 2, a plain valid id (2 of them), Heartbeat, `{}` or `{ }`, `]` or `] `.
         assert_eq!(plain, 8, "the usual form is read from its bytes");
+        // Escaped ids and actions, `{"customData":{}}`: Heartbeats the processor answers.
+        assert!(by_processor > 0);
         for usual in [
             r#"[2,"h1","Heartbeat",{}]"#,
             "[2, \"h1\", \"Heartbeat\", {}]",
@@ -283,16 +312,55 @@ mod tests {
     fn the_answer_is_a_valid_heartbeat_conf() {
         let time = "2026-12-06T10:00:00.120Z";
         let mut out = b"xx".to_vec();
-        let payload = write_answer(&mut out, "id\"1", time);
+        let id = call_id(r#"[2,"id'1","Heartbeat",{}]"#).unwrap();
+        let payload = write_answer(&mut out, id, time);
         let text = std::str::from_utf8(&out[2..]).unwrap();
         assert_eq!(
             text,
-            r#"[3,"id\"1",{"currentTime":"2026-12-06T10:00:00.120Z"}]"#
+            r#"[3,"id'1",{"currentTime":"2026-12-06T10:00:00.120Z"}]"#
         );
         let payload = std::str::from_utf8(&out[payload]).unwrap();
         let raw = serde_json::value::RawValue::from_string(payload.to_owned()).unwrap();
         validate_response(Action::Heartbeat, &raw).unwrap();
         let conf: HeartbeatResponse = decode(&raw).unwrap();
         assert_eq!(conf.current_time.as_str(), time);
+    }
+
+    /// Written as it is, the id comes out as `rpc`'s escaping writer would write it.
+    #[test]
+    fn the_answer_is_what_the_rpc_writer_writes() {
+        let time = "2026-12-06T10:00:00.120Z";
+        let mut conf = Vec::new();
+        write_conf(&mut conf, time);
+        let conf = std::str::from_utf8(&conf).unwrap();
+        let printable = (0x20u8..0x7F).map(char::from);
+        let ids: Vec<String> = printable
+            .clone()
+            .map(String::from)
+            .chain([
+                printable
+                    .filter(|c| !matches!(c, '"' | '\\'))
+                    .take(36)
+                    .collect(),
+                "x".repeat(36),
+            ])
+            .collect();
+        let mut answered = 0;
+        for id in &ids {
+            let text = format!(
+                r#"[2,{},"Heartbeat",{{}}]"#,
+                serde_json::to_string(id).unwrap()
+            );
+            let Some(plain) = call_id(&text) else {
+                assert!(id.contains(['"', '\\']) || id.len() > 36, "{id:?}");
+                continue;
+            };
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            write_answer(&mut ours, plain, time);
+            rpc::write_call_result(&mut theirs, id, conf);
+            assert_eq!(ours, theirs, "{id:?}");
+            answered += 1;
+        }
+        assert_eq!(answered, ids.len() - 2);
     }
 }
