@@ -287,6 +287,11 @@ fn delete_connection_closes_with_1000_and_404s_when_not_connected() {
     let frame = expect_close(&mut cp).expect("a close frame");
     assert_eq!(u16::from(frame.code), 1000);
     server.wait_for("closed", |s| s.connections == 0);
+    // The processor learns of the close from its loop a moment after the gauge drops.
+    wait_until("the processor to see it closed", || {
+        let detail = http(admin, "GET", "/api/v1/chargepoints/CP-DEL", None, None);
+        detail.json()["connected"] == false
+    });
     let again = http(
         admin,
         "DELETE",

@@ -60,10 +60,15 @@ fn metrics_parse_and_match_the_traffic() {
     assert_eq!(invalid[0], 4);
     let closing = clients.pop().unwrap();
     drop(closing); // a TCP close without a close frame
-    server.wait_for("one connection gone", |s| s.connections == 2);
-    // The loops answer Heartbeats themselves; their processors count them a moment later.
+    // The total gauge drops just before the loop's own.
+    server.wait_for("one connection gone", |s| {
+        s.connections == 2 && s.loop_connections.iter().sum::<usize>() == 2
+    });
+    // The loops answer Heartbeats themselves; their processors count them a moment later
+    // (the total just before the action's).
+    let heartbeat = ocpp::v16::Action::Heartbeat.index();
     server.wait_for("every CALL counted by the processors", |s| {
-        s.calls_handled >= 3 + 12 + 2
+        s.calls_handled >= 3 + 12 + 2 && s.calls_in_by_action.get(heartbeat) == Some(&12)
     });
 
     let reply = http(server.admin(), "GET", "/metrics", None, None);

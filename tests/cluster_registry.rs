@@ -48,8 +48,11 @@ fn the_newest_connection_wins_across_nodes_and_the_registry_follows() {
     wait_until("CP-X registered on node-b", || {
         redis.owner(key).as_deref() == Some("node-b")
     });
-    // A's disconnect reached Redis and did not remove B's entry.
-    a.wait_for("A's connect and disconnect written", |s| s.cluster_ops >= 2);
+    // A's disconnect reached Redis and did not remove B's entry. A wrote three operations:
+    // the connect, the state its boot changed, the disconnect.
+    a.wait_for("A's connect, state and disconnect written", |s| {
+        s.cluster_ops >= 3
+    });
     assert_eq!(redis.owner(key).as_deref(), Some("node-b"));
     assert_eq!(a.stats().cluster_takeovers, 1);
 

@@ -33,8 +33,8 @@ fn sends_past_the_journal_allowance_are_counted_not_journaled() {
         let send = json!([6, format!("s{i}"), "NotifyPeriodicEventStream", payload]);
         station.send(Message::text(send.to_string())).unwrap();
     }
-    // The Heartbeat goes to the processor behind the SENDs (they are in flight), so its answer
-    // says they were all handled.
+    // The Heartbeat's answer says the SENDs were all read (SENDs wait for no answer, so the
+    // loop may answer it itself); their processor counts them a moment later.
     let reply = call_v201(&mut station, "h1", "Heartbeat", json!({}));
     assert_eq!(reply[0], 3, "{reply}");
     server.wait_for("every SEND counted", |s| s.sends_received == sends);

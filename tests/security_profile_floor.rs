@@ -153,6 +153,13 @@ fn the_global_minimum_and_a_pinned_identity() {
     heartbeat_works(&mut secured);
     drop(secured);
     server.wait_for("CP4 gone", |s| s.connections == 0);
+    // The processor learns of the close from its loop a moment after the gauge drops; until
+    // then a newcomer would be a refused takeover.
+    let admin = server.admin();
+    wait_until("the processor to see CP4 gone", || {
+        let detail = http(admin, "GET", "/api/v1/chargepoints/CP4", None, None);
+        detail.json()["connected"] == false
+    });
     let mut open = connect_as(open_port, "CP4", None).expect("pinned to profile 0");
     heartbeat_works(&mut open);
     assert_eq!(server.stats().profile_refusals, 2);
