@@ -319,8 +319,8 @@ impl Processor {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        let due = (now + renew_before).as_secs() as i64;
-        for (conn, cp, call) in self.shard.certificates_due(due, per_scan) {
+        let (now, renew_before) = (now.as_secs() as i64, renew_before.as_secs() as i64);
+        for (conn, cp, call) in self.shard.certificates_due(now, renew_before, per_scan) {
             let (call, _outcome) = OutboundCall::new(call.action, call.payload);
             let call = call.reported(cp, Arc::clone(&self.stats), self.events.clone());
             self.loops.send(conn, ToLoop::Call { conn, call });

@@ -92,11 +92,12 @@ impl Pki {
         self.client_with(cn, |_| {})
     }
 
-    /// The same, valid from a day ago for `days` from now.
+    /// The same, issued a year ago and valid for `days` from now (a certificate of a normal
+    /// life coming to its end).
     pub fn client_for_days(&self, cn: &str, days: i64) -> ClientCert {
         let now = time::OffsetDateTime::now_utc();
         self.client_with(cn, |params| {
-            params.not_before = now - time::Duration::days(1);
+            params.not_before = now - time::Duration::days(365);
             params.not_after = now + time::Duration::days(days);
         })
     }

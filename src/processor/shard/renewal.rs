@@ -4,6 +4,11 @@
 //! SignChargePointCertificate (1.6 security extension), TriggerMessage
 //! SignChargingStationCertificate (2.0.1). The charge point then sends SignCertificate, which
 //! the handlers answer as any other.
+//!
+//! A certificate is asked about once, and only when its renewal can gain something: not when
+//! it ends with the gateway's own CA, which cannot sign past its end; and a certificate whose
+//! whole life is shorter than `renew_before` (a backend that signs short ones) is due from its
+//! first day, so it is asked at half its life instead, not again the moment it is renewed.
 
 use super::*;
 
@@ -27,14 +32,17 @@ pub fn renewal_call(version: Version) -> Box<FollowUp> {
 }
 
 impl Shard {
-    /// Counts the connected charge points whose certificate expires before `due` (seconds since
-    /// the epoch) into the `certificates_expiring` gauge, and returns the renewal calls for at
-    /// most `budget` of the accepted ones not asked yet (each is asked once per certificate).
+    /// Counts the connected charge points whose certificate expires within `renew_before` of
+    /// `now` (seconds, since the epoch) into the `certificates_expiring` gauge, and returns the
+    /// renewal calls for at most `budget` of the accepted ones not asked yet (each is asked
+    /// once per certificate, when renewing it gains something: see the module doc).
     pub fn certificates_due(
         &mut self,
-        due: i64,
+        now: i64,
+        renew_before: i64,
         mut budget: usize,
     ) -> Vec<(ConnId, ChargePointId, Box<FollowUp>)> {
+        let due = now.saturating_add(renew_before);
         // A CA that ends within the window signs certificates that end with it, due at once:
         // asking those again would go round after every renewal until the CA is replaced. So
         // only certificates ending before the CA are asked (a renewal takes them to its end;
@@ -73,9 +81,21 @@ impl Shard {
                 continue;
             }
             expiring += 1;
+            let life = certificate.not_after.saturating_sub(certificate.not_before);
+            let short_lived = life <= renew_before;
+            if short_lived && !self.short_lived_told {
+                self.short_lived_told = true;
+                warn!(
+                    "cp={cp} client certificate {} lives {life} s, less than \
+                     security.renew_before: such certificates are asked to renew at half their \
+                     life (processor={}; said once)",
+                    certificate.serial, self.index
+                );
+            }
             if budget > 0
                 && !shown.renewal_asked
                 && certificate.not_after < ask_before
+                && (!short_lived || certificate.not_after.saturating_sub(now) <= life / 2)
                 && entry.state.registration == Registration::Accepted
             {
                 budget -= 1;

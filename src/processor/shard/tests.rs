@@ -141,7 +141,8 @@ impl Rig {
         self.handle(&batch);
     }
 
-    /// Connects `cp` over profile 3 with a certificate of `serial` expiring at `not_after`.
+    /// Connects `cp` over profile 3 with a certificate of `serial` expiring at `not_after`
+    /// (valid since long ago).
     fn connect_certified(
         &mut self,
         cp: &str,
@@ -151,6 +152,7 @@ impl Rig {
     ) {
         let facts = CertificateFacts {
             serial: serial.into(),
+            not_before: LONG_AGO,
             not_after,
         };
         self.connect_with(
@@ -333,6 +335,9 @@ fn a_connection_below_the_profile_authenticated_at_before_is_closed() {
     assert_eq!(rig.shard.connection_of("CP1"), None);
 }
 
+/// A certificate's notBefore long before any time these tests use (1938).
+const LONG_AGO: i64 = -1_000_000_000;
+
 // Messages.
 
 #[test]
@@ -347,10 +352,10 @@ fn certificates_coming_due_are_counted_and_each_asked_about_once() {
     let asked = |calls: &[(ConnId, ChargePointId, Box<FollowUp>)]| -> Vec<String> {
         calls.iter().map(|(_, cp, _)| cp.to_string()).collect()
     };
-    let calls = rig.shard.certificates_due(5_000, 0);
+    let calls = rig.shard.certificates_due(0, 5_000, 0);
     assert!(calls.is_empty(), "no budget, nobody asked");
     assert_eq!(rig.shard.stats().certificates_expiring.get(), 2);
-    let calls = rig.shard.certificates_due(5_000, 10);
+    let calls = rig.shard.certificates_due(0, 5_000, 10);
     assert_eq!(asked(&calls), ["CP1"]);
     assert_eq!(
         calls[0].2.action,
@@ -358,17 +363,17 @@ fn certificates_coming_due_are_counted_and_each_asked_about_once() {
     );
     assert!(rig.view("CP1").client_certificate.unwrap().renewal_asked);
     assert!(
-        rig.shard.certificates_due(5_000, 10).is_empty(),
+        rig.shard.certificates_due(0, 5_000, 10).is_empty(),
         "asked once"
     );
     // A new connection with a new certificate is a new question; with the same one it is not.
     rig.connect_certified("CP1", conn(4), 4, ("01", 1_000));
-    assert!(rig.shard.certificates_due(5_000, 10).is_empty());
+    assert!(rig.shard.certificates_due(0, 5_000, 10).is_empty());
     rig.connect_certified("CP1", conn(5), 5, ("04", 3_000));
-    assert_eq!(asked(&rig.shard.certificates_due(5_000, 10)), ["CP1"]);
+    assert_eq!(asked(&rig.shard.certificates_due(0, 5_000, 10)), ["CP1"]);
     // Disconnected: no longer counted.
     rig.disconnect("CP1", conn(5));
-    rig.shard.certificates_due(5_000, 10);
+    rig.shard.certificates_due(0, 5_000, 10);
     assert_eq!(rig.shard.stats().certificates_expiring.get(), 1);
     assert_eq!(rig.shard.stats().renewals_triggered.get(), 2);
 }
@@ -388,8 +393,8 @@ fn while_the_ca_ends_within_the_window_only_certificates_ending_before_it_are_as
     rig.connect_certified("CP2", conn(2), 2, ("02", ca_end - 86_400));
     rig.boot("CP2", conn(2));
     // A window reaching past the CA's end.
-    let beyond_the_ca = ca_end + 1_000;
-    let calls = rig.shard.certificates_due(beyond_the_ca, 10);
+    let (now, beyond_the_ca) = (ca_end - 1_000, 2_000);
+    let calls = rig.shard.certificates_due(now, beyond_the_ca, 10);
     let asked: Vec<String> = calls.iter().map(|(_, cp, _)| cp.to_string()).collect();
     assert_eq!(
         asked,
@@ -403,8 +408,65 @@ fn while_the_ca_ends_within_the_window_only_certificates_ending_before_it_are_as
     );
     // CP2 renewed: its new certificate ends with the CA; no more questions.
     rig.connect_certified("CP2", conn(3), 3, ("03", ca_end));
-    assert!(rig.shard.certificates_due(beyond_the_ca, 10).is_empty());
+    assert!(
+        rig.shard
+            .certificates_due(now, beyond_the_ca, 10)
+            .is_empty()
+    );
     assert_eq!(rig.shard.stats().renewals_triggered.get(), 1);
+}
+
+#[test]
+fn a_certificate_shorter_lived_than_the_window_is_asked_at_half_its_life() {
+    const DAY: i64 = 86_400;
+    let mut rig = Rig::new(shard(10));
+    let (start, renew_before) = (1_000_000_000, 30 * DAY);
+    // A backend signs 7-day certificates; another charge point has a 60-day one.
+    let week = |serial: &str, from: i64| CertificateFacts {
+        serial: serial.into(),
+        not_before: from,
+        not_after: from + 7 * DAY,
+    };
+    rig.connect_with(
+        "CP1",
+        conn(1),
+        1,
+        (Auth::Certificate, Profile::MutualTls),
+        Some(week("01", start)),
+    );
+    rig.boot("CP1", conn(1));
+    let long = CertificateFacts {
+        serial: "02".into(),
+        not_before: start - 40 * DAY,
+        not_after: start + 20 * DAY,
+    };
+    let mutual = (Auth::Certificate, Profile::MutualTls);
+    rig.connect_with("CP2", conn(2), 2, mutual, Some(long));
+    rig.boot("CP2", conn(2));
+    let asked = |calls: Vec<(ConnId, ChargePointId, Box<FollowUp>)>| -> Vec<String> {
+        calls.iter().map(|(_, cp, _)| cp.to_string()).collect()
+    };
+    // Both due; the week-long one only at half its life, the other at once.
+    let now = start + DAY;
+    assert_eq!(
+        asked(rig.shard.certificates_due(now, renew_before, 10)),
+        ["CP2"]
+    );
+    assert_eq!(rig.shard.stats().certificates_expiring.get(), 2);
+    let now = start + 4 * DAY;
+    assert_eq!(
+        asked(rig.shard.certificates_due(now, renew_before, 10)),
+        ["CP1"]
+    );
+    // Renewed for another week: not asked again the moment it is shown, but at its half.
+    rig.connect_with("CP1", conn(3), 3, mutual, Some(week("03", now)));
+    assert!(rig.shard.certificates_due(now, renew_before, 10).is_empty());
+    let later = now + 3 * DAY + DAY / 2;
+    assert_eq!(
+        asked(rig.shard.certificates_due(later, renew_before, 10)),
+        ["CP1"]
+    );
+    assert_eq!(rig.shard.stats().renewals_triggered.get(), 3);
 }
 
 /// When the shard's signing CA ends, in seconds since the epoch.

@@ -34,11 +34,13 @@ pub fn certificate_id(issuer: &[u8], serial: &[u8]) -> CertificateId {
 }
 
 /// What the gateway keeps of a client certificate to watch its renewal: its serial number and
-/// when it expires.
+/// when it is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFacts {
     /// Hex, as the certificate writes it (leading zero bytes included).
     pub serial: Box<str>,
+    /// notBefore, seconds since the Unix epoch.
+    pub not_before: i64,
     /// notAfter, seconds since the Unix epoch.
     pub not_after: i64,
 }
@@ -61,6 +63,7 @@ pub(super) fn leaf_facts(
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
             .into(),
+        not_before: parsed.validity().not_before.timestamp(),
         not_after: parsed.validity().not_after.timestamp(),
     };
     let id = certificate_id(parsed.issuer().as_raw(), parsed.raw_serial());
