@@ -6,8 +6,11 @@
 //!   the same calls it makes: `Shard::handle_batch` parses the envelope, looks the charge point
 //!   up, checks the payload against the Heartbeat schema, writes `[3,"<id>",{"currentTime":..}]`
 //!   into the loop's reply batch and puts the WebSocket frame header in front of it.
-//! - `heartbeat/with_journal`: the same with the journal on: two lines rendered into the
-//!   processor's chunk (the journal thread's write is not counted).
+//! - `heartbeat/with_journal`: the same with the journal on: two lines rendered by the
+//!   journal's writer into the processor's chunk, handed over (the journal thread's write is
+//!   not counted). `with_journal_and_stream`: the journal and the Redis events stream, as the
+//!   gateway joins them (each line rendered once, copied into the second chunk);
+//!   `..._apart`: the same two sinks with a writer each (each line rendered twice).
 //! - `heartbeat/clock_text`: the RFC 3339 time an answer carries, refreshed once per
 //!   millisecond per processor.
 //! - `parse_frame/{heartbeat,boot_notification}`: the envelope alone, for the smallest CALL and
@@ -27,8 +30,9 @@ use ocpp::rpc::{Frame, parse_frame};
 use ocpp_gateway::batch::{Entry, FrameBatch, Recycle, ReplyBatch};
 use ocpp_gateway::clock::WallClock;
 use ocpp_gateway::config;
-use ocpp_gateway::events::{Event, EventWriter};
-use ocpp_gateway::journal::line;
+use ocpp_gateway::events::{EventSink, EventWriter, Tee};
+use ocpp_gateway::journal::Lines;
+use ocpp_gateway::journal::testing::RecyclingSink;
 use ocpp_gateway::policy::TransactionIds;
 use ocpp_gateway::processor::handlers::{Policy, Signer};
 use ocpp_gateway::processor::shard::{Outputs, Shard};
@@ -62,28 +66,8 @@ fn default_policy() -> Policy {
     }
 }
 
-/// An event writer that renders lines as the journal's does and throws them away.
-#[derive(Default)]
-struct Rendering {
-    lines: Vec<u8>,
-    clock: WallClock,
-}
-
-impl EventWriter for Rendering {
-    fn record(&mut self, event: &Event<'_>) {
-        line::render(&mut self.lines, self.clock.text(event.at), "node-1", event);
-    }
-    fn hold(&mut self, _: &ocpp_gateway::events::HeldAnswer) {}
-    fn due(&self, _: Instant) -> bool {
-        false
-    }
-    fn due_at(&self) -> Option<Instant> {
-        None
-    }
-    fn flush(&mut self) -> bool {
-        self.lines.clear();
-        false
-    }
+fn line_sink() -> Arc<RecyclingSink> {
+    Arc::default()
 }
 
 /// A shard with one booted charge point, and a batch holding one Heartbeat of it.
@@ -187,26 +171,36 @@ fn heartbeat(c: &mut Criterion) {
     let mut replies = vec![ReplyBatch::default()];
     let mut closes = Vec::new();
     let mut calls = Vec::new();
-    let mut rendering = Rendering::default();
     let mut group = c.benchmark_group("heartbeat");
-    for journal in [false, true] {
-        let name = if journal {
-            "with_journal"
-        } else {
-            "text_to_reply"
-        };
+    // The journal alone; the journal and the Redis stream as the gateway joins them (each line
+    // rendered once); the same two as separate writers (each renders it).
+    let writers: [(&str, Option<Box<dyn EventWriter>>); 4] = [
+        ("text_to_reply", None),
+        ("with_journal", Some(line_sink().writer())),
+        (
+            "with_journal_and_stream",
+            Some(Lines(vec![line_sink(), line_sink()]).writer()),
+        ),
+        (
+            "with_journal_and_stream_apart",
+            Some(Tee(vec![line_sink(), line_sink()]).writer()),
+        ),
+    ];
+    for (name, mut writer) in writers {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut out = Outputs {
                     replies: &mut replies,
-                    writer: journal.then_some(&mut rendering as &mut dyn EventWriter),
+                    writer: writer.as_deref_mut(),
                     closes: &mut closes,
                     calls: &mut calls,
                 };
                 shard.handle_batch(black_box(&batch), &mut out);
                 let framed = replies[0].frame(&replies[0].replies()[0]).len();
                 replies[0].recycle();
-                rendering.flush();
+                if let Some(writer) = writer.as_mut() {
+                    writer.flush();
+                }
                 framed
             });
         });

@@ -1,7 +1,8 @@
 //! `cluster.events`: every event's journal line (`crate::journal::line`) also on the Redis
 //! stream `{prefix}events`, for backends that read events from Redis: a sink like the others.
-//! Processors render lines with the journal's own writer ([`LineWriter`]) into chunks of their
-//! own and hand them over by the rule every sink shares; a thread of its own appends them, in
+//! Processors render lines with the journal's own writer ([`LineWriter`]; with the journal on,
+//! the same writer renders each line once and copies it into both sinks' chunks) into chunks
+//! of their own and hand them over by the rule every sink shares; a thread of its own appends them, in
 //! batches of up to [`BATCH_LINES`] lines ([`BATCH_BYTES`] bytes), each with one Lua script
 //! (`scripts::EVENTS_BATCH`: `XADD {prefix}events MAXLEN ~ cluster.events_maxlen * node {node} line {json}` per line,
 //! all of a batch or none), numbered so that a batch sent again after a lost reply is not
@@ -39,7 +40,7 @@ use crate::clock::WallClock;
 use crate::config::ClusterConfig;
 use crate::events::sink::{HAND_OVER, SinkHealth};
 use crate::events::{Event, EventSink, EventWriter, HeldAnswers, ReplyRoute};
-use crate::journal::{Chunk, Intake, LineWriter, LostWriters, line};
+use crate::journal::{Chunk, Intake, LineSink, LineWriter, LostWriters, line};
 use crate::stats::Stats;
 
 /// Bytes of lines the buffer may hold, whatever `cluster.buffer` says.
@@ -321,7 +322,7 @@ impl StreamSink {
 
 impl EventSink for StreamSink {
     fn writer(&self) -> Box<dyn EventWriter> {
-        Box::new(LineWriter::new(Arc::clone(&self.producers)))
+        Box::new(LineWriter::new(vec![self.intake()]))
     }
 
     /// Never refuses an answer (a loop may be the caller): when the buffer is full, this
@@ -362,6 +363,12 @@ impl EventSink for StreamSink {
 
     fn acks_after_write(&self) -> bool {
         self.ack_after_write
+    }
+}
+
+impl LineSink for StreamSink {
+    fn intake(&self) -> Arc<dyn Intake> {
+        Arc::clone(&self.producers) as Arc<dyn Intake>
     }
 }
 

@@ -290,17 +290,25 @@ impl EventSink for Tee {
     }
 
     fn record_nowait(&self, event: &Event<'_>) -> bool {
-        // Every sink gets it, whatever the others did.
-        let mut all = true;
-        for sink in &self.0 {
-            all &= sink.record_nowait(event);
-        }
-        all
+        record_nowait_each(self.0.iter().map(|s| &**s), event)
     }
 
     fn acks_after_write(&self) -> bool {
         self.0.iter().any(|s| s.acks_after_write())
     }
+}
+
+/// [`EventSink::record_nowait`] into every one of `sinks`, whatever the others did; true when
+/// all took it.
+pub fn record_nowait_each<'a>(
+    sinks: impl Iterator<Item = &'a dyn EventSink>,
+    event: &Event<'_>,
+) -> bool {
+    let mut all = true;
+    for sink in sinks {
+        all &= sink.record_nowait(event);
+    }
+    all
 }
 
 struct TeeWriter(Vec<Box<dyn EventWriter>>);
@@ -527,6 +535,8 @@ pub use held::{Held, HeldAnswer, HeldAnswers};
 /// For unit tests of sinks.
 #[cfg(test)]
 pub mod testing {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::ReplyRoute;
     use crate::batch::ReplyBatch;
 
@@ -535,6 +545,26 @@ pub mod testing {
 
     impl ReplyRoute for Nowhere {
         fn deliver(&self, _loop_index: u16, _batch: ReplyBatch) {}
+        fn take_batch(&self) -> ReplyBatch {
+            ReplyBatch::default()
+        }
+        fn give_batch(&self, _batch: ReplyBatch) {}
+    }
+
+    /// A route that counts the batches delivered to it.
+    #[derive(Default)]
+    pub struct Counting(AtomicUsize);
+
+    impl Counting {
+        pub fn delivered(&self) -> usize {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    impl ReplyRoute for Counting {
+        fn deliver(&self, _loop_index: u16, _batch: ReplyBatch) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
         fn take_batch(&self) -> ReplyBatch {
             ReplyBatch::default()
         }

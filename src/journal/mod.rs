@@ -1,12 +1,13 @@
 //! The embedded event sink: one JSON line per event, appended by its own thread to
 //! `events.path`, rotated by size, synced as `events.fsync` says.
 //!
-//! - [`Journal`] (this file): the sink. Each processor gets a [`LineWriter`] that renders
-//!   lines ([`line`]) into a chunk of its own and hands the chunk over by the rule every sink
-//!   shares ([`crate::events::sink`]: so many lines or bytes, an answer held, or its first line
-//!   a few milliseconds old) to an [`Intake`]: here the journal thread's bounded channel (the
-//!   Redis events stream, `crate::cluster::stream`, has the same writer and its own intake);
-//!   other threads' few events go to a bounded side buffer. Rendering where the event happens
+//! - [`Journal`] (this file): the sink. Each processor gets a [`LineWriter`] ([`lines`]) that
+//!   renders lines ([`line`]) into a chunk of its own and hands the chunk over by the rule
+//!   every sink shares ([`crate::events::sink`]: so many lines or bytes, an answer held, or its
+//!   first line a few milliseconds old) to an [`Intake`]: here the journal thread's bounded
+//!   channel (the Redis events stream, `crate::cluster::stream`, has its own intake; with both
+//!   on, one writer renders each line once for both); other threads' few events go to a
+//!   bounded side buffer. Rendering where the event happens
 //!   costs no allocation and no copy of the message into an intermediate value, and the
 //!   journal thread is woken per chunk, not per event.
 //! - [`writer`]: the thread: writes chunks in batches (one `write` for many lines), syncs when
@@ -21,13 +22,13 @@
 
 pub mod file;
 pub mod line;
+mod lines;
 mod writer;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use log::{info, warn};
@@ -35,11 +36,12 @@ use log::{info, warn};
 use crate::batch::{Pool, Recycle};
 use crate::clock::WallClock;
 use crate::config::EventsConfig;
-use crate::events::sink::{self, Gathering, HAND_OVER, Handed, SinkHealth};
-use crate::events::{Event, EventSink, EventWriter, HeldAnswer, HeldAnswers, ReplyRoute};
+use crate::events::sink::{self, HAND_OVER, Handed, SinkHealth};
+use crate::events::{Event, EventSink, EventWriter, HeldAnswers, ReplyRoute};
 use crate::stats::Stats;
 
 pub use file::rotated_name;
+pub use lines::{Intake, LineSink, LineWriter, Lines, testing};
 
 /// Chunks kept for reuse.
 const POOL: usize = 16;
@@ -240,7 +242,7 @@ impl Journal {
 
 impl EventSink for Journal {
     fn writer(&self) -> Box<dyn EventWriter> {
-        Box::new(LineWriter::new(Arc::clone(&self.shared)))
+        Box::new(LineWriter::new(vec![self.intake()]))
     }
 
     fn record_nowait(&self, event: &Event<'_>) -> bool {
@@ -280,97 +282,9 @@ impl EventSink for Journal {
     }
 }
 
-/// Where a line sink's writers hand their chunks over: the journal's thread (a bounded
-/// channel: the writer waits for room) or the Redis stream's buffer (`crate::cluster::stream`).
-pub trait Intake: Send + Sync + 'static {
-    /// The node's name, in every line.
-    fn node(&self) -> &str;
-    /// A number for a new writer, from 1.
-    fn next_writer(&self) -> u16;
-    /// An empty chunk (from a pool).
-    fn fresh(&self) -> Chunk;
-    /// Takes `chunk`; true when the writer waited for room (back-pressure).
-    fn hand_over(&self, chunk: Chunk) -> bool;
-}
-
-/// One processor's way into a line sink: renders lines into a chunk of its own and hands it
-/// over by the rule every sink shares ([`crate::events::sink`]).
-pub struct LineWriter<I: Intake> {
-    intake: Arc<I>,
-    writer: u16,
-    chunk: Chunk,
-    clock: WallClock,
-    gathering: Gathering,
-    /// The chunk holds answers.
-    holding: bool,
-}
-
-impl<I: Intake> LineWriter<I> {
-    pub fn new(intake: Arc<I>) -> LineWriter<I> {
-        let writer = intake.next_writer();
-        LineWriter {
-            chunk: Chunk {
-                writer,
-                ..intake.fresh()
-            },
-            writer,
-            intake,
-            clock: WallClock::default(),
-            gathering: Gathering::default(),
-            holding: false,
-        }
-    }
-}
-
-/// The journal's writer.
-pub type JournalWriter = LineWriter<Shared>;
-
-impl<I: Intake> EventWriter for LineWriter<I> {
-    fn record(&mut self, event: &Event<'_>) {
-        if !event.kind.journaled() {
-            return;
-        }
-        let ts = self.clock.text(event.at);
-        line::render(&mut self.chunk.lines, ts, self.intake.node(), event);
-        self.chunk.count += 1;
-        self.gathering.added();
-        if Gathering::full(self.chunk.lines.len()) {
-            self.flush();
-        }
-    }
-
-    fn hold(&mut self, answer: &HeldAnswer) {
-        self.chunk.held.push(answer);
-        self.holding = true;
-    }
-
-    fn due(&self, now: Instant) -> bool {
-        let (lines, bytes) = (self.chunk.count as usize, self.chunk.lines.len());
-        self.gathering.due(lines, bytes, self.holding, now)
-    }
-
-    fn due_at(&self) -> Option<Instant> {
-        self.gathering.due_at()
-    }
-
-    fn flush(&mut self) -> bool {
-        if self.chunk.count == 0 && !self.holding {
-            return false;
-        }
-        let fresh = Chunk {
-            writer: self.writer,
-            ..self.intake.fresh()
-        };
-        let chunk = std::mem::replace(&mut self.chunk, fresh);
-        self.gathering.handed();
-        self.holding = false;
-        self.intake.hand_over(chunk)
-    }
-}
-
-impl<I: Intake> Drop for LineWriter<I> {
-    fn drop(&mut self) {
-        self.flush();
+impl LineSink for Journal {
+    fn intake(&self) -> Arc<dyn Intake> {
+        Arc::clone(&self.shared) as Arc<dyn Intake>
     }
 }
 

@@ -27,7 +27,7 @@ use crate::cluster::{self, Cluster};
 use crate::commands::Commands;
 use crate::config::{Config, ListenerConfig};
 use crate::events::{EventSink, Events, ReplyRoute, Tee};
-use crate::journal::{Journal, JournalStatus};
+use crate::journal::{Journal, JournalStatus, LineSink, Lines};
 use crate::kafka::{KafkaSink, KafkaStatus};
 use crate::mailbox::{
     LoopHandle, LoopShared, Loops, ProcessorInbox, Processors, ToLoop, processor_channel,

@@ -92,6 +92,8 @@ pub(super) fn start_sinks(
     let sinks = config.events.sinks;
     let state_holds = config.events.ack_after_write && config.ocpp.state_file.is_some();
     let mut chosen: Vec<Arc<dyn EventSink>> = Vec::new();
+    // The journal and the Redis stream carry the same lines: one writer renders them for both.
+    let mut lines: Vec<Arc<dyn LineSink>> = Vec::new();
     let (mut journal, mut journal_thread) = (None, None);
     if sinks.journal {
         let (sink, status, thread) = Journal::start(
@@ -104,7 +106,7 @@ pub(super) fn start_sinks(
             path: config.events.path.clone(),
             source,
         })?;
-        chosen.push(sink);
+        lines.push(sink);
         (journal, journal_thread) = (Some(status), Some(thread));
     }
     let (mut kafka_status, mut kafka_thread): (Option<Arc<KafkaStatus>>, _) = (None, None);
@@ -129,8 +131,13 @@ pub(super) fn start_sinks(
             Arc::clone(stats),
         )
         .map_err(spawn_err("cluster-events thread"))?;
-        chosen.push(sink);
+        lines.push(sink);
         stream = Some((status, thread));
+    }
+    match lines.len() {
+        0 => {}
+        1 => chosen.insert(0, lines.remove(0)),
+        _ => chosen.insert(0, Arc::new(Lines(lines))),
     }
     let events = match chosen.len() {
         0 => Events::none(),
