@@ -308,8 +308,12 @@ impl Intake for Shared {
         match sink::hand_over(&self.tx, chunk) {
             Handed::At => false,
             Handed::Waited => true,
-            Handed::Gone(_) => {
+            Handed::Gone(mut chunk) => {
+                // The thread is gone (it stopped or died): what the chunk holds is refused,
+                // not left owed for ever.
                 queued.fetch_sub(count, Ordering::Relaxed);
+                let refused = &self.stats.journal.journal_refused;
+                chunk.held.release(&*self.route, false, refused);
                 false
             }
         }
@@ -336,6 +340,50 @@ mod tests {
         };
         assert!(chunk.recycle());
         assert_eq!((chunk.writer, chunk.count, chunk.lines.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_chunk_the_thread_can_no_longer_take_refuses_its_answers() {
+        let stats = Arc::new(Stats::new(1, 1));
+        let route = Arc::new(crate::events::testing::Counting::default());
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        drop(rx); // the journal thread is gone
+        let common = Arc::new(Common {
+            chunks: Pool::new(POOL),
+            side: Mutex::new(SideLines::default()),
+            side_rung: crossbeam_channel::bounded(1),
+            side_limit: 1,
+            node: "gw".into(),
+            writers: AtomicU16::new(1),
+            route: Arc::clone(&route) as Arc<dyn ReplyRoute>,
+            status: Arc::new(JournalStatus {
+                path: PathBuf::new(),
+                health: SinkHealth::default(),
+                queued_lines: AtomicU64::new(0),
+                written: crossbeam_channel::bounded(1),
+            }),
+            stats: Arc::clone(&stats),
+            ack_after_write: true,
+        });
+        let shared = Shared { tx, common };
+        let conn = crate::types::ConnId {
+            loop_index: 0,
+            key: 1,
+            generation: 1,
+        };
+        let answer = crate::events::Held::new(conn, b"[3,\"1\",{}]", 1);
+        let mut chunk = Chunk {
+            writer: 1,
+            count: 1,
+            lines: b"line\n".to_vec(),
+            ..Chunk::default()
+        };
+        chunk.held.push(&answer);
+        assert!(!shared.hand_over(chunk));
+        assert!(!answer.is_owed(), "settled, not owed for ever");
+        assert_eq!(route.delivered(), 1, "its CALLERROR went to the loop");
+        assert_eq!(stats.snapshot().journal_refused, 1);
+        assert_eq!(shared.status.queue_depth(), 0);
     }
 
     #[test]
