@@ -178,6 +178,7 @@ pub mod testing {
 
     use super::{Intake, LineSink, LineWriter};
     use crate::batch::Recycle;
+    use crate::events::sink::HAND_OVER;
     use crate::events::{Event, EventSink, EventWriter};
     use crate::journal::Chunk;
 
@@ -196,13 +197,14 @@ pub mod testing {
         fn next_writer(&self) -> u16 {
             self.writers.fetch_add(1, Ordering::Relaxed) + 1
         }
+        /// A new chunk has room for all a writer puts in it before it is due (so counting
+        /// allocations does not depend on how fast the writer went).
         fn fresh(&self) -> Chunk {
-            self.spare
-                .lock()
-                .map(|mut s| s.pop())
-                .ok()
-                .flatten()
-                .unwrap_or_default()
+            let spare = self.spare.lock().map(|mut s| s.pop()).ok().flatten();
+            spare.unwrap_or_else(|| Chunk {
+                lines: Vec::with_capacity(2 * HAND_OVER.bytes),
+                ..Chunk::default()
+            })
         }
         fn hand_over(&self, mut chunk: Chunk) -> bool {
             chunk.recycle();
