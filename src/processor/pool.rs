@@ -319,7 +319,8 @@ impl Processor {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        let (now, renew_before) = (now.as_secs() as i64, renew_before.as_secs() as i64);
+        let seconds = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let (now, renew_before) = (seconds(now), seconds(renew_before));
         for (conn, cp, call) in self.shard.certificates_due(now, renew_before, per_scan) {
             let (call, _outcome) = OutboundCall::new(call.action, call.payload);
             let call = call.reported(cp, Arc::clone(&self.stats), self.events.clone());

@@ -206,7 +206,7 @@ pub struct Shard {
     cluster: Option<ClusterSender>,
     /// The log was told that the CA ends within the renewal window.
     ca_ending_told: bool,
-    /// A certificate shorter-lived than `security.renew_before` was seen (logged once).
+    /// A renewal waited for half a certificate's life (logged once).
     short_lived_told: bool,
     /// Per 2.x station, its TransactionEvent answers held and perhaps not settled yet: while one
     /// is, a resend of its event is kept again (its first copy may still be refused).

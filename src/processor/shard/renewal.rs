@@ -6,9 +6,9 @@
 //! the handlers answer as any other.
 //!
 //! A certificate is asked about once, and only when its renewal can gain something: not when
-//! it ends with the gateway's own CA, which cannot sign past its end; and a certificate whose
-//! whole life is shorter than `renew_before` (a backend that signs short ones) is due from its
-//! first day, so it is asked at half its life instead, not again the moment it is renewed.
+//! it ends with the gateway's own CA, which cannot sign past its end; and not before half its
+//! life, so a certificate living less than twice `renew_before` (a backend that signs short
+//! ones) is not asked on its first day and its renewal again on the renewal's first day.
 
 use super::*;
 
@@ -81,35 +81,38 @@ impl Shard {
                 continue;
             }
             expiring += 1;
-            let life = certificate.not_after.saturating_sub(certificate.not_before);
-            let short_lived = life <= renew_before;
-            if short_lived && !self.short_lived_told {
-                self.short_lived_told = true;
-                warn!(
-                    "cp={cp} client certificate {} lives {life} s, less than \
-                     security.renew_before: such certificates are asked to renew at half their \
-                     life (processor={}; said once)",
-                    certificate.serial, self.index
-                );
-            }
-            if budget > 0
-                && !shown.renewal_asked
-                && certificate.not_after < ask_before
-                && (!short_lived || certificate.not_after.saturating_sub(now) <= life / 2)
-                && entry.state.registration == Registration::Accepted
+            if budget == 0
+                || shown.renewal_asked
+                || certificate.not_after >= ask_before
+                || entry.state.registration != Registration::Accepted
             {
-                budget -= 1;
-                shown.renewal_asked = true;
-                info!(
-                    "cp={cp} client certificate {} expires at {}: renewal asked",
-                    certificate.serial, certificate.not_after
-                );
-                calls.push((
-                    conn,
-                    ChargePointId::clone(cp),
-                    renewal_call(entry.state.version),
-                ));
+                continue;
             }
+            // Not before half its life: a renewal as short would be due again at once.
+            let life = certificate.not_after.saturating_sub(certificate.not_before);
+            if certificate.not_after.saturating_sub(now) > life / 2 {
+                if !self.short_lived_told {
+                    self.short_lived_told = true;
+                    warn!(
+                        "cp={cp} client certificate {} lives {life} s, less than twice \
+                         security.renew_before: certificates like it are asked to renew at half \
+                         their life (processor={}; said once)",
+                        certificate.serial, self.index
+                    );
+                }
+                continue;
+            }
+            budget -= 1;
+            shown.renewal_asked = true;
+            info!(
+                "cp={cp} client certificate {} expires at {}: renewal asked",
+                certificate.serial, certificate.not_after
+            );
+            calls.push((
+                conn,
+                ChargePointId::clone(cp),
+                renewal_call(entry.state.version),
+            ));
         }
         self.stats().certificates_expiring.set(expiring);
         self.stats().renewals_triggered.add(calls.len() as u64);

@@ -417,7 +417,7 @@ fn while_the_ca_ends_within_the_window_only_certificates_ending_before_it_are_as
 }
 
 #[test]
-fn a_certificate_shorter_lived_than_the_window_is_asked_at_half_its_life() {
+fn a_certificate_living_less_than_twice_the_window_is_asked_at_half_its_life() {
     const DAY: i64 = 86_400;
     let mut rig = Rig::new(shard(10));
     let (start, renew_before) = (1_000_000_000, 30 * DAY);
@@ -443,16 +443,24 @@ fn a_certificate_shorter_lived_than_the_window_is_asked_at_half_its_life() {
     let mutual = (Auth::Certificate, Profile::MutualTls);
     rig.connect_with("CP2", conn(2), 2, mutual, Some(long));
     rig.boot("CP2", conn(2));
+    // A day longer than the window: due from its first day, asked at its half.
+    let month = CertificateFacts {
+        serial: "05".into(),
+        not_before: start,
+        not_after: start + 31 * DAY,
+    };
+    rig.connect_with("CP3", conn(4), 4, mutual, Some(month));
+    rig.boot("CP3", conn(4));
     let asked = |calls: Vec<(ConnId, ChargePointId, Box<FollowUp>)>| -> Vec<String> {
         calls.iter().map(|(_, cp, _)| cp.to_string()).collect()
     };
-    // Both due; the week-long one only at half its life, the other at once.
+    // All due; the 60-day one is asked at once, the others only at half their life.
     let now = start + DAY;
     assert_eq!(
         asked(rig.shard.certificates_due(now, renew_before, 10)),
         ["CP2"]
     );
-    assert_eq!(rig.shard.stats().certificates_expiring.get(), 2);
+    assert_eq!(rig.shard.stats().certificates_expiring.get(), 3);
     let now = start + 4 * DAY;
     assert_eq!(
         asked(rig.shard.certificates_due(now, renew_before, 10)),
@@ -466,7 +474,11 @@ fn a_certificate_shorter_lived_than_the_window_is_asked_at_half_its_life() {
         asked(rig.shard.certificates_due(later, renew_before, 10)),
         ["CP1"]
     );
-    assert_eq!(rig.shard.stats().renewals_triggered.get(), 3);
+    let half_a_month = start + 15 * DAY + DAY / 2;
+    let mut due = |at| rig.shard.certificates_due(at, renew_before, 10);
+    assert!(due(half_a_month - 1).is_empty());
+    assert_eq!(asked(due(half_a_month)), ["CP3"]);
+    assert_eq!(rig.shard.stats().renewals_triggered.get(), 4);
 }
 
 /// When the shard's signing CA ends, in seconds since the epoch.
