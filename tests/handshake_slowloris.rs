@@ -1,8 +1,9 @@
 //! Slowloris before the upgrade: connections that send most of an upgrade request and then
-//! nothing hold all that connections may hold before their upgrade (a quarter of
-//! `websocket.partial_message_budget`, at least 1 MiB). A charge point whose upgrade request
-//! then arrives in two reads must still be upgraded: the loop closes the oldest holders to make
-//! room for it, not the station.
+//! nothing hold at most what connections may hold before their upgrade (a quarter of
+//! `websocket.partial_message_budget`, at least 1 MiB), however many they are: a read that
+//! takes the loop past it makes room at once by closing the oldest holders. A charge point
+//! whose upgrade request arrives in two reads, while they fill the budget, is still upgraded:
+//! the oldest holders are closed for it, not the station.
 
 mod common;
 
@@ -14,52 +15,62 @@ use common::*;
 
 const SLOW: usize = 200;
 const PAD: usize = 7000;
+/// What connections may hold before their upgrade, on the test's one loop.
+const BUDGET: usize = 1 << 20;
 
 #[test]
 fn the_oldest_slowloris_are_closed_to_make_room_for_a_station() {
     let mut config = test_config();
     config.server.workers = NonZeroUsize::new(1).unwrap();
-    config.websocket.partial_message_budget = 1 << 20; // 1 MiB before the upgrade
+    config.websocket.partial_message_budget = BUDGET; // a quarter of it, at least 1 MiB
     let server = TestServer::start(config);
 
     // One that sends nothing (it holds nothing: never closed to make room, its handshake
     // timeout ends it) ...
     let _idle = TcpStream::connect(server.addr).expect("connect");
-    // ... and slowloris.
+    // ... and slowloris, 1.4 MB of them: past the budget, the oldest are closed as newer
+    // ones come, so what the loop holds stays under it.
     let mut slow: Vec<TcpStream> = (0..SLOW).map(|i| slowloris(&server, i)).collect();
-    let mut held = server
-        .wait_for("every slowloris held", |s| {
-            s.buffered_read_bytes >= SLOW * PAD
-        })
-        .buffered_read_bytes;
-    assert!(held > 1 << 20, "over what they may hold: {held}");
+    let fit = BUDGET / PAD;
+    let stats = server.wait_for("the oldest slowloris closed", |s| {
+        s.upgrades_over_budget >= (SLOW - fit) as u64
+    });
+    assert!(
+        stats.buffered_read_bytes < BUDGET,
+        "{}",
+        stats.buffered_read_bytes
+    );
 
-    // Stations whose request comes in two reads, one after the other, with more slowloris
-    // between them (the second station likely on a slab key a closed slowloris had): each is
-    // upgraded. They stay connected, so that what the loop holds only grows between looks.
+    // Stations whose padded request comes in two reads, one after the other, with more
+    // slowloris between them (the second station likely on a slab key a closed slowloris
+    // had): each is upgraded. They stay connected.
     let mut stations = Vec::new();
     for (n, name) in ["CP-honest-1", "CP-honest-2"].into_iter().enumerate() {
         if n > 0 {
-            // The loop publishes its gauge at the end of a turn, and the room was made in the
-            // turn that answered the last station: wait for it to show.
-            let before = server
-                .wait_for("the room made", |s| s.buffered_read_bytes < 1 << 20)
-                .buffered_read_bytes;
+            let closed = server.stats().upgrades_over_budget;
             slow.extend((0..SLOW / 4).map(|i| slowloris(&server, SLOW + i)));
-            held = server
-                .wait_for("the new slowloris held", |s| {
-                    s.buffered_read_bytes >= before + (SLOW / 4 - 5) * PAD
-                })
-                .buffered_read_bytes;
-            assert!(held > 1 << 20, "over what they may hold again: {held}");
+            // Each newcomer past the budget closed an older one.
+            let stats = server.wait_for("older slowloris closed for the new", |s| {
+                s.upgrades_over_budget >= closed + (SLOW / 4 - 1) as u64
+            });
+            assert!(
+                stats.buffered_read_bytes < BUDGET,
+                "{}",
+                stats.buffered_read_bytes
+            );
         }
-        stations.push(upgrade_in_two_reads(&server, name, held));
+        stations.push(upgrade_in_two_reads(&server, name));
     }
 
-    let stats = server.wait_for("slowloris closed", |s| s.upgrades_over_budget > 0);
+    let stats = server.stats();
     assert!(
-        stats.upgrades_over_budget < SLOW as u64,
+        stats.buffered_read_bytes < BUDGET,
         "{}",
+        stats.buffered_read_bytes
+    );
+    assert!(
+        stats.upgrades_over_budget < (SLOW + SLOW / 4) as u64,
+        "the slowloris that fit are kept: {}",
         stats.upgrades_over_budget
     );
     // The oldest was closed; the newest still waits (its handshake timeout will end it).
@@ -90,21 +101,24 @@ fn slowloris(server: &TestServer, i: usize) -> TcpStream {
     tcp
 }
 
-/// A station sends its upgrade request in two parts, the second once the first is held (the
-/// loop's gauge past `held`): it must be upgraded. Returns its socket.
-fn upgrade_in_two_reads(server: &TestServer, name: &str, held: usize) -> TcpStream {
+/// A station sends its upgrade request (padded, so that what it holds after the first part
+/// takes a full loop past its budget) in two parts, the second once the first was read: it
+/// must be upgraded. Returns its socket.
+fn upgrade_in_two_reads(server: &TestServer, name: &str) -> TcpStream {
     let mut station = TcpStream::connect(server.addr).expect("connect");
     station.set_read_timeout(Some(WATCHDOG)).unwrap();
-    let request = upgrade_request(
-        &format!("/ocpp/{name}"),
-        "Sec-WebSocket-Protocol: ocpp1.6\r\n",
+    let extra = format!(
+        "X-Pad: {}\r\nSec-WebSocket-Protocol: ocpp1.6\r\n",
+        "s".repeat(PAD)
     );
-    let (first, rest) = request.as_bytes().split_at(40);
+    let request = upgrade_request(&format!("/ocpp/{name}"), &extra);
+    let (first, rest) = request.as_bytes().split_at(request.len() - 40);
+    let before = server.stats().upgrades_over_budget;
     station.write_all(first).expect("first part");
-    server.wait_for("the station's first part held", |s| {
-        s.buffered_read_bytes > held
+    // Its first part makes room: an older slowloris is closed.
+    server.wait_for("room made for the station's first part", |s| {
+        s.upgrades_over_budget > before
     });
-    // Reading the rest makes room: the oldest slowloris are closed, not the station.
     station.write_all(rest).expect("the rest");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];

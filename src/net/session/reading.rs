@@ -33,15 +33,13 @@ impl Connection {
             }
         }
         for _ in 0..READS_PER_TURN {
-            if self.is_upgrading()
-                && cx.wire.buffered.upgrading >= cx.limits.upgrade_budget
-                && self.holds_input()
-            {
+            if self.over_upgrade_budget(cx) {
                 // Unauthenticated peers hold all that connections may hold before their
                 // upgrade and this one holds part of it: the oldest holders go first (those
                 // that hold on longest, slowloris, not a station whose handshake spans two
-                // reads). One holding nothing, a station starting its handshake, goes on;
-                // the upgraded are not touched.
+                // reads). One holding nothing, a station starting its handshake, reads (and
+                // makes room if what it keeps takes the loop past the budget); the upgraded
+                // are not touched.
                 return Transition::MakeRoom;
             }
             if cx.over_budget() && self.needs_room(cx) {
@@ -80,11 +78,24 @@ impl Connection {
                 Err(e) => Some(self.read_failed(cx, e)),
             };
             cx.read_buf = buf;
+            if matches!(transition, Some(Transition::Continue)) && self.over_upgrade_budget(cx) {
+                // It held nothing and read past the budget: room is made now, so that what
+                // connections hold before their upgrade stays within it (not one request
+                // each over it, for as many connections as may be open).
+                return Transition::MakeRoom;
+            }
             if let Some(transition) = transition {
                 return transition;
             }
         }
         Transition::Again
+    }
+
+    /// In its handshake and holding bytes while unauthenticated peers hold all they may.
+    fn over_upgrade_budget(&self, cx: &LoopContext) -> bool {
+        self.is_upgrading()
+            && cx.wire.buffered.upgrading >= cx.limits.upgrade_budget
+            && self.holds_input()
     }
 
     /// Consumes freshly read bytes (in the shared buffer), keeping what is unfinished.

@@ -550,9 +550,9 @@ fn what_unauthenticated_peers_hold_is_bounded_apart_from_the_upgraded() {
     assert!(h.conn.is_open());
     assert_eq!(h.cx.wire.buffered.upgrading, 0);
     assert_eq!(h.cx.wire.buffered.read, h.conn.input.capacity());
-    // Other connections, not upgraded, hold all they may: one that holds part of it and
-    // reads more asks the loop to make room (one holding nothing yet reads on)...
-    h.cx.wire.buffered.upgrading = h.cx.limits.upgrade_budget;
+    // Other connections, not upgraded, hold all they may but a head's length: one holding
+    // nothing reads a head and goes on...
+    h.cx.wire.buffered.upgrading = h.cx.limits.upgrade_budget - head.len() - 1;
     let mut other = harness(|_| {});
     std::mem::swap(&mut other.cx, &mut h.cx);
     other.stream().input.extend(head.as_bytes());
@@ -560,11 +560,20 @@ fn what_unauthenticated_peers_hold_is_bounded_apart_from_the_upgraded() {
         other.conn.on_readable(&mut other.cx, KEY),
         Transition::Continue
     );
-    other.stream().input.extend(b"Upgrade: websocket\r\n");
+    // ... a read that takes them to all they may hold asks the loop to make room at once ...
+    other.stream().input.extend(b"U");
     assert_eq!(
         other.conn.on_readable(&mut other.cx, KEY),
         Transition::MakeRoom
     );
+    assert_eq!(other.stream().input.len(), 0, "it was read");
+    // ... and so does one that holds part and would read more, before it reads.
+    other.stream().input.extend(b"pgrade: websocket\r\n");
+    assert_eq!(
+        other.conn.on_readable(&mut other.cx, KEY),
+        Transition::MakeRoom
+    );
+    assert!(!other.stream().input.is_empty(), "not read");
     std::mem::swap(&mut other.cx, &mut h.cx);
     // ... and the upgraded one reads on.
     h.cx.wire.buffered.upgrading = 0;
