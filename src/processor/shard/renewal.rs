@@ -55,13 +55,15 @@ impl Shard {
                 .map_or(0, |d| d.as_secs());
             let ca_end = i64::try_from(ca_end).unwrap_or(i64::MAX);
             if ca_end <= due {
-                ask_before = ca_end;
+                // Once it has ended it signs nothing (`CAExpired`): nobody is asked.
+                ask_before = if ca_end <= now { i64::MIN } else { ca_end };
                 if !self.ca_ending_told {
                     self.ca_ending_told = true;
                     warn!(
                         "processor={} security.ca_cert ends within security.renew_before: \
                          renewals are asked only of certificates ending before it (the \
-                         certificates it signs cannot outlive it); give the gateway a new sub-CA",
+                         certificates it signs cannot outlive it), none once it has ended; give \
+                         the gateway a new sub-CA",
                         self.index
                     );
                 }

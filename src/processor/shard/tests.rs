@@ -413,6 +413,20 @@ fn while_the_ca_ends_within_the_window_only_certificates_ending_before_it_are_as
             .certificates_due(now, beyond_the_ca, 10)
             .is_empty()
     );
+    // Once the CA has ended, nobody is asked (it could not sign the renewal), not even a
+    // certificate that ended before it while its connection stayed open.
+    rig.connect_certified("CP4", conn(5), 5, ("05", ca_end - 3_600));
+    rig.boot("CP4", conn(5));
+    assert!(
+        rig.shard
+            .certificates_due(ca_end, 2 * 86_400, 10)
+            .is_empty()
+    );
+    assert_eq!(
+        rig.shard.stats().certificates_expiring.get(),
+        3,
+        "still counted"
+    );
     assert_eq!(rig.shard.stats().renewals_triggered.get(), 1);
 }
 
