@@ -17,6 +17,8 @@ const SLOW: usize = 200;
 const PAD: usize = 7000;
 /// What connections may hold before their upgrade, on the test's one loop.
 const BUDGET: usize = 1 << 20;
+/// A station's second part.
+const LAST_PART: usize = 40;
 
 #[test]
 fn the_oldest_slowloris_are_closed_to_make_room_for_a_station() {
@@ -25,54 +27,50 @@ fn the_oldest_slowloris_are_closed_to_make_room_for_a_station() {
     config.websocket.partial_message_budget = BUDGET; // a quarter of it, at least 1 MiB
     let server = TestServer::start(config);
 
+    // Past the budget each newcomer closes the oldest: as many are kept as fit under it. A
+    // station's first part takes a full loop past it, by less than a slowloris holds.
+    let slow_len = slow_head(0).len();
+    let kept = (BUDGET - 1) / slow_len;
+    let room = BUDGET - kept * slow_len;
+    let first_part = station_request("CP-honest-1").len() - LAST_PART;
+    assert!(room < first_part && first_part < room + slow_len);
+
     // One that sends nothing (it holds nothing: never closed to make room, its handshake
     // timeout ends it) ...
     let _idle = TcpStream::connect(server.addr).expect("connect");
-    // ... and slowloris, 1.4 MB of them: past the budget, the oldest are closed as newer
-    // ones come, so what the loop holds stays under it.
+    // ... and slowloris, 1.4 MB of them: the oldest are closed as newer ones come.
     let mut slow: Vec<TcpStream> = (0..SLOW).map(|i| slowloris(&server, i)).collect();
-    let fit = BUDGET / PAD;
+    let mut closed = (SLOW - kept) as u64;
     let stats = server.wait_for("the oldest slowloris closed", |s| {
-        s.upgrades_over_budget >= (SLOW - fit) as u64
+        s.upgrades_over_budget >= closed
     });
-    assert!(
-        stats.buffered_read_bytes < BUDGET,
-        "{}",
-        stats.buffered_read_bytes
-    );
+    assert_eq!(stats.upgrades_over_budget, closed);
+    assert!(stats.buffered_read_bytes < BUDGET, "{stats:?}");
 
-    // Stations whose padded request comes in two reads, one after the other, with more
-    // slowloris between them (the second station likely on a slab key a closed slowloris
-    // had): each is upgraded. They stay connected.
+    // Stations whose request comes in two reads, one after the other, with more slowloris
+    // between them (the second station likely on a slab key a closed slowloris had): each
+    // makes room for its first part (one slowloris closed) and is upgraded. They stay
+    // connected.
     let mut stations = Vec::new();
     for (n, name) in ["CP-honest-1", "CP-honest-2"].into_iter().enumerate() {
         if n > 0 {
-            let closed = server.stats().upgrades_over_budget;
+            // The first newcomer takes the room the last station's upgrade left; each
+            // after it closes an older one.
             slow.extend((0..SLOW / 4).map(|i| slowloris(&server, SLOW + i)));
-            // Each newcomer past the budget closed an older one.
+            closed += (SLOW / 4 - 1) as u64;
             let stats = server.wait_for("older slowloris closed for the new", |s| {
-                s.upgrades_over_budget >= closed + (SLOW / 4 - 1) as u64
+                s.upgrades_over_budget >= closed
             });
-            assert!(
-                stats.buffered_read_bytes < BUDGET,
-                "{}",
-                stats.buffered_read_bytes
-            );
+            assert_eq!(stats.upgrades_over_budget, closed);
+            assert!(stats.buffered_read_bytes < BUDGET, "{stats:?}");
         }
-        stations.push(upgrade_in_two_reads(&server, name));
+        stations.push(upgrade_in_two_reads(&server, name, closed));
+        closed += 1;
     }
 
     let stats = server.stats();
-    assert!(
-        stats.buffered_read_bytes < BUDGET,
-        "{}",
-        stats.buffered_read_bytes
-    );
-    assert!(
-        stats.upgrades_over_budget < (SLOW + SLOW / 4) as u64,
-        "the slowloris that fit are kept: {}",
-        stats.upgrades_over_budget
-    );
+    assert_eq!(stats.upgrades_over_budget, closed);
+    assert!(stats.buffered_read_bytes < BUDGET, "{stats:?}");
     // The oldest was closed; the newest still waits (its handshake timeout will end it).
     slow[0].set_read_timeout(Some(WATCHDOG)).unwrap();
     let mut buf = [0u8; 64];
@@ -90,34 +88,43 @@ fn the_oldest_slowloris_are_closed_to_make_room_for_a_station() {
     );
 }
 
-/// Connection `i` sends most of a request (under the 8 KiB a request head may have) and stops.
+/// What slowloris `i` sends: most of a request (under the 8 KiB a request head may have),
+/// all of one length.
+fn slow_head(i: usize) -> String {
+    format!(
+        "GET /ocpp/SL{i:04} HTTP/1.1\r\nHost: x\r\nX-Pad: {}",
+        "a".repeat(PAD)
+    )
+}
+
+/// Connection `i` sends its head and stops.
 fn slowloris(server: &TestServer, i: usize) -> TcpStream {
     let mut tcp = TcpStream::connect(server.addr).expect("connect");
-    let head = format!(
-        "GET /ocpp/SL{i} HTTP/1.1\r\nHost: x\r\nX-Pad: {}",
-        "a".repeat(PAD)
-    );
-    tcp.write_all(head.as_bytes()).expect("part of a request");
+    tcp.write_all(slow_head(i).as_bytes())
+        .expect("part of a request");
     tcp
 }
 
-/// A station sends its upgrade request (padded, so that what it holds after the first part
-/// takes a full loop past its budget) in two parts, the second once the first was read: it
-/// must be upgraded. Returns its socket.
-fn upgrade_in_two_reads(server: &TestServer, name: &str) -> TcpStream {
-    let mut station = TcpStream::connect(server.addr).expect("connect");
-    station.set_read_timeout(Some(WATCHDOG)).unwrap();
+/// A station's upgrade request, padded so that what it holds after its first part takes a
+/// full loop past its budget.
+fn station_request(name: &str) -> String {
     let extra = format!(
         "X-Pad: {}\r\nSec-WebSocket-Protocol: ocpp1.6\r\n",
         "s".repeat(PAD)
     );
-    let request = upgrade_request(&format!("/ocpp/{name}"), &extra);
-    let (first, rest) = request.as_bytes().split_at(request.len() - 40);
-    let before = server.stats().upgrades_over_budget;
+    upgrade_request(&format!("/ocpp/{name}"), &extra)
+}
+
+/// A station sends its upgrade request in two parts, the second once the first was read and
+/// made room (`upgrades_over_budget` past `closed`): it must be upgraded. Returns its socket.
+fn upgrade_in_two_reads(server: &TestServer, name: &str, closed: u64) -> TcpStream {
+    let mut station = TcpStream::connect(server.addr).expect("connect");
+    station.set_read_timeout(Some(WATCHDOG)).unwrap();
+    let request = station_request(name);
+    let (first, rest) = request.as_bytes().split_at(request.len() - LAST_PART);
     station.write_all(first).expect("first part");
-    // Its first part makes room: an older slowloris is closed.
     server.wait_for("room made for the station's first part", |s| {
-        s.upgrades_over_budget > before
+        s.upgrades_over_budget > closed
     });
     station.write_all(rest).expect("the rest");
     let mut head = Vec::new();

@@ -666,7 +666,7 @@ impl Fleet {
             Transition::Remove(cause) => self.remove(key, cause),
             // The fleet's sessions hold nothing before their upgrade between reads: a session
             // asking for room is one this driver does not expect; it goes, as an error.
-            Transition::MakeRoom => self.remove(key, CloseCause::ConnectionLost),
+            Transition::MakeRoom { .. } => self.remove(key, CloseCause::ConnectionLost),
         }
     }
 

@@ -380,7 +380,7 @@ impl EventLoop {
                 }
             }
             Transition::Remove(cause) => self.remove(key, cause),
-            Transition::MakeRoom => self.make_room(key),
+            Transition::MakeRoom { read_on } => self.make_room(key, read_on),
         }
     }
 
@@ -442,11 +442,12 @@ impl EventLoop {
 
     /// Closes the connections in their handshake that hold bytes, those that began holding
     /// first first, and before `key` did, until those not upgraded yet hold less than they
-    /// may; then `key` reads again. If that is not enough, `key` is closed (a connection that
+    /// may; then `key` reads again if it has more to read (`read_on`). If that is not enough,
+    /// `key` is closed (a connection that
     /// holds on longest goes first: slowloris do, a station's handshake takes milliseconds).
     /// Each entry walked is either closed or dropped (stale), except the reader's: the walk
     /// costs what it frees.
-    fn make_room(&mut self, key: usize) {
+    fn make_room(&mut self, key: usize, read_on: bool) {
         let full = |cx: &LoopContext| cx.wire.buffered.upgrading >= cx.limits.upgrade_budget;
         let reader = self.conns.get(key).map(|c| (key, c.generation));
         while full(&self.cx) {
@@ -466,7 +467,7 @@ impl EventLoop {
         if full(&self.cx) {
             self.cx.stats().upgrades_over_budget.inc();
             self.remove(key, CloseCause::ConnectionLost);
-        } else {
+        } else if read_on {
             self.act(key, Transition::Again);
         }
     }

@@ -94,10 +94,11 @@ pub enum Transition {
     Pause(Pause),
     /// The connection is over: forget it, reporting `cause`.
     Remove(CloseCause),
-    /// Not upgraded yet, it must hold more, and those not upgraded yet hold all they may
+    /// Not upgraded yet and holding bytes, while those not upgraded yet hold all they may
     /// (`Limits::upgrade_budget`): the loop closes those of them that began holding bytes
-    /// first, then serves this one again; if none began before it, it is the one closed.
-    MakeRoom,
+    /// first, then, if it has more to read (`read_on`), serves this one again; if none began
+    /// before it, it is the one closed.
+    MakeRoom { read_on: bool },
 }
 
 /// Why a connection stopped reading.

@@ -40,7 +40,7 @@ impl Connection {
                 // reads). One holding nothing, a station starting its handshake, reads (and
                 // makes room if what it keeps takes the loop past the budget); the upgraded
                 // are not touched.
-                return Transition::MakeRoom;
+                return Transition::MakeRoom { read_on: true };
             }
             if cx.over_budget() && self.needs_room(cx) {
                 return Transition::Pause(Pause::Budget);
@@ -81,12 +81,16 @@ impl Connection {
             if matches!(transition, Some(Transition::Continue)) && self.over_upgrade_budget(cx) {
                 // It held nothing and read past the budget: room is made now, so that what
                 // connections hold before their upgrade stays within it (not one request
-                // each over it, for as many connections as may be open).
-                return Transition::MakeRoom;
+                // each over it, for as many connections as may be open). Its socket is drained:
+                // nothing to read on.
+                return Transition::MakeRoom { read_on: false };
             }
             if let Some(transition) = transition {
                 return transition;
             }
+        }
+        if self.over_upgrade_budget(cx) {
+            return Transition::MakeRoom { read_on: true }; // the last read took it there
         }
         Transition::Again
     }

@@ -564,19 +564,19 @@ fn what_unauthenticated_peers_hold_is_bounded_apart_from_the_upgraded() {
     other.stream().input.extend(b"U");
     assert_eq!(
         other.conn.on_readable(&mut other.cx, KEY),
-        Transition::MakeRoom
+        Transition::MakeRoom { read_on: false }
     );
     assert_eq!(other.stream().input.len(), 0, "it was read");
     // ... and so does one that holds part and would read more, before it reads.
     other.stream().input.extend(b"pgrade: websocket\r\n");
     assert_eq!(
         other.conn.on_readable(&mut other.cx, KEY),
-        Transition::MakeRoom
+        Transition::MakeRoom { read_on: true }
     );
     assert!(!other.stream().input.is_empty(), "not read");
     std::mem::swap(&mut other.cx, &mut h.cx);
-    // ... and the upgraded one reads on.
-    h.cx.wire.buffered.upgrading = 0;
+    // ... and the upgraded one reads on, whatever the others hold.
+    assert_eq!(h.cx.wire.buffered.upgrading, h.cx.limits.upgrade_budget);
     assert_eq!(
         h.receive(&text(r#"[2,"1","Heartbeat",{}]"#)[5..]),
         Transition::Continue
