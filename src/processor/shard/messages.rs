@@ -125,7 +125,7 @@ impl Shard {
         };
         let stats = &self.stats;
         count_call(stats, self.index, &call);
-        entry.seen.last_message_ms = epoch_ms(at).max(1);
+        entry.seen.last_message_ms = NonZeroU64::new(epoch_ms(at).max(1));
         if known201 == Some(v201::Action::TransactionEvent) {
             unsure_of_last_event(stats, self.owed_events.any(cp), entry);
         }
@@ -398,7 +398,7 @@ impl Shard {
                 labelled.calls_by_action_v201[v201::Action::Heartbeat.index()].inc()
             }
         }
-        entry.seen.last_message_ms = epoch_ms(at).max(1);
+        entry.seen.last_message_ms = NonZeroU64::new(epoch_ms(at).max(1));
         if let Some(writer) = writer {
             let mut journaling = Journaling {
                 writer,

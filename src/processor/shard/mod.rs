@@ -26,7 +26,7 @@ use journaling::*;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::num::NonZeroI32;
+use std::num::{NonZeroI32, NonZeroU64};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -102,8 +102,8 @@ struct Seen {
     /// charge points that leave one after the other stay in order when the oldest are
     /// forgotten).
     since_us: u64,
-    /// When its last message came, in ms since the epoch (0: none yet).
-    last_message_ms: u64,
+    /// When its last message came, in ms since the epoch (None: none yet).
+    last_message_ms: Option<NonZeroU64>,
     /// The payload of its last accepted or pending BootNotification.
     boot: Option<Box<RawValue>>,
     /// Journal lines left out over its allowance since it connected.

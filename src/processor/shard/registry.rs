@@ -127,7 +127,7 @@ impl Shard {
                     seen: Box::new(Seen {
                         peer: Some(peer),
                         since_us: epoch_us(now),
-                        last_message_ms: 0,
+                        last_message_ms: None,
                         boot: None,
                         journal_suppressed: 0,
                         rate_limited: 0,

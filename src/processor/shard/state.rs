@@ -36,7 +36,7 @@ impl Shard {
                     seen: Box::new(Seen {
                         peer: None,
                         since_us,
-                        last_message_ms: 0,
+                        last_message_ms: None,
                         boot: saved.boot,
                         journal_suppressed: 0,
                         rate_limited: 0,

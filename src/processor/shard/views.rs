@@ -92,8 +92,10 @@ impl Shard {
                 )
                 .collect(),
             open_transaction: entry.state.open_transaction.map(std::num::NonZeroI32::get),
-            last_message_at: (entry.seen.last_message_ms > 0)
-                .then(|| rfc3339(super::at_ms(entry.seen.last_message_ms))),
+            last_message_at: entry
+                .seen
+                .last_message_ms
+                .map(|ms| rfc3339(super::at_ms(ms.get()))),
             client_certificate: entry.seen.certificate.as_ref().map(|c| CertificateView {
                 serial: c.facts.serial.to_string(),
                 not_after: u64::try_from(c.facts.not_after)
