@@ -128,6 +128,29 @@ fn started_and_stopped<'a>(lines: impl Iterator<Item = &'a str>) -> (HashSet<i64
     (started, stopped)
 }
 
+/// Asserts that every start and stop the charge points were told of is among `started` and
+/// `stopped` (what `place` kept); returns how many starts and stops that was.
+fn all_acknowledged_in(
+    told: &Told,
+    (started, stopped): (&HashSet<i64>, &HashSet<i64>),
+    place: &str,
+) -> (usize, usize) {
+    let (mut starts, mut stops) = (0, 0);
+    for (cp, acks) in &told.acks {
+        for (action, tx) in acks {
+            let kept = if *action == "StartTransaction" {
+                starts += 1;
+                started.contains(tx)
+            } else {
+                stops += 1;
+                stopped.contains(tx)
+            };
+            assert!(kept, "{cp}: acknowledged {action} {tx} not in {place}");
+        }
+    }
+    (starts, stops)
+}
+
 /// Runs the charge points against the gateway on `config`, kills it with SIGKILL once they
 /// have a random number of answers, and returns what they were told.
 fn run_and_kill(config: &Path) -> Told {
@@ -165,24 +188,7 @@ fn config_file(dir: &Path, admin: u16, extra: &str) -> PathBuf {
 /// have closed it; an unanswered Start may or may not have opened one).
 fn check_journal_and_state(dir: &Path, config: &Path, admin: u16, told: &Told) {
     let (started, stopped) = journaled(&dir.join("events.jsonl"));
-    let (mut starts, mut stops) = (0, 0);
-    for (cp, acks) in &told.acks {
-        for (action, tx) in acks {
-            if *action == "StartTransaction" {
-                starts += 1;
-                assert!(
-                    started.contains(tx),
-                    "{cp}: acknowledged start {tx} not journaled"
-                );
-            } else {
-                stops += 1;
-                assert!(
-                    stopped.contains(tx),
-                    "{cp}: acknowledged stop {tx} not journaled"
-                );
-            }
-        }
-    }
+    let (starts, stops) = all_acknowledged_in(told, (&started, &stopped), "the journal");
     eprintln!(
         "{} answers ({starts} starts, {stops} stops) of {} charge points, all journaled",
         told.count,
@@ -297,23 +303,10 @@ fn acknowledged_transactions_survive_a_kill_of_the_gateway_with_the_redis_stream
     // answer went out only once Redis had its line.
     let lines = redis.stream_lines("k1:events");
     let (started, stopped) = started_and_stopped(lines.iter().map(String::as_str));
-    let mut acknowledged = 0;
-    for (cp, acks) in &told.acks {
-        for (action, tx) in acks {
-            let on_stream = if *action == "StartTransaction" {
-                started.contains(tx)
-            } else {
-                stopped.contains(tx)
-            };
-            assert!(
-                on_stream,
-                "{cp}: acknowledged {action} {tx} not on the stream"
-            );
-            acknowledged += 1;
-        }
-    }
+    let (starts, stops) = all_acknowledged_in(&told, (&started, &stopped), "the stream");
     eprintln!(
-        "{acknowledged} acknowledged starts and stops, all on the stream ({} lines)",
+        "{} acknowledged starts and stops, all on the stream ({} lines)",
+        starts + stops,
         lines.len()
     );
     check_journal_and_state(&dir, &config, admin, &told);
