@@ -265,6 +265,8 @@ run_one() {
     local status=0
     "$bench_bin" "${args[@]}" "${extra[@]}" | tee "$summary" || status=$?
     stop_gateway
+    # The results are kept: they name the run's files, not this machine's temporary directory.
+    [[ -f "$log" ]] && sed -i "s#$work#<the run directory>#g" "$log"
     return "$status"
 }
 
