@@ -262,11 +262,12 @@ impl ProcessorQueue {
     }
 
     /// Whether `messages` more messages of `bytes` in all fit (a single message always fits an
-    /// empty queue, whatever its size).
+    /// empty queue, whatever its size; more than one only within the bounds: a loop's batch
+    /// that grows while the queue is empty is still bounded by it).
     pub fn has_room(&self, messages: usize, bytes: usize) -> bool {
         let (queued_messages, queued_bytes) = self.depth();
         queued_messages + messages <= self.max_messages
-            && (queued_bytes + bytes <= self.max_bytes || queued_messages == 0)
+            && (queued_bytes + bytes <= self.max_bytes || (queued_messages == 0 && messages == 1))
     }
 
     pub fn add(&self, messages: usize, bytes: usize) {
@@ -413,6 +414,10 @@ mod tests {
         assert!(
             queue.has_room(1, 1000),
             "one message always fits an empty queue"
+        );
+        assert!(
+            !queue.has_room(2, 1000),
+            "a batch of two past the bound does not: it grows with the loop's batch"
         );
         queue.add(1, 60);
         assert!(queue.has_room(1, 40));
