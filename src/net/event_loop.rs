@@ -434,6 +434,9 @@ impl EventLoop {
             }
             self.cx.holders.pop_front();
         }
+        // What was popped no longer counts towards the next compaction's doubling.
+        let cx = &mut self.cx;
+        cx.holders_compacted = cx.holders_compacted.min(cx.holders.len());
         let list = &mut self.cx.holders;
         if list.capacity() > 64 && list.len() < list.capacity() / 4 {
             list.shrink_to(list.len() * 2);
@@ -464,6 +467,8 @@ impl EventLoop {
                 self.remove(entry.0, CloseCause::ConnectionLost);
             }
         }
+        let cx = &mut self.cx;
+        cx.holders_compacted = cx.holders_compacted.min(cx.holders.len());
         if full(&self.cx) {
             self.cx.stats().upgrades_over_budget.inc();
             self.remove(key, CloseCause::ConnectionLost);
@@ -656,23 +661,27 @@ impl EventLoop {
 
     // ---- other threads ----
 
-    /// Takes what other threads sent, then reads the wall clock again: the processors' answers
-    /// just delivered were stamped before it, so a Heartbeat the loop answers after one of
-    /// them never carries an earlier time.
+    /// Takes what other threads sent, then, if processors' answers came, reads the wall clock
+    /// again: they were stamped before it, so a Heartbeat the loop answers after one of them
+    /// never carries an earlier time.
     fn drain_inbox(&mut self) {
-        self.receive_inbox();
-        self.cx.read_wall();
+        if self.receive_inbox() {
+            self.cx.read_wall();
+        }
     }
 
-    fn receive_inbox(&mut self) {
+    /// True when processors' answers were delivered.
+    fn receive_inbox(&mut self) -> bool {
         self.shared.clear_wake();
         self.inbox_more = false;
+        let mut answers = false;
         for _ in 0..INBOX_BATCH {
             let Ok(msg) = self.inbox.try_recv() else {
-                return;
+                return answers;
             };
             match msg {
                 ToLoop::Replies(batch) => {
+                    answers = true;
                     for reply in batch.replies() {
                         let Some(key) = self.current(reply.conn) else {
                             continue;
@@ -710,6 +719,7 @@ impl EventLoop {
             }
         }
         self.inbox_more = true;
+        answers
     }
 
     /// Closes (1008) the open connections whose client certificate the current CRLs revoke.
